@@ -1,0 +1,13 @@
+//! The chain core: record model, canonical encoding, hashing, seals, key
+//! evolution and the verifier. No tokio, no network, no filesystem.
+
+mod codec;
+pub mod hash;
+pub mod keys;
+pub mod record;
+pub mod verify;
+
+pub use codec::DecodeError;
+pub use hash::{Digest, ZERO_HEAD};
+pub use keys::{seal_message, SecretKey};
+pub use record::{Body, ChainId, Kind, Record};

@@ -1,0 +1,122 @@
+//! The one way state files are written: temp file, fsync, rename, fsync the directory.
+//!
+//! Crash at any step leaves either the old file or the new one under the final
+//! name, never a mix: before the rename only a `.NAME.tmp` exists beside the old
+//! file (removed at the next open with [`remove_stale_temps`]); after the rename
+//! the new file is complete because it was fsynced first.
+//!
+//! Files holding secrets are written with [`write_secret`]: mode 0600, and the
+//! replaced file's blocks are overwritten with zeros through a descriptor opened
+//! before the rename, so the erased key is not left in the old inode. (A crash
+//! between the rename and that overwrite leaves the old bytes in free filesystem
+//! blocks, outside any file; on copy-on-write or flash storage overwriting is best
+//! effort. See README, "Forward security".)
+
+use crate::faults;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// fsyncs a directory, making a rename or create in it durable.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Atomically replaces `path` with `data` (mode 0644). `step` names the crash
+/// points `STEP.temp-written` and `STEP.renamed`.
+pub fn write_atomic(path: &Path, data: &[u8], step: &str) -> io::Result<()> {
+    write_impl(path, data, 0o644, false, step)
+}
+
+/// Like [`write_atomic`] for a file holding secrets: mode 0600, and the replaced
+/// file's content is overwritten with zeros after the rename.
+pub fn write_secret(path: &Path, data: &[u8], step: &str) -> io::Result<()> {
+    write_impl(path, data, 0o600, true, step)
+}
+
+fn write_impl(path: &Path, data: &[u8], mode: u32, scrub_old: bool, step: &str) -> io::Result<()> {
+    let tmp = temp_path(path);
+    let old = if scrub_old {
+        match OpenOptions::new().write(true).open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    faults::point(&format!("{step}.temp-written"));
+    #[allow(clippy::disallowed_methods)] // this is the one sanctioned rename
+    std::fs::rename(&tmp, path)?;
+    faults::point(&format!("{step}.renamed"));
+    fsync_dir(parent(path))?;
+    if let Some(f) = old {
+        zero_fill(f)?;
+    }
+    Ok(())
+}
+
+fn zero_fill(mut f: File) -> io::Result<()> {
+    let len = f.metadata()?.len();
+    let zeros = [0u8; 4096];
+    let mut left = len;
+    use std::io::Seek;
+    f.seek(io::SeekFrom::Start(0))?;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()
+}
+
+/// Overwrites a file with zeros, then removes it and fsyncs its directory.
+pub fn scrub_and_remove(path: &Path) -> io::Result<()> {
+    match OpenOptions::new().write(true).open(path) {
+        Ok(f) => zero_fill(f)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    std::fs::remove_file(path)?;
+    fsync_dir(parent(path))
+}
+
+/// Removes (scrubbing first) temp files left in `dir` by a crash during
+/// [`write_atomic`] / [`write_secret`].
+pub fn remove_stale_temps(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") && entry.file_type()?.is_file() {
+            scrub_and_remove(&entry.path())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! logseal: tamper-evident logs.
+//!
+//! Every event is stamped into a per-host hash chain and sealed with Ed25519
+//! signatures under a forward-secure key that evolves at every seal. The byte
+//! format is specified in `docs/FORMAT.md`.
+//!
+//! - [`chain`]: the core (records, encoding, hashing, seals, verifier); no I/O.
+//! - [`segment`]: the on-disk record-log format.
+//! - [`signer`], [`writer`]: the key state and the crash-consistent chain writer.
+
+pub mod chain;
+pub mod faults;
+pub mod fsutil;
+pub mod hex;
+pub mod report;
+pub mod segment;
+pub mod signer;
+pub mod timefmt;
+pub mod vectors;
+pub mod verify_files;
+pub mod writer;

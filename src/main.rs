@@ -1,0 +1,337 @@
+//! The `logseal` command line.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use logseal::chain::record::Source;
+use logseal::writer::{ChainWriter, Opened};
+use logseal::{hex, report, verify_files};
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "logseal", version, about = "Tamper-evident logs: hash chains sealed with forward-secure keys")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Chain newline-delimited messages from stdin into a segment file.
+    Stamp {
+        /// State directory (signer key and resume point). Keep it private.
+        #[arg(long)]
+        state: PathBuf,
+        /// Segment file to append to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Host name for a new chain (default: this machine's name).
+        #[arg(long)]
+        host: Option<String>,
+        /// Seal after every N events (0: only by interval and at EOF).
+        #[arg(long, default_value_t = 0)]
+        seal_every: u64,
+        /// Seal at most this long after the first unsealed event (e.g. 500ms, 1s, 2m).
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        seal_interval: Duration,
+        /// Lines longer than this many bytes are truncated (and flagged) when chained.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_line: usize,
+    },
+    /// Verify segment files or directories of them. Exit 0 intact, 1 integrity
+    /// failure, 2 usage or I/O error.
+    Verify {
+        /// Segment files or directories (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Trusted genesis public key (64 hex digits); repeatable.
+        #[arg(long = "trust-key", value_name = "HEX")]
+        trust_key: Vec<String>,
+        /// File of trusted genesis keys, one hex key per line (# comments).
+        #[arg(long = "trust-file", value_name = "F")]
+        trust_file: Option<PathBuf>,
+    },
+    /// Print the records of segment files, readable.
+    Inspect {
+        /// Segment files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// One JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the format test vectors (for docs/FORMAT.md and tests/vectors).
+    #[command(hide = true)]
+    GenVectors {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (examples: 500ms, 1s, 2m)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit {unit:?} in {s:?} (use ms, s, m or h)")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("duration must be positive: {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Stamp {
+            state,
+            out,
+            host,
+            seal_every,
+            seal_interval,
+            max_line,
+        } => stamp(state, out, host, seal_every, seal_interval, max_line).map(|_| ExitCode::SUCCESS),
+        Cmd::Verify {
+            paths,
+            json,
+            trust_key,
+            trust_file,
+        } => verify(paths, json, trust_key, trust_file),
+        Cmd::Inspect { paths, json } => inspect(paths, json).map(|_| ExitCode::SUCCESS),
+        Cmd::GenVectors { out } => gen_vectors(out).map(|_| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("logseal: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn stamp(
+    state: PathBuf,
+    out: PathBuf,
+    host: Option<String>,
+    seal_every: u64,
+    seal_interval: Duration,
+    max_line: usize,
+) -> anyhow::Result<()> {
+    let (mut w, opened) = ChainWriter::open(&state, &out, host.as_deref())?;
+    match &opened {
+        Opened::New { origin, note } => eprintln!(
+            "logseal stamp: new chain {} for host {} ({}{})",
+            w.chain_id(),
+            w.host(),
+            origin.name(),
+            if note.is_empty() { String::new() } else { format!(": {note}") }
+        ),
+        Opened::Resumed { after_seq, clean, torn_bytes, rolled_forward } => eprintln!(
+            "logseal stamp: continuing chain {} after seq {after_seq} ({}{}{})",
+            w.chain_id(),
+            if *clean { "clean shutdown" } else { "recovered from an unclean stop" },
+            if *torn_bytes > 0 { format!(", cut {torn_bytes} torn bytes") } else { String::new() },
+            if *rolled_forward { ", completed an interrupted seal" } else { "" }
+        ),
+    }
+    let first_seq = w.next_seq();
+
+    // A reader thread hands stdin over in large chunks so that the interval
+    // seal fires even while stdin is idle.
+    let (tx, rx) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(8);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut buf = vec![0u8; 256 << 10];
+            match stdin.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.send(Ok(buf)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+
+    let mut partial: Vec<u8> = Vec::new();
+    let mut partial_len: u64 = 0; // true length of the current line, beyond `max_line`
+    let mut events = 0u64;
+    let mut seals = 0u64;
+    let mut first_unsealed: Option<Instant> = None;
+    let mut since_seal = 0u64;
+    let chain_line = |w: &mut ChainWriter, line: &[u8], true_len: u64| -> anyhow::Result<()> {
+        let t = logseal::writer::now_ns();
+        if true_len > line.len() as u64 {
+            w.append_at(
+                t,
+                logseal::chain::Body::Event {
+                    source: Source::Stdin,
+                    flags: 0,
+                    peer: "",
+                    original_len: Some(true_len),
+                    payload: logseal::chain::record::Payload::Raw(line),
+                },
+            )?;
+        } else {
+            w.append_event(t, Source::Stdin, "", line)?;
+        }
+        Ok(())
+    };
+    loop {
+        let timeout = match first_unsealed {
+            Some(t0) => seal_interval.saturating_sub(t0.elapsed()),
+            None => Duration::from_secs(3600),
+        };
+        let msg = rx.recv_timeout(timeout);
+        let chunk = match msg {
+            Ok(Ok(c)) => Some(c),
+            Ok(Err(e)) => return Err(e).context("reading stdin"),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(chunk) = chunk {
+            let mut rest: &[u8] = &chunk;
+            while !rest.is_empty() {
+                let (piece, complete) = match memchr(b'\n', rest) {
+                    Some(i) => (&rest[..i], true),
+                    None => (rest, false),
+                };
+                rest = if complete { &rest[piece.len() + 1..] } else { &[] };
+                partial_len += piece.len() as u64;
+                let room = max_line.saturating_sub(partial.len());
+                let line: &[u8] = if partial.is_empty() && complete && piece.len() <= max_line {
+                    piece // fast path: no copy
+                } else {
+                    partial.extend_from_slice(&piece[..piece.len().min(room)]);
+                    if !complete {
+                        continue;
+                    }
+                    &partial
+                };
+                chain_line(&mut w, line, partial_len)?;
+                partial.clear();
+                partial_len = 0;
+                events += 1;
+                since_seal += 1;
+                first_unsealed.get_or_insert_with(Instant::now);
+                if seal_every > 0 && since_seal >= seal_every {
+                    w.seal()?;
+                    seals += 1;
+                    since_seal = 0;
+                    first_unsealed = None;
+                }
+            }
+        }
+        if first_unsealed.is_some_and(|t| t.elapsed() >= seal_interval) {
+            w.seal()?;
+            seals += 1;
+            since_seal = 0;
+            first_unsealed = None;
+        }
+    }
+    if partial_len > 0 {
+        // A last line without a newline is still an event.
+        let line = std::mem::take(&mut partial);
+        chain_line(&mut w, &line, partial_len)?;
+        events += 1;
+    }
+    let id = w.chain_id();
+    let last = w.shutdown("end of input")?;
+    seals += 1;
+    eprintln!(
+        "logseal stamp: chained {events} event(s) into chain {id} (seq {first_seq}..={last}), {seals} seal(s), clean shutdown"
+    );
+    Ok(())
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+fn parse_key(s: &str, from: &str) -> anyhow::Result<[u8; 32]> {
+    let b = hex::decode(s).with_context(|| format!("{from}: {s:?} is not hex"))?;
+    let k: [u8; 32] = b
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{from}: a genesis key is 32 bytes (64 hex digits), got {s:?}"))?;
+    Ok(k)
+}
+
+fn verify(paths: Vec<PathBuf>, json: bool, trust_key: Vec<String>, trust_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut trusted = HashSet::new();
+    for k in &trust_key {
+        trusted.insert(parse_key(k, "--trust-key")?);
+    }
+    if let Some(f) = &trust_file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading trust file {}", f.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let key = line.split_whitespace().next().unwrap_or("");
+            trusted.insert(parse_key(key, &format!("{} line {}", f.display(), i + 1))?);
+        }
+        if trusted.is_empty() {
+            bail!("trust file {} holds no keys", f.display());
+        }
+    }
+    let (files, skipped) = verify_files::expand(&paths)?;
+    let report = verify_files::verify(&files, trusted, |_| {})?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report::verify_json(&report, &files, &skipped))?;
+        writeln!(out)?;
+    } else {
+        for s in &skipped {
+            writeln!(out, "skipped {} (not a logseal segment)", s.display())?;
+        }
+        report::verify_text(&mut out, &report, &files)?;
+    }
+    out.flush()?;
+    Ok(if report.intact() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn inspect(paths: Vec<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let (files, _) = verify_files::expand(&paths)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match report::inspect(&mut out, &files, json) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        r => r?,
+    }
+    match out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+fn gen_vectors(out: PathBuf) -> anyhow::Result<()> {
+    let v = logseal::vectors::generate();
+    std::fs::create_dir_all(&out)?;
+    logseal::fsutil::write_atomic(&out.join("chain-v1.txt"), v.text.as_bytes(), "vectors")?;
+    logseal::fsutil::write_atomic(&out.join("chain-v1.seg"), &v.segment, "vectors")?;
+    logseal::fsutil::write_atomic(&out.join("chain-v1-redacted.seg"), &v.redacted, "vectors")?;
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! Human-readable and JSON output of `verify` and `inspect`.
+
+use crate::chain::hash;
+use crate::chain::record::{Body, Payload, Record};
+use crate::chain::verify::{Anchor, ChainReport, Finding, Problem, Report, Verdict};
+use crate::hex;
+use crate::segment::{self, Item, SegmentReader};
+use crate::timefmt::rfc3339;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+impl Problem {
+    /// One sentence for a responder.
+    pub fn describe(&self) -> String {
+        use Problem::*;
+        match self {
+            BadLink { seal_seq, first_seq, last_seq } => format!(
+                "bad link: records {first_seq}..={last_seq} do not hash to the head signed by the seal at seq {seal_seq}: one of them was altered, inserted or removed"
+            ),
+            BadSignature { seq, epoch } => format!("bad seal signature: seal at seq {seq} (epoch {epoch}) does not verify under its key"),
+            KeyNotInChain { seq, epoch, signer, expected, signer_epoch } => {
+                let mut s = format!("key not in the key chain: seal at seq {seq} (epoch {epoch}) names signer {signer}, the key chain expects {expected}");
+                if let Some(e) = signer_epoch {
+                    let _ = write!(s, "; the signer is the key of epoch {e}: a past seal re-signed with a later key");
+                }
+                s
+            }
+            EpochMismatch { seq, epoch, expected_epoch } => format!("epoch mismatch: seal at seq {seq} claims epoch {epoch}, expected {expected_epoch}"),
+            Gap { expected_seq, got_seq, missing } => format!("seq gap: expected seq {expected_seq}, found {got_seq} ({missing} record(s) missing)"),
+            Reorder { seq, expected_seq } => format!("reorder: seq {seq} appears where seq {expected_seq} was expected"),
+            Duplicate { seq } => format!("duplicate: seq {seq} appears again with the same content"),
+            Conflict { seq } => format!("conflict: seq {seq} appears again with different content"),
+            TornRecord { expected_seq, skipped_bytes, reason } => format!("torn record: {skipped_bytes} bytes that are not a valid frame ({reason}) where seq {expected_seq} was expected"),
+            Malformed { expected_seq, reason } => format!("malformed record where seq {expected_seq} was expected: {reason}"),
+            TruncatedTail { expected_seq, bytes, reason } => format!("truncated tail: the file ends inside a frame ({reason}, {bytes} bytes) where seq {expected_seq} was expected"),
+            UnsealedTail { first_seq, last_seq, count } => format!("unsealed tail: {count} record(s), seq {first_seq}..={last_seq}, are not covered by any seal (not yet sealed, or the seals were removed)"),
+            ForeignChain { seq, chain } => format!("foreign chain: a record of chain {chain} (its seq {seq}) inside this chain"),
+            MissingGenesis { first_seq } => format!("missing genesis: the chain starts at seq {first_seq}; records before it and the genesis key are not in the input"),
+            UnexpectedGenesis { seq } => format!("unexpected genesis record at seq {seq}"),
+            UntrustedGenesis { fingerprint } => format!("untrusted genesis key {fingerprint}: not among the trusted keys given"),
+            BadRedaction { seq, reason } => format!("bad redaction at seq {seq}: {reason}"),
+        }
+    }
+}
+
+fn location(f: &Finding, files: &[PathBuf]) -> String {
+    match f.at {
+        Some(at) => format!(
+            " [{} @ byte {}]",
+            files.get(at.file).map(|p| p.display().to_string()).unwrap_or_default(),
+            at.offset
+        ),
+        None => String::new(),
+    }
+}
+
+fn time_span(c: &ChainReport) -> String {
+    match (c.first_time_ns, c.last_time_ns) {
+        (Some(a), Some(b)) => format!("{} .. {}", rfc3339(a), rfc3339(b)),
+        _ => "-".into(),
+    }
+}
+
+/// Writes the text report of `verify`.
+pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> io::Result<()> {
+    writeln!(
+        out,
+        "verified {} file(s), {} chain(s)",
+        files.len(),
+        report.chains.len()
+    )?;
+    for c in &report.chains {
+        let verdict = match c.verdict {
+            Verdict::Intact => "INTACT".to_string(),
+            Verdict::Broken => format!(
+                "BROKEN ({} problem(s))",
+                c.problems.len() as u64 + c.problems_not_listed
+            ),
+        };
+        writeln!(out)?;
+        writeln!(
+            out,
+            "chain {}  host {}  {verdict}",
+            c.chain,
+            c.host.as_deref().unwrap_or("?")
+        )?;
+        if let Some(fp) = &c.genesis_fingerprint {
+            let how = match c.anchor {
+                Anchor::Trusted => "trusted (matches a given trust anchor)",
+                Anchor::FromData => "taken from the data itself: no trust anchor given; compare this fingerprint with a pinned one or pass --trust-key",
+                Anchor::Untrusted => "NOT among the trusted keys given",
+                Anchor::None => "",
+            };
+            writeln!(out, "  genesis key  {fp} ({how})")?;
+        }
+        if let Some(o) = &c.origin {
+            let pred = c
+                .predecessor
+                .as_ref()
+                .map(|p| format!(", follows chain {p}"))
+                .unwrap_or_default();
+            writeln!(out, "  origin       {o}{pred}")?;
+        }
+        writeln!(
+            out,
+            "  records      {} (events {}, seals {}, losses {} accounting for {} lost events, redacted {})",
+            c.records, c.events, c.seals, c.losses, c.lost_events, c.redacted
+        )?;
+        writeln!(
+            out,
+            "  seq          {}..={}, key epochs {}, last seal at seq {}",
+            c.first_seq.map_or("-".into(), |s| s.to_string()),
+            c.last_seq.map_or("-".into(), |s| s.to_string()),
+            c.epochs,
+            c.last_seal_seq.map_or("-".into(), |s| s.to_string())
+        )?;
+        writeln!(out, "  time         {}", time_span(c))?;
+        writeln!(
+            out,
+            "  end          {}",
+            if c.ended_cleanly {
+                "clean shutdown, sealed"
+            } else {
+                "no clean shutdown recorded (writer still running, crashed, or tail removed)"
+            }
+        )?;
+        for f in &c.problems {
+            writeln!(out, "  PROBLEM {}{}", f.problem.describe(), location(f, files))?;
+        }
+        if c.problems_not_listed > 0 {
+            writeln!(out, "  ... and {} more problem(s) not listed", c.problems_not_listed)?;
+        }
+    }
+    for f in &report.unattributed {
+        writeln!(out, "PROBLEM outside any chain: {}{}", f.problem.describe(), location(f, files))?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}",
+        if report.intact() {
+            "RESULT: intact"
+        } else {
+            "RESULT: INTEGRITY FAILURE"
+        }
+    )
+}
+
+/// The JSON document of `verify`.
+pub fn verify_json(report: &Report, files: &[PathBuf], skipped: &[PathBuf]) -> Value {
+    json!({
+        "result": if report.intact() { "intact" } else { "integrity-failure" },
+        "files": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "skipped_files": skipped.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "trust_anchors": report.trust_anchors,
+        "chains": report.chains,
+        "unattributed": report.unattributed,
+    })
+}
+
+fn escape_text(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One record as a JSON object.
+pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
+    let mut v = json!({
+        "file": file.display().to_string(),
+        "offset": offset,
+        "chain": r.chain_id.to_string(),
+        "seq": r.seq,
+        "kind": r.kind().name(),
+        "time": rfc3339(r.time_ns),
+        "time_ns": r.time_ns,
+    });
+    let m = v.as_object_mut().expect("object literal");
+    match &r.body {
+        Body::Genesis { host, agent, pk0, origin, predecessor, note } => {
+            m.insert("host".into(), json!(host));
+            m.insert("agent".into(), json!(agent));
+            m.insert("genesis_key".into(), json!(hex::encode(pk0)));
+            m.insert("genesis_fingerprint".into(), json!(hash::fingerprint(pk0)));
+            m.insert("origin".into(), json!(origin.name()));
+            if let Some(p) = predecessor {
+                m.insert(
+                    "predecessor".into(),
+                    json!({"chain": p.chain_id.to_string(), "last_seq": p.last_seq, "head": hex::encode(&p.head)}),
+                );
+            }
+            m.insert("note".into(), json!(note));
+        }
+        Body::Event { source, flags, peer, original_len, payload } => {
+            m.insert("source".into(), json!(source.name()));
+            m.insert("peer".into(), json!(peer));
+            m.insert("flags".into(), json!(flags));
+            if let Some(n) = original_len {
+                m.insert("original_len".into(), json!(n));
+            }
+            match payload {
+                Payload::Raw(b) => {
+                    m.insert("message".into(), json!(String::from_utf8_lossy(b)));
+                    if std::str::from_utf8(b).is_err() {
+                        m.insert("raw_hex".into(), json!(hex::encode(b)));
+                    }
+                }
+                Payload::Fields(fields) => {
+                    let f: Vec<Value> = fields
+                        .iter()
+                        .map(|(k, v)| json!([k, String::from_utf8_lossy(v)]))
+                        .collect();
+                    m.insert("fields".into(), Value::Array(f));
+                }
+            }
+        }
+        Body::Seal { epoch, covers_head, signer, next_pk, .. } => {
+            m.insert("epoch".into(), json!(epoch));
+            m.insert("covers_head".into(), json!(hex::encode(covers_head)));
+            m.insert("signer".into(), json!(hash::fingerprint(signer)));
+            m.insert("next_key".into(), json!(hash::fingerprint(next_pk)));
+        }
+        Body::Loss { source, reason, count, first_ns, last_ns, detail } => {
+            m.insert("source".into(), json!(source.name()));
+            m.insert("reason".into(), json!(reason.name()));
+            m.insert("count".into(), json!(count));
+            m.insert("first".into(), json!(rfc3339(*first_ns)));
+            m.insert("last".into(), json!(rfc3339(*last_ns)));
+            m.insert("detail".into(), json!(detail));
+        }
+        Body::Lifecycle { event, agent, dropped_bytes, detail } => {
+            m.insert("event".into(), json!(event.name()));
+            m.insert("agent".into(), json!(agent));
+            m.insert("dropped_bytes".into(), json!(dropped_bytes));
+            m.insert("detail".into(), json!(detail));
+        }
+    }
+    v
+}
+
+/// One record as a line of text: seq, kind, time, source, message.
+pub fn record_text(r: &Record<'_>) -> String {
+    let head = format!("{:>8} {:<9} {}", r.seq, r.kind().name(), rfc3339(r.time_ns));
+    match &r.body {
+        Body::Genesis { host, pk0, origin, predecessor, note, .. } => {
+            let mut s = format!("{head} host={host} origin={} key={}", origin.name(), hash::fingerprint(pk0));
+            if let Some(p) = predecessor {
+                let _ = write!(s, " follows={}@{}", p.chain_id, p.last_seq);
+            }
+            if !note.is_empty() {
+                let _ = write!(s, " note={:?}", note);
+            }
+            s
+        }
+        Body::Event { source, peer, payload, original_len, .. } => {
+            let msg = match payload {
+                Payload::Raw(b) => escape_text(b),
+                Payload::Fields(f) => f
+                    .iter()
+                    .find(|(k, _)| *k == "MESSAGE")
+                    .map(|(_, v)| escape_text(v))
+                    .unwrap_or_default(),
+            };
+            let peer = if peer.is_empty() { String::new() } else { format!(" {peer}") };
+            let trunc = original_len.map(|n| format!(" [truncated from {n} bytes]")).unwrap_or_default();
+            format!("{head} {}{peer} {msg}{trunc}", source.name())
+        }
+        Body::Seal { epoch, signer, next_pk, .. } => format!(
+            "{head} epoch={epoch} signer={} next={}",
+            hash::fingerprint(signer),
+            hash::fingerprint(next_pk)
+        ),
+        Body::Loss { source, reason, count, first_ns, last_ns, detail } => format!(
+            "{head} {} lost {count} ({}) {} .. {} {detail}",
+            source.name(),
+            reason.name(),
+            rfc3339(*first_ns),
+            rfc3339(*last_ns)
+        ),
+        Body::Lifecycle { event, detail, .. } => format!("{head} {} {detail}", event.name()),
+    }
+}
+
+/// Writes every record of `files`, as text lines or one JSON array.
+/// Damaged bytes are shown, not skipped silently.
+pub fn inspect(out: &mut impl Write, files: &[PathBuf], json_out: bool) -> io::Result<()> {
+    if json_out {
+        write!(out, "[")?;
+    }
+    let mut first = true;
+    for path in files {
+        let mut r = SegmentReader::open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        if !json_out && files.len() > 1 {
+            writeln!(out, "# {}", path.display())?;
+        }
+        while let Some(item) = r.next_item()? {
+            let v: Option<Value>;
+            let line: String;
+            match item {
+                Item::Frame { offset, frame_type: segment::FRAME_RECORD, payload } => match Record::decode(payload) {
+                    Ok(rec) => {
+                        v = json_out.then(|| record_json(&rec, path, offset));
+                        line = record_text(&rec);
+                    }
+                    Err(e) => {
+                        v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "malformed", "reason": e.to_string()}));
+                        line = format!("       ? malformed record at byte {offset}: {e}");
+                    }
+                },
+                Item::Frame { offset, frame_type, payload } => {
+                    let seq = payload.get(16..24).map(|s| u64::from_be_bytes(s.try_into().unwrap_or([0; 8])));
+                    v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "redacted", "frame_type": frame_type, "seq": seq}));
+                    line = format!("{:>8} redacted  (frame type {frame_type:#04x} at byte {offset})", seq.map_or("?".into(), |s| s.to_string()));
+                }
+                Item::Corrupt { offset, skipped, reason } => {
+                    v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "damaged", "bytes": skipped, "reason": reason}));
+                    line = format!("       ! damaged: {skipped} bytes at byte {offset} ({reason})");
+                }
+                Item::TornTail { offset, bytes, reason } => {
+                    v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "torn-tail", "bytes": bytes, "reason": reason}));
+                    line = format!("       ! torn tail: {bytes} bytes at byte {offset} ({reason})");
+                }
+            }
+            match v {
+                Some(v) => {
+                    if !first {
+                        write!(out, ",")?;
+                    }
+                    writeln!(out)?;
+                    serde_json::to_writer(&mut *out, &v)?;
+                }
+                None => writeln!(out, "{line}")?,
+            }
+            first = false;
+        }
+    }
+    if json_out {
+        writeln!(out, "\n]")?;
+    }
+    Ok(())
+}

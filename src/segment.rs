@@ -1,0 +1,492 @@
+//! Segment files: the one on-disk record-log format (stamp output, spool,
+//! collector store, export bundles).
+//!
+//! Normative description: `docs/FORMAT.md`, "Segment files".
+//!
+//! ```text
+//! file   := header frame*
+//! header := "LSEALSEG" | version:u16 = 1 | flags:u16 = 0 | crc32c(previous 12 bytes):u32
+//! frame  := len:u32 | crc:u32 | body            (len = |body|, 1 ..= MAX_FRAME)
+//! body   := type:u8 | payload                   crc = CRC32C(len bytes || body)
+//! type   := 0x01 record (payload = encoded record)
+//!         | 0x02 redacted record (payload = chain_id[16] seq:u64 kind:u8 leaf[32])
+//! ```
+//! Integers are big-endian.
+//!
+//! Invariants: frames are only ever appended; a frame is complete on disk once
+//! the writer has fsynced after it. A crash can leave at most one incomplete
+//! frame at the end (a *torn tail*); [`SegmentWriter::open_append`] cuts it off
+//! (keeping a copy of the torn bytes beside the file) before appending. A
+//! damaged frame followed by good frames is *not* a crash artefact: the writer
+//! refuses to append to such a file rather than destroy evidence, and the reader
+//! reports it and resynchronises on the next frame whose CRC checks.
+//!
+//! CRC32C detects accidents, not attacks; the hash chain detects attacks.
+
+use crate::chain::record::FORMAT_VERSION;
+use crate::fsutil;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// File magic.
+pub const MAGIC: &[u8; 8] = b"LSEALSEG";
+/// Segment format version.
+pub const VERSION: u16 = 1;
+/// Length of the file header.
+pub const HEADER_LEN: u64 = 16;
+/// Largest frame body accepted (16 MiB).
+pub const MAX_FRAME: usize = 16 << 20;
+/// Frame type: an encoded record.
+pub const FRAME_RECORD: u8 = 0x01;
+/// Frame type: a redacted record (leaf only).
+pub const FRAME_REDACTED: u8 = 0x02;
+/// Payload length of a redacted frame.
+pub const REDACTED_LEN: usize = 16 + 8 + 1 + 32;
+
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// The 16-byte file header.
+pub fn header() -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..10].copy_from_slice(&VERSION.to_be_bytes());
+    let crc = crc32c::crc32c(&h[..12]);
+    h[12..].copy_from_slice(&crc.to_be_bytes());
+    h
+}
+
+/// Checks a file header; `Err` says what is wrong with it.
+pub fn check_header(h: &[u8]) -> Result<(), String> {
+    if h.len() < 16 {
+        return Err(format!("file is {} bytes, shorter than a segment header", h.len()));
+    }
+    if &h[..8] != MAGIC {
+        return Err("not a logseal segment (bad magic)".into());
+    }
+    let crc = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+    if crc != crc32c::crc32c(&h[..12]) {
+        return Err("segment header checksum mismatch".into());
+    }
+    let v = u16::from_be_bytes([h[8], h[9]]);
+    if v != VERSION {
+        return Err(format!("unsupported segment version {v}"));
+    }
+    Ok(())
+}
+
+/// True if the file starts with the segment magic.
+pub fn looks_like_segment(path: &Path) -> bool {
+    let mut m = [0u8; 8];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut m))
+        .map(|_| &m == MAGIC)
+        .unwrap_or(false)
+}
+
+/// CRC of a frame: CRC32C over the 4 length bytes and the body.
+pub fn frame_crc(body: &[u8]) -> u32 {
+    let len = (body.len() as u32).to_be_bytes();
+    crc32c::crc32c_append(crc32c::crc32c(&len), body)
+}
+
+/// Appends one complete frame (header and body) to `out`.
+pub fn encode_frame(frame_type: u8, payload: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 8]);
+    out.push(frame_type);
+    out.extend_from_slice(payload);
+    seal_frame(out, start);
+}
+
+/// Fills in len and crc of the frame that starts at `start` and runs to the end of `buf`.
+fn seal_frame(buf: &mut [u8], start: usize) {
+    let body_len = (buf.len() - start - 8) as u32;
+    buf[start..start + 4].copy_from_slice(&body_len.to_be_bytes());
+    let crc = frame_crc(&buf[start + 8..]);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// One item read from a segment.
+#[derive(Debug)]
+pub enum Item<'a> {
+    /// A frame whose CRC checks.
+    Frame {
+        /// File offset of the frame header.
+        offset: u64,
+        /// Frame type byte.
+        frame_type: u8,
+        /// Frame payload (after the type byte).
+        payload: &'a [u8],
+    },
+    /// Bytes that are not a valid frame, followed by a valid frame at `offset + skipped`.
+    Corrupt {
+        /// File offset where the damage starts.
+        offset: u64,
+        /// Bytes skipped to reach the next valid frame.
+        skipped: u64,
+        /// What was wrong with the frame at `offset`.
+        reason: &'static str,
+    },
+    /// The file ends inside a frame, or with bytes that are not a valid frame and
+    /// no valid frame after them.
+    TornTail {
+        /// File offset where the torn tail starts.
+        offset: u64,
+        /// Its length in bytes.
+        bytes: u64,
+        /// What was wrong.
+        reason: &'static str,
+    },
+}
+
+/// Streams the frames of a segment with a bounded buffer.
+pub struct SegmentReader<R> {
+    r: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// File offset of `buf[start]`.
+    pos: u64,
+    eof: bool,
+}
+
+impl SegmentReader<File> {
+    /// Opens a segment file and checks its header.
+    pub fn open(path: &Path) -> io::Result<SegmentReader<File>> {
+        let f = File::open(path)?;
+        SegmentReader::new(f)
+    }
+}
+
+impl<R: Read> SegmentReader<R> {
+    /// Reads and checks the header from `r`.
+    pub fn new(mut r: R) -> io::Result<SegmentReader<R>> {
+        let mut h = Vec::with_capacity(16);
+        (&mut r).take(16).read_to_end(&mut h)?;
+        check_header(&h).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(SegmentReader {
+            r,
+            buf: vec![0u8; 256 << 10],
+            start: 0,
+            end: 0,
+            pos: HEADER_LEN,
+            eof: false,
+        })
+    }
+
+    /// File offset of the next unread byte.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    fn avail(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Ensures `n` bytes are buffered from `start`; false at end of file.
+    fn fill(&mut self, n: usize) -> io::Result<bool> {
+        while self.avail() < n {
+            if self.eof {
+                return Ok(false);
+            }
+            if self.start > 0 && (self.buf.len() - self.start < n || self.end == self.buf.len()) {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buf.len() < n {
+                self.buf.resize(n.max(self.buf.len() * 2), 0);
+            }
+            let k = self.r.read(&mut self.buf[self.end..])?;
+            if k == 0 {
+                self.eof = true;
+            }
+            self.end += k;
+        }
+        Ok(true)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        self.pos += n as u64;
+    }
+
+    /// Checks whether a complete valid frame starts at `start`. Returns its body
+    /// length, or why not (`Err(true)` if the file ended first).
+    fn frame_at(&mut self, strict_prefilter: bool) -> io::Result<Result<usize, (&'static str, bool)>> {
+        if !self.fill(8)? {
+            return Ok(Err(("file ends inside a frame header", true)));
+        }
+        let b = &self.buf[self.start..self.start + 8];
+        let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let crc = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+        if len == 0 || len > MAX_FRAME {
+            return Ok(Err(("frame length out of range", false)));
+        }
+        if strict_prefilter {
+            // While resynchronising, reject cheaply before paying for a CRC.
+            if !self.fill(10.min(8 + len))? {
+                return Ok(Err(("file ends inside a frame", true)));
+            }
+            let t = self.buf[self.start + 8];
+            let ok = match t {
+                FRAME_RECORD => len < 2 || self.buf[self.start + 9] == FORMAT_VERSION,
+                FRAME_REDACTED => len == 1 + REDACTED_LEN,
+                _ => false,
+            };
+            if !ok {
+                return Ok(Err(("unknown frame type", false)));
+            }
+        }
+        if !self.fill(8 + len)? {
+            return Ok(Err(("file ends inside a frame", true)));
+        }
+        let body = &self.buf[self.start + 8..self.start + 8 + len];
+        if frame_crc(body) != crc {
+            return Ok(Err(("frame checksum mismatch", false)));
+        }
+        Ok(Ok(len))
+    }
+
+    /// The next item, or `None` at a clean end of file.
+    pub fn next_item(&mut self) -> io::Result<Option<Item<'_>>> {
+        if !self.fill(1)? {
+            return Ok(None);
+        }
+        let offset = self.pos;
+        let reason = match self.frame_at(false)? {
+            Ok(len) => {
+                let s = self.start;
+                self.consume(8 + len);
+                let body = &self.buf[s + 8..s + 8 + len];
+                return Ok(Some(Item::Frame {
+                    offset,
+                    frame_type: body[0],
+                    payload: &body[1..],
+                }));
+            }
+            Err((reason, _)) => reason,
+        };
+        // Damage at `offset`: look for the next valid frame.
+        self.consume(1);
+        loop {
+            if !self.fill(1)? {
+                return Ok(Some(Item::TornTail {
+                    offset,
+                    bytes: self.pos - offset,
+                    reason,
+                }));
+            }
+            match self.frame_at(true)? {
+                Ok(_) => {
+                    return Ok(Some(Item::Corrupt {
+                        offset,
+                        skipped: self.pos - offset,
+                        reason,
+                    }))
+                }
+                Err(_) => self.consume(1),
+            }
+        }
+    }
+}
+
+/// What [`SegmentWriter::open_append`] found and repaired.
+#[derive(Debug, Default, Clone)]
+pub struct Repair {
+    /// Bytes of a torn tail that were cut off.
+    pub torn_bytes: u64,
+    /// Where the torn bytes were saved, if any.
+    pub saved_to: Option<PathBuf>,
+}
+
+/// Error opening a segment for appending.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// I/O failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// The header is not a valid segment header.
+    #[error("{path}: {reason}")]
+    BadHeader {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Damage in the middle of the file (not a torn tail).
+    #[error("{path}: damaged frame at offset {offset} ({reason}) followed by valid data; refusing to append (that would bury evidence). Run `logseal verify` on it and move it aside")]
+    Damaged {
+        /// File.
+        path: PathBuf,
+        /// Offset of the damage.
+        offset: u64,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+/// Appends frames to a segment file through a large buffer.
+pub struct SegmentWriter {
+    file: File,
+    path: PathBuf,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    flushed: u64,
+}
+
+impl SegmentWriter {
+    /// Opens `path` for appending, creating it with a header if it does not exist
+    /// or is empty, and cutting off a torn tail. Calls `each` for every valid frame
+    /// (offset, type, payload) so the caller can rebuild its state in one pass.
+    pub fn open_append(
+        path: &Path,
+        mut each: impl FnMut(u64, u8, &[u8]),
+    ) -> Result<(SegmentWriter, Repair), OpenError> {
+        let io = |source| OpenError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut repair = Repair::default();
+        if len < HEADER_LEN {
+            // New file, or a crash while creating it: a short header holds no frames.
+            file.set_len(0).map_err(io)?;
+            file.write_all(&header()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            if let Some(dir) = path.parent() {
+                if !dir.as_os_str().is_empty() {
+                    fsutil::fsync_dir(dir).map_err(io)?;
+                }
+            }
+            repair.torn_bytes = len;
+        } else {
+            let mut r = SegmentReader::new(&mut file).map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData => OpenError::BadHeader {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                },
+                _ => io(e),
+            })?;
+            let mut torn = None;
+            while let Some(item) = r.next_item().map_err(io)? {
+                match item {
+                    Item::Frame {
+                        offset,
+                        frame_type,
+                        payload,
+                    } => each(offset, frame_type, payload),
+                    Item::Corrupt { offset, reason, .. } => {
+                        return Err(OpenError::Damaged {
+                            path: path.to_path_buf(),
+                            offset,
+                            reason,
+                        })
+                    }
+                    Item::TornTail { offset, bytes, .. } => torn = Some((offset, bytes)),
+                }
+            }
+            if let Some((offset, bytes)) = torn {
+                let saved = path.with_file_name(format!(
+                    "{}.torn-{offset}",
+                    path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                ));
+                let mut tail = Vec::with_capacity(bytes as usize);
+                file.seek(SeekFrom::Start(offset)).map_err(io)?;
+                (&mut file).take(bytes).read_to_end(&mut tail).map_err(io)?;
+                fsutil::write_atomic(&saved, &tail, "torn-tail").map_err(io)?;
+                file.set_len(offset).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                repair = Repair {
+                    torn_bytes: bytes,
+                    saved_to: Some(saved),
+                };
+            }
+        }
+        let end = file.seek(SeekFrom::End(0)).map_err(io)?;
+        Ok((
+            SegmentWriter {
+                file,
+                path: path.to_path_buf(),
+                buf: Vec::with_capacity(WRITE_BUFFER + 4096),
+                flushed: end,
+            },
+            repair,
+        ))
+    }
+
+    /// The path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// File offset at which the next frame will start.
+    pub fn position(&self) -> u64 {
+        self.flushed + self.buf.len() as u64
+    }
+
+    /// Appends a record frame whose payload `encode` writes; returns the frame's
+    /// offset and the payload bytes (for hashing without a copy).
+    pub fn append_record_with(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<(u64, &[u8])> {
+        if self.buf.len() >= WRITE_BUFFER {
+            self.flush()?;
+        }
+        let start = self.buf.len();
+        let offset = self.flushed + start as u64;
+        self.buf.extend_from_slice(&[0u8; 8]);
+        self.buf.push(FRAME_RECORD);
+        encode(&mut self.buf);
+        if self.buf.len() - start - 8 > MAX_FRAME {
+            self.buf.truncate(start);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("record larger than the maximum frame size ({MAX_FRAME} bytes)"),
+            ));
+        }
+        seal_frame(&mut self.buf, start);
+        Ok((offset, &self.buf[start + 9..]))
+    }
+
+    /// Writes buffered frames to the file (no fsync).
+    pub fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all(&self.buf)?;
+            self.flushed += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes only the first `n` buffered bytes (for crash tests of torn frames).
+    pub fn flush_partial(&mut self, n: usize) -> io::Result<()> {
+        let n = n.min(self.buf.len());
+        self.file.write_all(&self.buf[..n])
+    }
+
+    /// Buffered bytes not yet written.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Flushes and fdatasyncs: everything appended so far is durable.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.file.sync_data()
+    }
+}

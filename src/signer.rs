@@ -1,0 +1,205 @@
+//! The signer state file: the current forward-secure key and where the chain resumes.
+//!
+//! ```text
+//! DIR/signer.state  (mode 0600, replaced only with fsutil::write_secret)
+//!   "LSEALKEY" | version:u16 = 1
+//!   chain_id:[16] | host:str
+//!   epoch:u64                      key epoch j of `current`
+//!   current:[32]                   seed of sk_j
+//!   pending:u8 (0|1) [+ seed:[32]] sk_{j+1}, generated before seal j is written
+//!   resume_seq:u64 | resume_head:[32] | resume_offset:u64
+//!                                  the record at resume_offset in the log has seq
+//!                                  resume_seq and follows head resume_head
+//!   genesis:bytes                  while resume_seq = 0: the encoded Genesis to
+//!                                  write if a crash kept it out of the log
+//!   crc32c:u32                     over everything before it
+//! ```
+//! (`str` = u32 length + UTF-8, integers big-endian.)
+//!
+//! The seal protocol and what a crash at each step leaves (see `writer.rs`):
+//!
+//! | step | state file | log | on restart |
+//! |---|---|---|---|
+//! | 1. write state with `pending = sk_{j+1}` | old or new | no seal j | seal j absent: pending discarded, `sk_j` seals again |
+//! | 2. append seal j (signed by `sk_j`, names `pk_{j+1}`), fsync log | has pending | seal j maybe torn/complete | complete seal j: roll forward to `sk_{j+1}`; torn: cut, as step 1 |
+//! | 3. write state `epoch j+1, current = sk_{j+1}`, no pending; scrub the old file | new | seal j durable | nothing to do |
+//!
+//! A key never signs two durable seals: `sk_j` signs again only if its first
+//! seal never reached the log. After step 3 no file in DIR holds `sk_j`.
+
+use crate::chain::hash::Digest;
+use crate::chain::{ChainId, SecretKey};
+use crate::fsutil;
+use std::io;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+const MAGIC: &[u8; 8] = b"LSEALKEY";
+const VERSION: u16 = 1;
+/// File name of the signer state inside the state directory.
+pub const FILE: &str = "signer.state";
+
+/// Where the chain resumes in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// Seq of the next record expected at `offset`.
+    pub seq: u64,
+    /// Head of the chain before that record.
+    pub head: Digest,
+    /// Log offset of that record.
+    pub offset: u64,
+}
+
+/// The decoded signer state.
+pub struct SignerState {
+    /// Chain.
+    pub chain_id: ChainId,
+    /// Host the chain belongs to.
+    pub host: String,
+    /// Epoch of `current`.
+    pub epoch: u64,
+    /// `sk_epoch`.
+    pub current: SecretKey,
+    /// `sk_{epoch+1}` while seal `epoch` is being written.
+    pub pending: Option<SecretKey>,
+    /// Resume point.
+    pub resume: Resume,
+    /// The encoded Genesis record, kept until it is known to be in the log.
+    pub genesis: Vec<u8>,
+}
+
+/// Why a state file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// No state file.
+    #[error("no signer state at {0}")]
+    Missing(PathBuf),
+    /// Reading failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// The content is not a valid state file.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl SignerState {
+    /// The path of the state file in `dir`.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(FILE)
+    }
+
+    /// Encodes the state. The buffer is zeroized on drop.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut v = Zeroizing::new(Vec::with_capacity(256));
+        v.extend_from_slice(MAGIC);
+        v.extend_from_slice(&VERSION.to_be_bytes());
+        v.extend_from_slice(&self.chain_id.0);
+        v.extend_from_slice(&(self.host.len() as u32).to_be_bytes());
+        v.extend_from_slice(self.host.as_bytes());
+        v.extend_from_slice(&self.epoch.to_be_bytes());
+        v.extend_from_slice(self.current.seed().as_ref());
+        match &self.pending {
+            None => v.push(0),
+            Some(k) => {
+                v.push(1);
+                v.extend_from_slice(k.seed().as_ref());
+            }
+        }
+        v.extend_from_slice(&self.resume.seq.to_be_bytes());
+        v.extend_from_slice(&self.resume.head);
+        v.extend_from_slice(&self.resume.offset.to_be_bytes());
+        v.extend_from_slice(&(self.genesis.len() as u32).to_be_bytes());
+        v.extend_from_slice(&self.genesis);
+        let crc = crc32c::crc32c(&v);
+        v.extend_from_slice(&crc.to_be_bytes());
+        v
+    }
+
+    /// Decodes a state file's bytes.
+    pub fn decode(b: &[u8]) -> Result<SignerState, String> {
+        if b.len() < 14 || &b[..8] != MAGIC {
+            return Err("not a logseal signer state file (bad magic)".into());
+        }
+        let (body, crc) = b.split_at(b.len() - 4);
+        if crc32c::crc32c(body) != u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+            return Err("signer state checksum mismatch (file damaged)".into());
+        }
+        let mut p = 8usize;
+        let mut take = |n: usize| -> Result<&[u8], String> {
+            let s = body.get(p..p + n).ok_or("signer state ends early")?;
+            p += n;
+            Ok(s)
+        };
+        let version = u16::from_be_bytes(take(2)?.try_into().map_err(|_| "bad version")?);
+        if version != VERSION {
+            return Err(format!("unsupported signer state version {version}"));
+        }
+        let arr32 = |s: &[u8]| -> [u8; 32] {
+            let mut a = [0u8; 32];
+            a.copy_from_slice(s);
+            a
+        };
+        let mut id = [0u8; 16];
+        id.copy_from_slice(take(16)?);
+        let hl = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "bad length")?) as usize;
+        let host = std::str::from_utf8(take(hl)?)
+            .map_err(|_| "host name is not UTF-8")?
+            .to_string();
+        let u64_at = |s: &[u8]| u64::from_be_bytes(s.try_into().unwrap_or([0; 8]));
+        let epoch = u64_at(take(8)?);
+        let seed = Zeroizing::new(arr32(take(32)?));
+        let current = SecretKey::from_seed(&seed);
+        let pending = match take(1)?[0] {
+            0 => None,
+            1 => {
+                let s = Zeroizing::new(arr32(take(32)?));
+                Some(SecretKey::from_seed(&s))
+            }
+            _ => return Err("bad pending flag".into()),
+        };
+        let seq = u64_at(take(8)?);
+        let head = arr32(take(32)?);
+        let offset = u64_at(take(8)?);
+        let gl = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "bad length")?) as usize;
+        let genesis = take(gl)?.to_vec();
+        if p != body.len() {
+            return Err("trailing bytes in signer state".into());
+        }
+        Ok(SignerState {
+            chain_id: ChainId(id),
+            host,
+            epoch,
+            current,
+            pending,
+            resume: Resume { seq, head, offset },
+            genesis,
+        })
+    }
+
+    /// Loads the state from `dir`.
+    pub fn load(dir: &Path) -> Result<SignerState, StateError> {
+        let path = Self::path(dir);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => Zeroizing::new(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StateError::Missing(path)),
+            Err(source) => return Err(StateError::Io { path, source }),
+        };
+        SignerState::decode(&bytes).map_err(|reason| StateError::Invalid { path, reason })
+    }
+
+    /// Writes the state atomically, scrubbing the file it replaces. `step` names
+    /// the crash points.
+    pub fn store(&self, dir: &Path, step: &str) -> io::Result<()> {
+        fsutil::write_secret(&Self::path(dir), &self.encode(), step)
+    }
+}

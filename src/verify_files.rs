@@ -1,0 +1,134 @@
+//! Runs the verifier over files and directories of segments (the I/O edge of
+//! `logseal verify`).
+
+use crate::chain::verify::{Report, Verifier};
+use crate::segment::{self, Item, SegmentReader};
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Error that stops verification (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// A path could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// A file given by name is not a segment.
+    #[error("{path}: {reason}")]
+    NotSegment {
+        /// Path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A directory holds no segment.
+    #[error("{0}: no logseal segment files found")]
+    Empty(PathBuf),
+}
+
+/// Expands the paths given on the command line into segment files, in order:
+/// files as given, directories recursively in name order (files that do not start
+/// with the segment magic are skipped and returned separately).
+pub fn expand(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>), InputError> {
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|source| InputError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            let before = files.len();
+            walk(p, &mut files, &mut skipped)?;
+            if files.len() == before {
+                return Err(InputError::Empty(p.clone()));
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok((files, skipped))
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut Vec<PathBuf>) -> Result<(), InputError> {
+    let io = |source| InputError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io)?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let ft = e.file_type().map_err(io)?;
+        if ft.is_dir() {
+            walk(&path, files, skipped)?;
+        } else if ft.is_file() {
+            if segment::looks_like_segment(&path) {
+                files.push(path);
+            } else {
+                skipped.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Verifies `files` in order and returns the report.
+pub fn verify(
+    files: &[PathBuf],
+    trusted: HashSet<[u8; 32]>,
+    mut progress: impl FnMut(u64),
+) -> Result<Report, InputError> {
+    let mut v = Verifier::new(trusted);
+    for (i, path) in files.iter().enumerate() {
+        let mut r = SegmentReader::open(path).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => InputError::NotSegment {
+                path: path.clone(),
+                reason: e.to_string(),
+            },
+            _ => InputError::Io {
+                path: path.clone(),
+                source: e,
+            },
+        })?;
+        v.begin_file(i);
+        let io = |source| InputError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut n = 0u64;
+        while let Some(item) = r.next_item().map_err(io)? {
+            match item {
+                Item::Frame {
+                    offset,
+                    frame_type,
+                    payload,
+                } => v.frame(offset, frame_type, payload),
+                Item::Corrupt {
+                    offset,
+                    skipped,
+                    reason,
+                } => v.damage(offset, skipped, reason, false),
+                Item::TornTail {
+                    offset,
+                    bytes,
+                    reason,
+                } => v.damage(offset, bytes, reason, true),
+            }
+            n += 1;
+            if n % 65_536 == 0 {
+                progress(r.position());
+            }
+        }
+        progress(r.position());
+    }
+    Ok(v.finish())
+}

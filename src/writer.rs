@@ -1,0 +1,586 @@
+//! The chain writer: appends records to a segment log, seals them under the
+//! forward-secure key, and recovers after a crash.
+//!
+//! One writer owns one chain. The log is a segment file (see `segment.rs`); the
+//! key and the resume point live in the signer state (see `signer.rs`, which
+//! also tabulates what a crash at each step of a seal leaves behind).
+//!
+//! Opening:
+//! - state and log agree: resume at the end of the log. A complete seal for the
+//!   state's epoch found after the resume point means a crash hit between the
+//!   seal's fsync and the state update: roll forward to the pending key. A torn
+//!   tail is cut (its bytes saved beside the log). A Lifecycle record says whether
+//!   the previous run ended cleanly (`start`) or not (`recovered`).
+//! - state missing, unreadable or not matching the log: a **new chain**, whose
+//!   Genesis says `state-lost`, why, and the last known position of the old chain.
+//!   Never a silent restart.
+
+use crate::chain::hash::{self, Digest, ZERO_HEAD};
+use crate::chain::record::{
+    Body, ChainId, LifecycleEvent, Origin, Payload, Predecessor, Record, Source,
+};
+use crate::chain::{seal_message, SecretKey};
+use crate::faults;
+use crate::segment::{self, OpenError, SegmentWriter};
+use crate::signer::{Resume, SignerState, StateError};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Writer name and version recorded in Genesis and Lifecycle records.
+pub const AGENT: &str = concat!("logseal ", env!("CARGO_PKG_VERSION"));
+
+/// Wall-clock time in ns since the Unix epoch (negative before 1970).
+pub fn now_ns() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Errors of the writer.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    /// The log could not be opened.
+    #[error(transparent)]
+    Log(#[from] OpenError),
+    /// The state belongs to another host.
+    #[error("signer state in {dir} belongs to host {state_host:?}, not {asked:?}; use another --state directory")]
+    HostMismatch {
+        /// State directory.
+        dir: PathBuf,
+        /// Host in the state.
+        state_host: String,
+        /// Host asked for.
+        asked: String,
+    },
+    /// I/O failure.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        source: io::Error,
+    },
+    /// No randomness.
+    #[error("the operating system's random number generator failed")]
+    Random,
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> WriterError {
+    let what = what.into();
+    move |source| WriterError::Io { what, source }
+}
+
+/// How the writer found its chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// A new chain was started.
+    New {
+        /// Why.
+        origin: Origin,
+        /// The Genesis note.
+        note: String,
+    },
+    /// An existing chain continues.
+    Resumed {
+        /// Last seq found in the log.
+        after_seq: u64,
+        /// True if the previous run ended with a clean shutdown.
+        clean: bool,
+        /// Bytes of a torn tail that were cut off.
+        torn_bytes: u64,
+        /// True if an interrupted seal was completed (key rolled forward).
+        rolled_forward: bool,
+    },
+}
+
+/// What the log holds after the resume point, read once at open.
+#[derive(Default)]
+struct Scan {
+    /// Last record of any chain in the log: (chain, seq, head after it).
+    last: Option<(ChainId, u64, Digest)>,
+    /// Records from the resume point on.
+    next_seq: u64,
+    head: Digest,
+    mismatch: Option<String>,
+    /// Seal found after the resume point: (epoch, signer, next_pk, offset after it, head after it, seq).
+    seal: Option<(u64, [u8; 32], [u8; 32], u64, Digest, u64)>,
+    genesis_pk: Option<[u8; 32]>,
+    /// The log ends with a Lifecycle shutdown followed by a seal.
+    shutdown_then_seal: bool,
+    last_was_shutdown: bool,
+    records_after_resume: u64,
+    /// Records after the last seal found after the resume point.
+    unsealed: u64,
+}
+
+/// Appends records to one chain and seals them.
+pub struct ChainWriter {
+    dir: PathBuf,
+    log: SegmentWriter,
+    state: SignerState,
+    next_seq: u64,
+    head: Digest,
+    unsealed: u64,
+}
+
+impl ChainWriter {
+    /// Opens (or starts) the chain kept in `state_dir`, logging to `log_path`.
+    /// `host` defaults to the state's host, or the system host name for a new chain.
+    pub fn open(
+        state_dir: &Path,
+        log_path: &Path,
+        host: Option<&str>,
+    ) -> Result<(ChainWriter, Opened), WriterError> {
+        create_private_dir(state_dir)?;
+        crate::fsutil::remove_stale_temps(state_dir)
+            .map_err(io_err(format!("cleaning {}", state_dir.display())))?;
+        let loaded = SignerState::load(state_dir);
+        if let (Ok(st), Some(h)) = (&loaded, host) {
+            if st.host != h {
+                return Err(WriterError::HostMismatch {
+                    dir: state_dir.to_path_buf(),
+                    state_host: st.host.clone(),
+                    asked: h.to_string(),
+                });
+            }
+        }
+        let resume = loaded.as_ref().ok().map(|s| (s.chain_id, s.resume));
+        let mut scan = Scan::default();
+        let mut running: Option<(ChainId, u64, Digest)> = None;
+        let (log, repair) = SegmentWriter::open_append(log_path, |offset, ftype, payload| {
+            scan_frame(&mut scan, &mut running, resume, offset, ftype, payload)
+        })?;
+        scan.last = running;
+
+        let default_host = || host.map(str::to_string).unwrap_or_else(system_host);
+        let state = match loaded {
+            Ok(st) => st,
+            Err(e) => {
+                let (note, predecessor) = match &e {
+                    StateError::Missing(_) if scan.last.is_none() => {
+                        return Self::create(state_dir, log, default_host(), Origin::Fresh, None, String::new());
+                    }
+                    StateError::Missing(p) => (
+                        format!("signer state {} is missing but the log holds an earlier chain", p.display()),
+                        scan.last,
+                    ),
+                    other => (other.to_string(), scan.last),
+                };
+                let pred = predecessor.map(|(chain_id, last_seq, head)| Predecessor { chain_id, last_seq, head });
+                return Self::create(state_dir, log, default_host(), Origin::StateLost, pred, note);
+            }
+        };
+
+        // State loaded: does the log agree with it?
+        let end = log.position();
+        let mismatch = if end < state.resume.offset {
+            Some(format!(
+                "log {} ends at byte {end}, before the resume point {} recorded in the signer state",
+                log_path.display(),
+                state.resume.offset
+            ))
+        } else if let Some(m) = scan.mismatch.take() {
+            Some(m)
+        } else if let Some(pk) = scan.genesis_pk.filter(|pk| *pk != state.current.public() || state.epoch != 0) {
+            Some(format!("genesis key {} in the log is not the state's key", hash::fingerprint(&pk)))
+        } else {
+            None
+        };
+        let mismatch = mismatch.or_else(|| match (&scan.seal, &state.pending) {
+            (Some((epoch, ..)), _) if *epoch != state.epoch => Some(format!(
+                "log has a seal for epoch {epoch} after the resume point, state is at epoch {}",
+                state.epoch
+            )),
+            (Some((_, signer, next, ..)), Some(p))
+                if *signer == state.current.public() && *next == p.public() => None,
+            (Some(_), _) => Some("log has a seal after the resume point that the signer state did not make".into()),
+            (None, _) => None,
+        });
+        if let Some(note) = mismatch {
+            let pred = if state.resume.seq > 0 {
+                Some(Predecessor {
+                    chain_id: state.chain_id,
+                    last_seq: state.resume.seq - 1,
+                    head: state.resume.head,
+                })
+            } else {
+                None
+            };
+            let host = state.host.clone();
+            drop(state);
+            return Self::create(state_dir, log, host, Origin::StateLost, pred, note);
+        }
+
+        let mut state = state;
+        let mut rolled_forward = false;
+        if let Some((_, _, _, offset, head, seq)) = scan.seal {
+            // The seal reached the log; the crash came before the state update.
+            state.epoch += 1;
+            state.current = state.pending.take().ok_or(WriterError::Random)?;
+            state.resume = Resume { seq: seq + 1, head, offset };
+            state.genesis.clear();
+            state.store(state_dir, "recover-promote").map_err(io_err("writing signer state"))?;
+            rolled_forward = true;
+        } else if state.pending.is_some() {
+            // The seal never reached the log: its next key was never published.
+            state.pending = None;
+            state.store(state_dir, "recover-discard").map_err(io_err("writing signer state"))?;
+        }
+        let mut w = ChainWriter {
+            dir: state_dir.to_path_buf(),
+            log,
+            next_seq: if scan.records_after_resume > 0 { scan.next_seq } else { state.resume.seq },
+            head: if scan.records_after_resume > 0 { scan.head } else { state.resume.head },
+            state,
+            unsealed: 0,
+        };
+        if w.next_seq == 0 {
+            // Crash between writing the state and the Genesis: write it now.
+            let g = w.state.genesis.clone();
+            w.append_encoded(&g).map_err(io_err("writing genesis"))?;
+            w.log.sync().map_err(io_err("syncing log"))?;
+            return Ok((
+                w,
+                Opened::New {
+                    origin: Origin::Fresh,
+                    note: "genesis written after an interrupted start".into(),
+                },
+            ));
+        }
+        w.unsealed = scan.unsealed;
+        let clean = scan.shutdown_then_seal && repair.torn_bytes == 0;
+        let after_seq = w.next_seq - 1;
+        let mut detail = format!("resumed after seq {after_seq}");
+        if repair.torn_bytes > 0 {
+            detail.push_str(&format!("; cut a torn tail of {} bytes", repair.torn_bytes));
+            if let Some(p) = &repair.saved_to {
+                detail.push_str(&format!(" (saved to {})", p.display()));
+            }
+        }
+        if rolled_forward {
+            detail.push_str("; completed an interrupted seal");
+        }
+        w.append(Body::Lifecycle {
+            event: if clean { LifecycleEvent::Start } else { LifecycleEvent::Recovered },
+            agent: AGENT,
+            dropped_bytes: repair.torn_bytes,
+            detail: &detail,
+        })
+        .map_err(io_err("writing lifecycle record"))?;
+        Ok((
+            w,
+            Opened::Resumed {
+                after_seq,
+                clean,
+                torn_bytes: repair.torn_bytes,
+                rolled_forward,
+            },
+        ))
+    }
+
+    fn create(
+        state_dir: &Path,
+        log: SegmentWriter,
+        host: String,
+        origin: Origin,
+        predecessor: Option<Predecessor>,
+        note: String,
+    ) -> Result<(ChainWriter, Opened), WriterError> {
+        let key = SecretKey::generate().map_err(|_| WriterError::Random)?;
+        let mut id = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+            .map_err(|_| WriterError::Random)?;
+        let chain_id = ChainId(id);
+        let genesis = Record {
+            chain_id,
+            seq: 0,
+            time_ns: now_ns(),
+            body: Body::Genesis {
+                host: &host,
+                agent: AGENT,
+                pk0: key.public(),
+                origin,
+                predecessor,
+                note: &note,
+            },
+        }
+        .encode();
+        let state = SignerState {
+            chain_id,
+            host: host.clone(),
+            epoch: 0,
+            current: key,
+            pending: None,
+            resume: Resume {
+                seq: 0,
+                head: ZERO_HEAD,
+                offset: log.position(),
+            },
+            genesis: genesis.clone(),
+        };
+        state.store(state_dir, "genesis").map_err(io_err("writing signer state"))?;
+        faults::point("genesis.state-durable");
+        let mut w = ChainWriter {
+            dir: state_dir.to_path_buf(),
+            log,
+            state,
+            next_seq: 0,
+            head: ZERO_HEAD,
+            unsealed: 0,
+        };
+        w.append_encoded(&genesis).map_err(io_err("writing genesis"))?;
+        w.log.sync().map_err(io_err("syncing log"))?;
+        Ok((w, Opened::New { origin, note }))
+    }
+
+    fn append_encoded(&mut self, encoded: &[u8]) -> io::Result<()> {
+        let (_, bytes) = self.log.append_record_with(|b| b.extend_from_slice(encoded))?;
+        let leaf = hash::leaf(bytes);
+        self.head = hash::head(&self.head, &leaf);
+        self.next_seq += 1;
+        self.unsealed += 1;
+        Ok(())
+    }
+
+    /// Appends a record with the given body; returns its seq.
+    pub fn append(&mut self, body: Body<'_>) -> io::Result<u64> {
+        self.append_at(now_ns(), body)
+    }
+
+    /// Appends a record with an explicit time; returns its seq.
+    pub fn append_at(&mut self, time_ns: i64, body: Body<'_>) -> io::Result<u64> {
+        let seq = self.next_seq;
+        let rec = Record {
+            chain_id: self.state.chain_id,
+            seq,
+            time_ns,
+            body,
+        };
+        let (_, bytes) = self.log.append_record_with(|b| rec.encode_into(b))?;
+        let leaf = hash::leaf(bytes);
+        self.head = hash::head(&self.head, &leaf);
+        self.next_seq += 1;
+        self.unsealed += 1;
+        Ok(seq)
+    }
+
+    /// Appends an Event with raw bytes.
+    pub fn append_event(&mut self, time_ns: i64, source: Source, peer: &str, raw: &[u8]) -> io::Result<u64> {
+        self.append_at(
+            time_ns,
+            Body::Event {
+                source,
+                flags: 0,
+                peer,
+                original_len: None,
+                payload: Payload::Raw(raw),
+            },
+        )
+    }
+
+    /// Records appended since the last seal.
+    pub fn unsealed(&self) -> u64 {
+        self.unsealed
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> ChainId {
+        self.state.chain_id
+    }
+
+    /// The host.
+    pub fn host(&self) -> &str {
+        &self.state.host
+    }
+
+    /// Seq the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Current key epoch (number of seals made).
+    pub fn epoch(&self) -> u64 {
+        self.state.epoch
+    }
+
+    /// The current head.
+    pub fn head(&self) -> Digest {
+        self.head
+    }
+
+    /// Writes buffered records to the log file (no fsync).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.log.flush()
+    }
+
+    /// Seals everything appended so far and evolves the key (see `signer.rs`
+    /// for the protocol). Returns the seal's seq.
+    pub fn seal(&mut self) -> Result<u64, WriterError> {
+        faults::point("seal.begin");
+        // 1. The next key, durable before anything names it.
+        let next = SecretKey::generate().map_err(|_| WriterError::Random)?;
+        let next_pk = next.public();
+        self.state.pending = Some(next);
+        self.state
+            .store(&self.dir, "seal-pending")
+            .map_err(io_err("writing signer state"))?;
+        faults::point("seal.pending-durable");
+
+        // 2. The seal, signed by the current key, durable in the log.
+        let seq = self.next_seq;
+        let rec = Record {
+            chain_id: self.state.chain_id,
+            seq,
+            time_ns: now_ns(),
+            body: Body::Seal {
+                epoch: self.state.epoch,
+                covers_head: self.head,
+                signer: self.state.current.public(),
+                next_pk,
+                signature: [0u8; 64],
+            },
+        };
+        let key = &self.state.current;
+        let (_, bytes) = self
+            .log
+            .append_record_with(|b| {
+                let start = b.len();
+                rec.encode_into(b);
+                let end = b.len();
+                let sig = key.sign(&seal_message(&b[start..end - 64]));
+                b[end - 64..].copy_from_slice(&sig);
+            })
+            .map_err(io_err("appending seal"))?;
+        let leaf = hash::leaf(bytes);
+        let frame_len = bytes.len() + 9;
+        if faults::armed("seal.record-torn") {
+            let keep = self.log.buffered() - frame_len / 2;
+            let _ = self.log.flush_partial(keep);
+            faults::die();
+        }
+        self.log.flush().map_err(io_err("writing log"))?;
+        faults::point("seal.record-written");
+        self.log.sync().map_err(io_err("syncing log"))?;
+        faults::point("seal.record-durable");
+        self.head = hash::head(&self.head, &leaf);
+        self.next_seq += 1;
+
+        // 3. Promote the next key; the old one is dropped (zeroized) and its file scrubbed.
+        let next = self.state.pending.take().ok_or(WriterError::Random)?;
+        let old = std::mem::replace(&mut self.state.current, next);
+        self.state.epoch += 1;
+        self.state.resume = Resume {
+            seq: self.next_seq,
+            head: self.head,
+            offset: self.log.position(),
+        };
+        self.state.genesis.clear();
+        self.state
+            .store(&self.dir, "seal-promote")
+            .map_err(io_err("writing signer state"))?;
+        drop(old);
+        faults::point("seal.done");
+        self.unsealed = 0;
+        Ok(seq)
+    }
+
+    /// Clean shutdown: a Lifecycle `shutdown` record, then a final seal.
+    pub fn shutdown(mut self, detail: &str) -> Result<u64, WriterError> {
+        self.append(Body::Lifecycle {
+            event: LifecycleEvent::Shutdown,
+            agent: AGENT,
+            dropped_bytes: 0,
+            detail,
+        })
+        .map_err(io_err("writing lifecycle record"))?;
+        self.seal()
+    }
+}
+
+fn scan_frame(
+    scan: &mut Scan,
+    running: &mut Option<(ChainId, u64, Digest)>,
+    resume: Option<(ChainId, Resume)>,
+    offset: u64,
+    ftype: u8,
+    payload: &[u8],
+) {
+    if ftype != segment::FRAME_RECORD {
+        return;
+    }
+    let Ok(rec) = Record::decode(payload) else {
+        if resume.is_some_and(|(_, r)| offset >= r.offset) && scan.mismatch.is_none() {
+            scan.mismatch = Some(format!("undecodable record at log offset {offset}"));
+        }
+        return;
+    };
+    let leaf = hash::leaf(payload);
+    let prev = match running {
+        Some((id, _, h)) if *id == rec.chain_id => *h,
+        _ => ZERO_HEAD,
+    };
+    *running = Some((rec.chain_id, rec.seq, hash::head(&prev, &leaf)));
+
+    // Does the log end with Lifecycle(shutdown) + Seal? (A clean stop.)
+    scan.shutdown_then_seal = matches!(rec.body, Body::Seal { .. }) && scan.last_was_shutdown;
+    scan.last_was_shutdown = matches!(rec.body, Body::Lifecycle { event: LifecycleEvent::Shutdown, .. });
+
+    let Some((chain_id, r)) = resume else { return };
+    if offset < r.offset || scan.mismatch.is_some() {
+        return;
+    }
+    if scan.records_after_resume == 0 {
+        scan.next_seq = r.seq;
+        scan.head = r.head;
+    }
+    if rec.chain_id != chain_id || rec.seq != scan.next_seq {
+        scan.mismatch = Some(format!(
+            "log offset {offset} holds seq {} of chain {}, the signer state expects seq {} of chain {}",
+            rec.seq, rec.chain_id, scan.next_seq, chain_id
+        ));
+        return;
+    }
+    scan.records_after_resume += 1;
+    scan.unsealed += 1;
+    scan.head = hash::head(&scan.head, &leaf);
+    scan.next_seq += 1;
+    match rec.body {
+        Body::Seal {
+            epoch,
+            signer,
+            next_pk,
+            ..
+        } => {
+            if scan.seal.is_some() {
+                scan.mismatch = Some("two seals after the resume point".into());
+            }
+            // `offset + frame` is where the next record starts.
+            let after = offset + 8 + 1 + payload.len() as u64;
+            scan.seal = Some((epoch, signer, next_pk, after, scan.head, rec.seq));
+            scan.unsealed = 0;
+        }
+        Body::Genesis { pk0, .. } => scan.genesis_pk = Some(pk0),
+        _ => {}
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), WriterError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(WriterError::Io {
+            what: format!("creating state directory {}", dir.display()),
+            source: e,
+        }),
+    }
+}
+
+/// The system's host name (`uname -n`).
+pub fn system_host() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
