@@ -19,9 +19,9 @@ impl Problem {
             BadLink { seal_seq, first_seq, last_seq } => format!(
                 "bad link: records {first_seq}..={last_seq} do not hash to the head signed by the seal at seq {seal_seq}: one of them was altered, inserted or removed"
             ),
-            BadSignature { seq, epoch } => format!("bad seal signature: seal at seq {seq} (epoch {epoch}) does not verify under its key"),
-            KeyNotInChain { seq, epoch, signer, expected, signer_epoch } => {
-                let mut s = format!("key not in the key chain: seal at seq {seq} (epoch {epoch}) names signer {signer}, the key chain expects {expected}");
+            BadSignature { first_seq, seq, epoch } => format!("bad seal signature: seal at seq {seq} (epoch {epoch}) does not verify under its key; records {first_seq}..={seq} are not vouched for"),
+            KeyNotInChain { first_seq, seq, epoch, signer, expected, signer_epoch } => {
+                let mut s = format!("key not in the key chain: seal at seq {seq} (epoch {epoch}) names signer {signer}, the key chain expects {expected}; records {first_seq}..={seq} are not vouched for");
                 if let Some(e) = signer_epoch {
                     let _ = write!(s, "; the signer is the key of epoch {e}: a past seal re-signed with a later key");
                 }

@@ -51,6 +51,8 @@ pub enum Problem {
     },
     /// A seal's signature does not verify under its key.
     BadSignature {
+        /// First record of the interval the seal would cover (now unvouched for).
+        first_seq: u64,
         /// Seq of the seal.
         seq: u64,
         /// Its epoch.
@@ -58,6 +60,8 @@ pub enum Problem {
     },
     /// A seal is signed by a key that is not the one the key chain names for its epoch.
     KeyNotInChain {
+        /// First record of the interval the seal would cover (now unvouched for).
+        first_seq: u64,
         /// Seq of the seal.
         seq: u64,
         /// Its epoch.
@@ -182,9 +186,10 @@ impl Problem {
                 seal_seq,
                 ..
             } => (first_seq, seal_seq),
-            BadSignature { seq, .. }
-            | KeyNotInChain { seq, .. }
-            | EpochMismatch { seq, .. }
+            BadSignature { first_seq, seq, .. } | KeyNotInChain { first_seq, seq, .. } => {
+                (first_seq, seq)
+            }
+            EpochMismatch { seq, .. }
             | Reorder { seq, .. }
             | Duplicate { seq }
             | Conflict { seq }
@@ -815,6 +820,7 @@ impl Verifier {
             } => {
                 c.seals += 1;
                 let mut seal_ok = true;
+                let first = c.last_seal_seq.map_or(c.first_seq.unwrap_or(0), |s| s + 1);
                 if *epoch != c.epoch && c.key.is_some() {
                     c.report(
                         Problem::EpochMismatch {
@@ -831,6 +837,7 @@ impl Verifier {
                         let signer_epoch = c.keys.get(signer).copied();
                         let idx = c.report(
                             Problem::KeyNotInChain {
+                                first_seq: first,
                                 seq,
                                 epoch: *epoch,
                                 signer: hash::fingerprint(signer),
@@ -848,13 +855,19 @@ impl Verifier {
                 }
                 let signed = &payload[..payload.len() - 64];
                 if !keys::verify(signer, &keys::seal_message(signed), signature) {
-                    c.report(Problem::BadSignature { seq, epoch: *epoch }, Some(at));
+                    c.report(
+                        Problem::BadSignature {
+                            first_seq: first,
+                            seq,
+                            epoch: *epoch,
+                        },
+                        Some(at),
+                    );
                     seal_ok = false;
                 }
-                let first = c.last_seal_seq.map_or(0, |s| s + 1);
-                match c.head {
-                    Some(h) if h != *covers_head => {
-                        if seal_ok {
+                if seal_ok {
+                    if let Some(h) = c.head {
+                        if h != *covers_head {
                             c.report(
                                 Problem::BadLink {
                                     seal_seq: seq,
@@ -864,11 +877,13 @@ impl Verifier {
                                 Some(at),
                             );
                         }
-                        c.head = if seal_ok { Some(*covers_head) } else { None };
                     }
-                    Some(_) => {}
-                    // Re-anchor on a seal the key chain vouches for.
-                    None => c.head = if seal_ok { Some(*covers_head) } else { None },
+                    // The seal is vouched for by the key chain: (re-)anchor on its head.
+                    c.head = Some(*covers_head);
+                } else {
+                    // Nothing about this interval can be trusted; the next good
+                    // seal re-anchors without blaming the records after it.
+                    c.head = None;
                 }
                 // The key chain continues from this seal's next key even if the seal
                 // failed: the failure is reported once, and later seals are checked

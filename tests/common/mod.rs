@@ -1,0 +1,131 @@
+//! Shared helpers: build real chains with the library writer, locate frames,
+//! run the verifier on files.
+#![allow(dead_code)]
+
+use logseal::chain::verify::{Problem, Report, Verdict};
+use logseal::chain::Record;
+use logseal::chain::record::Source;
+use logseal::segment::{self, Item, SegmentReader};
+use logseal::writer::ChainWriter;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let base = std::env::temp_dir().join(format!(
+            "logseal-test-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        TempDir(base)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Writes a chain: genesis, `events` events (message `"<host> event N"`), a seal
+/// after every `seal_every` events, then a clean shutdown. Returns the log path.
+pub fn build_chain(dir: &Path, host: &str, events: u64, seal_every: u64) -> PathBuf {
+    let log = dir.join(format!("{host}.seg"));
+    let (mut w, _) = ChainWriter::open(&dir.join(format!("{host}.state")), &log, Some(host)).unwrap();
+    for i in 1..=events {
+        let msg = format!("{host} event {i}");
+        w.append_event(logseal::writer::now_ns(), Source::Stdin, "", msg.as_bytes())
+            .unwrap();
+        if i % seal_every == 0 {
+            w.seal().unwrap();
+        }
+    }
+    w.shutdown("test end").unwrap();
+    log
+}
+
+/// One frame of a segment file.
+#[derive(Debug, Clone)]
+pub struct FrameInfo {
+    pub offset: usize,
+    pub len: usize, // whole frame, header included
+    pub seq: u64,
+    pub kind: &'static str,
+}
+
+/// The frames of an intact segment file, in order.
+pub fn frames(bytes: &[u8]) -> Vec<FrameInfo> {
+    let mut r = SegmentReader::new(bytes).unwrap();
+    let mut out = Vec::new();
+    while let Some(item) = r.next_item().unwrap() {
+        match item {
+            Item::Frame { offset, payload, .. } => {
+                let rec = Record::decode(payload).unwrap();
+                out.push(FrameInfo {
+                    offset: offset as usize,
+                    len: payload.len() + 9,
+                    seq: rec.seq,
+                    kind: rec.kind().name(),
+                })
+            }
+            other => panic!("fixture is damaged: {other:?}"),
+        }
+    }
+    out
+}
+
+/// Recomputes the CRC of the frame at `offset` (an attacker would).
+pub fn fix_crc(bytes: &mut [u8], offset: usize) {
+    let len = u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+    let crc = segment::frame_crc(&bytes[offset + 8..offset + 8 + len]);
+    bytes[offset + 4..offset + 8].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Verifies bytes as one file with the library verifier.
+pub fn verify_bytes(dir: &Path, name: &str, bytes: &[u8]) -> Report {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    logseal::verify_files::verify(&[p], HashSet::new(), |_| {}).unwrap()
+}
+
+/// All problems of all chains (and unattributed ones).
+pub fn problems(r: &Report) -> Vec<Problem> {
+    let mut v: Vec<Problem> = r
+        .chains
+        .iter()
+        .flat_map(|c| c.problems.iter().map(|f| f.problem.clone()))
+        .collect();
+    v.extend(r.unattributed.iter().map(|f| f.problem.clone()));
+    v
+}
+
+/// True if the report is broken and some problem names `seq`.
+pub fn names_seq(r: &Report, seq: u64) -> bool {
+    !r.intact() && problems(r).iter().any(|p| {
+        let (a, b) = p.seqs();
+        a <= seq && seq <= b
+    })
+}
+
+pub fn verdict(r: &Report) -> Verdict {
+    if r.intact() {
+        Verdict::Intact
+    } else {
+        Verdict::Broken
+    }
+}
+
+/// Path of the built `logseal` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_logseal"))
+}
