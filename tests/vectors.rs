@@ -1,0 +1,132 @@
+//! The committed test vectors (tests/vectors/) are what the generator
+//! produces, and they check out against independent computations done here
+//! directly with `ring` and `crc32c` (not through logseal's own code).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn vectors() -> BTreeMap<String, Vec<u8>> {
+    let text = std::fs::read_to_string(dir().join("chain-v1.txt")).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(k, _)| !k.ends_with("fingerprint"))
+        .map(|(k, v)| (k.to_string(), unhex(v)))
+        .collect()
+}
+
+fn sha256(parts: &[&[u8]]) -> Vec<u8> {
+    let mut c = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        c.update(p);
+    }
+    c.finish().as_ref().to_vec()
+}
+
+#[test]
+fn committed_vectors_match_the_generator() {
+    let v = logseal::vectors::generate();
+    let d = dir();
+    assert_eq!(std::fs::read_to_string(d.join("chain-v1.txt")).unwrap(), v.text,
+        "regenerate with `logseal gen-vectors --out tests/vectors` only if the format changed on purpose");
+    assert_eq!(std::fs::read(d.join("chain-v1.seg")).unwrap(), v.segment);
+    assert_eq!(std::fs::read(d.join("chain-v1-redacted.seg")).unwrap(), v.redacted);
+}
+
+#[test]
+fn keys_derive_from_their_seeds_independently() {
+    use ring::signature::KeyPair;
+    let v = vectors();
+    for j in 0u64..3 {
+        let seed = sha256(&[b"logseal test vector key ", &j.to_be_bytes()]);
+        assert_eq!(v[&format!("key.{j}.seed")], seed);
+        let kp = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+        assert_eq!(v[&format!("key.{j}.public")], kp.public_key().as_ref());
+    }
+}
+
+#[test]
+fn records_leaves_heads_and_seals_check_out() {
+    let v = vectors();
+    let chain_id = &v["chain_id"];
+    let kinds = [1u8, 2, 2, 2, 2, 4, 5, 3, 5, 2, 3];
+    let mut head = vec![0u8; 32];
+    let mut epoch = 0usize;
+    for (seq, kind) in kinds.iter().enumerate() {
+        let rec = &v[&format!("record.{seq}")];
+        // Header, read by hand per docs/FORMAT.md.
+        assert_eq!(rec[0], 1, "format version");
+        assert_eq!(rec[1], *kind, "kind of record {seq}");
+        assert_eq!(&rec[2..18], &chain_id[..]);
+        assert_eq!(u64::from_be_bytes(rec[18..26].try_into().unwrap()), seq as u64);
+        let leaf = sha256(&[&[0x00], rec]);
+        assert_eq!(v[&format!("leaf.{seq}")], leaf, "leaf {seq}");
+        head = sha256(&[&[0x01], &head, &leaf]);
+        assert_eq!(v[&format!("head.{seq}")], head, "head {seq}");
+        if *kind == 3 {
+            // Seal body: epoch, covers_head, signer, next_pk, signature.
+            let b = &rec[34..];
+            assert_eq!(u64::from_be_bytes(b[..8].try_into().unwrap()), epoch as u64);
+            assert_eq!(&b[8..40], &v[&format!("head.{}", seq - 1)][..], "seal covers the previous head");
+            assert_eq!(&b[40..72], &v[&format!("key.{epoch}.public")][..]);
+            assert_eq!(&b[72..104], &v[&format!("key.{}.public", epoch + 1)][..]);
+            let msg = [b"logseal/seal/v1\0".as_slice(), &rec[..rec.len() - 64]].concat();
+            assert_eq!(v[&format!("seal.{seq}.message")], msg);
+            assert_eq!(&b[104..], &v[&format!("seal.{seq}.signature")][..]);
+            let pk = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &b[40..72]);
+            pk.verify(&msg, &b[104..]).expect("seal signature verifies with ring");
+            epoch += 1;
+        }
+    }
+}
+
+#[test]
+fn segment_file_frames_check_out() {
+    let v = vectors();
+    let seg = std::fs::read(dir().join("chain-v1.seg")).unwrap();
+    assert_eq!(&seg[..8], b"LSEALSEG");
+    assert_eq!(&seg[..16], &v["segment.header"][..]);
+    assert_eq!(u32::from_be_bytes(seg[12..16].try_into().unwrap()), crc32c::crc32c(&seg[..12]));
+    let mut p = 16;
+    let mut seq = 0;
+    while p < seg.len() {
+        let len = u32::from_be_bytes(seg[p..p + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_be_bytes(seg[p + 4..p + 8].try_into().unwrap());
+        let body = &seg[p + 8..p + 8 + len];
+        assert_eq!(crc, crc32c::crc32c_append(crc32c::crc32c(&seg[p..p + 4]), body));
+        assert_eq!(body[0], 0x01, "record frame");
+        assert_eq!(&body[1..], &v[&format!("record.{seq}")][..]);
+        p += 8 + len;
+        seq += 1;
+    }
+    assert_eq!(seq, 11);
+}
+
+#[test]
+fn both_vector_segments_verify_intact() {
+    for (name, redacted) in [("chain-v1.seg", 0), ("chain-v1-redacted.seg", 1)] {
+        let r = logseal::verify_files::verify(&[dir().join(name)], HashSet::new(), |_| {}).unwrap();
+        assert!(r.intact(), "{name}: {:?}", r.chains[0].problems);
+        assert_eq!(r.chains[0].redacted, redacted);
+        assert_eq!(r.chains[0].seals, 2);
+    }
+    // With the right trust anchor, and with a wrong one.
+    let v = vectors();
+    let pk0: [u8; 32] = v["key.0.public"].clone().try_into().unwrap();
+    let r = logseal::verify_files::verify(&[dir().join("chain-v1.seg")], HashSet::from([pk0]), |_| {}).unwrap();
+    assert!(r.intact());
+    let pk1: [u8; 32] = v["key.1.public"].clone().try_into().unwrap();
+    let r = logseal::verify_files::verify(&[dir().join("chain-v1.seg")], HashSet::from([pk1]), |_| {}).unwrap();
+    assert!(!r.intact(), "a genesis key that is not trusted fails");
+}
