@@ -13,7 +13,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "logseal", version, about = "Tamper-evident logs: hash chains sealed with forward-secure keys")]
+#[command(
+    name = "logseal",
+    version,
+    about = "Tamper-evident logs: hash chains sealed with forward-secure keys"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -78,15 +82,23 @@ enum Cmd {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (examples: 500ms, 1s, 2m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (examples: 500ms, 1s, 2m)"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit {unit:?} in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {s:?} (use ms, s, m or h)"
+            ))
+        }
     };
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("duration must be positive: {s:?}"));
@@ -104,7 +116,9 @@ fn main() -> ExitCode {
             seal_every,
             seal_interval,
             max_line,
-        } => stamp(state, out, host, seal_every, seal_interval, max_line).map(|_| ExitCode::SUCCESS),
+        } => {
+            stamp(state, out, host, seal_every, seal_interval, max_line).map(|_| ExitCode::SUCCESS)
+        }
         Cmd::Verify {
             paths,
             json,
@@ -138,14 +152,35 @@ fn stamp(
             w.chain_id(),
             w.host(),
             origin.name(),
-            if note.is_empty() { String::new() } else { format!(": {note}") }
+            if note.is_empty() {
+                String::new()
+            } else {
+                format!(": {note}")
+            }
         ),
-        Opened::Resumed { after_seq, clean, torn_bytes, rolled_forward } => eprintln!(
+        Opened::Resumed {
+            after_seq,
+            clean,
+            torn_bytes,
+            rolled_forward,
+        } => eprintln!(
             "logseal stamp: continuing chain {} after seq {after_seq} ({}{}{})",
             w.chain_id(),
-            if *clean { "clean shutdown" } else { "recovered from an unclean stop" },
-            if *torn_bytes > 0 { format!(", cut {torn_bytes} torn bytes") } else { String::new() },
-            if *rolled_forward { ", completed an interrupted seal" } else { "" }
+            if *clean {
+                "clean shutdown"
+            } else {
+                "recovered from an unclean stop"
+            },
+            if *torn_bytes > 0 {
+                format!(", cut {torn_bytes} torn bytes")
+            } else {
+                String::new()
+            },
+            if *rolled_forward {
+                ", completed an interrupted seal"
+            } else {
+                ""
+            }
         ),
     }
     let first_seq = w.next_seq();
@@ -217,7 +252,11 @@ fn stamp(
                     Some(i) => (&rest[..i], true),
                     None => (rest, false),
                 };
-                rest = if complete { &rest[piece.len() + 1..] } else { &[] };
+                rest = if complete {
+                    &rest[piece.len() + 1..]
+                } else {
+                    &[]
+                };
                 partial_len += piece.len() as u64;
                 let room = max_line.saturating_sub(partial.len());
                 let line: &[u8] = if partial.is_empty() && complete && piece.len() <= max_line {
@@ -271,19 +310,25 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 
 fn parse_key(s: &str, from: &str) -> anyhow::Result<[u8; 32]> {
     let b = hex::decode(s).with_context(|| format!("{from}: {s:?} is not hex"))?;
-    let k: [u8; 32] = b
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("{from}: a genesis key is 32 bytes (64 hex digits), got {s:?}"))?;
+    let k: [u8; 32] = b.try_into().map_err(|_| {
+        anyhow::anyhow!("{from}: a genesis key is 32 bytes (64 hex digits), got {s:?}")
+    })?;
     Ok(k)
 }
 
-fn verify(paths: Vec<PathBuf>, json: bool, trust_key: Vec<String>, trust_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn verify(
+    paths: Vec<PathBuf>,
+    json: bool,
+    trust_key: Vec<String>,
+    trust_file: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let mut trusted = HashSet::new();
     for k in &trust_key {
         trusted.insert(parse_key(k, "--trust-key")?);
     }
     if let Some(f) = &trust_file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading trust file {}", f.display()))?;
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading trust file {}", f.display()))?;
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
@@ -310,7 +355,11 @@ fn verify(paths: Vec<PathBuf>, json: bool, trust_key: Vec<String>, trust_file: O
         report::verify_text(&mut out, &report, &files)?;
     }
     out.flush()?;
-    Ok(if report.intact() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn inspect(paths: Vec<PathBuf>, json: bool) -> anyhow::Result<()> {

@@ -49,7 +49,10 @@ fn location(f: &Finding, files: &[PathBuf]) -> String {
     match f.at {
         Some(at) => format!(
             " [{} @ byte {}]",
-            files.get(at.file).map(|p| p.display().to_string()).unwrap_or_default(),
+            files
+                .get(at.file)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             at.offset
         ),
         None => String::new(),
@@ -127,14 +130,28 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
             }
         )?;
         for f in &c.problems {
-            writeln!(out, "  PROBLEM {}{}", f.problem.describe(), location(f, files))?;
+            writeln!(
+                out,
+                "  PROBLEM {}{}",
+                f.problem.describe(),
+                location(f, files)
+            )?;
         }
         if c.problems_not_listed > 0 {
-            writeln!(out, "  ... and {} more problem(s) not listed", c.problems_not_listed)?;
+            writeln!(
+                out,
+                "  ... and {} more problem(s) not listed",
+                c.problems_not_listed
+            )?;
         }
     }
     for f in &report.unattributed {
-        writeln!(out, "PROBLEM outside any chain: {}{}", f.problem.describe(), location(f, files))?;
+        writeln!(
+            out,
+            "PROBLEM outside any chain: {}{}",
+            f.problem.describe(),
+            location(f, files)
+        )?;
     }
     writeln!(out)?;
     writeln!(
@@ -190,7 +207,14 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
     });
     let m = v.as_object_mut().expect("object literal");
     match &r.body {
-        Body::Genesis { host, agent, pk0, origin, predecessor, note } => {
+        Body::Genesis {
+            host,
+            agent,
+            pk0,
+            origin,
+            predecessor,
+            note,
+        } => {
             m.insert("host".into(), json!(host));
             m.insert("agent".into(), json!(agent));
             m.insert("genesis_key".into(), json!(hex::encode(pk0)));
@@ -204,7 +228,13 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
             }
             m.insert("note".into(), json!(note));
         }
-        Body::Event { source, flags, peer, original_len, payload } => {
+        Body::Event {
+            source,
+            flags,
+            peer,
+            original_len,
+            payload,
+        } => {
             m.insert("source".into(), json!(source.name()));
             m.insert("peer".into(), json!(peer));
             m.insert("flags".into(), json!(flags));
@@ -227,13 +257,26 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
                 }
             }
         }
-        Body::Seal { epoch, covers_head, signer, next_pk, .. } => {
+        Body::Seal {
+            epoch,
+            covers_head,
+            signer,
+            next_pk,
+            ..
+        } => {
             m.insert("epoch".into(), json!(epoch));
             m.insert("covers_head".into(), json!(hex::encode(covers_head)));
             m.insert("signer".into(), json!(hash::fingerprint(signer)));
             m.insert("next_key".into(), json!(hash::fingerprint(next_pk)));
         }
-        Body::Loss { source, reason, count, first_ns, last_ns, detail } => {
+        Body::Loss {
+            source,
+            reason,
+            count,
+            first_ns,
+            last_ns,
+            detail,
+        } => {
             m.insert("source".into(), json!(source.name()));
             m.insert("reason".into(), json!(reason.name()));
             m.insert("count".into(), json!(count));
@@ -241,7 +284,12 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
             m.insert("last".into(), json!(rfc3339(*last_ns)));
             m.insert("detail".into(), json!(detail));
         }
-        Body::Lifecycle { event, agent, dropped_bytes, detail } => {
+        Body::Lifecycle {
+            event,
+            agent,
+            dropped_bytes,
+            detail,
+        } => {
             m.insert("event".into(), json!(event.name()));
             m.insert("agent".into(), json!(agent));
             m.insert("dropped_bytes".into(), json!(dropped_bytes));
@@ -255,8 +303,19 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
 pub fn record_text(r: &Record<'_>) -> String {
     let head = format!("{:>8} {:<9} {}", r.seq, r.kind().name(), rfc3339(r.time_ns));
     match &r.body {
-        Body::Genesis { host, pk0, origin, predecessor, note, .. } => {
-            let mut s = format!("{head} host={host} origin={} key={}", origin.name(), hash::fingerprint(pk0));
+        Body::Genesis {
+            host,
+            pk0,
+            origin,
+            predecessor,
+            note,
+            ..
+        } => {
+            let mut s = format!(
+                "{head} host={host} origin={} key={}",
+                origin.name(),
+                hash::fingerprint(pk0)
+            );
             if let Some(p) = predecessor {
                 let _ = write!(s, " follows={}@{}", p.chain_id, p.last_seq);
             }
@@ -265,7 +324,13 @@ pub fn record_text(r: &Record<'_>) -> String {
             }
             s
         }
-        Body::Event { source, peer, payload, original_len, .. } => {
+        Body::Event {
+            source,
+            peer,
+            payload,
+            original_len,
+            ..
+        } => {
             let msg = match payload {
                 Payload::Raw(b) => escape_text(b),
                 Payload::Fields(f) => f
@@ -274,16 +339,34 @@ pub fn record_text(r: &Record<'_>) -> String {
                     .map(|(_, v)| escape_text(v))
                     .unwrap_or_default(),
             };
-            let peer = if peer.is_empty() { String::new() } else { format!(" {peer}") };
-            let trunc = original_len.map(|n| format!(" [truncated from {n} bytes]")).unwrap_or_default();
+            let peer = if peer.is_empty() {
+                String::new()
+            } else {
+                format!(" {peer}")
+            };
+            let trunc = original_len
+                .map(|n| format!(" [truncated from {n} bytes]"))
+                .unwrap_or_default();
             format!("{head} {}{peer} {msg}{trunc}", source.name())
         }
-        Body::Seal { epoch, signer, next_pk, .. } => format!(
+        Body::Seal {
+            epoch,
+            signer,
+            next_pk,
+            ..
+        } => format!(
             "{head} epoch={epoch} signer={} next={}",
             hash::fingerprint(signer),
             hash::fingerprint(next_pk)
         ),
-        Body::Loss { source, reason, count, first_ns, last_ns, detail } => format!(
+        Body::Loss {
+            source,
+            reason,
+            count,
+            first_ns,
+            last_ns,
+            detail,
+        } => format!(
             "{head} {} lost {count} ({}) {} .. {} {detail}",
             source.name(),
             reason.name(),
@@ -311,7 +394,11 @@ pub fn inspect(out: &mut impl Write, files: &[PathBuf], json_out: bool) -> io::R
             let v: Option<Value>;
             let line: String;
             match item {
-                Item::Frame { offset, frame_type: segment::FRAME_RECORD, payload } => match Record::decode(payload) {
+                Item::Frame {
+                    offset,
+                    frame_type: segment::FRAME_RECORD,
+                    payload,
+                } => match Record::decode(payload) {
                     Ok(rec) => {
                         v = json_out.then(|| record_json(&rec, path, offset));
                         line = record_text(&rec);
@@ -321,16 +408,33 @@ pub fn inspect(out: &mut impl Write, files: &[PathBuf], json_out: bool) -> io::R
                         line = format!("       ? malformed record at byte {offset}: {e}");
                     }
                 },
-                Item::Frame { offset, frame_type, payload } => {
-                    let seq = payload.get(16..24).map(|s| u64::from_be_bytes(s.try_into().unwrap_or([0; 8])));
+                Item::Frame {
+                    offset,
+                    frame_type,
+                    payload,
+                } => {
+                    let seq = payload
+                        .get(16..24)
+                        .map(|s| u64::from_be_bytes(s.try_into().unwrap_or([0; 8])));
                     v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "redacted", "frame_type": frame_type, "seq": seq}));
-                    line = format!("{:>8} redacted  (frame type {frame_type:#04x} at byte {offset})", seq.map_or("?".into(), |s| s.to_string()));
+                    line = format!(
+                        "{:>8} redacted  (frame type {frame_type:#04x} at byte {offset})",
+                        seq.map_or("?".into(), |s| s.to_string())
+                    );
                 }
-                Item::Corrupt { offset, skipped, reason } => {
+                Item::Corrupt {
+                    offset,
+                    skipped,
+                    reason,
+                } => {
                     v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "damaged", "bytes": skipped, "reason": reason}));
                     line = format!("       ! damaged: {skipped} bytes at byte {offset} ({reason})");
                 }
-                Item::TornTail { offset, bytes, reason } => {
+                Item::TornTail {
+                    offset,
+                    bytes,
+                    reason,
+                } => {
                     v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "torn-tail", "bytes": bytes, "reason": reason}));
                     line = format!("       ! torn tail: {bytes} bytes at byte {offset} ({reason})");
                 }

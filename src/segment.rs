@@ -59,7 +59,10 @@ pub fn header() -> [u8; 16] {
 /// Checks a file header; `Err` says what is wrong with it.
 pub fn check_header(h: &[u8]) -> Result<(), String> {
     if h.len() < 16 {
-        return Err(format!("file is {} bytes, shorter than a segment header", h.len()));
+        return Err(format!(
+            "file is {} bytes, shorter than a segment header",
+            h.len()
+        ));
     }
     if &h[..8] != MAGIC {
         return Err("not a logseal segment (bad magic)".into());
@@ -214,7 +217,10 @@ impl<R: Read> SegmentReader<R> {
 
     /// Checks whether a complete valid frame starts at `start`. Returns its body
     /// length, or why not (`Err(true)` if the file ended first).
-    fn frame_at(&mut self, strict_prefilter: bool) -> io::Result<Result<usize, (&'static str, bool)>> {
+    fn frame_at(
+        &mut self,
+        strict_prefilter: bool,
+    ) -> io::Result<Result<usize, (&'static str, bool)>> {
         if !self.fill(8)? {
             return Ok(Err(("file ends inside a frame header", true)));
         }
@@ -402,7 +408,9 @@ impl SegmentWriter {
             if let Some((offset, bytes)) = torn {
                 let saved = path.with_file_name(format!(
                     "{}.torn-{offset}",
-                    path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                    path.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
                 ));
                 let mut tail = Vec::with_capacity(bytes as usize);
                 file.seek(SeekFrom::Start(offset)).map_err(io)?;

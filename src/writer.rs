@@ -95,6 +95,18 @@ pub enum Opened {
     },
 }
 
+/// A seal found in the log after the resume point.
+struct FoundSeal {
+    epoch: u64,
+    signer: [u8; 32],
+    next_pk: [u8; 32],
+    /// Log offset just after the seal's frame.
+    offset_after: u64,
+    /// Head after the seal.
+    head_after: Digest,
+    seq: u64,
+}
+
 /// What the log holds after the resume point, read once at open.
 #[derive(Default)]
 struct Scan {
@@ -104,8 +116,8 @@ struct Scan {
     next_seq: u64,
     head: Digest,
     mismatch: Option<String>,
-    /// Seal found after the resume point: (epoch, signer, next_pk, offset after it, head after it, seq).
-    seal: Option<(u64, [u8; 32], [u8; 32], u64, Digest, u64)>,
+    /// Seal found after the resume point.
+    seal: Option<FoundSeal>,
     genesis_pk: Option<[u8; 32]>,
     /// The log ends with a Lifecycle shutdown followed by a seal.
     shutdown_then_seal: bool,
@@ -160,16 +172,37 @@ impl ChainWriter {
             Err(e) => {
                 let (note, predecessor) = match &e {
                     StateError::Missing(_) if scan.last.is_none() => {
-                        return Self::create(state_dir, log, default_host(), Origin::Fresh, None, String::new());
+                        return Self::create(
+                            state_dir,
+                            log,
+                            default_host(),
+                            Origin::Fresh,
+                            None,
+                            String::new(),
+                        );
                     }
                     StateError::Missing(p) => (
-                        format!("signer state {} is missing but the log holds an earlier chain", p.display()),
+                        format!(
+                            "signer state {} is missing but the log holds an earlier chain",
+                            p.display()
+                        ),
                         scan.last,
                     ),
                     other => (other.to_string(), scan.last),
                 };
-                let pred = predecessor.map(|(chain_id, last_seq, head)| Predecessor { chain_id, last_seq, head });
-                return Self::create(state_dir, log, default_host(), Origin::StateLost, pred, note);
+                let pred = predecessor.map(|(chain_id, last_seq, head)| Predecessor {
+                    chain_id,
+                    last_seq,
+                    head,
+                });
+                return Self::create(
+                    state_dir,
+                    log,
+                    default_host(),
+                    Origin::StateLost,
+                    pred,
+                    note,
+                );
             }
         };
 
@@ -183,19 +216,27 @@ impl ChainWriter {
             ))
         } else if let Some(m) = scan.mismatch.take() {
             Some(m)
-        } else if let Some(pk) = scan.genesis_pk.filter(|pk| *pk != state.current.public() || state.epoch != 0) {
-            Some(format!("genesis key {} in the log is not the state's key", hash::fingerprint(&pk)))
         } else {
-            None
+            scan.genesis_pk
+                .filter(|pk| *pk != state.current.public() || state.epoch != 0)
+                .map(|pk| {
+                    format!(
+                        "genesis key {} in the log is not the state's key",
+                        hash::fingerprint(&pk)
+                    )
+                })
         };
         let mismatch = mismatch.or_else(|| match (&scan.seal, &state.pending) {
-            (Some((epoch, ..)), _) if *epoch != state.epoch => Some(format!(
-                "log has a seal for epoch {epoch} after the resume point, state is at epoch {}",
-                state.epoch
+            (Some(f), _) if f.epoch != state.epoch => Some(format!(
+                "log has a seal for epoch {} after the resume point, state is at epoch {}",
+                f.epoch, state.epoch
             )),
-            (Some((_, signer, next, ..)), Some(p))
-                if *signer == state.current.public() && *next == p.public() => None,
-            (Some(_), _) => Some("log has a seal after the resume point that the signer state did not make".into()),
+            (Some(f), Some(p)) if f.signer == state.current.public() && f.next_pk == p.public() => {
+                None
+            }
+            (Some(_), _) => Some(
+                "log has a seal after the resume point that the signer state did not make".into(),
+            ),
             (None, _) => None,
         });
         if let Some(note) = mismatch {
@@ -215,24 +256,40 @@ impl ChainWriter {
 
         let mut state = state;
         let mut rolled_forward = false;
-        if let Some((_, _, _, offset, head, seq)) = scan.seal {
+        if let Some(f) = &scan.seal {
             // The seal reached the log; the crash came before the state update.
             state.epoch += 1;
             state.current = state.pending.take().ok_or(WriterError::Random)?;
-            state.resume = Resume { seq: seq + 1, head, offset };
+            state.resume = Resume {
+                seq: f.seq + 1,
+                head: f.head_after,
+                offset: f.offset_after,
+            };
             state.genesis.clear();
-            state.store(state_dir, "recover-promote").map_err(io_err("writing signer state"))?;
+            state
+                .store(state_dir, "recover-promote")
+                .map_err(io_err("writing signer state"))?;
             rolled_forward = true;
         } else if state.pending.is_some() {
             // The seal never reached the log: its next key was never published.
             state.pending = None;
-            state.store(state_dir, "recover-discard").map_err(io_err("writing signer state"))?;
+            state
+                .store(state_dir, "recover-discard")
+                .map_err(io_err("writing signer state"))?;
         }
         let mut w = ChainWriter {
             dir: state_dir.to_path_buf(),
             log,
-            next_seq: if scan.records_after_resume > 0 { scan.next_seq } else { state.resume.seq },
-            head: if scan.records_after_resume > 0 { scan.head } else { state.resume.head },
+            next_seq: if scan.records_after_resume > 0 {
+                scan.next_seq
+            } else {
+                state.resume.seq
+            },
+            head: if scan.records_after_resume > 0 {
+                scan.head
+            } else {
+                state.resume.head
+            },
             state,
             unsealed: 0,
         };
@@ -263,7 +320,11 @@ impl ChainWriter {
             detail.push_str("; completed an interrupted seal");
         }
         w.append(Body::Lifecycle {
-            event: if clean { LifecycleEvent::Start } else { LifecycleEvent::Recovered },
+            event: if clean {
+                LifecycleEvent::Start
+            } else {
+                LifecycleEvent::Recovered
+            },
             agent: AGENT,
             dropped_bytes: repair.torn_bytes,
             detail: &detail,
@@ -320,7 +381,9 @@ impl ChainWriter {
             },
             genesis: genesis.clone(),
         };
-        state.store(state_dir, "genesis").map_err(io_err("writing signer state"))?;
+        state
+            .store(state_dir, "genesis")
+            .map_err(io_err("writing signer state"))?;
         faults::point("genesis.state-durable");
         let mut w = ChainWriter {
             dir: state_dir.to_path_buf(),
@@ -330,13 +393,16 @@ impl ChainWriter {
             head: ZERO_HEAD,
             unsealed: 0,
         };
-        w.append_encoded(&genesis).map_err(io_err("writing genesis"))?;
+        w.append_encoded(&genesis)
+            .map_err(io_err("writing genesis"))?;
         w.log.sync().map_err(io_err("syncing log"))?;
         Ok((w, Opened::New { origin, note }))
     }
 
     fn append_encoded(&mut self, encoded: &[u8]) -> io::Result<()> {
-        let (_, bytes) = self.log.append_record_with(|b| b.extend_from_slice(encoded))?;
+        let (_, bytes) = self
+            .log
+            .append_record_with(|b| b.extend_from_slice(encoded))?;
         let leaf = hash::leaf(bytes);
         self.head = hash::head(&self.head, &leaf);
         self.next_seq += 1;
@@ -367,7 +433,13 @@ impl ChainWriter {
     }
 
     /// Appends an Event with raw bytes.
-    pub fn append_event(&mut self, time_ns: i64, source: Source, peer: &str, raw: &[u8]) -> io::Result<u64> {
+    pub fn append_event(
+        &mut self,
+        time_ns: i64,
+        source: Source,
+        peer: &str,
+        raw: &[u8],
+    ) -> io::Result<u64> {
         self.append_at(
             time_ns,
             Body::Event {
@@ -525,7 +597,13 @@ fn scan_frame(
 
     // Does the log end with Lifecycle(shutdown) + Seal? (A clean stop.)
     scan.shutdown_then_seal = matches!(rec.body, Body::Seal { .. }) && scan.last_was_shutdown;
-    scan.last_was_shutdown = matches!(rec.body, Body::Lifecycle { event: LifecycleEvent::Shutdown, .. });
+    scan.last_was_shutdown = matches!(
+        rec.body,
+        Body::Lifecycle {
+            event: LifecycleEvent::Shutdown,
+            ..
+        }
+    );
 
     let Some((chain_id, r)) = resume else { return };
     if offset < r.offset || scan.mismatch.is_some() {
@@ -558,7 +636,14 @@ fn scan_frame(
             }
             // `offset + frame` is where the next record starts.
             let after = offset + 8 + 1 + payload.len() as u64;
-            scan.seal = Some((epoch, signer, next_pk, after, scan.head, rec.seq));
+            scan.seal = Some(FoundSeal {
+                epoch,
+                signer,
+                next_pk,
+                offset_after: after,
+                head_after: scan.head,
+                seq: rec.seq,
+            });
             scan.unsealed = 0;
         }
         Body::Genesis { pk0, .. } => scan.genesis_pk = Some(pk0),
@@ -568,7 +653,11 @@ fn scan_frame(
 
 fn create_private_dir(dir: &Path) -> Result<(), WriterError> {
     use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         Ok(()) => Ok(()),
         Err(e) => Err(WriterError::Io {
             what: format!("creating state directory {}", dir.display()),

@@ -3,6 +3,8 @@
 //! resumed chain must verify, no key may sign twice, and no erased secret may
 //! remain in the state directory.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
 mod common;
 use common::*;
 use logseal::chain::record::{Body, Payload};
@@ -21,13 +23,20 @@ fn lines(from: u32, to: u32) -> String {
 
 fn stamp(dir: &Path, input: &str, crash_at: Option<&str>) -> std::process::ExitStatus {
     let mut cmd = Command::new(bin());
-    cmd.args(["stamp", "--seal-every", "10", "--host", "crashhost", "--state"])
-        .arg(dir.join("state"))
-        .arg("--out")
-        .arg(dir.join("log.seg"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "stamp",
+        "--seal-every",
+        "10",
+        "--host",
+        "crashhost",
+        "--state",
+    ])
+    .arg(dir.join("state"))
+    .arg("--out")
+    .arg(dir.join("log.seg"))
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     match crash_at {
         Some(p) => cmd.env(logseal::faults::ENV, p),
         None => cmd.env_remove(logseal::faults::ENV),
@@ -64,15 +73,22 @@ struct LogFacts {
 fn read_log(path: &Path) -> LogFacts {
     let bytes = std::fs::read(path).unwrap();
     let mut r = SegmentReader::new(&bytes[..]).unwrap();
-    let mut f = LogFacts { messages: vec![], signers: vec![], chains: HashSet::new() };
+    let mut f = LogFacts {
+        messages: vec![],
+        signers: vec![],
+        chains: HashSet::new(),
+    };
     while let Some(item) = r.next_item().unwrap() {
-        let Item::Frame { payload, .. } = item else { panic!("damaged log: {item:?}") };
+        let Item::Frame { payload, .. } = item else {
+            panic!("damaged log: {item:?}")
+        };
         let rec = Record::decode(payload).unwrap();
         f.chains.insert(rec.chain_id.0);
         match rec.body {
-            Body::Event { payload: Payload::Raw(m), .. } => {
-                f.messages.push(String::from_utf8(m.to_vec()).unwrap())
-            }
+            Body::Event {
+                payload: Payload::Raw(m),
+                ..
+            } => f.messages.push(String::from_utf8(m.to_vec()).unwrap()),
             Body::Seal { signer, .. } => f.signers.push(signer),
             _ => {}
         }
@@ -88,7 +104,11 @@ fn crash_and_resume_opt(point: &str, hit: u32, seal_keys_known: bool) {
     let dir = TempDir::new("crash");
     let spec = format!("{point}:{hit}");
     let st = stamp(dir.path(), &lines(1, 60), Some(&spec));
-    assert_eq!(st.signal(), Some(9), "{spec}: the process should have been killed, got {st:?}");
+    assert_eq!(
+        st.signal(),
+        Some(9),
+        "{spec}: the process should have been killed, got {st:?}"
+    );
 
     let mut seen = HashMap::new();
     secrets_in(&dir.path().join("state"), &mut seen);
@@ -98,10 +118,15 @@ fn crash_and_resume_opt(point: &str, hit: u32, seal_keys_known: bool) {
 
     // The resumed chain verifies: one chain, intact, clean end.
     let log = dir.path().join("log.seg");
-    let r = logseal::verify_files::verify(&[log.clone()], HashSet::new(), |_| {}).unwrap();
+    let r =
+        logseal::verify_files::verify(std::slice::from_ref(&log), HashSet::new(), |_| {}).unwrap();
     assert!(r.intact(), "{spec}: {:?}", problems(&r));
     let facts = read_log(&log);
-    assert_eq!(facts.chains.len(), 1, "{spec}: a crash must not start a new chain");
+    assert_eq!(
+        facts.chains.len(),
+        1,
+        "{spec}: a crash must not start a new chain"
+    );
     assert!(r.chains[0].ended_cleanly);
 
     // Messages: a prefix of the first run (those flushed before the kill),
@@ -111,12 +136,20 @@ fn crash_and_resume_opt(point: &str, hit: u32, seal_keys_known: bool) {
     assert!(n >= 20, "{spec}: only {n} messages");
     assert_eq!(facts.messages[n - 20..], want_second[..], "{spec}");
     for (i, m) in facts.messages[..n - 20].iter().enumerate() {
-        assert_eq!(*m, format!("msg-{:06}", i + 1), "{spec}: first run is not a gap-free prefix");
+        assert_eq!(
+            *m,
+            format!("msg-{:06}", i + 1),
+            "{spec}: first run is not a gap-free prefix"
+        );
     }
 
     // No key signs twice.
     let distinct: HashSet<_> = facts.signers.iter().collect();
-    assert_eq!(distinct.len(), facts.signers.len(), "{spec}: a key signed two seals");
+    assert_eq!(
+        distinct.len(),
+        facts.signers.len(),
+        "{spec}: a key signed two seals"
+    );
 
     // Every key that signed a seal is erased: its secret is in no file of the state dir.
     secrets_in(&dir.path().join("state"), &mut seen);
@@ -127,11 +160,18 @@ fn crash_and_resume_opt(point: &str, hit: u32, seal_keys_known: bool) {
             for e in std::fs::read_dir(dir.path().join("state")).unwrap() {
                 let p = e.unwrap().path();
                 let content = std::fs::read(&p).unwrap();
-                assert!(!contains(&content, seed), "{spec}: erased key found in {}", p.display());
+                assert!(
+                    !contains(&content, seed),
+                    "{spec}: erased key found in {}",
+                    p.display()
+                );
             }
         }
     }
-    assert!(!seal_keys_known || checked > 0, "{spec}: no erased key was known to the test: the check would be vacuous");
+    assert!(
+        !seal_keys_known || checked > 0,
+        "{spec}: no erased key was known to the test: the check would be vacuous"
+    );
 }
 
 const SEAL_POINTS: &[&str] = &[
@@ -164,7 +204,11 @@ fn crash_at_every_step_of_a_later_seal() {
 #[test]
 fn crash_at_every_step_of_chain_creation() {
     // The crash comes before any seal, so no signing key is erased yet.
-    for p in ["genesis.temp-written", "genesis.renamed", "genesis.state-durable"] {
+    for p in [
+        "genesis.temp-written",
+        "genesis.renamed",
+        "genesis.state-durable",
+    ] {
         crash_and_resume_opt(p, 1, false);
     }
 }
@@ -172,7 +216,12 @@ fn crash_at_every_step_of_chain_creation() {
 #[test]
 fn crash_during_the_final_seal_at_shutdown() {
     // 60 lines with a seal every 10 make 6 seals, the shutdown seal is the 7th.
-    for p in ["seal.pending-durable", "seal.record-written", "seal.record-torn", "seal-promote.renamed"] {
+    for p in [
+        "seal.pending-durable",
+        "seal.record-written",
+        "seal.record-torn",
+        "seal-promote.renamed",
+    ] {
         crash_and_resume(p, 7);
     }
 }

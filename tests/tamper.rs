@@ -1,6 +1,8 @@
 //! The tamper matrix: every mutation of a real chain is detected, and the
 //! verdict names the seq that was tampered with.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
 mod common;
 use common::*;
 use logseal::chain::hash;
@@ -122,8 +124,18 @@ fn delete_one_record() {
     let fx = fixture();
     let r = fx.verify(&fx.without(17..=17));
     let p = problems(&r);
-    assert!(p.contains(&Problem::Gap { expected_seq: 17, got_seq: 18, missing: 1 }), "{p:?}");
-    assert!(!p.iter().any(|p| matches!(p, Problem::BadLink { .. })), "no cascade: {p:?}");
+    assert!(
+        p.contains(&Problem::Gap {
+            expected_seq: 17,
+            got_seq: 18,
+            missing: 1
+        }),
+        "{p:?}"
+    );
+    assert!(
+        !p.iter().any(|p| matches!(p, Problem::BadLink { .. })),
+        "no cascade: {p:?}"
+    );
 }
 
 #[test]
@@ -131,7 +143,14 @@ fn delete_a_range() {
     let fx = fixture();
     let r = fx.verify(&fx.without(14..=19));
     let p = problems(&r);
-    assert!(p.contains(&Problem::Gap { expected_seq: 14, got_seq: 20, missing: 6 }), "{p:?}");
+    assert!(
+        p.contains(&Problem::Gap {
+            expected_seq: 14,
+            got_seq: 20,
+            missing: 6
+        }),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -144,8 +163,17 @@ fn swap_two_records() {
     m.extend_from_slice(&fx.bytes[b.offset + b.len..]);
     let r = fx.verify(&m);
     let p = problems(&r);
-    assert!(p.contains(&Problem::Reorder { seq: 15, expected_seq: 17 }), "{p:?}");
-    assert!(!p.iter().any(|p| matches!(p, Problem::Gap { .. })), "a filled gap is a reorder: {p:?}");
+    assert!(
+        p.contains(&Problem::Reorder {
+            seq: 15,
+            expected_seq: 17
+        }),
+        "{p:?}"
+    );
+    assert!(
+        !p.iter().any(|p| matches!(p, Problem::Gap { .. })),
+        "a filled gap is a reorder: {p:?}"
+    );
     assert!(names_seq(&r, 15));
 }
 
@@ -169,10 +197,23 @@ fn truncate_tail_mid_record() {
     let r = fx.verify(m);
     let p = problems(&r);
     assert!(
-        p.iter().any(|p| matches!(p, Problem::TruncatedTail { expected_seq: 47, .. })),
+        p.iter().any(|p| matches!(
+            p,
+            Problem::TruncatedTail {
+                expected_seq: 47,
+                ..
+            }
+        )),
         "{p:?}"
     );
-    assert!(p.contains(&Problem::UnsealedTail { first_seq: 45, last_seq: 46, count: 2 }), "{p:?}");
+    assert!(
+        p.contains(&Problem::UnsealedTail {
+            first_seq: 45,
+            last_seq: 46,
+            count: 2
+        }),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -182,7 +223,11 @@ fn truncate_tail_at_a_record_boundary() {
     let r = fx.verify(&fx.bytes[..f.offset + f.len]);
     assert_eq!(
         problems(&r),
-        vec![Problem::UnsealedTail { first_seq: 45, last_seq: 47, count: 3 }]
+        vec![Problem::UnsealedTail {
+            first_seq: 45,
+            last_seq: 47,
+            count: 3
+        }]
     );
     assert!(!r.chains[0].ended_cleanly);
 }
@@ -201,12 +246,24 @@ fn splice_a_record_from_another_hosts_chain() {
     m.extend_from_slice(&fx.bytes[f.offset + f.len..]);
     let r = fx.verify(&m);
     let p = problems(&r);
-    assert_eq!(r.chains.len(), 1, "the spliced record does not start a chain");
+    assert_eq!(
+        r.chains.len(),
+        1,
+        "the spliced record does not start a chain"
+    );
     assert!(
-        p.iter().any(|p| matches!(p, Problem::ForeignChain { seq: 20, .. })),
+        p.iter()
+            .any(|p| matches!(p, Problem::ForeignChain { seq: 20, .. })),
         "{p:?}"
     );
-    assert!(p.contains(&Problem::Gap { expected_seq: 20, got_seq: 21, missing: 1 }), "{p:?}");
+    assert!(
+        p.contains(&Problem::Gap {
+            expected_seq: 20,
+            got_seq: 21,
+            missing: 1
+        }),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -245,7 +302,9 @@ fn resign_a_past_seal_with_a_later_key() {
     let sf = fx.frame(22).clone();
     let payload = m[sf.offset + 9..sf.offset + sf.len].to_vec();
     let rec = Record::decode(&payload).unwrap();
-    let Body::Seal { epoch, next_pk, .. } = rec.body else { panic!("not a seal") };
+    let Body::Seal { epoch, next_pk, .. } = rec.body else {
+        panic!("not a seal")
+    };
     let forged = Record {
         body: Body::Seal {
             epoch,
@@ -269,7 +328,13 @@ fn resign_a_past_seal_with_a_later_key() {
     assert!(
         p.iter().any(|p| matches!(
             p,
-            Problem::KeyNotInChain { seq: 22, epoch: 1, first_seq: 12, signer_epoch: Some(6), .. }
+            Problem::KeyNotInChain {
+                seq: 22,
+                epoch: 1,
+                first_seq: 12,
+                signer_epoch: Some(6),
+                ..
+            }
         )),
         "{p:?}"
     );
@@ -289,8 +354,22 @@ fn drop_every_seal_after_some_point() {
     }
     let r = fx.verify(&m);
     let p = problems(&r);
-    assert!(p.contains(&Problem::UnsealedTail { first_seq: 23, last_seq: 56, count: 31 }), "{p:?}");
-    assert!(p.contains(&Problem::Gap { expected_seq: 33, got_seq: 34, missing: 1 }), "{p:?}");
+    assert!(
+        p.contains(&Problem::UnsealedTail {
+            first_seq: 23,
+            last_seq: 56,
+            count: 31
+        }),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&Problem::Gap {
+            expected_seq: 33,
+            got_seq: 34,
+            missing: 1
+        }),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -303,5 +382,14 @@ fn garbage_between_frames_is_reported_and_later_records_still_verify() {
     let r = fx.verify(&m);
     let p = problems(&r);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(matches!(p[0], Problem::TornRecord { expected_seq: 30, .. }), "{p:?}");
+    assert!(
+        matches!(
+            p[0],
+            Problem::TornRecord {
+                expected_seq: 30,
+                ..
+            }
+        ),
+        "{p:?}"
+    );
 }

@@ -2,6 +2,8 @@
 //! produces, and they check out against independent computations done here
 //! directly with `ring` and `crc32c` (not through logseal's own code).
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
@@ -41,7 +43,10 @@ fn committed_vectors_match_the_generator() {
     assert_eq!(std::fs::read_to_string(d.join("chain-v1.txt")).unwrap(), v.text,
         "regenerate with `logseal gen-vectors --out tests/vectors` only if the format changed on purpose");
     assert_eq!(std::fs::read(d.join("chain-v1.seg")).unwrap(), v.segment);
-    assert_eq!(std::fs::read(d.join("chain-v1-redacted.seg")).unwrap(), v.redacted);
+    assert_eq!(
+        std::fs::read(d.join("chain-v1-redacted.seg")).unwrap(),
+        v.redacted
+    );
 }
 
 #[test]
@@ -69,7 +74,10 @@ fn records_leaves_heads_and_seals_check_out() {
         assert_eq!(rec[0], 1, "format version");
         assert_eq!(rec[1], *kind, "kind of record {seq}");
         assert_eq!(&rec[2..18], &chain_id[..]);
-        assert_eq!(u64::from_be_bytes(rec[18..26].try_into().unwrap()), seq as u64);
+        assert_eq!(
+            u64::from_be_bytes(rec[18..26].try_into().unwrap()),
+            seq as u64
+        );
         let leaf = sha256(&[&[0x00], rec]);
         assert_eq!(v[&format!("leaf.{seq}")], leaf, "leaf {seq}");
         head = sha256(&[&[0x01], &head, &leaf]);
@@ -78,14 +86,19 @@ fn records_leaves_heads_and_seals_check_out() {
             // Seal body: epoch, covers_head, signer, next_pk, signature.
             let b = &rec[34..];
             assert_eq!(u64::from_be_bytes(b[..8].try_into().unwrap()), epoch as u64);
-            assert_eq!(&b[8..40], &v[&format!("head.{}", seq - 1)][..], "seal covers the previous head");
+            assert_eq!(
+                &b[8..40],
+                &v[&format!("head.{}", seq - 1)][..],
+                "seal covers the previous head"
+            );
             assert_eq!(&b[40..72], &v[&format!("key.{epoch}.public")][..]);
             assert_eq!(&b[72..104], &v[&format!("key.{}.public", epoch + 1)][..]);
             let msg = [b"logseal/seal/v1\0".as_slice(), &rec[..rec.len() - 64]].concat();
             assert_eq!(v[&format!("seal.{seq}.message")], msg);
             assert_eq!(&b[104..], &v[&format!("seal.{seq}.signature")][..]);
             let pk = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &b[40..72]);
-            pk.verify(&msg, &b[104..]).expect("seal signature verifies with ring");
+            pk.verify(&msg, &b[104..])
+                .expect("seal signature verifies with ring");
             epoch += 1;
         }
     }
@@ -97,14 +110,20 @@ fn segment_file_frames_check_out() {
     let seg = std::fs::read(dir().join("chain-v1.seg")).unwrap();
     assert_eq!(&seg[..8], b"LSEALSEG");
     assert_eq!(&seg[..16], &v["segment.header"][..]);
-    assert_eq!(u32::from_be_bytes(seg[12..16].try_into().unwrap()), crc32c::crc32c(&seg[..12]));
+    assert_eq!(
+        u32::from_be_bytes(seg[12..16].try_into().unwrap()),
+        crc32c::crc32c(&seg[..12])
+    );
     let mut p = 16;
     let mut seq = 0;
     while p < seg.len() {
         let len = u32::from_be_bytes(seg[p..p + 4].try_into().unwrap()) as usize;
         let crc = u32::from_be_bytes(seg[p + 4..p + 8].try_into().unwrap());
         let body = &seg[p + 8..p + 8 + len];
-        assert_eq!(crc, crc32c::crc32c_append(crc32c::crc32c(&seg[p..p + 4]), body));
+        assert_eq!(
+            crc,
+            crc32c::crc32c_append(crc32c::crc32c(&seg[p..p + 4]), body)
+        );
         assert_eq!(body[0], 0x01, "record frame");
         assert_eq!(&body[1..], &v[&format!("record.{seq}")][..]);
         p += 8 + len;
@@ -124,9 +143,13 @@ fn both_vector_segments_verify_intact() {
     // With the right trust anchor, and with a wrong one.
     let v = vectors();
     let pk0: [u8; 32] = v["key.0.public"].clone().try_into().unwrap();
-    let r = logseal::verify_files::verify(&[dir().join("chain-v1.seg")], HashSet::from([pk0]), |_| {}).unwrap();
+    let r =
+        logseal::verify_files::verify(&[dir().join("chain-v1.seg")], HashSet::from([pk0]), |_| {})
+            .unwrap();
     assert!(r.intact());
     let pk1: [u8; 32] = v["key.1.public"].clone().try_into().unwrap();
-    let r = logseal::verify_files::verify(&[dir().join("chain-v1.seg")], HashSet::from([pk1]), |_| {}).unwrap();
+    let r =
+        logseal::verify_files::verify(&[dir().join("chain-v1.seg")], HashSet::from([pk1]), |_| {})
+            .unwrap();
     assert!(!r.intact(), "a genesis key that is not trusted fails");
 }

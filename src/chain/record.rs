@@ -541,8 +541,7 @@ impl<'a> Record<'a> {
                 detail: d.str()?,
             },
             Kind::Lifecycle => Body::Lifecycle {
-                event: LifecycleEvent::from_u8(d.u8()?)
-                    .ok_or(d.err("unknown lifecycle event"))?,
+                event: LifecycleEvent::from_u8(d.u8()?).ok_or(d.err("unknown lifecycle event"))?,
                 agent: d.str()?,
                 dropped_bytes: d.u64()?,
                 detail: d.str()?,

@@ -670,7 +670,12 @@ impl Verifier {
 
         // 2. Sequence.
         if seq < c.next_seq {
-            let dup = c.recent.iter().rev().find(|(s, _)| *s == seq).map(|(_, l)| *l);
+            let dup = c
+                .recent
+                .iter()
+                .rev()
+                .find(|(s, _)| *s == seq)
+                .map(|(_, l)| *l);
             match dup {
                 Some(l) if l == leaf => {
                     c.report(Problem::Duplicate { seq }, Some(at));

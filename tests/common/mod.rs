@@ -2,9 +2,9 @@
 //! run the verifier on files.
 #![allow(dead_code)]
 
+use logseal::chain::record::Source;
 use logseal::chain::verify::{Problem, Report, Verdict};
 use logseal::chain::Record;
-use logseal::chain::record::Source;
 use logseal::segment::{self, Item, SegmentReader};
 use logseal::writer::ChainWriter;
 use std::collections::HashSet;
@@ -41,7 +41,8 @@ static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 /// after every `seal_every` events, then a clean shutdown. Returns the log path.
 pub fn build_chain(dir: &Path, host: &str, events: u64, seal_every: u64) -> PathBuf {
     let log = dir.join(format!("{host}.seg"));
-    let (mut w, _) = ChainWriter::open(&dir.join(format!("{host}.state")), &log, Some(host)).unwrap();
+    let (mut w, _) =
+        ChainWriter::open(&dir.join(format!("{host}.state")), &log, Some(host)).unwrap();
     for i in 1..=events {
         let msg = format!("{host} event {i}");
         w.append_event(logseal::writer::now_ns(), Source::Stdin, "", msg.as_bytes())
@@ -69,7 +70,9 @@ pub fn frames(bytes: &[u8]) -> Vec<FrameInfo> {
     let mut out = Vec::new();
     while let Some(item) = r.next_item().unwrap() {
         match item {
-            Item::Frame { offset, payload, .. } => {
+            Item::Frame {
+                offset, payload, ..
+            } => {
                 let rec = Record::decode(payload).unwrap();
                 out.push(FrameInfo {
                     offset: offset as usize,
@@ -111,10 +114,11 @@ pub fn problems(r: &Report) -> Vec<Problem> {
 
 /// True if the report is broken and some problem names `seq`.
 pub fn names_seq(r: &Report, seq: u64) -> bool {
-    !r.intact() && problems(r).iter().any(|p| {
-        let (a, b) = p.seqs();
-        a <= seq && seq <= b
-    })
+    !r.intact()
+        && problems(r).iter().any(|p| {
+            let (a, b) = p.seqs();
+            a <= seq && seq <= b
+        })
 }
 
 pub fn verdict(r: &Report) -> Verdict {

@@ -1,0 +1,388 @@
+//! The `logseal` binary end to end: stamp, verify, inspect, exit codes, bad input.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stamp(dir: &Path, input: &str, extra: &[&str]) -> Output {
+    let state = dir.join("state");
+    let out = dir.join("log.seg");
+    let mut args = vec![
+        "stamp",
+        "--state",
+        s(&state),
+        "--out",
+        s(&out),
+        "--host",
+        "cli-host",
+    ];
+    args.extend_from_slice(extra);
+    run(&args, input.as_bytes())
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+fn verify_json(paths: &[&str], extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["verify", "--json"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(paths);
+    let o = run(&args, b"");
+    let code = o.status.code().unwrap();
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (code, v)
+}
+
+fn numbered(from: u32, to: u32) -> String {
+    (from..=to).map(|i| format!("line {i}\n")).collect()
+}
+
+#[test]
+fn stamp_then_verify_intact_then_tampered() {
+    let d = TempDir::new("cli");
+    let o = stamp(d.path(), &numbered(1, 100), &["--seal-every", "25"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = d.path().join("log.seg");
+
+    let o = run(&["verify", s(&log)], b"");
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(t.contains("INTACT") && t.contains("RESULT: intact"), "{t}");
+    assert!(t.contains("taken from the data itself"), "{t}");
+    assert!(t.contains("host cli-host"), "{t}");
+
+    let (code, v) = verify_json(&[s(&log)], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(v["result"], "intact");
+    assert_eq!(v["chains"][0]["events"], 100);
+    assert_eq!(v["chains"][0]["seals"], 5); // 4 by count + 1 at shutdown
+    assert_eq!(v["chains"][0]["anchor"], "from-data");
+
+    // Change one byte of the event at seq 50 (and fix the CRC, as an attacker would).
+    let mut b = std::fs::read(&log).unwrap();
+    let fr = frames(&b);
+    let f = fr.iter().find(|f| f.seq == 50).unwrap().clone();
+    let pos = f.offset + f.len - 1;
+    b[pos] ^= 0x01;
+    fix_crc(&mut b, f.offset);
+    std::fs::write(&log, &b).unwrap();
+    let o = run(&["verify", s(&log)], b"");
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("bad link") && t.contains("RESULT: INTEGRITY FAILURE"),
+        "{t}"
+    );
+    let (code, v) = verify_json(&[s(&log)], &[]);
+    assert_eq!(code, 1);
+    assert_eq!(v["result"], "integrity-failure");
+    let p = &v["chains"][0]["problems"][0];
+    assert_eq!(p["kind"], "bad-link");
+    assert!(
+        p["first_seq"].as_u64().unwrap() <= 50 && 50 <= p["last_seq"].as_u64().unwrap(),
+        "{p}"
+    );
+}
+
+#[test]
+fn usage_and_io_errors_exit_2_with_a_message() {
+    let d = TempDir::new("cli");
+    let o = run(&["verify", "/nonexistent/logseal.seg"], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("/nonexistent/logseal.seg"),
+        "{}",
+        text(&o)
+    );
+
+    let junk = d.path().join("junk.txt");
+    std::fs::write(&junk, b"this is not a segment file at all").unwrap();
+    let o = run(&["verify", s(&junk)], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("not a logseal segment"), "{}", text(&o));
+
+    stamp(d.path(), "x\n", &[]);
+    let log = d.path().join("log.seg");
+    let o = run(&["verify", "--trust-key", "abc", s(&log)], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--trust-key"), "{}", text(&o));
+
+    let o = run(&["verify"], b"");
+    assert_eq!(o.status.code(), Some(2), "missing path is a usage error");
+    let o = stamp(d.path(), "x\n", &["--seal-interval", "soon"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("invalid duration"), "{}", text(&o));
+}
+
+#[test]
+fn trust_anchors() {
+    let d = TempDir::new("cli");
+    stamp(d.path(), &numbered(1, 10), &[]);
+    let log = d.path().join("log.seg");
+    let (_, v) = verify_json(&[s(&log)], &[]);
+    let key = v["chains"][0]["genesis_key"].as_str().unwrap().to_string();
+
+    let (code, v) = verify_json(&[s(&log)], &["--trust-key", &key]);
+    assert_eq!(code, 0);
+    assert_eq!(v["chains"][0]["anchor"], "trusted");
+
+    let other = "11".repeat(32);
+    let (code, v) = verify_json(&[s(&log)], &["--trust-key", &other]);
+    assert_eq!(code, 1);
+    assert_eq!(v["chains"][0]["problems"][0]["kind"], "untrusted-genesis");
+
+    let tf = d.path().join("trusted.txt");
+    std::fs::write(
+        &tf,
+        format!("# fleet keys\n{other} other-host\n{key} cli-host\n"),
+    )
+    .unwrap();
+    let (code, _) = verify_json(&[s(&log)], &["--trust-file", s(&tf)]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn restart_continues_the_chain_with_a_lifecycle_record() {
+    let d = TempDir::new("cli");
+    assert!(stamp(d.path(), &numbered(1, 5), &[]).status.success());
+    assert!(stamp(d.path(), &numbered(6, 10), &[]).status.success());
+    let log = d.path().join("log.seg");
+    let (code, v) = verify_json(&[s(&log)], &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["chains"].as_array().unwrap().len(), 1);
+    assert_eq!(v["chains"][0]["events"], 10);
+    let o = run(&["inspect", "--json", s(&log)], b"");
+    let recs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let starts: Vec<&Value> = recs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "lifecycle" && r["event"] == "start")
+        .collect();
+    assert_eq!(starts.len(), 1, "one restart, after a clean shutdown");
+    let msgs: Vec<&str> = recs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["message"].as_str())
+        .collect();
+    let want: Vec<String> = (1..=10).map(|i| format!("line {i}")).collect();
+    assert_eq!(msgs, want);
+}
+
+#[test]
+fn lost_state_starts_a_new_chain_that_says_so() {
+    let d = TempDir::new("cli");
+    assert!(stamp(d.path(), &numbered(1, 5), &[]).status.success());
+    let log = d.path().join("log.seg");
+    let (_, v) = verify_json(&[s(&log)], &[]);
+    let first_chain = v["chains"][0]["chain"].as_str().unwrap().to_string();
+    std::fs::remove_dir_all(d.path().join("state")).unwrap();
+    let o = stamp(d.path(), &numbered(6, 10), &[]);
+    assert!(o.status.success());
+    assert!(text(&o).contains("state-lost"), "{}", text(&o));
+    let (code, v) = verify_json(&[s(&log)], &[]);
+    assert_eq!(code, 0, "{v}");
+    let chains = v["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 2);
+    assert_eq!(chains[1]["origin"], "state-lost");
+    assert!(chains[1]["predecessor"]
+        .as_str()
+        .unwrap()
+        .starts_with(&first_chain));
+
+    // A damaged state file: also a new chain, and the note says why.
+    std::fs::write(
+        d.path().join("state/signer.state"),
+        b"LSEALKEY garbage garbage garbage",
+    )
+    .unwrap();
+    assert!(stamp(d.path(), "x\n", &[]).status.success());
+    let o = run(&["inspect", "--json", s(&log)], b"");
+    let recs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let geneses: Vec<&Value> = recs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "genesis")
+        .collect();
+    assert_eq!(geneses.len(), 3);
+    assert!(
+        geneses[2]["note"].as_str().unwrap().contains("checksum"),
+        "{}",
+        geneses[2]
+    );
+}
+
+#[test]
+fn state_of_another_host_is_refused() {
+    let d = TempDir::new("cli");
+    assert!(stamp(d.path(), "a\n", &[]).status.success());
+    let state = d.path().join("state");
+    let out = d.path().join("log.seg");
+    let o = run(
+        &[
+            "stamp",
+            "--state",
+            s(&state),
+            "--out",
+            s(&out),
+            "--host",
+            "other",
+        ],
+        b"b\n",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("belongs to host \"cli-host\""),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn damaged_log_is_not_appended_to() {
+    let d = TempDir::new("cli");
+    assert!(stamp(d.path(), &numbered(1, 20), &[]).status.success());
+    let log = d.path().join("log.seg");
+    let mut b = std::fs::read(&log).unwrap();
+    let f = frames(&b)[5].clone();
+    b[f.offset + 12] ^= 0x55;
+    std::fs::write(&log, &b).unwrap();
+    let o = stamp(d.path(), "more\n", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let t = text(&o);
+    assert!(
+        t.contains(&format!("offset {}", f.offset)) && t.contains("refusing to append"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), b, "the evidence is untouched");
+}
+
+#[test]
+fn torn_tail_is_cut_saved_and_recorded() {
+    let d = TempDir::new("cli");
+    assert!(stamp(d.path(), &numbered(1, 20), &[]).status.success());
+    let log = d.path().join("log.seg");
+    let good = std::fs::read(&log).unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    f.write_all(b"\x00\x00\x00\x40\x12\x34").unwrap(); // half a frame header
+    drop(f);
+    let o = stamp(d.path(), &numbered(21, 22), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let saved = d.path().join(format!("log.seg.torn-{}", good.len()));
+    assert_eq!(std::fs::read(&saved).unwrap(), b"\x00\x00\x00\x40\x12\x34");
+    let (code, _) = verify_json(&[s(&log)], &[]);
+    assert_eq!(code, 0);
+    let o = run(&["inspect", "--json", s(&log)], b"");
+    let recs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rec = recs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["event"] == "recovered")
+        .unwrap();
+    assert_eq!(rec["dropped_bytes"], 6);
+}
+
+#[test]
+fn inspect_shows_seq_kind_time_source_message() {
+    let d = TempDir::new("cli");
+    let mut input = b"hello there\n".to_vec();
+    input.extend_from_slice(b"bad \xff utf8\n");
+    input.extend_from_slice(&vec![b'x'; 300]);
+    input.push(b'\n');
+    input.extend_from_slice(b"no newline at end");
+    let state = d.path().join("state");
+    let out = d.path().join("log.seg");
+    let o = run(
+        &[
+            "stamp",
+            "--state",
+            s(&state),
+            "--out",
+            s(&out),
+            "--max-line",
+            "100",
+        ],
+        &input,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["inspect", s(&out)], b"");
+    let t = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(
+        lines[1].starts_with("       1 event     20") && lines[1].ends_with("stdin hello there"),
+        "{t}"
+    );
+    assert!(lines[2].contains("bad \u{fffd} utf8"), "{t}");
+    assert!(lines[3].contains("[truncated from 300 bytes]"), "{t}");
+    assert!(lines[4].ends_with("no newline at end"), "{t}");
+    let o = run(&["inspect", "--json", s(&out)], b"");
+    let recs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(recs[2]["raw_hex"], "62616420ff2075746638");
+    assert_eq!(recs[3]["original_len"], 300);
+}
+
+#[test]
+fn interval_seals_while_input_is_idle() {
+    let d = TempDir::new("cli");
+    let state = d.path().join("state");
+    let out = d.path().join("log.seg");
+    let mut child = Command::new(bin())
+        .args([
+            "stamp",
+            "--state",
+            s(&state),
+            "--out",
+            s(&out),
+            "--seal-interval",
+            "200ms",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"one\ntwo\n").unwrap();
+    stdin.flush().unwrap();
+    // Without closing stdin, a seal must appear.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sealed = loop {
+        let b = std::fs::read(&out).unwrap_or_default();
+        if b.len() > 16 && frames(&b).iter().any(|f| f.kind == "seal") {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert!(sealed, "no interval seal while stdin stayed open");
+}
