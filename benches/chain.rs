@@ -1,7 +1,7 @@
 //! Stamp and verify throughput, one core, 200-byte messages.
 //!
 //! Run: `cargo bench --bench chain` (options via env: `BENCH_RECORDS`, default
-//! 2000000; `BENCH_RUNS`, default 5; `BENCH_DIR`, default the temp dir).
+//! 1000000; `BENCH_RUNS`, default 5; `BENCH_DIR`, default the temp dir).
 //! Each measurement runs in a fresh child process so that its peak RSS
 //! (VmHWM) is its own. Prints the median of the runs.
 
@@ -146,7 +146,7 @@ fn main() {
     let n: u64 = std::env::var("BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
+        .unwrap_or(1_000_000);
     let runs: usize = std::env::var("BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())

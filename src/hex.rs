@@ -1,6 +1,11 @@
 //! Lower-case hexadecimal, for digests, keys and ids in output.
 
 /// Encodes bytes as lower-case hex.
+///
+/// ```
+/// assert_eq!(logseal::hex::encode(&[0x00, 0x7f, 0xff]), "007fff");
+/// assert_eq!(logseal::hex::decode("007FFF"), Some(vec![0x00, 0x7f, 0xff]));
+/// ```
 pub fn encode(b: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(b.len() * 2);
