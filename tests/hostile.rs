@@ -1,0 +1,160 @@
+//! Hostile bytes: the decoder, the segment reader and the verifier never panic,
+//! never loop, and always say what is wrong. Deterministic pseudo-random
+//! mutations (xorshift, fixed seeds) of a real chain and of pure noise.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
+mod common;
+use common::*;
+use logseal::chain::Record;
+use logseal::segment::{self, Item, SegmentReader};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn record_decoder_rejects_every_truncation_and_never_panics() {
+    let v = logseal::vectors::generate();
+    let text = v.text;
+    for line in text.lines().filter(|l| l.starts_with("record.")) {
+        let hex = line.split_once(": ").unwrap().1;
+        let rec = logseal::hex::decode(hex).unwrap();
+        assert!(Record::decode(&rec).is_ok());
+        for cut in 0..rec.len() {
+            let e = Record::decode(&rec[..cut]).unwrap_err();
+            assert!(!e.reason.is_empty());
+        }
+        let mut longer = rec.clone();
+        longer.push(0);
+        assert_eq!(Record::decode(&longer).unwrap_err().reason, "trailing bytes after record");
+    }
+}
+
+#[test]
+fn record_decoder_survives_random_mutations() {
+    let v = logseal::vectors::generate();
+    let recs: Vec<Vec<u8>> = v
+        .text
+        .lines()
+        .filter(|l| l.starts_with("record."))
+        .map(|l| logseal::hex::decode(l.split_once(": ").unwrap().1).unwrap())
+        .collect();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..200_000 {
+        let mut r = recs[rng.below(recs.len())].clone();
+        for _ in 0..1 + rng.below(4) {
+            let i = rng.below(r.len());
+            r[i] = rng.next() as u8;
+        }
+        // Must return, Ok or Err; a re-encode of an Ok must give the same bytes
+        // (one value, one encoding).
+        if let Ok(rec) = Record::decode(&r) {
+            assert_eq!(rec.encode(), r, "non-canonical encoding accepted");
+        }
+    }
+}
+
+#[test]
+fn segment_reader_and_verifier_survive_noise_and_mutations() {
+    let dir = TempDir::new("hostile");
+    let log = build_chain(dir.path(), "host-h", 40, 7);
+    let good = std::fs::read(&log).unwrap();
+    let mut rng = Rng(42);
+    for round in 0..400 {
+        let mut b = good.clone();
+        match round % 4 {
+            0 => {
+                // random byte flips anywhere after the header
+                for _ in 0..1 + rng.below(8) {
+                    let i = 16 + rng.below(b.len() - 16);
+                    b[i] ^= 1 << rng.below(8);
+                }
+            }
+            1 => {
+                // a random slice removed
+                let a = 16 + rng.below(b.len() - 16);
+                let n = rng.below((b.len() - a).min(300));
+                b.drain(a..a + n);
+            }
+            2 => {
+                // random noise inserted
+                let a = 16 + rng.below(b.len() - 16);
+                let noise: Vec<u8> = (0..rng.below(500)).map(|_| rng.next() as u8).collect();
+                b.splice(a..a, noise);
+            }
+            _ => {
+                // pure noise after a valid header, with huge length fields
+                b.truncate(16);
+                for _ in 0..rng.below(4000) {
+                    b.push(rng.next() as u8);
+                }
+                b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+            }
+        }
+        let r = verify_bytes(dir.path(), "m.seg", &b);
+        if b != good {
+            assert!(!r.intact(), "round {round}: mutation not detected");
+        }
+        // The reader accounts for every byte: frames + damage = file length.
+        let mut rd = SegmentReader::new(&b[..]).unwrap();
+        let mut covered = 16u64;
+        while let Some(item) = rd.next_item().unwrap() {
+            covered += match item {
+                Item::Frame { payload, .. } => payload.len() as u64 + 9,
+                Item::Corrupt { skipped, .. } => skipped,
+                Item::TornTail { bytes, .. } => bytes,
+            };
+        }
+        assert_eq!(covered, b.len() as u64, "round {round}: bytes unaccounted for");
+    }
+}
+
+#[test]
+fn a_huge_declared_frame_length_is_not_allocated() {
+    let mut b = segment::header().to_vec();
+    b.extend_from_slice(&(segment::MAX_FRAME as u32).to_be_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(b"short");
+    let mut rd = SegmentReader::new(&b[..]).unwrap();
+    match rd.next_item().unwrap() {
+        Some(Item::TornTail { offset: 16, bytes: 13, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    b[16..20].copy_from_slice(&(segment::MAX_FRAME as u32 + 1).to_be_bytes());
+    let mut rd = SegmentReader::new(&b[..]).unwrap();
+    assert!(matches!(rd.next_item().unwrap(), Some(Item::TornTail { reason: "frame length out of range", .. })));
+}
+
+#[test]
+fn bad_headers_are_named() {
+    assert!(segment::check_header(b"LSEAL").unwrap_err().contains("shorter than a segment header"));
+    let mut h = segment::header();
+    h[0] = b'X';
+    assert!(segment::check_header(&h).unwrap_err().contains("bad magic"));
+    let mut h = segment::header();
+    h[9] = 2;
+    assert!(segment::check_header(&h).unwrap_err().contains("checksum"));
+}
+
+#[test]
+fn state_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("perm");
+    build_chain(dir.path(), "host-p", 3, 2);
+    let st = dir.path().join("host-p.state");
+    assert_eq!(std::fs::metadata(&st).unwrap().permissions().mode() & 0o777, 0o700);
+    let f = st.join("signer.state");
+    assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+}
