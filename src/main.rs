@@ -342,7 +342,32 @@ fn verify(
         }
     }
     let (files, skipped) = verify_files::expand(&paths)?;
-    let report = verify_files::verify(&files, trusted, |_| {})?;
+    let report = if rustix::termios::isatty(std::io::stderr()) {
+        let sizes: Vec<u64> = files
+            .iter()
+            .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+            .collect();
+        let total: u64 = sizes.iter().sum::<u64>().max(1);
+        let mut last = Instant::now();
+        let r = verify_files::verify(&files, trusted, |i, pos| {
+            if last.elapsed() >= Duration::from_millis(200) {
+                last = Instant::now();
+                let done: u64 = sizes[..i].iter().sum::<u64>() + pos;
+                eprint!(
+                    "\rverifying {}/{} files, {} of {} MB ({}%)   ",
+                    i + 1,
+                    files.len(),
+                    done >> 20,
+                    total >> 20,
+                    done * 100 / total
+                );
+            }
+        });
+        eprint!("\r{:70}\r", "");
+        r?
+    } else {
+        verify_files::verify(&files, trusted, |_, _| {})?
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if json {

@@ -85,11 +85,12 @@ fn walk(
     Ok(())
 }
 
-/// Verifies `files` in order and returns the report.
+/// Verifies `files` in order and returns the report. `progress(file index,
+/// byte offset)` is called every 65 536 frames and at the end of each file.
 pub fn verify(
     files: &[PathBuf],
     trusted: HashSet<[u8; 32]>,
-    mut progress: impl FnMut(u64),
+    mut progress: impl FnMut(usize, u64),
 ) -> Result<Report, InputError> {
     let mut v = Verifier::new(trusted);
     for (i, path) in files.iter().enumerate() {
@@ -129,10 +130,10 @@ pub fn verify(
             }
             n += 1;
             if n % 65_536 == 0 {
-                progress(r.position());
+                progress(i, r.position());
             }
         }
-        progress(r.position());
+        progress(i, r.position());
     }
     Ok(v.finish())
 }

@@ -38,7 +38,10 @@ fn record_decoder_rejects_every_truncation_and_never_panics() {
         }
         let mut longer = rec.clone();
         longer.push(0);
-        assert_eq!(Record::decode(&longer).unwrap_err().reason, "trailing bytes after record");
+        assert_eq!(
+            Record::decode(&longer).unwrap_err().reason,
+            "trailing bytes after record"
+        );
     }
 }
 
@@ -117,7 +120,11 @@ fn segment_reader_and_verifier_survive_noise_and_mutations() {
                 Item::TornTail { bytes, .. } => bytes,
             };
         }
-        assert_eq!(covered, b.len() as u64, "round {round}: bytes unaccounted for");
+        assert_eq!(
+            covered,
+            b.len() as u64,
+            "round {round}: bytes unaccounted for"
+        );
     }
 }
 
@@ -129,17 +136,29 @@ fn a_huge_declared_frame_length_is_not_allocated() {
     b.extend_from_slice(b"short");
     let mut rd = SegmentReader::new(&b[..]).unwrap();
     match rd.next_item().unwrap() {
-        Some(Item::TornTail { offset: 16, bytes: 13, .. }) => {}
+        Some(Item::TornTail {
+            offset: 16,
+            bytes: 13,
+            ..
+        }) => {}
         other => panic!("{other:?}"),
     }
     b[16..20].copy_from_slice(&(segment::MAX_FRAME as u32 + 1).to_be_bytes());
     let mut rd = SegmentReader::new(&b[..]).unwrap();
-    assert!(matches!(rd.next_item().unwrap(), Some(Item::TornTail { reason: "frame length out of range", .. })));
+    assert!(matches!(
+        rd.next_item().unwrap(),
+        Some(Item::TornTail {
+            reason: "frame length out of range",
+            ..
+        })
+    ));
 }
 
 #[test]
 fn bad_headers_are_named() {
-    assert!(segment::check_header(b"LSEAL").unwrap_err().contains("shorter than a segment header"));
+    assert!(segment::check_header(b"LSEAL")
+        .unwrap_err()
+        .contains("shorter than a segment header"));
     let mut h = segment::header();
     h[0] = b'X';
     assert!(segment::check_header(&h).unwrap_err().contains("bad magic"));
@@ -154,7 +173,13 @@ fn state_files_are_private() {
     let dir = TempDir::new("perm");
     build_chain(dir.path(), "host-p", 3, 2);
     let st = dir.path().join("host-p.state");
-    assert_eq!(std::fs::metadata(&st).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&st).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     let f = st.join("signer.state");
-    assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }

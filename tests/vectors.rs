@@ -135,7 +135,8 @@ fn segment_file_frames_check_out() {
 #[test]
 fn both_vector_segments_verify_intact() {
     for (name, redacted) in [("chain-v1.seg", 0), ("chain-v1-redacted.seg", 1)] {
-        let r = logseal::verify_files::verify(&[dir().join(name)], HashSet::new(), |_| {}).unwrap();
+        let r =
+            logseal::verify_files::verify(&[dir().join(name)], HashSet::new(), |_, _| {}).unwrap();
         assert!(r.intact(), "{name}: {:?}", r.chains[0].problems);
         assert_eq!(r.chains[0].redacted, redacted);
         assert_eq!(r.chains[0].seals, 2);
@@ -143,13 +144,19 @@ fn both_vector_segments_verify_intact() {
     // With the right trust anchor, and with a wrong one.
     let v = vectors();
     let pk0: [u8; 32] = v["key.0.public"].clone().try_into().unwrap();
-    let r =
-        logseal::verify_files::verify(&[dir().join("chain-v1.seg")], HashSet::from([pk0]), |_| {})
-            .unwrap();
+    let r = logseal::verify_files::verify(
+        &[dir().join("chain-v1.seg")],
+        HashSet::from([pk0]),
+        |_, _| {},
+    )
+    .unwrap();
     assert!(r.intact());
     let pk1: [u8; 32] = v["key.1.public"].clone().try_into().unwrap();
-    let r =
-        logseal::verify_files::verify(&[dir().join("chain-v1.seg")], HashSet::from([pk1]), |_| {})
-            .unwrap();
+    let r = logseal::verify_files::verify(
+        &[dir().join("chain-v1.seg")],
+        HashSet::from([pk1]),
+        |_, _| {},
+    )
+    .unwrap();
     assert!(!r.intact(), "a genesis key that is not trusted fails");
 }

@@ -98,7 +98,7 @@ pub fn fix_crc(bytes: &mut [u8], offset: usize) {
 pub fn verify_bytes(dir: &Path, name: &str, bytes: &[u8]) -> Report {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
-    logseal::verify_files::verify(&[p], HashSet::new(), |_| {}).unwrap()
+    logseal::verify_files::verify(&[p], HashSet::new(), |_, _| {}).unwrap()
 }
 
 /// All problems of all chains (and unattributed ones).
