@@ -15,6 +15,7 @@ pub mod hex;
 pub mod report;
 pub mod segment;
 pub mod signer;
+pub mod spool;
 pub mod timefmt;
 pub mod vectors;
 pub mod verify_files;

@@ -471,10 +471,16 @@ impl SegmentWriter {
         Ok((offset, &self.buf[start + 9..]))
     }
 
-    /// Writes buffered frames to the file (no fsync).
+    /// Writes buffered frames to the file (no fsync). On failure (e.g. the disk
+    /// is full) the file is cut back to the last complete flush and the frames
+    /// stay buffered, so a later flush retries them and no torn frame is left.
     pub fn flush(&mut self) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
         if !self.buf.is_empty() {
-            self.file.write_all(&self.buf)?;
+            if let Err(e) = self.file.write_all_at(&self.buf, self.flushed) {
+                let _ = self.file.set_len(self.flushed);
+                return Err(e);
+            }
             self.flushed += self.buf.len() as u64;
             self.buf.clear();
         }
@@ -483,8 +489,14 @@ impl SegmentWriter {
 
     /// Writes only the first `n` buffered bytes (for crash tests of torn frames).
     pub fn flush_partial(&mut self, n: usize) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
         let n = n.min(self.buf.len());
-        self.file.write_all(&self.buf[..n])
+        self.file.write_all_at(&self.buf[..n], self.flushed)
+    }
+
+    /// Length of the file once buffered frames are written.
+    pub fn file_len(&self) -> u64 {
+        self.flushed + self.buf.len() as u64
     }
 
     /// Buffered bytes not yet written.

@@ -111,7 +111,9 @@ struct FoundSeal {
 #[derive(Default)]
 struct Scan {
     /// Last record of any chain in the log: (chain, seq, head after it).
-    last: Option<(ChainId, u64, Digest)>,
+    /// (The head is unknown if the chain's start is no longer in the log and no
+    /// seal has been seen since.)
+    last: Option<(ChainId, u64, Option<Digest>)>,
     /// Records from the resume point on.
     next_seq: u64,
     head: Digest,
@@ -127,24 +129,62 @@ struct Scan {
     unsealed: u64,
 }
 
+/// Where a chain's records go: one segment file (`stamp`) or a spool.
+/// Positions are global byte positions (for one file, file offsets).
+pub trait RecordLog {
+    /// Appends a record frame whose payload `encode` writes; returns its
+    /// position and the payload bytes.
+    fn append_record_with(&mut self, encode: impl FnOnce(&mut Vec<u8>))
+        -> io::Result<(u64, &[u8])>;
+    /// Writes buffered frames (no fsync).
+    fn flush(&mut self) -> io::Result<()>;
+    /// Writes only `n` buffered bytes (crash tests).
+    fn flush_partial(&mut self, n: usize) -> io::Result<()>;
+    /// Bytes buffered.
+    fn buffered(&self) -> usize;
+    /// Flush and fsync.
+    fn sync(&mut self) -> io::Result<()>;
+    /// Position of the next frame.
+    fn position(&self) -> u64;
+}
+
 /// Appends records to one chain and seals them.
-pub struct ChainWriter {
+pub struct ChainWriter<L: RecordLog = SegmentWriter> {
     dir: PathBuf,
-    log: SegmentWriter,
+    log: L,
     state: SignerState,
     next_seq: u64,
     head: Digest,
     unsealed: u64,
 }
 
-impl ChainWriter {
-    /// Opens (or starts) the chain kept in `state_dir`, logging to `log_path`.
-    /// `host` defaults to the state's host, or the system host name for a new chain.
+impl ChainWriter<SegmentWriter> {
+    /// Opens (or starts) the chain kept in `state_dir`, logging to the segment
+    /// file `log_path`. `host` defaults to the state's host, or the system host
+    /// name for a new chain.
     pub fn open(
         state_dir: &Path,
         log_path: &Path,
         host: Option<&str>,
     ) -> Result<(ChainWriter, Opened), WriterError> {
+        let what = log_path.display().to_string();
+        ChainWriter::open_log(state_dir, host, &what, |each| {
+            SegmentWriter::open_append(log_path, each)
+        })
+    }
+}
+
+impl<L: RecordLog> ChainWriter<L> {
+    /// Opens (or starts) the chain kept in `state_dir` on the log that `open_log`
+    /// opens; `open_log` must call its argument for every frame in order.
+    pub fn open_log(
+        state_dir: &Path,
+        host: Option<&str>,
+        log_name: &str,
+        open_log: impl FnOnce(
+            &mut dyn FnMut(u64, u8, &[u8]),
+        ) -> Result<(L, crate::segment::Repair), OpenError>,
+    ) -> Result<(ChainWriter<L>, Opened), WriterError> {
         create_private_dir(state_dir)?;
         crate::fsutil::remove_stale_temps(state_dir)
             .map_err(io_err(format!("cleaning {}", state_dir.display())))?;
@@ -160,8 +200,8 @@ impl ChainWriter {
         }
         let resume = loaded.as_ref().ok().map(|s| (s.chain_id, s.resume));
         let mut scan = Scan::default();
-        let mut running: Option<(ChainId, u64, Digest)> = None;
-        let (log, repair) = SegmentWriter::open_append(log_path, |offset, ftype, payload| {
+        let mut running: Option<(ChainId, u64, Option<Digest>)> = None;
+        let (log, repair) = open_log(&mut |offset, ftype, payload| {
             scan_frame(&mut scan, &mut running, resume, offset, ftype, payload)
         })?;
         scan.last = running;
@@ -190,11 +230,21 @@ impl ChainWriter {
                     ),
                     other => (other.to_string(), scan.last),
                 };
-                let pred = predecessor.map(|(chain_id, last_seq, head)| Predecessor {
-                    chain_id,
-                    last_seq,
-                    head,
-                });
+                let (note, pred) = match predecessor {
+                    Some((chain_id, last_seq, Some(head))) => (
+                        note,
+                        Some(Predecessor {
+                            chain_id,
+                            last_seq,
+                            head,
+                        }),
+                    ),
+                    Some((chain_id, last_seq, None)) => (
+                        format!("{note}; the earlier chain {chain_id} ended at seq {last_seq} (its head is unknown)"),
+                        None,
+                    ),
+                    None => (note, None),
+                };
                 return Self::create(
                     state_dir,
                     log,
@@ -210,8 +260,7 @@ impl ChainWriter {
         let end = log.position();
         let mismatch = if end < state.resume.offset {
             Some(format!(
-                "log {} ends at byte {end}, before the resume point {} recorded in the signer state",
-                log_path.display(),
+                "log {log_name} ends at position {end}, before the resume point {} recorded in the signer state",
                 state.resume.offset
             ))
         } else if let Some(m) = scan.mismatch.take() {
@@ -343,12 +392,12 @@ impl ChainWriter {
 
     fn create(
         state_dir: &Path,
-        log: SegmentWriter,
+        log: L,
         host: String,
         origin: Origin,
         predecessor: Option<Predecessor>,
         note: String,
-    ) -> Result<(ChainWriter, Opened), WriterError> {
+    ) -> Result<(ChainWriter<L>, Opened), WriterError> {
         let key = SecretKey::generate().map_err(|_| WriterError::Random)?;
         let mut id = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
@@ -573,7 +622,7 @@ impl ChainWriter {
 
 fn scan_frame(
     scan: &mut Scan,
-    running: &mut Option<(ChainId, u64, Digest)>,
+    running: &mut Option<(ChainId, u64, Option<Digest>)>,
     resume: Option<(ChainId, Resume)>,
     offset: u64,
     ftype: u8,
@@ -589,11 +638,15 @@ fn scan_frame(
         return;
     };
     let leaf = hash::leaf(payload);
-    let prev = match running {
-        Some((id, _, h)) if *id == rec.chain_id => *h,
-        _ => ZERO_HEAD,
+    let prev = match (running.as_ref(), &rec.body) {
+        // A seal names the head before it: this re-anchors a chain whose start
+        // was already removed from the spool.
+        (_, Body::Seal { covers_head, .. }) => Some(*covers_head),
+        (Some((id, _, h)), _) if *id == rec.chain_id => *h,
+        (_, Body::Genesis { .. }) if rec.seq == 0 => Some(ZERO_HEAD),
+        _ => None,
     };
-    *running = Some((rec.chain_id, rec.seq, hash::head(&prev, &leaf)));
+    *running = Some((rec.chain_id, rec.seq, prev.map(|p| hash::head(&p, &leaf))));
 
     // Does the log end with Lifecycle(shutdown) + Seal? (A clean stop.)
     scan.shutdown_then_seal = matches!(rec.body, Body::Seal { .. }) && scan.last_was_shutdown;

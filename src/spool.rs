@@ -1,0 +1,287 @@
+//! The spool: a directory of segment files holding one chain's records until a
+//! collector has acknowledged them.
+//!
+//! ```text
+//! DIR/<base>.seg    segments, 20-digit zero-padded `base`: the global position of
+//!                   the segment's first byte (its header). Global position of a
+//!                   frame = base + its offset in the file. The next segment's base
+//!                   is this one's base + its length, so positions never repeat.
+//! DIR/acked         global position up to which a collector has acknowledged the
+//!                   records as durable (8 bytes big-endian + CRC32C), written with
+//!                   fsutil::write_atomic. Absent: nothing acknowledged.
+//! ```
+//!
+//! Invariants: only the last segment is appended to; a segment is fsynced before
+//! the next one is created; a segment is deleted only when every frame in it lies
+//! below the acknowledged position. A crash leaves at most a torn tail in the last
+//! segment (cut at open, saved beside it as `<base>.seg.torn-<offset>`), or a last
+//! segment shorter than its header (rewritten). Damage anywhere else, or segments
+//! whose bases do not follow each other, is reported and nothing is appended.
+
+use crate::fsutil;
+use crate::segment::{Item, OpenError, Repair, SegmentReader, SegmentWriter};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Spool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolOptions {
+    /// A new segment is started once the current one reaches this size.
+    pub segment_bytes: u64,
+}
+
+impl Default for SpoolOptions {
+    fn default() -> Self {
+        SpoolOptions {
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The spool of one chain.
+pub struct Spool {
+    dir: PathBuf,
+    opts: SpoolOptions,
+    /// Closed segments: (base, length).
+    closed: Vec<(u64, u64)>,
+    cur: SegmentWriter,
+    cur_base: u64,
+    acked: u64,
+}
+
+fn seg_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.seg"))
+}
+
+fn acked_path(dir: &Path) -> PathBuf {
+    dir.join("acked")
+}
+
+/// Bases of the segment files in `dir`, sorted.
+pub fn segment_bases(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let name = e?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(".seg") {
+            if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(b) = stem.parse() {
+                    bases.push(b);
+                }
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+fn read_acked(dir: &Path) -> io::Result<Option<u64>> {
+    match std::fs::read(acked_path(dir)) {
+        Ok(b) if b.len() == 12 => {
+            let crc = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+            if crc != crc32c::crc32c(&b[..8]) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "spool acked file: checksum mismatch",
+                ));
+            }
+            Ok(Some(u64::from_be_bytes(
+                b[..8].try_into().unwrap_or([0; 8]),
+            )))
+        }
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "spool acked file: wrong length",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool in `dir`, calling `each(position,
+    /// frame type, payload)` for every frame in order.
+    pub fn open(
+        dir: &Path,
+        opts: SpoolOptions,
+        mut each: impl FnMut(u64, u8, &[u8]),
+    ) -> Result<(Spool, Repair), OpenError> {
+        let io = |source| OpenError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
+        }
+        let mut bases = segment_bases(dir).map_err(io)?;
+        if bases.is_empty() {
+            bases.push(0);
+        }
+        let mut closed = Vec::new();
+        let last = bases.len() - 1;
+        for (i, &base) in bases[..last].iter().enumerate() {
+            let path = seg_path(dir, base);
+            let mut r = SegmentReader::open(&path).map_err(|e| OpenError::BadHeader {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            while let Some(item) = r.next_item().map_err(io)? {
+                match item {
+                    Item::Frame {
+                        offset,
+                        frame_type,
+                        payload,
+                    } => each(base + offset, frame_type, payload),
+                    Item::Corrupt { offset, reason, .. }
+                    | Item::TornTail { offset, reason, .. } => {
+                        return Err(OpenError::Damaged {
+                            path,
+                            offset,
+                            reason,
+                        });
+                    }
+                }
+            }
+            let len = r.position();
+            if base + len != bases[i + 1] {
+                return Err(OpenError::Damaged {
+                    path: seg_path(dir, bases[i + 1]),
+                    offset: 0,
+                    reason: "spool segment does not start where the previous one ends (a segment is missing or was altered)",
+                });
+            }
+            closed.push((base, len));
+        }
+        let base = bases[last];
+        let (cur, repair) =
+            SegmentWriter::open_append(&seg_path(dir, base), |off, t, p| each(base + off, t, p))?;
+        let acked = read_acked(dir).map_err(io)?.unwrap_or(bases[0]);
+        Ok((
+            Spool {
+                dir: dir.to_path_buf(),
+                opts,
+                closed,
+                cur,
+                cur_base: base,
+                acked,
+            },
+            repair,
+        ))
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Global position at which the next frame will start.
+    pub fn position(&self) -> u64 {
+        self.cur_base + self.cur.position()
+    }
+
+    /// Bytes held by the spool (all segments, including buffered frames).
+    pub fn bytes(&self) -> u64 {
+        let first = self.closed.first().map_or(self.cur_base, |s| s.0);
+        self.position() - first
+    }
+
+    /// Position up to which records were acknowledged by a collector.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Records an acknowledgement and deletes segments that lie wholly below it.
+    pub fn set_acked(&mut self, pos: u64) -> io::Result<()> {
+        if pos <= self.acked {
+            return Ok(());
+        }
+        let pos = pos.min(self.position());
+        let mut b = pos.to_be_bytes().to_vec();
+        b.extend_from_slice(&crc32c::crc32c(&b).to_be_bytes());
+        fsutil::write_atomic(&acked_path(&self.dir), &b, "spool-acked")?;
+        self.acked = pos;
+        let mut removed = false;
+        while let Some(&(base, len)) = self.closed.first() {
+            if base + len > pos {
+                break;
+            }
+            std::fs::remove_file(seg_path(&self.dir, base))?;
+            self.closed.remove(0);
+            removed = true;
+        }
+        if removed {
+            fsutil::fsync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.cur.sync()?;
+        let len = self.cur.file_len();
+        let base = self.cur_base + len;
+        let (next, _) = SegmentWriter::open_append(&seg_path(&self.dir, base), |_, _, _| {})
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        self.closed.push((self.cur_base, len));
+        self.cur = next;
+        self.cur_base = base;
+        Ok(())
+    }
+}
+
+impl crate::writer::RecordLog for Spool {
+    fn append_record_with(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<(u64, &[u8])> {
+        if self.cur.file_len() >= self.opts.segment_bytes {
+            self.rotate()?;
+        }
+        let base = self.cur_base;
+        let (off, b) = self.cur.append_record_with(encode)?;
+        Ok((base + off, b))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.cur.flush()
+    }
+    fn flush_partial(&mut self, n: usize) -> io::Result<()> {
+        self.cur.flush_partial(n)
+    }
+    fn buffered(&self) -> usize {
+        self.cur.buffered()
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.cur.sync()
+    }
+    fn position(&self) -> u64 {
+        Spool::position(self)
+    }
+}
+
+impl crate::writer::RecordLog for SegmentWriter {
+    fn append_record_with(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<(u64, &[u8])> {
+        SegmentWriter::append_record_with(self, encode)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        SegmentWriter::flush(self)
+    }
+    fn flush_partial(&mut self, n: usize) -> io::Result<()> {
+        SegmentWriter::flush_partial(self, n)
+    }
+    fn buffered(&self) -> usize {
+        SegmentWriter::buffered(self)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        SegmentWriter::sync(self)
+    }
+    fn position(&self) -> u64 {
+        SegmentWriter::position(self)
+    }
+}
