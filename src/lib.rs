@@ -8,15 +8,18 @@
 //! - [`segment`]: the on-disk record-log format.
 //! - [`signer`], [`writer`]: the key state and the crash-consistent chain writer.
 
+pub mod agent;
 pub mod chain;
 pub mod faults;
 pub mod fsutil;
 pub mod hex;
+pub mod ingest;
 pub mod report;
 pub mod segment;
 pub mod signer;
 pub mod spool;
 pub mod timefmt;
+pub mod units;
 pub mod vectors;
 pub mod verify_files;
 pub mod writer;

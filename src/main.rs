@@ -71,6 +71,25 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run the agent: syslog inputs chained into a local spool.
+    Agent {
+        /// Configuration file (see config/agent.toml).
+        #[arg(long, conflicts_with_all = ["listen", "check_config"])]
+        config: Option<PathBuf>,
+        /// Validate a configuration file and exit (0 valid, 2 invalid).
+        #[arg(long, value_name = "FILE")]
+        check_config: Option<PathBuf>,
+        /// Quick run without a file: inputs as URLs (udp://ADDR, tcp://ADDR,
+        /// unix:///PATH, unix-stream:///PATH); repeatable. Needs --state.
+        #[arg(long, value_name = "URL", requires = "state")]
+        listen: Vec<String>,
+        /// State directory for a quick run (signer state and spool).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Host name for a quick run's new chain.
+        #[arg(long)]
+        host: Option<String>,
+    },
     /// Write the format test vectors (for docs/FORMAT.md and tests/vectors).
     #[command(hide = true)]
     GenVectors {
@@ -81,29 +100,7 @@ enum Cmd {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (examples: 500ms, 1s, 2m)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit {unit:?} in {s:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("duration must be positive: {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    logseal::units::parse_duration(s)
 }
 
 fn main() -> ExitCode {
@@ -127,6 +124,13 @@ fn main() -> ExitCode {
         } => verify(paths, json, trust_key, trust_file),
         Cmd::Inspect { paths, json } => inspect(paths, json).map(|_| ExitCode::SUCCESS),
         Cmd::GenVectors { out } => gen_vectors(out).map(|_| ExitCode::SUCCESS),
+        Cmd::Agent {
+            config,
+            check_config,
+            listen,
+            state,
+            host,
+        } => agent(config, check_config, listen, state, host),
     };
     match result {
         Ok(code) => code,
@@ -302,6 +306,53 @@ fn stamp(
         "logseal stamp: chained {events} event(s) into chain {id} (seq {first_seq}..={last}), {seals} seal(s), clean shutdown"
     );
     Ok(())
+}
+
+fn agent(
+    config: Option<PathBuf>,
+    check_config: Option<PathBuf>,
+    listen: Vec<String>,
+    state: Option<PathBuf>,
+    host: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    use logseal::agent::config::{AgentConfig, Input};
+    if let Some(path) = check_config {
+        let cfg = AgentConfig::load(&path)?;
+        println!(
+            "{}: valid ({} input(s), state in {})",
+            path.display(),
+            cfg.inputs.len(),
+            cfg.state_dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cfg = match (config, state) {
+        (Some(path), _) => AgentConfig::load(&path)?,
+        (None, Some(state)) => {
+            let mut cfg = AgentConfig::parse("", std::path::Path::new("(defaults)"))?;
+            cfg.state_dir = state;
+            cfg.host = host.unwrap_or_default();
+            for url in &listen {
+                cfg.inputs
+                    .push(Input::from_url(url).map_err(anyhow::Error::msg)?);
+            }
+            cfg.check().map_err(anyhow::Error::msg)?;
+            cfg
+        }
+        (None, None) => bail!("give --config FILE, or --listen URL... with --state DIR"),
+    };
+    if cfg.inputs.is_empty() {
+        bail!("no inputs configured: add [[input]] tables or --listen URLs");
+    }
+    let level: tracing::Level = cfg.log_level.parse().unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+    logseal::agent::run(cfg)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {

@@ -148,10 +148,19 @@ pub trait RecordLog {
     fn position(&self) -> u64;
 }
 
+/// A seal appended to the log but not yet durable and promoted.
+#[derive(Debug, Clone, Copy)]
+struct PendingSeal {
+    seq: u64,
+    head_after: Digest,
+    offset_after: u64,
+}
+
 /// Appends records to one chain and seals them.
 pub struct ChainWriter<L: RecordLog = SegmentWriter> {
     dir: PathBuf,
     log: L,
+    pending_seal: Option<PendingSeal>,
     state: SignerState,
     next_seq: u64,
     head: Digest,
@@ -329,6 +338,7 @@ impl<L: RecordLog> ChainWriter<L> {
         let mut w = ChainWriter {
             dir: state_dir.to_path_buf(),
             log,
+            pending_seal: None,
             next_seq: if scan.records_after_resume > 0 {
                 scan.next_seq
             } else {
@@ -437,6 +447,7 @@ impl<L: RecordLog> ChainWriter<L> {
         let mut w = ChainWriter {
             dir: state_dir.to_path_buf(),
             log,
+            pending_seal: None,
             state,
             next_seq: 0,
             head: ZERO_HEAD,
@@ -539,17 +550,53 @@ impl<L: RecordLog> ChainWriter<L> {
     /// Seals everything appended so far and evolves the key (see `signer.rs`
     /// for the protocol). Returns the seal's seq.
     pub fn seal(&mut self) -> Result<u64, WriterError> {
+        let p = match self.pending_seal {
+            // A seal whose write or fsync failed (e.g. disk full) is retried, not redone.
+            Some(p) => p,
+            None => self.begin_seal()?,
+        };
+        self.log.flush().map_err(io_err("writing log"))?;
+        faults::point("seal.record-written");
+        self.log.sync().map_err(io_err("syncing log"))?;
+        faults::point("seal.record-durable");
+
+        // 3. Promote the next key; the old one is dropped (zeroized) and its file scrubbed.
+        let next = self.state.pending.take().ok_or(WriterError::Random)?;
+        let old = std::mem::replace(&mut self.state.current, next);
+        self.state.epoch += 1;
+        self.state.resume = Resume {
+            seq: p.seq + 1,
+            head: p.head_after,
+            offset: p.offset_after,
+        };
+        self.state.genesis.clear();
+        if let Err(e) = self.state.store(&self.dir, "seal-promote") {
+            // Undo in memory so that a retry promotes again.
+            let next = std::mem::replace(&mut self.state.current, old);
+            self.state.pending = Some(next);
+            self.state.epoch -= 1;
+            return Err(io_err("writing signer state")(e));
+        }
+        drop(old);
+        self.pending_seal = None;
+        faults::point("seal.done");
+        Ok(p.seq)
+    }
+
+    /// Steps 1 and 2a of a seal: the next key made durable, the seal appended.
+    fn begin_seal(&mut self) -> Result<PendingSeal, WriterError> {
         faults::point("seal.begin");
         // 1. The next key, durable before anything names it.
         let next = SecretKey::generate().map_err(|_| WriterError::Random)?;
         let next_pk = next.public();
         self.state.pending = Some(next);
-        self.state
-            .store(&self.dir, "seal-pending")
-            .map_err(io_err("writing signer state"))?;
+        if let Err(e) = self.state.store(&self.dir, "seal-pending") {
+            self.state.pending = None;
+            return Err(io_err("writing signer state")(e));
+        }
         faults::point("seal.pending-durable");
 
-        // 2. The seal, signed by the current key, durable in the log.
+        // 2. The seal, signed by the current key, appended to the log.
         let seq = self.next_seq;
         let rec = Record {
             chain_id: self.state.chain_id,
@@ -564,7 +611,7 @@ impl<L: RecordLog> ChainWriter<L> {
             },
         };
         let key = &self.state.current;
-        let (_, bytes) = self
+        let (offset, bytes) = self
             .log
             .append_record_with(|b| {
                 let start = b.len();
@@ -575,36 +622,37 @@ impl<L: RecordLog> ChainWriter<L> {
             })
             .map_err(io_err("appending seal"))?;
         let leaf = hash::leaf(bytes);
-        let frame_len = bytes.len() + 9;
+        let frame_len = bytes.len() as u64 + 9;
         if faults::armed("seal.record-torn") {
-            let keep = self.log.buffered() - frame_len / 2;
+            let keep = self.log.buffered() - frame_len as usize / 2;
             let _ = self.log.flush_partial(keep);
             faults::die();
         }
-        self.log.flush().map_err(io_err("writing log"))?;
-        faults::point("seal.record-written");
-        self.log.sync().map_err(io_err("syncing log"))?;
-        faults::point("seal.record-durable");
         self.head = hash::head(&self.head, &leaf);
         self.next_seq += 1;
-
-        // 3. Promote the next key; the old one is dropped (zeroized) and its file scrubbed.
-        let next = self.state.pending.take().ok_or(WriterError::Random)?;
-        let old = std::mem::replace(&mut self.state.current, next);
-        self.state.epoch += 1;
-        self.state.resume = Resume {
-            seq: self.next_seq,
-            head: self.head,
-            offset: self.log.position(),
-        };
-        self.state.genesis.clear();
-        self.state
-            .store(&self.dir, "seal-promote")
-            .map_err(io_err("writing signer state"))?;
-        drop(old);
-        faults::point("seal.done");
         self.unsealed = 0;
-        Ok(seq)
+        let p = PendingSeal {
+            seq,
+            head_after: self.head,
+            offset_after: offset + frame_len,
+        };
+        self.pending_seal = Some(p);
+        Ok(p)
+    }
+
+    /// Flushes and fsyncs the log: every record appended so far is durable.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.log.sync()
+    }
+
+    /// The log.
+    pub fn log(&self) -> &L {
+        &self.log
+    }
+
+    /// True if a seal was appended but is not yet durable (retry [`seal`](Self::seal)).
+    pub fn seal_pending(&self) -> bool {
+        self.pending_seal.is_some()
     }
 
     /// Clean shutdown: a Lifecycle `shutdown` record, then a final seal.

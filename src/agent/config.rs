@@ -1,0 +1,270 @@
+//! The agent's configuration file (`config/agent.toml` documents every key).
+//!
+//! Unknown keys are errors that name the key and its line.
+
+use crate::units::serde_units;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Host name written into a new chain's Genesis; empty: the system host name.
+    #[serde(default)]
+    pub host: String,
+    /// Directory of the signer state and the spool.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// Sealing.
+    #[serde(default)]
+    pub chain: ChainConfig,
+    /// The spool.
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    /// Limits on inputs.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Inputs (`[[input]]` tables).
+    #[serde(default, rename = "input")]
+    pub inputs: Vec<Input>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/logseal/agent")
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// When seals are made.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Seal at most this long after the first unsealed record while events flow.
+    #[serde(default = "d_seal", deserialize_with = "serde_units::duration")]
+    pub seal_interval: Duration,
+    /// Seal this often when idle (a heartbeat that proves the agent is alive).
+    #[serde(default = "d_heartbeat", deserialize_with = "serde_units::duration")]
+    pub heartbeat: Duration,
+}
+
+fn d_seal() -> Duration {
+    Duration::from_secs(1)
+}
+fn d_heartbeat() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        ChainConfig {
+            seal_interval: d_seal(),
+            heartbeat: d_heartbeat(),
+        }
+    }
+}
+
+/// The durable spool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Size at which a new segment file is started.
+    #[serde(default = "d_segment", deserialize_with = "serde_units::size")]
+    pub segment_size: u64,
+    /// Size cap: when reached, inputs that can wait are slowed down and UDP
+    /// messages are dropped and counted in a Loss record.
+    #[serde(default = "d_max", deserialize_with = "serde_units::size")]
+    pub max_size: u64,
+    /// Group commit: records are fsynced at most this long after being appended.
+    #[serde(default = "d_commit", deserialize_with = "serde_units::duration")]
+    pub commit_interval: Duration,
+}
+
+fn d_segment() -> u64 {
+    64 << 20
+}
+fn d_max() -> u64 {
+    1 << 30
+}
+fn d_commit() -> Duration {
+    Duration::from_millis(10)
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            segment_size: d_segment(),
+            max_size: d_max(),
+            commit_interval: d_commit(),
+        }
+    }
+}
+
+/// Limits on inputs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Longer messages are truncated to this size (and flagged with their length).
+    #[serde(default = "d_max_msg", deserialize_with = "serde_units::size")]
+    pub max_message: u64,
+    /// Open stream connections per listener; more wait to be accepted.
+    #[serde(default = "d_conns")]
+    pub max_connections: usize,
+    /// A stream connection silent this long is closed.
+    #[serde(default = "d_idle", deserialize_with = "serde_units::duration")]
+    pub idle_timeout: Duration,
+}
+
+fn d_max_msg() -> u64 {
+    64 << 10
+}
+fn d_conns() -> usize {
+    1024
+}
+fn d_idle() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message: d_max_msg(),
+            max_connections: d_conns(),
+            idle_timeout: d_idle(),
+        }
+    }
+}
+
+/// One input.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Input {
+    /// Syslog over UDP, one message per datagram.
+    Udp {
+        /// Address to bind, e.g. `0.0.0.0:514`.
+        listen: String,
+    },
+    /// Syslog over TCP; RFC 6587 octet-counting or LF framing, detected per connection.
+    Tcp {
+        /// Address to bind.
+        listen: String,
+    },
+    /// A `/dev/log`-style unix datagram socket.
+    UnixDgram {
+        /// Socket path (an existing socket file is replaced).
+        path: PathBuf,
+    },
+    /// A unix stream socket, framed like TCP.
+    UnixStream {
+        /// Socket path (an existing socket file is replaced).
+        path: PathBuf,
+    },
+}
+
+impl Input {
+    /// Parses a `--listen` URL: `udp://ADDR`, `tcp://ADDR`, `unix:///PATH`
+    /// (datagram) or `unix-stream:///PATH`.
+    pub fn from_url(url: &str) -> Result<Input, String> {
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            format!("{url:?}: expected udp://ADDR, tcp://ADDR, unix:///PATH or unix-stream:///PATH")
+        })?;
+        match scheme {
+            "udp" => Ok(Input::Udp {
+                listen: rest.into(),
+            }),
+            "tcp" => Ok(Input::Tcp {
+                listen: rest.into(),
+            }),
+            "unix" => Ok(Input::UnixDgram { path: rest.into() }),
+            "unix-stream" => Ok(Input::UnixStream { path: rest.into() }),
+            other => Err(format!(
+                "{url:?}: unknown scheme {other:?} (udp, tcp, unix, unix-stream)"
+            )),
+        }
+    }
+}
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not valid (syntax, unknown key, bad value); the message names the line.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// File.
+        path: PathBuf,
+        /// What and where.
+        message: String,
+    },
+}
+
+impl AgentConfig {
+    /// Parses a config from text.
+    pub fn parse(text: &str, path: &Path) -> Result<AgentConfig, ConfigError> {
+        let cfg: AgentConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.check().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks values that the types alone do not.
+    pub fn check(&self) -> Result<(), String> {
+        if !matches!(
+            self.log_level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(format!(
+                "log_level {:?}: use error, warn, info, debug or trace",
+                self.log_level
+            ));
+        }
+        if self.limits.max_message < 480 || self.limits.max_message > (16 << 20) - 4096 {
+            return Err("limits.max_message must be between 480 bytes and 16 MiB - 4 KiB".into());
+        }
+        if self.spool.max_size < 2 * self.spool.segment_size {
+            return Err("spool.max_size must be at least twice spool.segment_size".into());
+        }
+        if self.spool.segment_size < 4096 {
+            return Err("spool.segment_size must be at least 4KiB".into());
+        }
+        if self.limits.max_connections == 0 {
+            return Err("limits.max_connections must be at least 1".into());
+        }
+        for i in &self.inputs {
+            if let Input::Udp { listen } | Input::Tcp { listen } = i {
+                if listen.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(format!(
+                        "input listen {listen:?} is not an address like 0.0.0.0:514 or [::1]:514"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

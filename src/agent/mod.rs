@@ -1,0 +1,207 @@
+//! `logseal agent`: syslog inputs → stamper → durable spool.
+//!
+//! Lifecycle: bind every input (fail before READY if one cannot be bound),
+//! open the chain, start the stamper thread, tell systemd READY=1; on SIGTERM or
+//! SIGINT stop the inputs (STOPPING=1), let the stamper drain the channel, write
+//! a clean-shutdown Lifecycle record and a final seal, exit 0.
+
+pub mod config;
+pub mod stamper;
+
+use crate::chain::record::Source;
+use crate::ingest::listen::{self, ListenLimits};
+use crate::ingest::LossCounter;
+use crate::spool::{Spool, SpoolOptions};
+use crate::writer::{ChainWriter, Opened};
+use config::{AgentConfig, Input};
+use stamper::{StamperConfig, Stats};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Capacity of the channel from the inputs to the stamper, in batches.
+const CHANNEL_BATCHES: usize = 1024;
+
+/// Runs the agent until SIGTERM/SIGINT. Bound addresses are printed to stdout
+/// as `listening URL` lines (useful with port 0).
+pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    let host = (!cfg.host.is_empty()).then_some(cfg.host.as_str());
+    let spool_dir = cfg.state_dir.join("spool");
+    let opts = SpoolOptions {
+        segment_bytes: cfg.spool.segment_size,
+    };
+    let (writer, opened) = ChainWriter::open_log(
+        &cfg.state_dir,
+        host,
+        &spool_dir.display().to_string(),
+        |each| Spool::open(&spool_dir, opts, each),
+    )?;
+    match &opened {
+        Opened::New { origin, note } => {
+            tracing::info!(chain = %writer.chain_id(), host = writer.host(), origin = origin.name(), note = %note, "new chain")
+        }
+        Opened::Resumed {
+            after_seq,
+            clean,
+            torn_bytes,
+            rolled_forward,
+        } => {
+            tracing::info!(chain = %writer.chain_id(), after_seq, clean, torn_bytes, rolled_forward, "chain resumed")
+        }
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("logseal-io")
+        .build()?;
+    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let limits = ListenLimits {
+        max_message: cfg.limits.max_message as usize,
+        max_connections: cfg.limits.max_connections,
+        idle_timeout: cfg.limits.idle_timeout,
+    };
+    let mut losses = Vec::new();
+    let mut tasks = Vec::new();
+    rt.block_on(async {
+        for input in &cfg.inputs {
+            let tx = tx.clone();
+            let sd = stop_rx.clone();
+            match input {
+                Input::Udp { listen } => {
+                    let sock = tokio::net::UdpSocket::bind(listen)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("binding udp://{listen}: {e}"))?;
+                    let addr = sock.local_addr()?;
+                    println!("listening udp://{addr}");
+                    let loss = Arc::new(LossCounter::new(Source::SyslogUdp, addr.to_string()));
+                    losses.push(loss.clone());
+                    tasks.push(tokio::spawn(listen::udp(sock, tx, loss, limits, sd)));
+                }
+                Input::Tcp { listen } => {
+                    let l = tokio::net::TcpListener::bind(listen)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("binding tcp://{listen}: {e}"))?;
+                    println!("listening tcp://{}", l.local_addr()?);
+                    tasks.push(tokio::spawn(listen::tcp(l, tx, limits, sd)));
+                }
+                Input::UnixDgram { path } => {
+                    remove_stale_socket(path)?;
+                    let s = tokio::net::UnixDatagram::bind(path)
+                        .map_err(|e| anyhow::anyhow!("binding unix://{}: {e}", path.display()))?;
+                    set_mode(path, 0o666)?;
+                    println!("listening unix://{}", path.display());
+                    let name = path.display().to_string();
+                    let loss = Arc::new(LossCounter::new(Source::SyslogUnix, name.clone()));
+                    losses.push(loss.clone());
+                    tasks.push(tokio::spawn(listen::unix_dgram(
+                        s, name, tx, loss, limits, sd,
+                    )));
+                }
+                Input::UnixStream { path } => {
+                    remove_stale_socket(path)?;
+                    let l = tokio::net::UnixListener::bind(path).map_err(|e| {
+                        anyhow::anyhow!("binding unix-stream://{}: {e}", path.display())
+                    })?;
+                    set_mode(path, 0o666)?;
+                    println!("listening unix-stream://{}", path.display());
+                    tasks.push(tokio::spawn(listen::unix_stream(
+                        l,
+                        path.display().to_string(),
+                        tx,
+                        limits,
+                        sd,
+                    )));
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    drop(tx);
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let stats = Arc::new(Stats::default());
+    let scfg = StamperConfig {
+        seal_interval: cfg.chain.seal_interval,
+        heartbeat: cfg.chain.heartbeat,
+        commit_interval: cfg.spool.commit_interval,
+        max_size: cfg.spool.max_size,
+    };
+    let st = stats.clone();
+    let stamper = std::thread::Builder::new()
+        .name("logseal-stamper".into())
+        .spawn(move || stamper::run(writer, rx, losses, scfg, st))?;
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(inputs = cfg.inputs.len(), "agent ready");
+
+    rt.block_on(async {
+        // Watchdog: ping systemd only while the stamper loop is turning.
+        let mut usec = 0u64;
+        let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
+        let period = Duration::from_micros(usec.max(2_000_000) / 2);
+        let mut tick = tokio::time::interval(period);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut last_alive = u64::MAX;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = tick.tick() => {
+                    let alive = stats.alive_ms.load(Ordering::Relaxed);
+                    if watchdog && alive != last_alive {
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                    }
+                    last_alive = alive;
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("stopping: closing inputs, sealing");
+    let _ = stop_tx.send(true);
+    rt.block_on(async {
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    });
+    drop(rt); // closes every sender: the stamper drains and seals
+    match stamper.join() {
+        Ok(r) => r?,
+        Err(_) => anyhow::bail!("the stamper thread panicked"),
+    }
+    for p in cfg.inputs.iter().filter_map(|i| match i {
+        Input::UnixDgram { path } | Input::UnixStream { path } => Some(path),
+        _ => None,
+    }) {
+        let _ = std::fs::remove_file(p);
+    }
+    tracing::info!(
+        events = stats.events.load(Ordering::Relaxed),
+        seals = stats.seals.load(Ordering::Relaxed),
+        "agent stopped cleanly"
+    );
+    Ok(())
+}
+
+fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => Ok(std::fs::remove_file(path)?),
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket; refusing to replace it",
+            path.display()
+        ),
+        Err(_) => Ok(()),
+    }
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}

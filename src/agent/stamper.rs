@@ -1,0 +1,272 @@
+//! The stamper: one thread owns the chain. It takes batches from the inputs'
+//! bounded channel, appends them to the spool, group-commits (fsync at most
+//! `commit_interval` after a record was appended), seals at most every
+//! `seal_interval` while events flow and every `heartbeat` when idle, and
+//! chains Loss records for what inputs had to drop.
+//!
+//! Back-pressure: while the spool holds `max_size` bytes, or the disk refuses
+//! writes, the stamper stops taking batches; the channel fills, stream inputs
+//! wait, UDP drops and counts. Nothing is retried out of order: a failed
+//! append is retried with the same record before anything else.
+
+use crate::chain::record::{Body, LossReason, Payload, Source, FLAG_UNPARSED};
+use crate::ingest::{Batch, LossCounter};
+use crate::spool::Spool;
+use crate::writer::{ChainWriter, WriterError};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Stamper settings.
+#[derive(Debug, Clone, Copy)]
+pub struct StamperConfig {
+    /// Seal at most this long after the first unsealed record.
+    pub seal_interval: Duration,
+    /// Seal this often when idle.
+    pub heartbeat: Duration,
+    /// fsync at most this long after an append.
+    pub commit_interval: Duration,
+    /// Spool size cap.
+    pub max_size: u64,
+}
+
+/// Counters the stamper publishes (for logs, tests and the watchdog).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Events chained.
+    pub events: AtomicU64,
+    /// Seals made.
+    pub seals: AtomicU64,
+    /// Records known durable (fsynced).
+    pub durable_seq: AtomicU64,
+    /// Monotonic milliseconds of the last loop turn (liveness for the watchdog).
+    pub alive_ms: AtomicU64,
+}
+
+/// True if the bytes start like a syslog message (`<PRI>`): the cheap check
+/// behind the "unparsed" flag; full parsing stays off the hot path.
+pub fn looks_like_syslog(m: &[u8]) -> bool {
+    if m.first() != Some(&b'<') {
+        return false;
+    }
+    let digits = m[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+    (1..=3).contains(&digits) && m.get(1 + digits) == Some(&b'>')
+}
+
+struct Pending {
+    batch: Batch,
+    next: usize,
+}
+
+/// Runs the stamper until the channel is closed, then shuts the chain down
+/// cleanly (Lifecycle `shutdown` + seal).
+pub fn run(
+    mut w: ChainWriter<Spool>,
+    mut rx: mpsc::Receiver<Batch>,
+    losses: Vec<Arc<LossCounter>>,
+    cfg: StamperConfig,
+    stats: Arc<Stats>,
+) -> Result<(), WriterError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| WriterError::Io {
+            what: "starting the stamper's timer".into(),
+            source: e,
+        })?;
+    let start = Instant::now();
+    let mut last_seal = Instant::now();
+    let mut first_unsealed: Option<Instant> = None;
+    let mut first_unsynced: Option<Instant> = None;
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut batches: Vec<Batch> = Vec::with_capacity(64);
+    let mut blocked: Option<&'static str> = None; // why input is not being taken
+    let mut closed = false;
+    let retry = Duration::from_millis(200);
+    while !(closed && queue.is_empty()) {
+        stats
+            .alive_ms
+            .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // 1. Take input, unless the spool is full or a write is failing.
+        let full = w.log().bytes() >= cfg.max_size;
+        match (full, blocked) {
+            (true, None) => {
+                tracing::warn!(
+                    bytes = w.log().bytes(),
+                    cap = cfg.max_size,
+                    "spool full: slowing stream inputs, dropping UDP until space returns"
+                );
+                blocked = Some("spool full");
+            }
+            (false, Some("spool full")) => {
+                tracing::info!("spool has room again");
+                blocked = None;
+            }
+            _ => {}
+        }
+        let mut wait = cfg.heartbeat.saturating_sub(last_seal.elapsed());
+        if let Some(t) = first_unsealed {
+            wait = wait.min(cfg.seal_interval.saturating_sub(t.elapsed()));
+        }
+        if let Some(t) = first_unsynced {
+            wait = wait.min(cfg.commit_interval.saturating_sub(t.elapsed()));
+        }
+        if blocked.is_some() {
+            std::thread::sleep(wait.min(retry));
+        } else if queue.is_empty() && !closed {
+            let got = rt.block_on(async {
+                tokio::time::timeout(wait, rx.recv_many(&mut batches, 64)).await
+            });
+            if let Ok(0) = got {
+                closed = true;
+            }
+            queue.extend(batches.drain(..).map(|batch| Pending { batch, next: 0 }));
+        }
+        // 2. Append in order; a failure keeps the rest queued.
+        if blocked != Some("spool full") {
+            while let Some(p) = queue.pop_front() {
+                first_unsealed.get_or_insert_with(Instant::now);
+                first_unsynced.get_or_insert_with(Instant::now);
+                if let Err(p) = append_batch(&mut w, p, &stats) {
+                    queue.push_front(p);
+                    if blocked.is_none() {
+                        blocked = Some("write failed");
+                    }
+                    break;
+                }
+                if blocked == Some("write failed") {
+                    tracing::info!("writing to the spool again");
+                    blocked = None;
+                }
+                if w.log().bytes() >= cfg.max_size {
+                    break;
+                }
+            }
+        }
+        // 3. Losses counted by inputs.
+        if blocked.is_none() {
+            for l in &losses {
+                if let Some((count, first_ns, last_ns)) = l.take() {
+                    let detail =
+                        format!("{} on {}: channel or spool full", l.source.name(), l.listen);
+                    let body = Body::Loss {
+                        source: l.source,
+                        reason: if l.source == Source::SyslogUdp {
+                            LossReason::UdpOverrun
+                        } else {
+                            LossReason::SpoolFull
+                        },
+                        count,
+                        first_ns,
+                        last_ns,
+                        detail: &detail,
+                    };
+                    match w.append(body) {
+                        Ok(_) => tracing::warn!(
+                            count,
+                            source = l.source.name(),
+                            "messages dropped; Loss record chained"
+                        ),
+                        Err(_) => l.add(count, first_ns.max(last_ns)),
+                    }
+                    first_unsealed.get_or_insert_with(Instant::now);
+                    first_unsynced.get_or_insert_with(Instant::now);
+                }
+            }
+        }
+        // 4. Group commit.
+        if first_unsynced.is_some_and(|t| t.elapsed() >= cfg.commit_interval || closed) {
+            match w.sync() {
+                Ok(()) => {
+                    first_unsynced = None;
+                    if blocked == Some("write failed") && queue.is_empty() {
+                        tracing::info!("writing to the spool again");
+                        blocked = None;
+                    }
+                    stats
+                        .durable_seq
+                        .store(w.next_seq().saturating_sub(1), Ordering::Relaxed);
+                }
+                Err(e) => {
+                    if blocked.is_none() {
+                        tracing::warn!(error = %e, "fsync of the spool failed; holding input until it succeeds");
+                        blocked = Some("write failed");
+                    }
+                }
+            }
+        }
+        // 5. Seals.
+        let seal_due = first_unsealed.is_some_and(|t| t.elapsed() >= cfg.seal_interval)
+            || last_seal.elapsed() >= cfg.heartbeat
+            || w.seal_pending();
+        if seal_due {
+            match w.seal() {
+                Ok(_) => {
+                    stats.seals.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .durable_seq
+                        .store(w.next_seq().saturating_sub(1), Ordering::Relaxed);
+                    last_seal = Instant::now();
+                    first_unsealed = None;
+                    first_unsynced = None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "seal failed; retrying");
+                    std::thread::sleep(retry);
+                }
+            }
+        }
+    }
+    // Drain done: clean shutdown. Retry while the disk refuses (a signal to stop
+    // must not lose the shutdown seal).
+    let mut tries = 0;
+    loop {
+        if w.seal_pending() {
+            if let Err(e) = w.seal() {
+                tries += 1;
+                if tries > 50 {
+                    return Err(e);
+                }
+                std::thread::sleep(retry);
+                continue;
+            }
+        }
+        break;
+    }
+    w.shutdown("agent stopped")?;
+    stats.seals.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Appends the items of a batch from `p.next` on; on failure returns what is left.
+fn append_batch(w: &mut ChainWriter<Spool>, mut p: Pending, stats: &Stats) -> Result<(), Pending> {
+    let b = &p.batch;
+    while p.next < b.items.len() {
+        let item = b.items[p.next];
+        let bytes = b.bytes(&item);
+        let flags = if looks_like_syslog(bytes) {
+            0
+        } else {
+            FLAG_UNPARSED
+        };
+        let r = w.append_at(
+            b.time_ns,
+            Body::Event {
+                source: b.source,
+                flags,
+                peer: &b.peer,
+                original_len: item.original_len,
+                payload: Payload::Raw(bytes),
+            },
+        );
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "append to the spool failed; holding input until it succeeds");
+            return Err(p);
+        }
+        p.next += 1;
+        stats.events.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}

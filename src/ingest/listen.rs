@@ -1,0 +1,255 @@
+//! The listeners: UDP, TCP, unix datagram and unix stream sockets.
+//!
+//! Each sends [`Batch`]es into one bounded channel read by the stamper.
+//! Streams wait when the channel is full (back-pressure reaches the sender
+//! through TCP flow control); UDP cannot wait, so its messages are dropped and
+//! counted, and the stamper chains a Loss record for them.
+
+use super::framing::Framer;
+use super::{Batch, LossCounter};
+use crate::chain::record::Source;
+use crate::writer::now_ns;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+/// Settings shared by all listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenLimits {
+    /// Longer messages are cut.
+    pub max_message: usize,
+    /// Open connections per stream listener.
+    pub max_connections: usize,
+    /// Silent stream connections are closed after this long.
+    pub idle_timeout: Duration,
+}
+
+const UDP_BURST: usize = 256;
+
+/// Receives datagrams on a UDP socket until shutdown.
+pub async fn udp(
+    sock: tokio::net::UdpSocket,
+    tx: mpsc::Sender<Batch>,
+    loss: Arc<LossCounter>,
+    limits: ListenLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let first = tokio::select! {
+            r = sock.recv_from(&mut buf) => r,
+            _ = shutdown.changed() => return,
+        };
+        let t = now_ns();
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(r) = next.take() {
+            match r {
+                Ok((len, peer)) => {
+                    let peer: Arc<str> = Arc::from(peer.to_string());
+                    let b = match batches.last_mut() {
+                        Some(b) if *b.peer == *peer => b,
+                        _ => {
+                            batches.push(Batch::new(Source::SyslogUdp, peer, t));
+                            batches.last_mut().expect("just pushed")
+                        }
+                    };
+                    push_datagram(b, &buf[..len], limits.max_message);
+                }
+                Err(e) => tracing::warn!(error = %e, "udp receive failed"),
+            }
+            n += 1;
+            if n < UDP_BURST {
+                next = match sock.try_recv_from(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                    r => Some(r),
+                };
+            }
+        }
+        for b in batches {
+            let items = b.items.len() as u64;
+            match tx.try_send(b) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => loss.add(items, t),
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+}
+
+fn push_datagram(b: &mut Batch, msg: &[u8], max: usize) {
+    // Chained exactly as received (a trailing newline, if any, included).
+    if msg.len() > max {
+        b.push(&msg[..max], Some(msg.len() as u64));
+    } else {
+        b.push(msg, None);
+    }
+}
+
+/// Receives datagrams on a unix datagram socket until shutdown.
+pub async fn unix_dgram(
+    sock: tokio::net::UnixDatagram,
+    path: String,
+    tx: mpsc::Sender<Batch>,
+    loss: Arc<LossCounter>,
+    limits: ListenLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 256 << 10];
+    let peer: Arc<str> = Arc::from(path);
+    loop {
+        let r = tokio::select! {
+            r = sock.recv(&mut buf) => r,
+            _ = shutdown.changed() => return,
+        };
+        let t = now_ns();
+        let mut b = Batch::new(Source::SyslogUnix, peer.clone(), t);
+        let mut next = Some(r);
+        while let Some(r) = next.take() {
+            match r {
+                Ok(len) => push_datagram(&mut b, &buf[..len], limits.max_message),
+                Err(e) => tracing::warn!(error = %e, "unix datagram receive failed"),
+            }
+            if b.items.len() < UDP_BURST {
+                next = match sock.try_recv(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                    r => Some(r),
+                };
+            }
+        }
+        // Local senders can wait: a full channel back-pressures them (their
+        // socket buffer fills and send() blocks) instead of losing messages.
+        if b.items.is_empty() {
+            continue;
+        }
+        let n = b.items.len() as u64;
+        tokio::select! {
+            r = tx.send(b) => if r.is_err() { return },
+            _ = shutdown.changed() => { loss.add(n, t); return }
+        }
+    }
+}
+
+/// Reads one stream connection until EOF, idle timeout or shutdown.
+pub async fn stream_conn<S: AsyncRead + Unpin>(
+    mut s: S,
+    source: Source,
+    peer: Arc<str>,
+    tx: mpsc::Sender<Batch>,
+    limits: ListenLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut framer = Framer::new(limits.max_message);
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let r = tokio::select! {
+            r = tokio::time::timeout(limits.idle_timeout, s.read(&mut buf)) => r,
+            _ = shutdown.changed() => break,
+        };
+        let n = match r {
+            Err(_) => {
+                tracing::info!(%peer, "closing idle connection");
+                break;
+            }
+            Ok(Err(e)) => {
+                tracing::info!(%peer, error = %e, "connection read failed");
+                break;
+            }
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+        };
+        let mut b = Batch::new(source, peer.clone(), now_ns());
+        framer.push(&buf[..n], &mut |m, cut| b.push(m, cut));
+        if !b.items.is_empty() && tx.send(b).await.is_err() {
+            return;
+        }
+    }
+    let mut b = Batch::new(source, peer.clone(), now_ns());
+    framer.finish(&mut |m, cut| b.push(m, cut));
+    if !b.items.is_empty() {
+        let _ = tx.send(b).await;
+    }
+}
+
+/// Accepts TCP connections until shutdown, at most `max_connections` at once.
+pub async fn tcp(
+    listener: tokio::net::TcpListener,
+    tx: mpsc::Sender<Batch>,
+    limits: ListenLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.changed() => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((sock, addr)) => {
+                let _ = sock.set_nodelay(true);
+                let tx = tx.clone();
+                let sd = shutdown.clone();
+                tokio::spawn(async move {
+                    stream_conn(
+                        sock,
+                        Source::SyslogTcp,
+                        Arc::from(addr.to_string()),
+                        tx,
+                        limits,
+                        sd,
+                    )
+                    .await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Accepts unix stream connections until shutdown.
+pub async fn unix_stream(
+    listener: tokio::net::UnixListener,
+    path: String,
+    tx: mpsc::Sender<Batch>,
+    limits: ListenLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let peer: Arc<str> = Arc::from(path);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.changed() => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((sock, _)) => {
+                let tx = tx.clone();
+                let sd = shutdown.clone();
+                let peer = peer.clone();
+                tokio::spawn(async move {
+                    stream_conn(sock, Source::SyslogUnix, peer, tx, limits, sd).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

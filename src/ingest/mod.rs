@@ -1,0 +1,108 @@
+//! Syslog inputs: listeners that turn received bytes into batches of events for
+//! the stamper. The raw bytes are what is chained; nothing here parses them
+//! beyond RFC 6587 framing.
+
+pub mod framing;
+pub mod listen;
+
+use crate::chain::record::Source;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Events received together (one read, or a burst of datagrams) from one peer.
+#[derive(Debug)]
+pub struct Batch {
+    /// Input kind.
+    pub source: Source,
+    /// Peer address (or socket path).
+    pub peer: Arc<str>,
+    /// Receive time of the read, ns since the Unix epoch.
+    pub time_ns: i64,
+    /// Message bytes, back to back.
+    pub data: Vec<u8>,
+    /// The messages in `data`.
+    pub items: Vec<Item>,
+}
+
+/// One message inside a [`Batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Item {
+    /// Start in `Batch::data`.
+    pub start: u32,
+    /// Length in `Batch::data`.
+    pub len: u32,
+    /// Length before truncation, if the message was cut.
+    pub original_len: Option<u64>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new(source: Source, peer: Arc<str>, time_ns: i64) -> Batch {
+        Batch {
+            source,
+            peer,
+            time_ns,
+            data: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+
+    /// Adds a message.
+    pub fn push(&mut self, msg: &[u8], original_len: Option<u64>) {
+        let start = self.data.len() as u32;
+        self.data.extend_from_slice(msg);
+        self.items.push(Item {
+            start,
+            len: msg.len() as u32,
+            original_len,
+        });
+    }
+
+    /// The bytes of an item.
+    pub fn bytes(&self, item: &Item) -> &[u8] {
+        &self.data[item.start as usize..(item.start + item.len) as usize]
+    }
+}
+
+/// Messages an input had to drop (UDP while the stamper or spool is full).
+#[derive(Debug)]
+pub struct LossCounter {
+    /// Input kind.
+    pub source: Source,
+    /// Listening address, for the Loss record's detail.
+    pub listen: String,
+    count: AtomicU64,
+    first_ns: AtomicI64,
+    last_ns: AtomicI64,
+}
+
+impl LossCounter {
+    /// A counter for one input.
+    pub fn new(source: Source, listen: String) -> LossCounter {
+        LossCounter {
+            source,
+            listen,
+            count: AtomicU64::new(0),
+            first_ns: AtomicI64::new(i64::MAX),
+            last_ns: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Counts `n` lost messages at time `t`.
+    pub fn add(&self, n: u64, t: i64) {
+        self.first_ns.fetch_min(t, Ordering::Relaxed);
+        self.last_ns.fetch_max(t, Ordering::Relaxed);
+        self.count.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Takes the counted losses: (count, first, last), if any.
+    pub fn take(&self) -> Option<(u64, i64, i64)> {
+        let n = self.count.swap(0, Ordering::Relaxed);
+        if n == 0 {
+            return None;
+        }
+        let first = self.first_ns.swap(i64::MAX, Ordering::Relaxed);
+        let last = self.last_ns.swap(i64::MIN, Ordering::Relaxed);
+        Some((n, first.min(last), last.max(first)))
+    }
+}

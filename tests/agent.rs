@@ -1,0 +1,494 @@
+//! `logseal agent` with real senders (`logger` from util-linux/bsdutils) and a
+//! numbered-message oracle: N sent, N chained, in order, exactly once, and the
+//! spool verifies intact.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
+mod common;
+use common::*;
+use logseal::chain::record::{Body, Payload};
+use logseal::chain::Record;
+use logseal::segment::{Item, SegmentReader};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Agent {
+    child: Child,
+    urls: Vec<String>,
+    state: PathBuf,
+}
+
+impl Agent {
+    fn start(state: &Path, listen: &[String]) -> Agent {
+        let mut cmd = Command::new(bin());
+        cmd.arg("agent")
+            .arg("--state")
+            .arg(state)
+            .arg("--host")
+            .arg("agent-test");
+        for l in listen {
+            cmd.arg("--listen").arg(l);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut urls = Vec::new();
+        while urls.len() < listen.len() {
+            let mut line = String::new();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "agent exited before listening"
+            );
+            if let Some(u) = line.trim().strip_prefix("listening ") {
+                urls.push(u.to_string());
+            }
+        }
+        Agent {
+            child,
+            urls,
+            state: state.to_path_buf(),
+        }
+    }
+
+    fn port(&self, scheme: &str) -> String {
+        let u = self.urls.iter().find(|u| u.starts_with(scheme)).unwrap();
+        u.rsplit(':').next().unwrap().to_string()
+    }
+
+    fn stop(mut self) {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "agent exit status {st:?}");
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+/// Every Event in the spool of `state`: (peer, message text).
+fn events(state: &Path) -> Vec<(String, String)> {
+    let (files, _) = logseal::verify_files::expand(&[state.join("spool")]).unwrap();
+    let mut out = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        let mut r = SegmentReader::new(&bytes[..]).unwrap();
+        while let Some(item) = r.next_item().unwrap() {
+            let Item::Frame { payload, .. } = item else {
+                continue;
+            };
+            let rec = Record::decode(payload).unwrap();
+            if let Body::Event {
+                peer,
+                payload: Payload::Raw(m),
+                ..
+            } = rec.body
+            {
+                out.push((peer.to_string(), String::from_utf8_lossy(m).into_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// The oracle: numbers of `msg-TAG-N` found, in spool order.
+fn numbers(evs: &[(String, String)], tag: &str) -> Vec<u64> {
+    let pat = format!("msg-{tag}-");
+    evs.iter()
+        .filter_map(|(_, m)| {
+            m.find(&pat).map(|i| {
+                m[i + pat.len()..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+        })
+        .collect()
+}
+
+fn assert_exactly(evs: &[(String, String)], tag: &str, n: u64) {
+    let got = numbers(evs, tag);
+    let want: Vec<u64> = (1..=n).collect();
+    if got != want {
+        let set: HashSet<_> = got.iter().collect();
+        let missing: Vec<_> = want.iter().filter(|x| !set.contains(x)).take(10).collect();
+        panic!(
+            "{tag}: {} chained of {n}; first missing {missing:?}; duplicates or disorder: {}",
+            got.len(),
+            got.windows(2).any(|w| w[0] >= w[1])
+        );
+    }
+}
+
+fn verify_intact(state: &Path) {
+    let o = Command::new(bin())
+        .arg("verify")
+        .arg(state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+fn numbered_file(dir: &Path, tag: &str, n: u64) -> PathBuf {
+    let p = dir.join(format!("{tag}.txt"));
+    let text: String = (1..=n)
+        .map(|i| format!("msg-{tag}-{i} payload\n"))
+        .collect();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn logger(args: &[&str]) {
+    let st = Command::new("logger")
+        .args(args)
+        .status()
+        .expect("logger (bsdutils) is needed");
+    assert!(st.success(), "logger {args:?}");
+}
+
+fn wait_for(state: &Path, tag: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while numbers(&events(state), tag).len() < n as usize && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn logger_over_every_input_n_sent_n_chained_in_order() {
+    let d = TempDir::new("agent");
+    let state = d.path().join("state");
+    let sock = d.path().join("log.sock");
+    let ssock = d.path().join("stream.sock");
+    let a = Agent::start(
+        &state,
+        &[
+            "tcp://127.0.0.1:0".into(),
+            "udp://127.0.0.1:0".into(),
+            format!("unix://{}", sock.display()),
+            format!("unix-stream://{}", ssock.display()),
+        ],
+    );
+    let tcp = a.port("tcp");
+    let udp = a.port("udp");
+    let n = 2000;
+    let f = numbered_file(d.path(), "octet5424", n);
+    logger(&[
+        "-n",
+        "127.0.0.1",
+        "-P",
+        &tcp,
+        "-T",
+        "--octet-count",
+        "--rfc5424",
+        "-t",
+        "app",
+        "-f",
+        f.to_str().unwrap(),
+    ]);
+    let f = numbered_file(d.path(), "lf3164", n);
+    logger(&[
+        "-n",
+        "127.0.0.1",
+        "-P",
+        &tcp,
+        "-T",
+        "--rfc3164",
+        "-t",
+        "app",
+        "-f",
+        f.to_str().unwrap(),
+    ]);
+    let f = numbered_file(d.path(), "udp", 500);
+    logger(&[
+        "-n",
+        "127.0.0.1",
+        "-P",
+        &udp,
+        "-d",
+        "-t",
+        "app",
+        "-f",
+        f.to_str().unwrap(),
+    ]);
+    let f = numbered_file(d.path(), "unix", 500);
+    logger(&[
+        "-u",
+        sock.to_str().unwrap(),
+        "-t",
+        "app",
+        "-f",
+        f.to_str().unwrap(),
+    ]);
+    let f = numbered_file(d.path(), "ustream", 500);
+    logger(&[
+        "-u",
+        ssock.to_str().unwrap(),
+        "--socket-errors=on",
+        "-T",
+        "-t",
+        "app",
+        "-f",
+        f.to_str().unwrap(),
+    ]);
+    logger(&[
+        "-n",
+        "127.0.0.1",
+        "-P",
+        &tcp,
+        "-T",
+        "--rfc5424",
+        "--sd-id",
+        "meta@32473",
+        "--sd-param",
+        "k=\"v\"",
+        "--msgid",
+        "M1",
+        "-t",
+        "app",
+        "msg-sd-1 structured",
+    ]);
+    wait_for(&state, "ustream", 500);
+    wait_for(&state, "sd", 1);
+    a.stop();
+
+    let evs = events(&state);
+    assert_exactly(&evs, "octet5424", n);
+    assert_exactly(&evs, "lf3164", n);
+    assert_exactly(&evs, "udp", 500);
+    assert_exactly(&evs, "unix", 500);
+    assert_exactly(&evs, "ustream", 500);
+    assert_exactly(&evs, "sd", 1);
+    // Raw bytes as sent: 5424 header and structured data kept verbatim.
+    let sd = evs.iter().find(|(_, m)| m.contains("msg-sd-1")).unwrap();
+    assert!(
+        sd.1.starts_with("<13>1 ")
+            && sd.1.contains("[meta@32473 k=\"v\"]")
+            && sd.1.contains(" M1 "),
+        "{}",
+        sd.1
+    );
+    let lf = evs
+        .iter()
+        .find(|(_, m)| m.contains("msg-lf3164-1 "))
+        .unwrap();
+    assert!(lf.0.starts_with("127.0.0.1:"), "peer recorded: {}", lf.0);
+    verify_intact(&state);
+}
+
+#[test]
+fn restart_continues_the_chain_and_config_file_works() {
+    let d = TempDir::new("agent");
+    let state = d.path().join("state");
+    let cfg = d.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{}\"\nhost = \"cfg-host\"\n[chain]\nseal_interval = \"100ms\"\n[[input]]\ntype = \"tcp\"\nlisten = \"127.0.0.1:0\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    for round in 1..=3 {
+        let mut child = Command::new(bin())
+            .args(["agent", "--config", cfg.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().rsplit(':').next().unwrap().to_string();
+        let f = numbered_file(d.path(), &format!("round{round}"), 300);
+        logger(&[
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-T",
+            "--octet-count",
+            "-t",
+            "app",
+            "-f",
+            f.to_str().unwrap(),
+        ]);
+        wait_for(&state, &format!("round{round}"), 300);
+        Agent {
+            child,
+            urls: vec![],
+            state: state.clone(),
+        }
+        .stop();
+    }
+    let evs = events(&state);
+    for round in 1..=3 {
+        assert_exactly(&evs, &format!("round{round}"), 300);
+    }
+    let o = Command::new(bin())
+        .args(["verify", "--json"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"], "intact");
+    assert_eq!(
+        v["chains"].as_array().unwrap().len(),
+        1,
+        "one chain across restarts"
+    );
+    assert_eq!(v["chains"][0]["host"], "cfg-host");
+    assert!(v["chains"][0]["ended_cleanly"].as_bool().unwrap());
+}
+
+#[test]
+fn shipped_config_is_valid_and_bad_keys_are_named() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agent.toml");
+    let o = Command::new(bin())
+        .args(["agent", "--check-config"])
+        .arg(&shipped)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let cfg = logseal::agent::config::AgentConfig::load(&shipped).unwrap();
+    assert_eq!(cfg.inputs.len(), 3);
+    assert_eq!(cfg.spool.commit_interval, Duration::from_millis(10));
+
+    let d = TempDir::new("agentcfg");
+    let bad = d.path().join("bad.toml");
+    std::fs::write(&bad, "host = \"x\"\n\n[spool]\nmax_sise = \"1GiB\"\n").unwrap();
+    let o = Command::new(bin())
+        .args(["agent", "--check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("max_sise") && err.contains("line 4"), "{err}");
+
+    std::fs::write(&bad, "[[input]]\ntype = \"tcp\"\nlisten = \"localhost\"\n").unwrap();
+    let o = Command::new(bin())
+        .args(["agent", "--check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"localhost\" is not an address"));
+
+    std::fs::write(&bad, "[chain]\nseal_interval = \"fast\"\n").unwrap();
+    let o = Command::new(bin())
+        .args(["agent", "--check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("invalid duration") && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn kill_9_while_a_tcp_sender_writes_loses_nothing_that_was_written() {
+    let d = TempDir::new("agentkill");
+    let state = d.path().join("state");
+    // A fixed port for all restarts, so the sender can reconnect.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = stop.clone();
+    // The sender: numbered, octet-counted, reconnecting after every kill.
+    let sender = std::thread::spawn(move || {
+        let mut i = 0u64;
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            loop {
+                let m = format!("<13>1 - h app - - - msg-kill-{} x", i + 1);
+                let frame = format!("{} {m}", m.len());
+                if s.write_all(frame.as_bytes()).is_err()
+                    || st.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    break;
+                }
+                i += 1;
+                if i % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    });
+    let mut seen_before: Vec<u64> = Vec::new();
+    for round in 0..20 {
+        let a = Agent::start(&state, std::slice::from_ref(&url));
+        std::thread::sleep(Duration::from_millis(150 + (round % 5) * 40));
+        // What the spool holds right before the kill (page cache survives kill -9).
+        let before = numbers(&events(&a.state), "kill");
+        a.kill9();
+        let after_kill = numbers(&events(&state), "kill");
+        assert!(
+            after_kill.len() >= before.len(),
+            "round {round}: records vanished"
+        );
+        seen_before = before;
+        // Every restart recovers: intact after the next clean start is checked below.
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let a = Agent::start(&state, std::slice::from_ref(&url));
+    std::thread::sleep(Duration::from_millis(200));
+    a.stop();
+    sender.join().unwrap();
+    let all = numbers(&events(&state), "kill");
+    // Exactly once and in order; everything present before the last kill is still there.
+    assert!(
+        all.windows(2).all(|w| w[0] < w[1]),
+        "duplicates or disorder"
+    );
+    let set: HashSet<u64> = all.iter().copied().collect();
+    assert!(seen_before.iter().all(|x| set.contains(x)));
+    assert!(all.len() > 1000, "the sender got through: {}", all.len());
+    verify_intact(&state);
+    // Each restart is recorded.
+    let o = Command::new(bin())
+        .args(["inspect", "--json"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let recs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let recovered = recs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "recovered")
+        .count();
+    assert!(recovered >= 20, "recovered lifecycle records: {recovered}");
+}
