@@ -27,6 +27,34 @@ pub struct ListenLimits {
 }
 
 const UDP_BURST: usize = 256;
+/// Receive buffer asked for on UDP and unix datagram sockets, so that bursts
+/// wait in the kernel instead of being dropped there.
+pub const DGRAM_RCVBUF: usize = 8 << 20;
+
+/// Enlarges a datagram socket's receive buffer (beyond `rmem_max` when running
+/// as root).
+pub fn enlarge_rcvbuf(fd: impl std::os::fd::AsFd) {
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(&fd, DGRAM_RCVBUF).is_err() {
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, DGRAM_RCVBUF);
+    }
+}
+
+/// Datagrams the kernel dropped on the UDP socket with this inode because its
+/// receive buffer was full (the `drops` column of /proc/net/udp and udp6).
+pub fn kernel_udp_drops(inode: u64) -> Option<u64> {
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() >= 13 && f[9].parse() == Ok(inode) {
+                return f[12].parse().ok();
+            }
+        }
+    }
+    None
+}
 
 /// Receives datagrams on a UDP socket until shutdown.
 pub async fn udp(
@@ -37,9 +65,23 @@ pub async fn udp(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 65_536];
+    enlarge_rcvbuf(&sock);
+    let inode = rustix::fs::fstat(&sock).map(|s| s.st_ino).ok();
+    let mut drops = inode.and_then(kernel_udp_drops).unwrap_or(0);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let first = tokio::select! {
             r = sock.recv_from(&mut buf) => r,
+            _ = tick.tick() => {
+                // Losses in the kernel are accounted for like our own.
+                if let Some(now) = inode.and_then(kernel_udp_drops) {
+                    if now > drops {
+                        loss.add(now - drops, now_ns());
+                    }
+                    drops = now;
+                }
+                continue;
+            }
             _ = shutdown.changed() => return,
         };
         let t = now_ns();
@@ -99,6 +141,7 @@ pub async fn unix_dgram(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 256 << 10];
+    enlarge_rcvbuf(&sock);
     let peer: Arc<str> = Arc::from(path);
     loop {
         let r = tokio::select! {
