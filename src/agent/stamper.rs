@@ -84,6 +84,7 @@ pub fn run(
     let mut batches: Vec<Batch> = Vec::with_capacity(64);
     let mut blocked: Option<&'static str> = None; // why input is not being taken
     let mut closed = false;
+    let mut seal_failures = 0u64;
     let retry = Duration::from_millis(200);
     while !(closed && queue.is_empty()) {
         stats
@@ -204,6 +205,10 @@ pub fn run(
         if seal_due {
             match w.seal() {
                 Ok(_) => {
+                    if seal_failures > 0 {
+                        tracing::info!(attempts = seal_failures + 1, "seal succeeded");
+                        seal_failures = 0;
+                    }
                     stats.seals.fetch_add(1, Ordering::Relaxed);
                     stats
                         .durable_seq
@@ -213,7 +218,10 @@ pub fn run(
                     first_unsynced = None;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "seal failed; retrying");
+                    seal_failures += 1;
+                    if seal_failures == 1 || seal_failures % 100 == 0 {
+                        tracing::warn!(error = %e, attempts = seal_failures, "seal failed; retrying");
+                    }
                     std::thread::sleep(retry);
                 }
             }

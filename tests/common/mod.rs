@@ -2,6 +2,8 @@
 //! run the verifier on files.
 #![allow(dead_code)]
 
+pub mod agent;
+
 use logseal::chain::record::Source;
 use logseal::chain::verify::{Problem, Report, Verdict};
 use logseal::chain::Record;

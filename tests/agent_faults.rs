@@ -1,0 +1,257 @@
+//! Faults: malformed input never crashes or wedges the agent and loses nothing;
+//! a full filesystem back-pressures the sender without corrupting the spool,
+//! and the agent resumes when space returns.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
+mod common;
+use common::agent::*;
+use common::*;
+use logseal::chain::record::{Body, Payload};
+use logseal::chain::Record;
+use logseal::segment::{Item, SegmentReader};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// (flags, original_len, message) of every Event in a spool.
+fn raw_events(state: &Path) -> Vec<(u8, Option<u64>, Vec<u8>)> {
+    let (files, _) = logseal::verify_files::expand(&[state.join("spool")]).unwrap();
+    let mut out = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        let mut r = SegmentReader::new(&bytes[..]).unwrap();
+        while let Some(item) = r.next_item().unwrap() {
+            let Item::Frame { payload, .. } = item else {
+                panic!("damaged spool")
+            };
+            if let Body::Event {
+                flags,
+                original_len,
+                payload: Payload::Raw(m),
+                ..
+            } = Record::decode(payload).unwrap().body
+            {
+                out.push((flags, original_len, m.to_vec()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn malformed_input_is_chained_flagged_and_never_wedges_the_agent() {
+    let d = TempDir::new("malformed");
+    let state = d.path().join("state");
+    let a = Agent::start(
+        &state,
+        &["tcp://127.0.0.1:0".into(), "udp://127.0.0.1:0".into()],
+    );
+    let addr = format!("127.0.0.1:{}", a.port("tcp"));
+
+    // Binary garbage (no newline inside), then a newline.
+    let garbage: Vec<u8> = (0..3000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .filter(|&b| b != b'\n')
+        .collect();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"<").unwrap(); // not a digit: LF framing
+    s.write_all(&garbage).unwrap();
+    s.write_all(b"\n").unwrap();
+    drop(s);
+    // A 10 MB line.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let big = vec![b'A'; 10 << 20];
+    s.write_all(b"<13>").unwrap();
+    s.write_all(&big).unwrap();
+    s.write_all(b"\n<13>after the big one\n").unwrap();
+    drop(s);
+    // An absurd octet count, then a half frame and disconnect.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"99999999999 <13>absurd count\n40 <13>half a fra")
+        .unwrap();
+    drop(s);
+    // UDP: invalid UTF-8 with a BOM.
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.send_to(
+        b"<13>1 - h app - - - \xef\xbb\xbfbom \xff\xfe invalid",
+        format!("127.0.0.1:{}", a.port("udp")),
+    )
+    .unwrap();
+    // Still alive and not wedged: a normal message gets through.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"<13>still alive\n").unwrap();
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !raw_events(&state).iter().any(|e| e.2 == b"<13>still alive") {
+        assert!(Instant::now() < deadline, "agent wedged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    a.stop();
+
+    let ev = raw_events(&state);
+    let find =
+        |pred: &dyn Fn(&(u8, Option<u64>, Vec<u8>)) -> bool| ev.iter().find(|e| pred(e)).cloned();
+    let g = find(&|e| e.2.len() == garbage.len() + 1 && e.2[1..] == garbage[..])
+        .expect("garbage chained as received");
+    assert_eq!(
+        g.0 & logseal::chain::record::FLAG_UNPARSED,
+        logseal::chain::record::FLAG_UNPARSED
+    );
+    let b = find(&|e| e.2.starts_with(b"<13>AAAA")).unwrap();
+    assert_eq!(
+        (b.1, b.2.len()),
+        (Some(4 + (10 << 20)), 64 << 10),
+        "cut to 64 KiB, original length kept"
+    );
+    assert!(find(&|e| e.2 == b"<13>after the big one").is_some());
+    assert!(find(&|e| e.2 == b"99999999999 <13>absurd count").is_some());
+    let h = find(&|e| e.2 == b"<13>half a fra").unwrap();
+    assert_eq!(h.1, Some(40));
+    assert!(
+        find(&|e| e.2 == b"<13>1 - h app - - - \xef\xbb\xbfbom \xff\xfe invalid").is_some(),
+        "bytes kept exactly"
+    );
+    let o = Command::new(bin())
+        .arg("verify")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn full_filesystem_back_pressures_then_resumes_without_loss() {
+    let d = TempDir::new("diskfull");
+    let mnt = d.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "mounting a tmpfs needs root (CI runs as root)"
+    );
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&mnt);
+
+    let state = mnt.join("state");
+    let errlog = d.path().join("agent.log");
+    let mut child = Command::new(bin())
+        .args(["agent", "--listen", "tcp://127.0.0.1:0", "--state"])
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&errlog).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+
+    let n: u64 = 100_000; // about 18 MB of messages into a 1 MiB filesystem (socket buffers hold a few MB)
+    let sent = Arc::new(AtomicU64::new(0));
+    let sc = sent.clone();
+    let sender = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        for i in 1..=n {
+            let m = format!("<13>1 - h app - - - msg-full-{i} {}", "x".repeat(150));
+            s.write_all(format!("{} {m}", m.len()).as_bytes()).unwrap();
+            sc.store(i, Ordering::Relaxed);
+        }
+    });
+    // The sender must stall: the agent stops reading while it cannot write.
+    let mut last = 0;
+    let mut stalled_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = sent.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            stalled_since = Instant::now();
+        } else if stalled_since.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sender never stalled");
+        assert!(
+            now < n,
+            "everything fit: the filesystem is too large for this test"
+        );
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "agent died on a full disk"
+    );
+    let log = std::fs::read_to_string(&errlog).unwrap();
+    assert!(
+        log.contains("holding input until it succeeds"),
+        "the agent says why: {log}"
+    );
+    // The spool is not corrupt while full.
+    let o = Command::new(bin())
+        .args(["verify", "--json"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for p in v["chains"][0]["problems"].as_array().unwrap() {
+        assert_eq!(
+            p["kind"], "unsealed-tail",
+            "only a not-yet-sealed tail while full: {p}"
+        );
+    }
+
+    // Space returns.
+    let st = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    sender.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while numbers(&events(&state), "full").len() < n as usize {
+        assert!(Instant::now() < deadline, "agent did not resume");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Agent {
+        child,
+        urls: vec![],
+        state: state.clone(),
+    }
+    .stop();
+    let got = numbers(&events(&state), "full");
+    assert_eq!(
+        got,
+        (1..=n).collect::<Vec<_>>(),
+        "every message exactly once, in order"
+    );
+    let o = Command::new(bin())
+        .arg("verify")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let log = std::fs::read_to_string(&errlog).unwrap();
+    eprintln!("{log}");
+    assert!(log.contains("writing to the spool again"), "{log}");
+}

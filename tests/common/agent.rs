@@ -1,0 +1,168 @@
+//! Running `logseal agent` in tests, and the numbered-message oracle.
+#![allow(dead_code)]
+
+use super::bin;
+use logseal::chain::record::{Body, Payload};
+use logseal::chain::Record;
+use logseal::segment::{Item, SegmentReader};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Agent {
+    pub child: Child,
+    pub urls: Vec<String>,
+    pub state: PathBuf,
+}
+
+impl Agent {
+    pub fn start(state: &Path, listen: &[String]) -> Agent {
+        let mut cmd = Command::new(bin());
+        cmd.arg("agent")
+            .arg("--state")
+            .arg(state)
+            .arg("--host")
+            .arg("agent-test");
+        for l in listen {
+            cmd.arg("--listen").arg(l);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut urls = Vec::new();
+        while urls.len() < listen.len() {
+            let mut line = String::new();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "agent exited before listening"
+            );
+            if let Some(u) = line.trim().strip_prefix("listening ") {
+                urls.push(u.to_string());
+            }
+        }
+        Agent {
+            child,
+            urls,
+            state: state.to_path_buf(),
+        }
+    }
+
+    pub fn port(&self, scheme: &str) -> String {
+        let u = self.urls.iter().find(|u| u.starts_with(scheme)).unwrap();
+        u.rsplit(':').next().unwrap().to_string()
+    }
+
+    pub fn stop(mut self) {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "agent exit status {st:?}");
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+/// Every Event in the spool of `state`: (peer, message text).
+pub fn events(state: &Path) -> Vec<(String, String)> {
+    let (files, _) = logseal::verify_files::expand(&[state.join("spool")]).unwrap();
+    let mut out = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        let mut r = SegmentReader::new(&bytes[..]).unwrap();
+        while let Some(item) = r.next_item().unwrap() {
+            let Item::Frame { payload, .. } = item else {
+                continue;
+            };
+            let rec = Record::decode(payload).unwrap();
+            if let Body::Event {
+                peer,
+                payload: Payload::Raw(m),
+                ..
+            } = rec.body
+            {
+                out.push((peer.to_string(), String::from_utf8_lossy(m).into_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// The oracle: numbers of `msg-TAG-N` found, in spool order.
+pub fn numbers(evs: &[(String, String)], tag: &str) -> Vec<u64> {
+    let pat = format!("msg-{tag}-");
+    evs.iter()
+        .filter_map(|(_, m)| {
+            m.find(&pat).map(|i| {
+                m[i + pat.len()..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+        })
+        .collect()
+}
+
+pub fn assert_exactly(evs: &[(String, String)], tag: &str, n: u64) {
+    let got = numbers(evs, tag);
+    let want: Vec<u64> = (1..=n).collect();
+    if got != want {
+        let set: HashSet<_> = got.iter().collect();
+        let missing: Vec<_> = want.iter().filter(|x| !set.contains(x)).take(10).collect();
+        panic!(
+            "{tag}: {} chained of {n}; first missing {missing:?}; duplicates or disorder: {}",
+            got.len(),
+            got.windows(2).any(|w| w[0] >= w[1])
+        );
+    }
+}
+
+pub fn verify_intact(state: &Path) {
+    let o = Command::new(bin())
+        .arg("verify")
+        .arg(state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+pub fn numbered_file(dir: &Path, tag: &str, n: u64) -> PathBuf {
+    let p = dir.join(format!("{tag}.txt"));
+    let text: String = (1..=n)
+        .map(|i| format!("msg-{tag}-{i} payload\n"))
+        .collect();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+pub fn logger(args: &[&str]) {
+    let st = Command::new("logger")
+        .args(args)
+        .status()
+        .expect("logger (bsdutils) is needed");
+    assert!(st.success(), "logger {args:?}");
+}
+
+pub fn wait_for(state: &Path, tag: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while numbers(&events(state), tag).len() < n as usize && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
