@@ -18,8 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// (flags, original_len, message) of every Event in a spool.
-fn raw_events(state: &Path) -> Vec<(u8, Option<u64>, Vec<u8>)> {
+/// (flags, original_len, message) of an Event.
+type Ev = (u8, Option<u64>, Vec<u8>);
+
+/// Every Event in a spool.
+fn raw_events(state: &Path) -> Vec<Ev> {
     let (files, _) = logseal::verify_files::expand(&[state.join("spool")]).unwrap();
     let mut out = Vec::new();
     for f in files {
@@ -95,8 +98,7 @@ fn malformed_input_is_chained_flagged_and_never_wedges_the_agent() {
     a.stop();
 
     let ev = raw_events(&state);
-    let find =
-        |pred: &dyn Fn(&(u8, Option<u64>, Vec<u8>)) -> bool| ev.iter().find(|e| pred(e)).cloned();
+    let find = |pred: &dyn Fn(&Ev) -> bool| ev.iter().find(|e| pred(e)).cloned();
     let g = find(&|e| e.2.len() == garbage.len() + 1 && e.2[1..] == garbage[..])
         .expect("garbage chained as received");
     assert_eq!(
