@@ -154,6 +154,18 @@ pub enum Input {
         /// Address to bind.
         listen: String,
     },
+    /// Syslog over TLS (RFC 5425), framed like TCP.
+    Tls {
+        /// Address to bind, e.g. `0.0.0.0:6514`.
+        listen: String,
+        /// PEM certificate chain of this input.
+        cert: PathBuf,
+        /// PEM private key.
+        key: PathBuf,
+        /// If set, clients must present a certificate issued by this CA (PEM).
+        #[serde(default)]
+        client_ca: Option<PathBuf>,
+    },
     /// A `/dev/log`-style unix datagram socket.
     UnixDgram {
         /// Socket path (an existing socket file is replaced).
@@ -257,7 +269,7 @@ impl AgentConfig {
             return Err("limits.max_connections must be at least 1".into());
         }
         for i in &self.inputs {
-            if let Input::Udp { listen } | Input::Tcp { listen } = i {
+            if let Input::Udp { listen } | Input::Tcp { listen } | Input::Tls { listen, .. } = i {
                 if listen.parse::<std::net::SocketAddr>().is_err() {
                     return Err(format!(
                         "input listen {listen:?} is not an address like 0.0.0.0:514 or [::1]:514"

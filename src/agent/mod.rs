@@ -87,6 +87,20 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                     println!("listening tcp://{}", l.local_addr()?);
                     tasks.push(tokio::spawn(listen::tcp(l, tx, limits, sd)));
                 }
+                Input::Tls {
+                    listen,
+                    cert,
+                    key,
+                    client_ca,
+                } => {
+                    let tls = crate::ingest::tls::server_config(cert, key, client_ca.as_deref())
+                        .map_err(anyhow::Error::msg)?;
+                    let l = tokio::net::TcpListener::bind(listen)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("binding tls://{listen}: {e}"))?;
+                    println!("listening tls://{}", l.local_addr()?);
+                    tasks.push(tokio::spawn(listen::tls(l, tls, tx, limits, sd)));
+                }
                 Input::UnixDgram { path } => {
                     remove_stale_socket(path)?;
                     let s = tokio::net::UnixDatagram::bind(path)

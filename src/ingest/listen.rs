@@ -296,3 +296,58 @@ pub async fn unix_stream(
         }
     }
 }
+
+/// Accepts TLS connections (RFC 5425) until shutdown. A failed handshake (wrong
+/// CA, no client certificate when one is required, garbage) is logged and the
+/// connection closed; the listener goes on.
+pub async fn tls(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    tx: mpsc::Sender<Batch>,
+    limits: ListenLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.changed() => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((sock, addr)) => {
+                let _ = sock.set_nodelay(true);
+                let tx = tx.clone();
+                let sd = shutdown.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let hs =
+                        tokio::time::timeout(Duration::from_secs(30), acceptor.accept(sock)).await;
+                    match hs {
+                        Ok(Ok(stream)) => {
+                            let peer = match stream.get_ref().1.peer_certificates() {
+                                Some(_) => format!("{addr} (client certificate verified)"),
+                                None => addr.to_string(),
+                            };
+                            stream_conn(stream, Source::SyslogTls, Arc::from(peer), tx, limits, sd)
+                                .await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(peer = %addr, error = %e, "TLS handshake refused")
+                        }
+                        Err(_) => tracing::warn!(peer = %addr, "TLS handshake timed out"),
+                    }
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

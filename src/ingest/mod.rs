@@ -4,6 +4,7 @@
 
 pub mod framing;
 pub mod listen;
+pub mod tls;
 
 use crate::chain::record::Source;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod pki;
 
 use logseal::chain::record::Source;
 use logseal::chain::verify::{Problem, Report, Verdict};

@@ -1,0 +1,294 @@
+//! The TLS input (RFC 5425): a rustls client and rsyslog (gtls, mutual TLS)
+//! as senders; wrong CA, missing client certificate and garbage are refused at
+//! the handshake and nothing from them is chained. rsyslog over plain TCP too.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
+mod common;
+use common::agent::*;
+use common::*;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::pem::PemObject;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn start_with_config(dir: &Path, inputs: &str) -> (Agent, std::path::PathBuf) {
+    let state = dir.join("state");
+    let cfg = dir.join("agent.toml");
+    let errlog = dir.join("agent.log");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{}\"\nhost = \"tls-test\"\n{inputs}",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["agent", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&errlog).unwrap())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut urls = Vec::new();
+    let want = inputs.matches("[[input]]").count();
+    while urls.len() < want {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "agent exited: {}",
+            std::fs::read_to_string(&errlog).unwrap()
+        );
+        if let Some(u) = line.trim().strip_prefix("listening ") {
+            urls.push(u.to_string());
+        }
+    }
+    (Agent { child, urls, state }, errlog)
+}
+
+fn client(
+    pki: &pki::TestPki,
+    cert: Option<(&Path, &Path)>,
+    port: &str,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&pki.ca).unwrap())
+        .unwrap();
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match cert {
+        Some((c, k)) => b
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_file(c).unwrap()],
+                PrivateKeyDer::from_pem_file(k).unwrap(),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    let conn =
+        rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let sock = TcpStream::connect(format!("127.0.0.1:{port}"))?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(rustls::StreamOwned::new(conn, sock))
+}
+
+fn send_numbered(s: &mut impl Write, tag: &str, n: u64) -> std::io::Result<()> {
+    for i in 1..=n {
+        let m = format!("<13>1 2026-11-28T12:00:00Z h app - - - msg-{tag}-{i} over tls");
+        s.write_all(format!("{} {m}", m.len()).as_bytes())?;
+    }
+    s.flush()
+}
+
+#[test]
+fn tls_input_with_client_certificates() {
+    let d = TempDir::new("tls");
+    let pki = pki::make(&d.path().join("pki"));
+    let (a, errlog) = start_with_config(
+        d.path(),
+        &format!(
+            "[[input]]\ntype = \"tls\"\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n",
+            pki.server_cert.display(),
+            pki.server_key.display(),
+            pki.ca.display()
+        ),
+    );
+    let port = a.port("tls");
+
+    // A valid client certificate: every message chained.
+    let mut s = client(&pki, Some((&pki.client_cert, &pki.client_key)), &port).unwrap();
+    send_numbered(&mut s, "good", 1000).unwrap();
+    // Close gracefully: close_notify, then read until the server closes (so that
+    // unread session tickets do not turn our close into a reset).
+    s.conn.send_close_notify();
+    let _ = s.flush();
+    let _ = s.sock.shutdown(std::net::Shutdown::Write);
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink);
+    drop(s);
+
+    // A certificate from another CA, and none at all: refused at the handshake.
+    for (tag, cert) in [
+        (
+            "rogue",
+            Some((pki.rogue_cert.as_path(), pki.rogue_key.as_path())),
+        ),
+        ("nocert", None),
+    ] {
+        let mut s = client(&pki, cert, &port).unwrap();
+        let _ = send_numbered(&mut s, tag, 10);
+        let mut buf = [0u8; 16];
+        let r = s.read(&mut buf);
+        assert!(
+            !matches!(r, Ok(n) if n > 0),
+            "{tag}: the server answered with data"
+        );
+    }
+    // Plain text on the TLS port.
+    let mut raw = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    let _ = raw.write_all(b"<13>plain text is not TLS\n");
+    drop(raw);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while numbers(&events(&a.state), "good").len() < 1000 {
+        assert!(
+            Instant::now() < deadline,
+            "not all chained: {}",
+            std::fs::read_to_string(&errlog).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let state = a.state.clone();
+    a.stop();
+    let evs = events(&state);
+    assert_exactly(&evs, "good", 1000);
+    assert!(numbers(&evs, "rogue").is_empty() && numbers(&evs, "nocert").is_empty());
+    assert!(!evs.iter().any(|(_, m)| m.contains("plain text")));
+    assert!(evs
+        .iter()
+        .all(|(p, _)| p.contains("client certificate verified")));
+    let log = std::fs::read_to_string(&errlog).unwrap();
+    assert!(log.matches("TLS handshake refused").count() >= 3, "{log}");
+    verify_intact(&state);
+}
+
+struct Rsyslog(Child);
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rsyslog(work: &Path, action: &str, global_extra: &str) -> (Rsyslog, std::path::PathBuf) {
+    std::fs::create_dir_all(work).unwrap();
+    let sock = work.join("log.sock");
+    let conf = work.join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global(workDirectory=\"{w}\" {global_extra})\n\
+             module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+             input(type=\"imuxsock\" Socket=\"{s}\" CreatePath=\"on\" RateLimit.Interval=\"0\")\n\
+             {action}\n",
+            w = work.display(),
+            s = sock.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(work.join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rsyslogd (package rsyslog) is needed; .ci/run installs it");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "rsyslogd did not create its socket"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Rsyslog(child), sock)
+}
+
+fn through_rsyslog(tag: &str, tls: bool) {
+    let d = TempDir::new("rsyslog");
+    let pki = pki::make(&d.path().join("pki"));
+    let input = if tls {
+        format!(
+            "[[input]]\ntype = \"tls\"\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n",
+            pki.server_cert.display(),
+            pki.server_key.display(),
+            pki.ca.display()
+        )
+    } else {
+        "[[input]]\ntype = \"tcp\"\nlisten = \"127.0.0.1:0\"\n".to_string()
+    };
+    let (a, _) = start_with_config(d.path(), &input);
+    let port = a.port(if tls { "tls" } else { "tcp" });
+    let (driver, global_extra) = if tls {
+        (
+            "StreamDriver=\"gtls\" StreamDriverMode=\"1\" StreamDriverAuthMode=\"x509/name\" StreamDriverPermittedPeers=\"localhost\"",
+            format!(
+                "DefaultNetstreamDriver=\"gtls\" DefaultNetstreamDriverCAFile=\"{}\" DefaultNetstreamDriverCertFile=\"{}\" DefaultNetstreamDriverKeyFile=\"{}\"",
+                pki.ca.display(),
+                pki.client_cert.display(),
+                pki.client_key.display()
+            ),
+        )
+    } else {
+        ("", String::new())
+    };
+    let action = format!(
+        "action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{port}\" protocol=\"tcp\" {driver} \
+         TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\" \
+         queue.type=\"LinkedList\" queue.filename=\"fwdq\" action.resumeRetryCount=\"-1\")"
+    );
+    let (rs, sock) = rsyslog(&d.path().join("rsyslog"), &action, &global_extra);
+    let n = 500;
+    let text: String = (1..=n)
+        .map(|i| format!("msg-{tag}-{i} via rsyslog\n"))
+        .collect();
+    let f = d.path().join("msgs.txt");
+    std::fs::write(&f, text).unwrap();
+    let st = Command::new("logger")
+        .arg("-u")
+        .arg(&sock)
+        .args(["-t", "app", "-f"])
+        .arg(&f)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while numbers(&events(&a.state), tag).len() < n as usize {
+        assert!(
+            Instant::now() < deadline,
+            "rsyslog forwarded only {} of {n}",
+            numbers(&events(&a.state), tag).len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(rs);
+    let state = a.state.clone();
+    a.stop();
+    let evs = events(&state);
+    assert_exactly(&evs, tag, n);
+    let m = &evs
+        .iter()
+        .find(|(_, m)| m.contains(&format!("msg-{tag}-1 ")))
+        .unwrap()
+        .1;
+    assert!(
+        m.starts_with("<13>1 "),
+        "RFC 5424 from rsyslog, kept verbatim: {m}"
+    );
+    verify_intact(&state);
+}
+
+#[test]
+fn rsyslog_forwards_over_mutual_tls() {
+    through_rsyslog("rstls", true);
+}
+
+#[test]
+fn rsyslog_forwards_over_tcp_octet_counted() {
+    through_rsyslog("rstcp", false);
+}
