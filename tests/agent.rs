@@ -334,3 +334,55 @@ fn kill_9_while_a_tcp_sender_writes_loses_nothing_that_was_written() {
         .count();
     assert!(recovered >= 20, "recovered lifecycle records: {recovered}");
 }
+
+#[test]
+fn socket_activation_uses_the_passed_sockets() {
+    // systemd-socket-activate (package systemd) binds, passes LISTEN_FDS and
+    // starts the agent on the first connection, as a socket unit would.
+    let d = TempDir::new("activate");
+    let state = d.path().join("state");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let errlog = d.path().join("agent.log");
+    let child = Command::new("systemd-socket-activate")
+        .args(["-l", &addr])
+        .arg(bin())
+        .args(["agent", "--listen", &format!("tcp://{addr}"), "--state"])
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&errlog).unwrap())
+        .spawn()
+        .expect("systemd-socket-activate (package systemd) is needed");
+    // Wait until the activator listens, then send (this starts the agent).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut s = loop {
+        match std::net::TcpStream::connect(&addr) {
+            Ok(s) => break s,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("activator not listening: {e}"),
+        }
+    };
+    for i in 1..=100 {
+        let m = format!("<13>1 - h app - - - msg-act-{i} x");
+        s.write_all(format!("{} {m}", m.len()).as_bytes()).unwrap();
+    }
+    drop(s);
+    wait_for(&state, "act", 100);
+    // The activator execs the agent: the pid is the agent's.
+    Agent {
+        child,
+        urls: vec![],
+        state: state.clone(),
+    }
+    .stop();
+    assert_exactly(&events(&state), "act", 100);
+    let log = std::fs::read_to_string(&errlog).unwrap();
+    assert!(log.contains("using sockets passed by systemd"), "{log}");
+    verify_intact(&state);
+}

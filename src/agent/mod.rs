@@ -65,15 +65,20 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     };
     let mut losses = Vec::new();
     let mut tasks = Vec::new();
+    let mut inherited = Inherited::from_env();
+    let mut owned_paths = Vec::new(); // socket files we created (and remove at exit)
     rt.block_on(async {
         for input in &cfg.inputs {
             let tx = tx.clone();
             let sd = stop_rx.clone();
             match input {
                 Input::Udp { listen } => {
-                    let sock = tokio::net::UdpSocket::bind(listen)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("binding udp://{listen}: {e}"))?;
+                    let sock = match inherited.udp(listen) {
+                        Some(s) => tokio::net::UdpSocket::from_std(s)?,
+                        None => tokio::net::UdpSocket::bind(listen)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("binding udp://{listen}: {e}"))?,
+                    };
                     let addr = sock.local_addr()?;
                     println!("listening udp://{addr}");
                     let loss = Arc::new(LossCounter::new(Source::SyslogUdp, addr.to_string()));
@@ -81,9 +86,12 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                     tasks.push(tokio::spawn(listen::udp(sock, tx, loss, limits, sd)));
                 }
                 Input::Tcp { listen } => {
-                    let l = tokio::net::TcpListener::bind(listen)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("binding tcp://{listen}: {e}"))?;
+                    let l = match inherited.tcp(listen) {
+                        Some(l) => tokio::net::TcpListener::from_std(l)?,
+                        None => tokio::net::TcpListener::bind(listen)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("binding tcp://{listen}: {e}"))?,
+                    };
                     println!("listening tcp://{}", l.local_addr()?);
                     tasks.push(tokio::spawn(listen::tcp(l, tx, limits, sd)));
                 }
@@ -95,17 +103,28 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 } => {
                     let tls = crate::ingest::tls::server_config(cert, key, client_ca.as_deref())
                         .map_err(anyhow::Error::msg)?;
-                    let l = tokio::net::TcpListener::bind(listen)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("binding tls://{listen}: {e}"))?;
+                    let l = match inherited.tcp(listen) {
+                        Some(l) => tokio::net::TcpListener::from_std(l)?,
+                        None => tokio::net::TcpListener::bind(listen)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("binding tls://{listen}: {e}"))?,
+                    };
                     println!("listening tls://{}", l.local_addr()?);
                     tasks.push(tokio::spawn(listen::tls(l, tls, tx, limits, sd)));
                 }
                 Input::UnixDgram { path } => {
-                    remove_stale_socket(path)?;
-                    let s = tokio::net::UnixDatagram::bind(path)
-                        .map_err(|e| anyhow::anyhow!("binding unix://{}: {e}", path.display()))?;
-                    set_mode(path, 0o666)?;
+                    let s = match inherited.unix_dgram(path) {
+                        Some(s) => tokio::net::UnixDatagram::from_std(s)?,
+                        None => {
+                            remove_stale_socket(path)?;
+                            owned_paths.push(path.clone());
+                            let s = tokio::net::UnixDatagram::bind(path).map_err(|e| {
+                                anyhow::anyhow!("binding unix://{}: {e}", path.display())
+                            })?;
+                            set_mode(path, 0o666)?;
+                            s
+                        }
+                    };
                     println!("listening unix://{}", path.display());
                     let name = path.display().to_string();
                     let loss = Arc::new(LossCounter::new(Source::SyslogUnix, name.clone()));
@@ -115,11 +134,18 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                     )));
                 }
                 Input::UnixStream { path } => {
-                    remove_stale_socket(path)?;
-                    let l = tokio::net::UnixListener::bind(path).map_err(|e| {
-                        anyhow::anyhow!("binding unix-stream://{}: {e}", path.display())
-                    })?;
-                    set_mode(path, 0o666)?;
+                    let l = match inherited.unix_stream(path) {
+                        Some(l) => tokio::net::UnixListener::from_std(l)?,
+                        None => {
+                            remove_stale_socket(path)?;
+                            owned_paths.push(path.clone());
+                            let l = tokio::net::UnixListener::bind(path).map_err(|e| {
+                                anyhow::anyhow!("binding unix-stream://{}: {e}", path.display())
+                            })?;
+                            set_mode(path, 0o666)?;
+                            l
+                        }
+                    };
                     println!("listening unix-stream://{}", path.display());
                     tasks.push(tokio::spawn(listen::unix_stream(
                         l,
@@ -133,6 +159,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
+    inherited.warn_unused();
     drop(tx);
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -188,10 +215,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         Ok(r) => r?,
         Err(_) => anyhow::bail!("the stamper thread panicked"),
     }
-    for p in cfg.inputs.iter().filter_map(|i| match i {
-        Input::UnixDgram { path } | Input::UnixStream { path } => Some(path),
-        _ => None,
-    }) {
+    for p in &owned_paths {
         let _ = std::fs::remove_file(p);
     }
     tracing::info!(
@@ -200,6 +224,112 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         "agent stopped cleanly"
     );
     Ok(())
+}
+
+/// Sockets passed by systemd (socket activation, `LISTEN_FDS`), matched to
+/// inputs by kind and address, so that a socket unit can bind port 514 for an
+/// agent that runs without privileges.
+struct Inherited {
+    tcp: Vec<std::net::TcpListener>,
+    udp: Vec<std::net::UdpSocket>,
+    unix_stream: Vec<std::os::unix::net::UnixListener>,
+    unix_dgram: Vec<std::os::unix::net::UnixDatagram>,
+}
+
+impl Inherited {
+    fn from_env() -> Inherited {
+        let mut fds = listenfd::ListenFd::from_env();
+        let mut me = Inherited {
+            tcp: vec![],
+            udp: vec![],
+            unix_stream: vec![],
+            unix_dgram: vec![],
+        };
+        for i in 0..fds.len() {
+            if let Ok(Some(l)) = fds.take_tcp_listener(i) {
+                me.tcp.push(l);
+            } else if let Ok(Some(s)) = fds.take_udp_socket(i) {
+                me.udp.push(s);
+            } else if let Ok(Some(l)) = fds.take_unix_listener(i) {
+                me.unix_stream.push(l);
+            } else if let Ok(Some(s)) = fds.take_unix_datagram(i) {
+                me.unix_dgram.push(s);
+            } else {
+                tracing::warn!(
+                    index = i,
+                    "passed file descriptor is not a socket logseal can use"
+                );
+            }
+        }
+        let n = me.tcp.len() + me.udp.len() + me.unix_stream.len() + me.unix_dgram.len();
+        if n > 0 {
+            tracing::info!(sockets = n, "using sockets passed by systemd");
+        }
+        me
+    }
+
+    fn same(listen: &str, got: std::io::Result<std::net::SocketAddr>) -> bool {
+        matches!((listen.parse::<std::net::SocketAddr>(), got), (Ok(a), Ok(b)) if a == b)
+    }
+
+    fn tcp(&mut self, listen: &str) -> Option<std::net::TcpListener> {
+        let i = self
+            .tcp
+            .iter()
+            .position(|l| Self::same(listen, l.local_addr()))?;
+        let l = self.tcp.swap_remove(i);
+        l.set_nonblocking(true).ok()?;
+        Some(l)
+    }
+
+    fn udp(&mut self, listen: &str) -> Option<std::net::UdpSocket> {
+        let i = self
+            .udp
+            .iter()
+            .position(|s| Self::same(listen, s.local_addr()))?;
+        let s = self.udp.swap_remove(i);
+        s.set_nonblocking(true).ok()?;
+        Some(s)
+    }
+
+    fn unix_stream(&mut self, path: &std::path::Path) -> Option<std::os::unix::net::UnixListener> {
+        let i = self.unix_stream.iter().position(|l| {
+            l.local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p == path))
+                == Some(true)
+        })?;
+        let l = self.unix_stream.swap_remove(i);
+        l.set_nonblocking(true).ok()?;
+        Some(l)
+    }
+
+    fn unix_dgram(&mut self, path: &std::path::Path) -> Option<std::os::unix::net::UnixDatagram> {
+        let i = self.unix_dgram.iter().position(|s| {
+            s.local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p == path))
+                == Some(true)
+        })?;
+        let s = self.unix_dgram.swap_remove(i);
+        s.set_nonblocking(true).ok()?;
+        Some(s)
+    }
+
+    fn warn_unused(&self) {
+        for l in &self.tcp {
+            tracing::warn!(addr = ?l.local_addr().ok(), "passed TCP socket matches no input; not used");
+        }
+        for s in &self.udp {
+            tracing::warn!(addr = ?s.local_addr().ok(), "passed UDP socket matches no input; not used");
+        }
+        for l in &self.unix_stream {
+            tracing::warn!(addr = ?l.local_addr().ok(), "passed unix stream socket matches no input; not used");
+        }
+        for s in &self.unix_dgram {
+            tracing::warn!(addr = ?s.local_addr().ok(), "passed unix datagram socket matches no input; not used");
+        }
+    }
 }
 
 fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
