@@ -386,3 +386,54 @@ fn socket_activation_uses_the_passed_sockets() {
     assert!(log.contains("using sockets passed by systemd"), "{log}");
     verify_intact(&state);
 }
+
+#[test]
+fn tells_systemd_ready_watchdog_and_stopping() {
+    let d = TempDir::new("notify");
+    let state = d.path().join("state");
+    let nsock = d.path().join("notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&nsock).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // systemd sets WATCHDOG_PID to the service's pid: exec keeps the shell's.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("WATCHDOG_PID=$$ exec \"$0\" agent --listen tcp://127.0.0.1:0 --state \"$1\"")
+        .arg(bin())
+        .arg(&state)
+        .env("NOTIFY_SOCKET", &nsock)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !(got.iter().any(|m: &String| m.contains("READY=1"))
+        && got.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2)
+    {
+        let n = listener
+            .recv(&mut buf)
+            .expect("READY=1 and WATCHDOG=1 expected");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    Agent {
+        child,
+        urls: vec![],
+        state,
+    }
+    .stop();
+    let mut stopping = false;
+    while let Ok(n) = listener.recv(&mut buf) {
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "STOPPING=1 expected; got {got:?}");
+}

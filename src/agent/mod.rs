@@ -180,23 +180,28 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(inputs = cfg.inputs.len(), "agent ready");
 
     rt.block_on(async {
-        // Watchdog: ping systemd only while the stamper loop is turning.
+        // Watchdog: ping systemd only while the stamper loop is turning (it
+        // turns at least once a second; stuck for 5 s means no more pings).
         let mut usec = 0u64;
         let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
-        let period = Duration::from_micros(usec.max(2_000_000) / 2);
+        let period = Duration::from_micros((usec / 2).max(100_000));
         let mut tick = tokio::time::interval(period);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut last_alive = u64::MAX;
+        let mut last_change = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
                 _ = tick.tick() => {
                     let alive = stats.alive_ms.load(Ordering::Relaxed);
-                    if watchdog && alive != last_alive {
+                    if alive != last_alive {
+                        last_alive = alive;
+                        last_change = std::time::Instant::now();
+                    }
+                    if watchdog && last_change.elapsed() < Duration::from_secs(5) {
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                     }
-                    last_alive = alive;
                 }
             }
         }

@@ -114,6 +114,8 @@ pub fn run(
         if let Some(t) = first_unsynced {
             wait = wait.min(cfg.commit_interval.saturating_sub(t.elapsed()));
         }
+        // Turn at least once a second so that the watchdog sees the loop alive.
+        wait = wait.min(Duration::from_secs(1));
         if blocked.is_some() {
             std::thread::sleep(wait.min(retry));
         } else if queue.is_empty() && !closed {
