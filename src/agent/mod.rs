@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Capacity of the channel from the inputs to the stamper, in batches.
-const CHANNEL_BATCHES: usize = 1024;
+/// Capacity of the channel from the inputs to the stamper, in batches (a batch
+/// is at most one 64 KiB read, or 256 datagrams): bounds memory to ~8 MiB.
+const CHANNEL_BATCHES: usize = 128;
 
 /// Runs the agent until SIGTERM/SIGINT. Bound addresses are printed to stdout
 /// as `listening URL` lines (useful with port 0).

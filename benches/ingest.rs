@@ -1,0 +1,366 @@
+//! Syslog ingest over TCP, side by side in one run: logseal agent (chaining,
+//! sealing, group-committed fsync) vs rsyslog (imtcp → omfile) vs syslog-ng
+//! (syslog() → file), all fed the same pre-framed file by the same minimal
+//! sender (this process: one `write_all` of the whole buffer).
+//!
+//! Run: `cargo bench --bench ingest`. Env: `BENCH_MESSAGES` (default 1000000),
+//! `BENCH_RUNS` (3), `BENCH_DIR` (temp dir), `SYSLOG_NG_ROOT` (an extracted
+//! syslog-ng-core package; by default fetched into target/bench-peers with
+//! `apt-get download`). Each target runs as its own process; CPU time and peak
+//! RSS are read from /proc. Medians of the runs are printed.
+//!
+//! Done = the target's output stopped growing for 500 ms after the sender
+//! finished; the time of its last growth ends the measurement; then the
+//! messages in the output are counted (all must be there).
+
+#![allow(clippy::disallowed_methods)] // peer config files, not state
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MSG_LEN: usize = 200;
+
+fn frames(n: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n as usize * (MSG_LEN + 8));
+    for i in 1..=n {
+        let head =
+            format!("<134>1 2026-11-28T12:00:00.000000Z web-01 app 4242 M1 - msg-bench-{i} ");
+        let mut m = head.into_bytes();
+        while m.len() < MSG_LEN {
+            m.push(b'a' + (m.len() % 26) as u8);
+        }
+        out.extend_from_slice(format!("{} ", m.len()).as_bytes());
+        out.extend_from_slice(&m);
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = s.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    };
+    rd.filter_map(|e| e.ok())
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                dir_size(&p)
+            } else {
+                std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0)
+            }
+        })
+        .sum()
+}
+
+struct Target {
+    name: &'static str,
+    child: Child,
+    output: PathBuf,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn wait_port(port: u16) {
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "target did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start_logseal(dir: &Path, port: u16) -> Target {
+    let child = Command::new(env!("CARGO_BIN_EXE_logseal"))
+        .args([
+            "agent",
+            "--listen",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--state",
+        ])
+        .arg(dir.join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("logseal");
+    Target {
+        name: "logseal agent",
+        child,
+        output: dir.join("state/spool"),
+    }
+}
+
+fn start_rsyslog(dir: &Path, port: u16) -> Option<Target> {
+    let conf = dir.join("rsyslog.conf");
+    let out = dir.join("out.log");
+    std::fs::write(
+        &conf,
+        format!(
+            "global(workDirectory=\"{d}\")\nmodule(load=\"imtcp\" MaxSessions=\"10\")\n\
+             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")\n\
+             template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
+             action(type=\"omfile\" file=\"{o}\" template=\"raw\")\n",
+            d = dir.display(),
+            o = out.display()
+        ),
+    )
+    .ok()?;
+    let child = Command::new("rsyslogd")
+        .args(["-n", "-f"])
+        .arg(&conf)
+        .arg("-i")
+        .arg(dir.join("pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(Target {
+        name: "rsyslog imtcp→omfile",
+        child,
+        output: out,
+    })
+}
+
+fn syslog_ng_root() -> Option<PathBuf> {
+    if let Ok(r) = std::env::var("SYSLOG_NG_ROOT") {
+        return Some(PathBuf::from(r));
+    }
+    let peers = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-peers");
+    let root = peers.join("syslog-ng");
+    if root.join("usr/sbin/syslog-ng").exists() {
+        return Some(root);
+    }
+    std::fs::create_dir_all(&peers).ok()?;
+    let st = Command::new("apt-get")
+        .args(["download", "syslog-ng-core"])
+        .current_dir(&peers)
+        .status()
+        .ok()?;
+    if !st.success() {
+        return None;
+    }
+    let deb = std::fs::read_dir(&peers)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))?;
+    Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&root)
+        .status()
+        .ok()?;
+    root.join("usr/sbin/syslog-ng").exists().then_some(root)
+}
+
+fn start_syslog_ng(dir: &Path, port: u16, root: &Path) -> Option<Target> {
+    let conf = dir.join("syslog-ng.conf");
+    let out = dir.join("out.log");
+    std::fs::write(
+        &conf,
+        format!(
+            "@version: 3.38\noptions {{ threaded(yes); use-dns(no); use-fqdn(no); keep-hostname(yes); chain-hostnames(no); log-fifo-size(200000); stats-freq(0); }};\n\
+             source s {{ syslog(ip(\"127.0.0.1\") port({port}) transport(\"tcp\") flags(store-raw-message) log-iw-size(200000) max-connections(10)); }};\n\
+             destination d {{ file(\"{o}\" template(\"$RAWMSG\\n\") flush-lines(1000)); }};\n\
+             log {{ source(s); destination(d); }};\n",
+            o = out.display()
+        ),
+    )
+    .ok()?;
+    let child = Command::new(root.join("usr/sbin/syslog-ng"))
+        .args(["-F", "--no-caps", "-f"])
+        .arg(&conf)
+        .arg("-R")
+        .arg(dir.join("persist"))
+        .arg("-p")
+        .arg(dir.join("pid"))
+        .arg("-c")
+        .arg(dir.join("ctl"))
+        .env("SYSLOGNG_PREFIX", root.join("usr"))
+        .env("LD_LIBRARY_PATH", root.join("usr/lib/syslog-ng"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(Target {
+        name: "syslog-ng syslog()→file",
+        child,
+        output: out,
+    })
+}
+
+fn count_logseal(spool: &Path) -> u64 {
+    let Ok((files, _)) = logseal::verify_files::expand(&[spool.to_path_buf()]) else {
+        return 0;
+    };
+    let r = logseal::verify_files::verify(&files, Default::default(), |_, _| {}).expect("verify");
+    r.chains.iter().map(|c| c.events).sum()
+}
+
+fn count_lines(p: &Path) -> u64 {
+    std::fs::read(p)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
+        .unwrap_or(0)
+}
+
+struct Run {
+    rate: f64,
+    cpu: f64,
+    rss: f64,
+}
+
+fn measure(mut t: Target, port: u16, data: &[u8], n: u64, counter: impl Fn(&Path) -> u64) -> Run {
+    wait_port(port);
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = t.child.id();
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(data).expect("send");
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut last = dir_size(&t.output);
+    let mut last_growth = Instant::now();
+    while last_growth.elapsed() < Duration::from_millis(500) {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = dir_size(&t.output);
+        if now != last {
+            last = now;
+            last_growth = Instant::now();
+        }
+    }
+    let secs = last_growth.duration_since(t0).as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu0;
+    let rss = peak_rss_mib(pid);
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let _ = t.child.wait();
+    // Drop sees the process gone.
+    let got = counter(&t.output);
+    assert_eq!(got, n, "{}: {got} of {n} messages in its output", t.name);
+    Run {
+        rate: n as f64 / secs,
+        cpu: cpu / secs * 100.0,
+        rss,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n: u64 = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let base = std::env::var("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let data = frames(n);
+    println!("{n} RFC 5424 messages of {MSG_LEN} bytes over one TCP connection (octet-counted), {runs} run(s) per target");
+    let sng = syslog_ng_root();
+    let mut results: Vec<(&str, Vec<Run>)> = Vec::new();
+    for target in ["logseal", "rsyslog", "syslog-ng"] {
+        let mut rs = Vec::new();
+        let mut name = "";
+        for r in 0..runs {
+            let dir = base.join(format!(
+                "logseal-ingest-bench-{}-{target}-{r}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("bench dir");
+            let port = free_port();
+            let t = match target {
+                "logseal" => Some(start_logseal(&dir, port)),
+                "rsyslog" => start_rsyslog(&dir, port),
+                _ => sng
+                    .as_deref()
+                    .and_then(|root| start_syslog_ng(&dir, port, root)),
+            };
+            let Some(t) = t else {
+                println!("{target}: not available (rsyslog: apt-get install rsyslog; syslog-ng: apt-get download syslog-ng-core, and its libraries libivykis0 libnet1 libpcre3 libwrap0)");
+                break;
+            };
+            name = t.name;
+            let run = if target == "logseal" {
+                measure(t, port, &data, n, count_logseal)
+            } else {
+                measure(t, port, &data, n, count_lines)
+            };
+            rs.push(run);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        if !rs.is_empty() {
+            results.push((name, rs));
+        }
+    }
+    println!(
+        "{:<26} {:>12} {:>9} {:>8} {:>10}",
+        "target", "events/s", "MB/s", "CPU %", "peak RSS"
+    );
+    let mut rates = Vec::new();
+    for (name, rs) in &results {
+        let rate = median(rs.iter().map(|r| r.rate).collect());
+        rates.push((*name, rate));
+        println!(
+            "{name:<26} {rate:>12.0} {:>9.1} {:>8.0} {:>7.1} MiB",
+            rate * MSG_LEN as f64 / 1e6,
+            median(rs.iter().map(|r| r.cpu).collect()),
+            median(rs.iter().map(|r| r.rss).collect())
+        );
+    }
+    if let Some((_, ours)) = rates.first() {
+        let best_peer = rates.iter().skip(1).map(|r| r.1).fold(0.0, f64::max);
+        if best_peer > 0.0 {
+            println!("logseal / fastest peer: {:.2}x", ours / best_peer);
+        }
+    }
+}
