@@ -77,7 +77,8 @@ fn walk(
         } else if ft.is_file() {
             if segment::looks_like_segment(&path) {
                 files.push(path);
-            } else {
+            } else if !matches!(e.file_name().to_str(), Some("signer.state" | "acked")) {
+                // (The agent's own state files are not evidence; anything else is listed.)
                 skipped.push(path);
             }
         }

@@ -437,3 +437,63 @@ fn tells_systemd_ready_watchdog_and_stopping() {
     }
     assert!(stopping, "STOPPING=1 expected; got {got:?}");
 }
+
+#[test]
+fn loggen_streams_numbered_messages_all_chained_once_in_order() {
+    let root = syslog_ng_root();
+    let d = TempDir::new("loggen");
+    let state = d.path().join("state");
+    let a = Agent::start(
+        &state,
+        &["tcp://127.0.0.1:0".into(), "udp://127.0.0.1:0".into()],
+    );
+    let tcp = a.port("tcp");
+    let n = 20_000u64;
+    // RFC 5424, octet-counted over TCP (-P), 200-byte messages.
+    loggen(
+        &root,
+        &[
+            "--inet",
+            "--stream",
+            "-P",
+            "-s",
+            "200",
+            "-r",
+            "200000",
+            "-n",
+            &n.to_string(),
+            "127.0.0.1",
+            &tcp,
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let seqs = |evs: &[(String, String)]| -> Vec<u64> {
+        evs.iter()
+            .filter_map(|(_, m)| {
+                m.find("seq: ")
+                    .map(|i| m[i + 5..i + 15].parse::<u64>().unwrap())
+            })
+            .collect()
+    };
+    while seqs(&events(&state)).len() < n as usize {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all loggen messages chained"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.stop();
+    let evs = events(&state);
+    assert_eq!(
+        seqs(&evs),
+        (0..n).collect::<Vec<_>>(),
+        "every loggen seq exactly once, in order"
+    );
+    // loggen puts a BOM before the message text: kept byte for byte.
+    assert!(
+        evs[0].1.contains("- - \u{feff}seq: 0000000000"),
+        "{}",
+        evs[0].1
+    );
+    verify_intact(&state);
+}

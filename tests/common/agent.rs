@@ -171,3 +171,55 @@ pub fn wait_for(state: &Path, tag: &str, n: u64) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// An extracted `syslog-ng-core` package (for `loggen`): `$SYSLOG_NG_ROOT`, or
+/// fetched with `apt-get download` into target/test-peers (it conflicts with
+/// rsyslog as an installed package, so it is run from the extracted tree).
+pub fn syslog_ng_root() -> PathBuf {
+    if let Ok(r) = std::env::var("SYSLOG_NG_ROOT") {
+        return PathBuf::from(r);
+    }
+    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-peers");
+    let root = peers.join("syslog-ng");
+    if !root.join("usr/bin/loggen").exists() {
+        std::fs::create_dir_all(&peers).unwrap();
+        let st = Command::new("apt-get")
+            .args(["download", "syslog-ng-core"])
+            .current_dir(&peers)
+            .status()
+            .expect("apt-get");
+        assert!(st.success(), "apt-get download syslog-ng-core failed");
+        let deb = std::fs::read_dir(&peers)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.to_string_lossy().contains("syslog-ng-core")
+                    && p.extension().is_some_and(|x| x == "deb")
+            })
+            .expect("downloaded .deb");
+        let st = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&root)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    root
+}
+
+/// Runs loggen from `root` with `args`; panics with the reason if it fails.
+pub fn loggen(root: &Path, args: &[&str]) {
+    let o = Command::new(root.join("usr/bin/loggen"))
+        .args(args)
+        .env("SYSLOGNG_PREFIX", root.join("usr"))
+        .env("LD_LIBRARY_PATH", root.join("usr/lib/syslog-ng"))
+        .output()
+        .expect("loggen");
+    assert!(
+        o.status.success(),
+        "loggen failed (its libraries: apt-get install libivykis0 libnet1 libpcre3 libwrap0 libjson-c5): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
