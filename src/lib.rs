@@ -18,6 +18,7 @@ pub mod report;
 pub mod segment;
 pub mod signer;
 pub mod spool;
+pub mod syslog;
 pub mod timefmt;
 pub mod units;
 pub mod vectors;

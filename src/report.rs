@@ -247,6 +247,28 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
                     if std::str::from_utf8(b).is_err() {
                         m.insert("raw_hex".into(), json!(hex::encode(b)));
                     }
+                    let p = crate::syslog::parse(b, r.time_ns);
+                    if p.format != crate::syslog::Format::Unknown {
+                        m.insert(
+                            "syslog".into(),
+                            json!({
+                                "format": match p.format {
+                                    crate::syslog::Format::Rfc5424 => "rfc5424",
+                                    crate::syslog::Format::Rfc3164 => "rfc3164",
+                                    _ => "pri-only",
+                                },
+                                "facility": p.facility,
+                                "severity": p.severity.map(|s| crate::syslog::SEVERITIES[s as usize]),
+                                "timestamp": p.time_ns.map(rfc3339),
+                                "host": p.host,
+                                "app": p.app,
+                                "procid": p.procid,
+                                "msgid": p.msgid,
+                                "structured_data": p.structured_data,
+                                "msg": String::from_utf8_lossy(p.msg),
+                            }),
+                        );
+                    }
                 }
                 Payload::Fields(fields) => {
                     let f: Vec<Value> = fields

@@ -497,3 +497,84 @@ fn loggen_streams_numbered_messages_all_chained_once_in_order() {
     );
     verify_intact(&state);
 }
+
+#[test]
+fn inspect_json_derives_syslog_fields_from_the_raw_bytes() {
+    let d = TempDir::new("inspectsyslog");
+    let state = d.path().join("state");
+    let a = Agent::start(&state, &["tcp://127.0.0.1:0".into()]);
+    let tcp = a.port("tcp");
+    logger(&[
+        "-n",
+        "127.0.0.1",
+        "-P",
+        &tcp,
+        "-T",
+        "--octet-count",
+        "--rfc5424",
+        "-p",
+        "auth.warning",
+        "-t",
+        "sshd",
+        "--msgid",
+        "LOGIN",
+        "msg-fields-1 hello",
+    ]);
+    logger(&[
+        "-n",
+        "127.0.0.1",
+        "-P",
+        &tcp,
+        "-T",
+        "--rfc3164",
+        "-p",
+        "daemon.err",
+        "-t",
+        "cron",
+        "msg-fields-2 bye",
+    ]);
+    wait_for(&state, "fields", 2);
+    a.stop();
+    let o = Command::new(bin())
+        .args(["inspect", "--json"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let recs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let find = |tag: &str| {
+        recs.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["message"].as_str().is_some_and(|m| m.contains(tag)))
+            .unwrap()
+            .clone()
+    };
+    let a = find("msg-fields-1");
+    assert_eq!(a["syslog"]["format"], "rfc5424");
+    assert_eq!(
+        (
+            a["syslog"]["facility"].as_u64(),
+            a["syslog"]["severity"].as_str()
+        ),
+        (Some(4), Some("warning"))
+    );
+    assert_eq!(
+        (a["syslog"]["app"].as_str(), a["syslog"]["msgid"].as_str()),
+        (Some("sshd"), Some("LOGIN"))
+    );
+    assert_eq!(a["syslog"]["msg"], "msg-fields-1 hello");
+    let b = find("msg-fields-2");
+    assert_eq!(b["syslog"]["format"], "rfc3164");
+    assert_eq!(
+        (
+            b["syslog"]["facility"].as_u64(),
+            b["syslog"]["severity"].as_str()
+        ),
+        (Some(3), Some("err"))
+    );
+    assert_eq!(b["syslog"]["app"], "cron");
+    assert_eq!(b["syslog"]["msg"], "msg-fields-2 bye");
+    // The derived 3164 timestamp is within a minute of the receive time.
+    let ts = logseal::syslog::parse_rfc3339(b["syslog"]["timestamp"].as_str().unwrap()).unwrap();
+    assert!((ts - b["time_ns"].as_i64().unwrap()).abs() < 60_000_000_000);
+}
