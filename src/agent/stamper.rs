@@ -86,10 +86,24 @@ pub fn run(
     let mut closed = false;
     let mut seal_failures = 0u64;
     let retry = Duration::from_millis(200);
+    let mut stuck_since: Option<Instant> = None;
     while !(closed && queue.is_empty()) {
         stats
             .alive_ms
             .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // Stopping while input cannot be written (spool full, or the disk
+        // refusing writes for 10 s): what was received but cannot be chained is
+        // accounted for in Loss records, then the chain is shut down.
+        if rx.is_closed() && blocked.is_some() {
+            let since = *stuck_since.get_or_insert_with(Instant::now);
+            if blocked == Some("spool full") || since.elapsed() > Duration::from_secs(10) {
+                while let Ok(b) = rx.try_recv() {
+                    queue.push_back(Pending { batch: b, next: 0 });
+                }
+                account_unwritten(&mut w, &mut queue, blocked.unwrap_or("stopping"));
+                break;
+            }
+        }
         // 1. Take input, unless the spool is full or a write is failing.
         let full = w.log().bytes() >= cfg.max_size;
         match (full, blocked) {
@@ -132,9 +146,9 @@ pub fn run(
             while let Some(p) = queue.pop_front() {
                 first_unsealed.get_or_insert_with(Instant::now);
                 first_unsynced.get_or_insert_with(Instant::now);
-                if let Err(p) = append_batch(&mut w, p, &stats) {
+                if let Err(p) = append_batch(&mut w, p, &stats, cfg.max_size) {
                     queue.push_front(p);
-                    if blocked.is_none() {
+                    if blocked.is_none() && w.log().bytes() < cfg.max_size {
                         blocked = Some("write failed");
                     }
                     break;
@@ -229,6 +243,30 @@ pub fn run(
             }
         }
     }
+    // Losses the inputs counted and that were not chained yet.
+    for l in &losses {
+        if let Some((count, first_ns, last_ns)) = l.take() {
+            let detail = format!(
+                "{} on {}: dropped while the spool was full",
+                l.source.name(),
+                l.listen
+            );
+            if let Err(e) = w.append(Body::Loss {
+                source: l.source,
+                reason: if l.source == Source::SyslogUdp {
+                    LossReason::UdpOverrun
+                } else {
+                    LossReason::SpoolFull
+                },
+                count,
+                first_ns,
+                last_ns,
+                detail: &detail,
+            }) {
+                tracing::error!(count, error = %e, "stopping: could not record dropped messages");
+            }
+        }
+    }
     // Drain done: clean shutdown. Retry while the disk refuses (a signal to stop
     // must not lose the shutdown seal).
     let mut tries = 0;
@@ -250,10 +288,60 @@ pub fn run(
     Ok(())
 }
 
+/// Chains Loss records (one per input kind) for batches that were received but
+/// could not be written before the agent stopped.
+fn account_unwritten(w: &mut ChainWriter<Spool>, queue: &mut VecDeque<Pending>, why: &str) {
+    let mut per_source: Vec<(Source, u64, i64, i64)> = Vec::new();
+    for p in queue.drain(..) {
+        let n = (p.batch.items.len() - p.next) as u64;
+        if n == 0 {
+            continue;
+        }
+        let t = p.batch.time_ns;
+        match per_source.iter_mut().find(|e| e.0 == p.batch.source) {
+            Some(e) => {
+                e.1 += n;
+                e.2 = e.2.min(t);
+                e.3 = e.3.max(t);
+            }
+            None => per_source.push((p.batch.source, n, t, t)),
+        }
+    }
+    for (source, count, first_ns, last_ns) in per_source {
+        let detail = format!("received but not chained: agent stopped while {why}");
+        let r = w.append(Body::Loss {
+            source,
+            reason: LossReason::SpoolFull,
+            count,
+            first_ns,
+            last_ns,
+            detail: &detail,
+        });
+        match r {
+            Ok(_) => tracing::warn!(
+                count,
+                source = source.name(),
+                "stopping with a full spool: Loss record chained"
+            ),
+            Err(e) => {
+                tracing::error!(count, source = source.name(), error = %e, "stopping: messages could not be chained and their loss could not be recorded")
+            }
+        }
+    }
+}
+
 /// Appends the items of a batch from `p.next` on; on failure returns what is left.
-fn append_batch(w: &mut ChainWriter<Spool>, mut p: Pending, stats: &Stats) -> Result<(), Pending> {
+fn append_batch(
+    w: &mut ChainWriter<Spool>,
+    mut p: Pending,
+    stats: &Stats,
+    cap: u64,
+) -> Result<(), Pending> {
     let b = &p.batch;
     while p.next < b.items.len() {
+        if w.log().bytes() >= cap {
+            return Err(p); // spool full: the rest waits
+        }
         let item = b.items[p.next];
         let bytes = b.bytes(&item);
         let flags = if looks_like_syslog(bytes) {
