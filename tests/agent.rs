@@ -578,3 +578,90 @@ fn inspect_json_derives_syslog_fields_from_the_raw_bytes() {
     let ts = logseal::syslog::parse_rfc3339(b["syslog"]["timestamp"].as_str().unwrap()).unwrap();
     assert!((ts - b["time_ns"].as_i64().unwrap()).abs() < 60_000_000_000);
 }
+
+#[test]
+fn idle_timeout_connection_bound_and_heartbeat_seals() {
+    let d = TempDir::new("limits");
+    let state = d.path().join("state");
+    let cfg = d.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{}\"\n[chain]\nheartbeat = \"300ms\"\n[limits]\nmax_connections = 2\nidle_timeout = \"500ms\"\n\
+             [[input]]\ntype = \"tcp\"\nlisten = \"127.0.0.1:0\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["agent", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .trim_start_matches("listening tcp://")
+        .to_string();
+
+    // Two connections take both slots; a third waits: its message is not read.
+    let mut c1 = std::net::TcpStream::connect(&addr).unwrap();
+    let mut c2 = std::net::TcpStream::connect(&addr).unwrap();
+    c1.write_all(b"<13>msg-lim-1 first\n").unwrap();
+    c2.write_all(b"<13>msg-lim-2 second\n").unwrap();
+    wait_for(&state, "lim", 2);
+    let mut c3 = std::net::TcpStream::connect(&addr).unwrap();
+    c3.write_all(b"<13>msg-lim-3 third\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let sorted = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(
+        sorted(numbers(&events(&state), "lim")),
+        vec![1, 2],
+        "a third connection is not served while two are open"
+    );
+    // Idle connections are closed after 500 ms, which frees the slots.
+    c1.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 8];
+    use std::io::Read;
+    assert_eq!(
+        c1.read(&mut buf).unwrap(),
+        0,
+        "idle connection closed by the agent"
+    );
+    wait_for(&state, "lim", 3);
+    assert_eq!(sorted(numbers(&events(&state), "lim")), vec![1, 2, 3]);
+    drop((c2, c3));
+
+    // Idle: heartbeat seals every 300 ms.
+    let seals = |st: &Path| {
+        let o = Command::new(bin())
+            .args(["verify", "--json"])
+            .arg(st)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["chains"][0]["seals"].as_u64().unwrap()
+    };
+    let before = seals(&state);
+    std::thread::sleep(Duration::from_millis(1600));
+    let after = seals(&state);
+    assert!(
+        after >= before + 3,
+        "heartbeat seals while idle: {before} -> {after}"
+    );
+    Agent {
+        child,
+        urls: vec![],
+        state: state.clone(),
+    }
+    .stop();
+    verify_intact(&state);
+}
