@@ -471,6 +471,23 @@ impl SegmentWriter {
         Ok((offset, &self.buf[start + 9..]))
     }
 
+    /// Like [`append_record_with`](Self::append_record_with), returning the
+    /// record's chain leaf `SHA-256(0x00 ‖ record)` instead of its bytes: the
+    /// type byte just before the record briefly holds the 0x00 domain byte so that
+    /// one contiguous slice is hashed (restored at once; the CRC was computed over
+    /// the real type byte).
+    pub fn append_record_leaf(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<(u64, crate::chain::Digest)> {
+        let (offset, _) = self.append_record_with(encode)?;
+        let t = (offset - self.flushed) as usize + 8;
+        self.buf[t] = 0x00;
+        let leaf = crate::chain::hash::sha256(&self.buf[t..]);
+        self.buf[t] = FRAME_RECORD;
+        Ok((offset, leaf))
+    }
+
     /// Writes buffered frames to the file (no fsync). On failure (e.g. the disk
     /// is full) the file is cut back to the last complete flush and the frames
     /// stay buffered, so a later flush retries them and no torn frame is left.

@@ -245,6 +245,17 @@ impl crate::writer::RecordLog for Spool {
         let (off, b) = self.cur.append_record_with(encode)?;
         Ok((base + off, b))
     }
+    fn append_record_leaf(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<(u64, crate::chain::Digest)> {
+        if self.cur.file_len() >= self.opts.segment_bytes {
+            self.rotate()?;
+        }
+        let base = self.cur_base;
+        let (off, leaf) = self.cur.append_record_leaf(encode)?;
+        Ok((base + off, leaf))
+    }
     fn flush(&mut self) -> io::Result<()> {
         self.cur.flush()
     }
@@ -268,6 +279,12 @@ impl crate::writer::RecordLog for SegmentWriter {
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> io::Result<(u64, &[u8])> {
         SegmentWriter::append_record_with(self, encode)
+    }
+    fn append_record_leaf(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<(u64, crate::chain::Digest)> {
+        SegmentWriter::append_record_leaf(self, encode)
     }
     fn flush(&mut self) -> io::Result<()> {
         SegmentWriter::flush(self)

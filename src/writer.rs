@@ -136,6 +136,11 @@ pub trait RecordLog {
     /// position and the payload bytes.
     fn append_record_with(&mut self, encode: impl FnOnce(&mut Vec<u8>))
         -> io::Result<(u64, &[u8])>;
+    /// Like `append_record_with`, returning the record's leaf (hashed in place).
+    fn append_record_leaf(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<(u64, Digest)>;
     /// Writes buffered frames (no fsync).
     fn flush(&mut self) -> io::Result<()>;
     /// Writes only `n` buffered bytes (crash tests).
@@ -484,8 +489,7 @@ impl<L: RecordLog> ChainWriter<L> {
             time_ns,
             body,
         };
-        let (_, bytes) = self.log.append_record_with(|b| rec.encode_into(b))?;
-        let leaf = hash::leaf(bytes);
+        let (_, leaf) = self.log.append_record_leaf(|b| rec.encode_into(b))?;
         self.head = hash::head(&self.head, &leaf);
         self.next_seq += 1;
         self.unsealed += 1;

@@ -364,7 +364,9 @@ fn append_batch(
             return Err(p);
         }
         p.next += 1;
-        stats.events.fetch_add(1, Ordering::Relaxed);
     }
+    stats
+        .events
+        .fetch_add(b.items.len() as u64, Ordering::Relaxed);
     Ok(())
 }
