@@ -7,6 +7,10 @@
 //! receive time, which handles the December/January boundary; the zone is taken
 //! as UTC. A UTF-8 BOM before the message text (RFC 5424 §6.4) is recognised
 //! and not shown; invalid UTF-8 stays bytes.
+//!
+//! Why not `syslog_loose`: it needs `&str` (so invalid UTF-8 would be lost or
+//! rewritten before parsing) and brings chrono with its time-zone database
+//! crates; what display and queries need fits in this file, with its own tests.
 
 use crate::timefmt::days_from_civil;
 

@@ -4,6 +4,11 @@
 //! `seal_interval` while events flow and every `heartbeat` when idle, and
 //! chains Loss records for what inputs had to drop.
 //!
+//! The channel is tokio's bounded mpsc rather than crossbeam-channel: the
+//! inputs are async tasks, and `send().await` lets a stream input wait for room
+//! without blocking an executor thread; this thread reads it with `recv_many`
+//! under a timer (`block_on` on a small current-thread runtime).
+//!
 //! Back-pressure: while the spool holds `max_size` bytes, or the disk refuses
 //! writes, the stamper stops taking batches; the channel fills, stream inputs
 //! wait, UDP drops and counts. Nothing is retried out of order: a failed
