@@ -168,35 +168,9 @@ pub fn run(
             }
         }
         // 3. Losses counted by inputs.
-        if blocked.is_none() {
-            for l in &losses {
-                if let Some((count, first_ns, last_ns)) = l.take() {
-                    let detail =
-                        format!("{} on {}: channel or spool full", l.source.name(), l.listen);
-                    let body = Body::Loss {
-                        source: l.source,
-                        reason: if l.source == Source::SyslogUdp {
-                            LossReason::UdpOverrun
-                        } else {
-                            LossReason::SpoolFull
-                        },
-                        count,
-                        first_ns,
-                        last_ns,
-                        detail: &detail,
-                    };
-                    match w.append(body) {
-                        Ok(_) => tracing::warn!(
-                            count,
-                            source = l.source.name(),
-                            "messages dropped; Loss record chained"
-                        ),
-                        Err(_) => l.add(count, first_ns.max(last_ns)),
-                    }
-                    first_unsealed.get_or_insert_with(Instant::now);
-                    first_unsynced.get_or_insert_with(Instant::now);
-                }
-            }
+        if blocked.is_none() && chain_counted_losses(&mut w, &losses) {
+            first_unsealed.get_or_insert_with(Instant::now);
+            first_unsynced.get_or_insert_with(Instant::now);
         }
         // 4. Group commit.
         if first_unsynced.is_some_and(|t| t.elapsed() >= cfg.commit_interval || closed) {
@@ -249,29 +223,7 @@ pub fn run(
         }
     }
     // Losses the inputs counted and that were not chained yet.
-    for l in &losses {
-        if let Some((count, first_ns, last_ns)) = l.take() {
-            let detail = format!(
-                "{} on {}: dropped while the spool was full",
-                l.source.name(),
-                l.listen
-            );
-            if let Err(e) = w.append(Body::Loss {
-                source: l.source,
-                reason: if l.source == Source::SyslogUdp {
-                    LossReason::UdpOverrun
-                } else {
-                    LossReason::SpoolFull
-                },
-                count,
-                first_ns,
-                last_ns,
-                detail: &detail,
-            }) {
-                tracing::error!(count, error = %e, "stopping: could not record dropped messages");
-            }
-        }
-    }
+    chain_counted_losses(&mut w, &losses);
     // Drain done: clean shutdown. Retry while the disk refuses (a signal to stop
     // must not lose the shutdown seal).
     let mut tries = 0;
@@ -291,6 +243,49 @@ pub fn run(
     w.shutdown("agent stopped")?;
     stats.seals.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// Chains a Loss record for each input that counted dropped messages; returns
+/// true if it appended any. A count that cannot be written is kept for later.
+fn chain_counted_losses(w: &mut ChainWriter<Spool>, losses: &[Arc<LossCounter>]) -> bool {
+    let mut any = false;
+    for l in losses {
+        let Some((count, first_ns, last_ns)) = l.take() else {
+            continue;
+        };
+        let detail = format!(
+            "{} on {}: dropped while the channel or spool was full",
+            l.source.name(),
+            l.listen
+        );
+        let reason = if l.source == Source::SyslogUdp {
+            LossReason::UdpOverrun
+        } else {
+            LossReason::SpoolFull
+        };
+        match w.append(Body::Loss {
+            source: l.source,
+            reason,
+            count,
+            first_ns,
+            last_ns,
+            detail: &detail,
+        }) {
+            Ok(_) => {
+                any = true;
+                tracing::warn!(
+                    count,
+                    source = l.source.name(),
+                    "messages dropped; Loss record chained"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(count, error = %e, "could not chain a Loss record yet");
+                l.add(count, first_ns.max(last_ns));
+            }
+        }
+    }
+    any
 }
 
 /// Chains Loss records (one per input kind) for batches that were received but

@@ -217,13 +217,46 @@ pub async fn stream_conn<S: AsyncRead + Unpin>(
     }
 }
 
-/// Accepts TCP connections until shutdown, at most `max_connections` at once.
-pub async fn tcp(
-    listener: tokio::net::TcpListener,
-    tx: mpsc::Sender<Batch>,
+/// A listening socket: yields connections and a peer name for each.
+pub trait Acceptor: Send + 'static {
+    /// The connection type.
+    type Conn: Send + 'static;
+    /// Waits for the next connection.
+    fn next(&self) -> impl std::future::Future<Output = io::Result<(Self::Conn, Arc<str>)>> + Send;
+}
+
+impl Acceptor for tokio::net::TcpListener {
+    type Conn = tokio::net::TcpStream;
+    async fn next(&self) -> io::Result<(Self::Conn, Arc<str>)> {
+        let (s, addr) = self.accept().await?;
+        let _ = s.set_nodelay(true);
+        Ok((s, Arc::from(addr.to_string())))
+    }
+}
+
+/// A unix stream listener and the path it listens on (the peer name).
+pub struct UnixAcceptor(pub tokio::net::UnixListener, pub Arc<str>);
+
+impl Acceptor for UnixAcceptor {
+    type Conn = tokio::net::UnixStream;
+    async fn next(&self) -> io::Result<(Self::Conn, Arc<str>)> {
+        let (s, _) = self.0.accept().await?;
+        Ok((s, self.1.clone()))
+    }
+}
+
+/// Accepts connections until shutdown, at most `max_connections` at once, and
+/// runs `handle` for each on its own task.
+pub async fn serve<A, F, Fut>(
+    listener: A,
     limits: ListenLimits,
     mut shutdown: watch::Receiver<bool>,
-) {
+    handle: F,
+) where
+    A: Acceptor,
+    F: Fn(A::Conn, Arc<str>, watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = tokio::select! {
@@ -231,24 +264,14 @@ pub async fn tcp(
             _ = shutdown.changed() => return,
         };
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = listener.next() => a,
             _ = shutdown.changed() => return,
         };
         match accepted {
-            Ok((sock, addr)) => {
-                let _ = sock.set_nodelay(true);
-                let tx = tx.clone();
-                let sd = shutdown.clone();
+            Ok((conn, peer)) => {
+                let work = handle(conn, peer, shutdown.clone());
                 tokio::spawn(async move {
-                    stream_conn(
-                        sock,
-                        Source::SyslogTcp,
-                        Arc::from(addr.to_string()),
-                        tx,
-                        limits,
-                        sd,
-                    )
-                    .await;
+                    work.await;
                     drop(permit);
                 });
             }
@@ -260,94 +283,61 @@ pub async fn tcp(
     }
 }
 
-/// Accepts unix stream connections until shutdown.
+/// Serves syslog over TCP.
+pub async fn tcp(
+    listener: tokio::net::TcpListener,
+    tx: mpsc::Sender<Batch>,
+    limits: ListenLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve(listener, limits, shutdown, move |conn, peer, sd| {
+        stream_conn(conn, Source::SyslogTcp, peer, tx.clone(), limits, sd)
+    })
+    .await
+}
+
+/// Serves syslog over a unix stream socket.
 pub async fn unix_stream(
     listener: tokio::net::UnixListener,
     path: String,
     tx: mpsc::Sender<Batch>,
     limits: ListenLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let peer: Arc<str> = Arc::from(path);
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.changed() => return,
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        match accepted {
-            Ok((sock, _)) => {
-                let tx = tx.clone();
-                let sd = shutdown.clone();
-                let peer = peer.clone();
-                tokio::spawn(async move {
-                    stream_conn(sock, Source::SyslogUnix, peer, tx, limits, sd).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    let acceptor = UnixAcceptor(listener, Arc::from(path));
+    serve(acceptor, limits, shutdown, move |conn, peer, sd| {
+        stream_conn(conn, Source::SyslogUnix, peer, tx.clone(), limits, sd)
+    })
+    .await
 }
 
-/// Accepts TLS connections (RFC 5425) until shutdown. A failed handshake (wrong
-/// CA, no client certificate when one is required, garbage) is logged and the
-/// connection closed; the listener goes on.
+/// Serves syslog over TLS (RFC 5425). A failed handshake (wrong CA, no client
+/// certificate when one is required, garbage) is logged and the connection
+/// closed; the listener goes on.
 pub async fn tls(
     listener: tokio::net::TcpListener,
     config: Arc<rustls::ServerConfig>,
     tx: mpsc::Sender<Batch>,
     limits: ListenLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.changed() => return,
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        match accepted {
-            Ok((sock, addr)) => {
-                let _ = sock.set_nodelay(true);
-                let tx = tx.clone();
-                let sd = shutdown.clone();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let hs =
-                        tokio::time::timeout(Duration::from_secs(30), acceptor.accept(sock)).await;
-                    match hs {
-                        Ok(Ok(stream)) => {
-                            let peer = match stream.get_ref().1.peer_certificates() {
-                                Some(_) => format!("{addr} (client certificate verified)"),
-                                None => addr.to_string(),
-                            };
-                            stream_conn(stream, Source::SyslogTls, Arc::from(peer), tx, limits, sd)
-                                .await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::warn!(peer = %addr, error = %e, "TLS handshake refused")
-                        }
-                        Err(_) => tracing::warn!(peer = %addr, "TLS handshake timed out"),
-                    }
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+    serve(listener, limits, shutdown, move |conn, addr, sd| {
+        let acceptor = acceptor.clone();
+        let tx = tx.clone();
+        async move {
+            match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(conn)).await {
+                Ok(Ok(stream)) => {
+                    let peer = match stream.get_ref().1.peer_certificates() {
+                        Some(_) => Arc::from(format!("{addr} (client certificate verified)")),
+                        None => addr,
+                    };
+                    stream_conn(stream, Source::SyslogTls, peer, tx, limits, sd).await;
+                }
+                Ok(Err(e)) => tracing::warn!(peer = %addr, error = %e, "TLS handshake refused"),
+                Err(_) => tracing::warn!(peer = %addr, "TLS handshake timed out"),
             }
         }
-    }
+    })
+    .await
 }
