@@ -673,7 +673,7 @@ fn idle_timeout_connection_bound_and_heartbeat_seals() {
         v["chains"][0]["seals"].as_u64().unwrap()
     };
     let before = seals(&state);
-    std::thread::sleep(Duration::from_millis(1600));
+    std::thread::sleep(Duration::from_millis(2500));
     let after = seals(&state);
     assert!(
         after >= before + 3,
