@@ -234,17 +234,6 @@ impl Spool {
 }
 
 impl crate::writer::RecordLog for Spool {
-    fn append_record_with(
-        &mut self,
-        encode: impl FnOnce(&mut Vec<u8>),
-    ) -> io::Result<(u64, &[u8])> {
-        if self.cur.file_len() >= self.opts.segment_bytes {
-            self.rotate()?;
-        }
-        let base = self.cur_base;
-        let (off, b) = self.cur.append_record_with(encode)?;
-        Ok((base + off, b))
-    }
     fn append_record_leaf(
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>),
@@ -274,12 +263,6 @@ impl crate::writer::RecordLog for Spool {
 }
 
 impl crate::writer::RecordLog for SegmentWriter {
-    fn append_record_with(
-        &mut self,
-        encode: impl FnOnce(&mut Vec<u8>),
-    ) -> io::Result<(u64, &[u8])> {
-        SegmentWriter::append_record_with(self, encode)
-    }
     fn append_record_leaf(
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>),

@@ -125,18 +125,13 @@ struct Scan {
     shutdown_then_seal: bool,
     last_was_shutdown: bool,
     records_after_resume: u64,
-    /// Records after the last seal found after the resume point.
-    unsealed: u64,
 }
 
 /// Where a chain's records go: one segment file (`stamp`) or a spool.
 /// Positions are global byte positions (for one file, file offsets).
 pub trait RecordLog {
     /// Appends a record frame whose payload `encode` writes; returns its
-    /// position and the payload bytes.
-    fn append_record_with(&mut self, encode: impl FnOnce(&mut Vec<u8>))
-        -> io::Result<(u64, &[u8])>;
-    /// Like `append_record_with`, returning the record's leaf (hashed in place).
+    /// position and the record's leaf (hashed in place).
     fn append_record_leaf(
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>),
@@ -169,7 +164,6 @@ pub struct ChainWriter<L: RecordLog = SegmentWriter> {
     state: SignerState,
     next_seq: u64,
     head: Digest,
-    unsealed: u64,
 }
 
 impl ChainWriter<SegmentWriter> {
@@ -355,7 +349,6 @@ impl<L: RecordLog> ChainWriter<L> {
                 state.resume.head
             },
             state,
-            unsealed: 0,
         };
         if w.next_seq == 0 {
             // Crash between writing the state and the Genesis: write it now.
@@ -370,7 +363,6 @@ impl<L: RecordLog> ChainWriter<L> {
                 },
             ));
         }
-        w.unsealed = scan.unsealed;
         let clean = scan.shutdown_then_seal && repair.torn_bytes == 0;
         let after_seq = w.next_seq - 1;
         let mut detail = format!("resumed after seq {after_seq}");
@@ -456,7 +448,6 @@ impl<L: RecordLog> ChainWriter<L> {
             state,
             next_seq: 0,
             head: ZERO_HEAD,
-            unsealed: 0,
         };
         w.append_encoded(&genesis)
             .map_err(io_err("writing genesis"))?;
@@ -464,15 +455,18 @@ impl<L: RecordLog> ChainWriter<L> {
         Ok((w, Opened::New { origin, note }))
     }
 
-    fn append_encoded(&mut self, encoded: &[u8]) -> io::Result<()> {
-        let (_, bytes) = self
-            .log
-            .append_record_with(|b| b.extend_from_slice(encoded))?;
-        let leaf = hash::leaf(bytes);
+    /// Appends the record `encode` writes (it must carry `self.next_seq`) and
+    /// advances the chain; returns the frame's position. The one path every
+    /// record takes into the log.
+    fn push(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> io::Result<u64> {
+        let (offset, leaf) = self.log.append_record_leaf(encode)?;
         self.head = hash::head(&self.head, &leaf);
         self.next_seq += 1;
-        self.unsealed += 1;
-        Ok(())
+        Ok(offset)
+    }
+
+    fn append_encoded(&mut self, encoded: &[u8]) -> io::Result<()> {
+        self.push(|b| b.extend_from_slice(encoded)).map(|_| ())
     }
 
     /// Appends a record with the given body; returns its seq.
@@ -489,10 +483,7 @@ impl<L: RecordLog> ChainWriter<L> {
             time_ns,
             body,
         };
-        let (_, leaf) = self.log.append_record_leaf(|b| rec.encode_into(b))?;
-        self.head = hash::head(&self.head, &leaf);
-        self.next_seq += 1;
-        self.unsealed += 1;
+        self.push(|b| rec.encode_into(b))?;
         Ok(seq)
     }
 
@@ -514,11 +505,6 @@ impl<L: RecordLog> ChainWriter<L> {
                 payload: Payload::Raw(raw),
             },
         )
-    }
-
-    /// Records appended since the last seal.
-    pub fn unsealed(&self) -> u64 {
-        self.unsealed
     }
 
     /// The chain id.
@@ -614,31 +600,25 @@ impl<L: RecordLog> ChainWriter<L> {
                 signature: [0u8; 64],
             },
         };
-        let key = &self.state.current;
-        let (offset, bytes) = self
-            .log
-            .append_record_with(|b| {
-                let start = b.len();
-                rec.encode_into(b);
-                let end = b.len();
-                let sig = key.sign(&seal_message(&b[start..end - 64]));
-                b[end - 64..].copy_from_slice(&sig);
-            })
+        // One seal per interval: encoding it apart from the log buffer costs nothing.
+        let mut enc = rec.encode();
+        let n = enc.len();
+        let sig = self.state.current.sign(&seal_message(&enc[..n - 64]));
+        enc[n - 64..].copy_from_slice(&sig);
+        let offset = self
+            .push(|b| b.extend_from_slice(&enc))
             .map_err(io_err("appending seal"))?;
-        let leaf = hash::leaf(bytes);
-        let frame_len = bytes.len() as u64 + 9;
+        let offset_after = self.log.position();
         if faults::armed("seal.record-torn") {
-            let keep = self.log.buffered() - frame_len as usize / 2;
+            let frame_len = (offset_after - offset) as usize;
+            let keep = self.log.buffered() - frame_len / 2;
             let _ = self.log.flush_partial(keep);
             faults::die();
         }
-        self.head = hash::head(&self.head, &leaf);
-        self.next_seq += 1;
-        self.unsealed = 0;
         let p = PendingSeal {
             seq,
             head_after: self.head,
-            offset_after: offset + frame_len,
+            offset_after,
         };
         self.pending_seal = Some(p);
         Ok(p)
@@ -726,7 +706,6 @@ fn scan_frame(
         return;
     }
     scan.records_after_resume += 1;
-    scan.unsealed += 1;
     scan.head = hash::head(&scan.head, &leaf);
     scan.next_seq += 1;
     match rec.body {
@@ -749,7 +728,6 @@ fn scan_frame(
                 head_after: scan.head,
                 seq: rec.seq,
             });
-            scan.unsealed = 0;
         }
         Body::Genesis { pk0, .. } => scan.genesis_pk = Some(pk0),
         _ => {}

@@ -44,8 +44,6 @@ pub struct Stats {
     pub events: AtomicU64,
     /// Seals made.
     pub seals: AtomicU64,
-    /// Records known durable (fsynced).
-    pub durable_seq: AtomicU64,
     /// Monotonic milliseconds of the last loop turn (liveness for the watchdog).
     pub alive_ms: AtomicU64,
 }
@@ -181,9 +179,6 @@ pub fn run(
                         tracing::info!("writing to the spool again");
                         blocked = None;
                     }
-                    stats
-                        .durable_seq
-                        .store(w.next_seq().saturating_sub(1), Ordering::Relaxed);
                 }
                 Err(e) => {
                     if blocked.is_none() {
@@ -205,9 +200,6 @@ pub fn run(
                         seal_failures = 0;
                     }
                     stats.seals.fetch_add(1, Ordering::Relaxed);
-                    stats
-                        .durable_seq
-                        .store(w.next_seq().saturating_sub(1), Ordering::Relaxed);
                     last_seal = Instant::now();
                     first_unsealed = None;
                     first_unsynced = None;

@@ -548,7 +548,7 @@ impl Verifier {
             crate::segment::FRAME_RECORD => match Record::decode(payload) {
                 Ok(r) => Content::Full(r),
                 Err(e) => {
-                    self.malformed(at, payload, e.to_string());
+                    self.malformed(at, e.to_string());
                     return;
                 }
             },
@@ -567,14 +567,14 @@ impl Verifier {
                 }
             }
             _ => {
-                self.malformed(at, payload, format!("unknown frame type {frame_type:#04x}"));
+                self.malformed(at, format!("unknown frame type {frame_type:#04x}"));
                 return;
             }
         };
         self.content(at, payload, content);
     }
 
-    fn malformed(&mut self, at: Location, _payload: &[u8], reason: String) {
+    fn malformed(&mut self, at: Location, reason: String) {
         let Some(ci) = self.current else {
             self.unattributed.push(Finding {
                 problem: Problem::Malformed {
