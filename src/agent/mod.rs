@@ -278,48 +278,54 @@ impl Inherited {
         matches!((listen.parse::<std::net::SocketAddr>(), got), (Ok(a), Ok(b)) if a == b)
     }
 
+    /// Removes the first socket that `matches` and makes it non-blocking.
+    fn take<T>(
+        v: &mut Vec<T>,
+        matches: impl Fn(&T) -> bool,
+        nonblocking: impl Fn(&T) -> std::io::Result<()>,
+    ) -> Option<T> {
+        let s = v.swap_remove(v.iter().position(matches)?);
+        nonblocking(&s).ok()?;
+        Some(s)
+    }
+
+    fn same_path(
+        addr: std::io::Result<std::os::unix::net::SocketAddr>,
+        path: &std::path::Path,
+    ) -> bool {
+        addr.ok().and_then(|a| a.as_pathname().map(|p| p == path)) == Some(true)
+    }
+
     fn tcp(&mut self, listen: &str) -> Option<std::net::TcpListener> {
-        let i = self
-            .tcp
-            .iter()
-            .position(|l| Self::same(listen, l.local_addr()))?;
-        let l = self.tcp.swap_remove(i);
-        l.set_nonblocking(true).ok()?;
-        Some(l)
+        Self::take(
+            &mut self.tcp,
+            |l| Self::same(listen, l.local_addr()),
+            |l| l.set_nonblocking(true),
+        )
     }
 
     fn udp(&mut self, listen: &str) -> Option<std::net::UdpSocket> {
-        let i = self
-            .udp
-            .iter()
-            .position(|s| Self::same(listen, s.local_addr()))?;
-        let s = self.udp.swap_remove(i);
-        s.set_nonblocking(true).ok()?;
-        Some(s)
+        Self::take(
+            &mut self.udp,
+            |s| Self::same(listen, s.local_addr()),
+            |s| s.set_nonblocking(true),
+        )
     }
 
     fn unix_stream(&mut self, path: &std::path::Path) -> Option<std::os::unix::net::UnixListener> {
-        let i = self.unix_stream.iter().position(|l| {
-            l.local_addr()
-                .ok()
-                .and_then(|a| a.as_pathname().map(|p| p == path))
-                == Some(true)
-        })?;
-        let l = self.unix_stream.swap_remove(i);
-        l.set_nonblocking(true).ok()?;
-        Some(l)
+        Self::take(
+            &mut self.unix_stream,
+            |l| Self::same_path(l.local_addr(), path),
+            |l| l.set_nonblocking(true),
+        )
     }
 
     fn unix_dgram(&mut self, path: &std::path::Path) -> Option<std::os::unix::net::UnixDatagram> {
-        let i = self.unix_dgram.iter().position(|s| {
-            s.local_addr()
-                .ok()
-                .and_then(|a| a.as_pathname().map(|p| p == path))
-                == Some(true)
-        })?;
-        let s = self.unix_dgram.swap_remove(i);
-        s.set_nonblocking(true).ok()?;
-        Some(s)
+        Self::take(
+            &mut self.unix_dgram,
+            |s| Self::same_path(s.local_addr(), path),
+            |s| s.set_nonblocking(true),
+        )
     }
 
     fn warn_unused(&self) {
