@@ -149,17 +149,8 @@ fn restart_continues_the_chain_and_config_file_works() {
     )
     .unwrap();
     for round in 1..=3 {
-        let mut child = Command::new(bin())
-            .args(["agent", "--config", cfg.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().rsplit(':').next().unwrap().to_string();
+        let agent = Agent::start_config(&cfg, &state, None, 1);
+        let port = agent.port("tcp");
         let f = numbered_file(d.path(), &format!("round{round}"), 300);
         logger(&[
             "-n",
@@ -174,12 +165,7 @@ fn restart_continues_the_chain_and_config_file_works() {
             f.to_str().unwrap(),
         ]);
         wait_for(&state, &format!("round{round}"), 300);
-        Agent {
-            child,
-            urls: vec![],
-            state: state.clone(),
-        }
-        .stop();
+        agent.stop();
     }
     let evs = events(&state);
     for round in 1..=3 {
@@ -615,21 +601,8 @@ fn idle_timeout_connection_bound_and_heartbeat_seals() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(bin())
-        .args(["agent", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("listening tcp://")
-        .to_string();
+    let agent = Agent::start_config(&cfg, &state, None, 1);
+    let addr = agent.addr("tcp");
 
     // Two connections take both slots; a third waits: its message is not read.
     let mut c1 = std::net::TcpStream::connect(&addr).unwrap();
@@ -679,11 +652,6 @@ fn idle_timeout_connection_bound_and_heartbeat_seals() {
         after >= before + 3,
         "heartbeat seals while idle: {before} -> {after}"
     );
-    Agent {
-        child,
-        urls: vec![],
-        state: state.clone(),
-    }
-    .stop();
+    agent.stop();
     verify_intact(&state);
 }

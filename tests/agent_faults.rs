@@ -10,10 +10,10 @@ use common::*;
 use logseal::chain::record::{Body, Payload};
 use logseal::chain::Record;
 use logseal::segment::{Item, SegmentReader};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,18 +151,18 @@ fn full_filesystem_back_pressures_then_resumes_without_loss() {
 
     let state = mnt.join("state");
     let errlog = d.path().join("agent.log");
-    let mut child = Command::new(bin())
-        .args(["agent", "--listen", "tcp://127.0.0.1:0", "--state"])
-        .arg(&state)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&errlog).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let mut agent = Agent::spawn(
+        &[
+            "--listen".into(),
+            "tcp://127.0.0.1:0".into(),
+            "--state".into(),
+            state.clone().into(),
+        ],
+        &state,
+        Some(&errlog),
+        1,
+    );
+    let port: u16 = agent.port("tcp").parse().unwrap();
 
     let n: u64 = 100_000; // about 18 MB of messages into a 1 MiB filesystem (socket buffers hold a few MB)
     let sent = Arc::new(AtomicU64::new(0));
@@ -195,7 +195,7 @@ fn full_filesystem_back_pressures_then_resumes_without_loss() {
         );
     }
     assert!(
-        child.try_wait().unwrap().is_none(),
+        agent.child.try_wait().unwrap().is_none(),
         "agent died on a full disk"
     );
     let log = std::fs::read_to_string(&errlog).unwrap();
@@ -230,12 +230,7 @@ fn full_filesystem_back_pressures_then_resumes_without_loss() {
         assert!(Instant::now() < deadline, "agent did not resume");
         std::thread::sleep(Duration::from_millis(100));
     }
-    Agent {
-        child,
-        urls: vec![],
-        state: state.clone(),
-    }
-    .stop();
+    agent.stop();
     let got = numbers(&events(&state), "full");
     assert_eq!(
         got,
@@ -273,32 +268,9 @@ fn spool_cap_stops_input_and_stopping_accounts_for_everything_received() {
     )
     .unwrap();
     let errlog = d.path().join("agent.log");
-    let mut child = Command::new(bin())
-        .args(["agent", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&errlog).unwrap())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut urls = Vec::new();
-    while urls.len() < 2 {
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        urls.push(line.trim().trim_start_matches("listening ").to_string());
-    }
-    let tcp = urls
-        .iter()
-        .find(|u| u.starts_with("tcp"))
-        .unwrap()
-        .trim_start_matches("tcp://")
-        .to_string();
-    let udp = urls
-        .iter()
-        .find(|u| u.starts_with("udp"))
-        .unwrap()
-        .trim_start_matches("udp://")
-        .to_string();
+    let agent = Agent::start_config(&cfg, &state, Some(&errlog), 2);
+    let tcp = agent.addr("tcp");
+    let udp = agent.addr("udp");
     let mut s = TcpStream::connect(&tcp).unwrap();
     for i in 1..=200 {
         let m = format!("<13>1 - h app - - - msg-cap-{i} {}", "y".repeat(150));
@@ -330,13 +302,7 @@ fn spool_cap_stops_input_and_stopping_accounts_for_everything_received() {
     assert!(spool_bytes < 16 << 10, "the cap holds: {spool_bytes} bytes");
     // Stopping must not hang on the full spool, and must account for what it received.
     let t = Instant::now();
-    let state2 = state.clone();
-    Agent {
-        child,
-        urls: vec![],
-        state: state2,
-    }
-    .stop();
+    agent.stop();
     assert!(
         t.elapsed() < Duration::from_secs(10),
         "stop took {:?}",

@@ -9,7 +9,7 @@ use common::agent::*;
 use common::*;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls_pki_types::pem::PemObject;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -28,28 +28,11 @@ fn start_with_config(dir: &Path, inputs: &str) -> (Agent, std::path::PathBuf) {
         ),
     )
     .unwrap();
-    let mut child = Command::new(bin())
-        .args(["agent", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&errlog).unwrap())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut urls = Vec::new();
     let want = inputs.matches("[[input]]").count();
-    while urls.len() < want {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "agent exited: {}",
-            std::fs::read_to_string(&errlog).unwrap()
-        );
-        if let Some(u) = line.trim().strip_prefix("listening ") {
-            urls.push(u.to_string());
-        }
-    }
-    (Agent { child, urls, state }, errlog)
+    (
+        Agent::start_config(&cfg, &state, Some(&errlog), want),
+        errlog,
+    )
 }
 
 fn client(

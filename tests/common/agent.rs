@@ -19,28 +19,57 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(state: &Path, listen: &[String]) -> Agent {
-        let mut cmd = Command::new(bin());
-        cmd.arg("agent")
-            .arg("--state")
-            .arg(state)
-            .arg("--host")
-            .arg("agent-test");
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--state".into(),
+            state.into(),
+            "--host".into(),
+            "agent-test".into(),
+        ];
         for l in listen {
-            cmd.arg("--listen").arg(l);
+            args.push("--listen".into());
+            args.push(l.into());
         }
-        let mut child = cmd
+        Self::spawn(&args, state, None, listen.len())
+    }
+
+    /// Starts `logseal agent --config CONFIG` whose state is in `state`.
+    pub fn start_config(
+        config: &Path,
+        state: &Path,
+        errlog: Option<&Path>,
+        inputs: usize,
+    ) -> Agent {
+        Self::spawn(&["--config".into(), config.into()], state, errlog, inputs)
+    }
+
+    /// Starts `logseal agent ARGS` (stderr to `errlog`, or discarded) and waits
+    /// for its `listening URL` lines, one per input.
+    pub fn spawn(
+        args: &[std::ffi::OsString],
+        state: &Path,
+        errlog: Option<&Path>,
+        inputs: usize,
+    ) -> Agent {
+        let stderr = match errlog {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::null(),
+        };
+        let mut child = Command::new(bin())
+            .arg("agent")
+            .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut urls = Vec::new();
-        while urls.len() < listen.len() {
+        while urls.len() < inputs {
             let mut line = String::new();
-            assert!(
-                out.read_line(&mut line).unwrap() > 0,
-                "agent exited before listening"
-            );
+            let n = out.read_line(&mut line).unwrap();
+            let log = errlog
+                .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+                .unwrap_or_default();
+            assert!(n > 0, "agent exited before listening: {log}");
             if let Some(u) = line.trim().strip_prefix("listening ") {
                 urls.push(u.to_string());
             }
@@ -50,6 +79,12 @@ impl Agent {
             urls,
             state: state.to_path_buf(),
         }
+    }
+
+    /// `ADDR:PORT` of the input with this scheme.
+    pub fn addr(&self, scheme: &str) -> String {
+        let u = self.urls.iter().find(|u| u.starts_with(scheme)).unwrap();
+        u.split_once("://").unwrap().1.to_string()
     }
 
     pub fn port(&self, scheme: &str) -> String {
