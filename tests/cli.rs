@@ -102,6 +102,17 @@ fn stamp_then_verify_intact_then_tampered() {
     assert_eq!(v["result"], "integrity-failure");
     let p = &v["chains"][0]["problems"][0];
     assert_eq!(p["kind"], "bad-link");
+    // The finding is located at the seal that exposed it: file and byte offset.
+    let seal = fr
+        .iter()
+        .find(|f| f.seq == p["seal_seq"].as_u64().unwrap())
+        .unwrap();
+    assert_eq!(p["at"]["offset"].as_u64(), Some(seal.offset as u64), "{p}");
+    assert_eq!(
+        v["files"][p["at"]["file"].as_u64().unwrap() as usize],
+        log.display().to_string()
+    );
+    assert!(t.contains(&format!("@ byte {}]", seal.offset)), "{t}");
     assert!(
         p["first_seq"].as_u64().unwrap() <= 50 && 50 <= p["last_seq"].as_u64().unwrap(),
         "{p}"
