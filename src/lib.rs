@@ -14,6 +14,7 @@ pub mod faults;
 pub mod fsutil;
 pub mod hex;
 pub mod ingest;
+pub mod pki;
 pub mod report;
 pub mod segment;
 pub mod signer;

@@ -90,6 +90,11 @@ enum Cmd {
         #[arg(long)]
         host: Option<String>,
     },
+    /// A small certificate authority for agents and collectors (mutual TLS).
+    Pki {
+        #[command(subcommand)]
+        cmd: PkiCmd,
+    },
     /// Write the format test vectors (for docs/FORMAT.md and tests/vectors).
     #[command(hide = true)]
     GenVectors {
@@ -97,6 +102,92 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum PkiCmd {
+    /// Create a CA (ca.crt, ca.key, an empty crl.pem) in a new directory.
+    Init {
+        /// The CA directory (created, mode 0700).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = "logseal CA")]
+        name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = logseal::pki::CA_DAYS)]
+        days: u32,
+    },
+    /// Issue a key and certificate for a host (NAME.crt, NAME.key).
+    Issue {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host name: the certificate's subject alternative name. For an agent it
+        /// must be the host name its chain carries.
+        #[arg(long)]
+        name: String,
+        /// agent (client certificate) or collector (server certificate).
+        #[arg(long, value_enum)]
+        role: logseal::pki::Role,
+        /// Further names the certificate is valid for (DNS names or IP
+        /// addresses, e.g. the address agents dial); repeatable.
+        #[arg(long = "san", value_name = "NAME|IP")]
+        san: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = logseal::pki::HOST_DAYS)]
+        days: u32,
+    },
+    /// Revoke every certificate issued for a host and re-sign crl.pem.
+    Revoke {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Re-sign crl.pem (it is valid for 30 days).
+    Crl {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+fn pki(cmd: PkiCmd) -> anyhow::Result<()> {
+    use logseal::pki;
+    match cmd {
+        PkiCmd::Init { dir, name, days } => {
+            let ca = pki::init(&dir, &name, days)?;
+            println!("CA certificate: {}", ca.display());
+            println!("CRL:            {}", dir.join("crl.pem").display());
+            println!("keep {} private", dir.join("ca.key").display());
+        }
+        PkiCmd::Issue {
+            dir,
+            name,
+            role,
+            san,
+            days,
+        } => {
+            let f = pki::issue(&dir, &name, role, days, &san)?;
+            println!("certificate: {}", f.cert.display());
+            println!("key:         {} (mode 0600)", f.key.display());
+            println!("valid until: {}", f.not_after);
+        }
+        PkiCmd::Revoke { dir, name } => {
+            let n = pki::revoke(&dir, &name)?;
+            println!(
+                "revoked {n} certificate(s) of {name}; CRL: {}",
+                dir.join("crl.pem").display()
+            );
+        }
+        PkiCmd::Crl { dir } => {
+            println!("CRL: {}", pki::refresh_crl(&dir)?.display());
+        }
+    }
+    Ok(())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -123,6 +214,7 @@ fn main() -> ExitCode {
             trust_file,
         } => verify(paths, json, trust_key, trust_file),
         Cmd::Inspect { paths, json } => inspect(paths, json).map(|_| ExitCode::SUCCESS),
+        Cmd::Pki { cmd } => pki(cmd).map(|_| ExitCode::SUCCESS),
         Cmd::GenVectors { out } => gen_vectors(out).map(|_| ExitCode::SUCCESS),
         Cmd::Agent {
             config,
