@@ -10,17 +10,20 @@
 
 pub mod agent;
 pub mod chain;
+pub mod collector;
 pub mod faults;
 pub mod fsutil;
 pub mod hex;
 pub mod ingest;
 pub mod pki;
+pub mod quickstart;
 pub mod report;
 pub mod segment;
 pub mod signer;
 pub mod spool;
 pub mod syslog;
 pub mod timefmt;
+pub mod transport;
 pub mod units;
 pub mod vectors;
 pub mod verify_files;

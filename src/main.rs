@@ -89,6 +89,29 @@ enum Cmd {
         /// Host name for a quick run's new chain.
         #[arg(long)]
         host: Option<String>,
+        /// Print the host, chain and genesis-key fingerprint of the chain in the
+        /// state directory (for a collector's strict enrollment) and exit.
+        #[arg(long)]
+        print_genesis: bool,
+    },
+    /// Run a collector: receive, verify and store agents' chains over mutual TLS.
+    Collector {
+        /// Configuration file (see config/collector.toml).
+        #[arg(long, required_unless_present = "check_config")]
+        config: Option<PathBuf>,
+        /// Validate a configuration file and exit (0 valid, 2 invalid).
+        #[arg(long, value_name = "FILE")]
+        check_config: Option<PathBuf>,
+    },
+    /// Try it: a local CA, a collector and an agent on loopback; Ctrl-C stops
+    /// them and verifies the store.
+    Quickstart {
+        /// Directory for the CA, the agent's state and the store.
+        #[arg(long, default_value = "logseal-quickstart")]
+        dir: PathBuf,
+        /// Where the agent listens for syslog (UDP and TCP).
+        #[arg(long, default_value = "127.0.0.1:5514")]
+        syslog_addr: String,
     },
     /// A small certificate authority for agents and collectors (mutual TLS).
     Pki {
@@ -222,7 +245,19 @@ fn main() -> ExitCode {
             listen,
             state,
             host,
-        } => agent(config, check_config, listen, state, host),
+            print_genesis,
+        } => {
+            if print_genesis {
+                print_genesis_of(config, state)
+            } else {
+                agent(config, check_config, listen, state, host)
+            }
+        }
+        Cmd::Collector {
+            config,
+            check_config,
+        } => collector(config, check_config),
+        Cmd::Quickstart { dir, syslog_addr } => logseal::quickstart::run(&dir, &syslog_addr),
     };
     match result {
         Ok(code) => code,
@@ -400,6 +435,55 @@ fn stamp(
     Ok(())
 }
 
+fn init_logging(level: &str) {
+    let level: tracing::Level = level.parse().unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+}
+
+fn print_genesis_of(config: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = match (config, state) {
+        (Some(c), _) => logseal::agent::config::AgentConfig::load(&c)?.state_dir,
+        (None, Some(s)) => s,
+        (None, None) => bail!("--print-genesis needs --config FILE or --state DIR"),
+    };
+    let st = logseal::signer::SignerState::load(&dir)?;
+    let g = logseal::chain::Record::decode(&st.genesis)
+        .map_err(|e| anyhow::anyhow!("genesis record in the signer state: {e}"))?;
+    let logseal::chain::Body::Genesis { pk0, .. } = g.body else {
+        bail!("the signer state holds no Genesis record");
+    };
+    println!("{} {}", st.host, logseal::chain::hash::fingerprint(&pk0));
+    eprintln!(
+        "chain {} (a line for the collector's enrolled file)",
+        st.chain_id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn collector(config: Option<PathBuf>, check_config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use logseal::collector::config::CollectorConfig;
+    if let Some(path) = check_config {
+        let cfg = CollectorConfig::load(&path)?;
+        println!(
+            "{}: valid (listen {}, store {})",
+            path.display(),
+            cfg.listen,
+            cfg.store.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = config.context("--config FILE is required")?;
+    let cfg = CollectorConfig::load(&path)?;
+    init_logging(&cfg.log_level);
+    logseal::collector::run(cfg)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn agent(
     config: Option<PathBuf>,
     check_config: Option<PathBuf>,
@@ -436,13 +520,7 @@ fn agent(
     if cfg.inputs.is_empty() {
         bail!("no inputs configured: add [[input]] tables or --listen URLs");
     }
-    let level: tracing::Level = cfg.log_level.parse().unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .init();
+    init_logging(&cfg.log_level);
     logseal::agent::run(cfg)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -518,7 +596,17 @@ fn verify(
         writeln!(out)?;
     } else {
         for s in &skipped {
-            writeln!(out, "skipped {} (not a logseal segment)", s.display())?;
+            if s.parent().is_some_and(verify_files::is_quarantine) {
+                if s.extension().is_some_and(|e| e == "seg") {
+                    writeln!(
+                        out,
+                        "quarantined batch {} (refused by the collector, not part of any chain; its .json says why)",
+                        s.display()
+                    )?;
+                }
+            } else {
+                writeln!(out, "skipped {} (not a logseal segment)", s.display())?;
+            }
         }
         report::verify_text(&mut out, &report, &files)?;
     }

@@ -220,6 +220,19 @@ impl Spool {
         Ok(())
     }
 
+    /// Appends an already-encoded record (the collector's store); returns its
+    /// global position.
+    pub fn append_raw(&mut self, record: &[u8]) -> io::Result<u64> {
+        if self.cur.file_len() >= self.opts.segment_bytes {
+            self.rotate()?;
+        }
+        let base = self.cur_base;
+        let (off, _) = self
+            .cur
+            .append_record_with(|b| b.extend_from_slice(record))?;
+        Ok(base + off)
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
         self.cur.sync()?;
         let len = self.cur.file_len();

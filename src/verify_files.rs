@@ -73,17 +73,35 @@ fn walk(
         let path = e.path();
         let ft = e.file_type().map_err(io)?;
         if ft.is_dir() {
+            if is_quarantine(&path) {
+                // A collector's refused batches are not part of its chains;
+                // they are listed, and can be verified by name.
+                let mut q = Vec::new();
+                walk(&path, &mut q, &mut Vec::new())?;
+                skipped.extend(q);
+                continue;
+            }
             walk(&path, files, skipped)?;
         } else if ft.is_file() {
             if segment::looks_like_segment(&path) {
                 files.push(path);
-            } else if !matches!(e.file_name().to_str(), Some("signer.state" | "acked")) {
-                // (The agent's own state files are not evidence; anything else is listed.)
+            } else if !matches!(
+                e.file_name().to_str(),
+                Some("signer.state" | "acked" | "alerts.jsonl" | "status.json")
+            ) {
+                // (The agent's and collector's own state files are not evidence;
+                // anything else is listed.)
                 skipped.push(path);
             }
         }
     }
     Ok(())
+}
+
+/// True for the `quarantine` directory of a collector store.
+pub fn is_quarantine(dir: &Path) -> bool {
+    dir.file_name().is_some_and(|n| n == "quarantine")
+        && dir.parent().is_some_and(|p| p.join("hosts").is_dir())
 }
 
 /// Verifies `files` in order and returns the report. `progress(file index,

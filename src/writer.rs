@@ -629,7 +629,12 @@ impl<L: RecordLog> ChainWriter<L> {
         self.log.sync()
     }
 
-    /// The log.
+    /// The record log, for changes outside the chain (the spool's acknowledged position).
+    pub fn log_mut(&mut self) -> &mut L {
+        &mut self.log
+    }
+
+    /// The record log.
     pub fn log(&self) -> &L {
         &self.log
     }

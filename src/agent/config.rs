@@ -32,6 +32,63 @@ pub struct AgentConfig {
     /// Inputs (`[[input]]` tables).
     #[serde(default, rename = "input")]
     pub inputs: Vec<Input>,
+    /// Shipping to collectors (`[ship]`); absent: records stay in the spool.
+    #[serde(default)]
+    pub ship: Option<ShipConfig>,
+}
+
+/// Shipping to collectors over mutual TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipConfig {
+    /// Collectors as `HOST:PORT`, tried in order; the next one on failure.
+    pub collectors: Vec<String>,
+    /// Name the collectors' certificates must carry; empty: the HOST part of each address.
+    #[serde(default)]
+    pub server_name: String,
+    /// CA that issued the collectors' certificates (PEM).
+    pub ca: PathBuf,
+    /// This agent's certificate (PEM); its name must be the chain's host name.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// Records per batch at most.
+    #[serde(default = "d_batch_records")]
+    pub batch_records: usize,
+    /// Bytes per batch at most.
+    #[serde(default = "d_batch_size", deserialize_with = "serde_units::size")]
+    pub batch_size: u64,
+    /// Batches sent ahead of their acknowledgement.
+    #[serde(default = "d_window")]
+    pub window: usize,
+    /// Ping an idle connection this often.
+    #[serde(default = "d_keepalive", deserialize_with = "serde_units::duration")]
+    pub keepalive: Duration,
+    /// Longest wait between reconnection attempts (backoff doubles up to it, with jitter).
+    #[serde(default = "d_backoff", deserialize_with = "serde_units::duration")]
+    pub backoff_max: Duration,
+    /// At shutdown, keep shipping the last records for at most this long.
+    #[serde(default = "d_drain", deserialize_with = "serde_units::duration")]
+    pub drain_timeout: Duration,
+}
+
+fn d_batch_records() -> usize {
+    4096
+}
+fn d_batch_size() -> u64 {
+    1 << 20
+}
+fn d_window() -> usize {
+    8
+}
+fn d_keepalive() -> Duration {
+    Duration::from_secs(30)
+}
+fn d_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+fn d_drain() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_state_dir() -> PathBuf {
@@ -267,6 +324,25 @@ impl AgentConfig {
         }
         if self.limits.max_connections == 0 {
             return Err("limits.max_connections must be at least 1".into());
+        }
+        if let Some(ship) = &self.ship {
+            if ship.collectors.is_empty() {
+                return Err("ship.collectors is empty: name at least one HOST:PORT".into());
+            }
+            for c in &ship.collectors {
+                if c.rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_none()
+                {
+                    return Err(format!("ship.collectors: {c:?} is not HOST:PORT"));
+                }
+            }
+            if ship.batch_records == 0 || ship.window == 0 {
+                return Err("ship.batch_records and ship.window must be at least 1".into());
+            }
+            if ship.batch_size < 4096 || ship.batch_size > 64 << 20 {
+                return Err("ship.batch_size must be between 4KiB and 64MiB".into());
+            }
         }
         for i in &self.inputs {
             if let Input::Udp { listen } | Input::Tcp { listen } | Input::Tls { listen, .. } = i {

@@ -12,6 +12,7 @@ use crate::chain::record::Source;
 use crate::ingest::listen::{self, ListenLimits};
 use crate::ingest::LossCounter;
 use crate::spool::{Spool, SpoolOptions};
+use crate::transport::shipper::{self, ShipLink, ShipStats, ShipperConfig};
 use crate::writer::{ChainWriter, Opened};
 use config::{AgentConfig, Input};
 use stamper::{StamperConfig, Stats};
@@ -172,10 +173,38 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         commit_interval: cfg.spool.commit_interval,
         max_size: cfg.spool.max_size,
     };
+    let shipping = match &cfg.ship {
+        Some(ship) => {
+            let tls = crate::transport::tls::client_config(&ship.ca, &ship.cert, &ship.key)
+                .map_err(anyhow::Error::msg)?;
+            let link = Arc::new(ShipLink::new(writer.log().acked()));
+            let scfg = ShipperConfig {
+                host: writer.host().to_string(),
+                collectors: ship.collectors.clone(),
+                server_name: ship.server_name.clone(),
+                tls,
+                batch_records: ship.batch_records,
+                batch_bytes: ship.batch_size as usize,
+                window: ship.window,
+                keepalive: ship.keepalive,
+                backoff_max: ship.backoff_max,
+                drain_timeout: ship.drain_timeout,
+            };
+            let ship_stats = Arc::new(ShipStats::default());
+            let (l, st, dir) = (link.clone(), ship_stats.clone(), spool_dir.clone());
+            let handle = std::thread::Builder::new()
+                .name("logseal-shipper".into())
+                .spawn(move || shipper::run(scfg, dir, l, st))?;
+            tracing::info!(collectors = ?ship.collectors, "shipping to collectors");
+            Some((link, ship_stats, handle))
+        }
+        None => None,
+    };
     let st = stats.clone();
+    let link = shipping.as_ref().map(|s| s.0.clone());
     let stamper = std::thread::Builder::new()
         .name("logseal-stamper".into())
-        .spawn(move || stamper::run(writer, rx, losses, scfg, st))?;
+        .spawn(move || stamper::run(writer, rx, losses, scfg, st, link))?;
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(inputs = cfg.inputs.len(), "agent ready");
@@ -217,7 +246,18 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         }
     });
     drop(rt); // closes every sender: the stamper drains and seals
-    match stamper.join() {
+    let stamped = stamper.join();
+    if let Some((link, ship_stats, handle)) = shipping {
+        // The final records (shutdown, seal) go out too, within the drain timeout.
+        link.close();
+        let _ = handle.join();
+        tracing::info!(
+            records = ship_stats.records.load(Ordering::Relaxed),
+            batches = ship_stats.batches.load(Ordering::Relaxed),
+            "shipper stopped"
+        );
+    }
+    match stamped {
         Ok(r) => r?,
         Err(_) => anyhow::bail!("the stamper thread panicked"),
     }

@@ -17,6 +17,7 @@
 use crate::chain::record::{Body, LossReason, Payload, Source, FLAG_UNPARSED};
 use crate::ingest::{Batch, LossCounter};
 use crate::spool::Spool;
+use crate::transport::shipper::ShipLink;
 use crate::writer::{ChainWriter, WriterError};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,25 @@ pub struct StamperConfig {
     pub commit_interval: Duration,
     /// Spool size cap.
     pub max_size: u64,
+}
+
+/// Publishes the durable position to the shipper and applies its acknowledgements.
+fn ship_sync(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>) {
+    let Some(link) = link else { return };
+    link.set_durable(w.log().position());
+    apply_acks(w, Some(link));
+}
+
+/// Records the shipper's acknowledged position in the spool (which deletes
+/// fully acknowledged segments and so makes room under the size cap).
+fn apply_acks(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>) {
+    let Some(link) = link else { return };
+    let acked = link.acked();
+    if acked > w.log().acked() {
+        if let Err(e) = w.log_mut().set_acked(acked) {
+            tracing::warn!(error = %e, "recording the acknowledged position in the spool");
+        }
+    }
 }
 
 /// Counters the stamper publishes (for logs, tests and the watchdog).
@@ -71,7 +91,17 @@ pub fn run(
     losses: Vec<Arc<LossCounter>>,
     cfg: StamperConfig,
     stats: Arc<Stats>,
+    link: Option<Arc<ShipLink>>,
 ) -> Result<(), WriterError> {
+    let link = link.as_deref();
+    if link.is_some() {
+        // What a previous run left in the spool is durable once synced here.
+        w.sync().map_err(|e| WriterError::Io {
+            what: "syncing the spool".into(),
+            source: e,
+        })?;
+        ship_sync(&mut w, link);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -94,6 +124,7 @@ pub fn run(
         stats
             .alive_ms
             .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        apply_acks(&mut w, link);
         // Stopping while input cannot be written (spool full, or the disk
         // refusing writes for 10 s): what was received but cannot be chained is
         // accounted for in Loss records, then the chain is shut down.
@@ -175,6 +206,7 @@ pub fn run(
             match w.sync() {
                 Ok(()) => {
                     first_unsynced = None;
+                    ship_sync(&mut w, link);
                     if blocked == Some("write failed") && queue.is_empty() {
                         tracing::info!("writing to the spool again");
                         blocked = None;
@@ -203,6 +235,7 @@ pub fn run(
                     last_seal = Instant::now();
                     first_unsealed = None;
                     first_unsynced = None;
+                    ship_sync(&mut w, link);
                 }
                 Err(e) => {
                     seal_failures += 1;

@@ -1,10 +1,11 @@
 //! The chain core: record model, canonical encoding, hashing, seals, key
 //! evolution and the verifier. No tokio, no network, no filesystem.
 
-mod codec;
+pub(crate) mod codec;
 pub mod hash;
 pub mod keys;
 pub mod record;
+pub mod tip;
 pub mod verify;
 
 pub use codec::DecodeError;

@@ -1,0 +1,479 @@
+//! `logseal collector`: receives chains from agents over mutual TLS, verifies
+//! every batch against the chain's tip, stores it durably, then acknowledges.
+//!
+//! One thread per agent connection (blocking rustls): a collector serves
+//! hundreds of agents, not tens of thousands, and the blocking code keeps the
+//! order "verify → append → fsync → ack" plain to read. Group commit: a
+//! connection appends every batch that has arrived, then fsyncs once and acks
+//! them all.
+
+pub mod config;
+pub mod store;
+
+use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
+use config::{CollectorConfig, EnrollmentMode};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use store::{Enrollment, Refused, Store};
+
+/// How long a connection waits for more batches before it fsyncs and acks.
+const COMMIT_WAIT: Duration = Duration::from_millis(2);
+/// Bytes appended on a connection before it commits anyway.
+const COMMIT_BYTES: usize = 8 << 20;
+
+/// The TLS configuration, rebuilt when the CRL file changes.
+struct TlsSource {
+    cfg: config::TlsConfig,
+    current: Mutex<(Arc<rustls::ServerConfig>, Option<SystemTime>)>,
+}
+
+impl TlsSource {
+    fn new(cfg: config::TlsConfig) -> anyhow::Result<TlsSource> {
+        let (sc, m) = Self::build(&cfg)?;
+        Ok(TlsSource {
+            cfg,
+            current: Mutex::new((sc, m)),
+        })
+    }
+
+    fn build(
+        cfg: &config::TlsConfig,
+    ) -> anyhow::Result<(Arc<rustls::ServerConfig>, Option<SystemTime>)> {
+        let crl = cfg.crl.as_deref();
+        let mtime = crl.and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        let sc = crate::transport::tls::server_config(&cfg.ca, &cfg.cert, &cfg.key, crl)
+            .map_err(anyhow::Error::msg)?;
+        Ok((sc, mtime))
+    }
+
+    fn get(&self) -> Arc<rustls::ServerConfig> {
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(crl) = &self.cfg.crl {
+            let m = std::fs::metadata(crl).and_then(|m| m.modified()).ok();
+            if m != cur.1 {
+                match Self::build(&self.cfg) {
+                    Ok(n) => {
+                        tracing::info!(crl = %crl.display(), "CRL changed: reloaded");
+                        *cur = n;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "CRL changed but cannot be loaded; keeping the previous one")
+                    }
+                }
+            }
+        }
+        cur.0.clone()
+    }
+}
+
+struct Shared {
+    store: Store,
+    name: String,
+    max_frame: usize,
+    idle: Duration,
+    handshake: Duration,
+    stop: AtomicBool,
+}
+
+/// Runs the collector until SIGTERM/SIGINT. Prints `listening ADDR` on stdout.
+pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
+    let enrollment = match cfg.enrollment.mode {
+        EnrollmentMode::FirstUse => Enrollment::FirstUse,
+        EnrollmentMode::Strict => {
+            let path = cfg.enrollment.enrolled.clone().unwrap_or_default();
+            Enrollment::Strict(config::read_enrolled(&path)?)
+        }
+    };
+    let tls = Arc::new(TlsSource::new(cfg.tls.clone())?);
+    let store = Store::open(&cfg.store, enrollment, cfg.limits.segment_size)?;
+    let listener = TcpListener::bind(&cfg.listen)
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.listen))?;
+    let local = listener.local_addr()?;
+    println!("listening {local}");
+    let _ = std::io::stdout().flush();
+    let name = if cfg.name.is_empty() {
+        crate::writer::system_host()
+    } else {
+        cfg.name.clone()
+    };
+    let shared = Arc::new(Shared {
+        store,
+        name,
+        max_frame: cfg.limits.max_frame as usize,
+        idle: cfg.limits.idle_timeout,
+        handshake: cfg.limits.handshake_timeout,
+        stop: AtomicBool::new(false),
+    });
+
+    let active = Arc::new(AtomicUsize::new(0));
+    let max_conns = cfg.limits.max_connections;
+    let acceptor = {
+        let shared = shared.clone();
+        let active = active.clone();
+        std::thread::Builder::new()
+            .name("logseal-accept".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if shared.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(tcp) = conn else { continue };
+                    let peer = tcp
+                        .peer_addr()
+                        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+                    if active.load(Ordering::SeqCst) >= max_conns {
+                        tracing::warn!(
+                            peer,
+                            limit = max_conns,
+                            "too many connections: closing this one"
+                        );
+                        continue;
+                    }
+                    active.fetch_add(1, Ordering::SeqCst);
+                    let shared = shared.clone();
+                    let active = active.clone();
+                    let tls = tls.get();
+                    let spawned = std::thread::Builder::new()
+                        .name("logseal-conn".into())
+                        .spawn(move || {
+                            serve(&shared, tls, tcp, &peer);
+                            active.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    if spawned.is_err() {
+                        tracing::error!("cannot start a connection thread");
+                    }
+                }
+            })?
+    };
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(listen = %local, store = %cfg.store.display(), "collector ready");
+
+    let silent_after = cfg.liveness.heartbeat * cfg.liveness.silent_after;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut usec = 0u64;
+        let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
+        let mut wd = tokio::time::interval(Duration::from_micros((usec / 2).max(100_000)));
+        let mut status = tokio::time::interval(cfg.liveness.status_interval);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = wd.tick() => if watchdog {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                },
+                _ = status.tick() => {
+                    if let Err(e) = shared.store.write_status(silent_after) {
+                        tracing::warn!(error = %e, "writing status.json");
+                    }
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("stopping: no new connections; finishing the ones open");
+    shared.stop.store(true, Ordering::SeqCst);
+    let _ = TcpStream::connect(local); // wakes the acceptor
+    let _ = acceptor.join();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = shared.store.write_status(silent_after);
+    tracing::info!("collector stopped");
+    Ok(())
+}
+
+type Tls = rustls::StreamOwned<rustls::ServerConnection, TcpStream>;
+
+fn send(tls: &mut Tls, m: &Msg) -> std::io::Result<()> {
+    m.write(tls)?;
+    tls.flush()
+}
+
+fn refuse(tls: &mut Tls, code: Code, batch: u64, message: &str) {
+    let _ = send(
+        tls,
+        &Msg::Error {
+            code: code as u16,
+            batch,
+            message: message.to_string(),
+        },
+    );
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+/// Serves one agent connection.
+fn serve(shared: &Shared, tls_cfg: Arc<rustls::ServerConfig>, tcp: TcpStream, peer: &str) {
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(shared.handshake));
+    let _ = tcp.set_write_timeout(Some(Duration::from_secs(30)));
+    let conn = match rustls::ServerConnection::new(tls_cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(peer, error = %e, "TLS setup");
+            return;
+        }
+    };
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    // Handshake (client certificate checked here: CA, validity, CRL).
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            tracing::warn!(peer, error = %e, "connection refused: TLS handshake failed");
+            return;
+        }
+    }
+    let Some(cert) = tls
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .cloned()
+    else {
+        tracing::warn!(peer, "connection refused: no client certificate");
+        return;
+    };
+    let mut fr = FrameReader::default();
+    let host = match fr.next(&mut tls, proto::HELLO_MAX) {
+        Ok((ty, body)) => match Msg::decode(ty, body) {
+            Ok(Msg::Hello {
+                min_version,
+                max_version,
+                host,
+                software,
+            }) => {
+                if !(min_version..=max_version).contains(&proto::VERSION) {
+                    let m = format!("this collector speaks protocol version {}, the agent {min_version}..{max_version}", proto::VERSION);
+                    tracing::warn!(peer, host, "connection refused: {m}");
+                    refuse(&mut tls, Code::Version, 0, &m);
+                    return;
+                }
+                if !crate::transport::tls::cert_names_host(&cert, &host) {
+                    let m = format!("the client certificate is not valid for host {host:?}");
+                    tracing::warn!(peer, host, "connection refused: {m}");
+                    shared.store.alert(
+                        "certificate-host-mismatch",
+                        &host,
+                        None,
+                        &format!("{m} (peer {peer})"),
+                    );
+                    refuse(&mut tls, Code::NotYourChain, 0, &m);
+                    return;
+                }
+                tracing::info!(peer, host, software, "agent connected");
+                host
+            }
+            Ok(other) => {
+                let m = format!("expected hello, got {other:?}");
+                tracing::warn!(peer, "connection refused: {m}");
+                refuse(&mut tls, Code::Protocol, 0, &m);
+                return;
+            }
+            Err(m) => {
+                tracing::warn!(peer, "connection refused: {m}");
+                refuse(&mut tls, Code::Protocol, 0, &m);
+                return;
+            }
+        },
+        Err(e) => {
+            tracing::warn!(peer, error = %e, "connection refused: no valid hello");
+            if let ReadError::TooLarge { .. } = e {
+                refuse(&mut tls, Code::FrameTooLarge, 0, &e.to_string());
+            }
+            return;
+        }
+    };
+    let welcome = Msg::Welcome {
+        version: proto::VERSION,
+        collector: shared.name.clone(),
+        max_frame: shared.max_frame as u32,
+        idle_secs: shared.idle.as_secs() as u32,
+    };
+    if send(&mut tls, &welcome).is_err() {
+        return;
+    }
+    match session(shared, &mut tls, &mut fr, &host, peer) {
+        Ok(()) => tracing::info!(peer, host, "agent disconnected"),
+        Err(e) => tracing::warn!(peer, host, "connection closed: {e}"),
+    }
+}
+
+struct PendingAck {
+    batch: u64,
+    chain: crate::chain::ChainId,
+    next_seq: u64,
+    slot: Arc<Mutex<store::Slot>>,
+}
+
+/// The message loop after Hello/Welcome.
+fn session(
+    shared: &Shared,
+    tls: &mut Tls,
+    fr: &mut FrameReader,
+    host: &str,
+    peer: &str,
+) -> Result<(), String> {
+    let poll = Duration::from_millis(500);
+    let mut pending: Vec<PendingAck> = Vec::new();
+    let mut pending_bytes = 0usize;
+    let mut idle_since = Instant::now();
+    loop {
+        let wait = if pending.is_empty() {
+            poll
+        } else {
+            COMMIT_WAIT
+        };
+        let _ = tls.sock.set_read_timeout(Some(wait));
+        let frame = fr.next(tls, shared.max_frame);
+        let (ty, body) = match frame {
+            Ok(f) => f,
+            Err(ReadError::Timeout) => {
+                if !pending.is_empty() {
+                    commit(shared, tls, &mut pending)?;
+                    pending_bytes = 0;
+                } else if shared.stop.load(Ordering::SeqCst) {
+                    refuse(tls, Code::Unavailable, 0, "collector shutting down");
+                    return Ok(());
+                } else if idle_since.elapsed() > shared.idle {
+                    return Err(format!("idle for {:?}", shared.idle));
+                }
+                continue;
+            }
+            Err(ReadError::Closed) => {
+                if !pending.is_empty() {
+                    let _ = commit(shared, tls, &mut pending);
+                }
+                return Ok(());
+            }
+            Err(e @ ReadError::TooLarge { .. }) => {
+                let m = e.to_string();
+                tracing::warn!(peer, host, "refusing frame: {m}");
+                refuse(tls, Code::FrameTooLarge, 0, &m);
+                return Err(m);
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        idle_since = Instant::now();
+        if ty == proto::t::BATCH {
+            let batch = match proto::decode_batch(body) {
+                Ok(b) => b,
+                Err(m) => {
+                    refuse(tls, Code::Protocol, 0, &m);
+                    return Err(m);
+                }
+            };
+            pending_bytes += body.len();
+            match shared.store.apply(host, &batch) {
+                Ok(stored) => pending.push(PendingAck {
+                    batch: batch.id,
+                    chain: batch.chain,
+                    next_seq: stored.next_seq,
+                    slot: stored.slot,
+                }),
+                Err(Refused { code, message }) => {
+                    // Acknowledge what was stored before the refused batch.
+                    let id = batch.id;
+                    let _ = commit(shared, tls, &mut pending);
+                    tracing::warn!(
+                        peer,
+                        host,
+                        batch = id,
+                        code = code.name(),
+                        "batch refused: {message}"
+                    );
+                    refuse(tls, code, id, &message);
+                    return Err(format!("batch {id} refused ({}): {message}", code.name()));
+                }
+            }
+            if pending_bytes >= COMMIT_BYTES {
+                commit(shared, tls, &mut pending)?;
+                pending_bytes = 0;
+            }
+            continue;
+        }
+        let msg = match Msg::decode(ty, body) {
+            Ok(m) => m,
+            Err(m) => {
+                refuse(tls, Code::Protocol, 0, &m);
+                return Err(m);
+            }
+        };
+        match msg {
+            Msg::Position { chain } => {
+                commit(shared, tls, &mut pending)?;
+                let reply = match shared.store.position(host, chain) {
+                    Ok(Some(next_seq)) => Msg::Resume {
+                        chain,
+                        known: true,
+                        next_seq,
+                    },
+                    Ok(None) => Msg::Resume {
+                        chain,
+                        known: false,
+                        next_seq: 0,
+                    },
+                    Err(Refused { code, message }) => {
+                        refuse(tls, code, 0, &message);
+                        return Err(message);
+                    }
+                };
+                send(tls, &reply).map_err(|e| e.to_string())?;
+            }
+            Msg::Ping(n) => {
+                commit(shared, tls, &mut pending)?;
+                send(tls, &Msg::Pong(n)).map_err(|e| e.to_string())?;
+            }
+            Msg::Error { code, message, .. } => {
+                return Err(format!("agent reported error {code}: {message}"));
+            }
+            other => {
+                let m = format!("unexpected message from an agent: {other:?}");
+                refuse(tls, Code::Protocol, 0, &m);
+                return Err(m);
+            }
+        }
+    }
+}
+
+/// fsyncs every chain touched by pending batches, then acknowledges them.
+fn commit(shared: &Shared, tls: &mut Tls, pending: &mut Vec<PendingAck>) -> Result<(), String> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut synced: Vec<*const Mutex<store::Slot>> = Vec::new();
+    for p in pending.iter() {
+        let ptr = Arc::as_ptr(&p.slot);
+        if synced.contains(&ptr) {
+            continue;
+        }
+        let r = p.slot.lock().unwrap_or_else(|e| e.into_inner()).sync();
+        if let Err(e) = r {
+            shared.store.evict(p.chain);
+            let m = format!("fsync of the store failed: {e}");
+            refuse(tls, Code::Storage, p.batch, &m);
+            pending.clear();
+            return Err(m);
+        }
+        synced.push(ptr);
+    }
+    for p in pending.drain(..) {
+        send(
+            tls,
+            &Msg::Ack {
+                batch: p.batch,
+                chain: p.chain,
+                next_seq: p.next_seq,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,565 @@
+//! The collector's store: per host, per chain, append-only segment files, and
+//! the tip of every chain in memory.
+//!
+//! ```text
+//! STORE/hosts/<host>/<chain id>/<base>.seg   the chain's records (spool layout)
+//! STORE/quarantine/<time>-<host>-<chain>-b<batch>.seg   refused batches, as received
+//! STORE/quarantine/<same>.json                         why each was refused
+//! STORE/alerts.jsonl                                    one JSON object per alert
+//! STORE/status.json                                     hosts, chains, last seals
+//! ```
+//!
+//! Only records that continue a chain's tip are stored, so every chain on disk
+//! verifies; at start-up each chain is read back through the same check.
+
+use crate::chain::hash::{self, Digest};
+use crate::chain::tip::{Refusal, Tip};
+use crate::chain::ChainId;
+use crate::fsutil;
+use crate::segment::SegmentWriter;
+use crate::spool::{Spool, SpoolOptions};
+use crate::transport::proto::{Batch, Code};
+use crate::writer::RecordLog;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Recent leaves kept per chain to recognise a re-sent record.
+const RECENT: usize = 1 << 16;
+
+/// How hosts are admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrollment {
+    /// A host's first chain is accepted and its genesis key pinned; a later new
+    /// chain is accepted and raises an alert (the host lost its state).
+    FirstUse,
+    /// Only chains whose genesis fingerprint was registered for the host.
+    Strict(HashMap<String, HashSet<String>>),
+}
+
+/// One chain held by the collector.
+pub struct Slot {
+    /// Its tip.
+    pub tip: Tip,
+    log: Spool,
+    recent: VecDeque<(u64, Digest)>,
+    dirty: bool,
+    /// Why the stored chain cannot be extended (damage found at start-up).
+    broken: Option<String>,
+}
+
+impl Slot {
+    /// fsyncs appended records.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.dirty {
+            self.log.sync()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+/// A refusal to send back: code and message.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// Error code.
+    pub code: Code,
+    /// What was wrong.
+    pub message: String,
+}
+
+fn refused(code: Code, message: impl Into<String>) -> Refused {
+    Refused {
+        code,
+        message: message.into(),
+    }
+}
+
+/// What a stored batch left to acknowledge once synced.
+pub struct Stored {
+    /// The chain's slot (sync it before acknowledging).
+    pub slot: Arc<Mutex<Slot>>,
+    /// Everything below this seq is held.
+    pub next_seq: u64,
+    /// Records newly stored.
+    pub new_records: usize,
+}
+
+#[derive(Default)]
+struct HostInfo {
+    chains: Vec<ChainId>,
+    silent_reported: bool,
+}
+
+/// The store.
+pub struct Store {
+    root: PathBuf,
+    enrollment: Enrollment,
+    segment_bytes: u64,
+    chains: Mutex<HashMap<ChainId, Arc<Mutex<Slot>>>>,
+    hosts: Mutex<HashMap<String, HostInfo>>,
+    alerts: Mutex<std::fs::File>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ns() -> i64 {
+    crate::writer::now_ns()
+}
+
+impl Store {
+    /// Opens (creating) the store at `root` and reads every chain back.
+    pub fn open(root: &Path, enrollment: Enrollment, segment_bytes: u64) -> anyhow::Result<Store> {
+        for d in [root.join("hosts"), root.join("quarantine")] {
+            std::fs::create_dir_all(&d)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", d.display()))?;
+        }
+        let alerts = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("alerts.jsonl"))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", root.join("alerts.jsonl").display()))?;
+        let store = Store {
+            root: root.to_path_buf(),
+            enrollment,
+            segment_bytes,
+            chains: Mutex::new(HashMap::new()),
+            hosts: Mutex::new(HashMap::new()),
+            alerts: Mutex::new(alerts),
+        };
+        let mut n = 0;
+        for host in read_dir_names(&root.join("hosts"))? {
+            for chain in read_dir_names(&root.join("hosts").join(&host))? {
+                let Some(id) = crate::hex::decode(&chain)
+                    .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                    .map(ChainId)
+                else {
+                    tracing::warn!(host, dir = chain, "not a chain directory; ignored");
+                    continue;
+                };
+                let slot = store.load(&host, id)?;
+                if let Some(why) = &slot.broken {
+                    store.alert("stored-chain-damaged", &host, Some(id), why);
+                }
+                lock(&store.hosts)
+                    .entry(host.clone())
+                    .or_default()
+                    .chains
+                    .push(id);
+                lock(&store.chains).insert(id, Arc::new(Mutex::new(slot)));
+                n += 1;
+            }
+        }
+        tracing::info!(chains = n, store = %root.display(), "store opened");
+        Ok(store)
+    }
+
+    fn chain_dir(&self, host: &str, id: ChainId) -> PathBuf {
+        self.root.join("hosts").join(host).join(id.to_string())
+    }
+
+    /// Reads a chain back from disk through the tip check.
+    fn load(&self, host: &str, id: ChainId) -> anyhow::Result<Slot> {
+        let dir = self.chain_dir(host, id);
+        let mut tip = Tip::before_genesis(id, host);
+        let mut broken: Option<String> = None;
+        let mut recent = VecDeque::new();
+        let (log, repair) = Spool::open(
+            &dir,
+            SpoolOptions {
+                segment_bytes: self.segment_bytes,
+            },
+            |pos, ty, payload| {
+                if broken.is_some() {
+                    return;
+                }
+                if ty != crate::segment::FRAME_RECORD {
+                    broken = Some(format!("frame at position {pos} is not a full record"));
+                    return;
+                }
+                let leaf = hash::leaf(payload);
+                match tip.apply(payload, &leaf) {
+                    Ok(()) => {
+                        if recent.len() == RECENT {
+                            recent.pop_front();
+                        }
+                        recent.push_back((tip.next_seq - 1, leaf));
+                    }
+                    Err(e) => broken = Some(format!("at position {pos}: {e}")),
+                }
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("store chain {}: {e}", dir.display()))?;
+        if repair.torn_bytes > 0 {
+            tracing::warn!(chain = %id, host, bytes = repair.torn_bytes, "cut a torn tail in the store (a crash before fsync; those records were never acknowledged)");
+        }
+        if tip.next_seq == 0 && broken.is_none() {
+            // Created, but the Genesis never became durable: still empty.
+            tracing::info!(chain = %id, host, "empty chain directory in the store");
+        }
+        Ok(Slot {
+            tip,
+            log,
+            recent,
+            dirty: false,
+            broken,
+        })
+    }
+
+    /// Where this collector stands on `chain` for `host`: `Ok(None)` if unknown.
+    pub fn position(&self, host: &str, chain: ChainId) -> Result<Option<u64>, Refused> {
+        let Some(slot) = lock(&self.chains).get(&chain).cloned() else {
+            return Ok(None);
+        };
+        let s = lock(&slot);
+        if s.tip.host != host {
+            return Err(self.not_yours(host, chain, &s.tip.host));
+        }
+        Ok(Some(s.tip.next_seq))
+    }
+
+    fn not_yours(&self, host: &str, chain: ChainId, owner: &str) -> Refused {
+        let msg = format!(
+            "chain {chain} belongs to host {owner}; the certificate of {host} may not write it"
+        );
+        self.alert("foreign-chain", host, Some(chain), &msg);
+        refused(Code::NotYourChain, msg)
+    }
+
+    /// Verifies a batch against the chain's tip and appends what is new (not
+    /// yet fsynced: call [`Slot::sync`] before acknowledging).
+    pub fn apply(&self, host: &str, batch: &Batch<'_>) -> Result<Stored, Refused> {
+        let existing = lock(&self.chains).get(&batch.chain).cloned();
+        let slot = match existing {
+            Some(s) => s,
+            None => self.create(host, batch)?,
+        };
+        let mut s = lock(&slot);
+        if s.tip.host != host {
+            return Err(self.not_yours(host, batch.chain, &s.tip.host));
+        }
+        if let Some(why) = &s.broken {
+            return Err(refused(
+                Code::Storage,
+                format!("the stored chain is damaged and cannot be extended: {why}"),
+            ));
+        }
+        let mut tip = s.tip.clone();
+        let mut new = Vec::new();
+        for (i, rec) in batch.records.iter().enumerate() {
+            let leaf = hash::leaf(rec);
+            let seq = crate::chain::record::decode_header_only(rec)
+                .map(|h| h.seq)
+                .ok();
+            match seq {
+                Some(seq) if seq < tip.next_seq => {
+                    let stored = s.recent.iter().rev().find(|(q, _)| *q == seq).map(|x| x.1);
+                    match stored {
+                        Some(l) if l == leaf => continue, // re-sent: idempotent
+                        Some(_) => {
+                            let msg = format!("record seq {seq} differs from the record stored at that seq (a forked or rewritten chain)");
+                            self.quarantine(host, batch, &msg);
+                            return Err(refused(Code::Conflict, msg));
+                        }
+                        None => {
+                            return Err(refused(
+                                Code::Conflict,
+                                format!("record seq {seq} is older than the records this collector can compare; resume from seq {}", tip.next_seq),
+                            ))
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Err(e) = tip.apply(rec, &leaf) {
+                let msg = format!("record {i} of the batch: {e}");
+                if let Refusal::OutOfOrder { expected, got } = e {
+                    if got > expected && i == 0 {
+                        // The agent skipped ahead of what this collector holds.
+                        let msg = format!("batch starts at seq {got}, this collector holds up to seq {expected} (records missing in between)");
+                        self.quarantine(host, batch, &msg);
+                        return Err(refused(Code::Rejected, msg));
+                    }
+                }
+                self.quarantine(host, batch, &msg);
+                return Err(refused(Code::Rejected, msg));
+            }
+            new.push((tip.next_seq - 1, leaf, *rec));
+        }
+        for (_, _, rec) in &new {
+            if let Err(e) = s.log.append_raw(rec) {
+                drop(s);
+                self.evict(batch.chain);
+                return Err(refused(
+                    Code::Storage,
+                    format!("appending to the store: {e}"),
+                ));
+            }
+        }
+        for (seq, leaf, _) in &new {
+            if s.recent.len() == RECENT {
+                s.recent.pop_front();
+            }
+            s.recent.push_back((*seq, *leaf));
+        }
+        s.dirty |= !new.is_empty();
+        s.tip = tip;
+        let next_seq = s.tip.next_seq;
+        drop(s);
+        Ok(Stored {
+            slot,
+            next_seq,
+            new_records: new.len(),
+        })
+    }
+
+    /// Forgets a chain's in-memory state after a storage error; it is read
+    /// back from disk on next use.
+    pub fn evict(&self, chain: ChainId) {
+        lock(&self.chains).remove(&chain);
+    }
+
+    /// Starts a chain from a batch that begins with its Genesis.
+    fn create(&self, host: &str, batch: &Batch<'_>) -> Result<Arc<Mutex<Slot>>, Refused> {
+        let Some(first) = batch.records.first() else {
+            return Err(refused(
+                Code::UnknownChain,
+                format!("this collector holds nothing of chain {}", batch.chain),
+            ));
+        };
+        let header = crate::chain::record::decode_header_only(first).ok();
+        if header.is_some_and(|h| h.seq != 0) {
+            return Err(refused(
+                Code::UnknownChain,
+                format!(
+                    "this collector holds nothing of chain {}; send it from its Genesis (seq 0), not from seq {}",
+                    batch.chain,
+                    header.map_or(0, |h| h.seq)
+                ),
+            ));
+        }
+        let tip = match Tip::from_genesis(first, &hash::leaf(first)) {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = format!("record 0 of the batch: {e}");
+                self.quarantine(host, batch, &msg);
+                return Err(refused(Code::Rejected, msg));
+            }
+        };
+        if tip.chain_id != batch.chain {
+            let msg = format!(
+                "Genesis of chain {} in a batch for chain {}",
+                tip.chain_id, batch.chain
+            );
+            self.quarantine(host, batch, &msg);
+            return Err(refused(Code::Rejected, msg));
+        }
+        if tip.host != host {
+            let msg = format!(
+                "chain {} was started by host {:?}; the certificate of {host} may not write it",
+                tip.chain_id, tip.host
+            );
+            self.alert("foreign-chain", host, Some(tip.chain_id), &msg);
+            return Err(refused(Code::NotYourChain, msg));
+        }
+        let fp = hash::fingerprint(&tip.pk0);
+        if let Enrollment::Strict(enrolled) = &self.enrollment {
+            if !enrolled.get(host).is_some_and(|s| s.contains(&fp)) {
+                let msg = format!("host {host} chain {} genesis key {fp} is not enrolled (strict enrollment: add it to the enrolled file)", tip.chain_id);
+                self.alert("not-enrolled", host, Some(tip.chain_id), &msg);
+                return Err(refused(Code::NotEnrolled, msg));
+            }
+        }
+        let mut chains = lock(&self.chains);
+        if let Some(s) = chains.get(&batch.chain) {
+            return Ok(s.clone()); // another connection created it meanwhile
+        }
+        let known_host = lock(&self.hosts)
+            .get(host)
+            .is_some_and(|h| !h.chains.is_empty());
+        let dir = self.chain_dir(host, tip.chain_id);
+        let (log, _) = Spool::open(
+            &dir,
+            SpoolOptions {
+                segment_bytes: self.segment_bytes,
+            },
+            |_, _, _| {},
+        )
+        .map_err(|e| refused(Code::Storage, format!("creating {}: {e}", dir.display())))?;
+        let _ = fsutil::fsync_dir(&self.root.join("hosts").join(host));
+        let _ = fsutil::fsync_dir(&self.root.join("hosts"));
+        // The Genesis itself goes through `apply` like any record: the slot
+        // starts *before* it.
+        let slot = Arc::new(Mutex::new(Slot {
+            tip: Tip::before_genesis(tip.chain_id, host),
+            log,
+            recent: VecDeque::new(),
+            dirty: false,
+            broken: None,
+        }));
+        chains.insert(tip.chain_id, slot.clone());
+        drop(chains);
+        lock(&self.hosts)
+            .entry(host.to_string())
+            .or_default()
+            .chains
+            .push(tip.chain_id);
+        if known_host {
+            self.alert("new-chain-for-known-host", host, Some(tip.chain_id), &format!("host {host} started a new chain {} with genesis key {fp}: it lost its chain state, or someone else holds a certificate for it", tip.chain_id));
+        } else {
+            tracing::info!(host, chain = %tip.chain_id, genesis = %fp, "new host: genesis key pinned");
+        }
+        Ok(slot)
+    }
+
+    /// Writes a refused batch, as received, into quarantine with its reason.
+    fn quarantine(&self, host: &str, batch: &Batch<'_>, reason: &str) {
+        let name = format!("{}-{}-{}-b{}", now_ns(), host, batch.chain, batch.id);
+        let dir = self.root.join("quarantine");
+        let seg = dir.join(format!("{name}.seg"));
+        let res = (|| -> anyhow::Result<()> {
+            let (mut w, _) = SegmentWriter::open_append(&seg, |_, _, _| {})
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for r in &batch.records {
+                w.append_record_with(|b| b.extend_from_slice(r))?;
+            }
+            w.sync()?;
+            let info = serde_json::json!({
+                "host": host,
+                "chain": batch.chain.to_string(),
+                "batch": batch.id,
+                "records": batch.records.len(),
+                "reason": reason,
+                "time": crate::timefmt::rfc3339(now_ns()),
+            });
+            fsutil::write_atomic(
+                &dir.join(format!("{name}.json")),
+                format!("{info:#}\n").as_bytes(),
+                "quarantine",
+            )?;
+            Ok(())
+        })();
+        match res {
+            Ok(()) => self.alert(
+                "quarantined",
+                host,
+                Some(batch.chain),
+                &format!("{reason}; batch kept in {}", seg.display()),
+            ),
+            Err(e) => self.alert(
+                "quarantine-failed",
+                host,
+                Some(batch.chain),
+                &format!("{reason}; could not write {}: {e}", seg.display()),
+            ),
+        }
+    }
+
+    /// Logs an alert and appends it to `alerts.jsonl`.
+    pub fn alert(&self, kind: &str, host: &str, chain: Option<ChainId>, message: &str) {
+        tracing::error!(alert = kind, host, chain = ?chain.map(|c| c.to_string()), "{message}");
+        let line = serde_json::json!({
+            "time": crate::timefmt::rfc3339(now_ns()),
+            "alert": kind,
+            "host": host,
+            "chain": chain.map(|c| c.to_string()),
+            "message": message,
+        });
+        let mut f = lock(&self.alerts);
+        let _ = writeln!(f, "{line}");
+        let _ = f.sync_data();
+    }
+
+    /// Writes `status.json` and reports hosts silent for longer than `silent_after`.
+    pub fn write_status(&self, silent_after: std::time::Duration) -> io::Result<()> {
+        #[derive(Serialize)]
+        struct ChainStatus {
+            chain: String,
+            next_seq: u64,
+            epochs: u64,
+            last_seal_time: Option<String>,
+            ended_cleanly: bool,
+            damaged: Option<String>,
+        }
+        #[derive(Serialize)]
+        struct HostStatus {
+            host: String,
+            last_seal_time: Option<String>,
+            silent: bool,
+            stopped_cleanly: bool,
+            chains: Vec<ChainStatus>,
+        }
+        let now = now_ns();
+        let limit = i64::try_from(silent_after.as_nanos()).unwrap_or(i64::MAX);
+        let chains = lock(&self.chains).clone();
+        let mut hosts = lock(&self.hosts);
+        let mut out = Vec::new();
+        let mut names: Vec<_> = hosts.keys().cloned().collect();
+        names.sort();
+        for name in names {
+            let Some(info) = hosts.get_mut(&name) else {
+                continue;
+            };
+            let mut cs = Vec::new();
+            let mut last: Option<(i64, bool)> = None;
+            for id in &info.chains {
+                let Some(slot) = chains.get(id) else { continue };
+                let s = lock(slot);
+                let t = &s.tip;
+                if let Some(ns) = t.last_seal_ns {
+                    if last.map_or(true, |(l, _)| ns >= l) {
+                        last = Some((ns, t.ended_cleanly));
+                    }
+                }
+                cs.push(ChainStatus {
+                    chain: id.to_string(),
+                    next_seq: t.next_seq,
+                    epochs: t.epoch,
+                    last_seal_time: t.last_seal_ns.map(crate::timefmt::rfc3339),
+                    ended_cleanly: t.ended_cleanly,
+                    damaged: s.broken.clone(),
+                });
+            }
+            let stopped = last.is_some_and(|(_, c)| c);
+            let silent = !stopped && last.map_or(true, |(ns, _)| now.saturating_sub(ns) > limit);
+            if silent && !info.silent_reported {
+                tracing::warn!(host = name, last_seal = ?last.map(|(ns, _)| crate::timefmt::rfc3339(ns)), "host is silent: no seal for longer than {silent_after:?}");
+            }
+            info.silent_reported = silent;
+            out.push(HostStatus {
+                host: name,
+                last_seal_time: last.map(|(ns, _)| crate::timefmt::rfc3339(ns)),
+                silent,
+                stopped_cleanly: stopped,
+                chains: cs,
+            });
+        }
+        drop(hosts);
+        let doc = serde_json::json!({
+            "time": crate::timefmt::rfc3339(now),
+            "silent_after_secs": silent_after.as_secs(),
+            "hosts": out,
+        });
+        fsutil::write_atomic(
+            &self.root.join("status.json"),
+            format!("{doc:#}\n").as_bytes(),
+            "status",
+        )
+    }
+}
+
+fn read_dir_names(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            v.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    v.sort();
+    Ok(v)
+}

@@ -1,0 +1,296 @@
+//! `logseal quickstart`: a local CA, a collector and an agent on loopback.
+//!
+//! ```text
+//! DIR/pki/           CA, the collector's and the agent's certificates
+//! DIR/collector.toml DIR/agent.toml   the configs it runs (real ones: read them)
+//! DIR/agent/         the agent's signer state and spool
+//! DIR/store/         the collector's store
+//! DIR/*.log          the two processes' logs
+//! ```
+//!
+//! Both run as child processes of this one, in their own process group so that
+//! Ctrl-C reaches only this process; it then stops the agent (which seals and
+//! ships its last records), then the collector, and verifies the store.
+
+use crate::pki;
+use anyhow::{bail, Context};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+fn toml_str(p: &Path) -> String {
+    // TOML basic string: escape backslashes and quotes.
+    format!(
+        "\"{}\"",
+        p.display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+    )
+}
+
+/// The host name the quickstart agent uses (must be a certificate name).
+fn agent_host() -> String {
+    let h = crate::writer::system_host();
+    if pki::check_name(&h).is_ok() {
+        h
+    } else {
+        "quickstart-agent".into()
+    }
+}
+
+fn spawn(exe: &Path, args: &[&str], log: &Path) -> anyhow::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let err = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {} {}", exe.display(), args.join(" ")))
+}
+
+/// Reads `listening …` lines from a child's stdout until `n` have arrived.
+fn listening(child: &mut Child, n: usize, log: &Path) -> anyhow::Result<Vec<String>> {
+    let out = child.stdout.take().context("child stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if let Some(rest) = line.strip_prefix("listening ") {
+                if tx.send(rest.to_string()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < n {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(a) => got.push(a),
+            Err(_) => {
+                if let Some(st) = child.try_wait()? {
+                    bail!(
+                        "it exited ({st}) before listening; its log {} says:\n{}",
+                        log.display(),
+                        std::fs::read_to_string(log).unwrap_or_default()
+                    );
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "it did not start listening within 30 s; see {}",
+                        log.display()
+                    );
+                }
+            }
+        }
+    }
+    Ok(got)
+}
+
+fn stop(child: &mut Child, what: &str) {
+    let pid = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return,
+            Ok(Some(st)) => {
+                eprintln!("logseal quickstart: the {what} exited with {st}");
+                return;
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                eprintln!("logseal quickstart: the {what} did not stop in 30 s; killing it");
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+        }
+    }
+}
+
+/// Runs the quickstart until Ctrl-C.
+pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
+    syslog_addr
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| anyhow::anyhow!("--syslog-addr {syslog_addr:?}: {e}"))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("{}", dir.display()))?;
+    let pki_dir = dir.join("pki");
+    let host = agent_host();
+    if !pki_dir.join("ca.crt").exists() {
+        pki::init(&pki_dir, "logseal quickstart CA", pki::CA_DAYS)?;
+        pki::issue(
+            &pki_dir,
+            "collector",
+            pki::Role::Collector,
+            pki::HOST_DAYS,
+            &["127.0.0.1".into(), "localhost".into()],
+        )?;
+    }
+    if !pki_dir.join(format!("{host}.crt")).exists() {
+        pki::issue(&pki_dir, &host, pki::Role::Agent, pki::HOST_DAYS, &[])?;
+    }
+    let p = pki::Paths {
+        dir: pki_dir.clone(),
+    };
+    let store = dir.join("store");
+    let collector_toml = dir.join("collector.toml");
+    let collector_cfg = format!(
+        "# Written by `logseal quickstart`; see config/collector.toml for every key.\n\
+         listen = \"127.0.0.1:0\"\n\
+         store = {}\n\
+         [tls]\n\
+         ca = {}\ncert = {}\nkey = {}\ncrl = {}\n\
+         [liveness]\n\
+         heartbeat = \"60s\"\n\
+         status_interval = \"5s\"\n",
+        toml_str(&store),
+        toml_str(&p.ca_cert()),
+        toml_str(&p.cert("collector")),
+        toml_str(&p.key("collector")),
+        toml_str(&p.crl()),
+    );
+    crate::fsutil::write_atomic(&collector_toml, collector_cfg.as_bytes(), "quickstart")?;
+
+    let exe = std::env::current_exe().context("locating the logseal binary")?;
+    let collector_log = dir.join("collector.log");
+    let mut collector = spawn(
+        &exe,
+        &[
+            "collector",
+            "--config",
+            &collector_toml.display().to_string(),
+        ],
+        &collector_log,
+    )?;
+    let caddr = match listening(&mut collector, 1, &collector_log) {
+        Ok(a) => a[0].clone(),
+        Err(e) => {
+            let _ = collector.kill();
+            return Err(e.context("starting the collector"));
+        }
+    };
+
+    let agent_toml = dir.join("agent.toml");
+    let agent_cfg = format!(
+        "# Written by `logseal quickstart`; see config/agent.toml for every key.\n\
+         host = \"{host}\"\n\
+         state_dir = {}\n\
+         [[input]]\ntype = \"udp\"\nlisten = \"{syslog_addr}\"\n\
+         [[input]]\ntype = \"tcp\"\nlisten = \"{syslog_addr}\"\n\
+         [ship]\n\
+         collectors = [\"{caddr}\"]\n\
+         server_name = \"collector\"\n\
+         ca = {}\ncert = {}\nkey = {}\n",
+        toml_str(&dir.join("agent")),
+        toml_str(&p.ca_cert()),
+        toml_str(&p.cert(&host)),
+        toml_str(&p.key(&host)),
+    );
+    crate::fsutil::write_atomic(&agent_toml, agent_cfg.as_bytes(), "quickstart")?;
+    let agent_log = dir.join("agent.log");
+    let mut agent = spawn(
+        &exe,
+        &["agent", "--config", &agent_toml.display().to_string()],
+        &agent_log,
+    )?;
+    if let Err(e) = listening(&mut agent, 2, &agent_log) {
+        let _ = agent.kill();
+        stop(&mut collector, "collector");
+        return Err(e.context("starting the agent"));
+    }
+
+    let (ip, port) = syslog_addr
+        .rsplit_once(':')
+        .map(|(h, p)| (h.trim_matches(['[', ']']).to_string(), p.to_string()))
+        .unwrap_or_default();
+    let me = exe.display();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "logseal quickstart: running in {}", dir.display())?;
+    writeln!(
+        out,
+        "  agent     host {host}: syslog on udp://{syslog_addr} and tcp://{syslog_addr}; log {}",
+        agent_log.display()
+    )?;
+    writeln!(
+        out,
+        "  collector {caddr} (mutual TLS); store {}; log {}",
+        store.display(),
+        collector_log.display()
+    )?;
+    writeln!(out)?;
+    writeln!(out, "Send a test message:")?;
+    writeln!(
+        out,
+        "  logger --server {ip} --port {port} --udp \"hello from logseal\""
+    )?;
+    writeln!(
+        out,
+        "Verify the collector's store (any time, from another terminal):"
+    )?;
+    writeln!(out, "  {me} verify {}", store.display())?;
+    writeln!(out, "Read it:")?;
+    writeln!(out, "  {me} inspect {}", store.display())?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Ctrl-C stops the agent and the collector and verifies the store."
+    )?;
+    out.flush()?;
+    drop(out);
+
+    // Wait for Ctrl-C / SIGTERM, or for a child to die.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let died = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return anyhow::Ok(None),
+                _ = term.recv() => return Ok(None),
+                _ = tick.tick() => {
+                    if let Some(st) = agent.try_wait()? {
+                        return Ok(Some(format!("the agent exited ({st}); see {}", agent_log.display())));
+                    }
+                    if let Some(st) = collector.try_wait()? {
+                        return Ok(Some(format!("the collector exited ({st}); see {}", collector_log.display())));
+                    }
+                }
+            }
+        }
+    })?;
+    if let Some(why) = &died {
+        eprintln!("logseal quickstart: {why}");
+    }
+    eprintln!("logseal quickstart: stopping the agent (it seals and ships its last records)…");
+    stop(&mut agent, "agent");
+    eprintln!("logseal quickstart: stopping the collector…");
+    stop(&mut collector, "collector");
+
+    let (files, _) = crate::verify_files::expand(std::slice::from_ref(&store))
+        .map_err(|e| anyhow::anyhow!("{e} (nothing reached the collector?)"))?;
+    let report = crate::verify_files::verify(&files, Default::default(), |_, _| {})?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nlogseal verify {}:", store.display())?;
+    crate::report::verify_text(&mut out, &report, &files)?;
+    writeln!(
+        out,
+        "\nThe state is kept: run `logseal quickstart --dir {}` again to continue the same chain.",
+        dir.display()
+    )?;
+    Ok(if report.intact() && died.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

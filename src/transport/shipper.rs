@@ -1,0 +1,618 @@
+//! The agent's shipper: reads the spool from the acknowledged position and
+//! sends its records to a collector in batches over mutual TLS.
+//!
+//! - Only records the stamper has fsynced are sent ([`ShipLink::set_durable`]),
+//!   so a collector never holds a record the agent could lose in a crash and
+//!   then write differently.
+//! - The acknowledged position advances only on a collector's Ack, which it
+//!   sends after its own fsync. The stamper applies it to the spool
+//!   ([`ShipLink::acked`]), which deletes fully acknowledged segments.
+//! - On connect the shipper asks where the collector stands on each chain and
+//!   skips what it already holds, so a lost Ack never duplicates records.
+//! - Failures: reconnect with exponential backoff and jitter, moving to the
+//!   next configured collector after each failed attempt.
+
+use crate::chain::record::decode_header_only;
+use crate::chain::ChainId;
+use crate::segment::{self, FRAME_RECORD};
+use crate::spool;
+use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
+use rustls::pki_types::ServerName;
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Shared between the stamper (writer of the spool) and the shipper.
+#[derive(Debug, Default)]
+pub struct ShipLink {
+    durable: Mutex<u64>,
+    cv: Condvar,
+    acked: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl ShipLink {
+    /// A link whose spool is acknowledged up to `acked`.
+    pub fn new(acked: u64) -> ShipLink {
+        ShipLink {
+            durable: Mutex::new(acked),
+            cv: Condvar::new(),
+            acked: AtomicU64::new(acked),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The stamper: everything below `pos` is fsynced.
+    pub fn set_durable(&self, pos: u64) {
+        let mut d = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        if pos > *d {
+            *d = pos;
+            self.cv.notify_all();
+        }
+    }
+
+    /// The stamper has stopped: every record is in the files and durable.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _g = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        self.cv.notify_all();
+    }
+
+    /// Position acknowledged by a collector.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::SeqCst)
+    }
+
+    fn durable(&self) -> u64 {
+        *self.durable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits up to `t` for the durable position to pass `than`.
+    fn wait_beyond(&self, than: u64, t: Duration) -> u64 {
+        let g = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        let (g, _) = self
+            .cv
+            .wait_timeout_while(g, t, |d| *d <= than && !self.closed.load(Ordering::SeqCst))
+            .unwrap_or_else(|p| p.into_inner());
+        *g
+    }
+}
+
+/// Shipper settings.
+#[derive(Clone)]
+pub struct ShipperConfig {
+    /// The agent's host name (sent in Hello; must match its certificate).
+    pub host: String,
+    /// Collectors (`HOST:PORT`), in order of preference.
+    pub collectors: Vec<String>,
+    /// Name the collectors' certificates must carry; empty: each address's host part.
+    pub server_name: String,
+    /// TLS client configuration.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Records per batch at most.
+    pub batch_records: usize,
+    /// Bytes per batch at most.
+    pub batch_bytes: usize,
+    /// Batches in flight at most.
+    pub window: usize,
+    /// Ping interval on an idle connection.
+    pub keepalive: Duration,
+    /// Longest backoff.
+    pub backoff_max: Duration,
+    /// After [`ShipLink::close`], ship for at most this long.
+    pub drain_timeout: Duration,
+}
+
+/// Counters for logs and tests.
+#[derive(Debug, Default)]
+pub struct ShipStats {
+    /// Records acknowledged by collectors.
+    pub records: AtomicU64,
+    /// Batches acknowledged.
+    pub batches: AtomicU64,
+    /// Connections made.
+    pub connects: AtomicU64,
+}
+
+/// Reads frames from the spool files, from a global position up to a limit.
+struct Cursor {
+    dir: PathBuf,
+    pos: u64,
+    file: Option<(u64, std::fs::File)>,
+    buf: Vec<u8>,
+}
+
+/// One record read from the spool.
+struct Item {
+    end: u64,
+    chain: ChainId,
+    seq: u64,
+    range: (usize, usize),
+}
+
+impl Cursor {
+    fn new(dir: &Path, pos: u64) -> Cursor {
+        Cursor {
+            dir: dir.to_path_buf(),
+            pos,
+            file: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Opens the segment holding `self.pos`; moves `pos` past a header.
+    fn locate(&mut self) -> io::Result<()> {
+        if let Some((base, f)) = &self.file {
+            let len = f.metadata()?.len();
+            if self.pos < base + len {
+                return Ok(());
+            }
+        }
+        let bases = spool::segment_bases(&self.dir)?;
+        let Some(&base) = bases.iter().rev().find(|&&b| b <= self.pos) else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "spool {}: no segment holds position {} (deleted before it was acknowledged?)",
+                    self.dir.display(),
+                    self.pos
+                ),
+            ));
+        };
+        if self.pos < base + segment::HEADER_LEN {
+            self.pos = base + segment::HEADER_LEN;
+        }
+        let path = self.dir.join(format!("{base:020}.seg"));
+        self.file = Some((base, std::fs::File::open(&path)?));
+        Ok(())
+    }
+
+    /// Reads whole records from `pos` while below `limit` (a frame boundary),
+    /// into `self.buf`; returns them (ranges into the buffer).
+    fn read(&mut self, limit: u64, max_records: usize, max_bytes: usize) -> io::Result<Vec<Item>> {
+        use std::os::unix::fs::FileExt;
+        let mut items = Vec::new();
+        self.buf.clear();
+        let mut chain: Option<ChainId> = None;
+        while self.pos < limit && items.len() < max_records && self.buf.len() < max_bytes {
+            self.locate()?;
+            let Some((base, f)) = &self.file else { break };
+            let base = *base;
+            let off = self.pos - base;
+            let mut head = [0u8; 8];
+            match f.read_exact_at(&mut head, off) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    // End of this segment: the next one starts at base + len.
+                    let len = f.metadata()?.len();
+                    if off >= len && self.pos < limit {
+                        self.file = None;
+                        self.pos = base + len;
+                        continue;
+                    }
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("spool segment {base:020}.seg: file ends inside a frame header at offset {off}"),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+            if len == 0 || len > segment::MAX_FRAME {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("spool segment {base:020}.seg: bad frame length at offset {off}"),
+                ));
+            }
+            let start = self.buf.len();
+            self.buf.resize(start + len, 0);
+            f.read_exact_at(&mut self.buf[start..], off + 8)?;
+            if segment::frame_crc(&self.buf[start..]) != crc {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("spool segment {base:020}.seg: frame checksum mismatch at offset {off} (the spool was damaged; shipping stops here)"),
+                ));
+            }
+            if self.buf[start] != FRAME_RECORD {
+                self.buf.truncate(start);
+                self.pos += 8 + len as u64;
+                continue;
+            }
+            let rec = &self.buf[start + 1..];
+            let h = decode_header_only(rec).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("spool segment {base:020}.seg offset {off}: {e}"),
+                )
+            })?;
+            if chain.is_some_and(|c| c != h.chain_id) {
+                self.buf.truncate(start);
+                break; // a batch holds one chain
+            }
+            chain = Some(h.chain_id);
+            self.pos += 8 + len as u64;
+            items.push(Item {
+                end: self.pos,
+                chain: h.chain_id,
+                seq: h.seq,
+                range: (start + 1, start + len),
+            });
+        }
+        Ok(items)
+    }
+
+    /// End of the spool's files (after the stamper stopped).
+    fn end_of_files(&self) -> io::Result<u64> {
+        let bases = spool::segment_bases(&self.dir)?;
+        let Some(&base) = bases.last() else {
+            return Ok(self.pos);
+        };
+        let len = std::fs::metadata(self.dir.join(format!("{base:020}.seg")))?.len();
+        Ok(base + len)
+    }
+}
+
+/// A session ended because shipping is over: stopped on request with
+/// everything acknowledged, or the drain timed out. (Failures are `Err((made
+/// progress, why))`.)
+struct Done;
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// Runs the shipper until the link is closed and everything is acknowledged
+/// (or the drain timeout passes).
+pub fn run(cfg: ShipperConfig, spool_dir: PathBuf, link: Arc<ShipLink>, stats: Arc<ShipStats>) {
+    let mut which = 0usize;
+    let mut backoff = Duration::from_millis(100);
+    let mut drain_deadline: Option<Instant> = None;
+    loop {
+        if link.closed.load(Ordering::SeqCst) {
+            let d = *drain_deadline.get_or_insert_with(|| Instant::now() + cfg.drain_timeout);
+            if Instant::now() >= d || all_acked(&link, &spool_dir) {
+                return;
+            }
+        }
+        let addr = &cfg.collectors[which % cfg.collectors.len()];
+        let mut s = Session {
+            cfg: &cfg,
+            link: &link,
+            stats: &stats,
+            cursor: Cursor::new(&spool_dir, link.acked()),
+            addr,
+            drain_deadline: &mut drain_deadline,
+        };
+        match s.run() {
+            Ok(Done) => return,
+            Err((progress, e)) => {
+                tracing::warn!(collector = %addr, error = %e, retry_in = ?backoff, "shipping interrupted");
+                if progress {
+                    backoff = Duration::from_millis(100);
+                } else {
+                    which += 1;
+                    backoff = (backoff * 2).min(cfg.backoff_max);
+                }
+            }
+        }
+        // Jitter: 50–150 % of the backoff, so a fleet does not reconnect in step.
+        let jitter = {
+            let mut b = [0u8; 2];
+            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+            0.5 + f64::from(u16::from_be_bytes(b)) / f64::from(u16::MAX)
+        };
+        let pause = backoff.mul_f64(jitter);
+        let until = Instant::now() + pause;
+        while Instant::now() < until {
+            if link.closed.load(Ordering::SeqCst) {
+                let d = *drain_deadline.get_or_insert_with(|| Instant::now() + cfg.drain_timeout);
+                if Instant::now() >= d {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20).min(pause));
+        }
+    }
+}
+
+fn all_acked(link: &ShipLink, dir: &Path) -> bool {
+    Cursor::new(dir, 0)
+        .end_of_files()
+        .map(|end| link.acked() >= end)
+        .unwrap_or(false)
+}
+
+struct Session<'a> {
+    cfg: &'a ShipperConfig,
+    link: &'a ShipLink,
+    stats: &'a ShipStats,
+    cursor: Cursor,
+    addr: &'a str,
+    drain_deadline: &'a mut Option<Instant>,
+}
+
+struct InFlight {
+    id: u64,
+    end: u64,
+    records: u64,
+}
+
+impl Session<'_> {
+    fn connect(&self) -> Result<(Tls, u32), String> {
+        let (host, _) = self
+            .addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{}: not HOST:PORT", self.addr))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = if self.cfg.server_name.is_empty() {
+            host
+        } else {
+            &self.cfg.server_name
+        };
+        let server_name = ServerName::try_from(name.to_string())
+            .map_err(|e| format!("server name {name:?}: {e}"))?;
+        let sa = self
+            .addr
+            .to_socket_addrs()
+            .map_err(|e| format!("resolving {}: {e}", self.addr))?
+            .next()
+            .ok_or_else(|| format!("{}: no address", self.addr))?;
+        let tcp = TcpStream::connect_timeout(&sa, Duration::from_secs(5))
+            .map_err(|e| format!("connecting: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        tcp.set_write_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        let conn = rustls::ClientConnection::new(self.cfg.tls.clone(), server_name)
+            .map_err(|e| e.to_string())?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        Msg::Hello {
+            min_version: proto::VERSION,
+            max_version: proto::VERSION,
+            host: self.cfg.host.clone(),
+            software: format!("logseal {}", env!("CARGO_PKG_VERSION")),
+        }
+        .write(&mut tls)
+        .and_then(|_| tls.flush())
+        .map_err(|e| format!("TLS handshake or hello: {e}"))?;
+        let mut fr = FrameReader::default();
+        let (ty, body) = fr
+            .next(&mut tls, proto::HELLO_MAX)
+            .map_err(|e| format!("waiting for the collector's welcome: {e}"))?;
+        match Msg::decode(ty, body)? {
+            Msg::Welcome {
+                version,
+                collector,
+                max_frame,
+                ..
+            } if version == proto::VERSION => {
+                tracing::info!(collector = %self.addr, name = collector, "connected to collector");
+                Ok((tls, max_frame))
+            }
+            Msg::Error { code, message, .. } => Err(format!(
+                "collector refused the session ({}): {message}",
+                Code::from_u16(code).map_or("unknown", Code::name)
+            )),
+            other => Err(format!("unexpected answer to hello: {other:?}")),
+        }
+    }
+
+    fn run(&mut self) -> Result<Done, (bool, String)> {
+        let (mut tls, max_frame) = self.connect().map_err(|e| (false, e))?;
+        self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        tls.sock
+            .set_read_timeout(Some(self.cfg.keepalive.max(Duration::from_secs(1)) * 2))
+            .map_err(|e| (false, e.to_string()))?;
+        let max_batch = self.cfg.batch_bytes.min(max_frame as usize - 64);
+        let mut fr = FrameReader::default();
+        let mut positions: HashMap<ChainId, u64> = HashMap::new();
+        let mut inflight: VecDeque<InFlight> = VecDeque::new();
+        let mut next_id = 1u64;
+        let mut progress = false;
+        let mut body = Vec::new();
+        let mut last_io = Instant::now();
+        loop {
+            let closed = self.link.closed.load(Ordering::SeqCst);
+            let limit = if closed {
+                self.cursor
+                    .end_of_files()
+                    .map_err(|e| (progress, e.to_string()))?
+            } else {
+                self.link.durable()
+            };
+            if closed {
+                if inflight.is_empty() && self.link.acked() >= limit {
+                    return Ok(Done);
+                }
+                let d = *self
+                    .drain_deadline
+                    .get_or_insert_with(|| Instant::now() + self.cfg.drain_timeout);
+                if Instant::now() >= d {
+                    tracing::warn!(
+                        unacknowledged_bytes = limit.saturating_sub(self.link.acked()),
+                        "stopping with records not yet acknowledged; they stay in the spool and are sent at the next start"
+                    );
+                    return Ok(Done);
+                }
+            }
+            // 1. Send while the window has room and there is something to send.
+            if inflight.len() < self.cfg.window && self.cursor.pos < limit {
+                let items = self
+                    .cursor
+                    .read(limit, self.cfg.batch_records, max_batch)
+                    .map_err(|e| (progress, e.to_string()))?;
+                let Some(first) = items.first() else { continue };
+                let chain = first.chain;
+                #[allow(clippy::map_entry)] // the lookup awaits the network in between
+                if !positions.contains_key(&chain) {
+                    // Ask where the collector stands; acks of earlier batches first.
+                    while !inflight.is_empty() {
+                        self.await_ack(&mut tls, &mut fr, &mut inflight, &mut progress)?;
+                    }
+                    Msg::Position { chain }
+                        .write(&mut tls)
+                        .and_then(|_| tls.flush())
+                        .map_err(|e| (progress, e.to_string()))?;
+                    let next = loop {
+                        match self.read_msg(&mut tls, &mut fr, progress)? {
+                            Msg::Resume {
+                                chain: c, next_seq, ..
+                            } if c == chain => break next_seq,
+                            Msg::Pong(_) => continue,
+                            other => {
+                                return Err((
+                                    progress,
+                                    format!("unexpected answer to position: {other:?}"),
+                                ))
+                            }
+                        }
+                    };
+                    tracing::debug!(chain = %chain, next_seq = next, "collector position");
+                    positions.insert(chain, next);
+                }
+                let have = positions.get(&chain).copied().unwrap_or(0);
+                proto::begin_batch(&mut body, next_id, chain);
+                let mut n = 0u32;
+                for it in &items {
+                    if it.seq >= have {
+                        proto::push_record(&mut body, &self.cursor.buf[it.range.0..it.range.1]);
+                        n += 1;
+                    }
+                }
+                let end = items.last().map_or(self.cursor.pos, |i| i.end);
+                if n == 0 {
+                    // The collector holds all of these already.
+                    if inflight.is_empty() {
+                        self.set_acked(end);
+                    } else {
+                        inflight.push_back(InFlight {
+                            id: 0,
+                            end,
+                            records: 0,
+                        });
+                    }
+                    continue;
+                }
+                proto::finish_batch(&mut body, n);
+                proto::write_frame(&mut tls, proto::t::BATCH, &body)
+                    .and_then(|_| tls.flush())
+                    .map_err(|e| (progress, format!("sending a batch: {e}")))?;
+                last_io = Instant::now();
+                inflight.push_back(InFlight {
+                    id: next_id,
+                    end,
+                    records: u64::from(n),
+                });
+                next_id += 1;
+                continue;
+            }
+            // 2. Collect acknowledgements.
+            if !inflight.is_empty() {
+                self.await_ack(&mut tls, &mut fr, &mut inflight, &mut progress)?;
+                last_io = Instant::now();
+                continue;
+            }
+            // 3. Idle: wait for new records; ping now and then.
+            if last_io.elapsed() >= self.cfg.keepalive {
+                Msg::Ping(0)
+                    .write(&mut tls)
+                    .and_then(|_| tls.flush())
+                    .map_err(|e| (progress, e.to_string()))?;
+                match self.read_msg(&mut tls, &mut fr, progress)? {
+                    Msg::Pong(_) => {}
+                    other => {
+                        return Err((progress, format!("unexpected answer to ping: {other:?}")))
+                    }
+                }
+                last_io = Instant::now();
+            }
+            if !closed {
+                self.link
+                    .wait_beyond(self.cursor.pos.max(limit), Duration::from_millis(500));
+            }
+        }
+    }
+
+    fn set_acked(&self, pos: u64) {
+        self.link.acked.fetch_max(pos, Ordering::SeqCst);
+    }
+
+    fn read_msg(
+        &self,
+        tls: &mut Tls,
+        fr: &mut FrameReader,
+        progress: bool,
+    ) -> Result<Msg, (bool, String)> {
+        let (ty, body) = match fr.next(tls, proto::HELLO_MAX) {
+            Ok(f) => f,
+            Err(ReadError::Timeout) => {
+                return Err((progress, "collector did not answer in time".into()))
+            }
+            Err(e) => return Err((progress, format!("reading from the collector: {e}"))),
+        };
+        let m = Msg::decode(ty, body).map_err(|e| (progress, e))?;
+        if let Msg::Error {
+            code,
+            message,
+            batch,
+        } = &m
+        {
+            let c = Code::from_u16(*code);
+            let name = c.map_or("unknown", Code::name);
+            if c.is_some_and(Code::retryable) {
+                return Err((progress, format!("collector: {name}: {message}")));
+            }
+            tracing::error!(collector = %self.addr, code = name, batch, "collector refused records: {message}");
+            return Err((
+                progress,
+                format!("collector refused records ({name}): {message}"),
+            ));
+        }
+        Ok(m)
+    }
+
+    fn await_ack(
+        &mut self,
+        tls: &mut Tls,
+        fr: &mut FrameReader,
+        inflight: &mut VecDeque<InFlight>,
+        progress: &mut bool,
+    ) -> Result<(), (bool, String)> {
+        // Entries with id 0 were already held by the collector: they complete
+        // with the batch before them.
+        while inflight.front().is_some_and(|f| f.id == 0) {
+            if let Some(f) = inflight.pop_front() {
+                self.set_acked(f.end);
+            }
+        }
+        let Some(front) = inflight.front() else {
+            return Ok(());
+        };
+        let want = front.id;
+        match self.read_msg(tls, fr, *progress)? {
+            Msg::Ack { batch, .. } if batch == want => {
+                if let Some(f) = inflight.pop_front() {
+                    self.set_acked(f.end);
+                    self.stats.records.fetch_add(f.records, Ordering::Relaxed);
+                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                    *progress = true;
+                }
+                while inflight.front().is_some_and(|f| f.id == 0) {
+                    if let Some(f) = inflight.pop_front() {
+                        self.set_acked(f.end);
+                    }
+                }
+                Ok(())
+            }
+            Msg::Pong(_) => Ok(()),
+            other => Err((
+                *progress,
+                format!("expected the ack of batch {want}, got {other:?}"),
+            )),
+        }
+    }
+}
