@@ -451,16 +451,19 @@ fn print_genesis_of(config: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::
         (None, Some(s)) => s,
         (None, None) => bail!("--print-genesis needs --config FILE or --state DIR"),
     };
-    let st = logseal::signer::SignerState::load(&dir)?;
-    let g = logseal::chain::Record::decode(&st.genesis)
-        .map_err(|e| anyhow::anyhow!("genesis record in the signer state: {e}"))?;
-    let logseal::chain::Body::Genesis { pk0, .. } = g.body else {
-        bail!("the signer state holds no Genesis record");
+    let bytes = logseal::writer::read_genesis(&dir).map_err(anyhow::Error::msg)?;
+    let g = logseal::chain::Record::decode(&bytes)
+        .map_err(|e| anyhow::anyhow!("genesis record in {}: {e}", dir.display()))?;
+    let logseal::chain::Body::Genesis { pk0, host, .. } = g.body else {
+        bail!(
+            "{}: the genesis copy is not a Genesis record",
+            dir.display()
+        );
     };
-    println!("{} {}", st.host, logseal::chain::hash::fingerprint(&pk0));
+    println!("{host} {}", logseal::chain::hash::fingerprint(&pk0));
     eprintln!(
-        "chain {} (a line for the collector's enrolled file)",
-        st.chain_id
+        "chain {} (the line above goes into a collector's enrolled file)",
+        g.chain_id
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -119,6 +119,18 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
     syslog_addr
         .parse::<std::net::SocketAddr>()
         .map_err(|e| anyhow::anyhow!("--syslog-addr {syslog_addr:?}: {e}"))?;
+    // Ctrl-C and SIGTERM are handled from the start (the children run in
+    // their own process group and do not see the terminal's Ctrl-C).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut term, mut int) = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        anyhow::Ok((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir
         .canonicalize()
@@ -248,15 +260,11 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
     drop(out);
 
     // Wait for Ctrl-C / SIGTERM, or for a child to die.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let died = rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return anyhow::Ok(None),
+                _ = int.recv() => return anyhow::Ok(None),
                 _ = term.recv() => return Ok(None),
                 _ = tick.tick() => {
                     if let Some(st) = agent.try_wait()? {

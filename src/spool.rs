@@ -220,6 +220,31 @@ impl Spool {
         Ok(())
     }
 
+    /// Records an acknowledgement in a spool no process has open (the agent
+    /// after its stamper stopped): writes `acked` and deletes the segments that
+    /// lie wholly below it.
+    pub fn ack_closed(dir: &Path, pos: u64) -> io::Result<()> {
+        let old = read_acked(dir)?.unwrap_or(0);
+        if pos <= old {
+            return Ok(());
+        }
+        let mut b = pos.to_be_bytes().to_vec();
+        b.extend_from_slice(&crc32c::crc32c(&b).to_be_bytes());
+        fsutil::write_atomic(&acked_path(dir), &b, "spool-acked")?;
+        let bases = segment_bases(dir)?;
+        let mut removed = false;
+        for w in bases.windows(2) {
+            if w[1] <= pos {
+                std::fs::remove_file(seg_path(dir, w[0]))?;
+                removed = true;
+            }
+        }
+        if removed {
+            fsutil::fsync_dir(dir)?;
+        }
+        Ok(())
+    }
+
     /// Appends an already-encoded record (the collector's store); returns its
     /// global position.
     pub fn append_raw(&mut self, record: &[u8]) -> io::Result<u64> {

@@ -30,6 +30,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Writer name and version recorded in Genesis and Lifecycle records.
 pub const AGENT: &str = concat!("logseal ", env!("CARGO_PKG_VERSION"));
 
+/// File in the state directory holding a copy of the chain's Genesis record
+/// (public data).
+pub const GENESIS_FILE: &str = "genesis.record";
+
+/// Reads the current chain's Genesis record from a state directory.
+pub fn read_genesis(state_dir: &Path) -> Result<Vec<u8>, String> {
+    match std::fs::read(state_dir.join(GENESIS_FILE)) {
+        Ok(b) => Ok(b),
+        Err(e) => match SignerState::load(state_dir) {
+            Ok(st) if !st.genesis.is_empty() => Ok(st.genesis.clone()),
+            Ok(_) => Err(format!(
+                "{}: {e} (and the signer state no longer holds the Genesis)",
+                state_dir.join(GENESIS_FILE).display()
+            )),
+            Err(se) => Err(se.to_string()),
+        },
+    }
+}
+
 /// Wall-clock time in ns since the Unix epoch (negative before 1970).
 pub fn now_ns() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
@@ -452,6 +471,10 @@ impl<L: RecordLog> ChainWriter<L> {
         w.append_encoded(&genesis)
             .map_err(io_err("writing genesis"))?;
         w.log.sync().map_err(io_err("syncing log"))?;
+        // A public copy of the Genesis (the signer state drops it after the
+        // first seal): `logseal agent --print-genesis` reads it for enrollment.
+        crate::fsutil::write_atomic(&state_dir.join(GENESIS_FILE), &genesis, "genesis-copy")
+            .map_err(io_err("writing the genesis copy"))?;
         Ok((w, Opened::New { origin, note }))
     }
 
@@ -520,6 +543,13 @@ impl<L: RecordLog> ChainWriter<L> {
     /// Seq the next record will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// Log position of the signer state's resume point (just after the last
+    /// seal, or the Genesis). Recovery after a crash reads the log from here,
+    /// so nothing at or after it may be removed from the log.
+    pub fn resume_position(&self) -> u64 {
+        self.state.resume.offset
     }
 
     /// Current key epoch (number of seals made).

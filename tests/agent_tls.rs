@@ -12,7 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -145,51 +145,6 @@ fn tls_input_with_client_certificates() {
     let log = std::fs::read_to_string(&errlog).unwrap();
     assert!(log.matches("TLS handshake refused").count() >= 3, "{log}");
     verify_intact(&state);
-}
-
-struct Rsyslog(Child);
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rsyslog(work: &Path, action: &str, global_extra: &str) -> (Rsyslog, std::path::PathBuf) {
-    std::fs::create_dir_all(work).unwrap();
-    let sock = work.join("log.sock");
-    let conf = work.join("rsyslog.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "global(workDirectory=\"{w}\" {global_extra})\n\
-             module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
-             input(type=\"imuxsock\" Socket=\"{s}\" CreatePath=\"on\" RateLimit.Interval=\"0\")\n\
-             {action}\n",
-            w = work.display(),
-            s = sock.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("rsyslogd")
-        .arg("-n")
-        .arg("-f")
-        .arg(&conf)
-        .arg("-i")
-        .arg(work.join("rsyslogd.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rsyslogd (package rsyslog) is needed; .ci/run installs it");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "rsyslogd did not create its socket"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Rsyslog(child), sock)
 }
 
 fn through_rsyslog(tag: &str, tls: bool) {

@@ -69,6 +69,15 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     let mut inherited = Inherited::from_env();
     let mut owned_paths = Vec::new(); // socket files we created (and remove at exit)
+                                      // Signal handlers before anything is announced: a SIGTERM right after the
+                                      // `listening` lines must stop the agent cleanly, not kill it.
+    let (mut term, mut int) = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        anyhow::Ok((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
     rt.block_on(async {
         for input in &cfg.inputs {
             let tx = tx.clone();
@@ -216,13 +225,12 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
         let period = Duration::from_micros((usec / 2).max(100_000));
         let mut tick = tokio::time::interval(period);
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut last_alive = u64::MAX;
         let mut last_change = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
+                _ = int.recv() => break,
                 _ = tick.tick() => {
                     let alive = stats.alive_ms.load(Ordering::Relaxed);
                     if alive != last_alive {
@@ -251,6 +259,12 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         // The final records (shutdown, seal) go out too, within the drain timeout.
         link.close();
         let _ = handle.join();
+        // After a clean stop the resume point is the end of the spool.
+        if matches!(stamped, Ok(Ok(()))) {
+            if let Err(e) = Spool::ack_closed(&spool_dir, link.acked()) {
+                tracing::warn!(error = %e, "recording the last acknowledgement in the spool");
+            }
+        }
         tracing::info!(
             records = ship_stats.records.load(Ordering::Relaxed),
             batches = ship_stats.batches.load(Ordering::Relaxed),

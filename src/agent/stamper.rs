@@ -46,10 +46,12 @@ fn ship_sync(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>) {
 }
 
 /// Records the shipper's acknowledged position in the spool (which deletes
-/// fully acknowledged segments and so makes room under the size cap).
+/// fully acknowledged segments and so makes room under the size cap), but
+/// never past the chain's resume point.
 fn apply_acks(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>) {
     let Some(link) = link else { return };
-    let acked = link.acked();
+    // Crash recovery reads the spool from the resume point: keep it.
+    let acked = link.acked().min(w.resume_position());
     if acked > w.log().acked() {
         if let Err(e) = w.log_mut().set_acked(acked) {
             tracing::warn!(error = %e, "recording the acknowledged position in the spool");

@@ -89,6 +89,17 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     };
     let tls = Arc::new(TlsSource::new(cfg.tls.clone())?);
     let store = Store::open(&cfg.store, enrollment, cfg.limits.segment_size)?;
+    // Signal handlers before `listening` is printed (see the agent).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut term, mut int) = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        anyhow::Ok((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
     let listener = TcpListener::bind(&cfg.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.listen))?;
     let local = listener.local_addr()?;
@@ -153,19 +164,15 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     tracing::info!(listen = %local, store = %cfg.store.display(), "collector ready");
 
     let silent_after = cfg.liveness.heartbeat * cfg.liveness.silent_after;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     rt.block_on(async {
         let mut usec = 0u64;
         let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
         let mut wd = tokio::time::interval(Duration::from_micros((usec / 2).max(100_000)));
         let mut status = tokio::time::interval(cfg.liveness.status_interval);
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
+                _ = int.recv() => break,
                 _ = wd.tick() => if watchdog {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 },

@@ -110,15 +110,24 @@ impl Agent {
 
 /// Every Event in the spool of `state`: (peer, message text).
 pub fn events(state: &Path) -> Vec<(String, String)> {
-    if !state.join("spool").exists() {
+    events_in(&state.join("spool"))
+}
+
+/// Every Event in the segment files under `dir` (a spool, or a collector
+/// store's `hosts` directory), in file order.
+pub fn events_in(dir: &Path) -> Vec<(String, String)> {
+    if !dir.exists() {
         return Vec::new();
     }
-    let Ok((files, _)) = logseal::verify_files::expand(&[state.join("spool")]) else {
+    let Ok((files, _)) = logseal::verify_files::expand(&[dir.to_path_buf()]) else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for f in files {
-        let bytes = std::fs::read(&f).unwrap();
+        // A spool segment may be deleted (acknowledged) meanwhile.
+        let Ok(bytes) = std::fs::read(&f) else {
+            continue;
+        };
         let mut r = SegmentReader::new(&bytes[..]).unwrap();
         while let Some(item) = r.next_item().unwrap() {
             let Item::Frame { payload, .. } = item else {
@@ -257,4 +266,51 @@ pub fn loggen(root: &Path, args: &[&str]) {
         "loggen failed (its libraries: apt-get install libivykis0 libnet1 libpcre3 libwrap0 libjson-c5): {}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+pub struct Rsyslog(pub Child);
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `rsyslogd -n` in `work` with a unix socket input and `action`; returns
+/// it and the socket path.
+pub fn rsyslog(work: &Path, action: &str, global_extra: &str) -> (Rsyslog, PathBuf) {
+    std::fs::create_dir_all(work).unwrap();
+    let sock = work.join("log.sock");
+    let conf = work.join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global(workDirectory=\"{w}\" {global_extra})\n\
+             module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+             input(type=\"imuxsock\" Socket=\"{s}\" CreatePath=\"on\" RateLimit.Interval=\"0\")\n\
+             {action}\n",
+            w = work.display(),
+            s = sock.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(work.join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rsyslogd (package rsyslog) is needed; .ci/run installs it");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "rsyslogd did not create its socket"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Rsyslog(child), sock)
 }

@@ -1,0 +1,217 @@
+//! Running `logseal collector` and shipping agents in tests, with a PKI made
+//! by `logseal::pki` (the code behind `logseal pki`).
+#![allow(dead_code)]
+
+use super::agent::Agent;
+use super::bin;
+use logseal::pki::{self, Role};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A CA directory with certificates issued on demand.
+pub struct Ca {
+    pub dir: PathBuf,
+}
+
+impl Ca {
+    pub fn new(dir: &Path) -> Ca {
+        Ca::named(dir, "test CA")
+    }
+    pub fn named(dir: &Path, name: &str) -> Ca {
+        pki::init(dir, name, 30).unwrap();
+        pki::issue(
+            dir,
+            "collector",
+            Role::Collector,
+            30,
+            &["127.0.0.1".into(), "localhost".into()],
+        )
+        .unwrap();
+        Ca {
+            dir: dir.to_path_buf(),
+        }
+    }
+    pub fn agent(&self, name: &str) -> (PathBuf, PathBuf) {
+        let p = pki::Paths {
+            dir: self.dir.clone(),
+        };
+        if !p.cert(name).exists() {
+            pki::issue(&self.dir, name, Role::Agent, 30, &[]).unwrap();
+        }
+        (p.cert(name), p.key(name))
+    }
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+    pub fn crl(&self) -> PathBuf {
+        self.dir.join("crl.pem")
+    }
+}
+
+pub struct Collector {
+    pub child: Child,
+    pub addr: String,
+    pub store: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Collector {
+    /// Starts a collector on `listen` (use "127.0.0.1:0" for an ephemeral port)
+    /// with its store in `dir/store`; `extra` is appended to the config.
+    #[allow(clippy::zombie_processes)] // the Collector's Drop waits for it
+    pub fn start(dir: &Path, ca: &Ca, listen: &str, extra: &str) -> Collector {
+        std::fs::create_dir_all(dir).unwrap();
+        let store = dir.join("store");
+        let cfg = dir.join("collector.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen = \"{listen}\"\nstore = \"{}\"\nlog_level = \"debug\"\n{extra}\n\
+                 [tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\ncrl = \"{}\"\n",
+                store.display(),
+                ca.ca().display(),
+                ca.dir.join("collector.crt").display(),
+                ca.dir.join("collector.key").display(),
+                ca.crl().display(),
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!(
+            "collector-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let mut child = Command::new(bin())
+            .args(["collector", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            line.clear();
+            let n = out.read_line(&mut line).unwrap();
+            assert!(
+                n > 0 && Instant::now() < deadline,
+                "collector did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            if let Some(a) = line.trim().strip_prefix("listening ") {
+                break Collector {
+                    child,
+                    addr: a.to_string(),
+                    store,
+                    log,
+                };
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn stop(mut self) -> String {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "collector exit status {st:?}");
+        self.log_text()
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes an agent config: `inputs` (TOML `[[input]]` tables), shipping to
+/// `collectors` with `ca`'s certificate for `host`.
+pub fn agent_config(
+    dir: &Path,
+    ca: &Ca,
+    host: &str,
+    collectors: &[&str],
+    inputs: &str,
+    extra: &str,
+) -> PathBuf {
+    let (cert, key) = ca.agent(host);
+    let state = dir.join("state");
+    let cfg = dir.join("agent.toml");
+    let list: Vec<String> = collectors.iter().map(|c| format!("\"{c}\"")).collect();
+    std::fs::write(
+        &cfg,
+        format!(
+            "host = \"{host}\"\nstate_dir = \"{}\"\nlog_level = \"debug\"\n\
+             [spool]\nsegment_size = \"256KiB\"\n\
+             {inputs}\n\
+             [ship]\ncollectors = [{}]\nserver_name = \"collector\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nbackoff_max = \"500ms\"\ndrain_timeout = \"20s\"\n{extra}\n",
+            state.display(),
+            list.join(", "),
+            ca.ca().display(),
+            cert.display(),
+            key.display(),
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+pub const TCP_INPUT: &str = "[[input]]\ntype = \"tcp\"\nlisten = \"127.0.0.1:0\"\n";
+
+/// Starts an agent from `agent_config` in `dir` with one input.
+pub fn start_agent(dir: &Path, cfg: &Path) -> Agent {
+    Agent::start_config(cfg, &dir.join("state"), Some(&dir.join("agent.log")), 1)
+}
+
+/// Events in a collector store.
+pub fn store_events(store: &Path) -> Vec<(String, String)> {
+    super::agent::events_in(&store.join("hosts"))
+}
+
+/// `logseal verify --json PATH`: (exit code, document).
+pub fn verify_json(path: &Path) -> (i32, serde_json::Value) {
+    let o = Command::new(bin())
+        .args(["verify", "--json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (o.status.code().unwrap_or(-1), doc)
+}
+
+/// Waits until `cond` holds (30 s at most).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: a small race, only for
+/// tests that must start a collector after its agent).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

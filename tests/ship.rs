@@ -1,0 +1,717 @@
+//! Agent → collector over mutual TLS: numbered messages end to end, a
+//! collector that is down or killed, an agent that is killed, and everything a
+//! collector must refuse (each with a log line, while it keeps serving others).
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
+mod common;
+use common::agent::*;
+use common::collector::*;
+use common::*;
+use logseal::chain::ChainId;
+use logseal::segment::{Item, SegmentReader};
+use logseal::transport::proto::{self, Code, FrameReader, Msg};
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sends `msg-TAG-i` for i in `from..=to` over TCP, LF-framed.
+fn send_tcp(addr: &str, tag: &str, from: u64, to: u64) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut buf = String::new();
+    for i in from..=to {
+        buf.push_str(&format!("<13>1 - h app - - - msg-{tag}-{i} shipped\n"));
+        if buf.len() > 64 << 10 {
+            s.write_all(buf.as_bytes()).unwrap();
+            buf.clear();
+        }
+    }
+    s.write_all(buf.as_bytes()).unwrap();
+    s.flush().unwrap();
+}
+
+fn store_numbers(store: &Path, tag: &str) -> Vec<u64> {
+    numbers(&store_events(store), tag)
+}
+
+fn assert_store_exactly(store: &Path, tag: &str, n: u64) {
+    assert_exactly(&store_events(store), tag, n);
+}
+
+fn assert_store_intact(store: &Path) -> serde_json::Value {
+    let (code, doc) = verify_json(store);
+    assert_eq!(code, 0, "store verifies intact: {doc:#}");
+    doc
+}
+
+#[test]
+fn numbered_messages_reach_the_collector_exactly_once() {
+    let d = TempDir::new("ship-e2e");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let cfg = agent_config(d.path(), &ca, "web-01", &[&c.addr], TCP_INPUT, "");
+    let a = start_agent(d.path(), &cfg);
+    let n = 30_000;
+    send_tcp(&a.addr("tcp"), "e2e", 1, n);
+    wait_until("all messages stored", || {
+        store_numbers(&c.store, "e2e").len() as u64 >= n
+    });
+    let state = a.state.clone();
+    a.stop();
+    assert_store_exactly(&c.store, "e2e", n);
+    let doc = assert_store_intact(&c.store);
+    let chains = doc["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 1);
+    assert_eq!(chains[0]["host"], "web-01");
+    assert_eq!(
+        chains[0]["ended_cleanly"], true,
+        "the shutdown seal was shipped too"
+    );
+    // Acknowledged segments were deleted from the spool; the rest is acknowledged.
+    let segs = logseal::spool::segment_bases(&state.join("spool")).unwrap();
+    assert!(
+        segs.len() <= 2,
+        "acknowledged spool segments are deleted ({} left)",
+        segs.len()
+    );
+    let log = c.stop();
+    assert!(log.contains("new host: genesis key pinned"), "{log}");
+}
+
+#[test]
+fn collector_down_agent_spools_fails_over_and_catches_up() {
+    let d = TempDir::new("ship-down");
+    let ca = Ca::new(&d.path().join("pki"));
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let dead = format!("127.0.0.1:{}", free_port());
+    // The first collector in the list never answers: the agent moves on.
+    let cfg = agent_config(d.path(), &ca, "web-02", &[&dead, &listen], TCP_INPUT, "");
+    let a = start_agent(d.path(), &cfg);
+    send_tcp(&a.addr("tcp"), "down", 1, 5000);
+    wait_for(&a.state, "down", 5000);
+    std::thread::sleep(Duration::from_millis(500));
+    let c = Collector::start(&d.path().join("c"), &ca, &listen, "");
+    send_tcp(&a.addr("tcp"), "down", 5001, 10_000);
+    wait_until("catch-up", || {
+        store_numbers(&c.store, "down").len() >= 10_000
+    });
+    a.stop();
+    assert_store_exactly(&c.store, "down", 10_000);
+    assert_store_intact(&c.store);
+    let alog = std::fs::read_to_string(d.path().join("agent.log")).unwrap();
+    assert!(alog.contains("shipping interrupted"), "{alog}");
+    c.stop();
+}
+
+#[test]
+fn collector_killed_20_times_nothing_lost_or_duplicated() {
+    let d = TempDir::new("ship-kill-c");
+    let ca = Ca::new(&d.path().join("pki"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let cdir = d.path().join("c");
+    let cfg = agent_config(d.path(), &ca, "web-03", &[&listen], TCP_INPUT, "");
+    let a = start_agent(d.path(), &cfg);
+    let addr = a.addr("tcp");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (stop, sent, addr) = (stop.clone(), sent.clone(), addr.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                send_tcp(&addr, "kc", i + 1, i + 200);
+                i += 200;
+                sent.store(i, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    for _ in 0..20 {
+        let c = Collector::start(&cdir, &ca, &listen, "");
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(100 + rng % 300));
+        c.kill9();
+    }
+    stop.store(true, Ordering::SeqCst);
+    sender.join().unwrap();
+    let n = sent.load(Ordering::SeqCst);
+    let c = Collector::start(&cdir, &ca, &listen, "");
+    wait_for(&a.state, "kc", n);
+    a.stop();
+    assert_store_exactly(&c.store, "kc", n);
+    assert_store_intact(&c.store);
+    c.stop();
+}
+
+#[test]
+fn agent_killed_20_times_store_holds_its_whole_chain_once() {
+    let d = TempDir::new("ship-kill-a");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let cfg = agent_config(d.path(), &ca, "web-04", &[&c.addr], TCP_INPUT, "");
+    let mut next = 1u64;
+    let mut rng = 0x2545f4914f6cdd1du64;
+    for _ in 0..20 {
+        let a = start_agent(d.path(), &cfg);
+        let addr = a.addr("tcp");
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let from = next;
+        let sender = std::thread::spawn(move || {
+            // One connection; messages after the kill are simply not received.
+            let Ok(mut s) = TcpStream::connect(&addr) else {
+                return from;
+            };
+            let mut i = from;
+            while !s2.load(Ordering::SeqCst) {
+                let m = format!("<13>1 - h app - - - msg-ka-{i} shipped\n");
+                if s.write_all(m.as_bytes()).is_err() {
+                    break;
+                }
+                i += 1;
+            }
+            i
+        });
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(150 + rng % 400));
+        a.kill9();
+        stop.store(true, Ordering::SeqCst);
+        next = sender.join().unwrap();
+    }
+    // A last clean run: the agent ships everything its chain holds, then stops.
+    let a = start_agent(d.path(), &cfg);
+    send_tcp(&a.addr("tcp"), "fin", 1, 1000);
+    wait_for(&a.state, "fin", 1000);
+    a.stop();
+    assert_store_exactly(&c.store, "fin", 1000);
+    // Numbers from the killed runs: strictly increasing (no duplicate, no
+    // reordering); the store's chain is intact, ends with the clean shutdown
+    // seal, and so holds every record the agent chained.
+    let ka = store_numbers(&c.store, "ka");
+    assert!(
+        ka.len() > 100,
+        "messages from the killed runs: {}",
+        ka.len()
+    );
+    let bad: Vec<_> = ka.windows(2).filter(|w| w[0] >= w[1]).take(5).collect();
+    assert!(
+        bad.is_empty(),
+        "no duplicates or disorder: {bad:?}\n{}",
+        verify_json(&c.store).1
+    );
+    let doc = assert_store_intact(&c.store);
+    let chains = doc["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 1, "kill -9 never starts a new chain");
+    assert_eq!(chains[0]["ended_cleanly"], true);
+    c.stop();
+}
+
+#[test]
+fn rsyslog_to_agent_to_collector() {
+    let d = TempDir::new("ship-rsyslog");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let cfg = agent_config(d.path(), &ca, "web-05", &[&c.addr], TCP_INPUT, "");
+    let a = start_agent(d.path(), &cfg);
+    let port = a.port("tcp");
+    let action = format!(
+        "action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{port}\" protocol=\"tcp\" \
+         TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\" \
+         queue.type=\"LinkedList\" queue.filename=\"fwdq\" action.resumeRetryCount=\"-1\")"
+    );
+    let (rs, sock) = rsyslog(&d.path().join("rsyslog"), &action, "");
+    let n = 2000;
+    let f = numbered_file(d.path(), "rsc", n);
+    let st = Command::new("logger")
+        .arg("-u")
+        .arg(&sock)
+        .args(["-t", "app", "-f"])
+        .arg(&f)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    wait_until("rsyslog → agent → collector", || {
+        store_numbers(&c.store, "rsc").len() as u64 >= n
+    });
+    drop(rs);
+    a.stop();
+    assert_store_exactly(&c.store, "rsc", n);
+    assert_store_intact(&c.store);
+    c.stop();
+}
+
+// ---- Refusals ----------------------------------------------------------------
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn tls_client(ca: &Ca, cert: Option<(&Path, &Path)>, addr: &str) -> std::io::Result<Tls> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls_pki_types::pem::PemObject;
+    let cfg = match cert {
+        Some((c, k)) => logseal::transport::tls::client_config(&ca.ca(), c, k).unwrap(),
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_file(ca.ca()).unwrap())
+                .unwrap();
+            let _ = PrivateKeyDer::from_pem_file(ca.dir.join("collector.key")).unwrap();
+            Arc::new(
+                rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+            )
+        }
+    };
+    let conn =
+        rustls::ClientConnection::new(cfg, ServerName::try_from("collector").unwrap()).unwrap();
+    let sock = TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(rustls::StreamOwned::new(conn, sock))
+}
+
+/// Hello as `host`; the collector's answer.
+fn hello(t: &mut Tls, host: &str) -> Result<Msg, String> {
+    Msg::Hello {
+        min_version: 1,
+        max_version: 1,
+        host: host.into(),
+        software: "test".into(),
+    }
+    .write(t)
+    .and_then(|_| t.flush())
+    .map_err(|e| e.to_string())?;
+    read(t)
+}
+
+fn read(t: &mut Tls) -> Result<Msg, String> {
+    let mut fr = FrameReader::default();
+    let (ty, body) = fr.next(t, 1 << 20).map_err(|e| e.to_string())?;
+    Msg::decode(ty, body)
+}
+
+/// The records of a segment file.
+fn records(path: &Path) -> Vec<Vec<u8>> {
+    let mut r = SegmentReader::open(path).unwrap();
+    let mut out = Vec::new();
+    while let Some(item) = r.next_item().unwrap() {
+        if let Item::Frame { payload, .. } = item {
+            out.push(payload.to_vec());
+        }
+    }
+    out
+}
+
+fn send_batch(t: &mut Tls, id: u64, recs: &[Vec<u8>]) -> Result<Msg, String> {
+    let chain = logseal::chain::record::decode_header_only(&recs[0])
+        .unwrap()
+        .chain_id;
+    let mut b = Vec::new();
+    proto::begin_batch(&mut b, id, chain);
+    for r in recs {
+        proto::push_record(&mut b, r);
+    }
+    proto::finish_batch(&mut b, recs.len() as u32);
+    proto::write_frame(t, proto::t::BATCH, &b)
+        .and_then(|_| t.flush())
+        .map_err(|e| e.to_string())?;
+    read(t)
+}
+
+fn error_code(m: &Result<Msg, String>) -> Option<Code> {
+    match m {
+        Ok(Msg::Error { code, .. }) => Code::from_u16(*code),
+        _ => None,
+    }
+}
+
+#[test]
+fn refusals_are_logged_and_the_collector_keeps_serving() {
+    let d = TempDir::new("ship-refuse");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    // A good agent ships throughout.
+    let good_dir = d.path().join("good");
+    std::fs::create_dir_all(&good_dir).unwrap();
+    let cfg = agent_config(&good_dir, &ca, "good-host", &[&c.addr], TCP_INPUT, "");
+    let good = start_agent(&good_dir, &cfg);
+    send_tcp(&good.addr("tcp"), "good", 1, 1000);
+
+    let log_has = |needle: &str, count: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.log_text().matches(needle).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "expected {count}× {needle:?} in the collector log:\n{}",
+                c.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // 1. No client certificate.
+    let mut t = tls_client(&ca, None, &c.addr).unwrap();
+    assert!(hello(&mut t, "good-host").is_err());
+    log_has("TLS handshake failed", 1);
+    // 2. A certificate from another CA.
+    let rogue = Ca::named(&d.path().join("rogue"), "rogue CA");
+    let (rc, rk) = rogue.agent("good-host");
+    let mut t = tls_client(&ca, Some((&rc, &rk)), &c.addr).unwrap();
+    assert!(hello(&mut t, "good-host").is_err());
+    log_has("UnknownIssuer", 1);
+    // 3. An expired certificate.
+    let past = time::OffsetDateTime::now_utc() - time::Duration::days(400);
+    let exp = logseal::pki::issue_at(
+        &ca.dir,
+        "old-host",
+        logseal::pki::Role::Agent,
+        past,
+        30,
+        &[],
+    )
+    .unwrap();
+    let mut t = tls_client(&ca, Some((&exp.cert, &exp.key)), &c.addr).unwrap();
+    assert!(hello(&mut t, "old-host").is_err());
+    log_has("certificate expired", 1);
+    // 4. A revoked certificate (the collector re-reads the CRL when it changes).
+    let (vc, vk) = ca.agent("revoked-host");
+    let mut t = tls_client(&ca, Some((&vc, &vk)), &c.addr).unwrap();
+    assert!(matches!(
+        hello(&mut t, "revoked-host"),
+        Ok(Msg::Welcome { .. })
+    ));
+    drop(t);
+    std::thread::sleep(Duration::from_millis(1100)); // a new mtime for the CRL
+    logseal::pki::revoke(&ca.dir, "revoked-host").unwrap();
+    let mut t = tls_client(&ca, Some((&vc, &vk)), &c.addr).unwrap();
+    assert!(hello(&mut t, "revoked-host").is_err());
+    log_has("Revoked", 1);
+    // 5. Host A's certificate claiming host B, and pushing host B's chain.
+    let (ac, ak) = ca.agent("host-a");
+    let mut t = tls_client(&ca, Some((&ac, &ak)), &c.addr).unwrap();
+    let m = hello(&mut t, "host-b");
+    assert_eq!(error_code(&m), Some(Code::NotYourChain), "{m:?}");
+    log_has("is not valid for host", 1);
+    let chain_b = records(&build_chain(d.path(), "host-b", 10, 5));
+    let mut t = tls_client(&ca, Some((&ac, &ak)), &c.addr).unwrap();
+    assert!(matches!(hello(&mut t, "host-a"), Ok(Msg::Welcome { .. })));
+    let m = send_batch(&mut t, 1, &chain_b);
+    assert_eq!(error_code(&m), Some(Code::NotYourChain), "{m:?}");
+    log_has("the certificate of host-a may not write it", 1);
+    // 6. Plain TCP and random bytes on the TLS port.
+    let mut s = TcpStream::connect(&c.addr).unwrap();
+    s.write_all(b"<13>Nov 28 12:00:00 h app: plain text\n")
+        .unwrap();
+    drop(s);
+    let mut s = TcpStream::connect(&c.addr).unwrap();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    s.write_all(&junk).unwrap();
+    drop(s);
+    log_has("TLS handshake failed", 3);
+    // 7. An oversized frame.
+    let mut t = tls_client(&ca, Some((&ac, &ak)), &c.addr).unwrap();
+    assert!(matches!(hello(&mut t, "host-a"), Ok(Msg::Welcome { .. })));
+    t.write_all(&(1u32 << 30).to_be_bytes()).unwrap();
+    t.write_all(&[proto::t::BATCH]).unwrap();
+    t.flush().unwrap();
+    let m = read(&mut t);
+    assert_eq!(error_code(&m), Some(Code::FrameTooLarge), "{m:?}");
+    log_has("exceeds the maximum", 1);
+    // 8. A broken link and a forged seal: quarantined, chain not advanced.
+    let chain_a = records(&build_chain(d.path(), "host-a", 10, 5));
+    let mut broken = chain_a.clone();
+    let l = broken[3].len();
+    broken[3][l - 1] ^= 0x20; // inside an event's message
+    let mut t = tls_client(&ca, Some((&ac, &ak)), &c.addr).unwrap();
+    assert!(matches!(hello(&mut t, "host-a"), Ok(Msg::Welcome { .. })));
+    let m = send_batch(&mut t, 1, &broken);
+    assert_eq!(error_code(&m), Some(Code::Rejected), "{m:?}");
+    let mut forged = chain_a.clone();
+    let seal = 6; // genesis, 5 events, then the first seal
+    let l = forged[seal].len();
+    forged[seal][l - 1] ^= 1;
+    let mut t = tls_client(&ca, Some((&ac, &ak)), &c.addr).unwrap();
+    assert!(matches!(hello(&mut t, "host-a"), Ok(Msg::Welcome { .. })));
+    let m = send_batch(&mut t, 1, &forged);
+    assert_eq!(error_code(&m), Some(Code::Rejected), "{m:?}");
+    log_has("quarantined", 2);
+    let q: Vec<PathBuf> = std::fs::read_dir(c.store.join("quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let reasons: Vec<String> = q
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{q:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("signs a head that differs")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("signature does not verify")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        q.iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .count(),
+        2
+    );
+    let alerts = std::fs::read_to_string(c.store.join("alerts.jsonl")).unwrap();
+    assert!(alerts.matches("\"quarantined\"").count() >= 2, "{alerts}");
+    // The chain did not advance: the intact chain is still accepted from Genesis,
+    // a re-sent batch is idempotent.
+    let mut t = tls_client(&ca, Some((&ac, &ak)), &c.addr).unwrap();
+    assert!(matches!(hello(&mut t, "host-a"), Ok(Msg::Welcome { .. })));
+    let n = chain_a.len() as u64;
+    assert!(
+        matches!(send_batch(&mut t, 1, &chain_a), Ok(Msg::Ack { next_seq, .. }) if next_seq == n)
+    );
+    assert!(
+        matches!(send_batch(&mut t, 2, &chain_a), Ok(Msg::Ack { next_seq, .. }) if next_seq == n)
+    );
+    // A record differing from a stored one (a fork) is a conflict, quarantined.
+    let mut fork = chain_a[..4].to_vec();
+    let l = fork[3].len();
+    fork[3][l - 1] ^= 0x20;
+    let m = send_batch(&mut t, 3, &fork);
+    assert_eq!(error_code(&m), Some(Code::Conflict), "{m:?}");
+
+    // The good agent was served throughout.
+    send_tcp(&good.addr("tcp"), "good", 1001, 2000);
+    wait_until("good agent's messages", || {
+        store_numbers(&c.store, "good").len() >= 2000
+    });
+    good.stop();
+    assert_store_exactly(&c.store, "good", 2000);
+    // Quarantined batches are listed, not verified as chains; the store is intact.
+    let doc = assert_store_intact(&c.store);
+    let hosts: Vec<&str> = doc["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["host"].as_str().unwrap())
+        .collect();
+    assert!(
+        hosts.contains(&"good-host") && hosts.contains(&"host-a"),
+        "{hosts:?}"
+    );
+    assert!(!hosts.contains(&"host-b"));
+    let _ = ChainId([0; 16]);
+    c.stop();
+}
+
+#[test]
+fn strict_enrollment_new_chains_and_silent_hosts() {
+    let d = TempDir::new("ship-enroll");
+    let ca = Ca::new(&d.path().join("pki"));
+    // Make the enrolled host's chain first (no shipping yet), print its genesis.
+    let edir = d.path().join("enrolled");
+    std::fs::create_dir_all(&edir).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let cfg = agent_config(&edir, &ca, "enrolled-host", &[&listen], TCP_INPUT, "");
+    let a = start_agent(&edir, &cfg);
+    a.stop();
+    let o = Command::new(bin())
+        .args(["agent", "--print-genesis", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let line = String::from_utf8(o.stdout).unwrap();
+    assert!(line.starts_with("enrolled-host SHA256:"), "{line}");
+    let enrolled = d.path().join("enrolled.txt");
+    std::fs::write(&enrolled, format!("# host fingerprint\n{line}")).unwrap();
+    let extra = format!(
+        "[enrollment]\nmode = \"strict\"\nenrolled = \"{}\"\n[liveness]\nheartbeat = \"1s\"\nsilent_after = 2\nstatus_interval = \"200ms\"\n",
+        enrolled.display()
+    );
+    let c = Collector::start(&d.path().join("c"), &ca, &listen, &extra);
+    let a = start_agent(&edir, &cfg);
+    send_tcp(&a.addr("tcp"), "en", 1, 100);
+    wait_until("enrolled host stored", || {
+        store_numbers(&c.store, "en").len() >= 100
+    });
+
+    // A host that is not enrolled is refused.
+    let odir = d.path().join("other");
+    std::fs::create_dir_all(&odir).unwrap();
+    let ocfg = agent_config(&odir, &ca, "other-host", &[&listen], TCP_INPUT, "");
+    let o = start_agent(&odir, &ocfg);
+    wait_until("not-enrolled refusal", || {
+        c.log_text().contains("is not enrolled")
+    });
+    o.kill9();
+
+    // The enrolled host is killed (no clean stop): after two missed heartbeats
+    // the collector reports it silent.
+    a.kill9();
+    wait_until("silent host in status.json", || {
+        let s = std::fs::read_to_string(c.store.join("status.json")).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap_or_default();
+        v["hosts"].as_array().is_some_and(|h| {
+            h.iter()
+                .any(|h| h["host"] == "enrolled-host" && h["silent"] == true)
+        })
+    });
+    assert!(c.log_text().contains("host is silent"));
+    c.stop();
+
+    // First-use enrollment: a host that loses its state starts a new chain,
+    // which is accepted and raises an alert.
+    let c = Collector::start(&d.path().join("c2"), &ca, &listen, "");
+    let a = start_agent(&edir, &cfg);
+    send_tcp(&a.addr("tcp"), "fu", 1, 10);
+    wait_until("first chain", || store_numbers(&c.store, "fu").len() >= 10);
+    a.stop();
+    std::fs::remove_file(edir.join("state/signer.state")).unwrap();
+    let a = start_agent(&edir, &cfg);
+    send_tcp(&a.addr("tcp"), "fu2", 1, 10);
+    wait_until("second chain", || {
+        store_numbers(&c.store, "fu2").len() >= 10
+    });
+    a.stop();
+    let alerts = std::fs::read_to_string(c.store.join("alerts.jsonl")).unwrap();
+    assert!(alerts.contains("new-chain-for-known-host"), "{alerts}");
+    let doc = assert_store_intact(&c.store);
+    assert_eq!(doc["chains"].as_array().unwrap().len(), 2);
+    c.stop();
+}
+
+#[test]
+fn quickstart_runs_ships_and_verifies_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let d = TempDir::new("quickstart");
+    let port = free_port();
+    let qdir = d.path().join("qs");
+    let mut child = Command::new(bin())
+        .args(["quickstart", "--dir"])
+        .arg(&qdir)
+        .args(["--syslog-addr", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !text.contains("Ctrl-C stops") {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "quickstart output: {text}"
+        );
+        assert!(Instant::now() < deadline);
+        text.push_str(&line);
+    }
+    let logger_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("logger "))
+        .unwrap()
+        .to_string();
+    assert!(logger_line.contains(&port.to_string()), "{text}");
+    logger(&[
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--udp",
+        "msg-qs-1 hello",
+    ]);
+    logger(&[
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--tcp",
+        "msg-qs-2 hello",
+    ]);
+    wait_until("quickstart message in the store", || {
+        store_numbers(&qdir.join("store"), "qs").len() >= 2
+    });
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{text}{rest}");
+    assert!(rest.contains("RESULT: intact"), "{rest}");
+    assert!(rest.contains("clean shutdown"), "{rest}");
+    assert_store_exactly(&qdir.join("store"), "qs", 2);
+    for f in ["pki/ca.key", "pki/collector.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(qdir.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+}
+
+#[test]
+fn pki_cli_issues_revokes_and_refuses_to_overwrite() {
+    let d = TempDir::new("pki");
+    let dir = d.path().join("ca");
+    let run = |args: &[&str]| {
+        Command::new(bin())
+            .arg("pki")
+            .args(args)
+            .arg("--dir")
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["init"]).status.success());
+    let o = run(&["issue", "--name", "web-9", "--role", "agent"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let e = &idx["issued"][0];
+    let days = (e["not_after"].as_i64().unwrap() - e["not_before"].as_i64().unwrap()) / 86400;
+    assert_eq!(days, 397, "explicit validity");
+    use std::os::unix::fs::PermissionsExt;
+    for k in ["ca.key", "web-9.key"] {
+        let mode = std::fs::metadata(dir.join(k)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{k}");
+    }
+    let o = run(&["issue", "--name", "web-9", "--role", "agent"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists; refusing to overwrite"));
+    let o = run(&["init"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["issue", "--name", "bad_name!", "--role", "agent"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a usable host name"));
+    let crl_before = std::fs::read(dir.join("crl.pem")).unwrap();
+    assert!(run(&["revoke", "--name", "web-9"]).status.success());
+    assert_ne!(std::fs::read(dir.join("crl.pem")).unwrap(), crl_before);
+    let o = run(&["revoke", "--name", "nobody"]);
+    assert_eq!(o.status.code(), Some(2));
+    // The CRL parses and lists one serial (checked by rustls' CRL parser).
+    let crls = logseal::transport::tls::load_crls(&dir.join("crl.pem")).unwrap();
+    assert_eq!(crls.len(), 1);
+}
