@@ -715,3 +715,67 @@ fn pki_cli_issues_revokes_and_refuses_to_overwrite() {
     let crls = logseal::transport::tls::load_crls(&dir.join("crl.pem")).unwrap();
     assert_eq!(crls.len(), 1);
 }
+
+#[test]
+fn shipped_collector_config_and_ship_section_parse_and_bad_keys_are_named() {
+    use logseal::collector::config::CollectorConfig;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Every documented default is the built-in default.
+    let text = std::fs::read_to_string(root.join("config/collector.toml")).unwrap();
+    let cfg: CollectorConfig = toml::from_str(&text).unwrap();
+    let minimal: CollectorConfig =
+        toml::from_str("[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n").unwrap();
+    assert_eq!(format!("{:?}", cfg.limits), format!("{:?}", minimal.limits));
+    assert_eq!(
+        format!("{:?}", cfg.liveness),
+        format!("{:?}", minimal.liveness)
+    );
+    assert_eq!(
+        (cfg.listen.as_str(), &cfg.store),
+        (minimal.listen.as_str(), &minimal.store)
+    );
+    // The commented [ship] example of agent.toml, uncommented, is valid.
+    let agent = std::fs::read_to_string(root.join("config/agent.toml")).unwrap();
+    let ship: String = agent
+        .lines()
+        .skip_while(|l| !l.starts_with("# [ship]"))
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| !l.starts_with('#') && !l.starts_with(' '))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(ship.contains("collectors = "), "{ship}");
+    let a = logseal::agent::config::AgentConfig::parse(&ship, Path::new("ship")).unwrap();
+    let s = a.ship.unwrap();
+    assert_eq!(
+        (s.window, s.batch_records, s.batch_size),
+        (8, 4096, 1 << 20)
+    );
+    // Errors name the key and the line; a missing file is named.
+    let d = TempDir::new("collcfg");
+    let bad = d.path().join("c.toml");
+    std::fs::write(&bad, "listen = \"127.0.0.1:1\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\ncrl_file = \"x\"\n").unwrap();
+    let o = Command::new(bin())
+        .args(["collector", "--check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("crl_file") && err.contains("line 6"), "{err}");
+    std::fs::write(
+        &bad,
+        "[tls]\nca = \"/nonexistent/ca.crt\"\ncert = \"b\"\nkey = \"c\"\n",
+    )
+    .unwrap();
+    let o = Command::new(bin())
+        .args(["collector", "--check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("tls.ca") && err.contains("no such file"),
+        "{err}"
+    );
+}
