@@ -15,6 +15,8 @@
 
 #![allow(clippy::disallowed_methods)] // peer config files, not state
 
+mod common;
+use common::{free_port, median, syslog_ng_root, wait_port};
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -36,13 +38,6 @@ fn frames(n: u64) -> Vec<u8> {
         out.extend_from_slice(&m);
     }
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
@@ -99,17 +94,6 @@ impl Drop for Target {
     }
 }
 
-fn wait_port(port: u16) {
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "target did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn start_logseal(dir: &Path, port: u16) -> Target {
     let child = Command::new(env!("CARGO_BIN_EXE_logseal"))
         .args([
@@ -145,52 +129,12 @@ fn start_rsyslog(dir: &Path, port: u16) -> Option<Target> {
         ),
     )
     .ok()?;
-    let child = Command::new("rsyslogd")
-        .args(["-n", "-f"])
-        .arg(&conf)
-        .arg("-i")
-        .arg(dir.join("pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
+    let child = common::spawn_rsyslog(&conf, dir)?;
     Some(Target {
         name: "rsyslog imtcp→omfile",
         child,
         output: out,
     })
-}
-
-fn syslog_ng_root() -> Option<PathBuf> {
-    if let Ok(r) = std::env::var("SYSLOG_NG_ROOT") {
-        return Some(PathBuf::from(r));
-    }
-    let peers = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-peers");
-    let root = peers.join("syslog-ng");
-    if root.join("usr/sbin/syslog-ng").exists() {
-        return Some(root);
-    }
-    std::fs::create_dir_all(&peers).ok()?;
-    let st = Command::new("apt-get")
-        .args(["download", "syslog-ng-core"])
-        .current_dir(&peers)
-        .status()
-        .ok()?;
-    if !st.success() {
-        return None;
-    }
-    let deb = std::fs::read_dir(&peers)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))?;
-    Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&root)
-        .status()
-        .ok()?;
-    root.join("usr/sbin/syslog-ng").exists().then_some(root)
 }
 
 fn start_syslog_ng(dir: &Path, port: u16, root: &Path) -> Option<Target> {
@@ -207,21 +151,7 @@ fn start_syslog_ng(dir: &Path, port: u16, root: &Path) -> Option<Target> {
         ),
     )
     .ok()?;
-    let child = Command::new(root.join("usr/sbin/syslog-ng"))
-        .args(["-F", "--no-caps", "-f"])
-        .arg(&conf)
-        .arg("-R")
-        .arg(dir.join("persist"))
-        .arg("-p")
-        .arg(dir.join("pid"))
-        .arg("-c")
-        .arg(dir.join("ctl"))
-        .env("SYSLOGNG_PREFIX", root.join("usr"))
-        .env("LD_LIBRARY_PATH", root.join("usr/lib/syslog-ng"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
+    let child = common::spawn_syslog_ng(root, &conf, dir)?;
     Some(Target {
         name: "syslog-ng syslog()→file",
         child,
@@ -281,11 +211,6 @@ fn measure(mut t: Target, port: u16, data: &[u8], n: u64, counter: impl Fn(&Path
         cpu: cpu / secs * 100.0,
         rss,
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn main() {

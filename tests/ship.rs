@@ -581,12 +581,15 @@ fn strict_enrollment_new_chains_and_silent_hosts() {
     // First-use enrollment: a host that loses its state starts a new chain,
     // which is accepted and raises an alert.
     let c = Collector::start(&d.path().join("c2"), &ca, &listen, "");
-    let a = start_agent(&edir, &cfg);
+    let fdir = d.path().join("first-use");
+    std::fs::create_dir_all(&fdir).unwrap();
+    let fcfg = agent_config(&fdir, &ca, "fu-host", &[&listen], TCP_INPUT, "");
+    let a = start_agent(&fdir, &fcfg);
     send_tcp(&a.addr("tcp"), "fu", 1, 10);
     wait_until("first chain", || store_numbers(&c.store, "fu").len() >= 10);
     a.stop();
-    std::fs::remove_file(edir.join("state/signer.state")).unwrap();
-    let a = start_agent(&edir, &cfg);
+    std::fs::remove_file(fdir.join("state/signer.state")).unwrap();
+    let a = start_agent(&fdir, &fcfg);
     send_tcp(&a.addr("tcp"), "fu2", 1, 10);
     wait_until("second chain", || {
         store_numbers(&c.store, "fu2").len() >= 10

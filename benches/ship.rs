@@ -1,0 +1,536 @@
+//! Sender → forwarder → receiver over mutual TLS, side by side in one run:
+//! logseal (agent → collector: chained, sealed, verified, fsynced, acknowledged),
+//! rsyslog → rsyslog (imtcp → omfwd gtls → imtcp gtls → omfile) and
+//! syslog-ng → syslog-ng (syslog() → syslog(tls) → file), all fed by the same
+//! generator (this process) over TCP to the forwarder.
+//!
+//! Two measurements per pipeline:
+//! - **throughput**: `BENCH_MESSAGES` (default 1 000 000) messages of 200 bytes in
+//!   one write; done when the receiver's output stops growing for 500 ms; every
+//!   message must be there (logseal: the store also verifies intact).
+//! - **latency** at a fixed rate (`BENCH_RATE`, default 50 000/s, for
+//!   `BENCH_SECONDS`, default 10): each message carries its send time; a reader
+//!   tails the receiver's output and records, per message, the time from send to
+//!   its appearance there. For logseal that is the collector's store, where a
+//!   record appears after verification and just before the fsync that precedes
+//!   its acknowledgement.
+//!
+//! Run: `cargo bench --bench ship`. `BENCH_RUNS` (default 3) throughput runs per
+//! pipeline, medians printed. `SYSLOG_NG_ROOT`: an extracted syslog-ng-core.
+
+#![allow(clippy::disallowed_methods)] // peer config files, not state
+
+mod common;
+use common::{free_port, median, syslog_ng_root, wait_port};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MSG_LEN: usize = 200;
+
+fn now_ns() -> i64 {
+    logseal::writer::now_ns()
+}
+
+fn frame(out: &mut Vec<u8>, tag: &str, i: u64, t: i64) {
+    let head =
+        format!("<134>1 2026-11-28T12:00:00.000000Z web-01 app 4242 M1 - msg-{tag}-{i} t={t} ");
+    let mut m = head.into_bytes();
+    while m.len() < MSG_LEN {
+        m.push(b'a' + (m.len() % 26) as u8);
+    }
+    out.extend_from_slice(format!("{} ", m.len()).as_bytes());
+    out.extend_from_slice(&m);
+}
+
+struct Procs(Vec<Child>);
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+        }
+        for c in &mut self.0 {
+            let t = Instant::now();
+            while matches!(c.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A running pipeline: its input port, its output (a file, or a store directory).
+struct Pipeline {
+    _procs: Procs,
+    port: u16,
+    output: PathBuf,
+    store: bool,
+}
+
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        logseal::pki::init(dir, "bench CA", 30).expect("CA");
+        logseal::pki::issue(
+            dir,
+            "collector",
+            logseal::pki::Role::Collector,
+            30,
+            &["127.0.0.1".into()],
+        )
+        .expect("collector cert");
+        logseal::pki::issue(dir, "web-01", logseal::pki::Role::Agent, 30, &[]).expect("agent cert");
+        Pki {
+            dir: dir.to_path_buf(),
+        }
+    }
+    fn f(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a pipeline process")
+}
+
+fn logseal_pipeline(dir: &Path, pki: &Pki) -> Pipeline {
+    let cport = free_port();
+    let aport = free_port();
+    let store = dir.join("store");
+    std::fs::write(
+        dir.join("collector.toml"),
+        format!(
+            "listen = \"127.0.0.1:{cport}\"\nstore = \"{}\"\nlog_level = \"warn\"\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            store.display(),
+            pki.f("ca.crt"),
+            pki.f("collector.crt"),
+            pki.f("collector.key")
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            "host = \"web-01\"\nstate_dir = \"{}\"\nlog_level = \"warn\"\n\
+             [[input]]\ntype = \"tcp\"\nlisten = \"127.0.0.1:{aport}\"\n\
+             [ship]\ncollectors = [\"127.0.0.1:{cport}\"]\nserver_name = \"collector\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\ndrain_timeout = \"60s\"\n",
+            dir.join("agent").display(),
+            pki.f("ca.crt"),
+            pki.f("web-01.crt"),
+            pki.f("web-01.key")
+        ),
+    )
+    .expect("config");
+    let bin = env!("CARGO_BIN_EXE_logseal");
+    let c = spawn(
+        Command::new(bin)
+            .args(["collector", "--config"])
+            .arg(dir.join("collector.toml")),
+    );
+    wait_port(cport);
+    let a = spawn(
+        Command::new(bin)
+            .args(["agent", "--config"])
+            .arg(dir.join("agent.toml")),
+    );
+    wait_port(aport);
+    Pipeline {
+        _procs: Procs(vec![a, c]),
+        port: aport,
+        output: store.join("hosts"),
+        store: true,
+    }
+}
+
+fn rsyslog_pipeline(dir: &Path, pki: &Pki) -> Option<Pipeline> {
+    let (p1, p2) = (free_port(), free_port());
+    let out = dir.join("out.log");
+    let rdir = dir.join("recv");
+    let fdir = dir.join("fwd");
+    std::fs::create_dir_all(&rdir).ok()?;
+    std::fs::create_dir_all(&fdir).ok()?;
+    std::fs::write(
+        rdir.join("rsyslog.conf"),
+        format!(
+            "global(workDirectory=\"{d}\" DefaultNetstreamDriver=\"gtls\" DefaultNetstreamDriverCAFile=\"{ca}\" DefaultNetstreamDriverCertFile=\"{crt}\" DefaultNetstreamDriverKeyFile=\"{key}\")\n\
+             module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" StreamDriver.AuthMode=\"x509/certvalid\" MaxSessions=\"10\")\n\
+             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{p2}\")\n\
+             template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
+             action(type=\"omfile\" file=\"{o}\" template=\"raw\")\n",
+            d = rdir.display(),
+            ca = pki.f("ca.crt"),
+            crt = pki.f("collector.crt"),
+            key = pki.f("collector.key"),
+            o = out.display()
+        ),
+    )
+    .ok()?;
+    std::fs::write(
+        fdir.join("rsyslog.conf"),
+        format!(
+            "global(workDirectory=\"{d}\" DefaultNetstreamDriverCAFile=\"{ca}\" DefaultNetstreamDriverCertFile=\"{crt}\" DefaultNetstreamDriverKeyFile=\"{key}\")\n\
+             module(load=\"imtcp\" MaxSessions=\"10\")\n\
+             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{p1}\")\n\
+             action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{p2}\" protocol=\"tcp\" StreamDriver=\"gtls\" StreamDriverMode=\"1\" StreamDriverAuthMode=\"x509/name\" StreamDriverPermittedPeers=\"collector\" TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\" queue.type=\"LinkedList\" queue.size=\"500000\" action.resumeRetryCount=\"-1\")\n",
+            d = fdir.display(),
+            ca = pki.f("ca.crt"),
+            crt = pki.f("web-01.crt"),
+            key = pki.f("web-01.key"),
+        ),
+    )
+    .ok()?;
+    let run = |d: &Path| common::spawn_rsyslog(&d.join("rsyslog.conf"), d);
+    let r = run(&rdir)?;
+    wait_port(p2);
+    let f = run(&fdir)?;
+    wait_port(p1);
+    Some(Pipeline {
+        _procs: Procs(vec![f, r]),
+        port: p1,
+        output: out,
+        store: false,
+    })
+}
+
+fn syslog_ng_pipeline(dir: &Path, pki: &Pki, root: &Path) -> Option<Pipeline> {
+    let (p1, p2) = (free_port(), free_port());
+    let out = dir.join("out.log");
+    let opts = "options { threaded(yes); use-dns(no); use-fqdn(no); keep-hostname(yes); chain-hostnames(no); log-fifo-size(500000); stats-freq(0); };";
+    let tls = |crt: &str, key: &str| {
+        format!(
+            "tls(key-file(\"{}\") cert-file(\"{}\") ca-file(\"{}\") peer-verify(required-trusted))",
+            pki.f(key),
+            pki.f(crt),
+            pki.f("ca.crt")
+        )
+    };
+    let mut procs = Vec::new();
+    for (name, conf, port) in [
+        (
+            "recv",
+            format!(
+                "@version: 3.38\n{opts}\n\
+                 source s {{ syslog(ip(\"127.0.0.1\") port({p2}) transport(\"tls\") {} flags(store-raw-message) log-iw-size(500000) max-connections(10)); }};\n\
+                 destination d {{ file(\"{}\" template(\"$RAWMSG\\n\") flush-lines(100)); }};\n\
+                 log {{ source(s); destination(d); }};\n",
+                tls("collector.crt", "collector.key"),
+                out.display()
+            ),
+            p2,
+        ),
+        (
+            "fwd",
+            format!(
+                "@version: 3.38\n{opts}\n\
+                 source s {{ syslog(ip(\"127.0.0.1\") port({p1}) transport(\"tcp\") log-iw-size(500000) max-connections(10)); }};\n\
+                 destination d {{ syslog(\"127.0.0.1\" port({p2}) transport(\"tls\") {}); }};\n\
+                 log {{ source(s); destination(d); }};\n",
+                tls("web-01.crt", "web-01.key")
+            ),
+            p1,
+        ),
+    ] {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).ok()?;
+        std::fs::write(d.join("syslog-ng.conf"), conf).ok()?;
+        let child = common::spawn_syslog_ng(root, &d.join("syslog-ng.conf"), &d)?;
+        procs.push(child);
+        wait_port(port);
+    }
+    procs.reverse();
+    Some(Pipeline {
+        _procs: Procs(procs),
+        port: p1,
+        output: out,
+        store: false,
+    })
+}
+
+fn tree_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    };
+    rd.filter_map(|e| e.ok())
+        .map(|e| tree_size(&e.path()))
+        .sum()
+}
+
+/// Messages with `tag` in the output (and, for a store, whether it verifies).
+fn count(p: &Pipeline, tag: &str) -> (u64, bool) {
+    let pat = format!("msg-{tag}-");
+    if p.store {
+        let Ok((files, _)) = logseal::verify_files::expand(&[p.output.clone()]) else {
+            return (0, false);
+        };
+        let r =
+            logseal::verify_files::verify(&files, Default::default(), |_, _| {}).expect("verify");
+        let mut n = 0;
+        for f in &files {
+            let mut rd = logseal::segment::SegmentReader::open(f).expect("segment");
+            while let Some(item) = rd.next_item().expect("read") {
+                if let logseal::segment::Item::Frame { payload, .. } = item {
+                    if payload.windows(pat.len()).any(|w| w == pat.as_bytes()) {
+                        n += 1;
+                    }
+                }
+            }
+        }
+        // A store may end unsealed until the agent stops; links are what matter here.
+        let ok = r.chains.iter().all(|c| {
+            c.problems.iter().all(|f| {
+                matches!(
+                    f.problem,
+                    logseal::chain::verify::Problem::UnsealedTail { .. }
+                )
+            })
+        });
+        (n, ok)
+    } else {
+        let text = std::fs::read(&p.output).unwrap_or_default();
+        let n = text
+            .split(|&b| b == b'\n')
+            .filter(|l| l.windows(pat.len()).any(|w| w == pat.as_bytes()))
+            .count() as u64;
+        (n, true)
+    }
+}
+
+fn throughput(p: &Pipeline, n: u64, run: usize) -> f64 {
+    let tag = format!("tp{run}");
+    let mut data = Vec::with_capacity(n as usize * (MSG_LEN + 8));
+    for i in 1..=n {
+        frame(&mut data, &tag, i, 0);
+    }
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    s.write_all(&data).expect("send");
+    let mut last = tree_size(&p.output);
+    let mut last_growth = Instant::now();
+    while last_growth.elapsed() < Duration::from_millis(500) {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = tree_size(&p.output);
+        if now != last {
+            last = now;
+            last_growth = Instant::now();
+        }
+    }
+    drop(s);
+    let secs = last_growth.duration_since(t0).as_secs_f64();
+    let (got, ok) = count(p, &tag);
+    assert_eq!(got, n, "{got} of {n} messages arrived");
+    assert!(ok, "the collector's store verifies");
+    n as f64 / secs
+}
+
+/// Tails the output and returns send→arrival latencies in µs.
+fn latency(p: &Pipeline, rate: u64, seconds: u64) -> Vec<f64> {
+    let tag = "lat";
+    let n = rate * seconds;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let output = p.output.clone();
+        let store = p.store;
+        let stop = stop.clone();
+        std::thread::spawn(move || tail(&output, store, tag, n, &stop))
+    };
+    let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    let _ = s.set_nodelay(true);
+    let per_ms = (rate / 1000).max(1);
+    let t0 = Instant::now();
+    let mut i = 0u64;
+    let mut buf = Vec::new();
+    while i < n {
+        let due = Duration::from_micros(i * 1000 / per_ms);
+        if let Some(w) = due.checked_sub(t0.elapsed()) {
+            std::thread::sleep(w);
+        }
+        buf.clear();
+        for _ in 0..per_ms {
+            i += 1;
+            frame(&mut buf, tag, i, now_ns());
+        }
+        s.write_all(&buf).expect("send");
+    }
+    let got = reader.join().expect("reader");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    got
+}
+
+fn tail(
+    output: &Path,
+    store: bool,
+    tag: &str,
+    n: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<f64> {
+    let pat = format!("msg-{tag}-");
+    let mut lat = Vec::with_capacity(n as usize);
+    let mut files: Vec<(PathBuf, u64, Vec<u8>)> = Vec::new(); // path, offset read, partial
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (lat.len() as u64) < n
+        && Instant::now() < deadline
+        && !stop.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        if store {
+            if let Ok((fs, _)) = logseal::verify_files::expand(&[output.to_path_buf()]) {
+                for f in fs {
+                    if !files.iter().any(|(p, _, _)| *p == f) {
+                        files.push((f, 16, Vec::new()));
+                    }
+                }
+            }
+        } else if files.is_empty() && output.exists() {
+            files.push((output.to_path_buf(), 0, Vec::new()));
+        }
+        for (path, off, partial) in files.iter_mut() {
+            let Ok(mut f) = std::fs::File::open(&*path) else {
+                continue;
+            };
+            if f.seek(SeekFrom::Start(*off)).is_err() {
+                continue;
+            }
+            let mut more = Vec::new();
+            let _ = f.read_to_end(&mut more);
+            if more.is_empty() {
+                continue;
+            }
+            let seen = now_ns();
+            *off += more.len() as u64;
+            partial.extend_from_slice(&more);
+            let mut used = 0;
+            loop {
+                let rest = &partial[used..];
+                let item: Option<(usize, &[u8])> = if store {
+                    if rest.len() < 8 {
+                        None
+                    } else {
+                        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                        (rest.len() >= 8 + len).then(|| (8 + len, &rest[9..8 + len]))
+                    }
+                } else {
+                    rest.iter()
+                        .position(|&b| b == b'\n')
+                        .map(|i| (i + 1, &rest[..i]))
+                };
+                let Some((consumed, body)) = item else { break };
+                used += consumed;
+                if let Some(at) = body.windows(pat.len()).position(|w| w == pat.as_bytes()) {
+                    let s = String::from_utf8_lossy(&body[at..]);
+                    if let Some(t) = s.split(" t=").nth(1).and_then(|r| r.split(' ').next()) {
+                        if let Ok(t) = t.parse::<i64>() {
+                            lat.push((seen - t) as f64 / 1000.0);
+                        }
+                    }
+                }
+            }
+            partial.drain(..used);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    lat
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p) as usize]
+}
+
+fn env_u64(k: &str, d: u64) -> u64 {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n = env_u64("BENCH_MESSAGES", 1_000_000);
+    let runs = env_u64("BENCH_RUNS", 3) as usize;
+    let rate = env_u64("BENCH_RATE", 50_000);
+    let secs = env_u64("BENCH_SECONDS", 10);
+    let base = std::env::var("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir())
+        .join(format!("logseal-ship-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).expect("bench dir");
+    let pki = Pki::new(&base.join("pki"));
+    let sng = syslog_ng_root();
+    println!("{n} messages of {MSG_LEN} bytes, sender → forwarder → receiver over mutual TLS; {runs} throughput run(s); latency at {rate}/s for {secs} s");
+    println!(
+        "{:<34} {:>10} {:>8} {:>10} {:>10} {:>10}",
+        "pipeline", "events/s", "MB/s", "p50 ms", "p99 ms", "max ms"
+    );
+    let mut rates = Vec::new();
+    for name in [
+        "logseal agent → collector",
+        "rsyslog → rsyslog (gtls)",
+        "syslog-ng → syslog-ng (tls)",
+    ] {
+        let start = |dir: &Path| -> Option<Pipeline> {
+            std::fs::create_dir_all(dir).ok()?;
+            match name.split(' ').next() {
+                Some("logseal") => Some(logseal_pipeline(dir, &pki)),
+                Some("rsyslog") => rsyslog_pipeline(dir, &pki),
+                _ => syslog_ng_pipeline(dir, &pki, sng.as_deref()?),
+            }
+        };
+        let mut tps = Vec::new();
+        let mut available = true;
+        for r in 0..runs {
+            let dir = base.join(format!("{}-{r}", name.split(' ').next().unwrap_or("x")));
+            let Some(p) = start(&dir) else {
+                available = false;
+                break;
+            };
+            tps.push(throughput(&p, n, r));
+            drop(p);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        if !available {
+            println!(
+                "{name:<34} not available (rsyslog + rsyslog-gnutls; syslog-ng: SYSLOG_NG_ROOT)"
+            );
+            continue;
+        }
+        let dir = base.join(format!("{}-lat", name.split(' ').next().unwrap_or("x")));
+        let Some(p) = start(&dir) else { continue };
+        let mut lat = latency(&p, rate, secs);
+        drop(p);
+        let _ = std::fs::remove_dir_all(&dir);
+        let tp = median(tps);
+        rates.push(tp);
+        let arrived = lat.len();
+        println!(
+            "{name:<34} {tp:>10.0} {:>8.1} {:>10.1} {:>10.1} {:>10.1}{}",
+            tp * MSG_LEN as f64 / 1e6,
+            pct(&mut lat, 0.5) / 1000.0,
+            pct(&mut lat, 0.99) / 1000.0,
+            pct(&mut lat, 1.0) / 1000.0,
+            if arrived as u64 == rate * secs {
+                String::new()
+            } else {
+                format!("  (only {arrived} arrived)")
+            }
+        );
+    }
+    if rates.len() > 1 {
+        let best = rates[1..].iter().copied().fold(0.0, f64::max);
+        println!(
+            "logseal / fastest peer (throughput): {:.2}x",
+            rates[0] / best
+        );
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
