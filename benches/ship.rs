@@ -268,7 +268,7 @@ fn tree_size(p: &Path) -> u64 {
 fn count(p: &Pipeline, tag: &str) -> (u64, bool) {
     let pat = format!("msg-{tag}-");
     if p.store {
-        let Ok((files, _)) = logseal::verify_files::expand(&[p.output.clone()]) else {
+        let Ok((files, _)) = logseal::verify_files::expand(std::slice::from_ref(&p.output)) else {
             return (0, false);
         };
         let r =
