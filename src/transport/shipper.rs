@@ -172,7 +172,8 @@ impl Cursor {
     }
 
     /// Reads whole records from `pos` while below `limit` (a frame boundary),
-    /// into `self.buf`; returns them (ranges into the buffer).
+    /// into `self.buf` (one `pread` per chunk); returns them as ranges into the
+    /// buffer. Records of one chain only: a batch holds one chain.
     fn read(&mut self, limit: u64, max_records: usize, max_bytes: usize) -> io::Result<Vec<Item>> {
         use std::os::unix::fs::FileExt;
         let mut items = Vec::new();
@@ -183,66 +184,127 @@ impl Cursor {
             let Some((base, f)) = &self.file else { break };
             let base = *base;
             let off = self.pos - base;
-            let mut head = [0u8; 8];
-            match f.read_exact_at(&mut head, off) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    // End of this segment: the next one starts at base + len.
-                    let len = f.metadata()?.len();
-                    if off >= len && self.pos < limit {
-                        self.file = None;
-                        self.pos = base + len;
-                        continue;
-                    }
+            let start = self.buf.len();
+            let want = (limit - self.pos).min((max_bytes - start).max(8) as u64) as usize;
+            self.buf.resize(start + want, 0);
+            let n = read_at_most(f, &mut self.buf[start..], off)?;
+            self.buf.truncate(start + n);
+            if n == 0 {
+                // End of this segment: the next one starts at base + its length.
+                self.file = None;
+                self.pos = base + off;
+                let bases = spool::segment_bases(&self.dir)?;
+                if !bases.iter().any(|&b| b == self.pos) {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("spool segment {base:020}.seg: file ends inside a frame header at offset {off}"),
+                        format!(
+                            "spool {}: segment {base:020}.seg ends at {}, and no segment starts there",
+                            self.dir.display(),
+                            self.pos
+                        ),
                     ));
                 }
-                Err(e) => return Err(e),
-            }
-            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-            let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-            if len == 0 || len > segment::MAX_FRAME {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("spool segment {base:020}.seg: bad frame length at offset {off}"),
-                ));
-            }
-            let start = self.buf.len();
-            self.buf.resize(start + len, 0);
-            f.read_exact_at(&mut self.buf[start..], off + 8)?;
-            if segment::frame_crc(&self.buf[start..]) != crc {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("spool segment {base:020}.seg: frame checksum mismatch at offset {off} (the spool was damaged; shipping stops here)"),
-                ));
-            }
-            if self.buf[start] != FRAME_RECORD {
-                self.buf.truncate(start);
-                self.pos += 8 + len as u64;
                 continue;
             }
-            let rec = &self.buf[start + 1..];
-            let h = decode_header_only(rec).map_err(|e| {
+            // Parse the complete frames of the chunk.
+            let mut at = start;
+            let end = start + n;
+            let mut stop = false;
+            while at + 8 <= end && items.len() < max_records {
+                let h = &self.buf[at..at + 8];
+                let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                let crc = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+                let foff = off + (at - start) as u64;
+                if len == 0 || len > segment::MAX_FRAME {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("spool segment {base:020}.seg: bad frame length at offset {foff}"),
+                    ));
+                }
+                if at + 8 + len > end {
+                    if at == start {
+                        // One frame larger than the chunk: read exactly it.
+                        self.buf.resize(start + 8 + len, 0);
+                        f.read_exact_at(&mut self.buf[start..], off)?;
+                        return self.finish_single(items, start, base, off, chain);
+                    }
+                    break;
+                }
+                let body = &self.buf[at + 8..at + 8 + len];
+                if segment::frame_crc(body) != crc {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("spool segment {base:020}.seg: frame checksum mismatch at offset {foff} (the spool was damaged; shipping stops here)"),
+                    ));
+                }
+                if body[0] == FRAME_RECORD {
+                    let hd = decode_header_only(&body[1..]).map_err(|e| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("spool segment {base:020}.seg offset {foff}: {e}"),
+                        )
+                    })?;
+                    if chain.is_some_and(|c| c != hd.chain_id) {
+                        stop = true;
+                        break;
+                    }
+                    chain = Some(hd.chain_id);
+                    items.push(Item {
+                        end: base + foff + 8 + len as u64,
+                        chain: hd.chain_id,
+                        seq: hd.seq,
+                        range: (at + 9, at + 8 + len),
+                    });
+                }
+                at += 8 + len;
+                self.pos = base + off + (at - start) as u64;
+            }
+            self.buf.truncate(at);
+            if stop {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    /// Completes `read` with one frame that filled `self.buf[start..]`.
+    fn finish_single(
+        &mut self,
+        mut items: Vec<Item>,
+        start: usize,
+        base: u64,
+        off: u64,
+        chain: Option<ChainId>,
+    ) -> io::Result<Vec<Item>> {
+        let h = &self.buf[start..start + 8];
+        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let crc = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+        let body = &self.buf[start + 8..start + 8 + len];
+        if segment::frame_crc(body) != crc {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("spool segment {base:020}.seg: frame checksum mismatch at offset {off}"),
+            ));
+        }
+        if body[0] == FRAME_RECORD {
+            let hd = decode_header_only(&body[1..]).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("spool segment {base:020}.seg offset {off}: {e}"),
                 )
             })?;
-            if chain.is_some_and(|c| c != h.chain_id) {
+            if chain.is_some_and(|c| c != hd.chain_id) {
                 self.buf.truncate(start);
-                break; // a batch holds one chain
+                return Ok(items);
             }
-            chain = Some(h.chain_id);
-            self.pos += 8 + len as u64;
             items.push(Item {
-                end: self.pos,
-                chain: h.chain_id,
-                seq: h.seq,
-                range: (start + 1, start + len),
+                end: base + off + 8 + len as u64,
+                chain: hd.chain_id,
+                seq: hd.seq,
+                range: (start + 9, start + 8 + len),
             });
         }
+        self.pos = base + off + 8 + len as u64;
         Ok(items)
     }
 
@@ -255,6 +317,21 @@ impl Cursor {
         let len = std::fs::metadata(self.dir.join(format!("{base:020}.seg")))?.len();
         Ok(base + len)
     }
+}
+
+/// Reads up to `buf.len()` bytes at `off`; fewer only at the end of the file.
+fn read_at_most(f: &std::fs::File, buf: &mut [u8], off: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], off + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// A session ended because shipping is over: stopped on request with
