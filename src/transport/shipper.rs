@@ -194,7 +194,7 @@ impl Cursor {
                 self.file = None;
                 self.pos = base + off;
                 let bases = spool::segment_bases(&self.dir)?;
-                if !bases.iter().any(|&b| b == self.pos) {
+                if !bases.contains(&self.pos) {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!(
