@@ -71,7 +71,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Run the agent: syslog inputs chained into a local spool.
+    /// Run the agent: syslog inputs chained into a local spool and shipped to collectors.
     Agent {
         /// Configuration file (see config/agent.toml).
         #[arg(long, conflicts_with_all = ["listen", "check_config"])]
@@ -117,6 +117,13 @@ enum Cmd {
     Pki {
         #[command(subcommand)]
         cmd: PkiCmd,
+    },
+    /// Write man pages (logseal.1 and one per command) into a directory.
+    #[command(hide = true)]
+    Man {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Write the format test vectors (for docs/FORMAT.md and tests/vectors).
     #[command(hide = true)]
@@ -238,6 +245,7 @@ fn main() -> ExitCode {
         } => verify(paths, json, trust_key, trust_file),
         Cmd::Inspect { paths, json } => inspect(paths, json).map(|_| ExitCode::SUCCESS),
         Cmd::Pki { cmd } => pki(cmd).map(|_| ExitCode::SUCCESS),
+        Cmd::Man { out } => man_pages(&out).map(|_| ExitCode::SUCCESS),
         Cmd::GenVectors { out } => gen_vectors(out).map(|_| ExitCode::SUCCESS),
         Cmd::Agent {
             config,
@@ -432,6 +440,36 @@ fn stamp(
     eprintln!(
         "logseal stamp: chained {events} event(s) into chain {id} (seq {first_seq}..={last}), {seals} seal(s), clean shutdown"
     );
+    Ok(())
+}
+
+/// Writes `logseal.1` and `logseal-CMD.1` for every visible command (and
+/// `logseal-pki-CMD.1` for the pki commands).
+fn man_pages(out: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let cmd = Cli::command().name("logseal");
+    fn write(cmd: &clap::Command, name: &str, out: &std::path::Path) -> anyhow::Result<()> {
+        let cmd = cmd.clone().name(name.to_string());
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .date("2026-11-28")
+            .source(concat!("logseal ", env!("CARGO_PKG_VERSION")))
+            .manual("logseal manual")
+            .render(&mut buf)?;
+        let path = out.join(format!("{name}.1"));
+        logseal::fsutil::write_atomic(&path, &buf, "man")
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+    write(&cmd, "logseal", out)?;
+    for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let name = format!("logseal-{}", sub.get_name());
+        write(sub, &name, out)?;
+        for subsub in sub.get_subcommands().filter(|c| !c.is_hide_set()) {
+            write(subsub, &format!("{name}-{}", subsub.get_name()), out)?;
+        }
+    }
     Ok(())
 }
 

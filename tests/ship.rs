@@ -122,9 +122,14 @@ fn collector_killed_20_times_nothing_lost_or_duplicated() {
     let sender = {
         let (stop, sent, addr) = (stop.clone(), sent.clone(), addr.clone());
         std::thread::spawn(move || {
+            // One connection: the agent keeps order per connection, not across them.
+            let mut s = TcpStream::connect(&addr).unwrap();
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
-                send_tcp(&addr, "kc", i + 1, i + 200);
+                let chunk: String = (i + 1..=i + 200)
+                    .map(|k| format!("<13>1 - h app - - - msg-kc-{k} shipped\n"))
+                    .collect();
+                s.write_all(chunk.as_bytes()).unwrap();
                 i += 200;
                 sent.store(i, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(5));

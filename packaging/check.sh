@@ -1,0 +1,97 @@
+#!/bin/bash
+# Builds the .deb and the .rpm and checks them: lintian, systemd-analyze verify,
+# install / upgrade / remove / purge with dpkg, the rpm's metadata and an
+# installation into a scratch root. Run by .ci/run as root on Debian; it
+# installs and removes the package on the machine it runs on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { echo "== packaging: $*"; }
+fail() { echo "packaging check FAILED: $*" >&2; exit 1; }
+
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+command -v cargo-generate-rpm >/dev/null || cargo install --locked cargo-generate-rpm
+
+step "build, man pages"
+cargo build --release
+rm -rf target/man
+target/release/logseal man --out target/man
+gzip -9n target/man/*.1
+ls target/man | grep -q '^logseal-agent.1.gz$' || fail "no logseal-agent man page"
+
+step "cargo deb"
+rm -rf target/debian
+cargo deb --no-build --strip
+DEB=$(ls target/debian/logseal_*.deb)
+dpkg-deb --info "$DEB"
+dpkg-deb --contents "$DEB"
+
+step "lintian"
+lintian --fail-on error,warning --info "$DEB"
+
+step "dpkg -i"
+dpkg -i "$DEB"
+/usr/bin/logseal --version | grep -q "^logseal " || fail "logseal --version"
+getent passwd logseal >/dev/null || fail "no logseal user"
+id -nG logseal | grep -qw systemd-journal || fail "logseal is not in group systemd-journal"
+check_mode() { # path mode owner:group
+    local got
+    got=$(stat -c '%a %U:%G' "$1")
+    [ "$got" = "$2 $3" ] || fail "$1: expected $2 $3, got $got"
+}
+check_mode /usr/bin/logseal 755 root:root
+check_mode /etc/logseal 750 root:logseal
+check_mode /etc/logseal/agent.toml 640 root:logseal
+check_mode /etc/logseal/collector.toml 640 root:logseal
+check_mode /var/lib/logseal 750 logseal:logseal
+check_mode /run/logseal 755 logseal:logseal
+for f in /lib/systemd/system/logseal-agent.service /lib/systemd/system/logseal-agent.socket \
+         /lib/systemd/system/logseal-collector.service /usr/lib/sysusers.d/logseal.conf \
+         /usr/lib/tmpfiles.d/logseal.conf /usr/share/man/man1/logseal.1.gz; do
+    [ -f "$f" ] || fail "$f missing"
+done
+grep -qx /etc/logseal/agent.toml /var/lib/dpkg/info/logseal.conffiles || fail "agent.toml is not a conffile"
+/usr/bin/logseal agent --check-config /etc/logseal/agent.toml
+
+step "systemd-analyze verify"
+systemd-analyze verify /lib/systemd/system/logseal-agent.service \
+    /lib/systemd/system/logseal-agent.socket /lib/systemd/system/logseal-collector.service
+
+step "upgrade keeps state"
+mkdir -p /var/lib/logseal/agent/spool
+echo evidence > /var/lib/logseal/agent/spool/marker
+dpkg -i "$DEB"
+[ -f /var/lib/logseal/agent/spool/marker ] || fail "upgrade lost the state"
+
+step "dpkg -r keeps state and configs"
+dpkg -r logseal 2>&1 | tee target/debian/remove.log
+[ ! -e /usr/bin/logseal ] || fail "binary left after remove"
+[ -f /var/lib/logseal/agent/spool/marker ] || fail "remove lost the state"
+[ -f /etc/logseal/agent.toml ] || fail "remove deleted the config"
+grep -q "keeping /var/lib/logseal" target/debian/remove.log || fail "remove did not say it keeps the state"
+
+step "dpkg --purge deletes them, saying so"
+dpkg --purge logseal 2>&1 | tee target/debian/purge.log
+[ ! -e /var/lib/logseal ] || fail "/var/lib/logseal left after purge"
+[ ! -e /etc/logseal ] || fail "/etc/logseal left after purge"
+grep -q "purge deletes /var/lib/logseal" target/debian/purge.log || fail "purge did not say what it deletes"
+
+step "cargo generate-rpm"
+rm -rf target/generate-rpm target/rpm
+mkdir -p target/rpm
+strip -o target/rpm/logseal target/release/logseal
+cargo generate-rpm
+RPM=$(ls target/generate-rpm/logseal-*.rpm)
+rpm -qpi "$RPM"
+rpm -qp --scripts "$RPM" | grep -q systemd-sysusers || fail "rpm %post does not create the user"
+rpm -qpl "$RPM" | tee target/generate-rpm/files.txt
+grep -qx /usr/bin/logseal target/generate-rpm/files.txt || fail "rpm lacks /usr/bin/logseal"
+rpm -qpc "$RPM" | grep -qx /etc/logseal/agent.toml || fail "agent.toml is not an rpm config file"
+rpm -K "$RPM"
+ROOT=$(mktemp -d)
+rpm -i --root "$ROOT" --nodeps --noscripts "$RPM"
+"$ROOT/usr/bin/logseal" --version | grep -q "^logseal " || fail "logseal from the rpm root"
+[ -f "$ROOT/usr/lib/systemd/system/logseal-collector.service" ] || fail "rpm root lacks the collector unit"
+rm -rf "$ROOT"
+step "all packaging checks passed"
