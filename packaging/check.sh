@@ -10,8 +10,9 @@ step() { echo "== packaging: $*"; }
 fail() { echo "packaging check FAILED: $*" >&2; exit 1; }
 
 export PATH="$HOME/.cargo/bin:$PATH"
-command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
-command -v cargo-generate-rpm >/dev/null || cargo install --locked cargo-generate-rpm
+# Pinned: the versions these checks were written against.
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb@3.8.0
+command -v cargo-generate-rpm >/dev/null || cargo install --locked cargo-generate-rpm@0.21.1
 
 step "build, man pages"
 cargo build --release
