@@ -119,6 +119,18 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
             c.epochs,
             c.last_seal_seq.map_or("-".into(), |s| s.to_string())
         )?;
+        if let Some(t) = c.trimmed_from {
+            writeln!(
+                out,
+                "  start        seq {t}: an agent spool whose earlier records were acknowledged by a collector and removed (its `acked` file says so); verify the collector's store for the whole chain"
+            )?;
+        }
+        if let Some((a, b)) = c.unchecked {
+            writeln!(
+                out,
+                "  unchecked    seq {a}..={b}: before the first seal in this spool, their links cannot be checked without the removed records"
+            )?;
+        }
         writeln!(out, "  time         {}", time_span(c))?;
         writeln!(
             out,

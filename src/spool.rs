@@ -75,6 +75,11 @@ pub fn segment_bases(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(bases)
 }
 
+/// The acknowledged position recorded in a spool directory, if any.
+pub fn read_acked_position(dir: &Path) -> io::Result<Option<u64>> {
+    read_acked(dir)
+}
+
 fn read_acked(dir: &Path) -> io::Result<Option<u64>> {
     match std::fs::read(acked_path(dir)) {
         Ok(b) if b.len() == 12 => {

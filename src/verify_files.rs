@@ -98,6 +98,38 @@ fn walk(
     Ok(())
 }
 
+/// Indexes of `files` that are the first remaining segment of an agent spool
+/// whose earlier segments were deleted after acknowledgement: the segment is
+/// named by its base position (`<20 digits>.seg`), it is the lowest in its
+/// directory, its base is above 0, and the directory's `acked` file records a
+/// position at or beyond that base.
+fn trimmed_spool_starts(files: &[PathBuf]) -> HashSet<usize> {
+    let mut out = HashSet::new();
+    for (i, f) in files.iter().enumerate() {
+        let (Some(dir), Some(name)) = (f.parent(), f.file_name().and_then(|n| n.to_str())) else {
+            continue;
+        };
+        let Some(base) = name
+            .strip_suffix(".seg")
+            .filter(|s| s.len() == 20)
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if base == 0 {
+            continue;
+        }
+        let lowest = crate::spool::segment_bases(dir)
+            .ok()
+            .and_then(|b| b.first().copied());
+        let acked = crate::spool::read_acked_position(dir).ok().flatten();
+        if lowest == Some(base) && acked.is_some_and(|a| a >= base) {
+            out.insert(i);
+        }
+    }
+    out
+}
+
 /// True for the `quarantine` directory of a collector store.
 pub fn is_quarantine(dir: &Path) -> bool {
     dir.file_name().is_some_and(|n| n == "quarantine")
@@ -112,6 +144,7 @@ pub fn verify(
     mut progress: impl FnMut(usize, u64),
 ) -> Result<Report, InputError> {
     let mut v = Verifier::new(trusted);
+    let trimmed = trimmed_spool_starts(files);
     for (i, path) in files.iter().enumerate() {
         let mut r = SegmentReader::open(path).map_err(|e| match e.kind() {
             io::ErrorKind::InvalidData => InputError::NotSegment {
@@ -123,7 +156,11 @@ pub fn verify(
                 source: e,
             },
         })?;
-        v.begin_file(i);
+        if trimmed.contains(&i) {
+            v.begin_trimmed_file(i);
+        } else {
+            v.begin_file(i);
+        }
         let io = |source| InputError::Io {
             path: path.clone(),
             source,

@@ -78,6 +78,26 @@ fn numbered_messages_reach_the_collector_exactly_once() {
         "acknowledged spool segments are deleted ({} left)",
         segs.len()
     );
+    // The trimmed spool still verifies on the agent host, saying where it starts;
+    // without the `acked` record of the collector's acknowledgement, the same
+    // files are a chain missing its Genesis.
+    let (code, doc) = verify_json(&state);
+    assert_eq!(code, 0, "{doc:#}");
+    let from = doc["chains"][0]["trimmed_from"]
+        .as_u64()
+        .expect("trimmed_from");
+    assert!(from > 0, "{doc:#}");
+    let copy = d.path().join("spool-copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for e in std::fs::read_dir(state.join("spool")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "seg") {
+            std::fs::copy(&p, copy.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let (code, doc) = verify_json(&copy);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(doc["chains"][0]["problems"][0]["kind"], "missing-genesis");
     let log = c.stop();
     assert!(log.contains("new host: genesis key pinned"), "{log}");
 }

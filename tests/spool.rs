@@ -98,8 +98,18 @@ fn acknowledged_segments_are_deleted_and_the_chain_continues() {
     write(&mut w, 601, 700);
     w.shutdown("run 2").unwrap();
     let r = verify_dir(&spool_dir);
-    let p = problems(&r);
-    // Only the (expected) absence of the acknowledged start.
+    // The acknowledged start is reported as a trimmed spool, not as damage; the
+    // records before the first remaining seal are named as unchecked.
+    assert!(r.intact(), "{:?}", problems(&r));
+    let c = &r.chains[0];
+    let from = c.trimmed_from.expect("trimmed start reported");
+    assert!(from > 0 && c.first_seq == Some(from));
+    let (a, b) = c.unchecked.expect("unchecked prefix reported");
+    assert_eq!(a, from);
+    assert!(b < c.last_seal_seq.unwrap());
+    // Without the `acked` record, the same files are a chain missing its Genesis.
+    std::fs::remove_file(spool_dir.join("acked")).unwrap();
+    let p = problems(&verify_dir(&spool_dir));
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(matches!(p[0], Problem::MissingGenesis { .. }), "{p:?}");
 }

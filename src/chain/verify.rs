@@ -326,6 +326,14 @@ pub struct ChainReport {
     pub problems: Vec<Finding>,
     /// Problems found beyond [`MAX_PROBLEMS`].
     pub problems_not_listed: u64,
+    /// The input is an agent's spool trimmed after acknowledgement: the chain
+    /// starts here at this seq, its earlier records are at the collector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trimmed_from: Option<u64>,
+    /// Records (first, last seq) of a trimmed start that precede its first seal
+    /// and cannot be checked from this input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unchecked: Option<(u64, u64)>,
 }
 
 /// Problems not attributable to any chain (e.g. damage before the first record).
@@ -394,6 +402,10 @@ struct Chain {
     /// Seals signed by a key other than the expected one: resolved against
     /// later epochs' keys at the end.
     foreign_signers: Vec<(usize, [u8; 32])>,
+    /// The chain starts in a trimmed spool at this seq (see [`Verifier::begin_trimmed_file`]).
+    trimmed_from: Option<u64>,
+    /// Records of a trimmed start before its first seal: not checkable here.
+    unchecked: Option<(u64, u64)>,
 }
 
 impl Chain {
@@ -431,6 +443,8 @@ impl Chain {
             findings: Vec::new(),
             not_listed: 0,
             foreign_signers: Vec::new(),
+            trimmed_from: None,
+            unchecked: None,
         }
     }
 
@@ -470,6 +484,7 @@ pub struct Verifier {
     trusted: HashSet<[u8; 32]>,
     file: usize,
     records_in_file: u64,
+    trimmed_file: bool,
     unattributed: Vec<Finding>,
 }
 
@@ -484,6 +499,7 @@ impl Verifier {
             trusted,
             file: 0,
             records_in_file: 0,
+            trimmed_file: false,
             unattributed: Vec::new(),
         }
     }
@@ -492,6 +508,18 @@ impl Verifier {
     pub fn begin_file(&mut self, file: usize) {
         self.file = file;
         self.records_in_file = 0;
+        self.trimmed_file = false;
+    }
+
+    /// Like [`begin_file`](Self::begin_file) for the first remaining segment of
+    /// an agent's spool whose earlier segments were deleted after a collector
+    /// acknowledged them: a chain that starts mid-way here is reported as
+    /// trimmed (its earlier records are at the collector), not as missing its
+    /// Genesis. The records before its first seal here cannot be checked (the
+    /// head before them is gone) and are reported as such.
+    pub fn begin_trimmed_file(&mut self, file: usize) {
+        self.begin_file(file);
+        self.trimmed_file = true;
     }
 
     /// Reports bytes that are not a valid frame at `offset`. `tail` is true when
@@ -634,8 +662,13 @@ impl Verifier {
                     // A new file may continue a known chain or start mid-chain.
                     let ci = self.chain_index(chain_id);
                     if known.is_none() {
+                        let trimmed = self.trimmed_file && first_in_file;
                         let c = &mut self.chains[ci];
-                        c.report(Problem::MissingGenesis { first_seq: seq }, Some(at));
+                        if trimmed {
+                            c.trimmed_from = Some(seq);
+                        } else {
+                            c.report(Problem::MissingGenesis { first_seq: seq }, Some(at));
+                        }
                         c.next_seq = seq;
                         c.head = None;
                     }
@@ -824,6 +857,11 @@ impl Verifier {
                 signature,
             } => {
                 c.seals += 1;
+                if let (Some(t), None) = (c.trimmed_from, c.last_seal_seq) {
+                    if seq > t {
+                        c.unchecked = Some((t, seq - 1));
+                    }
+                }
                 let mut seal_ok = true;
                 let first = c.last_seal_seq.map_or(c.first_seq.unwrap_or(0), |s| s + 1);
                 if *epoch != c.epoch && c.key.is_some() {
@@ -997,6 +1035,12 @@ impl Verifier {
                 verdict,
                 problems: c.findings,
                 problems_not_listed: c.not_listed,
+                trimmed_from: c.trimmed_from,
+                unchecked: c.unchecked.or(match (c.trimmed_from, c.last_seal_seq) {
+                    // No seal after the trimmed start: nothing here is checkable.
+                    (Some(t), None) => Some((t, c.next_seq.saturating_sub(1))),
+                    _ => None,
+                }),
             });
         }
         Report {
