@@ -807,3 +807,50 @@ fn shipped_collector_config_and_ship_section_parse_and_bad_keys_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn collector_restart_uses_the_saved_tip_or_reads_the_chain_back() {
+    let d = TempDir::new("ship-tip");
+    let ca = Ca::new(&d.path().join("pki"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let cdir = d.path().join("c");
+    let cfg = agent_config(d.path(), &ca, "web-06", &[&listen], TCP_INPUT, "");
+    let c = Collector::start(&cdir, &ca, &listen, "");
+    let a = start_agent(d.path(), &cfg);
+    send_tcp(&a.addr("tcp"), "tip", 1, 1000);
+    wait_until("first part", || {
+        store_numbers(&c.store, "tip").len() >= 1000
+    });
+    c.stop();
+    let tips: Vec<PathBuf> = std::fs::read_dir(cdir.join("store/hosts/web-06"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("tip.json"))
+        .collect();
+    assert!(
+        tips.len() == 1 && tips[0].exists(),
+        "a clean stop saves the tip"
+    );
+    // Unchanged store: the tip is used.
+    let c = Collector::start(&cdir, &ca, &listen, "");
+    send_tcp(&a.addr("tcp"), "tip", 1001, 2000);
+    wait_until("second part", || {
+        store_numbers(&c.store, "tip").len() >= 2000
+    });
+    let log = c.stop();
+    assert!(log.contains("chain resumed from its saved tip"), "{log}");
+    // A tip that does not match the store is not trusted: the chain is read back.
+    let text = std::fs::read_to_string(&tips[0]).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["position"] = serde_json::json!(v["position"].as_u64().unwrap() - 1);
+    std::fs::write(&tips[0], v.to_string()).unwrap();
+    let c = Collector::start(&cdir, &ca, &listen, "");
+    send_tcp(&a.addr("tcp"), "tip", 2001, 3000);
+    wait_until("third part", || {
+        store_numbers(&c.store, "tip").len() >= 3000
+    });
+    a.stop();
+    let log = c.stop();
+    assert!(log.contains("store changed since the saved tip"), "{log}");
+    assert_store_exactly(&cdir.join("store"), "tip", 3000);
+    assert_store_intact(&cdir.join("store"));
+}

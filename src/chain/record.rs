@@ -22,7 +22,9 @@ pub const FORMAT_VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 1 + 1 + 16 + 8 + 8;
 
 /// Random 128-bit identifier of one chain.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ChainId(pub [u8; 16]);
 
 impl fmt::Display for ChainId {

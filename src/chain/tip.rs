@@ -97,7 +97,7 @@ pub enum Refusal {
 }
 
 /// The receiver's state of one chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tip {
     /// The chain.
     pub chain_id: ChainId,

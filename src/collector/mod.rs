@@ -194,6 +194,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     while active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    shared.store.close();
     let _ = shared.store.write_status(silent_after);
     tracing::info!("collector stopped");
     Ok(())

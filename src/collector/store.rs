@@ -162,14 +162,46 @@ impl Store {
         self.root.join("hosts").join(host).join(id.to_string())
     }
 
-    /// Reads a chain back from disk through the tip check.
+    /// Reads a chain back from disk: from the tip saved at the last clean stop
+    /// if the store has not changed since (same end position), else through
+    /// the tip check, record by record.
     fn load(&self, host: &str, id: ChainId) -> anyhow::Result<Slot> {
         let dir = self.chain_dir(host, id);
+        if let Some(saved) = read_saved_tip(&dir) {
+            let opened = Spool::open(
+                &dir,
+                SpoolOptions {
+                    segment_bytes: self.segment_bytes,
+                },
+                |_, _, _| {},
+            );
+            if let Ok((log, repair)) = opened {
+                if repair.torn_bytes == 0
+                    && log.position() == saved.position
+                    && saved.tip.chain_id == id
+                    && saved.tip.host == host
+                {
+                    tracing::info!(chain = %id, host, next_seq = saved.tip.next_seq, "chain resumed from its saved tip");
+                    return Ok(Slot {
+                        tip: saved.tip,
+                        log,
+                        recent: VecDeque::new(),
+                        dirty: false,
+                        broken: None,
+                    });
+                }
+            }
+            tracing::info!(chain = %id, host, "store changed since the saved tip: reading the chain back");
+        }
+        self.replay(host, id, &dir)
+    }
+
+    fn replay(&self, host: &str, id: ChainId, dir: &Path) -> anyhow::Result<Slot> {
         let mut tip = Tip::before_genesis(id, host);
         let mut broken: Option<String> = None;
         let mut recent = VecDeque::new();
         let (log, repair) = Spool::open(
-            &dir,
+            dir,
             SpoolOptions {
                 segment_bytes: self.segment_bytes,
             },
@@ -474,6 +506,32 @@ impl Store {
         let _ = f.sync_data();
     }
 
+    /// At a clean stop: fsyncs every chain and saves its tip beside it, so the
+    /// next start need not read the chain back (it still does if the store
+    /// changed meanwhile).
+    pub fn close(&self) {
+        let chains = lock(&self.chains).clone();
+        for (id, slot) in chains {
+            let mut s = lock(&slot);
+            if s.broken.is_some() {
+                continue;
+            }
+            if let Err(e) = s.sync() {
+                tracing::warn!(chain = %id, error = %e, "fsync at stop");
+                continue;
+            }
+            let saved = SavedTip {
+                position: s.log.position(),
+                tip: s.tip.clone(),
+            };
+            let path = s.log.dir().join(TIP_FILE);
+            let text = serde_json::to_vec(&saved).unwrap_or_default();
+            if let Err(e) = fsutil::write_atomic(&path, &text, "tip") {
+                tracing::warn!(chain = %id, error = %e, "saving the chain tip");
+            }
+        }
+    }
+
     /// Writes `status.json` and reports hosts silent for longer than `silent_after`.
     pub fn write_status(&self, silent_after: std::time::Duration) -> io::Result<()> {
         #[derive(Serialize)]
@@ -550,6 +608,21 @@ impl Store {
             "status",
         )
     }
+}
+
+/// File beside a chain's segments holding its tip at the last clean stop.
+const TIP_FILE: &str = "tip.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedTip {
+    /// Store position (end of the last segment) when the tip was saved.
+    position: u64,
+    tip: Tip,
+}
+
+fn read_saved_tip(dir: &Path) -> Option<SavedTip> {
+    let b = std::fs::read(dir.join(TIP_FILE)).ok()?;
+    serde_json::from_slice(&b).ok()
 }
 
 fn read_dir_names(dir: &Path) -> anyhow::Result<Vec<String>> {
