@@ -208,7 +208,8 @@ fn through_rsyslog(tag: &str, tls: bool) {
     let state = a.state.clone();
     a.stop();
     let evs = events(&state);
-    assert_exactly(&evs, tag, n);
+    // rsyslog may reconnect under load: order holds within each connection.
+    assert_exactly_per_connection(&evs, tag, n);
     let m = &evs
         .iter()
         .find(|(_, m)| m.contains(&format!("msg-{tag}-1 ")))

@@ -270,7 +270,8 @@ fn rsyslog_to_agent_to_collector() {
     });
     drop(rs);
     a.stop();
-    assert_store_exactly(&c.store, "rsc", n);
+    // rsyslog may reconnect under load: order holds within each connection.
+    assert_exactly_per_connection(&store_events(&c.store), "rsc", n);
     assert_store_intact(&c.store);
     c.stop();
 }

@@ -178,6 +178,35 @@ pub fn assert_exactly(evs: &[(String, String)], tag: &str, n: u64) {
     }
 }
 
+/// The oracle for senders that may reconnect (rsyslog): every number 1..=n
+/// exactly once, in order within each connection (peer address).
+pub fn assert_exactly_per_connection(evs: &[(String, String)], tag: &str, n: u64) {
+    let pat = format!("msg-{tag}-");
+    let mut by_peer: std::collections::HashMap<&str, Vec<u64>> = Default::default();
+    for (peer, m) in evs {
+        if let Some(i) = m.find(&pat) {
+            let num: u64 = m[i + pat.len()..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            by_peer.entry(peer.as_str()).or_default().push(num);
+        }
+    }
+    let mut all: Vec<u64> = by_peer.values().flatten().copied().collect();
+    all.sort_unstable();
+    let want: Vec<u64> = (1..=n).collect();
+    assert_eq!(all.len() as u64, n, "{tag}: {} chained of {n}", all.len());
+    assert!(all == want, "{tag}: duplicates or missing numbers");
+    for (peer, nums) in &by_peer {
+        assert!(
+            nums.windows(2).all(|w| w[0] < w[1]),
+            "{tag}: out of order within the connection from {peer}"
+        );
+    }
+}
+
 pub fn verify_intact(state: &Path) {
     let o = Command::new(bin())
         .arg("verify")
