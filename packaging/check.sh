@@ -52,7 +52,9 @@ for f in /lib/systemd/system/logseal-agent.service /lib/systemd/system/logseal-a
          /usr/lib/tmpfiles.d/logseal.conf /usr/share/man/man1/logseal.1.gz; do
     [ -f "$f" ] || fail "$f missing"
 done
-grep -qx /etc/logseal/agent.toml /var/lib/dpkg/info/logseal.conffiles || fail "agent.toml is not a conffile"
+for c in agent collector; do
+    grep -qx "/etc/logseal/$c.toml" /var/lib/dpkg/info/logseal.conffiles || fail "$c.toml is not a conffile"
+done
 /usr/bin/logseal agent --check-config /etc/logseal/agent.toml
 
 step "systemd-analyze verify"

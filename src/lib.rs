@@ -21,6 +21,7 @@ pub mod report;
 pub mod segment;
 pub mod signer;
 pub mod spool;
+pub mod stop;
 pub mod syslog;
 pub mod timefmt;
 pub mod transport;

@@ -124,13 +124,7 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (mut term, mut int) = rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        anyhow::Ok((
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-        ))
-    })?;
+    let mut signals = crate::stop::StopSignals::install(&rt)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir
         .canonicalize()
@@ -264,8 +258,7 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
-                _ = int.recv() => return anyhow::Ok(None),
-                _ = term.recv() => return Ok(None),
+                _ = signals.recv() => return anyhow::Ok(None),
                 _ = tick.tick() => {
                     if let Some(st) = agent.try_wait()? {
                         return Ok(Some(format!("the agent exited ({st}); see {}", agent_log.display())));

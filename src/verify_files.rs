@@ -105,6 +105,8 @@ fn walk(
 /// position at or beyond that base.
 fn trimmed_spool_starts(files: &[PathBuf]) -> HashSet<usize> {
     let mut out = HashSet::new();
+    let mut dirs: std::collections::HashMap<PathBuf, (Option<u64>, Option<u64>)> =
+        Default::default();
     for (i, f) in files.iter().enumerate() {
         let (Some(dir), Some(name)) = (f.parent(), f.file_name().and_then(|n| n.to_str())) else {
             continue;
@@ -119,10 +121,15 @@ fn trimmed_spool_starts(files: &[PathBuf]) -> HashSet<usize> {
         if base == 0 {
             continue;
         }
-        let lowest = crate::spool::segment_bases(dir)
-            .ok()
-            .and_then(|b| b.first().copied());
-        let acked = crate::spool::read_acked_position(dir).ok().flatten();
+        // Once per directory: its lowest base and its acknowledged position.
+        let (lowest, acked) = *dirs.entry(dir.to_path_buf()).or_insert_with(|| {
+            (
+                crate::spool::segment_bases(dir)
+                    .ok()
+                    .and_then(|b| b.first().copied()),
+                crate::spool::read_acked_position(dir).ok().flatten(),
+            )
+        });
         if lowest == Some(base) && acked.is_some_and(|a| a >= base) {
             out.insert(i);
         }

@@ -258,6 +258,17 @@ impl Input {
     }
 }
 
+/// Checks a `log_level` value (agent and collector configs).
+pub fn check_log_level(level: &str) -> Result<(), String> {
+    if matches!(level, "error" | "warn" | "info" | "debug" | "trace") {
+        Ok(())
+    } else {
+        Err(format!(
+            "log_level {level:?}: use error, warn, info, debug or trace"
+        ))
+    }
+}
+
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -304,15 +315,7 @@ impl AgentConfig {
 
     /// Checks values that the types alone do not.
     pub fn check(&self) -> Result<(), String> {
-        if !matches!(
-            self.log_level.as_str(),
-            "error" | "warn" | "info" | "debug" | "trace"
-        ) {
-            return Err(format!(
-                "log_level {:?}: use error, warn, info, debug or trace",
-                self.log_level
-            ));
-        }
+        check_log_level(&self.log_level)?;
         if self.limits.max_message < 480 || self.limits.max_message > (16 << 20) - 4096 {
             return Err("limits.max_message must be between 480 bytes and 16 MiB - 4 KiB".into());
         }

@@ -69,15 +69,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     let mut inherited = Inherited::from_env();
     let mut owned_paths = Vec::new(); // socket files we created (and remove at exit)
-                                      // Signal handlers before anything is announced: a SIGTERM right after the
-                                      // `listening` lines must stop the agent cleanly, not kill it.
-    let (mut term, mut int) = rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        anyhow::Ok((
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-        ))
-    })?;
+    let mut stop = crate::stop::StopSignals::install(&rt)?;
     rt.block_on(async {
         for input in &cfg.inputs {
             let tx = tx.clone();
@@ -229,8 +221,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         let mut last_change = std::time::Instant::now();
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = stop.recv() => break,
                 _ = tick.tick() => {
                     let alive = stats.alive_ms.load(Ordering::Relaxed);
                     if alive != last_alive {

@@ -181,15 +181,7 @@ impl CollectorConfig {
 
     /// Checks values that parse but cannot work.
     pub fn check(&self) -> Result<(), String> {
-        if !matches!(
-            self.log_level.as_str(),
-            "error" | "warn" | "info" | "debug" | "trace"
-        ) {
-            return Err(format!(
-                "log_level {:?}: use error, warn, info, debug or trace",
-                self.log_level
-            ));
-        }
+        crate::agent::config::check_log_level(&self.log_level)?;
         self.listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| format!("listen = {:?}: {e}", self.listen))?;

@@ -89,17 +89,10 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     };
     let tls = Arc::new(TlsSource::new(cfg.tls.clone())?);
     let store = Store::open(&cfg.store, enrollment, cfg.limits.segment_size)?;
-    // Signal handlers before `listening` is printed (see the agent).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (mut term, mut int) = rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        anyhow::Ok((
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-        ))
-    })?;
+    let mut stop = crate::stop::StopSignals::install(&rt)?;
     let listener = TcpListener::bind(&cfg.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.listen))?;
     let local = listener.local_addr()?;
@@ -171,8 +164,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         let mut status = tokio::time::interval(cfg.liveness.status_interval);
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = stop.recv() => break,
                 _ = wd.tick() => if watchdog {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 },
@@ -456,10 +448,9 @@ fn commit(shared: &Shared, tls: &mut Tls, pending: &mut Vec<PendingAck>) -> Resu
     if pending.is_empty() {
         return Ok(());
     }
-    let mut synced: Vec<*const Mutex<store::Slot>> = Vec::new();
+    let mut synced: Vec<&Arc<Mutex<store::Slot>>> = Vec::new();
     for p in pending.iter() {
-        let ptr = Arc::as_ptr(&p.slot);
-        if synced.contains(&ptr) {
+        if synced.iter().any(|s| Arc::ptr_eq(s, &p.slot)) {
             continue;
         }
         let r = p.slot.lock().unwrap_or_else(|e| e.into_inner()).sync();
@@ -470,7 +461,7 @@ fn commit(shared: &Shared, tls: &mut Tls, pending: &mut Vec<PendingAck>) -> Resu
             pending.clear();
             return Err(m);
         }
-        synced.push(ptr);
+        synced.push(&p.slot);
     }
     for p in pending.drain(..) {
         send(

@@ -284,43 +284,40 @@ impl Store {
         let mut new = Vec::new();
         for (i, rec) in batch.records.iter().enumerate() {
             let leaf = hash::leaf(rec);
-            let seq = crate::chain::record::decode_header_only(rec)
-                .map(|h| h.seq)
-                .ok();
-            match seq {
-                Some(seq) if seq < tip.next_seq => {
-                    let stored = s.recent.iter().rev().find(|(q, _)| *q == seq).map(|x| x.1);
+            let e = match tip.apply(rec, &leaf) {
+                Ok(()) => {
+                    new.push((tip.next_seq - 1, leaf, *rec));
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let msg = match e {
+                // A record the collector holds already: re-sent, or a fork.
+                Refusal::OutOfOrder { expected, got } if got < expected => {
+                    let stored = s.recent.iter().rev().find(|(q, _)| *q == got).map(|x| x.1);
                     match stored {
                         Some(l) if l == leaf => continue, // re-sent: idempotent
                         Some(_) => {
-                            let msg = format!("record seq {seq} differs from the record stored at that seq (a forked or rewritten chain)");
+                            let msg = format!("record seq {got} differs from the record stored at that seq (a forked or rewritten chain)");
                             self.quarantine(host, batch, &msg);
                             return Err(refused(Code::Conflict, msg));
                         }
                         None => {
                             return Err(refused(
                                 Code::Conflict,
-                                format!("record seq {seq} is older than the records this collector can compare; resume from seq {}", tip.next_seq),
+                                format!("record seq {got} is older than the records this collector can compare; resume from seq {expected}"),
                             ))
                         }
                     }
                 }
-                _ => {}
-            }
-            if let Err(e) = tip.apply(rec, &leaf) {
-                let msg = format!("record {i} of the batch: {e}");
-                if let Refusal::OutOfOrder { expected, got } = e {
-                    if got > expected && i == 0 {
-                        // The agent skipped ahead of what this collector holds.
-                        let msg = format!("batch starts at seq {got}, this collector holds up to seq {expected} (records missing in between)");
-                        self.quarantine(host, batch, &msg);
-                        return Err(refused(Code::Rejected, msg));
-                    }
-                }
-                self.quarantine(host, batch, &msg);
-                return Err(refused(Code::Rejected, msg));
-            }
-            new.push((tip.next_seq - 1, leaf, *rec));
+                // The agent skipped ahead of what this collector holds.
+                Refusal::OutOfOrder { expected, got } if i == 0 => format!(
+                    "batch starts at seq {got}, this collector holds up to seq {expected} (records missing in between)"
+                ),
+                e => format!("record {i} of the batch: {e}"),
+            };
+            self.quarantine(host, batch, &msg);
+            return Err(refused(Code::Rejected, msg));
         }
         for (_, _, rec) in &new {
             if let Err(e) = s.log.append_raw(rec) {

@@ -208,7 +208,7 @@ impl Cursor {
             }
             // Parse the complete frames of the chunk.
             let mut at = start;
-            let end = start + n;
+            let mut end = start + n;
             let mut stop = false;
             while at + 8 <= end && items.len() < max_records {
                 let h = &self.buf[at..at + 8];
@@ -222,13 +222,13 @@ impl Cursor {
                     ));
                 }
                 if at + 8 + len > end {
-                    if at == start {
-                        // One frame larger than the chunk: read exactly it.
-                        self.buf.resize(start + 8 + len, 0);
-                        f.read_exact_at(&mut self.buf[start..], off)?;
-                        return self.finish_single(items, start, base, off, chain);
+                    if at != start {
+                        break; // the next call reads it from its start
                     }
-                    break;
+                    // One frame larger than the chunk: read exactly it.
+                    self.buf.resize(start + 8 + len, 0);
+                    f.read_exact_at(&mut self.buf[start..], off)?;
+                    end = start + 8 + len;
                 }
                 let body = &self.buf[at + 8..at + 8 + len];
                 if segment::frame_crc(body) != crc {
@@ -264,47 +264,6 @@ impl Cursor {
                 break;
             }
         }
-        Ok(items)
-    }
-
-    /// Completes `read` with one frame that filled `self.buf[start..]`.
-    fn finish_single(
-        &mut self,
-        mut items: Vec<Item>,
-        start: usize,
-        base: u64,
-        off: u64,
-        chain: Option<ChainId>,
-    ) -> io::Result<Vec<Item>> {
-        let h = &self.buf[start..start + 8];
-        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let crc = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-        let body = &self.buf[start + 8..start + 8 + len];
-        if segment::frame_crc(body) != crc {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("spool segment {base:020}.seg: frame checksum mismatch at offset {off}"),
-            ));
-        }
-        if body[0] == FRAME_RECORD {
-            let hd = decode_header_only(&body[1..]).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("spool segment {base:020}.seg offset {off}: {e}"),
-                )
-            })?;
-            if chain.is_some_and(|c| c != hd.chain_id) {
-                self.buf.truncate(start);
-                return Ok(items);
-            }
-            items.push(Item {
-                end: base + off + 8 + len as u64,
-                chain: hd.chain_id,
-                seq: hd.seq,
-                range: (start + 9, start + 8 + len),
-            });
-        }
-        self.pos = base + off + 8 + len as u64;
         Ok(items)
     }
 
