@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 step() { echo "== packaging: $*"; }
 fail() { echo "packaging check FAILED: $*" >&2; exit 1; }
+# A grep at the end of a pipe reads all its input (no -q): with pipefail, a
+# grep -q that stops at its first match can kill the writer with SIGPIPE and
+# fail the pipe although the line was there.
 
 export PATH="$HOME/.cargo/bin:$PATH"
 # Pinned: the versions these checks were written against.
@@ -19,7 +22,7 @@ cargo build --release
 rm -rf target/man
 target/release/logseal man --out target/man
 gzip -9n target/man/*.1
-ls target/man | grep -q '^logseal-agent.1.gz$' || fail "no logseal-agent man page"
+ls target/man | grep '^logseal-agent.1.gz$' >/dev/null || fail "no logseal-agent man page"
 
 step "cargo deb"
 rm -rf target/debian
@@ -33,9 +36,9 @@ lintian --fail-on error,warning --info "$DEB"
 
 step "dpkg -i"
 dpkg -i "$DEB"
-/usr/bin/logseal --version | grep -q "^logseal " || fail "logseal --version"
+/usr/bin/logseal --version | grep "^logseal " >/dev/null || fail "logseal --version"
 getent passwd logseal >/dev/null || fail "no logseal user"
-id -nG logseal | grep -qw systemd-journal || fail "logseal is not in group systemd-journal"
+id -nG logseal | grep -w systemd-journal >/dev/null || fail "logseal is not in group systemd-journal"
 check_mode() { # path mode owner:group
     local got
     got=$(stat -c '%a %U:%G' "$1")
@@ -87,14 +90,17 @@ strip -o target/rpm/logseal target/release/logseal
 cargo generate-rpm
 RPM=$(ls target/generate-rpm/logseal-*.rpm)
 rpm -qpi "$RPM"
-rpm -qp --scripts "$RPM" | grep -q systemd-sysusers || fail "rpm %post does not create the user"
+rpm -qp --scripts "$RPM" | grep systemd-sysusers >/dev/null || fail "rpm %post does not create the user"
 rpm -qpl "$RPM" | tee target/generate-rpm/files.txt
 grep -qx /usr/bin/logseal target/generate-rpm/files.txt || fail "rpm lacks /usr/bin/logseal"
-rpm -qpc "$RPM" | grep -qx /etc/logseal/agent.toml || fail "agent.toml is not an rpm config file"
+rpm -qpc "$RPM" > target/generate-rpm/config.txt
+for c in agent collector; do
+    grep -qx "/etc/logseal/$c.toml" target/generate-rpm/config.txt || fail "$c.toml is not an rpm config file"
+done
 rpm -K "$RPM"
 ROOT=$(mktemp -d)
 rpm -i --root "$ROOT" --nodeps --noscripts "$RPM"
-"$ROOT/usr/bin/logseal" --version | grep -q "^logseal " || fail "logseal from the rpm root"
+"$ROOT/usr/bin/logseal" --version | grep "^logseal " >/dev/null || fail "logseal from the rpm root"
 [ -f "$ROOT/usr/lib/systemd/system/logseal-collector.service" ] || fail "rpm root lacks the collector unit"
 rm -rf "$ROOT"
 step "all packaging checks passed"
