@@ -15,6 +15,7 @@ pub mod faults;
 pub mod fsutil;
 pub mod hex;
 pub mod ingest;
+pub mod journal;
 pub mod pki;
 pub mod quickstart;
 pub mod report;

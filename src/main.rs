@@ -74,7 +74,7 @@ enum Cmd {
     /// Run the agent: syslog inputs chained into a local spool and shipped to collectors.
     Agent {
         /// Configuration file (see config/agent.toml).
-        #[arg(long, conflicts_with_all = ["listen", "check_config"])]
+        #[arg(long, conflicts_with_all = ["listen", "journal", "check_config"])]
         config: Option<PathBuf>,
         /// Validate a configuration file and exit (0 valid, 2 invalid).
         #[arg(long, value_name = "FILE")]
@@ -83,6 +83,14 @@ enum Cmd {
         /// unix:///PATH, unix-stream:///PATH); repeatable. Needs --state.
         #[arg(long, value_name = "URL", requires = "state")]
         listen: Vec<String>,
+        /// Quick run: chain the journal too — `system`, `namespace:NAME`, or a
+        /// directory of journal files. Needs --state.
+        #[arg(long, value_name = "system|DIR", requires = "state")]
+        journal: Option<String>,
+        /// With --journal: stop cleanly once the end of the journal is reached
+        /// (chain a set of journal files, then exit).
+        #[arg(long, requires = "journal")]
+        stop_at_journal_end: bool,
         /// State directory for a quick run (signer state and spool).
         #[arg(long)]
         state: Option<PathBuf>,
@@ -251,6 +259,8 @@ fn main() -> ExitCode {
             config,
             check_config,
             listen,
+            journal,
+            stop_at_journal_end,
             state,
             host,
             print_genesis,
@@ -258,7 +268,14 @@ fn main() -> ExitCode {
             if print_genesis {
                 print_genesis_of(config, state)
             } else {
-                agent(config, check_config, listen, state, host)
+                agent(
+                    config,
+                    check_config,
+                    listen,
+                    journal.map(|j| (j, stop_at_journal_end)),
+                    state,
+                    host,
+                )
             }
         }
         Cmd::Collector {
@@ -529,14 +546,19 @@ fn agent(
     config: Option<PathBuf>,
     check_config: Option<PathBuf>,
     listen: Vec<String>,
+    journal: Option<(String, bool)>,
     state: Option<PathBuf>,
     host: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    use logseal::agent::config::{AgentConfig, Input};
+    use logseal::agent::config::{AgentConfig, Input, JournaldConfig};
     if let Some(path) = check_config {
         let cfg = AgentConfig::load(&path)?;
+        let journal = match &cfg.journald {
+            Some(j) => format!(", journal {}", j.journal),
+            None => String::new(),
+        };
         println!(
-            "{}: valid ({} input(s), state in {})",
+            "{}: valid ({} input(s){journal}, state in {})",
             path.display(),
             cfg.inputs.len(),
             cfg.state_dir.display()
@@ -553,13 +575,28 @@ fn agent(
                 cfg.inputs
                     .push(Input::from_url(url).map_err(anyhow::Error::msg)?);
             }
+            if let Some((j, stop_at_end)) = journal {
+                let j = if j == "system" || j.starts_with("namespace:") || j.starts_with('/') {
+                    j
+                } else {
+                    // A relative directory.
+                    format!("./{j}")
+                };
+                cfg.journald = Some(JournaldConfig {
+                    journal: j,
+                    stop_at_end,
+                    ..JournaldConfig::default()
+                });
+            }
             cfg.check().map_err(anyhow::Error::msg)?;
             cfg
         }
-        (None, None) => bail!("give --config FILE, or --listen URL... with --state DIR"),
+        (None, None) => bail!(
+            "give --config FILE, or --listen URL... and/or --journal system|DIR with --state DIR"
+        ),
     };
-    if cfg.inputs.is_empty() {
-        bail!("no inputs configured: add [[input]] tables or --listen URLs");
+    if cfg.inputs.is_empty() && cfg.journald.is_none() {
+        bail!("no inputs configured: add [[input]] tables, a [journald] table, --listen URLs or --journal");
     }
     init_logging(&cfg.log_level);
     logseal::agent::run(cfg)?;

@@ -189,6 +189,39 @@ pub fn verify_json(report: &Report, files: &[PathBuf], skipped: &[PathBuf]) -> V
     })
 }
 
+/// What `inspect` shows of a journald entry.
+struct JournalSummary {
+    unit: Option<String>,
+    identifier: Option<String>,
+    pid: Option<String>,
+    priority: Option<&'static str>,
+    message: Option<String>,
+    seqnum: Option<String>,
+    cursor: Option<String>,
+}
+
+impl JournalSummary {
+    fn of(fields: &[(&str, &[u8])]) -> JournalSummary {
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        JournalSummary {
+            unit: get("_SYSTEMD_UNIT").or_else(|| get("UNIT")),
+            identifier: get("SYSLOG_IDENTIFIER").or_else(|| get("_COMM")),
+            pid: get("SYSLOG_PID").or_else(|| get("_PID")),
+            priority: get("PRIORITY")
+                .and_then(|p| p.parse::<usize>().ok())
+                .and_then(|p| crate::journal::filter::PRIORITIES.get(p).copied()),
+            message: get("MESSAGE"),
+            seqnum: get(crate::journal::F_SEQNUM),
+            cursor: get(crate::journal::F_CURSOR),
+        }
+    }
+}
+
 fn escape_text(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
     let mut out = String::with_capacity(s.len());
@@ -283,11 +316,28 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
                     }
                 }
                 Payload::Fields(fields) => {
+                    // Every field in order; a value that is not UTF-8 as {"hex": …}.
                     let f: Vec<Value> = fields
                         .iter()
-                        .map(|(k, v)| json!([k, String::from_utf8_lossy(v)]))
+                        .map(|(k, v)| match std::str::from_utf8(v) {
+                            Ok(s) => json!([k, s]),
+                            Err(_) => json!([k, {"hex": hex::encode(v)}]),
+                        })
                         .collect();
                     m.insert("fields".into(), Value::Array(f));
+                    let j = JournalSummary::of(fields);
+                    m.insert(
+                        "journal".into(),
+                        json!({
+                            "unit": j.unit,
+                            "identifier": j.identifier,
+                            "pid": j.pid,
+                            "priority": j.priority,
+                            "message": j.message,
+                            "seqnum": j.seqnum,
+                            "cursor": j.cursor,
+                        }),
+                    );
                 }
             }
         }
@@ -365,18 +415,36 @@ pub fn record_text(r: &Record<'_>) -> String {
             original_len,
             ..
         } => {
-            let msg = match payload {
-                Payload::Raw(b) => escape_text(b),
-                Payload::Fields(f) => f
-                    .iter()
-                    .find(|(k, _)| *k == "MESSAGE")
-                    .map(|(_, v)| escape_text(v))
-                    .unwrap_or_default(),
-            };
-            let peer = if peer.is_empty() {
-                String::new()
-            } else {
-                format!(" {peer}")
+            let (msg, peer) = match payload {
+                Payload::Raw(b) => (
+                    escape_text(b),
+                    if peer.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {peer}")
+                    },
+                ),
+                // unit, identifier[pid], priority: message
+                Payload::Fields(f) => {
+                    let j = JournalSummary::of(f);
+                    let mut who = String::new();
+                    if let Some(u) = &j.unit {
+                        let _ = write!(who, " {u}");
+                    }
+                    if let Some(i) = &j.identifier {
+                        let _ = write!(who, " {i}");
+                    }
+                    if let Some(p) = &j.pid {
+                        let _ = write!(who, "[{p}]");
+                    }
+                    if let Some(p) = &j.priority {
+                        let _ = write!(who, " {p}:");
+                    }
+                    (
+                        escape_text(j.message.as_deref().unwrap_or("").as_bytes()),
+                        who,
+                    )
+                }
             };
             let trunc = original_len
                 .map(|n| format!(" [truncated from {n} bytes]"))

@@ -200,6 +200,13 @@ impl Spool {
         self.acked
     }
 
+    /// True if acknowledging up to `pos` would delete a segment.
+    pub fn removes_below(&self, pos: u64) -> bool {
+        self.closed
+            .first()
+            .is_some_and(|&(base, len)| base + len <= pos.min(self.position()))
+    }
+
     /// Records an acknowledgement and deletes segments that lie wholly below it.
     pub fn set_acked(&mut self, pos: u64) -> io::Result<()> {
         if pos <= self.acked {

@@ -87,7 +87,14 @@ fn walk(
                 files.push(path);
             } else if !matches!(
                 e.file_name().to_str(),
-                Some("signer.state" | "genesis.record" | "acked" | "alerts.jsonl" | "status.json")
+                Some(
+                    "signer.state"
+                        | "genesis.record"
+                        | "journal-cursor"
+                        | "acked"
+                        | "alerts.jsonl"
+                        | "status.json"
+                )
             ) {
                 // (The agent's and collector's own state files are not evidence;
                 // anything else is listed.)

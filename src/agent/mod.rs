@@ -163,6 +163,18 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     inherited.warn_unused();
+    let journal_done = Arc::new(tokio::sync::Notify::new());
+    let journald = match &cfg.journald {
+        Some(j) => Some(start_journald(
+            &cfg,
+            j,
+            &spool_dir,
+            tx.clone(),
+            stop_rx.clone(),
+            journal_done.clone(),
+        )?),
+        None => None,
+    };
     drop(tx);
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -173,6 +185,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         heartbeat: cfg.chain.heartbeat,
         commit_interval: cfg.spool.commit_interval,
         max_size: cfg.spool.max_size,
+        journal_state: cfg.journald.as_ref().map(|_| cfg.state_dir.clone()),
     };
     let shipping = match &cfg.ship {
         Some(ship) => {
@@ -222,6 +235,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         loop {
             tokio::select! {
                 _ = stop.recv() => break,
+                _ = journal_done.notified() => break,
                 _ = tick.tick() => {
                     let alive = stats.alive_ms.load(Ordering::Relaxed);
                     if alive != last_alive {
@@ -244,6 +258,11 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
     });
+    if let Some(h) = journald {
+        if h.join().is_err() {
+            tracing::error!("the journald reader thread panicked");
+        }
+    }
     drop(rt); // closes every sender: the stamper drains and seals
     let stamped = stamper.join();
     if let Some((link, ship_stats, handle)) = shipping {
@@ -275,6 +294,46 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         "agent stopped cleanly"
     );
     Ok(())
+}
+
+/// Opens the journal and starts its reader after the last entry chained.
+#[cfg(feature = "journald")]
+fn start_journald(
+    cfg: &AgentConfig,
+    j: &config::JournaldConfig,
+    spool_dir: &std::path::Path,
+    tx: mpsc::Sender<crate::ingest::Batch>,
+    stop: watch::Receiver<bool>,
+    done: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    use crate::journal::{reader, resume, Filter};
+    let resume = resume::resume_cursor(&cfg.state_dir, spool_dir)
+        .map_err(|e| anyhow::anyhow!("finding the last journal entry chained: {e}"))?;
+    let rcfg = reader::ReaderConfig {
+        source: config::JournalSource::parse(&j.journal).map_err(anyhow::Error::msg)?,
+        start: config::JournalStart::parse(&j.start).map_err(anyhow::Error::msg)?,
+        filter: Filter::new(j).map_err(anyhow::Error::msg)?,
+        max_entry: j.max_entry_size as usize,
+        resume,
+        peer: j.journal.as_str().into(),
+        stop_at_end: j.stop_at_end,
+        done,
+    };
+    let h = reader::spawn(rcfg, tx, stop, Arc::new(reader::ReaderStats::default()))?;
+    println!("reading journal {}", j.journal);
+    Ok(h)
+}
+
+#[cfg(not(feature = "journald"))]
+fn start_journald(
+    _: &AgentConfig,
+    _: &config::JournaldConfig,
+    _: &std::path::Path,
+    _: mpsc::Sender<crate::ingest::Batch>,
+    _: watch::Receiver<bool>,
+    _: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    anyhow::bail!("[journald]: this logseal was built without journald support")
 }
 
 /// Sockets passed by systemd (socket activation, `LISTEN_FDS`), matched to

@@ -14,8 +14,8 @@
 //! wait, UDP drops and counts. Nothing is retried out of order: a failed
 //! append is retried with the same record before anything else.
 
-use crate::chain::record::{Body, LossReason, Payload, Source, FLAG_UNPARSED};
-use crate::ingest::{Batch, LossCounter};
+use crate::chain::record::{Body, LossReason, Payload, Source, FLAG_TRUNCATED, FLAG_UNPARSED};
+use crate::ingest::{Batch, ItemFormat, LossCounter};
 use crate::spool::Spool;
 use crate::transport::shipper::ShipLink;
 use crate::writer::{ChainWriter, WriterError};
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Stamper settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StamperConfig {
     /// Seal at most this long after the first unsealed record.
     pub seal_interval: Duration,
@@ -36,23 +36,71 @@ pub struct StamperConfig {
     pub commit_interval: Duration,
     /// Spool size cap.
     pub max_size: u64,
+    /// With a journald input: the state directory that keeps the
+    /// `journal-cursor` file (see [`crate::journal::resume`]).
+    pub journal_state: Option<std::path::PathBuf>,
 }
 
-/// Publishes the durable position to the shipper and applies its acknowledgements.
-fn ship_sync(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>) {
+/// The cursor of the last journald entry chained, as far as it is durable.
+#[derive(Default)]
+struct JournalMark {
+    /// Appended, not yet fsynced.
+    pending: Option<String>,
+    /// fsynced in the spool.
+    durable: Option<String>,
+    /// In the cursor file.
+    written: Option<String>,
+}
+
+impl JournalMark {
+    fn synced(&mut self) {
+        if self.pending.is_some() {
+            self.durable = self.pending.take();
+        }
+    }
+
+    /// Writes the durable cursor to the file if it is newer than the file's.
+    fn save(&mut self, dir: &std::path::Path) -> std::io::Result<()> {
+        if self.durable.is_some() && self.durable != self.written {
+            let c = self.durable.as_deref().unwrap_or_default();
+            crate::journal::resume::write_cursor_file(dir, c)?;
+            self.written = self.durable.clone();
+        }
+        Ok(())
+    }
+}
+/// After an fsync: publishes the durable position to the shipper and applies
+/// its acknowledgements.
+fn ship_sync(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>, jm: &mut Journal<'_>) {
+    jm.mark.synced();
     let Some(link) = link else { return };
     link.set_durable(w.log().position());
-    apply_acks(w, Some(link));
+    apply_acks(w, Some(link), jm);
+}
+
+/// The journald cursor bookkeeping and where its file lives.
+struct Journal<'a> {
+    mark: JournalMark,
+    dir: Option<&'a std::path::Path>,
 }
 
 /// Records the shipper's acknowledged position in the spool (which deletes
 /// fully acknowledged segments and so makes room under the size cap), but
 /// never past the chain's resume point.
-fn apply_acks(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>) {
+fn apply_acks(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>, jm: &mut Journal<'_>) {
     let Some(link) = link else { return };
     // Crash recovery reads the spool from the resume point: keep it.
     let acked = link.acked().min(w.resume_position());
     if acked > w.log().acked() {
+        // A segment about to go may hold the last journald cursor: keep it.
+        if let Some(dir) = jm.dir {
+            if w.log().removes_below(acked) {
+                if let Err(e) = jm.mark.save(dir) {
+                    tracing::warn!(error = %e, "writing the journal cursor file; keeping acknowledged segments");
+                    return;
+                }
+            }
+        }
         if let Err(e) = w.log_mut().set_acked(acked) {
             tracing::warn!(error = %e, "recording the acknowledged position in the spool");
         }
@@ -83,6 +131,18 @@ pub fn looks_like_syslog(m: &[u8]) -> bool {
 struct Pending {
     batch: Batch,
     next: usize,
+    /// The batch's Loss note is chained.
+    loss_done: bool,
+}
+
+impl Pending {
+    fn new(batch: Batch) -> Pending {
+        Pending {
+            batch,
+            next: 0,
+            loss_done: false,
+        }
+    }
 }
 
 /// Runs the stamper until the channel is closed, then shuts the chain down
@@ -96,13 +156,17 @@ pub fn run(
     link: Option<Arc<ShipLink>>,
 ) -> Result<(), WriterError> {
     let link = link.as_deref();
+    let mut jm = Journal {
+        mark: JournalMark::default(),
+        dir: cfg.journal_state.as_deref(),
+    };
     if link.is_some() {
         // What a previous run left in the spool is durable once synced here.
         w.sync().map_err(|e| WriterError::Io {
             what: "syncing the spool".into(),
             source: e,
         })?;
-        ship_sync(&mut w, link);
+        ship_sync(&mut w, link, &mut jm);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -126,7 +190,7 @@ pub fn run(
         stats
             .alive_ms
             .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-        apply_acks(&mut w, link);
+        apply_acks(&mut w, link, &mut jm);
         // Stopping while input cannot be written (spool full, or the disk
         // refusing writes for 10 s): what was received but cannot be chained is
         // accounted for in Loss records, then the chain is shut down.
@@ -134,7 +198,7 @@ pub fn run(
             let since = *stuck_since.get_or_insert_with(Instant::now);
             if blocked == Some("spool full") || since.elapsed() > Duration::from_secs(10) {
                 while let Ok(b) = rx.try_recv() {
-                    queue.push_back(Pending { batch: b, next: 0 });
+                    queue.push_back(Pending::new(b));
                 }
                 account_unwritten(&mut w, &mut queue, blocked.unwrap_or("stopping"));
                 break;
@@ -175,14 +239,14 @@ pub fn run(
             if let Ok(0) = got {
                 closed = true;
             }
-            queue.extend(batches.drain(..).map(|batch| Pending { batch, next: 0 }));
+            queue.extend(batches.drain(..).map(Pending::new));
         }
         // 2. Append in order; a failure keeps the rest queued.
         if blocked != Some("spool full") {
             while let Some(p) = queue.pop_front() {
                 first_unsealed.get_or_insert_with(Instant::now);
                 first_unsynced.get_or_insert_with(Instant::now);
-                if let Err(p) = append_batch(&mut w, p, &stats, cfg.max_size) {
+                if let Err(p) = append_batch(&mut w, p, &stats, cfg.max_size, &mut jm.mark) {
                     queue.push_front(p);
                     if blocked.is_none() && w.log().bytes() < cfg.max_size {
                         blocked = Some("write failed");
@@ -208,7 +272,7 @@ pub fn run(
             match w.sync() {
                 Ok(()) => {
                     first_unsynced = None;
-                    ship_sync(&mut w, link);
+                    ship_sync(&mut w, link, &mut jm);
                     if blocked == Some("write failed") && queue.is_empty() {
                         tracing::info!("writing to the spool again");
                         blocked = None;
@@ -237,7 +301,7 @@ pub fn run(
                     last_seal = Instant::now();
                     first_unsealed = None;
                     first_unsynced = None;
-                    ship_sync(&mut w, link);
+                    ship_sync(&mut w, link, &mut jm);
                 }
                 Err(e) => {
                     seal_failures += 1;
@@ -269,6 +333,13 @@ pub fn run(
     }
     w.shutdown("agent stopped")?;
     stats.seals.fetch_add(1, Ordering::Relaxed);
+    // The agent deletes acknowledged segments after this returns.
+    jm.mark.synced();
+    if let Some(dir) = jm.dir {
+        if let Err(e) = jm.mark.save(dir) {
+            tracing::warn!(error = %e, "writing the journal cursor file");
+        }
+    }
     Ok(())
 }
 
@@ -321,7 +392,8 @@ fn account_unwritten(w: &mut ChainWriter<Spool>, queue: &mut VecDeque<Pending>, 
     let mut per_source: Vec<(Source, u64, i64, i64)> = Vec::new();
     for p in queue.drain(..) {
         let n = (p.batch.items.len() - p.next) as u64;
-        if n == 0 {
+        // Journal entries not chained are read again at the next start.
+        if n == 0 || p.batch.format == ItemFormat::Fields {
             continue;
         }
         let t = p.batch.time_ns;
@@ -363,37 +435,90 @@ fn append_batch(
     mut p: Pending,
     stats: &Stats,
     cap: u64,
+    mark: &mut JournalMark,
 ) -> Result<(), Pending> {
     let b = &p.batch;
-    while p.next < b.items.len() {
-        if w.log().bytes() >= cap {
-            return Err(p); // spool full: the rest waits
-        }
-        let item = b.items[p.next];
-        let bytes = b.bytes(&item);
-        let flags = if looks_like_syslog(bytes) {
-            0
-        } else {
-            FLAG_UNPARSED
-        };
+    if let (Some(l), false) = (&b.loss, p.loss_done) {
         let r = w.append_at(
             b.time_ns,
-            Body::Event {
+            Body::Loss {
                 source: b.source,
-                flags,
-                peer: &b.peer,
-                original_len: item.original_len,
-                payload: Payload::Raw(bytes),
+                reason: l.reason,
+                count: l.count,
+                first_ns: l.first_ns,
+                last_ns: l.last_ns,
+                detail: &l.detail,
             },
         );
         if let Err(e) = r {
             tracing::warn!(error = %e, "append to the spool failed; holding input until it succeeds");
             return Err(p);
         }
+        tracing::warn!(count = l.count, source = b.source.name(), detail = %l.detail, "loss at the source; Loss record chained");
+        p.loss_done = true;
+    }
+    let first = p.next;
+    while p.next < b.items.len() {
+        if w.log().bytes() >= cap {
+            break; // spool full: the rest waits
+        }
+        let item = b.items[p.next];
+        let bytes = b.bytes(&item);
+        let r = match b.format {
+            ItemFormat::Raw => {
+                let flags = if looks_like_syslog(bytes) {
+                    0
+                } else {
+                    FLAG_UNPARSED
+                };
+                w.append_at(
+                    b.time_ns,
+                    Body::Event {
+                        source: b.source,
+                        flags,
+                        peer: &b.peer,
+                        original_len: item.original_len,
+                        payload: Payload::Raw(bytes),
+                    },
+                )
+            }
+            ItemFormat::Fields => {
+                let mut fields = Vec::with_capacity(32);
+                crate::journal::split_fields(bytes, &mut fields);
+                let flags = if item.original_len.is_some() {
+                    FLAG_TRUNCATED
+                } else {
+                    0
+                };
+                w.append_at(
+                    b.time_ns,
+                    Body::Event {
+                        source: b.source,
+                        flags,
+                        peer: &b.peer,
+                        original_len: item.original_len,
+                        payload: Payload::Fields(fields),
+                    },
+                )
+            }
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "append to the spool failed; holding input until it succeeds");
+            break;
+        }
         p.next += 1;
+    }
+    if b.format == ItemFormat::Fields && p.next > first {
+        let last = b.bytes(&b.items[p.next - 1]);
+        if let Some(c) = crate::journal::field(last, crate::journal::F_CURSOR) {
+            mark.pending = Some(String::from_utf8_lossy(c).into_owned());
+        }
     }
     stats
         .events
-        .fetch_add(b.items.len() as u64, Ordering::Relaxed);
+        .fetch_add((p.next - first) as u64, Ordering::Relaxed);
+    if p.next < b.items.len() {
+        return Err(p);
+    }
     Ok(())
 }

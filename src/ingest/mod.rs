@@ -6,7 +6,7 @@ pub mod framing;
 pub mod listen;
 pub mod tls;
 
-use crate::chain::record::Source;
+use crate::chain::record::{LossReason, Source};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -23,6 +23,35 @@ pub struct Batch {
     pub data: Vec<u8>,
     /// The messages in `data`.
     pub items: Vec<Item>,
+    /// What an item's bytes are.
+    pub format: ItemFormat,
+    /// A loss the input noticed just before the first item (chained first).
+    pub loss: Option<Box<LossNote>>,
+}
+
+/// What the bytes of a [`Batch`]'s items are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemFormat {
+    /// The message exactly as received (Event payload format 0).
+    Raw,
+    /// Journald fields, encoded with [`crate::journal::push_field`]
+    /// (Event payload format 1).
+    Fields,
+}
+
+/// A Loss record an input asks the stamper to chain.
+#[derive(Debug, Clone)]
+pub struct LossNote {
+    /// Why.
+    pub reason: LossReason,
+    /// How many events (0: unknown).
+    pub count: u64,
+    /// Time of the last event before the loss, ns since the Unix epoch.
+    pub first_ns: i64,
+    /// Time of the first event after it.
+    pub last_ns: i64,
+    /// What was lost, in words.
+    pub detail: String,
 }
 
 /// One message inside a [`Batch`].
@@ -45,6 +74,8 @@ impl Batch {
             time_ns,
             data: Vec::new(),
             items: Vec::new(),
+            format: ItemFormat::Raw,
+            loss: None,
         }
     }
 

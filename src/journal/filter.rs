@@ -1,0 +1,220 @@
+//! Which journal entries are chained, and which of their fields.
+//!
+//! The agent reads every entry and filters here, not with sd_journal matches:
+//! it must see every seqnum to notice entries the journal lost.
+
+use crate::agent::config::JournaldConfig;
+
+/// A compiled `[journald]` filter.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    units: Vec<Vec<u8>>,
+    identifiers: Vec<Vec<u8>>,
+    max_priority: u8,
+    /// OR of ANDs of (field, value).
+    matches: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+    keep: Vec<Vec<u8>>,
+}
+
+/// Syslog priority names, 0 to 7.
+pub const PRIORITIES: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+
+/// Parses a priority: a name (`err`, `warning`, …) or a number 0–7.
+pub fn parse_priority(s: &str) -> Result<u8, String> {
+    if let Some(i) = PRIORITIES.iter().position(|p| *p == s) {
+        return Ok(i as u8);
+    }
+    match s.parse::<u8>() {
+        Ok(n) if n <= 7 => Ok(n),
+        _ => Err(format!(
+            "journald.priority {s:?}: use 0-7 or emerg, alert, crit, err, warning, notice, info, debug"
+        )),
+    }
+}
+
+/// True for a valid journal field name: A–Z, 0–9 and `_`, not starting with a digit.
+pub fn valid_field_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && !n.as_bytes()[0].is_ascii_digit()
+        && n.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl Filter {
+    /// Compiles the filter settings; the error names the setting.
+    pub fn new(cfg: &JournaldConfig) -> Result<Filter, String> {
+        let mut matches = Vec::new();
+        for (i, m) in cfg.matches.iter().enumerate() {
+            let mut all = Vec::new();
+            for term in m.split_whitespace() {
+                let (k, v) = term.split_once('=').ok_or_else(|| {
+                    format!("journald.matches[{i}] {m:?}: {term:?} is not FIELD=VALUE")
+                })?;
+                if !valid_field_name(k) {
+                    return Err(format!(
+                        "journald.matches[{i}] {m:?}: {k:?} is not a journal field name (A-Z, 0-9, _)"
+                    ));
+                }
+                all.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
+            }
+            if all.is_empty() {
+                return Err(format!("journald.matches[{i}] is empty"));
+            }
+            matches.push(all);
+        }
+        for k in &cfg.fields {
+            if !valid_field_name(k) {
+                return Err(format!(
+                    "journald.fields: {k:?} is not a journal field name (A-Z, 0-9, _)"
+                ));
+            }
+        }
+        Ok(Filter {
+            units: cfg.units.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            identifiers: cfg
+                .identifiers
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
+            max_priority: parse_priority(&cfg.priority)?,
+            matches,
+            keep: cfg.fields.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        })
+    }
+
+    /// True if an entry with these fields (`NAME=value` data) is chained.
+    ///
+    /// All set conditions must hold: its `_SYSTEMD_UNIT` (or `UNIT`, which
+    /// systemd sets on its own messages about a unit) is one of `units`; its
+    /// `SYSLOG_IDENTIFIER` one of `identifiers`; its `PRIORITY` at most
+    /// `priority` (entries without one pass); and one of the `matches`
+    /// expressions holds (each term of it).
+    pub fn wants(&self, fields: &[(&[u8], &[u8])]) -> bool {
+        fn values<'a>(
+            fields: &'a [(&'a [u8], &'a [u8])],
+            name: &'a [u8],
+        ) -> impl Iterator<Item = &'a [u8]> + 'a {
+            fields
+                .iter()
+                .filter(move |(n, _)| *n == name)
+                .map(|(_, v)| *v)
+        }
+        let get = |name: &'static [u8]| values(fields, name);
+        if !self.units.is_empty()
+            && !get(b"_SYSTEMD_UNIT")
+                .chain(get(b"UNIT"))
+                .any(|v| self.units.iter().any(|u| u == v))
+        {
+            return false;
+        }
+        if !self.identifiers.is_empty()
+            && !get(b"SYSLOG_IDENTIFIER").any(|v| self.identifiers.iter().any(|u| u == v))
+        {
+            return false;
+        }
+        if self.max_priority < 7 {
+            if let Some(p) = get(b"PRIORITY").next() {
+                let p = std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|s| s.parse::<u8>().ok());
+                if p.is_some_and(|p| p > self.max_priority) {
+                    return false;
+                }
+            }
+        }
+        if !self.matches.is_empty()
+            && !self.matches.iter().any(|all| {
+                all.iter()
+                    .all(|(k, v)| values(fields, k).any(|x| x == v.as_slice()))
+            })
+        {
+            return false;
+        }
+        true
+    }
+
+    /// True if a field is kept in the chained entry.
+    pub fn keeps(&self, name: &[u8]) -> bool {
+        self.keep.is_empty() || self.keep.iter().any(|k| k == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(f: impl FnOnce(&mut JournaldConfig)) -> Filter {
+        let mut c = JournaldConfig::default();
+        f(&mut c);
+        Filter::new(&c).expect("valid filter")
+    }
+
+    const SSHD: &[(&[u8], &[u8])] = &[
+        (b"_SYSTEMD_UNIT", b"ssh.service"),
+        (b"SYSLOG_IDENTIFIER", b"sshd"),
+        (b"PRIORITY", b"6"),
+        (b"MESSAGE", b"Accepted publickey"),
+    ];
+    const KERNEL: &[(&[u8], &[u8])] = &[
+        (b"_TRANSPORT", b"kernel"),
+        (b"PRIORITY", b"3"),
+        (b"MESSAGE", b"oops"),
+    ];
+
+    #[test]
+    fn default_takes_everything() {
+        let f = cfg(|_| {});
+        assert!(f.wants(SSHD) && f.wants(KERNEL) && f.wants(&[]));
+        assert!(f.keeps(b"ANYTHING"));
+    }
+
+    #[test]
+    fn units_identifiers_priority_and_matches() {
+        let f = cfg(|c| c.units = vec!["ssh.service".into()]);
+        assert!(f.wants(SSHD) && !f.wants(KERNEL));
+        let f = cfg(|c| c.identifiers = vec!["sshd".into(), "sudo".into()]);
+        assert!(f.wants(SSHD) && !f.wants(KERNEL));
+        let f = cfg(|c| c.priority = "err".into());
+        assert!(!f.wants(SSHD) && f.wants(KERNEL));
+        assert!(f.wants(&[(b"MESSAGE", b"no priority")]));
+        let f = cfg(|c| c.priority = "6".into());
+        assert!(f.wants(SSHD));
+        let f = cfg(|c| {
+            c.matches = vec![
+                "_TRANSPORT=kernel".into(),
+                "SYSLOG_IDENTIFIER=sshd PRIORITY=3".into(),
+            ]
+        });
+        assert!(f.wants(KERNEL), "first expression");
+        assert!(!f.wants(SSHD), "second expression needs both terms");
+        let f = cfg(|c| c.fields = vec!["MESSAGE".into()]);
+        assert!(f.keeps(b"MESSAGE") && !f.keeps(b"_PID"));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut c = JournaldConfig {
+            matches: vec!["_COMM".into()],
+            ..JournaldConfig::default()
+        };
+        let e = Filter::new(&c).expect_err("no =");
+        assert!(
+            e.contains("journald.matches[0]") && e.contains("FIELD=VALUE"),
+            "{e}"
+        );
+        c.matches = vec!["comm=x".into()];
+        let e = Filter::new(&c).expect_err("lowercase");
+        assert!(e.contains("not a journal field name"), "{e}");
+        c.matches = vec![];
+        c.priority = "loud".into();
+        let e = Filter::new(&c).expect_err("priority");
+        assert!(e.contains("journald.priority"), "{e}");
+        c.priority = "info".into();
+        c.fields = vec!["message".into()];
+        let e = Filter::new(&c).expect_err("fields");
+        assert!(e.contains("journald.fields"), "{e}");
+    }
+}

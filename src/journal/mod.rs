@@ -1,0 +1,105 @@
+//! The journald input: every journal entry chained once, as an Event with
+//! `source = journald` and `format = 1` (its fields, in order), with the
+//! entry's cursor, seqnum, seqnum id and boot id as the first fields.
+//!
+//! The live journal is read through libsystemd's sd-journal (the `reader`
+//! module, behind the default-on `journald` cargo feature): it follows new
+//! entries, survives rotation and vacuuming and decompresses whatever
+//! libsystemd was built for. What does not need libsystemd lives here: the
+//! cursor, the filters, the entry encoding and finding where to resume.
+//!
+//! Exactly once: the cursor of the last journald entry chained is found again
+//! at start — in the spool (newest segment first), or, when the segments
+//! holding journald entries were acknowledged and deleted, in the
+//! `journal-cursor` state file the stamper writes (atomically, with a cursor
+//! already fsynced in the spool) before it deletes any segment. The reader
+//! seeks there and skips that entry.
+
+pub mod cursor;
+pub mod filter;
+#[cfg(feature = "journald")]
+pub mod reader;
+pub mod resume;
+
+pub use cursor::Cursor;
+pub use filter::Filter;
+
+/// Address fields put before an entry's own fields (the `__` prefix is
+/// reserved by journald for them, so they cannot collide with entry fields).
+pub const F_CURSOR: &str = "__CURSOR";
+/// Wall-clock time the entry was written, µs since the Unix epoch (decimal).
+pub const F_REALTIME: &str = "__REALTIME_TIMESTAMP";
+/// Monotonic time of the entry within its boot, µs (decimal).
+pub const F_MONOTONIC: &str = "__MONOTONIC_TIMESTAMP";
+/// The entry's sequence number (decimal).
+pub const F_SEQNUM: &str = "__SEQNUM";
+/// The 128-bit id of the sequence its seqnum belongs to (32 hex digits).
+pub const F_SEQNUM_ID: &str = "__SEQNUM_ID";
+/// The boot the monotonic time refers to (32 hex digits).
+pub const F_BOOT_ID: &str = "__BOOT_ID";
+
+/// Appends one field in the Event payload's format-1 layout
+/// (`name:str | value:bytes`, lengths u32 big-endian) to `out`.
+pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    out.extend_from_slice(name);
+    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    out.extend_from_slice(value);
+}
+
+/// Splits fields written by [`push_field`] back into (name, value) pairs.
+/// Names that are not UTF-8 (journald never writes them) are skipped.
+pub fn split_fields<'a>(mut b: &'a [u8], out: &mut Vec<(&'a str, &'a [u8])>) {
+    out.clear();
+    fn take<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let n = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        let v = b.get(4..4 + n)?;
+        *b = &b[4 + n..];
+        Some(v)
+    }
+    while !b.is_empty() {
+        let (Some(name), Some(value)) = (take(&mut b), take(&mut b)) else {
+            return;
+        };
+        if let Ok(name) = std::str::from_utf8(name) {
+            out.push((name, value));
+        }
+    }
+}
+
+/// The value of the first field `name` in encoded fields.
+pub fn field<'a>(b: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let mut v = Vec::new();
+    split_fields(b, &mut v);
+    v.into_iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip_binary_and_repeated() {
+        let mut b = Vec::new();
+        push_field(&mut b, b"MESSAGE", b"hi");
+        push_field(&mut b, b"BIN", &[0, 1, 255, b'\n']);
+        push_field(&mut b, b"TAG", b"a");
+        push_field(&mut b, b"TAG", b"b");
+        let mut v = Vec::new();
+        split_fields(&b, &mut v);
+        assert_eq!(
+            v,
+            vec![
+                ("MESSAGE", &b"hi"[..]),
+                ("BIN", &[0, 1, 255, b'\n'][..]),
+                ("TAG", &b"a"[..]),
+                ("TAG", &b"b"[..])
+            ]
+        );
+        assert_eq!(field(&b, "TAG"), Some(&b"a"[..]));
+        assert_eq!(field(&b, "NOPE"), None);
+        // A cut buffer yields the whole fields before the cut only.
+        split_fields(&b[..b.len() - 1], &mut v);
+        assert_eq!(v.len(), 3);
+    }
+}

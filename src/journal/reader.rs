@@ -1,0 +1,478 @@
+//! Reads the live journal through libsystemd's sd-journal (the `systemd`
+//! crate) on a thread of its own (an `sd_journal` handle must stay on the
+//! thread that opened it) and feeds the stamper batches of entries.
+//!
+//! Order of work per entry: cursor → seqnum check → fields → filter →
+//! encoding. Every entry is looked at, chained or not, so that a seqnum jump
+//! within one seqnum id (entries the journal lost, or vacuumed before they were
+//! read) is seen and chained as a Loss record before the entry after the gap.
+
+use super::cursor::Cursor;
+use super::filter::Filter;
+use super::{push_field, F_BOOT_ID, F_CURSOR, F_MONOTONIC, F_REALTIME, F_SEQNUM, F_SEQNUM_ID};
+use crate::agent::config::{JournalSource, JournalStart};
+use crate::chain::record::{LossReason, Source};
+use crate::ingest::{Batch, ItemFormat, LossNote};
+use crate::writer::now_ns;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use systemd::journal::{Journal, OpenDirectoryOptions, OpenOptions};
+use tokio::sync::{mpsc, watch};
+
+/// Entries per batch at most.
+const BATCH_ENTRIES: usize = 512;
+/// Bytes per batch at most (beyond one entry).
+const BATCH_BYTES: usize = 1 << 20;
+/// How long one wait for new entries lasts (the stop flag is checked between).
+const WAIT: Duration = Duration::from_millis(200);
+
+/// Settings of the journald reader.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    /// Which journal.
+    pub source: JournalSource,
+    /// Where to start when there is no cursor.
+    pub start: JournalStart,
+    /// Which entries and fields.
+    pub filter: Filter,
+    /// Largest encoded entry; larger ones have their largest values cut.
+    pub max_entry: usize,
+    /// Resume after this cursor (the last entry chained).
+    pub resume: Option<String>,
+    /// Peer name in the chained events (the configured journal).
+    pub peer: Arc<str>,
+    /// Stop at the end the journal has when it is reached (and notify `done`).
+    pub stop_at_end: bool,
+    /// Notified when the reader stopped at the end of the journal.
+    pub done: Arc<tokio::sync::Notify>,
+}
+
+/// Counters of the reader (for logs and tests).
+#[derive(Debug, Default)]
+pub struct ReaderStats {
+    /// Entries read.
+    pub read: std::sync::atomic::AtomicU64,
+    /// Entries passed to the stamper.
+    pub sent: std::sync::atomic::AtomicU64,
+}
+
+fn open(source: &JournalSource) -> std::io::Result<Journal> {
+    let mut j = match source {
+        JournalSource::System => OpenOptions::default().local_only(true).open()?,
+        JournalSource::Namespace(n) => OpenOptions::default().open_namespace(n.as_str())?,
+        JournalSource::Directory(d) => OpenDirectoryOptions::default().open_directory(
+            d.to_str()
+                .ok_or_else(|| std::io::Error::other("journal directory is not UTF-8"))?,
+        )?,
+    };
+    // 0: no limit, every field whole (the default cuts at 64 KiB).
+    j.set_data_threshold(0)?;
+    Ok(j)
+}
+
+/// Opens the journal on a new thread and reads it until `stop` turns true.
+/// Returns once the journal is open (or failed to open) and positioned.
+pub fn spawn(
+    cfg: ReaderConfig,
+    tx: mpsc::Sender<Batch>,
+    stop: watch::Receiver<bool>,
+    stats: Arc<ReaderStats>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let handle = std::thread::Builder::new()
+        .name("logseal-journald".into())
+        .spawn(move || {
+            let mut r = match Reader::start(cfg, tx, stop, stats) {
+                Ok(r) => {
+                    let _ = ready_tx.send(Ok(()));
+                    r
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            r.run();
+        })?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            Err(e)
+        }
+        Err(_) => anyhow::bail!("the journald reader thread died while opening the journal"),
+    }
+}
+
+struct Reader {
+    j: Journal,
+    cfg: ReaderConfig,
+    tx: mpsc::Sender<Batch>,
+    stop: watch::Receiver<bool>,
+    stats: Arc<ReaderStats>,
+    batch: Batch,
+    /// Last seqnum seen per seqnum id, with the entry's time (ns).
+    seen: HashMap<String, (u64, i64)>,
+    /// The entry at the current position is not handled yet (after a resume
+    /// that landed on an entry other than the cursor's).
+    current_unread: bool,
+    /// Scratch: the entry's fields.
+    scratch: Vec<u8>,
+    spans: Vec<(usize, usize, usize)>,
+}
+
+impl Reader {
+    fn start(
+        cfg: ReaderConfig,
+        tx: mpsc::Sender<Batch>,
+        stop: watch::Receiver<bool>,
+        stats: Arc<ReaderStats>,
+    ) -> anyhow::Result<Reader> {
+        let what = match &cfg.source {
+            JournalSource::System => "the system journal".to_string(),
+            JournalSource::Namespace(n) => format!("the journal of namespace {n}"),
+            JournalSource::Directory(d) => format!("the journal files in {}", d.display()),
+        };
+        if let JournalSource::Directory(d) = &cfg.source {
+            if !d.is_dir() {
+                anyhow::bail!("journald.journal: {} is not a directory", d.display());
+            }
+        }
+        let j = open(&cfg.source).map_err(|e| anyhow::anyhow!("opening {what}: {e}"))?;
+        let batch = new_batch(&cfg.peer);
+        let mut r = Reader {
+            j,
+            cfg,
+            tx,
+            stop,
+            stats,
+            batch,
+            seen: HashMap::new(),
+            current_unread: false,
+            scratch: Vec::new(),
+            spans: Vec::new(),
+        };
+        r.position()
+            .map_err(|e| anyhow::anyhow!("positioning in {what}: {e}"))?;
+        Ok(r)
+    }
+
+    /// Puts the read position right after the last entry chained, or at the
+    /// configured start.
+    fn position(&mut self) -> std::io::Result<()> {
+        let Some(c) = self.cfg.resume.clone() else {
+            match self.cfg.start {
+                JournalStart::Head => self.j.seek_head()?,
+                JournalStart::Tail => {
+                    self.j.seek_tail()?;
+                    // On the last entry: the next one read is the first new one.
+                    if self.j.previous()? == 0 {
+                        self.j.seek_head()?;
+                    }
+                }
+                JournalStart::Time(usec) => self.j.seek_realtime_usec(usec)?,
+            }
+            tracing::info!(start = ?self.cfg.start, "journald: new chain, starting in the journal");
+            return Ok(());
+        };
+        let last = Cursor::parse(&c);
+        if let Some(l) = &last {
+            self.seen.insert(
+                l.seqnum_id.clone(),
+                (l.seqnum, (l.realtime_usec as i64).saturating_mul(1000)),
+            );
+        }
+        self.j.seek_cursor(c.as_str())?;
+        if self.j.next()? == 0 {
+            tracing::info!(cursor = %c, "journald: resuming; no entry at or after the last one chained yet");
+            return Ok(());
+        }
+        if self.j.test_cursor(c.as_str())? {
+            tracing::info!(cursor = %c, "journald: resuming after the last entry chained");
+            return Ok(());
+        }
+        // The last entry chained is gone from the journal (vacuumed or
+        // rotated away while the agent was stopped): read from here, and say
+        // what may have been lost if the seqnum check cannot.
+        self.current_unread = true;
+        let here = self.j.cursor()?;
+        let same_sequence = match (&last, Cursor::parse(&here)) {
+            (Some(l), Some(h)) => l.seqnum_id == h.seqnum_id,
+            _ => false,
+        };
+        tracing::warn!(cursor = %c, now_at = %here, "journald: the last entry chained is no longer in the journal");
+        if !same_sequence {
+            let t = last
+                .as_ref()
+                .map(|l| (l.realtime_usec as i64).saturating_mul(1000))
+                .unwrap_or(0);
+            let now = Cursor::parse(&here)
+                .map(|h| (h.realtime_usec as i64).saturating_mul(1000))
+                .unwrap_or(t);
+            self.batch.loss = Some(Box::new(LossNote {
+                reason: LossReason::SourceGap,
+                count: 0,
+                first_ns: t,
+                last_ns: now,
+                detail: format!(
+                    "journald: the entry last chained ({c}) is no longer in the journal and the next one available ({here}) is of another sequence: an unknown number of entries between them may be lost"
+                ),
+            }));
+        }
+        Ok(())
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    fn run(&mut self) {
+        let mut errors = 0u32;
+        while !self.stopping() {
+            match self.step() {
+                Ok(true) => errors = 0,
+                Ok(false) => {
+                    // Caught up: hand over what we have, then wait.
+                    if !self.flush() {
+                        break;
+                    }
+                    if self.cfg.stop_at_end {
+                        tracing::info!("journald: reached the end of the journal; stopping");
+                        self.cfg.done.notify_one();
+                        break;
+                    }
+                    if let Err(e) = self.j.wait(Some(WAIT)) {
+                        tracing::warn!(error = %e, "journald: waiting for the journal");
+                        std::thread::sleep(WAIT);
+                    }
+                }
+                Err(e) => {
+                    errors += 1;
+                    if errors == 1 || errors % 100 == 0 {
+                        tracing::warn!(error = %e, errors, "journald: reading the journal failed; retrying");
+                    }
+                    if !self.flush() {
+                        break;
+                    }
+                    std::thread::sleep(WAIT);
+                }
+            }
+        }
+        // Entries read but not handed over are read again at the next start.
+        tracing::info!(
+            read = self.stats.read.load(std::sync::atomic::Ordering::Relaxed),
+            sent = self.stats.sent.load(std::sync::atomic::Ordering::Relaxed),
+            "journald input stopped"
+        );
+    }
+
+    /// Reads one entry; false when there is none yet.
+    fn step(&mut self) -> std::io::Result<bool> {
+        if self.current_unread {
+            self.current_unread = false;
+        } else if self.j.next()? == 0 {
+            return Ok(false);
+        }
+        self.stats
+            .read
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cursor = self.j.cursor()?;
+        let parsed = Cursor::parse(&cursor);
+        let (realtime, monotonic, boot) = match &parsed {
+            Some(p) => (p.realtime_usec, p.monotonic_usec, p.boot_id.clone()),
+            None => {
+                let (m, b) = self.j.monotonic_timestamp()?;
+                (self.j.timestamp_usec()?, m, b.to_string())
+            }
+        };
+        let t_ns = (realtime as i64).saturating_mul(1000);
+        if let Some(p) = &parsed {
+            self.check_sequence(p, t_ns, &cursor);
+        }
+        // The entry's fields, whole.
+        self.scratch.clear();
+        self.spans.clear();
+        self.j.restart_data();
+        loop {
+            match self.j.enumerate_data() {
+                Ok(Some(f)) => {
+                    let d = f.data();
+                    let eq = d.iter().position(|&b| b == b'=').unwrap_or(d.len());
+                    let s = self.scratch.len();
+                    self.scratch.extend_from_slice(d);
+                    self.spans.push((s, s + eq, s + d.len()));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // A field libsystemd cannot read (compression it was not
+                    // built with, corruption): the entry is still chained.
+                    let s = self.scratch.len();
+                    let msg = format!("__LOGSEAL_FIELD_ERROR={e}");
+                    self.scratch.extend_from_slice(msg.as_bytes());
+                    self.spans
+                        .push((s, s + "__LOGSEAL_FIELD_ERROR".len(), self.scratch.len()));
+                    break;
+                }
+            }
+        }
+        let view: Vec<(&[u8], &[u8])> = self
+            .spans
+            .iter()
+            .map(|&(s, eq, e)| (&self.scratch[s..eq], &self.scratch[(eq + 1).min(e)..e]))
+            .collect();
+        if !self.cfg.filter.wants(&view) {
+            return Ok(true);
+        }
+        let seq = parsed.as_ref().map(|p| p.seqnum.to_string());
+        let sid = parsed.as_ref().map(|p| p.seqnum_id.clone());
+        let mut address: Vec<(&str, Vec<u8>)> = vec![
+            (F_CURSOR, cursor.clone().into_bytes()),
+            (F_REALTIME, realtime.to_string().into_bytes()),
+            (F_MONOTONIC, monotonic.to_string().into_bytes()),
+        ];
+        if let (Some(seq), Some(sid)) = (seq, sid) {
+            address.push((F_SEQNUM, seq.into_bytes()));
+            address.push((F_SEQNUM_ID, sid.into_bytes()));
+        }
+        address.push((F_BOOT_ID, boot.into_bytes()));
+        let kept: Vec<(&[u8], &[u8])> = view
+            .iter()
+            .filter(|(n, _)| self.cfg.filter.keeps(n))
+            .copied()
+            .collect();
+        let fixed: usize = address
+            .iter()
+            .map(|(n, v)| 8 + n.len() + v.len())
+            .sum::<usize>()
+            + kept.iter().map(|(n, _)| 8 + n.len()).sum::<usize>();
+        let values: usize = kept.iter().map(|(_, v)| v.len()).sum();
+        let total = fixed + values;
+        let (cap, original_len) = if total > self.cfg.max_entry {
+            let budget = self.cfg.max_entry.saturating_sub(fixed);
+            (
+                water_level(kept.iter().map(|(_, v)| v.len()), budget),
+                Some(total as u64),
+            )
+        } else {
+            (usize::MAX, None)
+        };
+        let b = &mut self.batch;
+        let start = b.data.len();
+        for (name, value) in &address {
+            push_field(&mut b.data, name.as_bytes(), value);
+        }
+        for (name, value) in &kept {
+            push_field(&mut b.data, name, &value[..value.len().min(cap)]);
+        }
+        b.items.push(crate::ingest::Item {
+            start: start as u32,
+            len: (b.data.len() - start) as u32,
+            original_len,
+        });
+        if b.items.len() >= BATCH_ENTRIES || b.data.len() >= BATCH_BYTES {
+            self.flush();
+        }
+        Ok(true)
+    }
+
+    /// Notes a seqnum jump within a seqnum id as a Loss before this entry.
+    fn check_sequence(&mut self, p: &Cursor, t_ns: i64, cursor: &str) {
+        let prev = self.seen.insert(p.seqnum_id.clone(), (p.seqnum, t_ns));
+        let Some((last, last_t)) = prev else { return };
+        if p.seqnum <= last.saturating_add(1) {
+            return;
+        }
+        let missing = p.seqnum - last - 1;
+        // The Loss goes before this entry: hand over what precedes it.
+        self.flush();
+        let note = LossNote {
+            reason: LossReason::SourceGap,
+            count: missing,
+            first_ns: last_t,
+            last_ns: t_ns,
+            detail: format!(
+                "journald: seqnum jumped from {last} to {} in sequence {} (next entry {cursor}): {missing} entries were lost or vacuumed before the agent read them",
+                p.seqnum, p.seqnum_id
+            ),
+        };
+        match &mut self.batch.loss {
+            // A resume note not handed over yet: keep both in the detail.
+            Some(l) => {
+                l.detail.push_str("; ");
+                l.detail.push_str(&note.detail);
+                l.count += note.count;
+                l.last_ns = note.last_ns;
+            }
+            None => self.batch.loss = Some(Box::new(note)),
+        }
+    }
+
+    /// Hands the batch to the stamper, waiting while the channel is full;
+    /// false if the agent is stopping (the batch is dropped: it is read again
+    /// at the next start) or the stamper is gone.
+    fn flush(&mut self) -> bool {
+        if self.batch.items.is_empty() && self.batch.loss.is_none() {
+            return true;
+        }
+        let mut b = std::mem::replace(&mut self.batch, new_batch(&self.cfg.peer));
+        b.time_ns = now_ns();
+        let n = b.items.len() as u64;
+        loop {
+            match self.tx.try_send(b) {
+                Ok(()) => {
+                    self.stats
+                        .sent
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    return true;
+                }
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    if self.stopping() {
+                        return false;
+                    }
+                    b = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+        }
+    }
+}
+
+fn new_batch(peer: &Arc<str>) -> Batch {
+    let mut b = Batch::new(Source::Journald, peer.clone(), now_ns());
+    b.format = ItemFormat::Fields;
+    b
+}
+
+/// The largest `l` such that the values cut to `l` bytes sum to at most
+/// `budget`: cuts the largest values first and leaves small ones whole.
+pub fn water_level(lens: impl Iterator<Item = usize> + Clone, budget: usize) -> usize {
+    let sum = |l: usize| lens.clone().map(|n| n.min(l)).sum::<usize>();
+    let (mut lo, mut hi) = (0usize, lens.clone().max().unwrap_or(0));
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if sum(mid) <= budget {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
+#[cfg(test)]
+mod tests {
+    use super::water_level;
+
+    #[test]
+    fn water_level_cuts_the_largest_first() {
+        let lens = [10usize, 1000, 50, 5000];
+        let l = water_level(lens.iter().copied(), 1000);
+        let total: usize = lens.iter().map(|n| (*n).min(l)).sum();
+        assert!(total <= 1000 && total > 990, "{l} {total}");
+        assert!(l >= 50, "small values stay whole: {l}");
+        assert_eq!(water_level(lens.iter().copied(), 0), 0);
+        assert_eq!(water_level(lens.iter().copied(), 1_000_000), 5000);
+    }
+}
