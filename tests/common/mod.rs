@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod collector;
+pub mod journal;
 pub mod pki;
 
 use logseal::chain::record::Source;

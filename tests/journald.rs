@@ -1,0 +1,487 @@
+//! The journald input against real journals: files written by Debian's
+//! systemd-journal-remote, and a live systemd-journald namespace instance.
+//! The oracle is `journalctl -o export` on the same journal.
+#![cfg(feature = "journald")]
+
+mod common;
+
+use common::journal::*;
+use common::TempDir;
+use std::process::Command;
+use std::time::Duration;
+
+fn f(k: &str, v: impl AsRef<[u8]>) -> (String, Vec<u8>) {
+    (k.to_string(), v.as_ref().to_vec())
+}
+
+/// Entries with repeated, binary and large fields, at increasing times.
+fn file_entries(from: u64, n: u64, t0: u64) -> Vec<Fields> {
+    (from..from + n)
+        .map(|i| {
+            let mut e = vec![
+                f("__REALTIME_TIMESTAMP", (t0 + i * 1000).to_string()),
+                f("__MONOTONIC_TIMESTAMP", (5_000_000 + i * 1000).to_string()),
+                f("_BOOT_ID", "0123456789abcdef0123456789abcdef"),
+                f("MESSAGE", format!("file message {i}")),
+                f("TEST_RUN", "files"),
+                f("TEST_SEQ", i.to_string()),
+                f(
+                    "SYSLOG_IDENTIFIER",
+                    if i % 2 == 0 { "keep" } else { "other" },
+                ),
+                f("PRIORITY", (i % 8).to_string()),
+                f("_SYSTEMD_UNIT", format!("unit-{}.service", i % 3)),
+                f("TAG", "a"),
+                f("TAG", format!("b{}", i % 2)),
+                f("BIN", [0u8, 1, 0xff, b'\n', (i % 251) as u8]),
+            ];
+            if i % 50 == 7 {
+                // Beyond sd-journal's default 64 KiB data threshold; compressed.
+                e.push(f("BIG", vec![b'a' + (i % 26) as u8; 200_000]));
+            }
+            if i == 123 {
+                // Beyond the agent's 1 MiB max_entry_size: cut, flagged.
+                e.push(f(
+                    "HUGE",
+                    (0..3_000_000u32)
+                        .map(|x| (x % 97) as u8)
+                        .collect::<Vec<u8>>(),
+                ));
+            }
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn journal_files_are_chained_whole_exactly_once_and_resume_after_the_last() {
+    let tmp = TempDir::new("jfiles");
+    let jdir = tmp.path().join("journal");
+    std::fs::create_dir_all(&jdir).unwrap();
+    let t0 = 1_790_000_000_000_000u64;
+    write_journal_file(&jdir.join("a.journal"), &file_entries(0, 300, t0));
+    let state = tmp.path().join("state");
+    let log = tmp.path().join("agent.log");
+    let jd = jdir.to_str().unwrap();
+
+    run_to_end(jd, &state, &log);
+    let oracle = export_dir(&jdir);
+    assert_eq!(oracle.len(), 300);
+    let got = chained(&state);
+    let ents = entries(&got);
+    assert_eq!(ents.len(), 300, "every entry chained once");
+    for (i, (c, o)) in got.iter().zip(&oracle).enumerate() {
+        let Chained::Entry {
+            fields,
+            original_len,
+            flags,
+        } = c
+        else {
+            panic!("unexpected {c:?}");
+        };
+        // The agent's own address fields agree with the cursor.
+        let cursor = get_str(fields, "__CURSOR");
+        assert_eq!(fields[0].0, "__CURSOR");
+        assert!(cursor.contains(&format!(
+            ";i={:x};",
+            get_str(fields, "__SEQNUM").parse::<u64>().unwrap()
+        )));
+        assert!(cursor.starts_with(&format!("s={};", get_str(fields, "__SEQNUM_ID"))));
+        assert_eq!(get(fields, "__BOOT_ID"), get(o, "_BOOT_ID"));
+        if i == 123 {
+            // Cut to max_entry_size, flagged with the size it had.
+            assert_eq!(flags & 1, 1, "truncated flag");
+            let total = original_len.expect("original length");
+            assert!(total > 3_000_000, "{total}");
+            let huge = get(fields, "HUGE").unwrap();
+            let want = get(o, "HUGE").unwrap();
+            assert!(
+                huge.len() < 1 << 20 && huge.len() > 900_000,
+                "{}",
+                huge.len()
+            );
+            assert_eq!(huge, &want[..huge.len()], "a prefix of the value");
+            let mut a = as_exported(fields);
+            let mut b = without_boot(o);
+            a.retain(|(k, _)| k != "HUGE");
+            b.retain(|(k, _)| k != "HUGE");
+            assert_eq!(a, b, "the other fields whole");
+        } else {
+            assert_eq!(*flags, 0);
+            assert_eq!(
+                as_exported(fields),
+                without_boot(o),
+                "entry {i}: every field, in order"
+            );
+        }
+    }
+    // Binary, repeated and large (compressed) fields arrived whole.
+    let e7 = &ents[7];
+    assert_eq!(get(e7, "BIG").unwrap().len(), 200_000);
+    let tags: Vec<&[u8]> = e7
+        .iter()
+        .filter(|(k, _)| k == "TAG")
+        .map(|(_, v)| v.as_slice())
+        .collect();
+    assert_eq!(tags, vec![&b"a"[..], &b"b1"[..]]);
+    assert_eq!(get(e7, "BIN").unwrap(), &[0, 1, 0xff, b'\n', 7]);
+
+    // Run again: nothing new, nothing twice.
+    run_to_end(jd, &state, &log);
+    assert_eq!(entries(&chained(&state)).len(), 300);
+
+    // A second file with later entries: only those are chained.
+    write_journal_file(&jdir.join("b.journal"), &file_entries(300, 100, t0));
+    run_to_end(jd, &state, &log);
+    let all = entries(&chained(&state));
+    assert_eq!(seqs(&all, "files"), (0..400).collect::<Vec<u64>>());
+    let oracle = export_dir(&jdir);
+    let cursors = |v: &[Fields]| -> Vec<String> {
+        v.iter()
+            .map(|e| get_str(e, "__CURSOR").to_string())
+            .collect()
+    };
+    assert_eq!(cursors(&all), cursors(&oracle));
+
+    let v = Command::new(common::bin())
+        .arg("verify")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+
+    // inspect shows unit, identifier, priority and message.
+    let o = Command::new(common::bin())
+        .arg("inspect")
+        .arg(&state)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("file message 10"))
+        .expect("entry 10");
+    assert!(
+        line.contains("journald unit-1.service keep") && line.contains(" crit: file message 10"),
+        "{line}"
+    );
+    let o = Command::new(common::bin())
+        .args(["inspect", "--json"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let recs = doc.as_array().expect("records");
+    let r = recs
+        .iter()
+        .find(|r| r["journal"]["message"] == "file message 3")
+        .expect("entry 3 in json");
+    assert_eq!(r["journal"]["unit"], "unit-0.service");
+    assert_eq!(r["journal"]["identifier"], "other");
+    assert_eq!(r["journal"]["priority"], "err");
+    let bin = r["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x[0] == "BIN")
+        .unwrap();
+    assert_eq!(bin[1]["hex"], "0001ff0a03", "binary values as hex");
+}
+
+#[test]
+fn filters_choose_entries_and_fields() {
+    let tmp = TempDir::new("jfilter");
+    let jdir = tmp.path().join("journal");
+    std::fs::create_dir_all(&jdir).unwrap();
+    let src = file_entries(0, 120, 1_790_000_000_000_000);
+    write_journal_file(&jdir.join("a.journal"), &src);
+    let run = |name: &str, table: &str| -> Vec<Fields> {
+        let state = tmp.path().join(name);
+        let cfg = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir = {:?}\nhost = \"f\"\n[journald]\njournal = {:?}\nstop_at_end = true\n{table}\n",
+                state.to_str().unwrap(),
+                jdir.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let st = Command::new(common::bin())
+            .args(["agent", "--config"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        entries(&chained(&state))
+    };
+    let s = |e: &Fields, k: &str| get(e, k).map(|v| String::from_utf8_lossy(v).into_owned());
+
+    let got = run(
+        "idprio",
+        "identifiers = [\"keep\"]\npriority = \"warning\"\nfields = [\"MESSAGE\", \"TEST_SEQ\"]",
+    );
+    let want: Vec<u64> = src
+        .iter()
+        .filter(|e| s(e, "SYSLOG_IDENTIFIER").as_deref() == Some("keep"))
+        .filter(|e| s(e, "PRIORITY").unwrap().parse::<u8>().unwrap() <= 4)
+        .map(|e| s(e, "TEST_SEQ").unwrap().parse().unwrap())
+        .collect();
+    assert!(!want.is_empty());
+    let got_seqs: Vec<u64> = got
+        .iter()
+        .map(|e| s(e, "TEST_SEQ").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(got_seqs, want);
+    let names: Vec<&str> = got[0].iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "__CURSOR",
+            "__REALTIME_TIMESTAMP",
+            "__MONOTONIC_TIMESTAMP",
+            "__SEQNUM",
+            "__SEQNUM_ID",
+            "__BOOT_ID",
+            "MESSAGE",
+            "TEST_SEQ"
+        ]
+    );
+
+    let got = run(
+        "matches",
+        "units = [\"unit-1.service\", \"unit-2.service\"]\nmatches = [\"TAG=b0 PRIORITY=2\", \"TEST_SEQ=7\"]",
+    );
+    let want: Vec<u64> = src
+        .iter()
+        .filter(|e| {
+            matches!(
+                s(e, "_SYSTEMD_UNIT").as_deref(),
+                Some("unit-1.service" | "unit-2.service")
+            )
+        })
+        .filter(|e| {
+            let tags: Vec<String> = e
+                .iter()
+                .filter(|(k, _)| k == "TAG")
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            (tags.iter().any(|t| t == "b0") && s(e, "PRIORITY").as_deref() == Some("2"))
+                || s(e, "TEST_SEQ").as_deref() == Some("7")
+        })
+        .map(|e| s(e, "TEST_SEQ").unwrap().parse().unwrap())
+        .collect();
+    assert!(want.len() >= 2, "{want:?}");
+    let got_seqs: Vec<u64> = got
+        .iter()
+        .map(|e| s(e, "TEST_SEQ").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(got_seqs, want);
+
+    // A bad filter is refused before anything starts, naming the key.
+    let cfg = tmp.path().join("bad.toml");
+    std::fs::write(&cfg, "[journald]\nmatches = [\"_COMM\"]\n").unwrap();
+    let o = Command::new(common::bin())
+        .args(["agent", "--check-config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("journald.matches[0]") && err.contains("FIELD=VALUE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn live_journald_each_entry_once_across_kill_9() {
+    let tmp = TempDir::new("jkill");
+    let mut jd = Journald::start("k");
+    jd.ensure_running();
+    let state = tmp.path().join("state");
+    let log = tmp.path().join("agent.log");
+    let dir = jd.dir.to_str().unwrap().to_string();
+    let n = 3000u64;
+    let writer = std::thread::spawn(move || {
+        for k in 0..30 {
+            jd.send_numbered("kill", k * (n / 30), n / 30);
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        jd
+    });
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    for _ in 0..12 {
+        let mut c = start_agent(&dir, &state, &[], &log);
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(30 + rng % 150));
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+    }
+    let jd_live = writer.join().unwrap();
+    jd_live.wait_written("kill", n as usize);
+    run_to_end(&dir, &state, &log);
+
+    let oracle = export_dir(&jd_live.dir);
+    let got = chained(&state);
+    assert!(
+        got.iter().all(|c| matches!(c, Chained::Entry { .. })),
+        "no Loss: nothing was lost"
+    );
+    let all = entries(&got);
+    assert_eq!(
+        seqs(&all, "kill"),
+        (0..n).collect::<Vec<u64>>(),
+        "each entry once, in order"
+    );
+    let cursors = |v: &[Fields]| -> Vec<String> {
+        v.iter()
+            .map(|e| get_str(e, "__CURSOR").to_string())
+            .collect()
+    };
+    assert_eq!(cursors(&all), cursors(&oracle), "every journal entry, once");
+    let v = Command::new(common::bin())
+        .arg("verify")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+}
+
+#[test]
+fn rotation_and_vacuum_while_running() {
+    let tmp = TempDir::new("jrot");
+    let mut jd = Journald::start("r");
+    let state = tmp.path().join("state");
+    let log = tmp.path().join("agent.log");
+    let ns = format!("namespace:{}", jd.name);
+    let mut agent = start_agent(&ns, &state, &[], &log);
+    let chained_of = |run: &str| seqs(&entries(&chained(&state)), run).len();
+    let wait = |k: usize| {
+        common::collector::wait_until(&format!("{k} chained"), || chained_of("rot") >= k)
+    };
+
+    jd.send_numbered("rot", 0, 200);
+    wait(200);
+    jd.rotate();
+    jd.send_numbered("rot", 200, 200);
+    wait(400);
+    // Vacuum: every archived file goes.
+    let o = Command::new("journalctl")
+        .arg("-D")
+        .arg(&jd.dir)
+        .arg("--vacuum-size=1")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(jd.archived().is_empty(), "vacuumed");
+    jd.send_numbered("rot", 400, 200);
+    wait(600);
+    jd.rotate();
+    jd.send_numbered("rot", 600, 100);
+    wait(700);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&agent),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(agent.wait().unwrap().success());
+
+    let got = chained(&state);
+    assert!(
+        got.iter().all(|c| matches!(c, Chained::Entry { .. })),
+        "no Loss record"
+    );
+    assert_eq!(seqs(&entries(&got), "rot"), (0..700).collect::<Vec<u64>>());
+    let v = Command::new(common::bin())
+        .arg("verify")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(0));
+}
+
+#[test]
+fn vacuum_ahead_of_a_stopped_agent_is_chained_as_a_loss() {
+    let tmp = TempDir::new("jgap");
+    let mut jd = Journald::start("g");
+    let state = tmp.path().join("state");
+    let log = tmp.path().join("agent.log");
+    let dir = jd.dir.to_str().unwrap().to_string();
+
+    jd.send_numbered("gap", 0, 50);
+    jd.wait_written("gap", 50);
+    run_to_end(&dir, &state, &log);
+    let before = entries(&chained(&state));
+    assert_eq!(seqs(&before, "gap"), (0..50).collect::<Vec<u64>>());
+    let last_seqnum: u64 = get_str(before.last().unwrap(), "__SEQNUM").parse().unwrap();
+
+    // While the agent is stopped: more entries, rotated away and vacuumed.
+    jd.send_numbered("gap", 50, 100);
+    jd.wait_written("gap", 150);
+    jd.rotate();
+    let archived = jd.archived();
+    let seqnum_of = |e: &Fields| -> u64 {
+        let c = get_str(e, "__CURSOR");
+        let i = c.split(';').find_map(|p| p.strip_prefix("i=")).unwrap();
+        u64::from_str_radix(i, 16).unwrap()
+    };
+    let lost: usize = archived
+        .iter()
+        .flat_map(|a| export_file(a))
+        .filter(|e| seqnum_of(e) > last_seqnum)
+        .count();
+    assert!(lost >= 100, "{lost}");
+    for a in &archived {
+        std::fs::remove_file(a).unwrap();
+    }
+    jd.send_numbered("gap", 150, 30);
+    jd.wait_written("gap", 30);
+    let remaining = export_dir(&jd.dir);
+
+    run_to_end(&dir, &state, &log);
+    let got = chained(&state);
+    let k = got
+        .iter()
+        .position(|c| matches!(c, Chained::Loss { .. }))
+        .expect("a Loss record");
+    let Chained::Loss { count, detail } = &got[k] else {
+        unreachable!()
+    };
+    assert_eq!(*count as usize, lost, "{detail}");
+    assert!(detail.contains("seqnum jumped"), "{detail}");
+    // Right after it: the first entry still in the journal.
+    let Chained::Entry { fields, .. } = &got[k + 1] else {
+        panic!()
+    };
+    assert_eq!(get(fields, "__CURSOR"), get(&remaining[0], "__CURSOR"));
+    let all = entries(&got);
+    let mut want: Vec<u64> = (0..50).collect();
+    want.extend(150..180);
+    assert_eq!(seqs(&all, "gap"), want);
+    let v = Command::new(common::bin())
+        .args(["verify", "--json"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+}
