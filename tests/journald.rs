@@ -2,6 +2,7 @@
 //! systemd-journal-remote, and a live systemd-journald namespace instance.
 //! The oracle is `journalctl -o export` on the same journal.
 #![cfg(feature = "journald")]
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
 
 mod common;
 
@@ -130,8 +131,26 @@ fn journal_files_are_chained_whole_exactly_once_and_resume_after_the_last() {
     run_to_end(jd, &state, &log);
     assert_eq!(entries(&chained(&state)).len(), 300);
 
-    // A second file with later entries: only those are chained.
-    write_journal_file(&jdir.join("b.journal"), &file_entries(300, 100, t0));
+    // A second file with later entries, in the old layout and uncompressed:
+    // only those are chained.
+    write_journal_file_with(
+        &jdir.join("b.journal"),
+        &file_entries(300, 100, t0),
+        &["--compress=no"],
+        &[("SYSTEMD_JOURNAL_COMPACT", "0")],
+    );
+    let (fa, fb) = (
+        header_flags(&jdir.join("a.journal")),
+        header_flags(&jdir.join("b.journal")),
+    );
+    assert!(
+        fa.contains("COMPRESSED-ZSTD") && fa.contains("COMPACT"),
+        "{fa}"
+    );
+    assert!(
+        !fb.contains("COMPRESSED") && !fb.contains("COMPACT"),
+        "{fb}"
+    );
     run_to_end(jd, &state, &log);
     let all = entries(&chained(&state));
     assert_eq!(seqs(&all, "files"), (0..400).collect::<Vec<u64>>());
@@ -313,11 +332,12 @@ fn live_journald_each_entry_once_across_kill_9() {
     let writer = std::thread::spawn(move || {
         for k in 0..30 {
             jd.send_numbered("kill", k * (n / 30), n / 30);
-            std::thread::sleep(Duration::from_millis(40));
+            std::thread::sleep(Duration::from_millis(60));
         }
         jd
     });
     let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut progress = Vec::new();
     for _ in 0..12 {
         let mut c = start_agent(&dir, &state, &[], &log);
         rng ^= rng << 13;
@@ -326,8 +346,16 @@ fn live_journald_each_entry_once_across_kill_9() {
         std::thread::sleep(Duration::from_millis(30 + rng % 150));
         c.kill().unwrap(); // SIGKILL
         c.wait().unwrap();
+        progress.push(seqs(&entries(&chained(&state)), "kill").len());
     }
     let jd_live = writer.join().unwrap();
+    // The kills fell while entries were being written and chained.
+    let advanced = progress.windows(2).filter(|w| w[1] > w[0]).count();
+    assert!(
+        advanced >= 5,
+        "chained counts after each kill: {progress:?}"
+    );
+    assert!(*progress.last().unwrap() < n as usize, "{progress:?}");
     jd_live.wait_written("kill", n as usize);
     run_to_end(&dir, &state, &log);
 
@@ -484,4 +512,64 @@ fn vacuum_ahead_of_a_stopped_agent_is_chained_as_a_loss() {
         "{}",
         String::from_utf8_lossy(&v.stdout)
     );
+}
+
+#[test]
+fn shipped_and_deleted_spool_resumes_from_the_cursor_file() {
+    use common::collector::{agent_config, Ca, Collector};
+    let tmp = TempDir::new("jship");
+    let jdir = tmp.path().join("journal");
+    std::fs::create_dir_all(&jdir).unwrap();
+    let t0 = 1_790_000_000_000_000u64;
+    write_journal_file(&jdir.join("a.journal"), &file_entries(0, 200, t0));
+    let ca = Ca::new(&tmp.path().join("pki"));
+    let c = Collector::start(&tmp.path().join("c"), &ca, "127.0.0.1:0", "");
+    let adir = tmp.path().join("a");
+    std::fs::create_dir_all(&adir).unwrap();
+    let cfg = agent_config(
+        &adir,
+        &ca,
+        "jhost",
+        &[&c.addr],
+        &format!(
+            "[journald]\njournal = {:?}\nstop_at_end = true\n",
+            jdir.to_str().unwrap()
+        ),
+        "",
+    );
+    // 4 KiB segments: acknowledged ones are deleted as the agent runs.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "segment_size = \"256KiB\"",
+        "segment_size = \"4KiB\"\nmax_size = \"64MiB\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let state = adir.join("state");
+    let run = || {
+        let o = Command::new(common::bin())
+            .args(["agent", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run();
+    // Restart (no new entries) until no journald entry is left in the spool:
+    // the resume point must then come from the cursor file.
+    let mut runs = 1;
+    while !entries(&chained(&state)).is_empty() {
+        assert!(runs < 40, "the spool keeps its journald entries");
+        run();
+        runs += 1;
+    }
+    assert!(state.join("journal-cursor").exists());
+    write_journal_file(&jdir.join("b.journal"), &file_entries(200, 50, t0));
+    run();
+    let stored = entries(&chained_in(&c.store.join("hosts")));
+    assert_eq!(
+        seqs(&stored, "files"),
+        (0..250).collect::<Vec<u64>>(),
+        "each entry stored once after {runs} restarts"
+    );
+    let log = c.stop();
+    assert!(!log.contains("quarantine"), "{log}");
 }

@@ -287,10 +287,24 @@ pub fn export_file(f: &Path) -> Vec<Fields> {
     parse_export(&o.stdout)
 }
 
-/// Builds a journal file from entries with systemd-journal-remote.
+/// Builds a journal file from entries with systemd-journal-remote (zstd,
+/// compact layout: its defaults).
 pub fn write_journal_file(out: &Path, entries: &[Fields]) {
+    write_journal_file_with(out, entries, &[], &[]);
+}
+
+/// Like [`write_journal_file`] with more arguments and environment, e.g.
+/// `--compress=no` and `SYSTEMD_JOURNAL_COMPACT=0` for the old layout.
+pub fn write_journal_file_with(
+    out: &Path,
+    entries: &[Fields],
+    args: &[&str],
+    env: &[(&str, &str)],
+) {
     let mut c = Command::new("/lib/systemd/systemd-journal-remote")
         .arg(format!("--output={}", out.display()))
+        .args(args)
+        .envs(env.iter().copied())
         .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -331,12 +345,26 @@ pub enum Chained {
 /// Journald Events and journald Loss records in the spool of `state`.
 pub fn chained(state: &Path) -> Vec<Chained> {
     let dir = state.join("spool");
-    let mut out = Vec::new();
     let Ok(bases) = logseal::spool::segment_bases(&dir) else {
-        return out;
+        return Vec::new();
     };
-    for b in bases {
-        let Ok(mut r) = SegmentReader::open(&dir.join(format!("{b:020}.seg"))) else {
+    let files: Vec<PathBuf> = bases
+        .iter()
+        .map(|b| dir.join(format!("{b:020}.seg")))
+        .collect();
+    chained_in_files(&files)
+}
+
+/// The same for every segment file under `dir` (a collector's store).
+pub fn chained_in(dir: &Path) -> Vec<Chained> {
+    let (files, _) = logseal::verify_files::expand(&[dir.to_path_buf()]).unwrap();
+    chained_in_files(&files)
+}
+
+fn chained_in_files(files: &[PathBuf]) -> Vec<Chained> {
+    let mut out = Vec::new();
+    for f in files {
+        let Ok(mut r) = SegmentReader::open(f) else {
             continue;
         };
         while let Ok(Some(item)) = r.next_item() {
@@ -388,6 +416,7 @@ pub fn entries(c: &[Chained]) -> Vec<Fields> {
 
 /// `logseal agent --journal J --state S [extra]`, started; waits for its
 /// "reading journal" line.
+#[allow(clippy::zombie_processes)] // returned to the caller, who waits for it
 pub fn start_agent(journal: &str, state: &Path, extra: &[&str], errlog: &Path) -> Child {
     let mut c = Command::new(bin())
         .args(["agent", "--journal", journal, "--state"])
@@ -402,12 +431,14 @@ pub fn start_agent(journal: &str, state: &Path, extra: &[&str], errlog: &Path) -
     let mut line = String::new();
     loop {
         line.clear();
-        let n = out.read_line(&mut line).unwrap();
-        assert!(
-            n > 0,
-            "agent exited before reading the journal: {}",
-            std::fs::read_to_string(errlog).unwrap_or_default()
-        );
+        let n = out.read_line(&mut line).unwrap_or(0);
+        if n == 0 {
+            let _ = c.wait();
+            panic!(
+                "agent exited before reading the journal: {}",
+                std::fs::read_to_string(errlog).unwrap_or_default()
+            );
+        }
         if line.starts_with("reading journal ") {
             return c;
         }
@@ -453,4 +484,18 @@ pub fn as_exported(e: &Fields) -> Fields {
 /// An exported entry without _BOOT_ID.
 pub fn without_boot(e: &Fields) -> Fields {
     e.iter().filter(|(k, _)| k != "_BOOT_ID").cloned().collect()
+}
+
+/// The "Incompatible flags" line of `journalctl --header` for a file.
+pub fn header_flags(f: &Path) -> String {
+    let o = Command::new("journalctl")
+        .arg("--header")
+        .arg(format!("--file={}", f.display()))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find(|l| l.starts_with("Incompatible flags:"))
+        .unwrap_or("")
+        .to_string()
 }
