@@ -213,6 +213,34 @@ fn shipped_config_is_valid_and_bad_keys_are_named() {
     let cfg = logseal::agent::config::AgentConfig::load(&shipped).unwrap();
     assert_eq!(cfg.inputs.len(), 3);
     assert_eq!(cfg.spool.commit_interval, Duration::from_millis(10));
+    // The [journald] table shows the defaults the code applies.
+    let j = cfg
+        .journald
+        .as_ref()
+        .expect("[journald] in the shipped config");
+    let d = logseal::agent::config::JournaldConfig::default();
+    assert_eq!(
+        (
+            &j.journal,
+            &j.start,
+            &j.priority,
+            j.max_entry_size,
+            j.stop_at_end
+        ),
+        (
+            &d.journal,
+            &d.start,
+            &d.priority,
+            d.max_entry_size,
+            d.stop_at_end
+        )
+    );
+    assert!(
+        j.units.is_empty()
+            && j.identifiers.is_empty()
+            && j.matches.is_empty()
+            && j.fields.is_empty()
+    );
 
     let d = TempDir::new("agentcfg");
     let bad = d.path().join("bad.toml");
@@ -234,6 +262,32 @@ fn shipped_config_is_valid_and_bad_keys_are_named() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("\"localhost\" is not an address"));
+
+    std::fs::write(
+        &bad,
+        "[journald]\nstart = \"head\"\nunit = [\"ssh.service\"]\n",
+    )
+    .unwrap();
+    let o = Command::new(bin())
+        .args(["agent", "--check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("unknown field `unit`") && err.contains("line 3"),
+        "{err}"
+    );
+    std::fs::write(&bad, "[journald]\nstart = \"yesterday\"\n").unwrap();
+    let o = Command::new(bin())
+        .args(["agent", "--check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("journald.start \"yesterday\""), "{err}");
 
     std::fs::write(&bad, "[chain]\nseal_interval = \"fast\"\n").unwrap();
     let o = Command::new(bin())
