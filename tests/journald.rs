@@ -573,3 +573,57 @@ fn shipped_and_deleted_spool_resumes_from_the_cursor_file() {
     let log = c.stop();
     assert!(!log.contains("quarantine"), "{log}");
 }
+
+/// Runs `logseal agent --config` with a [journald] table over `jdir` until the
+/// end of the journal; returns the chained entries.
+fn run_config(
+    tmp: &std::path::Path,
+    name: &str,
+    jdir: &std::path::Path,
+    table: &str,
+) -> Vec<Fields> {
+    let state = tmp.join(name);
+    let cfg = tmp.join(format!("{name}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\nhost = \"s\"\n[journald]\njournal = {:?}\nstop_at_end = true\n{table}\n",
+            state.to_str().unwrap(),
+            jdir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(common::bin())
+        .args(["agent", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    entries(&chained(&state))
+}
+
+#[test]
+fn start_tail_or_time_applies_once_to_a_new_chain() {
+    let tmp = TempDir::new("jstart");
+    let jdir = tmp.path().join("journal");
+    std::fs::create_dir_all(&jdir).unwrap();
+    let t0 = 1_790_000_000_000_000u64;
+    write_journal_file(&jdir.join("a.journal"), &file_entries(0, 100, t0));
+
+    // tail: nothing that was there; what comes later, also across a restart
+    // that happens before anything was chained.
+    assert!(run_config(tmp.path(), "tail", &jdir, "start = \"tail\"").is_empty());
+    assert!(run_config(tmp.path(), "tail", &jdir, "start = \"tail\"").is_empty());
+    write_journal_file(&jdir.join("b.journal"), &file_entries(100, 50, t0));
+    let got = run_config(tmp.path(), "tail", &jdir, "start = \"tail\"");
+    assert_eq!(seqs(&got, "files"), (100..150).collect::<Vec<u64>>());
+
+    // A time: the first entry at or after it, then everything after.
+    let at = logseal::timefmt::rfc3339(((t0 + 40 * 1000) * 1000) as i64);
+    let got = run_config(tmp.path(), "time", &jdir, &format!("start = {at:?}"));
+    assert_eq!(seqs(&got, "files"), (40..150).collect::<Vec<u64>>());
+
+    // head (the default): all of it.
+    let got = run_config(tmp.path(), "head", &jdir, "");
+    assert_eq!(seqs(&got, "files"), (0..150).collect::<Vec<u64>>());
+}

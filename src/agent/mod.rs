@@ -318,6 +318,7 @@ fn start_journald(
         peer: j.journal.as_str().into(),
         stop_at_end: j.stop_at_end,
         done,
+        state_dir: cfg.state_dir.clone(),
     };
     let h = reader::spawn(rcfg, tx, stop, Arc::new(reader::ReaderStats::default()))?;
     println!("reading journal {}", j.journal);

@@ -46,6 +46,10 @@ pub struct ReaderConfig {
     pub stop_at_end: bool,
     /// Notified when the reader stopped at the end of the journal.
     pub done: Arc<tokio::sync::Notify>,
+    /// The agent's state directory: a `tail` or time start records there the
+    /// entry it starts after, so that a restart before anything was chained
+    /// does not skip what was written meanwhile.
+    pub state_dir: std::path::PathBuf,
 }
 
 /// Counters of the reader (for logs and tests).
@@ -162,18 +166,39 @@ impl Reader {
     /// configured start.
     fn position(&mut self) -> std::io::Result<()> {
         let Some(c) = self.cfg.resume.clone() else {
-            match self.cfg.start {
-                JournalStart::Head => self.j.seek_head()?,
+            // On the entry before the start (if any): the next one read is the first.
+            let before = match self.cfg.start {
+                JournalStart::Head => {
+                    self.j.seek_head()?;
+                    false
+                }
                 JournalStart::Tail => {
                     self.j.seek_tail()?;
-                    // On the last entry: the next one read is the first new one.
-                    if self.j.previous()? == 0 {
-                        self.j.seek_head()?;
-                    }
+                    self.j.previous()? > 0
                 }
-                JournalStart::Time(usec) => self.j.seek_realtime_usec(usec)?,
+                JournalStart::Time(usec) => {
+                    // previous() after a realtime seek gives the last entry at
+                    // or before that time: seek just before the start.
+                    self.j.seek_realtime_usec(usec.saturating_sub(1))?;
+                    self.j.previous()? > 0
+                }
+            };
+            if before {
+                // Entries up to here are skipped by configuration: remember
+                // that, as if they had been chained.
+                let here = self.j.cursor()?;
+                super::resume::write_cursor_file(&self.cfg.state_dir, &here)?;
+                if let Some(h) = Cursor::parse(&here) {
+                    self.seen.insert(
+                        h.seqnum_id,
+                        (h.seqnum, (h.realtime_usec as i64).saturating_mul(1000)),
+                    );
+                }
+                tracing::info!(start = ?self.cfg.start, after = %here, "journald: new chain, starting in the journal");
+            } else {
+                self.j.seek_head()?;
+                tracing::info!(start = ?self.cfg.start, "journald: new chain, starting at the oldest entry");
             }
-            tracing::info!(start = ?self.cfg.start, "journald: new chain, starting in the journal");
             return Ok(());
         };
         let last = Cursor::parse(&c);
