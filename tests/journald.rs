@@ -627,3 +627,87 @@ fn start_tail_or_time_applies_once_to_a_new_chain() {
     let got = run_config(tmp.path(), "head", &jdir, "");
     assert_eq!(seqs(&got, "files"), (0..150).collect::<Vec<u64>>());
 }
+
+/// `--journal system` / `journal = "system"`: the local system's journal. Uses
+/// the running system journald if there is one (only entries written after
+/// the agent started are read); otherwise starts one (journald without a
+/// namespace, which serves /run/systemd/journal/socket) and stops it after.
+#[test]
+fn system_journal_is_followed() {
+    let tmp = TempDir::new("jsys");
+    let sock = std::path::Path::new("/run/systemd/journal/socket");
+    let probe = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    let running = sock.exists() && probe.send_to(b"MESSAGE=logseal test probe\n", sock).is_ok();
+    let runtime_dir = std::path::PathBuf::from(format!("/run/log/journal/{}", machine_id()));
+    let created_runtime = !runtime_dir.exists();
+    let mut ours = None;
+    if !running {
+        let c = Command::new("/lib/systemd/systemd-journald")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        ours = Some(c);
+        common::collector::wait_until("the system journald", || {
+            probe.send_to(b"MESSAGE=logseal test probe\n", sock).is_ok()
+        });
+    }
+    let run = format!("sys{}", std::process::id());
+    let state = tmp.path().join("state");
+    let cfg = tmp.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\nhost = \"sys\"\n[journald]\njournal = \"system\"\nstart = \"tail\"\nmatches = [\"TEST_RUN={run}\"]\n",
+            state.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let log = tmp.path().join("agent.log");
+    let mut agent = Command::new(common::bin())
+        .args(["agent", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(agent.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.starts_with("reading journal") {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+    }
+    for i in 0..20 {
+        let m = format!("MESSAGE=system journal entry {i}\nTEST_RUN={run}\nTEST_SEQ={i}\nSYSLOG_IDENTIFIER=systest\n");
+        probe.send_to(m.as_bytes(), sock).unwrap();
+    }
+    common::collector::wait_until("20 entries chained", || {
+        seqs(&entries(&chained(&state)), &run).len() >= 20
+    });
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&agent),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let st = agent.wait().unwrap();
+    if let Some(mut c) = ours {
+        let _ = c.kill();
+        let _ = c.wait();
+        if created_runtime {
+            let _ = std::fs::remove_dir_all(&runtime_dir);
+        }
+        let _ = std::fs::remove_dir_all("/run/systemd/journal");
+    }
+    assert!(st.success());
+    let got = entries(&chained(&state));
+    assert_eq!(seqs(&got, &run), (0..20).collect::<Vec<u64>>());
+    assert_eq!(got.len(), 20, "the match keeps only this test's entries");
+    assert_eq!(get(&got[0], "SYSLOG_IDENTIFIER"), Some(&b"systest"[..]));
+}
