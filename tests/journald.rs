@@ -318,6 +318,22 @@ fn filters_choose_entries_and_fields() {
         err.contains("journald.matches[0]") && err.contains("FIELD=VALUE"),
         "{err}"
     );
+
+    // A journal directory that is not there: refused at start, named.
+    let missing = tmp.path().join("no-such-journal");
+    let o = Command::new(common::bin())
+        .args(["agent", "--journal"])
+        .arg(&missing)
+        .arg("--state")
+        .arg(tmp.path().join("missing-state"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no-such-journal") && err.contains("is not a directory"),
+        "{err}"
+    );
 }
 
 #[test]
