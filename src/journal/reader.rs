@@ -21,9 +21,10 @@ use systemd::journal::{Journal, OpenDirectoryOptions, OpenOptions};
 use tokio::sync::{mpsc, watch};
 
 /// Entries per batch at most.
-const BATCH_ENTRIES: usize = 512;
-/// Bytes per batch at most (beyond one entry).
-const BATCH_BYTES: usize = 1 << 20;
+const BATCH_ENTRIES: usize = 1024;
+/// Bytes per batch at most (beyond one entry): the stamper's channel (128
+/// batches) holds at most ≈ 32 MiB of journal entries.
+const BATCH_BYTES: usize = 256 << 10;
 /// How long one wait for new entries lasts (the stop flag is checked between).
 const WAIT: Duration = Duration::from_millis(200);
 
