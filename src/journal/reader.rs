@@ -25,6 +25,8 @@ const BATCH_ENTRIES: usize = 1024;
 /// Bytes per batch at most (beyond one entry): the stamper's channel (128
 /// batches) holds at most ≈ 32 MiB of journal entries.
 const BATCH_BYTES: usize = 256 << 10;
+/// Attempts at reading one entry before it is skipped and counted in a Loss.
+const ENTRY_TRIES: u32 = 10;
 /// How long one wait for new entries lasts (the stop flag is checked between).
 const WAIT: Duration = Duration::from_millis(200);
 
@@ -278,6 +280,22 @@ impl Reader {
                     if errors == 1 || errors % 100 == 0 {
                         tracing::warn!(error = %e, errors, "journald: reading the journal failed; retrying");
                     }
+                    if self.current_unread && errors >= ENTRY_TRIES {
+                        // This entry cannot be read: account for it and go on.
+                        self.current_unread = false;
+                        let t = now_ns();
+                        self.flush();
+                        self.batch.loss = Some(Box::new(LossNote {
+                            reason: LossReason::InputError,
+                            count: 1,
+                            first_ns: t,
+                            last_ns: t,
+                            detail: format!(
+                                "journald: an entry could not be read after {errors} attempts ({e}); skipped"
+                            ),
+                        }));
+                        errors = 0;
+                    }
                     if !self.flush() {
                         break;
                     }
@@ -295,11 +313,11 @@ impl Reader {
 
     /// Reads one entry; false when there is none yet.
     fn step(&mut self) -> std::io::Result<bool> {
-        if self.current_unread {
-            self.current_unread = false;
-        } else if self.j.next()? == 0 {
+        if !self.current_unread && self.j.next()? == 0 {
             return Ok(false);
         }
+        // Until it is handled: a failure below retries this entry.
+        self.current_unread = true;
         self.stats
             .read
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -347,6 +365,7 @@ impl Reader {
             .iter()
             .map(|&(s, eq, e)| (&self.scratch[s..eq], &self.scratch[(eq + 1).min(e)..e]))
             .collect();
+        self.current_unread = false;
         if !self.cfg.filter.wants(&view) {
             return Ok(true);
         }
