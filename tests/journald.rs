@@ -131,6 +131,23 @@ fn journal_files_are_chained_whole_exactly_once_and_resume_after_the_last() {
     run_to_end(jd, &state, &log);
     assert_eq!(entries(&chained(&state)).len(), 300);
 
+    // A damaged cursor file (consulted when the spool holds no journald
+    // entry) stops the agent with a message that says what to do.
+    let other = tmp.path().join("other-state");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("journal-cursor"), "v1 00000000 s=x;i=1\n").unwrap();
+    let o = Command::new(common::bin())
+        .args(["agent", "--journal", jd, "--stop-at-journal-end", "--state"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("journal-cursor: damaged") && err.contains("remove it"),
+        "{err}"
+    );
+
     // A second file with later entries, in the old layout and uncompressed:
     // only those are chained.
     write_journal_file_with(

@@ -88,7 +88,9 @@ pub fn read_cursor_file(state_dir: &Path) -> io::Result<Option<String>> {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "{}: not a logseal journal cursor file (expected \"v1 CRC32C CURSOR\")",
+                "{}: damaged, not a logseal journal cursor file (expected \"v1 CRC32C CURSOR\"); \
+                 it holds where the journald input resumes: remove it to start again at \
+                 journald.start (entries may be chained twice or skipped)",
                 path.display()
             ),
         )
