@@ -82,6 +82,8 @@ fn ship_sync(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>, jm: &mut Journ
 struct Journal<'a> {
     mark: JournalMark,
     dir: Option<&'a std::path::Path>,
+    /// Writing the cursor file failed last time (warned once).
+    save_failing: bool,
 }
 
 /// Records the shipper's acknowledged position in the spool (which deletes
@@ -95,9 +97,15 @@ fn apply_acks(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>, jm: &mut Jour
         // A segment about to go may hold the last journald cursor: keep it.
         if let Some(dir) = jm.dir {
             if w.log().removes_below(acked) {
-                if let Err(e) = jm.mark.save(dir) {
-                    tracing::warn!(error = %e, "writing the journal cursor file; keeping acknowledged segments");
-                    return;
+                match jm.mark.save(dir) {
+                    Ok(()) => jm.save_failing = false,
+                    Err(e) => {
+                        if !jm.save_failing {
+                            tracing::warn!(error = %e, "writing the journal cursor file; keeping acknowledged segments until it succeeds");
+                            jm.save_failing = true;
+                        }
+                        return;
+                    }
                 }
             }
         }
@@ -159,6 +167,7 @@ pub fn run(
     let mut jm = Journal {
         mark: JournalMark::default(),
         dir: cfg.journal_state.as_deref(),
+        save_failing: false,
     };
     if link.is_some() {
         // What a previous run left in the spool is durable once synced here.
