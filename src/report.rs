@@ -214,7 +214,7 @@ impl JournalSummary {
             pid: get("SYSLOG_PID").or_else(|| get("_PID")),
             priority: get("PRIORITY")
                 .and_then(|p| p.parse::<usize>().ok())
-                .and_then(|p| crate::journal::filter::PRIORITIES.get(p).copied()),
+                .and_then(|p| crate::syslog::SEVERITIES.get(p).copied()),
             message: get("MESSAGE"),
             seqnum: get(crate::journal::F_SEQNUM),
             cursor: get(crate::journal::F_CURSOR),

@@ -14,7 +14,7 @@
 //! wait, UDP drops and counts. Nothing is retried out of order: a failed
 //! append is retried with the same record before anything else.
 
-use crate::chain::record::{Body, LossReason, Payload, Source, FLAG_TRUNCATED, FLAG_UNPARSED};
+use crate::chain::record::{Body, LossReason, Payload, Source, FLAG_UNPARSED};
 use crate::ingest::{Batch, ItemFormat, LossCounter};
 use crate::spool::Spool;
 use crate::transport::shipper::ShipLink;
@@ -69,6 +69,7 @@ impl JournalMark {
         Ok(())
     }
 }
+
 /// After an fsync: publishes the durable position to the shipper and applies
 /// its acknowledgements.
 fn ship_sync(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>, jm: &mut Journal<'_>) {
@@ -438,6 +439,15 @@ fn account_unwritten(w: &mut ChainWriter<Spool>, queue: &mut VecDeque<Pending>, 
     }
 }
 
+/// The event flags of a raw message: unparsed unless it starts like syslog.
+fn raw_flags(bytes: &[u8]) -> u8 {
+    if looks_like_syslog(bytes) {
+        0
+    } else {
+        FLAG_UNPARSED
+    }
+}
+
 /// Appends the items of a batch from `p.next` on; on failure returns what is left.
 fn append_batch(
     w: &mut ChainWriter<Spool>,
@@ -473,44 +483,25 @@ fn append_batch(
         }
         let item = b.items[p.next];
         let bytes = b.bytes(&item);
-        let r = match b.format {
-            ItemFormat::Raw => {
-                let flags = if looks_like_syslog(bytes) {
-                    0
-                } else {
-                    FLAG_UNPARSED
-                };
-                w.append_at(
-                    b.time_ns,
-                    Body::Event {
-                        source: b.source,
-                        flags,
-                        peer: &b.peer,
-                        original_len: item.original_len,
-                        payload: Payload::Raw(bytes),
-                    },
-                )
-            }
+        let (flags, payload) = match b.format {
+            ItemFormat::Raw => (raw_flags(bytes), Payload::Raw(bytes)),
             ItemFormat::Fields => {
                 let mut fields = Vec::with_capacity(32);
                 crate::journal::split_fields(bytes, &mut fields);
-                let flags = if item.original_len.is_some() {
-                    FLAG_TRUNCATED
-                } else {
-                    0
-                };
-                w.append_at(
-                    b.time_ns,
-                    Body::Event {
-                        source: b.source,
-                        flags,
-                        peer: &b.peer,
-                        original_len: item.original_len,
-                        payload: Payload::Fields(fields),
-                    },
-                )
+                (0, Payload::Fields(fields))
             }
         };
+        // (The encoder sets the truncation flag from `original_len`.)
+        let r = w.append_at(
+            b.time_ns,
+            Body::Event {
+                source: b.source,
+                flags,
+                peer: &b.peer,
+                original_len: item.original_len,
+                payload,
+            },
+        );
         if let Err(e) = r {
             tracing::warn!(error = %e, "append to the spool failed; holding input until it succeeds");
             break;

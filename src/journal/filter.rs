@@ -16,14 +16,10 @@ pub struct Filter {
     keep: Vec<Vec<u8>>,
 }
 
-/// Syslog priority names, 0 to 7.
-pub const PRIORITIES: [&str; 8] = [
-    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
-];
-
 /// Parses a priority: a name (`err`, `warning`, …) or a number 0–7.
 pub fn parse_priority(s: &str) -> Result<u8, String> {
-    if let Some(i) = PRIORITIES.iter().position(|p| *p == s) {
+    // Journal priorities are syslog severities.
+    if let Some(i) = crate::syslog::SEVERITIES.iter().position(|p| *p == s) {
         return Ok(i as u8);
     }
     match s.parse::<u8>() {

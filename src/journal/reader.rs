@@ -372,7 +372,7 @@ impl Reader {
         let seq = parsed.as_ref().map(|p| p.seqnum.to_string());
         let sid = parsed.as_ref().map(|p| p.seqnum_id.clone());
         let mut address: Vec<(&str, Vec<u8>)> = vec![
-            (F_CURSOR, cursor.clone().into_bytes()),
+            (F_CURSOR, cursor.into_bytes()),
             (F_REALTIME, realtime.to_string().into_bytes()),
             (F_MONOTONIC, monotonic.to_string().into_bytes()),
         ];
