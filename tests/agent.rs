@@ -244,58 +244,37 @@ fn shipped_config_is_valid_and_bad_keys_are_named() {
 
     let d = TempDir::new("agentcfg");
     let bad = d.path().join("bad.toml");
-    std::fs::write(&bad, "host = \"x\"\n\n[spool]\nmax_sise = \"1GiB\"\n").unwrap();
-    let o = Command::new(bin())
-        .args(["agent", "--check-config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2));
+    let (code, err) = common::check_config(
+        "agent",
+        &bad,
+        "host = \"x\"\n\n[spool]\nmax_sise = \"1GiB\"\n",
+    );
+    assert_eq!(code, Some(2));
     assert!(err.contains("max_sise") && err.contains("line 4"), "{err}");
 
-    std::fs::write(&bad, "[[input]]\ntype = \"tcp\"\nlisten = \"localhost\"\n").unwrap();
-    let o = Command::new(bin())
-        .args(["agent", "--check-config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("\"localhost\" is not an address"));
+    let (code, err) = common::check_config(
+        "agent",
+        &bad,
+        "[[input]]\ntype = \"tcp\"\nlisten = \"localhost\"\n",
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("\"localhost\" is not an address"));
 
-    std::fs::write(
+    let (code, err) = common::check_config(
+        "agent",
         &bad,
         "[journald]\nstart = \"head\"\nunit = [\"ssh.service\"]\n",
-    )
-    .unwrap();
-    let o = Command::new(bin())
-        .args(["agent", "--check-config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2));
+    );
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("unknown field `unit`") && err.contains("line 3"),
         "{err}"
     );
-    std::fs::write(&bad, "[journald]\nstart = \"yesterday\"\n").unwrap();
-    let o = Command::new(bin())
-        .args(["agent", "--check-config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2));
+    let (code, err) = common::check_config("agent", &bad, "[journald]\nstart = \"yesterday\"\n");
+    assert_eq!(code, Some(2));
     assert!(err.contains("journald.start \"yesterday\""), "{err}");
 
-    std::fs::write(&bad, "[chain]\nseal_interval = \"fast\"\n").unwrap();
-    let o = Command::new(bin())
-        .args(["agent", "--check-config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let (_, err) = common::check_config("agent", &bad, "[chain]\nseal_interval = \"fast\"\n");
     assert!(
         err.contains("invalid duration") && err.contains("line 2"),
         "{err}"

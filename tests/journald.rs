@@ -172,24 +172,9 @@ fn journal_files_are_chained_whole_exactly_once_and_resume_after_the_last() {
     let all = entries(&chained(&state));
     assert_eq!(seqs(&all, "files"), (0..400).collect::<Vec<u64>>());
     let oracle = export_dir(&jdir);
-    let cursors = |v: &[Fields]| -> Vec<String> {
-        v.iter()
-            .map(|e| get_str(e, "__CURSOR").to_string())
-            .collect()
-    };
     assert_eq!(cursors(&all), cursors(&oracle));
 
-    let v = Command::new(common::bin())
-        .arg("verify")
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert_eq!(
-        v.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&v.stdout)
-    );
+    common::assert_intact(&state);
 
     // inspect shows unit, identifier, priority and message.
     let o = Command::new(common::bin())
@@ -236,28 +221,7 @@ fn filters_choose_entries_and_fields() {
     std::fs::create_dir_all(&jdir).unwrap();
     let src = file_entries(0, 120, 1_790_000_000_000_000);
     write_journal_file(&jdir.join("a.journal"), &src);
-    let run = |name: &str, table: &str| -> Vec<Fields> {
-        let state = tmp.path().join(name);
-        let cfg = tmp.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "state_dir = {:?}\nhost = \"f\"\n[journald]\njournal = {:?}\nstop_at_end = true\n{table}\n",
-                state.to_str().unwrap(),
-                jdir.to_str().unwrap()
-            ),
-        )
-        .unwrap();
-        let st = Command::new(common::bin())
-            .args(["agent", "--config"])
-            .arg(&cfg)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success());
-        entries(&chained(&state))
-    };
+    let run = |name: &str, table: &str| run_config(tmp.path(), name, &jdir, table);
     let s = |e: &Fields, k: &str| get(e, k).map(|v| String::from_utf8_lossy(v).into_owned());
 
     let got = run(
@@ -323,14 +287,8 @@ fn filters_choose_entries_and_fields() {
 
     // A bad filter is refused before anything starts, naming the key.
     let cfg = tmp.path().join("bad.toml");
-    std::fs::write(&cfg, "[journald]\nmatches = [\"_COMM\"]\n").unwrap();
-    let o = Command::new(common::bin())
-        .args(["agent", "--check-config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let (code, err) = common::check_config("agent", &cfg, "[journald]\nmatches = [\"_COMM\"]\n");
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("journald.matches[0]") && err.contains("FIELD=VALUE"),
         "{err}"
@@ -411,23 +369,8 @@ fn live_journald_each_entry_once_across_kill_9() {
         (0..n).collect::<Vec<u64>>(),
         "each entry once, in order"
     );
-    let cursors = |v: &[Fields]| -> Vec<String> {
-        v.iter()
-            .map(|e| get_str(e, "__CURSOR").to_string())
-            .collect()
-    };
     assert_eq!(cursors(&all), cursors(&oracle), "every journal entry, once");
-    let v = Command::new(common::bin())
-        .arg("verify")
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert_eq!(
-        v.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&v.stdout)
-    );
+    common::assert_intact(&state);
 }
 
 #[test]
@@ -475,12 +418,7 @@ fn rotation_and_vacuum_while_running() {
         "no Loss record"
     );
     assert_eq!(seqs(&entries(&got), "rot"), (0..700).collect::<Vec<u64>>());
-    let v = Command::new(common::bin())
-        .arg("verify")
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert_eq!(v.status.code(), Some(0));
+    common::assert_intact(&state);
 }
 
 #[test]
@@ -541,17 +479,7 @@ fn vacuum_ahead_of_a_stopped_agent_is_chained_as_a_loss() {
     let mut want: Vec<u64> = (0..50).collect();
     want.extend(150..180);
     assert_eq!(seqs(&all, "gap"), want);
-    let v = Command::new(common::bin())
-        .args(["verify", "--json"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert_eq!(
-        v.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&v.stdout)
-    );
+    common::assert_intact(&state);
 }
 
 #[test]

@@ -782,27 +782,19 @@ fn shipped_collector_config_and_ship_section_parse_and_bad_keys_are_named() {
     // Errors name the key and the line; a missing file is named.
     let d = TempDir::new("collcfg");
     let bad = d.path().join("c.toml");
-    std::fs::write(&bad, "listen = \"127.0.0.1:1\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\ncrl_file = \"x\"\n").unwrap();
-    let o = Command::new(bin())
-        .args(["collector", "--check-config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2));
+    let (code, err) = common::check_config(
+        "collector",
+        &bad,
+        "listen = \"127.0.0.1:1\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\ncrl_file = \"x\"\n",
+    );
+    assert_eq!(code, Some(2));
     assert!(err.contains("crl_file") && err.contains("line 6"), "{err}");
-    std::fs::write(
+    let (code, err) = common::check_config(
+        "collector",
         &bad,
         "[tls]\nca = \"/nonexistent/ca.crt\"\ncert = \"b\"\nkey = \"c\"\n",
-    )
-    .unwrap();
-    let o = Command::new(bin())
-        .args(["collector", "--check-config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2));
+    );
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("tls.ca") && err.contains("no such file"),
         "{err}"

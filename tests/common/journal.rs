@@ -101,15 +101,8 @@ impl Journald {
     pub fn send(&mut self, fields: &[(&str, &[u8])]) {
         let mut d = Vec::new();
         for (k, v) in fields {
-            d.extend_from_slice(k.as_bytes());
-            if v.contains(&b'\n') {
-                d.push(b'\n');
-                d.extend_from_slice(&(v.len() as u64).to_le_bytes());
-            } else {
-                d.push(b'=');
-            }
-            d.extend_from_slice(v);
-            d.push(b'\n');
+            // The native protocol needs the binary form only for a newline.
+            push_field(&mut d, k, v, v.contains(&b'\n'));
         }
         for attempt in 0.. {
             match self.sock.send_to(&d, self.socket()) {
@@ -205,22 +198,29 @@ impl Drop for Journald {
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// One field as journald's native protocol and the export format both write
+/// it: `NAME=value\n`, or in binary form `NAME\n` + le64 length + value + `\n`.
+fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8], binary: bool) {
+    out.extend_from_slice(name.as_bytes());
+    if binary {
+        out.push(b'\n');
+        out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+    } else {
+        out.push(b'=');
+    }
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
 /// Writes entries in journal export format (binary-safe form where needed).
 pub fn export_format(entries: &[Fields]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in entries {
         for (k, v) in e {
-            out.extend_from_slice(k.as_bytes());
-            if v.iter()
-                .any(|&b| b == b'\n' || b < 0x20 && b != b'\t' || b >= 0x80)
-            {
-                out.push(b'\n');
-                out.extend_from_slice(&(v.len() as u64).to_le_bytes());
-            } else {
-                out.push(b'=');
-            }
-            out.extend_from_slice(v);
-            out.push(b'\n');
+            let binary = v
+                .iter()
+                .any(|&b| b == b'\n' || b < 0x20 && b != b'\t' || b >= 0x80);
+            push_field(&mut out, k, v, binary);
         }
         out.push(b'\n');
     }
@@ -454,6 +454,14 @@ pub fn run_to_end(journal: &str, state: &Path, errlog: &Path) {
         "agent: {st:?}: {}",
         std::fs::read_to_string(errlog).unwrap_or_default()
     );
+}
+
+/// The `__CURSOR` of each entry, in order.
+pub fn cursors(entries: &[Fields]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| get_str(e, "__CURSOR").to_string())
+        .collect()
 }
 
 /// The TEST_SEQ numbers of `run` among entries, in order.

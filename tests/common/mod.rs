@@ -138,3 +138,33 @@ pub fn verdict(r: &Report) -> Verdict {
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_logseal"))
 }
+
+/// Writes `text` to `path` and runs `logseal ROLE --check-config PATH`:
+/// (exit code, stderr).
+pub fn check_config(role: &str, path: &Path, text: &str) -> (Option<i32>, String) {
+    std::fs::write(path, text).unwrap();
+    let o = std::process::Command::new(bin())
+        .args([role, "--check-config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Asserts that `logseal verify PATH` finds everything intact (exit 0).
+pub fn assert_intact(path: &Path) {
+    let v = std::process::Command::new(bin())
+        .arg("verify")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+}
