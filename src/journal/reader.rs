@@ -423,7 +423,11 @@ impl Reader {
 
     /// Notes a seqnum jump within a seqnum id as a Loss before this entry.
     fn check_sequence(&mut self, p: &Cursor, t_ns: i64, cursor: &str) {
-        let prev = self.seen.insert(p.seqnum_id.clone(), (p.seqnum, t_ns));
+        // (No key copy per entry: the sequence is almost always known.)
+        let prev = match self.seen.get_mut(&p.seqnum_id) {
+            Some(v) => Some(std::mem::replace(v, (p.seqnum, t_ns))),
+            None => self.seen.insert(p.seqnum_id.clone(), (p.seqnum, t_ns)),
+        };
         let Some((last, last_t)) = prev else { return };
         if p.seqnum <= last.saturating_add(1) {
             return;
