@@ -3,15 +3,19 @@
 //! (syslog() → file), all fed the same pre-framed file by the same minimal
 //! sender (this process: one `write_all` of the whole buffer).
 //!
-//! Run: `cargo bench --bench ingest`. Env: `BENCH_MESSAGES` (default 1000000),
+//! Run: `cargo bench --bench ingest`. Env: `BENCH_MESSAGES` (default 3000000:
+//! a few seconds per target, so that steady state dominates the start),
 //! `BENCH_RUNS` (3), `BENCH_DIR` (temp dir), `SYSLOG_NG_ROOT` (an extracted
 //! syslog-ng-core package; by default fetched into target/bench-peers with
 //! `apt-get download`). Each target runs as its own process; CPU time and peak
 //! RSS are read from /proc. Medians of the runs are printed.
 //!
 //! Done = the target's output stopped growing for 500 ms after the sender
-//! finished; the time of its last growth ends the measurement; then the
-//! messages in the output are counted (all must be there).
+//! finished. The measurement ends when the output reached its final size, for
+//! logseal less the seal and shutdown records after the last event: those come
+//! on the seal timer (up to `seal_interval`, 1 s, later), whatever the rate, and
+//! would otherwise add up to a second to every run. Then the messages in the
+//! output are counted (all must be there).
 
 #![allow(clippy::disallowed_methods)] // peer config files, not state
 
@@ -61,22 +65,6 @@ fn peak_rss_mib(pid: u32) -> f64 {
         })
         .unwrap_or(0.0)
         / 1024.0
-}
-
-fn dir_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    };
-    rd.filter_map(|e| e.ok())
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                dir_size(&p)
-            } else {
-                std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0)
-            }
-        })
-        .sum()
 }
 
 struct Target {
@@ -188,17 +176,16 @@ fn measure(mut t: Target, port: u16, data: &[u8], n: u64, counter: impl Fn(&Path
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.write_all(data).expect("send");
     let _ = s.shutdown(std::net::Shutdown::Write);
-    let mut last = dir_size(&t.output);
-    let mut last_growth = Instant::now();
-    while last_growth.elapsed() < Duration::from_millis(500) {
-        std::thread::sleep(Duration::from_millis(10));
-        let now = dir_size(&t.output);
-        if now != last {
-            last = now;
-            last_growth = Instant::now();
-        }
-    }
-    let secs = last_growth.duration_since(t0).as_secs_f64();
+    let history = common::watch_growth(&t.output, t0, Duration::from_millis(500));
+    // logseal: the end is when the last event was written; the seal after it
+    // comes on the seal timer, up to `seal_interval` later at any rate.
+    let trailing = if t.name.starts_with("logseal") {
+        common::bytes_after_last_event(&t.output)
+    } else {
+        0
+    };
+    let total = history.last().map_or(0, |&(_, s)| s);
+    let secs = common::reached(&history, total - trailing).as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu0;
     let rss = peak_rss_mib(pid);
     let _ = Command::new("kill").arg(pid.to_string()).status();
@@ -220,7 +207,7 @@ fn main() {
     let n: u64 = std::env::var("BENCH_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(3_000_000);
     let runs: usize = std::env::var("BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())

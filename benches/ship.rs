@@ -6,8 +6,10 @@
 //!
 //! Two measurements per pipeline:
 //! - **throughput**: `BENCH_MESSAGES` (default 1 000 000) messages of 200 bytes in
-//!   one write; done when the receiver's output stops growing for 2 s (the time of
-//!   its last growth ends the measurement); every
+//!   one write; done when the receiver's output stops growing for 2 s (the time it
+//!   reached its final size ends the measurement, for logseal less the seal
+//!   records after the last event, which come on the agent's seal timer whatever
+//!   the rate); every
 //!   message must be there (logseal: the store also verifies intact).
 //! - **latency** at a fixed rate (`BENCH_RATE`, default 50 000/s, for
 //!   `BENCH_SECONDS`, default 10): each message carries its send time; a reader
@@ -256,15 +258,6 @@ fn syslog_ng_pipeline(dir: &Path, pki: &Pki, root: &Path) -> Option<Pipeline> {
     })
 }
 
-fn tree_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    };
-    rd.filter_map(|e| e.ok())
-        .map(|e| tree_size(&e.path()))
-        .sum()
-}
-
 /// Messages with `tag` in the output (and, for a store, whether it verifies).
 fn count(p: &Pipeline, tag: &str) -> (u64, bool) {
     let pat = format!("msg-{tag}-");
@@ -314,18 +307,17 @@ fn throughput(p: &Pipeline, n: u64, run: usize) -> f64 {
     let t0 = Instant::now();
     let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
     s.write_all(&data).expect("send");
-    let mut last = tree_size(&p.output);
-    let mut last_growth = Instant::now();
-    while last_growth.elapsed() < Duration::from_secs(2) {
-        std::thread::sleep(Duration::from_millis(10));
-        let now = tree_size(&p.output);
-        if now != last {
-            last = now;
-            last_growth = Instant::now();
-        }
-    }
+    let history = common::watch_growth(&p.output, t0, Duration::from_secs(2));
     drop(s);
-    let secs = last_growth.duration_since(t0).as_secs_f64();
+    // logseal: the end is when the last event was stored; the seal after it
+    // comes on the agent's seal timer, up to `seal_interval` later at any rate.
+    let trailing = if p.store {
+        common::bytes_after_last_event(&p.output)
+    } else {
+        0
+    };
+    let total = history.last().map_or(0, |&(_, s)| s);
+    let secs = common::reached(&history, total - trailing).as_secs_f64();
     let (got, ok) = count(p, &tag);
     assert_eq!(got, n, "{got} of {n} messages arrived");
     assert!(ok, "the collector's store verifies");

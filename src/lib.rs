@@ -29,4 +29,5 @@ pub mod transport;
 pub mod units;
 pub mod vectors;
 pub mod verify_files;
+pub mod writebehind;
 pub mod writer;

@@ -25,9 +25,11 @@
 
 use crate::chain::record::FORMAT_VERSION;
 use crate::fsutil;
+use crate::writebehind::WriteBehind;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"LSEALSEG";
@@ -45,6 +47,9 @@ pub const FRAME_REDACTED: u8 = 0x02;
 pub const REDACTED_LEN: usize = 16 + 8 + 1 + 32;
 
 const WRITE_BUFFER: usize = 1 << 20;
+/// With write-behind, frames are handed over in buffers of this size: small
+/// enough that a sync waits for little, large enough for few hand-overs.
+const LANE_BUFFER: usize = 256 << 10;
 
 /// The 16-byte file header.
 pub fn header() -> [u8; 16] {
@@ -100,6 +105,38 @@ pub fn encode_frame(frame_type: u8, payload: &[u8], out: &mut Vec<u8>) {
     out.push(frame_type);
     out.extend_from_slice(payload);
     seal_frame(out, start);
+}
+
+/// Appends to `out` a record frame whose payload `encode` writes and returns
+/// the record's leaf, `SHA-256(0x00 ‖ record)`, hashed in place: the type byte
+/// just before the record briefly holds the 0x00 domain byte (the CRC was
+/// computed over the real one). `None`, with `out` as it was, if the record is
+/// larger than [`MAX_FRAME`].
+pub fn push_record_frame(
+    out: &mut Vec<u8>,
+    encode: impl FnOnce(&mut Vec<u8>),
+) -> Option<crate::chain::Digest> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 8]);
+    out.push(FRAME_RECORD);
+    encode(out);
+    if out.len() - start - 8 > MAX_FRAME {
+        out.truncate(start);
+        return None;
+    }
+    seal_frame(out, start);
+    let t = start + 8;
+    out[t] = 0x00;
+    let leaf = crate::chain::hash::sha256(&out[t..]);
+    out[t] = FRAME_RECORD;
+    Some(leaf)
+}
+
+fn too_large() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("record larger than the maximum frame size ({MAX_FRAME} bytes)"),
+    )
 }
 
 /// Fills in len and crc of the frame that starts at `start` and runs to the end of `buf`.
@@ -340,11 +377,17 @@ pub enum OpenError {
 
 /// Appends frames to a segment file through a large buffer.
 pub struct SegmentWriter {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     buf: Vec<u8>,
-    /// File offset of `buf[0]`.
+    /// File offset of `buf[0]` (with write-behind: handed over up to here).
     flushed: u64,
+    /// Buffer size at which frames are handed to the file.
+    flush_at: usize,
+    /// With write-behind, the thread that writes and syncs.
+    lane: Option<WriteBehind>,
+    /// Without write-behind: file offset durable after the last sync.
+    durable: u64,
 }
 
 impl SegmentWriter {
@@ -427,13 +470,33 @@ impl SegmentWriter {
         let end = file.seek(SeekFrom::End(0)).map_err(io)?;
         Ok((
             SegmentWriter {
-                file,
+                file: Arc::new(file),
                 path: path.to_path_buf(),
                 buf: Vec::with_capacity(WRITE_BUFFER + 4096),
                 flushed: end,
+                flush_at: WRITE_BUFFER,
+                lane: None,
+                // Unknown (a previous process may not have synced): the first
+                // sync makes it so.
+                durable: 0,
             },
             repair,
         ))
+    }
+
+    /// Hands writing and syncing to a thread of its own from now on (see
+    /// [`crate::writebehind`]): appends then only copy into a buffer.
+    pub fn write_behind(&mut self) -> io::Result<()> {
+        if self.lane.is_none() {
+            self.flush()?;
+            self.lane = Some(WriteBehind::start(
+                self.file.clone(),
+                self.flushed,
+                self.durable,
+            )?);
+            self.flush_at = LANE_BUFFER;
+        }
+        Ok(())
     }
 
     /// The path of the file.
@@ -452,8 +515,8 @@ impl SegmentWriter {
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> io::Result<(u64, &[u8])> {
-        if self.buf.len() >= WRITE_BUFFER {
-            self.flush()?;
+        if self.buf.len() >= self.flush_at {
+            self.hand_off()?;
         }
         let start = self.buf.len();
         let offset = self.flushed + start as u64;
@@ -462,37 +525,75 @@ impl SegmentWriter {
         encode(&mut self.buf);
         if self.buf.len() - start - 8 > MAX_FRAME {
             self.buf.truncate(start);
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("record larger than the maximum frame size ({MAX_FRAME} bytes)"),
-            ));
+            return Err(too_large());
         }
         seal_frame(&mut self.buf, start);
         Ok((offset, &self.buf[start + 9..]))
     }
 
+    /// Appends a complete frame as [`encode_frame`] made it (length, CRC, type,
+    /// payload), verbatim; returns its offset.
+    pub fn append_frame(&mut self, frame: &[u8]) -> io::Result<u64> {
+        if self.buf.len() >= self.flush_at {
+            self.hand_off()?;
+        }
+        let offset = self.flushed + self.buf.len() as u64;
+        self.buf.extend_from_slice(frame);
+        Ok(offset)
+    }
+
     /// Like [`append_record_with`](Self::append_record_with), returning the
-    /// record's chain leaf `SHA-256(0x00 ‖ record)` instead of its bytes: the
-    /// type byte just before the record briefly holds the 0x00 domain byte so that
-    /// one contiguous slice is hashed (restored at once; the CRC was computed over
-    /// the real type byte).
+    /// record's chain leaf `SHA-256(0x00 ‖ record)` instead of its bytes
+    /// (hashed in place, see [`push_record_frame`]).
     pub fn append_record_leaf(
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> io::Result<(u64, crate::chain::Digest)> {
-        let (offset, _) = self.append_record_with(encode)?;
-        let t = (offset - self.flushed) as usize + 8;
-        self.buf[t] = 0x00;
-        let leaf = crate::chain::hash::sha256(&self.buf[t..]);
-        self.buf[t] = FRAME_RECORD;
-        Ok((offset, leaf))
+        if self.buf.len() >= self.flush_at {
+            self.hand_off()?;
+        }
+        let offset = self.flushed + self.buf.len() as u64;
+        match push_record_frame(&mut self.buf, encode) {
+            Some(leaf) => Ok((offset, leaf)),
+            None => Err(too_large()),
+        }
     }
 
-    /// Writes buffered frames to the file (no fsync). On failure (e.g. the disk
-    /// is full) the file is cut back to the last complete flush and the frames
-    /// stay buffered, so a later flush retries them and no torn frame is left.
+    /// Writes buffered frames to the file, or with write-behind hands them to
+    /// its thread without waiting. On failure (e.g. the disk is full) the file is
+    /// cut back to the last complete write and the frames stay buffered (or
+    /// queued), so a later call retries them and no torn frame is left.
+    fn hand_off(&mut self) -> io::Result<()> {
+        let Some(lane) = &self.lane else {
+            return self.flush();
+        };
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len() as u64;
+        match lane.submit(self.flushed, buf) {
+            Ok(mut spare) => {
+                spare.reserve(LANE_BUFFER + 4096);
+                self.buf = spare;
+                self.flushed += len;
+                Ok(())
+            }
+            Err((e, buf)) => {
+                self.buf = buf;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes buffered frames to the file (no fsync); with write-behind, waits
+    /// until its thread has written them. On failure see `hand_off`.
     pub fn flush(&mut self) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
+        if self.lane.is_some() {
+            self.hand_off()?;
+            return self.lane.as_ref().map_or(Ok(()), |l| l.wait_written());
+        }
         if !self.buf.is_empty() {
             if let Err(e) = self.file.write_all_at(&self.buf, self.flushed) {
                 let _ = self.file.set_len(self.flushed);
@@ -507,6 +608,9 @@ impl SegmentWriter {
     /// Writes only the first `n` buffered bytes (for crash tests of torn frames).
     pub fn flush_partial(&mut self, n: usize) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
+        if let Some(lane) = &self.lane {
+            lane.wait_written()?;
+        }
         let n = n.min(self.buf.len());
         self.file.write_all_at(&self.buf[..n], self.flushed)
     }
@@ -521,9 +625,40 @@ impl SegmentWriter {
         self.buf.len()
     }
 
+    /// Starts making everything appended so far durable. With write-behind
+    /// this does not wait ([`synced`](Self::synced) tells when it is done);
+    /// without, it is [`sync`](Self::sync).
+    pub fn sync_begin(&mut self) -> io::Result<()> {
+        if self.lane.is_none() {
+            return self.sync();
+        }
+        self.hand_off()?;
+        if let Some(lane) = &self.lane {
+            lane.request_sync(self.flushed);
+        }
+        Ok(())
+    }
+
+    /// File offset up to which the file is known durable: with write-behind
+    /// what its thread has fdatasynced (or the error that stopped it), without
+    /// it the end of the last [`sync`](Self::sync) or of the file as opened.
+    pub fn synced(&self) -> io::Result<u64> {
+        match &self.lane {
+            Some(lane) => lane.synced(),
+            None => Ok(self.durable),
+        }
+    }
+
     /// Flushes and fdatasyncs: everything appended so far is durable.
     pub fn sync(&mut self) -> io::Result<()> {
+        if self.lane.is_some() {
+            self.hand_off()?;
+            let upto = self.flushed;
+            return self.lane.as_ref().map_or(Ok(()), |l| l.sync(upto));
+        }
         self.flush()?;
-        self.file.sync_data()
+        self.file.sync_data()?;
+        self.durable = self.flushed;
+        Ok(())
     }
 }

@@ -28,12 +28,16 @@ use std::path::{Path, PathBuf};
 pub struct SpoolOptions {
     /// A new segment is started once the current one reaches this size.
     pub segment_bytes: u64,
+    /// Write and fsync on a thread of the spool's own ([`crate::writebehind`]),
+    /// so that appending only fills a buffer.
+    pub write_behind: bool,
 }
 
 impl Default for SpoolOptions {
     fn default() -> Self {
         SpoolOptions {
             segment_bytes: 64 << 20,
+            write_behind: false,
         }
     }
 }
@@ -163,8 +167,11 @@ impl Spool {
             closed.push((base, len));
         }
         let base = bases[last];
-        let (cur, repair) =
+        let (mut cur, repair) =
             SegmentWriter::open_append(&seg_path(dir, base), |off, t, p| each(base + off, t, p))?;
+        if opts.write_behind {
+            cur.write_behind().map_err(io)?;
+        }
         let acked = read_acked(dir).map_err(io)?.unwrap_or(bases[0]);
         Ok((
             Spool {
@@ -205,6 +212,18 @@ impl Spool {
         self.closed
             .first()
             .is_some_and(|&(base, len)| base + len <= pos.min(self.position()))
+    }
+
+    /// Starts making everything appended so far durable; with write-behind
+    /// without waiting ([`synced`](Self::synced) tells when it is done).
+    pub fn sync_begin(&mut self) -> io::Result<()> {
+        self.cur.sync_begin()
+    }
+
+    /// Global position up to which the spool is known durable, or the error
+    /// that stopped writing.
+    pub fn synced(&self) -> io::Result<u64> {
+        Ok(self.cur_base + self.cur.synced()?)
     }
 
     /// Records an acknowledgement and deletes segments that lie wholly below it.
@@ -274,8 +293,11 @@ impl Spool {
         self.cur.sync()?;
         let len = self.cur.file_len();
         let base = self.cur_base + len;
-        let (next, _) = SegmentWriter::open_append(&seg_path(&self.dir, base), |_, _, _| {})
+        let (mut next, _) = SegmentWriter::open_append(&seg_path(&self.dir, base), |_, _, _| {})
             .map_err(|e| io::Error::other(e.to_string()))?;
+        if self.opts.write_behind {
+            next.write_behind()?;
+        }
         self.closed.push((self.cur_base, len));
         self.cur = next;
         self.cur_base = base;
@@ -284,6 +306,12 @@ impl Spool {
 }
 
 impl crate::writer::RecordLog for Spool {
+    fn append_frame(&mut self, frame: &[u8]) -> io::Result<u64> {
+        if self.cur.file_len() >= self.opts.segment_bytes {
+            self.rotate()?;
+        }
+        Ok(self.cur_base + self.cur.append_frame(frame)?)
+    }
     fn append_record_leaf(
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>),
@@ -313,6 +341,9 @@ impl crate::writer::RecordLog for Spool {
 }
 
 impl crate::writer::RecordLog for SegmentWriter {
+    fn append_frame(&mut self, frame: &[u8]) -> io::Result<u64> {
+        SegmentWriter::append_frame(self, frame)
+    }
     fn append_record_leaf(
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>),

@@ -155,6 +155,8 @@ pub trait RecordLog {
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> io::Result<(u64, Digest)>;
+    /// Appends a complete record frame, verbatim; returns its position.
+    fn append_frame(&mut self, frame: &[u8]) -> io::Result<u64>;
     /// Writes buffered frames (no fsync).
     fn flush(&mut self) -> io::Result<()>;
     /// Writes only `n` buffered bytes (crash tests).
@@ -508,6 +510,21 @@ impl<L: RecordLog> ChainWriter<L> {
         };
         self.push(|b| rec.encode_into(b))?;
         Ok(seq)
+    }
+
+    /// Appends a record framed and hashed elsewhere ([`crate::agent::stage`]):
+    /// `frame` is the segment frame of the record with this chain's id and
+    /// seq `seq`, `leaf` its leaf. Only the head step is done here. Returns
+    /// false, appending nothing, if `seq` is not the next seq (a record was
+    /// chained in between: encode it again).
+    pub fn append_staged(&mut self, seq: u64, frame: &[u8], leaf: &Digest) -> io::Result<bool> {
+        if seq != self.next_seq {
+            return Ok(false);
+        }
+        self.log.append_frame(frame)?;
+        self.head = hash::head(&self.head, leaf);
+        self.next_seq += 1;
+        Ok(true)
     }
 
     /// Appends an Event with raw bytes.

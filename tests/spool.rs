@@ -15,6 +15,7 @@ use std::path::Path;
 
 const SMALL: SpoolOptions = SpoolOptions {
     segment_bytes: 4096,
+    write_behind: false,
 };
 
 fn open(dir: &Path) -> Result<(ChainWriter<Spool>, Opened), logseal::writer::WriterError> {

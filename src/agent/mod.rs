@@ -6,6 +6,7 @@
 //! a clean-shutdown Lifecycle record and a final seal, exit 0.
 
 pub mod config;
+pub mod stage;
 pub mod stamper;
 
 use crate::chain::record::Source;
@@ -32,6 +33,9 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let spool_dir = cfg.state_dir.join("spool");
     let opts = SpoolOptions {
         segment_bytes: cfg.spool.segment_size,
+        // The stamper only hashes and frames; another thread copies into the
+        // page cache and fsyncs.
+        write_behind: true,
     };
     let (writer, opened) = ChainWriter::open_log(
         &cfg.state_dir,
@@ -175,6 +179,8 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         )?),
         None => None,
     };
+    // The stamper learns from this that every input has stopped.
+    let inputs = tx.downgrade();
     drop(tx);
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -218,7 +224,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let link = shipping.as_ref().map(|s| s.0.clone());
     let stamper = std::thread::Builder::new()
         .name("logseal-stamper".into())
-        .spawn(move || stamper::run(writer, rx, losses, scfg, st, link))?;
+        .spawn(move || stamper::run(writer, rx, inputs, losses, scfg, st, link))?;
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(inputs = cfg.inputs.len(), "agent ready");

@@ -6,14 +6,17 @@
 //!
 //! The channel is tokio's bounded mpsc rather than crossbeam-channel: the
 //! inputs are async tasks, and `send().await` lets a stream input wait for room
-//! without blocking an executor thread; this thread reads it with `recv_many`
-//! under a timer (`block_on` on a small current-thread runtime).
+//! without blocking an executor thread. The stager ([`super::stage`]) reads it,
+//! encodes, frames and hashes the events of each batch on its own thread, and
+//! passes them on through a short bounded queue; this thread takes the head
+//! steps, appends, syncs and seals.
 //!
 //! Back-pressure: while the spool holds `max_size` bytes, or the disk refuses
 //! writes, the stamper stops taking batches; the channel fills, stream inputs
 //! wait, UDP drops and counts. Nothing is retried out of order: a failed
 //! append is retried with the same record before anything else.
 
+use super::stage::{self, Staged};
 use crate::chain::record::{Body, LossReason, Payload, Source, FLAG_UNPARSED};
 use crate::ingest::{Batch, ItemFormat, LossCounter};
 use crate::spool::Spool;
@@ -21,6 +24,7 @@ use crate::transport::shipper::ShipLink;
 use crate::writer::{ChainWriter, WriterError};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -44,18 +48,19 @@ pub struct StamperConfig {
 /// The cursor of the last journald entry chained, as far as it is durable.
 #[derive(Default)]
 struct JournalMark {
-    /// Appended, not yet fsynced.
-    pending: Option<String>,
-    /// fsynced in the spool.
+    /// Appended, not yet known durable: the spool position after the entry, and its cursor.
+    pending: VecDeque<(u64, String)>,
+    /// Durable in the spool.
     durable: Option<String>,
     /// In the cursor file.
     written: Option<String>,
 }
 
 impl JournalMark {
-    fn synced(&mut self) {
-        if self.pending.is_some() {
-            self.durable = self.pending.take();
+    /// The spool is durable up to `pos`.
+    fn synced_to(&mut self, pos: u64) {
+        while self.pending.front().is_some_and(|(p, _)| *p <= pos) {
+            self.durable = self.pending.pop_front().map(|(_, c)| c);
         }
     }
 
@@ -70,12 +75,17 @@ impl JournalMark {
     }
 }
 
-/// After an fsync: publishes the durable position to the shipper and applies
-/// its acknowledgements.
-fn ship_sync(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>, jm: &mut Journal<'_>) {
-    jm.mark.synced();
+/// The spool is durable up to `durable`: publishes it to the shipper and
+/// applies its acknowledgements.
+fn ship_sync(
+    w: &mut ChainWriter<Spool>,
+    link: Option<&ShipLink>,
+    jm: &mut Journal<'_>,
+    durable: u64,
+) {
+    jm.mark.synced_to(durable);
     let Some(link) = link else { return };
-    link.set_durable(w.log().position());
+    link.set_durable(durable);
     apply_acks(w, Some(link), jm);
 }
 
@@ -142,14 +152,17 @@ struct Pending {
     next: usize,
     /// The batch's Loss note is chained.
     loss_done: bool,
+    /// The events encoded, framed and hashed by the stager.
+    staged: Option<Box<Staged>>,
 }
 
 impl Pending {
-    fn new(batch: Batch) -> Pending {
+    fn new((batch, staged): stage::Input) -> Pending {
         Pending {
             batch,
             next: 0,
             loss_done: false,
+            staged,
         }
     }
 }
@@ -158,7 +171,8 @@ impl Pending {
 /// cleanly (Lifecycle `shutdown` + seal).
 pub fn run(
     mut w: ChainWriter<Spool>,
-    mut rx: mpsc::Receiver<Batch>,
+    rx: mpsc::Receiver<Batch>,
+    inputs: mpsc::WeakSender<Batch>,
     losses: Vec<Arc<LossCounter>>,
     cfg: StamperConfig,
     stats: Arc<Stats>,
@@ -176,21 +190,24 @@ pub fn run(
             what: "syncing the spool".into(),
             source: e,
         })?;
-        ship_sync(&mut w, link, &mut jm);
+        let d = w.log().position();
+        ship_sync(&mut w, link, &mut jm, d);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| WriterError::Io {
-            what: "starting the stamper's timer".into(),
+    let shift = Arc::new(AtomicU64::new(0));
+    let rx = stage::spawn(rx, w.chain_id(), w.next_seq(), shift.clone()).map_err(|e| {
+        WriterError::Io {
+            what: "starting the stager".into(),
             source: e,
-        })?;
+        }
+    })?;
     let start = Instant::now();
     let mut last_seal = Instant::now();
     let mut first_unsealed: Option<Instant> = None;
     let mut first_unsynced: Option<Instant> = None;
+    // The spool is known durable up to `durable`; a sync was asked up to `sync_asked`.
+    let mut durable = w.log().synced().unwrap_or(0);
+    let mut sync_asked = durable;
     let mut queue: VecDeque<Pending> = VecDeque::new();
-    let mut batches: Vec<Batch> = Vec::with_capacity(64);
     let mut blocked: Option<&'static str> = None; // why input is not being taken
     let mut closed = false;
     let mut seal_failures = 0u64;
@@ -204,11 +221,16 @@ pub fn run(
         // Stopping while input cannot be written (spool full, or the disk
         // refusing writes for 10 s): what was received but cannot be chained is
         // accounted for in Loss records, then the chain is shut down.
-        if rx.is_closed() && blocked.is_some() {
+        if inputs.upgrade().is_none() && blocked.is_some() {
             let since = *stuck_since.get_or_insert_with(Instant::now);
             if blocked == Some("spool full") || since.elapsed() > Duration::from_secs(10) {
-                while let Ok(b) = rx.try_recv() {
-                    queue.push_back(Pending::new(b));
+                // The inputs are closed: the stager passes on the rest and ends.
+                loop {
+                    match rx.recv_timeout(Duration::from_millis(50)) {
+                        Ok(b) => queue.push_back(Pending::new(b)),
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
                 }
                 account_unwritten(&mut w, &mut queue, blocked.unwrap_or("stopping"));
                 break;
@@ -240,23 +262,34 @@ pub fn run(
         }
         // Turn at least once a second so that the watchdog sees the loop alive.
         wait = wait.min(Duration::from_secs(1));
+        // A sync in flight: look again soon, to publish what it made durable.
+        if sync_asked > durable {
+            wait = wait.min(Duration::from_millis(1));
+        }
         if blocked.is_some() {
             std::thread::sleep(wait.min(retry));
         } else if queue.is_empty() && !closed {
-            let got = rt.block_on(async {
-                tokio::time::timeout(wait, rx.recv_many(&mut batches, 64)).await
-            });
-            if let Ok(0) = got {
-                closed = true;
+            match rx.recv_timeout(wait) {
+                Ok(b) => {
+                    queue.push_back(Pending::new(b));
+                    while queue.len() < 64 {
+                        match rx.try_recv() {
+                            Ok(b) => queue.push_back(Pending::new(b)),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => closed = true,
             }
-            queue.extend(batches.drain(..).map(Pending::new));
         }
         // 2. Append in order; a failure keeps the rest queued.
         if blocked != Some("spool full") {
             while let Some(p) = queue.pop_front() {
                 first_unsealed.get_or_insert_with(Instant::now);
                 first_unsynced.get_or_insert_with(Instant::now);
-                if let Err(p) = append_batch(&mut w, p, &stats, cfg.max_size, &mut jm.mark) {
+                if let Err(p) = append_batch(&mut w, p, &stats, cfg.max_size, &mut jm.mark, &shift)
+                {
                     queue.push_front(p);
                     if blocked.is_none() && w.log().bytes() < cfg.max_size {
                         blocked = Some("write failed");
@@ -277,16 +310,14 @@ pub fn run(
             first_unsealed.get_or_insert_with(Instant::now);
             first_unsynced.get_or_insert_with(Instant::now);
         }
-        // 4. Group commit.
+        // 4. Group commit: a sync is asked for at most `commit_interval` after
+        // an append; the spool's write-behind thread does it while this one
+        // goes on, and what it made durable is published when it is done.
         if first_unsynced.is_some_and(|t| t.elapsed() >= cfg.commit_interval || closed) {
-            match w.sync() {
+            match w.log_mut().sync_begin() {
                 Ok(()) => {
                     first_unsynced = None;
-                    ship_sync(&mut w, link, &mut jm);
-                    if blocked == Some("write failed") && queue.is_empty() {
-                        tracing::info!("writing to the spool again");
-                        blocked = None;
-                    }
+                    sync_asked = w.log().position();
                 }
                 Err(e) => {
                     if blocked.is_none() {
@@ -294,6 +325,30 @@ pub fn run(
                         blocked = Some("write failed");
                     }
                 }
+            }
+        }
+        match w.log().synced() {
+            Ok(d) => {
+                if d > durable {
+                    durable = d;
+                    ship_sync(&mut w, link, &mut jm, d);
+                }
+                // Everything appended is durable again (by a sync or a seal).
+                if blocked == Some("write failed")
+                    && queue.is_empty()
+                    && durable >= w.log().position()
+                {
+                    tracing::info!("writing to the spool again");
+                    blocked = None;
+                }
+            }
+            Err(e) => {
+                if blocked.is_none() {
+                    tracing::warn!(error = %e, "writing or fsync of the spool failed; holding input until it succeeds");
+                    blocked = Some("write failed");
+                }
+                // Ask again: the write-behind thread retries what is queued.
+                first_unsynced.get_or_insert_with(Instant::now);
             }
         }
         // 5. Seals.
@@ -311,7 +366,9 @@ pub fn run(
                     last_seal = Instant::now();
                     first_unsealed = None;
                     first_unsynced = None;
-                    ship_sync(&mut w, link, &mut jm);
+                    durable = w.log().position();
+                    sync_asked = durable;
+                    ship_sync(&mut w, link, &mut jm, durable);
                 }
                 Err(e) => {
                     seal_failures += 1;
@@ -344,7 +401,7 @@ pub fn run(
     w.shutdown("agent stopped")?;
     stats.seals.fetch_add(1, Ordering::Relaxed);
     // The agent deletes acknowledged segments after this returns.
-    jm.mark.synced();
+    jm.mark.synced_to(u64::MAX);
     if let Some(dir) = jm.dir {
         if let Err(e) = jm.mark.save(dir) {
             tracing::warn!(error = %e, "writing the journal cursor file");
@@ -440,7 +497,7 @@ fn account_unwritten(w: &mut ChainWriter<Spool>, queue: &mut VecDeque<Pending>, 
 }
 
 /// The event flags of a raw message: unparsed unless it starts like syslog.
-fn raw_flags(bytes: &[u8]) -> u8 {
+pub(crate) fn raw_flags(bytes: &[u8]) -> u8 {
     if looks_like_syslog(bytes) {
         0
     } else {
@@ -455,6 +512,7 @@ fn append_batch(
     stats: &Stats,
     cap: u64,
     mark: &mut JournalMark,
+    shift: &AtomicU64,
 ) -> Result<(), Pending> {
     let b = &p.batch;
     if let (Some(l), false) = (&b.loss, p.loss_done) {
@@ -480,6 +538,28 @@ fn append_batch(
     while p.next < b.items.len() {
         if w.log().bytes() >= cap {
             break; // spool full: the rest waits
+        }
+        if let Some(st) = &p.staged {
+            let i = p.next;
+            match w.append_staged(st.first_seq + i as u64, st.frame(i), &st.leaves[i]) {
+                Ok(true) => {
+                    p.next += 1;
+                    continue;
+                }
+                Ok(false) => {
+                    // The stamper chained a record of its own since this was
+                    // staged: encode the rest here; later batches use the new shift.
+                    shift.store(
+                        w.next_seq().saturating_sub(st.base + i as u64),
+                        Ordering::Relaxed,
+                    );
+                    p.staged = None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "append to the spool failed; holding input until it succeeds");
+                    break;
+                }
+            }
         }
         let item = b.items[p.next];
         let bytes = b.bytes(&item);
@@ -511,7 +591,8 @@ fn append_batch(
     if b.format == ItemFormat::Fields && p.next > first {
         let last = b.bytes(&b.items[p.next - 1]);
         if let Some(c) = crate::journal::field(last, crate::journal::F_CURSOR) {
-            mark.pending = Some(String::from_utf8_lossy(c).into_owned());
+            let c = String::from_utf8_lossy(c).into_owned();
+            mark.pending.push_back((w.log().position(), c));
         }
     }
     stats
@@ -520,5 +601,6 @@ fn append_batch(
     if p.next < b.items.len() {
         return Err(p);
     }
+    crate::ingest::recycle(p.batch);
     Ok(())
 }

@@ -172,6 +172,7 @@ impl Store {
                 &dir,
                 SpoolOptions {
                     segment_bytes: self.segment_bytes,
+                    write_behind: false,
                 },
                 |_, _, _| {},
             );
@@ -204,6 +205,7 @@ impl Store {
             dir,
             SpoolOptions {
                 segment_bytes: self.segment_bytes,
+                write_behind: false,
             },
             |pos, ty, payload| {
                 if broken.is_some() {
@@ -415,6 +417,7 @@ impl Store {
             &dir,
             SpoolOptions {
                 segment_bytes: self.segment_bytes,
+                write_behind: false,
             },
             |_, _, _| {},
         )

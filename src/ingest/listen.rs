@@ -204,7 +204,7 @@ pub async fn stream_conn<S: AsyncRead + Unpin>(
             Ok(Ok(0)) => break,
             Ok(Ok(n)) => n,
         };
-        let mut b = Batch::new(source, peer.clone(), now_ns());
+        let mut b = Batch::with_capacity(source, peer.clone(), now_ns(), n);
         framer.push(&buf[..n], &mut |m, cut| b.push(m, cut));
         if !b.items.is_empty() && tx.send(b).await.is_err() {
             return;

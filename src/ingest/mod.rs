@@ -79,6 +79,28 @@ impl Batch {
         }
     }
 
+    /// An empty batch with room for `bytes` of messages, its buffers taken
+    /// from those [`recycle`] kept if there are any (no allocation, no page
+    /// faults on the hot path).
+    pub fn with_capacity(source: Source, peer: Arc<str>, time_ns: i64, bytes: usize) -> Batch {
+        let (mut data, mut items) = SPARE
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_default();
+        data.reserve(bytes);
+        items.reserve(bytes / 128 + 1);
+        Batch {
+            source,
+            peer,
+            time_ns,
+            data,
+            items,
+            format: ItemFormat::Raw,
+            loss: None,
+        }
+    }
+
     /// Adds a message.
     pub fn push(&mut self, msg: &[u8], original_len: Option<u64>) {
         let start = self.data.len() as u32;
@@ -93,6 +115,26 @@ impl Batch {
     /// The bytes of an item.
     pub fn bytes(&self, item: &Item) -> &[u8] {
         &self.data[item.start as usize..(item.start + item.len) as usize]
+    }
+}
+
+/// Buffers of chained batches, for [`Batch::with_capacity`] to use again.
+static SPARE: std::sync::Mutex<Vec<(Vec<u8>, Vec<Item>)>> = std::sync::Mutex::new(Vec::new());
+
+/// Spare buffers kept at most (each is one read's worth, typically 64 KiB).
+const SPARE_MAX: usize = 64;
+
+/// Gives a chained batch's buffers back for later batches.
+pub fn recycle(mut b: Batch) {
+    if b.data.capacity() > 1 << 20 {
+        return; // an odd large one (a long journald entry): let it go
+    }
+    b.data.clear();
+    b.items.clear();
+    if let Ok(mut s) = SPARE.lock() {
+        if s.len() < SPARE_MAX {
+            s.push((b.data, b.items));
+        }
     }
 }
 

@@ -1,0 +1,236 @@
+//! Write-behind for a segment file: a thread that does the `pwrite`s and the
+//! `fdatasync`s, so that the thread building frames (the agent's stamper) does
+//! not also pay for copying every byte into the page cache.
+//!
+//! The owner hands over full buffers with [`WriteBehind::submit`] and gets an
+//! empty one back; at most [`MAX_QUEUED`] buffers wait, after which `submit`
+//! waits (memory stays bounded, and a slow disk slows the owner down).
+//! Buffers are written in order, each at the file offset it was given.
+//!
+//! A failed write (a full disk, an I/O error) cuts the file back to where that
+//! write began, so no torn frame is left, keeps the failed buffer and those
+//! after it queued, and stops. The owner's next call returns the error; taking
+//! it lets the thread try again, so the owner's usual retry loop (the
+//! stamper's "holding input until it succeeds") retries the queued writes in
+//! order and nothing handed over is lost. `sync` returns only when every buffer
+//! handed over before it is written and fdatasynced.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+/// Buffers waiting to be written at most; `submit` waits beyond this.
+pub const MAX_QUEUED: usize = 4;
+
+struct Job {
+    offset: u64,
+    buf: Vec<u8>,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Job>,
+    /// Written buffers, cleared, for the owner to fill again.
+    spare: Vec<Vec<u8>>,
+    /// A write is in progress (its job is out of the queue).
+    writing: bool,
+    /// File offset up to which `sync` was asked for.
+    sync_wanted: u64,
+    /// File offset up to which everything is written and fdatasynced.
+    synced: u64,
+    /// File offset up to which everything is written.
+    written: u64,
+    /// The last failure, until the owner takes it (then the thread retries).
+    error: Option<io::Error>,
+    stop: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind: keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed.wait(g).unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The write-behind thread of one segment file.
+pub struct WriteBehind {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WriteBehind {
+    /// Starts the thread for `file`, whose bytes up to `end` are already
+    /// written and up to `durable` fdatasynced.
+    pub fn start(file: Arc<File>, end: u64, durable: u64) -> io::Result<WriteBehind> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                written: end,
+                synced: durable,
+                sync_wanted: durable,
+                ..State::default()
+            }),
+            changed: Condvar::new(),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("logseal-writer".into())
+            .spawn(move || run(&s, &file))?;
+        Ok(WriteBehind {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `buf` to be written at `offset` and returns an empty buffer to
+    /// fill next. Waits while [`MAX_QUEUED`] buffers are queued. If an earlier
+    /// write failed, returns that error and `buf` untouched (the thread then
+    /// retries the queued writes).
+    pub fn submit(&self, offset: u64, buf: Vec<u8>) -> Result<Vec<u8>, (io::Error, Vec<u8>)> {
+        let mut g = self.shared.lock();
+        loop {
+            if let Some(e) = g.error.take() {
+                self.shared.changed.notify_all();
+                return Err((e, buf));
+            }
+            if g.queue.len() < MAX_QUEUED {
+                break;
+            }
+            g = self.shared.wait(g);
+        }
+        g.queue.push_back(Job { offset, buf });
+        let spare = g.spare.pop().unwrap_or_default();
+        drop(g);
+        self.shared.changed.notify_all();
+        Ok(spare)
+    }
+
+    /// Waits until everything submitted is written (not synced).
+    pub fn wait_written(&self) -> io::Result<()> {
+        let mut g = self.shared.lock();
+        loop {
+            if let Some(e) = g.error.take() {
+                self.shared.changed.notify_all();
+                return Err(e);
+            }
+            if g.queue.is_empty() && !g.writing {
+                return Ok(());
+            }
+            g = self.shared.wait(g);
+        }
+    }
+
+    /// Asks for everything up to file offset `upto` to be written and
+    /// fdatasynced, without waiting; [`synced`](Self::synced) tells when.
+    pub fn request_sync(&self, upto: u64) {
+        let mut g = self.shared.lock();
+        if g.sync_wanted < upto {
+            g.sync_wanted = upto;
+            drop(g);
+            self.shared.changed.notify_all();
+        }
+    }
+
+    /// The file offset up to which everything is written and fdatasynced, or
+    /// the error that stopped writing (taking it lets the thread retry).
+    pub fn synced(&self) -> io::Result<u64> {
+        let mut g = self.shared.lock();
+        if let Some(e) = g.error.take() {
+            drop(g);
+            self.shared.changed.notify_all();
+            return Err(e);
+        }
+        Ok(g.synced)
+    }
+
+    /// Waits until everything up to file offset `upto` is written and fdatasynced.
+    pub fn sync(&self, upto: u64) -> io::Result<()> {
+        let mut g = self.shared.lock();
+        if g.sync_wanted < upto {
+            g.sync_wanted = upto;
+            self.shared.changed.notify_all();
+        }
+        loop {
+            if let Some(e) = g.error.take() {
+                self.shared.changed.notify_all();
+                return Err(e);
+            }
+            if g.synced >= upto {
+                return Ok(());
+            }
+            g = self.shared.wait(g);
+        }
+    }
+}
+
+impl Drop for WriteBehind {
+    /// Writes what is queued (unless writing is failing), then stops.
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.changed.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(shared: &Shared, file: &File) {
+    let mut g = shared.lock();
+    loop {
+        if g.error.is_none() {
+            if let Some(mut job) = g.queue.pop_front() {
+                g.writing = true;
+                drop(g);
+                let r = file.write_all_at(&job.buf, job.offset);
+                if r.is_err() {
+                    // No torn frame stays behind: cut back to where this write began.
+                    let _ = file.set_len(job.offset);
+                }
+                g = shared.lock();
+                g.writing = false;
+                match r {
+                    Ok(()) => {
+                        g.written = job.offset + job.buf.len() as u64;
+                        job.buf.clear();
+                        if g.spare.len() <= MAX_QUEUED {
+                            g.spare.push(job.buf);
+                        }
+                    }
+                    Err(e) => {
+                        g.queue.push_front(job);
+                        g.error = Some(e);
+                    }
+                }
+                shared.changed.notify_all();
+                continue;
+            }
+            if g.sync_wanted > g.synced {
+                let target = g.written;
+                drop(g);
+                let r = file.sync_data();
+                g = shared.lock();
+                match r {
+                    Ok(()) => g.synced = g.synced.max(target),
+                    Err(e) => g.error = Some(e),
+                }
+                shared.changed.notify_all();
+                continue;
+            }
+        }
+        if g.stop {
+            return;
+        }
+        g = shared.wait(g);
+    }
+}
