@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Staged batches waiting for the stamper at most.
-const QUEUE: usize = 64;
+const QUEUE: usize = 16;
 
 /// A batch's events, encoded and framed as records, with their leaves.
 #[derive(Debug)]

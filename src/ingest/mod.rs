@@ -121,13 +121,14 @@ impl Batch {
 /// Buffers of chained batches, for [`Batch::with_capacity`] to use again.
 static SPARE: std::sync::Mutex<Vec<(Vec<u8>, Vec<Item>)>> = std::sync::Mutex::new(Vec::new());
 
-/// Spare buffers kept at most (each is one read's worth, typically 64 KiB).
+/// Spare buffers kept at most (each is one read's worth, typically 64 KiB,
+/// 256 KiB at most: 16 MiB in all).
 const SPARE_MAX: usize = 64;
 
 /// Gives a chained batch's buffers back for later batches.
 pub fn recycle(mut b: Batch) {
-    if b.data.capacity() > 1 << 20 {
-        return; // an odd large one (a long journald entry): let it go
+    if b.format != ItemFormat::Raw || b.data.capacity() > 256 << 10 {
+        return; // journald batches are made apart; an odd large one: let it go
     }
     b.data.clear();
     b.items.clear();
