@@ -116,6 +116,18 @@ pub fn push_record_frame(
     out: &mut Vec<u8>,
     encode: impl FnOnce(&mut Vec<u8>),
 ) -> Option<crate::chain::Digest> {
+    let start = push_record(out, encode)?;
+    let t = start + 8;
+    out[t] = 0x00;
+    let leaf = crate::chain::hash::sha256(&out[t..]);
+    out[t] = FRAME_RECORD;
+    Some(leaf)
+}
+
+/// Appends to `out` a record frame whose payload `encode` writes; returns
+/// where the frame starts, or `None` (with `out` as it was) if the record is
+/// larger than [`MAX_FRAME`].
+fn push_record(out: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>)) -> Option<usize> {
     let start = out.len();
     out.extend_from_slice(&[0u8; 8]);
     out.push(FRAME_RECORD);
@@ -125,11 +137,7 @@ pub fn push_record_frame(
         return None;
     }
     seal_frame(out, start);
-    let t = start + 8;
-    out[t] = 0x00;
-    let leaf = crate::chain::hash::sha256(&out[t..]);
-    out[t] = FRAME_RECORD;
-    Some(leaf)
+    Some(start)
 }
 
 fn too_large() -> io::Error {
@@ -515,29 +523,23 @@ impl SegmentWriter {
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> io::Result<(u64, &[u8])> {
+        let offset = self.room()?;
+        let start = push_record(&mut self.buf, encode).ok_or_else(too_large)?;
+        Ok((offset, &self.buf[start + 9..]))
+    }
+
+    /// Hands the buffer over if it is full; returns the offset of the next frame.
+    fn room(&mut self) -> io::Result<u64> {
         if self.buf.len() >= self.flush_at {
             self.hand_off()?;
         }
-        let start = self.buf.len();
-        let offset = self.flushed + start as u64;
-        self.buf.extend_from_slice(&[0u8; 8]);
-        self.buf.push(FRAME_RECORD);
-        encode(&mut self.buf);
-        if self.buf.len() - start - 8 > MAX_FRAME {
-            self.buf.truncate(start);
-            return Err(too_large());
-        }
-        seal_frame(&mut self.buf, start);
-        Ok((offset, &self.buf[start + 9..]))
+        Ok(self.flushed + self.buf.len() as u64)
     }
 
     /// Appends a complete frame as [`encode_frame`] made it (length, CRC, type,
     /// payload), verbatim; returns its offset.
     pub fn append_frame(&mut self, frame: &[u8]) -> io::Result<u64> {
-        if self.buf.len() >= self.flush_at {
-            self.hand_off()?;
-        }
-        let offset = self.flushed + self.buf.len() as u64;
+        let offset = self.room()?;
         self.buf.extend_from_slice(frame);
         Ok(offset)
     }
@@ -549,14 +551,9 @@ impl SegmentWriter {
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> io::Result<(u64, crate::chain::Digest)> {
-        if self.buf.len() >= self.flush_at {
-            self.hand_off()?;
-        }
-        let offset = self.flushed + self.buf.len() as u64;
-        match push_record_frame(&mut self.buf, encode) {
-            Some(leaf) => Ok((offset, leaf)),
-            None => Err(too_large()),
-        }
+        let offset = self.room()?;
+        let leaf = push_record_frame(&mut self.buf, encode).ok_or_else(too_large)?;
+        Ok((offset, leaf))
     }
 
     /// Writes buffered frames to the file, or with write-behind hands them to
@@ -641,7 +638,7 @@ impl SegmentWriter {
 
     /// File offset up to which the file is known durable: with write-behind
     /// what its thread has fdatasynced (or the error that stopped it), without
-    /// it the end of the last [`sync`](Self::sync) or of the file as opened.
+    /// it the end of the last [`sync`](Self::sync) (0 before the first).
     pub fn synced(&self) -> io::Result<u64> {
         match &self.lane {
             Some(lane) => lane.synced(),

@@ -279,14 +279,20 @@ impl Spool {
     /// Appends an already-encoded record (the collector's store); returns its
     /// global position.
     pub fn append_raw(&mut self, record: &[u8]) -> io::Result<u64> {
-        if self.cur.file_len() >= self.opts.segment_bytes {
-            self.rotate()?;
-        }
-        let base = self.cur_base;
+        let base = self.room()?;
         let (off, _) = self
             .cur
             .append_record_with(|b| b.extend_from_slice(record))?;
         Ok(base + off)
+    }
+
+    /// Starts a new segment if the current one is full; returns the current
+    /// segment's base.
+    fn room(&mut self) -> io::Result<u64> {
+        if self.cur.file_len() >= self.opts.segment_bytes {
+            self.rotate()?;
+        }
+        Ok(self.cur_base)
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -307,19 +313,14 @@ impl Spool {
 
 impl crate::writer::RecordLog for Spool {
     fn append_frame(&mut self, frame: &[u8]) -> io::Result<u64> {
-        if self.cur.file_len() >= self.opts.segment_bytes {
-            self.rotate()?;
-        }
-        Ok(self.cur_base + self.cur.append_frame(frame)?)
+        let base = self.room()?;
+        Ok(base + self.cur.append_frame(frame)?)
     }
     fn append_record_leaf(
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> io::Result<(u64, crate::chain::Digest)> {
-        if self.cur.file_len() >= self.opts.segment_bytes {
-            self.rotate()?;
-        }
-        let base = self.cur_base;
+        let base = self.room()?;
         let (off, leaf) = self.cur.append_record_leaf(encode)?;
         Ok((base + off, leaf))
     }

@@ -93,22 +93,32 @@ impl WriteBehind {
         })
     }
 
+    /// Waits until `done` holds, or returns the error that stopped writing
+    /// (taking it lets the thread retry).
+    fn wait_for(&self, done: impl Fn(&State) -> bool) -> io::Result<MutexGuard<'_, State>> {
+        let mut g = self.shared.lock();
+        loop {
+            if let Some(e) = g.error.take() {
+                drop(g);
+                self.shared.changed.notify_all();
+                return Err(e);
+            }
+            if done(&g) {
+                return Ok(g);
+            }
+            g = self.shared.wait(g);
+        }
+    }
+
     /// Queues `buf` to be written at `offset` and returns an empty buffer to
     /// fill next. Waits while [`MAX_QUEUED`] buffers are queued. If an earlier
     /// write failed, returns that error and `buf` untouched (the thread then
     /// retries the queued writes).
     pub fn submit(&self, offset: u64, buf: Vec<u8>) -> Result<Vec<u8>, (io::Error, Vec<u8>)> {
-        let mut g = self.shared.lock();
-        loop {
-            if let Some(e) = g.error.take() {
-                self.shared.changed.notify_all();
-                return Err((e, buf));
-            }
-            if g.queue.len() < MAX_QUEUED {
-                break;
-            }
-            g = self.shared.wait(g);
-        }
+        let mut g = match self.wait_for(|s| s.queue.len() < MAX_QUEUED) {
+            Ok(g) => g,
+            Err(e) => return Err((e, buf)),
+        };
         g.queue.push_back(Job { offset, buf });
         let spare = g.spare.pop().unwrap_or_default();
         drop(g);
@@ -118,17 +128,8 @@ impl WriteBehind {
 
     /// Waits until everything submitted is written (not synced).
     pub fn wait_written(&self) -> io::Result<()> {
-        let mut g = self.shared.lock();
-        loop {
-            if let Some(e) = g.error.take() {
-                self.shared.changed.notify_all();
-                return Err(e);
-            }
-            if g.queue.is_empty() && !g.writing {
-                return Ok(());
-            }
-            g = self.shared.wait(g);
-        }
+        self.wait_for(|s| s.queue.is_empty() && !s.writing)
+            .map(drop)
     }
 
     /// Asks for everything up to file offset `upto` to be written and
@@ -145,32 +146,13 @@ impl WriteBehind {
     /// The file offset up to which everything is written and fdatasynced, or
     /// the error that stopped writing (taking it lets the thread retry).
     pub fn synced(&self) -> io::Result<u64> {
-        let mut g = self.shared.lock();
-        if let Some(e) = g.error.take() {
-            drop(g);
-            self.shared.changed.notify_all();
-            return Err(e);
-        }
-        Ok(g.synced)
+        self.wait_for(|_| true).map(|g| g.synced)
     }
 
     /// Waits until everything up to file offset `upto` is written and fdatasynced.
     pub fn sync(&self, upto: u64) -> io::Result<()> {
-        let mut g = self.shared.lock();
-        if g.sync_wanted < upto {
-            g.sync_wanted = upto;
-            self.shared.changed.notify_all();
-        }
-        loop {
-            if let Some(e) = g.error.take() {
-                self.shared.changed.notify_all();
-                return Err(e);
-            }
-            if g.synced >= upto {
-                return Ok(());
-            }
-            g = self.shared.wait(g);
-        }
+        self.request_sync(upto);
+        self.wait_for(|s| s.synced >= upto).map(drop)
     }
 }
 

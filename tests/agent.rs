@@ -141,7 +141,7 @@ fn logger_over_every_input_n_sent_n_chained_in_order() {
         .find(|(_, m)| m.contains("msg-lf3164-1 "))
         .unwrap();
     assert!(lf.0.starts_with("127.0.0.1:"), "peer recorded: {}", lf.0);
-    verify_intact(&state);
+    assert_intact(&state);
 }
 
 #[test]
@@ -368,7 +368,7 @@ fn kill_9_while_a_tcp_sender_writes_loses_nothing_that_was_written() {
     let set: HashSet<u64> = all.iter().copied().collect();
     assert!(seen_before.iter().all(|x| set.contains(x)));
     assert!(all.len() > 1000, "the sender got through: {}", all.len());
-    verify_intact(&state);
+    assert_intact(&state);
     // Each restart is recorded.
     let o = Command::new(bin())
         .args(["inspect", "--json"])
@@ -434,7 +434,7 @@ fn socket_activation_uses_the_passed_sockets() {
     assert_exactly(&events(&state), "act", 100);
     let log = std::fs::read_to_string(&errlog).unwrap();
     assert!(log.contains("using sockets passed by systemd"), "{log}");
-    verify_intact(&state);
+    assert_intact(&state);
 }
 
 #[test]
@@ -545,7 +545,7 @@ fn loggen_streams_numbered_messages_all_chained_once_in_order() {
         "{}",
         evs[0].1
     );
-    verify_intact(&state);
+    assert_intact(&state);
 }
 
 #[test]
@@ -695,5 +695,5 @@ fn idle_timeout_connection_bound_and_heartbeat_seals() {
         "heartbeat seals while idle: {before} -> {after}"
     );
     agent.stop();
-    verify_intact(&state);
+    assert_intact(&state);
 }

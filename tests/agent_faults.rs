@@ -250,17 +250,7 @@ fn full_filesystem_back_pressures_then_resumes_without_loss() {
         (1..=n).collect::<Vec<_>>(),
         "every message exactly once, in order"
     );
-    let o = Command::new(bin())
-        .arg("verify")
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert_intact(&state);
     let log = std::fs::read_to_string(&errlog).unwrap();
     eprintln!("{log}");
     assert!(log.contains("writing to the spool again"), "{log}");

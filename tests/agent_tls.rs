@@ -144,7 +144,7 @@ fn tls_input_with_client_certificates() {
         .all(|(p, _)| p.contains("client certificate verified")));
     let log = std::fs::read_to_string(&errlog).unwrap();
     assert!(log.matches("TLS handshake refused").count() >= 3, "{log}");
-    verify_intact(&state);
+    assert_intact(&state);
 }
 
 fn through_rsyslog(tag: &str, tls: bool) {
@@ -219,7 +219,7 @@ fn through_rsyslog(tag: &str, tls: bool) {
         m.starts_with("<13>1 "),
         "RFC 5424 from rsyslog, kept verbatim: {m}"
     );
-    verify_intact(&state);
+    assert_intact(&state);
 }
 
 #[test]

@@ -14,7 +14,7 @@
 //!
 //! [`ChainWriter::append_staged`]: crate::writer::ChainWriter::append_staged
 
-use crate::chain::record::{Body, Payload, Record};
+use crate::chain::record::{Payload, Record};
 use crate::chain::{ChainId, Digest};
 use crate::ingest::{Batch, ItemFormat};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,13 +72,7 @@ pub fn stage(b: &Batch, chain_id: ChainId, base: u64, first_seq: u64) -> Option<
             chain_id,
             seq: first_seq + i as u64,
             time_ns: b.time_ns,
-            body: Body::Event {
-                source: b.source,
-                flags: super::stamper::raw_flags(bytes),
-                peer: &b.peer,
-                original_len: item.original_len,
-                payload: Payload::Raw(bytes),
-            },
+            body: super::stamper::event_body(b, item, Payload::Raw(bytes)),
         };
         let leaf = crate::segment::push_record_frame(&mut st.frames, |out| rec.encode_into(out))?;
         st.ends.push(st.frames.len() as u32);

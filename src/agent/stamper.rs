@@ -18,7 +18,7 @@
 
 use super::stage::{self, Staged};
 use crate::chain::record::{Body, LossReason, Payload, Source, FLAG_UNPARSED};
-use crate::ingest::{Batch, ItemFormat, LossCounter};
+use crate::ingest::{Batch, Item, ItemFormat, LossCounter};
 use crate::spool::Spool;
 use crate::transport::shipper::ShipLink;
 use crate::writer::{ChainWriter, WriterError};
@@ -204,9 +204,8 @@ pub fn run(
     let mut last_seal = Instant::now();
     let mut first_unsealed: Option<Instant> = None;
     let mut first_unsynced: Option<Instant> = None;
-    // The spool is known durable up to `durable`; a sync was asked up to `sync_asked`.
+    // The spool is known durable up to `durable`.
     let mut durable = w.log().synced().unwrap_or(0);
-    let mut sync_asked = durable;
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut blocked: Option<&'static str> = None; // why input is not being taken
     let mut closed = false;
@@ -262,8 +261,9 @@ pub fn run(
         }
         // Turn at least once a second so that the watchdog sees the loop alive.
         wait = wait.min(Duration::from_secs(1));
-        // A sync in flight: look again soon, to publish what it made durable.
-        if sync_asked > durable {
+        // A sync in flight (asked for everything appended, not done yet): look
+        // again soon, to publish what it made durable.
+        if first_unsynced.is_none() && durable < w.log().position() {
             wait = wait.min(Duration::from_millis(1));
         }
         if blocked.is_some() {
@@ -315,10 +315,7 @@ pub fn run(
         // goes on, and what it made durable is published when it is done.
         if first_unsynced.is_some_and(|t| t.elapsed() >= cfg.commit_interval || closed) {
             match w.log_mut().sync_begin() {
-                Ok(()) => {
-                    first_unsynced = None;
-                    sync_asked = w.log().position();
-                }
+                Ok(()) => first_unsynced = None,
                 Err(e) => {
                     if blocked.is_none() {
                         tracing::warn!(error = %e, "fsync of the spool failed; holding input until it succeeds");
@@ -367,7 +364,6 @@ pub fn run(
                     first_unsealed = None;
                     first_unsynced = None;
                     durable = w.log().position();
-                    sync_asked = durable;
                     ship_sync(&mut w, link, &mut jm, durable);
                 }
                 Err(e) => {
@@ -496,12 +492,21 @@ fn account_unwritten(w: &mut ChainWriter<Spool>, queue: &mut VecDeque<Pending>, 
     }
 }
 
-/// The event flags of a raw message: unparsed unless it starts like syslog.
-pub(crate) fn raw_flags(bytes: &[u8]) -> u8 {
-    if looks_like_syslog(bytes) {
-        0
-    } else {
-        FLAG_UNPARSED
+/// The Event record of item `item` of batch `b`, with `payload` (a raw
+/// message is flagged unparsed unless it starts like syslog). The stager and
+/// the stamper's own path both make events here.
+pub(crate) fn event_body<'a>(b: &'a Batch, item: &Item, payload: Payload<'a>) -> Body<'a> {
+    let flags = match payload {
+        Payload::Raw(m) if !looks_like_syslog(m) => FLAG_UNPARSED,
+        _ => 0,
+    };
+    // (The encoder sets the truncation flag from `original_len`.)
+    Body::Event {
+        source: b.source,
+        flags,
+        peer: &b.peer,
+        original_len: item.original_len,
+        payload,
     }
 }
 
@@ -563,25 +568,15 @@ fn append_batch(
         }
         let item = b.items[p.next];
         let bytes = b.bytes(&item);
-        let (flags, payload) = match b.format {
-            ItemFormat::Raw => (raw_flags(bytes), Payload::Raw(bytes)),
+        let payload = match b.format {
+            ItemFormat::Raw => Payload::Raw(bytes),
             ItemFormat::Fields => {
                 let mut fields = Vec::with_capacity(32);
                 crate::journal::split_fields(bytes, &mut fields);
-                (0, Payload::Fields(fields))
+                Payload::Fields(fields)
             }
         };
-        // (The encoder sets the truncation flag from `original_len`.)
-        let r = w.append_at(
-            b.time_ns,
-            Body::Event {
-                source: b.source,
-                flags,
-                peer: &b.peer,
-                original_len: item.original_len,
-                payload,
-            },
-        );
+        let r = w.append_at(b.time_ns, event_body(b, &item, payload));
         if let Err(e) = r {
             tracing::warn!(error = %e, "append to the spool failed; holding input until it succeeds");
             break;

@@ -83,22 +83,13 @@ impl Batch {
     /// from those [`recycle`] kept if there are any (no allocation, no page
     /// faults on the hot path).
     pub fn with_capacity(source: Source, peer: Arc<str>, time_ns: i64, bytes: usize) -> Batch {
-        let (mut data, mut items) = SPARE
-            .lock()
-            .ok()
-            .and_then(|mut s| s.pop())
-            .unwrap_or_default();
-        data.reserve(bytes);
-        items.reserve(bytes / 128 + 1);
-        Batch {
-            source,
-            peer,
-            time_ns,
-            data,
-            items,
-            format: ItemFormat::Raw,
-            loss: None,
+        let mut b = Batch::new(source, peer, time_ns);
+        if let Some((data, items)) = SPARE.lock().ok().and_then(|mut s| s.pop()) {
+            (b.data, b.items) = (data, items);
         }
+        b.data.reserve(bytes);
+        b.items.reserve(bytes / 128 + 1);
+        b
     }
 
     /// Adds a message.

@@ -207,20 +207,6 @@ pub fn assert_exactly_per_connection(evs: &[(String, String)], tag: &str, n: u64
     }
 }
 
-pub fn verify_intact(state: &Path) {
-    let o = Command::new(bin())
-        .arg("verify")
-        .arg(state)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-}
-
 pub fn numbered_file(dir: &Path, tag: &str, n: u64) -> PathBuf {
     let p = dir.join(format!("{tag}.txt"));
     let text: String = (1..=n)
