@@ -3,15 +3,19 @@
 //!
 //! One thread per agent connection (blocking rustls): a collector serves
 //! hundreds of agents, not tens of thousands, and the blocking code keeps the
-//! order "verify → append → fsync → ack" plain to read. Group commit: a
-//! connection appends every batch that has arrived, then fsyncs once and acks
-//! them all.
+//! order "verify → append → fsync → ack" plain to read. Each chain is written
+//! and fsynced by a thread of its own ([`crate::writebehind`]): a connection
+//! appends a verified batch, asks for an fsync without waiting for it and goes
+//! on verifying the next batch; it acknowledges batches in order as soon as the
+//! fsync has reached their end. fsyncs asked for while one runs are merged
+//! into the next (group commit).
 
 pub mod config;
 pub mod store;
 
 use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
 use config::{CollectorConfig, EnrollmentMode};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,10 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use store::{Enrollment, Refused, Store};
 
-/// How long a connection waits for more batches before it fsyncs and acks.
-const COMMIT_WAIT: Duration = Duration::from_millis(2);
-/// Bytes appended on a connection before it commits anyway.
-const COMMIT_BYTES: usize = 8 << 20;
+/// How long a connection with batches not yet acknowledged waits for the
+/// next frame before it looks whether their fsync has finished.
+const ACK_POLL: Duration = Duration::from_millis(1);
 
 /// The TLS configuration, rebuilt when the CRL file changes.
 struct TlsSource {
@@ -310,6 +313,8 @@ struct PendingAck {
     batch: u64,
     chain: crate::chain::ChainId,
     next_seq: u64,
+    /// Store position the chain must be durable to before the ack.
+    end: u64,
     slot: Arc<Mutex<store::Slot>>,
 }
 
@@ -322,23 +327,17 @@ fn session(
     peer: &str,
 ) -> Result<(), String> {
     let poll = Duration::from_millis(500);
-    let mut pending: Vec<PendingAck> = Vec::new();
-    let mut pending_bytes = 0usize;
+    let mut pending: VecDeque<PendingAck> = VecDeque::new();
     let mut idle_since = Instant::now();
     loop {
-        let wait = if pending.is_empty() {
-            poll
-        } else {
-            COMMIT_WAIT
-        };
+        let wait = if pending.is_empty() { poll } else { ACK_POLL };
         let _ = tls.sock.set_read_timeout(Some(wait));
         let frame = fr.next(tls, shared.max_frame);
         let (ty, body) = match frame {
             Ok(f) => f,
             Err(ReadError::Timeout) => {
                 if !pending.is_empty() {
-                    commit(shared, tls, &mut pending)?;
-                    pending_bytes = 0;
+                    ack_synced(shared, tls, &mut pending)?;
                 } else if shared.stop.load(Ordering::SeqCst) {
                     refuse(tls, Code::Unavailable, 0, "collector shutting down");
                     return Ok(());
@@ -348,9 +347,7 @@ fn session(
                 continue;
             }
             Err(ReadError::Closed) => {
-                if !pending.is_empty() {
-                    let _ = commit(shared, tls, &mut pending);
-                }
+                let _ = commit(shared, tls, &mut pending);
                 return Ok(());
             }
             Err(e @ ReadError::TooLarge { .. }) => {
@@ -370,14 +367,22 @@ fn session(
                     return Err(m);
                 }
             };
-            pending_bytes += body.len();
             match shared.store.apply(host, &batch) {
-                Ok(stored) => pending.push(PendingAck {
-                    batch: batch.id,
-                    chain: batch.chain,
-                    next_seq: stored.next_seq,
-                    slot: stored.slot,
-                }),
+                Ok(stored) => {
+                    let p = PendingAck {
+                        batch: batch.id,
+                        chain: batch.chain,
+                        next_seq: stored.next_seq,
+                        end: stored.end,
+                        slot: stored.slot,
+                    };
+                    let begun = lock(&p.slot).sync_begin();
+                    if let Err(e) = begun {
+                        return Err(storage_failed(shared, tls, &p, &e));
+                    }
+                    pending.push_back(p);
+                    ack_synced(shared, tls, &mut pending)?;
+                }
                 Err(Refused { code, message }) => {
                     // Acknowledge what was stored before the refused batch.
                     let id = batch.id;
@@ -392,10 +397,6 @@ fn session(
                     refuse(tls, code, id, &message);
                     return Err(format!("batch {id} refused ({}): {message}", code.name()));
                 }
-            }
-            if pending_bytes >= COMMIT_BYTES {
-                commit(shared, tls, &mut pending)?;
-                pending_bytes = 0;
             }
             continue;
         }
@@ -443,36 +444,80 @@ fn session(
     }
 }
 
-/// fsyncs every chain touched by pending batches, then acknowledges them.
-fn commit(shared: &Shared, tls: &mut Tls, pending: &mut Vec<PendingAck>) -> Result<(), String> {
-    if pending.is_empty() {
-        return Ok(());
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A chain's write or fsync failed: its state is read back from disk on next
+/// use, and the agent is told (it resends from the collector's position).
+fn storage_failed(shared: &Shared, tls: &mut Tls, p: &PendingAck, e: &std::io::Error) -> String {
+    shared.store.evict(p.chain);
+    let m = format!("fsync of the store failed: {e}");
+    refuse(tls, Code::Storage, p.batch, &m);
+    m
+}
+
+fn send_ack(tls: &mut Tls, p: &PendingAck) -> Result<(), String> {
+    send(
+        tls,
+        &Msg::Ack {
+            batch: p.batch,
+            chain: p.chain,
+            next_seq: p.next_seq,
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Acknowledges, in order, the pending batches whose chain is durable to
+/// their end; does not wait.
+fn ack_synced(
+    shared: &Shared,
+    tls: &mut Tls,
+    pending: &mut VecDeque<PendingAck>,
+) -> Result<(), String> {
+    while let Some(p) = pending.front() {
+        let synced = lock(&p.slot).synced();
+        match synced {
+            Ok(pos) if pos >= p.end => {}
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let m = storage_failed(shared, tls, p, &e);
+                pending.clear();
+                return Err(m);
+            }
+        }
+        send_ack(tls, p)?;
+        pending.pop_front();
     }
+    Ok(())
+}
+
+/// Waits until every chain touched by pending batches is durable, then
+/// acknowledges them all.
+fn commit(
+    shared: &Shared,
+    tls: &mut Tls,
+    pending: &mut VecDeque<PendingAck>,
+) -> Result<(), String> {
     let mut synced: Vec<&Arc<Mutex<store::Slot>>> = Vec::new();
+    let mut failed = None;
     for p in pending.iter() {
         if synced.iter().any(|s| Arc::ptr_eq(s, &p.slot)) {
             continue;
         }
-        let r = p.slot.lock().unwrap_or_else(|e| e.into_inner()).sync();
-        if let Err(e) = r {
-            shared.store.evict(p.chain);
-            let m = format!("fsync of the store failed: {e}");
-            refuse(tls, Code::Storage, p.batch, &m);
-            pending.clear();
-            return Err(m);
+        if let Err(e) = lock(&p.slot).sync() {
+            failed = Some(storage_failed(shared, tls, p, &e));
+            break;
         }
         synced.push(&p.slot);
     }
+    if let Some(m) = failed {
+        pending.clear();
+        return Err(m);
+    }
     for p in pending.drain(..) {
-        send(
-            tls,
-            &Msg::Ack {
-                batch: p.batch,
-                chain: p.chain,
-                next_seq: p.next_seq,
-            },
-        )
-        .map_err(|e| e.to_string())?;
+        send_ack(tls, &p)?;
     }
     Ok(())
 }

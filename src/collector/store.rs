@@ -45,19 +45,29 @@ pub struct Slot {
     pub tip: Tip,
     log: Spool,
     recent: VecDeque<(u64, Digest)>,
-    dirty: bool,
     /// Why the stored chain cannot be extended (damage found at start-up).
     broken: Option<String>,
 }
 
 impl Slot {
-    /// fsyncs appended records.
+    /// fsyncs appended records and waits for it.
     pub fn sync(&mut self) -> io::Result<()> {
-        if self.dirty {
+        if self.log.synced()? < self.log.position() {
             self.log.sync()?;
-            self.dirty = false;
         }
         Ok(())
+    }
+
+    /// Starts fsyncing appended records without waiting ([`synced`](Self::synced)
+    /// tells when it is done).
+    pub fn sync_begin(&mut self) -> io::Result<()> {
+        self.log.sync_begin()
+    }
+
+    /// Store position up to which the chain is durable, or the error that
+    /// stopped writing it.
+    pub fn synced(&self) -> io::Result<u64> {
+        self.log.synced()
     }
 }
 
@@ -85,6 +95,8 @@ pub struct Stored {
     pub next_seq: u64,
     /// Records newly stored.
     pub new_records: usize,
+    /// Store position after the batch: acknowledge once synced to here.
+    pub end: u64,
 }
 
 #[derive(Default)]
@@ -158,6 +170,15 @@ impl Store {
         Ok(store)
     }
 
+    /// Chains are written and fsynced on a thread of their own, so that a
+    /// connection keeps verifying batches while the last ones are synced.
+    fn spool_options(&self) -> SpoolOptions {
+        SpoolOptions {
+            segment_bytes: self.segment_bytes,
+            write_behind: true,
+        }
+    }
+
     fn chain_dir(&self, host: &str, id: ChainId) -> PathBuf {
         self.root.join("hosts").join(host).join(id.to_string())
     }
@@ -168,14 +189,7 @@ impl Store {
     fn load(&self, host: &str, id: ChainId) -> anyhow::Result<Slot> {
         let dir = self.chain_dir(host, id);
         if let Some(saved) = read_saved_tip(&dir) {
-            let opened = Spool::open(
-                &dir,
-                SpoolOptions {
-                    segment_bytes: self.segment_bytes,
-                    write_behind: false,
-                },
-                |_, _, _| {},
-            );
+            let opened = Spool::open(&dir, self.spool_options(), |_, _, _| {});
             if let Ok((log, repair)) = opened {
                 if repair.torn_bytes == 0
                     && log.position() == saved.position
@@ -187,7 +201,6 @@ impl Store {
                         tip: saved.tip,
                         log,
                         recent: VecDeque::new(),
-                        dirty: false,
                         broken: None,
                     });
                 }
@@ -201,32 +214,25 @@ impl Store {
         let mut tip = Tip::before_genesis(id, host);
         let mut broken: Option<String> = None;
         let mut recent = VecDeque::new();
-        let (log, repair) = Spool::open(
-            dir,
-            SpoolOptions {
-                segment_bytes: self.segment_bytes,
-                write_behind: false,
-            },
-            |pos, ty, payload| {
-                if broken.is_some() {
-                    return;
-                }
-                if ty != crate::segment::FRAME_RECORD {
-                    broken = Some(format!("frame at position {pos} is not a full record"));
-                    return;
-                }
-                let leaf = hash::leaf(payload);
-                match tip.apply(payload, &leaf) {
-                    Ok(()) => {
-                        if recent.len() == RECENT {
-                            recent.pop_front();
-                        }
-                        recent.push_back((tip.next_seq - 1, leaf));
+        let (log, repair) = Spool::open(dir, self.spool_options(), |pos, ty, payload| {
+            if broken.is_some() {
+                return;
+            }
+            if ty != crate::segment::FRAME_RECORD {
+                broken = Some(format!("frame at position {pos} is not a full record"));
+                return;
+            }
+            let leaf = hash::leaf(payload);
+            match tip.apply(payload, &leaf) {
+                Ok(()) => {
+                    if recent.len() == RECENT {
+                        recent.pop_front();
                     }
-                    Err(e) => broken = Some(format!("at position {pos}: {e}")),
+                    recent.push_back((tip.next_seq - 1, leaf));
                 }
-            },
-        )
+                Err(e) => broken = Some(format!("at position {pos}: {e}")),
+            }
+        })
         .map_err(|e| anyhow::anyhow!("store chain {}: {e}", dir.display()))?;
         if repair.torn_bytes > 0 {
             tracing::warn!(chain = %id, host, bytes = repair.torn_bytes, "cut a torn tail in the store (a crash before fsync; those records were never acknowledged)");
@@ -239,7 +245,6 @@ impl Store {
             tip,
             log,
             recent,
-            dirty: false,
             broken,
         })
     }
@@ -265,7 +270,7 @@ impl Store {
     }
 
     /// Verifies a batch against the chain's tip and appends what is new (not
-    /// yet fsynced: call [`Slot::sync`] before acknowledging).
+    /// yet fsynced: acknowledge once [`Slot::synced`] reaches [`Stored::end`]).
     pub fn apply(&self, host: &str, batch: &Batch<'_>) -> Result<Stored, Refused> {
         let existing = lock(&self.chains).get(&batch.chain).cloned();
         let slot = match existing {
@@ -337,14 +342,15 @@ impl Store {
             }
             s.recent.push_back((*seq, *leaf));
         }
-        s.dirty |= !new.is_empty();
         s.tip = tip;
         let next_seq = s.tip.next_seq;
+        let end = s.log.position();
         drop(s);
         Ok(Stored {
             slot,
             next_seq,
             new_records: new.len(),
+            end,
         })
     }
 
@@ -413,15 +419,8 @@ impl Store {
             .get(host)
             .is_some_and(|h| !h.chains.is_empty());
         let dir = self.chain_dir(host, tip.chain_id);
-        let (log, _) = Spool::open(
-            &dir,
-            SpoolOptions {
-                segment_bytes: self.segment_bytes,
-                write_behind: false,
-            },
-            |_, _, _| {},
-        )
-        .map_err(|e| refused(Code::Storage, format!("creating {}: {e}", dir.display())))?;
+        let (log, _) = Spool::open(&dir, self.spool_options(), |_, _, _| {})
+            .map_err(|e| refused(Code::Storage, format!("creating {}: {e}", dir.display())))?;
         let _ = fsutil::fsync_dir(&self.root.join("hosts").join(host));
         let _ = fsutil::fsync_dir(&self.root.join("hosts"));
         // The Genesis itself goes through `apply` like any record: the slot
@@ -430,7 +429,6 @@ impl Store {
             tip: Tip::before_genesis(tip.chain_id, host),
             log,
             recent: VecDeque::new(),
-            dirty: false,
             broken: None,
         }));
         chains.insert(tip.chain_id, slot.clone());
