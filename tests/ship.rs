@@ -775,10 +775,29 @@ fn shipped_collector_config_and_ship_section_parse_and_bad_keys_are_named() {
     assert!(ship.contains("collectors = "), "{ship}");
     let a = logseal::agent::config::AgentConfig::parse(&ship, Path::new("ship")).unwrap();
     let s = a.ship.unwrap();
+    // Its values are the code's defaults.
+    let minimal = "[ship]\ncollectors = [\"c:6514\"]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n";
+    let d = logseal::agent::config::AgentConfig::parse(minimal, Path::new("minimal"))
+        .unwrap()
+        .ship
+        .unwrap();
     assert_eq!(
-        (s.window, s.batch_records, s.batch_size),
-        (8, 4096, 1 << 20)
+        (
+            s.window,
+            s.batch_records,
+            s.batch_size,
+            s.keepalive,
+            s.backoff_max
+        ),
+        (
+            d.window,
+            d.batch_records,
+            d.batch_size,
+            d.keepalive,
+            d.backoff_max
+        )
     );
+    assert_eq!((s.window, s.batch_records), (32, 4096));
     // Errors name the key and the line; a missing file is named.
     let d = TempDir::new("collcfg");
     let bad = d.path().join("c.toml");

@@ -210,7 +210,7 @@ fn d_batch_size() -> u64 {
     1 << 20
 }
 fn d_window() -> usize {
-    8
+    32
 }
 fn d_keepalive() -> Duration {
     Duration::from_secs(30)
