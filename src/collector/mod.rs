@@ -13,12 +13,14 @@
 pub mod config;
 pub mod store;
 
+use crate::chain::{hash, Digest};
 use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
 use config::{CollectorConfig, EnrollmentMode};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use store::{Enrollment, Refused, Store};
@@ -26,6 +28,10 @@ use store::{Enrollment, Refused, Store};
 /// How long a connection with batches not yet acknowledged waits for the
 /// next frame before it looks whether their fsync has finished.
 const ACK_POLL: Duration = Duration::from_millis(1);
+/// Batches a connection hands to its leaf stage before it stores the oldest:
+/// the stage hashes one while the connection reads the next and stores the
+/// one before.
+const HASH_AHEAD: usize = 1;
 
 /// The TLS configuration, rebuilt when the CRL file changes.
 struct TlsSource {
@@ -318,6 +324,42 @@ struct PendingAck {
     slot: Arc<Mutex<store::Slot>>,
 }
 
+/// A batch frame's body handed to the leaf stage, and what came back.
+struct Hashed {
+    body: Vec<u8>,
+    /// Every record's leaf, or why the batch could not be decoded.
+    leaves: Result<Vec<Digest>, String>,
+}
+
+/// The leaf stage of a connection: hashes the leaves of every batch it is
+/// given, in order. Leaves do not depend on the chain's tip, so this runs on a
+/// thread of its own while the connection thread reads the next batch and
+/// checks links, appends and acknowledges the one before.
+fn leaf_stage(rx: std_mpsc::Receiver<Vec<u8>>, tx: std_mpsc::SyncSender<Hashed>) {
+    for body in rx {
+        let leaves =
+            proto::decode_batch(&body).map(|b| b.records.iter().map(|r| hash::leaf(r)).collect());
+        if tx.send(Hashed { body, leaves }).is_err() {
+            return;
+        }
+    }
+}
+
+/// One connection's state after Hello/Welcome.
+struct Session<'a> {
+    shared: &'a Shared,
+    host: &'a str,
+    peer: &'a str,
+    /// Batches stored, waiting for their fsync to be acknowledged.
+    pending: VecDeque<PendingAck>,
+    to_leaves: std_mpsc::SyncSender<Vec<u8>>,
+    from_leaves: std_mpsc::Receiver<Hashed>,
+    /// Batches handed to the leaf stage and not stored yet.
+    hashing: usize,
+    /// Batch buffers to reuse.
+    spare: Vec<Vec<u8>>,
+}
+
 /// The message loop after Hello/Welcome.
 fn session(
     shared: &Shared,
@@ -326,91 +368,96 @@ fn session(
     host: &str,
     peer: &str,
 ) -> Result<(), String> {
-    let poll = Duration::from_millis(500);
-    let mut pending: VecDeque<PendingAck> = VecDeque::new();
-    let mut idle_since = Instant::now();
-    loop {
-        let wait = if pending.is_empty() { poll } else { ACK_POLL };
-        let _ = tls.sock.set_read_timeout(Some(wait));
-        let frame = fr.next(tls, shared.max_frame);
-        let (ty, body) = match frame {
-            Ok(f) => f,
-            Err(ReadError::Timeout) => {
-                if !pending.is_empty() {
-                    ack_synced(shared, tls, &mut pending)?;
-                } else if shared.stop.load(Ordering::SeqCst) {
-                    refuse(tls, Code::Unavailable, 0, "collector shutting down");
-                    return Ok(());
-                } else if idle_since.elapsed() > shared.idle {
-                    return Err(format!("idle for {:?}", shared.idle));
+    std::thread::scope(|scope| {
+        // Capacity for every batch in flight: neither side ever blocks on a send.
+        let (to_leaves, rx) = std_mpsc::sync_channel(HASH_AHEAD + 1);
+        let (tx, from_leaves) = std_mpsc::sync_channel(HASH_AHEAD + 1);
+        std::thread::Builder::new()
+            .name("logseal-leaves".into())
+            .spawn_scoped(scope, move || leaf_stage(rx, tx))
+            .map_err(|e| format!("starting the leaf stage: {e}"))?;
+        let mut s = Session {
+            shared,
+            host,
+            peer,
+            pending: VecDeque::new(),
+            to_leaves,
+            from_leaves,
+            hashing: 0,
+            spare: Vec::new(),
+        };
+        s.run(tls, fr)
+    })
+}
+
+impl Session<'_> {
+    fn run(&mut self, tls: &mut Tls, fr: &mut FrameReader) -> Result<(), String> {
+        let poll = Duration::from_millis(500);
+        let mut idle_since = Instant::now();
+        loop {
+            let busy = !self.pending.is_empty() || self.hashing > 0;
+            let _ = tls
+                .sock
+                .set_read_timeout(Some(if busy { ACK_POLL } else { poll }));
+            let frame = fr.next(tls, self.shared.max_frame);
+            let (ty, body) = match frame {
+                Ok(f) => f,
+                Err(ReadError::Timeout) => {
+                    if busy {
+                        self.store_hashed(tls, 0)?;
+                        ack_synced(self.shared, tls, &mut self.pending)?;
+                    } else if self.shared.stop.load(Ordering::SeqCst) {
+                        refuse(tls, Code::Unavailable, 0, "collector shutting down");
+                        return Ok(());
+                    } else if idle_since.elapsed() > self.shared.idle {
+                        return Err(format!("idle for {:?}", self.shared.idle));
+                    }
+                    continue;
                 }
+                Err(ReadError::Closed) => {
+                    self.store_hashed(tls, 0)?;
+                    let _ = commit(self.shared, tls, &mut self.pending);
+                    return Ok(());
+                }
+                Err(e @ ReadError::TooLarge { .. }) => {
+                    let m = e.to_string();
+                    tracing::warn!(peer = self.peer, host = self.host, "refusing frame: {m}");
+                    refuse(tls, Code::FrameTooLarge, 0, &m);
+                    return Err(m);
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            idle_since = Instant::now();
+            if ty == proto::t::BATCH {
+                let mut b = self.spare.pop().unwrap_or_default();
+                b.clear();
+                b.extend_from_slice(body);
+                self.to_leaves
+                    .send(b)
+                    .map_err(|_| "the leaf stage stopped".to_string())?;
+                self.hashing += 1;
+                self.store_hashed(tls, HASH_AHEAD)?;
+                ack_synced(self.shared, tls, &mut self.pending)?;
                 continue;
             }
-            Err(ReadError::Closed) => {
-                let _ = commit(shared, tls, &mut pending);
-                return Ok(());
-            }
-            Err(e @ ReadError::TooLarge { .. }) => {
-                let m = e.to_string();
-                tracing::warn!(peer, host, "refusing frame: {m}");
-                refuse(tls, Code::FrameTooLarge, 0, &m);
-                return Err(m);
-            }
-            Err(e) => return Err(e.to_string()),
-        };
-        idle_since = Instant::now();
-        if ty == proto::t::BATCH {
-            let batch = match proto::decode_batch(body) {
-                Ok(b) => b,
+            // Other messages answer after every batch before them.
+            self.store_hashed(tls, 0)?;
+            let msg = match Msg::decode(ty, body) {
+                Ok(m) => m,
                 Err(m) => {
                     refuse(tls, Code::Protocol, 0, &m);
                     return Err(m);
                 }
             };
-            match shared.store.apply(host, &batch) {
-                Ok(stored) => {
-                    let p = PendingAck {
-                        batch: batch.id,
-                        chain: batch.chain,
-                        next_seq: stored.next_seq,
-                        end: stored.end,
-                        slot: stored.slot,
-                    };
-                    let begun = lock(&p.slot).sync_begin();
-                    if let Err(e) = begun {
-                        return Err(storage_failed(shared, tls, &p, &e));
-                    }
-                    pending.push_back(p);
-                    ack_synced(shared, tls, &mut pending)?;
-                }
-                Err(Refused { code, message }) => {
-                    // Acknowledge what was stored before the refused batch.
-                    let id = batch.id;
-                    let _ = commit(shared, tls, &mut pending);
-                    tracing::warn!(
-                        peer,
-                        host,
-                        batch = id,
-                        code = code.name(),
-                        "batch refused: {message}"
-                    );
-                    refuse(tls, code, id, &message);
-                    return Err(format!("batch {id} refused ({}): {message}", code.name()));
-                }
-            }
-            continue;
+            self.answer(tls, msg)?;
         }
-        let msg = match Msg::decode(ty, body) {
-            Ok(m) => m,
-            Err(m) => {
-                refuse(tls, Code::Protocol, 0, &m);
-                return Err(m);
-            }
-        };
+    }
+
+    fn answer(&mut self, tls: &mut Tls, msg: Msg) -> Result<(), String> {
         match msg {
             Msg::Position { chain } => {
-                commit(shared, tls, &mut pending)?;
-                let reply = match shared.store.position(host, chain) {
+                commit(self.shared, tls, &mut self.pending)?;
+                let reply = match self.shared.store.position(self.host, chain) {
                     Ok(Some(next_seq)) => Msg::Resume {
                         chain,
                         known: true,
@@ -426,19 +473,84 @@ fn session(
                         return Err(message);
                     }
                 };
-                send(tls, &reply).map_err(|e| e.to_string())?;
+                send(tls, &reply).map_err(|e| e.to_string())
             }
             Msg::Ping(n) => {
-                commit(shared, tls, &mut pending)?;
-                send(tls, &Msg::Pong(n)).map_err(|e| e.to_string())?;
+                commit(self.shared, tls, &mut self.pending)?;
+                send(tls, &Msg::Pong(n)).map_err(|e| e.to_string())
             }
             Msg::Error { code, message, .. } => {
-                return Err(format!("agent reported error {code}: {message}"));
+                Err(format!("agent reported error {code}: {message}"))
             }
             other => {
                 let m = format!("unexpected message from an agent: {other:?}");
                 refuse(tls, Code::Protocol, 0, &m);
+                Err(m)
+            }
+        }
+    }
+
+    /// Stores hashed batches, in order, until at most `keep` are left with the
+    /// leaf stage.
+    fn store_hashed(&mut self, tls: &mut Tls, keep: usize) -> Result<(), String> {
+        while self.hashing > keep {
+            let h = self
+                .from_leaves
+                .recv()
+                .map_err(|_| "the leaf stage stopped".to_string())?;
+            self.hashing -= 1;
+            let r = self.store(tls, &h);
+            if self.spare.len() < HASH_AHEAD {
+                self.spare.push(h.body);
+            }
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Verifies a batch against its chain's tip, appends it and asks for an
+    /// fsync (without waiting); its ack waits in `pending`.
+    fn store(&mut self, tls: &mut Tls, h: &Hashed) -> Result<(), String> {
+        let decoded = match &h.leaves {
+            Ok(leaves) => proto::decode_batch(&h.body).map(|b| (b, leaves)),
+            Err(m) => Err(m.clone()),
+        };
+        let (batch, leaves) = match decoded {
+            Ok(d) => d,
+            Err(m) => {
+                refuse(tls, Code::Protocol, 0, &m);
                 return Err(m);
+            }
+        };
+        match self.shared.store.apply(self.host, &batch, leaves) {
+            Ok(stored) => {
+                let p = PendingAck {
+                    batch: batch.id,
+                    chain: batch.chain,
+                    next_seq: stored.next_seq,
+                    end: stored.end,
+                    slot: stored.slot,
+                };
+                let begun = lock(&p.slot).sync_begin();
+                if let Err(e) = begun {
+                    return Err(storage_failed(self.shared, tls, &p, &e));
+                }
+                self.pending.push_back(p);
+                Ok(())
+            }
+            Err(Refused { code, message }) => {
+                // Acknowledge what was stored before the refused batch.
+                let id = batch.id;
+                let _ = commit(self.shared, tls, &mut self.pending);
+                tracing::warn!(
+                    peer = self.peer,
+                    host = self.host,
+                    batch = id,
+                    code = code.name(),
+                    "batch refused: {message}"
+                );
+                refuse(tls, code, id, &message);
+                Err(format!("batch {id} refused ({}): {message}", code.name()))
             }
         }
     }

@@ -271,7 +271,23 @@ impl Store {
 
     /// Verifies a batch against the chain's tip and appends what is new (not
     /// yet fsynced: acknowledge once [`Slot::synced`] reaches [`Stored::end`]).
-    pub fn apply(&self, host: &str, batch: &Batch<'_>) -> Result<Stored, Refused> {
+    /// `leaves` are the batch's records' leaves, in order.
+    pub fn apply(
+        &self,
+        host: &str,
+        batch: &Batch<'_>,
+        leaves: &[Digest],
+    ) -> Result<Stored, Refused> {
+        if leaves.len() != batch.records.len() {
+            return Err(refused(
+                Code::Protocol,
+                format!(
+                    "{} leaves for a batch of {} records",
+                    leaves.len(),
+                    batch.records.len()
+                ),
+            ));
+        }
         let existing = lock(&self.chains).get(&batch.chain).cloned();
         let slot = match existing {
             Some(s) => s,
@@ -289,8 +305,7 @@ impl Store {
         }
         let mut tip = s.tip.clone();
         let mut new = Vec::new();
-        for (i, rec) in batch.records.iter().enumerate() {
-            let leaf = hash::leaf(rec);
+        for (i, (rec, &leaf)) in batch.records.iter().zip(leaves).enumerate() {
             let e = match tip.apply(rec, &leaf) {
                 Ok(()) => {
                     new.push((tip.next_seq - 1, leaf, *rec));
