@@ -19,7 +19,8 @@
 //!   its acknowledgement.
 //!
 //! Run: `cargo bench --bench ship`. `BENCH_RUNS` (default 3) throughput runs per
-//! pipeline, medians printed. `SYSLOG_NG_ROOT`: an extracted syslog-ng-core.
+//! pipeline, medians printed. `BENCH_PIPELINES`: a comma-separated subset of
+//! `logseal,rsyslog,syslog-ng` (default all). `SYSLOG_NG_ROOT`: an extracted syslog-ng-core.
 
 #![allow(clippy::disallowed_methods)] // peer config files, not state
 
@@ -465,12 +466,17 @@ fn main() {
         "{:<34} {:>10} {:>8} {:>10} {:>10} {:>10}",
         "pipeline", "events/s", "MB/s", "p50 ms", "p99 ms", "max ms"
     );
+    let only = std::env::var("BENCH_PIPELINES").unwrap_or_default();
     let mut rates = Vec::new();
     for name in [
         "logseal agent → collector",
         "rsyslog → rsyslog (gtls)",
         "syslog-ng → syslog-ng (tls)",
     ] {
+        let key = name.split(' ').next().unwrap_or("x");
+        if !only.is_empty() && !only.split(',').any(|o| o == key) {
+            continue;
+        }
         let start = |dir: &Path| -> Option<Pipeline> {
             std::fs::create_dir_all(dir).ok()?;
             match name.split(' ').next() {

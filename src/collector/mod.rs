@@ -394,16 +394,21 @@ impl Session<'_> {
     fn run(&mut self, tls: &mut Tls, fr: &mut FrameReader) -> Result<(), String> {
         let poll = Duration::from_millis(500);
         let mut idle_since = Instant::now();
+        let _ = tls.sock.set_read_timeout(Some(poll));
         loop {
-            let busy = !self.pending.is_empty() || self.hashing > 0;
-            let _ = tls
-                .sock
-                .set_read_timeout(Some(if busy { ACK_POLL } else { poll }));
+            // With batches to store or acknowledge, wait for input only briefly
+            // (poll(2): a socket timeout is rounded up to the kernel's tick).
+            if (!self.pending.is_empty() || self.hashing > 0) && !readable(tls, fr, ACK_POLL) {
+                self.store_hashed(tls, 0)?;
+                ack_synced(self.shared, tls, &mut self.pending)?;
+                continue;
+            }
             let frame = fr.next(tls, self.shared.max_frame);
             let (ty, body) = match frame {
                 Ok(f) => f,
                 Err(ReadError::Timeout) => {
-                    if busy {
+                    if !self.pending.is_empty() || self.hashing > 0 {
+                        // A frame arrives slowly: see to the acks meanwhile.
                         self.store_hashed(tls, 0)?;
                         ack_synced(self.shared, tls, &mut self.pending)?;
                     } else if self.shared.stop.load(Ordering::SeqCst) {
@@ -554,6 +559,22 @@ impl Session<'_> {
             }
         }
     }
+}
+
+/// True if a frame, or bytes towards one, can be read without waiting longer
+/// than `wait`.
+fn readable(tls: &Tls, fr: &FrameReader, wait: Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    if fr.has_frame() || !tls.conn.wants_read() {
+        return true; // buffered here, or plaintext waiting in rustls
+    }
+    let timeout = Timespec {
+        tv_sec: 0,
+        tv_nsec: i64::from(wait.subsec_nanos()),
+    };
+    let mut fds = [PollFd::new(&tls.sock, PollFlags::IN)];
+    // An error (EINTR) counts as readable: the read that follows tells.
+    poll(&mut fds, Some(&timeout)).map_or(true, |n| n > 0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -412,6 +412,12 @@ impl FrameReader {
         self.end > self.start
     }
 
+    /// True if a whole frame is buffered (or buffered bytes already tell that
+    /// the next frame is bad): [`next`](Self::next) will not read.
+    pub fn has_frame(&self) -> bool {
+        !matches!(self.complete(usize::MAX), Ok(None))
+    }
+
     fn complete(&self, max: usize) -> Result<Option<usize>, ReadError> {
         let avail = self.end - self.start;
         if avail < 4 {
