@@ -177,18 +177,20 @@ impl Cursor {
     fn read(&mut self, limit: u64, max_records: usize, max_bytes: usize) -> io::Result<Vec<Item>> {
         use std::os::unix::fs::FileExt;
         let mut items = Vec::new();
-        self.buf.clear();
+        // Bytes of `buf` in use: the buffer only grows, so that it is not
+        // zeroed again for every batch.
+        let mut used = 0;
         let mut chain: Option<ChainId> = None;
-        while self.pos < limit && items.len() < max_records && self.buf.len() < max_bytes {
+        while self.pos < limit && items.len() < max_records && used < max_bytes {
             self.locate()?;
             let Some((base, f)) = &self.file else { break };
             let base = *base;
             let off = self.pos - base;
-            let start = self.buf.len();
+            let start = used;
             let want = (limit - self.pos).min((max_bytes - start).max(8) as u64) as usize;
-            self.buf.resize(start + want, 0);
-            let n = read_at_most(f, &mut self.buf[start..], off)?;
-            self.buf.truncate(start + n);
+            grow(&mut self.buf, start + want);
+            let n = read_at_most(f, &mut self.buf[start..start + want], off)?;
+            used = start + n;
             if n == 0 {
                 // End of this segment: the next one starts at base + its length.
                 self.file = None;
@@ -226,8 +228,8 @@ impl Cursor {
                         break; // the next call reads it from its start
                     }
                     // One frame larger than the chunk: read exactly it.
-                    self.buf.resize(start + 8 + len, 0);
-                    f.read_exact_at(&mut self.buf[start..], off)?;
+                    grow(&mut self.buf, start + 8 + len);
+                    f.read_exact_at(&mut self.buf[start..start + 8 + len], off)?;
                     end = start + 8 + len;
                 }
                 let body = &self.buf[at + 8..at + 8 + len];
@@ -259,7 +261,7 @@ impl Cursor {
                 at += 8 + len;
                 self.pos = base + off + (at - start) as u64;
             }
-            self.buf.truncate(at);
+            used = at;
             if stop {
                 break;
             }
@@ -275,6 +277,13 @@ impl Cursor {
         };
         let len = std::fs::metadata(self.dir.join(format!("{base:020}.seg")))?.len();
         Ok(base + len)
+    }
+}
+
+/// Makes `buf` at least `len` bytes long.
+fn grow(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0);
     }
 }
 
