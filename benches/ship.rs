@@ -68,7 +68,7 @@ impl Drop for Procs {
 
 /// A running pipeline: its input port, its output (a file, or a store directory).
 struct Pipeline {
-    _procs: Procs,
+    procs: Procs,
     port: u16,
     output: PathBuf,
     store: bool,
@@ -148,7 +148,7 @@ fn logseal_pipeline(dir: &Path, pki: &Pki) -> Pipeline {
     );
     wait_port(aport);
     Pipeline {
-        _procs: Procs(vec![a, c]),
+        procs: Procs(vec![a, c]),
         port: aport,
         output: store.join("hosts"),
         store: true,
@@ -198,7 +198,7 @@ fn rsyslog_pipeline(dir: &Path, pki: &Pki) -> Option<Pipeline> {
     let f = run(&fdir)?;
     wait_port(p1);
     Some(Pipeline {
-        _procs: Procs(vec![f, r]),
+        procs: Procs(vec![f, r]),
         port: p1,
         output: out,
         store: false,
@@ -252,7 +252,7 @@ fn syslog_ng_pipeline(dir: &Path, pki: &Pki, root: &Path) -> Option<Pipeline> {
     }
     procs.reverse();
     Some(Pipeline {
-        _procs: Procs(procs),
+        procs: Procs(procs),
         port: p1,
         output: out,
         store: false,
@@ -299,16 +299,52 @@ fn count(p: &Pipeline, tag: &str) -> (u64, bool) {
     }
 }
 
-fn throughput(p: &Pipeline, n: u64, run: usize) -> f64 {
+/// CPU time (user + system, all threads) the pipeline's processes have used.
+fn cpu_time(p: &Pipeline) -> Duration {
+    let tick = *CLK_TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100)
+    });
+    let ticks: u64 = p
+        .procs
+        .0
+        .iter()
+        .map(|c| {
+            let stat =
+                std::fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
+            // Fields after the command name: utime and stime are the 12th and 13th.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            f.iter().sum::<u64>()
+        })
+        .sum();
+    Duration::from_secs_f64(ticks as f64 / tick as f64)
+}
+
+static CLK_TCK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Events per second, and CPU µs the pipeline's processes spent per event.
+fn throughput(p: &Pipeline, n: u64, run: usize) -> (f64, f64) {
     let tag = format!("tp{run}");
     let mut data = Vec::with_capacity(n as usize * (MSG_LEN + 8));
     for i in 1..=n {
         frame(&mut data, &tag, i, 0);
     }
+    let cpu0 = cpu_time(p);
     let t0 = Instant::now();
     let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
     s.write_all(&data).expect("send");
     let history = common::watch_growth(&p.output, t0, Duration::from_secs(2));
+    let cpu = (cpu_time(p) - cpu0).as_secs_f64();
     drop(s);
     // logseal: the end is when the last event was stored; the seal after it
     // comes on the agent's seal timer, up to `seal_interval` later at any rate.
@@ -322,7 +358,7 @@ fn throughput(p: &Pipeline, n: u64, run: usize) -> f64 {
     let (got, ok) = count(p, &tag);
     assert_eq!(got, n, "{got} of {n} messages arrived");
     assert!(ok, "the collector's store verifies");
-    n as f64 / secs
+    (n as f64 / secs, cpu * 1e6 / n as f64)
 }
 
 /// Tails the output and returns send→arrival latencies in µs.
@@ -463,11 +499,12 @@ fn main() {
     let sng = syslog_ng_root();
     println!("{n} messages of {MSG_LEN} bytes, sender → forwarder → receiver over mutual TLS; {runs} throughput run(s); latency at {rate}/s for {secs} s");
     println!(
-        "{:<34} {:>10} {:>8} {:>10} {:>10} {:>10}",
-        "pipeline", "events/s", "MB/s", "p50 ms", "p99 ms", "max ms"
+        "{:<34} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "pipeline", "events/s", "MB/s", "CPU µs/ev", "p50 ms", "p99 ms", "max ms"
     );
     let only = std::env::var("BENCH_PIPELINES").unwrap_or_default();
-    let mut rates = Vec::new();
+    // (pipeline, events/s, CPU µs per event), logseal first.
+    let mut results: Vec<(&str, f64, f64)> = Vec::new();
     for name in [
         "logseal agent → collector",
         "rsyslog → rsyslog (gtls)",
@@ -486,6 +523,7 @@ fn main() {
             }
         };
         let mut tps = Vec::new();
+        let mut cpus = Vec::new();
         let mut available = true;
         for r in 0..runs {
             let dir = base.join(format!("{}-{r}", name.split(' ').next().unwrap_or("x")));
@@ -493,7 +531,9 @@ fn main() {
                 available = false;
                 break;
             };
-            tps.push(throughput(&p, n, r));
+            let (tp, cpu) = throughput(&p, n, r);
+            tps.push(tp);
+            cpus.push(cpu);
             drop(p);
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -509,10 +549,11 @@ fn main() {
         drop(p);
         let _ = std::fs::remove_dir_all(&dir);
         let tp = median(tps);
-        rates.push(tp);
+        let cpu = median(cpus);
+        results.push((key, tp, cpu));
         let arrived = lat.len();
         println!(
-            "{name:<34} {tp:>10.0} {:>8.1} {:>10.1} {:>10.1} {:>10.1}{}",
+            "{name:<34} {tp:>10.0} {:>8.1} {cpu:>10.2} {:>10.1} {:>10.1} {:>10.1}{}",
             tp * MSG_LEN as f64 / 1e6,
             pct(&mut lat, 0.5) / 1000.0,
             pct(&mut lat, 0.99) / 1000.0,
@@ -524,12 +565,18 @@ fn main() {
             }
         );
     }
-    if rates.len() > 1 {
-        let best = rates[1..].iter().copied().fold(0.0, f64::max);
-        println!(
-            "logseal / fastest peer (throughput): {:.2}x",
-            rates[0] / best
-        );
+    // CPU µs/ev: user + system time of the pipeline's two processes (all
+    // threads) over the throughput run, per event; the generator is not counted.
+    if let Some(&("logseal", tp, cpu)) = results.first() {
+        if let Some(&(peer, best, peer_cpu)) =
+            results[1..].iter().max_by(|a, b| a.1.total_cmp(&b.1))
+        {
+            println!(
+                "logseal / fastest peer ({peer}): throughput {:.2}x; CPU per event {:.2}x less",
+                tp / best,
+                peer_cpu / cpu
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&base);
 }
