@@ -507,6 +507,12 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// Stops the write-behind thread, waiting for it (what it could not
+    /// write is dropped). The writer is not to be used after this.
+    pub fn close_lane(&mut self) {
+        self.lane = None;
+    }
+
     /// The path of the file.
     pub fn path(&self) -> &Path {
         &self.path

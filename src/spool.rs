@@ -214,6 +214,12 @@ impl Spool {
             .is_some_and(|&(base, len)| base + len <= pos.min(self.position()))
     }
 
+    /// Stops the write-behind thread (after a write error: nothing more
+    /// reaches the files). The spool is not to be used after this.
+    pub fn close_writer(&mut self) {
+        self.cur.close_lane();
+    }
+
     /// Starts making everything appended so far durable; with write-behind
     /// without waiting ([`synced`](Self::synced) tells when it is done).
     pub fn sync_begin(&mut self) -> io::Result<()> {

@@ -128,6 +128,72 @@ fn collector_down_agent_spools_fails_over_and_catches_up() {
     c.stop();
 }
 
+/// The collector's store fills up: the write fails on its writer thread, the
+/// batch is answered `Error storage` (never acknowledged), the agent keeps its
+/// spool and retries; once there is room, every record arrives exactly once and
+/// the stored chain verifies.
+#[test]
+fn full_store_refuses_without_ack_then_catches_up() {
+    let d = TempDir::new("ship-full");
+    let ca = Ca::new(&d.path().join("pki"));
+    let store = d.path().join("c").join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&store)
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "mounting a tmpfs needs root (CI runs as root)"
+    );
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&store);
+    // Leave about 1 MiB: far less than the chain needs.
+    let filler = store.join("filler");
+    std::fs::write(&filler, vec![7u8; 3 << 20]).unwrap();
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let cfg = agent_config(d.path(), &ca, "web-07", &[&c.addr], TCP_INPUT, "");
+    let a = start_agent(d.path(), &cfg);
+    let n = 20_000;
+    send_tcp(&a.addr("tcp"), "full", 1, n);
+    wait_for(&a.state, "full", n);
+    wait_until("the collector reports the full store", || {
+        c.log_text().contains("No space left on device")
+    });
+    let held = store_numbers(&c.store, "full").len() as u64;
+    assert!(held < n, "the store cannot hold all of it yet ({held})");
+    // Nothing unacknowledged left the agent's spool: it still holds the rest.
+    let spooled = numbers(&events(&a.state), "full");
+    assert_eq!(
+        spooled.last(),
+        Some(&n),
+        "the spool keeps what was not acknowledged"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    wait_until("catch-up after room returned", || {
+        store_numbers(&c.store, "full").len() as u64 >= n
+    });
+    a.stop();
+    assert_store_exactly(&c.store, "full", n);
+    assert_store_intact(&c.store);
+    let alog = std::fs::read_to_string(d.path().join("agent.log")).unwrap();
+    assert!(
+        alog.contains("storage"),
+        "the agent logs the collector's answer: {alog}"
+    );
+    let log = c.stop();
+    assert!(
+        log.contains("fsync of the store failed") || log.contains("appending to the store"),
+        "{log}"
+    );
+}
+
 #[test]
 fn collector_killed_20_times_nothing_lost_or_duplicated() {
     let d = TempDir::new("ship-kill-c");

@@ -112,6 +112,8 @@ pub struct Store {
     segment_bytes: u64,
     chains: Mutex<HashMap<ChainId, Arc<Mutex<Slot>>>>,
     hosts: Mutex<HashMap<String, HostInfo>>,
+    /// Held while a chain evicted after a storage error is read back.
+    reloading: Mutex<()>,
     alerts: Mutex<std::fs::File>,
 }
 
@@ -141,6 +143,7 @@ impl Store {
             segment_bytes,
             chains: Mutex::new(HashMap::new()),
             hosts: Mutex::new(HashMap::new()),
+            reloading: Mutex::new(()),
             alerts: Mutex::new(alerts),
         };
         let mut n = 0;
@@ -251,7 +254,7 @@ impl Store {
 
     /// Where this collector stands on `chain` for `host`: `Ok(None)` if unknown.
     pub fn position(&self, host: &str, chain: ChainId) -> Result<Option<u64>, Refused> {
-        let Some(slot) = lock(&self.chains).get(&chain).cloned() else {
+        let Some(slot) = self.slot(chain)? else {
             return Ok(None);
         };
         let s = lock(&slot);
@@ -288,8 +291,7 @@ impl Store {
                 ),
             ));
         }
-        let existing = lock(&self.chains).get(&batch.chain).cloned();
-        let slot = match existing {
+        let slot = match self.slot(batch.chain)? {
             Some(s) => s,
             None => self.create(host, batch)?,
         };
@@ -369,10 +371,54 @@ impl Store {
         })
     }
 
-    /// Forgets a chain's in-memory state after a storage error; it is read
-    /// back from disk on next use.
+    /// Forgets a chain's in-memory state after a storage error: stops its
+    /// writer thread (so nothing more reaches its files), and the chain is
+    /// read back from disk on its next use ([`slot`](Self::slot)).
     pub fn evict(&self, chain: ChainId) {
-        lock(&self.chains).remove(&chain);
+        let Some(slot) = lock(&self.chains).get(&chain).cloned() else {
+            return;
+        };
+        {
+            let mut s = lock(&slot);
+            s.log.close_writer();
+            s.broken = Some("it was closed after a storage error; retry".into());
+        }
+        let mut chains = lock(&self.chains);
+        if chains.get(&chain).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+            chains.remove(&chain);
+        }
+    }
+
+    /// A chain's slot: in memory, or read back from disk if it was evicted
+    /// after a storage error. `None` if the store has never held the chain.
+    fn slot(&self, chain: ChainId) -> Result<Option<Arc<Mutex<Slot>>>, Refused> {
+        if let Some(s) = lock(&self.chains).get(&chain).cloned() {
+            return Ok(Some(s));
+        }
+        let owner = lock(&self.hosts)
+            .iter()
+            .find(|(_, h)| h.chains.contains(&chain))
+            .map(|(name, _)| name.clone());
+        let Some(owner) = owner else {
+            return Ok(None);
+        };
+        let _one_at_a_time = lock(&self.reloading);
+        if let Some(s) = lock(&self.chains).get(&chain).cloned() {
+            return Ok(Some(s)); // read back by another connection meanwhile
+        }
+        let slot = self.load(&owner, chain).map_err(|e| {
+            refused(
+                Code::Storage,
+                format!("reading chain {chain} back from the store: {e:#}"),
+            )
+        })?;
+        if let Some(why) = &slot.broken {
+            self.alert("stored-chain-damaged", &owner, Some(chain), why);
+        }
+        tracing::info!(host = owner, chain = %chain, next_seq = slot.tip.next_seq, "chain read back from the store after a storage error");
+        let slot = Arc::new(Mutex::new(slot));
+        lock(&self.chains).insert(chain, slot.clone());
+        Ok(Some(slot))
     }
 
     /// Starts a chain from a batch that begins with its Genesis.
