@@ -590,6 +590,43 @@ fn refusals_are_logged_and_the_collector_keeps_serving() {
     let m = send_batch(&mut t, 3, &fork);
     assert_eq!(error_code(&m), Some(Code::Conflict), "{m:?}");
 
+    // A malformed batch right after a good one on the same connection (both
+    // pass through the connection's leaf thread): the good one is acknowledged,
+    // then the malformed one is refused as a protocol error.
+    let mut t = tls_client(&ca, Some((&ac, &ak)), &c.addr).unwrap();
+    assert!(matches!(hello(&mut t, "host-a"), Ok(Msg::Welcome { .. })));
+    let chain_id_a = logseal::chain::record::decode_header_only(&chain_a[0])
+        .unwrap()
+        .chain_id;
+    let mut ok = Vec::new();
+    proto::begin_batch(&mut ok, 1, chain_id_a);
+    for r in &chain_a {
+        proto::push_record(&mut ok, r);
+    }
+    proto::finish_batch(&mut ok, chain_a.len() as u32);
+    let mut bad = Vec::new();
+    proto::begin_batch(&mut bad, 2, chain_id_a);
+    proto::push_record(&mut bad, &chain_a[1]);
+    proto::finish_batch(&mut bad, 5); // says 5 records, holds 1
+    proto::write_frame(&mut t, proto::t::BATCH, &ok).unwrap();
+    proto::write_frame(&mut t, proto::t::BATCH, &bad).unwrap();
+    t.flush().unwrap();
+    let mut fr = FrameReader::default();
+    let (ty, body) = fr.next(&mut t, 1 << 20).unwrap();
+    let first = Msg::decode(ty, body);
+    assert!(
+        matches!(first, Ok(Msg::Ack { batch: 1, next_seq, .. }) if next_seq == n),
+        "{first:?}"
+    );
+    let (ty, body) = fr.next(&mut t, 1 << 20).unwrap();
+    let second = Msg::decode(ty, body);
+    assert_eq!(error_code(&second), Some(Code::Protocol), "{second:?}");
+    assert!(
+        format!("{second:?}").contains("malformed batch"),
+        "{second:?}"
+    );
+    log_has("malformed batch", 1);
+
     // The good agent was served throughout.
     send_tcp(&good.addr("tcp"), "good", 1001, 2000);
     wait_until("good agent's messages", || {

@@ -523,6 +523,9 @@ impl Session<'_> {
         let (batch, leaves) = match decoded {
             Ok(d) => d,
             Err(m) => {
+                // Acknowledge what was stored before the malformed batch.
+                let _ = commit(self.shared, tls, &mut self.pending);
+                tracing::warn!(peer = self.peer, host = self.host, "batch refused: {m}");
                 refuse(tls, Code::Protocol, 0, &m);
                 return Err(m);
             }
