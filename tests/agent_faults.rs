@@ -131,23 +131,7 @@ fn malformed_input_is_chained_flagged_and_never_wedges_the_agent() {
 fn full_filesystem_back_pressures_then_resumes_without_loss() {
     let d = TempDir::new("diskfull");
     let mnt = d.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "mounting a tmpfs needs root (CI runs as root)"
-    );
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(&mnt);
+    let _fs = Tmpfs::mount(&mnt, "1m");
 
     let state = mnt.join("state");
     let errlog = d.path().join("agent.log");

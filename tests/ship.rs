@@ -137,23 +137,7 @@ fn full_store_refuses_without_ack_then_catches_up() {
     let d = TempDir::new("ship-full");
     let ca = Ca::new(&d.path().join("pki"));
     let store = d.path().join("c").join("store");
-    std::fs::create_dir_all(&store).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&store)
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "mounting a tmpfs needs root (CI runs as root)"
-    );
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(&store);
+    let _fs = Tmpfs::mount(&store, "4m");
     // Leave about 1 MiB: far less than the chain needs.
     let filler = store.join("filler");
     std::fs::write(&filler, vec![7u8; 3 << 20]).unwrap();
