@@ -1,9 +1,11 @@
 //! `logseal collector`: receives chains from agents over mutual TLS, verifies
 //! every batch against the chain's tip, stores it durably, then acknowledges.
 //!
-//! One thread per agent connection (blocking rustls): a collector serves
+//! Blocking threads per agent connection (rustls streams): a collector serves
 //! hundreds of agents, not tens of thousands, and the blocking code keeps the
-//! order "verify → append → fsync → ack" plain to read. Each chain is written
+//! order "verify → append → fsync → ack" plain to read. A connection's thread
+//! reads batches and checks their links against the chain's tip; a second one
+//! hashes their leaves meanwhile (`leaf_stage`). Each chain is written
 //! and fsynced by a thread of its own ([`crate::writebehind`]): a connection
 //! appends a verified batch, asks for an fsync without waiting for it and goes
 //! on verifying the next batch; it acknowledges batches in order as soon as the
