@@ -393,6 +393,17 @@ fn session(
 }
 
 impl Session<'_> {
+    /// Batches are being hashed, or wait to be acknowledged.
+    fn busy(&self) -> bool {
+        self.hashing > 0 || !self.pending.is_empty()
+    }
+
+    /// Stores every hashed batch and acknowledges those already durable.
+    fn settle(&mut self, tls: &mut Tls) -> Result<(), String> {
+        self.store_hashed(tls, 0)?;
+        ack_synced(self.shared, tls, &mut self.pending)
+    }
+
     fn run(&mut self, tls: &mut Tls, fr: &mut FrameReader) -> Result<(), String> {
         let poll = Duration::from_millis(500);
         let mut idle_since = Instant::now();
@@ -400,19 +411,17 @@ impl Session<'_> {
         loop {
             // With batches to store or acknowledge, wait for input only briefly
             // (poll(2): a socket timeout is rounded up to the kernel's tick).
-            if (!self.pending.is_empty() || self.hashing > 0) && !readable(tls, fr, ACK_POLL) {
-                self.store_hashed(tls, 0)?;
-                ack_synced(self.shared, tls, &mut self.pending)?;
+            if self.busy() && !readable(tls, fr, ACK_POLL) {
+                self.settle(tls)?;
                 continue;
             }
             let frame = fr.next(tls, self.shared.max_frame);
             let (ty, body) = match frame {
                 Ok(f) => f,
                 Err(ReadError::Timeout) => {
-                    if !self.pending.is_empty() || self.hashing > 0 {
+                    if self.busy() {
                         // A frame arrives slowly: see to the acks meanwhile.
-                        self.store_hashed(tls, 0)?;
-                        ack_synced(self.shared, tls, &mut self.pending)?;
+                        self.settle(tls)?;
                     } else if self.shared.stop.load(Ordering::SeqCst) {
                         refuse(tls, Code::Unavailable, 0, "collector shutting down");
                         return Ok(());
@@ -595,18 +604,6 @@ fn storage_failed(shared: &Shared, tls: &mut Tls, p: &PendingAck, e: &std::io::E
     m
 }
 
-fn send_ack(tls: &mut Tls, p: &PendingAck) -> Result<(), String> {
-    send(
-        tls,
-        &Msg::Ack {
-            batch: p.batch,
-            chain: p.chain,
-            next_seq: p.next_seq,
-        },
-    )
-    .map_err(|e| e.to_string())
-}
-
 /// Acknowledges, in order, the pending batches whose chain is durable to
 /// their end; does not wait.
 fn ack_synced(
@@ -625,14 +622,20 @@ fn ack_synced(
                 return Err(m);
             }
         }
-        send_ack(tls, p)?;
+        let ack = Msg::Ack {
+            batch: p.batch,
+            chain: p.chain,
+            next_seq: p.next_seq,
+        };
+        send(tls, &ack).map_err(|e| e.to_string())?;
         pending.pop_front();
     }
     Ok(())
 }
 
 /// Waits until every chain touched by pending batches is durable, then
-/// acknowledges them all.
+/// acknowledges them all (through [`ack_synced`], which now finds them all
+/// durable).
 fn commit(
     shared: &Shared,
     tls: &mut Tls,
@@ -654,8 +657,5 @@ fn commit(
         pending.clear();
         return Err(m);
     }
-    for p in pending.drain(..) {
-        send_ack(tls, &p)?;
-    }
-    Ok(())
+    ack_synced(shared, tls, pending)
 }
