@@ -108,6 +108,14 @@ impl Agent {
     }
 }
 
+/// A test that fails leaves no agent running (as for [`super::collector::Collector`]).
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Every Event in the spool of `state`: (peer, message text).
 pub fn events(state: &Path) -> Vec<(String, String)> {
     events_in(&state.join("spool"))
