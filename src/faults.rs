@@ -4,6 +4,9 @@
 //! This is how the crash-consistency tests stop a real `logseal` process at every
 //! step of a seal. SIGKILL runs no destructors and flushes no user-space buffers,
 //! exactly like `kill -9`. Without the variable, a point costs one atomic load.
+//!
+//! `LOGSEAL_FSYNC_FAIL=N:COUNT` simulates a disk fault at a segment's fdatasync
+//! ([`sync_data`]): the one kind of fault here that a test cannot cause for real.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -46,4 +49,44 @@ pub fn point(name: &str) {
 pub fn die() -> ! {
     let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     std::process::abort()
+}
+
+/// Environment variable for a simulated disk fault: `LOGSEAL_FSYNC_FAIL=N` or
+/// `N:COUNT` makes the N-th (to the N+COUNT-1-th) fdatasync of a segment
+/// file's write-behind thread ([`sync_data`]) that has bytes to make durable
+/// fail.
+pub const FSYNC_ENV: &str = "LOGSEAL_FSYNC_FAIL";
+
+static FSYNC_PLAN: OnceLock<Option<(u64, u64)>> = OnceLock::new();
+static FSYNCS: AtomicU64 = AtomicU64::new(0);
+
+/// `fdatasync(file)`, for the write-behind thread, which has written `file`
+/// up to `end` and knows it durable up to `durable`.
+///
+/// **Simulated hardware fault** (tests only; a disk that fails a write cannot
+/// be had here): when [`FSYNC_ENV`] selects this call, it does not sync. It
+/// overwrites the bytes from `durable` to `end` with 0xEE, the way they may
+/// read once the machine restarts after the disk lost them, and fails with
+/// an I/O error, as fdatasync reports one. A caller that retried the
+/// fdatasync and believed it would keep those bytes.
+pub fn sync_data(file: &std::fs::File, durable: u64, end: u64) -> std::io::Result<()> {
+    let plan = FSYNC_PLAN.get_or_init(|| {
+        let v = std::env::var(FSYNC_ENV).ok()?;
+        let (n, count) = match v.split_once(':') {
+            Some((n, c)) => (n.parse().ok()?, c.parse().ok()?),
+            None => (v.parse().ok()?, 1),
+        };
+        Some((n, count))
+    });
+    if let Some((n, count)) = plan.filter(|_| end > durable) {
+        let k = FSYNCS.fetch_add(1, Ordering::SeqCst) + 1;
+        if k >= n && k < n + count {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&vec![0xEE; (end - durable) as usize], durable)?;
+            return Err(std::io::Error::other(format!(
+                "fdatasync failed: Input/output error (simulated by {FSYNC_ENV}, call {k})"
+            )));
+        }
+    }
+    file.sync_data()
 }

@@ -396,6 +396,8 @@ pub struct SegmentWriter {
     lane: Option<WriteBehind>,
     /// Without write-behind: file offset durable after the last sync.
     durable: u64,
+    /// Closed by [`close_lane`](Self::close_lane): every call fails.
+    closed: bool,
 }
 
 impl SegmentWriter {
@@ -487,6 +489,7 @@ impl SegmentWriter {
                 // Unknown (a previous process may not have synced): the first
                 // sync makes it so.
                 durable: 0,
+                closed: false,
             },
             repair,
         ))
@@ -507,10 +510,26 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// Stops the write-behind thread, waiting for it (what it could not
-    /// write is dropped). The writer is not to be used after this.
+    /// Stops the write-behind thread without writing what it still holds, and
+    /// cuts the file back to what is known durable
+    /// ([`WriteBehind::abandon`]). Every later call fails: writing what is
+    /// still buffered would leave a hole where the file was cut.
     pub fn close_lane(&mut self) {
-        self.lane = None;
+        self.closed = true;
+        if let Some(lane) = self.lane.take() {
+            lane.abandon();
+        }
+    }
+
+    /// Fails once the writer is closed.
+    fn open(&self) -> io::Result<()> {
+        if self.closed {
+            return Err(io::Error::other(format!(
+                "{}: closed after a storage error",
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// The path of the file.
@@ -536,6 +555,7 @@ impl SegmentWriter {
 
     /// Hands the buffer over if it is full; returns the offset of the next frame.
     fn room(&mut self) -> io::Result<u64> {
+        self.open()?;
         if self.buf.len() >= self.flush_at {
             self.hand_off()?;
         }
@@ -567,6 +587,7 @@ impl SegmentWriter {
     /// cut back to the last complete write and the frames stay buffered (or
     /// queued), so a later call retries them and no torn frame is left.
     fn hand_off(&mut self) -> io::Result<()> {
+        self.open()?;
         let Some(lane) = &self.lane else {
             return self.flush();
         };
@@ -592,6 +613,7 @@ impl SegmentWriter {
     /// Writes buffered frames to the file (no fsync); with write-behind, waits
     /// until its thread has written them. On failure see `hand_off`.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.open()?;
         use std::os::unix::fs::FileExt;
         if self.lane.is_some() {
             self.hand_off()?;
@@ -610,6 +632,7 @@ impl SegmentWriter {
 
     /// Writes only the first `n` buffered bytes (for crash tests of torn frames).
     pub fn flush_partial(&mut self, n: usize) -> io::Result<()> {
+        self.open()?;
         use std::os::unix::fs::FileExt;
         if let Some(lane) = &self.lane {
             lane.wait_written()?;
@@ -632,6 +655,7 @@ impl SegmentWriter {
     /// this does not wait ([`synced`](Self::synced) tells when it is done);
     /// without, it is [`sync`](Self::sync).
     pub fn sync_begin(&mut self) -> io::Result<()> {
+        self.open()?;
         if self.lane.is_none() {
             return self.sync();
         }
@@ -646,6 +670,7 @@ impl SegmentWriter {
     /// what its thread has fdatasynced (or the error that stopped it), without
     /// it the end of the last [`sync`](Self::sync) (0 before the first).
     pub fn synced(&self) -> io::Result<u64> {
+        self.open()?;
         match &self.lane {
             Some(lane) => lane.synced(),
             None => Ok(self.durable),
@@ -654,6 +679,7 @@ impl SegmentWriter {
 
     /// Flushes and fdatasyncs: everything appended so far is durable.
     pub fn sync(&mut self) -> io::Result<()> {
+        self.open()?;
         if self.lane.is_some() {
             self.hand_off()?;
             let upto = self.flushed;

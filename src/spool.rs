@@ -214,8 +214,9 @@ impl Spool {
             .is_some_and(|&(base, len)| base + len <= pos.min(self.position()))
     }
 
-    /// Stops the write-behind thread (after a write error: nothing more
-    /// reaches the files). The spool is not to be used after this.
+    /// Stops the write-behind thread after a storage error: nothing more
+    /// reaches the files, and the last segment is cut back to what is known
+    /// durable. The spool is not to be used after this.
     pub fn close_writer(&mut self) {
         self.cur.close_lane();
     }

@@ -14,6 +14,21 @@
 //! stamper's "holding input until it succeeds") retries the queued writes in
 //! order and nothing handed over is lost. `sync` returns only when every buffer
 //! handed over before it is written and fdatasynced.
+//!
+//! **A failed fdatasync is not retried as such.** After one, Linux may have
+//! dropped the pages it could not write (or marked them clean) and report the
+//! next fdatasync as a success, though the bytes never reached the disk. So
+//! the thread keeps every buffer it wrote until an fdatasync covering it
+//! succeeds ([`MAX_HELD`] at most: it syncs early rather than hold more), and
+//! after a failed one it queues all of them again: the retry writes them anew
+//! at the same offsets before it syncs, and the durable offset moves only past
+//! bytes written and synced without an error in between. What a previous
+//! process wrote (below the offset the thread started at) cannot be written
+//! again; for it a later fdatasync is believed.
+//!
+//! [`WriteBehind::abandon`] (the collector, giving up on a chain after a
+//! storage error) cuts the file back to its durable offset, so that what is
+//! read back from it afterwards is only what was durable.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -25,6 +40,10 @@ use std::thread::JoinHandle;
 /// Buffers waiting to be written at most; `submit` waits beyond this.
 pub const MAX_QUEUED: usize = 4;
 
+/// Buffers written and kept until an fdatasync covers them, at most; the
+/// thread syncs before it writes more.
+pub const MAX_HELD: usize = 16;
+
 struct Job {
     offset: u64,
     buf: Vec<u8>,
@@ -33,6 +52,9 @@ struct Job {
 #[derive(Default)]
 struct State {
     queue: VecDeque<Job>,
+    /// Written since the last successful fdatasync, in order: written again
+    /// if the next one fails.
+    held: VecDeque<Job>,
     /// Written buffers, cleared, for the owner to fill again.
     spare: Vec<Vec<u8>>,
     /// A write is in progress (its job is out of the queue).
@@ -43,9 +65,14 @@ struct State {
     synced: u64,
     /// File offset up to which everything is written.
     written: u64,
+    /// File offset at which the thread started: bytes below it were written
+    /// before, and cannot be written again.
+    floor: u64,
     /// The last failure, until the owner takes it (then the thread retries).
     error: Option<io::Error>,
     stop: bool,
+    /// Stop without writing more, cutting the file back to its durable offset.
+    abandon: bool,
 }
 
 struct Shared {
@@ -77,6 +104,7 @@ impl WriteBehind {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 written: end,
+                floor: end,
                 synced: durable,
                 sync_wanted: durable,
                 ..State::default()
@@ -156,6 +184,23 @@ impl WriteBehind {
     }
 }
 
+impl WriteBehind {
+    /// Stops the thread without writing what is queued, and cuts the file back
+    /// to the offset up to which it is known durable (the bytes after it may
+    /// not be on disk, whatever reading the file now shows).
+    pub fn abandon(mut self) {
+        {
+            let mut g = self.shared.lock();
+            g.abandon = true;
+            g.stop = true;
+        }
+        self.shared.changed.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Drop for WriteBehind {
     /// Writes what is queued (unless writing is failing), then stops.
     fn drop(&mut self) {
@@ -170,41 +215,74 @@ impl Drop for WriteBehind {
 fn run(shared: &Shared, file: &File) {
     let mut g = shared.lock();
     loop {
-        if g.error.is_none() {
-            if let Some(mut job) = g.queue.pop_front() {
-                g.writing = true;
-                drop(g);
-                let r = file.write_all_at(&job.buf, job.offset);
-                if r.is_err() {
-                    // No torn frame stays behind: cut back to where this write began.
-                    let _ = file.set_len(job.offset);
+        if g.abandon {
+            // The file may be longer than `written` (a failed fdatasync
+            // queued bytes to be written again): compare its length.
+            let keep = g.synced.max(g.floor);
+            drop(g);
+            if !matches!(file.metadata(), Ok(m) if m.len() <= keep) {
+                let cut = file.set_len(keep).and_then(|()| file.sync_all());
+                if let Err(e) = cut {
+                    tracing::error!(error = %e, offset = keep, "could not cut a segment back to its durable end; what follows it may not be on disk");
                 }
+            }
+            return;
+        }
+        if g.error.is_none() {
+            if g.held.len() < MAX_HELD {
+                if let Some(job) = g.queue.pop_front() {
+                    g.writing = true;
+                    drop(g);
+                    let r = file.write_all_at(&job.buf, job.offset);
+                    if r.is_err() {
+                        // No torn frame stays behind: cut back to where this write began.
+                        let _ = file.set_len(job.offset);
+                    }
+                    g = shared.lock();
+                    g.writing = false;
+                    match r {
+                        Ok(()) => {
+                            g.written = job.offset + job.buf.len() as u64;
+                            g.held.push_back(job);
+                        }
+                        Err(e) => {
+                            g.queue.push_front(job);
+                            g.error = Some(e);
+                        }
+                    }
+                    shared.changed.notify_all();
+                    continue;
+                }
+            }
+            if g.sync_wanted > g.synced || g.held.len() >= MAX_HELD {
+                let target = g.written;
+                let from = g.synced.max(g.floor);
+                drop(g);
+                let r = crate::faults::sync_data(file, from, target);
                 g = shared.lock();
-                g.writing = false;
                 match r {
                     Ok(()) => {
-                        g.written = job.offset + job.buf.len() as u64;
-                        job.buf.clear();
-                        if g.spare.len() <= MAX_QUEUED {
-                            g.spare.push(job.buf);
+                        g.synced = g.synced.max(target);
+                        let held = std::mem::take(&mut g.held);
+                        for mut job in held {
+                            job.buf.clear();
+                            if g.spare.len() <= MAX_QUEUED {
+                                g.spare.push(job.buf);
+                            }
                         }
                     }
                     Err(e) => {
-                        g.queue.push_front(job);
+                        // Write everything since the last good fdatasync again
+                        // before the next one (see the module comment).
+                        let held = std::mem::take(&mut g.held);
+                        if let Some(first) = held.front() {
+                            g.written = first.offset;
+                        }
+                        for job in held.into_iter().rev() {
+                            g.queue.push_front(job);
+                        }
                         g.error = Some(e);
                     }
-                }
-                shared.changed.notify_all();
-                continue;
-            }
-            if g.sync_wanted > g.synced {
-                let target = g.written;
-                drop(g);
-                let r = file.sync_data();
-                g = shared.lock();
-                match r {
-                    Ok(()) => g.synced = g.synced.max(target),
-                    Err(e) => g.error = Some(e),
                 }
                 shared.changed.notify_all();
                 continue;

@@ -50,6 +50,17 @@ impl Agent {
         errlog: Option<&Path>,
         inputs: usize,
     ) -> Agent {
+        Self::spawn_env(args, state, errlog, inputs, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with environment variables set for the agent.
+    pub fn spawn_env(
+        args: &[std::ffi::OsString],
+        state: &Path,
+        errlog: Option<&Path>,
+        inputs: usize,
+        env: &[(&str, &str)],
+    ) -> Agent {
         let stderr = match errlog {
             Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
             None => Stdio::null(),
@@ -57,6 +68,7 @@ impl Agent {
         let mut child = Command::new(bin())
             .arg("agent")
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -60,8 +60,19 @@ pub struct Collector {
 impl Collector {
     /// Starts a collector on `listen` (use "127.0.0.1:0" for an ephemeral port)
     /// with its store in `dir/store`; `extra` is appended to the config.
-    #[allow(clippy::zombie_processes)] // the Collector's Drop waits for it
     pub fn start(dir: &Path, ca: &Ca, listen: &str, extra: &str) -> Collector {
+        Self::start_env(dir, ca, listen, extra, &[])
+    }
+
+    /// [`start`](Self::start) with environment variables set for the collector.
+    #[allow(clippy::zombie_processes)] // the Collector's Drop waits for it
+    pub fn start_env(
+        dir: &Path,
+        ca: &Ca,
+        listen: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Collector {
         std::fs::create_dir_all(dir).unwrap();
         let store = dir.join("store");
         let cfg = dir.join("collector.toml");
@@ -88,6 +99,7 @@ impl Collector {
         let mut child = Command::new(bin())
             .args(["collector", "--config"])
             .arg(&cfg)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
