@@ -18,6 +18,11 @@
 //!   record appears after verification and just before the fsync that precedes
 //!   its acknowledgement.
 //!
+//! - **required work**: after the table, the CPU the design makes logseal spend
+//!   per event whatever else it does (SHA-256 ×4 through `ring`, CRC32C ×3),
+//!   measured in-process on this bench's record, against logseal's CPU per
+//!   event and a third of the fastest peer's.
+//!
 //! Run: `cargo bench --bench ship`. `BENCH_RUNS` (default 3) throughput runs per
 //! pipeline, medians printed. `BENCH_PIPELINES`: a comma-separated subset of
 //! `logseal,rsyslog,syslog-ng` (default all). `SYSLOG_NG_ROOT`: an extracted syslog-ng-core.
@@ -578,5 +583,90 @@ fn main() {
             );
         }
     }
+    if let Some(&("logseal", _, cpu)) = results.first() {
+        required_work(cpu, results.get(1..).unwrap_or_default());
+    }
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// What the design makes logseal compute for every event, whatever the rest
+/// of the pipeline costs, measured here in-process on this bench's record:
+/// SHA-256 through `ring` four times (the leaf and the head, in the agent and
+/// again in the collector, which must not trust the agent's hashes) and the
+/// CRC32C of the frame three times (spool, its read-back, store). Printed
+/// against logseal's CPU per event and against a third of the fastest peer's.
+fn required_work(cpu_us: f64, peers: &[(&str, f64, f64)]) {
+    use logseal::chain::hash;
+    use logseal::chain::record::{Body, ChainId, Payload, Record, Source};
+    let mut msg = Vec::new();
+    frame(&mut msg, "x", 1, now_ns());
+    let raw = &msg[msg.iter().position(|&b| b == b' ').map_or(0, |i| i + 1)..];
+    let record = Record {
+        chain_id: ChainId([7; 16]),
+        seq: 123_456,
+        time_ns: now_ns(),
+        body: Body::Event {
+            source: Source::SyslogTcp,
+            flags: 0,
+            peer: "127.0.0.1:41234",
+            original_len: None,
+            payload: Payload::Raw(raw),
+        },
+    }
+    .encode();
+    let rounds = 400_000u32;
+    let time = |f: &mut dyn FnMut(u32) -> u8| {
+        let t = Instant::now();
+        let mut acc = 0u8;
+        for i in 0..rounds {
+            acc ^= f(i);
+        }
+        std::hint::black_box(acc);
+        t.elapsed().as_secs_f64() * 1e6 / f64::from(rounds)
+    };
+    let mut rec = record.clone();
+    let leaf_us = time(&mut |i| {
+        rec[20] = i as u8;
+        hash::leaf(&rec)[0]
+    });
+    let mut prev = [1u8; 32];
+    let head_us = time(&mut |i| {
+        prev[0] = i as u8;
+        hash::head(&prev, &prev)[0]
+    });
+    // A frame's checksum covers its length, its type byte and the record.
+    let mut body = vec![1u8];
+    body.extend_from_slice(&record);
+    let crc_us = time(&mut |i| {
+        body[21] = i as u8;
+        logseal::segment::frame_crc(&body) as u8
+    });
+    // ring's block function alone, on 64 KiB: what the calls above would cost
+    // without the per-call part.
+    let big = vec![3u8; 64 << 10];
+    let t = Instant::now();
+    for _ in 0..200 {
+        std::hint::black_box(hash::sha256(std::hint::black_box(&big)));
+    }
+    let per_block_us = t.elapsed().as_secs_f64() * 1e6 / (200.0 * 1024.0);
+    let blocks = |len: usize| (len + 9).div_ceil(64) as f64;
+    let sha = 2.0 * (leaf_us + head_us);
+    let sha_blocks = 2.0 * (blocks(record.len() + 1) + blocks(65)) * per_block_us;
+    let crc = 3.0 * crc_us;
+    println!(
+        "required per event ({}-byte record): SHA-256 ×4 {:.2} µs ({:.2} of it ring's per-call overhead), CRC32C ×3 {:.2} µs: {:.0} % of logseal's {cpu_us:.2} µs",
+        record.len(),
+        sha,
+        sha - sha_blocks,
+        crc,
+        100.0 * (sha + crc) / cpu_us
+    );
+    if let Some(&(peer, _, peer_cpu)) = peers.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+        println!(
+            "3x {peer} allows {:.2} µs per event; after the required work {:.2} µs remain for two TCP hops, TLS, the spool and the store (logseal spends {:.2})",
+            peer_cpu / 3.0,
+            peer_cpu / 3.0 - sha - crc,
+            cpu_us - sha - crc
+        );
+    }
 }
