@@ -48,6 +48,16 @@ fn assert_store_intact(store: &Path) -> serde_json::Value {
     doc
 }
 
+/// Waits (`what`) until the store holds `n` messages tagged `tag`, stops the
+/// agent, checks that each arrived exactly once and that the store verifies
+/// intact; returns the verification document.
+fn stop_when_stored(what: &str, a: Agent, store: &Path, tag: &str, n: u64) -> serde_json::Value {
+    wait_until(what, || store_numbers(store, tag).len() as u64 >= n);
+    a.stop();
+    assert_store_exactly(store, tag, n);
+    assert_store_intact(store)
+}
+
 #[test]
 fn numbered_messages_reach_the_collector_exactly_once() {
     let d = TempDir::new("ship-e2e");
@@ -57,13 +67,8 @@ fn numbered_messages_reach_the_collector_exactly_once() {
     let a = start_agent(d.path(), &cfg);
     let n = 30_000;
     send_tcp(&a.addr("tcp"), "e2e", 1, n);
-    wait_until("all messages stored", || {
-        store_numbers(&c.store, "e2e").len() as u64 >= n
-    });
     let state = a.state.clone();
-    a.stop();
-    assert_store_exactly(&c.store, "e2e", n);
-    let doc = assert_store_intact(&c.store);
+    let doc = stop_when_stored("all messages stored", a, &c.store, "e2e", n);
     let chains = doc["chains"].as_array().unwrap();
     assert_eq!(chains.len(), 1);
     assert_eq!(chains[0]["host"], "web-01");
@@ -117,12 +122,7 @@ fn collector_down_agent_spools_fails_over_and_catches_up() {
     std::thread::sleep(Duration::from_millis(500));
     let c = Collector::start(&d.path().join("c"), &ca, &listen, "");
     send_tcp(&a.addr("tcp"), "down", 5001, 10_000);
-    wait_until("catch-up", || {
-        store_numbers(&c.store, "down").len() >= 10_000
-    });
-    a.stop();
-    assert_store_exactly(&c.store, "down", 10_000);
-    assert_store_intact(&c.store);
+    stop_when_stored("catch-up", a, &c.store, "down", 10_000);
     let alog = std::fs::read_to_string(d.path().join("agent.log")).unwrap();
     assert!(alog.contains("shipping interrupted"), "{alog}");
     c.stop();
@@ -160,12 +160,7 @@ fn full_store_refuses_without_ack_then_catches_up() {
         "the spool keeps what was not acknowledged"
     );
     std::fs::remove_file(&filler).unwrap();
-    wait_until("catch-up after room returned", || {
-        store_numbers(&c.store, "full").len() as u64 >= n
-    });
-    a.stop();
-    assert_store_exactly(&c.store, "full", n);
-    assert_store_intact(&c.store);
+    stop_when_stored("catch-up after room returned", a, &c.store, "full", n);
     let alog = std::fs::read_to_string(d.path().join("agent.log")).unwrap();
     assert!(
         alog.contains("storage"),
@@ -209,12 +204,7 @@ fn failed_fsync_writes_the_unsynced_bytes_again() {
         send_tcp(&a.addr("tcp"), "fs", k * n / 10 + 1, (k + 1) * n / 10);
         std::thread::sleep(Duration::from_millis(30));
     }
-    wait_until("every message in the store", || {
-        store_numbers(&c.store, "fs").len() as u64 >= n
-    });
-    a.stop();
-    assert_store_exactly(&c.store, "fs", n);
-    assert_store_intact(&c.store);
+    stop_when_stored("every message in the store", a, &c.store, "fs", n);
     let alog = std::fs::read_to_string(d.path().join("agent.log")).unwrap();
     // (The second failure may come while input is already held, unlogged.)
     assert!(
