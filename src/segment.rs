@@ -402,7 +402,7 @@ pub struct SegmentWriter {
 
 impl SegmentWriter {
     /// Opens `path` for appending, creating it with a header if it does not exist
-    /// or is empty, and cutting off a torn tail. Calls `each` for every valid frame
+    /// or is empty, cutting off a torn tail, and fdatasyncing what it holds. Calls `each` for every valid frame
     /// (offset, type, payload) so the caller can rebuild its state in one pass.
     pub fn open_append(
         path: &Path,
@@ -478,6 +478,10 @@ impl SegmentWriter {
             }
         }
         let end = file.seek(SeekFrom::End(0)).map_err(io)?;
+        // A previous process may have left bytes unsynced: make them durable
+        // now, so the durable offset is exact from the start (and a failed
+        // fdatasync later only ever concerns bytes this writer can write again).
+        file.sync_data().map_err(io)?;
         Ok((
             SegmentWriter {
                 file: Arc::new(file),
@@ -486,9 +490,7 @@ impl SegmentWriter {
                 flushed: end,
                 flush_at: WRITE_BUFFER,
                 lane: None,
-                // Unknown (a previous process may not have synced): the first
-                // sync makes it so.
-                durable: 0,
+                durable: end,
                 closed: false,
             },
             repair,

@@ -22,9 +22,9 @@
 //! succeeds ([`MAX_HELD`] at most: it syncs early rather than hold more), and
 //! after a failed one it queues all of them again: the retry writes them anew
 //! at the same offsets before it syncs, and the durable offset moves only past
-//! bytes written and synced without an error in between. What a previous
-//! process wrote (below the offset the thread started at) cannot be written
-//! again; for it a later fdatasync is believed.
+//! bytes written and synced without an error in between. What was in the file
+//! before the thread started is durable already: opening a segment fdatasyncs
+//! it ([`crate::segment::SegmentWriter::open_append`]).
 //!
 //! [`WriteBehind::abandon`] (the collector, giving up on a chain after a
 //! storage error) cuts the file back to its durable offset, so that what is

@@ -183,6 +183,9 @@ impl Cursor {
         let mut chain: Option<ChainId> = None;
         while self.pos < limit && items.len() < max_records && used < max_bytes {
             self.locate()?;
+            if self.pos >= limit {
+                break; // a new segment, durable up to its header only
+            }
             let Some((base, f)) = &self.file else { break };
             let base = *base;
             let off = self.pos - base;
