@@ -573,18 +573,15 @@ fn main() {
     // CPU µs/ev: user + system time of the pipeline's two processes (all
     // threads) over the throughput run, per event; the generator is not counted.
     if let Some(&("logseal", tp, cpu)) = results.first() {
-        if let Some(&(peer, best, peer_cpu)) =
-            results[1..].iter().max_by(|a, b| a.1.total_cmp(&b.1))
-        {
+        let fastest = results[1..].iter().max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some(&(peer, best, peer_cpu)) = fastest {
             println!(
                 "logseal / fastest peer ({peer}): throughput {:.2}x; CPU per event {:.2}x less",
                 tp / best,
                 peer_cpu / cpu
             );
         }
-    }
-    if let Some(&("logseal", _, cpu)) = results.first() {
-        required_work(cpu, results.get(1..).unwrap_or_default());
+        required_work(cpu, fastest.map(|&(peer, _, peer_cpu)| (peer, peer_cpu)));
     }
     let _ = std::fs::remove_dir_all(&base);
 }
@@ -594,8 +591,9 @@ fn main() {
 /// SHA-256 through `ring` four times (the leaf and the head, in the agent and
 /// again in the collector, which must not trust the agent's hashes) and the
 /// CRC32C of the frame three times (spool, its read-back, store). Printed
-/// against logseal's CPU per event and against a third of the fastest peer's.
-fn required_work(cpu_us: f64, peers: &[(&str, f64, f64)]) {
+/// against logseal's CPU per event and against a third of the fastest peer's
+/// (name, CPU µs per event).
+fn required_work(cpu_us: f64, fastest_peer: Option<(&str, f64)>) {
     use logseal::chain::hash;
     use logseal::chain::record::{Body, ChainId, Payload, Record, Source};
     let mut msg = Vec::new();
@@ -661,7 +659,7 @@ fn required_work(cpu_us: f64, peers: &[(&str, f64, f64)]) {
         crc,
         100.0 * (sha + crc) / cpu_us
     );
-    if let Some(&(peer, _, peer_cpu)) = peers.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+    if let Some((peer, peer_cpu)) = fastest_peer {
         println!(
             "3x {peer} allows {:.2} µs per event; after the required work {:.2} µs remain for two TCP hops, TLS, the spool and the store (logseal spends {:.2})",
             peer_cpu / 3.0,

@@ -402,8 +402,9 @@ pub struct SegmentWriter {
 
 impl SegmentWriter {
     /// Opens `path` for appending, creating it with a header if it does not exist
-    /// or is empty, cutting off a torn tail, and fdatasyncing what it holds. Calls `each` for every valid frame
-    /// (offset, type, payload) so the caller can rebuild its state in one pass.
+    /// or is empty, cutting off a torn tail, and fdatasyncing what it holds.
+    /// Calls `each` for every valid frame (offset, type, payload) so the caller
+    /// can rebuild its state in one pass.
     pub fn open_append(
         path: &Path,
         mut each: impl FnMut(u64, u8, &[u8]),
@@ -501,12 +502,9 @@ impl SegmentWriter {
     /// [`crate::writebehind`]): appends then only copy into a buffer.
     pub fn write_behind(&mut self) -> io::Result<()> {
         if self.lane.is_none() {
-            self.flush()?;
-            self.lane = Some(WriteBehind::start(
-                self.file.clone(),
-                self.flushed,
-                self.durable,
-            )?);
+            // The thread starts from a durable file (see its module comment).
+            self.sync()?;
+            self.lane = Some(WriteBehind::start(self.file.clone(), self.durable)?);
             self.flush_at = LANE_BUFFER;
         }
         Ok(())
@@ -524,7 +522,7 @@ impl SegmentWriter {
     }
 
     /// Fails once the writer is closed.
-    fn open(&self) -> io::Result<()> {
+    fn ensure_open(&self) -> io::Result<()> {
         if self.closed {
             return Err(io::Error::other(format!(
                 "{}: closed after a storage error",
@@ -557,7 +555,7 @@ impl SegmentWriter {
 
     /// Hands the buffer over if it is full; returns the offset of the next frame.
     fn room(&mut self) -> io::Result<u64> {
-        self.open()?;
+        self.ensure_open()?;
         if self.buf.len() >= self.flush_at {
             self.hand_off()?;
         }
@@ -589,7 +587,6 @@ impl SegmentWriter {
     /// cut back to the last complete write and the frames stay buffered (or
     /// queued), so a later call retries them and no torn frame is left.
     fn hand_off(&mut self) -> io::Result<()> {
-        self.open()?;
         let Some(lane) = &self.lane else {
             return self.flush();
         };
@@ -615,7 +612,7 @@ impl SegmentWriter {
     /// Writes buffered frames to the file (no fsync); with write-behind, waits
     /// until its thread has written them. On failure see `hand_off`.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.open()?;
+        self.ensure_open()?;
         use std::os::unix::fs::FileExt;
         if self.lane.is_some() {
             self.hand_off()?;
@@ -634,7 +631,7 @@ impl SegmentWriter {
 
     /// Writes only the first `n` buffered bytes (for crash tests of torn frames).
     pub fn flush_partial(&mut self, n: usize) -> io::Result<()> {
-        self.open()?;
+        self.ensure_open()?;
         use std::os::unix::fs::FileExt;
         if let Some(lane) = &self.lane {
             lane.wait_written()?;
@@ -657,7 +654,7 @@ impl SegmentWriter {
     /// this does not wait ([`synced`](Self::synced) tells when it is done);
     /// without, it is [`sync`](Self::sync).
     pub fn sync_begin(&mut self) -> io::Result<()> {
-        self.open()?;
+        self.ensure_open()?;
         if self.lane.is_none() {
             return self.sync();
         }
@@ -670,9 +667,10 @@ impl SegmentWriter {
 
     /// File offset up to which the file is known durable: with write-behind
     /// what its thread has fdatasynced (or the error that stopped it), without
-    /// it the end of the last [`sync`](Self::sync) (0 before the first).
+    /// it the end of the last [`sync`](Self::sync) (or of the file when it was
+    /// opened).
     pub fn synced(&self) -> io::Result<u64> {
-        self.open()?;
+        self.ensure_open()?;
         match &self.lane {
             Some(lane) => lane.synced(),
             None => Ok(self.durable),
@@ -681,7 +679,7 @@ impl SegmentWriter {
 
     /// Flushes and fdatasyncs: everything appended so far is durable.
     pub fn sync(&mut self) -> io::Result<()> {
-        self.open()?;
+        self.ensure_open()?;
         if self.lane.is_some() {
             self.hand_off()?;
             let upto = self.flushed;

@@ -65,9 +65,6 @@ struct State {
     synced: u64,
     /// File offset up to which everything is written.
     written: u64,
-    /// File offset at which the thread started: bytes below it were written
-    /// before, and cannot be written again.
-    floor: u64,
     /// The last failure, until the owner takes it (then the thread retries).
     error: Option<io::Error>,
     stop: bool,
@@ -98,13 +95,13 @@ pub struct WriteBehind {
 }
 
 impl WriteBehind {
-    /// Starts the thread for `file`, whose bytes up to `end` are already
-    /// written and up to `durable` fdatasynced.
-    pub fn start(file: Arc<File>, end: u64, durable: u64) -> io::Result<WriteBehind> {
+    /// Starts the thread for `file`, whose bytes up to `durable` are written
+    /// and fdatasynced (so that a failed fdatasync later only concerns bytes
+    /// the thread wrote, and can write again).
+    pub fn start(file: Arc<File>, durable: u64) -> io::Result<WriteBehind> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                written: end,
-                floor: end,
+                written: durable,
                 synced: durable,
                 sync_wanted: durable,
                 ..State::default()
@@ -182,22 +179,13 @@ impl WriteBehind {
         self.request_sync(upto);
         self.wait_for(|s| s.synced >= upto).map(drop)
     }
-}
 
-impl WriteBehind {
     /// Stops the thread without writing what is queued, and cuts the file back
     /// to the offset up to which it is known durable (the bytes after it may
     /// not be on disk, whatever reading the file now shows).
-    pub fn abandon(mut self) {
-        {
-            let mut g = self.shared.lock();
-            g.abandon = true;
-            g.stop = true;
-        }
-        self.shared.changed.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn abandon(self) {
+        self.shared.lock().abandon = true;
+        // Drop stops the thread, which sees `abandon` first.
     }
 }
 
@@ -218,7 +206,7 @@ fn run(shared: &Shared, file: &File) {
         if g.abandon {
             // The file may be longer than `written` (a failed fdatasync
             // queued bytes to be written again): compare its length.
-            let keep = g.synced.max(g.floor);
+            let keep = g.synced;
             drop(g);
             if !matches!(file.metadata(), Ok(m) if m.len() <= keep) {
                 let cut = file.set_len(keep).and_then(|()| file.sync_all());
@@ -256,7 +244,7 @@ fn run(shared: &Shared, file: &File) {
             }
             if g.sync_wanted > g.synced || g.held.len() >= MAX_HELD {
                 let target = g.written;
-                let from = g.synced.max(g.floor);
+                let from = g.synced;
                 drop(g);
                 let r = crate::faults::sync_data(file, from, target);
                 g = shared.lock();

@@ -215,7 +215,7 @@ fn a_failed_write_behind_write_is_reported_and_kept_for_a_retry() {
         .write(true)
         .open("/dev/full")
         .unwrap();
-    let wb = WriteBehind::start(Arc::new(f), 0, 0).unwrap();
+    let wb = WriteBehind::start(Arc::new(f), 0).unwrap();
     let spare = wb.submit(0, vec![0x42; 4096]).unwrap();
     assert!(spare.is_empty());
     let e = wb.sync(4096).unwrap_err();

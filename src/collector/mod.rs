@@ -634,7 +634,7 @@ fn ack_synced(
 }
 
 /// Waits until every chain touched by pending batches is durable, then
-/// acknowledges them all (through [`ack_synced`], which now finds them all
+/// acknowledges them all (through [`ack_synced`], which then finds them all
 /// durable).
 fn commit(
     shared: &Shared,
