@@ -69,6 +69,23 @@ fn numbered_messages_reach_the_collector_exactly_once() {
     send_tcp(&a.addr("tcp"), "e2e", 1, n);
     let state = a.state.clone();
     let doc = stop_when_stored("all messages stored", a, &c.store, "e2e", n);
+    // `logseal inspect` reads the store as well: every message, once.
+    let o = Command::new(bin())
+        .args(["inspect", "--json"])
+        .arg(&c.store)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let shown = recs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "event")
+        .filter_map(|r| r["message"].as_str())
+        .filter(|m| m.contains("msg-e2e-"))
+        .count() as u64;
+    assert_eq!(shown, n, "inspect shows each stored message once");
     let chains = doc["chains"].as_array().unwrap();
     assert_eq!(chains.len(), 1);
     assert_eq!(chains[0]["host"], "web-01");
