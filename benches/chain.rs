@@ -11,7 +11,6 @@
 use logseal::chain::hash;
 use logseal::chain::record::Source;
 use logseal::writer::ChainWriter;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -94,7 +93,7 @@ fn phase_stamp(dir: &Path, n: u64) {
 fn phase_verify(file: &Path) {
     let size = std::fs::metadata(file).expect("file").len();
     let t0 = Instant::now();
-    let r = logseal::verify_files::verify(&[file.to_path_buf()], HashSet::new(), |_, _| {})
+    let r = logseal::verify_files::verify(&[file.to_path_buf()], Default::default(), |_, _| {})
         .expect("verify");
     let secs = t0.elapsed().as_secs_f64();
     assert!(r.intact(), "bench chain must verify");

@@ -120,3 +120,45 @@ pub fn remove_stale_temps(dir: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Reads a small file whole, refusing anything that is not a regular file (a
+/// FIFO is opened non-blocking and refused, never waited on) or that is longer
+/// than `max` bytes. Errors name what was expected.
+pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, socket, device or directory)",
+        ));
+    }
+    if meta.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} bytes, more than the {max} such a file may hold",
+                meta.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    f.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("more than the {max} bytes such a file may hold"),
+        ));
+    }
+    Ok(out)
+}
+
+/// [`read_bounded`] for UTF-8 text.
+pub fn read_bounded_text(path: &Path, max: u64) -> io::Result<String> {
+    String::from_utf8(read_bounded(path, max)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+}

@@ -4,8 +4,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use logseal::chain::record::Source;
 use logseal::writer::{ChainWriter, Opened};
-use logseal::{hex, report, verify_files};
-use std::collections::HashSet;
+use logseal::{report, verify_files};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,8 +45,9 @@ enum Cmd {
         #[arg(long, default_value_t = 1 << 20)]
         max_line: usize,
     },
-    /// Verify segment files or directories of them. Exit 0 intact, 1 integrity
-    /// failure, 2 usage or I/O error.
+    /// Verify segment files or directories of them. Exit 0: every chain intact
+    /// (or pending with --live); 1: a chain is broken or unanchored, or
+    /// something outside the chains was found; 2: usage or I/O error.
     Verify {
         /// Segment files or directories (searched recursively).
         #[arg(required = true)]
@@ -55,12 +55,27 @@ enum Cmd {
         /// One JSON document instead of text.
         #[arg(long)]
         json: bool,
-        /// Trusted genesis public key (64 hex digits); repeatable.
-        #[arg(long = "trust-key", value_name = "HEX")]
+        /// A trusted genesis key bound to its host, `HOST=KEY` (KEY: 64 hex
+        /// digits, as `logseal agent --print-genesis` prints); repeatable.
+        #[arg(long = "trust-key", value_name = "HOST=KEY")]
         trust_key: Vec<String>,
-        /// File of trusted genesis keys, one hex key per line (# comments).
+        /// File of trust anchors, `HOST KEY` per line (# comments): the lines
+        /// `logseal agent --print-genesis` prints, the collector's enrolled file.
         #[arg(long = "trust-file", value_name = "F")]
         trust_file: Option<PathBuf>,
+        /// The input is live (a running agent's spool or collector's store):
+        /// records after the newest seal are pending, not a problem, while that
+        /// seal is younger than --max-pending-age.
+        #[arg(long)]
+        live: bool,
+        /// With --live: the oldest the newest seal may be for its tail to be
+        /// pending (default 3 heartbeats, 180s).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "live")]
+        max_pending_age: Option<Duration>,
+        /// With --live: judge the tail's age as of this time (ns since the Unix
+        /// epoch) instead of the clock (for tests and re-examinations).
+        #[arg(long, value_name = "NS", requires = "live", hide = true)]
+        now_ns: Option<i64>,
     },
     /// Print the records of segment files, readable.
     Inspect {
@@ -250,7 +265,21 @@ fn main() -> ExitCode {
             json,
             trust_key,
             trust_file,
-        } => verify(paths, json, trust_key, trust_file),
+            live,
+            max_pending_age,
+            now_ns,
+        } => verify(
+            paths,
+            json,
+            trust_key,
+            trust_file,
+            live.then(|| {
+                (
+                    now_ns.unwrap_or_else(logseal::timefmt::now_ns),
+                    max_pending_age.unwrap_or(Duration::from_secs(180)),
+                )
+            }),
+        ),
         Cmd::Inspect { paths, json } => inspect(paths, json).map(|_| ExitCode::SUCCESS),
         Cmd::Pki { cmd } => pki(cmd).map(|_| ExitCode::SUCCESS),
         Cmd::Man { out } => man_pages(&out).map(|_| ExitCode::SUCCESS),
@@ -515,10 +544,11 @@ fn print_genesis_of(config: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::
             dir.display()
         );
     };
-    println!("{host} {}", logseal::chain::hash::fingerprint(&pk0));
+    println!("{}", logseal::chain::trust::line(host, &pk0));
     eprintln!(
-        "chain {} (the line above goes into a collector's enrolled file)",
-        g.chain_id
+        "chain {}, genesis key fingerprint {} (the line above is a trust anchor: it goes into a collector's enrolled file and `logseal verify --trust-file`)",
+        g.chain_id,
+        logseal::chain::hash::fingerprint(&pk0)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -607,12 +637,34 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
     hay.iter().position(|&b| b == needle)
 }
 
-fn parse_key(s: &str, from: &str) -> anyhow::Result<[u8; 32]> {
-    let b = hex::decode(s).with_context(|| format!("{from}: {s:?} is not hex"))?;
-    let k: [u8; 32] = b.try_into().map_err(|_| {
-        anyhow::anyhow!("{from}: a genesis key is 32 bytes (64 hex digits), got {s:?}")
-    })?;
-    Ok(k)
+/// Reads the trust anchors of `--trust-key` and `--trust-file`.
+fn trust_anchors(
+    trust_key: &[String],
+    trust_file: Option<&PathBuf>,
+) -> anyhow::Result<logseal::chain::trust::TrustAnchors> {
+    use logseal::chain::trust::{TrustAnchors, MAX_TRUST_FILE};
+    let mut anchors = TrustAnchors::none();
+    for k in trust_key {
+        anchors
+            .add_line(k)
+            .map_err(|e| anyhow::anyhow!("--trust-key: {e} (expected HOST=KEY)"))?;
+    }
+    if let Some(f) = trust_file {
+        let text = logseal::fsutil::read_bounded_text(f, MAX_TRUST_FILE)
+            .with_context(|| format!("reading trust file {}", f.display()))?;
+        let parsed =
+            TrustAnchors::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        if parsed.is_empty() {
+            bail!("trust file {} holds no anchors", f.display());
+        }
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if !line.is_empty() {
+                anchors.add_line(line).map_err(anyhow::Error::msg)?;
+            }
+        }
+    }
+    Ok(anchors)
 }
 
 fn verify(
@@ -620,26 +672,15 @@ fn verify(
     json: bool,
     trust_key: Vec<String>,
     trust_file: Option<PathBuf>,
+    live: Option<(i64, Duration)>,
 ) -> anyhow::Result<ExitCode> {
-    let mut trusted = HashSet::new();
-    for k in &trust_key {
-        trusted.insert(parse_key(k, "--trust-key")?);
-    }
-    if let Some(f) = &trust_file {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("reading trust file {}", f.display()))?;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if line.is_empty() {
-                continue;
-            }
-            let key = line.split_whitespace().next().unwrap_or("");
-            trusted.insert(parse_key(key, &format!("{} line {}", f.display(), i + 1))?);
-        }
-        if trusted.is_empty() {
-            bail!("trust file {} holds no keys", f.display());
-        }
-    }
+    use logseal::chain::verify::{Live, Options};
+    let anchors = trust_anchors(&trust_key, trust_file.as_ref())?;
+    let live = live.map(|(now_ns, age)| Live {
+        now_ns,
+        max_age_ns: i64::try_from(age.as_nanos()).unwrap_or(i64::MAX),
+    });
+    let options = Options { anchors, live };
     let (files, skipped) = verify_files::expand(&paths)?;
     let report = if rustix::termios::isatty(std::io::stderr()) {
         let sizes: Vec<u64> = files
@@ -648,7 +689,7 @@ fn verify(
             .collect();
         let total: u64 = sizes.iter().sum::<u64>().max(1);
         let mut last = Instant::now();
-        let r = verify_files::verify(&files, trusted, |i, pos| {
+        let r = verify_files::verify(&files, options, |i, pos| {
             if last.elapsed() >= Duration::from_millis(200) {
                 last = Instant::now();
                 let done: u64 = sizes[..i].iter().sum::<u64>() + pos;
@@ -658,42 +699,46 @@ fn verify(
                     files.len(),
                     done >> 20,
                     total >> 20,
-                    done * 100 / total
+                    done.saturating_mul(100) / total
                 );
             }
         });
         eprint!("\r{:70}\r", "");
         r?
     } else {
-        verify_files::verify(&files, trusted, |_, _| {})?
+        verify_files::verify(&files, options, |_, _| {})?
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &report::verify_json(&report, &files, &skipped))?;
-        writeln!(out)?;
-    } else {
-        for s in &skipped {
-            if s.parent().is_some_and(verify_files::is_quarantine) {
-                if s.extension().is_some_and(|e| e == "seg") {
-                    writeln!(
-                        out,
-                        "quarantined batch {} (refused by the collector, not part of any chain; its .json says why)",
-                        s.display()
-                    )?;
-                }
-            } else {
-                writeln!(out, "skipped {} (not a logseal segment)", s.display())?;
-            }
-        }
-        report::verify_text(&mut out, &report, &files)?;
-    }
-    out.flush()?;
-    Ok(if report.intact() {
+    let code = if report.intact() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    };
+    // A reader that stops early (`verify … | head`) does not change the verdict.
+    match write_verify_output(&report, &files, &skipped, json) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),
+        Err(e) => Err(e.into()),
+        Ok(()) => Ok(code),
+    }
+}
+
+fn write_verify_output(
+    report: &logseal::chain::verify::Report,
+    files: &[PathBuf],
+    skipped: &[verify_files::Skipped],
+    json: bool,
+) -> std::io::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report::verify_json(report, files, skipped))?;
+        writeln!(out)?;
+    } else {
+        for s in skipped {
+            writeln!(out, "skipped {} ({})", s.path.display(), s.why.describe())?;
+        }
+        report::verify_text(&mut out, report, files)?;
+    }
+    out.flush()
 }
 
 fn inspect(paths: Vec<PathBuf>, json: bool) -> anyhow::Result<()> {
@@ -716,5 +761,22 @@ fn gen_vectors(out: PathBuf) -> anyhow::Result<()> {
     logseal::fsutil::write_atomic(&out.join("chain-v1.txt"), v.text.as_bytes(), "vectors")?;
     logseal::fsutil::write_atomic(&out.join("chain-v1.seg"), &v.segment, "vectors")?;
     logseal::fsutil::write_atomic(&out.join("chain-v1-redacted.seg"), &v.redacted, "vectors")?;
+    let neg = out.join("negative");
+    for f in logseal::vectors::negative::generate() {
+        for (rel, bytes) in &f.files {
+            let p = neg.join(rel);
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            logseal::fsutil::write_atomic(&p, bytes, "vectors")?;
+        }
+        let mut text = serde_json::to_string_pretty(&f.expected)?;
+        text.push('\n');
+        logseal::fsutil::write_atomic(
+            &neg.join(logseal::vectors::negative::sidecar(&f)),
+            text.as_bytes(),
+            "vectors",
+        )?;
+    }
     Ok(())
 }

@@ -2,10 +2,13 @@
 
 use crate::chain::hash;
 use crate::chain::record::{Body, Payload, Record};
-use crate::chain::verify::{Anchor, ChainReport, Finding, Problem, Report, Verdict};
+use crate::chain::verify::{
+    Anchor, ChainReport, Finding, Problem, Report, Unattributed, Unverified, Verdict, Warning,
+};
 use crate::hex;
 use crate::segment::{self, Item, SegmentReader};
 use crate::timefmt::rfc3339;
+use crate::verify_files::Skipped;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -19,42 +22,100 @@ impl Problem {
             BadLink { seal_seq, first_seq, last_seq } => format!(
                 "bad link: records {first_seq}..={last_seq} do not hash to the head signed by the seal at seq {seal_seq}: one of them was altered, inserted or removed"
             ),
-            BadSignature { first_seq, seq, epoch } => format!("bad seal signature: seal at seq {seq} (epoch {epoch}) does not verify under its key; records {first_seq}..={seq} are not vouched for"),
-            KeyNotInChain { first_seq, seq, epoch, signer, expected, signer_epoch } => {
-                let mut s = format!("key not in the key chain: seal at seq {seq} (epoch {epoch}) names signer {signer}, the key chain expects {expected}; records {first_seq}..={seq} are not vouched for");
+            BadSignature { seq, epoch } => format!("bad seal signature: the seal at seq {seq} (epoch {epoch}) does not verify under the key the key chain names; the key chain is unknown from here on"),
+            KeyNotInChain { seq, epoch, signer, expected, signer_epoch } => {
+                let mut s = format!("key not in the key chain: the seal at seq {seq} (epoch {epoch}) names signer {signer}, the key chain expects {expected}; the key chain is unknown from here on");
                 if let Some(e) = signer_epoch {
-                    let _ = write!(s, "; the signer is the key of epoch {e}: a past seal re-signed with a later key");
+                    let _ = write!(s, "; a later seal names the signer as the key of epoch {e}: a past seal re-signed with a later (stolen) key");
                 }
                 s
             }
-            EpochMismatch { seq, epoch, expected_epoch } => format!("epoch mismatch: seal at seq {seq} claims epoch {epoch}, expected {expected_epoch}"),
+            EpochMismatch { seq, epoch, expected_epoch } => format!("epoch mismatch: the seal at seq {seq} claims epoch {epoch}, the key chain is at epoch {expected_epoch}; the key chain is unknown from here on"),
+            KeyReused { seq, epoch, first_epoch } => format!("key reused: the seal at seq {seq} (epoch {epoch}) names as next key the key of epoch {first_epoch}: forward security is lost, the key chain is unknown from here on"),
             Gap { expected_seq, got_seq, missing } => format!("seq gap: expected seq {expected_seq}, found {got_seq} ({missing} record(s) missing)"),
             Reorder { seq, expected_seq } => format!("reorder: seq {seq} appears where seq {expected_seq} was expected"),
             Duplicate { seq } => format!("duplicate: seq {seq} appears again with the same content"),
             Conflict { seq } => format!("conflict: seq {seq} appears again with different content"),
-            TornRecord { expected_seq, skipped_bytes, reason } => format!("torn record: {skipped_bytes} bytes that are not a valid frame ({reason}) where seq {expected_seq} was expected"),
+            DamagedFrame { expected_seq, skipped_bytes, reason } => format!("damaged frame: {skipped_bytes} bytes that are not a valid frame ({reason}) where seq {expected_seq} was expected"),
             Malformed { expected_seq, reason } => format!("malformed record where seq {expected_seq} was expected: {reason}"),
             TruncatedTail { expected_seq, bytes, reason } => format!("truncated tail: the file ends inside a frame ({reason}, {bytes} bytes) where seq {expected_seq} was expected"),
-            UnsealedTail { first_seq, last_seq, count } => format!("unsealed tail: {count} record(s), seq {first_seq}..={last_seq}, are not covered by any seal (not yet sealed, or the seals were removed)"),
+            UnsealedTail { first_seq, last_seq, count } => format!("unsealed tail: {count} record(s), seq {first_seq}..={last_seq}, are not covered by any seal (the seals were removed, the writer died before sealing, or the chain is live: see --live)"),
             ForeignChain { seq, chain } => format!("foreign chain: a record of chain {chain} (its seq {seq}) inside this chain"),
-            MissingGenesis { first_seq } => format!("missing genesis: the chain starts at seq {first_seq}; records before it and the genesis key are not in the input"),
             UnexpectedGenesis { seq } => format!("unexpected genesis record at seq {seq}"),
-            UntrustedGenesis { fingerprint } => format!("untrusted genesis key {fingerprint}: not among the trusted keys given"),
+            UntrustedGenesis { host, fingerprint } => format!("untrusted genesis key {fingerprint}: not a trust anchor of host {host}"),
             BadRedaction { seq, reason } => format!("bad redaction at seq {seq}: {reason}"),
+            PredCut { successor, claimed_last_seq, last_seq } => format!("cut: the Genesis of successor chain {successor} says this chain reached seq {claimed_last_seq}; it ends at seq {last_seq} here"),
+            PredMismatch { successor, claimed_last_seq, last_seq } => format!("predecessor mismatch: the Genesis of successor chain {successor} names this chain's seq {claimed_last_seq} and its head as its last record; here the chain ends at seq {last_seq} or has another head there"),
+            Misfiled { seq, dir_host, dir_chain } => format!("misfiled: record seq {seq} is stored in the directory of host {dir_host}, chain {dir_chain}"),
         }
     }
 }
 
+impl Unverified {
+    /// Why, for a responder.
+    pub fn describe(&self) -> String {
+        match self {
+            Unverified::Problem { seal_seq } => format!("a problem in the interval; the seal at seq {seal_seq} re-anchors what follows it, not what precedes it"),
+            Unverified::KeyChainUnknown { seal_seq } => format!("the key chain is unknown after the refused seal at seq {seal_seq}"),
+            Unverified::Unanchored => "the chain starts without its Genesis: nothing links these records to a genesis key".into(),
+            Unverified::Unsealed => "after the last accepted seal".into(),
+        }
+    }
+}
+
+impl Warning {
+    /// One sentence for a responder.
+    pub fn describe(&self) -> String {
+        match self {
+            Warning::ClockBackwards { seq, prev_seq, by_ns } => format!("clock went backwards: seq {seq} is dated {} before seq {prev_seq}", span(*by_ns)),
+            Warning::ClockJump { seq, prev_seq, by_ns } => format!("clock jumped: seq {seq} is dated {} after seq {prev_seq}", span(*by_ns)),
+            Warning::PredecessorAbsent { chain, last_seq } => format!("predecessor chain {chain} (named up to seq {last_seq} by the Genesis) is not in the input: verify it too"),
+        }
+    }
+}
+
+fn span(ns: i128) -> String {
+    let s = ns / 1_000_000_000;
+    if s >= 86_400 {
+        format!("{:.1} days", ns as f64 / 86_400e9)
+    } else if s >= 3600 {
+        format!("{:.1} hours", ns as f64 / 3600e9)
+    } else {
+        format!("{:.3} s", ns as f64 / 1e9)
+    }
+}
+
+impl Unattributed {
+    /// One sentence for a responder.
+    pub fn describe(&self, files: &[PathBuf]) -> String {
+        match self {
+            Unattributed::Frame { problem, at } => format!(
+                "{} [{} @ byte {}]",
+                problem.describe(),
+                file_name(files, at.file),
+                at.offset
+            ),
+            Unattributed::BadSegment { file, reason } => {
+                format!(
+                    "{}: not readable as a segment: {reason}",
+                    file_name(files, *file)
+                )
+            }
+            Unattributed::NoRecords => "the input holds no record at all".into(),
+        }
+    }
+}
+
+fn file_name(files: &[PathBuf], i: usize) -> String {
+    files
+        .get(i)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
 fn location(f: &Finding, files: &[PathBuf]) -> String {
     match f.at {
-        Some(at) => format!(
-            " [{} @ byte {}]",
-            files
-                .get(at.file)
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            at.offset
-        ),
+        Some(at) => format!(" [{} @ byte {}]", file_name(files, at.file), at.offset),
         None => String::new(),
     }
 }
@@ -64,6 +125,19 @@ fn time_span(c: &ChainReport) -> String {
         (Some(a), Some(b)) => format!("{} .. {}", rfc3339(a), rfc3339(b)),
         _ => "-".into(),
     }
+}
+
+fn ranges(r: &[(u64, u64)]) -> String {
+    r.iter()
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}..={b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Writes the text report of `verify`.
@@ -77,6 +151,10 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
     for c in &report.chains {
         let verdict = match c.verdict {
             Verdict::Intact => "INTACT".to_string(),
+            Verdict::Pending => "INTACT UP TO A PENDING TAIL".to_string(),
+            Verdict::Unanchored => {
+                "UNANCHORED (no Genesis: cannot be tied to a genesis key)".to_string()
+            }
             Verdict::Broken => format!(
                 "BROKEN ({} problem(s))",
                 c.problems.len() as u64 + c.problems_not_listed
@@ -91,12 +169,25 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
         )?;
         if let Some(fp) = &c.genesis_fingerprint {
             let how = match c.anchor {
-                Anchor::Trusted => "trusted (matches a given trust anchor)",
-                Anchor::FromData => "taken from the data itself: no trust anchor given; compare this fingerprint with a pinned one or pass --trust-key",
-                Anchor::Untrusted => "NOT among the trusted keys given",
+                Anchor::Trusted => "trusted (a trust anchor of this host)",
+                Anchor::FromData => "taken from the data itself: no trust anchor given; compare this fingerprint with a pinned one or pass --trust-file",
+                Anchor::Untrusted => "NOT a trust anchor of this host",
                 Anchor::None => "",
             };
             writeln!(out, "  genesis key  {fp} ({how})")?;
+        }
+        if let Some(s) = c.unanchored_from {
+            writeln!(
+                out,
+                "  start        seq {s}, without its Genesis (an agent spool trimmed after acknowledgement, or a partial copy): verify the collector's store for the whole chain"
+            )?;
+            if let Some(k) = &c.key_from_data {
+                writeln!(
+                    out,
+                    "  key chain    from the seal at seq {} (epoch {}, signer {}), taken from the data",
+                    k.seq, k.epoch, k.fingerprint
+                )?;
+            }
         }
         if let Some(o) = &c.origin {
             let pred = c
@@ -108,28 +199,19 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
         }
         writeln!(
             out,
-            "  records      {} (events {}, seals {}, losses {} accounting for {} lost events, redacted {})",
-            c.records, c.events, c.seals, c.losses, c.lost_events, c.redacted
+            "  records      {} (verified {}, events {}, seals {}, losses {} accounting for {} lost events, redacted {})",
+            c.records, c.verified, c.events, c.seals, c.losses, c.lost_events, c.redacted
         )?;
         writeln!(
             out,
-            "  seq          {}..={}, key epochs {}, last seal at seq {}",
+            "  seq          {}..={}, key epochs {}, last accepted seal at seq {}",
             c.first_seq.map_or("-".into(), |s| s.to_string()),
             c.last_seq.map_or("-".into(), |s| s.to_string()),
             c.epochs,
             c.last_seal_seq.map_or("-".into(), |s| s.to_string())
         )?;
-        if let Some(t) = c.trimmed_from {
-            writeln!(
-                out,
-                "  start        seq {t}: an agent spool whose earlier records were acknowledged by a collector and removed (its `acked` file says so); verify the collector's store for the whole chain"
-            )?;
-        }
-        if let Some((a, b)) = c.unchecked {
-            writeln!(
-                out,
-                "  unchecked    seq {a}..={b}: before the first seal in this spool, their links cannot be checked without the removed records"
-            )?;
+        if !c.redacted_seqs.is_empty() {
+            writeln!(out, "  redacted     seq {}", ranges(&c.redacted_seqs))?;
         }
         writeln!(out, "  time         {}", time_span(c))?;
         writeln!(
@@ -141,6 +223,12 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
                 "no clean shutdown recorded (writer still running, crashed, or tail removed)"
             }
         )?;
+        if let Some((a, b)) = c.pending {
+            writeln!(
+                out,
+                "  PENDING      seq {a}..={b}: after the newest seal of a live chain, waiting for their seal; NOT verified"
+            )?;
+        }
         for f in &c.problems {
             writeln!(
                 out,
@@ -156,36 +244,78 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
                 c.problems_not_listed
             )?;
         }
+        for r in &c.unverified {
+            if matches!(r.why, Unverified::Unsealed) && c.pending.is_some() {
+                continue;
+            }
+            writeln!(
+                out,
+                "  UNVERIFIED seq {}..={}: {}",
+                r.first_seq,
+                r.last_seq,
+                r.why.describe()
+            )?;
+        }
+        if c.unverified_not_listed > 0 {
+            writeln!(
+                out,
+                "  ... and {} more unverified range(s) not listed",
+                c.unverified_not_listed
+            )?;
+        }
+        for w in &c.warnings {
+            writeln!(out, "  warning {}", w.describe())?;
+        }
+        if c.warnings_not_listed > 0 {
+            writeln!(out, "  ... and {} more warning(s)", c.warnings_not_listed)?;
+        }
     }
     for f in &report.unattributed {
+        writeln!(out, "PROBLEM outside any chain: {}", f.describe(files))?;
+    }
+    if report.unattributed_not_listed > 0 {
         writeln!(
             out,
-            "PROBLEM outside any chain: {}{}",
-            f.problem.describe(),
-            location(f, files)
+            "... and {} more problem(s) outside any chain",
+            report.unattributed_not_listed
         )?;
     }
     writeln!(out)?;
-    writeln!(
-        out,
-        "{}",
-        if report.intact() {
-            "RESULT: intact"
+    writeln!(out, "RESULT: {}", result_word(report))
+}
+
+fn result_word(report: &Report) -> &'static str {
+    if report.intact() {
+        if report.chains.iter().any(|c| c.verdict == Verdict::Pending) {
+            "intact (with pending tails, not yet sealed)"
         } else {
-            "RESULT: INTEGRITY FAILURE"
+            "intact"
         }
-    )
+    } else if report.chains.iter().any(|c| c.verdict == Verdict::Broken)
+        || !report.unattributed.is_empty()
+    {
+        "INTEGRITY FAILURE"
+    } else {
+        "NOT PROVEN (unanchored chain)"
+    }
 }
 
 /// The JSON document of `verify`.
-pub fn verify_json(report: &Report, files: &[PathBuf], skipped: &[PathBuf]) -> Value {
+pub fn verify_json(report: &Report, files: &[PathBuf], skipped: &[Skipped]) -> Value {
     json!({
-        "result": if report.intact() { "intact" } else { "integrity-failure" },
+        "result": if report.intact() {
+            "intact"
+        } else if report.chains.iter().any(|c| c.verdict == Verdict::Broken) || !report.unattributed.is_empty() {
+            "integrity-failure"
+        } else {
+            "unanchored"
+        },
         "files": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "skipped_files": skipped.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "skipped_files": skipped.iter().map(|s| json!({"path": s.path.display().to_string(), "why": s.why.describe()})).collect::<Vec<_>>(),
         "trust_anchors": report.trust_anchors,
         "chains": report.chains,
         "unattributed": report.unattributed,
+        "unattributed_not_listed": report.unattributed_not_listed,
     })
 }
 

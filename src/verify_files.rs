@@ -1,9 +1,13 @@
 //! Runs the verifier over files and directories of segments (the I/O edge of
 //! `logseal verify`).
+//!
+//! Nothing here decides a verdict: it lists files, reads frames and hands them
+//! to [`Verifier`]. Files the agent or collector write for their own use
+//! (`acked`, `signer.state`, `tip.json`, …) are not evidence and are never read:
+//! a host can write them, so they cannot vouch for anything.
 
-use crate::chain::verify::{Report, Verifier};
+use crate::chain::verify::{Options, Placement, Report, Verifier};
 use crate::segment::{self, Item, SegmentReader};
-use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +22,7 @@ pub enum InputError {
         /// Cause.
         source: io::Error,
     },
-    /// A file given by name is not a segment.
+    /// A path given on the command line is neither a regular file nor a directory.
     #[error("{path}: {reason}")]
     NotSegment {
         /// Path.
@@ -31,10 +35,63 @@ pub enum InputError {
     Empty(PathBuf),
 }
 
+/// A file found in a directory and not verified, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it was not read.
+    pub why: SkipReason,
+}
+
+/// Why a file was not verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A refused batch in a collector's `quarantine/` (not part of any chain).
+    Quarantined,
+    /// Not a segment (no magic, no `.seg` name).
+    NotSegment,
+    /// A symbolic link (not followed inside a directory).
+    Symlink,
+    /// A FIFO, socket or device (never opened).
+    NotRegular,
+}
+
+impl SkipReason {
+    /// Words for the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SkipReason::Quarantined => {
+                "quarantined batch (refused by the collector, not part of any chain; its .json says why)"
+            }
+            SkipReason::NotSegment => "not a logseal segment",
+            SkipReason::Symlink => "symbolic link, not followed",
+            SkipReason::NotRegular => "not a regular file (FIFO, socket or device), not opened",
+        }
+    }
+}
+
+/// Names of the agent's and collector's own state files: not evidence, not listed.
+fn is_state_file(name: &str) -> bool {
+    matches!(
+        name,
+        "signer.state"
+            | "genesis.record"
+            | "journal-cursor"
+            | "acked"
+            | "alerts.jsonl"
+            | "status.json"
+            | "tip.json"
+            | "lock"
+    ) || (name.starts_with('.') && name.ends_with(".tmp"))
+}
+
 /// Expands the paths given on the command line into segment files, in order:
-/// files as given, directories recursively in name order (files that do not start
-/// with the segment magic are skipped and returned separately).
-pub fn expand(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>), InputError> {
+/// files as given, directories recursively in name order. In a directory, a
+/// file is verified if it starts with the segment magic or is named `*.seg`
+/// (so a segment with a damaged header is reported, not skipped); other files
+/// are returned as skipped, with the reason.
+pub fn expand(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Skipped>), InputError> {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
     for p in paths {
@@ -48,8 +105,27 @@ pub fn expand(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>), InputEr
             if files.len() == before {
                 return Err(InputError::Empty(p.clone()));
             }
-        } else {
+        } else if meta.is_file() {
+            // A file named on the command line that is not a segment at all is
+            // a usage error; one whose header is damaged is evidence (reported).
+            let mut magic = [0u8; 8];
+            let is_segment = std::fs::File::open(p)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+                .is_ok()
+                && &magic == segment::MAGIC;
+            if !is_segment && !p.extension().is_some_and(|e| e == "seg") {
+                return Err(InputError::NotSegment {
+                    path: p.clone(),
+                    reason: "not a logseal segment (it does not start with LSEALSEG)".into(),
+                });
+            }
             files.push(p.clone());
+        } else {
+            return Err(InputError::NotSegment {
+                path: p.clone(),
+                reason: "not a regular file or a directory (a FIFO, socket or device is not read)"
+                    .into(),
+            });
         }
     }
     Ok((files, skipped))
@@ -58,7 +134,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>), InputEr
 fn walk(
     dir: &Path,
     files: &mut Vec<PathBuf>,
-    skipped: &mut Vec<PathBuf>,
+    skipped: &mut Vec<Skipped>,
 ) -> Result<(), InputError> {
     let io = |source| InputError::Io {
         path: dir.to_path_buf(),
@@ -72,76 +148,40 @@ fn walk(
     for e in entries {
         let path = e.path();
         let ft = e.file_type().map_err(io)?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
         if ft.is_dir() {
             if is_quarantine(&path) {
-                // A collector's refused batches are not part of its chains;
-                // they are listed, and can be verified by name.
                 let mut q = Vec::new();
-                walk(&path, &mut q, &mut Vec::new())?;
-                skipped.extend(q);
+                let mut qs = Vec::new();
+                walk(&path, &mut q, &mut qs)?;
+                skipped.extend(q.into_iter().map(|path| Skipped {
+                    path,
+                    why: SkipReason::Quarantined,
+                }));
                 continue;
             }
             walk(&path, files, skipped)?;
-        } else if ft.is_file() {
-            if segment::looks_like_segment(&path) {
-                files.push(path);
-            } else if !matches!(
-                e.file_name().to_str(),
-                Some(
-                    "signer.state"
-                        | "genesis.record"
-                        | "journal-cursor"
-                        | "acked"
-                        | "alerts.jsonl"
-                        | "status.json"
-                )
-            ) {
-                // (The agent's and collector's own state files are not evidence;
-                // anything else is listed.)
-                skipped.push(path);
-            }
+        } else if ft.is_symlink() {
+            skipped.push(Skipped {
+                path,
+                why: SkipReason::Symlink,
+            });
+        } else if !ft.is_file() {
+            skipped.push(Skipped {
+                path,
+                why: SkipReason::NotRegular,
+            });
+        } else if name.ends_with(".seg") || segment::looks_like_segment(&path) {
+            files.push(path);
+        } else if !is_state_file(&name) {
+            skipped.push(Skipped {
+                path,
+                why: SkipReason::NotSegment,
+            });
         }
     }
     Ok(())
-}
-
-/// Indexes of `files` that are the first remaining segment of an agent spool
-/// whose earlier segments were deleted after acknowledgement: the segment is
-/// named by its base position (`<20 digits>.seg`), it is the lowest in its
-/// directory, its base is above 0, and the directory's `acked` file records a
-/// position at or beyond that base.
-fn trimmed_spool_starts(files: &[PathBuf]) -> HashSet<usize> {
-    let mut out = HashSet::new();
-    let mut dirs: std::collections::HashMap<PathBuf, (Option<u64>, Option<u64>)> =
-        Default::default();
-    for (i, f) in files.iter().enumerate() {
-        let (Some(dir), Some(name)) = (f.parent(), f.file_name().and_then(|n| n.to_str())) else {
-            continue;
-        };
-        let Some(base) = name
-            .strip_suffix(".seg")
-            .filter(|s| s.len() == 20)
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        if base == 0 {
-            continue;
-        }
-        // Once per directory: its lowest base and its acknowledged position.
-        let (lowest, acked) = *dirs.entry(dir.to_path_buf()).or_insert_with(|| {
-            (
-                crate::spool::segment_bases(dir)
-                    .ok()
-                    .and_then(|b| b.first().copied()),
-                crate::spool::read_acked_position(dir).ok().flatten(),
-            )
-        });
-        if lowest == Some(base) && acked.is_some_and(|a| a >= base) {
-            out.insert(i);
-        }
-    }
-    out
 }
 
 /// True for the `quarantine` directory of a collector store.
@@ -150,31 +190,44 @@ pub fn is_quarantine(dir: &Path) -> bool {
         && dir.parent().is_some_and(|p| p.join("hosts").is_dir())
 }
 
+/// For a file in a collector store (`STORE/hosts/HOST/CHAIN/FILE`), the host
+/// and chain its directory names.
+fn placement(file: &Path) -> Option<Placement> {
+    let chain_dir = file.parent()?;
+    let host_dir = chain_dir.parent()?;
+    let hosts = host_dir.parent()?;
+    if hosts.file_name()? != "hosts" {
+        return None;
+    }
+    Some(Placement {
+        host: host_dir.file_name()?.to_str()?.to_string(),
+        chain: chain_dir.file_name()?.to_str()?.to_string(),
+    })
+}
+
 /// Verifies `files` in order and returns the report. `progress(file index,
 /// byte offset)` is called every 65 536 frames and at the end of each file.
 pub fn verify(
     files: &[PathBuf],
-    trusted: HashSet<[u8; 32]>,
+    options: Options,
     mut progress: impl FnMut(usize, u64),
 ) -> Result<Report, InputError> {
-    let mut v = Verifier::new(trusted);
-    let trimmed = trimmed_spool_starts(files);
+    let mut v = Verifier::new(options);
     for (i, path) in files.iter().enumerate() {
-        let mut r = SegmentReader::open(path).map_err(|e| match e.kind() {
-            io::ErrorKind::InvalidData => InputError::NotSegment {
-                path: path.clone(),
-                reason: e.to_string(),
-            },
-            _ => InputError::Io {
-                path: path.clone(),
-                source: e,
-            },
-        })?;
-        if trimmed.contains(&i) {
-            v.begin_trimmed_file(i);
-        } else {
-            v.begin_file(i);
-        }
+        let mut r = match SegmentReader::open(path) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                v.bad_file(i, e.to_string());
+                continue;
+            }
+            Err(source) => {
+                return Err(InputError::Io {
+                    path: path.clone(),
+                    source,
+                })
+            }
+        };
+        v.begin_file(i, placement(path));
         let io = |source| InputError::Io {
             path: path.clone(),
             source,

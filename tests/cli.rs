@@ -138,7 +138,7 @@ fn usage_and_io_errors_exit_2_with_a_message() {
 
     stamp(d.path(), "x\n", &[]);
     let log = d.path().join("log.seg");
-    let o = run(&["verify", "--trust-key", "abc", s(&log)], b"");
+    let o = run(&["verify", "--trust-key", "cli-host=abc", s(&log)], b"");
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("--trust-key"), "{}", text(&o));
 
@@ -156,24 +156,66 @@ fn trust_anchors() {
     let log = d.path().join("log.seg");
     let (_, v) = verify_json(&[s(&log)], &[]);
     let key = v["chains"][0]["genesis_key"].as_str().unwrap().to_string();
+    assert_eq!(v["chains"][0]["anchor"], "from-data");
 
-    let (code, v) = verify_json(&[s(&log)], &["--trust-key", &key]);
-    assert_eq!(code, 0);
+    let (code, v) = verify_json(&[s(&log)], &["--trust-key", &format!("cli-host={key}")]);
+    assert_eq!(code, 0, "{v}");
     assert_eq!(v["chains"][0]["anchor"], "trusted");
 
+    // The right key bound to another host anchors nothing here.
+    let (code, v) = verify_json(&[s(&log)], &["--trust-key", &format!("web-9={key}")]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["chains"][0]["problems"][0]["kind"], "untrusted-genesis");
+    assert_eq!(v["chains"][0]["anchor"], "untrusted");
+
     let other = "11".repeat(32);
-    let (code, v) = verify_json(&[s(&log)], &["--trust-key", &other]);
+    let (code, v) = verify_json(&[s(&log)], &["--trust-key", &format!("cli-host={other}")]);
     assert_eq!(code, 1);
     assert_eq!(v["chains"][0]["problems"][0]["kind"], "untrusted-genesis");
 
+    // A bare key (no host) is refused: anchors are bound to hosts.
+    let o = run(&["verify", "--trust-key", &key, s(&log)], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("names no host"), "{}", text(&o));
+
+    // The trust file is the format --print-genesis writes.
     let tf = d.path().join("trusted.txt");
     std::fs::write(
         &tf,
-        format!("# fleet keys\n{other} other-host\n{key} cli-host\n"),
+        format!("# fleet keys\nother-host {other}\ncli-host {key}\n"),
     )
     .unwrap();
     let (code, _) = verify_json(&[s(&log)], &["--trust-file", s(&tf)]);
     assert_eq!(code, 0);
+    let o = run(
+        &[
+            "agent",
+            "--print-genesis",
+            "--state",
+            s(&d.path().join("state")),
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let printed = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(printed.trim(), format!("cli-host {key}"));
+    let tf2 = d.path().join("printed.txt");
+    std::fs::write(&tf2, &printed).unwrap();
+    let (code, _) = verify_json(&[s(&log)], &["--trust-file", s(&tf2)]);
+    assert_eq!(code, 0);
+    // The old `KEY HOST` order and a FIFO are refused with a message, not a hang.
+    std::fs::write(&tf, format!("{key} cli-host\n")).unwrap();
+    let o = run(&["verify", "--trust-file", s(&tf), s(&log)], b"");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let fifo = d.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let o = run(&["verify", "--trust-file", s(&fifo), s(&log)], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("not a regular file"), "{}", text(&o));
 }
 
 #[test]

@@ -118,8 +118,9 @@ fn crash_and_resume_opt(point: &str, hit: u32, seal_keys_known: bool) {
 
     // The resumed chain verifies: one chain, intact, clean end.
     let log = dir.path().join("log.seg");
-    let r = logseal::verify_files::verify(std::slice::from_ref(&log), HashSet::new(), |_, _| {})
-        .unwrap();
+    let r =
+        logseal::verify_files::verify(std::slice::from_ref(&log), Default::default(), |_, _| {})
+            .unwrap();
     assert!(r.intact(), "{spec}: {:?}", problems(&r));
     let facts = read_log(&log);
     assert_eq!(

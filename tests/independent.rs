@@ -49,6 +49,7 @@ fn assert_agree(paths: &[&Path]) {
         assert_eq!(i["records"], o["records"]);
         assert_eq!(i["seals"], o["seals"]);
         assert_eq!(i["head"], o["head"], "both compute the same final head");
+        assert_eq!(i["verdict"], o["verdict"]);
     }
 }
 
@@ -97,10 +98,18 @@ fn agrees_on_real_stamp_output_with_restarts_and_a_new_chain() {
     let bad = d.path().join("bad.seg");
     std::fs::write(&bad, &b).unwrap();
     let (a, ind) = independent(&[&bad]);
-    assert_eq!(a, 1);
-    assert!(
-        ind["reason"].as_str().unwrap().contains("bad signature"),
+    let (b, ours) = logseal_verify(&[&bad]);
+    assert_eq!((a, b), (1, 1));
+    let p = &ind["chains"][0]["problems"][0];
+    assert_eq!(p[0], "bad-signature", "{ind}");
+    assert_eq!(p[1].as_u64(), Some(f.seq), "{ind}");
+    assert_eq!(ours["chains"][0]["problems"][0]["kind"], "bad-signature");
+    assert_eq!(
+        ours["chains"][0]["problems"][0]["seq"].as_u64(),
+        Some(f.seq)
+    );
+    assert_eq!(
+        ind["chains"][0]["unverified"][0][2], "key-chain-unknown",
         "{ind}"
     );
-    assert_eq!(logseal_verify(&[&bad]).0, 1);
 }

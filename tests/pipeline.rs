@@ -13,7 +13,6 @@ use logseal::ingest::Batch;
 use logseal::spool::{Spool, SpoolOptions};
 use logseal::writebehind::WriteBehind;
 use logseal::writer::ChainWriter;
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -62,7 +61,7 @@ fn append_plain(w: &mut ChainWriter<Spool>, b: &Batch, i: usize) {
 
 fn report(dir: &Path) -> logseal::chain::verify::Report {
     let (files, _) = logseal::verify_files::expand(&[dir.to_path_buf()]).unwrap();
-    logseal::verify_files::verify(&files, HashSet::new(), |_, _| {}).unwrap()
+    logseal::verify_files::verify(&files, Default::default(), |_, _| {}).unwrap()
 }
 
 /// The payloads of the Event records in a spool, in chain order.

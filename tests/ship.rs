@@ -100,14 +100,16 @@ fn numbered_messages_reach_the_collector_exactly_once() {
         "acknowledged spool segments are deleted ({} left)",
         segs.len()
     );
-    // The trimmed spool still verifies on the agent host, saying where it starts;
-    // without the `acked` record of the collector's acknowledgement, the same
-    // files are a chain missing its Genesis.
+    // The trimmed spool is unanchored on the agent host (its start is at the
+    // collector): checked as far as it can be, never intact, and its `acked`
+    // file (the host's own word) changes nothing.
     let (code, doc) = verify_json(&state);
-    assert_eq!(code, 0, "{doc:#}");
-    let from = doc["chains"][0]["trimmed_from"]
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(doc["chains"][0]["verdict"], "unanchored", "{doc:#}");
+    assert_eq!(doc["result"], "unanchored", "{doc:#}");
+    let from = doc["chains"][0]["unanchored_from"]
         .as_u64()
-        .expect("trimmed_from");
+        .expect("unanchored_from");
     assert!(from > 0, "{doc:#}");
     let copy = d.path().join("spool-copy");
     std::fs::create_dir_all(&copy).unwrap();
@@ -117,9 +119,13 @@ fn numbered_messages_reach_the_collector_exactly_once() {
             std::fs::copy(&p, copy.join(p.file_name().unwrap())).unwrap();
         }
     }
-    let (code, doc) = verify_json(&copy);
-    assert_eq!(code, 1, "{doc:#}");
-    assert_eq!(doc["chains"][0]["problems"][0]["kind"], "missing-genesis");
+    let (code, doc2) = verify_json(&copy);
+    assert_eq!(code, 1, "{doc2:#}");
+    assert_eq!(doc2["chains"][0]["verdict"], "unanchored");
+    assert_eq!(
+        doc2["chains"][0]["unverified"],
+        doc["chains"][0]["unverified"]
+    );
     let log = c.stop();
     assert!(log.contains("new host: genesis key pinned"), "{log}");
 }
@@ -710,9 +716,16 @@ fn strict_enrollment_new_chains_and_silent_hosts() {
         .unwrap();
     assert!(o.status.success());
     let line = String::from_utf8(o.stdout).unwrap();
-    assert!(line.starts_with("enrolled-host SHA256:"), "{line}");
+    // One trust-anchor format everywhere: `HOST KEY`, the full genesis key.
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields.len(), 2, "{line}");
+    assert_eq!(fields[0], "enrolled-host");
+    assert!(
+        fields[1].len() == 64 && fields[1].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{line}"
+    );
     let enrolled = d.path().join("enrolled.txt");
-    std::fs::write(&enrolled, format!("# host fingerprint\n{line}")).unwrap();
+    std::fs::write(&enrolled, format!("# host key\n{line}")).unwrap();
     let extra = format!(
         "[enrollment]\nmode = \"strict\"\nenrolled = \"{}\"\n[liveness]\nheartbeat = \"1s\"\nsilent_after = 2\nstatus_interval = \"200ms\"\n",
         enrolled.display()

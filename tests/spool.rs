@@ -6,11 +6,10 @@
 mod common;
 use common::*;
 use logseal::chain::record::Source;
-use logseal::chain::verify::Problem;
+use logseal::chain::verify::{Problem, Unverified, Verdict};
 use logseal::segment::OpenError;
 use logseal::spool::{segment_bases, Spool, SpoolOptions};
 use logseal::writer::{ChainWriter, Opened};
-use std::collections::HashSet;
 use std::path::Path;
 
 const SMALL: SpoolOptions = SpoolOptions {
@@ -42,7 +41,7 @@ fn write(w: &mut ChainWriter<Spool>, from: u32, to: u32) {
 
 fn verify_dir(dir: &Path) -> logseal::chain::verify::Report {
     let (files, _) = logseal::verify_files::expand(&[dir.to_path_buf()]).unwrap();
-    logseal::verify_files::verify(&files, HashSet::new(), |_, _| {}).unwrap()
+    logseal::verify_files::verify(&files, Default::default(), |_, _| {}).unwrap()
 }
 
 #[test]
@@ -99,20 +98,24 @@ fn acknowledged_segments_are_deleted_and_the_chain_continues() {
     write(&mut w, 601, 700);
     w.shutdown("run 2").unwrap();
     let r = verify_dir(&spool_dir);
-    // The acknowledged start is reported as a trimmed spool, not as damage; the
-    // records before the first remaining seal are named as unchecked.
-    assert!(r.intact(), "{:?}", problems(&r));
+    // The acknowledged start has no Genesis: the chain is unanchored (never
+    // intact), says where it starts, and names the records before its first
+    // seal as unverified; no problem is found in what is there.
+    assert!(!r.intact());
     let c = &r.chains[0];
-    let from = c.trimmed_from.expect("trimmed start reported");
+    assert_eq!(c.verdict, Verdict::Unanchored, "{:?}", problems(&r));
+    assert!(problems(&r).is_empty(), "{:?}", problems(&r));
+    let from = c.unanchored_from.expect("unanchored start reported");
     assert!(from > 0 && c.first_seq == Some(from));
-    let (a, b) = c.unchecked.expect("unchecked prefix reported");
-    assert_eq!(a, from);
-    assert!(b < c.last_seal_seq.unwrap());
-    // Without the `acked` record, the same files are a chain missing its Genesis.
+    let u = &c.unverified[0];
+    assert_eq!((u.first_seq, u.why), (from, Unverified::Unanchored));
+    assert!(u.last_seq < c.last_seal_seq.unwrap());
+    assert!(c.key_from_data.is_some());
+    // The `acked` file is the host's own word: with or without it, the same verdict.
     std::fs::remove_file(spool_dir.join("acked")).unwrap();
-    let p = problems(&verify_dir(&spool_dir));
-    assert_eq!(p.len(), 1, "{p:?}");
-    assert!(matches!(p[0], Problem::MissingGenesis { .. }), "{p:?}");
+    let r2 = verify_dir(&spool_dir);
+    assert_eq!(r2.chains[0].verdict, Verdict::Unanchored);
+    assert_eq!(r2.chains[0].unverified, c.unverified);
 }
 
 #[test]

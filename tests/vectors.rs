@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 fn dir() -> PathBuf {
@@ -135,8 +135,8 @@ fn segment_file_frames_check_out() {
 #[test]
 fn both_vector_segments_verify_intact() {
     for (name, redacted) in [("chain-v1.seg", 0), ("chain-v1-redacted.seg", 1)] {
-        let r =
-            logseal::verify_files::verify(&[dir().join(name)], HashSet::new(), |_, _| {}).unwrap();
+        let r = logseal::verify_files::verify(&[dir().join(name)], Default::default(), |_, _| {})
+            .unwrap();
         assert!(r.intact(), "{name}: {:?}", r.chains[0].problems);
         assert_eq!(r.chains[0].redacted, redacted);
         assert_eq!(r.chains[0].seals, 2);
@@ -144,19 +144,20 @@ fn both_vector_segments_verify_intact() {
     // With the right trust anchor, and with a wrong one.
     let v = vectors();
     let pk0: [u8; 32] = v["key.0.public"].clone().try_into().unwrap();
-    let r = logseal::verify_files::verify(
-        &[dir().join("chain-v1.seg")],
-        HashSet::from([pk0]),
-        |_, _| {},
-    )
-    .unwrap();
-    assert!(r.intact());
+    let with = |host: &str, pk: &[u8; 32]| {
+        let anchors =
+            logseal::chain::trust::TrustAnchors::parse(&logseal::chain::trust::line(host, pk))
+                .unwrap();
+        let options = logseal::chain::verify::Options {
+            anchors,
+            live: None,
+        };
+        logseal::verify_files::verify(&[dir().join("chain-v1.seg")], options, |_, _| {}).unwrap()
+    };
+    assert!(with("vector-host", &pk0).intact());
+    // The right key bound to another host is no anchor for this chain.
+    assert!(!with("other-host", &pk0).intact());
     let pk1: [u8; 32] = v["key.1.public"].clone().try_into().unwrap();
-    let r = logseal::verify_files::verify(
-        &[dir().join("chain-v1.seg")],
-        HashSet::from([pk1]),
-        |_, _| {},
-    )
-    .unwrap();
+    let r = with("vector-host", &pk1);
     assert!(!r.intact(), "a genesis key that is not trusted fails");
 }

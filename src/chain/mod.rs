@@ -5,7 +5,9 @@ pub(crate) mod codec;
 pub mod hash;
 pub mod keys;
 pub mod record;
+pub mod seal;
 pub mod tip;
+pub mod trust;
 pub mod verify;
 
 pub use codec::DecodeError;

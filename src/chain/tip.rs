@@ -8,8 +8,8 @@
 //! record was accepted). The collector holds one per chain.
 
 use super::hash::{self, Digest, ZERO_HEAD};
-use super::keys;
 use super::record::{Body, ChainId, LifecycleEvent, Record};
+use super::seal;
 
 /// Why a record does not continue the chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +85,14 @@ pub enum Refusal {
     BadSignature {
         /// Seq of the seal.
         seq: u64,
+    },
+    /// A seal names as next key a key already used (forward security lost).
+    #[error("seal at seq {seq} names as next key the key of epoch {first_epoch}: a key must never be used twice")]
+    KeyReused {
+        /// Seq of the seal.
+        seq: u64,
+        /// The epoch that key already signed.
+        first_epoch: u64,
     },
     /// A seal signs a head other than the chain's: a record before it was altered.
     #[error("seal at seq {seq} signs a head that differs from the chain's: a record since seq {since} was altered, inserted or removed")]
@@ -206,23 +214,45 @@ impl Tip {
                 next_pk,
                 signature,
             } => {
-                if *epoch != self.epoch {
-                    return Err(Refusal::EpochMismatch {
-                        seq: r.seq,
-                        epoch: *epoch,
-                        expected: self.epoch,
-                    });
-                }
-                if *signer != self.key {
-                    return Err(Refusal::KeyNotInChain {
-                        seq: r.seq,
-                        signer: hash::fingerprint(signer),
-                        expected: hash::fingerprint(&self.key),
-                    });
-                }
-                let signed = &rec[..rec.len() - 64];
-                if !keys::verify(signer, &keys::seal_message(signed), signature) {
-                    return Err(Refusal::BadSignature { seq: r.seq });
+                let fields = seal::SealFields {
+                    epoch: *epoch,
+                    signer,
+                    next_pk,
+                    signature,
+                    signed: &rec[..rec.len() - 64],
+                };
+                let at = seal::KeyPosition {
+                    key: self.key,
+                    epoch: self.epoch,
+                };
+                // The tip keeps no history of keys: a next key equal to the
+                // signer is refused here, a repeat of an older epoch's key by
+                // `logseal verify` (docs/FORMAT.md §4.5).
+                match seal::check(at, &fields, |_| None) {
+                    Ok(()) => {}
+                    Err(seal::SealFault::EpochMismatch { expected }) => {
+                        return Err(Refusal::EpochMismatch {
+                            seq: r.seq,
+                            epoch: *epoch,
+                            expected,
+                        })
+                    }
+                    Err(seal::SealFault::KeyNotInChain) => {
+                        return Err(Refusal::KeyNotInChain {
+                            seq: r.seq,
+                            signer: hash::fingerprint(signer),
+                            expected: hash::fingerprint(&self.key),
+                        })
+                    }
+                    Err(seal::SealFault::BadSignature) => {
+                        return Err(Refusal::BadSignature { seq: r.seq })
+                    }
+                    Err(seal::SealFault::KeyReused { first_epoch }) => {
+                        return Err(Refusal::KeyReused {
+                            seq: r.seq,
+                            first_epoch,
+                        })
+                    }
                 }
                 if *covers_head != self.head {
                     return Err(Refusal::BadLink {
@@ -231,7 +261,7 @@ impl Tip {
                     });
                 }
                 self.key = *next_pk;
-                self.epoch += 1;
+                self.epoch = self.epoch.saturating_add(1);
                 self.last_seal_seq = Some(r.seq);
                 self.last_seal_ns = Some(r.time_ns);
                 clean = was_shutdown;
@@ -242,7 +272,7 @@ impl Tip {
         self.last_was_shutdown = shutdown;
         self.ended_cleanly = clean;
         self.head = hash::head(&self.head, leaf);
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.saturating_add(1);
         self.last_time_ns = r.time_ns;
         Ok(())
     }
@@ -253,7 +283,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::chain::record::{Origin, Source};
-    use crate::chain::SecretKey;
+    use crate::chain::{keys, SecretKey};
 
     fn chain(n: u64) -> Vec<Vec<u8>> {
         let id = ChainId([7; 16]);

@@ -1,30 +1,53 @@
 //! The verifier: a streaming state machine over frames, with no I/O.
 //!
-//! Normative algorithm: `docs/FORMAT.md`, "Verification". Feed it the items of
-//! one or more segment files in order ([`Verifier::begin_file`], [`Verifier::frame`],
-//! [`Verifier::damage`]); [`Verifier::finish`] returns a [`Report`] with, per chain,
-//! a [`Verdict`] and every [`Problem`] found, each carrying its evidence.
+//! Normative algorithm: `docs/FORMAT.md` §4. Feed it the items of one or more
+//! segment files in order ([`Verifier::begin_file`], [`Verifier::frame`],
+//! [`Verifier::damage`], [`Verifier::bad_file`]); [`Verifier::finish`] returns
+//! a [`Report`] with, per chain, a [`Verdict`], every [`Problem`] found (each
+//! carrying its evidence), the seq ranges that are *unverified* and why, and
+//! warnings that do not affect the verdict.
 //!
-//! Memory is bounded: per chain a few digests and counters, a window of recent
-//! leaves for duplicate detection, and at most [`MAX_PROBLEMS`] problems.
+//! Soundness rules (what may earn [`Verdict::Intact`]):
+//! * a record is verified only when the head is known from the chain's Genesis
+//!   (or from the last accepted seal) through it up to a seal that the key
+//!   chain accepts ([`seal::check`]) and whose signed head matches;
+//! * once the head is unknown (damage, gap, reorder, …) every record up to the
+//!   next accepted seal is unverified — the seal re-anchors the head for what
+//!   follows it and never vouches for what lies before it;
+//! * once a seal is refused the key chain is unknown: every record from the
+//!   start of that seal's interval to the end of the chain is unverified, and
+//!   no later seal is believed (its next key is the forger's choice);
+//! * a chain that does not begin with its Genesis is *unanchored*, never intact;
+//! * with trust anchors, a Genesis counts only if its key is anchored for the
+//!   host it names.
 //!
-//! After a problem inside a seal interval the running head is unknown; the next
-//! seal whose signature is valid under the expected key re-anchors the head, so
-//! one damaged record yields one finding instead of a cascade.
+//! Memory per chain: a few digests and counters, a window of
+//! [`DUP_WINDOW`] recent leaves, at most [`MAX_PROBLEMS`] problems,
+//! [`MAX_RANGES`] ranges and [`MAX_WARNINGS`] warnings (the rest are counted),
+//! and 24 bytes per key epoch for the key-reuse check.
 
 use super::hash::{self, Digest, ZERO_HEAD};
-use super::keys;
 use super::record::{Body, ChainId, Kind, LifecycleEvent, Origin, Record};
+use super::seal::{self, KeyPosition, SealFault, SealFields};
+use super::trust::TrustAnchors;
 use crate::hex;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
-/// Problems kept per chain; later ones are only counted.
+/// Problems listed per chain (and outside any chain); later ones are counted.
 pub const MAX_PROBLEMS: usize = 1000;
-const DUP_WINDOW: usize = 4096;
-const GAP_WINDOW: usize = 1024;
-/// Public keys remembered per chain to name the epoch of a misused key.
-const MAX_KEYS: usize = 1 << 20;
+/// Unverified and redacted ranges listed per chain; later ones are counted.
+pub const MAX_RANGES: usize = 1000;
+/// Warnings listed per chain; later ones are counted.
+pub const MAX_WARNINGS: usize = 100;
+/// Accepted records remembered per chain to tell a duplicate from a conflict.
+pub const DUP_WINDOW: usize = 4096;
+/// A record dated more than this before the previous one is a warning.
+pub const CLOCK_BACKWARDS_NS: i64 = 1_000_000_000;
+/// A record dated more than this after the previous one is a warning.
+pub const CLOCK_JUMP_NS: i64 = 86_400 * 1_000_000_000;
+/// Default bound on the age of a pending tail (`--live`): three heartbeat intervals.
+pub const DEFAULT_PENDING_MAX_AGE_NS: i64 = 180 * 1_000_000_000;
 
 /// Where in the input a problem was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,8 +62,8 @@ pub struct Location {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Problem {
-    /// The records since the previous seal do not hash to the head this seal signed:
-    /// one of them (or the seal's head) was altered.
+    /// An accepted seal signs a head other than the one computed from the
+    /// records since the previous seal: one of them was altered, inserted or removed.
     BadLink {
         /// Seq of the seal.
         seal_seq: u64,
@@ -49,19 +72,15 @@ pub enum Problem {
         /// Last record of that interval.
         last_seq: u64,
     },
-    /// A seal's signature does not verify under its key.
+    /// A seal's signature does not verify under the key the key chain names.
     BadSignature {
-        /// First record of the interval the seal would cover (now unvouched for).
-        first_seq: u64,
         /// Seq of the seal.
         seq: u64,
         /// Its epoch.
         epoch: u64,
     },
-    /// A seal is signed by a key that is not the one the key chain names for its epoch.
+    /// A seal names a signer that is not the key the key chain names for its epoch.
     KeyNotInChain {
-        /// First record of the interval the seal would cover (now unvouched for).
-        first_seq: u64,
         /// Seq of the seal.
         seq: u64,
         /// Its epoch.
@@ -70,8 +89,9 @@ pub enum Problem {
         signer: String,
         /// Fingerprint of the key the key chain expects.
         expected: String,
-        /// If the signer is a key of a *later* epoch of this chain (a past seal
-        /// re-signed with a stolen current key), that epoch.
+        /// If the signer is a key that a *later* seal of this chain names for
+        /// its epoch (a past seal re-signed with a stolen later key), that epoch.
+        /// From the data, not verified.
         #[serde(skip_serializing_if = "Option::is_none")]
         signer_epoch: Option<u64>,
     },
@@ -83,6 +103,16 @@ pub enum Problem {
         epoch: u64,
         /// Epoch expected.
         expected_epoch: u64,
+    },
+    /// A seal names as next key a key already used in the chain: forward
+    /// security is lost from there on.
+    KeyReused {
+        /// Seq of the seal.
+        seq: u64,
+        /// Its epoch.
+        epoch: u64,
+        /// The epoch whose key the next key repeats.
+        first_epoch: u64,
     },
     /// Records are missing: the seq jumps forward.
     Gap {
@@ -111,8 +141,8 @@ pub enum Problem {
         seq: u64,
     },
     /// Bytes that are not a valid frame (checksum mismatch or bad length), with
-    /// valid frames after them.
-    TornRecord {
+    /// valid frames after them: damaged or edited bytes.
+    DamagedFrame {
         /// Seq expected at this position.
         expected_seq: u64,
         /// Bytes skipped to the next valid frame.
@@ -136,7 +166,8 @@ pub enum Problem {
         /// What was wrong.
         reason: String,
     },
-    /// Records after the last seal: nothing vouches for them.
+    /// Records after the last accepted seal, too old to be waiting for their
+    /// seal (or the verifier was not told the chain is live): nothing vouches for them.
     UnsealedTail {
         /// First unsealed record.
         first_seq: u64,
@@ -152,18 +183,15 @@ pub enum Problem {
         /// Its chain id.
         chain: String,
     },
-    /// The chain's records start without its Genesis.
-    MissingGenesis {
-        /// First seq seen.
-        first_seq: u64,
-    },
-    /// A Genesis record at a seq other than 0, or a second Genesis.
+    /// A Genesis record at a seq other than 0.
     UnexpectedGenesis {
         /// Its seq.
         seq: u64,
     },
-    /// The genesis key is not among the trusted keys given.
+    /// The genesis key is not a trust anchor of the host the Genesis names.
     UntrustedGenesis {
+        /// Host named by the Genesis.
+        host: String,
         /// Fingerprint of the genesis key.
         fingerprint: String,
     },
@@ -174,10 +202,39 @@ pub enum Problem {
         /// Why.
         reason: String,
     },
+    /// A successor chain's Genesis says this chain reached `claimed_last_seq`;
+    /// the input ends before that: records were cut.
+    PredCut {
+        /// The successor chain.
+        successor: String,
+        /// Last seq the successor's Genesis names.
+        claimed_last_seq: u64,
+        /// Last seq of this chain in the input.
+        last_seq: u64,
+    },
+    /// A successor chain's Genesis names a last seq and head of this chain
+    /// that the input does not have there.
+    PredMismatch {
+        /// The successor chain.
+        successor: String,
+        /// Last seq the successor's Genesis names.
+        claimed_last_seq: u64,
+        /// Last seq of this chain in the input.
+        last_seq: u64,
+    },
+    /// A record stored under a collector-store directory of another host or chain.
+    Misfiled {
+        /// Its seq.
+        seq: u64,
+        /// Host the directory is named after.
+        dir_host: String,
+        /// Chain the directory is named after.
+        dir_chain: String,
+    },
 }
 
 impl Problem {
-    /// The seq range this problem points at (for tests and summaries).
+    /// The seq range this problem points at (FORMAT.md §4.8).
     pub fn seqs(&self) -> (u64, u64) {
         use Problem::*;
         match *self {
@@ -186,22 +243,23 @@ impl Problem {
                 seal_seq,
                 ..
             } => (first_seq, seal_seq),
-            BadSignature { first_seq, seq, .. } | KeyNotInChain { first_seq, seq, .. } => {
-                (first_seq, seq)
-            }
-            EpochMismatch { seq, .. }
+            BadSignature { seq, .. }
+            | KeyNotInChain { seq, .. }
+            | EpochMismatch { seq, .. }
+            | KeyReused { seq, .. }
             | Reorder { seq, .. }
             | Duplicate { seq }
             | Conflict { seq }
             | ForeignChain { seq, .. }
             | UnexpectedGenesis { seq }
-            | BadRedaction { seq, .. } => (seq, seq),
+            | BadRedaction { seq, .. }
+            | Misfiled { seq, .. } => (seq, seq),
             Gap {
                 expected_seq,
                 got_seq,
                 ..
             } => (expected_seq, got_seq.saturating_sub(1)),
-            TornRecord { expected_seq, .. }
+            DamagedFrame { expected_seq, .. }
             | Malformed { expected_seq, .. }
             | TruncatedTail { expected_seq, .. } => (expected_seq, expected_seq),
             UnsealedTail {
@@ -209,8 +267,15 @@ impl Problem {
                 last_seq,
                 ..
             } => (first_seq, last_seq),
-            MissingGenesis { first_seq } => (0, first_seq),
             UntrustedGenesis { .. } => (0, 0),
+            PredCut {
+                claimed_last_seq,
+                last_seq,
+                ..
+            } => (last_seq.saturating_add(1), claimed_last_seq),
+            PredMismatch {
+                claimed_last_seq, ..
+            } => (claimed_last_seq, claimed_last_seq),
         }
     }
 
@@ -222,19 +287,22 @@ impl Problem {
             BadSignature { .. } => "bad-signature",
             KeyNotInChain { .. } => "key-not-in-chain",
             EpochMismatch { .. } => "epoch-mismatch",
+            KeyReused { .. } => "key-reused",
             Gap { .. } => "gap",
             Reorder { .. } => "reorder",
             Duplicate { .. } => "duplicate",
             Conflict { .. } => "conflict",
-            TornRecord { .. } => "torn-record",
+            DamagedFrame { .. } => "damaged-frame",
             Malformed { .. } => "malformed",
             TruncatedTail { .. } => "truncated-tail",
             UnsealedTail { .. } => "unsealed-tail",
             ForeignChain { .. } => "foreign-chain",
-            MissingGenesis { .. } => "missing-genesis",
             UnexpectedGenesis { .. } => "unexpected-genesis",
             UntrustedGenesis { .. } => "untrusted-genesis",
             BadRedaction { .. } => "bad-redaction",
+            PredCut { .. } => "pred-cut",
+            PredMismatch { .. } => "pred-mismatch",
+            Misfiled { .. } => "misfiled",
         }
     }
 }
@@ -250,29 +318,146 @@ pub struct Finding {
     pub at: Option<Location>,
 }
 
+/// A finding outside any chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Unattributed {
+    /// A chain problem seen before any chain started (damage, undecodable frame).
+    Frame {
+        /// The problem.
+        #[serde(flatten)]
+        problem: Problem,
+        /// Where.
+        at: Location,
+    },
+    /// A file that should be a segment and is not (damaged header).
+    BadSegment {
+        /// File index.
+        file: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The input holds no record at all.
+    NoRecords,
+}
+
+/// Why a range of records is unverified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum Unverified {
+    /// A problem in the interval closed by the seal at `seal_seq` (which was
+    /// accepted and re-anchors what follows it).
+    Problem {
+        /// The accepted seal after the range.
+        seal_seq: u64,
+    },
+    /// The key chain is unknown after the refused seal at `seal_seq`.
+    KeyChainUnknown {
+        /// The refused seal.
+        seal_seq: u64,
+    },
+    /// The chain starts without its Genesis: records before its first seal
+    /// cannot be linked to anything.
+    Unanchored,
+    /// After the last accepted seal (see the chain's tail: pending or unsealed).
+    Unsealed,
+}
+
+/// A range of records that verification does not vouch for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Range {
+    /// First seq.
+    pub first_seq: u64,
+    /// Last seq.
+    pub last_seq: u64,
+    /// Why.
+    #[serde(flatten)]
+    pub why: Unverified,
+}
+
+/// An observation that does not affect the verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Warning {
+    /// A record is dated more than [`CLOCK_BACKWARDS_NS`] before the previous one.
+    ClockBackwards {
+        /// The record.
+        seq: u64,
+        /// The previous record.
+        prev_seq: u64,
+        /// By how much (ns).
+        by_ns: i128,
+    },
+    /// A record is dated more than [`CLOCK_JUMP_NS`] after the previous one.
+    ClockJump {
+        /// The record.
+        seq: u64,
+        /// The previous record.
+        prev_seq: u64,
+        /// By how much (ns).
+        by_ns: i128,
+    },
+    /// The Genesis names a predecessor chain that is not in the input.
+    PredecessorAbsent {
+        /// The predecessor.
+        chain: String,
+        /// Its last seq, as the Genesis names it.
+        last_seq: u64,
+    },
+}
+
 /// The verdict on one chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
-    /// Every record is linked, every seal verifies, the key chain is unbroken
-    /// and every record is covered by a seal.
+    /// Every record is linked from an anchored Genesis to an accepted seal.
     Intact,
+    /// Intact except records after the newest seal of a live chain, young enough
+    /// to be waiting for their seal: listed, not verified.
+    Pending,
+    /// No problem found, but the chain does not start at its Genesis: it cannot
+    /// be tied to a genesis key (a trimmed spool, a partial copy).
+    Unanchored,
     /// At least one problem was found.
     Broken,
+}
+
+impl Verdict {
+    /// The name used in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Intact => "intact",
+            Verdict::Pending => "pending",
+            Verdict::Unanchored => "unanchored",
+            Verdict::Broken => "broken",
+        }
+    }
 }
 
 /// How the genesis key of a chain was established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Anchor {
-    /// The genesis key is one of the trusted keys given to the verifier.
+    /// The genesis key is a trust anchor of the host its Genesis names.
     Trusted,
     /// No trust anchor was given: the genesis key was taken from the data itself.
     FromData,
-    /// The genesis key is not among the trusted keys.
+    /// Trust anchors were given and this genesis key is not one of its host's.
     Untrusted,
-    /// No genesis record was seen.
+    /// No Genesis record was seen.
     None,
+}
+
+/// For a chain without Genesis: the first accepted seal, whose signer starts
+/// the key chain (taken from the data, bound to nothing).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyFromData {
+    /// Seq of that seal.
+    pub seq: u64,
+    /// Its epoch.
+    pub epoch: u64,
+    /// Fingerprint of its signer.
+    pub fingerprint: String,
 }
 
 /// Per-chain result.
@@ -292,23 +477,31 @@ pub struct ChainReport {
     pub genesis_fingerprint: Option<String>,
     /// How the genesis key was established.
     pub anchor: Anchor,
+    /// The chain has no Genesis in the input and starts at this seq.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unanchored_from: Option<u64>,
+    /// For an unanchored chain: where its key chain was taken from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_from_data: Option<KeyFromData>,
     /// Records read (including duplicates and foreign records skipped).
     pub records: u64,
+    /// Records verified (linked to an accepted seal from an anchored start).
+    pub verified: u64,
     /// Event records.
     pub events: u64,
     /// Seal records.
     pub seals: u64,
     /// Loss records.
     pub losses: u64,
-    /// Events reported lost by Loss records.
+    /// Events reported lost by Loss records (saturates at 2^64 - 1).
     pub lost_events: u64,
-    /// Key epochs completed (the next seal's epoch).
+    /// Key epochs completed: the epoch after the last accepted seal.
     pub epochs: u64,
     /// Lowest seq seen.
     pub first_seq: Option<u64>,
     /// Highest seq seen.
     pub last_seq: Option<u64>,
-    /// Seq of the last seal.
+    /// Seq of the last accepted seal.
     pub last_seal_seq: Option<u64>,
     /// Earliest record time, ns since the Unix epoch.
     pub first_time_ns: Option<i64>,
@@ -316,50 +509,132 @@ pub struct ChainReport {
     pub last_time_ns: Option<i64>,
     /// Head after the last record (hex), if it could be computed.
     pub head: Option<String>,
-    /// True if the chain ends with a clean-shutdown Lifecycle record and its seal.
+    /// True if the chain ends with a clean-shutdown Lifecycle record and its
+    /// accepted seal.
     pub ended_cleanly: bool,
     /// Records that were redacted (leaf only).
     pub redacted: u64,
+    /// Their seqs, as ranges.
+    pub redacted_seqs: Vec<(u64, u64)>,
     /// Verdict.
     pub verdict: Verdict,
     /// Problems, in the order found.
     pub problems: Vec<Finding>,
     /// Problems found beyond [`MAX_PROBLEMS`].
     pub problems_not_listed: u64,
-    /// The input is an agent's spool trimmed after acknowledgement: the chain
-    /// starts here at this seq, its earlier records are at the collector.
+    /// Ranges of records not verified, and why.
+    pub unverified: Vec<Range>,
+    /// Ranges beyond [`MAX_RANGES`].
+    pub unverified_not_listed: u64,
+    /// A pending tail (first, last seq): waiting for its seal, not verified.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub trimmed_from: Option<u64>,
-    /// Records (first, last seq) of a trimmed start that precede its first seal
-    /// and cannot be checked from this input.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unchecked: Option<(u64, u64)>,
+    pub pending: Option<(u64, u64)>,
+    /// Warnings.
+    pub warnings: Vec<Warning>,
+    /// Warnings beyond [`MAX_WARNINGS`].
+    pub warnings_not_listed: u64,
 }
 
-/// Problems not attributable to any chain (e.g. damage before the first record).
+/// The result of a verification.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// Per chain, in order of first appearance.
     pub chains: Vec<ChainReport>,
     /// Findings outside any chain.
-    pub unattributed: Vec<Finding>,
+    pub unattributed: Vec<Unattributed>,
+    /// Unattributed findings beyond [`MAX_PROBLEMS`].
+    pub unattributed_not_listed: u64,
     /// True if trust anchors were given.
     pub trust_anchors: bool,
 }
 
 impl Report {
-    /// True if every chain is intact and nothing unattributed was found.
+    /// True if the run passes (exit 0): at least one chain, every chain intact
+    /// or pending, and nothing found outside the chains.
     pub fn intact(&self) -> bool {
-        self.unattributed.is_empty() && self.chains.iter().all(|c| c.verdict == Verdict::Intact)
+        !self.chains.is_empty()
+            && self.unattributed.is_empty()
+            && self.unattributed_not_listed == 0
+            && self
+                .chains
+                .iter()
+                .all(|c| matches!(c.verdict, Verdict::Intact | Verdict::Pending))
     }
 }
 
-#[derive(Default)]
-struct GapInfo {
-    start: u64,
-    end: u64, // exclusive
-    filled: u64,
-    finding: usize,
+/// Options of a verification.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Trusted (host, genesis key) pairs; empty: genesis keys are taken from
+    /// the data and reported so.
+    pub anchors: TrustAnchors,
+    /// The input is a live chain: a tail after the newest seal is *pending*
+    /// (not a problem) if the chain's newest accepted seal (or its Genesis, if
+    /// none) is dated at most `max_age_ns` before `now_ns`.
+    pub live: Option<Live>,
+}
+
+/// See [`Options::live`].
+#[derive(Debug, Clone, Copy)]
+pub struct Live {
+    /// Now, ns since the Unix epoch (the verifier reads no clock).
+    pub now_ns: i64,
+    /// Bound on the age of the newest seal for a tail to be pending.
+    pub max_age_ns: i64,
+}
+
+/// The directory a collector store files a segment under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Host directory name.
+    pub host: String,
+    /// Chain directory name (hex chain id).
+    pub chain: String,
+}
+
+/// Where the key chain stands.
+#[derive(Debug, Clone, Copy)]
+enum Keys {
+    /// No Genesis and no accepted seal yet (unanchored start).
+    NotYet,
+    /// The next seal must be signed by this key at this epoch.
+    Known(KeyPosition),
+    /// A seal was refused: `from` is the first seq of its interval.
+    Unknown { seal_seq: u64, from: u64 },
+}
+
+struct Claim {
+    successor: ChainId,
+    pred: ChainId,
+    last_seq: u64,
+    head: Digest,
+}
+
+/// Bounded list with an overflow count.
+struct Capped<T> {
+    items: Vec<T>,
+    cap: usize,
+    not_listed: u64,
+}
+
+impl<T> Capped<T> {
+    fn new(cap: usize) -> Capped<T> {
+        Capped {
+            items: Vec::new(),
+            cap,
+            not_listed: 0,
+        }
+    }
+    fn push(&mut self, t: T) {
+        if self.items.len() < self.cap {
+            self.items.push(t);
+        } else {
+            self.not_listed = self.not_listed.saturating_add(1);
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.items.is_empty() && self.not_listed == 0
+    }
 }
 
 struct Chain {
@@ -369,100 +644,49 @@ struct Chain {
     predecessor: Option<String>,
     pk0: Option<[u8; 32]>,
     anchor: Anchor,
+    unanchored_from: Option<u64>,
+    key_from_data: Option<KeyFromData>,
+    placement: Option<Placement>,
+    /// Seq the next record must have.
     next_seq: u64,
-    /// Running head; `None` while unknown after a problem.
+    /// Running head; `None` while unknown.
     head: Option<Digest>,
-    /// Next seal's epoch and the key expected to sign it (`None`: unknown).
-    epoch: u64,
-    key: Option<[u8; 32]>,
-    /// Every public key of the key chain so far, by epoch (32 bytes each).
-    keys: HashMap<[u8; 32], u64>,
+    keys: Keys,
+    /// Keys of accepted epochs (first 16 bytes → epoch), for the reuse check.
+    used: HashMap<u128, u64>,
+    /// Next keys named by any seal (first 16 bytes → epoch), to name the epoch
+    /// of a misused signer; from the data, not verified.
+    named: HashMap<u128, u64>,
+    /// First seq of the open interval (after the last accepted seal) and how
+    /// many records it holds.
+    interval_from: Option<u64>,
+    interval_records: u64,
     records: u64,
+    verified: u64,
     events: u64,
     seals: u64,
     losses: u64,
     lost_events: u64,
     redacted: u64,
+    redacted_seqs: Capped<(u64, u64)>,
     first_seq: Option<u64>,
     last_seq: Option<u64>,
     last_seal_seq: Option<u64>,
+    /// The epoch after the last accepted seal.
+    epochs: u64,
+    /// Time of the last accepted seal, or of the Genesis before any.
+    reference_time: Option<i64>,
     first_time: Option<i64>,
     last_time: Option<i64>,
-    /// First record after the last seal, and how many since.
-    unsealed_from: Option<u64>,
-    unsealed: u64,
+    prev: Option<(u64, i64)>,
     last_shutdown: bool,
     ended_cleanly: bool,
     recent: VecDeque<(u64, Digest)>,
-    gaps: VecDeque<GapInfo>,
-    /// Damage just seen: the next record's forward jump is attributed to it.
-    pending_damage: Option<usize>,
-    findings: Vec<Finding>,
-    not_listed: u64,
-    /// Seals signed by a key other than the expected one: resolved against
-    /// later epochs' keys at the end.
+    /// Seals whose signer is not the expected key: (problem index, signer).
     foreign_signers: Vec<(usize, [u8; 32])>,
-    /// The chain starts in a trimmed spool at this seq (see [`Verifier::begin_trimmed_file`]).
-    trimmed_from: Option<u64>,
-    /// Records of a trimmed start before its first seal: not checkable here.
-    unchecked: Option<(u64, u64)>,
-}
-
-impl Chain {
-    fn new(id: ChainId) -> Chain {
-        Chain {
-            id,
-            host: None,
-            origin: None,
-            predecessor: None,
-            pk0: None,
-            anchor: Anchor::None,
-            next_seq: 0,
-            head: Some(ZERO_HEAD),
-            epoch: 0,
-            key: None,
-            keys: HashMap::new(),
-            records: 0,
-            events: 0,
-            seals: 0,
-            losses: 0,
-            lost_events: 0,
-            redacted: 0,
-            first_seq: None,
-            last_seq: None,
-            last_seal_seq: None,
-            first_time: None,
-            last_time: None,
-            unsealed_from: None,
-            unsealed: 0,
-            last_shutdown: false,
-            ended_cleanly: false,
-            recent: VecDeque::with_capacity(DUP_WINDOW),
-            gaps: VecDeque::new(),
-            pending_damage: None,
-            findings: Vec::new(),
-            not_listed: 0,
-            foreign_signers: Vec::new(),
-            trimmed_from: None,
-            unchecked: None,
-        }
-    }
-
-    fn report(&mut self, problem: Problem, at: Option<Location>) -> Option<usize> {
-        if self.findings.len() >= MAX_PROBLEMS {
-            self.not_listed += 1;
-            return None;
-        }
-        self.findings.push(Finding { problem, at });
-        Some(self.findings.len() - 1)
-    }
-
-    fn note_unsealed(&mut self, seq: u64) {
-        if self.unsealed_from.is_none() {
-            self.unsealed_from = Some(seq);
-        }
-        self.unsealed += 1;
-    }
+    problems: Capped<Finding>,
+    ranges: Capped<Range>,
+    warnings: Capped<Warning>,
 }
 
 /// What a frame contained, decoded once at the edge.
@@ -476,78 +700,427 @@ enum Content<'a> {
     },
 }
 
+fn key_id(k: &[u8; 32]) -> u128 {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&k[..16]);
+    u128::from_be_bytes(b)
+}
+
+impl Chain {
+    fn new(id: ChainId) -> Chain {
+        Chain {
+            id,
+            host: None,
+            origin: None,
+            predecessor: None,
+            pk0: None,
+            anchor: Anchor::None,
+            unanchored_from: None,
+            key_from_data: None,
+            placement: None,
+            next_seq: 0,
+            head: Some(ZERO_HEAD),
+            keys: Keys::NotYet,
+            used: HashMap::new(),
+            named: HashMap::new(),
+            interval_from: None,
+            interval_records: 0,
+            records: 0,
+            verified: 0,
+            events: 0,
+            seals: 0,
+            losses: 0,
+            lost_events: 0,
+            redacted: 0,
+            redacted_seqs: Capped::new(MAX_RANGES),
+            first_seq: None,
+            last_seq: None,
+            last_seal_seq: None,
+            epochs: 0,
+            reference_time: None,
+            first_time: None,
+            last_time: None,
+            prev: None,
+            last_shutdown: false,
+            ended_cleanly: false,
+            recent: VecDeque::new(),
+            foreign_signers: Vec::new(),
+            problems: Capped::new(MAX_PROBLEMS),
+            ranges: Capped::new(MAX_RANGES),
+            warnings: Capped::new(MAX_WARNINGS),
+        }
+    }
+
+    fn report(&mut self, problem: Problem, at: Option<Location>) {
+        self.problems.push(Finding { problem, at });
+    }
+
+    /// §4.3 Sequence. Returns false if the record is skipped.
+    fn sequence(&mut self, at: Location, seq: u64, leaf: &Digest) -> bool {
+        if seq < self.next_seq {
+            let seen = self
+                .recent
+                .binary_search_by_key(&seq, |(s, _)| *s)
+                .ok()
+                .map(|i| self.recent[i].1);
+            match seen {
+                Some(l) if l == *leaf => self.report(Problem::Duplicate { seq }, Some(at)),
+                Some(_) => {
+                    self.report(Problem::Conflict { seq }, Some(at));
+                    self.head = None;
+                }
+                None => {
+                    self.report(
+                        Problem::Reorder {
+                            seq,
+                            expected_seq: self.next_seq,
+                        },
+                        Some(at),
+                    );
+                    self.head = None;
+                }
+            }
+            return false;
+        }
+        if seq > self.next_seq {
+            self.report(
+                Problem::Gap {
+                    expected_seq: self.next_seq,
+                    got_seq: seq,
+                    missing: seq - self.next_seq,
+                },
+                Some(at),
+            );
+            self.head = None;
+        }
+        // A record at seq 2^64 - 1 leaves nothing after it: a later record is a reorder.
+        self.next_seq = seq.saturating_add(1);
+        if self.recent.len() == DUP_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((seq, *leaf));
+        self.last_seq = Some(seq);
+        if self.interval_from.is_none() {
+            self.interval_from = Some(seq);
+        }
+        self.interval_records = self.interval_records.saturating_add(1);
+        true
+    }
+
+    /// Warnings about the record's time (never about the verdict).
+    fn clock(&mut self, seq: u64, t: i64) {
+        if let Some((prev_seq, prev)) = self.prev {
+            let d = t as i128 - prev as i128;
+            if d < -(CLOCK_BACKWARDS_NS as i128) {
+                self.warnings.push(Warning::ClockBackwards {
+                    seq,
+                    prev_seq,
+                    by_ns: -d,
+                });
+            } else if d > CLOCK_JUMP_NS as i128 {
+                self.warnings.push(Warning::ClockJump {
+                    seq,
+                    prev_seq,
+                    by_ns: d,
+                });
+            }
+        }
+        self.prev = Some((seq, t));
+        self.first_time = Some(self.first_time.map_or(t, |f| f.min(t)));
+        self.last_time = Some(self.last_time.map_or(t, |l| l.max(t)));
+    }
+
+    /// §4.5 Seal.
+    fn seal(
+        &mut self,
+        at: Location,
+        seq: u64,
+        time_ns: i64,
+        fields: &SealFields<'_>,
+        covers_head: &Digest,
+    ) {
+        self.seals += 1;
+        let was_shutdown = self.last_shutdown;
+        let interval_from = self.interval_from.unwrap_or(seq);
+        // Where the key chain stands; an unanchored chain takes its first
+        // seal's signer and epoch from the data.
+        let position = match self.keys {
+            Keys::Unknown { .. } => {
+                self.remember_named(fields);
+                return;
+            }
+            Keys::Known(p) => p,
+            Keys::NotYet => {
+                self.key_from_data = Some(KeyFromData {
+                    seq,
+                    epoch: fields.epoch,
+                    fingerprint: hash::fingerprint(fields.signer),
+                });
+                KeyPosition {
+                    key: *fields.signer,
+                    epoch: fields.epoch,
+                }
+            }
+        };
+        let used = &self.used;
+        let verdict = seal::check(position, fields, |k| used.get(&key_id(k)).copied());
+        if let Err(fault) = verdict {
+            let problem = match fault {
+                SealFault::EpochMismatch { expected } => Problem::EpochMismatch {
+                    seq,
+                    epoch: fields.epoch,
+                    expected_epoch: expected,
+                },
+                SealFault::KeyNotInChain => Problem::KeyNotInChain {
+                    seq,
+                    epoch: fields.epoch,
+                    signer: hash::fingerprint(fields.signer),
+                    expected: hash::fingerprint(&position.key),
+                    signer_epoch: None, // resolved at the end
+                },
+                SealFault::BadSignature => Problem::BadSignature {
+                    seq,
+                    epoch: fields.epoch,
+                },
+                SealFault::KeyReused { first_epoch } => Problem::KeyReused {
+                    seq,
+                    epoch: fields.epoch,
+                    first_epoch,
+                },
+            };
+            if fault == SealFault::KeyNotInChain && self.problems.items.len() < MAX_PROBLEMS {
+                self.foreign_signers
+                    .push((self.problems.items.len(), *fields.signer));
+            }
+            self.report(problem, Some(at));
+            self.keys = Keys::Unknown {
+                seal_seq: seq,
+                from: interval_from,
+            };
+            self.head = None;
+            self.remember_named(fields);
+            return;
+        }
+        // Accepted: the seal is authentic, so is the head it signs.
+        let unanchored_start = self.pk0.is_none() && self.last_seal_seq.is_none();
+        let mut clean = self.head.is_some() && !unanchored_start;
+        if let Some(h) = self.head {
+            if h != *covers_head && !unanchored_start {
+                self.report(
+                    Problem::BadLink {
+                        seal_seq: seq,
+                        first_seq: interval_from,
+                        last_seq: seq.saturating_sub(1),
+                    },
+                    Some(at),
+                );
+                clean = false;
+            }
+        }
+        if clean {
+            // The interval's records, the seal included.
+            self.verified = self.verified.saturating_add(self.interval_records);
+        } else {
+            if interval_from < seq {
+                self.ranges.push(Range {
+                    first_seq: interval_from,
+                    last_seq: seq - 1,
+                    why: if unanchored_start {
+                        Unverified::Unanchored
+                    } else {
+                        Unverified::Problem { seal_seq: seq }
+                    },
+                });
+            }
+            self.verified = self.verified.saturating_add(1);
+        }
+        let next_epoch = fields.epoch.saturating_add(1);
+        self.used.insert(key_id(&position.key), position.epoch);
+        self.used.insert(key_id(fields.next_pk), next_epoch);
+        self.remember_named(fields);
+        self.keys = Keys::Known(KeyPosition {
+            key: *fields.next_pk,
+            epoch: next_epoch,
+        });
+        self.head = Some(*covers_head);
+        self.last_seal_seq = Some(seq);
+        self.epochs = next_epoch;
+        self.reference_time = Some(time_ns);
+        self.interval_from = None;
+        self.interval_records = 0;
+        self.ended_cleanly = was_shutdown && clean;
+        self.last_shutdown = false;
+    }
+
+    fn remember_named(&mut self, fields: &SealFields<'_>) {
+        if self.named.len() < (1 << 22) {
+            self.named
+                .entry(key_id(fields.next_pk))
+                .or_insert(fields.epoch.saturating_add(1));
+        }
+    }
+
+    /// The end of the input: tail, key chain, verdict.
+    fn finish(mut self, live: Option<Live>, pred: &[Problem]) -> ChainReport {
+        for p in pred {
+            self.report(p.clone(), None);
+        }
+        let last = self.last_seq.unwrap_or(0);
+        let mut pending = None;
+        match self.keys {
+            Keys::Unknown { seal_seq, from } => self.ranges.push(Range {
+                first_seq: from,
+                last_seq: last,
+                why: Unverified::KeyChainUnknown { seal_seq },
+            }),
+            Keys::NotYet => {
+                if let Some(first) = self.unanchored_from {
+                    self.ranges.push(Range {
+                        first_seq: first,
+                        last_seq: last,
+                        why: Unverified::Unanchored,
+                    })
+                }
+            }
+            Keys::Known(_) => {
+                if let Some(first) = self.interval_from {
+                    self.ranges.push(Range {
+                        first_seq: first,
+                        last_seq: last,
+                        why: Unverified::Unsealed,
+                    });
+                    let young = match (live, self.reference_time) {
+                        (Some(l), Some(t)) => {
+                            (l.now_ns as i128 - t as i128) <= l.max_age_ns as i128
+                        }
+                        _ => false,
+                    };
+                    if young && self.pk0.is_some() {
+                        pending = Some((first, last));
+                    } else {
+                        self.report(
+                            Problem::UnsealedTail {
+                                first_seq: first,
+                                last_seq: last,
+                                count: self.interval_records,
+                            },
+                            None,
+                        );
+                    }
+                    self.ended_cleanly = false;
+                }
+            }
+        }
+        // Name the epoch of a seal's foreign signer, where a later seal names it.
+        for (i, signer) in std::mem::take(&mut self.foreign_signers) {
+            let epoch = self.named.get(&key_id(&signer)).copied();
+            if let Some(Finding {
+                problem: Problem::KeyNotInChain { signer_epoch, .. },
+                ..
+            }) = self.problems.items.get_mut(i)
+            {
+                *signer_epoch = epoch;
+            }
+        }
+        let verdict = if !self.problems.is_empty() {
+            Verdict::Broken
+        } else if self.pk0.is_none() {
+            Verdict::Unanchored
+        } else if pending.is_some() {
+            Verdict::Pending
+        } else {
+            Verdict::Intact
+        };
+        ChainReport {
+            chain: self.id.to_string(),
+            host: self.host,
+            origin: self.origin.map(|o| o.name().to_string()),
+            predecessor: self.predecessor,
+            genesis_key: self.pk0.map(|k| hex::encode(&k)),
+            genesis_fingerprint: self.pk0.map(|k| hash::fingerprint(&k)),
+            anchor: self.anchor,
+            unanchored_from: self.unanchored_from,
+            key_from_data: self.key_from_data,
+            records: self.records,
+            verified: self.verified,
+            events: self.events,
+            seals: self.seals,
+            losses: self.losses,
+            lost_events: self.lost_events,
+            epochs: self.epochs,
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            last_seal_seq: self.last_seal_seq,
+            first_time_ns: self.first_time,
+            last_time_ns: self.last_time,
+            head: self.head.map(|h| hex::encode(&h)),
+            ended_cleanly: self.ended_cleanly,
+            redacted: self.redacted,
+            redacted_seqs: self.redacted_seqs.items,
+            verdict,
+            problems: self.problems.items,
+            problems_not_listed: self.problems.not_listed,
+            unverified: self.ranges.items,
+            unverified_not_listed: self.ranges.not_listed,
+            pending,
+            warnings: self.warnings.items,
+            warnings_not_listed: self.warnings.not_listed,
+        }
+    }
+}
+
 /// The streaming verifier.
 pub struct Verifier {
     chains: Vec<Chain>,
     index: HashMap<ChainId, usize>,
     current: Option<usize>,
-    trusted: HashSet<[u8; 32]>,
+    options: Options,
     file: usize,
+    placement: Option<Placement>,
     records_in_file: u64,
-    trimmed_file: bool,
-    unattributed: Vec<Finding>,
+    claims: Vec<Claim>,
+    unattributed: Capped<Unattributed>,
 }
 
 impl Verifier {
-    /// A verifier; `trusted` holds the genesis public keys to accept (empty: take
-    /// the genesis key from the data and say so).
-    pub fn new(trusted: HashSet<[u8; 32]>) -> Verifier {
+    /// A verifier with the given options.
+    pub fn new(options: Options) -> Verifier {
         Verifier {
             chains: Vec::new(),
             index: HashMap::new(),
             current: None,
-            trusted,
+            options,
             file: 0,
+            placement: None,
             records_in_file: 0,
-            trimmed_file: false,
-            unattributed: Vec::new(),
+            claims: Vec::new(),
+            unattributed: Capped::new(MAX_PROBLEMS),
         }
     }
 
-    /// Marks the start of the next input file (index `file`).
-    pub fn begin_file(&mut self, file: usize) {
+    /// Marks the start of the next input file (index `file`). `placement`: the
+    /// collector-store directory the file lies in, whose host and chain its
+    /// records must have.
+    pub fn begin_file(&mut self, file: usize, placement: Option<Placement>) {
         self.file = file;
         self.records_in_file = 0;
-        self.trimmed_file = false;
+        self.placement = placement;
     }
 
-    /// Like [`begin_file`](Self::begin_file) for the first remaining segment of
-    /// an agent's spool whose earlier segments were deleted after a collector
-    /// acknowledged them: a chain that starts mid-way here is reported as
-    /// trimmed (its earlier records are at the collector), not as missing its
-    /// Genesis. The records before its first seal here cannot be checked (the
-    /// head before them is gone) and are reported as such.
-    pub fn begin_trimmed_file(&mut self, file: usize) {
-        self.begin_file(file);
-        self.trimmed_file = true;
+    /// A file that should be a segment cannot be read as one (damaged header).
+    pub fn bad_file(&mut self, file: usize, reason: String) {
+        self.unattributed
+            .push(Unattributed::BadSegment { file, reason });
     }
 
     /// Reports bytes that are not a valid frame at `offset`. `tail` is true when
     /// the file ends there (a torn or truncated tail).
     pub fn damage(&mut self, offset: u64, bytes: u64, reason: &str, tail: bool) {
-        let at = Some(Location {
+        let at = Location {
             file: self.file,
             offset,
-        });
-        let Some(ci) = self.current else {
-            let problem = if tail {
-                Problem::TruncatedTail {
-                    expected_seq: 0,
-                    bytes,
-                    reason: reason.into(),
-                }
-            } else {
-                Problem::TornRecord {
-                    expected_seq: 0,
-                    skipped_bytes: bytes,
-                    reason: reason.into(),
-                }
-            };
-            self.unattributed.push(Finding { problem, at });
-            return;
         };
-        let c = &mut self.chains[ci];
-        let expected_seq = c.next_seq;
+        let expected_seq = self.current.map_or(0, |ci| self.chains[ci].next_seq);
         let problem = if tail {
             Problem::TruncatedTail {
                 expected_seq,
@@ -555,15 +1128,20 @@ impl Verifier {
                 reason: reason.into(),
             }
         } else {
-            Problem::TornRecord {
+            Problem::DamagedFrame {
                 expected_seq,
                 skipped_bytes: bytes,
                 reason: reason.into(),
             }
         };
-        let idx = c.report(problem, at);
-        c.head = None;
-        c.pending_damage = idx.or(c.pending_damage);
+        match self.current {
+            None => self.unattributed.push(Unattributed::Frame { problem, at }),
+            Some(ci) => {
+                let c = &mut self.chains[ci];
+                c.report(problem, Some(at));
+                c.head = None;
+            }
+        }
     }
 
     /// Feeds one valid frame.
@@ -595,7 +1173,13 @@ impl Verifier {
                 }
             }
             _ => {
-                self.malformed(at, format!("unknown frame type {frame_type:#04x}"));
+                self.malformed(
+                    at,
+                    format!(
+                        "frame type {frame_type:#04x} with {} bytes is neither a record nor a redacted record",
+                        payload.len()
+                    ),
+                );
                 return;
             }
         };
@@ -604,217 +1188,124 @@ impl Verifier {
 
     fn malformed(&mut self, at: Location, reason: String) {
         let Some(ci) = self.current else {
-            self.unattributed.push(Finding {
+            self.unattributed.push(Unattributed::Frame {
                 problem: Problem::Malformed {
                     expected_seq: 0,
                     reason,
                 },
-                at: Some(at),
+                at,
             });
             return;
         };
         let c = &mut self.chains[ci];
-        let idx = c.report(
+        let expected_seq = c.next_seq;
+        c.report(
             Problem::Malformed {
-                expected_seq: c.next_seq,
+                expected_seq,
                 reason,
             },
             Some(at),
         );
         c.head = None;
-        c.pending_damage = idx.or(c.pending_damage);
     }
 
-    fn chain_index(&mut self, id: ChainId) -> usize {
-        if let Some(&i) = self.index.get(&id) {
-            return i;
-        }
+    fn new_chain(&mut self, id: ChainId) -> usize {
         self.chains.push(Chain::new(id));
         self.index.insert(id, self.chains.len() - 1);
         self.chains.len() - 1
     }
 
-    fn content(&mut self, at: Location, payload: &[u8], content: Content<'_>) {
-        let (chain_id, seq, kind) = match &content {
-            Content::Full(r) => (r.chain_id, r.seq, Some(r.kind())),
-            Content::Redacted {
-                chain_id,
-                seq,
-                kind,
-                ..
-            } => (*chain_id, *seq, *kind),
-        };
+    /// §4.2 Chain membership: the chain this record belongs to, or `None` if
+    /// it is skipped (reported as a foreign record of the current chain).
+    fn membership(
+        &mut self,
+        at: Location,
+        chain_id: ChainId,
+        seq: u64,
+        is_genesis: bool,
+    ) -> Option<usize> {
         let first_in_file = self.records_in_file == 0;
         self.records_in_file += 1;
-
-        // 1. Which chain does this record belong to?
-        let ci = match self.current {
-            Some(ci) if self.chains[ci].id == chain_id => ci,
-            cur => {
-                let known = self.index.get(&chain_id).copied();
-                let is_genesis = kind == Some(Kind::Genesis) && seq == 0;
-                if is_genesis && known.is_none() {
-                    // A new chain starts here (after the current one, if any).
-                    let ci = self.chain_index(chain_id);
-                    self.current = Some(ci);
-                    ci
-                } else if first_in_file || cur.is_none() {
-                    // A new file may continue a known chain or start mid-chain.
-                    let ci = self.chain_index(chain_id);
-                    if known.is_none() {
-                        let trimmed = self.trimmed_file && first_in_file;
-                        let c = &mut self.chains[ci];
-                        if trimmed {
-                            c.trimmed_from = Some(seq);
-                        } else {
-                            c.report(Problem::MissingGenesis { first_seq: seq }, Some(at));
-                        }
-                        c.next_seq = seq;
-                        c.head = None;
-                    }
-                    self.current = Some(ci);
-                    ci
-                } else if let Some(cur) = cur {
-                    let c = &mut self.chains[cur];
-                    c.records += 1;
-                    c.report(
-                        Problem::ForeignChain {
-                            seq,
-                            chain: chain_id.to_string(),
-                        },
-                        Some(at),
-                    );
-                    c.head = None;
-                    return;
-                } else {
-                    return;
-                }
+        if let Some(ci) = self.current {
+            if self.chains[ci].id == chain_id {
+                return Some(ci);
             }
-        };
-
-        let leaf = match &content {
-            Content::Full(_) => hash::leaf(payload),
-            Content::Redacted { leaf, .. } => *leaf,
-        };
-        let c = &mut self.chains[ci];
-        c.records += 1;
-        c.first_seq = Some(c.first_seq.map_or(seq, |f| f.min(seq)));
-        c.last_seq = Some(c.last_seq.map_or(seq, |l| l.max(seq)));
-
-        // 2. Sequence.
-        if seq < c.next_seq {
-            let dup = c
-                .recent
-                .iter()
-                .rev()
-                .find(|(s, _)| *s == seq)
-                .map(|(_, l)| *l);
-            match dup {
-                Some(l) if l == leaf => {
-                    c.report(Problem::Duplicate { seq }, Some(at));
-                }
-                Some(_) => {
-                    c.report(Problem::Conflict { seq }, Some(at));
-                    c.head = None;
-                }
-                None => {
-                    let in_gap = c.gaps.iter_mut().find(|g| g.start <= seq && seq < g.end);
-                    if let Some(g) = in_gap {
-                        g.filled += 1;
-                    }
-                    c.report(
-                        Problem::Reorder {
-                            seq,
-                            expected_seq: c.next_seq,
-                        },
-                        Some(at),
-                    );
-                    c.head = None;
-                }
+        }
+        let known = self.index.get(&chain_id).copied();
+        let ci = match (known, is_genesis) {
+            (None, true) => self.new_chain(chain_id),
+            (Some(ci), _) if first_in_file || self.current.is_none() => ci,
+            (None, false) if first_in_file || self.current.is_none() => {
+                let ci = self.new_chain(chain_id);
+                let c = &mut self.chains[ci];
+                c.unanchored_from = Some(seq);
+                c.next_seq = seq;
+                c.head = None;
+                ci
             }
-            return;
-        }
-        if seq > c.next_seq {
-            let missing = seq - c.next_seq;
-            if let Some(d) = c.pending_damage.take() {
-                // The damaged bytes just before held these records; say so there.
-                if let Some(f) = c.findings.get_mut(d) {
-                    if let Problem::TornRecord { expected_seq, .. }
-                    | Problem::Malformed { expected_seq, .. } = &mut f.problem
-                    {
-                        *expected_seq = c.next_seq;
-                    }
-                }
-                if missing > 1 {
-                    c.report(
-                        Problem::Gap {
-                            expected_seq: c.next_seq + 1,
-                            got_seq: seq,
-                            missing: missing - 1,
-                        },
-                        Some(at),
-                    );
-                }
-            } else {
-                let idx = c.report(
-                    Problem::Gap {
-                        expected_seq: c.next_seq,
-                        got_seq: seq,
-                        missing,
-                    },
-                    Some(at),
-                );
-                if let Some(finding) = idx {
-                    if c.gaps.len() == GAP_WINDOW {
-                        c.gaps.pop_front();
-                    }
-                    c.gaps.push_back(GapInfo {
-                        start: c.next_seq,
-                        end: seq,
-                        filled: 0,
-                        finding,
-                    });
-                }
-            }
-            c.head = None;
-        }
-        c.pending_damage = None;
-        c.next_seq = seq + 1;
-        if c.recent.len() == DUP_WINDOW {
-            c.recent.pop_front();
-        }
-        c.recent.push_back((seq, leaf));
-
-        // 3. Kind-specific checks; the head advances after them (a seal checks
-        //    the head *before* itself).
-        let Content::Full(record) = content else {
-            c.redacted += 1;
-            if matches!(kind, Some(Kind::Seal) | Some(Kind::Genesis) | None) {
+            _ => {
+                let cur = self.current?;
+                let c = &mut self.chains[cur];
+                c.records += 1;
                 c.report(
-                    Problem::BadRedaction {
+                    Problem::ForeignChain {
                         seq,
-                        reason: match kind {
-                            None => "unknown record kind".into(),
-                            Some(k) => format!("a {} record cannot be redacted", k.name()),
-                        },
+                        chain: chain_id.to_string(),
                     },
                     Some(at),
                 );
                 c.head = None;
-            } else {
-                if kind == Some(Kind::Event) {
-                    c.events += 1;
-                }
-                c.note_unsealed(seq);
+                return None;
             }
-            c.head = c.head.map(|h| hash::head(&h, &leaf));
-            c.last_shutdown = false;
+        };
+        self.current = Some(ci);
+        if first_in_file {
+            if let Some(p) = self.placement.clone() {
+                let c = &mut self.chains[ci];
+                if p.chain != chain_id.to_string() {
+                    c.report(
+                        Problem::Misfiled {
+                            seq,
+                            dir_host: p.host.clone(),
+                            dir_chain: p.chain.clone(),
+                        },
+                        Some(at),
+                    );
+                }
+                c.placement = Some(p);
+            }
+        }
+        Some(ci)
+    }
+
+    fn content(&mut self, at: Location, payload: &[u8], content: Content<'_>) {
+        let (chain_id, seq, is_genesis) = match &content {
+            Content::Full(r) => (r.chain_id, r.seq, r.kind() == Kind::Genesis && r.seq == 0),
+            Content::Redacted { chain_id, seq, .. } => (*chain_id, *seq, false),
+        };
+        let Some(ci) = self.membership(at, chain_id, seq, is_genesis) else {
             return;
         };
-        let t = record.time_ns;
-        c.first_time = Some(c.first_time.map_or(t, |f| f.min(t)));
-        c.last_time = Some(c.last_time.map_or(t, |l| l.max(t)));
-        let was_shutdown = std::mem::replace(&mut c.last_shutdown, false);
+        let leaf = match &content {
+            Content::Full(_) => hash::leaf(payload),
+            Content::Redacted { leaf, .. } => *leaf,
+        };
+        let anchors = &self.options.anchors;
+        let c = &mut self.chains[ci];
+        c.records += 1;
+        c.first_seq = Some(c.first_seq.map_or(seq, |f| f.min(seq)));
+        if !c.sequence(at, seq, &leaf) {
+            return;
+        }
+        let record = match content {
+            Content::Redacted { kind, .. } => {
+                redacted(c, at, seq, kind);
+                advance(c, &leaf);
+                return;
+            }
+            Content::Full(r) => r,
+        };
+        c.clock(seq, record.time_ns);
         match &record.body {
             Body::Genesis {
                 host,
@@ -823,31 +1314,30 @@ impl Verifier {
                 predecessor,
                 ..
             } => {
-                if seq != 0 || c.pk0.is_some() {
+                if seq != 0 {
                     c.report(Problem::UnexpectedGenesis { seq }, Some(at));
                     c.head = None;
                 } else {
-                    c.host = Some((*host).to_string());
-                    c.origin = Some(*origin);
-                    c.predecessor = predecessor.map(|p| format!("{}@{}", p.chain_id, p.last_seq));
-                    c.pk0 = Some(*pk0);
-                    c.key = Some(*pk0);
-                    c.keys.insert(*pk0, 0);
-                    c.anchor = if self.trusted.is_empty() {
-                        Anchor::FromData
-                    } else if self.trusted.contains(pk0) {
-                        Anchor::Trusted
-                    } else {
-                        c.report(
-                            Problem::UntrustedGenesis {
-                                fingerprint: hash::fingerprint(pk0),
-                            },
-                            None,
-                        );
-                        Anchor::Untrusted
-                    };
+                    genesis(c, anchors, host, pk0, *origin, record.time_ns);
+                    if let Some(p) = c.placement.as_ref().filter(|p| p.host != *host) {
+                        let problem = Problem::Misfiled {
+                            seq,
+                            dir_host: p.host.clone(),
+                            dir_chain: p.chain.clone(),
+                        };
+                        c.report(problem, Some(at));
+                    }
+                    if let Some(p) = predecessor {
+                        c.predecessor = Some(format!("{}@{}", p.chain_id, p.last_seq));
+                        self.claims.push(Claim {
+                            successor: chain_id,
+                            pred: p.chain_id,
+                            last_seq: p.last_seq,
+                            head: p.head,
+                        });
+                    }
                 }
-                c.note_unsealed(seq);
+                c.last_shutdown = false;
             }
             Body::Seal {
                 epoch,
@@ -856,197 +1346,154 @@ impl Verifier {
                 next_pk,
                 signature,
             } => {
-                c.seals += 1;
-                if let (Some(t), None) = (c.trimmed_from, c.last_seal_seq) {
-                    if seq > t {
-                        c.unchecked = Some((t, seq - 1));
-                    }
-                }
-                let mut seal_ok = true;
-                let first = c.last_seal_seq.map_or(c.first_seq.unwrap_or(0), |s| s + 1);
-                if *epoch != c.epoch && c.key.is_some() {
-                    c.report(
-                        Problem::EpochMismatch {
-                            seq,
-                            epoch: *epoch,
-                            expected_epoch: c.epoch,
-                        },
-                        Some(at),
-                    );
-                    seal_ok = false;
-                }
-                match c.key {
-                    Some(expected) if expected != *signer => {
-                        let signer_epoch = c.keys.get(signer).copied();
-                        let idx = c.report(
-                            Problem::KeyNotInChain {
-                                first_seq: first,
-                                seq,
-                                epoch: *epoch,
-                                signer: hash::fingerprint(signer),
-                                expected: hash::fingerprint(&expected),
-                                signer_epoch,
-                            },
-                            Some(at),
-                        );
-                        if let Some(i) = idx {
-                            c.foreign_signers.push((i, *signer));
-                        }
-                        seal_ok = false;
-                    }
-                    _ => {}
-                }
-                let signed = &payload[..payload.len() - 64];
-                if !keys::verify(signer, &keys::seal_message(signed), signature) {
-                    c.report(
-                        Problem::BadSignature {
-                            first_seq: first,
-                            seq,
-                            epoch: *epoch,
-                        },
-                        Some(at),
-                    );
-                    seal_ok = false;
-                }
-                if seal_ok {
-                    if let Some(h) = c.head {
-                        if h != *covers_head {
-                            c.report(
-                                Problem::BadLink {
-                                    seal_seq: seq,
-                                    first_seq: first,
-                                    last_seq: seq.saturating_sub(1),
-                                },
-                                Some(at),
-                            );
-                        }
-                    }
-                    // The seal is vouched for by the key chain: (re-)anchor on its head.
-                    c.head = Some(*covers_head);
-                } else {
-                    // Nothing about this interval can be trusted; the next good
-                    // seal re-anchors without blaming the records after it.
-                    c.head = None;
-                }
-                // The key chain continues from this seal's next key even if the seal
-                // failed: the failure is reported once, and later seals are checked
-                // against it rather than all failing in a cascade.
-                c.key = Some(*next_pk);
-                c.epoch = epoch.saturating_add(1);
-                if c.keys.len() < MAX_KEYS {
-                    c.keys.entry(*next_pk).or_insert(c.epoch);
-                }
-                c.last_seal_seq = Some(seq);
-                c.unsealed_from = None;
-                c.unsealed = 0;
-                c.ended_cleanly = was_shutdown && seal_ok;
-                c.head = c.head.map(|h| hash::head(&h, &leaf));
-                return;
+                let fields = SealFields {
+                    epoch: *epoch,
+                    signer,
+                    next_pk,
+                    signature,
+                    signed: &payload[..payload.len() - 64],
+                };
+                c.seal(at, seq, record.time_ns, &fields, covers_head);
             }
             Body::Event { .. } => {
                 c.events += 1;
-                c.note_unsealed(seq);
+                c.last_shutdown = false;
             }
             Body::Loss { count, .. } => {
                 c.losses += 1;
-                c.lost_events += count;
-                c.note_unsealed(seq);
+                c.lost_events = c.lost_events.saturating_add(*count);
+                c.last_shutdown = false;
             }
             Body::Lifecycle { event, .. } => {
                 c.last_shutdown = *event == LifecycleEvent::Shutdown;
-                c.note_unsealed(seq);
             }
         }
-        c.ended_cleanly = false;
-        c.head = c.head.map(|h| hash::head(&h, &leaf));
+        if !matches!(record.body, Body::Seal { .. }) {
+            c.ended_cleanly = false;
+        }
+        advance(c, &leaf);
     }
 
     /// Ends verification and reports.
-    pub fn finish(mut self) -> Report {
-        let mut chains = Vec::with_capacity(self.chains.len());
-        for mut c in self.chains.drain(..) {
-            if let Some(first) = c.unsealed_from {
-                c.report(
-                    Problem::UnsealedTail {
-                        first_seq: first,
-                        last_seq: c.next_seq.saturating_sub(1),
-                        count: c.unsealed,
-                    },
-                    None,
-                );
-                c.ended_cleanly = false;
-            }
-            for (i, signer) in std::mem::take(&mut c.foreign_signers) {
-                if let Some(Finding {
-                    problem: Problem::KeyNotInChain { signer_epoch, .. },
-                    ..
-                }) = c.findings.get_mut(i)
-                {
-                    *signer_epoch = signer_epoch.or(c.keys.get(&signer).copied());
+    pub fn finish(self) -> Report {
+        let Verifier {
+            chains,
+            index,
+            options,
+            claims,
+            mut unattributed,
+            ..
+        } = self;
+        // §4.6 Predecessors named by successor Geneses.
+        let mut pred_problems: Vec<Vec<Problem>> = vec![Vec::new(); chains.len()];
+        let mut absent: Vec<(usize, Warning)> = Vec::new();
+        for cl in &claims {
+            let succ = index.get(&cl.successor).copied();
+            match index.get(&cl.pred).copied() {
+                None => {
+                    if let Some(s) = succ {
+                        absent.push((
+                            s,
+                            Warning::PredecessorAbsent {
+                                chain: cl.pred.to_string(),
+                                last_seq: cl.last_seq,
+                            },
+                        ));
+                    }
                 }
-            }
-            // Gaps whose records all turned up later were reorders, reported as such.
-            let mut drop = Vec::new();
-            for g in &c.gaps {
-                let len = g.end - g.start;
-                if g.filled >= len {
-                    drop.push(g.finding);
-                } else if g.filled > 0 {
-                    if let Some(Finding {
-                        problem: Problem::Gap { missing, .. },
-                        ..
-                    }) = c.findings.get_mut(g.finding)
-                    {
-                        *missing = len - g.filled;
+                Some(p) => {
+                    let pc = &chains[p];
+                    let last = pc.last_seq.unwrap_or(0);
+                    let successor = cl.successor.to_string();
+                    if pc.last_seq.map_or(true, |l| l < cl.last_seq) {
+                        pred_problems[p].push(Problem::PredCut {
+                            successor,
+                            claimed_last_seq: cl.last_seq,
+                            last_seq: last,
+                        });
+                    } else if last > cl.last_seq || pc.head.is_some_and(|h| h != cl.head) {
+                        pred_problems[p].push(Problem::PredMismatch {
+                            successor,
+                            claimed_last_seq: cl.last_seq,
+                            last_seq: last,
+                        });
                     }
                 }
             }
-            drop.sort_unstable();
-            for i in drop.into_iter().rev() {
-                c.findings.remove(i);
+        }
+        let mut out = Vec::with_capacity(chains.len());
+        for (i, mut c) in chains.into_iter().enumerate() {
+            for (_, w) in absent.iter().filter(|(s, _)| *s == i) {
+                c.warnings.push(w.clone());
             }
-            let verdict = if c.findings.is_empty() && c.not_listed == 0 {
-                Verdict::Intact
-            } else {
-                Verdict::Broken
-            };
-            chains.push(ChainReport {
-                chain: c.id.to_string(),
-                host: c.host,
-                origin: c.origin.map(|o| o.name().to_string()),
-                predecessor: c.predecessor,
-                genesis_key: c.pk0.map(|k| hex::encode(&k)),
-                genesis_fingerprint: c.pk0.map(|k| hash::fingerprint(&k)),
-                anchor: c.anchor,
-                records: c.records,
-                events: c.events,
-                seals: c.seals,
-                losses: c.losses,
-                lost_events: c.lost_events,
-                epochs: c.epoch,
-                first_seq: c.first_seq,
-                last_seq: c.last_seq,
-                last_seal_seq: c.last_seal_seq,
-                first_time_ns: c.first_time,
-                last_time_ns: c.last_time,
-                head: c.head.map(|h| hex::encode(&h)),
-                ended_cleanly: c.ended_cleanly,
-                redacted: c.redacted,
-                verdict,
-                problems: c.findings,
-                problems_not_listed: c.not_listed,
-                trimmed_from: c.trimmed_from,
-                unchecked: c.unchecked.or(match (c.trimmed_from, c.last_seal_seq) {
-                    // No seal after the trimmed start: nothing here is checkable.
-                    (Some(t), None) => Some((t, c.next_seq.saturating_sub(1))),
-                    _ => None,
-                }),
-            });
+            let r = c.finish(options.live, &pred_problems[i]);
+            out.push(r);
+        }
+        if out.is_empty() && unattributed.is_empty() {
+            unattributed.push(Unattributed::NoRecords);
         }
         Report {
-            chains,
-            unattributed: self.unattributed,
-            trust_anchors: !self.trusted.is_empty(),
+            chains: out,
+            unattributed: unattributed.items,
+            unattributed_not_listed: unattributed.not_listed,
+            trust_anchors: !options.anchors.is_empty(),
         }
     }
+}
+
+/// §4.5 Genesis at seq 0: the start of the key chain, checked against the anchors.
+fn genesis(
+    c: &mut Chain,
+    anchors: &TrustAnchors,
+    host: &str,
+    pk0: &[u8; 32],
+    origin: Origin,
+    t: i64,
+) {
+    c.host = Some(host.to_string());
+    c.origin = Some(origin);
+    c.pk0 = Some(*pk0);
+    c.keys = Keys::Known(KeyPosition {
+        key: *pk0,
+        epoch: 0,
+    });
+    c.reference_time = Some(t);
+    c.anchor = if anchors.is_empty() {
+        Anchor::FromData
+    } else if anchors.trusts(host, pk0) {
+        Anchor::Trusted
+    } else {
+        c.report(
+            Problem::UntrustedGenesis {
+                host: host.to_string(),
+                fingerprint: hash::fingerprint(pk0),
+            },
+            None,
+        );
+        Anchor::Untrusted
+    };
+}
+
+/// §4.5 A redacted frame: its leaf stands for an Event, Loss or Lifecycle record.
+fn redacted(c: &mut Chain, at: Location, seq: u64, kind: Option<Kind>) {
+    c.redacted += 1;
+    match c.redacted_seqs.items.last_mut() {
+        Some((_, last)) if last.checked_add(1) == Some(seq) => *last = seq,
+        _ => c.redacted_seqs.push((seq, seq)),
+    }
+    if !matches!(kind, Some(Kind::Event | Kind::Loss | Kind::Lifecycle)) {
+        let reason = match kind {
+            None => "unknown record kind".into(),
+            Some(k) => format!("a {} record cannot be redacted", k.name()),
+        };
+        c.report(Problem::BadRedaction { seq, reason }, Some(at));
+        c.head = None;
+    }
+    c.last_shutdown = false;
+    c.ended_cleanly = false;
+}
+
+/// §4.7 The head step.
+fn advance(c: &mut Chain, leaf: &Digest) {
+    c.head = c.head.map(|h| hash::head(&h, leaf));
 }

@@ -204,30 +204,12 @@ impl CollectorConfig {
     }
 }
 
-/// Reads an enrolled-hosts file: `HOST FINGERPRINT` per line.
-pub fn read_enrolled(
-    path: &Path,
-) -> anyhow::Result<std::collections::HashMap<String, std::collections::HashSet<String>>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mut m: std::collections::HashMap<String, std::collections::HashSet<String>> =
-        Default::default();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let mut parts = line.split_whitespace();
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(h), Some(fp), None) if fp.starts_with("SHA256:") => {
-                m.entry(h.to_string()).or_default().insert(fp.to_string());
-            }
-            _ => anyhow::bail!(
-                "{} line {}: expected `HOST SHA256:FINGERPRINT`, got {line:?}",
-                path.display(),
-                i + 1
-            ),
-        }
-    }
-    Ok(m)
+/// Reads an enrolled-hosts file: trust anchors, `HOST KEY` per line, as
+/// `logseal agent --print-genesis` prints them (docs/FORMAT.md §4.1; older
+/// `HOST SHA256:FINGERPRINT` lines are accepted too).
+pub fn read_enrolled(path: &Path) -> anyhow::Result<crate::chain::trust::TrustAnchors> {
+    use crate::chain::trust::{TrustAnchors, MAX_TRUST_FILE};
+    let text = crate::fsutil::read_bounded_text(path, MAX_TRUST_FILE)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    TrustAnchors::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

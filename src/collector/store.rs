@@ -21,7 +21,7 @@ use crate::spool::{Spool, SpoolOptions};
 use crate::transport::proto::{Batch, Code};
 use crate::writer::RecordLog;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,8 +35,8 @@ pub enum Enrollment {
     /// A host's first chain is accepted and its genesis key pinned; a later new
     /// chain is accepted and raises an alert (the host lost its state).
     FirstUse,
-    /// Only chains whose genesis fingerprint was registered for the host.
-    Strict(HashMap<String, HashSet<String>>),
+    /// Only chains whose genesis key is a trust anchor of the host.
+    Strict(crate::chain::trust::TrustAnchors),
 }
 
 /// One chain held by the collector.
@@ -466,7 +466,7 @@ impl Store {
         }
         let fp = hash::fingerprint(&tip.pk0);
         if let Enrollment::Strict(enrolled) = &self.enrollment {
-            if !enrolled.get(host).is_some_and(|s| s.contains(&fp)) {
+            if !enrolled.trusts(host, &tip.pk0) {
                 let msg = format!("host {host} chain {} genesis key {fp} is not enrolled (strict enrollment: add it to the enrolled file)", tip.chain_id);
                 self.alert("not-enrolled", host, Some(tip.chain_id), &msg);
                 return Err(refused(Code::NotEnrolled, msg));

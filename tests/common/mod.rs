@@ -12,7 +12,6 @@ use logseal::chain::verify::{Problem, Report, Verdict};
 use logseal::chain::Record;
 use logseal::segment::{self, Item, SegmentReader};
 use logseal::writer::ChainWriter;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// A temporary directory removed on drop.
@@ -134,7 +133,7 @@ pub fn fix_crc(bytes: &mut [u8], offset: usize) {
 pub fn verify_bytes(dir: &Path, name: &str, bytes: &[u8]) -> Report {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
-    logseal::verify_files::verify(&[p], HashSet::new(), |_, _| {}).unwrap()
+    logseal::verify_files::verify(&[p], Default::default(), |_, _| {}).unwrap()
 }
 
 /// All problems of all chains (and unattributed ones).
@@ -144,17 +143,27 @@ pub fn problems(r: &Report) -> Vec<Problem> {
         .iter()
         .flat_map(|c| c.problems.iter().map(|f| f.problem.clone()))
         .collect();
-    v.extend(r.unattributed.iter().map(|f| f.problem.clone()));
+    v.extend(r.unattributed.iter().filter_map(|u| match u {
+        logseal::chain::verify::Unattributed::Frame { problem, .. } => Some(problem.clone()),
+        _ => None,
+    }));
     v
 }
 
-/// True if the report is broken and some problem names `seq`.
+/// True if the report is broken and some problem names `seq`, or a range it
+/// reports as unverified holds it, or it lies before an unanchored chain's start.
 pub fn names_seq(r: &Report, seq: u64) -> bool {
     !r.intact()
-        && problems(r).iter().any(|p| {
+        && (problems(r).iter().any(|p| {
             let (a, b) = p.seqs();
             a <= seq && seq <= b
-        })
+        }) || r.chains.iter().any(|c| {
+            c.unverified
+                .iter()
+                .any(|u| u.first_seq <= seq && seq <= u.last_seq)
+                // An unanchored chain: its start, up to where it begins, is missing.
+                || c.unanchored_from.is_some_and(|f| seq <= f)
+        }))
 }
 
 pub fn verdict(r: &Report) -> Verdict {

@@ -15,6 +15,8 @@ use crate::hex;
 use crate::segment;
 use std::fmt::Write;
 
+pub mod negative;
+
 /// The seed of the key of epoch `j`.
 pub fn seed(j: u64) -> [u8; 32] {
     let mut m = b"logseal test vector key ".to_vec();
