@@ -5,6 +5,9 @@
 //! step of a seal. SIGKILL runs no destructors and flushes no user-space buffers,
 //! exactly like `kill -9`. Without the variable, a point costs one atomic load.
 //!
+//! Only in builds with the `fault-injection` feature (the tests'): elsewhere
+//! the variables are never read and every point is a no-op.
+//!
 //! `LOGSEAL_FSYNC_FAIL=N:COUNT` simulates a disk fault at a segment's fdatasync
 //! ([`sync_data`]): the one kind of fault here that a test cannot cause for real.
 
@@ -18,6 +21,9 @@ static PLAN: OnceLock<Option<(String, u64)>> = OnceLock::new();
 static HITS: AtomicU64 = AtomicU64::new(0);
 
 fn plan() -> Option<&'static (String, u64)> {
+    if !cfg!(feature = "fault-injection") {
+        return None;
+    }
     PLAN.get_or_init(|| {
         let v = std::env::var(ENV).ok()?;
         let (name, n) = match v.rsplit_once(':') {
@@ -70,6 +76,9 @@ static FSYNCS: AtomicU64 = AtomicU64::new(0);
 /// an I/O error, as fdatasync reports one. A caller that retried the
 /// fdatasync and believed it would keep those bytes.
 pub fn sync_data(file: &std::fs::File, durable: u64, end: u64) -> std::io::Result<()> {
+    if !cfg!(feature = "fault-injection") {
+        return file.sync_data();
+    }
     let plan = FSYNC_PLAN.get_or_init(|| {
         let v = std::env::var(FSYNC_ENV).ok()?;
         let (n, count) = match v.split_once(':') {

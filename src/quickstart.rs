@@ -240,9 +240,10 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
     )?;
     writeln!(
         out,
-        "Verify the collector's store (any time, from another terminal):"
+        "Verify the collector's store (any time, from another terminal; --live: records\n\
+         waiting for the next seal are pending, not a failure):"
     )?;
-    writeln!(out, "  {me} verify {}", store.display())?;
+    writeln!(out, "  {me} verify --live {}", store.display())?;
     writeln!(out, "Read it:")?;
     writeln!(out, "  {me} inspect {}", store.display())?;
     writeln!(out)?;

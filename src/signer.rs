@@ -100,7 +100,10 @@ impl SignerState {
 
     /// Encodes the state. The buffer is zeroized on drop.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut v = Zeroizing::new(Vec::with_capacity(256));
+        // Allocated at its exact size: a Vec that grew would leave a copy of
+        // the seeds in a freed allocation that `Zeroizing` never wipes.
+        let len = self.encoded_len();
+        let mut v = Zeroizing::new(Vec::with_capacity(len));
         v.extend_from_slice(MAGIC);
         v.extend_from_slice(&VERSION.to_be_bytes());
         v.extend_from_slice(&self.chain_id.0);
@@ -122,7 +125,27 @@ impl SignerState {
         v.extend_from_slice(&self.genesis);
         let crc = crc32c::crc32c(&v);
         v.extend_from_slice(&crc.to_be_bytes());
+        debug_assert_eq!(v.len(), len);
         v
+    }
+
+    /// The length of [`encode`](Self::encode)'s output.
+    fn encoded_len(&self) -> usize {
+        MAGIC.len()
+            + 2 // version
+            + 16 // chain id
+            + 4
+            + self.host.len()
+            + 8 // epoch
+            + 32 // current seed
+            + 1
+            + if self.pending.is_some() { 32 } else { 0 }
+            + 8 // resume seq
+            + 32 // resume head
+            + 8 // resume offset
+            + 4
+            + self.genesis.len()
+            + 4 // crc
     }
 
     /// Decodes a state file's bytes.
@@ -201,5 +224,40 @@ impl SignerState {
     /// the crash points.
     pub fn store(&self, dir: &Path, step: &str) -> io::Result<()> {
         fsutil::write_secret(&Self::path(dir), &self.encode(), step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn encoding_is_allocated_once_at_its_exact_size() {
+        for (pending, genesis) in [(false, 0usize), (true, 0), (false, 300), (true, 5000)] {
+            let st = SignerState {
+                chain_id: ChainId([3; 16]),
+                host: "a-host-name".into(),
+                epoch: 7,
+                current: SecretKey::from_seed(&[1; 32]),
+                pending: pending.then(|| SecretKey::from_seed(&[2; 32])),
+                resume: Resume {
+                    seq: 9,
+                    head: [4; 32],
+                    offset: 1234,
+                },
+                genesis: vec![5; genesis],
+            };
+            let v = st.encode();
+            // Had the Vec grown, a freed allocation would still hold the seeds.
+            assert_eq!(
+                v.capacity(),
+                v.len(),
+                "pending {pending}, genesis {genesis}"
+            );
+            let back = SignerState::decode(&v).unwrap();
+            assert_eq!(back.epoch, 7);
+            assert_eq!(back.pending.is_some(), pending);
+        }
     }
 }

@@ -84,6 +84,16 @@ pub enum WriterError {
     /// No randomness.
     #[error("the operating system's random number generator failed")]
     Random,
+    /// The log is not the state's: it holds no record of the state's chain.
+    #[error("{log} holds no record of chain {chain} of the signer state in {dir}: it is another chain's log (a wrong --out?); nothing was written. Give the state's own log, or another --state directory")]
+    WrongLog {
+        /// The log.
+        log: String,
+        /// The state directory.
+        dir: PathBuf,
+        /// The state's chain.
+        chain: ChainId,
+    },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> WriterError {
@@ -144,6 +154,17 @@ struct Scan {
     shutdown_then_seal: bool,
     last_was_shutdown: bool,
     records_after_resume: u64,
+    /// Record frames in the log.
+    frames: u64,
+    /// Record frames that start before the resume point.
+    frames_before_resume: u64,
+    /// The frame that ends exactly at the resume point: `Ok` if it is the
+    /// state's chain at seq `resume.seq - 1` with head `resume.head`.
+    boundary: Option<Result<(), String>>,
+    /// The log holds at least one record of the state's chain.
+    state_chain_seen: bool,
+    /// The state's chain's Genesis record, if still in the log.
+    genesis_record: Option<Vec<u8>>,
 }
 
 /// Where a chain's records go: one segment file (`stamp`) or a spool.
@@ -285,13 +306,34 @@ impl<L: RecordLog> ChainWriter<L> {
             }
         };
 
-        // State loaded: does the log agree with it?
+        // State loaded: is this its log at all? A log that holds records but
+        // none of the state's chain is simply the wrong file: refuse it rather
+        // than start a `state-lost` chain in it.
+        if scan.frames > 0 && !scan.state_chain_seen && state.resume.seq > 0 {
+            return Err(WriterError::WrongLog {
+                log: log_name.to_string(),
+                dir: state_dir.to_path_buf(),
+                chain: state.chain_id,
+            });
+        }
+        // Does the log agree with it?
         let end = log.position();
+        let boundary = match &scan.boundary {
+            _ if state.resume.seq == 0 || scan.frames_before_resume == 0 => None,
+            Some(Ok(())) => None,
+            Some(Err(m)) => Some(m.clone()),
+            None => Some(format!(
+                "no record of log {log_name} ends at the resume point {} recorded in the signer state",
+                state.resume.offset
+            )),
+        };
         let mismatch = if end < state.resume.offset {
             Some(format!(
                 "log {log_name} ends at position {end}, before the resume point {} recorded in the signer state",
                 state.resume.offset
             ))
+        } else if let Some(m) = boundary {
+            Some(m)
         } else if let Some(m) = scan.mismatch.take() {
             Some(m)
         } else {
@@ -355,6 +397,12 @@ impl<L: RecordLog> ChainWriter<L> {
                 .store(state_dir, "recover-discard")
                 .map_err(io_err("writing signer state"))?;
         }
+        ensure_genesis_copy(
+            state_dir,
+            state.chain_id,
+            &state.genesis,
+            scan.genesis_record.as_deref(),
+        )?;
         let mut w = ChainWriter {
             dir: state_dir.to_path_buf(),
             log,
@@ -721,6 +769,7 @@ fn scan_frame(
         }
         return;
     };
+    scan.frames += 1;
     let leaf = hash::leaf(payload);
     let prev = match (running.as_ref(), &rec.body) {
         // A seal names the head before it: this re-anchors a chain whose start
@@ -743,6 +792,36 @@ fn scan_frame(
     );
 
     let Some((chain_id, r)) = resume else { return };
+    if rec.chain_id == chain_id {
+        scan.state_chain_seen = true;
+        if rec.seq == 0 && matches!(rec.body, Body::Genesis { .. }) {
+            scan.genesis_record = Some(payload.to_vec());
+        }
+    }
+    if offset < r.offset {
+        scan.frames_before_resume += 1;
+        // `offset + frame` is where the next record starts.
+        if offset + 8 + 1 + payload.len() as u64 == r.offset {
+            let head = running.as_ref().and_then(|(_, _, h)| *h);
+            scan.boundary = Some(
+                if rec.chain_id == chain_id
+                    && rec.seq.checked_add(1) == Some(r.seq)
+                    && head == Some(r.head)
+                {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the record that ends at the resume point {} is seq {} of chain {}, not seq {} of chain {} with the head the signer state recorded",
+                        r.offset,
+                        rec.seq,
+                        rec.chain_id,
+                        r.seq.saturating_sub(1),
+                        chain_id
+                    ))
+                },
+            );
+        }
+    }
     if offset < r.offset || scan.mismatch.is_some() {
         return;
     }
@@ -783,6 +862,43 @@ fn scan_frame(
         }
         Body::Genesis { pk0, .. } => scan.genesis_pk = Some(pk0),
         _ => {}
+    }
+}
+
+/// Longest genesis copy read back (a Genesis record is a few hundred bytes).
+const MAX_GENESIS_FILE: u64 = 1 << 20;
+
+/// Makes sure `genesis.record` holds the chain's Genesis: a crash while it was
+/// written (or its loss) would otherwise leave `--print-genesis` failing once
+/// the signer state drops its copy at the first seal.
+fn ensure_genesis_copy(
+    state_dir: &Path,
+    chain_id: ChainId,
+    from_state: &[u8],
+    from_log: Option<&[u8]>,
+) -> Result<(), WriterError> {
+    let path = state_dir.join(GENESIS_FILE);
+    let good = |b: &[u8]| {
+        Record::decode(b)
+            .is_ok_and(|r| r.chain_id == chain_id && matches!(r.body, Body::Genesis { .. }))
+    };
+    if crate::fsutil::read_bounded(&path, MAX_GENESIS_FILE).is_ok_and(|b| good(&b)) {
+        return Ok(());
+    }
+    let source = [Some(from_state), from_log]
+        .into_iter()
+        .flatten()
+        .find(|b| good(b));
+    match source {
+        Some(g) => crate::fsutil::write_atomic(&path, g, "genesis-copy")
+            .map_err(io_err("writing the genesis copy")),
+        None => {
+            tracing::warn!(
+                path = %path.display(),
+                "the genesis copy is missing and the Genesis is neither in the signer state nor in the log: `--print-genesis` cannot print it; take it from the collector's store"
+            );
+            Ok(())
+        }
     }
 }
 

@@ -697,3 +697,26 @@ fn idle_timeout_connection_bound_and_heartbeat_seals() {
     agent.stop();
     assert_intact(&state);
 }
+
+/// A verifier run right after the agent started (or restarted) finds a sealed
+/// chain: the Genesis and the start record do not wait for the heartbeat seal.
+#[test]
+fn the_start_is_sealed_at_once() {
+    let d = TempDir::new("agent-start-seal");
+    let state = d.path().join("state");
+    for run in 0..2 {
+        let a = Agent::start(&state, &["tcp://127.0.0.1:0".into()]);
+        let o = std::process::Command::new(bin())
+            .arg("verify")
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "run {run}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        a.stop();
+    }
+}

@@ -440,3 +440,161 @@ fn interval_seals_while_input_is_idle() {
     assert!(child.wait().unwrap().success());
     assert!(sealed, "no interval seal while stdin stayed open");
 }
+
+#[test]
+fn a_state_given_another_chains_log_is_refused() {
+    let d = TempDir::new("cli");
+    let run_stamp = |state: &str, out: &str, input: &str| {
+        run(
+            &[
+                "stamp",
+                "--state",
+                s(&d.path().join(state)),
+                "--out",
+                s(&d.path().join(out)),
+                "--host",
+                "cli-host",
+            ],
+            input.as_bytes(),
+        )
+    };
+    assert!(run_stamp("state-a", "a.seg", &numbered(1, 20))
+        .status
+        .success());
+    assert!(run_stamp("state-b", "b.seg", &numbered(1, 30))
+        .status
+        .success());
+    let b_before = std::fs::read(d.path().join("b.seg")).unwrap();
+    let state_before = std::fs::read(d.path().join("state-a/signer.state")).unwrap();
+    // A typo: chain A's state with chain B's log.
+    let o = run_stamp("state-a", "b.seg", &numbered(21, 25));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("holds no record of chain"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read(d.path().join("b.seg")).unwrap(),
+        b_before,
+        "b.seg untouched"
+    );
+    assert_eq!(
+        std::fs::read(d.path().join("state-a/signer.state")).unwrap(),
+        state_before,
+        "the state is untouched"
+    );
+    // The right log still continues.
+    assert!(run_stamp("state-a", "a.seg", &numbered(21, 25))
+        .status
+        .success());
+    let (code, v) = verify_json(&[s(&d.path().join("a.seg"))], &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["chains"].as_array().unwrap().len(), 1);
+    // A log that holds the state's chain but not at the resume point (a copy
+    // cut back to an earlier seal) is a lost state: a new chain naming it.
+    let a = std::fs::read(d.path().join("a.seg")).unwrap();
+    let fr = frames(&a);
+    let first_seal = fr.iter().find(|f| f.kind == "seal").unwrap();
+    std::fs::write(
+        d.path().join("a.seg"),
+        &a[..first_seal.offset + first_seal.len],
+    )
+    .unwrap();
+    let o = run_stamp("state-a", "a.seg", &numbered(26, 27));
+    assert!(o.status.success(), "{}", text(&o));
+    let (_, v) = verify_json(&[s(&d.path().join("a.seg"))], &[]);
+    assert_eq!(v["chains"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["chains"][1]["origin"], "state-lost");
+}
+
+#[test]
+fn verify_output_closed_early_keeps_the_verdict() {
+    let d = TempDir::new("cli");
+    stamp(d.path(), &numbered(1, 50), &[]);
+    let log = d.path().join("log.seg");
+    let mut bad = std::fs::read(&log).unwrap();
+    let f = frames(&bad)
+        .into_iter()
+        .find(|f| f.kind == "event")
+        .unwrap();
+    bad[f.offset + f.len - 1] ^= 1;
+    fix_crc(&mut bad, f.offset);
+    let badp = d.path().join("bad.seg");
+    std::fs::write(&badp, &bad).unwrap();
+    for (p, want) in [(&log, 0), (&badp, 1)] {
+        // The reader is gone before verify writes a byte (`verify … | head -0`).
+        let mut c = Command::new(bin())
+            .arg("verify")
+            .arg(p)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(c.stdout.take());
+        let o = c.wait_with_output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(want),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            o.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+#[test]
+fn writers_own_files_are_not_listed_and_damaged_segments_are_reported() {
+    let d = TempDir::new("cli");
+    stamp(d.path(), &numbered(1, 5), &[]);
+    let dir = d.path().join("state");
+    std::fs::copy(
+        d.path().join("log.seg"),
+        dir.join("00000000000000000000.seg"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("tip.json"), b"{}").unwrap();
+    std::fs::write(dir.join(".signer.state.tmp"), b"x").unwrap();
+    let (code, v) = verify_json(&[s(&dir)], &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["skipped_files"], serde_json::json!([]), "{v}");
+    // A segment whose header is damaged is reported, not skipped, and fails the run.
+    let mut b = std::fs::read(d.path().join("log.seg")).unwrap();
+    b[13] ^= 0xff;
+    std::fs::write(dir.join("00000000000000099999.seg"), &b).unwrap();
+    let (code, v) = verify_json(&[s(&dir)], &[]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["unattributed"][0]["kind"], "bad-segment", "{v}");
+    // A segment header and nothing else is not "0 chains, intact".
+    let empty = d.path().join("empty.seg");
+    let good = std::fs::read(d.path().join("log.seg")).unwrap();
+    std::fs::write(&empty, &good[..16]).unwrap();
+    let (code, v) = verify_json(&[s(&empty)], &[]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["unattributed"][0]["kind"], "no-records", "{v}");
+    // A FIFO named on the command line is an error, not a hang.
+    let fifo = d.path().join("fifo.seg");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let o = run(&["verify", s(&fifo)], b"");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // Inside a directory it is listed, never opened.
+    std::fs::rename(&fifo, dir.join("zz-fifo")).unwrap();
+    std::fs::remove_file(dir.join("00000000000000099999.seg")).unwrap();
+    let (code, v) = verify_json(&[s(&dir)], &[]);
+    assert_eq!(code, 0, "{v}");
+    assert!(
+        v["skipped_files"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("not a regular file"),
+        "{v}"
+    );
+}

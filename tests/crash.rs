@@ -226,3 +226,164 @@ fn crash_during_the_final_seal_at_shutdown() {
         crash_and_resume(p, 7);
     }
 }
+
+/// The genesis copy `--print-genesis` reads is there and names the log's chain.
+fn assert_print_genesis(dir: &Path, spec: &str) {
+    let o = Command::new(bin())
+        .args(["agent", "--print-genesis", "--state"])
+        .arg(dir.join("state"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{spec}: --print-genesis fails: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let line = String::from_utf8(o.stdout).unwrap();
+    let log = dir.join("log.seg");
+    let r = logseal::verify_files::verify(&[log], Default::default(), |_, _| {}).unwrap();
+    let want = format!(
+        "crashhost {}",
+        r.chains[0].genesis_key.as_deref().unwrap_or("?")
+    );
+    assert_eq!(line.trim(), want, "{spec}");
+}
+
+#[test]
+fn crash_while_writing_the_genesis_copy() {
+    // The second run resumes and seals (the signer state drops its copy of the
+    // Genesis at the first seal): `--print-genesis` must still work.
+    for p in ["genesis-copy.temp-written", "genesis-copy.renamed"] {
+        let dir = TempDir::new("crash-gcopy");
+        let st = stamp(dir.path(), &lines(1, 60), Some(&format!("{p}:1")));
+        assert_eq!(st.signal(), Some(9), "{p}: not killed");
+        assert!(stamp(dir.path(), &lines(61, 80), None).success());
+        let log = dir.path().join("log.seg");
+        let r = logseal::verify_files::verify(
+            std::slice::from_ref(&log),
+            Default::default(),
+            |_, _| {},
+        )
+        .unwrap();
+        assert!(r.intact(), "{p}: {:?}", problems(&r));
+        assert_print_genesis(dir.path(), p);
+    }
+}
+
+/// A crash at `first`, then a crash while the next run recovers from it (at
+/// `second`), then a run that completes: one chain, intact, no key signing
+/// twice, the last run's messages all there, the genesis copy intact.
+fn crash_twice(first: &str, second: &str) {
+    let dir = TempDir::new("crash2");
+    let spec = format!("{first} then {second}");
+    let st = stamp(dir.path(), &lines(1, 60), Some(first));
+    assert_eq!(st.signal(), Some(9), "{spec}: first run not killed");
+    let st = stamp(dir.path(), &lines(61, 70), Some(second));
+    assert_eq!(
+        st.signal(),
+        Some(9),
+        "{spec}: the recovery step was not reached (the test would prove nothing)"
+    );
+    assert!(stamp(dir.path(), &lines(71, 80), None).success(), "{spec}");
+    let log = dir.path().join("log.seg");
+    let r =
+        logseal::verify_files::verify(std::slice::from_ref(&log), Default::default(), |_, _| {})
+            .unwrap();
+    assert!(r.intact(), "{spec}: {:?}", problems(&r));
+    let facts = read_log(&log);
+    assert_eq!(
+        facts.chains.len(),
+        1,
+        "{spec}: a crash must not start a new chain"
+    );
+    let distinct: HashSet<_> = facts.signers.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        facts.signers.len(),
+        "{spec}: a key signed two seals"
+    );
+    let last: Vec<String> = (71..=80).map(|i| format!("msg-{i:06}")).collect();
+    let n = facts.messages.len();
+    assert_eq!(facts.messages[n - 10..], last[..], "{spec}");
+    assert_print_genesis(dir.path(), &spec);
+}
+
+#[test]
+fn crash_during_each_recovery_step() {
+    // A seal durable in the log but not promoted in the state: the next run
+    // promotes the pending key (`recover-promote`).
+    crash_twice("seal.record-durable:2", "recover-promote.temp-written:1");
+    crash_twice("seal.record-durable:2", "recover-promote.renamed:1");
+    // A pending key whose seal never reached the log: discarded (`recover-discard`).
+    crash_twice("seal.pending-durable:2", "recover-discard.temp-written:1");
+    crash_twice("seal.pending-durable:2", "recover-discard.renamed:1");
+    // A torn seal at the end of the log: cut, its bytes saved (`torn-tail`).
+    crash_twice("seal.record-torn:2", "torn-tail.temp-written:1");
+    crash_twice("seal.record-torn:2", "torn-tail.renamed:1");
+}
+
+/// The agent (spool, write-behind thread, stamper) killed at steps of a seal
+/// while events flow: the restarted agent resumes the same chain.
+#[test]
+fn agent_killed_during_a_seal_resumes_the_chain() {
+    use common::agent::{assert_exactly, events, numbers, wait_for, Agent};
+    for point in [
+        "seal.pending-durable",
+        "seal.record-torn",
+        "seal.record-durable",
+        "seal-promote.renamed",
+    ] {
+        let d = TempDir::new("crash-agent");
+        let state = d.path().join("state");
+        let args: Vec<std::ffi::OsString> = vec![
+            "--state".into(),
+            state.clone().into(),
+            "--host".into(),
+            "crashhost".into(),
+            "--listen".into(),
+            "tcp://127.0.0.1:0".into(),
+        ];
+        // Seal 1 is made at start; seal 2 is the first after events.
+        let spec = format!("{point}:2");
+        let mut a = Agent::spawn_env(&args, &state, None, 1, &[(logseal::faults::ENV, &spec)]);
+        let mut s = std::net::TcpStream::connect(a.addr("tcp")).unwrap();
+        for i in 1..=200 {
+            // Connection errors once the agent is dead are expected.
+            let _ = s.write_all(format!("<13>1 - h app - - - msg-r1-{i} x\n").as_bytes());
+        }
+        drop(s);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = a.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{spec}: the agent did not reach the crash point"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(status.signal(), Some(9), "{spec}: {status:?}");
+        let first = numbers(&events(&state), "r1");
+        let a = Agent::spawn(&args, &state, None, 1);
+        let mut s = std::net::TcpStream::connect(a.addr("tcp")).unwrap();
+        for i in 1..=50 {
+            s.write_all(format!("<13>1 - h app - - - msg-r2-{i} x\n").as_bytes())
+                .unwrap();
+        }
+        drop(s);
+        wait_for(&state, "r2", 50);
+        a.stop();
+        let evs = events(&state);
+        assert_exactly(&evs, "r2", 50);
+        // What the first run chained is a gap-free prefix, kept as it was.
+        let r1 = numbers(&evs, "r1");
+        let want: Vec<u64> = (1..=r1.len() as u64).collect();
+        assert_eq!(r1, want, "{spec}");
+        assert!(r1.len() >= first.len().saturating_sub(1), "{spec}");
+        let (files, _) = logseal::verify_files::expand(&[state.join("spool")]).unwrap();
+        let r = logseal::verify_files::verify(&files, Default::default(), |_, _| {}).unwrap();
+        assert!(r.intact(), "{spec}: {:?}", problems(&r));
+        assert_eq!(r.chains.len(), 1, "{spec}: a new chain was started");
+    }
+}

@@ -1023,3 +1023,67 @@ fn collector_restart_uses_the_saved_tip_or_reads_the_chain_back() {
     assert_store_exactly(&cdir.join("store"), "tip", 3000);
     assert_store_intact(&cdir.join("store"));
 }
+
+/// The agent killed while it records a collector's acknowledgement (the
+/// `acked` file's atomic write): restarted, it ships the rest once, and the
+/// store holds a gap-free prefix of what was sent, each message once.
+#[test]
+fn agent_killed_while_recording_an_ack() {
+    use std::os::unix::process::ExitStatusExt;
+    for point in ["spool-acked.temp-written:3", "spool-acked.renamed:3"] {
+        let d = TempDir::new("ship-ack-crash");
+        let ca = Ca::new(&d.path().join("pki"));
+        let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+        let cfg = agent_config(d.path(), &ca, "web-01", &[&c.addr], TCP_INPUT, "");
+        let state = d.path().join("state");
+        let args: Vec<std::ffi::OsString> = vec!["--config".into(), cfg.clone().into()];
+        let mut a = Agent::spawn_env(
+            &args,
+            &state,
+            Some(&d.path().join("agent.log")),
+            1,
+            &[(logseal::faults::ENV, point)],
+        );
+        // Several spool segments' worth, in pieces so that acks come in between.
+        let addr = a.addr("tcp");
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(st) = a.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{point}: the crash point was not reached"
+            );
+            if let Ok(mut s) = TcpStream::connect(&addr) {
+                let mut buf = String::new();
+                for i in sent + 1..=sent + 2000 {
+                    buf.push_str(&format!("<13>1 - h app - - - msg-k1-{i} shipped\n"));
+                }
+                if s.write_all(buf.as_bytes()).is_ok() {
+                    sent += 2000;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.signal(), Some(9), "{point}: {status:?}");
+        let a = start_agent(d.path(), &cfg);
+        send_tcp(&a.addr("tcp"), "k2", 1, 500);
+        stop_when_stored(
+            &format!("{point}: second run stored"),
+            a,
+            &c.store,
+            "k2",
+            500,
+        );
+        let k1 = store_numbers(&c.store, "k1");
+        let want: Vec<u64> = (1..=k1.len() as u64).collect();
+        assert_eq!(
+            k1, want,
+            "{point}: the store holds a gap-free prefix, each once"
+        );
+        assert!(!k1.is_empty(), "{point}: nothing of the first run arrived");
+        c.stop();
+    }
+}

@@ -37,7 +37,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         // page cache and fsyncs.
         write_behind: true,
     };
-    let (writer, opened) = ChainWriter::open_log(
+    let (mut writer, opened) = ChainWriter::open_log(
         &cfg.state_dir,
         host,
         &spool_dir.display().to_string(),
@@ -56,6 +56,10 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             tracing::info!(chain = %writer.chain_id(), after_seq, clean, torn_bytes, rolled_forward, "chain resumed")
         }
     }
+    // The Genesis, or the start/recovery record, is sealed at once: a verifier
+    // run right after the start sees a sealed chain, not a tail waiting for
+    // the first heartbeat seal.
+    writer.seal()?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
