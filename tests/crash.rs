@@ -96,6 +96,28 @@ fn read_log(path: &Path) -> LogFacts {
     f
 }
 
+/// Verifies `DIR/log.seg`: one chain, intact, no key signing two seals.
+fn assert_one_intact_chain(dir: &Path, spec: &str) -> LogFacts {
+    let log = dir.join("log.seg");
+    let r =
+        logseal::verify_files::verify(std::slice::from_ref(&log), Default::default(), |_, _| {})
+            .unwrap();
+    assert!(r.intact(), "{spec}: {:?}", problems(&r));
+    let facts = read_log(&log);
+    assert_eq!(
+        facts.chains.len(),
+        1,
+        "{spec}: a crash must not start a new chain"
+    );
+    let distinct: HashSet<_> = facts.signers.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        facts.signers.len(),
+        "{spec}: a key signed two seals"
+    );
+    facts
+}
+
 fn crash_and_resume(point: &str, hit: u32) {
     crash_and_resume_opt(point, hit, true)
 }
@@ -116,18 +138,12 @@ fn crash_and_resume_opt(point: &str, hit: u32, seal_keys_known: bool) {
     let st = stamp(dir.path(), &lines(61, 80), None);
     assert!(st.success(), "{spec}: resume failed: {st:?}");
 
-    // The resumed chain verifies: one chain, intact, clean end.
+    // The resumed chain verifies: one chain, intact, clean end, no key twice.
+    let facts = assert_one_intact_chain(dir.path(), &spec);
     let log = dir.path().join("log.seg");
     let r =
         logseal::verify_files::verify(std::slice::from_ref(&log), Default::default(), |_, _| {})
             .unwrap();
-    assert!(r.intact(), "{spec}: {:?}", problems(&r));
-    let facts = read_log(&log);
-    assert_eq!(
-        facts.chains.len(),
-        1,
-        "{spec}: a crash must not start a new chain"
-    );
     assert!(r.chains[0].ended_cleanly);
 
     // Messages: a prefix of the first run (those flushed before the kill),
@@ -143,14 +159,6 @@ fn crash_and_resume_opt(point: &str, hit: u32, seal_keys_known: bool) {
             "{spec}: first run is not a gap-free prefix"
         );
     }
-
-    // No key signs twice.
-    let distinct: HashSet<_> = facts.signers.iter().collect();
-    assert_eq!(
-        distinct.len(),
-        facts.signers.len(),
-        "{spec}: a key signed two seals"
-    );
 
     // Every key that signed a seal is erased: its secret is in no file of the state dir.
     secrets_in(&dir.path().join("state"), &mut seen);
@@ -258,14 +266,7 @@ fn crash_while_writing_the_genesis_copy() {
         let st = stamp(dir.path(), &lines(1, 60), Some(&format!("{p}:1")));
         assert_eq!(st.signal(), Some(9), "{p}: not killed");
         assert!(stamp(dir.path(), &lines(61, 80), None).success());
-        let log = dir.path().join("log.seg");
-        let r = logseal::verify_files::verify(
-            std::slice::from_ref(&log),
-            Default::default(),
-            |_, _| {},
-        )
-        .unwrap();
-        assert!(r.intact(), "{p}: {:?}", problems(&r));
+        assert_one_intact_chain(dir.path(), p);
         assert_print_genesis(dir.path(), p);
     }
 }
@@ -285,23 +286,7 @@ fn crash_twice(first: &str, second: &str) {
         "{spec}: the recovery step was not reached (the test would prove nothing)"
     );
     assert!(stamp(dir.path(), &lines(71, 80), None).success(), "{spec}");
-    let log = dir.path().join("log.seg");
-    let r =
-        logseal::verify_files::verify(std::slice::from_ref(&log), Default::default(), |_, _| {})
-            .unwrap();
-    assert!(r.intact(), "{spec}: {:?}", problems(&r));
-    let facts = read_log(&log);
-    assert_eq!(
-        facts.chains.len(),
-        1,
-        "{spec}: a crash must not start a new chain"
-    );
-    let distinct: HashSet<_> = facts.signers.iter().collect();
-    assert_eq!(
-        distinct.len(),
-        facts.signers.len(),
-        "{spec}: a key signed two seals"
-    );
+    let facts = assert_one_intact_chain(dir.path(), &spec);
     let last: Vec<String> = (71..=80).map(|i| format!("msg-{i:06}")).collect();
     let n = facts.messages.len();
     assert_eq!(facts.messages[n - 10..], last[..], "{spec}");

@@ -54,15 +54,20 @@ fn seqs(p: &Value) -> (u64, u64) {
     }
 }
 
-/// `logseal verify --json` reduced to what the sidecars state.
-fn logseal_result(path: &Path, options: &Value, work: &Path) -> (i32, Value) {
-    let mut cmd = Command::new(bin());
-    cmd.args(["verify", "--json"]);
+/// `--trust-file F` with the fixture's trust anchors, if it has any.
+fn trust_file(cmd: &mut Command, options: &Value, work: &Path) {
     if let Some(t) = options["trust"].as_str() {
         let tf = work.join("trust.txt");
         std::fs::write(&tf, format!("{t}\n")).unwrap();
         cmd.arg("--trust-file").arg(tf);
     }
+}
+
+/// `logseal verify --json` reduced to what the sidecars state.
+fn logseal_result(path: &Path, options: &Value, work: &Path) -> (i32, Value) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["verify", "--json"]);
+    trust_file(&mut cmd, options, work);
     if let Some(l) = options["live"].as_array() {
         let (now, age) = (l[0].as_i64().unwrap(), l[1].as_i64().unwrap());
         cmd.args(["--live", "--now-ns", &now.to_string()]);
@@ -111,11 +116,7 @@ fn logseal_result(path: &Path, options: &Value, work: &Path) -> (i32, Value) {
 fn python_result(path: &Path, options: &Value, work: &Path) -> (i32, Value) {
     let mut cmd = Command::new("python3");
     cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/independent_verify.py"));
-    if let Some(t) = options["trust"].as_str() {
-        let tf = work.join("trust.txt");
-        std::fs::write(&tf, format!("{t}\n")).unwrap();
-        cmd.arg("--trust-file").arg(tf);
-    }
+    trust_file(&mut cmd, options, work);
     if let Some(l) = options["live"].as_array() {
         cmd.arg("--live")
             .arg(l[0].to_string())

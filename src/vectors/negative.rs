@@ -56,6 +56,14 @@ struct SealSpec {
     raw_sig: [u8; 64],
 }
 
+impl SealSpec {
+    /// Signed by `k`, which it names as its signer.
+    fn by(&mut self, k: SecretKey) {
+        self.signer = k.public();
+        self.sign_with = Some(k);
+    }
+}
+
 /// Builds one chain record by record.
 struct Chain {
     id: ChainId,
@@ -219,6 +227,16 @@ impl Chain {
         self.epoch += 1;
     }
 
+    /// A chain holding the first `n` records of `from`, at key epoch `epoch`.
+    fn prefix(from: &Chain, n: usize, epoch: u64) -> Chain {
+        let mut c = Chain::new(from.tag, from.host);
+        for r in &from.recs[..n] {
+            c.push_encoded(r.clone());
+        }
+        c.epoch = epoch;
+        c
+    }
+
     /// The base chain (see the module comment).
     fn base(tag: u8, host: &'static str) -> Chain {
         let mut c = Chain::new(tag, host);
@@ -296,6 +314,16 @@ fn chain(
         "unverified": unverified.iter().map(|(a, b, w)| json!([a, b, w])).collect::<Vec<_>>(),
         "pending": Value::Null,
     })
+}
+
+/// The expected result for the base chain alone, broken.
+fn broken(id: &str, problems: &[(&str, u64, u64)], unverified: &[(u64, u64, &str)]) -> Value {
+    result(vec![chain(id, "broken", problems, unverified)], &[])
+}
+
+/// The expected result for one intact chain.
+fn intact(id: &str) -> Value {
+    result(vec![chain(id, "intact", &[], &[])], &[])
 }
 
 fn result(chains: Vec<Value>, unattributed: &[&str]) -> Value {
@@ -437,21 +465,13 @@ pub fn generate() -> Vec<Fixture> {
         "intact",
         "the base chain, untouched (a positive control)",
         all(&fa),
-        result(vec![chain(&aid, "intact", &[], &[])], &[]),
+        intact(&aid),
     );
     g.file(
         "delete-one",
         "event 7 removed",
         seg(&without(&[7])),
-        result(
-            vec![chain(
-                &aid,
-                "broken",
-                &[("gap", 7, 7)],
-                &[(6, 9, "problem")],
-            )],
-            &[],
-        ),
+        broken(&aid, &[("gap", 7, 7)], &[(6, 9, "problem")]),
     );
     {
         let mut v = without(&[7]);
@@ -460,25 +480,14 @@ pub fn generate() -> Vec<Fixture> {
             "delete-one-rewrite-another",
             "event 7 removed and event 8 rewritten in the same interval: the gap is reported and the whole interval is unverified (the rewrite is not vouched for)",
             seg(&v),
-            result(
-                vec![chain(&aid, "broken", &[("gap", 7, 7)], &[(6, 9, "problem")])],
-                &[],
-            ),
+            broken(&aid, &[("gap", 7, 7)], &[(6, 9, "problem")]),
         );
     }
     g.file(
         "edit-event",
         "event 12 changed by one byte, frame checksum recomputed",
         seg(&replace(12, frame(&edited(&a.recs[12])))),
-        result(
-            vec![chain(
-                &aid,
-                "broken",
-                &[("bad-link", 11, 15)],
-                &[(11, 14, "problem")],
-            )],
-            &[],
-        ),
+        broken(&aid, &[("bad-link", 11, 15)], &[(11, 14, "problem")]),
     );
     {
         let mut f = fa[12].clone();
@@ -488,14 +497,10 @@ pub fn generate() -> Vec<Fixture> {
             "record-12-last-byte-flipped",
             "event 12 changed by one byte, frame checksum not recomputed",
             seg(&replace(12, f)),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("damaged-frame", 12, 12), ("gap", 12, 12)],
-                    &[(11, 14, "problem")],
-                )],
-                &[],
+            broken(
+                &aid,
+                &[("damaged-frame", 12, 12), ("gap", 12, 12)],
+                &[(11, 14, "problem")],
             ),
         );
     }
@@ -507,14 +512,10 @@ pub fn generate() -> Vec<Fixture> {
             "truncated-mid-record",
             "the file ends half-way through event 13",
             b,
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("truncated-tail", 13, 13), ("unsealed-tail", 11, 12)],
-                    &[(11, 12, "unsealed")],
-                )],
-                &[],
+            broken(
+                &aid,
+                &[("truncated-tail", 13, 13), ("unsealed-tail", 11, 12)],
+                &[(11, 12, "unsealed")],
             ),
         );
     }
@@ -522,22 +523,14 @@ pub fn generate() -> Vec<Fixture> {
         "cut-after-seal",
         "the file cut right after seal 10: a valid shorter chain (what the format cannot show, FORMAT.md §4.11)",
         seg(&fa[..11]),
-        result(vec![chain(&aid, "intact", &[], &[])], &[]),
+        intact(&aid),
     );
     let unsealed = seg(&fa[..13]);
     g.file(
         "unsealed-tail",
         "the file cut after event 12: events 11-12 are after the last seal",
         unsealed.clone(),
-        result(
-            vec![chain(
-                &aid,
-                "broken",
-                &[("unsealed-tail", 11, 12)],
-                &[(11, 12, "unsealed")],
-            )],
-            &[],
-        ),
+        broken(&aid, &[("unsealed-tail", 11, 12)], &[(11, 12, "unsealed")]),
     );
     {
         // Seal 10 is dated T0 + 10 s.
@@ -560,15 +553,7 @@ pub fn generate() -> Vec<Fixture> {
             "the same tail, verified live an hour after the newest seal: an unsealed tail",
             vec![("unsealed-tail-live-stale.seg".into(), unsealed)],
             json!({"live": [now, 180 * SECOND]}),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("unsealed-tail", 11, 12)],
-                    &[(11, 12, "unsealed")],
-                )],
-                &[],
-            ),
+            broken(&aid, &[("unsealed-tail", 11, 12)], &[(11, 12, "unsealed")]),
         );
     }
     {
@@ -578,10 +563,7 @@ pub fn generate() -> Vec<Fixture> {
             "duplicate-one",
             "event 8 appears twice",
             seg(&v),
-            result(
-                vec![chain(&aid, "broken", &[("duplicate", 8, 8)], &[])],
-                &[],
-            ),
+            broken(&aid, &[("duplicate", 8, 8)], &[]),
         );
     }
     {
@@ -591,14 +573,10 @@ pub fn generate() -> Vec<Fixture> {
             "swap-two",
             "events 7 and 8 swapped",
             seg(&v),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("gap", 7, 7), ("reorder", 7, 7)],
-                    &[(6, 9, "problem")],
-                )],
-                &[],
+            broken(
+                &aid,
+                &[("gap", 7, 7), ("reorder", 7, 7)],
+                &[(6, 9, "problem")],
             ),
         );
     }
@@ -609,15 +587,7 @@ pub fn generate() -> Vec<Fixture> {
             "conflict",
             "a second, different record with seq 8 after event 8",
             seg(&v),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("conflict", 8, 8)],
-                    &[(6, 9, "problem")],
-                )],
-                &[],
-            ),
+            broken(&aid, &[("conflict", 8, 8)], &[(6, 9, "problem")]),
         );
     }
     {
@@ -627,15 +597,7 @@ pub fn generate() -> Vec<Fixture> {
             "garbage-between-frames",
             "junk bytes before event 7 (no record lost)",
             seg(&v),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("damaged-frame", 7, 7)],
-                    &[(6, 9, "problem")],
-                )],
-                &[],
-            ),
+            broken(&aid, &[("damaged-frame", 7, 7)], &[(6, 9, "problem")]),
         );
     }
     {
@@ -646,58 +608,39 @@ pub fn generate() -> Vec<Fixture> {
             "bad-signature",
             "seal 10's signature changed: the key chain is unknown from there on",
             seg(&replace(10, frame(&r))),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("bad-signature", 10, 10)],
-                    &[(6, 17, "key-chain-unknown")],
-                )],
-                &[],
+            broken(
+                &aid,
+                &[("bad-signature", 10, 10)],
+                &[(6, 17, "key-chain-unknown")],
             ),
         );
     }
     {
         // An attacker who cannot sign epoch 1 breaks seal 10 and re-signs every
         // later interval, with rewritten events, under keys of their own.
-        let mut c = Chain::new(0xa1, "web-1");
-        for r in &a.recs[..10] {
-            c.push_encoded(r.clone());
-        }
-        c.epoch = 1;
+        let mut c = Chain::prefix(&a, 10, 1);
         let forger = |j: u64| key(0xf0, j);
         c.seal_with(|s| {
-            s.signer = forger(1).public();
+            s.by(forger(1));
             s.next_pk = forger(2).public();
-            s.sign_with = Some(forger(1));
         });
         for i in 11..15 {
             c.event(&format!("rewritten {i}"));
         }
         c.seal_with(|s| {
-            s.signer = forger(2).public();
+            s.by(forger(2));
             s.next_pk = forger(3).public();
-            s.sign_with = Some(forger(2));
         });
         c.shutdown();
         c.seal_with(|s| {
-            s.signer = forger(3).public();
+            s.by(forger(3));
             s.next_pk = forger(4).public();
-            s.sign_with = Some(forger(3));
         });
         g.file(
             "broken-seal-then-rewrite",
             "seal 10 re-made under a forger's key and every later interval rewritten under the forger's key chain: nothing after the broken seal is believed",
             seg(&frames(&c.recs)),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("key-not-in-chain", 10, 10)],
-                    &[(6, 17, "key-chain-unknown")],
-                )],
-                &[],
-            ),
+            broken(&aid, &[("key-not-in-chain", 10, 10)], &[(6, 17, "key-chain-unknown")]),
         );
     }
     {
@@ -706,51 +649,33 @@ pub fn generate() -> Vec<Fixture> {
         for _ in 0..3 {
             c.events(4);
             c.seal_with(|s| {
-                s.signer = key(0xa1, 0).public();
+                s.by(key(0xa1, 0));
                 s.next_pk = key(0xa1, 0).public();
-                s.sign_with = Some(key(0xa1, 0));
             });
         }
         g.file(
             "key-reused",
             "every seal signed by the genesis key and naming it again as next key: a key that never evolves",
             seg(&frames(&c.recs)),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("key-reused", 5, 5)],
-                    &[(0, 15, "key-chain-unknown")],
-                )],
-                &[],
-            ),
+            broken(&aid, &[("key-reused", 5, 5)], &[(0, 15, "key-chain-unknown")]),
         );
     }
     {
-        let mut c = Chain::new(0xa1, "web-1");
-        for r in &a.recs[..15] {
-            c.push_encoded(r.clone());
-        }
-        c.epoch = 2;
+        let mut c = Chain::prefix(&a, 15, 2);
         c.seal_with(|s| s.next_pk = key(0xa1, 1).public());
         c.shutdown();
         c.seal_with(|s| {
             s.epoch = 3;
-            s.signer = key(0xa1, 1).public();
-            s.sign_with = Some(key(0xa1, 1));
+            s.by(key(0xa1, 1));
         });
         g.file(
             "key-reused-older",
             "seal 15 names as next key the key of epoch 1",
             seg(&frames(&c.recs)),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("key-reused", 15, 15)],
-                    &[(11, 17, "key-chain-unknown")],
-                )],
-                &[],
+            broken(
+                &aid,
+                &[("key-reused", 15, 15)],
+                &[(11, 17, "key-chain-unknown")],
             ),
         );
     }
@@ -763,8 +688,7 @@ pub fn generate() -> Vec<Fixture> {
         }
         c.epoch = 1;
         c.seal_with(|s| {
-            s.signer = key(0xa1, 3).public();
-            s.sign_with = Some(key(0xa1, 3));
+            s.by(key(0xa1, 3));
         });
         let mut fr = frames(&c.recs);
         fr.extend_from_slice(&fa[11..]);
@@ -772,23 +696,15 @@ pub fn generate() -> Vec<Fixture> {
             "resigned-with-later-key",
             "event 7 altered and seal 10 re-signed with the (stolen) key of epoch 3",
             seg(&fr),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("key-not-in-chain", 10, 10)],
-                    &[(6, 17, "key-chain-unknown")],
-                )],
-                &[],
+            broken(
+                &aid,
+                &[("key-not-in-chain", 10, 10)],
+                &[(6, 17, "key-chain-unknown")],
             ),
         );
     }
     {
-        let mut c = Chain::new(0xa1, "web-1");
-        for r in &a.recs[..10] {
-            c.push_encoded(r.clone());
-        }
-        c.epoch = 1;
+        let mut c = Chain::prefix(&a, 10, 1);
         c.seal_with(|s| s.epoch = 5);
         let mut fr = frames(&c.recs);
         fr.extend_from_slice(&fa[11..]);
@@ -796,14 +712,10 @@ pub fn generate() -> Vec<Fixture> {
             "epoch-mismatch",
             "seal 10, correctly signed, claims epoch 5",
             seg(&fr),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("epoch-mismatch", 10, 10)],
-                    &[(6, 17, "key-chain-unknown")],
-                )],
-                &[],
+            broken(
+                &aid,
+                &[("epoch-mismatch", 10, 10)],
+                &[(6, 17, "key-chain-unknown")],
             ),
         );
     }
@@ -827,15 +739,7 @@ pub fn generate() -> Vec<Fixture> {
             "small-order-key",
             "seal 5 names a small-order next key (the identity); seal 10's signature satisfies the cofactorless equation under it",
             seg(&frames(&c.recs)),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("bad-signature", 10, 10)],
-                    &[(6, 10, "key-chain-unknown")],
-                )],
-                &[],
-            ),
+            broken(&aid, &[("bad-signature", 10, 10)], &[(6, 10, "key-chain-unknown")]),
         );
     }
     {
@@ -849,15 +753,7 @@ pub fn generate() -> Vec<Fixture> {
             "non-canonical-s",
             "seal 10's signature with S + L in place of S (the same point equation, a non-canonical scalar)",
             seg(&replace(10, frame(&r))),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("bad-signature", 10, 10)],
-                    &[(6, 17, "key-chain-unknown")],
-                )],
-                &[],
-            ),
+            broken(&aid, &[("bad-signature", 10, 10)], &[(6, 17, "key-chain-unknown")]),
         );
     }
 
@@ -893,69 +789,22 @@ pub fn generate() -> Vec<Fixture> {
                 ("forged-trim/acked".into(), acked(4096)),
             ],
             json!({"trust": format!("web-1 {}", a.pk0_hex())}),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("bad-link", 11, 15)],
-                    &[(6, 9, "unanchored"), (11, 14, "problem")],
-                )],
-                &[],
-            ),
+            broken(&aid, &[("bad-link", 11, 15)], &[(6, 9, "unanchored"), (11, 14, "problem")]),
         );
         // A forger drops the start and re-makes every seal after it under keys
         // of their own: consistent, but bound to nothing.
-        let mut c = Chain::new(0xa1, "web-1");
-        for r in &a.recs[..6] {
-            c.push_encoded(r.clone());
-        }
-        c.recs.clear();
-        c.head = [0x55; 32]; // unknown to the verifier: it starts mid-chain
-        c.epoch = 1;
+        let mut c = Chain::prefix(&a, 6, 1);
         let forger = |j: u64| key(0xf2, j);
-        let mut seq = 6u64;
-        let mut recs = Vec::new();
-        let mut head = c.head;
         for e in 1..4u64 {
-            let n = if e == 3 { 1 } else { 4 };
-            for _ in 0..n {
-                let enc = Record {
-                    chain_id: a.id,
-                    seq,
-                    time_ns: T0 + seq as i64 * SECOND,
-                    body: Body::Event {
-                        source: Source::SyslogUdp,
-                        flags: 0,
-                        peer: "",
-                        original_len: None,
-                        payload: Payload::Raw(b"forged"),
-                    },
-                };
-                let enc = enc.encode();
-                head = hash::head(&head, &hash::leaf(&enc));
-                recs.push(enc);
-                seq += 1;
+            for _ in 0..(if e == 3 { 1 } else { 4 }) {
+                c.event("<13>forged");
             }
-            let mut enc = Record {
-                chain_id: a.id,
-                seq,
-                time_ns: T0 + seq as i64 * SECOND,
-                body: Body::Seal {
-                    epoch: e,
-                    covers_head: head,
-                    signer: forger(e).public(),
-                    next_pk: forger(e + 1).public(),
-                    signature: [0; 64],
-                },
-            }
-            .encode();
-            let n = enc.len();
-            let sig = forger(e).sign(&seal_message(&enc[..n - 64]));
-            enc[n - 64..].copy_from_slice(&sig);
-            head = hash::head(&head, &hash::leaf(&enc));
-            recs.push(enc);
-            seq += 1;
+            c.seal_with(|s| {
+                s.by(forger(e));
+                s.next_pk = forger(e + 1).public();
+            });
         }
+        let recs = c.recs[6..].to_vec();
         g.with(
             "forged-trim-resigned",
             "a spool cut at seq 6 and everything after re-made under a forger's key chain, with a forged acked file and the host's trust anchor: unanchored (exit 1), never intact",
@@ -1068,14 +917,10 @@ pub fn generate() -> Vec<Fixture> {
             "foreign-record",
             "event 8 replaced by seq 8 of another host's chain",
             seg(&v),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("foreign-chain", 8, 8), ("gap", 8, 8)],
-                    &[(6, 9, "problem")],
-                )],
-                &[],
+            broken(
+                &aid,
+                &[("foreign-chain", 8, 8), ("gap", 8, 8)],
+                &[(6, 9, "problem")],
             ),
         );
     }
@@ -1089,15 +934,7 @@ pub fn generate() -> Vec<Fixture> {
             "unexpected-genesis",
             "event 8 replaced by a Genesis record at seq 8",
             seg(&replace(8, frame(&c.recs[8]))),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("unexpected-genesis", 8, 8)],
-                    &[(6, 9, "problem")],
-                )],
-                &[],
-            ),
+            broken(&aid, &[("unexpected-genesis", 8, 8)], &[(6, 9, "problem")]),
         );
     }
     g.with(
@@ -1105,61 +942,43 @@ pub fn generate() -> Vec<Fixture> {
         "the base chain verified against a trust anchor of its host with another key",
         vec![("untrusted-genesis.seg".into(), all(&fa))],
         json!({"trust": format!("web-1 {}", hex::encode(&key(0xee, 0).public()))}),
-        result(
-            vec![chain(&aid, "broken", &[("untrusted-genesis", 0, 0)], &[])],
-            &[],
-        ),
+        broken(&aid, &[("untrusted-genesis", 0, 0)], &[]),
     );
     g.with(
         "anchor-of-another-host",
         "the base chain verified against its own genesis key listed for another host",
         vec![("anchor-of-another-host.seg".into(), all(&fa))],
         json!({"trust": format!("web-2 {}", a.pk0_hex())}),
-        result(
-            vec![chain(&aid, "broken", &[("untrusted-genesis", 0, 0)], &[])],
-            &[],
-        ),
+        broken(&aid, &[("untrusted-genesis", 0, 0)], &[]),
     );
     g.with(
         "trusted",
         "the base chain verified against its host's trust anchor (a positive control)",
         vec![("trusted.seg".into(), all(&fa))],
         json!({"trust": format!("web-2 {}\nweb-1 {}", hex::encode(&key(0xee, 0).public()), a.pk0_hex())}),
-        result(vec![chain(&aid, "intact", &[], &[])], &[]),
+        intact(&aid),
     );
     g.file(
         "redacted-seal",
         "seal 10 replaced by a redacted frame that says it is a seal",
         seg(&replace(10, redacted_frame(&a.recs[10], 3))),
-        result(
-            vec![chain(
-                &aid,
-                "broken",
-                &[("bad-redaction", 10, 10), ("epoch-mismatch", 15, 15)],
-                &[(6, 17, "key-chain-unknown")],
-            )],
-            &[],
+        broken(
+            &aid,
+            &[("bad-redaction", 10, 10), ("epoch-mismatch", 15, 15)],
+            &[(6, 17, "key-chain-unknown")],
         ),
     );
     g.file(
         "redacted-seal-as-event",
         "seal 10 replaced by a redacted frame that claims to be an event: the missing seal still shows",
         seg(&replace(10, redacted_frame(&a.recs[10], 2))),
-        result(
-            vec![chain(
-                &aid,
-                "broken",
-                &[("epoch-mismatch", 15, 15)],
-                &[(6, 17, "key-chain-unknown")],
-            )],
-            &[],
-        ),
+        broken(&aid, &[("epoch-mismatch", 15, 15)], &[(6, 17, "key-chain-unknown")]),
     );
     g.file(
         "redacted-event",
         "event 7 redacted (leaf only): the chain still verifies (a positive control)",
         seg(&replace(7, redacted_frame(&a.recs[7], 2))),
-        result(vec![chain(&aid, "intact", &[], &[])], &[]),
+        intact(&aid),
     );
     {
         let mut bad = a.recs[8].clone();
@@ -1168,14 +987,10 @@ pub fn generate() -> Vec<Fixture> {
             "malformed-record",
             "event 8's kind byte set to 9, frame checksum recomputed",
             seg(&replace(8, frame(&bad))),
-            result(
-                vec![chain(
-                    &aid,
-                    "broken",
-                    &[("malformed", 8, 8), ("gap", 8, 8)],
-                    &[(6, 9, "problem")],
-                )],
-                &[],
+            broken(
+                &aid,
+                &[("malformed", 8, 8), ("gap", 8, 8)],
+                &[(6, 9, "problem")],
             ),
         );
     }
@@ -1187,7 +1002,7 @@ pub fn generate() -> Vec<Fixture> {
             all(&fa),
         )],
         json!({}),
-        result(vec![chain(&aid, "broken", &[("misfiled", 0, 0)], &[])], &[]),
+        broken(&aid, &[("misfiled", 0, 0)], &[]),
     );
     {
         let mut c = Chain::new(0xa1, "web-1");
@@ -1199,7 +1014,7 @@ pub fn generate() -> Vec<Fixture> {
             "loss-counts-saturate",
             "two Loss records of 2^63 events each: the sum saturates, it does not wrap to 0 (a positive control)",
             seg(&frames(&c.recs)),
-            result(vec![chain(&aid, "intact", &[], &[])], &[]),
+            intact(&aid),
         );
     }
     {
@@ -1219,10 +1034,7 @@ pub fn generate() -> Vec<Fixture> {
             "seq-max",
             "a record with seq 2^64 - 1 after event 8: no overflow; everything after it is out of order",
             seg(&v),
-            result(
-                vec![chain(&aid, "broken", &problems, &[(6, max, "unsealed")])],
-                &[],
-            ),
+            broken(&aid, &problems, &[(6, max, "unsealed")]),
         );
     }
     {
@@ -1236,7 +1048,7 @@ pub fn generate() -> Vec<Fixture> {
             "clock-jumps",
             "records dated two days back and a month ahead: warnings, never a failure (a positive control)",
             seg(&frames(&c.recs)),
-            result(vec![chain(&aid, "intact", &[], &[])], &[]),
+            intact(&aid),
         );
     }
     g.out
