@@ -646,22 +646,18 @@ fn trust_anchors(
     let mut anchors = TrustAnchors::none();
     for k in trust_key {
         anchors
-            .add_line(k)
+            .add_arg(k)
             .map_err(|e| anyhow::anyhow!("--trust-key: {e} (expected HOST=KEY)"))?;
     }
     if let Some(f) = trust_file {
         let text = logseal::fsutil::read_bounded_text(f, MAX_TRUST_FILE)
             .with_context(|| format!("reading trust file {}", f.display()))?;
-        let parsed =
-            TrustAnchors::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-        if parsed.is_empty() {
+        let before = anchors.len();
+        anchors
+            .extend_from(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        if anchors.len() == before {
             bail!("trust file {} holds no anchors", f.display());
-        }
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if !line.is_empty() {
-                anchors.add_line(line).map_err(anyhow::Error::msg)?;
-            }
         }
     }
     Ok(anchors)
@@ -734,7 +730,12 @@ fn write_verify_output(
         writeln!(out)?;
     } else {
         for s in skipped {
-            writeln!(out, "skipped {} ({})", s.path.display(), s.why.describe())?;
+            writeln!(
+                out,
+                "skipped {} ({})",
+                report::safe_path(&s.path),
+                s.why.describe()
+            )?;
         }
         report::verify_text(&mut out, report, files)?;
     }

@@ -42,11 +42,11 @@ impl Problem {
             UnsealedTail { first_seq, last_seq, count } => format!("unsealed tail: {count} record(s), seq {first_seq}..={last_seq}, are not covered by any seal (the seals were removed, the writer died before sealing, or the chain is live: see --live)"),
             ForeignChain { seq, chain } => format!("foreign chain: a record of chain {chain} (its seq {seq}) inside this chain"),
             UnexpectedGenesis { seq } => format!("unexpected genesis record at seq {seq}"),
-            UntrustedGenesis { host, fingerprint } => format!("untrusted genesis key {fingerprint}: not a trust anchor of host {host}"),
+            UntrustedGenesis { host, fingerprint } => format!("untrusted genesis key {fingerprint}: not a trust anchor of host {}", safe(host)),
             BadRedaction { seq, reason } => format!("bad redaction at seq {seq}: {reason}"),
             PredCut { successor, claimed_last_seq, last_seq } => format!("cut: the Genesis of successor chain {successor} says this chain reached seq {claimed_last_seq}; it ends at seq {last_seq} here"),
             PredMismatch { successor, claimed_last_seq, last_seq } => format!("predecessor mismatch: the Genesis of successor chain {successor} names this chain's seq {claimed_last_seq} and its head as its last record; here the chain ends at seq {last_seq} or has another head there"),
-            Misfiled { seq, dir_host, dir_chain } => format!("misfiled: record seq {seq} is stored in the directory of host {dir_host}, chain {dir_chain}"),
+            Misfiled { seq, dir_host, dir_chain } => format!("misfiled: record seq {seq} is stored in the directory of host {}, chain {}", safe(dir_host), safe(dir_chain)),
         }
     }
 }
@@ -107,10 +107,7 @@ impl Unattributed {
 }
 
 fn file_name(files: &[PathBuf], i: usize) -> String {
-    files
-        .get(i)
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
+    files.get(i).map(|p| safe_path(p)).unwrap_or_default()
 }
 
 fn location(f: &Finding, files: &[PathBuf]) -> String {
@@ -165,7 +162,7 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
             out,
             "chain {}  host {}  {verdict}",
             c.chain,
-            c.host.as_deref().unwrap_or("?")
+            c.host.as_deref().map_or("?".into(), safe)
         )?;
         if let Some(fp) = &c.genesis_fingerprint {
             let how = match c.anchor {
@@ -352,6 +349,17 @@ impl JournalSummary {
     }
 }
 
+/// Text from the data or a file name, safe to print on a terminal: control
+/// characters (escape sequences, newlines) are shown escaped, never sent.
+pub fn safe(s: &str) -> String {
+    escape_text(s.as_bytes())
+}
+
+/// A path, safe to print (see [`safe`]).
+pub fn safe_path(p: &Path) -> String {
+    safe(&p.display().to_string())
+}
+
 fn escape_text(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
     let mut out = String::with_capacity(s.len());
@@ -526,7 +534,8 @@ pub fn record_text(r: &Record<'_>) -> String {
             ..
         } => {
             let mut s = format!(
-                "{head} host={host} origin={} key={}",
+                "{head} host={} origin={} key={}",
+                safe(host),
                 origin.name(),
                 hash::fingerprint(pk0)
             );
@@ -551,7 +560,7 @@ pub fn record_text(r: &Record<'_>) -> String {
                     if peer.is_empty() {
                         String::new()
                     } else {
-                        format!(" {peer}")
+                        format!(" {}", safe(peer))
                     },
                 ),
                 // unit, identifier[pid], priority: message
@@ -559,13 +568,13 @@ pub fn record_text(r: &Record<'_>) -> String {
                     let j = JournalSummary::of(f);
                     let mut who = String::new();
                     if let Some(u) = &j.unit {
-                        let _ = write!(who, " {u}");
+                        let _ = write!(who, " {}", safe(u));
                     }
                     if let Some(i) = &j.identifier {
-                        let _ = write!(who, " {i}");
+                        let _ = write!(who, " {}", safe(i));
                     }
                     if let Some(p) = &j.pid {
-                        let _ = write!(who, "[{p}]");
+                        let _ = write!(who, "[{}]", safe(p));
                     }
                     if let Some(p) = &j.priority {
                         let _ = write!(who, " {p}:");
@@ -599,13 +608,16 @@ pub fn record_text(r: &Record<'_>) -> String {
             last_ns,
             detail,
         } => format!(
-            "{head} {} lost {count} ({}) {} .. {} {detail}",
+            "{head} {} lost {count} ({}) {} .. {} {}",
             source.name(),
             reason.name(),
             rfc3339(*first_ns),
-            rfc3339(*last_ns)
+            rfc3339(*last_ns),
+            safe(detail)
         ),
-        Body::Lifecycle { event, detail, .. } => format!("{head} {} {detail}", event.name()),
+        Body::Lifecycle { event, detail, .. } => {
+            format!("{head} {} {}", event.name(), safe(detail))
+        }
     }
 }
 
@@ -620,7 +632,7 @@ pub fn inspect(out: &mut impl Write, files: &[PathBuf], json_out: bool) -> io::R
         let mut r = SegmentReader::open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         if !json_out && files.len() > 1 {
-            writeln!(out, "# {}", path.display())?;
+            writeln!(out, "# {}", safe_path(path))?;
         }
         while let Some(item) = r.next_item()? {
             let v: Option<Value>;

@@ -80,6 +80,10 @@ pub fn check_header(h: &[u8]) -> Result<(), String> {
     if v != VERSION {
         return Err(format!("unsupported segment version {v}"));
     }
+    let flags = u16::from_be_bytes([h[10], h[11]]);
+    if flags != 0 {
+        return Err(format!("unknown segment header flags {flags:#06x}"));
+    }
     Ok(())
 }
 

@@ -27,7 +27,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("duration must be positive: {s:?}"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("duration {s:?} is too long (at most about 584 942 years)"))
 }
 
 /// Parses a size in bytes: a number with optional unit `B`, `KiB`, `MiB`, `GiB`,

@@ -172,9 +172,11 @@ fn walk(
                 path,
                 why: SkipReason::NotRegular,
             });
+        } else if is_state_file(&name) {
+            // The writers' own files: never read, whatever they hold.
         } else if name.ends_with(".seg") || segment::looks_like_segment(&path) {
             files.push(path);
-        } else if !is_state_file(&name) {
+        } else {
             skipped.push(Skipped {
                 path,
                 why: SkipReason::NotSegment,

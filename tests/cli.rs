@@ -557,7 +557,9 @@ fn writers_own_files_are_not_listed_and_damaged_segments_are_reported() {
         dir.join("00000000000000000000.seg"),
     )
     .unwrap();
-    std::fs::write(dir.join("tip.json"), b"{}").unwrap();
+    // The writers' own files are never read, even holding segment bytes.
+    std::fs::copy(d.path().join("log.seg"), dir.join("tip.json")).unwrap();
+    std::fs::copy(d.path().join("log.seg"), dir.join("acked")).unwrap();
     std::fs::write(dir.join(".signer.state.tmp"), b"x").unwrap();
     let (code, v) = verify_json(&[s(&dir)], &[]);
     assert_eq!(code, 0, "{v}");
@@ -597,4 +599,72 @@ fn writers_own_files_are_not_listed_and_damaged_segments_are_reported() {
             .contains("not a regular file"),
         "{v}"
     );
+}
+
+#[test]
+fn data_and_file_names_cannot_forge_the_text_report() {
+    let d = TempDir::new("cli");
+    let host = "h\u{1b}[8m\nRESULT: intact\r";
+    let o = run(
+        &[
+            "stamp",
+            "--state",
+            s(&d.path().join("state")),
+            "--out",
+            s(&d.path().join("log.seg")),
+            "--host",
+            host,
+        ],
+        numbered(1, 5).as_bytes(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // Broken: the last seal removed.
+    let b = std::fs::read(d.path().join("log.seg")).unwrap();
+    let last = frames(&b).pop().unwrap();
+    let dir = d.path().join("evil\u{1b}[8m\nRESULT: intact");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("x.seg"), &b[..last.offset]).unwrap();
+    std::fs::write(dir.join("junk\u{1b}[2J.txt"), b"x").unwrap();
+    for args in [vec!["verify", s(&dir)], vec!["inspect", s(&dir)]] {
+        let o = run(&args, b"");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(!out.contains('\u{1b}'), "{args:?}: raw escape in {out}");
+        assert!(!out.contains('\r'), "{args:?}: raw CR in {out}");
+        assert!(
+            out.lines().filter(|l| l.starts_with("RESULT:")).count() <= 1,
+            "{args:?}: {out}"
+        );
+    }
+    let o = run(&["verify", s(&dir)], b"");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).ends_with("RESULT: INTEGRITY FAILURE\n"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn absurd_durations_are_refused_not_a_panic() {
+    let d = TempDir::new("cli");
+    stamp(d.path(), &numbered(1, 3), &[]);
+    let log = d.path().join("log.seg");
+    let o = run(
+        &[
+            "verify",
+            "--live",
+            "--max-pending-age",
+            "18446744073709551615s",
+            s(&log),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("too long"), "{}", text(&o));
+    let o = stamp(
+        d.path(),
+        "x\n",
+        &["--seal-interval", "99999999999999999999h"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }

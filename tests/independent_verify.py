@@ -250,7 +250,8 @@ def items(data):
 def header_ok(data):
     return (len(data) >= 16 and data[:8] == b"LSEALSEG"
             and struct.unpack(">I", data[12:16])[0] == crc32c(data[:12])
-            and struct.unpack(">H", data[8:10])[0] == 1)
+            and struct.unpack(">H", data[8:10])[0] == 1
+            and struct.unpack(">H", data[10:12])[0] == 0)
 
 
 # --- verification (FORMAT.md section 4) ------------------------------------------
@@ -328,8 +329,8 @@ class Verifier:
         first_in_file = self.in_file == 0
         self.in_file += 1
         if self.cur == cid:
-            return self.chains[cid]
-        if cid not in self.chains and is_genesis:
+            c = self.chains[cid]
+        elif cid not in self.chains and is_genesis:
             c = self.new_chain(cid)
         elif first_in_file or self.cur is None:
             if cid in self.chains:
@@ -345,7 +346,7 @@ class Verifier:
             return None
         self.cur = cid
         if first_in_file and self.placement is not None:
-            if self.placement[1] != cid.hex():
+            if self.placement[1] != cid.hex() or (c.host is not None and c.host != self.placement[0]):
                 c.problem("misfiled", seq, seq)
             c.placement = self.placement
         return c
@@ -404,7 +405,6 @@ class Verifier:
             else:
                 c.host, c.pk0 = rec["host"], rec["pk0"]
                 c.keys = (rec["pk0"], 0)
-                c.ref_time = rec["time"]
                 if self.anchors is not None and (rec["host"], rec["pk0"]) not in self.anchors \
                         and (rec["host"], fingerprint(rec["pk0"])) not in self.anchors:
                     c.problem("untrusted-genesis", 0, 0)
@@ -478,8 +478,8 @@ class Verifier:
                 c.range_(c.first, last, "unanchored")
             elif c.interval_from is not None:
                 c.range_(c.interval_from, last, "unsealed")
-                young = (self.live is not None and c.ref_time is not None
-                         and self.live[0] - c.ref_time <= self.live[1])
+                young = (self.live is not None and c.last_seal is not None
+                         and abs(self.live[0] - c.ref_time) <= self.live[1])
                 if young and c.pk0 is not None:
                     pending = [c.interval_from, last]
                 else:

@@ -62,23 +62,40 @@ impl TrustAnchors {
     /// Parses a trust file's text.
     pub fn parse(text: &str) -> Result<TrustAnchors, TrustParseError> {
         let mut t = TrustAnchors::default();
+        t.extend_from(text)?;
+        Ok(t)
+    }
+
+    /// Adds the anchors of a trust file's text.
+    pub fn extend_from(&mut self, text: &str) -> Result<(), TrustParseError> {
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
                 continue;
             }
-            t.add_line(line).map_err(|reason| TrustParseError {
+            self.add_pair(line).map_err(|reason| TrustParseError {
                 line: i + 1,
                 reason,
             })?;
         }
-        Ok(t)
+        Ok(())
     }
 
-    /// Adds one `HOST KEY` pair (the text of a trust file line, or of
-    /// `--trust-key HOST=KEY`).
-    pub fn add_line(&mut self, line: &str) -> Result<(), String> {
-        let mut parts = line.split(|c: char| c.is_whitespace() || c == '=');
+    /// Adds one `HOST=KEY` pair (`--trust-key`).
+    pub fn add_arg(&mut self, arg: &str) -> Result<(), String> {
+        match arg.split_once('=') {
+            Some((host, key)) if !host.trim().is_empty() => {
+                self.add_pair(&format!("{} {}", host.trim(), key.trim()))
+            }
+            _ => Err(format!(
+                "{arg:?} names no host: a trust anchor is bound to the host its Genesis names"
+            )),
+        }
+    }
+
+    /// Adds one `HOST KEY` pair (the text of a trust file line).
+    fn add_pair(&mut self, line: &str) -> Result<(), String> {
+        let mut parts = line.split_whitespace();
         let mut next = || parts.find(|s| !s.is_empty());
         let (host, key) = match (next(), next(), next()) {
             (Some(h), Some(k), None) => (h, k),
@@ -152,9 +169,12 @@ mod tests {
         let t = TrustAnchors::parse(&format!("web-1 {fp}")).unwrap();
         assert!(t.trusts("web-1", &k));
         let mut t = TrustAnchors::none();
-        t.add_line(&format!("web-1={}", crate::hex::encode(&k)))
+        t.add_arg(&format!("web-1={}", crate::hex::encode(&k)))
             .unwrap();
         assert!(t.trusts("web-1", &k));
+        assert!(t.add_arg(&crate::hex::encode(&k)).is_err());
+        // In a file, `=` is not a separator.
+        assert!(TrustAnchors::parse(&format!("web-1={}", crate::hex::encode(&k))).is_err());
     }
 
     #[test]

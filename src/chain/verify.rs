@@ -569,8 +569,8 @@ pub struct Options {
     /// the data and reported so.
     pub anchors: TrustAnchors,
     /// The input is a live chain: a tail after the newest seal is *pending*
-    /// (not a problem) if the chain's newest accepted seal (or its Genesis, if
-    /// none) is dated at most `max_age_ns` before `now_ns`.
+    /// (not a problem) if the chain has its Genesis and an accepted seal, and
+    /// the newest accepted seal is dated within `max_age_ns` of `now_ns`.
     pub live: Option<Live>,
 }
 
@@ -674,7 +674,7 @@ struct Chain {
     last_seal_seq: Option<u64>,
     /// The epoch after the last accepted seal.
     epochs: u64,
-    /// Time of the last accepted seal, or of the Genesis before any.
+    /// Time of the last accepted seal.
     reference_time: Option<i64>,
     first_time: Option<i64>,
     last_time: Option<i64>,
@@ -989,9 +989,14 @@ impl Chain {
                         last_seq: last,
                         why: Unverified::Unsealed,
                     });
-                    let young = match (live, self.reference_time) {
-                        (Some(l), Some(t)) => {
-                            (l.now_ns as i128 - t as i128) <= l.max_age_ns as i128
+                    // Young: the newest accepted seal is dated within
+                    // max_age of now, on either side. A chain with no accepted
+                    // seal has nothing signed (its Genesis is not), so its
+                    // tail is never pending; a seal dated far ahead cannot
+                    // keep a tail pending for ever.
+                    let young = match (live, self.last_seal_seq, self.reference_time) {
+                        (Some(l), Some(_), Some(t)) => {
+                            (l.now_ns as i128 - t as i128).abs() <= l.max_age_ns as i128
                         }
                         _ => false,
                     };
@@ -1226,13 +1231,9 @@ impl Verifier {
     ) -> Option<usize> {
         let first_in_file = self.records_in_file == 0;
         self.records_in_file += 1;
-        if let Some(ci) = self.current {
-            if self.chains[ci].id == chain_id {
-                return Some(ci);
-            }
-        }
         let known = self.index.get(&chain_id).copied();
         let ci = match (known, is_genesis) {
+            _ if self.current.is_some() && self.current == known => known?,
             (None, true) => self.new_chain(chain_id),
             (Some(ci), _) if first_in_file || self.current.is_none() => ci,
             (None, false) if first_in_file || self.current.is_none() => {
@@ -1262,7 +1263,8 @@ impl Verifier {
         if first_in_file {
             if let Some(p) = self.placement.clone() {
                 let c = &mut self.chains[ci];
-                if p.chain != chain_id.to_string() {
+                let other_host = c.host.as_deref().is_some_and(|h| h != p.host);
+                if p.chain != chain_id.to_string() || other_host {
                     c.report(
                         Problem::Misfiled {
                             seq,
@@ -1318,7 +1320,7 @@ impl Verifier {
                     c.report(Problem::UnexpectedGenesis { seq }, Some(at));
                     c.head = None;
                 } else {
-                    genesis(c, anchors, host, pk0, *origin, record.time_ns);
+                    genesis(c, anchors, host, pk0, *origin);
                     if let Some(p) = c.placement.as_ref().filter(|p| p.host != *host) {
                         let problem = Problem::Misfiled {
                             seq,
@@ -1442,14 +1444,7 @@ impl Verifier {
 }
 
 /// §4.5 Genesis at seq 0: the start of the key chain, checked against the anchors.
-fn genesis(
-    c: &mut Chain,
-    anchors: &TrustAnchors,
-    host: &str,
-    pk0: &[u8; 32],
-    origin: Origin,
-    t: i64,
-) {
+fn genesis(c: &mut Chain, anchors: &TrustAnchors, host: &str, pk0: &[u8; 32], origin: Origin) {
     c.host = Some(host.to_string());
     c.origin = Some(origin);
     c.pk0 = Some(*pk0);
@@ -1457,7 +1452,6 @@ fn genesis(
         key: *pk0,
         epoch: 0,
     });
-    c.reference_time = Some(t);
     c.anchor = if anchors.is_empty() {
         Anchor::FromData
     } else if anchors.trusts(host, pk0) {

@@ -889,6 +889,49 @@ pub fn generate() -> Vec<Fixture> {
         );
     }
 
+    {
+        // Live mode needs something signed: a Genesis (unsigned, its key and
+        // host are public) followed by events proves nothing, however young.
+        let mut c = Chain::new(0xa1, "web-1");
+        c.genesis();
+        c.events(4);
+        g.with(
+            "live-genesis-only",
+            "a Genesis with the host's anchored key and four events, no seal, verified live right away: not pending (nothing is signed)",
+            vec![("live-genesis-only.seg".into(), seg(&frames(&c.recs)))],
+            json!({"trust": format!("web-1 {}", a.pk0_hex()), "live": [T0 + 5 * SECOND, 180 * SECOND]}),
+            broken(&aid, &[("unsealed-tail", 0, 4)], &[(0, 4, "unsealed")]),
+        );
+        g.with(
+            "live-seal-dated-ahead",
+            "the unsealed tail after seal 10, verified live ten days before the seal's date: a seal dated ahead does not keep a tail pending",
+            vec![("live-seal-dated-ahead.seg".into(), seg(&fa[..13]))],
+            json!({"live": [T0 - 10 * 86_400 * SECOND, 180 * SECOND]}),
+            broken(&aid, &[("unsealed-tail", 11, 12)], &[(11, 12, "unsealed")]),
+        );
+    }
+    g.with(
+        "chain-across-host-dirs",
+        "a store holding the first part of web-1's chain under hosts/web-1 and the rest under hosts/web-2",
+        vec![
+            (format!("chain-across-host-dirs/hosts/web-1/{aid}/00000000000000000000.seg"), seg(&fa[..11])),
+            (format!("chain-across-host-dirs/hosts/web-2/{aid}/00000000000000001000.seg"), seg(&fa[11..])),
+        ],
+        json!({}),
+        broken(&aid, &[("misfiled", 11, 11)], &[]),
+    );
+    {
+        let mut h = seg(&fa);
+        h[11] = 1; // flags
+        let crc = crc32c::crc32c(&h[..12]).to_be_bytes();
+        h[12..16].copy_from_slice(&crc);
+        g.file(
+            "header-flags",
+            "a segment whose header sets an unknown flag (its checksum recomputed)",
+            h,
+            result(vec![], &["bad-segment"]),
+        );
+    }
     g.file(
         "header-only",
         "a segment header and nothing else",
