@@ -24,7 +24,9 @@
 //! Memory per chain: a few digests and counters, a window of
 //! [`DUP_WINDOW`] recent leaves, at most [`MAX_PROBLEMS`] problems,
 //! [`MAX_RANGES`] ranges and [`MAX_WARNINGS`] warnings (the rest are counted),
-//! and 24 bytes per key epoch for the key-reuse check.
+//! up to [`MAX_NAMED_KEYS`] next keys for naming a misused signer's epoch, and
+//! one entry per key epoch (about 40 bytes) for the key-reuse check, which must
+//! compare each next key with every earlier one.
 
 use super::hash::{self, Digest, ZERO_HEAD};
 use super::record::{Body, ChainId, Kind, LifecycleEvent, Origin, Record};
@@ -40,6 +42,8 @@ pub const MAX_PROBLEMS: usize = 1000;
 pub const MAX_RANGES: usize = 1000;
 /// Warnings listed per chain; later ones are counted.
 pub const MAX_WARNINGS: usize = 100;
+/// Next keys remembered per chain only to name the epoch of a misused signer.
+pub const MAX_NAMED_KEYS: usize = 1 << 16;
 /// Accepted records remembered per chain to tell a duplicate from a conflict.
 pub const DUP_WINDOW: usize = 4096;
 /// A record dated more than this before the previous one is a warning.
@@ -953,7 +957,7 @@ impl Chain {
     }
 
     fn remember_named(&mut self, fields: &SealFields<'_>) {
-        if self.named.len() < (1 << 22) {
+        if self.named.len() < MAX_NAMED_KEYS {
             self.named
                 .entry(key_id(fields.next_pk))
                 .or_insert(fields.epoch.saturating_add(1));
