@@ -316,7 +316,7 @@ class Verifier:
             self.outside.append(kind)
             return
         c = self.chains[self.cur]
-        c.problem(kind, c.next, c.next)
+        c.problem(kind, min(c.next, MAX_U64), min(c.next, MAX_U64))
         c.head = None
 
     def new_chain(self, cid):
@@ -328,6 +328,7 @@ class Verifier:
     def place(self, cid, seq, is_genesis):
         first_in_file = self.in_file == 0
         self.in_file += 1
+        started_here = cid not in self.chains
         if self.cur == cid:
             c = self.chains[cid]
         elif cid not in self.chains and is_genesis:
@@ -345,10 +346,9 @@ class Verifier:
             cur.head = None
             return None
         self.cur = cid
-        if first_in_file and self.placement is not None:
+        if (first_in_file or started_here) and self.placement is not None:
             if self.placement[1] != cid.hex() or (c.host is not None and c.host != self.placement[0]):
                 c.problem("misfiled", seq, seq)
-            c.placement = self.placement
         return c
 
     def frame(self, ftype, payload):
@@ -383,7 +383,7 @@ class Verifier:
         if seq > c.next:
             c.problem("gap", c.next, seq - 1)
             c.head = None
-        c.next = min(seq + 1, MAX_U64)
+        c.next = seq + 1  # may pass 2^64 - 1: nothing is accepted after that
         c.window.append((seq, leaf))
         if len(c.window) > DUP_WINDOW:
             c.window.pop(0)
@@ -408,7 +408,8 @@ class Verifier:
                 if self.anchors is not None and (rec["host"], rec["pk0"]) not in self.anchors \
                         and (rec["host"], fingerprint(rec["pk0"])) not in self.anchors:
                     c.problem("untrusted-genesis", 0, 0)
-                if c.placement is not None and c.placement[0] != rec["host"]:
+                if self.placement is not None and self.placement[0] != rec["host"] \
+                        and self.placement[1] == cid.hex():
                     c.problem("misfiled", seq, seq)
                 if "pred" in rec:
                     self.claims.append((cid, rec["pred"]))
@@ -428,7 +429,7 @@ class Verifier:
         else:
             key, epoch = c.keys
         fault = None
-        if rec["epoch"] != epoch:
+        if rec["epoch"] != epoch or rec["epoch"] == MAX_U64:
             fault = "epoch-mismatch"
         elif rec["signer"] != key:
             fault = "key-not-in-chain"
@@ -480,7 +481,7 @@ class Verifier:
                 c.range_(c.interval_from, last, "unsealed")
                 young = (self.live is not None and c.last_seal is not None
                          and abs(self.live[0] - c.ref_time) <= self.live[1])
-                if young and c.pk0 is not None:
+                if young:
                     pending = [c.interval_from, last]
                 else:
                     c.problem("unsealed-tail", c.interval_from, last)
@@ -543,9 +544,16 @@ def read_anchors(path):
             continue
         host, key = line.split()
         if key.startswith("SHA256:"):
-            anchors.add((host, key.lower()))
+            fp = key[len("SHA256:"):]
+            if len(fp) != 32:
+                raise ValueError("fingerprint: SHA256: and 32 hex digits")
+            anchors.add((host, "SHA256:" + bytes.fromhex(fp).hex()))
         else:
+            if len(key) != 64:
+                raise ValueError("a genesis key is 64 hex digits")
             anchors.add((host, bytes.fromhex(key)))
+    if not anchors:
+        raise ValueError("the trust file holds no anchors")
     return anchors
 
 
@@ -565,8 +573,16 @@ def main(argv):
     files = []
     for p in paths:
         if os.path.isdir(p):
+            before = len(files)
             walk(p, files)
+            if len(files) == before:
+                raise ValueError("%s: no segment files" % p)
         else:
+            if not os.path.isfile(p):
+                raise ValueError("%s: not a regular file" % p)
+            with open(p, "rb") as f:
+                if f.read(8) != b"LSEALSEG" and not p.endswith(".seg"):
+                    raise ValueError("%s: not a segment" % p)
             files.append(p)
     v = Verifier(anchors, live)
     for f in files:

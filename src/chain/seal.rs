@@ -3,7 +3,7 @@
 //! exactly the same seals (docs/FORMAT.md §4.5).
 //!
 //! A seal at position `(key, epoch)` of a key chain is accepted iff, in this
-//! order: its epoch is `epoch`, its signer field is `key`, its signature
+//! order: its epoch is `epoch` (and below 2^64 - 1), its signer field is `key`, its signature
 //! verifies strictly under `key` (see [`keys::verify`]), and the next key it
 //! names was never used before in the chain (not its own signer, not the key of
 //! any earlier epoch). The head it covers is checked by the caller, because
@@ -63,7 +63,8 @@ pub fn check(
     seal: &SealFields<'_>,
     epoch_of: impl Fn(&[u8; 32]) -> Option<u64>,
 ) -> Result<(), SealFault> {
-    if seal.epoch != at.epoch {
+    // A seal at epoch 2^64 - 1 would leave its successor no epoch.
+    if seal.epoch != at.epoch || seal.epoch == u64::MAX {
         return Err(SealFault::EpochMismatch { expected: at.epoch });
     }
     if *seal.signer != at.key {

@@ -650,17 +650,18 @@ struct Chain {
     anchor: Anchor,
     unanchored_from: Option<u64>,
     key_from_data: Option<KeyFromData>,
-    placement: Option<Placement>,
     /// Seq the next record must have.
     next_seq: u64,
+    /// A record at seq 2^64 - 1 was accepted: no seq is left.
+    seq_exhausted: bool,
     /// Running head; `None` while unknown.
     head: Option<Digest>,
     keys: Keys,
-    /// Keys of accepted epochs (first 16 bytes → epoch), for the reuse check.
-    used: HashMap<u128, u64>,
-    /// Next keys named by any seal (first 16 bytes → epoch), to name the epoch
-    /// of a misused signer; from the data, not verified.
-    named: HashMap<u128, u64>,
+    /// Keys of accepted epochs → epoch, for the reuse check.
+    used: HashMap<[u8; 32], u64>,
+    /// Next keys named by any seal → epoch, to name the epoch of a misused
+    /// signer; from the data, not verified.
+    named: HashMap<[u8; 32], u64>,
     /// First seq of the open interval (after the last accepted seal) and how
     /// many records it holds.
     interval_from: Option<u64>,
@@ -704,12 +705,6 @@ enum Content<'a> {
     },
 }
 
-fn key_id(k: &[u8; 32]) -> u128 {
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&k[..16]);
-    u128::from_be_bytes(b)
-}
-
 impl Chain {
     fn new(id: ChainId) -> Chain {
         Chain {
@@ -721,8 +716,8 @@ impl Chain {
             anchor: Anchor::None,
             unanchored_from: None,
             key_from_data: None,
-            placement: None,
             next_seq: 0,
+            seq_exhausted: false,
             head: Some(ZERO_HEAD),
             keys: Keys::NotYet,
             used: HashMap::new(),
@@ -761,7 +756,7 @@ impl Chain {
 
     /// §4.3 Sequence. Returns false if the record is skipped.
     fn sequence(&mut self, at: Location, seq: u64, leaf: &Digest) -> bool {
-        if seq < self.next_seq {
+        if seq < self.next_seq || self.seq_exhausted {
             let seen = self
                 .recent
                 .binary_search_by_key(&seq, |(s, _)| *s)
@@ -797,8 +792,12 @@ impl Chain {
             );
             self.head = None;
         }
-        // A record at seq 2^64 - 1 leaves nothing after it: a later record is a reorder.
-        self.next_seq = seq.saturating_add(1);
+        // A record at seq 2^64 - 1 leaves no seq after it: every later record
+        // of the chain is handled as one below `next_seq`.
+        match seq.checked_add(1) {
+            Some(n) => self.next_seq = n,
+            None => self.seq_exhausted = true,
+        }
         if self.recent.len() == DUP_WINDOW {
             self.recent.pop_front();
         }
@@ -867,7 +866,7 @@ impl Chain {
             }
         };
         let used = &self.used;
-        let verdict = seal::check(position, fields, |k| used.get(&key_id(k)).copied());
+        let verdict = seal::check(position, fields, |k| used.get(k).copied());
         if let Err(fault) = verdict {
             let problem = match fault {
                 SealFault::EpochMismatch { expected } => Problem::EpochMismatch {
@@ -939,8 +938,8 @@ impl Chain {
             self.verified = self.verified.saturating_add(1);
         }
         let next_epoch = fields.epoch.saturating_add(1);
-        self.used.insert(key_id(&position.key), position.epoch);
-        self.used.insert(key_id(fields.next_pk), next_epoch);
+        self.used.insert(position.key, position.epoch);
+        self.used.insert(*fields.next_pk, next_epoch);
         self.remember_named(fields);
         self.keys = Keys::Known(KeyPosition {
             key: *fields.next_pk,
@@ -959,7 +958,7 @@ impl Chain {
     fn remember_named(&mut self, fields: &SealFields<'_>) {
         if self.named.len() < MAX_NAMED_KEYS {
             self.named
-                .entry(key_id(fields.next_pk))
+                .entry(*fields.next_pk)
                 .or_insert(fields.epoch.saturating_add(1));
         }
     }
@@ -1004,7 +1003,7 @@ impl Chain {
                         }
                         _ => false,
                     };
-                    if young && self.pk0.is_some() {
+                    if young {
                         pending = Some((first, last));
                     } else {
                         self.report(
@@ -1022,7 +1021,7 @@ impl Chain {
         }
         // Name the epoch of a seal's foreign signer, where a later seal names it.
         for (i, signer) in std::mem::take(&mut self.foreign_signers) {
-            let epoch = self.named.get(&key_id(&signer)).copied();
+            let epoch = self.named.get(&signer).copied();
             if let Some(Finding {
                 problem: Problem::KeyNotInChain { signer_epoch, .. },
                 ..
@@ -1238,6 +1237,8 @@ impl Verifier {
         let known = self.index.get(&chain_id).copied();
         let ci = match (known, is_genesis) {
             _ if self.current.is_some() && self.current == known => known?,
+            // (A chain "seen" is one started by this rule or the next: a
+            // record skipped as foreign starts nothing.)
             (None, true) => self.new_chain(chain_id),
             (Some(ci), _) if first_in_file || self.current.is_none() => ci,
             (None, false) if first_in_file || self.current.is_none() => {
@@ -1264,21 +1265,25 @@ impl Verifier {
             }
         };
         self.current = Some(ci);
-        if first_in_file {
-            if let Some(p) = self.placement.clone() {
-                let c = &mut self.chains[ci];
-                let other_host = c.host.as_deref().is_some_and(|h| h != p.host);
-                if p.chain != chain_id.to_string() || other_host {
-                    c.report(
-                        Problem::Misfiled {
-                            seq,
-                            dir_host: p.host.clone(),
-                            dir_chain: p.chain.clone(),
-                        },
-                        Some(at),
-                    );
-                }
-                c.placement = Some(p);
+        // In a store directory, every chain met at the start of a file or
+        // started in it must be the directory's chain, of the directory's host.
+        let started_here = known.is_none();
+        if let Some(p) = self
+            .placement
+            .as_ref()
+            .filter(|_| first_in_file || started_here)
+        {
+            let c = &mut self.chains[ci];
+            let other_host = c.host.as_deref().is_some_and(|h| h != p.host);
+            if p.chain != chain_id.to_string() || other_host {
+                c.report(
+                    Problem::Misfiled {
+                        seq,
+                        dir_host: p.host.clone(),
+                        dir_chain: p.chain.clone(),
+                    },
+                    Some(at),
+                );
             }
         }
         Some(ci)
@@ -1297,6 +1302,7 @@ impl Verifier {
             Content::Redacted { leaf, .. } => *leaf,
         };
         let anchors = &self.options.anchors;
+        let placement = &self.placement;
         let c = &mut self.chains[ci];
         c.records += 1;
         c.first_seq = Some(c.first_seq.map_or(seq, |f| f.min(seq)));
@@ -1324,8 +1330,13 @@ impl Verifier {
                     c.report(Problem::UnexpectedGenesis { seq }, Some(at));
                     c.head = None;
                 } else {
-                    genesis(c, anchors, host, pk0, *origin);
-                    if let Some(p) = c.placement.as_ref().filter(|p| p.host != *host) {
+                    genesis(c, at, anchors, host, pk0, *origin);
+                    // (A chain that is not the directory's was reported as such.)
+                    let dir_chain = chain_id.to_string();
+                    if let Some(p) = placement
+                        .as_ref()
+                        .filter(|p| p.host != *host && p.chain == dir_chain)
+                    {
                         let problem = Problem::Misfiled {
                             seq,
                             dir_host: p.host.clone(),
@@ -1448,7 +1459,14 @@ impl Verifier {
 }
 
 /// §4.5 Genesis at seq 0: the start of the key chain, checked against the anchors.
-fn genesis(c: &mut Chain, anchors: &TrustAnchors, host: &str, pk0: &[u8; 32], origin: Origin) {
+fn genesis(
+    c: &mut Chain,
+    at: Location,
+    anchors: &TrustAnchors,
+    host: &str,
+    pk0: &[u8; 32],
+    origin: Origin,
+) {
     c.host = Some(host.to_string());
     c.origin = Some(origin);
     c.pk0 = Some(*pk0);
@@ -1466,7 +1484,7 @@ fn genesis(c: &mut Chain, anchors: &TrustAnchors, host: &str, pk0: &[u8; 32], or
                 host: host.to_string(),
                 fingerprint: hash::fingerprint(pk0),
             },
-            None,
+            Some(at),
         );
         Anchor::Untrusted
     };

@@ -932,6 +932,75 @@ pub fn generate() -> Vec<Fixture> {
             result(vec![], &["bad-segment"]),
         );
     }
+    {
+        let mut v = fa.clone();
+        let evil = Chain::base(0xc4, "evil");
+        v.extend(frames(&evil.recs));
+        g.with(
+            "chain-started-mid-file-in-store",
+            "a store file of web-1's chain that goes on with another host's chain, Genesis and all",
+            vec![(
+                format!(
+                    "chain-started-mid-file-in-store/hosts/web-1/{aid}/00000000000000000000.seg"
+                ),
+                seg(&v),
+            )],
+            json!({}),
+            result(
+                vec![
+                    chain(&aid, "intact", &[], &[]),
+                    chain(&evil.id_hex(), "broken", &[("misfiled", 0, 0)], &[]),
+                ],
+                &[],
+            ),
+        );
+    }
+    {
+        let mut c = Chain::prefix(&a, 10, 1);
+        c.seal_with(|s| s.epoch = u64::MAX);
+        let mut fr = frames(&c.recs[6..]);
+        fr.extend_from_slice(&fa[11..]);
+        g.file(
+            "epoch-max",
+            "a trimmed spool whose first seal claims epoch 2^64 - 1 (no epoch would be left for the next seal)",
+            seg(&fr),
+            broken(
+                &aid,
+                &[("epoch-mismatch", 10, 10)],
+                &[(6, 17, "key-chain-unknown")],
+            ),
+        );
+    }
+    g.with(
+        "anchor-by-fingerprint",
+        "the base chain verified against an older enrolled-file line: its host and the key's fingerprint, in capitals",
+        vec![("anchor-by-fingerprint.seg".into(), all(&fa))],
+        json!({"trust": format!("web-1 SHA256:{}", hash::fingerprint(&key(0xa1, 0).public())["SHA256:".len()..].to_uppercase())}),
+        intact(&aid),
+    );
+    {
+        let now = T0 + 10 * SECOND + 30 * SECOND;
+        let mut e = result(
+            vec![chain(
+                &aid,
+                "unanchored",
+                &[],
+                &[(6, 9, "unanchored"), (11, 12, "unsealed")],
+            )],
+            &[],
+        );
+        e["chains"][0]["pending"] = json!([11, 12]);
+        g.with(
+            "live-trimmed-spool",
+            "a running agent's trimmed spool: unanchored, with its records after seal 10 pending",
+            vec![(
+                "live-trimmed-spool/00000000000000004096.seg".into(),
+                seg(&fa[6..13]),
+            )],
+            json!({"live": [now, 180 * SECOND]}),
+            e,
+        );
+    }
     g.file(
         "header-only",
         "a segment header and nothing else",
@@ -1073,6 +1142,26 @@ pub fn generate() -> Vec<Fixture> {
         let mut problems = vec![("gap", 9, max - 1)];
         problems.extend(reorders);
         problems.push(("unsealed-tail", 6, max));
+        let mut other = huge.clone();
+        let n = other.len();
+        other[n - 1] ^= 1;
+        let mut v2 = fa[..9].to_vec();
+        v2.push(frame(&huge));
+        v2.push(frame(&other));
+        g.file(
+            "seq-max-conflict",
+            "two different records with seq 2^64 - 1: the second is a conflict, not accepted",
+            seg(&v2),
+            broken(
+                &aid,
+                &[
+                    ("gap", 9, max - 1),
+                    ("conflict", max, max),
+                    ("unsealed-tail", 6, max),
+                ],
+                &[(6, max, "unsealed")],
+            ),
+        );
         g.file(
             "seq-max",
             "a record with seq 2^64 - 1 after event 8: no overflow; everything after it is out of order",
