@@ -162,3 +162,60 @@ pub fn read_bounded_text(path: &Path, max: u64) -> io::Result<String> {
     String::from_utf8(read_bounded(path, max)?)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
+
+/// An exclusive lock on a directory (`flock` on `DIR/lock`), held until dropped
+/// or the process ends (the kernel releases it: a killed owner leaves no stale lock).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+/// The name of the lock file in a locked directory.
+pub const LOCK_FILE: &str = "lock";
+
+/// Takes the exclusive lock of `dir` (created, mode 0700, if missing), for one
+/// owner of a state directory or store. If another process holds it, the error
+/// names that process (the lock file holds its PID) and `what` the directory is.
+pub fn lock_dir(dir: &Path, what: &str) -> io::Result<DirLock> {
+    use std::io::Read;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let path = dir.join(LOCK_FILE);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(&path)?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            f.set_len(0)?;
+            f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+            Ok(DirLock { _file: f })
+        }
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut pid = String::new();
+            let _ = (&mut f).take(32).read_to_string(&mut pid);
+            let pid = pid.trim();
+            let holder = if pid.is_empty() {
+                "another process".to_string()
+            } else {
+                format!("process {pid}")
+            };
+            Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{what} {} is in use by {holder} (it holds {}); stop it first, or use another directory",
+                    dir.display(),
+                    path.display()
+                ),
+            ))
+        }
+        Err(e) => Err(io::Error::from(e)),
+    }
+}

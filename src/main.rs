@@ -330,6 +330,8 @@ fn stamp(
     seal_interval: Duration,
     max_line: usize,
 ) -> anyhow::Result<()> {
+    // One owner per state directory: a second process is refused, naming the first.
+    let _lock = logseal::fsutil::lock_dir(&state, "state directory")?;
     let (mut w, opened) = ChainWriter::open(&state, &out, host.as_deref())?;
     match &opened {
         Opened::New { origin, note } => eprintln!(

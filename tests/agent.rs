@@ -704,19 +704,90 @@ fn idle_timeout_connection_bound_and_heartbeat_seals() {
 fn the_start_is_sealed_at_once() {
     let d = TempDir::new("agent-start-seal");
     let state = d.path().join("state");
-    for run in 0..2 {
+    for _run in 0..2 {
         let a = Agent::start(&state, &["tcp://127.0.0.1:0".into()]);
-        let o = std::process::Command::new(bin())
-            .arg("verify")
-            .arg(&state)
-            .output()
-            .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "run {run}: {}",
-            String::from_utf8_lossy(&o.stdout)
-        );
+        assert_intact(&state);
         a.stop();
     }
+}
+
+/// One owner per state directory: a second agent (an operator running the
+/// config by hand while the service runs) is refused with exit 2, naming the
+/// first one's PID, and the chain is untouched.
+#[test]
+fn a_second_agent_on_the_same_state_is_refused() {
+    let d = TempDir::new("agent-lock");
+    let state = d.path().join("state");
+    let a = Agent::start(&state, &["tcp://127.0.0.1:0".into()]);
+    let pid = a.child.id();
+    let spool_before = events(&state).len();
+    let o = Command::new(bin())
+        .args([
+            "agent",
+            "--host",
+            "agent-test",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--state",
+        ])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("in use by process {pid}")), "{err}");
+    assert_eq!(events(&state).len(), spool_before);
+    a.stop();
+    assert_intact(&state);
+    // The lock goes with its owner, even killed: a new agent starts.
+    let a = Agent::start(&state, &["tcp://127.0.0.1:0".into()]);
+    a.kill9();
+    let a = Agent::start(&state, &["tcp://127.0.0.1:0".into()]);
+    a.stop();
+}
+
+#[test]
+fn a_second_stamp_on_the_same_state_is_refused() {
+    let d = TempDir::new("stamp-lock");
+    let state = d.path().join("state");
+    let stamp = |input: Option<&str>| {
+        let mut c = Command::new(bin())
+            .args(["stamp", "--host", "h", "--out"])
+            .arg(d.path().join("log.seg"))
+            .arg("--state")
+            .arg(&state)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(i) = input {
+            c.stdin.take().unwrap().write_all(i.as_bytes()).unwrap();
+        }
+        c
+    };
+    let mut first = stamp(None); // holds the state while it waits for input
+    let lock = state.join("lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&lock).unwrap_or_default().trim() != first.id().to_string() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first stamp never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = stamp(Some("x\n")).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("in use by process {}", first.id())),
+        "{err}"
+    );
+    first
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one\ntwo\n")
+        .unwrap();
+    assert!(first.wait().unwrap().success());
+    assert_intact(&d.path().join("log.seg"));
 }

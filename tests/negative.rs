@@ -63,6 +63,17 @@ fn trust_file(cmd: &mut Command, options: &Value, work: &Path) {
     }
 }
 
+/// A verifier's JSON document on stdout.
+fn document(path: &Path, o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: {}",
+            path.display(),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
 /// `logseal verify --json` reduced to what the sidecars state.
 fn logseal_result(path: &Path, options: &Value, work: &Path) -> (i32, Value) {
     let mut cmd = Command::new(bin());
@@ -74,13 +85,7 @@ fn logseal_result(path: &Path, options: &Value, work: &Path) -> (i32, Value) {
         cmd.args(["--max-pending-age", &format!("{}s", age / 1_000_000_000)]);
     }
     let o = cmd.arg(path).output().unwrap();
-    let doc: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}: {}",
-            path.display(),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
+    let doc = document(path, &o);
     let chains: Vec<Value> = doc["chains"]
         .as_array()
         .unwrap()
@@ -126,13 +131,7 @@ fn python_result(path: &Path, options: &Value, work: &Path) -> (i32, Value) {
         .arg(path)
         .output()
         .expect("python3 is needed for this test (.ci/run installs it)");
-    let doc: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}: {}",
-            path.display(),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
+    let doc = document(path, &o);
     let chains: Vec<Value> = doc["chains"]
         .as_array()
         .unwrap()

@@ -1087,3 +1087,22 @@ fn agent_killed_while_recording_an_ack() {
         c.stop();
     }
 }
+
+#[test]
+fn a_second_collector_on_the_same_store_is_refused() {
+    let d = TempDir::new("collector-lock");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let o = Command::new(bin())
+        .args(["collector", "--config"])
+        .arg(d.path().join("c/collector.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("in use by process {}", c.child.id())),
+        "{err}"
+    );
+    c.stop();
+}

@@ -29,6 +29,9 @@ const CHANNEL_BATCHES: usize = 128;
 /// Runs the agent until SIGTERM/SIGINT. Bound addresses are printed to stdout
 /// as `listening URL` lines (useful with port 0).
 pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    // One owner per state directory, for the whole run (the shipper included):
+    // a second agent on it is refused, naming the first.
+    let _lock = crate::fsutil::lock_dir(&cfg.state_dir, "state directory")?;
     let host = (!cfg.host.is_empty()).then_some(cfg.host.as_str());
     let spool_dir = cfg.state_dir.join("spool");
     let opts = SpoolOptions {

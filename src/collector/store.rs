@@ -107,6 +107,8 @@ struct HostInfo {
 
 /// The store.
 pub struct Store {
+    /// The store's lock, held while the store is open.
+    _lock: fsutil::DirLock,
     root: PathBuf,
     enrollment: Enrollment,
     segment_bytes: u64,
@@ -128,6 +130,8 @@ fn now_ns() -> i64 {
 impl Store {
     /// Opens (creating) the store at `root` and reads every chain back.
     pub fn open(root: &Path, enrollment: Enrollment, segment_bytes: u64) -> anyhow::Result<Store> {
+        // One collector per store: a second is refused, naming the first.
+        let store_lock = fsutil::lock_dir(root, "store")?;
         for d in [root.join("hosts"), root.join("quarantine")] {
             std::fs::create_dir_all(&d)
                 .map_err(|e| anyhow::anyhow!("creating {}: {e}", d.display()))?;
@@ -138,6 +142,7 @@ impl Store {
             .open(root.join("alerts.jsonl"))
             .map_err(|e| anyhow::anyhow!("{}: {e}", root.join("alerts.jsonl").display()))?;
         let store = Store {
+            _lock: store_lock,
             root: root.to_path_buf(),
             enrollment,
             segment_bytes,
