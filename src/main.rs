@@ -316,7 +316,16 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("logseal: error: {e:#}");
+            // Control characters from paths or data (escape sequences, CR) are
+            // shown escaped, never sent raw to the terminal; line breaks stay
+            // (a config error shows its line and a caret under it).
+            let msg = format!("{e:#}");
+            let shown: String = msg
+                .split('\n')
+                .map(report::safe)
+                .collect::<Vec<_>>()
+                .join("\n");
+            eprintln!("logseal: error: {shown}");
             ExitCode::from(2)
         }
     }

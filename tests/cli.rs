@@ -642,6 +642,11 @@ fn data_and_file_names_cannot_forge_the_text_report() {
         "{}",
         text(&o)
     );
+    // Error messages name paths escaped too.
+    let o = run(&["verify", s(&dir.join("missing\u{1b}[2J.seg"))], b"");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains('\u{1b}') && err.contains("missing"), "{err}");
 }
 
 #[test]
