@@ -1106,3 +1106,78 @@ fn a_second_collector_on_the_same_store_is_refused() {
     );
     c.stop();
 }
+
+/// A host whose chain has not sealed yet is not "silent" at once (only once
+/// `silent_after` has passed since the collector first knew it), and an
+/// alert repeated by an agent's retries is written once, then counted.
+#[test]
+fn new_hosts_are_not_silent_at_once_and_repeated_alerts_are_counted() {
+    let d = TempDir::new("ship-liveness");
+    let ca = Ca::new(&d.path().join("pki"));
+    // A chain whose first batch is its Genesis alone (no seal yet).
+    let sd = d.path().join("stamp");
+    std::fs::create_dir_all(&sd).unwrap();
+    let o = Command::new(bin())
+        .args(["stamp", "--host", "new-host", "--state"])
+        .arg(sd.join("state"))
+        .arg("--out")
+        .arg(sd.join("log.seg"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let genesis = records(&sd.join("log.seg"))[..1].to_vec();
+    let (cert, key) = ca.agent("new-host");
+
+    let liveness =
+        "[liveness]\nheartbeat = \"10s\"\nsilent_after = 3\nstatus_interval = \"100ms\"\n";
+    let c = Collector::start(&d.path().join("c1"), &ca, "127.0.0.1:0", liveness);
+    let mut t = tls_client(&ca, Some((&cert, &key)), &c.addr).unwrap();
+    assert!(matches!(hello(&mut t, "new-host"), Ok(Msg::Welcome { .. })));
+    assert!(matches!(
+        send_batch(&mut t, 1, &genesis),
+        Ok(Msg::Ack { .. })
+    ));
+    let mut host = serde_json::Value::Null;
+    wait_until("the new host in status.json", || {
+        let s = std::fs::read_to_string(c.store.join("status.json")).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap_or_default();
+        if let Some(h) = v["hosts"]
+            .as_array()
+            .and_then(|h| h.iter().find(|h| h["host"] == "new-host"))
+        {
+            host = h.clone();
+            return true;
+        }
+        false
+    });
+    assert_eq!(
+        host["silent"], false,
+        "{host}: silent 30 s before it could be"
+    );
+    assert!(!c.log_text().contains("host is silent"), "{}", c.log_text());
+    drop(t);
+    c.stop();
+
+    // Strict enrollment without this host: every retry is refused, one alert.
+    let enrolled = d.path().join("enrolled.txt");
+    std::fs::write(&enrolled, format!("other-host {}\n", "11".repeat(32))).unwrap();
+    let extra = format!(
+        "[enrollment]\nmode = \"strict\"\nenrolled = \"{}\"\n",
+        enrolled.display()
+    );
+    let c = Collector::start(&d.path().join("c2"), &ca, "127.0.0.1:0", &extra);
+    for i in 0..3 {
+        let mut t = tls_client(&ca, Some((&cert, &key)), &c.addr).unwrap();
+        assert!(matches!(hello(&mut t, "new-host"), Ok(Msg::Welcome { .. })));
+        let r = send_batch(&mut t, 1, &genesis);
+        assert_eq!(error_code(&r), Some(Code::NotEnrolled), "try {i}: {r:?}");
+    }
+    let alerts = std::fs::read_to_string(c.store.join("alerts.jsonl")).unwrap();
+    assert_eq!(
+        alerts.matches("not-enrolled").count(),
+        1,
+        "one line for the same alert repeated: {alerts}"
+    );
+    c.stop();
+}

@@ -99,10 +99,35 @@ pub struct Stored {
     pub end: u64,
 }
 
-#[derive(Default)]
 struct HostInfo {
     chains: Vec<ChainId>,
     silent_reported: bool,
+    /// When this collector first knew the host (store opened, or its first
+    /// chain arrived): a host that has not sealed yet is silent only once
+    /// `silent_after` has passed since then.
+    since_ns: i64,
+}
+
+impl HostInfo {
+    fn new() -> HostInfo {
+        HostInfo {
+            chains: Vec::new(),
+            silent_reported: false,
+            since_ns: now_ns(),
+        }
+    }
+}
+
+/// The same alert (kind, host, chain, message) is written at most once per
+/// this interval; repeats in between are counted in the next line written.
+const ALERT_REPEAT_NS: i64 = 60 * 1_000_000_000;
+/// Distinct alerts remembered for that; beyond it the oldest are forgotten.
+const ALERT_KEYS: usize = 4096;
+
+/// `alerts.jsonl` and the recent alerts, for de-duplication.
+struct Alerts {
+    file: std::fs::File,
+    recent: HashMap<(String, String, Option<ChainId>, String), (i64, u64)>,
 }
 
 /// The store.
@@ -116,7 +141,7 @@ pub struct Store {
     hosts: Mutex<HashMap<String, HostInfo>>,
     /// Held while a chain evicted after a storage error is read back.
     reloading: Mutex<()>,
-    alerts: Mutex<std::fs::File>,
+    alerts: Mutex<Alerts>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -149,7 +174,10 @@ impl Store {
             chains: Mutex::new(HashMap::new()),
             hosts: Mutex::new(HashMap::new()),
             reloading: Mutex::new(()),
-            alerts: Mutex::new(alerts),
+            alerts: Mutex::new(Alerts {
+                file: alerts,
+                recent: HashMap::new(),
+            }),
         };
         let mut n = 0;
         for host in read_dir_names(&root.join("hosts"))? {
@@ -167,7 +195,7 @@ impl Store {
                 }
                 lock(&store.hosts)
                     .entry(host.clone())
-                    .or_default()
+                    .or_insert_with(HostInfo::new)
                     .chains
                     .push(id);
                 lock(&store.chains).insert(id, Arc::new(Mutex::new(slot)));
@@ -501,7 +529,7 @@ impl Store {
         drop(chains);
         lock(&self.hosts)
             .entry(host.to_string())
-            .or_default()
+            .or_insert_with(HostInfo::new)
             .chains
             .push(tip.chain_id);
         if known_host {
@@ -556,18 +584,49 @@ impl Store {
     }
 
     /// Logs an alert and appends it to `alerts.jsonl`.
+    ///
+    /// The same alert repeated within a minute (an agent retrying a refused
+    /// batch) is counted, not written again: the next line written for it says
+    /// how many were held back (`repeated`).
     pub fn alert(&self, kind: &str, host: &str, chain: Option<ChainId>, message: &str) {
-        tracing::error!(alert = kind, host, chain = ?chain.map(|c| c.to_string()), "{message}");
-        let line = serde_json::json!({
-            "time": crate::timefmt::rfc3339(now_ns()),
+        let now = now_ns();
+        let mut a = lock(&self.alerts);
+        let key = (
+            kind.to_string(),
+            host.to_string(),
+            chain,
+            message.to_string(),
+        );
+        let repeated = match a.recent.get_mut(&key) {
+            Some((last, held)) if now.saturating_sub(*last) < ALERT_REPEAT_NS => {
+                *held += 1;
+                tracing::debug!(alert = kind, host, "alert repeated (held back)");
+                return;
+            }
+            Some((_, held)) => std::mem::take(held),
+            None => 0,
+        };
+        if a.recent.len() >= ALERT_KEYS {
+            a.recent
+                .retain(|_, (t, held)| now.saturating_sub(*t) < ALERT_REPEAT_NS || *held > 0);
+            if a.recent.len() >= ALERT_KEYS {
+                a.recent.clear();
+            }
+        }
+        a.recent.insert(key, (now, 0));
+        tracing::error!(alert = kind, host, chain = ?chain.map(|c| c.to_string()), repeated, "{message}");
+        let mut line = serde_json::json!({
+            "time": crate::timefmt::rfc3339(now),
             "alert": kind,
             "host": host,
             "chain": chain.map(|c| c.to_string()),
             "message": message,
         });
-        let mut f = lock(&self.alerts);
-        let _ = writeln!(f, "{line}");
-        let _ = f.sync_data();
+        if repeated > 0 {
+            line["repeated"] = repeated.into();
+        }
+        let _ = writeln!(a.file, "{line}");
+        let _ = a.file.sync_data();
     }
 
     /// At a clean stop: fsyncs every chain and saves its tip beside it, so the
@@ -647,7 +706,8 @@ impl Store {
                 });
             }
             let stopped = last.is_some_and(|(_, c)| c);
-            let silent = !stopped && last.map_or(true, |(ns, _)| now.saturating_sub(ns) > limit);
+            let since = last.map_or(info.since_ns, |(ns, _)| ns);
+            let silent = !stopped && now.saturating_sub(since) > limit;
             if silent && !info.silent_reported {
                 tracing::warn!(host = name, last_seal = ?last.map(|(ns, _)| crate::timefmt::rfc3339(ns)), "host is silent: no seal for longer than {silent_after:?}");
             }
