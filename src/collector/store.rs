@@ -124,10 +124,14 @@ const ALERT_REPEAT_NS: i64 = 60 * 1_000_000_000;
 /// Distinct alerts remembered for that; beyond it the oldest are forgotten.
 const ALERT_KEYS: usize = 4096;
 
-/// `alerts.jsonl` and the recent alerts, for de-duplication.
+/// An alert's identity: kind, host, chain, message.
+type AlertKey = (String, String, Option<ChainId>, String);
+
+/// `alerts.jsonl` and the recent alerts, for de-duplication: when each was
+/// last written, and how many repeats were held back since.
 struct Alerts {
     file: std::fs::File,
-    recent: HashMap<(String, String, Option<ChainId>, String), (i64, u64)>,
+    recent: HashMap<AlertKey, (i64, u64)>,
 }
 
 /// The store.
