@@ -275,7 +275,7 @@ fn main() -> ExitCode {
             trust_file,
             live.then(|| {
                 (
-                    now_ns.unwrap_or_else(logseal::timefmt::now_ns),
+                    now_ns.unwrap_or_else(logseal::writer::now_ns),
                     max_pending_age.unwrap_or(Duration::from_secs(180)),
                 )
             }),

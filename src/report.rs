@@ -281,32 +281,37 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
     writeln!(out, "RESULT: {}", result_word(report))
 }
 
-fn result_word(report: &Report) -> &'static str {
+/// The run's outcome: `intact` (exit 0; with pending tails or not),
+/// `integrity-failure` (a broken chain or a finding outside the chains), or
+/// `unanchored` (nothing broken, but a chain without its Genesis).
+fn outcome(report: &Report) -> &'static str {
     if report.intact() {
-        if report.chains.iter().any(|c| c.verdict == Verdict::Pending) {
-            "intact (with pending tails, not yet sealed)"
-        } else {
-            "intact"
-        }
+        "intact"
     } else if report.chains.iter().any(|c| c.verdict == Verdict::Broken)
         || !report.unattributed.is_empty()
+        || report.unattributed_not_listed > 0
     {
-        "INTEGRITY FAILURE"
+        "integrity-failure"
     } else {
-        "NOT PROVEN (unanchored chain)"
+        "unanchored"
+    }
+}
+
+fn result_word(report: &Report) -> &'static str {
+    match outcome(report) {
+        "intact" if report.chains.iter().any(|c| c.verdict == Verdict::Pending) => {
+            "intact (with pending tails, not yet sealed)"
+        }
+        "intact" => "intact",
+        "integrity-failure" => "INTEGRITY FAILURE",
+        _ => "NOT PROVEN (unanchored chain)",
     }
 }
 
 /// The JSON document of `verify`.
 pub fn verify_json(report: &Report, files: &[PathBuf], skipped: &[Skipped]) -> Value {
     json!({
-        "result": if report.intact() {
-            "intact"
-        } else if report.chains.iter().any(|c| c.verdict == Verdict::Broken) || !report.unattributed.is_empty() {
-            "integrity-failure"
-        } else {
-            "unanchored"
-        },
+        "result": outcome(report),
         "files": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "skipped_files": skipped.iter().map(|s| json!({"path": s.path.display().to_string(), "why": s.why.describe()})).collect::<Vec<_>>(),
         "trust_anchors": report.trust_anchors,

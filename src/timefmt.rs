@@ -96,14 +96,6 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(secs * 1_000_000_000 + frac_ns)
 }
 
-/// The wall clock now, ns since the Unix epoch (0 before 1970, saturating after 2262).
-pub fn now_ns() -> i64 {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(_) => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::{parse_rfc3339, rfc3339};

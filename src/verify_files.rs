@@ -108,12 +108,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Skipped>), InputEr
         } else if meta.is_file() {
             // A file named on the command line that is not a segment at all is
             // a usage error; one whose header is damaged is evidence (reported).
-            let mut magic = [0u8; 8];
-            let is_segment = std::fs::File::open(p)
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-                .is_ok()
-                && &magic == segment::MAGIC;
-            if !is_segment && !p.extension().is_some_and(|e| e == "seg") {
+            if !segment::looks_like_segment(p) && !p.extension().is_some_and(|e| e == "seg") {
                 return Err(InputError::NotSegment {
                     path: p.clone(),
                     reason: "not a logseal segment (it does not start with LSEALSEG)".into(),
