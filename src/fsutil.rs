@@ -179,11 +179,17 @@ pub const LOCK_FILE: &str = "lock";
 pub fn lock_dir(dir: &Path, what: &str) -> io::Result<DirLock> {
     use std::io::Read;
     use std::os::unix::fs::DirBuilderExt;
+    let named = |p: &Path| {
+        let p = p.display().to_string();
+        move |e: io::Error| io::Error::new(e.kind(), format!("{what} lock {p}: {e}"))
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)?;
+        .create(dir)
+        .map_err(named(dir))?;
     let path = dir.join(LOCK_FILE);
+    let lock_err = named(&path);
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -191,11 +197,19 @@ pub fn lock_dir(dir: &Path, what: &str) -> io::Result<DirLock> {
         .truncate(false)
         .mode(0o600)
         .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
-        .open(&path)?;
+        .open(&path)
+        .map_err(&lock_err)?;
+    if !f.metadata().map_err(&lock_err)?.is_file() {
+        return Err(lock_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
     match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {
-            f.set_len(0)?;
-            f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+            f.set_len(0).map_err(&lock_err)?;
+            f.write_all(format!("{}\n", std::process::id()).as_bytes())
+                .map_err(&lock_err)?;
             Ok(DirLock { _file: f })
         }
         Err(rustix::io::Errno::WOULDBLOCK) => {
@@ -216,6 +230,6 @@ pub fn lock_dir(dir: &Path, what: &str) -> io::Result<DirLock> {
                 ),
             ))
         }
-        Err(e) => Err(io::Error::from(e)),
+        Err(e) => Err(lock_err(io::Error::from(e))),
     }
 }

@@ -673,3 +673,23 @@ fn absurd_durations_are_refused_not_a_panic() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+#[test]
+fn a_lock_file_that_is_a_symlink_or_fifo_is_refused_naming_it() {
+    let d = TempDir::new("cli");
+    let state = d.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", state.join("lock")).unwrap();
+    let o = stamp(d.path(), "x\n", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("state/lock"), "{}", text(&o));
+    std::fs::remove_file(state.join("lock")).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(state.join("lock"))
+        .status()
+        .unwrap()
+        .success());
+    let o = stamp(d.path(), "x\n", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not a regular file"), "{}", text(&o));
+}
