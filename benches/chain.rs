@@ -171,7 +171,7 @@ fn main() {
     let steps = 2_000_000u32;
     let t0 = Instant::now();
     for _ in 0..steps {
-        head = hash::head(&head, &hash::leaf(&rec));
+        head = hash::head(&head, hash::kind_of(&rec), &hash::leaf(&rec));
     }
     let ns = t0.elapsed().as_nanos() as f64 / f64::from(steps);
     println!(

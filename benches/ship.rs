@@ -630,7 +630,7 @@ fn required_work(cpu_us: f64, fastest_peer: Option<(&str, f64)>) {
     let mut prev = [1u8; 32];
     let head_us = time(&mut |i| {
         prev[0] = i as u8;
-        hash::head(&prev, &prev)[0]
+        hash::head(&prev, 2, &prev)[0]
     });
     // A frame's checksum covers its length, its type byte and the record.
     let mut body = vec![1u8];

@@ -121,11 +121,10 @@ pub fn remove_stale_temps(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads a small file whole, refusing anything that is not a regular file (a
-/// FIFO is opened non-blocking and refused, never waited on) or that is longer
-/// than `max` bytes. Errors name what was expected.
-pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
+/// Opens a file for reading if it is a regular file (a FIFO is opened
+/// non-blocking and refused, never waited on): with it, whether it can be read
+/// at all (`--check-config`: permission denied is not "no such file").
+pub fn open_regular(path: &Path) -> io::Result<(File, std::fs::Metadata)> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
@@ -137,6 +136,15 @@ pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
             "not a regular file (a FIFO, socket, device or directory)",
         ));
     }
+    Ok((f, meta))
+}
+
+/// Reads a small file whole, refusing anything that is not a regular file (a
+/// FIFO is opened non-blocking and refused, never waited on) or that is longer
+/// than `max` bytes. Errors name what was expected.
+pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let (f, meta) = open_regular(path)?;
     if meta.len() > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

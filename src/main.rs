@@ -87,6 +87,13 @@ enum Cmd {
         json: bool,
     },
     /// Run the agent: syslog inputs chained into a local spool and shipped to collectors.
+    ///
+    /// Signals: SIGTERM or SIGINT stop it (inputs closed, a `shutdown` record
+    /// and a final seal, exit 0); SIGHUP loads the certificates and keys of the
+    /// TLS inputs and of [ship] again (other settings need a restart). One
+    /// agent per state directory: a second one exits 2 naming the first's PID.
+    /// A start that fails (a port in use, a missing certificate, a bad journal)
+    /// exits 2 before the chain is touched.
     Agent {
         /// Configuration file (see config/agent.toml).
         #[arg(long, conflicts_with_all = ["listen", "journal", "check_config"])]
@@ -118,6 +125,13 @@ enum Cmd {
         print_genesis: bool,
     },
     /// Run a collector: receive, verify and store agents' chains over mutual TLS.
+    ///
+    /// Signals: SIGTERM or SIGINT stop it (open sessions finish, exit 0);
+    /// SIGHUP loads the certificate, key, CA and CRL again. The CRL file is
+    /// also looked at every second; a CRL that is unreadable, holds no CRL, is
+    /// not signed by the CA or is older than the one in use is refused at start
+    /// and, on reload, keeps the one in use (an alert says so); sessions of
+    /// certificates a new CRL revokes are ended. One collector per store.
     Collector {
         /// Configuration file (see config/collector.toml).
         #[arg(long, required_unless_present = "check_config")]
@@ -248,6 +262,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    logseal::quickstart::die_with_parent();
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Stamp {
@@ -568,6 +583,10 @@ fn collector(config: Option<PathBuf>, check_config: Option<PathBuf>) -> anyhow::
     use logseal::collector::config::CollectorConfig;
     if let Some(path) = check_config {
         let cfg = CollectorConfig::load(&path)?;
+        let errors = logseal::collector::check_files(&cfg);
+        if !errors.is_empty() {
+            anyhow::bail!("{}: {}", path.display(), errors.join("\n"));
+        }
         println!(
             "{}: valid (listen {}, store {})",
             path.display(),

@@ -40,10 +40,37 @@ fn agent_host() -> String {
     }
 }
 
+/// Set by quickstart for its children: the pid of the quickstart that started
+/// them.
+const PARENT_ENV: &str = "LOGSEAL_QUICKSTART_PID";
+
+/// In a child of quickstart: asks the kernel for SIGTERM when quickstart dies
+/// (killed, or its terminal closed), so that no agent or collector outlives
+/// it; exits at once if it is already gone. Does nothing elsewhere.
+pub fn die_with_parent() {
+    let Some(pid) = std::env::var_os(PARENT_ENV) else {
+        return;
+    };
+    std::env::remove_var(PARENT_ENV);
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().to_string());
+    if parent.as_deref() != pid.to_str() {
+        eprintln!("logseal: started by a quickstart that has already exited; stopping");
+        std::process::exit(1);
+    }
+}
+
 fn spawn(exe: &Path, args: &[&str], log: &Path) -> anyhow::Result<Child> {
     use std::os::unix::process::CommandExt;
-    let err = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    // Appended to, never truncated: a second quickstart on the same directory
+    // (refused by the state locks) must not wipe the running one's log.
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
     Command::new(exe)
+        .env(PARENT_ENV, std::process::id().to_string())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

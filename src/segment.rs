@@ -34,7 +34,7 @@ use std::sync::Arc;
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"LSEALSEG";
 /// Segment format version.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Length of the file header.
 pub const HEADER_LEN: u64 = 16;
 /// Largest frame body accepted (16 MiB).
@@ -77,8 +77,17 @@ pub fn check_header(h: &[u8]) -> Result<(), String> {
         return Err("segment header checksum mismatch".into());
     }
     let v = u16::from_be_bytes([h[8], h[9]]);
+    if v == 1 {
+        return Err(
+            "segment version 1 (written by logseal 0.1, whose head step did not bind \
+                    the kind byte) is not supported by this version"
+                .into(),
+        );
+    }
     if v != VERSION {
-        return Err(format!("unsupported segment version {v}"));
+        return Err(format!(
+            "unsupported segment version {v} (this build reads {VERSION})"
+        ));
     }
     let flags = u16::from_be_bytes([h[10], h[11]]);
     if flags != 0 {
@@ -109,6 +118,15 @@ pub fn encode_frame(frame_type: u8, payload: &[u8], out: &mut Vec<u8>) {
     out.push(frame_type);
     out.extend_from_slice(payload);
     seal_frame(out, start);
+}
+
+/// The record inside a complete record frame (`len ‖ crc ‖ 0x01 ‖ record`),
+/// or `None` if `frame` is not one.
+pub fn frame_record(frame: &[u8]) -> Option<&[u8]> {
+    match frame.get(8) {
+        Some(&FRAME_RECORD) => frame.get(9..),
+        _ => None,
+    }
 }
 
 /// Appends to `out` a record frame whose payload `encode` writes and returns

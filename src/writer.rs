@@ -531,15 +531,16 @@ impl<L: RecordLog> ChainWriter<L> {
     /// Appends the record `encode` writes (it must carry `self.next_seq`) and
     /// advances the chain; returns the frame's position. The one path every
     /// record takes into the log.
-    fn push(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> io::Result<u64> {
+    fn push(&mut self, kind: u8, encode: impl FnOnce(&mut Vec<u8>)) -> io::Result<u64> {
         let (offset, leaf) = self.log.append_record_leaf(encode)?;
-        self.head = hash::head(&self.head, &leaf);
+        self.head = hash::head(&self.head, kind, &leaf);
         self.next_seq += 1;
         Ok(offset)
     }
 
     fn append_encoded(&mut self, encoded: &[u8]) -> io::Result<()> {
-        self.push(|b| b.extend_from_slice(encoded)).map(|_| ())
+        self.push(hash::kind_of(encoded), |b| b.extend_from_slice(encoded))
+            .map(|_| ())
     }
 
     /// Appends a record with the given body; returns its seq.
@@ -556,7 +557,7 @@ impl<L: RecordLog> ChainWriter<L> {
             time_ns,
             body,
         };
-        self.push(|b| rec.encode_into(b))?;
+        self.push(rec.kind() as u8, |b| rec.encode_into(b))?;
         Ok(seq)
     }
 
@@ -570,7 +571,8 @@ impl<L: RecordLog> ChainWriter<L> {
             return Ok(false);
         }
         self.log.append_frame(frame)?;
-        self.head = hash::head(&self.head, leaf);
+        let kind = crate::segment::frame_record(frame).map_or(0, hash::kind_of);
+        self.head = hash::head(&self.head, kind, leaf);
         self.next_seq += 1;
         Ok(true)
     }
@@ -701,7 +703,7 @@ impl<L: RecordLog> ChainWriter<L> {
         let sig = self.state.current.sign(&seal_message(&enc[..n - 64]));
         enc[n - 64..].copy_from_slice(&sig);
         let offset = self
-            .push(|b| b.extend_from_slice(&enc))
+            .push(rec.kind() as u8, |b| b.extend_from_slice(&enc))
             .map_err(io_err("appending seal"))?;
         let offset_after = self.log.position();
         if faults::armed("seal.record-torn") {
@@ -779,7 +781,12 @@ fn scan_frame(
         (_, Body::Genesis { .. }) if rec.seq == 0 => Some(ZERO_HEAD),
         _ => None,
     };
-    *running = Some((rec.chain_id, rec.seq, prev.map(|p| hash::head(&p, &leaf))));
+    let kind = rec.kind() as u8;
+    *running = Some((
+        rec.chain_id,
+        rec.seq,
+        prev.map(|p| hash::head(&p, kind, &leaf)),
+    ));
 
     // Does the log end with Lifecycle(shutdown) + Seal? (A clean stop.)
     scan.shutdown_then_seal = matches!(rec.body, Body::Seal { .. }) && scan.last_was_shutdown;
@@ -837,7 +844,7 @@ fn scan_frame(
         return;
     }
     scan.records_after_resume += 1;
-    scan.head = hash::head(&scan.head, &leaf);
+    scan.head = hash::head(&scan.head, rec.kind() as u8, &leaf);
     scan.next_seq += 1;
     match rec.body {
         Body::Seal {

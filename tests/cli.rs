@@ -693,3 +693,40 @@ fn a_lock_file_that_is_a_symlink_or_fifo_is_refused_naming_it() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("not a regular file"), "{}", text(&o));
 }
+
+#[test]
+fn a_version_1_segment_is_refused_by_name_not_called_broken_link_by_link() {
+    // The same chain under a version-1 header (the head step did not yet bind
+    // the kind byte): reading it as version 2 would report every seal as a
+    // broken link; it must be named for what it is, and never appended to.
+    let d = TempDir::new("v1-segment");
+    let mut seg =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/chain-v1.seg"))
+            .unwrap();
+    seg[8..10].copy_from_slice(&1u16.to_be_bytes());
+    let crc = crc32c::crc32c(&seg[..12]);
+    seg[12..16].copy_from_slice(&crc.to_be_bytes());
+    let f = d.path().join("old.seg");
+    std::fs::write(&f, &seg).unwrap();
+
+    let o = run(&["verify", s(&f)], b"");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("segment version 1"), "{}", text(&o));
+    assert!(!text(&o).contains("bad link"), "{}", text(&o));
+
+    let o = run(
+        &[
+            "stamp",
+            "--state",
+            s(&d.path().join("st")),
+            "--out",
+            s(&f),
+            "--host",
+            "h",
+        ],
+        b"more\n",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("segment version 1"), "{}", text(&o));
+    assert_eq!(std::fs::read(&f).unwrap(), seg, "the old file was changed");
+}

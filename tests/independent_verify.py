@@ -250,7 +250,7 @@ def items(data):
 def header_ok(data):
     return (len(data) >= 16 and data[:8] == b"LSEALSEG"
             and struct.unpack(">I", data[12:16])[0] == crc32c(data[:12])
-            and struct.unpack(">H", data[8:10])[0] == 1
+            and struct.unpack(">H", data[8:10])[0] == 2
             and struct.unpack(">H", data[10:12])[0] == 0)
 
 
@@ -416,7 +416,7 @@ class Verifier:
         elif kind == 3:
             return self.seal(c, seq, rec, payload)
         if c.head is not None:
-            c.head = H(b"\x01" + c.head + leaf)
+            c.head = H(b"\x01" + c.head + bytes([kind]) + leaf)
 
     def seal(self, c, seq, rec, payload):
         c.seals += 1
@@ -453,7 +453,7 @@ class Verifier:
         c.used[rec["next"]] = rec["epoch"] + 1
         c.keys = (rec["next"], rec["epoch"] + 1)
         leaf = H(b"\x00" + payload)
-        c.head = H(b"\x01" + rec["covers"] + leaf)
+        c.head = H(b"\x01" + rec["covers"] + b"\x03" + leaf)
         c.last_seal = seq
         c.ref_time = rec["time"]
         c.interval_from = None

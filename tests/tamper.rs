@@ -305,7 +305,8 @@ fn resign_a_past_seal_with_a_later_key() {
     let mut head = [0u8; 32];
     for seq in 0..22u64 {
         let f = fx.frame(seq);
-        head = hash::head(&head, &hash::leaf(&m[f.offset + 9..f.offset + f.len]));
+        let rec = &m[f.offset + 9..f.offset + f.len];
+        head = hash::head(&head, hash::kind_of(rec), &hash::leaf(rec));
     }
     let sf = fx.frame(22).clone();
     let payload = m[sf.offset + 9..sf.offset + sf.len].to_vec();

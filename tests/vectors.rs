@@ -80,7 +80,7 @@ fn records_leaves_heads_and_seals_check_out() {
         );
         let leaf = sha256(&[&[0x00], rec]);
         assert_eq!(v[&format!("leaf.{seq}")], leaf, "leaf {seq}");
-        head = sha256(&[&[0x01], &head, &leaf]);
+        head = sha256(&[&[0x01], &head, &[*kind], &leaf]);
         assert_eq!(v[&format!("head.{seq}")], head, "head {seq}");
         if *kind == 3 {
             // Seal body: epoch, covers_head, signer, next_pk, signature.
@@ -110,6 +110,7 @@ fn segment_file_frames_check_out() {
     let seg = std::fs::read(dir().join("chain-v1.seg")).unwrap();
     assert_eq!(&seg[..8], b"LSEALSEG");
     assert_eq!(&seg[..16], &v["segment.header"][..]);
+    assert_eq!(&seg[8..12], &[0, 2, 0, 0], "segment version 2, flags 0");
     assert_eq!(
         u32::from_be_bytes(seg[12..16].try_into().unwrap()),
         crc32c::crc32c(&seg[..12])

@@ -358,12 +358,27 @@ pub enum Input {
     UnixDgram {
         /// Socket path (an existing socket file is replaced).
         path: PathBuf,
+        /// When the spool is full: `drop` (count in a Loss record; senders
+        /// calling syslog(3) never hang) or `block` (senders wait: fail closed).
+        #[serde(default)]
+        when_full: WhenFull,
     },
     /// A unix stream socket, framed like TCP.
     UnixStream {
         /// Socket path (an existing socket file is replaced).
         path: PathBuf,
     },
+}
+
+/// What a datagram input does while the spool is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenFull {
+    /// Read on, drop what cannot be chained, count it (a Loss record).
+    #[default]
+    Drop,
+    /// Stop reading: the kernel's socket buffer fills and senders wait.
+    Block,
 }
 
 impl Input {
@@ -380,7 +395,10 @@ impl Input {
             "tcp" => Ok(Input::Tcp {
                 listen: rest.into(),
             }),
-            "unix" => Ok(Input::UnixDgram { path: rest.into() }),
+            "unix" => Ok(Input::UnixDgram {
+                path: rest.into(),
+                when_full: WhenFull::Drop,
+            }),
             "unix-stream" => Ok(Input::UnixStream { path: rest.into() }),
             other => Err(format!(
                 "{url:?}: unknown scheme {other:?} (udp, tcp, unix, unix-stream)"

@@ -1,9 +1,11 @@
 //! `logseal agent`: syslog inputs → stamper → durable spool.
 //!
-//! Lifecycle: bind every input (fail before READY if one cannot be bound),
-//! open the chain, start the stamper thread, tell systemd READY=1; on SIGTERM or
-//! SIGINT stop the inputs (STOPPING=1), let the stamper drain the channel, write
-//! a clean-shutdown Lifecycle record and a final seal, exit 0.
+//! Lifecycle: bind every input, load every certificate and open the journal
+//! (a start that fails here leaves the chain untouched), then open the chain,
+//! start the stamper thread, tell systemd READY=1. SIGHUP reloads the
+//! certificates. On SIGTERM or SIGINT stop the inputs (STOPPING=1), let the
+//! stamper drain the channel, write a clean-shutdown Lifecycle record and a
+//! final seal, exit 0.
 
 pub mod config;
 pub mod stage;
@@ -13,6 +15,7 @@ use crate::chain::record::Source;
 use crate::ingest::listen::{self, ListenLimits};
 use crate::ingest::LossCounter;
 use crate::spool::{Spool, SpoolOptions};
+use crate::stop::{Asked, Reloadable};
 use crate::transport::shipper::{self, ShipLink, ShipStats, ShipperConfig};
 use crate::writer::{ChainWriter, Opened};
 use config::{AgentConfig, Input};
@@ -26,12 +29,193 @@ use tokio::sync::{mpsc, watch};
 /// is at most one 64 KiB read, or 256 datagrams): bounds memory to ~8 MiB.
 const CHANNEL_BATCHES: usize = 128;
 
-/// Runs the agent until SIGTERM/SIGINT. Bound addresses are printed to stdout
-/// as `listening URL` lines (useful with port 0).
+/// An input bound and configured, not serving yet.
+enum Bound {
+    Udp(tokio::net::UdpSocket, Arc<LossCounter>),
+    Tcp(tokio::net::TcpListener),
+    Tls(
+        tokio::net::TcpListener,
+        Arc<Reloadable<rustls::ServerConfig>>,
+    ),
+    /// The socket, its name, its loss counter, and whether senders wait
+    /// while the spool is full.
+    UnixDgram(tokio::net::UnixDatagram, String, Arc<LossCounter>, bool),
+    UnixStream(tokio::net::UnixListener, String),
+}
+
+/// Socket files the agent created: removed when it exits, whether it ran or
+/// failed to start.
+struct SocketFiles(Vec<std::path::PathBuf>);
+
+impl Drop for SocketFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Binds every input and loads every certificate: all that can fail for a
+/// reason outside the chain, done before the chain is touched.
+fn bind_inputs(
+    cfg: &AgentConfig,
+    rt: &tokio::runtime::Runtime,
+    files: &mut SocketFiles,
+) -> anyhow::Result<Vec<Bound>> {
+    let mut inherited = Inherited::from_env();
+    let mut bound = Vec::new();
+    rt.block_on(async {
+        for input in &cfg.inputs {
+            bound.push(match input {
+                Input::Udp { listen } => {
+                    let sock = match inherited.udp(listen) {
+                        Some(s) => tokio::net::UdpSocket::from_std(s)?,
+                        None => tokio::net::UdpSocket::bind(listen)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("binding udp://{listen}: {e}"))?,
+                    };
+                    let addr = sock.local_addr()?;
+                    let loss = Arc::new(LossCounter::new(Source::SyslogUdp, addr.to_string()));
+                    Bound::Udp(sock, loss)
+                }
+                Input::Tcp { listen } => Bound::Tcp(match inherited.tcp(listen) {
+                    Some(l) => tokio::net::TcpListener::from_std(l)?,
+                    None => tokio::net::TcpListener::bind(listen)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("binding tcp://{listen}: {e}"))?,
+                }),
+                Input::Tls {
+                    listen,
+                    cert,
+                    key,
+                    client_ca,
+                } => {
+                    let tls = crate::ingest::tls::server_config(cert, key, client_ca.as_deref())
+                        .map_err(|e| anyhow::anyhow!("input tls://{listen}: {e}"))?;
+                    let l = match inherited.tcp(listen) {
+                        Some(l) => tokio::net::TcpListener::from_std(l)?,
+                        None => tokio::net::TcpListener::bind(listen)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("binding tls://{listen}: {e}"))?,
+                    };
+                    Bound::Tls(l, Arc::new(Reloadable::new(tls)))
+                }
+                Input::UnixDgram { path, when_full } => {
+                    let s = match inherited.unix_dgram(path) {
+                        Some(s) => tokio::net::UnixDatagram::from_std(s)?,
+                        None => {
+                            remove_stale_socket(path)?;
+                            let s = tokio::net::UnixDatagram::bind(path).map_err(|e| {
+                                anyhow::anyhow!("binding unix://{}: {e}", path.display())
+                            })?;
+                            files.0.push(path.clone());
+                            set_mode(path, 0o666)?;
+                            s
+                        }
+                    };
+                    let name = path.display().to_string();
+                    let loss = Arc::new(LossCounter::new(Source::SyslogUnix, name.clone()));
+                    Bound::UnixDgram(s, name, loss, *when_full == config::WhenFull::Block)
+                }
+                Input::UnixStream { path } => {
+                    let l = match inherited.unix_stream(path) {
+                        Some(l) => tokio::net::UnixListener::from_std(l)?,
+                        None => {
+                            remove_stale_socket(path)?;
+                            let l = tokio::net::UnixListener::bind(path).map_err(|e| {
+                                anyhow::anyhow!("binding unix-stream://{}: {e}", path.display())
+                            })?;
+                            files.0.push(path.clone());
+                            set_mode(path, 0o666)?;
+                            l
+                        }
+                    };
+                    Bound::UnixStream(l, path.display().to_string())
+                }
+            });
+        }
+        anyhow::Ok(())
+    })?;
+    inherited.warn_unused();
+    Ok(bound)
+}
+
+/// SIGHUP: loads the certificates again (TLS inputs and shipping). A file that
+/// does not load keeps the configuration in use. Settings other than the
+/// certificate files' contents take effect at the next start.
+fn reload(
+    cfg: &AgentConfig,
+    bound_tls: &[(usize, Arc<Reloadable<rustls::ServerConfig>>)],
+    ship_tls: Option<&Arc<Reloadable<rustls::ClientConfig>>>,
+) {
+    tracing::info!(
+        "SIGHUP: reloading certificates and keys (TLS inputs, shipping); other settings need a restart"
+    );
+    for (i, holder) in bound_tls {
+        if let Some(Input::Tls {
+            listen,
+            cert,
+            key,
+            client_ca,
+        }) = cfg.inputs.get(*i)
+        {
+            match crate::ingest::tls::server_config(cert, key, client_ca.as_deref()) {
+                Ok(c) => {
+                    holder.set(c);
+                    tracing::info!(input = %format!("tls://{listen}"), "certificates reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(input = %format!("tls://{listen}"), "reload refused, the certificates in use stay: {e}")
+                }
+            }
+        }
+    }
+    if let (Some(holder), Some(ship)) = (ship_tls, &cfg.ship) {
+        match crate::transport::tls::client_config(&ship.ca, &ship.cert, &ship.key) {
+            Ok(c) => {
+                holder.set(c);
+                tracing::info!("shipping certificates reloaded (used from the next connection)");
+            }
+            Err(e) => tracing::error!("[ship] reload refused, the certificates in use stay: {e}"),
+        }
+    }
+}
+
+/// Runs the agent until SIGTERM/SIGINT (SIGHUP reloads certificates). Bound
+/// addresses are printed to stdout as `listening URL` lines (useful with port 0).
 pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // One owner per state directory, for the whole run (the shipper included):
     // a second agent on it is refused, naming the first.
     let _lock = crate::fsutil::lock_dir(&cfg.state_dir, "state directory")?;
+
+    // Everything that can fail for a reason outside the chain comes first, so
+    // that a start that fails leaves the chain as it was (no Genesis, no
+    // `recovered` record for a run that never happened).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("logseal-io")
+        .build()?;
+    let mut stop = crate::stop::StopSignals::install(&rt)?;
+    let mut socket_files = SocketFiles(Vec::new());
+    let bound = bind_inputs(&cfg, &rt, &mut socket_files)?;
+    let ship_tls = match &cfg.ship {
+        Some(ship) => Some(Arc::new(Reloadable::new(
+            crate::transport::tls::client_config(&ship.ca, &ship.cert, &ship.key)
+                .map_err(|e| anyhow::anyhow!("[ship]: {e}"))?,
+        ))),
+        None => None,
+    };
+    let journal_cfg = match &cfg.journald {
+        Some(j) => Some(prepare_journald(&cfg, j)?),
+        None => None,
+    };
+    if cfg.ship.is_none() {
+        tracing::warn!(
+            "no [ship] table: records stay on this host only (nothing is sent to a collector)"
+        );
+    }
+
     let host = (!cfg.host.is_empty()).then_some(cfg.host.as_str());
     let spool_dir = cfg.state_dir.join("spool");
     let opts = SpoolOptions {
@@ -64,11 +248,6 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // the first heartbeat seal.
     writer.seal()?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("logseal-io")
-        .build()?;
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = ListenLimits {
@@ -78,107 +257,48 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     };
     let mut losses = Vec::new();
     let mut tasks = Vec::new();
-    let mut inherited = Inherited::from_env();
-    let mut owned_paths = Vec::new(); // socket files we created (and remove at exit)
-    let mut stop = crate::stop::StopSignals::install(&rt)?;
-    rt.block_on(async {
-        for input in &cfg.inputs {
-            let tx = tx.clone();
-            let sd = stop_rx.clone();
-            match input {
-                Input::Udp { listen } => {
-                    let sock = match inherited.udp(listen) {
-                        Some(s) => tokio::net::UdpSocket::from_std(s)?,
-                        None => tokio::net::UdpSocket::bind(listen)
-                            .await
-                            .map_err(|e| anyhow::anyhow!("binding udp://{listen}: {e}"))?,
-                    };
-                    let addr = sock.local_addr()?;
-                    println!("listening udp://{addr}");
-                    let loss = Arc::new(LossCounter::new(Source::SyslogUdp, addr.to_string()));
-                    losses.push(loss.clone());
-                    tasks.push(tokio::spawn(listen::udp(sock, tx, loss, limits, sd)));
-                }
-                Input::Tcp { listen } => {
-                    let l = match inherited.tcp(listen) {
-                        Some(l) => tokio::net::TcpListener::from_std(l)?,
-                        None => tokio::net::TcpListener::bind(listen)
-                            .await
-                            .map_err(|e| anyhow::anyhow!("binding tcp://{listen}: {e}"))?,
-                    };
-                    println!("listening tcp://{}", l.local_addr()?);
-                    tasks.push(tokio::spawn(listen::tcp(l, tx, limits, sd)));
-                }
-                Input::Tls {
-                    listen,
-                    cert,
-                    key,
-                    client_ca,
-                } => {
-                    let tls = crate::ingest::tls::server_config(cert, key, client_ca.as_deref())
-                        .map_err(anyhow::Error::msg)?;
-                    let l = match inherited.tcp(listen) {
-                        Some(l) => tokio::net::TcpListener::from_std(l)?,
-                        None => tokio::net::TcpListener::bind(listen)
-                            .await
-                            .map_err(|e| anyhow::anyhow!("binding tls://{listen}: {e}"))?,
-                    };
-                    println!("listening tls://{}", l.local_addr()?);
-                    tasks.push(tokio::spawn(listen::tls(l, tls, tx, limits, sd)));
-                }
-                Input::UnixDgram { path } => {
-                    let s = match inherited.unix_dgram(path) {
-                        Some(s) => tokio::net::UnixDatagram::from_std(s)?,
-                        None => {
-                            remove_stale_socket(path)?;
-                            owned_paths.push(path.clone());
-                            let s = tokio::net::UnixDatagram::bind(path).map_err(|e| {
-                                anyhow::anyhow!("binding unix://{}: {e}", path.display())
-                            })?;
-                            set_mode(path, 0o666)?;
-                            s
-                        }
-                    };
-                    println!("listening unix://{}", path.display());
-                    let name = path.display().to_string();
-                    let loss = Arc::new(LossCounter::new(Source::SyslogUnix, name.clone()));
-                    losses.push(loss.clone());
-                    tasks.push(tokio::spawn(listen::unix_dgram(
-                        s, name, tx, loss, limits, sd,
-                    )));
-                }
-                Input::UnixStream { path } => {
-                    let l = match inherited.unix_stream(path) {
-                        Some(l) => tokio::net::UnixListener::from_std(l)?,
-                        None => {
-                            remove_stale_socket(path)?;
-                            owned_paths.push(path.clone());
-                            let l = tokio::net::UnixListener::bind(path).map_err(|e| {
-                                anyhow::anyhow!("binding unix-stream://{}: {e}", path.display())
-                            })?;
-                            set_mode(path, 0o666)?;
-                            l
-                        }
-                    };
-                    println!("listening unix-stream://{}", path.display());
-                    tasks.push(tokio::spawn(listen::unix_stream(
-                        l,
-                        path.display().to_string(),
-                        tx,
-                        limits,
-                        sd,
-                    )));
-                }
+    let mut bound_tls = Vec::new();
+    let (blocked_tx, blocked_rx) = watch::channel(false);
+    for (i, b) in bound.into_iter().enumerate() {
+        let tx = tx.clone();
+        let sd = stop_rx.clone();
+        let _guard = rt.enter();
+        match b {
+            Bound::Udp(sock, loss) => {
+                println!("listening udp://{}", sock.local_addr()?);
+                losses.push(loss.clone());
+                tasks.push(rt.spawn(listen::udp(sock, tx, loss, limits, sd)));
+            }
+            Bound::Tcp(l) => {
+                println!("listening tcp://{}", l.local_addr()?);
+                tasks.push(rt.spawn(listen::tcp(l, tx, limits, sd)));
+            }
+            Bound::Tls(l, tls) => {
+                println!("listening tls://{}", l.local_addr()?);
+                bound_tls.push((i, tls.clone()));
+                tasks.push(rt.spawn(listen::tls(l, tls, tx, limits, sd)));
+            }
+            Bound::UnixDgram(s, name, loss, block) => {
+                println!("listening unix://{name}");
+                losses.push(loss.clone());
+                let when_full = if block {
+                    listen::DgramFull::Block
+                } else {
+                    listen::DgramFull::Drop(blocked_rx.clone())
+                };
+                tasks.push(rt.spawn(listen::unix_dgram(s, name, tx, loss, limits, when_full, sd)));
+            }
+            Bound::UnixStream(l, name) => {
+                println!("listening unix-stream://{name}");
+                tasks.push(rt.spawn(listen::unix_stream(l, name, tx, limits, sd)));
             }
         }
-        anyhow::Ok(())
-    })?;
-    inherited.warn_unused();
+    }
     let journal_done = Arc::new(tokio::sync::Notify::new());
-    let journald = match &cfg.journald {
-        Some(j) => Some(start_journald(
+    let journald = match journal_cfg {
+        Some(jc) => Some(start_journald(
+            jc,
             &cfg,
-            j,
             &spool_dir,
             tx.clone(),
             stop_rx.clone(),
@@ -199,17 +319,16 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         commit_interval: cfg.spool.commit_interval,
         max_size: cfg.spool.max_size,
         journal_state: cfg.journald.as_ref().map(|_| cfg.state_dir.clone()),
+        blocked: Arc::new(blocked_tx),
     };
-    let shipping = match &cfg.ship {
-        Some(ship) => {
-            let tls = crate::transport::tls::client_config(&ship.ca, &ship.cert, &ship.key)
-                .map_err(anyhow::Error::msg)?;
+    let shipping = match (&cfg.ship, &ship_tls) {
+        (Some(ship), Some(tls)) => {
             let link = Arc::new(ShipLink::new(writer.log().acked()));
             let scfg = ShipperConfig {
                 host: writer.host().to_string(),
                 collectors: ship.collectors.clone(),
                 server_name: ship.server_name.clone(),
-                tls,
+                tls: tls.clone(),
                 batch_records: ship.batch_records,
                 batch_bytes: ship.batch_size as usize,
                 window: ship.window,
@@ -225,7 +344,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             tracing::info!(collectors = ?ship.collectors, "shipping to collectors");
             Some((link, ship_stats, handle))
         }
-        None => None,
+        _ => None,
     };
     let st = stats.clone();
     let link = shipping.as_ref().map(|s| s.0.clone());
@@ -247,7 +366,14 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         let mut last_change = std::time::Instant::now();
         loop {
             tokio::select! {
-                _ = stop.recv() => break,
+                asked = stop.recv() => match asked {
+                    Asked::Stop => break,
+                    Asked::Reload => {
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                        reload(&cfg, &bound_tls, ship_tls.as_ref());
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                    }
+                },
                 _ = journal_done.notified() => break,
                 _ = tick.tick() => {
                     let alive = stats.alive_ms.load(Ordering::Relaxed);
@@ -298,9 +424,6 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         Ok(r) => r?,
         Err(_) => anyhow::bail!("the stamper thread panicked"),
     }
-    for p in &owned_paths {
-        let _ = std::fs::remove_file(p);
-    }
     tracing::info!(
         events = stats.events.load(Ordering::Relaxed),
         seals = stats.seals.load(Ordering::Relaxed),
@@ -309,39 +432,62 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the journal and starts its reader after the last entry chained.
+/// The journald reader's configuration, checked and the journal opened once,
+/// before the chain is touched; the resume point is added once it is open.
 #[cfg(feature = "journald")]
-fn start_journald(
+fn prepare_journald(
     cfg: &AgentConfig,
     j: &config::JournaldConfig,
+) -> anyhow::Result<crate::journal::reader::ReaderConfig> {
+    use crate::journal::{reader, Filter};
+    let source = config::JournalSource::parse(&j.journal).map_err(anyhow::Error::msg)?;
+    reader::check(&source)?;
+    Ok(reader::ReaderConfig {
+        source,
+        start: config::JournalStart::parse(&j.start).map_err(anyhow::Error::msg)?,
+        filter: Filter::new(j).map_err(anyhow::Error::msg)?,
+        max_entry: j.max_entry_size as usize,
+        resume: None,
+        peer: j.journal.as_str().into(),
+        stop_at_end: j.stop_at_end,
+        done: Arc::new(tokio::sync::Notify::new()),
+        state_dir: cfg.state_dir.clone(),
+    })
+}
+
+/// Starts the journald reader after the last entry chained (read from the
+/// spool, which the writer has already cut back to whole records).
+#[cfg(feature = "journald")]
+fn start_journald(
+    mut rcfg: crate::journal::reader::ReaderConfig,
+    cfg: &AgentConfig,
     spool_dir: &std::path::Path,
     tx: mpsc::Sender<crate::ingest::Batch>,
     stop: watch::Receiver<bool>,
     done: Arc<tokio::sync::Notify>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    use crate::journal::{reader, resume, Filter};
-    let resume = resume::resume_cursor(&cfg.state_dir, spool_dir)
+    use crate::journal::{reader, resume};
+    rcfg.resume = resume::resume_cursor(&cfg.state_dir, spool_dir)
         .map_err(|e| anyhow::anyhow!("finding the last journal entry chained: {e}"))?;
-    let rcfg = reader::ReaderConfig {
-        source: config::JournalSource::parse(&j.journal).map_err(anyhow::Error::msg)?,
-        start: config::JournalStart::parse(&j.start).map_err(anyhow::Error::msg)?,
-        filter: Filter::new(j).map_err(anyhow::Error::msg)?,
-        max_entry: j.max_entry_size as usize,
-        resume,
-        peer: j.journal.as_str().into(),
-        stop_at_end: j.stop_at_end,
-        done,
-        state_dir: cfg.state_dir.clone(),
-    };
+    rcfg.done = done;
+    let name = rcfg.peer.clone();
     let h = reader::spawn(rcfg, tx, stop, Arc::new(reader::ReaderStats::default()))?;
-    println!("reading journal {}", j.journal);
+    println!("reading journal {name}");
     Ok(h)
 }
 
 #[cfg(not(feature = "journald"))]
+struct NoJournal;
+
+#[cfg(not(feature = "journald"))]
+fn prepare_journald(_: &AgentConfig, _: &config::JournaldConfig) -> anyhow::Result<NoJournal> {
+    anyhow::bail!("[journald]: this logseal was built without journald support")
+}
+
+#[cfg(not(feature = "journald"))]
 fn start_journald(
+    _: NoJournal,
     _: &AgentConfig,
-    _: &config::JournaldConfig,
     _: &std::path::Path,
     _: mpsc::Sender<crate::ingest::Batch>,
     _: watch::Receiver<bool>,

@@ -1,7 +1,7 @@
 //! The first half of chaining, on a thread of its own: every event of a batch
 //! is encoded as a record, framed (length, CRC32C) and its leaf hashed, with the
 //! seq it will most likely get. The stamper then only copies each frame into
-//! the spool and takes the head step, `head = H(0x01 ‖ head ‖ leaf)`, the one
+//! the spool and takes the head step, `head = H(0x01 ‖ head ‖ kind ‖ leaf)`, the one
 //! part that must be sequential. Two cores share the work of one chain.
 //!
 //! The guess of the seq is the stager's count of what it passed on (events

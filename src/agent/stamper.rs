@@ -43,6 +43,9 @@ pub struct StamperConfig {
     /// With a journald input: the state directory that keeps the
     /// `journal-cursor` file (see [`crate::journal::resume`]).
     pub journal_state: Option<std::path::PathBuf>,
+    /// Told whether input is being taken (false) or not (true: the spool is
+    /// full or writes fail): datagram inputs drop and count meanwhile.
+    pub blocked: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The cursor of the last journald entry chained, as far as it is durable.
@@ -252,6 +255,10 @@ pub fn run(
             }
             _ => {}
         }
+        cfg.blocked.send_if_modified(|b| {
+            let now = blocked.is_some();
+            std::mem::replace(b, now) != now
+        });
         let mut wait = cfg.heartbeat.saturating_sub(last_seal.elapsed());
         if let Some(t) = first_unsealed {
             wait = wait.min(cfg.seal_interval.saturating_sub(t.elapsed()));

@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! leaf_i = SHA-256(0x00 || record_i)
-//! head_i = SHA-256(0x01 || head_{i-1} || leaf_i)     head_{-1} = 32 zero bytes
+//! head_i = SHA-256(0x01 || head_{i-1} || kind_i || leaf_i)     head_{-1} = 32 zero bytes
 //! ```
 //!
 //! Chaining digests rather than contents lets a record be redacted later (keep
-//! its leaf, drop its bytes) without breaking the chain.
+//! its kind byte and leaf, drop its bytes) without breaking the chain; the kind
+//! byte enters the head so that a redacted frame cannot claim another kind.
 
 use ring::digest::{Context, SHA256};
 
@@ -24,13 +25,20 @@ pub fn leaf(record: &[u8]) -> Digest {
     to_array(c.finish())
 }
 
-/// `SHA-256(0x01 || prev_head || leaf)`.
-pub fn head(prev: &Digest, leaf: &Digest) -> Digest {
-    let mut buf = [0u8; 65];
+/// `SHA-256(0x01 || prev_head || kind || leaf)`: `kind` is the record's kind
+/// byte (its second byte; a redacted frame's kind field).
+pub fn head(prev: &Digest, kind: u8, leaf: &Digest) -> Digest {
+    let mut buf = [0u8; 66];
     buf[0] = 0x01;
     buf[1..33].copy_from_slice(prev);
-    buf[33..].copy_from_slice(leaf);
+    buf[33] = kind;
+    buf[34..].copy_from_slice(leaf);
     to_array(ring::digest::digest(&SHA256, &buf))
+}
+
+/// The kind byte of an encoded record (0 if it is too short to have one).
+pub fn kind_of(record: &[u8]) -> u8 {
+    record.get(1).copied().unwrap_or(0)
 }
 
 /// Plain SHA-256, for fingerprints.

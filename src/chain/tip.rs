@@ -271,7 +271,7 @@ impl Tip {
         }
         self.last_was_shutdown = shutdown;
         self.ended_cleanly = clean;
-        self.head = hash::head(&self.head, leaf);
+        self.head = hash::head(&self.head, r.kind() as u8, leaf);
         self.next_seq = self.next_seq.saturating_add(1);
         self.last_time_ns = r.time_ns;
         Ok(())
@@ -303,7 +303,7 @@ mod tests {
             },
         }
         .encode()];
-        let mut head = hash::head(&ZERO_HEAD, &hash::leaf(&out[0]));
+        let mut head = hash::head(&ZERO_HEAD, 1, &hash::leaf(&out[0]));
         for seq in 1..n {
             let rec = Record {
                 chain_id: id,
@@ -318,7 +318,7 @@ mod tests {
                 },
             }
             .encode();
-            head = hash::head(&head, &hash::leaf(&rec));
+            head = hash::head(&head, 2, &hash::leaf(&rec));
             out.push(rec);
         }
         let mut seal = Record {

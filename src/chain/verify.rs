@@ -700,7 +700,8 @@ enum Content<'a> {
     Redacted {
         chain_id: ChainId,
         seq: u64,
-        kind: Option<Kind>,
+        /// The kind byte as written (it enters the head step, §2).
+        kind: u8,
         leaf: Digest,
     },
 }
@@ -1176,7 +1177,7 @@ impl Verifier {
                 Content::Redacted {
                     chain_id: ChainId(id),
                     seq: u64::from_be_bytes(seq),
-                    kind: Kind::from_u8(payload[24]),
+                    kind: payload[24],
                     leaf,
                 }
             }
@@ -1297,9 +1298,9 @@ impl Verifier {
         let Some(ci) = self.membership(at, chain_id, seq, is_genesis) else {
             return;
         };
-        let leaf = match &content {
-            Content::Full(_) => hash::leaf(payload),
-            Content::Redacted { leaf, .. } => *leaf,
+        let (kind, leaf) = match &content {
+            Content::Full(r) => (r.kind() as u8, hash::leaf(payload)),
+            Content::Redacted { kind, leaf, .. } => (*kind, *leaf),
         };
         let anchors = &self.options.anchors;
         let placement = &self.placement;
@@ -1311,8 +1312,8 @@ impl Verifier {
         }
         let record = match content {
             Content::Redacted { kind, .. } => {
-                redacted(c, at, seq, kind);
-                advance(c, &leaf);
+                redacted(c, at, seq, Kind::from_u8(kind));
+                advance(c, kind, &leaf);
                 return;
             }
             Content::Full(r) => r,
@@ -1388,7 +1389,7 @@ impl Verifier {
         if !matches!(record.body, Body::Seal { .. }) {
             c.ended_cleanly = false;
         }
-        advance(c, &leaf);
+        advance(c, kind, &leaf);
     }
 
     /// Ends verification and reports.
@@ -1510,6 +1511,6 @@ fn redacted(c: &mut Chain, at: Location, seq: u64, kind: Option<Kind>) {
 }
 
 /// §4.7 The head step.
-fn advance(c: &mut Chain, leaf: &Digest) {
-    c.head = c.head.map(|h| hash::head(&h, leaf));
+fn advance(c: &mut Chain, kind: u8, leaf: &Digest) {
+    c.head = c.head.map(|h| hash::head(&h, kind, leaf));
 }

@@ -191,13 +191,16 @@ impl CollectorConfig {
         if self.enrollment.mode == EnrollmentMode::Strict && self.enrollment.enrolled.is_none() {
             return Err("enrollment.mode = \"strict\" needs enrollment.enrolled (a file)".into());
         }
+        // Opened, not just looked for: "permission denied" is not "no such file".
         for (k, p) in [
-            ("tls.ca", &self.tls.ca),
-            ("tls.cert", &self.tls.cert),
-            ("tls.key", &self.tls.key),
+            ("tls.ca", Some(&self.tls.ca)),
+            ("tls.cert", Some(&self.tls.cert)),
+            ("tls.key", Some(&self.tls.key)),
+            ("tls.crl", self.tls.crl.as_ref()),
         ] {
-            if !p.exists() {
-                return Err(format!("{k} = {:?}: no such file", p.display()));
+            if let Some(p) = p {
+                crate::fsutil::open_regular(p)
+                    .map_err(|e| format!("{k} = {:?}: {e}", p.display()))?;
             }
         }
         Ok(())

@@ -16,6 +16,7 @@ pub mod config;
 pub mod store;
 
 use crate::chain::{hash, Digest};
+use crate::transport::crl::Crls;
 use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
 use config::{CollectorConfig, EnrollmentMode};
 use std::collections::VecDeque;
@@ -30,54 +31,196 @@ use store::{Enrollment, Refused, Store};
 /// How long a connection with batches not yet acknowledged waits for the
 /// next frame before it looks whether their fsync has finished.
 const ACK_POLL: Duration = Duration::from_millis(1);
+/// File descriptors a connection may hold: its socket, and the segment file
+/// and writer of the chain it writes (most connections write one chain).
+const FDS_PER_CONNECTION: u64 = 3;
+
+/// Raises the soft limit on open files to the hard one, and warns when even
+/// that is too low for `max_connections` (accept(2) would then fail with
+/// EMFILE before the connection limit is reached).
+fn fd_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+    let have = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    let need = (max_connections as u64)
+        .saturating_mul(FDS_PER_CONNECTION)
+        .saturating_add(64);
+    if have < need {
+        tracing::warn!(
+            open_files = have,
+            needed = need,
+            max_connections,
+            "the open-file limit is below what limits.max_connections needs: raise LimitNOFILE or lower max_connections"
+        );
+    }
+}
+
+/// Waits after a failed accept(2) (out of file descriptors): doubling from
+/// the first to the second.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// How often the CRL file is looked at.
+const CRL_POLL: Duration = Duration::from_secs(1);
+
+/// Rebuilds the TLS configuration; ends the sessions the new CRL revokes. A
+/// failure keeps the configuration in use, logs and raises an alert.
+fn reload_tls(shared: &Shared, tls: &TlsSource, why: &str) {
+    match tls.reload() {
+        Ok(crls) => {
+            let listed = crls.as_ref().map_or(0, Crls::len);
+            let ended = crls.as_ref().map_or(0, |c| shared.end_revoked(c));
+            tracing::info!(
+                why,
+                revoked_listed = listed,
+                sessions_ended = ended,
+                "TLS configuration reloaded"
+            );
+            if let Some(w) = crls.and_then(|c| c.stale(unix_now())) {
+                tracing::warn!("{w}");
+                shared.store.alert("crl-stale", "", None, &w);
+            }
+        }
+        Err(e) => {
+            tracing::error!(
+                why,
+                "reload refused, the previous TLS configuration stays in use: {e}"
+            );
+            shared
+                .store
+                .alert("tls-reload-failed", "", None, &format!("{why}: {e}"));
+        }
+    }
+}
+
 /// Batches a connection hands to its leaf stage before it stores the oldest:
 /// the stage hashes one while the connection reads the next and stores the
 /// one before.
 const HASH_AHEAD: usize = 1;
 
-/// The TLS configuration, rebuilt when the CRL file changes.
+/// The TLS configuration: built at start (an unusable certificate, key, CA
+/// or CRL refuses the start), rebuilt on SIGHUP and when the CRL file changes.
+/// A rebuild that fails keeps the configuration in use and raises an alert:
+/// a garbled or rolled-back CRL never becomes "nothing is revoked".
 struct TlsSource {
     cfg: config::TlsConfig,
-    current: Mutex<(Arc<rustls::ServerConfig>, Option<SystemTime>)>,
+    current: Mutex<Loaded>,
+}
+
+struct Loaded {
+    server: Arc<rustls::ServerConfig>,
+    crls: Option<Crls>,
+    /// What the CRL file looked like when it was loaded.
+    crl_file: Option<FileStamp>,
+}
+
+/// Identity of a file's content as the file system tells it: a replaced or
+/// rewritten file changes one of these.
+type FileStamp = (Option<SystemTime>, u64, u64);
+
+fn stamp_of(p: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p)
+        .ok()
+        .map(|m| (m.modified().ok(), m.len(), m.ino()))
 }
 
 impl TlsSource {
     fn new(cfg: config::TlsConfig) -> anyhow::Result<TlsSource> {
-        let (sc, m) = Self::build(&cfg)?;
+        let loaded = Self::build(&cfg, None).map_err(anyhow::Error::msg)?;
+        if let Some(w) = loaded.crls.as_ref().and_then(|c| c.stale(unix_now())) {
+            tracing::warn!(crl = %cfg.crl.as_deref().unwrap_or_else(|| "".as_ref()).display(), "{w}");
+        }
         Ok(TlsSource {
             cfg,
-            current: Mutex::new((sc, m)),
+            current: Mutex::new(loaded),
         })
     }
 
-    fn build(
-        cfg: &config::TlsConfig,
-    ) -> anyhow::Result<(Arc<rustls::ServerConfig>, Option<SystemTime>)> {
-        let crl = cfg.crl.as_deref();
-        let mtime = crl.and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-        let sc = crate::transport::tls::server_config(&cfg.ca, &cfg.cert, &cfg.key, crl)
-            .map_err(anyhow::Error::msg)?;
-        Ok((sc, mtime))
+    /// Checks every file of `cfg` and builds the server configuration. With
+    /// `current`, a CRL older than the one in use is refused.
+    fn build(cfg: &config::TlsConfig, current: Option<&Crls>) -> Result<Loaded, String> {
+        let (crls, crl_file) = match &cfg.crl {
+            Some(path) => {
+                let stamp = stamp_of(path);
+                let ca =
+                    crate::ingest::tls::load_certs(&cfg.ca).map_err(|e| format!("tls.ca: {e}"))?;
+                let c = Crls::load(path, &ca).map_err(|e| format!("tls.crl: {e}"))?;
+                if let Some(cur) = current {
+                    c.may_replace(cur)
+                        .map_err(|e| format!("tls.crl: {}: {e}", path.display()))?;
+                }
+                (Some(c), stamp)
+            }
+            None => (None, None),
+        };
+        let server =
+            crate::transport::tls::server_config(&cfg.ca, &cfg.cert, &cfg.key, crls.as_ref())?;
+        Ok(Loaded {
+            server,
+            crls,
+            crl_file,
+        })
     }
 
     fn get(&self) -> Arc<rustls::ServerConfig> {
-        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(crl) = &self.cfg.crl {
-            let m = std::fs::metadata(crl).and_then(|m| m.modified()).ok();
-            if m != cur.1 {
-                match Self::build(&self.cfg) {
-                    Ok(n) => {
-                        tracing::info!(crl = %crl.display(), "CRL changed: reloaded");
-                        *cur = n;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "CRL changed but cannot be loaded; keeping the previous one")
-                    }
+        lock(&self.current).server.clone()
+    }
+
+    /// True if the CRL file changed since it was loaded.
+    fn crl_changed(&self) -> bool {
+        match &self.cfg.crl {
+            Some(p) => stamp_of(p) != lock(&self.current).crl_file,
+            None => false,
+        }
+    }
+
+    /// Rebuilds everything from the files. On success returns the CRLs now in
+    /// use (sessions of certificates they revoke must end); on failure keeps
+    /// the configuration in use and says why.
+    fn reload(&self) -> Result<Option<Crls>, String> {
+        let mut cur = lock(&self.current);
+        match Self::build(&self.cfg, cur.crls.as_ref()) {
+            Ok(n) => {
+                *cur = n;
+                Ok(cur.crls.clone())
+            }
+            Err(e) => {
+                // Do not try the same file again at every poll.
+                if let Some(p) = &self.cfg.crl {
+                    cur.crl_file = stamp_of(p);
                 }
+                Err(e)
             }
         }
-        cur.0.clone()
     }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A connection after its handshake: what revocation needs to end it.
+struct Live {
+    cert: rustls_pki_types::CertificateDer<'static>,
+    peer: String,
+    /// A second handle on the socket: shutting it down ends the session's
+    /// blocking reads at once.
+    sock: TcpStream,
+    revoked: Arc<AtomicBool>,
+}
+
+/// The connections after their handshake, by id.
+#[derive(Default)]
+struct Sessions {
+    next: u64,
+    live: std::collections::HashMap<u64, Live>,
 }
 
 struct Shared {
@@ -87,9 +230,43 @@ struct Shared {
     idle: Duration,
     handshake: Duration,
     stop: AtomicBool,
+    sessions: Mutex<Sessions>,
 }
 
-/// Runs the collector until SIGTERM/SIGINT. Prints `listening ADDR` on stdout.
+impl Shared {
+    /// Ends every session whose certificate `crls` revokes; returns how many.
+    fn end_revoked(&self, crls: &Crls) -> usize {
+        let s = lock(&self.sessions);
+        let mut n = 0;
+        for live in s.live.values() {
+            if crls.revokes(&live.cert) && !live.revoked.swap(true, Ordering::SeqCst) {
+                tracing::warn!(peer = live.peer, "certificate revoked: ending its session");
+                let _ = live.sock.shutdown(std::net::Shutdown::Read);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// What `run` would refuse at start, checked without binding or opening the
+/// store (`--check-config`): the certificates, key, CA and CRL (parsed, the CRL
+/// signed by the CA), and the enrolled-hosts file.
+pub fn check_files(cfg: &CollectorConfig) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Err(e) = TlsSource::build(&cfg.tls, None) {
+        errors.push(e);
+    }
+    if let (EnrollmentMode::Strict, Some(p)) = (cfg.enrollment.mode, &cfg.enrollment.enrolled) {
+        if let Err(e) = config::read_enrolled(p) {
+            errors.push(format!("enrollment.enrolled: {e}"));
+        }
+    }
+    errors
+}
+
+/// Runs the collector until SIGTERM/SIGINT (SIGHUP reloads the certificates
+/// and the CRL). Prints `listening ADDR` on stdout.
 pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     let enrollment = match cfg.enrollment.mode {
         EnrollmentMode::FirstUse => Enrollment::FirstUse,
@@ -98,6 +275,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
             Enrollment::Strict(config::read_enrolled(&path)?)
         }
     };
+    fd_limit(cfg.limits.max_connections);
     let tls = Arc::new(TlsSource::new(cfg.tls.clone())?);
     let store = Store::open(&cfg.store, enrollment, cfg.limits.segment_size)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -121,21 +299,38 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         idle: cfg.limits.idle_timeout,
         handshake: cfg.limits.handshake_timeout,
         stop: AtomicBool::new(false),
+        sessions: Mutex::new(Sessions::default()),
     });
 
     let active = Arc::new(AtomicUsize::new(0));
     let max_conns = cfg.limits.max_connections;
     let acceptor = {
+        let tls = tls.clone();
         let shared = shared.clone();
         let active = active.clone();
         std::thread::Builder::new()
             .name("logseal-accept".into())
             .spawn(move || {
+                let mut backoff = Duration::ZERO;
                 for conn in listener.incoming() {
                     if shared.stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let Ok(tcp) = conn else { continue };
+                    let tcp = match conn {
+                        Ok(t) => {
+                            backoff = Duration::ZERO;
+                            t
+                        }
+                        Err(e) => {
+                            // Out of file descriptors (or memory): the connection
+                            // stays queued, and accepting again at once would spin
+                            // a core. Wait, longer each time, up to a second.
+                            backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                            tracing::warn!(error = %e, retry_in = ?backoff, "cannot accept a connection");
+                            std::thread::sleep(backoff);
+                            continue;
+                        }
+                    };
                     let peer = tcp
                         .peer_addr()
                         .map_or_else(|_| "?".to_string(), |a| a.to_string());
@@ -147,18 +342,26 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
                         );
                         continue;
                     }
+                    // A CRL written just now applies to this handshake already
+                    // (one stat per connection; the main loop looks every second).
+                    if tls.crl_changed() {
+                        reload_tls(&shared, &tls, "the CRL file changed");
+                    }
+                    // The slot is taken before the thread starts (so that the
+                    // count never lags behind the threads) and given back if it
+                    // cannot start: a failed spawn must not leak it for good.
                     active.fetch_add(1, Ordering::SeqCst);
-                    let shared = shared.clone();
-                    let active = active.clone();
-                    let tls = tls.get();
+                    let (conn_shared, conn_active, conn_tls) =
+                        (shared.clone(), active.clone(), tls.get());
                     let spawned = std::thread::Builder::new()
                         .name("logseal-conn".into())
                         .spawn(move || {
-                            serve(&shared, tls, tcp, &peer);
-                            active.fetch_sub(1, Ordering::SeqCst);
+                            serve(&conn_shared, conn_tls, tcp, &peer);
+                            conn_active.fetch_sub(1, Ordering::SeqCst);
                         });
-                    if spawned.is_err() {
-                        tracing::error!("cannot start a connection thread");
+                    if let Err(e) = spawned {
+                        active.fetch_sub(1, Ordering::SeqCst);
+                        tracing::error!(error = %e, "cannot start a connection thread: connection closed");
                     }
                 }
             })?
@@ -173,9 +376,23 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
         let mut wd = tokio::time::interval(Duration::from_micros((usec / 2).max(100_000)));
         let mut status = tokio::time::interval(cfg.liveness.status_interval);
+        // The CRL file is looked at every second: a revocation takes effect
+        // within a second, for new handshakes and for open sessions.
+        let mut crl_poll = tokio::time::interval(CRL_POLL);
         loop {
             tokio::select! {
-                _ = stop.recv() => break,
+                asked = stop.recv() => match asked {
+                    crate::stop::Asked::Stop => break,
+                    crate::stop::Asked::Reload => {
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                        tracing::info!("SIGHUP: reloading the certificates, key, CA and CRL (other settings need a restart)");
+                        reload_tls(&shared, &tls, "SIGHUP");
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                    }
+                },
+                _ = crl_poll.tick() => if tls.crl_changed() {
+                    reload_tls(&shared, &tls, "the CRL file changed");
+                },
                 _ = wd.tick() => if watchdog {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 },
@@ -311,7 +528,29 @@ fn serve(shared: &Shared, tls_cfg: Arc<rustls::ServerConfig>, tcp: TcpStream, pe
     if send(&mut tls, &welcome).is_err() {
         return;
     }
-    match session(shared, &mut tls, &mut fr, &host, peer) {
+    // Registered for revocation: a CRL change ends the session of a
+    // certificate it revokes (rustls checks the CRL only at the handshake).
+    let revoked = Arc::new(AtomicBool::new(false));
+    let id = {
+        let mut s = lock(&shared.sessions);
+        let id = s.next;
+        s.next += 1;
+        if let Ok(sock) = tls.sock.try_clone() {
+            s.live.insert(
+                id,
+                Live {
+                    cert,
+                    peer: format!("{peer} ({host})"),
+                    sock,
+                    revoked: revoked.clone(),
+                },
+            );
+        }
+        id
+    };
+    let r = session(shared, &mut tls, &mut fr, &host, peer, &revoked);
+    lock(&shared.sessions).live.remove(&id);
+    match r {
         Ok(()) => tracing::info!(peer, host, "agent disconnected"),
         Err(e) => tracing::warn!(peer, host, "connection closed: {e}"),
     }
@@ -360,6 +599,8 @@ struct Session<'a> {
     hashing: usize,
     /// Batch buffers to reuse.
     spare: Vec<Vec<u8>>,
+    /// Set when the CRL came to revoke this session's certificate.
+    revoked: &'a AtomicBool,
 }
 
 /// The message loop after Hello/Welcome.
@@ -369,6 +610,7 @@ fn session(
     fr: &mut FrameReader,
     host: &str,
     peer: &str,
+    revoked: &AtomicBool,
 ) -> Result<(), String> {
     std::thread::scope(|scope| {
         // Capacity for every batch in flight: neither side ever blocks on a send.
@@ -387,6 +629,7 @@ fn session(
             from_leaves,
             hashing: 0,
             spare: Vec::new(),
+            revoked,
         };
         s.run(tls, fr)
     })
@@ -409,6 +652,13 @@ impl Session<'_> {
         let mut idle_since = Instant::now();
         let _ = tls.sock.set_read_timeout(Some(poll));
         loop {
+            if self.revoked.load(Ordering::SeqCst) {
+                // Batches read but not acknowledged stay unacknowledged: the
+                // agent keeps them and sends them again under a new certificate.
+                let m = "the client certificate was revoked";
+                refuse(tls, Code::Revoked, 0, m);
+                return Err(m.into());
+            }
             // With batches to store or acknowledge, wait for input only briefly
             // (poll(2): a socket timeout is rounded up to the kernel's tick).
             if self.busy() && !readable(tls, fr, ACK_POLL) {
@@ -431,6 +681,9 @@ impl Session<'_> {
                     continue;
                 }
                 Err(ReadError::Closed) => {
+                    if self.revoked.load(Ordering::SeqCst) {
+                        continue; // refused at the top of the loop
+                    }
                     self.store_hashed(tls, 0)?;
                     let _ = commit(self.shared, tls, &mut self.pending);
                     return Ok(());

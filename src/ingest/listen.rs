@@ -131,13 +131,23 @@ fn push_datagram(b: &mut Batch, msg: &[u8], max: usize) {
     }
 }
 
-/// Receives datagrams on a unix datagram socket until shutdown.
+/// What a datagram input does while the stamper cannot take input.
+pub enum DgramFull {
+    /// Wait (senders block).
+    Block,
+    /// Drop and count while the receiver says the stamper is blocked.
+    Drop(watch::Receiver<bool>),
+}
+
+/// Receives datagrams on a unix datagram socket (`/dev/log` style) until
+/// shutdown.
 pub async fn unix_dgram(
     sock: tokio::net::UnixDatagram,
     path: String,
     tx: mpsc::Sender<Batch>,
     loss: Arc<LossCounter>,
     limits: ListenLimits,
+    when_full: DgramFull,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 256 << 10];
@@ -163,15 +173,29 @@ pub async fn unix_dgram(
                 };
             }
         }
-        // Local senders can wait: a full channel back-pressures them (their
-        // socket buffer fills and send() blocks) instead of losing messages.
         if b.items.is_empty() {
             continue;
         }
         let n = b.items.len() as u64;
-        tokio::select! {
-            r = tx.send(b) => if r.is_err() { return },
-            _ = shutdown.changed() => { loss.add(n, t); return }
+        match &when_full {
+            // Senders wait: a full channel back-pressures them (their socket
+            // buffer fills and send() blocks) instead of losing messages.
+            DgramFull::Block => tokio::select! {
+                r = tx.send(b) => if r.is_err() { return },
+                _ = shutdown.changed() => { loss.add(n, t); return }
+            },
+            // A burst waits for the stamper as above; but once the stamper
+            // cannot take input (the spool is full, writes fail), a program
+            // calling syslog(3) must not hang on the logger: what cannot be
+            // chained is dropped and counted.
+            DgramFull::Drop(blocked) => {
+                let mut blocked = blocked.clone();
+                tokio::select! {
+                    r = tx.send(b) => if r.is_err() { return },
+                    _ = blocked.wait_for(|b| *b) => loss.add(n, t),
+                    _ = shutdown.changed() => { loss.add(n, t); return }
+                }
+            }
         }
     }
 }
@@ -313,17 +337,17 @@ pub async fn unix_stream(
 
 /// Serves syslog over TLS (RFC 5425). A failed handshake (wrong CA, no client
 /// certificate when one is required, garbage) is logged and the connection
-/// closed; the listener goes on.
+/// closed; the listener goes on. Each connection takes the configuration
+/// current when it arrives (SIGHUP replaces it).
 pub async fn tls(
     listener: tokio::net::TcpListener,
-    config: Arc<rustls::ServerConfig>,
+    config: Arc<crate::stop::Reloadable<rustls::ServerConfig>>,
     tx: mpsc::Sender<Batch>,
     limits: ListenLimits,
     shutdown: watch::Receiver<bool>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     serve(listener, limits, shutdown, move |conn, addr, sd| {
-        let acceptor = acceptor.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config.get());
         let tx = tx.clone();
         async move {
             match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(conn)).await {

@@ -78,6 +78,26 @@ fn open(source: &JournalSource) -> std::io::Result<Journal> {
     Ok(j)
 }
 
+/// What a source is called in messages.
+fn describe(source: &JournalSource) -> String {
+    match source {
+        JournalSource::System => "the system journal".to_string(),
+        JournalSource::Namespace(n) => format!("the journal of namespace {n}"),
+        JournalSource::Directory(d) => format!("the journal files in {}", d.display()),
+    }
+}
+
+/// Checks that `source` can be opened, before the agent touches its chain.
+pub fn check(source: &JournalSource) -> anyhow::Result<()> {
+    if let JournalSource::Directory(d) = source {
+        if !d.is_dir() {
+            anyhow::bail!("journald.journal: {} is not a directory", d.display());
+        }
+    }
+    open(source).map_err(|e| anyhow::anyhow!("opening {}: {e}", describe(source)))?;
+    Ok(())
+}
+
 /// Opens the journal on a new thread and reads it until `stop` turns true.
 /// Returns once the journal is open (or failed to open) and positioned.
 pub fn spawn(
@@ -136,16 +156,8 @@ impl Reader {
         stop: watch::Receiver<bool>,
         stats: Arc<ReaderStats>,
     ) -> anyhow::Result<Reader> {
-        let what = match &cfg.source {
-            JournalSource::System => "the system journal".to_string(),
-            JournalSource::Namespace(n) => format!("the journal of namespace {n}"),
-            JournalSource::Directory(d) => format!("the journal files in {}", d.display()),
-        };
-        if let JournalSource::Directory(d) = &cfg.source {
-            if !d.is_dir() {
-                anyhow::bail!("journald.journal: {} is not a directory", d.display());
-            }
-        }
+        let what = describe(&cfg.source);
+        check(&cfg.source)?;
         let j = open(&cfg.source).map_err(|e| anyhow::anyhow!("opening {what}: {e}"))?;
         let batch = new_batch(&cfg.peer);
         let mut r = Reader {

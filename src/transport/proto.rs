@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 /// Protocol magic at the start of Hello.
 pub const MAGIC: &[u8; 8] = b"LSEALNET";
 /// The protocol version this build speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Frames before Welcome are at most this long.
 pub const HELLO_MAX: usize = 64 << 10;
 /// Default maximum frame size a collector accepts.
@@ -63,6 +63,8 @@ pub enum Code {
     Storage = 9,
     /// The collector is shutting down or busy; retry later.
     Unavailable = 10,
+    /// The client certificate was revoked while the session was open.
+    Revoked = 11,
 }
 
 impl Code {
@@ -79,6 +81,7 @@ impl Code {
             8 => Code::NotEnrolled,
             9 => Code::Storage,
             10 => Code::Unavailable,
+            11 => Code::Revoked,
             _ => return None,
         })
     }
@@ -96,6 +99,7 @@ impl Code {
             Code::NotEnrolled => "not-enrolled",
             Code::Storage => "storage",
             Code::Unavailable => "unavailable",
+            Code::Revoked => "revoked",
         }
     }
 

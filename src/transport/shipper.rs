@@ -91,8 +91,9 @@ pub struct ShipperConfig {
     pub collectors: Vec<String>,
     /// Name the collectors' certificates must carry; empty: each address's host part.
     pub server_name: String,
-    /// TLS client configuration.
-    pub tls: Arc<rustls::ClientConfig>,
+    /// TLS client configuration (SIGHUP replaces it; each connection takes
+    /// the current one).
+    pub tls: Arc<crate::stop::Reloadable<rustls::ClientConfig>>,
     /// Records per batch at most.
     pub batch_records: usize,
     /// Bytes per batch at most.
@@ -415,7 +416,7 @@ impl Session<'_> {
             .map_err(|e| e.to_string())?;
         tcp.set_write_timeout(Some(Duration::from_secs(30)))
             .map_err(|e| e.to_string())?;
-        let conn = rustls::ClientConnection::new(self.cfg.tls.clone(), server_name)
+        let conn = rustls::ClientConnection::new(self.cfg.tls.get(), server_name)
             .map_err(|e| e.to_string())?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         Msg::Hello {

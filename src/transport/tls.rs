@@ -6,7 +6,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,14 +20,6 @@ fn roots(ca: &Path) -> Result<Arc<RootCertStore>, String> {
 
 fn key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Loads the CRLs of a PEM file.
-pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
-    CertificateRevocationListDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The agent's client configuration: trusts `ca` for collectors, presents `cert`/`key`.
@@ -46,17 +38,19 @@ pub fn client_config(ca: &Path, cert: &Path, key_path: &Path) -> Result<Arc<Clie
 }
 
 /// The collector's server configuration: requires a client certificate from
-/// `ca`, not revoked by `crl` (if given).
+/// `ca`, not revoked by `crls` (checked by [`Crls::load`]).
+///
+/// [`Crls::load`]: super::crl::Crls::load
 pub fn server_config(
     ca: &Path,
     cert: &Path,
     key_path: &Path,
-    crl: Option<&Path>,
+    crls: Option<&super::crl::Crls>,
 ) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut b = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone());
-    if let Some(crl) = crl {
-        b = b.with_crls(load_crls(crl)?);
+    if let Some(crls) = crls {
+        b = b.with_crls(crls.ders.clone());
     }
     let verifier = b
         .build()

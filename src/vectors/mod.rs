@@ -166,7 +166,7 @@ pub fn generate() -> Vectors {
             .encode()
         };
         let leaf = hash::leaf(&encoded);
-        head = hash::head(&head, &leaf);
+        head = hash::head(&head, encoded[1], &leaf);
         let _ = writeln!(text, "record.{seq}: {}", hex::encode(&encoded));
         let _ = writeln!(text, "leaf.{seq}: {}", hex::encode(&leaf));
         let _ = writeln!(text, "head.{seq}: {}", hex::encode(&head));

@@ -95,7 +95,7 @@ impl Chain {
     }
 
     fn push_encoded(&mut self, enc: Vec<u8>) {
-        self.head = hash::head(&self.head, &hash::leaf(&enc));
+        self.head = hash::head(&self.head, hash::kind_of(&enc), &hash::leaf(&enc));
         self.recs.push(enc);
     }
 
@@ -1091,6 +1091,12 @@ pub fn generate() -> Vec<Fixture> {
         "event 7 redacted (leaf only): the chain still verifies (a positive control)",
         seg(&replace(7, redacted_frame(&a.recs[7], 2))),
         intact(&aid),
+    );
+    g.file(
+        "redacted-kind-changed",
+        "event 7 redacted with the kind byte of a Loss: the kind enters the head, so seal 10 no longer covers it",
+        seg(&replace(7, redacted_frame(&a.recs[7], 4))),
+        broken(&aid, &[("bad-link", 6, 10)], &[(6, 9, "problem")]),
     );
     {
         let mut bad = a.recs[8].clone();

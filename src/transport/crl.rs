@@ -1,0 +1,180 @@
+//! Certificate revocation lists, checked before they are used: a CRL file that
+//! cannot be read, holds no CRL, is not signed by the client CA, or is older
+//! than the one already loaded is an error, never "nothing is revoked".
+//!
+//! rustls applies the lists at each handshake; this module decides whether a
+//! file may become the lists it applies, and answers "is this certificate
+//! revoked?" for sessions opened before the list changed. Parsing and the
+//! signature check are x509-parser's (signatures through `ring`).
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use std::collections::HashSet;
+use std::path::Path;
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
+
+/// Largest CRL file read (a CRL of a million entries is ~40 MB).
+pub const MAX_CRL_FILE: u64 = 64 << 20;
+
+/// The CRLs of one file, checked against the client CA.
+#[derive(Debug, Clone)]
+pub struct Crls {
+    /// The lists as DER, for rustls.
+    pub ders: Vec<CertificateRevocationListDer<'static>>,
+    /// (issuer DER, serial) of every revoked certificate.
+    revoked: HashSet<(Vec<u8>, Vec<u8>)>,
+    /// Latest thisUpdate among the lists (seconds since the epoch).
+    pub this_update: i64,
+    /// Earliest nextUpdate among the lists, if any says one.
+    pub next_update: Option<i64>,
+    /// Highest CRL number among the lists (big-endian, no leading zeros), if
+    /// every list has one.
+    number: Option<Vec<u8>>,
+}
+
+impl Crls {
+    /// Reads and checks `path` against the CA certificates in `ca`: every PEM
+    /// block must be a CRL that parses whole and is signed by one of them.
+    pub fn load(path: &Path, ca: &[CertificateDer<'_>]) -> Result<Crls, String> {
+        let name = path.display();
+        let bytes = crate::fsutil::read_bounded(path, MAX_CRL_FILE)
+            .map_err(|e| format!("CRL {name}: {e}"))?;
+        let ders = CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("CRL {name}: not a PEM file of CRLs: {e}"))?;
+        if ders.is_empty() {
+            return Err(format!(
+                "CRL {name}: holds no CRL (an empty or garbled file would revoke nothing; \
+                 write the CRL `logseal pki` or your CA issued)"
+            ));
+        }
+        let cas = ca
+            .iter()
+            .map(|c| {
+                X509Certificate::from_der(c.as_ref())
+                    .map(|(_, x)| x)
+                    .map_err(|e| format!("client CA certificate: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Crls {
+            ders: Vec::with_capacity(ders.len()),
+            revoked: HashSet::new(),
+            this_update: i64::MIN,
+            next_update: None,
+            number: Some(Vec::new()),
+        };
+        for (i, der) in ders.into_iter().enumerate() {
+            let n = i + 1;
+            let crl = match CertificateRevocationList::from_der(der.as_ref()) {
+                Ok(([], c)) => c,
+                Ok(_) => return Err(format!("CRL {n} in {name}: trailing bytes after the CRL")),
+                Err(e) => return Err(format!("CRL {n} in {name}: does not parse: {e}")),
+            };
+            let issuer = crl.issuer().as_raw();
+            let Some(ca) = cas.iter().find(|c| c.subject().as_raw() == issuer) else {
+                return Err(format!(
+                    "CRL {n} in {name}: issued by {}, which is not the client CA ({})",
+                    crl.issuer(),
+                    cas.iter()
+                        .map(|c| c.subject().to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+            };
+            crl.verify_signature(ca.public_key()).map_err(|e| {
+                format!(
+                    "CRL {n} in {name}: its signature does not verify under the client CA's key ({e})"
+                )
+            })?;
+            out.this_update = out.this_update.max(crl.last_update().timestamp());
+            if let Some(next) = crl.next_update() {
+                let t = next.timestamp();
+                out.next_update = Some(out.next_update.map_or(t, |u| u.min(t)));
+            }
+            out.number = match (out.number.take(), crl.crl_number()) {
+                (Some(have), Some(n)) => {
+                    let n = n.to_bytes_be();
+                    Some(if by_value(&n) > by_value(&have) {
+                        n
+                    } else {
+                        have
+                    })
+                }
+                _ => None,
+            };
+            for r in crl.iter_revoked_certificates() {
+                out.revoked
+                    .insert((issuer.to_vec(), r.raw_serial().to_vec()));
+            }
+            out.ders.push(der);
+        }
+        Ok(out)
+    }
+
+    /// Number of revoked certificates listed.
+    pub fn len(&self) -> usize {
+        self.revoked.len()
+    }
+
+    /// True if no certificate is listed (the lists exist, and revoke nothing).
+    pub fn is_empty(&self) -> bool {
+        self.revoked.is_empty()
+    }
+
+    /// True if `cert` (DER) is listed as revoked by its issuer's CRL.
+    pub fn revokes(&self, cert: &CertificateDer<'_>) -> bool {
+        let Ok((_, c)) = X509Certificate::from_der(cert.as_ref()) else {
+            return false;
+        };
+        self.revoked
+            .contains(&(c.issuer().as_raw().to_vec(), c.raw_serial().to_vec()))
+    }
+
+    /// May `self` replace `current`? Not if it is older (a lower CRL number
+    /// or, without numbers, an earlier thisUpdate): a CRL rolled back to an
+    /// earlier issue would re-admit certificates revoked since.
+    pub fn may_replace(&self, current: &Crls) -> Result<(), String> {
+        if let (Some(new), Some(cur)) = (&self.number, &current.number) {
+            if by_value(new) < by_value(cur) {
+                return Err(format!(
+                    "it is older than the CRL in use (CRL number {} < {}): a rollback would \
+                     re-admit certificates revoked since",
+                    crate::hex::encode(new),
+                    crate::hex::encode(cur)
+                ));
+            }
+            return Ok(());
+        }
+        if self.this_update < current.this_update {
+            return Err(format!(
+                "it is older than the CRL in use (thisUpdate {} < {}): a rollback would \
+                 re-admit certificates revoked since",
+                secs(self.this_update),
+                secs(current.this_update)
+            ));
+        }
+        Ok(())
+    }
+
+    /// If the earliest nextUpdate has passed at `now` (seconds): a warning.
+    pub fn stale(&self, now: i64) -> Option<String> {
+        let next = self.next_update?;
+        (next < now).then(|| {
+            format!(
+                "the CRL's nextUpdate ({}) has passed: the CA should have issued a newer one",
+                secs(next)
+            )
+        })
+    }
+}
+
+/// A big-endian unsigned number as a key that orders by value.
+fn by_value(b: &[u8]) -> (usize, &[u8]) {
+    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    (b.len() - start, &b[start..])
+}
+
+fn secs(t: i64) -> String {
+    crate::timefmt::rfc3339(t.saturating_mul(1_000_000_000))
+}

@@ -1,0 +1,593 @@
+//! Operating the agent and the collector: signals and reload, failed starts
+//! that leave the chain alone, and revocation that fails closed (issue 14).
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
+mod common;
+use common::agent::Agent;
+use common::collector::*;
+use common::*;
+use logseal::transport::proto::{self, Code, FrameReader, Msg};
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn signal(child: &std::process::Child, sig: rustix::process::Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_child(child), sig).unwrap();
+}
+
+/// Waits until `path`'s text contains `needle` `count` times.
+fn log_has(path: &Path, needle: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.matches(needle).count() >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {count}× {needle:?} in {}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every file under `dir` with its bytes (sorted by path).
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.file_name().unwrap() != "lock" {
+                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn agent_cmd(args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("agent")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_failed_start_leaves_the_chain_untouched() {
+    let d = TempDir::new("failed-start");
+    let state = d.path().join("state");
+    let s = state.to_str().unwrap();
+    // A port in use: the agent cannot bind it.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_url = format!("tcp://{}", busy.local_addr().unwrap());
+
+    // On a new state directory: no chain is created.
+    let o = agent_cmd(&["--state", s, "--host", "h", "--listen", &busy_url]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("binding tcp://"),
+        "{o:?}"
+    );
+    assert!(
+        snapshot(&state).is_empty(),
+        "a start that failed wrote {:?}",
+        snapshot(&state).iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+
+    // On an existing chain: nothing is appended (no `recovered`/`start` record).
+    let a = Agent::start(&state, &["tcp://127.0.0.1:0".into()]);
+    a.stop();
+    let before = snapshot(&state);
+    let o = agent_cmd(&["--state", s, "--host", "h", "--listen", &busy_url]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    #[cfg(feature = "journald")]
+    {
+        let missing = d.path().join("no-such-journal");
+        let o = agent_cmd(&[
+            "--state",
+            s,
+            "--host",
+            "h",
+            "--journal",
+            missing.to_str().unwrap(),
+        ]);
+        assert_ne!(o.status.code(), Some(0), "{o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("not a directory"),
+            "{o:?}"
+        );
+    }
+    // A [ship] table whose certificate does not exist.
+    let cfg = d.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{s}\"\nhost = \"h\"\n[[input]]\ntype = \"tcp\"\nlisten = \"127.0.0.1:0\"\n\
+             [ship]\ncollectors = [\"127.0.0.1:1\"]\nca = \"{0}/none.crt\"\ncert = \"{0}/none.crt\"\nkey = \"{0}/none.key\"\n",
+            d.path().display()
+        ),
+    )
+    .unwrap();
+    let o = agent_cmd(&["--config", cfg.to_str().unwrap()]);
+    assert_ne!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(before, snapshot(&state), "a failed start changed the state");
+    assert_intact(&state.join("spool"));
+}
+
+#[test]
+fn sighup_reloads_the_agent_and_the_collector_and_stops_neither() {
+    let d = TempDir::new("sighup");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let adir = d.path().join("a");
+    std::fs::create_dir_all(&adir).unwrap();
+    let cfg = agent_config(&adir, &ca, "hup-host", &[&c.addr], TCP_INPUT, "");
+    let errlog = adir.join("agent.log");
+    let mut a = Agent::start_config(&cfg, &adir.join("state"), Some(&errlog), 1);
+
+    signal(&a.child, rustix::process::Signal::HUP);
+    log_has(&errlog, "SIGHUP: reloading", 1);
+    log_has(&errlog, "shipping certificates reloaded", 1);
+    signal(&c.child, rustix::process::Signal::HUP);
+    log_has(&c.log, "TLS configuration reloaded", 1);
+    // Both still serve: an event sent now is chained and stored.
+    let mut s = TcpStream::connect(a.addr("tcp")).unwrap();
+    s.write_all(b"<13>Nov 29 12:00:00 h app: msg-hup-1 after the reload\n")
+        .unwrap();
+    drop(s);
+    wait_until("the event in the store", || {
+        store_events(&c.store)
+            .iter()
+            .any(|(_, m)| m.contains("msg-hup-1"))
+    });
+    assert!(
+        a.child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the agent"
+    );
+    a.stop();
+    let log = c.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    // The agent sealed its stop (a clean end), which it cannot do when a
+    // signal kills it.
+    let (code, v) = verify_json(&adir.join("state").join("spool"));
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["chains"][0]["ended_cleanly"], true, "{v}");
+}
+
+// ---- Revocation -------------------------------------------------------------
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn connect(ca: &Ca, host: &str, addr: &str) -> std::io::Result<Tls> {
+    let (cert, key) = ca.agent(host);
+    let cfg = logseal::transport::tls::client_config(&ca.ca(), &cert, &key).unwrap();
+    let conn = rustls::ClientConnection::new(
+        cfg,
+        rustls::pki_types::ServerName::try_from("collector").unwrap(),
+    )
+    .unwrap();
+    let sock = TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(20)))?;
+    Ok(rustls::StreamOwned::new(conn, sock))
+}
+
+fn read(t: &mut Tls) -> Result<Msg, String> {
+    let mut fr = FrameReader::default();
+    let (ty, body) = fr.next(t, 1 << 20).map_err(|e| e.to_string())?;
+    Msg::decode(ty, body)
+}
+
+/// Hello as `host`: true if the collector answered Welcome.
+fn welcomed(ca: &Ca, host: &str, addr: &str) -> bool {
+    let Ok(mut t) = connect(ca, host, addr) else {
+        return false;
+    };
+    let hello = Msg::Hello {
+        min_version: proto::VERSION,
+        max_version: proto::VERSION,
+        host: host.into(),
+        software: "test".into(),
+    };
+    if hello.write(&mut t).and_then(|_| t.flush()).is_err() {
+        return false;
+    }
+    matches!(read(&mut t), Ok(Msg::Welcome { .. }))
+}
+
+/// The collector's config file written by `Collector::start` in `dir`.
+fn collector_toml(dir: &Path) -> PathBuf {
+    dir.join("collector.toml")
+}
+
+#[test]
+fn a_crl_that_does_not_check_out_refuses_the_start_and_never_replaces_the_one_in_use() {
+    let d = TempDir::new("crl");
+    let ca = Ca::new(&d.path().join("pki"));
+    ca.agent("bad-host");
+    ca.agent("ok-host");
+    let crl_before_revocation = std::fs::read(ca.crl()).unwrap();
+    logseal::pki::revoke(&ca.dir, "bad-host").unwrap();
+    let good_crl = std::fs::read(ca.crl()).unwrap();
+    let rogue = Ca::named(&d.path().join("rogue"), "test CA"); // same name, other key
+    let other = Ca::named(&d.path().join("other"), "other CA");
+
+    let cdir = d.path().join("c");
+    let c = Collector::start(&cdir, &ca, "127.0.0.1:0", "");
+    assert!(!welcomed(&ca, "bad-host", &c.addr));
+    assert!(welcomed(&ca, "ok-host", &c.addr));
+    c.stop();
+    let cfg = collector_toml(&cdir);
+
+    let bad: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("garbage", b"this is not a CRL\n".to_vec(), "holds no CRL"),
+        ("empty", Vec::new(), "holds no CRL"),
+        (
+            "bad PEM body",
+            b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n".to_vec(),
+            "does not parse",
+        ),
+        (
+            "another CA's",
+            std::fs::read(other.crl()).unwrap(),
+            "not the client CA",
+        ),
+        (
+            "same CA name, another key",
+            std::fs::read(rogue.crl()).unwrap(),
+            "signature does not verify",
+        ),
+    ];
+    // At start: refused, by --check-config and by the collector itself.
+    for (what, bytes, expect) in &bad {
+        std::fs::write(ca.crl(), bytes).unwrap();
+        for args in [vec!["--check-config"], vec!["--config"]] {
+            let o = Command::new(bin())
+                .arg("collector")
+                .args(&args)
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_ne!(o.status.code(), Some(0), "{what} {args:?}: {err}");
+            assert!(
+                err.contains("crl") && err.contains(expect),
+                "{what} {args:?}: {err}"
+            );
+        }
+    }
+    // A FIFO in place of the CRL: refused, not a hang.
+    std::fs::remove_file(ca.crl()).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(ca.crl())
+        .status()
+        .unwrap()
+        .success());
+    let o = Command::new(bin())
+        .args(["collector", "--check-config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a regular file"),
+        "{o:?}"
+    );
+    std::fs::remove_file(ca.crl()).unwrap();
+
+    // While running: each bad file is refused, the CRL in use stays, an alert
+    // is raised; a CRL rolled back to before the revocation is refused too.
+    std::fs::write(ca.crl(), &good_crl).unwrap();
+    let c = Collector::start(&cdir, &ca, "127.0.0.1:0", "");
+    let mut refused = 0;
+    let rollback = (
+        "rolled back",
+        crl_before_revocation,
+        "older than the CRL in use",
+    );
+    for (what, bytes, expect) in bad.iter().chain(std::iter::once(&rollback)) {
+        std::fs::write(ca.crl(), bytes).unwrap();
+        refused += 1;
+        log_has(&c.log, "reload refused", refused);
+        assert!(c.log_text().contains(expect), "{what}: {}", c.log_text());
+        assert!(
+            !welcomed(&ca, "bad-host", &c.addr),
+            "{what}: the revoked host got in"
+        );
+        assert!(welcomed(&ca, "ok-host", &c.addr), "{what}");
+    }
+    let alerts = std::fs::read_to_string(c.store.join("alerts.jsonl")).unwrap();
+    assert!(alerts.contains("tls-reload-failed"), "{alerts}");
+    c.stop();
+}
+
+#[test]
+fn revoking_a_certificate_ends_its_open_session() {
+    let d = TempDir::new("revoke-session");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let mut t = connect(&ca, "victim", &c.addr).unwrap();
+    Msg::Hello {
+        min_version: proto::VERSION,
+        max_version: proto::VERSION,
+        host: "victim".into(),
+        software: "test".into(),
+    }
+    .write(&mut t)
+    .unwrap();
+    t.flush().unwrap();
+    assert!(matches!(read(&mut t), Ok(Msg::Welcome { .. })));
+    Msg::Ping(1).write(&mut t).unwrap();
+    t.flush().unwrap();
+    assert!(matches!(read(&mut t), Ok(Msg::Pong(1))));
+
+    logseal::pki::revoke(&ca.dir, "victim").unwrap();
+    // The session is told and closed, without the agent sending anything.
+    match read(&mut t) {
+        Ok(Msg::Error { code, .. }) => assert_eq!(Code::from_u16(code), Some(Code::Revoked)),
+        other => panic!("expected a `revoked` error, got {other:?}"),
+    }
+    let _ = Msg::Ping(2).write(&mut t).and_then(|_| t.flush());
+    assert!(
+        !matches!(read(&mut t), Ok(Msg::Pong(2))),
+        "the session went on"
+    );
+    log_has(&c.log, "certificate revoked: ending its session", 1);
+    assert!(!welcomed(&ca, "victim", &c.addr));
+    c.stop();
+}
+
+#[test]
+fn quickstart_takes_its_children_with_it() {
+    use std::io::{BufRead, BufReader};
+    let d = TempDir::new("qs-hup");
+    let qdir = d.path().join("qs");
+    let start = |qdir: &Path| {
+        let mut child = Command::new(bin())
+            .args(["quickstart", "--dir"])
+            .arg(qdir)
+            .args(["--syslog-addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut text = String::new();
+        while !text.contains("Ctrl-C stops") {
+            let mut line = String::new();
+            assert!(out.read_line(&mut line).unwrap() > 0, "quickstart: {text}");
+            text.push_str(&line);
+        }
+        let kids =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+        let kids: Vec<i32> = kids
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(kids.len(), 2, "agent and collector: {kids:?}");
+        (child, out, kids)
+    };
+    let gone = |kids: &[i32]| {
+        wait_until("quickstart's children to exit", || {
+            kids.iter().all(|p| {
+                // A zombie (exited, not yet reaped by init) counts as gone.
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .map_or(true, |s| s.contains(") Z "))
+            })
+        })
+    };
+    // Its terminal closes: SIGHUP stops it cleanly, children first.
+    let (mut child, mut out, kids) = start(&qdir);
+    signal(&child, rustix::process::Signal::HUP);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("RESULT: intact"), "{rest}");
+    gone(&kids);
+    // Killed outright: the kernel stops its children.
+    let (mut child, _out, kids) = start(&qdir);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    gone(&kids);
+    // Neither run left anything behind that a new quickstart trips over.
+    let (mut child, mut out, _) = start(&qdir);
+    signal(&child, rustix::process::Signal::INT);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("RESULT: intact"), "{rest}");
+}
+
+#[test]
+fn a_full_spool_never_blocks_datagram_senders_and_every_drop_is_counted() {
+    use std::os::unix::net::UnixDatagram;
+    let d = TempDir::new("dgram-full");
+    let state = d.path().join("state");
+    let sock = d.path().join("log.sock");
+    let cfg = d.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{}\"\nhost = \"full-host\"\n\
+             [spool]\nsegment_size = \"64KiB\"\nmax_size = \"256KiB\"\n\
+             [[input]]\ntype = \"unix-dgram\"\npath = \"{}\"\n",
+            state.display(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let errlog = d.path().join("agent.log");
+    let a = Agent::start_config(&cfg, &state, Some(&errlog), 1);
+    // A program calling syslog(3): its send must never wait on the agent. The
+    // spool holds a few hundred of these; the rest must be dropped and counted.
+    let tx = UnixDatagram::unbound().unwrap();
+    tx.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let pad = "x".repeat(400);
+    let n = 60_000u64;
+    for i in 0..n {
+        let m = format!("<13>Nov 29 12:00:00 h app: msg-full-{i} {pad}");
+        if let Err(e) = tx.send_to(m.as_bytes(), &sock) {
+            panic!("datagram {i} of {n}: the sender was blocked ({e})");
+        }
+    }
+    log_has(&errlog, "spool full", 1);
+    a.stop();
+    let (_, v) = verify_json(&state.join("spool"));
+    let c = &v["chains"][0];
+    let events = c["events"].as_u64().unwrap();
+    let lost = c["lost_events"].as_u64().unwrap();
+    assert!(
+        lost > 0,
+        "nothing was dropped: the test did not fill the spool: {v}"
+    );
+    assert_eq!(
+        events + lost,
+        n,
+        "sent {n}, chained {events}, counted lost {lost}: {v}"
+    );
+    assert!(c["problems"].as_array().unwrap().is_empty(), "{v}");
+}
+
+/// Clock ticks of CPU a process has used (user + system).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_file_descriptors_the_collector_backs_off_and_recovers() {
+    let d = TempDir::new("emfile");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let pid = c.child.id();
+    // A real descriptor limit on the running collector.
+    let st = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), "--nofile=40:40"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Connections that never start their handshake hold descriptors until the
+    // handshake timeout; the ones beyond the limit wait in the backlog, and
+    // accept(2) fails with EMFILE.
+    let held: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(&c.addr).unwrap())
+        .collect();
+    log_has(&c.log, "cannot accept a connection", 1);
+    // It waits between attempts instead of spinning a core: over two seconds
+    // (200 ticks) a spinning accept loop uses nearly all of them.
+    let before = cpu_ticks(pid);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used < 100,
+        "the collector used {used} ticks of CPU in 2 s with accept(2) failing"
+    );
+    drop(held);
+    // Once descriptors are free again, agents get in.
+    wait_until("a hello answered after the descriptors came back", || {
+        welcomed(&ca, "fd-host", &c.addr)
+    });
+    c.stop();
+}
+
+/// A pids cgroup (v1 or v2) for one test, removed when dropped.
+struct PidsCgroup {
+    dir: PathBuf,
+    root: PathBuf,
+}
+
+impl PidsCgroup {
+    fn new(tag: &str) -> Option<PidsCgroup> {
+        let name = format!("logseal-test-{tag}-{}", std::process::id());
+        for root in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
+            let root = PathBuf::from(root);
+            let dir = root.join(&name);
+            if std::fs::create_dir(&dir).is_ok() {
+                if dir.join("pids.max").exists() {
+                    return Some(PidsCgroup { dir, root });
+                }
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+        None
+    }
+    fn enter(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+    fn set_max(&self, max: &str) {
+        std::fs::write(self.dir.join("pids.max"), max).unwrap();
+    }
+    fn current(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pids.current"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+    fn leave(&self, pid: u32) {
+        let _ = std::fs::write(self.root.join("cgroup.procs"), pid.to_string());
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for p in procs.split_whitespace() {
+                let _ = std::fs::write(self.root.join("cgroup.procs"), p);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn a_connection_thread_that_cannot_start_gives_its_slot_back() {
+    let Some(cg) = PidsCgroup::new("pids") else {
+        eprintln!(
+            "SKIPPED: no writable pids cgroup on this machine (needs root and a pids controller)"
+        );
+        return;
+    };
+    let d = TempDir::new("pids");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(
+        &d.path().join("c"),
+        &ca,
+        "127.0.0.1:0",
+        "[limits]\nmax_connections = 2\n",
+    );
+    let pid = c.child.id();
+    cg.enter(pid);
+    // No thread more: every connection's thread fails to start.
+    cg.set_max(&cg.current());
+    for _ in 0..4 {
+        assert!(!welcomed(&ca, "pid-host", &c.addr));
+    }
+    log_has(&c.log, "cannot start a connection thread", 4);
+    cg.set_max("max");
+    // Four failed starts did not use up the two slots.
+    assert!(
+        welcomed(&ca, "pid-host", &c.addr),
+        "refused after failed thread starts: {}",
+        c.log_text()
+    );
+    cg.leave(pid);
+    c.stop();
+}
