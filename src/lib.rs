@@ -8,6 +8,7 @@
 //! - [`segment`]: the on-disk record-log format.
 //! - [`signer`], [`writer`]: the key state and the crash-consistent chain writer.
 
+pub mod access;
 pub mod agent;
 pub mod chain;
 pub mod collector;

@@ -356,6 +356,7 @@ fn stamp(
 ) -> anyhow::Result<()> {
     // One owner per state directory: a second process is refused, naming the first.
     let _lock = logseal::fsutil::lock_dir(&state, "state directory")?;
+    let host = host.map(|h| logseal::chain::hostname::canonical(&h));
     let (mut w, opened) = ChainWriter::open(&state, &out, host.as_deref())?;
     match &opened {
         Opened::New { origin, note } => eprintln!(
@@ -585,7 +586,7 @@ fn collector(config: Option<PathBuf>, check_config: Option<PathBuf>) -> anyhow::
         let cfg = CollectorConfig::load(&path)?;
         let errors = logseal::collector::check_files(&cfg);
         if !errors.is_empty() {
-            anyhow::bail!("{}: {}", path.display(), errors.join("\n"));
+            anyhow::bail!("{}:\n  {}", path.display(), errors.join("\n  "));
         }
         println!(
             "{}: valid (listen {}, store {})",
@@ -613,6 +614,10 @@ fn agent(
     use logseal::agent::config::{AgentConfig, Input, JournaldConfig};
     if let Some(path) = check_config {
         let cfg = AgentConfig::load(&path)?;
+        let errors = logseal::agent::check_files(&cfg);
+        if !errors.is_empty() {
+            anyhow::bail!("{}:\n  {}", path.display(), errors.join("\n  "));
+        }
         let journal = match &cfg.journald {
             Some(j) => format!(", journal {}", j.journal),
             None => String::new(),
@@ -630,7 +635,11 @@ fn agent(
         (None, Some(state)) => {
             let mut cfg = AgentConfig::parse("", std::path::Path::new("(defaults)"))?;
             cfg.state_dir = state;
-            cfg.host = host.unwrap_or_default();
+            cfg.host = logseal::chain::hostname::canonical(&host.unwrap_or_default());
+            if !cfg.host.is_empty() {
+                logseal::chain::hostname::check(&cfg.host)
+                    .map_err(|e| anyhow::anyhow!("--host: {e}"))?;
+            }
             for url in &listen {
                 cfg.inputs
                     .push(Input::from_url(url).map_err(anyhow::Error::msg)?);

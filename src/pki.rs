@@ -99,7 +99,7 @@ pub enum PkiError {
     #[error("no CA in {0} (run `logseal pki init --dir {0}` first)")]
     NoCa(PathBuf),
     /// A host name that cannot be a certificate name.
-    #[error("{0:?} is not a usable host name: letters, digits, '-' and '.', as in DNS")]
+    #[error("{0:?} is not a usable host name: lower-case letters, digits, '-' and '.', as in DNS, no trailing dot")]
     BadName(String),
     /// `revoke` of a name never issued.
     #[error("no certificate was issued for {0:?} by this CA")]
@@ -144,20 +144,7 @@ fn refuse_existing(paths: &[PathBuf]) -> Result<(), PkiError> {
 /// Checks that `name` is a DNS-style host name (it becomes the certificate's SAN
 /// and a file name).
 pub fn check_name(name: &str) -> Result<(), PkiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(PkiError::BadName(name.to_string()))
-    }
+    crate::chain::hostname::check(name).map_err(|_| PkiError::BadName(name.to_string()))
 }
 
 fn ca_params(ca_name: &str, not_before: OffsetDateTime, days: u32) -> CertificateParams {

@@ -84,6 +84,9 @@ pub enum WriterError {
     /// No randomness.
     #[error("the operating system's random number generator failed")]
     Random,
+    /// The host name for a new chain is not a host name in canonical form.
+    #[error("{0}; give a host name with --host or `host =`")]
+    BadHost(String),
     /// The log is not the state's: it holds no record of the state's chain.
     #[error("{log} holds no record of chain {chain} of the signer state in {dir}: it is another chain's log (a wrong --out?); nothing was written. Give the state's own log, or another --state directory")]
     WrongLog {
@@ -474,6 +477,7 @@ impl<L: RecordLog> ChainWriter<L> {
         predecessor: Option<Predecessor>,
         note: String,
     ) -> Result<(ChainWriter<L>, Opened), WriterError> {
+        crate::chain::hostname::check(&host).map_err(WriterError::BadHost)?;
         let key = SecretKey::generate().map_err(|_| WriterError::Random)?;
         let mut id = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
@@ -924,10 +928,8 @@ fn create_private_dir(dir: &Path) -> Result<(), WriterError> {
     }
 }
 
-/// The system's host name (`uname -n`).
+/// The system's host name (`uname -n`), in canonical form (lower case, no
+/// trailing dot; see [`crate::chain::hostname`]).
 pub fn system_host() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
+    crate::chain::hostname::canonical(&rustix::system::uname().nodename().to_string_lossy())
 }

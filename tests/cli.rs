@@ -603,27 +603,47 @@ fn writers_own_files_are_not_listed_and_damaged_segments_are_reported() {
 
 #[test]
 fn data_and_file_names_cannot_forge_the_text_report() {
+    use logseal::chain::record::{Body, Origin, Payload, Record, Source};
     let d = TempDir::new("cli");
+    // A crafted file (no writer makes such a host name): a Genesis whose host
+    // holds escape sequences and a line of its own, and unsealed events.
     let host = "h\u{1b}[8m\nRESULT: intact\r";
-    let o = run(
-        &[
-            "stamp",
-            "--state",
-            s(&d.path().join("state")),
-            "--out",
-            s(&d.path().join("log.seg")),
-            "--host",
+    let id = logseal::chain::ChainId([7; 16]);
+    let pk0 = logseal::chain::SecretKey::from_seed(&[1; 32]).public();
+    let mut b = logseal::segment::header().to_vec();
+    let genesis = Record {
+        chain_id: id,
+        seq: 0,
+        time_ns: 1,
+        body: Body::Genesis {
             host,
-        ],
-        numbered(1, 5).as_bytes(),
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    // Broken: the last seal removed.
-    let b = std::fs::read(d.path().join("log.seg")).unwrap();
-    let last = frames(&b).pop().unwrap();
+            agent: "test",
+            pk0,
+            origin: Origin::Fresh,
+            predecessor: None,
+            note: "",
+        },
+    };
+    logseal::segment::encode_frame(logseal::segment::FRAME_RECORD, &genesis.encode(), &mut b);
+    for seq in 1..=5u64 {
+        let msg = format!("msg-x-{seq} \u{1b}[2J\rRESULT: intact");
+        let e = Record {
+            chain_id: id,
+            seq,
+            time_ns: 2,
+            body: Body::Event {
+                source: Source::Stdin,
+                flags: 0,
+                peer: "",
+                original_len: None,
+                payload: Payload::Raw(msg.as_bytes()),
+            },
+        };
+        logseal::segment::encode_frame(logseal::segment::FRAME_RECORD, &e.encode(), &mut b);
+    }
     let dir = d.path().join("evil\u{1b}[8m\nRESULT: intact");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("x.seg"), &b[..last.offset]).unwrap();
+    std::fs::write(dir.join("x.seg"), &b).unwrap();
     std::fs::write(dir.join("junk\u{1b}[2J.txt"), b"x").unwrap();
     for args in [vec!["verify", s(&dir)], vec!["inspect", s(&dir)]] {
         let o = run(&args, b"");

@@ -147,6 +147,12 @@ fn journal_files_are_chained_whole_exactly_once_and_resume_after_the_last() {
         err.contains("journal-cursor: damaged") && err.contains("remove it"),
         "{err}"
     );
+    // ... before it touched the chain: no Genesis was written.
+    assert!(!other.join("signer.state").exists());
+    assert!(
+        !other.join("spool").exists(),
+        "a failed start created a spool"
+    );
 
     // A second file with later entries, in the old layout and uncompressed:
     // only those are chained.

@@ -7,7 +7,7 @@ mod common;
 use common::agent::Agent;
 use common::collector::*;
 use common::*;
-use logseal::transport::proto::{self, Code, FrameReader, Msg};
+use logseal::transport::proto::{self, Code, Msg};
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -138,9 +138,14 @@ fn sighup_reloads_the_agent_and_the_collector_and_stops_neither() {
     let errlog = adir.join("agent.log");
     let mut a = Agent::start_config(&cfg, &adir.join("state"), Some(&errlog), 1);
 
+    // A setting changed in the file meanwhile is named: it needs a restart.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[limits]\nmax_connections = 7\n");
+    std::fs::write(&cfg, text).unwrap();
     signal(&a.child, rustix::process::Signal::HUP);
     log_has(&errlog, "SIGHUP: reloading", 1);
     log_has(&errlog, "shipping certificates reloaded", 1);
+    log_has(&errlog, "taking effect at the next restart: [limits]", 1);
     signal(&c.child, rustix::process::Signal::HUP);
     log_has(&c.log, "TLS configuration reloaded", 1);
     // Both still serve: an event sent now is chained and stored.
@@ -184,27 +189,25 @@ fn connect(ca: &Ca, host: &str, addr: &str) -> std::io::Result<Tls> {
     Ok(rustls::StreamOwned::new(conn, sock))
 }
 
-fn read(t: &mut Tls) -> Result<Msg, String> {
-    let mut fr = FrameReader::default();
-    let (ty, body) = fr.next(t, 1 << 20).map_err(|e| e.to_string())?;
-    Msg::decode(ty, body)
-}
-
-/// Hello as `host`: true if the collector answered Welcome.
-fn welcomed(ca: &Ca, host: &str, addr: &str) -> bool {
-    let Ok(mut t) = connect(ca, host, addr) else {
-        return false;
-    };
+/// Hello as `host` with the certificate of `cert_host`: the collector's answer.
+fn hello_as(ca: &Ca, cert_host: &str, host: &str, addr: &str) -> Result<Msg, String> {
+    let mut t = connect(ca, cert_host, addr).map_err(|e| e.to_string())?;
     let hello = Msg::Hello {
         min_version: proto::VERSION,
         max_version: proto::VERSION,
         host: host.into(),
         software: "test".into(),
     };
-    if hello.write(&mut t).and_then(|_| t.flush()).is_err() {
-        return false;
-    }
-    matches!(read(&mut t), Ok(Msg::Welcome { .. }))
+    hello
+        .write(&mut t)
+        .and_then(|_| t.flush())
+        .map_err(|e| e.to_string())?;
+    read_msg(&mut t)
+}
+
+/// Hello as `host`: true if the collector answered Welcome.
+fn welcomed(ca: &Ca, host: &str, addr: &str) -> bool {
+    matches!(hello_as(ca, host, host, addr), Ok(Msg::Welcome { .. }))
 }
 
 /// The collector's config file written by `Collector::start` in `dir`.
@@ -216,6 +219,13 @@ fn collector_toml(dir: &Path) -> PathBuf {
 fn a_crl_that_does_not_check_out_refuses_the_start_and_never_replaces_the_one_in_use() {
     let d = TempDir::new("crl");
     let ca = Ca::new(&d.path().join("pki"));
+    // Readable by the service user, which --check-config checks when run as root.
+    assert!(Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&ca.dir)
+        .status()
+        .unwrap()
+        .success());
     ca.agent("bad-host");
     ca.agent("ok-host");
     let crl_before_revocation = std::fs::read(ca.crl()).unwrap();
@@ -248,6 +258,12 @@ fn a_crl_that_does_not_check_out_refuses_the_start_and_never_replaces_the_one_in
             "same CA name, another key",
             std::fs::read(rogue.crl()).unwrap(),
             "signature does not verify",
+        ),
+        (
+            // rustls would apply the first (old) one and re-admit bad-host.
+            "an old and the new CRL in one file",
+            [crl_before_revocation.clone(), good_crl.clone()].concat(),
+            "a second CRL",
         ),
     ];
     // At start: refused, by --check-config and by the collector itself.
@@ -296,7 +312,7 @@ fn a_crl_that_does_not_check_out_refuses_the_start_and_never_replaces_the_one_in
     let rollback = (
         "rolled back",
         crl_before_revocation,
-        "older than the CRL in use",
+        "older than the one in use",
     );
     for (what, bytes, expect) in bad.iter().chain(std::iter::once(&rollback)) {
         std::fs::write(ca.crl(), bytes).unwrap();
@@ -329,20 +345,20 @@ fn revoking_a_certificate_ends_its_open_session() {
     .write(&mut t)
     .unwrap();
     t.flush().unwrap();
-    assert!(matches!(read(&mut t), Ok(Msg::Welcome { .. })));
+    assert!(matches!(read_msg(&mut t), Ok(Msg::Welcome { .. })));
     Msg::Ping(1).write(&mut t).unwrap();
     t.flush().unwrap();
-    assert!(matches!(read(&mut t), Ok(Msg::Pong(1))));
+    assert!(matches!(read_msg(&mut t), Ok(Msg::Pong(1))));
 
     logseal::pki::revoke(&ca.dir, "victim").unwrap();
     // The session is told and closed, without the agent sending anything.
-    match read(&mut t) {
+    match read_msg(&mut t) {
         Ok(Msg::Error { code, .. }) => assert_eq!(Code::from_u16(code), Some(Code::Revoked)),
         other => panic!("expected a `revoked` error, got {other:?}"),
     }
     let _ = Msg::Ping(2).write(&mut t).and_then(|_| t.flush());
     assert!(
-        !matches!(read(&mut t), Ok(Msg::Pong(2))),
+        !matches!(read_msg(&mut t), Ok(Msg::Pong(2))),
         "the session went on"
     );
     log_has(&c.log, "certificate revoked: ending its session", 1);
@@ -473,7 +489,13 @@ fn cpu_ticks(pid: u32) -> u64 {
 fn out_of_file_descriptors_the_collector_backs_off_and_recovers() {
     let d = TempDir::new("emfile");
     let ca = Ca::new(&d.path().join("pki"));
-    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    // Limits on unauthenticated clients above the descriptors it will have.
+    let c = Collector::start(
+        &d.path().join("c"),
+        &ca,
+        "127.0.0.1:0",
+        "[limits]\nmax_unauthenticated = 1000\nmax_unauthenticated_per_address = 1000\n",
+    );
     let pid = c.child.id();
     // A real descriptor limit on the running collector.
     let st = Command::new("prlimit")
@@ -590,4 +612,461 @@ fn a_connection_thread_that_cannot_start_gives_its_slot_back() {
     );
     cg.leave(pid);
     c.stop();
+}
+
+// ---- Unauthenticated clients ---------------------------------------------------
+
+/// A TCP connection to `to` from the local address `from`.
+fn connect_from(from: &str, to: &str) -> TcpStream {
+    use rustix::net::{AddressFamily, SocketType};
+    let from: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    let to: std::net::SocketAddr = to.parse().unwrap();
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    rustix::net::bind(&fd, &from).unwrap();
+    rustix::net::connect(&fd, &to).unwrap();
+    TcpStream::from(fd)
+}
+
+#[test]
+fn clients_without_a_certificate_cannot_hold_places_or_lock_agents_out() {
+    let d = TempDir::new("preauth");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(
+        &d.path().join("c"),
+        &ca,
+        "127.0.0.1:0",
+        "[limits]\nhandshake_timeout = \"2s\"\nmax_connections = 4\nmax_unauthenticated_per_address = 3\n",
+    );
+    // 1. A client that trickles a byte every 300 ms (a TLS record header
+    //    announcing 512 bytes, then its body, slowly) is closed at the
+    //    deadline, not kept while bytes keep coming.
+    let mut s = TcpStream::connect(&c.addr).unwrap();
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+    let t0 = Instant::now();
+    let closed_after = loop {
+        std::thread::sleep(Duration::from_millis(300));
+        if s.write_all(&[0]).is_err() {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "a trickling client was kept open for 20 s (handshake_timeout 2 s)"
+        );
+    };
+    assert!(closed_after >= Duration::from_secs(2), "{closed_after:?}");
+    log_has(&c.log, "did not finish within limits.handshake_timeout", 1);
+
+    // 2. Idle connections from one address get 3 places; the rest are closed
+    //    at once, and agents (from another address) still get in although
+    //    there are more idle clients than max_connections.
+    let idle: Vec<TcpStream> = (0..20)
+        .map(|_| connect_from("127.0.0.2", &c.addr))
+        .collect();
+    log_has(&c.log, "from this address", 1);
+    for i in 0..6 {
+        assert!(
+            welcomed(&ca, &format!("agent-{i}"), &c.addr),
+            "agent {i} locked out by idle clients: {}",
+            c.log_text()
+        );
+    }
+    // The refusals are not logged one line each.
+    let lines = c.log_text().matches("from this address").count();
+    assert!(lines <= 5, "{lines} lines for 17 refusals");
+    drop(idle);
+    c.stop();
+}
+
+#[test]
+fn a_host_name_has_one_form_everywhere() {
+    let d = TempDir::new("hostname");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    // The collector: web-02's certificate cannot speak for `WEB-02` or `web-02.`.
+    for alias in ["WEB-02", "web-02.", "Web-02"] {
+        match hello_as(&ca, "web-02", alias, &c.addr) {
+            Ok(Msg::Error { code, message, .. }) => {
+                assert_eq!(
+                    Code::from_u16(code),
+                    Some(Code::NotYourChain),
+                    "{alias}: {message}"
+                );
+                assert!(message.contains("canonical"), "{alias}: {message}");
+            }
+            other => panic!("{alias}: {other:?}"),
+        }
+    }
+    assert!(welcomed(&ca, "web-02", &c.addr));
+    let alerts = std::fs::read_to_string(c.store.join("alerts.jsonl")).unwrap();
+    assert!(alerts.contains("bad-host-name"), "{alerts}");
+    c.stop();
+
+    // A writer given `WEB-02.` chains as `web-02`.
+    let state = d.path().join("st");
+    let out = d.path().join("log.seg");
+    let mut child = Command::new(bin())
+        .args(["stamp", "--host", "WEB-02.", "--state"])
+        .arg(&state)
+        .arg("--out")
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"one\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let o = Command::new(bin())
+        .args(["inspect", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["host"], "web-02", "{v}");
+    // Names that cannot be made canonical are refused, naming the rule.
+    let o = Command::new(bin())
+        .args(["stamp", "--host", "web_02", "--state"])
+        .arg(d.path().join("st2"))
+        .arg("--out")
+        .arg(d.path().join("log2.seg"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("labels of a-z"),
+        "{o:?}"
+    );
+    // A trust anchor for `WEB-02` would never match a Genesis: refused.
+    let trust = d.path().join("trust");
+    std::fs::write(&trust, format!("WEB-02 {}\n", "00".repeat(32))).unwrap();
+    let o = Command::new(bin())
+        .args(["verify", "--trust-file"])
+        .arg(&trust)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("canonical"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn the_quarantine_is_bounded_per_host_and_says_so_when_full() {
+    let d = TempDir::new("quota");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(
+        &d.path().join("c"),
+        &ca,
+        "127.0.0.1:0",
+        "[limits]\nquarantine_per_host = \"64KiB\"\n",
+    );
+    // A chain with a broken link (~15 KiB), sent again and again: the quota
+    // holds it a few times.
+    let chain = records(&build_chain(d.path(), "flood-host", 150, 10));
+    let mut broken = chain.clone();
+    let l = broken[3].len();
+    broken[3][l - 1] ^= 0x20;
+    let mut t = connect(&ca, "flood-host", &c.addr).unwrap();
+    Msg::Hello {
+        min_version: proto::VERSION,
+        max_version: proto::VERSION,
+        host: "flood-host".into(),
+        software: "test".into(),
+    }
+    .write(&mut t)
+    .unwrap();
+    t.flush().unwrap();
+    assert!(matches!(read_msg(&mut t), Ok(Msg::Welcome { .. })));
+    let mut sent = 0u64;
+    for id in 0..60 {
+        let m = send_batch(&mut t, id, &broken);
+        assert!(matches!(m, Ok(Msg::Error { .. })), "{m:?}");
+        sent += broken.iter().map(|r| r.len() as u64).sum::<u64>();
+        // The collector closes the session after a refusal: reconnect.
+        t = connect(&ca, "flood-host", &c.addr).unwrap();
+        Msg::Hello {
+            min_version: proto::VERSION,
+            max_version: proto::VERSION,
+            host: "flood-host".into(),
+            software: "test".into(),
+        }
+        .write(&mut t)
+        .unwrap();
+        t.flush().unwrap();
+        assert!(matches!(read_msg(&mut t), Ok(Msg::Welcome { .. })));
+    }
+    let kept: u64 = std::fs::read_dir(c.store.join("quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(sent > 10 * 65536, "the test sent too little: {sent}");
+    // The .seg files within the quota (their .json beside them are small).
+    let segs: u64 = std::fs::read_dir(c.store.join("quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(
+        segs <= 64 << 10,
+        "{segs} bytes kept for one host (quota 64 KiB)"
+    );
+    assert!(kept < sent / 4, "{kept} of {sent}");
+    let alerts = std::fs::read_to_string(c.store.join("alerts.jsonl")).unwrap();
+    assert!(alerts.contains("quarantine-full"), "{alerts}");
+    c.stop();
+    // A restart counts what is already kept: the quota still holds.
+    let c = Collector::start(
+        &d.path().join("c"),
+        &ca,
+        "127.0.0.1:0",
+        "[limits]\nquarantine_per_host = \"64KiB\"\n",
+    );
+    let mut t = connect(&ca, "flood-host", &c.addr).unwrap();
+    Msg::Hello {
+        min_version: proto::VERSION,
+        max_version: proto::VERSION,
+        host: "flood-host".into(),
+        software: "test".into(),
+    }
+    .write(&mut t)
+    .unwrap();
+    t.flush().unwrap();
+    assert!(matches!(read_msg(&mut t), Ok(Msg::Welcome { .. })));
+    let _ = send_batch(&mut t, 1, &broken);
+    let after: u64 = std::fs::read_dir(c.store.join("quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(
+        after, segs,
+        "a restarted collector forgot what its quarantine holds"
+    );
+    c.stop();
+}
+
+#[test]
+fn a_certificate_revoked_during_its_handshake_gets_no_session() {
+    let d = TempDir::new("revoke-race");
+    let ca = Ca::new(&d.path().join("pki"));
+    let (cert, key) = ca.agent("slow-host");
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    // Connected (its TLS configuration taken) before the revocation ...
+    let sock = TcpStream::connect(&c.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    log_has(&c.log, "connection accepted", 1);
+    logseal::pki::revoke(&ca.dir, "slow-host").unwrap();
+    log_has(&c.log, "TLS configuration reloaded", 1);
+    // ... its handshake and hello after it.
+    let cfg = logseal::transport::tls::client_config(&ca.ca(), &cert, &key).unwrap();
+    let conn = rustls::ClientConnection::new(
+        cfg,
+        rustls::pki_types::ServerName::try_from("collector").unwrap(),
+    )
+    .unwrap();
+    let mut t = rustls::StreamOwned::new(conn, sock);
+    Msg::Hello {
+        min_version: proto::VERSION,
+        max_version: proto::VERSION,
+        host: "slow-host".into(),
+        software: "test".into(),
+    }
+    .write(&mut t)
+    .unwrap();
+    t.flush().unwrap();
+    match read_msg(&mut t) {
+        Ok(Msg::Error { code, .. }) => assert_eq!(Code::from_u16(code), Some(Code::Revoked)),
+        other => panic!("a certificate revoked during its handshake got {other:?}"),
+    }
+    c.stop();
+}
+
+#[test]
+fn a_second_agent_does_not_take_over_or_delete_a_live_socket() {
+    use std::os::unix::net::UnixDatagram;
+    let d = TempDir::new("sock-takeover");
+    let sock = d.path().join("log.sock");
+    let url = format!("unix://{}", sock.display());
+    let a = Agent::start(&d.path().join("a"), std::slice::from_ref(&url));
+    let o = agent_cmd(&[
+        "--state",
+        d.path().join("b").to_str().unwrap(),
+        "--host",
+        "h",
+        "--listen",
+        &url,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("served by another process"),
+        "{o:?}"
+    );
+    // The first agent's socket is still there, and still its own.
+    UnixDatagram::unbound()
+        .unwrap()
+        .send_to(
+            b"<13>Nov 29 12:00:00 h app: msg-sock-1 still reachable",
+            &sock,
+        )
+        .unwrap();
+    common::agent::wait_for(&d.path().join("a"), "sock", 1);
+    a.stop();
+    let evs = common::agent::events(&d.path().join("a"));
+    assert_eq!(common::agent::numbers(&evs, "sock"), vec![1]);
+    // A socket file left by a process that died is taken over.
+    let dead = d.path().join("dead.sock");
+    drop(UnixDatagram::bind(&dead).unwrap());
+    assert!(dead.exists());
+    let a = Agent::start(&d.path().join("c"), &[format!("unix://{}", dead.display())]);
+    a.stop();
+}
+
+#[test]
+fn check_config_opens_and_parses_every_file_and_reports_every_problem_at_once() {
+    let d = TempDir::new("checkcfg");
+    let ca = Ca::new(&d.path().join("pki"));
+    let (cert_a, _) = ca.agent("host-a");
+    let (_, key_b) = ca.agent("host-b");
+    let missing = d.path().join("missing.pem");
+    // Readable by everyone here (the service-user check is tried at the end).
+    assert!(Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&ca.dir)
+        .status()
+        .unwrap()
+        .success());
+    let agent_toml = d.path().join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "state_dir = \"{state}\"\nhost = \"host-a\"\n\
+             [[input]]\ntype = \"tls\"\nlisten = \"127.0.0.1:16514\"\ncert = \"{cert_a}\"\nkey = \"{key_b}\"\n\
+             [[input]]\ntype = \"tcp\"\nlisten = \"0.0.0.0:16514\"\n\
+             [[input]]\ntype = \"udp\"\nlisten = \"127.0.0.1:16514\"\n\
+             [ship]\ncollectors = [\"c:6514\"]\nca = \"{ca}\"\ncert = \"{cert_a}\"\nkey = \"{missing}\"\n",
+            state = d.path().join("state").display(),
+            cert_a = cert_a.display(),
+            key_b = key_b.display(),
+            ca = ca.ca().display(),
+            missing = missing.display(),
+        ),
+    )
+    .unwrap();
+    let o = Command::new(bin())
+        .args(["agent", "--check-config"])
+        .arg(&agent_toml)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    // The key of another certificate, two inputs on one TCP port (the
+    // wildcard address included), the missing ship key: all in one run.
+    assert!(
+        err.contains("input 1 (tls://127.0.0.1:16514)") && err.contains("Mismatch"),
+        "{err}"
+    );
+    assert!(
+        err.contains("input 2 (tcp://0.0.0.0:16514): the same address as input 1"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("input 3"),
+        "UDP and TCP ports are different spaces: {err}"
+    );
+    assert!(
+        err.contains("ship.key") && err.contains("No such file"),
+        "{err}"
+    );
+    // Each cause once: the path is not repeated on one line.
+    for line in err.lines() {
+        assert!(
+            line.matches(missing.to_str().unwrap()).count() <= 1,
+            "{line}"
+        );
+    }
+    assert!(
+        !d.path().join("state").exists(),
+        "a check created the state"
+    );
+    // Run as root, a key only root can read is named for the service user.
+    let root = rustix::process::geteuid().is_root();
+    let user = Command::new("id")
+        .arg("logseal")
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if root && user {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_b, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let o = Command::new(bin())
+            .args(["agent", "--check-config"])
+            .arg(&agent_toml)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("user logseal cannot read it"), "{err}");
+    } else {
+        eprintln!("service-user check not tried: needs root and a `logseal` user");
+    }
+
+    // The collector: a garbled CRL and a missing key, both.
+    let cdir = d.path().join("c");
+    let c = Collector::start(&cdir, &ca, "127.0.0.1:0", "");
+    c.stop();
+    let text = std::fs::read_to_string(cdir.join("collector.toml")).unwrap();
+    std::fs::write(ca.crl(), "garbage").unwrap();
+    let key = ca.dir.join("collector.key");
+    let bad = text.replace(key.to_str().unwrap(), missing.to_str().unwrap());
+    std::fs::write(cdir.join("bad.toml"), bad).unwrap();
+    let o = Command::new(bin())
+        .args(["collector", "--check-config"])
+        .arg(cdir.join("bad.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("tls.key") && err.contains("No such file"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tls.crl") || err.contains("holds no CRL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hellos_with_ever_new_bad_names_cannot_flood_the_alerts_or_the_log() {
+    let d = TempDir::new("alert-flood");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    // A certificate holder sends 60 hellos, each naming another long,
+    // non-canonical host.
+    for i in 0..60 {
+        let name = format!("{i}-{}", "X".repeat(20_000));
+        let m = hello_as(&ca, "web-02", &name, &c.addr);
+        assert!(matches!(m, Ok(Msg::Error { .. })), "{m:?}");
+    }
+    assert!(
+        welcomed(&ca, "web-02", &c.addr),
+        "the collector stopped serving"
+    );
+    let store = c.store.clone();
+    let log = c.stop();
+    let alerts = std::fs::read_to_string(store.join("alerts.jsonl")).unwrap();
+    let lines = alerts
+        .lines()
+        .filter(|l| l.contains("bad-host-name"))
+        .count();
+    assert!(
+        lines <= 30,
+        "{lines} alert lines for one kind within a minute"
+    );
+    assert!(alerts.len() < 64 << 10, "{} bytes of alerts", alerts.len());
+    assert!(log.len() < 256 << 10, "{} bytes of log", log.len());
 }

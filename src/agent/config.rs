@@ -38,6 +38,32 @@ pub struct AgentConfig {
     /// The journald input (`[journald]`); absent: the journal is not read.
     #[serde(default)]
     pub journald: Option<JournaldConfig>,
+    /// The file this configuration was read from (a reload reads it again to
+    /// name the settings that changed and need a restart).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+impl AgentConfig {
+    /// The settings of `other` that differ from this one's, by name.
+    pub fn changed(&self, other: &AgentConfig) -> Vec<&'static str> {
+        let d =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        [
+            ("host", d(&self.host, &other.host)),
+            ("state_dir", d(&self.state_dir, &other.state_dir)),
+            ("log_level", d(&self.log_level, &other.log_level)),
+            ("[chain]", d(&self.chain, &other.chain)),
+            ("[spool]", d(&self.spool, &other.spool)),
+            ("[limits]", d(&self.limits, &other.limits)),
+            ("[[input]]", d(&self.inputs, &other.inputs)),
+            ("[ship]", d(&self.ship, &other.ship)),
+            ("[journald]", d(&self.journald, &other.journald)),
+        ]
+        .into_iter()
+        .filter_map(|(k, differs)| differs.then_some(k))
+        .collect()
+    }
 }
 
 /// The journald input.
@@ -442,10 +468,12 @@ pub enum ConfigError {
 impl AgentConfig {
     /// Parses a config from text.
     pub fn parse(text: &str, path: &Path) -> Result<AgentConfig, ConfigError> {
-        let cfg: AgentConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+        let mut cfg: AgentConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
+        // One form of a host name everywhere: `WEB-02.` is `web-02`.
+        cfg.host = crate::chain::hostname::canonical(&cfg.host);
         cfg.check().map_err(|message| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -459,12 +487,17 @@ impl AgentConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut cfg = Self::parse(&text, path)?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     /// Checks values that the types alone do not.
     pub fn check(&self) -> Result<(), String> {
         check_log_level(&self.log_level)?;
+        if !self.host.is_empty() {
+            crate::chain::hostname::check(&self.host).map_err(|e| format!("host: {e}"))?;
+        }
         if self.limits.max_message < 480 || self.limits.max_message > (16 << 20) - 4096 {
             return Err("limits.max_message must be between 480 bytes and 16 MiB - 4 KiB".into());
         }

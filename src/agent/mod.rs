@@ -43,14 +43,27 @@ enum Bound {
     UnixStream(tokio::net::UnixListener, String),
 }
 
-/// Socket files the agent created: removed when it exits, whether it ran or
-/// failed to start.
-struct SocketFiles(Vec<std::path::PathBuf>);
+/// Socket files the agent created, with their inode: removed when it exits,
+/// whether it ran or failed to start — unless another process has bound the
+/// path since.
+struct SocketFiles(Vec<(std::path::PathBuf, u64)>);
+
+impl SocketFiles {
+    fn add(&mut self, path: &std::path::Path) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::symlink_metadata(path) {
+            self.0.push((path.to_path_buf(), m.ino()));
+        }
+    }
+}
 
 impl Drop for SocketFiles {
     fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
+        use std::os::unix::fs::MetadataExt;
+        for (p, ino) in &self.0 {
+            if std::fs::symlink_metadata(p).is_ok_and(|m| m.ino() == *ino) {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
 }
@@ -104,11 +117,11 @@ fn bind_inputs(
                     let s = match inherited.unix_dgram(path) {
                         Some(s) => tokio::net::UnixDatagram::from_std(s)?,
                         None => {
-                            remove_stale_socket(path)?;
+                            remove_stale_socket(path, false)?;
                             let s = tokio::net::UnixDatagram::bind(path).map_err(|e| {
                                 anyhow::anyhow!("binding unix://{}: {e}", path.display())
                             })?;
-                            files.0.push(path.clone());
+                            files.add(path);
                             set_mode(path, 0o666)?;
                             s
                         }
@@ -121,11 +134,11 @@ fn bind_inputs(
                     let l = match inherited.unix_stream(path) {
                         Some(l) => tokio::net::UnixListener::from_std(l)?,
                         None => {
-                            remove_stale_socket(path)?;
+                            remove_stale_socket(path, true)?;
                             let l = tokio::net::UnixListener::bind(path).map_err(|e| {
                                 anyhow::anyhow!("binding unix-stream://{}: {e}", path.display())
                             })?;
-                            files.0.push(path.clone());
+                            files.add(path);
                             set_mode(path, 0o666)?;
                             l
                         }
@@ -140,6 +153,96 @@ fn bind_inputs(
     Ok(bound)
 }
 
+/// `--check-config`: what a start would refuse, without binding anything or
+/// touching the chain — every certificate, key and CA opened (by the service
+/// user too, when run as root) and parsed, a key that does not match its
+/// certificate, two inputs on one address, the journal. Every problem at once.
+pub fn check_files(cfg: &AgentConfig) -> Vec<String> {
+    use crate::access::check_file;
+    let user = crate::access::service_user();
+    let user = user.as_ref();
+    let mut errors = Vec::new();
+    let mut bound: Vec<(String, &'static str, String)> = Vec::new();
+    for (i, input) in cfg.inputs.iter().enumerate() {
+        let (space, addr, url) = match input {
+            Input::Udp { listen } => ("udp", listen.clone(), format!("udp://{listen}")),
+            Input::Tcp { listen } => ("tcp", listen.clone(), format!("tcp://{listen}")),
+            Input::Tls { listen, .. } => ("tcp", listen.clone(), format!("tls://{listen}")),
+            Input::UnixDgram { path, .. } | Input::UnixStream { path } => (
+                "unix",
+                path.display().to_string(),
+                format!("unix://{}", path.display()),
+            ),
+        };
+        let name = format!("input {} ({url})", i + 1);
+        if let Some((other, _, _)) = bound
+            .iter()
+            .find(|(_, s, a)| *s == space && same_address(space, a, &addr))
+        {
+            errors.push(format!("{name}: the same address as {other}"));
+        }
+        bound.push((name.clone(), space, addr));
+        if let Input::Tls {
+            cert,
+            key,
+            client_ca,
+            ..
+        } = input
+        {
+            let mut ok = check_file(&format!("{name} cert"), cert, user, &mut errors);
+            ok &= check_file(&format!("{name} key"), key, user, &mut errors);
+            if let Some(ca) = client_ca {
+                ok &= check_file(&format!("{name} client_ca"), ca, user, &mut errors);
+            }
+            if ok {
+                if let Err(e) = crate::ingest::tls::server_config(cert, key, client_ca.as_deref()) {
+                    errors.push(format!("{name}: {e}"));
+                }
+            }
+        }
+    }
+    if let Some(ship) = &cfg.ship {
+        let mut ok = check_file("ship.ca", &ship.ca, user, &mut errors);
+        ok &= check_file("ship.cert", &ship.cert, user, &mut errors);
+        ok &= check_file("ship.key", &ship.key, user, &mut errors);
+        if ok {
+            if let Err(e) = crate::transport::tls::client_config(&ship.ca, &ship.cert, &ship.key) {
+                errors.push(format!("[ship]: {e}"));
+            }
+        }
+    }
+    if let Some(j) = &cfg.journald {
+        if let Err(e) = prepare_journald(cfg, j) {
+            errors.push(format!("[journald]: {e:#}"));
+        }
+    }
+    errors
+}
+
+/// Whether two listen addresses of one kind collide: the same address, or
+/// the same port where one of them is a wildcard address that covers the
+/// other (`[::]` covers IPv4 too, as Linux binds it dual-stack by default).
+fn same_address(space: &str, a: &str, b: &str) -> bool {
+    use std::net::IpAddr;
+    if space == "unix" {
+        return a == b;
+    }
+    let covers = |w: IpAddr, o: IpAddr| match w {
+        IpAddr::V4(v4) => v4.is_unspecified() && o.is_ipv4(),
+        IpAddr::V6(v6) => v6.is_unspecified(),
+    };
+    match (
+        a.parse::<std::net::SocketAddr>(),
+        b.parse::<std::net::SocketAddr>(),
+    ) {
+        (Ok(x), Ok(y)) => {
+            let (xi, yi) = (x.ip().to_canonical(), y.ip().to_canonical());
+            x.port() != 0 && x.port() == y.port() && (xi == yi || covers(xi, yi) || covers(yi, xi))
+        }
+        _ => a == b,
+    }
+}
+
 /// SIGHUP: loads the certificates again (TLS inputs and shipping). A file that
 /// does not load keeps the configuration in use. Settings other than the
 /// certificate files' contents take effect at the next start.
@@ -151,6 +254,21 @@ fn reload(
     tracing::info!(
         "SIGHUP: reloading certificates and keys (TLS inputs, shipping); other settings need a restart"
     );
+    if let Some(path) = &cfg.source {
+        match AgentConfig::load(path) {
+            Ok(new) => {
+                let changed = new.changed(cfg);
+                if !changed.is_empty() {
+                    tracing::warn!(
+                        file = %path.display(),
+                        "changed since the start, taking effect at the next restart: {}",
+                        changed.join(", ")
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("{e}: the configuration in use stays"),
+        }
+    }
     for (i, holder) in bound_tls {
         if let Some(Input::Tls {
             listen,
@@ -439,9 +557,14 @@ fn prepare_journald(
     cfg: &AgentConfig,
     j: &config::JournaldConfig,
 ) -> anyhow::Result<crate::journal::reader::ReaderConfig> {
-    use crate::journal::{reader, Filter};
+    use crate::journal::{reader, resume, Filter};
     let source = config::JournalSource::parse(&j.journal).map_err(anyhow::Error::msg)?;
     reader::check(&source)?;
+    // The resume point is read again once the chain is open (a torn tail may
+    // be cut then); reading it now refuses a damaged one before the chain is
+    // touched.
+    resume::resume_cursor(&cfg.state_dir, &cfg.state_dir.join("spool"))
+        .map_err(|e| anyhow::anyhow!("finding the last journal entry chained: {e}"))?;
     Ok(reader::ReaderConfig {
         source,
         start: config::JournalStart::parse(&j.start).map_err(anyhow::Error::msg)?,
@@ -608,10 +731,38 @@ impl Inherited {
     }
 }
 
-fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
+/// Removes a socket file no process serves any more (one left by a process
+/// that died). A socket another process serves is refused, not taken over.
+fn remove_stale_socket(path: &std::path::Path, stream: bool) -> anyhow::Result<()> {
+    use rustix::io::Errno;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => Ok(std::fs::remove_file(path)?),
+        Ok(m) if m.file_type().is_socket() => {
+            // A non-blocking connect: a live server with a full backlog
+            // answers EAGAIN at once instead of making us wait.
+            let ty = if stream {
+                SocketType::STREAM
+            } else {
+                SocketType::DGRAM
+            };
+            let probe = rustix::net::socket_with(
+                AddressFamily::UNIX,
+                ty,
+                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+                None,
+            )
+            .and_then(|fd| rustix::net::connect(&fd, &SocketAddrUnix::new(path)?));
+            match probe {
+                Ok(()) | Err(Errno::AGAIN) | Err(Errno::INPROGRESS) => anyhow::bail!(
+                    "{} is served by another process (another agent, or a syslog daemon): \
+                     refusing to take it over",
+                    path.display()
+                ),
+                Err(Errno::CONNREFUSED) => Ok(std::fs::remove_file(path)?),
+                Err(e) => anyhow::bail!("{}: {e}", path.display()),
+            }
+        }
         Ok(_) => anyhow::bail!(
             "{} exists and is not a socket; refusing to replace it",
             path.display()
@@ -624,4 +775,32 @@ fn set_mode(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_address;
+
+    #[test]
+    fn listen_addresses_collide_as_the_kernel_would() {
+        assert!(same_address("tcp", "127.0.0.1:514", "127.0.0.1:514"));
+        assert!(same_address("tcp", "0.0.0.0:514", "127.0.0.1:514"));
+        assert!(
+            same_address("tcp", "[::]:514", "0.0.0.0:514"),
+            "dual-stack wildcard"
+        );
+        assert!(same_address("tcp", "[::]:514", "127.0.0.1:514"));
+        assert!(same_address(
+            "tcp",
+            "[::ffff:127.0.0.1]:514",
+            "127.0.0.1:514"
+        ));
+        assert!(!same_address("tcp", "0.0.0.0:514", "[::1]:514"));
+        assert!(!same_address("tcp", "127.0.0.1:514", "127.0.0.2:514"));
+        assert!(
+            !same_address("tcp", "127.0.0.1:0", "127.0.0.1:0"),
+            "port 0: any port"
+        );
+        assert!(same_address("unix", "/run/a.sock", "/run/a.sock"));
+    }
 }

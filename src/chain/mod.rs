@@ -3,6 +3,7 @@
 
 pub(crate) mod codec;
 pub mod hash;
+pub mod hostname;
 pub mod keys;
 pub mod record;
 pub mod seal;

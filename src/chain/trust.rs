@@ -106,6 +106,7 @@ impl TrustAnchors {
             }
             _ => return Err(format!("{line:?} is not two fields")),
         };
+        super::hostname::check(host)?;
         let key = parse_key(key)?;
         self.by_host.entry(host.to_string()).or_default().push(key);
         Ok(())

@@ -32,6 +32,10 @@ pub struct CollectorConfig {
     /// Liveness of hosts.
     #[serde(default)]
     pub liveness: Liveness,
+    /// The file this configuration was read from (a reload reads it again to
+    /// name the settings that changed and need a restart).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 fn d_listen() -> String {
@@ -90,18 +94,41 @@ pub struct Limits {
     /// Largest frame accepted from an agent.
     #[serde(default = "d_frame", deserialize_with = "serde_units::size")]
     pub max_frame: u64,
-    /// Agent connections served at once; more are closed at once.
+    /// Authenticated agent sessions served at once; more are refused
+    /// (`Error unavailable`: the agent retries later).
     #[serde(default = "d_conns")]
     pub max_connections: usize,
+    /// Connections whose TLS handshake and Hello are not done yet, in all;
+    /// more are closed at once.
+    #[serde(default = "d_unauth")]
+    pub max_unauthenticated: usize,
+    /// The same, from one IP address.
+    #[serde(default = "d_unauth_addr")]
+    pub max_unauthenticated_per_address: usize,
     /// A connection silent this long is closed (agents ping more often).
     #[serde(default = "d_idle", deserialize_with = "serde_units::duration")]
     pub idle_timeout: Duration,
-    /// A TLS handshake must finish within this time.
+    /// The TLS handshake and the Hello must be done within this time (one
+    /// deadline, however slowly bytes arrive).
     #[serde(default = "d_hs", deserialize_with = "serde_units::duration")]
     pub handshake_timeout: Duration,
     /// Size at which a chain's store segment is rotated.
     #[serde(default = "d_seg", deserialize_with = "serde_units::size")]
     pub segment_size: u64,
+    /// Refused batches kept in quarantine per host, in bytes; beyond it they
+    /// are refused without being kept (and an alert says so).
+    #[serde(default = "d_q_host", deserialize_with = "serde_units::size")]
+    pub quarantine_per_host: u64,
+    /// The same, for all hosts together.
+    #[serde(default = "d_q_total", deserialize_with = "serde_units::size")]
+    pub quarantine_total: u64,
+}
+
+fn d_q_host() -> u64 {
+    64 << 20
+}
+fn d_q_total() -> u64 {
+    1 << 30
 }
 
 fn d_frame() -> u64 {
@@ -109,6 +136,12 @@ fn d_frame() -> u64 {
 }
 fn d_conns() -> usize {
     1024
+}
+fn d_unauth() -> usize {
+    64
+}
+fn d_unauth_addr() -> usize {
+    8
 }
 fn d_idle() -> Duration {
     Duration::from_secs(300)
@@ -125,9 +158,13 @@ impl Default for Limits {
         Limits {
             max_frame: d_frame(),
             max_connections: d_conns(),
+            max_unauthenticated: d_unauth(),
+            max_unauthenticated_per_address: d_unauth_addr(),
             idle_timeout: d_idle(),
             handshake_timeout: d_hs(),
             segment_size: d_seg(),
+            quarantine_per_host: d_q_host(),
+            quarantine_total: d_q_total(),
         }
     }
 }
@@ -176,7 +213,28 @@ impl CollectorConfig {
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         cfg.check()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut cfg = cfg;
+        cfg.source = Some(path.to_path_buf());
         Ok(cfg)
+    }
+
+    /// The settings of `other` that differ from this one's, by name.
+    pub fn changed(&self, other: &CollectorConfig) -> Vec<&'static str> {
+        let d =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        [
+            ("name", d(&self.name, &other.name)),
+            ("listen", d(&self.listen, &other.listen)),
+            ("store", d(&self.store, &other.store)),
+            ("log_level", d(&self.log_level, &other.log_level)),
+            ("[tls] paths", d(&self.tls, &other.tls)),
+            ("[enrollment]", d(&self.enrollment, &other.enrollment)),
+            ("[limits]", d(&self.limits, &other.limits)),
+            ("[liveness]", d(&self.liveness, &other.liveness)),
+        ]
+        .into_iter()
+        .filter_map(|(k, differs)| differs.then_some(k))
+        .collect()
     }
 
     /// Checks values that parse but cannot work.
@@ -188,21 +246,26 @@ impl CollectorConfig {
         if self.limits.max_frame < 1 << 16 || self.limits.max_frame > 1 << 30 {
             return Err("limits.max_frame must be between 64KiB and 1GiB".into());
         }
+        for (k, v) in [
+            ("limits.max_connections", self.limits.max_connections),
+            (
+                "limits.max_unauthenticated",
+                self.limits.max_unauthenticated,
+            ),
+            (
+                "limits.max_unauthenticated_per_address",
+                self.limits.max_unauthenticated_per_address,
+            ),
+        ] {
+            if !(1..=1 << 20).contains(&v) {
+                return Err(format!("{k} = {v}: must be between 1 and 1048576"));
+            }
+        }
         if self.enrollment.mode == EnrollmentMode::Strict && self.enrollment.enrolled.is_none() {
             return Err("enrollment.mode = \"strict\" needs enrollment.enrolled (a file)".into());
         }
-        // Opened, not just looked for: "permission denied" is not "no such file".
-        for (k, p) in [
-            ("tls.ca", Some(&self.tls.ca)),
-            ("tls.cert", Some(&self.tls.cert)),
-            ("tls.key", Some(&self.tls.key)),
-            ("tls.crl", self.tls.crl.as_ref()),
-        ] {
-            if let Some(p) = p {
-                crate::fsutil::open_regular(p)
-                    .map_err(|e| format!("{k} = {:?}: {e}", p.display()))?;
-            }
-        }
+        // The files themselves are checked by `collector::check_files`
+        // (--check-config: all at once) and at start.
         Ok(())
     }
 }

@@ -12,12 +12,14 @@
 //! fsync has reached their end. fsyncs asked for while one runs are merged
 //! into the next (group commit).
 
+pub mod admission;
 pub mod config;
 pub mod store;
 
 use crate::chain::{hash, Digest};
 use crate::transport::crl::Crls;
 use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
+use admission::{Deadline, Held, LogLimit, PreAuth};
 use config::{CollectorConfig, EnrollmentMode};
 use std::collections::VecDeque;
 use std::io::Write;
@@ -31,14 +33,15 @@ use store::{Enrollment, Refused, Store};
 /// How long a connection with batches not yet acknowledged waits for the
 /// next frame before it looks whether their fsync has finished.
 const ACK_POLL: Duration = Duration::from_millis(1);
-/// File descriptors a connection may hold: its socket, and the segment file
-/// and writer of the chain it writes (most connections write one chain).
-const FDS_PER_CONNECTION: u64 = 3;
+/// File descriptors a session may hold: its socket, the clone kept to end it
+/// on revocation, and the segment file and writer of the chain it writes
+/// (most sessions write one chain).
+const FDS_PER_CONNECTION: u64 = 4;
 
 /// Raises the soft limit on open files to the hard one, and warns when even
 /// that is too low for `max_connections` (accept(2) would then fail with
 /// EMFILE before the connection limit is reached).
-fn fd_limit(max_connections: usize) {
+fn fd_limit(max_connections: usize, max_unauthenticated: usize) {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut l = getrlimit(Resource::Nofile);
     if l.current < l.maximum {
@@ -48,6 +51,7 @@ fn fd_limit(max_connections: usize) {
     let have = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
     let need = (max_connections as u64)
         .saturating_mul(FDS_PER_CONNECTION)
+        .saturating_add(max_unauthenticated as u64)
         .saturating_add(64);
     if have < need {
         tracing::warn!(
@@ -64,13 +68,16 @@ fn fd_limit(max_connections: usize) {
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// What a session ended by a revocation is told.
+const REVOKED: &str = "the client certificate was revoked";
+
 /// How often the CRL file is looked at.
 const CRL_POLL: Duration = Duration::from_secs(1);
 
 /// Rebuilds the TLS configuration; ends the sessions the new CRL revokes. A
 /// failure keeps the configuration in use, logs and raises an alert.
-fn reload_tls(shared: &Shared, tls: &TlsSource, why: &str) {
-    match tls.reload() {
+fn reload_tls(shared: &Shared, why: &str) {
+    match shared.tls.reload() {
         Ok(crls) => {
             let listed = crls.as_ref().map_or(0, Crls::len);
             let ended = crls.as_ref().map_or(0, |c| shared.end_revoked(c));
@@ -171,6 +178,14 @@ impl TlsSource {
         lock(&self.current).server.clone()
     }
 
+    /// True if the CRL in use revokes `cert`.
+    fn revokes(&self, cert: &rustls_pki_types::CertificateDer<'_>) -> bool {
+        lock(&self.current)
+            .crls
+            .as_ref()
+            .is_some_and(|c| c.revokes(cert))
+    }
+
     /// True if the CRL file changed since it was loaded.
     fn crl_changed(&self) -> bool {
         match &self.cfg.crl {
@@ -184,16 +199,17 @@ impl TlsSource {
     /// the configuration in use and says why.
     fn reload(&self) -> Result<Option<Crls>, String> {
         let mut cur = lock(&self.current);
+        // Taken before the file is read: if it is being rewritten, its next
+        // change of size or time makes the poll try again.
+        let before = self.cfg.crl.as_deref().and_then(stamp_of);
         match Self::build(&self.cfg, cur.crls.as_ref()) {
             Ok(n) => {
                 *cur = n;
                 Ok(cur.crls.clone())
             }
             Err(e) => {
-                // Do not try the same file again at every poll.
-                if let Some(p) = &self.cfg.crl {
-                    cur.crl_file = stamp_of(p);
-                }
+                // Not the same file again at every poll.
+                cur.crl_file = before;
                 Err(e)
             }
         }
@@ -225,12 +241,21 @@ struct Sessions {
 
 struct Shared {
     store: Store,
+    /// The TLS configuration and the CRL in use.
+    tls: TlsSource,
     name: String,
     max_frame: usize,
     idle: Duration,
     handshake: Duration,
     stop: AtomicBool,
     sessions: Mutex<Sessions>,
+    /// Connections not yet authenticated, and their limits.
+    pre_auth: Arc<PreAuth>,
+    /// Authenticated sessions, at most `max_connections`.
+    active: AtomicUsize,
+    max_connections: usize,
+    /// Rate limit of the log lines about refused connections.
+    log_limit: LogLimit,
 }
 
 impl Shared {
@@ -253,13 +278,40 @@ impl Shared {
 /// store (`--check-config`): the certificates, key, CA and CRL (parsed, the CRL
 /// signed by the CA), and the enrolled-hosts file.
 pub fn check_files(cfg: &CollectorConfig) -> Vec<String> {
+    use crate::access::check_file;
+    let user = crate::access::service_user();
+    let user = user.as_ref();
     let mut errors = Vec::new();
-    if let Err(e) = TlsSource::build(&cfg.tls, None) {
-        errors.push(e);
+    // Each file opened (by the service user too, when run as root), then
+    // parsed together: every problem at once.
+    let ca_ok = check_file("tls.ca", &cfg.tls.ca, user, &mut errors);
+    let mut ok = ca_ok;
+    ok &= check_file("tls.cert", &cfg.tls.cert, user, &mut errors);
+    ok &= check_file("tls.key", &cfg.tls.key, user, &mut errors);
+    if let Some(crl) = &cfg.tls.crl {
+        // The CRL against the CA, whatever the state of the collector's own key.
+        if check_file("tls.crl", crl, user, &mut errors) && ca_ok {
+            let checked = crate::ingest::tls::load_certs(&cfg.tls.ca)
+                .map_err(|e| format!("tls.ca: {e}"))
+                .and_then(|ca| Crls::load(crl, &ca).map_err(|e| format!("tls.crl: {e}")));
+            if let Err(e) = checked {
+                errors.push(e);
+                ok = false;
+            }
+        } else {
+            ok = false;
+        }
+    }
+    if ok {
+        if let Err(e) = TlsSource::build(&cfg.tls, None) {
+            errors.push(e);
+        }
     }
     if let (EnrollmentMode::Strict, Some(p)) = (cfg.enrollment.mode, &cfg.enrollment.enrolled) {
-        if let Err(e) = config::read_enrolled(p) {
-            errors.push(format!("enrollment.enrolled: {e}"));
+        if check_file("enrollment.enrolled", p, user, &mut errors) {
+            if let Err(e) = config::read_enrolled(p) {
+                errors.push(format!("enrollment.enrolled: {e}"));
+            }
         }
     }
     errors
@@ -275,9 +327,17 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
             Enrollment::Strict(config::read_enrolled(&path)?)
         }
     };
-    fd_limit(cfg.limits.max_connections);
-    let tls = Arc::new(TlsSource::new(cfg.tls.clone())?);
-    let store = Store::open(&cfg.store, enrollment, cfg.limits.segment_size)?;
+    fd_limit(cfg.limits.max_connections, cfg.limits.max_unauthenticated);
+    let tls = TlsSource::new(cfg.tls.clone())?;
+    let store = Store::open(
+        &cfg.store,
+        enrollment,
+        cfg.limits.segment_size,
+        store::QuarantineLimits {
+            per_host: cfg.limits.quarantine_per_host,
+            total: cfg.limits.quarantine_total,
+        },
+    )?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -294,20 +354,24 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     };
     let shared = Arc::new(Shared {
         store,
+        tls,
         name,
         max_frame: cfg.limits.max_frame as usize,
         idle: cfg.limits.idle_timeout,
         handshake: cfg.limits.handshake_timeout,
         stop: AtomicBool::new(false),
         sessions: Mutex::new(Sessions::default()),
+        pre_auth: PreAuth::new(
+            cfg.limits.max_unauthenticated,
+            cfg.limits.max_unauthenticated_per_address,
+        ),
+        active: AtomicUsize::new(0),
+        max_connections: cfg.limits.max_connections,
+        log_limit: LogLimit::default(),
     });
 
-    let active = Arc::new(AtomicUsize::new(0));
-    let max_conns = cfg.limits.max_connections;
     let acceptor = {
-        let tls = tls.clone();
         let shared = shared.clone();
-        let active = active.clone();
         std::thread::Builder::new()
             .name("logseal-accept".into())
             .spawn(move || {
@@ -326,42 +390,42 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
                             // stays queued, and accepting again at once would spin
                             // a core. Wait, longer each time, up to a second.
                             backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
-                            tracing::warn!(error = %e, retry_in = ?backoff, "cannot accept a connection");
+                            if let Some(n) = shared.log_limit.allow("accept") {
+                                tracing::warn!(error = %e, retry_in = ?backoff, not_logged = n, "cannot accept a connection");
+                            }
                             std::thread::sleep(backoff);
                             continue;
                         }
                     };
-                    let peer = tcp
-                        .peer_addr()
-                        .map_or_else(|_| "?".to_string(), |a| a.to_string());
-                    if active.load(Ordering::SeqCst) >= max_conns {
-                        tracing::warn!(
-                            peer,
-                            limit = max_conns,
-                            "too many connections: closing this one"
-                        );
-                        continue;
-                    }
+                    let Ok(addr) = tcp.peer_addr() else { continue };
+                    let peer = addr.to_string();
+                    // Until its handshake and Hello are done a connection holds a
+                    // place of its own, apart from the agents' sessions.
+                    let held = match shared.pre_auth.admit(addr.ip()) {
+                        Ok(h) => h,
+                        Err(why) => {
+                            if let Some(n) = shared.log_limit.allow(why) {
+                                tracing::warn!(peer, not_logged = n, "connection closed: {why}");
+                            }
+                            continue;
+                        }
+                    };
                     // A CRL written just now applies to this handshake already
                     // (one stat per connection; the main loop looks every second).
-                    if tls.crl_changed() {
-                        reload_tls(&shared, &tls, "the CRL file changed");
+                    if shared.tls.crl_changed() {
+                        reload_tls(&shared, "the CRL file changed");
                     }
-                    // The slot is taken before the thread starts (so that the
-                    // count never lags behind the threads) and given back if it
-                    // cannot start: a failed spawn must not leak it for good.
-                    active.fetch_add(1, Ordering::SeqCst);
-                    let (conn_shared, conn_active, conn_tls) =
-                        (shared.clone(), active.clone(), tls.get());
+                    // The place is given back when `held` is dropped: by the
+                    // thread, or here with the closure if the thread cannot start.
+                    tracing::debug!(peer, "connection accepted");
+                    let conn_shared = shared.clone();
                     let spawned = std::thread::Builder::new()
                         .name("logseal-conn".into())
-                        .spawn(move || {
-                            serve(&conn_shared, conn_tls, tcp, &peer);
-                            conn_active.fetch_sub(1, Ordering::SeqCst);
-                        });
+                        .spawn(move || serve(&conn_shared, tcp, &peer, held));
                     if let Err(e) = spawned {
-                        active.fetch_sub(1, Ordering::SeqCst);
-                        tracing::error!(error = %e, "cannot start a connection thread: connection closed");
+                        if let Some(n) = shared.log_limit.allow("spawn") {
+                            tracing::error!(error = %e, not_logged = n, "cannot start a connection thread: connection closed");
+                        }
                     }
                 }
             })?
@@ -386,12 +450,23 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
                     crate::stop::Asked::Reload => {
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
                         tracing::info!("SIGHUP: reloading the certificates, key, CA and CRL (other settings need a restart)");
-                        reload_tls(&shared, &tls, "SIGHUP");
+                        reload_tls(&shared, "SIGHUP");
+                        if let Some(path) = &cfg.source {
+                            match CollectorConfig::load(path) {
+                                Ok(new) => {
+                                    let changed = new.changed(&cfg);
+                                    if !changed.is_empty() {
+                                        tracing::warn!(file = %path.display(), "changed since the start, taking effect at the next restart: {}", changed.join(", "));
+                                    }
+                                }
+                                Err(e) => tracing::warn!("{e:#}: the configuration in use stays"),
+                            }
+                        }
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
                     }
                 },
-                _ = crl_poll.tick() => if tls.crl_changed() {
-                    reload_tls(&shared, &tls, "the CRL file changed");
+                _ = crl_poll.tick() => if shared.tls.crl_changed() {
+                    reload_tls(&shared, "the CRL file changed");
                 },
                 _ = wd.tick() => if watchdog {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
@@ -411,7 +486,9 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     let _ = TcpStream::connect(local); // wakes the acceptor
     let _ = acceptor.join();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+    while shared.active.load(Ordering::SeqCst) + shared.pre_auth.count() > 0
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     shared.store.close();
@@ -441,11 +518,12 @@ fn refuse(tls: &mut Tls, code: Code, batch: u64, message: &str) {
 }
 
 /// Serves one agent connection.
-fn serve(shared: &Shared, tls_cfg: Arc<rustls::ServerConfig>, tcp: TcpStream, peer: &str) {
+fn serve(shared: &Shared, tcp: TcpStream, peer: &str, mut held: Held) {
     let _ = tcp.set_nodelay(true);
-    let _ = tcp.set_read_timeout(Some(shared.handshake));
-    let _ = tcp.set_write_timeout(Some(Duration::from_secs(30)));
-    let conn = match rustls::ServerConnection::new(tls_cfg) {
+    // One deadline for the handshake and the Hello: a client that trickles a
+    // byte now and then cannot keep its place longer.
+    let deadline = Instant::now() + shared.handshake;
+    let conn = match rustls::ServerConnection::new(shared.tls.get()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(peer, error = %e, "TLS setup");
@@ -455,8 +533,14 @@ fn serve(shared: &Shared, tls_cfg: Arc<rustls::ServerConfig>, tcp: TcpStream, pe
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     // Handshake (client certificate checked here: CA, validity, CRL).
     while tls.conn.is_handshaking() {
-        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-            tracing::warn!(peer, error = %e, "connection refused: TLS handshake failed");
+        let mut sock = Deadline {
+            sock: &tls.sock,
+            at: deadline,
+        };
+        if let Err(e) = tls.conn.complete_io(&mut sock) {
+            if let Some(n) = shared.log_limit.allow("handshake") {
+                tracing::warn!(peer, error = %e, not_logged = n, "connection refused: TLS handshake failed");
+            }
             return;
         }
     }
@@ -470,7 +554,27 @@ fn serve(shared: &Shared, tls_cfg: Arc<rustls::ServerConfig>, tcp: TcpStream, pe
         return;
     };
     let mut fr = FrameReader::default();
-    let host = match fr.next(&mut tls, proto::HELLO_MAX) {
+    let hello = {
+        let mut sock = Deadline {
+            sock: &tls.sock,
+            at: deadline,
+        };
+        fr.next(
+            &mut rustls::Stream::new(&mut tls.conn, &mut sock),
+            proto::HELLO_MAX,
+        )
+    };
+    // Refusals before the session also end by the deadline, however slowly the
+    // client reads them.
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    let _ = tls.sock.set_write_timeout(Some(left));
+    let ip = tls
+        .sock
+        .peer_addr()
+        .map_or_else(|_| "?".into(), |a| a.ip().to_string());
+    let host = match hello {
         Ok((ty, body)) => match Msg::decode(ty, body) {
             Ok(Msg::Hello {
                 min_version,
@@ -478,24 +582,50 @@ fn serve(shared: &Shared, tls_cfg: Arc<rustls::ServerConfig>, tcp: TcpStream, pe
                 host,
                 software,
             }) => {
+                // What the client sent is shown bounded (a Hello may hold
+                // 64 KiB); refusals are logged rate-limited, and an alert names
+                // the address, not the port: retries are one alert, counted.
+                let shown = crate::collector::store::clip(&host, 64).into_owned();
                 if !(min_version..=max_version).contains(&proto::VERSION) {
                     let m = format!("this collector speaks protocol version {}, the agent {min_version}..{max_version}", proto::VERSION);
-                    tracing::warn!(peer, host, "connection refused: {m}");
+                    if let Some(n) = shared.log_limit.allow("version") {
+                        tracing::warn!(
+                            peer,
+                            host = shown,
+                            not_logged = n,
+                            "connection refused: {m}"
+                        );
+                    }
                     refuse(&mut tls, Code::Version, 0, &m);
+                    return;
+                }
+                // One form per host name: `WEB-02` or `web-02.` with web-02's
+                // certificate would otherwise start other hosts in the store.
+                if let Err(m) = crate::chain::hostname::check(&host) {
+                    if let Some(n) = shared.log_limit.allow("bad-host-name") {
+                        tracing::warn!(peer, not_logged = n, "connection refused: {m}");
+                    }
+                    shared
+                        .store
+                        .alert("bad-host-name", "", None, &format!("{m} (from {ip})"));
+                    refuse(&mut tls, Code::NotYourChain, 0, &m);
                     return;
                 }
                 if !crate::transport::tls::cert_names_host(&cert, &host) {
                     let m = format!("the client certificate is not valid for host {host:?}");
-                    tracing::warn!(peer, host, "connection refused: {m}");
+                    if let Some(n) = shared.log_limit.allow("certificate-host-mismatch") {
+                        tracing::warn!(peer, host, not_logged = n, "connection refused: {m}");
+                    }
                     shared.store.alert(
                         "certificate-host-mismatch",
                         &host,
                         None,
-                        &format!("{m} (peer {peer})"),
+                        &format!("{m} (from {ip})"),
                     );
                     refuse(&mut tls, Code::NotYourChain, 0, &m);
                     return;
                 }
+                let _ = tls.sock.set_write_timeout(Some(Duration::from_secs(30)));
                 tracing::info!(peer, host, software, "agent connected");
                 host
             }
@@ -512,45 +642,107 @@ fn serve(shared: &Shared, tls_cfg: Arc<rustls::ServerConfig>, tcp: TcpStream, pe
             }
         },
         Err(e) => {
-            tracing::warn!(peer, error = %e, "connection refused: no valid hello");
+            let why = match &e {
+                ReadError::Timeout => {
+                    "the hello did not arrive within limits.handshake_timeout".to_string()
+                }
+                e => e.to_string(),
+            };
+            if let Some(n) = shared.log_limit.allow("hello") {
+                tracing::warn!(
+                    peer,
+                    not_logged = n,
+                    "connection refused: no valid hello: {why}"
+                );
+            }
             if let ReadError::TooLarge { .. } = e {
-                refuse(&mut tls, Code::FrameTooLarge, 0, &e.to_string());
+                refuse(&mut tls, Code::FrameTooLarge, 0, &why);
             }
             return;
         }
     };
+    // Authenticated: the connection leaves the pre-authentication places and
+    // takes one of the sessions'.
+    held.release();
+    if shared.active.fetch_add(1, Ordering::SeqCst) >= shared.max_connections {
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+        let m = "the collector serves limits.max_connections sessions already; retry later";
+        if let Some(n) = shared.log_limit.allow("max-connections") {
+            tracing::warn!(
+                peer,
+                host,
+                not_logged = n,
+                limit = shared.max_connections,
+                "connection refused: {m}"
+            );
+        }
+        refuse(&mut tls, Code::Unavailable, 0, m);
+        return;
+    }
+    struct Active<'a>(&'a AtomicUsize);
+    impl Drop for Active<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _active = Active(&shared.active);
     let welcome = Msg::Welcome {
         version: proto::VERSION,
         collector: shared.name.clone(),
         max_frame: shared.max_frame as u32,
         idle_secs: shared.idle.as_secs() as u32,
     };
-    if send(&mut tls, &welcome).is_err() {
-        return;
-    }
     // Registered for revocation: a CRL change ends the session of a
-    // certificate it revokes (rustls checks the CRL only at the handshake).
+    // certificate it revokes (rustls checks the CRL only at the handshake,
+    // which may have begun under an older CRL). Registered first, then checked
+    // against the CRL in use now: a reload either comes before the check (the
+    // check sees its CRL) or after the registration (it ends the session).
     let revoked = Arc::new(AtomicBool::new(false));
+    let Ok(sock) = tls.sock.try_clone() else {
+        // Without a handle a revocation could not end it: fail closed.
+        refuse(
+            &mut tls,
+            Code::Unavailable,
+            0,
+            "the collector is out of resources; retry later",
+        );
+        return;
+    };
     let id = {
         let mut s = lock(&shared.sessions);
         let id = s.next;
         s.next += 1;
-        if let Ok(sock) = tls.sock.try_clone() {
-            s.live.insert(
-                id,
-                Live {
-                    cert,
-                    peer: format!("{peer} ({host})"),
-                    sock,
-                    revoked: revoked.clone(),
-                },
-            );
-        }
+        s.live.insert(
+            id,
+            Live {
+                cert: cert.clone(),
+                peer: format!("{peer} ({host})"),
+                sock,
+                revoked: revoked.clone(),
+            },
+        );
         id
     };
-    let r = session(shared, &mut tls, &mut fr, &host, peer, &revoked);
-    lock(&shared.sessions).live.remove(&id);
-    match r {
+    struct Registered<'a>(&'a Shared, u64);
+    impl Drop for Registered<'_> {
+        fn drop(&mut self) {
+            lock(&self.0.sessions).live.remove(&self.1);
+        }
+    }
+    let _registered = Registered(shared, id);
+    if shared.tls.revokes(&cert) {
+        tracing::warn!(
+            peer,
+            host,
+            "connection refused: {REVOKED} (the CRL changed during its handshake)"
+        );
+        refuse(&mut tls, Code::Revoked, 0, REVOKED);
+        return;
+    }
+    if send(&mut tls, &welcome).is_err() {
+        return;
+    }
+    match session(shared, &mut tls, &mut fr, &host, peer, &revoked) {
         Ok(()) => tracing::info!(peer, host, "agent disconnected"),
         Err(e) => tracing::warn!(peer, host, "connection closed: {e}"),
     }
@@ -644,7 +836,7 @@ impl Session<'_> {
     /// Stores every hashed batch and acknowledges those already durable.
     fn settle(&mut self, tls: &mut Tls) -> Result<(), String> {
         self.store_hashed(tls, 0)?;
-        ack_synced(self.shared, tls, &mut self.pending)
+        ack_synced(self.shared, tls, &mut self.pending, self.revoked)
     }
 
     fn run(&mut self, tls: &mut Tls, fr: &mut FrameReader) -> Result<(), String> {
@@ -655,9 +847,8 @@ impl Session<'_> {
             if self.revoked.load(Ordering::SeqCst) {
                 // Batches read but not acknowledged stay unacknowledged: the
                 // agent keeps them and sends them again under a new certificate.
-                let m = "the client certificate was revoked";
-                refuse(tls, Code::Revoked, 0, m);
-                return Err(m.into());
+                refuse(tls, Code::Revoked, 0, REVOKED);
+                return Err(REVOKED.into());
             }
             // With batches to store or acknowledge, wait for input only briefly
             // (poll(2): a socket timeout is rounded up to the kernel's tick).
@@ -685,7 +876,7 @@ impl Session<'_> {
                         continue; // refused at the top of the loop
                     }
                     self.store_hashed(tls, 0)?;
-                    let _ = commit(self.shared, tls, &mut self.pending);
+                    let _ = commit(self.shared, tls, &mut self.pending, self.revoked);
                     return Ok(());
                 }
                 Err(e @ ReadError::TooLarge { .. }) => {
@@ -706,7 +897,7 @@ impl Session<'_> {
                     .map_err(|_| "the leaf stage stopped".to_string())?;
                 self.hashing += 1;
                 self.store_hashed(tls, HASH_AHEAD)?;
-                ack_synced(self.shared, tls, &mut self.pending)?;
+                ack_synced(self.shared, tls, &mut self.pending, self.revoked)?;
                 continue;
             }
             // Other messages answer after every batch before them.
@@ -725,7 +916,7 @@ impl Session<'_> {
     fn answer(&mut self, tls: &mut Tls, msg: Msg) -> Result<(), String> {
         match msg {
             Msg::Position { chain } => {
-                commit(self.shared, tls, &mut self.pending)?;
+                commit(self.shared, tls, &mut self.pending, self.revoked)?;
                 let reply = match self.shared.store.position(self.host, chain) {
                     Ok(Some(next_seq)) => Msg::Resume {
                         chain,
@@ -745,7 +936,7 @@ impl Session<'_> {
                 send(tls, &reply).map_err(|e| e.to_string())
             }
             Msg::Ping(n) => {
-                commit(self.shared, tls, &mut self.pending)?;
+                commit(self.shared, tls, &mut self.pending, self.revoked)?;
                 send(tls, &Msg::Pong(n)).map_err(|e| e.to_string())
             }
             Msg::Error { code, message, .. } => {
@@ -788,12 +979,16 @@ impl Session<'_> {
             Ok(d) => d,
             Err(m) => {
                 // Acknowledge what was stored before the malformed batch.
-                let _ = commit(self.shared, tls, &mut self.pending);
+                let _ = commit(self.shared, tls, &mut self.pending, self.revoked);
                 tracing::warn!(peer = self.peer, host = self.host, "batch refused: {m}");
                 refuse(tls, Code::Protocol, 0, &m);
                 return Err(m);
             }
         };
+        if self.revoked.load(Ordering::SeqCst) {
+            refuse(tls, Code::Revoked, batch.id, REVOKED);
+            return Err(REVOKED.into());
+        }
         match self.shared.store.apply(self.host, &batch, leaves) {
             Ok(stored) => {
                 let p = PendingAck {
@@ -813,7 +1008,7 @@ impl Session<'_> {
             Err(Refused { code, message }) => {
                 // Acknowledge what was stored before the refused batch.
                 let id = batch.id;
-                let _ = commit(self.shared, tls, &mut self.pending);
+                let _ = commit(self.shared, tls, &mut self.pending, self.revoked);
                 tracing::warn!(
                     peer = self.peer,
                     host = self.host,
@@ -863,8 +1058,15 @@ fn ack_synced(
     shared: &Shared,
     tls: &mut Tls,
     pending: &mut VecDeque<PendingAck>,
+    revoked: &AtomicBool,
 ) -> Result<(), String> {
     while let Some(p) = pending.front() {
+        // Nothing is acknowledged once the certificate is revoked (what was
+        // stored stays stored; the agent sends it again, and it is idempotent).
+        if revoked.load(Ordering::SeqCst) {
+            refuse(tls, Code::Revoked, 0, REVOKED);
+            return Err(REVOKED.into());
+        }
         let synced = lock(&p.slot).synced();
         match synced {
             Ok(pos) if pos >= p.end => {}
@@ -893,6 +1095,7 @@ fn commit(
     shared: &Shared,
     tls: &mut Tls,
     pending: &mut VecDeque<PendingAck>,
+    revoked: &AtomicBool,
 ) -> Result<(), String> {
     let mut synced: Vec<&Arc<Mutex<store::Slot>>> = Vec::new();
     let mut failed = None;
@@ -910,5 +1113,5 @@ fn commit(
         pending.clear();
         return Err(m);
     }
-    ack_synced(shared, tls, pending)
+    ack_synced(shared, tls, pending, revoked)
 }

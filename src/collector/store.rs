@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! STORE/hosts/<host>/<chain id>/<base>.seg   the chain's records (spool layout)
-//! STORE/quarantine/<time>-<host>-<chain>-b<batch>.seg   refused batches, as received
+//! STORE/quarantine/<time>-<chain>-b<batch>.seg   refused batches, as received
 //! STORE/quarantine/<same>.json                         why each was refused
 //! STORE/alerts.jsonl                                    one JSON object per alert
 //! STORE/status.json                                     hosts, chains, last seals
@@ -132,6 +132,28 @@ type AlertKey = (String, String, Option<ChainId>, String);
 struct Alerts {
     file: std::fs::File,
     recent: HashMap<AlertKey, (i64, u64)>,
+    /// Per kind: the window's start, alerts written in it, and those not
+    /// written (counted) since the last one written.
+    budget: HashMap<String, (i64, u32, u64)>,
+}
+
+/// Alerts of one kind written per window ([`ALERT_REPEAT_NS`]); more are
+/// counted, and the next one written says how many were not: a client that
+/// varies what it sends cannot fill the disk or the log with alerts.
+const ALERT_BUDGET: u32 = 30;
+/// Longest alert message written (longer ones are cut, and say so).
+const ALERT_MESSAGE_MAX: usize = 1024;
+
+/// `s` cut to at most `max` bytes on a character boundary, marked if cut.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &s[..end], s.len()).into()
 }
 
 /// The store.
@@ -146,6 +168,55 @@ pub struct Store {
     /// Held while a chain evicted after a storage error is read back.
     reloading: Mutex<()>,
     alerts: Mutex<Alerts>,
+    quarantine: Mutex<Quarantine>,
+}
+
+/// Limits of the quarantine (refused batches kept as evidence): an agent
+/// holding a certificate must not fill the collector's disk with batches it
+/// knows will be refused.
+#[derive(Debug, Clone, Copy)]
+pub struct QuarantineLimits {
+    /// Bytes kept per host.
+    pub per_host: u64,
+    /// Bytes kept in all.
+    pub total: u64,
+}
+
+/// What the quarantine holds, by host.
+struct Quarantine {
+    limits: QuarantineLimits,
+    total: u64,
+    by_host: HashMap<String, u64>,
+}
+
+/// What a quarantined batch of `bytes` counts against the quotas: its bytes
+/// and a block for each of its two files.
+fn charge_of(bytes: u64) -> u64 {
+    bytes.saturating_add(2 * 4096)
+}
+
+/// Largest quarantine `.json` read back at start.
+const MAX_QUARANTINE_JSON: u64 = 64 << 10;
+
+/// The bytes held in quarantine per host, from the `.json` beside each batch.
+fn quarantine_usage(dir: &Path) -> anyhow::Result<HashMap<String, u64>> {
+    let mut by_host: HashMap<String, u64> = HashMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    for e in entries {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".json") else {
+            continue;
+        };
+        let seg = dir.join(format!("{stem}.seg"));
+        let bytes = charge_of(std::fs::symlink_metadata(&seg).map_or(0, |m| m.len()));
+        let host = fsutil::read_bounded(&dir.join(&name), MAX_QUARANTINE_JSON)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["host"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        *by_host.entry(host).or_default() += bytes;
+    }
+    Ok(by_host)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -158,7 +229,12 @@ fn now_ns() -> i64 {
 
 impl Store {
     /// Opens (creating) the store at `root` and reads every chain back.
-    pub fn open(root: &Path, enrollment: Enrollment, segment_bytes: u64) -> anyhow::Result<Store> {
+    pub fn open(
+        root: &Path,
+        enrollment: Enrollment,
+        segment_bytes: u64,
+        quarantine: QuarantineLimits,
+    ) -> anyhow::Result<Store> {
         // One collector per store: a second is refused, naming the first.
         let store_lock = fsutil::lock_dir(root, "store")?;
         for d in [root.join("hosts"), root.join("quarantine")] {
@@ -170,7 +246,13 @@ impl Store {
             .append(true)
             .open(root.join("alerts.jsonl"))
             .map_err(|e| anyhow::anyhow!("{}: {e}", root.join("alerts.jsonl").display()))?;
+        let by_host = quarantine_usage(&root.join("quarantine"))?;
         let store = Store {
+            quarantine: Mutex::new(Quarantine {
+                limits: quarantine,
+                total: by_host.values().sum(),
+                by_host,
+            }),
             _lock: store_lock,
             root: root.to_path_buf(),
             enrollment,
@@ -181,6 +263,7 @@ impl Store {
             alerts: Mutex::new(Alerts {
                 file: alerts,
                 recent: HashMap::new(),
+                budget: HashMap::new(),
             }),
         };
         let mut n = 0;
@@ -546,7 +629,48 @@ impl Store {
 
     /// Writes a refused batch, as received, into quarantine with its reason.
     fn quarantine(&self, host: &str, batch: &Batch<'_>, reason: &str) {
-        let name = format!("{}-{}-{}-b{}", now_ns(), host, batch.chain, batch.id);
+        // Its size in a segment file (header, and per record a frame header),
+        // and what its two files take at least on disk: a batch of one byte
+        // costs a block for each file, not 26 bytes.
+        let bytes = batch
+            .records
+            .iter()
+            .fold(crate::segment::HEADER_LEN, |n, r| {
+                n.saturating_add(9 + r.len() as u64)
+            });
+        let charge = charge_of(bytes);
+        {
+            let mut q = lock(&self.quarantine);
+            let held = q.by_host.get(host).copied().unwrap_or(0);
+            let full = if held.saturating_add(charge) > q.limits.per_host {
+                Some(format!(
+                    "host {host} has {held} bytes in quarantine (limits.quarantine_per_host = {})",
+                    q.limits.per_host
+                ))
+            } else if q.total.saturating_add(charge) > q.limits.total {
+                Some(format!(
+                    "the quarantine holds {} bytes (limits.quarantine_total = {})",
+                    q.total, q.limits.total
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = full {
+                drop(q);
+                self.alert(
+                    "quarantine-full",
+                    host,
+                    Some(batch.chain),
+                    &format!("{reason}; the batch was refused but not kept: {why}"),
+                );
+                return;
+            }
+            q.total += charge;
+            *q.by_host.entry(host.to_string()).or_default() += charge;
+        }
+        // The host is in the .json, not in the name: a long host name would make
+        // a file name too long.
+        let name = format!("{}-{}-b{}", now_ns(), batch.chain, batch.id);
         let dir = self.root.join("quarantine");
         let seg = dir.join(format!("{name}.seg"));
         let res = (|| -> anyhow::Result<()> {
@@ -561,6 +685,7 @@ impl Store {
                 "chain": batch.chain.to_string(),
                 "batch": batch.id,
                 "records": batch.records.len(),
+                "bytes": bytes,
                 "reason": reason,
                 "time": crate::timefmt::rfc3339(now_ns()),
             });
@@ -578,12 +703,23 @@ impl Store {
                 Some(batch.chain),
                 &format!("{reason}; batch kept in {}", seg.display()),
             ),
-            Err(e) => self.alert(
-                "quarantine-failed",
-                host,
-                Some(batch.chain),
-                &format!("{reason}; could not write {}: {e}", seg.display()),
-            ),
+            Err(e) => {
+                // Nothing kept: nothing counted (what was written is removed).
+                let _ = std::fs::remove_file(&seg);
+                {
+                    let mut q = lock(&self.quarantine);
+                    q.total = q.total.saturating_sub(charge);
+                    if let Some(h) = q.by_host.get_mut(host) {
+                        *h = h.saturating_sub(charge);
+                    }
+                }
+                self.alert(
+                    "quarantine-failed",
+                    host,
+                    Some(batch.chain),
+                    &format!("{reason}; could not write {}: {e}", seg.display()),
+                )
+            }
         }
     }
 
@@ -594,6 +730,9 @@ impl Store {
     /// how many were held back (`repeated`).
     pub fn alert(&self, kind: &str, host: &str, chain: Option<ChainId>, message: &str) {
         let now = now_ns();
+        let message = clip(message, ALERT_MESSAGE_MAX);
+        let host = clip(host, crate::chain::hostname::MAX_LEN);
+        let (message, host) = (message.as_ref(), host.as_ref());
         let mut a = lock(&self.alerts);
         let key = (
             kind.to_string(),
@@ -618,7 +757,18 @@ impl Store {
             }
         }
         a.recent.insert(key, (now, 0));
-        tracing::error!(alert = kind, host, chain = ?chain.map(|c| c.to_string()), repeated, "{message}");
+        let b = a.budget.entry(kind.to_string()).or_insert((now, 0, 0));
+        if now.saturating_sub(b.0) >= ALERT_REPEAT_NS {
+            b.0 = now;
+            b.1 = 0;
+        }
+        if b.1 >= ALERT_BUDGET {
+            b.2 += 1;
+            return;
+        }
+        b.1 += 1;
+        let not_written = std::mem::take(&mut b.2);
+        tracing::error!(alert = kind, host, chain = ?chain.map(|c| c.to_string()), repeated, not_written, "{message}");
         let mut line = serde_json::json!({
             "time": crate::timefmt::rfc3339(now),
             "alert": kind,
@@ -628,6 +778,10 @@ impl Store {
         });
         if repeated > 0 {
             line["repeated"] = repeated.into();
+        }
+        if not_written > 0 {
+            // Alerts of this kind over the budget since the last one written.
+            line["not_written"] = not_written.into();
         }
         let _ = writeln!(a.file, "{line}");
         let _ = a.file.sync_data();

@@ -9,7 +9,7 @@
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -24,13 +24,21 @@ pub struct Crls {
     pub ders: Vec<CertificateRevocationListDer<'static>>,
     /// (issuer DER, serial) of every revoked certificate.
     revoked: HashSet<(Vec<u8>, Vec<u8>)>,
-    /// Latest thisUpdate among the lists (seconds since the epoch).
-    pub this_update: i64,
     /// Earliest nextUpdate among the lists, if any says one.
     pub next_update: Option<i64>,
-    /// Highest CRL number among the lists (big-endian, no leading zeros), if
-    /// every list has one.
+    /// Per issuer (DER of its name): the list's age.
+    issues: HashMap<Vec<u8>, Issue>,
+}
+
+/// How recent one issuer's list is.
+#[derive(Debug, Clone)]
+struct Issue {
+    /// Its name, for messages.
+    name: String,
+    /// Its CRL number (big-endian), if it has one.
     number: Option<Vec<u8>>,
+    /// Its thisUpdate (seconds since the epoch).
+    this_update: i64,
 }
 
 impl Crls {
@@ -60,9 +68,8 @@ impl Crls {
         let mut out = Crls {
             ders: Vec::with_capacity(ders.len()),
             revoked: HashSet::new(),
-            this_update: i64::MIN,
             next_update: None,
-            number: Some(Vec::new()),
+            issues: HashMap::new(),
         };
         for (i, der) in ders.into_iter().enumerate() {
             let n = i + 1;
@@ -87,22 +94,24 @@ impl Crls {
                     "CRL {n} in {name}: its signature does not verify under the client CA's key ({e})"
                 )
             })?;
-            out.this_update = out.this_update.max(crl.last_update().timestamp());
+            // rustls applies the first list of an issuer it finds: a second one
+            // (an old list left before the new one) would be believed instead.
+            let issue = Issue {
+                name: crl.issuer().to_string(),
+                number: crl.crl_number().map(|n| n.to_bytes_be()),
+                this_update: crl.last_update().timestamp(),
+            };
+            if out.issues.insert(issuer.to_vec(), issue).is_some() {
+                return Err(format!(
+                    "CRL {n} in {name}: a second CRL of {} in one file (give only the latest: \
+                     which one is applied would depend on their order)",
+                    crl.issuer()
+                ));
+            }
             if let Some(next) = crl.next_update() {
                 let t = next.timestamp();
                 out.next_update = Some(out.next_update.map_or(t, |u| u.min(t)));
             }
-            out.number = match (out.number.take(), crl.crl_number()) {
-                (Some(have), Some(n)) => {
-                    let n = n.to_bytes_be();
-                    Some(if by_value(&n) > by_value(&have) {
-                        n
-                    } else {
-                        have
-                    })
-                }
-                _ => None,
-            };
             for r in crl.iter_revoked_certificates() {
                 out.revoked
                     .insert((issuer.to_vec(), r.raw_serial().to_vec()));
@@ -131,28 +140,38 @@ impl Crls {
             .contains(&(c.issuer().as_raw().to_vec(), c.raw_serial().to_vec()))
     }
 
-    /// May `self` replace `current`? Not if it is older (a lower CRL number
-    /// or, without numbers, an earlier thisUpdate): a CRL rolled back to an
+    /// May `self` replace `current`? Not if, for any issuer of the lists in
+    /// use, the new file has no list, or an older one (a lower CRL number or,
+    /// without numbers, an earlier thisUpdate): a CRL rolled back to an
     /// earlier issue would re-admit certificates revoked since.
     pub fn may_replace(&self, current: &Crls) -> Result<(), String> {
-        if let (Some(new), Some(cur)) = (&self.number, &current.number) {
-            if by_value(new) < by_value(cur) {
+        for (issuer, cur) in &current.issues {
+            let Some(new) = self.issues.get(issuer) else {
                 return Err(format!(
-                    "it is older than the CRL in use (CRL number {} < {}): a rollback would \
-                     re-admit certificates revoked since",
-                    crate::hex::encode(new),
-                    crate::hex::encode(cur)
+                    "it holds no CRL of {}, whose CRL is in use: that would re-admit every \
+                     certificate it revoked",
+                    cur.name
+                ));
+            };
+            if let (Some(n), Some(c)) = (&new.number, &cur.number) {
+                if by_value(n) < by_value(c) {
+                    return Err(format!(
+                        "its CRL of {} is older than the one in use (CRL number {} < {}): a \
+                         rollback would re-admit certificates revoked since",
+                        cur.name,
+                        crate::hex::encode(n),
+                        crate::hex::encode(c)
+                    ));
+                }
+            } else if new.this_update < cur.this_update {
+                return Err(format!(
+                    "its CRL of {} is older than the one in use (thisUpdate {} < {}): a \
+                     rollback would re-admit certificates revoked since",
+                    cur.name,
+                    secs(new.this_update),
+                    secs(cur.this_update)
                 ));
             }
-            return Ok(());
-        }
-        if self.this_update < current.this_update {
-            return Err(format!(
-                "it is older than the CRL in use (thisUpdate {} < {}): a rollback would \
-                 re-admit certificates revoked since",
-                secs(self.this_update),
-                secs(current.this_update)
-            ));
         }
         Ok(())
     }

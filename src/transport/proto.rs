@@ -16,6 +16,11 @@ pub const VERSION: u16 = 2;
 pub const HELLO_MAX: usize = 64 << 10;
 /// Default maximum frame size a collector accepts.
 pub const DEFAULT_MAX_FRAME: u32 = 16 << 20;
+/// A frame reader's buffer at first.
+const INITIAL_BUFFER: usize = 256 << 10;
+/// A frame reader's buffer grows by at most this much beyond the bytes that
+/// have arrived (and at most doubles).
+const READ_CHUNK: usize = 64 << 10;
 
 /// Message types.
 pub mod t {
@@ -403,7 +408,7 @@ pub struct FrameReader {
 impl Default for FrameReader {
     fn default() -> Self {
         FrameReader {
-            buf: vec![0; 256 << 10],
+            buf: vec![0; INITIAL_BUFFER],
             start: 0,
             end: 0,
         }
@@ -459,8 +464,12 @@ impl FrameReader {
             } else {
                 4
             };
-            if self.buf.len() < need {
-                self.buf.resize(need, 0);
+            if self.buf.len() <= self.end {
+                // Grow with what arrives, not with what the length prefix
+                // announces: a peer cannot make us hold a frame it does not
+                // send (at most twice what arrived, plus one chunk).
+                let grow = (self.end + READ_CHUNK).max(self.buf.len() * 2);
+                self.buf.resize(grow.min(need.max(self.end + 1)), 0);
             }
             match r.read(&mut self.buf[self.end..]) {
                 Ok(0) if self.end == 0 => return Err(ReadError::Closed),
@@ -488,6 +497,29 @@ impl FrameReader {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_announced_length_is_not_allocated_before_it_arrives() {
+        let mut data = (16u32 << 20).to_be_bytes().to_vec();
+        data.extend_from_slice(&[7; 100]);
+        let mut fr = FrameReader::default();
+        let mut r = &data[..];
+        assert!(matches!(
+            fr.next(&mut r, 32 << 20),
+            Err(ReadError::Truncated(104))
+        ));
+        // Its initial buffer, not the 16 MiB announced.
+        assert_eq!(fr.buf.len(), INITIAL_BUFFER);
+        // A whole large frame still arrives whole, in pieces.
+        let body = vec![9u8; 3 << 20];
+        let mut data = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+        data.push(t::BATCH);
+        data.extend_from_slice(&body);
+        let mut fr = FrameReader::default();
+        let mut r = &data[..];
+        let (ty, got) = fr.next(&mut r, 32 << 20).unwrap();
+        assert_eq!((ty, got.len()), (t::BATCH, body.len()));
+    }
 
     #[test]
     fn messages_round_trip() {

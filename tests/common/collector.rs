@@ -5,6 +5,7 @@
 use super::agent::Agent;
 use super::bin;
 use logseal::pki::{self, Role};
+use logseal::transport::proto::{self, FrameReader, Msg};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -226,4 +227,45 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The records of a segment file.
+pub fn records(path: &Path) -> Vec<Vec<u8>> {
+    use logseal::segment::{Item, SegmentReader};
+    let mut r = SegmentReader::open(path).unwrap();
+    let mut out = Vec::new();
+    while let Some(item) = r.next_item().unwrap() {
+        if let Item::Frame { payload, .. } = item {
+            out.push(payload.to_vec());
+        }
+    }
+    out
+}
+
+/// The next message from a collector.
+pub fn read_msg<S: std::io::Read>(t: &mut S) -> Result<Msg, String> {
+    let mut fr = FrameReader::default();
+    let (ty, body) = fr.next(t, 1 << 20).map_err(|e| e.to_string())?;
+    Msg::decode(ty, body)
+}
+
+/// Sends `recs` (records of one chain) as batch `id`; the collector's answer.
+pub fn send_batch<S: std::io::Read + std::io::Write>(
+    t: &mut S,
+    id: u64,
+    recs: &[Vec<u8>],
+) -> Result<Msg, String> {
+    let chain = logseal::chain::record::decode_header_only(&recs[0])
+        .unwrap()
+        .chain_id;
+    let mut b = Vec::new();
+    proto::begin_batch(&mut b, id, chain);
+    for r in recs {
+        proto::push_record(&mut b, r);
+    }
+    proto::finish_batch(&mut b, recs.len() as u32);
+    proto::write_frame(t, proto::t::BATCH, &b)
+        .and_then(|_| t.flush())
+        .map_err(|e| e.to_string())?;
+    read_msg(t)
 }
