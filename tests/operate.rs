@@ -189,20 +189,32 @@ fn connect(ca: &Ca, host: &str, addr: &str) -> std::io::Result<Tls> {
     Ok(rustls::StreamOwned::new(conn, sock))
 }
 
-/// Hello as `host` with the certificate of `cert_host`: the collector's answer.
-fn hello_as(ca: &Ca, cert_host: &str, host: &str, addr: &str) -> Result<Msg, String> {
-    let mut t = connect(ca, cert_host, addr).map_err(|e| e.to_string())?;
-    let hello = Msg::Hello {
+/// Sends a Hello as `host` on `t`; the collector's answer.
+fn hello_on<S: std::io::Read + std::io::Write>(t: &mut S, host: &str) -> Result<Msg, String> {
+    Msg::Hello {
         min_version: proto::VERSION,
         max_version: proto::VERSION,
         host: host.into(),
         software: "test".into(),
-    };
-    hello
-        .write(&mut t)
-        .and_then(|_| t.flush())
-        .map_err(|e| e.to_string())?;
-    read_msg(&mut t)
+    }
+    .write(t)
+    .and_then(|_| t.flush())
+    .map_err(|e| e.to_string())?;
+    read_msg(t)
+}
+
+/// Hello as `host` with the certificate of `cert_host`: the collector's answer.
+fn hello_as(ca: &Ca, cert_host: &str, host: &str, addr: &str) -> Result<Msg, String> {
+    let mut t = connect(ca, cert_host, addr).map_err(|e| e.to_string())?;
+    hello_on(&mut t, host)
+}
+
+/// A session as `host`, welcomed.
+fn session(ca: &Ca, host: &str, addr: &str) -> Tls {
+    let mut t = connect(ca, host, addr).unwrap();
+    let m = hello_on(&mut t, host);
+    assert!(matches!(m, Ok(Msg::Welcome { .. })), "{m:?}");
+    t
 }
 
 /// Hello as `host`: true if the collector answered Welcome.
@@ -335,17 +347,7 @@ fn revoking_a_certificate_ends_its_open_session() {
     let d = TempDir::new("revoke-session");
     let ca = Ca::new(&d.path().join("pki"));
     let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
-    let mut t = connect(&ca, "victim", &c.addr).unwrap();
-    Msg::Hello {
-        min_version: proto::VERSION,
-        max_version: proto::VERSION,
-        host: "victim".into(),
-        software: "test".into(),
-    }
-    .write(&mut t)
-    .unwrap();
-    t.flush().unwrap();
-    assert!(matches!(read_msg(&mut t), Ok(Msg::Welcome { .. })));
+    let mut t = session(&ca, "victim", &c.addr);
     Msg::Ping(1).write(&mut t).unwrap();
     t.flush().unwrap();
     assert!(matches!(read_msg(&mut t), Ok(Msg::Pong(1))));
@@ -767,34 +769,14 @@ fn the_quarantine_is_bounded_per_host_and_says_so_when_full() {
     let mut broken = chain.clone();
     let l = broken[3].len();
     broken[3][l - 1] ^= 0x20;
-    let mut t = connect(&ca, "flood-host", &c.addr).unwrap();
-    Msg::Hello {
-        min_version: proto::VERSION,
-        max_version: proto::VERSION,
-        host: "flood-host".into(),
-        software: "test".into(),
-    }
-    .write(&mut t)
-    .unwrap();
-    t.flush().unwrap();
-    assert!(matches!(read_msg(&mut t), Ok(Msg::Welcome { .. })));
+    let mut t = session(&ca, "flood-host", &c.addr);
     let mut sent = 0u64;
     for id in 0..60 {
         let m = send_batch(&mut t, id, &broken);
         assert!(matches!(m, Ok(Msg::Error { .. })), "{m:?}");
         sent += broken.iter().map(|r| r.len() as u64).sum::<u64>();
         // The collector closes the session after a refusal: reconnect.
-        t = connect(&ca, "flood-host", &c.addr).unwrap();
-        Msg::Hello {
-            min_version: proto::VERSION,
-            max_version: proto::VERSION,
-            host: "flood-host".into(),
-            software: "test".into(),
-        }
-        .write(&mut t)
-        .unwrap();
-        t.flush().unwrap();
-        assert!(matches!(read_msg(&mut t), Ok(Msg::Welcome { .. })));
+        t = session(&ca, "flood-host", &c.addr);
     }
     let kept: u64 = std::fs::read_dir(c.store.join("quarantine"))
         .unwrap()
@@ -823,17 +805,7 @@ fn the_quarantine_is_bounded_per_host_and_says_so_when_full() {
         "127.0.0.1:0",
         "[limits]\nquarantine_per_host = \"64KiB\"\n",
     );
-    let mut t = connect(&ca, "flood-host", &c.addr).unwrap();
-    Msg::Hello {
-        min_version: proto::VERSION,
-        max_version: proto::VERSION,
-        host: "flood-host".into(),
-        software: "test".into(),
-    }
-    .write(&mut t)
-    .unwrap();
-    t.flush().unwrap();
-    assert!(matches!(read_msg(&mut t), Ok(Msg::Welcome { .. })));
+    let mut t = session(&ca, "flood-host", &c.addr);
     let _ = send_batch(&mut t, 1, &broken);
     let after: u64 = std::fs::read_dir(c.store.join("quarantine"))
         .unwrap()
@@ -869,16 +841,7 @@ fn a_certificate_revoked_during_its_handshake_gets_no_session() {
     )
     .unwrap();
     let mut t = rustls::StreamOwned::new(conn, sock);
-    Msg::Hello {
-        min_version: proto::VERSION,
-        max_version: proto::VERSION,
-        host: "slow-host".into(),
-        software: "test".into(),
-    }
-    .write(&mut t)
-    .unwrap();
-    t.flush().unwrap();
-    match read_msg(&mut t) {
+    match hello_on(&mut t, "slow-host") {
         Ok(Msg::Error { code, .. }) => assert_eq!(Code::from_u16(code), Some(Code::Revoked)),
         other => panic!("a certificate revoked during its handshake got {other:?}"),
     }
