@@ -82,6 +82,7 @@ fn is_state_file(name: &str) -> bool {
             | "alerts.jsonl"
             | "status.json"
             | "tip.json"
+            | "crl-floor.json"
             | "lock"
     ) || (name.starts_with('.') && name.ends_with(".tmp"))
 }

@@ -1054,3 +1054,34 @@ fn hellos_with_ever_new_bad_names_cannot_flood_the_alerts_or_the_log() {
     assert!(alerts.len() < 64 << 10, "{} bytes of alerts", alerts.len());
     assert!(log.len() < 256 << 10, "{} bytes of log", log.len());
 }
+
+#[test]
+fn a_collector_restarted_on_an_older_crl_refuses_it() {
+    let d = TempDir::new("crl-floor");
+    let ca = Ca::new(&d.path().join("pki"));
+    ca.agent("gone-host");
+    let old = std::fs::read(ca.crl()).unwrap();
+    logseal::pki::revoke(&ca.dir, "gone-host").unwrap();
+    let cdir = d.path().join("c");
+    let c = Collector::start(&cdir, &ca, "127.0.0.1:0", "");
+    assert!(!welcomed(&ca, "gone-host", &c.addr));
+    c.stop();
+    // The old CRL (before the revocation), validly signed, put back while the
+    // collector was down: the restart refuses it, naming why.
+    std::fs::write(ca.crl(), &old).unwrap();
+    let o = Command::new(bin())
+        .args(["collector", "--config"])
+        .arg(cdir.join("collector.toml"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("older than the one in use") && err.contains("crl-floor.json"),
+        "{err}"
+    );
+    // The store holds the floor; verify does not list it.
+    let (_, v) = verify_json(&cdir.join("store"));
+    assert!(!v.to_string().contains("crl-floor"), "{v}");
+}

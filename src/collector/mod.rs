@@ -71,6 +71,24 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// What a session ended by a revocation is told.
 const REVOKED: &str = "the client certificate was revoked";
 
+/// In the store: how recent the CRLs the collector used were.
+const CRL_FLOOR_FILE: &str = "crl-floor.json";
+
+/// Reads `STORE/crl-floor.json`, if there is one.
+fn read_floor(store: &std::path::Path) -> Result<Option<Crls>, String> {
+    let path = store.join(CRL_FLOOR_FILE);
+    match crate::fsutil::read_bounded_text(&path, 1 << 20) {
+        Ok(text) => Crls::from_floor_text(&text).map(Some).map_err(|e| {
+            format!(
+                "{}: {e} (it records how recent the CRLs in use were; delete it to accept any CRL the CA signed)",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 /// How often the CRL file is looked at.
 const CRL_POLL: Duration = Duration::from_secs(1);
 
@@ -79,6 +97,7 @@ const CRL_POLL: Duration = Duration::from_secs(1);
 fn reload_tls(shared: &Shared, why: &str) {
     match shared.tls.reload() {
         Ok(crls) => {
+            shared.tls.save_floor(shared.store.root());
             let listed = crls.as_ref().map_or(0, Crls::len);
             let ended = crls.as_ref().map_or(0, |c| shared.end_revoked(c));
             tracing::info!(
@@ -137,8 +156,22 @@ fn stamp_of(p: &std::path::Path) -> Option<FileStamp> {
 }
 
 impl TlsSource {
-    fn new(cfg: config::TlsConfig) -> anyhow::Result<TlsSource> {
-        let loaded = Self::build(&cfg, None).map_err(anyhow::Error::msg)?;
+    /// Loads `cfg`; with `floor` (what the CRLs used before were), an older
+    /// CRL is refused.
+    fn new(cfg: config::TlsConfig, floor: Option<&Crls>) -> anyhow::Result<TlsSource> {
+        let loaded = Self::build(&cfg, floor).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}{}",
+                if floor.is_some() {
+                    format!(
+                        " (compared with the CRLs this store's collector used before, in \
+                             {CRL_FLOOR_FILE}; delete that file to accept an older CRL on purpose)"
+                    )
+                } else {
+                    String::new()
+                }
+            )
+        })?;
         if let Some(w) = loaded.crls.as_ref().and_then(|c| c.stale(unix_now())) {
             tracing::warn!(crl = %cfg.crl.as_deref().unwrap_or_else(|| "".as_ref()).display(), "{w}");
         }
@@ -176,6 +209,21 @@ impl TlsSource {
 
     fn get(&self) -> Arc<rustls::ServerConfig> {
         lock(&self.current).server.clone()
+    }
+
+    /// Records how recent the CRLs in use are (`STORE/crl-floor.json`), so
+    /// that a restart on an older CRL file is refused too.
+    fn save_floor(&self, store: &std::path::Path) {
+        let text = lock(&self.current).crls.as_ref().map(Crls::floor_text);
+        if let Some(text) = text {
+            if let Err(e) = crate::fsutil::write_atomic(
+                &store.join(CRL_FLOOR_FILE),
+                text.as_bytes(),
+                "crl-floor",
+            ) {
+                tracing::warn!(error = %e, "recording the CRLs in use in {CRL_FLOOR_FILE}");
+            }
+        }
     }
 
     /// True if the CRL in use revokes `cert`.
@@ -303,8 +351,13 @@ pub fn check_files(cfg: &CollectorConfig) -> Vec<String> {
         }
     }
     if ok {
-        if let Err(e) = TlsSource::build(&cfg.tls, None) {
-            errors.push(e);
+        match read_floor(&cfg.store) {
+            Ok(floor) => {
+                if let Err(e) = TlsSource::build(&cfg.tls, floor.as_ref()) {
+                    errors.push(e);
+                }
+            }
+            Err(e) => errors.push(e),
         }
     }
     if let (EnrollmentMode::Strict, Some(p)) = (cfg.enrollment.mode, &cfg.enrollment.enrolled) {
@@ -328,7 +381,8 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         }
     };
     fd_limit(cfg.limits.max_connections, cfg.limits.max_unauthenticated);
-    let tls = TlsSource::new(cfg.tls.clone())?;
+    let floor = read_floor(&cfg.store).map_err(anyhow::Error::msg)?;
+    let tls = TlsSource::new(cfg.tls.clone(), floor.as_ref())?;
     let store = Store::open(
         &cfg.store,
         enrollment,
@@ -338,6 +392,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
             total: cfg.limits.quarantine_total,
         },
     )?;
+    tls.save_floor(&cfg.store);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -723,6 +723,11 @@ impl Store {
         }
     }
 
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Logs an alert and appends it to `alerts.jsonl`.
     ///
     /// The same alert repeated within a minute (an agent retrying a refused

@@ -31,7 +31,7 @@ pub struct Crls {
 }
 
 /// How recent one issuer's list is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Issue {
     /// Its name, for messages.
     name: String,
@@ -119,6 +119,38 @@ impl Crls {
             out.ders.push(der);
         }
         Ok(out)
+    }
+
+    /// How recent each issuer's list is, as text to keep (the *floor*): a
+    /// collector restarted on an older CRL file refuses it too.
+    pub fn floor_text(&self) -> String {
+        let by_issuer: std::collections::BTreeMap<String, &Issue> = self
+            .issues
+            .iter()
+            .map(|(k, v)| (crate::hex::encode(k), v))
+            .collect();
+        serde_json::json!({ "crl_floor": by_issuer }).to_string() + "\n"
+    }
+
+    /// Reads a floor written by [`Crls::floor_text`]: lists of no certificate,
+    /// only their issuers' ages, to be given to [`Crls::may_replace`].
+    pub fn from_floor_text(text: &str) -> Result<Crls, String> {
+        #[derive(serde::Deserialize)]
+        struct Floor {
+            crl_floor: HashMap<String, Issue>,
+        }
+        let f: Floor = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let mut issues = HashMap::new();
+        for (k, v) in f.crl_floor {
+            let k = crate::hex::decode(&k).ok_or_else(|| format!("{k:?} is not hex"))?;
+            issues.insert(k, v);
+        }
+        Ok(Crls {
+            ders: Vec::new(),
+            revoked: HashSet::new(),
+            next_update: None,
+            issues,
+        })
     }
 
     /// Number of revoked certificates listed.
