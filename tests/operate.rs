@@ -1085,3 +1085,30 @@ fn a_collector_restarted_on_an_older_crl_refuses_it() {
     let (_, v) = verify_json(&cdir.join("store"));
     assert!(!v.to_string().contains("crl-floor"), "{v}");
 }
+
+#[test]
+fn numbers_out_of_range_are_refused_at_load_naming_the_key() {
+    let d = TempDir::new("ranges");
+    let f = d.path().join("agent.toml");
+    for (text, key) in [
+        // Passed the check before and panicked in the listener task.
+        ("[limits]\nmax_connections = 3000000000000000000\n", "limits.max_connections"),
+        // Wrapped the size check.
+        (
+            "[spool]\nsegment_size = 9223372036854775808\nmax_size = 9223372036854775808\n",
+            "spool.segment_size",
+        ),
+        ("[chain]\nseal_interval = \"0.0000000001ms\"\n", "chain.seal_interval"),
+        ("[chain]\nheartbeat = \"9999h\"\n", "chain.heartbeat"),
+        ("[[input]]\ntype = \"unix-dgram\"\npath = \"\"\n", "absolute path"),
+        (
+            "[ship]\ncollectors = [\"c:6514\"]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\nwindow = 1000000000\n",
+            "ship.window",
+        ),
+    ] {
+        let (code, err) = check_config("agent", &f, text);
+        assert_eq!(code, Some(2), "{text}: {err}");
+        assert!(err.contains(key), "{text}: {err}");
+        assert!(!err.contains("panicked"), "{text}: {err}");
+    }
+}

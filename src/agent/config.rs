@@ -501,14 +501,43 @@ impl AgentConfig {
         if self.limits.max_message < 480 || self.limits.max_message > (16 << 20) - 4096 {
             return Err("limits.max_message must be between 480 bytes and 16 MiB - 4 KiB".into());
         }
-        if self.spool.max_size < 2 * self.spool.segment_size {
+        // Every number has a range, checked here: a value that parses but
+        // cannot work is refused at load, never met as a panic or a wrap later.
+        in_range("spool.segment_size", self.spool.segment_size, 4096, 1 << 30)?;
+        in_range("spool.max_size", self.spool.max_size, 8192, 1 << 50)?;
+        if self.spool.max_size < self.spool.segment_size.saturating_mul(2) {
             return Err("spool.max_size must be at least twice spool.segment_size".into());
         }
-        if self.spool.segment_size < 4096 {
-            return Err("spool.segment_size must be at least 4KiB".into());
-        }
-        if self.limits.max_connections == 0 {
-            return Err("limits.max_connections must be at least 1".into());
+        in_range(
+            "limits.max_connections",
+            self.limits.max_connections as u64,
+            1,
+            1 << 20,
+        )?;
+        let ms = |n: u64| Duration::from_millis(n);
+        let hours = |n: u64| Duration::from_secs(n * 3600);
+        for (k, v, lo, hi) in [
+            (
+                "chain.seal_interval",
+                self.chain.seal_interval,
+                ms(1),
+                hours(24),
+            ),
+            ("chain.heartbeat", self.chain.heartbeat, ms(100), hours(24)),
+            (
+                "spool.commit_interval",
+                self.spool.commit_interval,
+                ms(0),
+                ms(60_000),
+            ),
+            (
+                "limits.idle_timeout",
+                self.limits.idle_timeout,
+                ms(100),
+                hours(24 * 30),
+            ),
+        ] {
+            in_range_duration(k, v, lo, hi)?;
         }
         if let Some(ship) = &self.ship {
             if ship.collectors.is_empty() {
@@ -522,8 +551,20 @@ impl AgentConfig {
                     return Err(format!("ship.collectors: {c:?} is not HOST:PORT"));
                 }
             }
-            if ship.batch_records == 0 || ship.window == 0 {
-                return Err("ship.batch_records and ship.window must be at least 1".into());
+            in_range("ship.batch_records", ship.batch_records as u64, 1, 1 << 20)?;
+            in_range("ship.window", ship.window as u64, 1, 4096)?;
+            let ms = |n: u64| Duration::from_millis(n);
+            for (k, v, lo, hi) in [
+                ("ship.keepalive", ship.keepalive, ms(100), ms(3_600_000)),
+                ("ship.backoff_max", ship.backoff_max, ms(10), ms(3_600_000)),
+                (
+                    "ship.drain_timeout",
+                    ship.drain_timeout,
+                    ms(0),
+                    ms(3_600_000),
+                ),
+            ] {
+                in_range_duration(k, v, lo, hi)?;
             }
             if ship.batch_size < 4096 || ship.batch_size > 64 << 20 {
                 return Err("ship.batch_size must be between 4KiB and 64MiB".into());
@@ -543,6 +584,14 @@ impl AgentConfig {
             }
         }
         for i in &self.inputs {
+            if let Input::UnixDgram { path, .. } | Input::UnixStream { path } = i {
+                if !path.is_absolute() {
+                    return Err(format!(
+                        "input path {:?}: a unix socket input needs an absolute path",
+                        path.display()
+                    ));
+                }
+            }
             if let Input::Udp { listen } | Input::Tcp { listen } | Input::Tls { listen, .. } = i {
                 if listen.parse::<std::net::SocketAddr>().is_err() {
                     return Err(format!(
@@ -552,5 +601,23 @@ impl AgentConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// `key`'s value must lie in `lo..=hi`.
+fn in_range(key: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("{key} = {v}: must be between {lo} and {hi}"))
+    }
+}
+
+/// `key`'s duration must lie in `lo..=hi`.
+fn in_range_duration(key: &str, v: Duration, lo: Duration, hi: Duration) -> Result<(), String> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("{key} = {v:?}: must be between {lo:?} and {hi:?}"))
     }
 }
