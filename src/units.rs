@@ -84,6 +84,18 @@ pub mod serde_units {
     }
 }
 
+/// The names of the settings whose two values differ (compared by their
+/// `Debug` form): what a reload names as needing a restart.
+pub fn differing(
+    settings: &[(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug)],
+) -> Vec<&'static str> {
+    settings
+        .iter()
+        .filter(|(_, a, b)| format!("{a:?}") != format!("{b:?}"))
+        .map(|(k, _, _)| *k)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

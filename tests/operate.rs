@@ -56,6 +56,15 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// `logseal ROLE --check-config PATH`.
+fn check_config_of(role: &str, path: &Path) -> Output {
+    Command::new(bin())
+        .args([role, "--check-config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 fn agent_cmd(args: &[&str]) -> Output {
     Command::new(bin())
         .arg("agent")
@@ -304,11 +313,7 @@ fn a_crl_that_does_not_check_out_refuses_the_start_and_never_replaces_the_one_in
         .status()
         .unwrap()
         .success());
-    let o = Command::new(bin())
-        .args(["collector", "--check-config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let o = check_config_of("collector", &cfg);
     assert_ne!(o.status.code(), Some(0));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("not a regular file"),
@@ -940,11 +945,7 @@ fn check_config_opens_and_parses_every_file_and_reports_every_problem_at_once() 
         ),
     )
     .unwrap();
-    let o = Command::new(bin())
-        .args(["agent", "--check-config"])
-        .arg(&agent_toml)
-        .output()
-        .unwrap();
+    let o = check_config_of("agent", &agent_toml);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     // The key of another certificate, two inputs on one TCP port (the
@@ -987,11 +988,7 @@ fn check_config_opens_and_parses_every_file_and_reports_every_problem_at_once() 
     if root && user {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key_b, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let o = Command::new(bin())
-            .args(["agent", "--check-config"])
-            .arg(&agent_toml)
-            .output()
-            .unwrap();
+        let o = check_config_of("agent", &agent_toml);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("user logseal cannot read it"), "{err}");
     } else {
@@ -1007,11 +1004,7 @@ fn check_config_opens_and_parses_every_file_and_reports_every_problem_at_once() 
     let key = ca.dir.join("collector.key");
     let bad = text.replace(key.to_str().unwrap(), missing.to_str().unwrap());
     std::fs::write(cdir.join("bad.toml"), bad).unwrap();
-    let o = Command::new(bin())
-        .args(["collector", "--check-config"])
-        .arg(cdir.join("bad.toml"))
-        .output()
-        .unwrap();
+    let o = check_config_of("collector", &cdir.join("bad.toml"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(

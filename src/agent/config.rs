@@ -47,22 +47,17 @@ pub struct AgentConfig {
 impl AgentConfig {
     /// The settings of `other` that differ from this one's, by name.
     pub fn changed(&self, other: &AgentConfig) -> Vec<&'static str> {
-        let d =
-            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
-        [
-            ("host", d(&self.host, &other.host)),
-            ("state_dir", d(&self.state_dir, &other.state_dir)),
-            ("log_level", d(&self.log_level, &other.log_level)),
-            ("[chain]", d(&self.chain, &other.chain)),
-            ("[spool]", d(&self.spool, &other.spool)),
-            ("[limits]", d(&self.limits, &other.limits)),
-            ("[[input]]", d(&self.inputs, &other.inputs)),
-            ("[ship]", d(&self.ship, &other.ship)),
-            ("[journald]", d(&self.journald, &other.journald)),
-        ]
-        .into_iter()
-        .filter_map(|(k, differs)| differs.then_some(k))
-        .collect()
+        crate::units::differing(&[
+            ("host", &self.host, &other.host),
+            ("state_dir", &self.state_dir, &other.state_dir),
+            ("log_level", &self.log_level, &other.log_level),
+            ("[chain]", &self.chain, &other.chain),
+            ("[spool]", &self.spool, &other.spool),
+            ("[limits]", &self.limits, &other.limits),
+            ("[[input]]", &self.inputs, &other.inputs),
+            ("[ship]", &self.ship, &other.ship),
+            ("[journald]", &self.journald, &other.journald),
+        ])
     }
 }
 

@@ -220,21 +220,16 @@ impl CollectorConfig {
 
     /// The settings of `other` that differ from this one's, by name.
     pub fn changed(&self, other: &CollectorConfig) -> Vec<&'static str> {
-        let d =
-            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
-        [
-            ("name", d(&self.name, &other.name)),
-            ("listen", d(&self.listen, &other.listen)),
-            ("store", d(&self.store, &other.store)),
-            ("log_level", d(&self.log_level, &other.log_level)),
-            ("[tls] paths", d(&self.tls, &other.tls)),
-            ("[enrollment]", d(&self.enrollment, &other.enrollment)),
-            ("[limits]", d(&self.limits, &other.limits)),
-            ("[liveness]", d(&self.liveness, &other.liveness)),
-        ]
-        .into_iter()
-        .filter_map(|(k, differs)| differs.then_some(k))
-        .collect()
+        crate::units::differing(&[
+            ("name", &self.name, &other.name),
+            ("listen", &self.listen, &other.listen),
+            ("store", &self.store, &other.store),
+            ("log_level", &self.log_level, &other.log_level),
+            ("[tls] paths", &self.tls, &other.tls),
+            ("[enrollment]", &self.enrollment, &other.enrollment),
+            ("[limits]", &self.limits, &other.limits),
+            ("[liveness]", &self.liveness, &other.liveness),
+        ])
     }
 
     /// Checks values that parse but cannot work.
