@@ -471,6 +471,8 @@ fn a_full_spool_never_blocks_datagram_senders_and_every_drop_is_counted() {
     .unwrap();
     let errlog = d.path().join("agent.log");
     let a = Agent::start_config(&cfg, &state, Some(&errlog), 1);
+    // No [ship] table: the operator is told that nothing leaves the host.
+    log_has(&errlog, "no [ship] table", 1);
     // A program calling syslog(3): its send must never wait on the agent. The
     // spool holds a few hundred of these; the rest must be dropped and counted.
     let tx = UnixDatagram::unbound().unwrap();
