@@ -7,6 +7,9 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Largest configuration file read.
+pub const MAX_CONFIG: u64 = 1 << 20;
+
 /// The whole agent configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -443,12 +446,12 @@ pub fn check_log_level(level: &str) -> Result<(), String> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Unreadable.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// File.
         path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
+        /// Cause (shown in the message, not chained again after it).
+        cause: std::io::Error,
     },
     /// Not valid (syntax, unknown key, bad value); the message names the line.
     #[error("{path}: {message}")]
@@ -478,9 +481,13 @@ impl AgentConfig {
 
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
+        // A regular file of bounded size: a FIFO or a device given by mistake is
+        // refused, not waited on.
+        let text = crate::fsutil::read_bounded_text(path, MAX_CONFIG).map_err(|cause| {
+            ConfigError::Io {
+                path: path.to_path_buf(),
+                cause,
+            }
         })?;
         let mut cfg = Self::parse(&text, path)?;
         cfg.source = Some(path.to_path_buf());

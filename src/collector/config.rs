@@ -207,7 +207,7 @@ impl Default for Liveness {
 impl CollectorConfig {
     /// Parses a configuration file; errors name the key and line.
     pub fn load(path: &Path) -> anyhow::Result<CollectorConfig> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::fsutil::read_bounded_text(path, crate::agent::config::MAX_CONFIG)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let cfg: CollectorConfig = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;

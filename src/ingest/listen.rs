@@ -139,6 +139,36 @@ pub enum DgramFull {
     Drop(watch::Receiver<bool>),
 }
 
+/// At stop: the datagrams senders already handed to the kernel are passed on
+/// if the channel has room and counted as lost if not, never dropped
+/// unaccounted in the socket buffer.
+fn drain_at_stop(
+    sock: &tokio::net::UnixDatagram,
+    buf: &mut [u8],
+    peer: &Arc<str>,
+    tx: &mpsc::Sender<Batch>,
+    loss: &LossCounter,
+    limits: ListenLimits,
+) {
+    loop {
+        let t = now_ns();
+        let mut b = Batch::new(Source::SyslogUnix, peer.clone(), t);
+        while b.items.len() < UDP_BURST {
+            match sock.try_recv(buf) {
+                Ok(len) => push_datagram(&mut b, &buf[..len], limits.max_message),
+                Err(_) => break,
+            }
+        }
+        if b.items.is_empty() {
+            return;
+        }
+        let n = b.items.len() as u64;
+        if tx.try_send(b).is_err() {
+            loss.add(n, t);
+        }
+    }
+}
+
 /// Receives datagrams on a unix datagram socket (`/dev/log` style) until
 /// shutdown.
 pub async fn unix_dgram(
@@ -156,7 +186,10 @@ pub async fn unix_dgram(
     loop {
         let r = tokio::select! {
             r = sock.recv(&mut buf) => r,
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                drain_at_stop(&sock, &mut buf, &peer, &tx, &loss, limits);
+                return;
+            }
         };
         let t = now_ns();
         let mut b = Batch::new(Source::SyslogUnix, peer.clone(), t);
@@ -182,7 +215,11 @@ pub async fn unix_dgram(
             // buffer fills and send() blocks) instead of losing messages.
             DgramFull::Block => tokio::select! {
                 r = tx.send(b) => if r.is_err() { return },
-                _ = shutdown.changed() => { loss.add(n, t); return }
+                _ = shutdown.changed() => {
+                    loss.add(n, t);
+                    drain_at_stop(&sock, &mut buf, &peer, &tx, &loss, limits);
+                    return;
+                }
             },
             // A burst waits for the stamper as above; but once the stamper
             // cannot take input (the spool is full, writes fail), a program
@@ -193,7 +230,11 @@ pub async fn unix_dgram(
                 tokio::select! {
                     r = tx.send(b) => if r.is_err() { return },
                     _ = blocked.wait_for(|b| *b) => loss.add(n, t),
-                    _ = shutdown.changed() => { loss.add(n, t); return }
+                    _ = shutdown.changed() => {
+                    loss.add(n, t);
+                    drain_at_stop(&sock, &mut buf, &peer, &tx, &loss, limits);
+                    return;
+                }
                 }
             }
         }
