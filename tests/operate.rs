@@ -1112,16 +1112,16 @@ fn numbers_out_of_range_are_refused_at_load_naming_the_key() {
 fn a_config_that_is_a_fifo_is_refused_not_waited_on() {
     let d = TempDir::new("cfg-fifo");
     let f = d.path().join("agent.toml");
-    assert!(Command::new("mkfifo")
-        .arg(&f)
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("mkfifo").arg(&f).status().unwrap().success());
     for role in ["agent", "collector"] {
         // Nobody writes the FIFO: a reader that waited would never return.
         let o = check_config_of(role, &f);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{role}: {err}");
-        assert_eq!(err.matches("not a regular file").count(), 1, "{role}: {err}");
+        assert_eq!(
+            err.matches("not a regular file").count(),
+            1,
+            "{role}: {err}"
+        );
     }
 }
