@@ -584,9 +584,12 @@ fn collector(config: Option<PathBuf>, check_config: Option<PathBuf>) -> anyhow::
     use logseal::collector::config::CollectorConfig;
     if let Some(path) = check_config {
         let cfg = CollectorConfig::load(&path)?;
-        let errors = logseal::collector::check_files(&cfg);
-        if !errors.is_empty() {
-            anyhow::bail!("{}:\n  {}", path.display(), errors.join("\n  "));
+        let found = logseal::collector::check_files(&cfg);
+        for w in &found.warnings {
+            eprintln!("{}: warning: {w}", path.display());
+        }
+        if !found.errors.is_empty() {
+            anyhow::bail!("{}:\n  {}", path.display(), found.errors.join("\n  "));
         }
         println!(
             "{}: valid (listen {}, store {})",

@@ -1125,3 +1125,82 @@ fn a_config_that_is_a_fifo_is_refused_not_waited_on() {
         );
     }
 }
+
+/// A CRL made by `openssl ca -gencrl`, signed by `ca`'s key, with the given
+/// lastUpdate and nextUpdate (`YYYYMMDDHHMMSSZ`).
+fn openssl_crl(ca: &Ca, work: &Path, last: &str, next: &str) -> Vec<u8> {
+    std::fs::create_dir_all(work).unwrap();
+    std::fs::write(work.join("index.txt"), "").unwrap();
+    std::fs::write(work.join("crlnumber"), "01\n").unwrap();
+    let conf = work.join("ca.cnf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = {}\ncrlnumber = {}\ndefault_md = sha256\n",
+            work.join("index.txt").display(),
+            work.join("crlnumber").display()
+        ),
+    )
+    .unwrap();
+    let out = work.join("crl.pem");
+    let o = Command::new("openssl")
+        .arg("ca")
+        .arg("-config")
+        .arg(&conf)
+        .arg("-gencrl")
+        .arg("-cert")
+        .arg(ca.ca())
+        .arg("-keyfile")
+        .arg(ca.dir.join("ca.key"))
+        .args(["-crl_lastupdate", last, "-crl_nextupdate", next, "-out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl ca -gencrl: {o:?}");
+    std::fs::read(&out).unwrap()
+}
+
+#[test]
+fn a_crl_past_its_next_update_is_used_with_a_warning_and_an_alert() {
+    let d = TempDir::new("crl-stale");
+    let ca = Ca::new(&d.path().join("pki"));
+    ca.agent("ok-host");
+    assert!(Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&ca.dir)
+        .status()
+        .unwrap()
+        .success());
+    // Valid and signed by the CA, but its nextUpdate passed long ago.
+    let stale = openssl_crl(
+        &ca,
+        &d.path().join("openssl"),
+        "20200101000000Z",
+        "20200108000000Z",
+    );
+    std::fs::write(ca.crl(), &stale).unwrap();
+    let cdir = d.path().join("c");
+    let c = Collector::start(&cdir, &ca, "127.0.0.1:0", "");
+    // It is used (a stale CRL still lists what it lists), and said.
+    assert!(welcomed(&ca, "ok-host", &c.addr));
+    log_has(&c.log, "nextUpdate (2020-01-08", 1);
+    let store = c.store.clone();
+    let alerts = || std::fs::read_to_string(store.join("alerts.jsonl")).unwrap_or_default();
+    wait_until("a crl-stale alert", || alerts().contains("crl-stale"));
+    // --check-config says it too, and still calls the config valid.
+    let o = check_config_of("collector", &collector_toml(&cdir));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("nextUpdate (2020-01-08"),
+        "{err}"
+    );
+    // A fresh CRL (CRL number 2, after openssl's 1) reloads without the warning.
+    let said = c.log_text().matches("nextUpdate (").count();
+    logseal::pki::refresh_crl(&ca.dir).unwrap();
+    signal(&c.child, rustix::process::Signal::HUP);
+    log_has(&c.log, "TLS configuration reloaded", 1);
+    let log = c.stop();
+    assert_eq!(log.matches("nextUpdate (").count(), said, "{log}");
+    assert_eq!(alerts().matches("crl-stale").count(), 1, "{}", alerts());
+}

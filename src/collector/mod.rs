@@ -322,14 +322,26 @@ impl Shared {
     }
 }
 
+/// What `--check-config` found: errors (`run` would refuse to start) and
+/// warnings (it would start and say the same).
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Each a line naming the key and file.
+    pub errors: Vec<String>,
+    /// Each a line naming the key and file.
+    pub warnings: Vec<String>,
+}
+
 /// What `run` would refuse at start, checked without binding or opening the
 /// store (`--check-config`): the certificates, key, CA and CRL (parsed, the CRL
-/// signed by the CA), and the enrolled-hosts file.
-pub fn check_files(cfg: &CollectorConfig) -> Vec<String> {
+/// signed by the CA), and the enrolled-hosts file. A CRL past its nextUpdate
+/// is a warning.
+pub fn check_files(cfg: &CollectorConfig) -> Findings {
     use crate::access::check_file;
     let user = crate::access::service_user();
     let user = user.as_ref();
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     // Each file opened (by the service user too, when run as root), then
     // parsed together: every problem at once.
     let ca_ok = check_file("tls.ca", &cfg.tls.ca, user, &mut errors);
@@ -342,9 +354,16 @@ pub fn check_files(cfg: &CollectorConfig) -> Vec<String> {
             let checked = crate::ingest::tls::load_certs(&cfg.tls.ca)
                 .map_err(|e| format!("tls.ca: {e}"))
                 .and_then(|ca| Crls::load(crl, &ca).map_err(|e| format!("tls.crl: {e}")));
-            if let Err(e) = checked {
-                errors.push(e);
-                ok = false;
+            match checked {
+                Ok(c) => {
+                    if let Some(w) = c.stale(unix_now()) {
+                        warnings.push(format!("tls.crl: {}: {w}", crl.display()));
+                    }
+                }
+                Err(e) => {
+                    errors.push(e);
+                    ok = false;
+                }
             }
         } else {
             ok = false;
@@ -367,7 +386,7 @@ pub fn check_files(cfg: &CollectorConfig) -> Vec<String> {
             }
         }
     }
-    errors
+    Findings { errors, warnings }
 }
 
 /// Runs the collector until SIGTERM/SIGINT (SIGHUP reloads the certificates
@@ -393,6 +412,13 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         },
     )?;
     tls.save_floor(&cfg.store);
+    if let Some(w) = lock(&tls.current)
+        .crls
+        .as_ref()
+        .and_then(|c| c.stale(unix_now()))
+    {
+        store.alert("crl-stale", "", None, &w);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
