@@ -644,6 +644,35 @@ fn a_connection_thread_that_cannot_start_gives_its_slot_back() {
     c.stop();
 }
 
+/// The same on any machine: the thread starts are refused by the fault
+/// injection (`LOGSEAL_SPAWN_FAIL`), the way the kernel refuses them.
+#[test]
+fn a_connection_thread_refused_by_simulated_eagain_gives_its_slot_back() {
+    let d = TempDir::new("spawn-fail");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start_env(
+        &d.path().join("c"),
+        &ca,
+        "127.0.0.1:0",
+        "[limits]\nmax_connections = 2\nmax_unauthenticated = 2\n",
+        &[("LOGSEAL_SPAWN_FAIL", "5")],
+    );
+    for _ in 0..5 {
+        assert!(!welcomed(&ca, "spawn-host", &c.addr));
+    }
+    log_has(&c.log, "cannot start a connection thread", 1);
+    // Five failed starts used up neither the two sessions nor the two
+    // unauthenticated places.
+    for _ in 0..3 {
+        assert!(
+            welcomed(&ca, "spawn-host", &c.addr),
+            "refused after failed thread starts: {}",
+            c.log_text()
+        );
+    }
+    c.stop();
+}
+
 // ---- Unauthenticated clients ---------------------------------------------------
 
 /// A TCP connection to `to` from the local address `from`.

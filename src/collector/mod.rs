@@ -500,9 +500,10 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
                     // thread, or here with the closure if the thread cannot start.
                     tracing::debug!(peer, "connection accepted");
                     let conn_shared = shared.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("logseal-conn".into())
-                        .spawn(move || serve(&conn_shared, tcp, &peer, held));
+                    let spawned = crate::faults::spawn(
+                        std::thread::Builder::new().name("logseal-conn".into()),
+                        move || serve(&conn_shared, tcp, &peer, held),
+                    );
                     if let Err(e) = spawned {
                         if let Some(n) = shared.log_limit.allow("spawn") {
                             tracing::error!(error = %e, not_logged = n, "cannot start a connection thread: connection closed");
