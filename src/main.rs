@@ -295,7 +295,7 @@ fn main() -> ExitCode {
                 )
             }),
         ),
-        Cmd::Inspect { paths, json } => inspect(paths, json).map(|_| ExitCode::SUCCESS),
+        Cmd::Inspect { paths, json } => inspect(paths, json),
         Cmd::Pki { cmd } => pki(cmd).map(|_| ExitCode::SUCCESS),
         Cmd::Man { out } => man_pages(&out).map(|_| ExitCode::SUCCESS),
         Cmd::GenVectors { out } => gen_vectors(out).map(|_| ExitCode::SUCCESS),
@@ -784,18 +784,21 @@ fn write_verify_output(
     out.flush()
 }
 
-fn inspect(paths: Vec<PathBuf>, json: bool) -> anyhow::Result<()> {
-    let (files, _) = verify_files::expand(&paths)?;
+fn inspect(paths: Vec<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    let (files, skipped) = verify_files::expand(&paths)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    match report::inspect(&mut out, &files, json) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+    let unreadable = match report::inspect(&mut out, &files, &skipped, json)
+        .and_then(|n| out.flush().map(|()| n))
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
         r => r?,
+    };
+    if unreadable > 0 {
+        eprintln!("logseal inspect: {unreadable} file(s) could not be read (listed in the output)");
+        return Ok(ExitCode::from(1));
     }
-    match out.flush() {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => Ok(r?),
-    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn gen_vectors(out: PathBuf) -> anyhow::Result<()> {

@@ -626,20 +626,76 @@ pub fn record_text(r: &Record<'_>) -> String {
     }
 }
 
-/// Writes every record of `files`, as text lines or one JSON array.
-/// Damaged bytes are shown, not skipped silently.
-pub fn inspect(out: &mut impl Write, files: &[PathBuf], json_out: bool) -> io::Result<()> {
+/// Writes every record of `files`, as text lines or one JSON array (well
+/// formed whatever the files hold). Damaged bytes are shown, not skipped
+/// silently; `skipped` files are listed; a file that cannot be read is an
+/// entry of its own and the others are still shown. Returns the number of
+/// unreadable files.
+pub fn inspect(
+    out: &mut impl Write,
+    files: &[PathBuf],
+    skipped: &[crate::verify_files::Skipped],
+    json_out: bool,
+) -> io::Result<usize> {
+    let mut problems = 0;
+    let mut first = true;
+    // One entry: a JSON object (comma-separated inside the array) or a line.
+    let mut emit = |out: &mut dyn Write, v: Option<Value>, line: &str| -> io::Result<()> {
+        match v {
+            Some(v) => {
+                if !first {
+                    write!(out, ",")?;
+                }
+                writeln!(out)?;
+                serde_json::to_writer(&mut *out, &v)?;
+            }
+            None => writeln!(out, "{line}")?,
+        }
+        first = false;
+        Ok(())
+    };
     if json_out {
         write!(out, "[")?;
     }
-    let mut first = true;
+    for s in skipped {
+        emit(
+            out,
+            json_out.then(|| json!({"file": s.path.display().to_string(), "kind": "skipped", "reason": s.why.describe()})),
+            &format!("# skipped {} ({})", safe_path(&s.path), s.why.describe()),
+        )?;
+    }
     for path in files {
-        let mut r = SegmentReader::open(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         if !json_out && files.len() > 1 {
             writeln!(out, "# {}", safe_path(path))?;
         }
-        while let Some(item) = r.next_item()? {
+        // A file that cannot be read (or stops being readable) is an entry of
+        // its own; the other files are still shown.
+        let unreadable = |e: &dyn std::fmt::Display| {
+            (
+                json_out.then(|| json!({"file": path.display().to_string(), "kind": "unreadable", "reason": e.to_string()})),
+                format!("       ! unreadable: {}: {}", safe_path(path), safe(&e.to_string())),
+            )
+        };
+        let mut r = match SegmentReader::open(path) {
+            Ok(r) => r,
+            Err(e) => {
+                problems += 1;
+                let (v, line) = unreadable(&e);
+                emit(out, v, &line)?;
+                continue;
+            }
+        };
+        loop {
+            let item = match r.next_item() {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(e) => {
+                    problems += 1;
+                    let (v, line) = unreadable(&e);
+                    emit(out, v, &line)?;
+                    break;
+                }
+            };
             let v: Option<Value>;
             let line: String;
             match item {
@@ -688,21 +744,11 @@ pub fn inspect(out: &mut impl Write, files: &[PathBuf], json_out: bool) -> io::R
                     line = format!("       ! torn tail: {bytes} bytes at byte {offset} ({reason})");
                 }
             }
-            match v {
-                Some(v) => {
-                    if !first {
-                        write!(out, ",")?;
-                    }
-                    writeln!(out)?;
-                    serde_json::to_writer(&mut *out, &v)?;
-                }
-                None => writeln!(out, "{line}")?,
-            }
-            first = false;
+            emit(out, v, &line)?;
         }
     }
     if json_out {
         writeln!(out, "\n]")?;
     }
-    Ok(())
+    Ok(problems)
 }

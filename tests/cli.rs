@@ -750,3 +750,50 @@ fn a_version_1_segment_is_refused_by_name_not_called_broken_link_by_link() {
     assert!(text(&o).contains("segment version 1"), "{}", text(&o));
     assert_eq!(std::fs::read(&f).unwrap(), seg, "the old file was changed");
 }
+
+#[test]
+fn inspect_of_a_directory_lists_bad_files_and_goes_on_with_well_formed_json() {
+    let d = TempDir::new("cli-inspect-dir");
+    let o = stamp(d.path(), "one\ntwo\n", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = d.path().join("dir");
+    std::fs::create_dir(&dir).unwrap();
+    // "a-bad" sorts before the good segment: the files after it are still shown.
+    std::fs::write(dir.join("a-bad.seg"), b"garbage").unwrap();
+    std::fs::copy(d.path().join("log.seg"), dir.join("b-good.seg")).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(dir.join("c-fifo"))
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::symlink("/dev/zero", dir.join("d-link")).unwrap();
+
+    let o = run(&["inspect", "--json", s(&dir)], b"");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
+    let kinds = |k: &str| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == k)
+            .map(|e| e["file"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(kinds("unreadable"), [s(&dir.join("a-bad.seg"))]);
+    assert_eq!(kinds("event").len(), 2, "{v}");
+    let skipped = kinds("skipped");
+    assert!(
+        skipped.iter().any(|f| f.ends_with("c-fifo"))
+            && skipped.iter().any(|f| f.ends_with("d-link")),
+        "{v}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 file(s) could not be read"));
+
+    let o = run(&["inspect", s(&dir)], b"");
+    assert_eq!(o.status.code(), Some(1));
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(t.contains("unreadable") && t.contains("a-bad.seg"), "{t}");
+    assert!(t.contains("stdin one") && t.contains("stdin two"), "{t}");
+    assert!(t.contains("c-fifo") && t.contains("d-link"), "{t}");
+}
