@@ -8,6 +8,7 @@
 //! are about) and in `BENCH_DIR` (what the filesystem adds, including the fsync
 //! of the final seal).
 
+#![allow(clippy::disallowed_methods)] // benchmarks read /proc and write scratch files
 use logseal::chain::hash;
 use logseal::chain::record::Source;
 use logseal::writer::ChainWriter;

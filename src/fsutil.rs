@@ -53,11 +53,7 @@ pub fn write_secret(path: &Path, data: &[u8], step: &str) -> io::Result<()> {
 fn write_impl(path: &Path, data: &[u8], mode: u32, scrub_old: bool, step: &str) -> io::Result<()> {
     let tmp = temp_path(path);
     let old = if scrub_old {
-        match OpenOptions::new().write(true).open(path) {
-            Ok(f) => Some(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        }
+        open_to_scrub(path)?
     } else {
         None
     };
@@ -82,8 +78,39 @@ fn write_impl(path: &Path, data: &[u8], mode: u32, scrub_old: bool, step: &str) 
     Ok(())
 }
 
+/// The most of a file [`zero_fill`] overwrites: a secret of ours is far
+/// smaller; a larger file in its place was not written by us.
+const MAX_SCRUB: u64 = 16 << 20;
+
+/// The file at `path` opened for writing, to be scrubbed; `None` if there is
+/// none, or if it is not a regular file of ours to scrub: a symbolic link
+/// (not followed), a FIFO (never waited on), a device or a directory is
+/// replaced by the rename without being written to.
+fn open_to_scrub(path: &Path) -> io::Result<Option<File>> {
+    use rustix::io::Errno;
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW;
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+    {
+        Ok(f) if f.metadata()?.is_file() => Ok(Some(f)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        // ELOOP: a symbolic link; ENXIO: a FIFO without a reader; EISDIR.
+        Err(e)
+            if [Errno::LOOP, Errno::NXIO, Errno::ISDIR]
+                .iter()
+                .any(|x| e.raw_os_error() == Some(x.raw_os_error())) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn zero_fill(mut f: File) -> io::Result<()> {
-    let len = f.metadata()?.len();
+    let len = f.metadata()?.len().min(MAX_SCRUB);
     let zeros = [0u8; 4096];
     let mut left = len;
     use std::io::Seek;
@@ -98,10 +125,10 @@ fn zero_fill(mut f: File) -> io::Result<()> {
 
 /// Overwrites a file with zeros, then removes it and fsyncs its directory.
 pub fn scrub_and_remove(path: &Path) -> io::Result<()> {
-    match OpenOptions::new().write(true).open(path) {
-        Ok(f) => zero_fill(f)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+    match open_to_scrub(path)? {
+        Some(f) => zero_fill(f)?,
+        None if std::fs::symlink_metadata(path).is_err() => return Ok(()),
+        None => {}
     }
     std::fs::remove_file(path)?;
     fsync_dir(parent(path))

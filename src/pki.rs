@@ -176,7 +176,7 @@ fn random_serial() -> SerialNumber {
 
 fn read_index(p: &Paths) -> Result<Index, PkiError> {
     let path = p.index();
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = fsutil::read_bounded_text(&path, 64 << 20).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             PkiError::NoCa(p.dir.clone())
         } else {
@@ -199,7 +199,7 @@ fn write_index(p: &Paths, idx: &Index) -> Result<(), PkiError> {
 
 fn load_ca(p: &Paths) -> Result<(Index, KeyPair), PkiError> {
     let idx = read_index(p)?;
-    let key_pem = std::fs::read_to_string(p.ca_key()).map_err(io_err(&p.ca_key()))?;
+    let key_pem = fsutil::read_bounded_text(&p.ca_key(), 64 << 10).map_err(io_err(&p.ca_key()))?;
     let key = KeyPair::from_pem(&key_pem)?;
     Ok((idx, key))
 }

@@ -104,7 +104,7 @@ fn listening(child: &mut Child, n: usize, log: &Path) -> anyhow::Result<Vec<Stri
                     bail!(
                         "it exited ({st}) before listening; its log {} says:\n{}",
                         log.display(),
-                        std::fs::read_to_string(log).unwrap_or_default()
+                        crate::fsutil::read_bounded_text(log, 1 << 20).unwrap_or_default()
                     );
                 }
                 if Instant::now() > deadline {

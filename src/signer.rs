@@ -39,6 +39,10 @@ const VERSION: u16 = 1;
 /// File name of the signer state inside the state directory.
 pub const FILE: &str = "signer.state";
 
+/// The most a signer state file may hold: a key, counters and the Genesis
+/// record (itself at most 1 MiB).
+pub const MAX_STATE_FILE: u64 = 2 << 20;
+
 /// Where the chain resumes in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resume {
@@ -212,7 +216,7 @@ impl SignerState {
     /// Loads the state from `dir`.
     pub fn load(dir: &Path) -> Result<SignerState, StateError> {
         let path = Self::path(dir);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match fsutil::read_bounded(&path, MAX_STATE_FILE) {
             Ok(b) => Zeroizing::new(b),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StateError::Missing(path)),
             Err(source) => return Err(StateError::Io { path, source }),

@@ -80,27 +80,31 @@ pub fn segment_bases(dir: &Path) -> io::Result<Vec<u64>> {
 }
 
 /// The acknowledged position recorded in a spool directory, if any.
+/// Errors name the file.
 pub fn read_acked_position(dir: &Path) -> io::Result<Option<u64>> {
     read_acked(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", acked_path(dir).display())))
 }
 
+/// Errors do not name the file: the caller does.
 fn read_acked(dir: &Path) -> io::Result<Option<u64>> {
-    match std::fs::read(acked_path(dir)) {
+    // 12 bytes; a larger file (or a FIFO, a device) is refused unread.
+    match crate::fsutil::read_bounded(&acked_path(dir), 64) {
         Ok(b) if b.len() == 12 => {
             let crc = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
             if crc != crc32c::crc32c(&b[..8]) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    "spool acked file: checksum mismatch",
+                    "checksum mismatch",
                 ));
             }
             Ok(Some(u64::from_be_bytes(
                 b[..8].try_into().unwrap_or([0; 8]),
             )))
         }
-        Ok(_) => Err(io::Error::new(
+        Ok(b) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "spool acked file: wrong length",
+            format!("{} bytes, not the 12 of an acknowledged position", b.len()),
         )),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -172,7 +176,12 @@ impl Spool {
         if opts.write_behind {
             cur.write_behind().map_err(io)?;
         }
-        let acked = read_acked(dir).map_err(io)?.unwrap_or(bases[0]);
+        let acked = read_acked(dir)
+            .map_err(|source| OpenError::Io {
+                path: acked_path(dir),
+                source,
+            })?
+            .unwrap_or(bases[0]);
         Ok((
             Spool {
                 dir: dir.to_path_buf(),
@@ -262,7 +271,7 @@ impl Spool {
     /// after its stamper stopped): writes `acked` and deletes the segments that
     /// lie wholly below it.
     pub fn ack_closed(dir: &Path, pos: u64) -> io::Result<()> {
-        let old = read_acked(dir)?.unwrap_or(0);
+        let old = read_acked_position(dir)?.unwrap_or(0);
         if pos <= old {
             return Ok(());
         }

@@ -36,7 +36,7 @@ pub const GENESIS_FILE: &str = "genesis.record";
 
 /// Reads the current chain's Genesis record from a state directory.
 pub fn read_genesis(state_dir: &Path) -> Result<Vec<u8>, String> {
-    match std::fs::read(state_dir.join(GENESIS_FILE)) {
+    match crate::fsutil::read_bounded(&state_dir.join(GENESIS_FILE), MAX_GENESIS_FILE) {
         Ok(b) => Ok(b),
         Err(e) => match SignerState::load(state_dir) {
             Ok(st) if !st.genesis.is_empty() => Ok(st.genesis.clone()),

@@ -183,3 +183,105 @@ fn state_files_are_private() {
         0o600
     );
 }
+
+/// Runs `f` on a thread; fails loudly if it has not returned within 30 s (a
+/// read that waits on a FIFO never would).
+fn within_30s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{what}: no answer within 30 s (waiting on a FIFO?)"))
+}
+
+/// Puts in place of `path`: a FIFO, a symbolic link to /dev/zero, or a sparse
+/// file of `huge` bytes.
+fn replace_with(path: &std::path::Path, what: &str, huge: u64) {
+    let _ = std::fs::remove_file(path);
+    match what {
+        "fifo" => assert!(std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap()
+            .success()),
+        "dev-zero" => std::os::unix::fs::symlink("/dev/zero", path).unwrap(),
+        _ => std::fs::File::create(path).unwrap().set_len(huge).unwrap(),
+    }
+}
+
+#[test]
+fn state_files_that_are_fifos_devices_or_huge_are_refused_naming_the_file() {
+    use logseal::spool::{Spool, SpoolOptions};
+    let d = TempDir::new("state-kinds");
+    for what in ["fifo", "dev-zero", "huge"] {
+        // signer.state, read by `stamp` (and the agent) at every start.
+        let dir = d.path().join(format!("stamp-{what}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = dir.join("state");
+        let out = dir.join("log.seg");
+        let stamp = move || {
+            let mut c = std::process::Command::new(bin())
+                .arg("stamp")
+                .arg("--state")
+                .arg(&state)
+                .arg("--out")
+                .arg(&out)
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            let _ = c.stdin.take().unwrap().write_all(b"one line\n");
+            c.wait_with_output().unwrap()
+        };
+        let st = stamp.clone();
+        assert!(within_30s("first stamp", st).status.success());
+        let signer = dir.join("state").join("signer.state");
+        replace_with(&signer, what, 3 << 30);
+        let o = within_30s(&format!("stamp with signer.state a {what}"), stamp);
+        // Not read (never waited on, never held in memory), and said: a new
+        // chain starts whose Genesis records why the state was lost, as for
+        // any damaged signer state.
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        let expect = if what == "huge" {
+            "more than the"
+        } else {
+            "not a regular file"
+        };
+        assert_eq!(o.status.code(), Some(0), "{what}: {err}");
+        assert!(
+            err.contains("state-lost") && err.contains("signer.state") && err.contains(expect),
+            "{what}: {err}"
+        );
+        assert!(std::fs::metadata(&signer).unwrap().is_file());
+
+        // The spool's `acked` file.
+        let sdir = d.path().join(format!("spool-{what}"));
+        drop(Spool::open(&sdir, SpoolOptions::default(), |_, _, _| {}).unwrap());
+        replace_with(&sdir.join("acked"), what, 3 << 30);
+        let s2 = sdir.clone();
+        let e = within_30s(&format!("spool with acked a {what}"), move || {
+            Spool::open(&s2, SpoolOptions::default(), |_, _, _| {}).map(|_| ())
+        })
+        .expect_err("a bad acked file must be refused")
+        .to_string();
+        assert!(e.contains("acked") && e.contains(expect), "{what}: {e}");
+
+        // The journald input's resume point.
+        let jdir = d.path().join(format!("cursor-{what}"));
+        std::fs::create_dir_all(&jdir).unwrap();
+        replace_with(&jdir.join("journal-cursor"), what, 3 << 30);
+        let j2 = jdir.clone();
+        let e = within_30s(&format!("cursor file a {what}"), move || {
+            logseal::journal::resume::read_cursor_file(&j2)
+        })
+        .expect_err("a bad cursor file must be refused")
+        .to_string();
+        assert!(
+            e.contains("journal-cursor") && e.contains(expect),
+            "{what}: {e}"
+        );
+    }
+}

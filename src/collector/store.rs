@@ -908,7 +908,7 @@ struct SavedTip {
 }
 
 fn read_saved_tip(dir: &Path) -> Option<SavedTip> {
-    let b = std::fs::read(dir.join(TIP_FILE)).ok()?;
+    let b = fsutil::read_bounded(&dir.join(TIP_FILE), 64 << 10).ok()?;
     serde_json::from_slice(&b).ok()
 }
 

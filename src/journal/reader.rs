@@ -223,7 +223,15 @@ impl Reader {
                 (l.seqnum, (l.realtime_usec as i64).saturating_mul(1000)),
             );
         }
-        self.j.seek_cursor(c.as_str())?;
+        self.j.seek_cursor(c.as_str()).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "resuming at {c:?} (the last journal entry chained, from the spool or the \
+                     journal-cursor file): journald does not take it as a cursor: {e}"
+                ),
+            )
+        })?;
         if self.j.next()? == 0 {
             tracing::info!(cursor = %c, "journald: resuming; no entry at or after the last one chained yet");
             return Ok(());

@@ -76,13 +76,16 @@ pub fn journal_cursor_of(record: &[u8]) -> Option<String> {
         .and_then(|(_, v)| String::from_utf8(v.to_vec()).ok())
 }
 
+/// The most a cursor file may hold (a journald cursor is about 150 bytes).
+pub const MAX_CURSOR_FILE: u64 = 16 << 10;
+
 /// Reads the cursor file; `None` if there is none. A damaged file is an error.
 pub fn read_cursor_file(state_dir: &Path) -> io::Result<Option<String>> {
     let path = state_dir.join(CURSOR_FILE);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::fsutil::read_bounded_text(&path, MAX_CURSOR_FILE) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
     };
     let bad = || {
         io::Error::new(
@@ -139,7 +142,7 @@ mod tests {
             Some("s=ab;i=1")
         );
         let p = dir.join(CURSOR_FILE);
-        let t = std::fs::read_to_string(&p).expect("read");
+        let t = crate::fsutil::read_bounded_text(&p, 4096).expect("read");
         crate::fsutil::write_atomic(&p, t.replace("i=1", "i=2").as_bytes(), "test")
             .expect("tamper");
         let e = read_cursor_file(&dir).expect_err("crc");
