@@ -12,6 +12,7 @@ pub mod access;
 pub mod agent;
 pub mod chain;
 pub mod collector;
+pub mod crcspan;
 pub mod faults;
 pub mod fsutil;
 pub mod hex;

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! file   := header frame*
-//! header := "LSEALSEG" | version:u16 = 1 | flags:u16 = 0 | crc32c(previous 12 bytes):u32
+//! header := "LSEALSEG" | version:u16 = 2 | flags:u16 = 0 | crc32c(previous 12 bytes):u32
 //! frame  := len:u32 | crc:u32 | body            (len = |body|, 1 ..= MAX_FRAME)
 //! body   := type:u8 | payload                   crc = CRC32C(len bytes || body)
 //! type   := 0x01 record (payload = encoded record)
@@ -24,6 +24,7 @@
 //! CRC32C detects accidents, not attacks; the hash chain detects attacks.
 
 use crate::chain::record::FORMAT_VERSION;
+use crate::crcspan;
 use crate::fsutil;
 use crate::writebehind::WriteBehind;
 use std::fs::{File, OpenOptions};
@@ -211,6 +212,13 @@ pub enum Item<'a> {
 }
 
 /// Streams the frames of a segment with a bounded buffer.
+///
+/// Memory: the buffer holds at most 2 × (the largest frame, 16 MiB, + its
+/// 8-byte header + [`LOOKBEHIND`]) bytes, plus 1 MiB of CRC prefixes while
+/// resynchronising. Time: linear in the file size, damaged or not (each
+/// candidate frame met while resynchronising costs at most
+/// [`crcspan::STEP`] bytes of CRC and a few multiplications, however long it
+/// claims to be).
 pub struct SegmentReader<R> {
     r: R,
     buf: Vec<u8>,
@@ -219,7 +227,15 @@ pub struct SegmentReader<R> {
     /// File offset of `buf[start]`.
     pos: u64,
     eof: bool,
+    /// CRC32C prefixes of the bytes searched while resynchronising.
+    prefixes: crcspan::Prefixes,
+    /// Bytes checksummed or moved within the buffer so far: see [`SegmentReader::work`].
+    work: u64,
 }
+
+/// Bytes kept in the buffer before the read position: the CRC prefixes of a
+/// resynchronisation may start there.
+const LOOKBEHIND: usize = crcspan::STEP as usize;
 
 impl SegmentReader<File> {
     /// Opens a segment file and checks its header.
@@ -242,12 +258,21 @@ impl<R: Read> SegmentReader<R> {
             end: 0,
             pos: HEADER_LEN,
             eof: false,
+            prefixes: crcspan::Prefixes::default(),
+            work: 0,
         })
     }
 
     /// File offset of the next unread byte.
     pub fn position(&self) -> u64 {
         self.pos
+    }
+
+    /// Bytes checksummed directly or moved within the buffer so far (the CRC
+    /// prefixes count as checksummed): the reader's work, which stays within a
+    /// small multiple of the file size whatever the file holds.
+    pub fn work(&self) -> u64 {
+        self.work + self.prefixes.work()
     }
 
     fn avail(&self) -> usize {
@@ -260,13 +285,21 @@ impl<R: Read> SegmentReader<R> {
             if self.eof {
                 return Ok(false);
             }
-            if self.start > 0 && (self.buf.len() - self.start < n || self.end == self.buf.len()) {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
+            // Room for `n` bytes from `start`, keeping LOOKBEHIND bytes before
+            // it. The buffer grows to twice what is needed, so that moving
+            // the bytes down happens at most once per half buffer read:
+            // linear, even when every byte offset asks for a long frame.
+            let keep = self.start.min(LOOKBEHIND);
+            if self.buf.len() < n + keep {
+                self.buf
+                    .resize((2 * (n + LOOKBEHIND)).max(self.buf.len()), 0);
             }
-            if self.buf.len() < n {
-                self.buf.resize(n.max(self.buf.len() * 2), 0);
+            if self.start > keep && (self.buf.len() - self.start < n || self.end == self.buf.len())
+            {
+                self.buf.copy_within(self.start - keep..self.end, 0);
+                self.work += (self.end - self.start + keep) as u64;
+                self.end -= self.start - keep;
+                self.start = keep;
             }
             let k = self.r.read(&mut self.buf[self.end..])?;
             if k == 0 {
@@ -315,8 +348,22 @@ impl<R: Read> SegmentReader<R> {
         if !self.fill(8 + len)? {
             return Ok(Err(("file ends inside a frame", true)));
         }
-        let body = &self.buf[self.start + 8..self.start + 8 + len];
-        if frame_crc(body) != crc {
+        let computed = if strict_prefilter && len as u64 > crcspan::STEP {
+            // While resynchronising, candidates overlap: their CRCs come from
+            // prefixes shared by all of them (see crcspan), not from their
+            // bytes one by one.
+            let (buf, start, pos) = (&self.buf, self.start as u64, self.pos);
+            let bytes =
+                |a: u64, b: u64| &buf[(a + start - pos) as usize..(b + start - pos) as usize];
+            let (s, e) = (pos + 8, pos + 8 + len as u64);
+            self.prefixes.cover(s, e, &bytes);
+            let len4 = crc32c::crc32c(&(len as u32).to_be_bytes());
+            crcspan::combine(len4, self.prefixes.span(s, e, &bytes), len as u32)
+        } else {
+            self.work += len as u64;
+            frame_crc(&self.buf[self.start + 8..self.start + 8 + len])
+        };
+        if computed != crc {
             return Ok(Err(("frame checksum mismatch", false)));
         }
         Ok(Ok(len))

@@ -285,3 +285,152 @@ fn state_files_that_are_fifos_devices_or_huge_are_refused_naming_the_file() {
         );
     }
 }
+
+/// A file built to make resynchronisation quadratic: after a damaged frame,
+/// a candidate frame every 10 bytes, each announcing almost 16 MiB (and a
+/// wrong CRC), then a valid frame. Reading it must cost work linear in its
+/// size, and still find the valid frame.
+#[test]
+fn resynchronisation_is_linear_in_the_file_size() {
+    let d = TempDir::new("resync");
+    let mut good = Vec::new();
+    logseal::segment::encode_frame(
+        logseal::segment::FRAME_RECORD,
+        b"\x01 not a record, but a frame whose CRC checks",
+        &mut good,
+    );
+    // 20 MiB: the candidates of the first 4 MiB end inside the file.
+    for mib in [18usize, 20] {
+        let mut f = logseal::segment::header().to_vec();
+        f.extend_from_slice(&good);
+        f.extend_from_slice(b"\xff\xff\xff\xff damage");
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        while f.len() < mib << 20 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // len ≈ 16 MiB, a random CRC, type 0x01, format version 1.
+            f.extend_from_slice(&(0x00FF_FFF0u32 - (x as u32 & 0xFF)).to_be_bytes());
+            f.extend_from_slice(&(x >> 32).to_be_bytes()[4..]);
+            f.extend_from_slice(&[1, 1]);
+        }
+        f.extend_from_slice(&good);
+        let path = d.path().join(format!("resync-{mib}.seg"));
+        std::fs::write(&path, &f).unwrap();
+
+        let mut r = SegmentReader::open(&path).unwrap();
+        let mut kinds = Vec::new();
+        while let Some(item) = r.next_item().unwrap() {
+            kinds.push(match item {
+                Item::Frame { .. } => "frame",
+                Item::Corrupt { .. } => "corrupt",
+                Item::TornTail { .. } => "torn",
+            });
+        }
+        assert_eq!(kinds, ["frame", "corrupt", "frame"], "{mib} MiB");
+        let ratio = r.work() as f64 / f.len() as f64;
+        eprintln!("{mib} MiB: work {} bytes, {ratio:.2} × the file", r.work());
+        // Before: about 16 MiB of CRC per candidate, 10⁵ × the file.
+        assert!(ratio < 8.0, "{mib} MiB: {ratio:.1} × the file size");
+    }
+}
+
+/// docs/FORMAT.md §3 read the plain way: at each offset, the frame's bytes
+/// checksummed whole. (Quadratic while resynchronising; the reader must find
+/// exactly the same items.)
+fn reference_items(b: &[u8]) -> Vec<(char, u64, u64)> {
+    let valid = |o: usize, strict: bool| -> Option<usize> {
+        let h = b.get(o..o + 8)?;
+        let len = u32::from_be_bytes(h[..4].try_into().unwrap()) as usize;
+        if len == 0 || len > logseal::segment::MAX_FRAME {
+            return None;
+        }
+        let body = b.get(o + 8..o + 8 + len)?;
+        if strict {
+            let ok = match body[0] {
+                logseal::segment::FRAME_RECORD => len < 2 || body[1] == 1,
+                logseal::segment::FRAME_REDACTED => len == 1 + logseal::segment::REDACTED_LEN,
+                _ => false,
+            };
+            if !ok {
+                return None;
+            }
+        }
+        (logseal::segment::frame_crc(body) == u32::from_be_bytes(h[4..].try_into().unwrap()))
+            .then_some(len)
+    };
+    let mut out = Vec::new();
+    let mut p = 16;
+    while p < b.len() {
+        if let Some(len) = valid(p, false) {
+            out.push(('F', p as u64, len as u64));
+            p += 8 + len;
+            continue;
+        }
+        let mut q = p + 1;
+        while q < b.len() && valid(q, true).is_none() {
+            q += 1;
+        }
+        out.push((
+            if q < b.len() { 'C' } else { 'T' },
+            p as u64,
+            (q - p) as u64,
+        ));
+        p = q;
+    }
+    out
+}
+
+#[test]
+fn resynchronisation_finds_exactly_the_frames_the_format_defines() {
+    let mut rng = Rng(7);
+    for round in 0..300 {
+        let mut b = logseal::segment::header().to_vec();
+        for _ in 0..1 + rng.below(12) {
+            match rng.below(5) {
+                // A valid frame, short or long (past the CRC prefix step).
+                0 | 1 => {
+                    let choices = [1 + rng.below(60), 60 + rng.below(3000), 70_000];
+                    let n = choices[rng.below(3)];
+                    let mut payload: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                    payload[0] = 1;
+                    logseal::segment::encode_frame(1, &payload, &mut b);
+                }
+                // Noise.
+                2 => b.extend((0..rng.below(400)).map(|_| rng.next() as u8)),
+                // A candidate header with a wrong CRC, announcing more or less
+                // than what follows.
+                3 => {
+                    let most = if rng.below(2) == 0 { 500 } else { 100_000 };
+                    let len = 1 + rng.below(most);
+                    b.extend_from_slice(&(len as u32).to_be_bytes());
+                    b.extend_from_slice(&(rng.next() as u32).to_be_bytes());
+                    b.extend_from_slice(&[1, 1]);
+                }
+                // A valid frame cut short.
+                _ => {
+                    let mut f = Vec::new();
+                    let n = 2 + rng.below(2000);
+                    let payload: Vec<u8> = (0..n).map(|_| 1 + rng.next() as u8 % 3).collect();
+                    logseal::segment::encode_frame(1, &payload, &mut f);
+                    f.truncate(1 + rng.below(f.len() - 1));
+                    b.extend_from_slice(&f);
+                }
+            }
+        }
+        let mut r = SegmentReader::new(&b[..]).unwrap();
+        let mut got = Vec::new();
+        while let Some(item) = r.next_item().unwrap() {
+            got.push(match item {
+                Item::Frame {
+                    offset, payload, ..
+                } => ('F', offset, payload.len() as u64 + 1),
+                Item::Corrupt {
+                    offset, skipped, ..
+                } => ('C', offset, skipped),
+                Item::TornTail { offset, bytes, .. } => ('T', offset, bytes),
+            });
+        }
+        assert_eq!(got, reference_items(&b), "round {round}");
+    }
+}

@@ -11,6 +11,10 @@ Usage: independent_verify.py [--trust-file F] [--live NOW_NS MAX_AGE_NS] PATH...
 Prints one JSON object: per chain its verdict, its problems as [kind, first, last],
 its unverified ranges as [first, last, reason] and its pending tail; exit 0 if the
 run passes (section 4.9), 1 if not, 2 on a usage or I/O error.
+
+Its resynchronisation checksums each candidate frame whole, the plain reading of
+section 3: right, but quadratic on a crafted file. It is meant for the test
+fixtures, not for hostile input (logseal's own reader is linear).
 """
 import hashlib
 import json
