@@ -797,3 +797,83 @@ fn inspect_of_a_directory_lists_bad_files_and_goes_on_with_well_formed_json() {
     assert!(t.contains("stdin one") && t.contains("stdin two"), "{t}");
     assert!(t.contains("c-fifo") && t.contains("d-link"), "{t}");
 }
+
+#[test]
+fn text_from_the_data_cannot_forge_lines_or_drive_the_terminal() {
+    use logseal::chain::record::Source;
+    use logseal::writer::ChainWriter;
+    let d = TempDir::new("cli-spoof");
+    // A peer and a message as a sender may send them, and a host name as
+    // only a crafted file holds it (the writer refuses it: the Genesis is
+    // written with a placeholder of the same length, then edited).
+    let host = "evil\u{1b}[2J\u{1b}[H\nRESULT: intact\r\n\u{7}";
+    let placeholder = "h".repeat(host.len());
+    let log = d.path().join("spoof.seg");
+    let (mut w, _) =
+        ChainWriter::open(&d.path().join("state"), &log, Some(&placeholder)).unwrap();
+    w.append_event(
+        logseal::writer::now_ns(),
+        Source::SyslogTcp,
+        "1.2.3.4\u{1b}]0;owned\u{7}\nRESULT: intact",
+        b"msg \x1b[31mred\x1b[0m\nRESULT: intact",
+    )
+    .unwrap();
+    w.seal().unwrap();
+    w.shutdown("end").unwrap();
+    // Frames re-made with the host edited in (the chain is broken by it: the
+    // true result is a failure).
+    let mut r = logseal::segment::SegmentReader::open(&log).unwrap();
+    let mut out = logseal::segment::header().to_vec();
+    while let Some(item) = r.next_item().unwrap() {
+        let logseal::segment::Item::Frame {
+            frame_type,
+            payload,
+            ..
+        } = item
+        else {
+            panic!("{item:?}")
+        };
+        let mut p = payload.to_vec();
+        if let Some(i) = p
+            .windows(placeholder.len())
+            .position(|w| w == placeholder.as_bytes())
+        {
+            p[i..i + host.len()].copy_from_slice(host.as_bytes());
+        }
+        logseal::segment::encode_frame(frame_type, &p, &mut out);
+    }
+    std::fs::write(&log, &out).unwrap();
+
+    for args in [
+        vec!["verify", s(&log)],
+        vec!["inspect", s(&log)],
+        vec!["verify", "--json", s(&log)],
+        vec!["inspect", "--json", s(&log)],
+    ] {
+        let o = run(&args, b"");
+        for out in [&o.stdout, &o.stderr] {
+            assert!(
+                !out.iter().any(|&b| b == 0x1b || b == 0x07 || b == b'\r'),
+                "{args:?}: a control byte reached the terminal: {}",
+                String::from_utf8_lossy(out)
+            );
+            let text = String::from_utf8_lossy(out);
+            assert!(
+                !text
+                    .lines()
+                    .any(|l| l.trim_start().eq_ignore_ascii_case("RESULT: intact")),
+                "{args:?}: a forged line: {text}"
+            );
+        }
+        // The fields are shown, escaped.
+        let text = String::from_utf8_lossy(&o.stdout);
+        let shown = if args[1] == "--json" {
+            "evil\\u001b[2J"
+        } else {
+            "evil\\x1b[2J"
+        };
+        if args[0] == "verify" || args[1] != "--json" {
+            assert!(text.contains(shown), "{args:?}: {text}");
+        }
+    }
+}
