@@ -71,15 +71,33 @@ pub mod serde_units {
 
     /// A size given as a string or an integer.
     pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum S {
-            N(u64),
-            S(String),
+        d.deserialize_any(SizeVisitor)
+    }
+
+    struct SizeVisitor;
+
+    impl serde::de::Visitor<'_> for SizeVisitor {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a size: a whole number of bytes or a string such as \"64MiB\"")
         }
-        match S::deserialize(d)? {
-            S::N(n) => Ok(n),
-            S::S(s) => super::parse_size(&s).map_err(serde::de::Error::custom),
+
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<u64, E> {
+            Ok(n)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<u64, E> {
+            u64::try_from(n).map_err(|_| {
+                E::custom(format!(
+                    "a size cannot be negative ({n}): give a whole number of bytes or a \
+                     string such as \"64MiB\""
+                ))
+            })
+        }
+
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<u64, E> {
+            super::parse_size(s).map_err(E::custom)
         }
     }
 }

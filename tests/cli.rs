@@ -809,8 +809,7 @@ fn text_from_the_data_cannot_forge_lines_or_drive_the_terminal() {
     let host = "evil\u{1b}[2J\u{1b}[H\nRESULT: intact\r\n\u{7}";
     let placeholder = "h".repeat(host.len());
     let log = d.path().join("spoof.seg");
-    let (mut w, _) =
-        ChainWriter::open(&d.path().join("state"), &log, Some(&placeholder)).unwrap();
+    let (mut w, _) = ChainWriter::open(&d.path().join("state"), &log, Some(&placeholder)).unwrap();
     w.append_event(
         logseal::writer::now_ns(),
         Source::SyslogTcp,

@@ -1124,6 +1124,9 @@ fn numbers_out_of_range_are_refused_at_load_naming_the_key() {
         ),
         ("[chain]\nseal_interval = \"0.0000000001ms\"\n", "chain.seal_interval"),
         ("[chain]\nheartbeat = \"9999h\"\n", "chain.heartbeat"),
+        // Said what was wrong, not "did not match any variant of untagged enum".
+        ("[spool]\nmax_size = -5\n", "a size cannot be negative (-5)"),
+        ("[spool]\nmax_size = 1.5\n", "expected a size"),
         ("[[input]]\ntype = \"unix-dgram\"\npath = \"\"\n", "absolute path"),
         (
             "[ship]\ncollectors = [\"c:6514\"]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\nwindow = 1000000000\n",
