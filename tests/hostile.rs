@@ -284,6 +284,14 @@ fn state_files_that_are_fifos_devices_or_huge_are_refused_naming_the_file() {
             "{what}: {e}"
         );
     }
+    // Not text: the file is named, not just "stream did not contain valid UTF-8".
+    let jdir = d.path().join("cursor-binary");
+    std::fs::create_dir_all(&jdir).unwrap();
+    std::fs::write(jdir.join("journal-cursor"), b"v1 \xff\xfe").unwrap();
+    let e = logseal::journal::resume::read_cursor_file(&jdir)
+        .expect_err("a binary cursor file must be refused")
+        .to_string();
+    assert!(e.contains("journal-cursor") && e.contains("UTF-8"), "{e}");
 }
 
 /// A file built to make resynchronisation quadratic: after a damaged frame,
