@@ -138,3 +138,14 @@ where
     }
     builder.spawn(f)
 }
+
+/// Environment variable for a simulated bug: `LOGSEAL_PANIC_AT=NAME` makes
+/// the code panic at the point NAME ([`panic_point`]).
+pub const PANIC_ENV: &str = "LOGSEAL_PANIC_AT";
+
+/// Panics here if [`PANIC_ENV`] names this point (fault-injection builds only).
+pub fn panic_point(name: &str) {
+    if cfg!(feature = "fault-injection") && std::env::var(PANIC_ENV).is_ok_and(|v| v == name) {
+        panic!("{PANIC_ENV}={name}: a simulated bug");
+    }
+}

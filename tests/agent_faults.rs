@@ -334,3 +334,63 @@ fn spool_cap_stops_input_and_stopping_accounts_for_everything_received() {
     assert_eq!(v["result"], "intact", "{v}");
     assert!(v["chains"][0]["ended_cleanly"].as_bool().unwrap());
 }
+
+#[test]
+fn a_panic_in_an_input_stops_the_agent_with_an_error_and_a_sealed_chain() {
+    let d = TempDir::new("input-panic");
+    let state = d.path().join("state");
+    let errlog = d.path().join("agent.log");
+    let mut a = Agent::spawn_env(
+        &[
+            "--state".into(),
+            state.clone().into(),
+            "--host".into(),
+            "panic-host".into(),
+            "--listen".into(),
+            "udp://127.0.0.1:0".into(),
+            "--listen".into(),
+            "tcp://127.0.0.1:0".into(),
+        ],
+        &state,
+        Some(&errlog),
+        2,
+        // A simulated bug in the code serving a stream connection.
+        &[("LOGSEAL_PANIC_AT", "input-stream")],
+    );
+    // Chained before the bug.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(b"<13>msg-pre-1 before the bug", a.addr("udp"))
+        .unwrap();
+    wait_for(&state, "pre", 1);
+    assert_exactly(&events(&state), "pre", 1);
+    // The TCP input's connection task panics: the agent does not go on with
+    // a dead input, it stops, seals and says why.
+    let _s = TcpStream::connect(a.addr("tcp")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = a.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent still runs after a panic: {}",
+            std::fs::read_to_string(&errlog).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(&errlog).unwrap();
+    assert!(!status.success(), "{status:?}: {log}");
+    assert!(
+        log.contains("LOGSEAL_PANIC_AT=input-stream") && log.contains("sealed its chain"),
+        "{log}"
+    );
+    let o = Command::new(bin())
+        .args(["verify", "--json"])
+        .arg(state.join("spool"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["chains"][0]["verdict"], "intact", "{v}");
+    assert_eq!(v["chains"][0]["ended_cleanly"], true, "{v}");
+    assert_exactly(&events(&state), "pre", 1);
+}

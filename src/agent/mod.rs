@@ -21,7 +21,7 @@ use crate::writer::{ChainWriter, Opened};
 use config::{AgentConfig, Input};
 use stamper::{StamperConfig, Stats};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -315,6 +315,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .thread_name("logseal-io")
         .build()?;
     let mut stop = crate::stop::StopSignals::install(&rt)?;
+    let panicked = panic_stops();
     let mut socket_files = SocketFiles(Vec::new());
     let bound = bind_inputs(&cfg, &rt, &mut socket_files)?;
     let ship_tls = match &cfg.ship {
@@ -493,6 +494,10 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                     }
                 },
                 _ = journal_done.notified() => break,
+                _ = panicked.1.notified() => {
+                    tracing::error!("{}: stopping (inputs closed, the chain sealed)", panic_text(panicked));
+                    break;
+                }
                 _ = tick.tick() => {
                     let alive = stats.alive_ms.load(Ordering::Relaxed);
                     if alive != last_alive {
@@ -542,12 +547,57 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         Ok(r) => r?,
         Err(_) => anyhow::bail!("the stamper thread panicked"),
     }
+    if lock(&panicked.0).is_some() {
+        anyhow::bail!(
+            "{}; the agent stopped and sealed its chain (a bug: please report it; a restart \
+             resumes the chain)",
+            panic_text(panicked)
+        );
+    }
     tracing::info!(
         events = stats.events.load(Ordering::Relaxed),
         seals = stats.seals.load(Ordering::Relaxed),
         "agent stopped cleanly"
     );
     Ok(())
+}
+
+/// What stops the agent when any of its threads or tasks panics: the first
+/// panic's description, and a wake-up for the main loop. A panic in an input
+/// task would otherwise end that input alone, silently; the agent stops
+/// instead, cleanly (final seal), with an error, so that a supervisor
+/// restarts it whole.
+type PanicStop = (Mutex<Option<String>>, tokio::sync::Notify);
+
+fn panic_stops() -> &'static PanicStop {
+    static STOP: std::sync::OnceLock<PanicStop> = std::sync::OnceLock::new();
+    STOP.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            if let Some(stop) = STOP.get() {
+                let thread = std::thread::current();
+                let mut first = lock(&stop.0);
+                if first.is_none() {
+                    *first = Some(format!(
+                        "thread {} panicked: {info}",
+                        thread.name().unwrap_or("(unnamed)")
+                    ));
+                }
+                stop.1.notify_one();
+            }
+        }));
+        (Mutex::new(None), tokio::sync::Notify::new())
+    })
+}
+
+/// A lock that a panic while it was held does not make unusable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn panic_text(stop: &PanicStop) -> String {
+    lock(&stop.0).clone().unwrap_or_default()
 }
 
 /// The journald reader's configuration, checked and the journal opened once,

@@ -251,6 +251,7 @@ pub async fn stream_conn<S: AsyncRead + Unpin>(
     limits: ListenLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    crate::faults::panic_point("input-stream");
     let mut framer = Framer::new(limits.max_message);
     let mut buf = vec![0u8; 64 << 10];
     loop {
