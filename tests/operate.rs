@@ -1138,6 +1138,30 @@ fn numbers_out_of_range_are_refused_at_load_naming_the_key() {
         assert!(err.contains(key), "{text}: {err}");
         assert!(!err.contains("panicked"), "{text}: {err}");
     }
+    // The collector's too (heartbeat × silent_after overflowed a Duration).
+    let f = d.path().join("collector.toml");
+    let base = "store = \"/tmp/s\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n";
+    for (extra, key) in [
+        (
+            "[liveness]\nheartbeat = \"1000000h\"\nsilent_after = 4000000000\n",
+            "liveness.heartbeat",
+        ),
+        (
+            "[liveness]\nsilent_after = 4000000000\n",
+            "liveness.silent_after",
+        ),
+        ("[limits]\nsegment_size = 0\n", "limits.segment_size"),
+        (
+            "[limits]\nidle_timeout = \"0.001ms\"\n",
+            "limits.idle_timeout",
+        ),
+    ] {
+        let text = format!("{base}{extra}");
+        let (code, err) = check_config("collector", &f, &text);
+        assert_eq!(code, Some(2), "{text}: {err}");
+        assert!(err.contains(key), "{text}: {err}");
+        assert!(!err.contains("panicked"), "{text}: {err}");
+    }
 }
 
 #[test]

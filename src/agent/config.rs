@@ -607,7 +607,7 @@ impl AgentConfig {
 }
 
 /// `key`'s value must lie in `lo..=hi`.
-fn in_range(key: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
+pub(crate) fn in_range(key: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
     if (lo..=hi).contains(&v) {
         Ok(())
     } else {
@@ -616,7 +616,12 @@ fn in_range(key: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
 }
 
 /// `key`'s duration must lie in `lo..=hi`.
-fn in_range_duration(key: &str, v: Duration, lo: Duration, hi: Duration) -> Result<(), String> {
+pub(crate) fn in_range_duration(
+    key: &str,
+    v: Duration,
+    lo: Duration,
+    hi: Duration,
+) -> Result<(), String> {
     if (lo..=hi).contains(&v) {
         Ok(())
     } else {

@@ -256,6 +256,42 @@ impl CollectorConfig {
                 return Err(format!("{k} = {v}: must be between 1 and 1048576"));
             }
         }
+        use crate::agent::config::{in_range, in_range_duration};
+        let l = &self.limits;
+        in_range("limits.segment_size", l.segment_size, 4096, 1 << 30)?;
+        in_range(
+            "limits.quarantine_per_host",
+            l.quarantine_per_host,
+            0,
+            1 << 40,
+        )?;
+        in_range("limits.quarantine_total", l.quarantine_total, 0, 1 << 44)?;
+        let (ms, s) = (Duration::from_millis, Duration::from_secs);
+        for (k, v, lo, hi) in [
+            ("limits.idle_timeout", l.idle_timeout, s(1), s(24 * 3600)),
+            (
+                "limits.handshake_timeout",
+                l.handshake_timeout,
+                ms(100),
+                s(600),
+            ),
+            ("liveness.heartbeat", self.liveness.heartbeat, s(1), s(3600)),
+            (
+                "liveness.status_interval",
+                self.liveness.status_interval,
+                ms(100),
+                s(3600),
+            ),
+        ] {
+            in_range_duration(k, v, lo, hi)?;
+        }
+        // heartbeat × silent_after is when a host is called silent.
+        in_range(
+            "liveness.silent_after",
+            self.liveness.silent_after.into(),
+            1,
+            1000,
+        )?;
         if self.enrollment.mode == EnrollmentMode::Strict && self.enrollment.enrolled.is_none() {
             return Err("enrollment.mode = \"strict\" needs enrollment.enrolled (a file)".into());
         }
