@@ -76,6 +76,11 @@ enum Cmd {
         /// epoch) instead of the clock (for tests and re-examinations).
         #[arg(long, value_name = "NS", requires = "live", hide = true)]
         now_ns: Option<i64>,
+        /// The most memory the verification state may take (default 512MiB;
+        /// 64MiB to 1TiB). An input that needs more (very many chains or
+        /// seals) is refused with exit 2, never judged in part.
+        #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+        max_memory: Option<u64>,
     },
     /// Print the records of segment files, readable.
     Inspect {
@@ -257,6 +262,14 @@ fn pki(cmd: PkiCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_memory(s: &str) -> Result<u64, String> {
+    let n = logseal::units::parse_size(s)?;
+    if !(64 << 20..=1 << 40).contains(&n) {
+        return Err(format!("{s}: between 64MiB and 1TiB"));
+    }
+    Ok(n)
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     logseal::units::parse_duration(s)
 }
@@ -283,11 +296,13 @@ fn main() -> ExitCode {
             live,
             max_pending_age,
             now_ns,
+            max_memory,
         } => verify(
             paths,
             json,
             trust_key,
             trust_file,
+            max_memory,
             live.then(|| {
                 (
                     now_ns.unwrap_or_else(logseal::writer::now_ns),
@@ -710,6 +725,7 @@ fn verify(
     json: bool,
     trust_key: Vec<String>,
     trust_file: Option<PathBuf>,
+    memory_limit: Option<u64>,
     live: Option<(i64, Duration)>,
 ) -> anyhow::Result<ExitCode> {
     use logseal::chain::verify::{Live, Options};
@@ -718,7 +734,11 @@ fn verify(
         now_ns,
         max_age_ns: i64::try_from(age.as_nanos()).unwrap_or(i64::MAX),
     });
-    let options = Options { anchors, live };
+    let options = Options {
+        anchors,
+        live,
+        memory_limit,
+    };
     let (files, skipped) = verify_files::expand(&paths)?;
     let report = if rustix::termios::isatty(std::io::stderr()) {
         let sizes: Vec<u64> = files

@@ -33,6 +33,21 @@ pub enum InputError {
     /// A directory holds no segment.
     #[error("{0}: no logseal segment files found")]
     Empty(PathBuf),
+    /// The verification state outgrew its limit.
+    #[error(
+        "{path}: verification stopped at byte {offset}: it needs more than the {limit} MiB \
+         of memory it may use (this input holds more chains, seals or findings than fit); \
+         nothing was concluded. Verify fewer files or one host's directory at a time, or \
+         raise the limit with --max-memory"
+    )]
+    MemoryLimit {
+        /// The file being read.
+        path: PathBuf,
+        /// Where in it.
+        offset: u64,
+        /// The limit, MiB.
+        limit: u64,
+    },
 }
 
 /// A file found in a directory and not verified, and why.
@@ -210,6 +225,9 @@ pub fn verify(
     options: Options,
     mut progress: impl FnMut(usize, u64),
 ) -> Result<Report, InputError> {
+    let limit = options
+        .memory_limit
+        .unwrap_or(crate::chain::verify::DEFAULT_MEMORY_LIMIT);
     let mut v = Verifier::new(options);
     for (i, path) in files.iter().enumerate() {
         let mut r = match SegmentReader::open(path) {
@@ -248,6 +266,13 @@ pub fn verify(
                     bytes,
                     reason,
                 } => v.damage(offset, bytes, reason, true),
+            }
+            if let Some(at) = v.exhausted() {
+                return Err(InputError::MemoryLimit {
+                    path: path.clone(),
+                    offset: at.offset,
+                    limit: limit >> 20,
+                });
             }
             n += 1;
             if n % 65_536 == 0 {

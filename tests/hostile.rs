@@ -442,3 +442,79 @@ fn resynchronisation_finds_exactly_the_frames_the_format_defines() {
         assert_eq!(got, reference_items(&b), "round {round}");
     }
 }
+
+/// A segment of `n` one-record chains: a Genesis each, under its own id.
+fn many_geneses(n: u32) -> Vec<u8> {
+    use logseal::chain::record::{Body, ChainId, Origin};
+    let pk0 = logseal::chain::SecretKey::generate().unwrap().public();
+    let mut out = segment::header().to_vec();
+    for i in 0..n {
+        let mut id = [7u8; 16];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        let rec = Record {
+            chain_id: ChainId(id),
+            seq: 0,
+            time_ns: 1_700_000_000_000_000_000,
+            body: Body::Genesis {
+                host: "many-host",
+                agent: "hostile-test",
+                pk0,
+                origin: Origin::Fresh,
+                predecessor: None,
+                note: "",
+            },
+        }
+        .encode();
+        segment::encode_frame(segment::FRAME_RECORD, &rec, &mut out);
+    }
+    out
+}
+
+/// `logseal verify ARGS` with its data segment limited to `mib` MiB (an
+/// allocation past it fails and aborts the process).
+fn verify_within(mib: u64, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new("prlimit")
+        .arg(format!("--data={}", mib << 20))
+        .arg(bin())
+        .arg("verify")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn verify_memory_is_bounded_whatever_the_input_holds() {
+    let d = TempDir::new("verify-mem");
+    // 100 000 chains in 11 MB: 552 MB of state before, and as much again for
+    // the JSON report; now about 2 KiB each, counted against the limit.
+    let f = d.path().join("geneses.seg");
+    std::fs::write(&f, many_geneses(100_000)).unwrap();
+    for json in [false, true] {
+        let mut args = vec![f.as_os_str()];
+        if json {
+            args.push("--json".as_ref());
+        }
+        let o = verify_within(512, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "json {json}: {err}");
+        if json {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(v["chains"].as_array().unwrap().len(), 100_000);
+        }
+    }
+    // With a limit it cannot meet: stopped, said, no verdict (exit 2), and
+    // well within the memory given.
+    let o = verify_within(
+        160,
+        &["--max-memory".as_ref(), "64MiB".as_ref(), f.as_os_str()],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("verification stopped")
+            && err.contains("--max-memory")
+            && err.contains("geneses.seg"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("RESULT"));
+}

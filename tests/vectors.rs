@@ -151,7 +151,7 @@ fn both_vector_segments_verify_intact() {
                 .unwrap();
         let options = logseal::chain::verify::Options {
             anchors,
-            live: None,
+            ..Default::default()
         };
         logseal::verify_files::verify(&[dir().join("chain-v1.seg")], options, |_, _| {}).unwrap()
     };

@@ -25,8 +25,10 @@
 //! [`DUP_WINDOW`] recent leaves, at most [`MAX_PROBLEMS`] problems,
 //! [`MAX_RANGES`] ranges and [`MAX_WARNINGS`] warnings (the rest are counted),
 //! up to [`MAX_NAMED_KEYS`] next keys for naming a misused signer's epoch, and
-//! one entry per key epoch (about 40 bytes) for the key-reuse check, which must
-//! compare each next key with every earlier one.
+//! one entry per key epoch for the key-reuse check, which must compare each
+//! next key with every earlier one. All of it is counted against
+//! [`Options::memory_limit`]: past it, verification stops
+//! ([`Verifier::exhausted`]) rather than conclude on what it could not check.
 
 use super::hash::{self, Digest, ZERO_HEAD};
 use super::record::{Body, ChainId, Kind, LifecycleEvent, Origin, Record};
@@ -46,6 +48,17 @@ pub const MAX_WARNINGS: usize = 100;
 pub const MAX_NAMED_KEYS: usize = 1 << 16;
 /// Accepted records remembered per chain to tell a duplicate from a conflict.
 pub const DUP_WINDOW: usize = 4096;
+/// Verification state kept at most, by default (see [`Options::memory_limit`]).
+pub const DEFAULT_MEMORY_LIMIT: u64 = 512 << 20;
+/// What a chain costs before it holds anything (its state, its index entry,
+/// its host name, its report), as counted against the memory limit.
+const CHAIN_COST: u64 = 4096;
+/// What one remembered key, leaf, finding or claim costs, as counted (the
+/// item and its share of the table or list that holds it, rounded up).
+const KEY_COST: u64 = 96;
+const LEAF_COST: u64 = 96;
+const FINDING_COST: u64 = 256;
+
 /// A record dated more than this before the previous one is a warning.
 pub const CLOCK_BACKWARDS_NS: i64 = 1_000_000_000;
 /// A record dated more than this after the previous one is a warning.
@@ -576,6 +589,12 @@ pub struct Options {
     /// (not a problem) if the chain has its Genesis and an accepted seal, and
     /// the newest accepted seal is dated within `max_age_ns` of `now_ns`.
     pub live: Option<Live>,
+    /// Bytes of verification state the verifier may keep (`None`:
+    /// [`DEFAULT_MEMORY_LIMIT`]). What grows with the input — chains, the
+    /// keys of every epoch (for the key-reuse rule), recent leaves, listed
+    /// findings — is counted; past the limit verification stops: see
+    /// [`Verifier::exhausted`]. It never ends in a verdict it could not check.
+    pub memory_limit: Option<u64>,
 }
 
 /// See [`Options::live`].
@@ -749,6 +768,19 @@ impl Chain {
             ranges: Capped::new(MAX_RANGES),
             warnings: Capped::new(MAX_WARNINGS),
         }
+    }
+
+    /// Memory counted for what this chain holds beyond its fixed state.
+    fn held(&self) -> u64 {
+        let keys = (self.used.len() + self.named.len()) as u64 * KEY_COST;
+        let leaves = self.recent.len() as u64 * LEAF_COST;
+        let findings = (self.problems.items.len()
+            + self.ranges.items.len()
+            + self.warnings.items.len()
+            + self.redacted_seqs.items.len()
+            + self.foreign_signers.len()) as u64
+            * FINDING_COST;
+        keys + leaves + findings
     }
 
     fn report(&mut self, problem: Problem, at: Option<Location>) {
@@ -1089,6 +1121,12 @@ pub struct Verifier {
     records_in_file: u64,
     claims: Vec<Claim>,
     unattributed: Capped<Unattributed>,
+    /// Memory counted per chain ([`Chain::held`]) and in all.
+    held: Vec<u64>,
+    counted: u64,
+    limit: u64,
+    /// Where the memory limit was reached.
+    exhausted: Option<Location>,
 }
 
 impl Verifier {
@@ -1098,12 +1136,36 @@ impl Verifier {
             chains: Vec::new(),
             index: HashMap::new(),
             current: None,
-            options,
             file: 0,
             placement: None,
             records_in_file: 0,
             claims: Vec::new(),
             unattributed: Capped::new(MAX_PROBLEMS),
+            held: Vec::new(),
+            counted: MAX_PROBLEMS as u64 * FINDING_COST,
+            limit: options.memory_limit.unwrap_or(DEFAULT_MEMORY_LIMIT),
+            options,
+            exhausted: None,
+        }
+    }
+
+    /// Where the memory limit ([`Options::memory_limit`]) was reached, if it
+    /// was: the frame there and every later one were not verified, so no
+    /// report may be made (the caller says so and stops).
+    pub fn exhausted(&self) -> Option<Location> {
+        self.exhausted
+    }
+
+    /// Counts again what chain `ci` holds; past the limit, marks the
+    /// verification exhausted at `at`.
+    fn meter(&mut self, ci: Option<usize>, at: Location) {
+        if let Some(ci) = ci {
+            let now = self.chains[ci].held();
+            self.counted = self.counted - self.held[ci] + now;
+            self.held[ci] = now;
+        }
+        if self.counted > self.limit && self.exhausted.is_none() {
+            self.exhausted = Some(at);
         }
     }
 
@@ -1125,6 +1187,28 @@ impl Verifier {
     /// Reports bytes that are not a valid frame at `offset`. `tail` is true when
     /// the file ends there (a torn or truncated tail).
     pub fn damage(&mut self, offset: u64, bytes: u64, reason: &str, tail: bool) {
+        if self.exhausted.is_some() {
+            return;
+        }
+        let before = self.current;
+        self.damage_inner(offset, bytes, reason, tail);
+        self.metered(before, offset);
+    }
+
+    /// Meters the chain current `before` a frame at `offset` and the one
+    /// current after it.
+    fn metered(&mut self, before: Option<usize>, offset: u64) {
+        let at = Location {
+            file: self.file,
+            offset,
+        };
+        self.meter(before, at);
+        if self.current != before {
+            self.meter(self.current, at);
+        }
+    }
+
+    fn damage_inner(&mut self, offset: u64, bytes: u64, reason: &str, tail: bool) {
         let at = Location {
             file: self.file,
             offset,
@@ -1155,6 +1239,15 @@ impl Verifier {
 
     /// Feeds one valid frame.
     pub fn frame(&mut self, offset: u64, frame_type: u8, payload: &[u8]) {
+        if self.exhausted.is_some() {
+            return;
+        }
+        let before = self.current;
+        self.frame_inner(offset, frame_type, payload);
+        self.metered(before, offset);
+    }
+
+    fn frame_inner(&mut self, offset: u64, frame_type: u8, payload: &[u8]) {
         let at = Location {
             file: self.file,
             offset,
@@ -1220,6 +1313,8 @@ impl Verifier {
 
     fn new_chain(&mut self, id: ChainId) -> usize {
         self.chains.push(Chain::new(id));
+        self.held.push(0);
+        self.counted += CHAIN_COST;
         self.index.insert(id, self.chains.len() - 1);
         self.chains.len() - 1
     }
