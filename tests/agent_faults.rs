@@ -394,3 +394,78 @@ fn a_panic_in_an_input_stops_the_agent_with_an_error_and_a_sealed_chain() {
     assert_eq!(v["chains"][0]["ended_cleanly"], true, "{v}");
     assert_exactly(&events(&state), "pre", 1);
 }
+
+#[test]
+fn a_flood_of_connections_cannot_take_the_descriptors_the_chain_needs() {
+    use std::io::BufRead;
+    let d = TempDir::new("fd-flood");
+    let state = d.path().join("state");
+    let errlog = d.path().join("agent.log");
+    // A low open-file limit, as a small default would be: 200 descriptors.
+    let mut child = Command::new("prlimit")
+        .arg("--nofile=200:200")
+        .arg(bin())
+        .args(["agent", "--host", "fd-host", "--state"])
+        .arg(&state)
+        .args([
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--listen",
+            "udp://127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&errlog).unwrap())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut tcp, mut udp) = (String::new(), String::new());
+    while tcp.is_empty() || udp.is_empty() {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "{}",
+            std::fs::read_to_string(&errlog).unwrap_or_default()
+        );
+        if let Some(a) = line.trim().strip_prefix("listening tcp://") {
+            tcp = a.to_string();
+        } else if let Some(a) = line.trim().strip_prefix("listening udp://") {
+            udp = a.to_string();
+        }
+    }
+    // 400 connections, a byte each, held open: more than the limit.
+    let flood: Vec<TcpStream> = (0..400)
+        .map(|_| {
+            let mut s = TcpStream::connect(&tcp).unwrap();
+            s.write_all(b"<").unwrap();
+            s
+        })
+        .collect();
+    // Events still come in (UDP) and are chained and sealed.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 1..=20 {
+        sock.send_to(format!("<13>msg-fd-{i} during the flood").as_bytes(), &udp)
+            .unwrap();
+    }
+    wait_for(&state, "fd", 20);
+    assert_exactly(&events(&state), "fd", 20);
+    // The stop seals: it needs descriptors the flood does not have.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let st = child.wait().unwrap();
+    drop(flood);
+    let log = std::fs::read_to_string(&errlog).unwrap();
+    assert!(st.success(), "{st:?}: {log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+    assert!(log.contains("connections per listener lowered"), "{log}");
+    let o = Command::new(bin())
+        .args(["verify", "--json"])
+        .arg(state.join("spool"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["chains"][0]["verdict"], "intact", "{v}");
+    assert_eq!(v["chains"][0]["ended_cleanly"], true, "{v}");
+}

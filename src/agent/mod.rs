@@ -150,8 +150,24 @@ fn bind_inputs(
         anyhow::Ok(())
     })?;
     inherited.warn_unused();
+    // Connections beyond max_connections wait in the listen backlog: a long
+    // one (the kernel caps it at net.core.somaxconn), so that a flood of
+    // connections makes senders wait rather than time out (socket-activated
+    // sockets too: listen(2) again only changes the backlog).
+    for b in &bound {
+        use std::os::fd::AsFd;
+        let fd = match b {
+            Bound::Tcp(l) | Bound::Tls(l, _) => l.as_fd(),
+            Bound::UnixStream(l, _) => l.as_fd(),
+            _ => continue,
+        };
+        let _ = rustix::net::listen(fd, LISTEN_BACKLOG);
+    }
     Ok(bound)
 }
+
+/// Listen backlog of the stream inputs the agent binds itself.
+const LISTEN_BACKLOG: i32 = 4096;
 
 /// `--check-config`: what a start would refuse, without binding anything or
 /// touching the chain — every certificate, key and CA opened (by the service
@@ -369,9 +385,13 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
 
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let streams = bound
+        .iter()
+        .filter(|b| matches!(b, Bound::Tcp(..) | Bound::Tls(..) | Bound::UnixStream(..)))
+        .count();
     let limits = ListenLimits {
         max_message: cfg.limits.max_message as usize,
-        max_connections: cfg.limits.max_connections,
+        max_connections: connections_per_listener(cfg.limits.max_connections, streams),
         idle_timeout: cfg.limits.idle_timeout,
     };
     let mut losses = Vec::new();
@@ -560,6 +580,43 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         "agent stopped cleanly"
     );
     Ok(())
+}
+
+/// Descriptors kept back from stream connections: the chain's and the spool's
+/// files, the journal, the shipper's connection, the runtime's own.
+const FD_RESERVE: u64 = 128;
+
+/// How many connections each of `streams` stream listeners may hold: the
+/// configured number, or fewer if all of them full would leave less than
+/// [`FD_RESERVE`] descriptors (the soft open-file limit is raised to the hard
+/// one first). A flood of connections then waits in the listen backlog; it
+/// never takes the descriptors a seal needs.
+fn connections_per_listener(configured: usize, streams: usize) -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+    let have = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    if streams == 0 {
+        return configured;
+    }
+    let fit = (have.saturating_sub(FD_RESERVE) / streams as u64).max(1);
+    let fit = usize::try_from(fit).unwrap_or(usize::MAX);
+    if configured > fit {
+        tracing::warn!(
+            open_files = have,
+            stream_listeners = streams,
+            max_connections = fit,
+            configured,
+            "the open-file limit cannot hold limits.max_connections on every stream listener \
+             and keep {FD_RESERVE} descriptors for the chain: connections per listener lowered \
+             (raise LimitNOFILE to have more)"
+        );
+        return fit;
+    }
+    configured
 }
 
 /// What stops the agent when any of its threads or tasks panics: the first

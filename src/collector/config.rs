@@ -209,12 +209,16 @@ impl CollectorConfig {
     pub fn load(path: &Path) -> anyhow::Result<CollectorConfig> {
         let text = crate::fsutil::read_bounded_text(path, crate::agent::config::MAX_CONFIG)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let cfg: CollectorConfig = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
-        cfg.check()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let mut cfg = cfg;
+        let mut cfg = Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Parses and checks a configuration's text; errors name the key and line.
+    pub fn parse(text: &str) -> Result<CollectorConfig, String> {
+        let cfg: CollectorConfig =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        cfg.check()?;
         Ok(cfg)
     }
 

@@ -312,6 +312,12 @@ impl Acceptor for UnixAcceptor {
     }
 }
 
+/// Waits after a failed accept(2): doubling from the first to the second.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one log line per this long about failed accepts.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Accepts connections until shutdown, at most `max_connections` at once, and
 /// runs `handle` for each on its own task.
 pub async fn serve<A, F, Fut>(
@@ -325,6 +331,12 @@ pub async fn serve<A, F, Fut>(
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // accept(2) failures (out of descriptors, or of memory): logged at most
+    // once per ACCEPT_LOG_EVERY with how many were not, waited on with a
+    // doubling backoff.
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut last_log: Option<std::time::Instant> = None;
+    let mut not_logged = 0u64;
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -336,6 +348,7 @@ pub async fn serve<A, F, Fut>(
         };
         match accepted {
             Ok((conn, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
                 let work = handle(conn, peer, shutdown.clone());
                 tokio::spawn(async move {
                     work.await;
@@ -343,8 +356,19 @@ pub async fn serve<A, F, Fut>(
                 });
             }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                if last_log.map_or(true, |t| t.elapsed() >= ACCEPT_LOG_EVERY) {
+                    tracing::warn!(error = %e, not_logged, "accept failed: waiting before the next");
+                    last_log = Some(std::time::Instant::now());
+                    not_logged = 0;
+                } else {
+                    not_logged += 1;
+                }
+                drop(permit);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
     }
