@@ -73,7 +73,8 @@ impl Framer {
                 State::Count(v, n) => {
                     let c = data[0];
                     if c.is_ascii_digit() && n < 10 {
-                        self.buf.push(c);
+                        // Kept in case they start a plain line (within max).
+                        self.keep(&[c]);
                         self.state = State::Count(v * 10 + u64::from(c - b'0'), n + 1);
                         data = &data[1..];
                     } else if c == b' ' && v > 0 && v <= MAX_COUNT {
@@ -85,9 +86,7 @@ impl Framer {
                         data = &data[1..];
                     } else {
                         // Not an octet count: the digits start an LF-terminated message.
-                        self.state = State::Line {
-                            total: self.buf.len() as u64,
-                        };
+                        self.state = State::Line { total: n.into() };
                     }
                 }
                 State::Body { left, declared } => {
@@ -142,7 +141,10 @@ impl Framer {
     pub fn finish(&mut self, emit: Emit<'_>) {
         match self.state {
             State::Start => {}
-            State::Count(..) => emit(&self.buf, None),
+            State::Count(_, n) => {
+                let cut = (usize::from(n) > self.max).then_some(n.into());
+                emit(&self.buf, cut)
+            }
             State::Body { left, declared } => {
                 let got = declared - left;
                 let cut = (got < declared || declared > self.max as u64).then_some(declared);
@@ -176,6 +178,21 @@ mod tests {
         v.iter()
             .map(|(b, _)| String::from_utf8_lossy(b).into_owned())
             .collect()
+    }
+
+    /// Found by the `ingest` fuzz target: digits that turn out not to be an
+    /// octet count were kept whole, past `max`.
+    #[test]
+    fn digits_that_are_no_count_stay_within_max() {
+        for (stream, want_cut) in [
+            (&b"1234567x not a count\n"[..], 20u64),
+            (&b"12345678"[..], 8),
+        ] {
+            for (m, cut) in frames(3, &[stream]) {
+                assert!(m.len() <= 3, "{m:?}");
+                assert_eq!(cut, Some(want_cut));
+            }
+        }
     }
 
     #[test]
