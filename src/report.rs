@@ -316,7 +316,7 @@ pub fn verify_json<'a>(
     skipped: &[Skipped],
 ) -> VerifyJson<'a> {
     VerifyJson {
-        chains: &report.chains,
+        chains: OneByOne(&report.chains),
         files: files.iter().map(|p| p.display().to_string()).collect(),
         result: outcome(report),
         skipped_files: skipped
@@ -324,23 +324,39 @@ pub fn verify_json<'a>(
             .map(|s| json!({"path": s.path.display().to_string(), "why": s.why.describe()}))
             .collect(),
         trust_anchors: report.trust_anchors,
-        unattributed: &report.unattributed,
+        unattributed: OneByOne(&report.unattributed),
         unattributed_not_listed: report.unattributed_not_listed,
     }
 }
 
-/// The JSON report of `verify`, serialized straight from the report (no
-/// copy of it as a JSON tree: the report of 100 000 chains is written in the
-/// memory it already takes).
+/// The JSON report of `verify`, written from the report one chain at a time
+/// (never the whole report as a JSON tree: 100 000 chains are written in the
+/// memory they already take).
 #[derive(Serialize)]
 pub struct VerifyJson<'a> {
-    chains: &'a [crate::chain::verify::ChainReport],
+    chains: OneByOne<'a, crate::chain::verify::ChainReport>,
     files: Vec<String>,
     result: &'static str,
     skipped_files: Vec<Value>,
     trust_anchors: bool,
-    unattributed: &'a [crate::chain::verify::Unattributed],
+    unattributed: OneByOne<'a, crate::chain::verify::Unattributed>,
     unattributed_not_listed: u64,
+}
+
+/// A list written item by item, each through a JSON tree: keys sorted, and a
+/// key written by a tag and by a flattened field once (the tree keeps the
+/// last), as the report has always been.
+pub struct OneByOne<'a, T>(&'a [T]);
+
+impl<T: Serialize> Serialize for OneByOne<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for item in self.0 {
+            seq.serialize_element(&serde_json::to_value(item).map_err(S::Error::custom)?)?;
+        }
+        seq.end()
+    }
 }
 
 /// What `inspect` shows of a journald entry.

@@ -233,6 +233,10 @@ pub struct SegmentReader<R> {
     work: u64,
 }
 
+/// Frames read in order longer than this have their CRC from prefixes (a
+/// shorter one costs at most this much CRC per damaged header).
+const PREFIX_MIN_IN_ORDER: u64 = 1024;
+
 /// Bytes kept in the buffer before the read position: the CRC prefixes of a
 /// resynchronisation may start there.
 const LOOKBEHIND: usize = crcspan::STEP as usize;
@@ -348,10 +352,17 @@ impl<R: Read> SegmentReader<R> {
         if !self.fill(8 + len)? {
             return Ok(Err(("file ends inside a frame", true)));
         }
-        let computed = if strict_prefilter && len as u64 > crcspan::STEP {
-            // While resynchronising, candidates overlap: their CRCs come from
-            // prefixes shared by all of them (see crcspan), not from their
-            // bytes one by one.
+        // While resynchronising, candidates overlap: their CRCs come from
+        // prefixes shared by all of them (see crcspan), not from their bytes
+        // one by one. So do those of long frames read in order: a crafted
+        // file may follow each valid frame with a header announcing 16 MiB.
+        let by_prefixes = len as u64
+            > if strict_prefilter {
+                crcspan::STEP
+            } else {
+                PREFIX_MIN_IN_ORDER
+            };
+        let computed = if by_prefixes {
             let (buf, start, pos) = (&self.buf, self.start as u64, self.pos);
             let bytes =
                 |a: u64, b: u64| &buf[(a + start - pos) as usize..(b + start - pos) as usize];

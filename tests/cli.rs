@@ -876,3 +876,18 @@ fn text_from_the_data_cannot_forge_lines_or_drive_the_terminal() {
         }
     }
 }
+
+#[test]
+fn json_findings_outside_any_chain_have_one_kind() {
+    // Found by review: a finding outside any chain was written with two
+    // "kind" keys ("frame", then the problem's), which parsers read apart.
+    let d = TempDir::new("cli-kind");
+    let mut b = logseal::segment::header().to_vec();
+    b.extend_from_slice(b"\xff\xff\xff\xff garbage");
+    let f = d.path().join("junk.seg");
+    std::fs::write(&f, &b).unwrap();
+    let o = run(&["verify", "--json", s(&f)], b"");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(text.matches("\"kind\"").count(), 1, "{text}");
+    assert!(text.contains("\"kind\": \"truncated-tail\""), "{text}");
+}

@@ -341,6 +341,28 @@ fn resynchronisation_is_linear_in_the_file_size() {
         // Before: about 16 MiB of CRC per candidate, 10⁵ × the file.
         assert!(ratio < 8.0, "{mib} MiB: {ratio:.1} × the file size");
     }
+
+    // Damage after every valid frame: each valid frame is followed by a
+    // header announcing 16 MiB with a wrong CRC (found by review: the check
+    // of the frame after a valid one paid its whole length).
+    let mut f = logseal::segment::header().to_vec();
+    let mut tiny = Vec::new();
+    logseal::segment::encode_frame(logseal::segment::FRAME_RECORD, b"\x01", &mut tiny);
+    for _ in 0..20_000 {
+        f.extend_from_slice(&tiny);
+        f.extend_from_slice(&[0, 0xFF, 0xFF, 0xF0, 0, 0, 0, 0]);
+    }
+    f.resize(f.len() + (16 << 20) + 16, 0);
+    let path = d.path().join("resync-after-frames.seg");
+    std::fs::write(&path, &f).unwrap();
+    let mut r = SegmentReader::open(&path).unwrap();
+    let mut frames = 0;
+    while let Some(item) = r.next_item().unwrap() {
+        frames += matches!(item, Item::Frame { .. }) as u32;
+    }
+    assert_eq!(frames, 20_000);
+    let ratio = r.work() as f64 / f.len() as f64;
+    assert!(ratio < 8.0, "after frames: {ratio:.1} × the file size");
 }
 
 /// docs/FORMAT.md §3 read the plain way: at each offset, the frame's bytes
@@ -517,4 +539,35 @@ fn verify_memory_is_bounded_whatever_the_input_holds() {
         "{err}"
     );
     assert!(!String::from_utf8_lossy(&o.stdout).contains("RESULT"));
+
+    // A few Geneses whose host names take the room (a record allows 16 MiB):
+    // counted too (found by review: they were not).
+    let mut big = segment::header().to_vec();
+    let host = "h".repeat(14 << 20);
+    for i in 0..5u8 {
+        let rec = Record {
+            chain_id: logseal::chain::record::ChainId([i; 16]),
+            seq: 0,
+            time_ns: 1_700_000_000_000_000_000,
+            body: logseal::chain::record::Body::Genesis {
+                host: &host,
+                agent: "hostile-test",
+                pk0: [9; 32],
+                origin: logseal::chain::record::Origin::Fresh,
+                predecessor: None,
+                note: "",
+            },
+        }
+        .encode();
+        segment::encode_frame(segment::FRAME_RECORD, &rec, &mut big);
+    }
+    let f = d.path().join("hosts.seg");
+    std::fs::write(&f, &big).unwrap();
+    let o = verify_within(
+        512,
+        &["--max-memory".as_ref(), "64MiB".as_ref(), f.as_os_str()],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("verification stopped"), "{err}");
 }

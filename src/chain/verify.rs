@@ -711,6 +711,9 @@ struct Chain {
     problems: Capped<Finding>,
     ranges: Capped<Range>,
     warnings: Capped<Warning>,
+    /// Bytes of text from the data this chain keeps (a Genesis's host name
+    /// is as long as the record allows), counted against the memory limit.
+    text: u64,
 }
 
 /// What a frame contained, decoded once at the edge.
@@ -767,6 +770,7 @@ impl Chain {
             problems: Capped::new(MAX_PROBLEMS),
             ranges: Capped::new(MAX_RANGES),
             warnings: Capped::new(MAX_WARNINGS),
+            text: 0,
         }
     }
 
@@ -780,10 +784,15 @@ impl Chain {
             + self.redacted_seqs.items.len()
             + self.foreign_signers.len()) as u64
             * FINDING_COST;
-        keys + leaves + findings
+        keys + leaves + findings + self.text
     }
 
     fn report(&mut self, problem: Problem, at: Option<Location>) {
+        if let Problem::UntrustedGenesis { host, .. } = &problem {
+            if self.problems.items.len() < self.problems.cap {
+                self.text = self.text.saturating_add(host.len() as u64);
+            }
+        }
         self.problems.push(Finding { problem, at });
     }
 
@@ -1564,6 +1573,7 @@ fn genesis(
     origin: Origin,
 ) {
     c.host = Some(host.to_string());
+    c.text = c.text.saturating_add(host.len() as u64);
     c.origin = Some(origin);
     c.pk0 = Some(*pk0);
     c.keys = Keys::Known(KeyPosition {
