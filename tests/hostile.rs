@@ -283,6 +283,27 @@ fn state_files_that_are_fifos_devices_or_huge_are_refused_naming_the_file() {
             e.contains("journal-cursor") && e.contains(expect),
             "{what}: {e}"
         );
+
+        // The agent's loss counts kept across a stop on a full disk: written
+        // in place, so never opened through a link or as a FIFO.
+        let udir = d.path().join(format!("unwritten-{what}"));
+        std::fs::create_dir_all(&udir).unwrap();
+        replace_with(&udir.join("losses.pending"), what, 3 << 30);
+        let u2 = udir.clone();
+        let e = within_30s(&format!("losses.pending a {what}"), move || {
+            logseal::agent::unwritten::Unwritten::open(&u2).map(|_| ())
+        })
+        .expect_err("a bad losses.pending must be refused")
+        .to_string();
+        let expect = match what {
+            "fifo" => "not a regular file",
+            "dev-zero" => "symbolic link",
+            _ => "found 3221225472 bytes",
+        };
+        assert!(
+            e.contains("losses.pending") && e.contains(expect),
+            "{what}: {e}"
+        );
     }
     // Not text: the file is named, not just "stream did not contain valid UTF-8".
     let jdir = d.path().join("cursor-binary");

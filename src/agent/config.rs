@@ -330,6 +330,10 @@ pub struct Limits {
     /// A stream connection silent this long is closed.
     #[serde(default = "d_idle", deserialize_with = "serde_units::duration")]
     pub idle_timeout: Duration,
+    /// Memory the buffers of all stream connections together may take beyond
+    /// a small room each (long messages held across reads, large reads).
+    #[serde(default = "d_stream_memory", deserialize_with = "serde_units::size")]
+    pub stream_memory: u64,
 }
 
 fn d_max_msg() -> u64 {
@@ -341,6 +345,9 @@ fn d_conns() -> usize {
 fn d_idle() -> Duration {
     Duration::from_secs(600)
 }
+fn d_stream_memory() -> u64 {
+    64 << 20
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -348,6 +355,7 @@ impl Default for Limits {
             max_message: d_max_msg(),
             max_connections: d_conns(),
             idle_timeout: d_idle(),
+            stream_memory: d_stream_memory(),
         }
     }
 }
@@ -509,6 +517,15 @@ impl AgentConfig {
         in_range("spool.max_size", self.spool.max_size, 8192, 1 << 50)?;
         if self.spool.max_size < self.spool.segment_size.saturating_mul(2) {
             return Err("spool.max_size must be at least twice spool.segment_size".into());
+        }
+        in_range(
+            "limits.stream_memory",
+            self.limits.stream_memory,
+            1 << 20,
+            1 << 40,
+        )?;
+        if self.limits.stream_memory < self.limits.max_message.saturating_mul(2) {
+            return Err("limits.stream_memory must be at least twice limits.max_message".into());
         }
         in_range(
             "limits.max_connections",

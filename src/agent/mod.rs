@@ -10,9 +10,10 @@
 pub mod config;
 pub mod stage;
 pub mod stamper;
+pub mod unwritten;
 
 use crate::chain::record::Source;
-use crate::ingest::listen::{self, ListenLimits};
+use crate::ingest::listen::{self, ListenLimits, StreamListener, Streams};
 use crate::ingest::LossCounter;
 use crate::spool::{Spool, SpoolOptions};
 use crate::stop::{Asked, Reloadable};
@@ -24,6 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use unwritten::{LostCount, Unwritten};
 
 /// Capacity of the channel from the inputs to the stamper, in batches (a batch
 /// is at most one 64 KiB read, or 256 datagrams): bounds memory to ~8 MiB.
@@ -351,6 +353,18 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         );
     }
 
+    // Made at full size now, while there is room: a stop on a full disk
+    // writes into it what it could not chain.
+    let (unwritten, left_over) = match Unwritten::open(&cfg.state_dir) {
+        Ok((u, left)) => (Some(Arc::new(Mutex::new(u))), left),
+        // ENOSPC, EDQUOT (ErrorKind::StorageFull is newer than our MSRV).
+        Err(e) if matches!(e.raw_os_error(), Some(28 | 122)) => {
+            tracing::warn!(error = %e, "no room to make the file that keeps loss counts across a stop on a full disk");
+            (None, Vec::new())
+        }
+        Err(e) => return Err(e.into()),
+    };
+
     let host = (!cfg.host.is_empty()).then_some(cfg.host.as_str());
     let spool_dir = cfg.state_dir.join("spool");
     let opts = SpoolOptions {
@@ -378,10 +392,16 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             tracing::info!(chain = %writer.chain_id(), after_seq, clean, torn_bytes, rolled_forward, "chain resumed")
         }
     }
+    let chained_left_over = chain_left_over(&mut writer, &opened, &left_over)?;
     // The Genesis, or the start/recovery record, is sealed at once: a verifier
     // run right after the start sees a sealed chain, not a tail waiting for
     // the first heartbeat seal.
     writer.seal()?;
+    if chained_left_over {
+        if let Some(u) = &unwritten {
+            lock(u).save(Vec::new())?;
+        }
+    }
 
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -398,6 +418,17 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     let mut bound_tls = Vec::new();
     let (blocked_tx, blocked_rx) = watch::channel(false);
+    let streams = Streams::new(cfg.limits.stream_memory as usize, blocked_rx.clone());
+    let mut stream_at = |i: usize, source: Source, listen: String| {
+        let loss = Arc::new(LossCounter::new(source, listen));
+        losses.push(loss.clone());
+        StreamListener {
+            streams: streams.clone(),
+            index: i,
+            loss,
+        }
+    };
+    let mut dgram_losses = Vec::new();
     for (i, b) in bound.into_iter().enumerate() {
         let tx = tx.clone();
         let sd = stop_rx.clone();
@@ -405,21 +436,25 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         match b {
             Bound::Udp(sock, loss) => {
                 println!("listening udp://{}", sock.local_addr()?);
-                losses.push(loss.clone());
+                dgram_losses.push(loss.clone());
                 tasks.push(rt.spawn(listen::udp(sock, tx, loss, limits, sd)));
             }
             Bound::Tcp(l) => {
-                println!("listening tcp://{}", l.local_addr()?);
-                tasks.push(rt.spawn(listen::tcp(l, tx, limits, sd)));
+                let addr = l.local_addr()?;
+                println!("listening tcp://{addr}");
+                let at = stream_at(i, Source::SyslogTcp, addr.to_string());
+                tasks.push(rt.spawn(listen::tcp(l, tx, limits, at, sd)));
             }
             Bound::Tls(l, tls) => {
-                println!("listening tls://{}", l.local_addr()?);
+                let addr = l.local_addr()?;
+                println!("listening tls://{addr}");
                 bound_tls.push((i, tls.clone()));
-                tasks.push(rt.spawn(listen::tls(l, tls, tx, limits, sd)));
+                let at = stream_at(i, Source::SyslogTls, addr.to_string());
+                tasks.push(rt.spawn(listen::tls(l, tls, tx, limits, at, sd)));
             }
             Bound::UnixDgram(s, name, loss, block) => {
                 println!("listening unix://{name}");
-                losses.push(loss.clone());
+                dgram_losses.push(loss.clone());
                 let when_full = if block {
                     listen::DgramFull::Block
                 } else {
@@ -429,10 +464,12 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             }
             Bound::UnixStream(l, name) => {
                 println!("listening unix-stream://{name}");
-                tasks.push(rt.spawn(listen::unix_stream(l, name, tx, limits, sd)));
+                let at = stream_at(i, Source::SyslogUnix, name.clone());
+                tasks.push(rt.spawn(listen::unix_stream(l, name, tx, limits, at, sd)));
             }
         }
     }
+    losses.extend(dgram_losses);
     let journal_done = Arc::new(tokio::sync::Notify::new());
     let journald = match journal_cfg {
         Some(jc) => Some(start_journald(
@@ -459,6 +496,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         max_size: cfg.spool.max_size,
         journal_state: cfg.journald.as_ref().map(|_| cfg.state_dir.clone()),
         blocked: Arc::new(blocked_tx),
+        unwritten,
     };
     let shipping = match (&cfg.ship, &ship_tls) {
         (Some(ship), Some(tls)) => {
@@ -580,6 +618,55 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         "agent stopped cleanly"
     );
     Ok(())
+}
+
+/// Chains a Loss record for each count the previous stop could not write
+/// (kept in `losses.pending`), unless its record did reach the spool after
+/// all (same chain, seq at most the last one found). True if there were any.
+fn chain_left_over(
+    w: &mut ChainWriter<Spool>,
+    opened: &Opened,
+    left: &[LostCount],
+) -> anyhow::Result<bool> {
+    let after_seq = match opened {
+        Opened::Resumed { after_seq, .. } => Some(*after_seq),
+        Opened::New { .. } => None,
+    };
+    for c in left {
+        let count = c.missing_from(w.chain_id(), after_seq);
+        if count == 0 {
+            continue;
+        }
+        let detail = match (c.events, c.seq) {
+            (true, Some(seq)) => format!(
+                "received and chained before the previous stop (chain {} from seq {seq}), which could \
+                 not write them to the spool",
+                c.chain
+            ),
+            (false, Some(seq)) => format!(
+                "counted before the previous stop, whose Loss record (chain {} seq {seq}) did not \
+                 reach the spool",
+                c.chain
+            ),
+            (_, None) => {
+                "counted before the previous stop, which could not write a Loss record for it".into()
+            }
+        };
+        w.append(crate::chain::record::Body::Loss {
+            source: c.source,
+            reason: c.reason,
+            count,
+            first_ns: c.first_ns,
+            last_ns: c.last_ns,
+            detail: &detail,
+        })?;
+        tracing::warn!(
+            count,
+            source = c.source.name(),
+            "{detail}: Loss record chained now"
+        );
+    }
+    Ok(!left.is_empty())
 }
 
 /// Descriptors kept back from stream connections: the chain's and the spool's

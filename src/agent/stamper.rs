@@ -17,6 +17,7 @@
 //! append is retried with the same record before anything else.
 
 use super::stage::{self, Staged};
+use super::unwritten::{LostCount, Unwritten};
 use crate::chain::record::{Body, LossReason, Payload, Source, FLAG_UNPARSED};
 use crate::ingest::{Batch, Item, ItemFormat, LossCounter};
 use crate::spool::Spool;
@@ -46,6 +47,64 @@ pub struct StamperConfig {
     /// Told whether input is being taken (false) or not (true: the spool is
     /// full or writes fail): datagram inputs drop and count meanwhile.
     pub blocked: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Where counts of lost events go when a stop cannot write their Loss
+    /// records (see [`super::unwritten`]).
+    pub unwritten: Option<Arc<std::sync::Mutex<Unwritten>>>,
+}
+
+/// Loss records appended and not yet known durable: the spool position after
+/// each, and what it counts.
+#[derive(Default)]
+struct LossLog(Vec<(u64, LostCount)>);
+
+impl LossLog {
+    fn appended(&mut self, w: &ChainWriter<Spool>, seq: Option<u64>, body: &Body<'_>) {
+        if let Body::Loss {
+            source,
+            reason,
+            count,
+            first_ns,
+            last_ns,
+            ..
+        } = *body
+        {
+            let lost = LostCount {
+                chain: w.chain_id(),
+                seq,
+                events: false,
+                source,
+                reason,
+                count,
+                first_ns,
+                last_ns,
+            };
+            self.0.push((w.log().position(), lost));
+        }
+    }
+
+    /// Events `first..next` of a batch were appended.
+    fn events(&mut self, w: &ChainWriter<Spool>, first: u64, b: &Batch) {
+        let n = w.next_seq().saturating_sub(first);
+        // Journal entries not written are read again at the next start.
+        if n == 0 || b.format == ItemFormat::Fields {
+            return;
+        }
+        let lost = LostCount {
+            chain: w.chain_id(),
+            seq: Some(first),
+            events: true,
+            source: b.source,
+            reason: LossReason::SpoolFull,
+            count: n,
+            first_ns: b.time_ns,
+            last_ns: b.time_ns,
+        };
+        self.0.push((w.log().position(), lost));
+    }
+
+    fn durable_to(&mut self, pos: u64) {
+        self.0.retain(|(end, _)| *end > pos);
+    }
 }
 
 /// The cursor of the last journald entry chained, as far as it is durable.
@@ -209,6 +268,7 @@ pub fn run(
     let mut first_unsynced: Option<Instant> = None;
     // The spool is known durable up to `durable`.
     let mut durable = w.log().synced().unwrap_or(0);
+    let mut loss_log = LossLog::default();
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut blocked: Option<&'static str> = None; // why input is not being taken
     let mut closed = false;
@@ -234,7 +294,12 @@ pub fn run(
                         Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
-                account_unwritten(&mut w, &mut queue, blocked.unwrap_or("stopping"));
+                account_unwritten(
+                    &mut w,
+                    &mut queue,
+                    blocked.unwrap_or("stopping"),
+                    &mut loss_log,
+                );
                 break;
             }
         }
@@ -295,8 +360,8 @@ pub fn run(
             while let Some(p) = queue.pop_front() {
                 first_unsealed.get_or_insert_with(Instant::now);
                 first_unsynced.get_or_insert_with(Instant::now);
-                if let Err(p) = append_batch(&mut w, p, &stats, cfg.max_size, &mut jm.mark, &shift)
-                {
+                let marks = (&mut jm.mark, &mut loss_log);
+                if let Err(p) = append_batch(&mut w, p, &stats, cfg.max_size, marks, &shift) {
                     queue.push_front(p);
                     if blocked.is_none() && w.log().bytes() < cfg.max_size {
                         blocked = Some("write failed");
@@ -313,7 +378,7 @@ pub fn run(
             }
         }
         // 3. Losses counted by inputs.
-        if blocked.is_none() && chain_counted_losses(&mut w, &losses) {
+        if blocked.is_none() && chain_counted_losses(&mut w, &losses, &mut loss_log) {
             first_unsealed.get_or_insert_with(Instant::now);
             first_unsynced.get_or_insert_with(Instant::now);
         }
@@ -335,6 +400,7 @@ pub fn run(
             Ok(d) => {
                 if d > durable {
                     durable = d;
+                    loss_log.durable_to(d);
                     ship_sync(&mut w, link, &mut jm, d);
                 }
                 // Everything appended is durable again (by a sync or a seal).
@@ -371,6 +437,7 @@ pub fn run(
                     first_unsealed = None;
                     first_unsynced = None;
                     durable = w.log().position();
+                    loss_log.durable_to(durable);
                     ship_sync(&mut w, link, &mut jm, durable);
                 }
                 Err(e) => {
@@ -384,24 +451,32 @@ pub fn run(
         }
     }
     // Losses the inputs counted and that were not chained yet.
-    chain_counted_losses(&mut w, &losses);
+    chain_counted_losses(&mut w, &losses, &mut loss_log);
     // Drain done: clean shutdown. Retry while the disk refuses (a signal to stop
     // must not lose the shutdown seal).
     let mut tries = 0;
-    loop {
+    let sealed = loop {
         if w.seal_pending() {
             if let Err(e) = w.seal() {
                 tries += 1;
                 if tries > 50 {
-                    return Err(e);
+                    break Err(e);
                 }
                 std::thread::sleep(retry);
                 continue;
             }
         }
-        break;
+        break Ok(());
+    };
+    if let Ok(d) = w.log().synced() {
+        loss_log.durable_to(d);
     }
-    w.shutdown("agent stopped")?;
+    let chain = w.chain_id();
+    let ended = sealed.and_then(|()| w.shutdown("agent stopped"));
+    if let Err(e) = ended {
+        keep_for_next_start(cfg.unwritten.as_deref(), chain, loss_log, &losses);
+        return Err(e);
+    }
     stats.seals.fetch_add(1, Ordering::Relaxed);
     // The agent deletes acknowledged segments after this returns.
     jm.mark.synced_to(u64::MAX);
@@ -415,7 +490,11 @@ pub fn run(
 
 /// Chains a Loss record for each input that counted dropped messages; returns
 /// true if it appended any. A count that cannot be written is kept for later.
-fn chain_counted_losses(w: &mut ChainWriter<Spool>, losses: &[Arc<LossCounter>]) -> bool {
+fn chain_counted_losses(
+    w: &mut ChainWriter<Spool>,
+    losses: &[Arc<LossCounter>],
+    log: &mut LossLog,
+) -> bool {
     let mut any = false;
     for l in losses {
         let Some((count, first_ns, last_ns)) = l.take() else {
@@ -431,15 +510,17 @@ fn chain_counted_losses(w: &mut ChainWriter<Spool>, losses: &[Arc<LossCounter>])
         } else {
             LossReason::SpoolFull
         };
-        match w.append(Body::Loss {
+        let body = Body::Loss {
             source: l.source,
             reason,
             count,
             first_ns,
             last_ns,
             detail: &detail,
-        }) {
-            Ok(_) => {
+        };
+        match w.append(body.clone()) {
+            Ok(seq) => {
+                log.appended(w, Some(seq), &body);
                 any = true;
                 tracing::warn!(
                     count,
@@ -456,9 +537,72 @@ fn chain_counted_losses(w: &mut ChainWriter<Spool>, losses: &[Arc<LossCounter>])
     any
 }
 
+/// A stop that could not write its last records: the Loss records among them
+/// (and counts no record was made for) are kept in `losses.pending` for the
+/// next start, which chains them.
+fn keep_for_next_start(
+    file: Option<&std::sync::Mutex<Unwritten>>,
+    chain: crate::chain::ChainId,
+    log: LossLog,
+    losses: &[Arc<LossCounter>],
+) {
+    let mut counts: Vec<LostCount> = log.0.into_iter().map(|(_, c)| c).collect();
+    for l in losses {
+        if let Some((count, first_ns, last_ns)) = l.take() {
+            let reason = if l.source == Source::SyslogUdp {
+                LossReason::UdpOverrun
+            } else {
+                LossReason::SpoolFull
+            };
+            counts.push(LostCount {
+                chain,
+                seq: None,
+                events: false,
+                source: l.source,
+                reason,
+                count,
+                first_ns,
+                last_ns,
+            });
+        }
+    }
+    if counts.is_empty() {
+        return;
+    }
+    let total: u64 = counts.iter().map(|c| c.count).sum();
+    let saved = match file {
+        Some(f) => f
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .save(counts)
+            .map_err(|e| e.to_string()),
+        None => Err(format!(
+            "{} could not be made at start",
+            super::unwritten::FILE_NAME
+        )),
+    };
+    match saved {
+        Ok(()) => tracing::warn!(
+            count = total,
+            file = super::unwritten::FILE_NAME,
+            "Loss records could not be written at this stop: their counts are kept for the next start, which chains them"
+        ),
+        Err(e) => tracing::error!(
+            count = total,
+            error = %e,
+            "Loss records could not be written at this stop, nor their counts kept: these losses are not in the chain"
+        ),
+    }
+}
+
 /// Chains Loss records (one per input kind) for batches that were received but
 /// could not be written before the agent stopped.
-fn account_unwritten(w: &mut ChainWriter<Spool>, queue: &mut VecDeque<Pending>, why: &str) {
+fn account_unwritten(
+    w: &mut ChainWriter<Spool>,
+    queue: &mut VecDeque<Pending>,
+    why: &str,
+    log: &mut LossLog,
+) {
     let mut per_source: Vec<(Source, u64, i64, i64)> = Vec::new();
     for p in queue.drain(..) {
         let n = (p.batch.items.len() - p.next) as u64;
@@ -478,14 +622,16 @@ fn account_unwritten(w: &mut ChainWriter<Spool>, queue: &mut VecDeque<Pending>, 
     }
     for (source, count, first_ns, last_ns) in per_source {
         let detail = format!("received but not chained: agent stopped while {why}");
-        let r = w.append(Body::Loss {
+        let body = Body::Loss {
             source,
             reason: LossReason::SpoolFull,
             count,
             first_ns,
             last_ns,
             detail: &detail,
-        });
+        };
+        let r = w.append(body.clone());
+        log.appended(w, r.as_ref().ok().copied(), &body);
         match r {
             Ok(_) => tracing::warn!(
                 count,
@@ -523,7 +669,7 @@ fn append_batch(
     mut p: Pending,
     stats: &Stats,
     cap: u64,
-    mark: &mut JournalMark,
+    (mark, losses): (&mut JournalMark, &mut LossLog),
     shift: &AtomicU64,
 ) -> Result<(), Pending> {
     let b = &p.batch;
@@ -547,6 +693,7 @@ fn append_batch(
         p.loss_done = true;
     }
     let first = p.next;
+    let first_seq = w.next_seq();
     while p.next < b.items.len() {
         if w.log().bytes() >= cap {
             break; // spool full: the rest waits
@@ -597,6 +744,7 @@ fn append_batch(
             mark.pending.push_back((w.log().position(), c));
         }
     }
+    losses.events(w, first_seq, b);
     stats
         .events
         .fetch_add((p.next - first) as u64, Ordering::Relaxed);

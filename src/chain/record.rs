@@ -185,7 +185,7 @@ pub enum LossReason {
 }
 
 impl LossReason {
-    fn from_u8(b: u8) -> Option<LossReason> {
+    pub(crate) fn from_u8(b: u8) -> Option<LossReason> {
         Some(match b {
             1 => LossReason::UdpOverrun,
             2 => LossReason::SpoolFull,

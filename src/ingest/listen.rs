@@ -5,7 +5,8 @@
 //! through TCP flow control); UDP cannot wait, so its messages are dropped and
 //! counted, and the stamper chains a Loss record for them.
 
-use super::framing::Framer;
+use super::conns::{Conn, Need, Registry};
+use super::framing::{Budget, Framer};
 use super::{Batch, LossCounter};
 use crate::chain::record::Source;
 use crate::writer::now_ns;
@@ -83,7 +84,10 @@ pub async fn udp(
                 }
                 continue;
             }
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                udp_drain_at_stop(&sock, &mut buf, &tx, &loss, limits);
+                return;
+            }
         };
         let t = now_ns();
         let mut batches: Vec<Batch> = Vec::new();
@@ -119,6 +123,26 @@ pub async fn udp(
                 Err(mpsc::error::TrySendError::Full(_)) => loss.add(items, t),
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
+        }
+    }
+}
+
+/// At stop: what senders already handed to the kernel is passed on if the
+/// channel has room and counted as lost if not (as [`drain_at_stop`] does for
+/// unix datagrams).
+fn udp_drain_at_stop(
+    sock: &tokio::net::UdpSocket,
+    buf: &mut [u8],
+    tx: &mpsc::Sender<Batch>,
+    loss: &LossCounter,
+    limits: ListenLimits,
+) {
+    while let Ok((len, peer)) = sock.try_recv_from(buf) {
+        let t = now_ns();
+        let mut b = Batch::new(Source::SyslogUdp, Arc::from(peer.to_string()), t);
+        push_datagram(&mut b, &buf[..len], limits.max_message);
+        if tx.try_send(b).is_err() {
+            loss.add(1, t);
         }
     }
 }
@@ -242,7 +266,121 @@ pub async fn unix_dgram(
     }
 }
 
-/// Reads one stream connection until EOF, idle timeout or shutdown.
+/// What every stream listener shares: the open connections, the memory
+/// budget of their buffers, and whether the stamper is blocked (spool full,
+/// writes failing).
+#[derive(Clone)]
+pub struct Streams {
+    /// Every open stream connection.
+    pub registry: Arc<Registry>,
+    /// The buffers' memory beyond a small room per connection.
+    pub budget: Arc<Budget>,
+    /// True while the stamper cannot take input.
+    pub blocked: watch::Receiver<bool>,
+}
+
+impl Streams {
+    /// Streams sharing a budget of `memory` bytes.
+    pub fn new(memory: usize, blocked: watch::Receiver<bool>) -> Streams {
+        Streams {
+            registry: Arc::new(Registry::default()),
+            budget: Arc::new(Budget::new(memory)),
+            blocked,
+        }
+    }
+}
+
+/// One stream listener's place among [`Streams`].
+#[derive(Clone)]
+pub struct StreamListener {
+    /// What all stream listeners share.
+    pub streams: Streams,
+    /// This listener's number (connections are closed to make room for a new
+    /// one on the same listener only).
+    pub index: usize,
+    /// Messages this listener's connections received but could not pass on
+    /// (stopping while the stamper was blocked).
+    pub loss: Arc<LossCounter>,
+}
+
+/// Bytes a connection reads at once while quiet, without taking from the budget.
+pub const SMALL_READ: usize = 2 << 10;
+/// Bytes a busy connection reads at once (the difference taken from the budget).
+pub const LARGE_READ: usize = 64 << 10;
+/// A busy connection's large buffer is given back after this long without data.
+const SHRINK_AFTER: Duration = Duration::from_secs(1);
+
+/// A connection's read buffer: small while the peer is quiet, large while it
+/// fills the small one, if less than half the budget is used (the other half
+/// is kept for messages).
+struct ReadBuf {
+    buf: Vec<u8>,
+    budget: Arc<Budget>,
+    charged: usize,
+}
+
+impl ReadBuf {
+    fn new(budget: Arc<Budget>) -> ReadBuf {
+        ReadBuf {
+            buf: vec![0; SMALL_READ],
+            budget,
+            charged: 0,
+        }
+    }
+
+    fn grow(&mut self) {
+        let extra = LARGE_READ - SMALL_READ;
+        if self.charged == 0 && self.budget.take_below(extra, self.budget.total() / 2) {
+            self.buf = vec![0; LARGE_READ];
+            self.charged = extra;
+        }
+    }
+
+    fn shrink(&mut self) {
+        if self.charged > 0 {
+            self.buf = vec![0; SMALL_READ];
+            self.budget.give(self.charged);
+            self.charged = 0;
+        }
+    }
+}
+
+impl Drop for ReadBuf {
+    fn drop(&mut self) {
+        self.budget.give(self.charged);
+    }
+}
+
+/// Hands a batch to the stamper, waiting while the channel is full (the
+/// sender waits too: TCP flow control). Once the agent stops, a batch the
+/// blocked stamper will never take is counted as lost instead of dropped
+/// unaccounted. False when the connection should end.
+async fn pass_on(
+    tx: &mpsc::Sender<Batch>,
+    b: Batch,
+    shutdown: &mut watch::Receiver<bool>,
+    at: &StreamListener,
+) -> bool {
+    let (n, t) = (b.items.len() as u64, b.time_ns);
+    let mut blocked = at.streams.blocked.clone();
+    let stopped_and_blocked = async {
+        if !*shutdown.borrow() {
+            let _ = shutdown.changed().await;
+        }
+        let _ = blocked.wait_for(|b| *b).await;
+    };
+    tokio::select! {
+        r = tx.send(b) => r.is_ok(),
+        _ = stopped_and_blocked => {
+            at.loss.add(n, t);
+            false
+        }
+    }
+}
+
+/// Reads one stream connection until EOF, idle timeout, shutdown or until it
+/// is closed to make room.
+#[allow(clippy::too_many_arguments)]
 pub async fn stream_conn<S: AsyncRead + Unpin>(
     mut s: S,
     source: Source,
@@ -250,19 +388,40 @@ pub async fn stream_conn<S: AsyncRead + Unpin>(
     tx: mpsc::Sender<Batch>,
     limits: ListenLimits,
     mut shutdown: watch::Receiver<bool>,
+    conn: Conn,
+    at: StreamListener,
 ) {
     crate::faults::panic_point("input-stream");
-    let mut framer = Framer::new(limits.max_message);
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
+    let budget = &at.streams.budget;
+    let mut framer = Framer::with_budget(limits.max_message, budget.clone());
+    let mut buf = ReadBuf::new(budget.clone());
+    let mut heard = tokio::time::Instant::now();
+    let mut open = true;
+    // (The stop is looked at here too: `pass_on` may have seen it change.)
+    while open && !*shutdown.borrow() {
+        let idle_at = heard + limits.idle_timeout;
+        let wait_until = match buf.charged {
+            0 => idle_at,
+            _ => idle_at.min(tokio::time::Instant::now() + SHRINK_AFTER),
+        };
         let r = tokio::select! {
-            r = tokio::time::timeout(limits.idle_timeout, s.read(&mut buf)) => r,
+            r = tokio::time::timeout_at(wait_until, s.read(&mut buf.buf)) => r,
             _ = shutdown.changed() => break,
+            _ = conn.evicted() => {
+                if let Some(not_logged) = conn.registry().may_log() {
+                    tracing::info!(%peer, not_logged, "closing the connection silent the longest to make room");
+                }
+                break;
+            }
         };
         let n = match r {
-            Err(_) => {
+            Err(_) if tokio::time::Instant::now() >= idle_at => {
                 tracing::info!(%peer, "closing idle connection");
                 break;
+            }
+            Err(_) => {
+                buf.shrink();
+                continue;
             }
             Ok(Err(e)) => {
                 tracing::info!(%peer, error = %e, "connection read failed");
@@ -271,16 +430,36 @@ pub async fn stream_conn<S: AsyncRead + Unpin>(
             Ok(Ok(0)) => break,
             Ok(Ok(n)) => n,
         };
+        heard = tokio::time::Instant::now();
+        conn.touch();
+        let starved = framer.starved();
         let mut b = Batch::with_capacity(source, peer.clone(), now_ns(), n);
-        framer.push(&buf[..n], &mut |m, cut| b.push(m, cut));
-        if !b.items.is_empty() && tx.send(b).await.is_err() {
-            return;
+        framer.push(&buf.buf[..n], &mut |m, cut| b.push(m, cut));
+        conn.holds(framer.charged());
+        if framer.starved() > starved {
+            // Make room for the next message: close whoever holds memory and
+            // has been silent the longest.
+            conn.registry().evict(Need::Memory);
+            if let Some(not_logged) = conn.registry().may_log() {
+                tracing::warn!(%peer, used = budget.used(), limit = budget.total(), not_logged,
+                    "limits.stream_memory used up: message cut (its length is chained with it)");
+            }
         }
+        if n == buf.buf.len() {
+            buf.grow();
+        }
+        if !b.items.is_empty() {
+            conn.busy(true);
+            open = pass_on(&tx, b, &mut shutdown, &at).await;
+            conn.busy(false);
+        }
+        framer.settle();
+        conn.holds(framer.charged());
     }
     let mut b = Batch::new(source, peer.clone(), now_ns());
     framer.finish(&mut |m, cut| b.push(m, cut));
     if !b.items.is_empty() {
-        let _ = tx.send(b).await;
+        pass_on(&tx, b, &mut shutdown, &at).await;
     }
 }
 
@@ -317,40 +496,67 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// At most one log line per this long about failed accepts.
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+/// With every slot taken and no connection silent long enough to close,
+/// look again after this long.
+const EVICT_RETRY: Duration = Duration::from_millis(250);
 
 /// Accepts connections until shutdown, at most `max_connections` at once, and
-/// runs `handle` for each on its own task.
+/// runs `handle` for each on its own task. A connection that arrives when
+/// every slot is taken makes room: the connection of this listener silent the
+/// longest (at least [`EVICT_MIN_IDLE`]) is closed.
 pub async fn serve<A, F, Fut>(
     listener: A,
     limits: ListenLimits,
+    at: &StreamListener,
     mut shutdown: watch::Receiver<bool>,
     handle: F,
 ) where
     A: Acceptor,
-    F: Fn(A::Conn, Arc<str>, watch::Receiver<bool>) -> Fut,
+    F: Fn(A::Conn, Arc<str>, watch::Receiver<bool>, Conn) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let registry = &at.streams.registry;
     // accept(2) failures (out of descriptors, or of memory): logged at most
     // once per ACCEPT_LOG_EVERY with how many were not, waited on with a
     // doubling backoff.
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let mut last_log: Option<std::time::Instant> = None;
     let mut not_logged = 0u64;
+    // The connections' tasks: at the stop, the listener ends once they have
+    // passed on (or counted as lost) what they read.
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.changed() => return,
-        };
+        while conns.try_join_next().is_some() {}
         let accepted = tokio::select! {
             a = listener.next() => a,
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         };
         match accepted {
             Ok((conn, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
-                let work = handle(conn, peer, shutdown.clone());
-                tokio::spawn(async move {
+                let permit = match slots.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        // Every slot taken: the connection silent the longest
+                        // makes room (or, none silent long enough, look again).
+                        let got = loop {
+                            let freed = registry.evict(Need::Slot(at.index));
+                            let retry = if freed { ACCEPT_LOG_EVERY } else { EVICT_RETRY };
+                            tokio::select! {
+                                p = slots.clone().acquire_owned() => break p.ok(),
+                                _ = tokio::time::sleep(retry) => {}
+                                _ = shutdown.changed() => break None,
+                            }
+                        };
+                        match got {
+                            Some(p) => p,
+                            None => break,
+                        }
+                    }
+                };
+                let work = handle(conn, peer, shutdown.clone(), registry.join(at.index));
+                conns.spawn(async move {
                     work.await;
                     drop(permit);
                 });
@@ -363,15 +569,15 @@ pub async fn serve<A, F, Fut>(
                 } else {
                     not_logged += 1;
                 }
-                drop(permit);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => break,
                 }
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
     }
+    while conns.join_next().await.is_some() {}
 }
 
 /// Serves syslog over TCP.
@@ -379,11 +585,19 @@ pub async fn tcp(
     listener: tokio::net::TcpListener,
     tx: mpsc::Sender<Batch>,
     limits: ListenLimits,
+    at: StreamListener,
     shutdown: watch::Receiver<bool>,
 ) {
-    serve(listener, limits, shutdown, move |conn, peer, sd| {
-        stream_conn(conn, Source::SyslogTcp, peer, tx.clone(), limits, sd)
-    })
+    serve(
+        listener,
+        limits,
+        &at.clone(),
+        shutdown,
+        move |conn, peer, sd, c| {
+            let at = at.clone();
+            stream_conn(conn, Source::SyslogTcp, peer, tx.clone(), limits, sd, c, at)
+        },
+    )
     .await
 }
 
@@ -393,12 +607,29 @@ pub async fn unix_stream(
     path: String,
     tx: mpsc::Sender<Batch>,
     limits: ListenLimits,
+    at: StreamListener,
     shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = UnixAcceptor(listener, Arc::from(path));
-    serve(acceptor, limits, shutdown, move |conn, peer, sd| {
-        stream_conn(conn, Source::SyslogUnix, peer, tx.clone(), limits, sd)
-    })
+    serve(
+        acceptor,
+        limits,
+        &at.clone(),
+        shutdown,
+        move |conn, peer, sd, c| {
+            let at = at.clone();
+            stream_conn(
+                conn,
+                Source::SyslogUnix,
+                peer,
+                tx.clone(),
+                limits,
+                sd,
+                c,
+                at,
+            )
+        },
+    )
     .await
 }
 
@@ -411,24 +642,36 @@ pub async fn tls(
     config: Arc<crate::stop::Reloadable<rustls::ServerConfig>>,
     tx: mpsc::Sender<Batch>,
     limits: ListenLimits,
+    at: StreamListener,
     shutdown: watch::Receiver<bool>,
 ) {
-    serve(listener, limits, shutdown, move |conn, addr, sd| {
-        let acceptor = tokio_rustls::TlsAcceptor::from(config.get());
-        let tx = tx.clone();
-        async move {
-            match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(conn)).await {
-                Ok(Ok(stream)) => {
-                    let peer = match stream.get_ref().1.peer_certificates() {
-                        Some(_) => Arc::from(format!("{addr} (client certificate verified)")),
-                        None => addr,
-                    };
-                    stream_conn(stream, Source::SyslogTls, peer, tx, limits, sd).await;
+    serve(
+        listener,
+        limits,
+        &at.clone(),
+        shutdown,
+        move |conn, addr, sd, c| {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config.get());
+            let tx = tx.clone();
+            let at = at.clone();
+            async move {
+                let handshake = tokio::select! {
+                    h = tokio::time::timeout(Duration::from_secs(30), acceptor.accept(conn)) => h,
+                    _ = c.evicted() => return,
+                };
+                match handshake {
+                    Ok(Ok(stream)) => {
+                        let peer = match stream.get_ref().1.peer_certificates() {
+                            Some(_) => Arc::from(format!("{addr} (client certificate verified)")),
+                            None => addr,
+                        };
+                        stream_conn(stream, Source::SyslogTls, peer, tx, limits, sd, c, at).await;
+                    }
+                    Ok(Err(e)) => tracing::warn!(peer = %addr, error = %e, "TLS handshake refused"),
+                    Err(_) => tracing::warn!(peer = %addr, "TLS handshake timed out"),
                 }
-                Ok(Err(e)) => tracing::warn!(peer = %addr, error = %e, "TLS handshake refused"),
-                Err(_) => tracing::warn!(peer = %addr, "TLS handshake timed out"),
             }
-        }
-    })
+        },
+    )
     .await
 }

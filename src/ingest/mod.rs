@@ -2,6 +2,7 @@
 //! the stamper. The raw bytes are what is chained; nothing here parses them
 //! beyond RFC 6587 framing.
 
+pub mod conns;
 pub mod framing;
 pub mod listen;
 pub mod tls;
