@@ -5,7 +5,7 @@
 //!
 //! The journal is written once by systemd-journal-remote from generated
 //! export-format entries shaped like real ones (≈ 15 fields, ≈ 450 bytes
-//! exported). Run: `cargo bench --bench journal`. Env: `BENCH_ENTRIES`
+//! exported). Run: `cargo bench --bench journal --features journald`. Env: `BENCH_ENTRIES`
 //! (default 300000), `BENCH_RUNS` (5), `BENCH_DIR` (temp dir). Prints entries/s,
 //! MB/s of export-format data and peak RSS (VmHWM, polled) per run and the
 //! medians, and the ratio of the medians.

@@ -18,7 +18,10 @@ command -v cargo-deb >/dev/null || cargo install --locked cargo-deb@3.8.0
 command -v cargo-generate-rpm >/dev/null || cargo install --locked cargo-generate-rpm@0.21.1
 
 step "build, man pages"
-cargo build --release
+# The packaged config reads the journal: the package is built with its input.
+cargo build --release --features journald
+target/release/logseal --version | grep "journald input built in" >/dev/null \
+  || fail "the binary to package was built without the journald input"
 # The packaged binary carries no test fault hooks (feature `fault-injection`):
 # a crash point named in the environment is never reached.
 scratch=$(mktemp -d)

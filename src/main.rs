@@ -11,10 +11,20 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The version, and whether the journald input is built in (a packaged
+/// binary must say it is: its default config reads the journal).
+#[cfg(feature = "journald")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (journald input built in)");
+#[cfg(not(feature = "journald"))]
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (without the journald input: cargo feature \"journald\")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "logseal",
-    version,
+    version = VERSION,
     about = "Tamper-evident logs: hash chains sealed with forward-secure keys"
 )]
 struct Cli {

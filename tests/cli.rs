@@ -891,3 +891,48 @@ fn json_findings_outside_any_chain_have_one_kind() {
     assert_eq!(text.matches("\"kind\"").count(), 1, "{text}");
     assert!(text.contains("\"kind\": \"truncated-tail\""), "{text}");
 }
+
+/// Built without the journald input (the default build: it needs no system
+/// library), a `[journald]` table or `--journal` is refused with a message
+/// saying how to get it, and `--version` says what is missing. (CI runs this
+/// in its fresh-machine step; the main run has the input built in.)
+#[cfg(not(feature = "journald"))]
+#[test]
+fn without_the_journald_input_a_journald_table_is_refused_saying_why() {
+    let d = TempDir::new("no-journald");
+    let cfg = d.path().join("agent.toml");
+    let (code, err) = common::check_config(
+        "agent",
+        &cfg,
+        &format!(
+            "state_dir = \"{}\"\n[journald]\njournal = \"system\"\n",
+            d.path().join("state").display()
+        ),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("[journald]") && err.contains("cargo feature \"journald\""),
+        "{err}"
+    );
+    let o = run(&["--version"], b"");
+    assert!(text(&o).contains("without the journald input"), "{o:?}");
+    let o = run(
+        &[
+            "agent",
+            "--state",
+            s(&d.path().join("state")),
+            "--journal",
+            "system",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("journald"),
+        "{o:?}"
+    );
+    assert!(
+        !d.path().join("state").join("spool").exists(),
+        "a refused start leaves no chain"
+    );
+}

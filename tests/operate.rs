@@ -1128,6 +1128,11 @@ fn numbers_out_of_range_are_refused_at_load_naming_the_key() {
         ("[spool]\nmax_size = -5\n", "a size cannot be negative (-5)"),
         ("[spool]\nmax_size = 1.5\n", "expected a size"),
         ("[[input]]\ntype = \"unix-dgram\"\npath = \"\"\n", "absolute path"),
+        ("[limits]\nstream_memory = \"100KiB\"\n", "limits.stream_memory"),
+        (
+            "[limits]\nmax_message = \"8MiB\"\nstream_memory = \"10MiB\"\n",
+            "limits.stream_memory must be at least twice limits.max_message",
+        ),
         (
             "[ship]\ncollectors = [\"c:6514\"]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\nwindow = 1000000000\n",
             "ship.window",

@@ -392,7 +392,8 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             tracing::info!(chain = %writer.chain_id(), after_seq, clean, torn_bytes, rolled_forward, "chain resumed")
         }
     }
-    let chained_left_over = chain_left_over(&mut writer, &opened, &left_over)?;
+    let chained_left_over =
+        chain_left_over(&mut writer, &opened, &left_over, unwritten.as_deref())?;
     // The Genesis, or the start/recovery record, is sealed at once: a verifier
     // run right after the start sees a sealed chain, not a tail waiting for
     // the first heartbeat seal.
@@ -437,7 +438,8 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             Bound::Udp(sock, loss) => {
                 println!("listening udp://{}", sock.local_addr()?);
                 dgram_losses.push(loss.clone());
-                tasks.push(rt.spawn(listen::udp(sock, tx, loss, limits, sd)));
+                let streams = streams.clone();
+                tasks.push(rt.spawn(listen::udp(sock, tx, loss, limits, streams, sd)));
             }
             Bound::Tcp(l) => {
                 let addr = l.local_addr()?;
@@ -460,7 +462,10 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 } else {
                     listen::DgramFull::Drop(blocked_rx.clone())
                 };
-                tasks.push(rt.spawn(listen::unix_dgram(s, name, tx, loss, limits, when_full, sd)));
+                let streams = streams.clone();
+                tasks.push(rt.spawn(listen::unix_dgram(
+                    s, name, tx, loss, limits, when_full, streams, sd,
+                )));
             }
             Bound::UnixStream(l, name) => {
                 println!("listening unix-stream://{name}");
@@ -622,21 +627,45 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
 
 /// Chains a Loss record for each count the previous stop could not write
 /// (kept in `losses.pending`), unless its record did reach the spool after
-/// all (same chain, seq at most the last one found). True if there were any.
+/// all (same chain, seq at most the last one found). True if the file held
+/// any (it is to be cleared once these records are sealed).
+///
+/// Before appending, the file is rewritten to name the seqs the new records
+/// will have: a start that stops before they are durable chains them again,
+/// one that stops after (or tears the clearing write) does not.
 fn chain_left_over(
     w: &mut ChainWriter<Spool>,
     opened: &Opened,
     left: &[LostCount],
+    file: Option<&Mutex<Unwritten>>,
 ) -> anyhow::Result<bool> {
+    if left.is_empty() {
+        return Ok(false);
+    }
     let after_seq = match opened {
         Opened::Resumed { after_seq, .. } => Some(*after_seq),
         Opened::New { .. } => None,
     };
-    for c in left {
-        let count = c.missing_from(w.chain_id(), after_seq);
-        if count == 0 {
-            continue;
-        }
+    let todo: Vec<(&LostCount, u64)> = left
+        .iter()
+        .map(|c| (c, c.missing_from(w.chain_id(), after_seq)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let planned = todo
+        .iter()
+        .zip(w.next_seq()..)
+        .map(|((c, count), seq)| LostCount {
+            chain: w.chain_id(),
+            seq: Some(seq),
+            events: false,
+            count: *count,
+            ..(*c).clone()
+        })
+        .collect();
+    if let Some(f) = file {
+        lock(f).save(planned)?;
+    }
+    for (c, count) in todo {
         let detail = match (c.events, c.seq) {
             (true, Some(seq)) => format!(
                 "received and chained before the previous stop (chain {} from seq {seq}), which could \
@@ -666,7 +695,7 @@ fn chain_left_over(
             "{detail}: Loss record chained now"
         );
     }
-    Ok(!left.is_empty())
+    Ok(true)
 }
 
 /// Descriptors kept back from stream connections: the chain's and the spool's

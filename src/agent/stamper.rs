@@ -664,6 +664,7 @@ pub(crate) fn event_body<'a>(b: &'a Batch, item: &Item, payload: Payload<'a>) ->
 }
 
 /// Appends the items of a batch from `p.next` on; on failure returns what is left.
+#[allow(clippy::result_large_err)] // the batch is handed back whole, as it came in
 fn append_batch(
     w: &mut ChainWriter<Spool>,
     mut p: Pending,

@@ -242,10 +242,19 @@ impl Unwritten {
         }
         let mut buf = vec![0u8; FILE_SIZE as usize];
         file.read_exact_at(&mut buf, 0).map_err(named)?;
-        let newest = buf
-            .chunks_exact(SLOT)
-            .filter_map(decode_slot)
-            .max_by_key(|(g, _)| *g);
+        let slots: Vec<_> = buf.chunks_exact(SLOT).map(decode_slot).collect();
+        for (i, slot) in buf.chunks_exact(SLOT).enumerate() {
+            // (A slot never written is all zeros.)
+            if slots[i].is_none() && slot.iter().any(|&b| b != 0) {
+                tracing::warn!(
+                    file = %path.display(),
+                    slot = i,
+                    "a slot of the loss counts kept across a stop is damaged (a write torn by a \
+                     crash?): the other slot is used; counts only the damaged one held are lost"
+                );
+            }
+        }
+        let newest = slots.into_iter().flatten().max_by_key(|(g, _)| *g);
         let (generation, counts) = newest.unwrap_or((0, Vec::new()));
         Ok((
             Unwritten {

@@ -64,6 +64,7 @@ pub async fn udp(
     tx: mpsc::Sender<Batch>,
     loss: Arc<LossCounter>,
     limits: ListenLimits,
+    streams: Streams,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 65_536];
@@ -85,7 +86,7 @@ pub async fn udp(
                 continue;
             }
             _ = shutdown.changed() => {
-                udp_drain_at_stop(&sock, &mut buf, &tx, &loss, limits);
+                udp_drain_at_stop(&sock, &mut buf, &tx, &loss, limits, &streams);
                 return;
             }
         };
@@ -116,8 +117,12 @@ pub async fn udp(
                 };
             }
         }
-        for b in batches {
+        for mut b in batches {
             let items = b.items.len() as u64;
+            if !streams.charge_now(&mut b) {
+                loss.add(items, t);
+                continue;
+            }
             match tx.try_send(b) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => loss.add(items, t),
@@ -136,12 +141,13 @@ fn udp_drain_at_stop(
     tx: &mpsc::Sender<Batch>,
     loss: &LossCounter,
     limits: ListenLimits,
+    streams: &Streams,
 ) {
     while let Ok((len, peer)) = sock.try_recv_from(buf) {
         let t = now_ns();
         let mut b = Batch::new(Source::SyslogUdp, Arc::from(peer.to_string()), t);
         push_datagram(&mut b, &buf[..len], limits.max_message);
-        if tx.try_send(b).is_err() {
+        if !streams.charge_now(&mut b) || tx.try_send(b).is_err() {
             loss.add(1, t);
         }
     }
@@ -174,6 +180,7 @@ fn drain_at_stop(
     tx: &mpsc::Sender<Batch>,
     loss: &LossCounter,
     limits: ListenLimits,
+    streams: &Streams,
 ) {
     loop {
         let t = now_ns();
@@ -188,7 +195,7 @@ fn drain_at_stop(
             return;
         }
         let n = b.items.len() as u64;
-        if tx.try_send(b).is_err() {
+        if !streams.charge_now(&mut b) || tx.try_send(b).is_err() {
             loss.add(n, t);
         }
     }
@@ -196,6 +203,7 @@ fn drain_at_stop(
 
 /// Receives datagrams on a unix datagram socket (`/dev/log` style) until
 /// shutdown.
+#[allow(clippy::too_many_arguments)]
 pub async fn unix_dgram(
     sock: tokio::net::UnixDatagram,
     path: String,
@@ -203,6 +211,7 @@ pub async fn unix_dgram(
     loss: Arc<LossCounter>,
     limits: ListenLimits,
     when_full: DgramFull,
+    streams: Streams,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 256 << 10];
@@ -212,7 +221,7 @@ pub async fn unix_dgram(
         let r = tokio::select! {
             r = sock.recv(&mut buf) => r,
             _ = shutdown.changed() => {
-                drain_at_stop(&sock, &mut buf, &peer, &tx, &loss, limits);
+                drain_at_stop(&sock, &mut buf, &peer, &tx, &loss, limits, &streams);
                 return;
             }
         };
@@ -235,14 +244,18 @@ pub async fn unix_dgram(
             continue;
         }
         let n = b.items.len() as u64;
+        let send = async {
+            streams.charge(&mut b).await;
+            tx.send(b).await
+        };
         match &when_full {
             // Senders wait: a full channel back-pressures them (their socket
             // buffer fills and send() blocks) instead of losing messages.
             DgramFull::Block => tokio::select! {
-                r = tx.send(b) => if r.is_err() { return },
+                r = send => if r.is_err() { return },
                 _ = shutdown.changed() => {
                     loss.add(n, t);
-                    drain_at_stop(&sock, &mut buf, &peer, &tx, &loss, limits);
+                    drain_at_stop(&sock, &mut buf, &peer, &tx, &loss, limits, &streams);
                     return;
                 }
             },
@@ -253,11 +266,11 @@ pub async fn unix_dgram(
             DgramFull::Drop(blocked) => {
                 let mut blocked = blocked.clone();
                 tokio::select! {
-                    r = tx.send(b) => if r.is_err() { return },
+                    r = send => if r.is_err() { return },
                     _ = blocked.wait_for(|b| *b) => loss.add(n, t),
                     _ = shutdown.changed() => {
                     loss.add(n, t);
-                    drain_at_stop(&sock, &mut buf, &peer, &tx, &loss, limits);
+                    drain_at_stop(&sock, &mut buf, &peer, &tx, &loss, limits, &streams);
                     return;
                 }
                 }
@@ -266,34 +279,73 @@ pub async fn unix_dgram(
     }
 }
 
-/// What every stream listener shares: the open connections, the memory
-/// budget of their buffers, and whether the stamper is blocked (spool full,
-/// writes failing).
+/// What the inputs share: the open stream connections, the memory budget of
+/// their buffers, the memory budget of batches handed to the stamper, and
+/// whether the stamper is blocked (spool full, writes failing).
 #[derive(Clone)]
 pub struct Streams {
     /// Every open stream connection.
     pub registry: Arc<Registry>,
-    /// The buffers' memory beyond a small room per connection.
+    /// The stream connections' buffers, beyond a small room per connection.
     pub budget: Arc<Budget>,
+    /// Batches on their way to the stamper (the channel, the stager's and the
+    /// stamper's queues), one permit per byte: a stream input waits for it,
+    /// a datagram input that finds none drops and counts.
+    pub in_flight: Arc<Semaphore>,
+    in_flight_total: usize,
     /// True while the stamper cannot take input.
     pub blocked: watch::Receiver<bool>,
 }
 
 impl Streams {
-    /// Streams sharing a budget of `memory` bytes.
+    /// Buffers of `memory` bytes, and as much for batches on their way.
     pub fn new(memory: usize, blocked: watch::Receiver<bool>) -> Streams {
+        let in_flight_total = memory.min(Semaphore::MAX_PERMITS);
         Streams {
             registry: Arc::new(Registry::default()),
             budget: Arc::new(Budget::new(memory)),
+            in_flight: Arc::new(Semaphore::new(in_flight_total)),
+            in_flight_total,
             blocked,
         }
+    }
+
+    /// Permits a batch needs (a batch larger than the whole budget takes all of it).
+    fn permits(&self, b: &Batch) -> u32 {
+        b.mem().min(self.in_flight_total).min(u32::MAX as usize) as u32
+    }
+
+    /// Charges a datagram batch if the budget has room now; false if not
+    /// (the batch is then dropped and counted).
+    pub fn charge_now(&self, b: &mut Batch) -> bool {
+        match self
+            .in_flight
+            .clone()
+            .try_acquire_many_owned(self.permits(b))
+        {
+            Ok(p) => {
+                b.charge = Some(p);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Charges a batch, waiting for room.
+    pub async fn charge(&self, b: &mut Batch) {
+        b.charge = self
+            .in_flight
+            .clone()
+            .acquire_many_owned(self.permits(b))
+            .await
+            .ok();
     }
 }
 
 /// One stream listener's place among [`Streams`].
 #[derive(Clone)]
 pub struct StreamListener {
-    /// What all stream listeners share.
+    /// What all inputs share.
     pub streams: Streams,
     /// This listener's number (connections are closed to make room for a new
     /// one on the same listener only).
@@ -305,14 +357,26 @@ pub struct StreamListener {
 
 /// Bytes a connection reads at once while quiet, without taking from the budget.
 pub const SMALL_READ: usize = 2 << 10;
-/// Bytes a busy connection reads at once (the difference taken from the budget).
+/// Bytes a busy connection reads at once.
 pub const LARGE_READ: usize = 64 << 10;
+/// Received bytes are framed this many at a time.
+const CHUNK: usize = 2 << 10;
+/// A batch this large (data and item table) is passed on before the rest of
+/// a read is framed.
+const BATCH_SOFT: usize = 64 << 10;
+/// The most a batch can hold before it is charged: [`BATCH_SOFT`], and what
+/// one chunk can add (a message per two bytes, each with a 24-byte entry).
+pub const BATCH_UNCHARGED: usize = BATCH_SOFT + CHUNK * 13;
 /// A busy connection's large buffer is given back after this long without data.
 const SHRINK_AFTER: Duration = Duration::from_secs(1);
+/// At most this much of what is already queued in the kernel is read when a
+/// connection is closed to make room or the agent stops.
+const DRAIN_MAX: usize = 8 << 20;
 
 /// A connection's read buffer: small while the peer is quiet, large while it
 /// fills the small one, if less than half the budget is used (the other half
-/// is kept for messages).
+/// is kept for messages). A large buffer is charged with the batch it can
+/// fill before that batch is charged.
 struct ReadBuf {
     buf: Vec<u8>,
     budget: Arc<Budget>,
@@ -329,7 +393,7 @@ impl ReadBuf {
     }
 
     fn grow(&mut self) {
-        let extra = LARGE_READ - SMALL_READ;
+        let extra = LARGE_READ - SMALL_READ + BATCH_UNCHARGED;
         if self.charged == 0 && self.budget.take_below(extra, self.budget.total() / 2) {
             self.buf = vec![0; LARGE_READ];
             self.charged = extra;
@@ -351,16 +415,27 @@ impl Drop for ReadBuf {
     }
 }
 
-/// Hands a batch to the stamper, waiting while the channel is full (the
-/// sender waits too: TCP flow control). Once the agent stops, a batch the
-/// blocked stamper will never take is counted as lost instead of dropped
-/// unaccounted. False when the connection should end.
+/// What became of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handed {
+    /// The stamper has it.
+    Passed,
+    /// The agent stops and the stamper is blocked: counted as lost.
+    Counted,
+    /// The stamper is gone.
+    Closed,
+}
+
+/// Hands a batch to the stamper, waiting for its memory and while the channel
+/// is full (the sender waits too: TCP flow control). Once the agent stops, a
+/// batch the blocked stamper will never take is counted as lost instead of
+/// dropped unaccounted.
 async fn pass_on(
     tx: &mpsc::Sender<Batch>,
-    b: Batch,
+    mut b: Batch,
     shutdown: &mut watch::Receiver<bool>,
     at: &StreamListener,
-) -> bool {
+) -> Handed {
     let (n, t) = (b.items.len() as u64, b.time_ns);
     let mut blocked = at.streams.blocked.clone();
     let stopped_and_blocked = async {
@@ -369,13 +444,104 @@ async fn pass_on(
         }
         let _ = blocked.wait_for(|b| *b).await;
     };
+    let send = async {
+        at.streams.charge(&mut b).await;
+        match tx.send(b).await {
+            Ok(()) => Handed::Passed,
+            Err(_) => Handed::Closed,
+        }
+    };
     tokio::select! {
-        r = tx.send(b) => r.is_ok(),
+        r = send => r,
         _ = stopped_and_blocked => {
             at.loss.add(n, t);
-            false
+            Handed::Counted
         }
     }
+}
+
+/// One stream connection's framing and handing over.
+struct Taker<'a> {
+    source: Source,
+    peer: &'a Arc<str>,
+    tx: &'a mpsc::Sender<Batch>,
+    at: &'a StreamListener,
+    conn: &'a Conn,
+    framer: Framer,
+}
+
+impl Taker<'_> {
+    /// Frames `data` and passes the messages on (or counts them, once the
+    /// agent stops with the stamper blocked), in batches of at most about
+    /// [`BATCH_SOFT`]; false when the stamper is gone.
+    async fn take(&mut self, data: &[u8], shutdown: &mut watch::Receiver<bool>) -> bool {
+        let t = now_ns();
+        let starved = self.framer.starved();
+        let mut b = Batch::with_capacity(
+            self.source,
+            self.peer.clone(),
+            t,
+            data.len().min(BATCH_SOFT),
+        );
+        let mut open = true;
+        for chunk in data.chunks(CHUNK) {
+            let framer = &mut self.framer;
+            framer.push(chunk, &mut |m, cut| b.push(m, cut));
+            if b.used() >= BATCH_SOFT {
+                let full = std::mem::replace(&mut b, Batch::new(self.source, self.peer.clone(), t));
+                open = self.hand_over(full, shutdown).await;
+                if !open {
+                    break;
+                }
+            }
+        }
+        self.conn.holds(self.framer.charged());
+        if self.framer.starved() > starved {
+            // Make room for the next message: close whoever holds memory and
+            // has been silent the longest.
+            self.conn.registry().evict(Need::Memory);
+            if let Some(not_logged) = self.conn.registry().may_log() {
+                let budget = &self.at.streams.budget;
+                tracing::warn!(peer = %self.peer, used = budget.used(), limit = budget.total(), not_logged,
+                    "limits.stream_memory used up: message cut (its length is chained with it)");
+            }
+        }
+        if open && !b.items.is_empty() {
+            open = self.hand_over(b, shutdown).await;
+        }
+        self.framer.settle();
+        self.conn.holds(self.framer.charged());
+        open
+    }
+
+    async fn hand_over(&mut self, b: Batch, shutdown: &mut watch::Receiver<bool>) -> bool {
+        // A complete message is what makes a peer not silent (empty lines and
+        // a trickle of one endless message do not).
+        self.conn.touch();
+        self.conn.busy(true);
+        let handed = pass_on(self.tx, b, shutdown, self.at).await;
+        self.conn.busy(false);
+        handed != Handed::Closed
+    }
+
+    /// End of stream: the partial message, if any.
+    async fn finish(&mut self, shutdown: &mut watch::Receiver<bool>) {
+        let mut b = Batch::new(self.source, self.peer.clone(), now_ns());
+        self.framer.finish(&mut |m, cut| b.push(m, cut));
+        if !b.items.is_empty() {
+            pass_on(self.tx, b, shutdown, self.at).await;
+        }
+    }
+}
+
+/// Why a connection's reading ended.
+#[derive(PartialEq, Eq)]
+enum End {
+    /// End of stream, a read error, idle timeout, or the stamper gone.
+    Closed,
+    /// The agent stops, or the connection makes room: what the kernel already
+    /// holds for it is read first (not left to a reset).
+    Drain,
 }
 
 /// Reads one stream connection until EOF, idle timeout, shutdown or until it
@@ -393,12 +559,21 @@ pub async fn stream_conn<S: AsyncRead + Unpin>(
 ) {
     crate::faults::panic_point("input-stream");
     let budget = &at.streams.budget;
-    let mut framer = Framer::with_budget(limits.max_message, budget.clone());
     let mut buf = ReadBuf::new(budget.clone());
+    let mut taker = Taker {
+        source,
+        peer: &peer,
+        tx: &tx,
+        at: &at,
+        conn: &conn,
+        framer: Framer::with_budget(limits.max_message, budget.clone()),
+    };
     let mut heard = tokio::time::Instant::now();
-    let mut open = true;
-    // (The stop is looked at here too: `pass_on` may have seen it change.)
-    while open && !*shutdown.borrow() {
+    let end = loop {
+        // (The stop is looked at here too: `pass_on` may have seen it change.)
+        if *shutdown.borrow() {
+            break End::Drain;
+        }
         let idle_at = heard + limits.idle_timeout;
         let wait_until = match buf.charged {
             0 => idle_at,
@@ -406,18 +581,18 @@ pub async fn stream_conn<S: AsyncRead + Unpin>(
         };
         let r = tokio::select! {
             r = tokio::time::timeout_at(wait_until, s.read(&mut buf.buf)) => r,
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => break End::Drain,
             _ = conn.evicted() => {
                 if let Some(not_logged) = conn.registry().may_log() {
                     tracing::info!(%peer, not_logged, "closing the connection silent the longest to make room");
                 }
-                break;
+                break End::Drain;
             }
         };
         let n = match r {
             Err(_) if tokio::time::Instant::now() >= idle_at => {
                 tracing::info!(%peer, "closing idle connection");
-                break;
+                break End::Closed;
             }
             Err(_) => {
                 buf.shrink();
@@ -425,42 +600,40 @@ pub async fn stream_conn<S: AsyncRead + Unpin>(
             }
             Ok(Err(e)) => {
                 tracing::info!(%peer, error = %e, "connection read failed");
-                break;
+                break End::Closed;
             }
-            Ok(Ok(0)) => break,
+            Ok(Ok(0)) => break End::Closed,
             Ok(Ok(n)) => n,
         };
         heard = tokio::time::Instant::now();
-        conn.touch();
-        let starved = framer.starved();
-        let mut b = Batch::with_capacity(source, peer.clone(), now_ns(), n);
-        framer.push(&buf.buf[..n], &mut |m, cut| b.push(m, cut));
-        conn.holds(framer.charged());
-        if framer.starved() > starved {
-            // Make room for the next message: close whoever holds memory and
-            // has been silent the longest.
-            conn.registry().evict(Need::Memory);
-            if let Some(not_logged) = conn.registry().may_log() {
-                tracing::warn!(%peer, used = budget.used(), limit = budget.total(), not_logged,
-                    "limits.stream_memory used up: message cut (its length is chained with it)");
-            }
+        if !taker.take(&buf.buf[..n], &mut shutdown).await {
+            break End::Closed;
         }
         if n == buf.buf.len() {
             buf.grow();
         }
-        if !b.items.is_empty() {
-            conn.busy(true);
-            open = pass_on(&tx, b, &mut shutdown, &at).await;
-            conn.busy(false);
+    };
+    if end == End::Drain {
+        // What the peer sent before the close is in the kernel already: read
+        // it (without waiting for more) and chain it, or count it.
+        let mut drained = 0;
+        while drained < DRAIN_MAX {
+            let read = tokio::task::unconstrained(tokio::time::timeout(
+                Duration::ZERO,
+                s.read(&mut buf.buf),
+            ));
+            match read.await {
+                Ok(Ok(n)) if n > 0 => {
+                    drained += n;
+                    if !taker.take(&buf.buf[..n], &mut shutdown).await {
+                        break;
+                    }
+                }
+                _ => break,
+            }
         }
-        framer.settle();
-        conn.holds(framer.charged());
     }
-    let mut b = Batch::new(source, peer.clone(), now_ns());
-    framer.finish(&mut |m, cut| b.push(m, cut));
-    if !b.items.is_empty() {
-        pass_on(&tx, b, &mut shutdown, &at).await;
-    }
+    taker.finish(&mut shutdown).await;
 }
 
 /// A listening socket: yields connections and a peer name for each.

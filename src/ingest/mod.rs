@@ -28,6 +28,9 @@ pub struct Batch {
     pub format: ItemFormat,
     /// A loss the input noticed just before the first item (chained first).
     pub loss: Option<Box<LossNote>>,
+    /// The memory it holds, taken from the inputs' budget for batches on
+    /// their way to the stamper (given back when the batch is dropped).
+    pub charge: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// What the bytes of a [`Batch`]'s items are.
@@ -77,7 +80,18 @@ impl Batch {
             items: Vec::new(),
             format: ItemFormat::Raw,
             loss: None,
+            charge: None,
         }
+    }
+
+    /// Bytes the batch's buffers hold (allocated).
+    pub fn mem(&self) -> usize {
+        self.data.capacity() + self.items.capacity() * std::mem::size_of::<Item>()
+    }
+
+    /// Bytes of messages and item entries in it.
+    pub fn used(&self) -> usize {
+        self.data.len() + self.items.len() * std::mem::size_of::<Item>()
     }
 
     /// An empty batch with room for `bytes` of messages, its buffers taken
@@ -114,12 +128,12 @@ impl Batch {
 static SPARE: std::sync::Mutex<Vec<(Vec<u8>, Vec<Item>)>> = std::sync::Mutex::new(Vec::new());
 
 /// Spare buffers kept at most (each is one read's worth, typically 64 KiB,
-/// 256 KiB at most: 16 MiB in all).
+/// 256 KiB at most with its item table: 16 MiB in all).
 const SPARE_MAX: usize = 64;
 
 /// Gives a chained batch's buffers back for later batches.
 pub fn recycle(mut b: Batch) {
-    if b.format != ItemFormat::Raw || b.data.capacity() > 256 << 10 {
+    if b.format != ItemFormat::Raw || b.mem() > 256 << 10 {
         return; // journald batches are made apart; an odd large one: let it go
     }
     b.data.clear();
