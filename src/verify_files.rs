@@ -93,6 +93,7 @@ fn is_state_file(name: &str) -> bool {
         "signer.state"
             | "genesis.record"
             | "journal-cursor"
+            | "losses.pending"
             | "acked"
             | "alerts.jsonl"
             | "status.json"

@@ -141,6 +141,11 @@ impl Framer {
         f
     }
 
+    /// Bytes of the message it holds now.
+    pub fn held(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Bytes this framer holds from the budget.
     pub fn charged(&self) -> usize {
         self.charged

@@ -28,6 +28,9 @@ pub struct ListenLimits {
 }
 
 const UDP_BURST: usize = 256;
+/// A burst of datagrams also ends at this many bytes (a batch never needs
+/// more of the in-flight budget than its smallest size, 1 MiB, holds).
+const DGRAM_BURST_BYTES: usize = 512 << 10;
 /// Receive buffer asked for on UDP and unix datagram sockets, so that bursts
 /// wait in the kernel instead of being dropped there.
 pub const DGRAM_RCVBUF: usize = 8 << 20;
@@ -110,7 +113,8 @@ pub async fn udp(
                 Err(e) => tracing::warn!(error = %e, "udp receive failed"),
             }
             n += 1;
-            if n < UDP_BURST {
+            let bytes: usize = batches.iter().map(|b| b.data.len()).sum();
+            if n < UDP_BURST && bytes < DGRAM_BURST_BYTES {
                 next = match sock.try_recv_from(&mut buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
                     r => Some(r),
@@ -185,7 +189,7 @@ fn drain_at_stop(
     loop {
         let t = now_ns();
         let mut b = Batch::new(Source::SyslogUnix, peer.clone(), t);
-        while b.items.len() < UDP_BURST {
+        while b.items.len() < UDP_BURST && b.data.len() < DGRAM_BURST_BYTES {
             match sock.try_recv(buf) {
                 Ok(len) => push_datagram(&mut b, &buf[..len], limits.max_message),
                 Err(_) => break,
@@ -233,7 +237,7 @@ pub async fn unix_dgram(
                 Ok(len) => push_datagram(&mut b, &buf[..len], limits.max_message),
                 Err(e) => tracing::warn!(error = %e, "unix datagram receive failed"),
             }
-            if b.items.len() < UDP_BURST {
+            if b.items.len() < UDP_BURST && b.data.len() < DGRAM_BURST_BYTES {
                 next = match sock.try_recv(&mut buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
                     r => Some(r),
@@ -364,14 +368,18 @@ const CHUNK: usize = 2 << 10;
 /// A batch this large (data and item table) is passed on before the rest of
 /// a read is framed.
 const BATCH_SOFT: usize = 64 << 10;
-/// The most a batch can hold before it is charged: [`BATCH_SOFT`], and what
-/// one chunk can add (a message per two bytes, each with a 24-byte entry).
-pub const BATCH_UNCHARGED: usize = BATCH_SOFT + CHUNK * 13;
+/// The most a large read's batch can hold before it is charged: a spare
+/// batch's buffers (256 KiB), grown to [`BATCH_SOFT`] and one chunk more (a
+/// message per two bytes, each with a 24-byte entry), doubled by growth.
+pub const BATCH_UNCHARGED: usize = (256 << 10) + 2 * (BATCH_SOFT + CHUNK * 13);
 /// A busy connection's large buffer is given back after this long without data.
 const SHRINK_AFTER: Duration = Duration::from_secs(1);
 /// At most this much of what is already queued in the kernel is read when a
-/// connection is closed to make room or the agent stops.
+/// connection is closed to make room or the agent stops, for at most
+/// `DRAIN_TIME`, each read waiting at most `DRAIN_WAIT`.
 const DRAIN_MAX: usize = 8 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+const DRAIN_WAIT: Duration = Duration::from_millis(10);
 
 /// A connection's read buffer: small while the peer is quiet, large while it
 /// fills the small one, if less than half the budget is used (the other half
@@ -430,16 +438,20 @@ enum Handed {
 /// is full (the sender waits too: TCP flow control). Once the agent stops, a
 /// batch the blocked stamper will never take is counted as lost instead of
 /// dropped unaccounted.
+///
+/// A connection draining what the kernel holds before it closes (`closing`)
+/// does not wait on a blocked stamper even while the agent runs: it counts.
 async fn pass_on(
     tx: &mpsc::Sender<Batch>,
     mut b: Batch,
     shutdown: &mut watch::Receiver<bool>,
     at: &StreamListener,
+    closing: bool,
 ) -> Handed {
     let (n, t) = (b.items.len() as u64, b.time_ns);
     let mut blocked = at.streams.blocked.clone();
     let stopped_and_blocked = async {
-        if !*shutdown.borrow() {
+        if !closing && !*shutdown.borrow() {
             let _ = shutdown.changed().await;
         }
         let _ = blocked.wait_for(|b| *b).await;
@@ -468,6 +480,9 @@ struct Taker<'a> {
     at: &'a StreamListener,
     conn: &'a Conn,
     framer: Framer,
+    /// Reading what the kernel holds before closing: a blocked stamper is
+    /// not waited on (counted instead), nobody else is closed for memory.
+    closing: bool,
 }
 
 impl Taker<'_> {
@@ -477,12 +492,22 @@ impl Taker<'_> {
     async fn take(&mut self, data: &[u8], shutdown: &mut watch::Receiver<bool>) -> bool {
         let t = now_ns();
         let starved = self.framer.starved();
-        let mut b = Batch::with_capacity(
-            self.source,
-            self.peer.clone(),
-            t,
-            data.len().min(BATCH_SOFT),
-        );
+        // A large read reuses a spare batch's buffers (its reader is charged
+        // for them); a small one gets exactly what its messages can need (a
+        // spare may be 256 KiB, uncharged until the batch is).
+        let mut b = if data.len() > CHUNK {
+            Batch::with_capacity(
+                self.source,
+                self.peer.clone(),
+                t,
+                data.len().min(BATCH_SOFT),
+            )
+        } else {
+            let mut b = Batch::new(self.source, self.peer.clone(), t);
+            b.data.reserve_exact(data.len() + self.framer.held());
+            b.items.reserve_exact(data.len() / 2 + 2);
+            b
+        };
         let mut open = true;
         for chunk in data.chunks(CHUNK) {
             let framer = &mut self.framer;
@@ -496,7 +521,7 @@ impl Taker<'_> {
             }
         }
         self.conn.holds(self.framer.charged());
-        if self.framer.starved() > starved {
+        if self.framer.starved() > starved && !self.closing {
             // Make room for the next message: close whoever holds memory and
             // has been silent the longest.
             self.conn.registry().evict(Need::Memory);
@@ -514,12 +539,18 @@ impl Taker<'_> {
         open
     }
 
-    async fn hand_over(&mut self, b: Batch, shutdown: &mut watch::Receiver<bool>) -> bool {
-        // A complete message is what makes a peer not silent (empty lines and
-        // a trickle of one endless message do not).
-        self.conn.touch();
+    async fn hand_over(&mut self, mut b: Batch, shutdown: &mut watch::Receiver<bool>) -> bool {
+        // Charged by what it holds: not by room reserved and not used.
+        b.shrink();
+        // A message with something in it is what makes a peer not silent
+        // (blank lines, CRLF ones included, and a trickle of one endless
+        // message do not).
+        let said = |i: &crate::ingest::Item| b.bytes(i).iter().any(|c| !c.is_ascii_whitespace());
+        if b.items.iter().any(said) {
+            self.conn.touch();
+        }
         self.conn.busy(true);
-        let handed = pass_on(self.tx, b, shutdown, self.at).await;
+        let handed = pass_on(self.tx, b, shutdown, self.at, self.closing).await;
         self.conn.busy(false);
         handed != Handed::Closed
     }
@@ -529,7 +560,8 @@ impl Taker<'_> {
         let mut b = Batch::new(self.source, self.peer.clone(), now_ns());
         self.framer.finish(&mut |m, cut| b.push(m, cut));
         if !b.items.is_empty() {
-            pass_on(self.tx, b, shutdown, self.at).await;
+            self.conn.busy(true);
+            pass_on(self.tx, b, shutdown, self.at, self.closing).await;
         }
     }
 }
@@ -567,6 +599,7 @@ pub async fn stream_conn<S: AsyncRead + Unpin>(
         at: &at,
         conn: &conn,
         framer: Framer::with_budget(limits.max_message, budget.clone()),
+        closing: false,
     };
     let mut heard = tokio::time::Instant::now();
     let end = loop {
@@ -613,15 +646,18 @@ pub async fn stream_conn<S: AsyncRead + Unpin>(
             buf.grow();
         }
     };
+    taker.closing = true;
     if end == End::Drain {
         // What the peer sent before the close is in the kernel already: read
-        // it (without waiting for more) and chain it, or count it.
+        // it and chain it, or count it (a blocked stamper is not waited on).
+        // Bounded in bytes and in time: a sender that keeps writing does not
+        // hold the stop.
         let mut drained = 0;
-        while drained < DRAIN_MAX {
-            let read = tokio::task::unconstrained(tokio::time::timeout(
-                Duration::ZERO,
-                s.read(&mut buf.buf),
-            ));
+        let until = tokio::time::Instant::now() + DRAIN_TIME;
+        while drained < DRAIN_MAX && tokio::time::Instant::now() < until {
+            // (A short wait, not none: data the reactor has not yet seen as
+            // readable is still read.)
+            let read = tokio::time::timeout(DRAIN_WAIT, s.read(&mut buf.buf));
             match read.await {
                 Ok(Ok(n)) if n > 0 => {
                     drained += n;
@@ -828,9 +864,11 @@ pub async fn tls(
             let tx = tx.clone();
             let at = at.clone();
             async move {
+                let mut stopping = sd.clone();
                 let handshake = tokio::select! {
                     h = tokio::time::timeout(Duration::from_secs(30), acceptor.accept(conn)) => h,
                     _ = c.evicted() => return,
+                    _ = stopping.changed() => return,
                 };
                 match handshake {
                     Ok(Ok(stream)) => {

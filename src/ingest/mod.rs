@@ -89,6 +89,16 @@ impl Batch {
         self.data.capacity() + self.items.capacity() * std::mem::size_of::<Item>()
     }
 
+    /// Gives back room reserved and not used (more than twice what is used).
+    pub fn shrink(&mut self) {
+        if self.data.capacity() > 2 * self.data.len() + 64 {
+            self.data.shrink_to_fit();
+        }
+        if self.items.capacity() > 2 * self.items.len() + 4 {
+            self.items.shrink_to_fit();
+        }
+    }
+
     /// Bytes of messages and item entries in it.
     pub fn used(&self) -> usize {
         self.data.len() + self.items.len() * std::mem::size_of::<Item>()
