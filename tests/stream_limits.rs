@@ -56,6 +56,35 @@ fn unsent_to(port: u16) -> u64 {
         .sum()
 }
 
+/// Opens `conns` connections to `addr` and sends `line(c, 1)` on each; once
+/// the agent has read those (each connection then waits to hand its line
+/// over, the stamper being blocked), sends `line(c, 2..=per_conn)`, and
+/// waits until the agent's kernel holds all of it (received, not read).
+fn held_back(
+    addr: &str,
+    port: u16,
+    conns: u64,
+    per_conn: u64,
+    line: impl Fn(u64, u64) -> String,
+) -> Vec<TcpStream> {
+    let mut out = Vec::new();
+    for c in 0..conns {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(line(c, 1).as_bytes()).unwrap();
+        out.push(s);
+    }
+    wait_all_read(port);
+    for (c, s) in out.iter_mut().enumerate() {
+        for j in 2..=per_conn {
+            s.write_all(line(c as u64, j).as_bytes()).unwrap();
+        }
+    }
+    wait_until("the agent's kernel to hold every line sent", || {
+        unsent_to(port) == 0
+    });
+    out
+}
+
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_LISTEN: u8 = 10;
 
@@ -106,17 +135,6 @@ fn agent_with(d: &TempDir, limits: &str) -> (Agent, std::path::PathBuf, std::pat
     let errlog = d.path().join("agent.log");
     let agent = Agent::start_config(&cfg, &state, Some(&errlog), 1);
     (agent, state, errlog)
-}
-
-fn assert_intact_and_closed(state: &Path) {
-    let o = Command::new(bin())
-        .args(["verify", "--json"])
-        .arg(state.join("spool"))
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["chains"][0]["verdict"], "intact", "{v}");
-    assert_eq!(v["chains"][0]["ended_cleanly"], true, "{v}");
 }
 
 /// Every record of the agent's spool, as `inspect --json` shows them.
@@ -192,15 +210,10 @@ fn idle_peers_make_room_for_a_new_sender() {
     agent.stop();
     drop(idle);
     assert_exactly(&events(&state), "new", 6);
-    assert_intact_and_closed(&state);
+    assert_spool_intact_and_closed(&state);
     // The state directory verifies with nothing skipped: its own files
     // (losses.pending among them) are not evidence and not listed.
-    let o = Command::new(bin())
-        .args(["verify", "--json"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (_, v) = common::collector::verify_json(&state);
     assert_eq!(v["skipped_files"], serde_json::json!([]), "{v}");
 }
 
@@ -284,7 +297,7 @@ fn the_memory_of_all_connections_together_is_bounded() {
     assert!(log.contains("limits.stream_memory used up"), "{log}");
     // (Connections end in any order: each its one line.)
     assert_exactly_per_connection(&events(&state), "half", N as u64);
-    assert_intact_and_closed(&state);
+    assert_spool_intact_and_closed(&state);
 }
 
 /// Datagrams waiting in the kernel for the agent's UDP socket on `port`.
@@ -364,23 +377,7 @@ fn a_stop_on_a_full_disk_keeps_every_count_for_the_next_start() {
         let i = c * PER_CONN + j;
         format!("<13>msg-fulltcp-{i} while the disk is full\n")
     };
-    let mut conns = Vec::new();
-    for c in 0..CONNS {
-        let mut s = TcpStream::connect(agent.addr("tcp")).unwrap();
-        s.write_all(line(c, 1).as_bytes()).unwrap();
-        conns.push(s);
-    }
-    // Each connection read its first line and waits to hand it over; the
-    // rest is received by the agent's kernel and not read.
-    wait_all_read(tcp_port);
-    for (c, s) in conns.iter_mut().enumerate() {
-        for j in 2..=PER_CONN {
-            s.write_all(line(c as u64, j).as_bytes()).unwrap();
-        }
-    }
-    wait_until("the agent's kernel to hold every line sent", || {
-        unsent_to(tcp_port) == 0
-    });
+    let conns = held_back(&agent.addr("tcp"), tcp_port, CONNS, PER_CONN, line);
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&agent.child),
         rustix::process::Signal::TERM,
@@ -418,7 +415,7 @@ fn a_stop_on_a_full_disk_keeps_every_count_for_the_next_start() {
         udp_lost > 0 && tcp_lost > 0,
         "udp {udp_lost}, tcp {tcp_lost}"
     );
-    assert_intact_and_closed(&state);
+    assert_spool_intact_and_closed(&state);
     // Chained once: a third start adds no Loss record, even if the write
     // that cleared the file was torn by a crash (its other slot then names
     // the seqs of the records the second start chained).
@@ -472,21 +469,7 @@ fn a_stop_with_the_spool_full_accounts_for_what_the_kernel_holds() {
     const CONNS: u64 = 400;
     const PER_CONN: u64 = 10;
     let line = |c: u64, j: u64| format!("<13>msg-cap-{} {}\n", c * PER_CONN + j, "c".repeat(60));
-    let mut conns = Vec::new();
-    for c in 0..CONNS {
-        let mut s = TcpStream::connect(agent.addr("tcp")).unwrap();
-        s.write_all(line(c, 1).as_bytes()).unwrap();
-        conns.push(s);
-    }
-    wait_all_read(port);
-    for (c, s) in conns.iter_mut().enumerate() {
-        for j in 2..=PER_CONN {
-            s.write_all(line(c as u64, j).as_bytes()).unwrap();
-        }
-    }
-    wait_until("the agent's kernel to hold every line sent", || {
-        unsent_to(port) == 0
-    });
+    let conns = held_back(&agent.addr("tcp"), port, CONNS, PER_CONN, line);
     assert!(
         tcp_sockets(port)
             .iter()
@@ -510,7 +493,7 @@ fn a_stop_with_the_spool_full_accounts_for_what_the_kernel_holds() {
         CONNS * PER_CONN,
         "every line received is chained or counted: {chained} + {counted}\n{log}"
     );
-    assert_intact_and_closed(&state);
+    assert_spool_intact_and_closed(&state);
 }
 
 /// Peers that hold every slot with blank lines (LF or CRLF) are silent: a real sender gets a slot, and keeps it while it sends a
@@ -566,7 +549,7 @@ fn empty_lines_do_not_hold_a_slot_against_a_real_sender() {
     flood.join().unwrap();
     agent.stop();
     assert_exactly(&events(&state), "real", 8);
-    assert_intact_and_closed(&state);
+    assert_spool_intact_and_closed(&state);
 }
 
 /// Tiny messages (two bytes each: a 24-byte entry apiece in a batch) from
@@ -632,5 +615,5 @@ fn tiny_messages_and_a_full_spool_stay_within_the_memory_bound() {
     );
     drop(conns);
     agent.stop();
-    assert_intact_and_closed(&state);
+    assert_spool_intact_and_closed(&state);
 }

@@ -1,5 +1,5 @@
 //! One encoded record: the decoder, and what is derived from a record (leaf,
-//! kind, the syslog fields of an event's bytes).
+//! kind, the journal cursor an agent resumes from, journald fields).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use logseal::chain::hash;
@@ -8,6 +8,13 @@ use logseal::chain::Record;
 fuzz_target!(|data: &[u8]| {
     let _ = hash::leaf(data);
     let _ = hash::kind_of(data);
+    // The agent reads its resume point from the last journald event it chained.
+    let _ = logseal::journal::resume::journal_cursor_of(data);
+    let mut fields = Vec::new();
+    logseal::journal::split_fields(data, &mut fields);
+    for (name, value) in &fields {
+        assert!(name.len() + value.len() <= data.len());
+    }
     if let Ok(r) = Record::decode(data) {
         // What decodes re-encodes to a record that decodes alike.
         let again = r.encode();

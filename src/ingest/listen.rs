@@ -90,6 +90,12 @@ pub async fn udp(
             }
             _ = shutdown.changed() => {
                 udp_drain_at_stop(&sock, &mut buf, &tx, &loss, limits, &streams);
+                // And what the kernel dropped since the last tick.
+                if let Some(now) = inode.and_then(kernel_udp_drops) {
+                    if now > drops {
+                        loss.add(now - drops, now_ns());
+                    }
+                }
                 return;
             }
         };

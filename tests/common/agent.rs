@@ -349,3 +349,16 @@ pub fn rsyslog(work: &Path, action: &str, global_extra: &str) -> (Rsyslog, PathB
     }
     (Rsyslog(child), sock)
 }
+
+/// `logseal verify` of the agent's spool: one chain, intact, ended by a clean
+/// shutdown (its final seal written).
+pub fn assert_spool_intact_and_closed(state: &Path) {
+    let o = Command::new(bin())
+        .args(["verify", "--json"])
+        .arg(state.join("spool"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["chains"][0]["verdict"], "intact", "{v}");
+    assert_eq!(v["chains"][0]["ended_cleanly"], true, "{v}");
+}
