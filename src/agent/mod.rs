@@ -33,7 +33,9 @@ const CHANNEL_BATCHES: usize = 128;
 
 /// An input bound and configured, not serving yet.
 enum Bound {
-    Udp(tokio::net::UdpSocket, Arc<LossCounter>),
+    /// A UDP socket, its loss counter, and the kernel's drop count for it
+    /// when it was bound (later drops are losses).
+    Udp(tokio::net::UdpSocket, Arc<LossCounter>, u64),
     Tcp(tokio::net::TcpListener),
     Tls(
         tokio::net::TcpListener,
@@ -91,7 +93,11 @@ fn bind_inputs(
                     };
                     let addr = sock.local_addr()?;
                     let loss = Arc::new(LossCounter::new(Source::SyslogUdp, addr.to_string()));
-                    Bound::Udp(sock, loss)
+                    // Before the address is printed (senders may start at
+                    // once): the large buffer, and where kernel drops start.
+                    listen::enlarge_rcvbuf(&sock);
+                    let drops = listen::udp_drops(&sock).unwrap_or(0);
+                    Bound::Udp(sock, loss, drops)
                 }
                 Input::Tcp { listen } => Bound::Tcp(match inherited.tcp(listen) {
                     Some(l) => tokio::net::TcpListener::from_std(l)?,
@@ -435,11 +441,11 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         let sd = stop_rx.clone();
         let _guard = rt.enter();
         match b {
-            Bound::Udp(sock, loss) => {
+            Bound::Udp(sock, loss, drops) => {
                 println!("listening udp://{}", sock.local_addr()?);
                 dgram_losses.push(loss.clone());
                 let streams = streams.clone();
-                tasks.push(rt.spawn(listen::udp(sock, tx, loss, limits, streams, sd)));
+                tasks.push(rt.spawn(listen::udp(sock, tx, loss, limits, streams, drops, sd)));
             }
             Bound::Tcp(l) => {
                 let addr = l.local_addr()?;

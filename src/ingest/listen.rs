@@ -43,6 +43,11 @@ pub fn enlarge_rcvbuf(fd: impl std::os::fd::AsFd) {
     }
 }
 
+/// Datagrams the kernel dropped so far on this UDP socket.
+pub fn udp_drops(sock: &tokio::net::UdpSocket) -> Option<u64> {
+    kernel_udp_drops(rustix::fs::fstat(sock).ok()?.st_ino)
+}
+
 /// Datagrams the kernel dropped on the UDP socket with this inode because its
 /// receive buffer was full (the `drops` column of /proc/net/udp and udp6).
 pub fn kernel_udp_drops(inode: u64) -> Option<u64> {
@@ -62,18 +67,22 @@ pub fn kernel_udp_drops(inode: u64) -> Option<u64> {
 }
 
 /// Receives datagrams on a UDP socket until shutdown.
+///
+/// `drops` is the kernel's drop count for the socket when it was bound: every
+/// drop after it is counted as a loss (read where the socket is bound, before
+/// senders know the address: a task that starts late must not take drops
+/// that happened meanwhile as its starting point).
 pub async fn udp(
     sock: tokio::net::UdpSocket,
     tx: mpsc::Sender<Batch>,
     loss: Arc<LossCounter>,
     limits: ListenLimits,
     streams: Streams,
+    mut drops: u64,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 65_536];
-    enlarge_rcvbuf(&sock);
     let inode = rustix::fs::fstat(&sock).map(|s| s.st_ino).ok();
-    let mut drops = inode.and_then(kernel_udp_drops).unwrap_or(0);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let first = tokio::select! {
