@@ -120,13 +120,14 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-fn agent_with(d: &TempDir, limits: &str) -> (Agent, std::path::PathBuf, std::path::PathBuf) {
+/// An agent with one TCP input and the config tables `tables` (TOML).
+fn agent_with(d: &TempDir, tables: &str) -> (Agent, std::path::PathBuf, std::path::PathBuf) {
     let state = d.path().join("state");
     let cfg = d.path().join("agent.toml");
     std::fs::write(
         &cfg,
         format!(
-            "state_dir = \"{}\"\nhost = \"limits-host\"\n[limits]\n{limits}\n\
+            "state_dir = \"{}\"\nhost = \"limits-host\"\n{tables}\n\
              [[input]]\ntype = \"tcp\"\nlisten = \"127.0.0.1:0\"\n",
             state.display()
         ),
@@ -158,7 +159,8 @@ fn inspect(state: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn idle_peers_make_room_for_a_new_sender() {
     let d = TempDir::new("idle-room");
-    let (agent, state, errlog) = agent_with(&d, "max_connections = 20\nidle_timeout = \"10m\"");
+    let (agent, state, errlog) =
+        agent_with(&d, "[limits]\nmax_connections = 20\nidle_timeout = \"10m\"");
     let addr = agent.addr("tcp");
     let port: u16 = agent.port("tcp").parse().unwrap();
     let pid = agent.child.id();
@@ -226,7 +228,7 @@ fn idle_peers_make_room_for_a_new_sender() {
 fn the_memory_of_all_connections_together_is_bounded() {
     raise_nofile();
     let d = TempDir::new("stream-memory");
-    let (agent, state, errlog) = agent_with(&d, "stream_memory = \"4MiB\"");
+    let (agent, state, errlog) = agent_with(&d, "[limits]\nstream_memory = \"4MiB\"");
     let addr = agent.addr("tcp");
     let port: u16 = agent.port("tcp").parse().unwrap();
     let pid = agent.child.id();
@@ -453,19 +455,8 @@ fn a_stop_on_a_full_disk_keeps_every_count_for_the_next_start() {
 fn a_stop_with_the_spool_full_accounts_for_what_the_kernel_holds() {
     raise_nofile();
     let d = TempDir::new("full-spool-stop");
-    let state = d.path().join("state");
-    let cfg = d.path().join("agent.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir = \"{}\"\nhost = \"cap-host\"\n[spool]\nsegment_size = \"4KiB\"\n\
-             max_size = \"8KiB\"\n[[input]]\ntype = \"tcp\"\nlisten = \"127.0.0.1:0\"\n",
-            state.display()
-        ),
-    )
-    .unwrap();
-    let errlog = d.path().join("agent.log");
-    let mut agent = Agent::start_config(&cfg, &state, Some(&errlog), 1);
+    let (mut agent, state, errlog) =
+        agent_with(&d, "[spool]\nsegment_size = \"4KiB\"\nmax_size = \"8KiB\"");
     let port: u16 = agent.port("tcp").parse().unwrap();
     // More connections than the channel and the stamper's queues hold
     // batches: once the spool is full, most wait to hand their first line over.
@@ -504,7 +495,8 @@ fn a_stop_with_the_spool_full_accounts_for_what_the_kernel_holds() {
 #[test]
 fn empty_lines_do_not_hold_a_slot_against_a_real_sender() {
     let d = TempDir::new("empty-flood");
-    let (agent, state, errlog) = agent_with(&d, "max_connections = 10\nidle_timeout = \"10m\"");
+    let (agent, state, errlog) =
+        agent_with(&d, "[limits]\nmax_connections = 10\nidle_timeout = \"10m\"");
     let addr = agent.addr("tcp");
     let pid = agent.child.id();
     let before = sockets_of(pid);
@@ -564,20 +556,10 @@ fn empty_lines_do_not_hold_a_slot_against_a_real_sender() {
 fn tiny_messages_and_a_full_spool_stay_within_the_memory_bound() {
     raise_nofile();
     let d = TempDir::new("tiny-memory");
-    let state = d.path().join("state");
-    let cfg = d.path().join("agent.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir = \"{}\"\nhost = \"tiny-host\"\n[spool]\nsegment_size = \"4KiB\"\n\
-             max_size = \"8KiB\"\n[limits]\nstream_memory = \"4MiB\"\n\
-             [[input]]\ntype = \"tcp\"\nlisten = \"127.0.0.1:0\"\n",
-            state.display()
-        ),
-    )
-    .unwrap();
-    let errlog = d.path().join("agent.log");
-    let agent = Agent::start_config(&cfg, &state, Some(&errlog), 1);
+    let (agent, state, _) = agent_with(
+        &d,
+        "[spool]\nsegment_size = \"4KiB\"\nmax_size = \"8KiB\"\n[limits]\nstream_memory = \"4MiB\"",
+    );
     let pid = agent.child.id();
     let base = rss_kib(pid);
     const N: u64 = 300;
