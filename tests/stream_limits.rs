@@ -383,12 +383,7 @@ fn a_stop_on_a_full_disk_keeps_every_count_for_the_next_start() {
         format!("<13>msg-fulltcp-{i} while the disk is full\n")
     };
     let conns = held_back(&agent.addr("tcp"), tcp_port, CONNS, PER_CONN, line);
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&agent.child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let st = agent.child.wait().unwrap();
+    let st = agent.terminate();
     drop(conns);
     let log = std::fs::read_to_string(&errlog).unwrap();
     assert!(!st.success(), "the final seal cannot be written: {log}");
@@ -470,12 +465,7 @@ fn a_stop_with_the_spool_full_accounts_for_what_the_kernel_holds() {
             .any(|&(st, rx)| st == TCP_ESTABLISHED && rx > 0),
         "some lines wait unread in the agent's kernel (else this tests nothing)"
     );
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&agent.child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let st = agent.child.wait().unwrap();
+    let st = agent.terminate();
     drop(conns);
     let log = std::fs::read_to_string(&errlog).unwrap();
     assert!(st.success(), "{log}");

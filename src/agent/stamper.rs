@@ -488,6 +488,16 @@ pub fn run(
     Ok(())
 }
 
+/// Why an input's counter counted: a UDP socket overran, any other input
+/// could not hand its messages over.
+fn counted_reason(l: &LossCounter) -> LossReason {
+    if l.source == Source::SyslogUdp {
+        LossReason::UdpOverrun
+    } else {
+        LossReason::SpoolFull
+    }
+}
+
 /// Chains a Loss record for each input that counted dropped messages; returns
 /// true if it appended any. A count that cannot be written is kept for later.
 fn chain_counted_losses(
@@ -505,11 +515,7 @@ fn chain_counted_losses(
             l.source.name(),
             l.listen
         );
-        let reason = if l.source == Source::SyslogUdp {
-            LossReason::UdpOverrun
-        } else {
-            LossReason::SpoolFull
-        };
+        let reason = counted_reason(l);
         let body = Body::Loss {
             source: l.source,
             reason,
@@ -549,11 +555,7 @@ fn keep_for_next_start(
     let mut counts: Vec<LostCount> = log.0.into_iter().map(|(_, c)| c).collect();
     for l in losses {
         if let Some((count, first_ns, last_ns)) = l.take() {
-            let reason = if l.source == Source::SyslogUdp {
-                LossReason::UdpOverrun
-            } else {
-                LossReason::SpoolFull
-            };
+            let reason = counted_reason(l);
             counts.push(LostCount {
                 chain,
                 seq: None,

@@ -114,6 +114,16 @@ impl Agent {
         assert!(st.success(), "agent exit status {st:?}");
     }
 
+    /// SIGTERM, and the exit status (whatever it is).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        self.child.wait().unwrap()
+    }
+
     pub fn kill9(mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
