@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod hex;
 pub mod ingest;
 pub mod journal;
+pub mod metrics;
 pub mod pki;
 pub mod quickstart;
 pub mod report;

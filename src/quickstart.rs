@@ -81,24 +81,38 @@ fn spawn(exe: &Path, args: &[&str], log: &Path) -> anyhow::Result<Child> {
 }
 
 /// Reads `listening …` lines from a child's stdout until `n` have arrived.
-fn listening(child: &mut Child, n: usize, log: &Path) -> anyhow::Result<Vec<String>> {
+/// Waits for `n` `listening ADDR` lines of a child; returns them, and the
+/// URL of its `metrics URL` line (printed before them) if any.
+fn listening(
+    child: &mut Child,
+    n: usize,
+    log: &Path,
+) -> anyhow::Result<(Vec<String>, Option<String>)> {
     let out = child.stdout.take().context("child stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { return };
-            if let Some(rest) = line.strip_prefix("listening ") {
-                if tx.send(rest.to_string()).is_err() {
-                    return;
-                }
+            let tagged = match (
+                line.strip_prefix("listening "),
+                line.strip_prefix("metrics "),
+            ) {
+                (Some(a), _) => (false, a.to_string()),
+                (None, Some(u)) => (true, u.to_string()),
+                _ => continue,
+            };
+            if tx.send(tagged).is_err() {
+                return;
             }
         }
     });
     let mut got = Vec::new();
+    let mut metrics = None;
     let deadline = Instant::now() + Duration::from_secs(30);
     while got.len() < n {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(a) => got.push(a),
+            Ok((true, u)) => metrics = Some(u),
+            Ok((false, a)) => got.push(a),
             Err(_) => {
                 if let Some(st) = child.try_wait()? {
                     bail!(
@@ -116,7 +130,7 @@ fn listening(child: &mut Child, n: usize, log: &Path) -> anyhow::Result<Vec<Stri
             }
         }
     }
-    Ok(got)
+    Ok((got, metrics))
 }
 
 fn stop(child: &mut Child, what: &str) {
@@ -184,7 +198,9 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
          ca = {}\ncert = {}\nkey = {}\ncrl = {}\n\
          [liveness]\n\
          heartbeat = \"60s\"\n\
-         status_interval = \"5s\"\n",
+         status_interval = \"5s\"\n\
+         [metrics]\n\
+         listen = \"127.0.0.1:0\"\n",
         toml_str(&store),
         toml_str(&p.ca_cert()),
         toml_str(&p.cert("collector")),
@@ -204,8 +220,8 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
         ],
         &collector_log,
     )?;
-    let caddr = match listening(&mut collector, 1, &collector_log) {
-        Ok(a) => a[0].clone(),
+    let (caddr, collector_metrics) = match listening(&mut collector, 1, &collector_log) {
+        Ok((a, m)) => (a[0].clone(), m),
         Err(e) => {
             let _ = collector.kill();
             return Err(e.context("starting the collector"));
@@ -222,7 +238,9 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
          [ship]\n\
          collectors = [\"{caddr}\"]\n\
          server_name = \"collector\"\n\
-         ca = {}\ncert = {}\nkey = {}\n",
+         ca = {}\ncert = {}\nkey = {}\n\
+         [metrics]\n\
+         listen = \"127.0.0.1:0\"\n",
         toml_str(&dir.join("agent")),
         toml_str(&p.ca_cert()),
         toml_str(&p.cert(&host)),
@@ -235,11 +253,14 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
         &["agent", "--config", &agent_toml.display().to_string()],
         &agent_log,
     )?;
-    if let Err(e) = listening(&mut agent, 2, &agent_log) {
-        let _ = agent.kill();
-        stop(&mut collector, "collector");
-        return Err(e.context("starting the agent"));
-    }
+    let agent_metrics = match listening(&mut agent, 2, &agent_log) {
+        Ok((_, m)) => m,
+        Err(e) => {
+            let _ = agent.kill();
+            stop(&mut collector, "collector");
+            return Err(e.context("starting the agent"));
+        }
+    };
 
     let (ip, port) = syslog_addr
         .rsplit_once(':')
@@ -259,6 +280,9 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
         store.display(),
         collector_log.display()
     )?;
+    if let (Some(a), Some(c)) = (&agent_metrics, &collector_metrics) {
+        writeln!(out, "  metrics   agent {a}  collector {c}")?;
+    }
     writeln!(out)?;
     writeln!(out, "Send a test message:")?;
     writeln!(

@@ -37,6 +37,13 @@ use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+/// Seconds each fsync of a spool or store file took, in this process (the
+/// metrics endpoint reports it as `logseal_fsync_seconds`).
+pub static FSYNC_SECONDS: std::sync::LazyLock<prometheus_client::metrics::histogram::Histogram> =
+    std::sync::LazyLock::new(|| {
+        prometheus_client::metrics::histogram::Histogram::new(crate::metrics::latency_buckets())
+    });
+
 /// Buffers waiting to be written at most; `submit` waits beyond this.
 pub const MAX_QUEUED: usize = 4;
 
@@ -246,7 +253,9 @@ fn run(shared: &Shared, file: &File) {
                 let target = g.written;
                 let from = g.synced;
                 drop(g);
+                let t = std::time::Instant::now();
                 let r = crate::faults::sync_data(file, from, target);
+                FSYNC_SECONDS.observe(t.elapsed().as_secs_f64());
                 g = shared.lock();
                 match r {
                     Ok(()) => {

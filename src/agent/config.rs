@@ -41,6 +41,9 @@ pub struct AgentConfig {
     /// The journald input (`[journald]`); absent: the journal is not read.
     #[serde(default)]
     pub journald: Option<JournaldConfig>,
+    /// The Prometheus endpoint (`[metrics]`); absent: none.
+    #[serde(default)]
+    pub metrics: Option<crate::metrics::MetricsConfig>,
     /// The file this configuration was read from (a reload reads it again to
     /// name the settings that changed and need a restart).
     #[serde(skip)]
@@ -60,6 +63,7 @@ impl AgentConfig {
             ("[[input]]", &self.inputs, &other.inputs),
             ("[ship]", &self.ship, &other.ship),
             ("[journald]", &self.journald, &other.journald),
+            ("[metrics]", &self.metrics, &other.metrics),
         ])
     }
 }

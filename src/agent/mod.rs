@@ -8,6 +8,7 @@
 //! final seal, exit 0.
 
 pub mod config;
+pub mod metrics;
 pub mod stage;
 pub mod stamper;
 pub mod unwritten;
@@ -342,6 +343,10 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let panicked = panic_stops();
     let mut socket_files = SocketFiles(Vec::new());
     let bound = bind_inputs(&cfg, &rt, &mut socket_files)?;
+    let metrics_listener = match &cfg.metrics {
+        Some(m) => Some(rt.block_on(crate::metrics::bind(m))?),
+        None => None,
+    };
     let ship_tls = match &cfg.ship {
         Some(ship) => Some(Arc::new(Reloadable::new(
             crate::transport::tls::client_config(&ship.ca, &ship.cert, &ship.key)
@@ -436,6 +441,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         }
     };
     let mut dgram_losses = Vec::new();
+    let mut views = Vec::new();
     for (i, b) in bound.into_iter().enumerate() {
         let tx = tx.clone();
         let sd = stop_rx.clone();
@@ -443,6 +449,8 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         match b {
             Bound::Udp(sock, loss, drops) => {
                 println!("listening udp://{}", sock.local_addr()?);
+                let inode = rustix::fs::fstat(&sock).ok().map(|m| (m.st_ino, drops));
+                views.push((format!("udp://{}", sock.local_addr()?), loss.clone(), inode));
                 dgram_losses.push(loss.clone());
                 let streams = streams.clone();
                 tasks.push(rt.spawn(listen::udp(sock, tx, loss, limits, streams, drops, sd)));
@@ -451,6 +459,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 let addr = l.local_addr()?;
                 println!("listening tcp://{addr}");
                 let at = stream_at(i, Source::SyslogTcp, addr.to_string());
+                views.push((format!("tcp://{addr}"), at.loss.clone(), None));
                 tasks.push(rt.spawn(listen::tcp(l, tx, limits, at, sd)));
             }
             Bound::Tls(l, tls) => {
@@ -458,10 +467,12 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 println!("listening tls://{addr}");
                 bound_tls.push((i, tls.clone()));
                 let at = stream_at(i, Source::SyslogTls, addr.to_string());
+                views.push((format!("tls://{addr}"), at.loss.clone(), None));
                 tasks.push(rt.spawn(listen::tls(l, tls, tx, limits, at, sd)));
             }
             Bound::UnixDgram(s, name, loss, block) => {
                 println!("listening unix://{name}");
+                views.push((format!("unix://{name}"), loss.clone(), None));
                 dgram_losses.push(loss.clone());
                 let when_full = if block {
                     listen::DgramFull::Block
@@ -476,22 +487,27 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             Bound::UnixStream(l, name) => {
                 println!("listening unix-stream://{name}");
                 let at = stream_at(i, Source::SyslogUnix, name.clone());
+                views.push((format!("unix-stream://{name}"), at.loss.clone(), None));
                 tasks.push(rt.spawn(listen::unix_stream(l, name, tx, limits, at, sd)));
             }
         }
     }
     losses.extend(dgram_losses);
     let journal_done = Arc::new(tokio::sync::Notify::new());
-    let journald = match journal_cfg {
-        Some(jc) => Some(start_journald(
+    let journal_stats = journal_cfg
+        .as_ref()
+        .map(|_| Arc::new(crate::journal::ReaderStats::default()));
+    let journald = match (journal_cfg, &journal_stats) {
+        (Some(jc), Some(js)) => Some(start_journald(
             jc,
             &cfg,
             &spool_dir,
             tx.clone(),
             stop_rx.clone(),
             journal_done.clone(),
+            js.clone(),
         )?),
-        None => None,
+        _ => None,
     };
     // The stamper learns from this that every input has stopped.
     let inputs = tx.downgrade();
@@ -534,6 +550,21 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    if let Some(listener) = metrics_listener {
+        let m = Arc::new(metrics::AgentMetrics {
+            stats: stats.clone(),
+            ship: shipping.as_ref().map(|s| s.1.clone()),
+            journal: journal_stats.clone(),
+            inputs: views
+                .into_iter()
+                .map(|(name, loss, udp)| metrics::InputView { name, loss, udp })
+                .collect(),
+            spool_limit: cfg.spool.max_size,
+            heartbeat: cfg.chain.heartbeat,
+        });
+        let registry = Arc::new(m.registry());
+        rt.spawn(crate::metrics::serve(listener, registry, stop_rx.clone()));
+    }
     let st = stats.clone();
     let link = shipping.as_ref().map(|s| s.0.clone());
     let stamper = std::thread::Builder::new()
@@ -817,13 +848,14 @@ fn start_journald(
     tx: mpsc::Sender<crate::ingest::Batch>,
     stop: watch::Receiver<bool>,
     done: Arc<tokio::sync::Notify>,
+    stats: Arc<crate::journal::ReaderStats>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     use crate::journal::{reader, resume};
     rcfg.resume = resume::resume_cursor(&cfg.state_dir, spool_dir)
         .map_err(|e| anyhow::anyhow!("finding the last journal entry chained: {e}"))?;
     rcfg.done = done;
     let name = rcfg.peer.clone();
-    let h = reader::spawn(rcfg, tx, stop, Arc::new(reader::ReaderStats::default()))?;
+    let h = reader::spawn(rcfg, tx, stop, stats)?;
     println!("reading journal {name}");
     Ok(h)
 }
@@ -844,6 +876,7 @@ fn start_journald(
     _: mpsc::Sender<crate::ingest::Batch>,
     _: watch::Receiver<bool>,
     _: Arc<tokio::sync::Notify>,
+    _: Arc<crate::journal::ReaderStats>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     anyhow::bail!("[journald]: this logseal was built without journald support")
 }

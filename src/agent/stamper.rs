@@ -24,7 +24,7 @@ use crate::spool::Spool;
 use crate::transport::shipper::ShipLink;
 use crate::writer::{ChainWriter, WriterError};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -188,7 +188,8 @@ fn apply_acks(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>, jm: &mut Jour
     }
 }
 
-/// Counters the stamper publishes (for logs, tests and the watchdog).
+/// Counters the stamper publishes (for logs, tests, the watchdog and the
+/// metrics endpoint, which reads them at each scrape).
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Events chained.
@@ -197,6 +198,91 @@ pub struct Stats {
     pub seals: AtomicU64,
     /// Monotonic milliseconds of the last loop turn (liveness for the watchdog).
     pub alive_ms: AtomicU64,
+    /// Wall-clock time of the last seal, ns since the Unix epoch (0: none yet).
+    pub last_seal_ns: AtomicI64,
+    /// Records appended since the last seal.
+    pub unsealed: AtomicU64,
+    /// Bytes in the spool's files.
+    pub spool_bytes: AtomicU64,
+    /// Spool position durable on disk.
+    pub durable: AtomicU64,
+    /// Spool position acknowledged by a collector.
+    pub acked: AtomicU64,
+    /// Records of this run durable and not acknowledged.
+    pub unacked_records: AtomicU64,
+    /// When the oldest record not acknowledged was made durable, ns since the
+    /// Unix epoch (0: everything acknowledged). Records a previous run left
+    /// unacknowledged count as made durable when this run started.
+    pub oldest_unacked_ns: AtomicI64,
+    /// Events chained, by [`Source`] byte.
+    pub events_by_source: [AtomicU64; 8],
+    /// Bytes of messages chained, by [`Source`] byte.
+    pub bytes_by_source: [AtomicU64; 8],
+    /// Raw events chained that do not start like syslog (flagged unparsed).
+    pub unparsed: AtomicU64,
+    /// Loss records chained, by [`LossReason`] byte.
+    pub loss_records: [AtomicU64; 5],
+    /// Events those Loss records account for (0 where unknown), by reason.
+    pub loss_events: [AtomicU64; 5],
+}
+
+impl Stats {
+    /// A Loss record for `count` events was chained.
+    pub fn loss(&self, reason: LossReason, count: u64) {
+        let i = (reason as usize).min(4);
+        self.loss_records[i].fetch_add(1, Ordering::Relaxed);
+        self.loss_events[i].fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+/// Durable spool positions not yet acknowledged, with how many records of this
+/// run lie below each and when it became durable: what the metrics say of the
+/// shipping backlog. At most [`UNACKED_MARKS`] marks: when full, every other
+/// one goes (the age gets coarser, never wrong by more than the gap).
+#[derive(Debug, Default)]
+struct Backlog {
+    marks: VecDeque<(u64, u64, i64)>,
+    /// Records appended since the start, at the newest mark.
+    records: u64,
+    /// Records appended since the start and acknowledged (to a mark's precision).
+    acked_records: u64,
+}
+
+/// Marks kept by [`Backlog`].
+const UNACKED_MARKS: usize = 4096;
+
+impl Backlog {
+    /// Position `pos` is durable with `records` records of this run below it.
+    fn durable(&mut self, pos: u64, records: u64) {
+        if self.marks.back().is_some_and(|m| m.0 >= pos) {
+            return;
+        }
+        if self.marks.len() >= UNACKED_MARKS {
+            let mut i = 0;
+            self.marks.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+        }
+        self.marks
+            .push_back((pos, records, crate::writer::now_ns()));
+        self.records = records;
+    }
+
+    /// Publishes the backlog above `acked` into `stats`.
+    fn publish(&mut self, acked: u64, stats: &Stats) {
+        while let Some(m) = self.marks.front().filter(|m| m.0 <= acked) {
+            self.acked_records = m.1;
+            self.marks.pop_front();
+        }
+        let (oldest, unacked) = match self.marks.front() {
+            Some(m) => (m.2, self.records.saturating_sub(self.acked_records)),
+            None => (0, 0),
+        };
+        stats.oldest_unacked_ns.store(oldest, Ordering::Relaxed);
+        stats.unacked_records.store(unacked, Ordering::Relaxed);
+        stats.acked.store(acked, Ordering::Relaxed);
+    }
 }
 
 /// True if the bytes start like a syslog message (`<PRI>`): the cheap check
@@ -268,6 +354,16 @@ pub fn run(
     let mut first_unsynced: Option<Instant> = None;
     // The spool is known durable up to `durable`.
     let mut durable = w.log().synced().unwrap_or(0);
+    let start_seq = w.next_seq();
+    let mut sealed_seq = start_seq;
+    let mut backlog = Backlog::default();
+    if link.is_some() {
+        backlog.durable(durable, 0);
+    }
+    // The agent sealed the chain just before it started this thread.
+    stats
+        .last_seal_ns
+        .store(crate::writer::now_ns(), Ordering::Relaxed);
     let mut loss_log = LossLog::default();
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut blocked: Option<&'static str> = None; // why input is not being taken
@@ -280,6 +376,14 @@ pub fn run(
             .alive_ms
             .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
         apply_acks(&mut w, link, &mut jm);
+        stats.spool_bytes.store(w.log().bytes(), Ordering::Relaxed);
+        stats.durable.store(durable, Ordering::Relaxed);
+        stats
+            .unsealed
+            .store(w.next_seq().saturating_sub(sealed_seq), Ordering::Relaxed);
+        if let Some(l) = link {
+            backlog.publish(l.acked(), &stats);
+        }
         // Stopping while input cannot be written (spool full, or the disk
         // refusing writes for 10 s): what was received but cannot be chained is
         // accounted for in Loss records, then the chain is shut down.
@@ -299,6 +403,7 @@ pub fn run(
                     &mut queue,
                     blocked.unwrap_or("stopping"),
                     &mut loss_log,
+                    &stats,
                 );
                 break;
             }
@@ -378,7 +483,7 @@ pub fn run(
             }
         }
         // 3. Losses counted by inputs.
-        if blocked.is_none() && chain_counted_losses(&mut w, &losses, &mut loss_log) {
+        if blocked.is_none() && chain_counted_losses(&mut w, &losses, &mut loss_log, &stats) {
             first_unsealed.get_or_insert_with(Instant::now);
             first_unsynced.get_or_insert_with(Instant::now);
         }
@@ -400,6 +505,7 @@ pub fn run(
             Ok(d) => {
                 if d > durable {
                     durable = d;
+                    backlog.durable(d, w.next_seq().saturating_sub(start_seq));
                     loss_log.durable_to(d);
                     ship_sync(&mut w, link, &mut jm, d);
                 }
@@ -433,10 +539,15 @@ pub fn run(
                         seal_failures = 0;
                     }
                     stats.seals.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .last_seal_ns
+                        .store(crate::writer::now_ns(), Ordering::Relaxed);
                     last_seal = Instant::now();
+                    sealed_seq = w.next_seq();
                     first_unsealed = None;
                     first_unsynced = None;
                     durable = w.log().position();
+                    backlog.durable(durable, w.next_seq().saturating_sub(start_seq));
                     loss_log.durable_to(durable);
                     ship_sync(&mut w, link, &mut jm, durable);
                 }
@@ -451,7 +562,7 @@ pub fn run(
         }
     }
     // Losses the inputs counted and that were not chained yet.
-    chain_counted_losses(&mut w, &losses, &mut loss_log);
+    chain_counted_losses(&mut w, &losses, &mut loss_log, &stats);
     // Drain done: clean shutdown. Retry while the disk refuses (a signal to stop
     // must not lose the shutdown seal).
     let mut tries = 0;
@@ -504,6 +615,7 @@ fn chain_counted_losses(
     w: &mut ChainWriter<Spool>,
     losses: &[Arc<LossCounter>],
     log: &mut LossLog,
+    stats: &Stats,
 ) -> bool {
     let mut any = false;
     for l in losses {
@@ -527,6 +639,7 @@ fn chain_counted_losses(
         match w.append(body.clone()) {
             Ok(seq) => {
                 log.appended(w, Some(seq), &body);
+                stats.loss(reason, count);
                 any = true;
                 tracing::warn!(
                     count,
@@ -536,7 +649,7 @@ fn chain_counted_losses(
             }
             Err(e) => {
                 tracing::warn!(count, error = %e, "could not chain a Loss record yet");
-                l.add(count, first_ns.max(last_ns));
+                l.restore(count, first_ns.max(last_ns));
             }
         }
     }
@@ -604,6 +717,7 @@ fn account_unwritten(
     queue: &mut VecDeque<Pending>,
     why: &str,
     log: &mut LossLog,
+    stats: &Stats,
 ) {
     let mut per_source: Vec<(Source, u64, i64, i64)> = Vec::new();
     for p in queue.drain(..) {
@@ -635,11 +749,14 @@ fn account_unwritten(
         let r = w.append(body.clone());
         log.appended(w, r.as_ref().ok().copied(), &body);
         match r {
-            Ok(_) => tracing::warn!(
-                count,
-                source = source.name(),
-                "stopping with a full spool: Loss record chained"
-            ),
+            Ok(_) => {
+                stats.loss(LossReason::SpoolFull, count);
+                tracing::warn!(
+                    count,
+                    source = source.name(),
+                    "stopping with a full spool: Loss record chained"
+                )
+            }
             Err(e) => {
                 tracing::error!(count, source = source.name(), error = %e, "stopping: messages could not be chained and their loss could not be recorded")
             }
@@ -692,6 +809,7 @@ fn append_batch(
             tracing::warn!(error = %e, "append to the spool failed; holding input until it succeeds");
             return Err(p);
         }
+        stats.loss(l.reason, l.count);
         tracing::warn!(count = l.count, source = b.source.name(), detail = %l.detail, "loss at the source; Loss record chained");
         p.loss_done = true;
     }
@@ -748,9 +866,21 @@ fn append_batch(
         }
     }
     losses.events(w, first_seq, b);
+    let chained = &b.items[first..p.next];
+    let si = (b.source as usize).min(7);
+    stats.events_by_source[si].fetch_add(chained.len() as u64, Ordering::Relaxed);
+    let bytes: u64 = chained.iter().map(|i| u64::from(i.len)).sum();
+    stats.bytes_by_source[si].fetch_add(bytes, Ordering::Relaxed);
+    if b.format == ItemFormat::Raw {
+        let unparsed = chained
+            .iter()
+            .filter(|i| !looks_like_syslog(b.bytes(i)))
+            .count();
+        stats.unparsed.fetch_add(unparsed as u64, Ordering::Relaxed);
+    }
     stats
         .events
-        .fetch_add((p.next - first) as u64, Ordering::Relaxed);
+        .fetch_add(chained.len() as u64, Ordering::Relaxed);
     if p.next < b.items.len() {
         return Err(p);
     }

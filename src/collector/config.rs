@@ -32,6 +32,9 @@ pub struct CollectorConfig {
     /// Liveness of hosts.
     #[serde(default)]
     pub liveness: Liveness,
+    /// The Prometheus endpoint (`[metrics]`); absent: none.
+    #[serde(default)]
+    pub metrics: Option<crate::metrics::MetricsConfig>,
     /// The file this configuration was read from (a reload reads it again to
     /// name the settings that changed and need a restart).
     #[serde(skip)]
@@ -233,6 +236,7 @@ impl CollectorConfig {
             ("[enrollment]", &self.enrollment, &other.enrollment),
             ("[limits]", &self.limits, &other.limits),
             ("[liveness]", &self.liveness, &other.liveness),
+            ("[metrics]", &self.metrics, &other.metrics),
         ])
     }
 

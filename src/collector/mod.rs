@@ -14,6 +14,7 @@
 
 pub mod admission;
 pub mod config;
+pub mod metrics;
 pub mod store;
 
 use crate::chain::{hash, Digest};
@@ -289,6 +290,8 @@ struct Sessions {
 
 struct Shared {
     store: Store,
+    /// Counters for the metrics.
+    counts: metrics::Counts,
     /// The TLS configuration and the CRL in use.
     tls: TlsSource,
     name: String,
@@ -426,6 +429,10 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&cfg.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.listen))?;
     let local = listener.local_addr()?;
+    let metrics_listener = match &cfg.metrics {
+        Some(m) => Some(rt.block_on(crate::metrics::bind(m))?),
+        None => None,
+    };
     println!("listening {local}");
     let _ = std::io::stdout().flush();
     let name = if cfg.name.is_empty() {
@@ -435,6 +442,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     };
     let shared = Arc::new(Shared {
         store,
+        counts: metrics::Counts::default(),
         tls,
         name,
         max_frame: cfg.limits.max_frame as usize,
@@ -513,10 +521,20 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
             })?
     };
 
+    let silent_after = cfg.liveness.heartbeat * cfg.liveness.silent_after;
+    let (metrics_stop, metrics_stopped) = tokio::sync::watch::channel(false);
+    if let Some(l) = metrics_listener {
+        let m = Arc::new(metrics::CollectorMetrics {
+            shared: shared.clone(),
+            silent_after,
+        });
+        let registry = Arc::new(m.registry());
+        rt.spawn(crate::metrics::serve(l, registry, metrics_stopped));
+    }
+
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(listen = %local, store = %cfg.store.display(), "collector ready");
 
-    let silent_after = cfg.liveness.heartbeat * cfg.liveness.silent_after;
     rt.block_on(async {
         let mut usec = 0u64;
         let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
@@ -564,6 +582,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     })?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping: no new connections; finishing the ones open");
+    let _ = metrics_stop.send(true);
     shared.stop.store(true, Ordering::SeqCst);
     let _ = TcpStream::connect(local); // wakes the acceptor
     let _ = acceptor.join();
@@ -587,6 +606,7 @@ fn send(tls: &mut Tls, m: &Msg) -> std::io::Result<()> {
 }
 
 fn refuse(tls: &mut Tls, code: Code, batch: u64, message: &str) {
+    metrics::REFUSALS[(code as usize).min(11)].fetch_add(1, Ordering::Relaxed);
     let _ = send(
         tls,
         &Msg::Error {
@@ -837,6 +857,10 @@ struct PendingAck {
     /// Store position the chain must be durable to before the ack.
     end: u64,
     slot: Arc<Mutex<store::Slot>>,
+    /// Records newly stored by the batch.
+    records: u64,
+    /// When the collector began to store it.
+    arrived: Instant,
 }
 
 /// A batch frame's body handed to the leaf stage, and what came back.
@@ -1053,6 +1077,7 @@ impl Session<'_> {
     /// Verifies a batch against its chain's tip, appends it and asks for an
     /// fsync (without waiting); its ack waits in `pending`.
     fn store(&mut self, tls: &mut Tls, h: &Hashed) -> Result<(), String> {
+        let arrived = Instant::now();
         let decoded = match &h.leaves {
             Ok(leaves) => proto::decode_batch(&h.body).map(|b| (b, leaves)),
             Err(m) => Err(m.clone()),
@@ -1079,6 +1104,8 @@ impl Session<'_> {
                     next_seq: stored.next_seq,
                     end: stored.end,
                     slot: stored.slot,
+                    records: stored.new_records as u64,
+                    arrived,
                 };
                 let begun = lock(&p.slot).sync_begin();
                 if let Err(e) = begun {
@@ -1165,6 +1192,10 @@ fn ack_synced(
             next_seq: p.next_seq,
         };
         send(tls, &ack).map_err(|e| e.to_string())?;
+        let c = &shared.counts;
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.records.fetch_add(p.records, Ordering::Relaxed);
+        c.ack_seconds.observe(p.arrived.elapsed().as_secs_f64());
         pending.pop_front();
     }
     Ok(())

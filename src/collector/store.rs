@@ -102,6 +102,8 @@ pub struct Stored {
 struct HostInfo {
     chains: Vec<ChainId>,
     silent_reported: bool,
+    /// When this collector last stored a batch of the host (this run).
+    last_batch_ns: Option<i64>,
     /// When this collector first knew the host (store opened, or its first
     /// chain arrived): a host that has not sealed yet is silent only once
     /// `silent_after` has passed since then.
@@ -113,6 +115,7 @@ impl HostInfo {
         HostInfo {
             chains: Vec::new(),
             silent_reported: false,
+            last_batch_ns: None,
             since_ns: now_ns(),
         }
     }
@@ -186,6 +189,8 @@ pub struct QuarantineLimits {
 struct Quarantine {
     limits: QuarantineLimits,
     total: u64,
+    /// Batches kept since the start.
+    kept: u64,
     by_host: HashMap<String, u64>,
 }
 
@@ -251,6 +256,7 @@ impl Store {
             quarantine: Mutex::new(Quarantine {
                 limits: quarantine,
                 total: by_host.values().sum(),
+                kept: 0,
                 by_host,
             }),
             _lock: store_lock,
@@ -483,6 +489,9 @@ impl Store {
         let next_seq = s.tip.next_seq;
         let end = s.log.position();
         drop(s);
+        if let Some(h) = lock(&self.hosts).get_mut(host) {
+            h.last_batch_ns = Some(now_ns());
+        }
         Ok(Stored {
             slot,
             next_seq,
@@ -666,6 +675,7 @@ impl Store {
                 return;
             }
             q.total += charge;
+            q.kept += 1;
             *q.by_host.entry(host.to_string()).or_default() += charge;
         }
         // The host is in the .json, not in the name: a long host name would make
@@ -818,25 +828,9 @@ impl Store {
         }
     }
 
-    /// Writes `status.json` and reports hosts silent for longer than `silent_after`.
-    pub fn write_status(&self, silent_after: std::time::Duration) -> io::Result<()> {
-        #[derive(Serialize)]
-        struct ChainStatus {
-            chain: String,
-            next_seq: u64,
-            epochs: u64,
-            last_seal_time: Option<String>,
-            ended_cleanly: bool,
-            damaged: Option<String>,
-        }
-        #[derive(Serialize)]
-        struct HostStatus {
-            host: String,
-            last_seal_time: Option<String>,
-            silent: bool,
-            stopped_cleanly: bool,
-            chains: Vec<ChainStatus>,
-        }
+    /// Every host the store holds, sorted by name, as `status.json` and the
+    /// metrics report it; `report` logs each host that just fell silent.
+    pub fn survey(&self, silent_after: std::time::Duration, report: bool) -> Vec<HostStatus> {
         let now = now_ns();
         let limit = i64::try_from(silent_after.as_nanos()).unwrap_or(i64::MAX);
         let chains = lock(&self.chains).clone();
@@ -850,10 +844,12 @@ impl Store {
             };
             let mut cs = Vec::new();
             let mut last: Option<(i64, bool)> = None;
+            let mut bytes = 0u64;
             for id in &info.chains {
                 let Some(slot) = chains.get(id) else { continue };
                 let s = lock(slot);
                 let t = &s.tip;
+                bytes = bytes.saturating_add(s.log.position());
                 if let Some(ns) = t.last_seal_ns {
                     if last.map_or(true, |(l, _)| ns >= l) {
                         last = Some((ns, t.ended_cleanly));
@@ -871,19 +867,36 @@ impl Store {
             let stopped = last.is_some_and(|(_, c)| c);
             let since = last.map_or(info.since_ns, |(ns, _)| ns);
             let silent = !stopped && now.saturating_sub(since) > limit;
-            if silent && !info.silent_reported {
-                tracing::warn!(host = name, last_seal = ?last.map(|(ns, _)| crate::timefmt::rfc3339(ns)), "host is silent: no seal for longer than {silent_after:?}");
+            if report {
+                if silent && !info.silent_reported {
+                    tracing::warn!(host = name, last_seal = ?last.map(|(ns, _)| crate::timefmt::rfc3339(ns)), "host is silent: no seal for longer than {silent_after:?}");
+                }
+                info.silent_reported = silent;
             }
-            info.silent_reported = silent;
             out.push(HostStatus {
                 host: name,
                 last_seal_time: last.map(|(ns, _)| crate::timefmt::rfc3339(ns)),
+                last_seal_ns: last.map(|(ns, _)| ns),
+                last_batch_ns: info.last_batch_ns,
                 silent,
                 stopped_cleanly: stopped,
+                store_bytes: bytes,
                 chains: cs,
             });
         }
-        drop(hosts);
+        out
+    }
+
+    /// Batches quarantined since the start, and the bytes the quarantine holds.
+    pub fn quarantine_usage(&self) -> (u64, u64) {
+        let q = lock(&self.quarantine);
+        (q.kept, q.total)
+    }
+
+    /// Writes `status.json` and reports hosts silent for longer than `silent_after`.
+    pub fn write_status(&self, silent_after: std::time::Duration) -> io::Result<()> {
+        let now = now_ns();
+        let out = self.survey(silent_after, true);
         let doc = serde_json::json!({
             "time": crate::timefmt::rfc3339(now),
             "silent_after_secs": silent_after.as_secs(),
@@ -895,6 +908,46 @@ impl Store {
             "status",
         )
     }
+}
+
+/// One chain in [`Store::survey`].
+#[derive(Debug, Serialize)]
+pub struct ChainStatus {
+    /// Chain id.
+    pub chain: String,
+    /// Records held: the next seq expected.
+    pub next_seq: u64,
+    /// Signing epochs seen.
+    pub epochs: u64,
+    /// Time of its last seal (RFC 3339).
+    pub last_seal_time: Option<String>,
+    /// Its last record is a clean shutdown.
+    pub ended_cleanly: bool,
+    /// Why it cannot be extended, if damaged.
+    pub damaged: Option<String>,
+}
+
+/// One host in [`Store::survey`].
+#[derive(Debug, Serialize)]
+pub struct HostStatus {
+    /// Host name.
+    pub host: String,
+    /// Time of its newest seal (RFC 3339).
+    pub last_seal_time: Option<String>,
+    /// The same, ns since the Unix epoch.
+    #[serde(skip)]
+    pub last_seal_ns: Option<i64>,
+    /// When this collector last stored a batch of it (this run), ns.
+    #[serde(skip)]
+    pub last_batch_ns: Option<i64>,
+    /// No seal for longer than `silent_after`, and not stopped cleanly.
+    pub silent: bool,
+    /// Its newest chain ended with a clean shutdown.
+    pub stopped_cleanly: bool,
+    /// Bytes of its chains in the store.
+    pub store_bytes: u64,
+    /// Its chains.
+    pub chains: Vec<ChainStatus>,
 }
 
 /// File beside a chain's segments holding its tip at the last clean stop.

@@ -165,6 +165,8 @@ pub struct LossCounter {
     count: AtomicU64,
     first_ns: AtomicI64,
     last_ns: AtomicI64,
+    /// Every message counted since the start (never taken; for the metrics).
+    total: AtomicU64,
 }
 
 impl LossCounter {
@@ -176,14 +178,26 @@ impl LossCounter {
             count: AtomicU64::new(0),
             first_ns: AtomicI64::new(i64::MAX),
             last_ns: AtomicI64::new(i64::MIN),
+            total: AtomicU64::new(0),
         }
     }
 
     /// Counts `n` lost messages at time `t`.
     pub fn add(&self, n: u64, t: i64) {
+        self.total.fetch_add(n, Ordering::Relaxed);
+        self.restore(n, t);
+    }
+
+    /// Puts back `n` messages [`take`](Self::take)n and not chained after all.
+    pub fn restore(&self, n: u64, t: i64) {
         self.first_ns.fetch_min(t, Ordering::Relaxed);
         self.last_ns.fetch_max(t, Ordering::Relaxed);
         self.count.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Messages counted since the start, chained in a Loss record or not.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
     }
 
     /// Takes the counted losses: (count, first, last), if any.

@@ -21,6 +21,15 @@ pub mod filter;
 pub mod reader;
 pub mod resume;
 
+/// Counters of the journald reader (for logs, tests and the metrics).
+#[derive(Debug, Default)]
+pub struct ReaderStats {
+    /// Entries read.
+    pub read: std::sync::atomic::AtomicU64,
+    /// Entries passed to the stamper.
+    pub sent: std::sync::atomic::AtomicU64,
+}
+
 pub use cursor::Cursor;
 pub use filter::Filter;
 

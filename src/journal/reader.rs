@@ -55,14 +55,7 @@ pub struct ReaderConfig {
     pub state_dir: std::path::PathBuf,
 }
 
-/// Counters of the reader (for logs and tests).
-#[derive(Debug, Default)]
-pub struct ReaderStats {
-    /// Entries read.
-    pub read: std::sync::atomic::AtomicU64,
-    /// Entries passed to the stamper.
-    pub sent: std::sync::atomic::AtomicU64,
-}
+pub use super::ReaderStats;
 
 fn open(source: &JournalSource) -> std::io::Result<Journal> {
     let mut j = match source {

@@ -108,8 +108,8 @@ pub struct ShipperConfig {
     pub drain_timeout: Duration,
 }
 
-/// Counters for logs and tests.
-#[derive(Debug, Default)]
+/// Counters for logs, tests and the metrics endpoint.
+#[derive(Debug)]
 pub struct ShipStats {
     /// Records acknowledged by collectors.
     pub records: AtomicU64,
@@ -117,6 +117,28 @@ pub struct ShipStats {
     pub batches: AtomicU64,
     /// Connections made.
     pub connects: AtomicU64,
+    /// A session with a collector is up (handshake and Hello done).
+    pub connected: AtomicBool,
+    /// Wall-clock time of the last acknowledgement, ns since the Unix epoch
+    /// (0: none in this run).
+    pub last_ack_ns: std::sync::atomic::AtomicI64,
+    /// Seconds from sending a batch to its acknowledgement.
+    pub ack_seconds: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for ShipStats {
+    fn default() -> Self {
+        ShipStats {
+            records: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            last_ack_ns: std::sync::atomic::AtomicI64::new(0),
+            ack_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                crate::metrics::latency_buckets(),
+            ),
+        }
+    }
 }
 
 /// Reads frames from the spool files, from a global position up to a limit.
@@ -335,7 +357,9 @@ pub fn run(cfg: ShipperConfig, spool_dir: PathBuf, link: Arc<ShipLink>, stats: A
             addr,
             drain_deadline: &mut drain_deadline,
         };
-        match s.run() {
+        let ended = s.run();
+        stats.connected.store(false, Ordering::Relaxed);
+        match ended {
             Ok(Done) => return,
             Err((progress, e)) => {
                 tracing::warn!(collector = %addr, error = %e, retry_in = ?backoff, "shipping interrupted");
@@ -387,6 +411,7 @@ struct InFlight {
     id: u64,
     end: u64,
     records: u64,
+    sent: Instant,
 }
 
 impl Session<'_> {
@@ -453,6 +478,7 @@ impl Session<'_> {
     fn run(&mut self) -> Result<Done, (bool, String)> {
         let (mut tls, max_frame) = self.connect().map_err(|e| (false, e))?;
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        self.stats.connected.store(true, Ordering::Relaxed);
         tls.sock
             .set_read_timeout(Some(self.cfg.keepalive.max(Duration::from_secs(1)) * 2))
             .map_err(|e| (false, e.to_string()))?;
@@ -542,6 +568,7 @@ impl Session<'_> {
                             id: 0,
                             end,
                             records: 0,
+                            sent: Instant::now(),
                         });
                     }
                     continue;
@@ -555,6 +582,7 @@ impl Session<'_> {
                     id: next_id,
                     end,
                     records: u64::from(n),
+                    sent: Instant::now(),
                 });
                 next_id += 1;
                 continue;
@@ -648,6 +676,12 @@ impl Session<'_> {
                     self.set_acked(f.end);
                     self.stats.records.fetch_add(f.records, Ordering::Relaxed);
                     self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .ack_seconds
+                        .observe(f.sent.elapsed().as_secs_f64());
+                    self.stats
+                        .last_ack_ns
+                        .store(crate::writer::now_ns(), Ordering::Relaxed);
                     *progress = true;
                 }
                 while inflight.front().is_some_and(|f| f.id == 0) {

@@ -1,0 +1,294 @@
+//! What the agent's metrics endpoint reports: read from the stamper's,
+//! shipper's, inputs' and journal reader's counters at each scrape (nothing
+//! on the hot path beyond the relaxed atomic adds those already make).
+//!
+//! Integrity health first: how long since the last seal, what is not sealed,
+//! what is not acknowledged by a collector and since when. Then throughput
+//! and losses.
+
+use super::stamper::Stats;
+use crate::chain::record::{LossReason, Source};
+use crate::ingest::LossCounter;
+use crate::metrics::{counter, counters, gauge, gauges, seconds};
+use crate::transport::shipper::ShipStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// One input as the metrics name it.
+#[derive(Debug)]
+pub struct InputView {
+    /// `udp://ADDR`, `tcp://ADDR`, `unix://PATH`, …
+    pub name: String,
+    /// What it counted as lost.
+    pub loss: Arc<LossCounter>,
+    /// For a UDP input: its socket's inode and the kernel's drop count at bind.
+    pub udp: Option<(u64, u64)>,
+}
+
+/// The agent's state, as the endpoint reads it.
+#[derive(Debug)]
+pub struct AgentMetrics {
+    /// The stamper's counters.
+    pub stats: Arc<Stats>,
+    /// The shipper's, when `[ship]` is set.
+    pub ship: Option<Arc<ShipStats>>,
+    /// The journald reader's, when `[journald]` is set.
+    pub journal: Option<Arc<crate::journal::ReaderStats>>,
+    /// Every syslog input.
+    pub inputs: Vec<InputView>,
+    /// `[spool] max_size`.
+    pub spool_limit: u64,
+    /// `[chain] heartbeat`: a seal older than this is late.
+    pub heartbeat: std::time::Duration,
+}
+
+impl AgentMetrics {
+    /// A registry holding these metrics and the process-wide fsync histogram.
+    pub fn registry(self: &Arc<Self>) -> Registry {
+        let mut r = crate::metrics::registry();
+        r.register_collector(Box::new(self.clone()));
+        r.register_with_unit(
+            "agent_fsync",
+            "Time each fsync of a spool file took",
+            Unit::Seconds,
+            crate::writebehind::FSYNC_SECONDS.clone(),
+        );
+        if let Some(s) = &self.ship {
+            r.register_with_unit(
+                "agent_ack",
+                "Time from sending a batch to a collector to its acknowledgement",
+                Unit::Seconds,
+                s.ack_seconds.clone(),
+            );
+        }
+        r
+    }
+}
+
+const SOURCES: [Source; 7] = [
+    Source::Stdin,
+    Source::SyslogUdp,
+    Source::SyslogTcp,
+    Source::SyslogTls,
+    Source::SyslogUnix,
+    Source::Journald,
+    Source::Agent,
+];
+const REASONS: [LossReason; 4] = [
+    LossReason::UdpOverrun,
+    LossReason::SpoolFull,
+    LossReason::SourceGap,
+    LossReason::InputError,
+];
+
+impl Collector for AgentMetrics {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let st = &self.stats;
+        let now = crate::writer::now_ns();
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let last_seal = st.last_seal_ns.load(Ordering::Relaxed);
+        gauge(
+            &mut enc,
+            "agent_last_seal_timestamp",
+            "When the agent last sealed its chain (Unix time)",
+            Some(Unit::Seconds),
+            seconds(last_seal),
+        )?;
+        gauge(
+            &mut enc,
+            "agent_seal_age",
+            "Seconds since the agent last sealed its chain",
+            Some(Unit::Seconds),
+            seconds(now.saturating_sub(last_seal)).max(0.0),
+        )?;
+        gauge(
+            &mut enc,
+            "agent_heartbeat",
+            "The configured heartbeat: the chain is sealed at least this often",
+            Some(Unit::Seconds),
+            self.heartbeat.as_secs_f64(),
+        )?;
+        gauge(
+            &mut enc,
+            "agent_unsealed_records",
+            "Records appended since the last seal",
+            None,
+            load(&st.unsealed) as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "agent_spool",
+            "Bytes in the spool's files",
+            Some(Unit::Bytes),
+            load(&st.spool_bytes) as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "agent_spool_limit",
+            "The spool's size cap ([spool] max_size)",
+            Some(Unit::Bytes),
+            self.spool_limit as f64,
+        )?;
+        counter(
+            &mut enc,
+            "agent_seals",
+            "Seals made since the start",
+            load(&st.seals),
+        )?;
+        if let Some(sh) = &self.ship {
+            let (durable, acked) = (load(&st.durable), load(&st.acked));
+            gauge(
+                &mut enc,
+                "agent_unacknowledged",
+                "Bytes of the spool durable and not yet acknowledged by a collector",
+                Some(Unit::Bytes),
+                durable.saturating_sub(acked) as f64,
+            )?;
+            gauge(
+                &mut enc,
+                "agent_unacknowledged_records",
+                "Records of this run durable and not yet acknowledged (to a commit's precision)",
+                None,
+                load(&st.unacked_records) as f64,
+            )?;
+            let oldest = st.oldest_unacked_ns.load(Ordering::Relaxed);
+            gauge(
+                &mut enc,
+                "agent_oldest_unacknowledged_age",
+                "Seconds since the oldest record not acknowledged became durable (0: none)",
+                Some(Unit::Seconds),
+                if oldest == 0 {
+                    0.0
+                } else {
+                    seconds(now.saturating_sub(oldest)).max(0.0)
+                },
+            )?;
+            gauge(
+                &mut enc,
+                "agent_collector_up",
+                "1 while a session with a collector is up",
+                None,
+                f64::from(u8::from(sh.connected.load(Ordering::Relaxed))),
+            )?;
+            gauge(
+                &mut enc,
+                "agent_last_ack_timestamp",
+                "When a collector last acknowledged a batch (Unix time; 0: not in this run)",
+                Some(Unit::Seconds),
+                seconds(sh.last_ack_ns.load(Ordering::Relaxed)),
+            )?;
+            counter(
+                &mut enc,
+                "agent_shipped_records",
+                "Records acknowledged by collectors",
+                load(&sh.records),
+            )?;
+            counter(
+                &mut enc,
+                "agent_shipped_batches",
+                "Batches acknowledged by collectors",
+                load(&sh.batches),
+            )?;
+            counter(
+                &mut enc,
+                "agent_collector_connects",
+                "Sessions opened with collectors",
+                load(&sh.connects),
+            )?;
+        }
+        let by_source = |a: &[std::sync::atomic::AtomicU64; 8]| {
+            SOURCES
+                .iter()
+                .map(|s| ([("source", s.name())], load(&a[*s as usize])))
+                .filter(|(_, v)| *v > 0)
+                .collect::<Vec<_>>()
+        };
+        counters(
+            &mut enc,
+            "agent_events",
+            "Events chained, by source",
+            by_source(&st.events_by_source),
+        )?;
+        counters(
+            &mut enc,
+            "agent_event_bytes",
+            "Bytes of messages chained, by source",
+            by_source(&st.bytes_by_source),
+        )?;
+        counter(
+            &mut enc,
+            "agent_unparsed_events",
+            "Raw events chained that do not start like syslog (flagged unparsed)",
+            load(&st.unparsed),
+        )?;
+        let by_reason = |a: &[std::sync::atomic::AtomicU64; 5]| {
+            REASONS
+                .iter()
+                .map(|r| ([("reason", r.name())], load(&a[*r as usize])))
+                .collect::<Vec<_>>()
+        };
+        counters(
+            &mut enc,
+            "agent_loss_records",
+            "Loss records chained, by reason",
+            by_reason(&st.loss_records),
+        )?;
+        counters(
+            &mut enc,
+            "agent_loss_events",
+            "Events the chained Loss records account for, by reason (0 where a count is unknown)",
+            by_reason(&st.loss_events),
+        )?;
+        counters(
+            &mut enc,
+            "agent_input_dropped",
+            "Messages an input could not hand over (chained as Loss records)",
+            self.inputs
+                .iter()
+                .map(|i| ([("input", i.name.as_str())], i.loss.total())),
+        )?;
+        let udp: Vec<_> = self
+            .inputs
+            .iter()
+            .filter_map(|i| {
+                let (inode, base) = i.udp?;
+                let now = crate::ingest::listen::kernel_udp_drops(inode)?;
+                Some(([("input", i.name.as_str())], now.saturating_sub(base)))
+            })
+            .collect();
+        if !udp.is_empty() {
+            counters(
+                &mut enc,
+                "agent_udp_kernel_drops",
+                "Datagrams the kernel dropped on a UDP input's full receive buffer since the start \
+                 (chained as a Loss record at the stop)",
+                udp,
+            )?;
+        }
+        if let Some(j) = &self.journal {
+            counter(
+                &mut enc,
+                "agent_journal_entries_read",
+                "Journal entries read",
+                load(&j.read),
+            )?;
+            counter(
+                &mut enc,
+                "agent_journal_entries_sent",
+                "Journal entries passed to the stamper",
+                load(&j.sent),
+            )?;
+        }
+        gauges(
+            &mut enc,
+            "agent_build_info",
+            "The logseal version (always 1)",
+            None,
+            [([("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+        )?;
+        Ok(())
+    }
+}

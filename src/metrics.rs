@@ -1,0 +1,279 @@
+//! The Prometheus endpoint of the agent and the collector (`[metrics] listen`).
+//!
+//! Metrics are kept and encoded by `prometheus-client` (Prometheus text 0.0.4,
+//! or OpenMetrics 1.0 when the scraper asks for it); this module only answers
+//! `GET /metrics` over plain HTTP/1.1 on a listener of its own. It is read-only
+//! and bounded: at most [`MAX_SCRAPERS`] requests at once (others are closed),
+//! a request head of at most [`HEAD_MAX`] bytes, [`REQUEST_TIMEOUT`] for the
+//! whole exchange. Bind it to loopback or a management network: it tells
+//! anyone who can reach it the host names and addresses a process serves.
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Requests answered at once; a connection beyond them is closed at once.
+pub const MAX_SCRAPERS: usize = 8;
+/// Largest request head read (request line and headers).
+pub const HEAD_MAX: usize = 8 << 10;
+/// Time allowed for a whole request, from accept to the last byte sent.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `[metrics]` of the agent's and the collector's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the HTTP endpoint (`GET /metrics`), e.g. `127.0.0.1:9464`.
+    pub listen: String,
+}
+
+/// A registry whose metric names all start with `logseal_`.
+pub fn registry() -> Registry {
+    Registry::with_prefix("logseal")
+}
+
+/// Binds the endpoint's listener (before the process says it is ready, so
+/// that a bad address stops the start) and prints `metrics http://ADDR/metrics`.
+pub async fn bind(cfg: &MetricsConfig) -> anyhow::Result<TcpListener> {
+    let l = TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("[metrics] listen = {:?}: binding: {e}", cfg.listen))?;
+    println!("metrics http://{}/metrics", l.local_addr()?);
+    Ok(l)
+}
+
+/// Answers scrapes on `listener` until `stop` turns true (or its sender is gone).
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPERS));
+    loop {
+        tokio::select! {
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() {
+                return;
+            },
+            accepted = listener.accept() => {
+                let sock = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // Out of descriptors: the connection waits in the backlog.
+                        tracing::debug!(error = %e, "metrics: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    continue; // too many scrapes at once: closed
+                };
+                let registry = registry.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(sock, &registry)).await;
+                });
+            }
+        }
+    }
+}
+
+/// Reads one request and answers it; the connection is then closed.
+async fn answer(mut sock: TcpStream, registry: &Registry) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let end = loop {
+        let n = sock.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        if head.len() > HEAD_MAX {
+            return reply(
+                &mut sock,
+                "431 Request Header Fields Too Large",
+                TEXT,
+                "request head too large\n",
+                true,
+            )
+            .await;
+        }
+    };
+    let head = String::from_utf8_lossy(&head[..end]);
+    let mut lines = head.split("\r\n");
+    let mut request = lines.next().unwrap_or_default().split(' ');
+    let (method, target) = (
+        request.next().unwrap_or_default(),
+        request.next().unwrap_or_default(),
+    );
+    let path = target.split('?').next().unwrap_or_default();
+    let openmetrics = lines
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("accept"))
+        .any(|(_, v)| v.contains("application/openmetrics-text"));
+    let body_wanted = method == "GET";
+    match (method, path) {
+        ("GET" | "HEAD", "/metrics") => {
+            let mut out = String::with_capacity(16 << 10);
+            let (encoded, kind) = if openmetrics {
+                (
+                    prometheus_client::encoding::text::encode(&mut out, registry),
+                    OPENMETRICS,
+                )
+            } else {
+                (
+                    prometheus_client::encoding::prometheus_text::encode(&mut out, registry),
+                    prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                )
+            };
+            match encoded {
+                Ok(()) => reply(&mut sock, "200 OK", kind, &out, body_wanted).await,
+                Err(_) => {
+                    reply(
+                        &mut sock,
+                        "500 Internal Server Error",
+                        TEXT,
+                        "encoding failed\n",
+                        body_wanted,
+                    )
+                    .await
+                }
+            }
+        }
+        ("GET" | "HEAD", "/") => {
+            reply(
+                &mut sock,
+                "200 OK",
+                TEXT,
+                "logseal: metrics at /metrics\n",
+                body_wanted,
+            )
+            .await
+        }
+        (_, "/metrics" | "/") => {
+            reply(
+                &mut sock,
+                "405 Method Not Allowed",
+                TEXT,
+                "only GET and HEAD\n",
+                true,
+            )
+            .await
+        }
+        _ => {
+            reply(
+                &mut sock,
+                "404 Not Found",
+                TEXT,
+                "not found: metrics are at /metrics\n",
+                body_wanted,
+            )
+            .await
+        }
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+async fn reply(
+    sock: &mut TcpStream,
+    status: &str,
+    kind: &str,
+    body: &str,
+    with_body: bool,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await?;
+    if with_body {
+        sock.write_all(body.as_bytes()).await?;
+    }
+    sock.shutdown().await
+}
+
+/// Seconds since the Unix epoch of a time in ns (for `_timestamp_seconds`).
+pub fn seconds(ns: i64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// Writes one gauge without labels (for [`prometheus_client::collector::Collector`]s
+/// that read the process's state at each scrape).
+pub fn gauge(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    value: f64,
+) -> std::fmt::Result {
+    let g = ConstGauge::new(value);
+    let m = enc.encode_descriptor(name, help, unit.as_ref(), g.metric_type())?;
+    g.encode(m)
+}
+
+/// Writes one counter without labels (its name gets `_total`).
+pub fn counter(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    let c = ConstCounter::new(value);
+    let m = enc.encode_descriptor(name, help, None, c.metric_type())?;
+    c.encode(m)
+}
+
+/// Writes a gauge with one row per label set.
+pub fn gauges<L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    rows: impl IntoIterator<Item = (L, f64)>,
+) -> std::fmt::Result {
+    let mut m = enc.encode_descriptor(
+        name,
+        help,
+        unit.as_ref(),
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    for (labels, v) in rows {
+        ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Writes a counter with one row per label set.
+pub fn counters<L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (L, u64)>,
+) -> std::fmt::Result {
+    let mut m = enc.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    for (labels, v) in rows {
+        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Buckets of latency histograms, in seconds: 100 µs to about 52 s.
+pub fn latency_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 20)
+}
