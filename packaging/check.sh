@@ -65,6 +65,14 @@ for f in /lib/systemd/system/logseal-agent.service /lib/systemd/system/logseal-a
          /usr/lib/tmpfiles.d/logseal.conf /usr/share/man/man1/logseal.1.gz; do
     [ -f "$f" ] || fail "$f missing"
 done
+# The packaged alert rules (read from the .deb: a container's dpkg may be set
+# to skip /usr/share/doc) are the tested ones, and pass their tests.
+EX=$(mktemp -d)
+dpkg-deb -x "$DEB" "$EX"
+(cd "$EX/usr/share/doc/logseal/examples/prometheus" && promtool test rules logseal.rules.test.yml \
+    && [ -f logseal.dashboard.json ] && [ -f prometheus.example.yml ]) \
+    || fail "the packaged Prometheus rules, tests or dashboard are missing or fail"
+rm -rf "$EX"
 for c in agent collector; do
     grep -qx "/etc/logseal/$c.toml" /var/lib/dpkg/info/logseal.conffiles || fail "$c.toml is not a conffile"
 done
@@ -112,5 +120,6 @@ ROOT=$(mktemp -d)
 rpm -i --root "$ROOT" --nodeps --noscripts "$RPM"
 "$ROOT/usr/bin/logseal" --version | grep "^logseal " >/dev/null || fail "logseal from the rpm root"
 [ -f "$ROOT/usr/lib/systemd/system/logseal-collector.service" ] || fail "rpm root lacks the collector unit"
+[ -f "$ROOT/usr/share/doc/logseal/examples/prometheus/logseal.rules.yml" ] || fail "rpm root lacks the alert rules"
 rm -rf "$ROOT"
 step "all packaging checks passed"

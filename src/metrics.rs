@@ -3,9 +3,11 @@
 //! Metrics are kept and encoded by `prometheus-client` (Prometheus text 0.0.4,
 //! or OpenMetrics 1.0 when the scraper asks for it); this module only answers
 //! `GET /metrics` over plain HTTP/1.1 on a listener of its own. It is read-only
-//! and bounded: at most [`MAX_SCRAPERS`] requests at once (others are closed),
-//! a request head of at most [`HEAD_MAX`] bytes, [`REQUEST_TIMEOUT`] for the
-//! whole exchange. Bind it to loopback or a management network: it tells
+//! and bounded: at most [`MAX_SCRAPERS`] requests at once (others are closed
+//! at once), a request head of at most [`HEAD_MAX`] bytes that must arrive
+//! within [`HEAD_TIMEOUT`] (idle connections cannot hold the slots for long),
+//! [`REQUEST_TIMEOUT`] for the whole exchange. Memory: about
+//! `MAX_SCRAPERS × (HEAD_MAX + one encoded scrape)`. Bind it to loopback or a management network: it tells
 //! anyone who can reach it the host names and addresses a process serves.
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -20,7 +22,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// Requests answered at once; a connection beyond them is closed at once.
-pub const MAX_SCRAPERS: usize = 8;
+pub const MAX_SCRAPERS: usize = 32;
+/// Time allowed for the request head to arrive.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head read (request line and headers).
 pub const HEAD_MAX: usize = 8 << 10;
 /// Time allowed for a whole request, from accept to the last byte sent.
@@ -88,8 +92,11 @@ pub async fn serve(
 async fn answer(mut sock: TcpStream, registry: &Registry) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
+    let head_by = tokio::time::Instant::now() + HEAD_TIMEOUT;
     let end = loop {
-        let n = sock.read(&mut buf).await?;
+        let n = tokio::time::timeout_at(head_by, sock.read(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         if n == 0 {
             return Ok(());
         }

@@ -429,6 +429,7 @@ fn socket_activation_uses_the_passed_sockets() {
         child,
         urls: vec![],
         state: state.clone(),
+        metrics: None,
     }
     .stop();
     assert_exactly(&events(&state), "act", 100);
@@ -476,6 +477,7 @@ fn tells_systemd_ready_watchdog_and_stopping() {
         child,
         urls: vec![],
         state,
+        metrics: None,
     }
     .stop();
     let mut stopping = false;

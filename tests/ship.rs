@@ -446,7 +446,12 @@ fn error_code(m: &Result<Msg, String>) -> Option<Code> {
 fn refusals_are_logged_and_the_collector_keeps_serving() {
     let d = TempDir::new("ship-refuse");
     let ca = Ca::new(&d.path().join("pki"));
-    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let c = Collector::start(
+        &d.path().join("c"),
+        &ca,
+        "127.0.0.1:0",
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    );
     // A good agent ships throughout.
     let good_dir = d.path().join("good");
     std::fs::create_dir_all(&good_dir).unwrap();
@@ -660,6 +665,37 @@ fn refusals_are_logged_and_the_collector_keeps_serving() {
     );
     assert!(!hosts.contains(&"host-b"));
     let _ = ChainId([0; 16]);
+    // The metrics count each refusal by its reason, as sent above, and the
+    // batches kept in quarantine (counted on disk).
+    let m = scrape(c.metrics.as_deref().unwrap());
+    let refused = |reason: &str| {
+        sample(
+            &m,
+            &format!("logseal_collector_refusals_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap()
+    };
+    assert_eq!(refused("not-your-chain"), 2.0, "{m}");
+    assert_eq!(refused("frame-too-large"), 1.0, "{m}");
+    assert_eq!(refused("rejected"), 2.0, "{m}");
+    assert_eq!(refused("conflict"), 1.0, "{m}");
+    assert_eq!(refused("protocol"), 1.0, "{m}");
+    let kept = std::fs::read_dir(c.store.join("quarantine"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
+        .count();
+    assert!(kept >= 3, "{kept}");
+    assert_eq!(
+        sample(&m, "logseal_collector_quarantined_batches_total"),
+        Some(kept as f64),
+        "{m}"
+    );
     c.stop();
 }
 

@@ -15,6 +15,8 @@ pub struct Agent {
     pub child: Child,
     pub urls: Vec<String>,
     pub state: PathBuf,
+    /// The URL of its `metrics URL` line, if it has `[metrics]`.
+    pub metrics: Option<String>,
 }
 
 impl Agent {
@@ -75,6 +77,7 @@ impl Agent {
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut urls = Vec::new();
+        let mut metrics = None;
         while urls.len() < inputs {
             let mut line = String::new();
             let n = out.read_line(&mut line).unwrap();
@@ -85,11 +88,15 @@ impl Agent {
             if let Some(u) = line.trim().strip_prefix("listening ") {
                 urls.push(u.to_string());
             }
+            if let Some(u) = line.trim().strip_prefix("metrics ") {
+                metrics = Some(u.to_string());
+            }
         }
         Agent {
             child,
             urls,
             state: state.to_path_buf(),
+            metrics,
         }
     }
 

@@ -56,6 +56,8 @@ pub struct Collector {
     pub addr: String,
     pub store: PathBuf,
     pub log: PathBuf,
+    /// The URL of its `metrics URL` line, if it has `[metrics]`.
+    pub metrics: Option<String>,
 }
 
 impl Collector {
@@ -108,6 +110,7 @@ impl Collector {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut metrics = None;
         loop {
             line.clear();
             let n = out.read_line(&mut line).unwrap();
@@ -116,12 +119,16 @@ impl Collector {
                 "collector did not start: {}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
+            if let Some(u) = line.trim().strip_prefix("metrics ") {
+                metrics = Some(u.to_string());
+            }
             if let Some(a) = line.trim().strip_prefix("listening ") {
                 break Collector {
                     child,
                     addr: a.to_string(),
                     store,
                     log,
+                    metrics,
                 };
             }
         }
@@ -268,4 +275,64 @@ pub fn send_batch<S: std::io::Read + std::io::Write>(
         .and_then(|_| t.flush())
         .map_err(|e| e.to_string())?;
     read_msg(t)
+}
+
+/// `GET url` over plain HTTP/1.1 (the metrics endpoint): (status, body).
+pub fn http_get(url: &str, headers: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    // HTTP/1.0: the server closes the connection after the body, unchunked.
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n{headers}\r\n")?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+/// A scrape of a metrics URL (status 200 asserted).
+pub fn scrape(url: &str) -> String {
+    let (status, body) = http_get(url, "").unwrap_or_else(|e| panic!("scraping {url}: {e}"));
+    assert_eq!(status, 200, "scraping {url}: {body}");
+    body
+}
+
+/// The value of the sample `name` (with its labels as written, e.g.
+/// `logseal_agent_events_total{source="syslog-tcp"}`) in a Prometheus text scrape.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Runs `promtool ARGS` (Debian's `prometheus` package): (success, output).
+pub fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool not found: install Debian's prometheus package (.ci/run does)");
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .unwrap();
+    drop(input);
+    let o = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text)
 }
