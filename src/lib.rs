@@ -25,6 +25,7 @@ pub mod report;
 pub mod segment;
 pub mod signer;
 pub mod spool;
+pub mod status;
 pub mod stop;
 pub mod syslog;
 pub mod timefmt;

@@ -155,6 +155,30 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         check_config: Option<PathBuf>,
     },
+    /// Is this agent or collector sealing and shipping? A short summary (or
+    /// --json) read from the status file the process keeps (every 5 s for an
+    /// agent, every status_interval for a collector, and once at its stop):
+    /// it works while the process runs and after it stopped.
+    ///
+    /// Exit status as a Nagios plugin's: 0 OK, 1 WARNING (no collector, a
+    /// backlog older than 15 minutes, a spool 80 % full, batches quarantined),
+    /// 2 CRITICAL (not running, a seal older than twice the heartbeat, a full
+    /// spool, a silent host, a damaged chain), 3 UNKNOWN (no status to read).
+    Status {
+        /// The agent's or the collector's configuration file (which one is
+        /// told by its keys) [default: /etc/logseal/agent.toml].
+        #[arg(long, conflicts_with_all = ["state", "store"])]
+        config: Option<PathBuf>,
+        /// An agent's state directory.
+        #[arg(long, conflicts_with = "store")]
+        state: Option<PathBuf>,
+        /// A collector's store.
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The verdict and the status file as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Try it: a local CA, a collector and an agent on loopback; Ctrl-C stops
     /// them and verifies the store.
     Quickstart {
@@ -352,6 +376,12 @@ fn main() -> ExitCode {
             check_config,
         } => collector(config, check_config),
         Cmd::Quickstart { dir, syslog_addr } => logseal::quickstart::run(&dir, &syslog_addr),
+        Cmd::Status {
+            config,
+            state,
+            store,
+            json,
+        } => status(config, state, store, json),
     };
     match result {
         Ok(code) => code,
@@ -603,6 +633,39 @@ fn print_genesis_of(config: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::
         logseal::chain::hash::fingerprint(&pk0)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `logseal status`: which process to look at, from the options.
+fn status(
+    config: Option<PathBuf>,
+    state: Option<PathBuf>,
+    store: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use logseal::status::Target;
+    let target = match (config, state, store) {
+        (_, Some(dir), _) => Target::Agent(dir),
+        (_, _, Some(dir)) => Target::Collector(dir),
+        (config, None, None) => {
+            let path = config.unwrap_or_else(|| PathBuf::from("/etc/logseal/agent.toml"));
+            match logseal::agent::config::AgentConfig::load(&path) {
+                Ok(c) => Target::Agent(c.state_dir),
+                Err(agent_err) => match logseal::collector::config::CollectorConfig::load(&path) {
+                    Ok(c) => Target::Collector(c.store),
+                    Err(collector_err) => {
+                        eprintln!(
+                            "logseal status: {} is neither an agent's nor a collector's configuration:
+                               as an agent's: {agent_err:#}
+  as a collector's: {collector_err:#}",
+                            path.display()
+                        );
+                        return Ok(ExitCode::from(3));
+                    }
+                },
+            }
+        }
+    };
+    Ok(logseal::status::run(target, json))
 }
 
 fn collector(config: Option<PathBuf>, check_config: Option<PathBuf>) -> anyhow::Result<ExitCode> {

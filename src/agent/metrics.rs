@@ -43,6 +43,10 @@ pub struct AgentMetrics {
     pub spool_limit: u64,
     /// `[chain] heartbeat`: a seal older than this is late.
     pub heartbeat: std::time::Duration,
+    /// The chain's host name.
+    pub host: String,
+    /// The chain's id.
+    pub chain: String,
 }
 
 impl AgentMetrics {

@@ -550,19 +550,22 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // What the metrics endpoint and `logseal status` read.
+    let observed = Arc::new(metrics::AgentMetrics {
+        stats: stats.clone(),
+        ship: shipping.as_ref().map(|s| s.1.clone()),
+        journal: journal_stats.clone(),
+        inputs: views
+            .into_iter()
+            .map(|(name, loss, udp)| metrics::InputView { name, loss, udp })
+            .collect(),
+        spool_limit: cfg.spool.max_size,
+        heartbeat: cfg.chain.heartbeat,
+        host: writer.host().to_string(),
+        chain: writer.chain_id().to_string(),
+    });
     if let Some(listener) = metrics_listener {
-        let m = Arc::new(metrics::AgentMetrics {
-            stats: stats.clone(),
-            ship: shipping.as_ref().map(|s| s.1.clone()),
-            journal: journal_stats.clone(),
-            inputs: views
-                .into_iter()
-                .map(|(name, loss, udp)| metrics::InputView { name, loss, udp })
-                .collect(),
-            spool_limit: cfg.spool.max_size,
-            heartbeat: cfg.chain.heartbeat,
-        });
-        let registry = Arc::new(m.registry());
+        let registry = Arc::new(observed.registry());
         rt.spawn(crate::metrics::serve(listener, registry, stop_rx.clone()));
     }
     let st = stats.clone();
@@ -583,8 +586,21 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(period);
         let mut last_alive = u64::MAX;
         let mut last_change = std::time::Instant::now();
+        let mut status = tokio::time::interval(crate::status::AGENT_INTERVAL);
+        let mut status_failing = false;
         loop {
             tokio::select! {
+                _ = status.tick() => {
+                    let r = crate::status::AgentStatus::of(&observed, true).write(&cfg.state_dir);
+                    match r {
+                        Err(e) if !status_failing => {
+                            tracing::warn!(error = %e, "writing status.json (read by `logseal status`)");
+                            status_failing = true;
+                        }
+                        Err(_) => {}
+                        Ok(()) => status_failing = false,
+                    }
+                }
                 asked = stop.recv() => match asked {
                     Asked::Stop => break,
                     Asked::Reload => {
@@ -653,6 +669,9 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
              resumes the chain)",
             panic_text(panicked)
         );
+    }
+    if let Err(e) = crate::status::AgentStatus::of(&observed, false).write(&cfg.state_dir) {
+        tracing::warn!(error = %e, "writing status.json at the stop");
     }
     tracing::info!(
         events = stats.events.load(Ordering::Relaxed),

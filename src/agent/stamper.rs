@@ -589,6 +589,10 @@ pub fn run(
         return Err(e);
     }
     stats.seals.fetch_add(1, Ordering::Relaxed);
+    stats
+        .last_seal_ns
+        .store(crate::writer::now_ns(), Ordering::Relaxed);
+    stats.unsealed.store(0, Ordering::Relaxed);
     // The agent deletes acknowledged segments after this returns.
     jm.mark.synced_to(u64::MAX);
     if let Some(dir) = jm.dir {

@@ -572,7 +572,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 },
                 _ = status.tick() => {
-                    if let Err(e) = shared.store.write_status(silent_after) {
+                    if let Err(e) = shared.store.write_status(silent_after, cfg.liveness.status_interval, true) {
                         tracing::warn!(error = %e, "writing status.json");
                     }
                 }
@@ -593,7 +593,9 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     shared.store.close();
-    let _ = shared.store.write_status(silent_after);
+    let _ = shared
+        .store
+        .write_status(silent_after, cfg.liveness.status_interval, false);
     tracing::info!("collector stopped");
     Ok(())
 }

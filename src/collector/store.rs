@@ -893,13 +893,28 @@ impl Store {
         (q.kept, q.total)
     }
 
-    /// Writes `status.json` and reports hosts silent for longer than `silent_after`.
-    pub fn write_status(&self, silent_after: std::time::Duration) -> io::Result<()> {
+    /// Writes `status.json` (read by `logseal status`; `running` false in the
+    /// one written at a clean stop, `interval` how often it is rewritten) and
+    /// reports hosts silent for longer than `silent_after`.
+    pub fn write_status(
+        &self,
+        silent_after: std::time::Duration,
+        interval: std::time::Duration,
+        running: bool,
+    ) -> io::Result<()> {
         let now = now_ns();
         let out = self.survey(silent_after, true);
+        let (kept, held) = self.quarantine_usage();
         let doc = serde_json::json!({
             "time": crate::timefmt::rfc3339(now),
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "running": running,
+            "interval_secs": interval.as_secs().max(1),
             "silent_after_secs": silent_after.as_secs(),
+            "store_bytes": out.iter().map(|h| h.store_bytes).sum::<u64>(),
+            "quarantine_bytes": held,
+            "quarantined_batches": kept,
             "hosts": out,
         });
         fsutil::write_atomic(

@@ -1,0 +1,532 @@
+//! `logseal status`: is this agent or collector sealing and shipping?
+//!
+//! Both processes write a `status.json` (the agent in its state directory,
+//! the collector in its store) every few seconds and once more when they
+//! stop, atomically; `status` reads it (bounded), checks that the process
+//! that wrote it is still alive, and judges. It works while the process runs
+//! and after it stopped, needs no network, and exits as a Nagios plugin does:
+//! 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (no status to read).
+
+use crate::agent::metrics::AgentMetrics;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Name of the status file, in the agent's state directory and the store.
+pub const FILE: &str = "status.json";
+/// How often the agent rewrites its status file.
+pub const AGENT_INTERVAL: Duration = Duration::from_secs(5);
+/// Largest status file read.
+const MAX: u64 = 16 << 20;
+/// Backlog age that makes an agent's status a warning.
+pub const LAG_WARNING: Duration = Duration::from_secs(15 * 60);
+
+/// One input of an agent's status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputStatus {
+    /// `udp://ADDR`, `tcp://ADDR`, …
+    pub input: String,
+    /// Messages it could not hand over since the start.
+    pub dropped: u64,
+}
+
+/// What an agent writes into `STATE/status.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// When this was written (RFC 3339).
+    pub time: String,
+    /// The logseal version.
+    pub version: String,
+    /// The agent's process id.
+    pub pid: u32,
+    /// False in the file written when the agent stopped cleanly.
+    pub running: bool,
+    /// How often the file is rewritten while running.
+    pub interval_secs: u64,
+    /// Host name of the chain.
+    pub host: String,
+    /// Chain id.
+    pub chain: String,
+    /// The chain's heartbeat.
+    pub heartbeat_secs: u64,
+    /// Time of the last seal (RFC 3339).
+    pub last_seal_time: Option<String>,
+    /// Records appended since the last seal.
+    pub unsealed_records: u64,
+    /// Events chained since the start.
+    pub events: u64,
+    /// Spool size and cap.
+    pub spool_bytes: u64,
+    /// `[spool] max_size`.
+    pub spool_limit_bytes: u64,
+    /// Whether `[ship]` is set.
+    pub shipping: bool,
+    /// A session with a collector is up.
+    pub collector_up: bool,
+    /// Time of the last acknowledgement in this run.
+    pub last_ack_time: Option<String>,
+    /// Spool bytes durable and not acknowledged.
+    pub unacknowledged_bytes: u64,
+    /// Records of this run durable and not acknowledged.
+    pub unacknowledged_records: u64,
+    /// When the oldest record not acknowledged became durable.
+    pub oldest_unacknowledged_time: Option<String>,
+    /// Every syslog input.
+    pub inputs: Vec<InputStatus>,
+}
+
+impl AgentStatus {
+    /// The agent's status now, from what it publishes for its metrics.
+    pub fn of(m: &AgentMetrics, running: bool) -> AgentStatus {
+        let st = &m.stats;
+        let ns = |v: i64| (v != 0).then(|| crate::timefmt::rfc3339(v));
+        let ship = m.ship.as_deref();
+        let (durable, acked) = (
+            st.durable.load(Ordering::Relaxed),
+            st.acked.load(Ordering::Relaxed),
+        );
+        AgentStatus {
+            time: crate::timefmt::rfc3339(crate::writer::now_ns()),
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            running,
+            interval_secs: AGENT_INTERVAL.as_secs(),
+            host: m.host.clone(),
+            chain: m.chain.clone(),
+            heartbeat_secs: m.heartbeat.as_secs(),
+            last_seal_time: ns(st.last_seal_ns.load(Ordering::Relaxed)),
+            unsealed_records: st.unsealed.load(Ordering::Relaxed),
+            events: st.events.load(Ordering::Relaxed),
+            spool_bytes: st.spool_bytes.load(Ordering::Relaxed),
+            spool_limit_bytes: m.spool_limit,
+            shipping: ship.is_some(),
+            collector_up: ship.is_some_and(|s| s.connected.load(Ordering::Relaxed)),
+            last_ack_time: ship.and_then(|s| ns(s.last_ack_ns.load(Ordering::Relaxed))),
+            unacknowledged_bytes: if ship.is_some() {
+                durable.saturating_sub(acked)
+            } else {
+                0
+            },
+            unacknowledged_records: st.unacked_records.load(Ordering::Relaxed),
+            oldest_unacknowledged_time: ns(st.oldest_unacked_ns.load(Ordering::Relaxed)),
+            inputs: m
+                .inputs
+                .iter()
+                .map(|i| InputStatus {
+                    input: i.name.clone(),
+                    dropped: i.loss.total(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Writes it into `dir/status.json` (atomically).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let mut doc = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        doc.push(b'\n');
+        crate::fsutil::write_atomic(&dir.join(FILE), &doc, "status")
+    }
+}
+
+/// What `logseal status` looks at.
+#[derive(Debug)]
+pub enum Target {
+    /// An agent's state directory.
+    Agent(PathBuf),
+    /// A collector's store.
+    Collector(PathBuf),
+}
+
+/// A judgement: Nagios levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    /// Healthy.
+    Ok = 0,
+    /// Needs a look.
+    Warning = 1,
+    /// Evidence at risk now.
+    Critical = 2,
+    /// Nothing to judge.
+    Unknown = 3,
+}
+
+/// The verdict and why.
+#[derive(Debug, Serialize)]
+struct Verdict {
+    level: Level,
+    role: &'static str,
+    /// What `level` rests on, worst first.
+    problems: Vec<(Level, String)>,
+    /// The status file read.
+    file: String,
+    /// Whether the process that wrote it runs now.
+    running: bool,
+    status: serde_json::Value,
+}
+
+impl Verdict {
+    fn add(&mut self, level: Level, what: String) {
+        self.level = self.level.max(level);
+        self.problems.push((level, what));
+    }
+}
+
+/// Whether process `pid` is alive and is a logseal.
+fn alive(pid: u32) -> bool {
+    let Ok(comm) = crate::fsutil::read_bounded(Path::new(&format!("/proc/{pid}/comm")), 64) else {
+        return false;
+    };
+    String::from_utf8_lossy(&comm).trim() == "logseal"
+}
+
+/// Seconds from RFC 3339 `t` to `now_ns` (None if absent or unreadable).
+fn age(t: Option<&str>, now_ns: i64) -> Option<f64> {
+    let ns = crate::timefmt::parse_rfc3339(t?)?;
+    Some(now_ns.saturating_sub(ns) as f64 / 1e9)
+}
+
+/// A duration in words a person reads at a glance: `42s`, `5m03s`, `3h07m`, `2d04h`.
+fn secs(s: f64) -> String {
+    let t = s.max(0.0).round() as u64;
+    match t {
+        0..120 => format!("{t}s"),
+        120..7200 => format!("{}m{:02}s", t / 60, t % 60),
+        7200..172_800 => format!("{}h{:02}m", t / 3600, t % 3600 / 60),
+        _ => format!("{}d{:02}h", t / 86400, t % 86400 / 3600),
+    }
+}
+
+/// Runs `logseal status`; prints a summary (or JSON) and returns the Nagios exit code.
+pub fn run(target: Target, json: bool) -> ExitCode {
+    let v = match &target {
+        Target::Agent(dir) => judge_agent(dir),
+        Target::Collector(store) => judge_collector(store),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".into())
+        );
+    } else {
+        print(&v);
+    }
+    ExitCode::from(v.level as u8)
+}
+
+fn unknown(role: &'static str, file: &Path, why: String) -> Verdict {
+    Verdict {
+        level: Level::Unknown,
+        role,
+        problems: vec![(Level::Unknown, why)],
+        file: file.display().to_string(),
+        running: false,
+        status: serde_json::Value::Null,
+    }
+}
+
+fn read(role: &'static str, file: &Path) -> Result<serde_json::Value, Verdict> {
+    let bytes = crate::fsutil::read_bounded(file, MAX).map_err(|e| {
+        unknown(
+            role,
+            file,
+            format!(
+                "cannot read {}: {e} (has the {role} run with this {}?)",
+                file.display(),
+                if role == "agent" {
+                    "state directory"
+                } else {
+                    "store"
+                }
+            ),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        unknown(
+            role,
+            file,
+            format!("{}: not a status file: {e}", file.display()),
+        )
+    })
+}
+
+fn judge_agent(dir: &Path) -> Verdict {
+    let file = dir.join(FILE);
+    let doc = match read("agent", &file) {
+        Ok(d) => d,
+        Err(v) => return v,
+    };
+    let s: AgentStatus = match serde_json::from_value(doc.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            return unknown(
+                "agent",
+                &file,
+                format!("{}: not an agent status file: {e}", file.display()),
+            )
+        }
+    };
+    let now = crate::writer::now_ns();
+    let running = s.running && alive(s.pid);
+    let mut v = Verdict {
+        level: Level::Ok,
+        role: "agent",
+        problems: Vec::new(),
+        file: file.display().to_string(),
+        running,
+        status: doc,
+    };
+    let written = age(Some(&s.time), now).unwrap_or(f64::MAX);
+    if !s.running {
+        v.add(
+            Level::Critical,
+            format!("not running: stopped cleanly at {}", s.time),
+        );
+    } else if !running {
+        v.add(
+            Level::Critical,
+            format!(
+                "not running: process {} is gone without a clean stop (last status {})",
+                s.pid, s.time
+            ),
+        );
+    } else if written > 3.0 * s.interval_secs.max(1) as f64 {
+        v.add(
+            Level::Critical,
+            format!(
+                "process {} has not updated its status for {} (stuck?)",
+                s.pid,
+                secs(written)
+            ),
+        );
+    }
+    if running {
+        match age(s.last_seal_time.as_deref(), now) {
+            Some(a) if a > 2.0 * s.heartbeat_secs.max(1) as f64 => v.add(
+                Level::Critical,
+                format!(
+                    "last seal {} ago, more than twice the heartbeat ({}s)",
+                    secs(a),
+                    s.heartbeat_secs
+                ),
+            ),
+            Some(_) => {}
+            None => v.add(Level::Critical, "no seal yet".into()),
+        }
+        if s.shipping && !s.collector_up {
+            v.add(Level::Warning, "no session with a collector".into());
+        }
+        if let Some(a) = age(s.oldest_unacknowledged_time.as_deref(), now) {
+            if a > LAG_WARNING.as_secs_f64() {
+                v.add(
+                    Level::Warning,
+                    format!("records unacknowledged for {}", secs(a)),
+                );
+            }
+        }
+        let fill = s.spool_bytes as f64 / s.spool_limit_bytes.max(1) as f64;
+        if fill >= 0.98 {
+            v.add(
+                Level::Critical,
+                format!("spool full ({:.0} %)", fill * 100.0),
+            );
+        } else if fill >= 0.8 {
+            v.add(Level::Warning, format!("spool {:.0} % full", fill * 100.0));
+        }
+    }
+    v
+}
+
+fn judge_collector(store: &Path) -> Verdict {
+    let file = store.join(FILE);
+    let doc = match read("collector", &file) {
+        Ok(d) => d,
+        Err(v) => return v,
+    };
+    let now = crate::writer::now_ns();
+    let pid = doc["pid"].as_u64().unwrap_or(0) as u32;
+    let stopped = doc["running"] == false;
+    let running = !stopped && pid != 0 && alive(pid);
+    let time = doc["time"].as_str().unwrap_or("?").to_string();
+    let mut v = Verdict {
+        level: Level::Ok,
+        role: "collector",
+        problems: Vec::new(),
+        file: file.display().to_string(),
+        running,
+        status: doc.clone(),
+    };
+    if stopped {
+        v.add(
+            Level::Critical,
+            format!("not running: stopped cleanly at {time}"),
+        );
+    } else if !running {
+        v.add(
+            Level::Critical,
+            format!("not running: process {pid} is gone without a clean stop (last status {time})"),
+        );
+    } else {
+        let interval = doc["interval_secs"].as_u64().unwrap_or(10).max(1) as f64;
+        let written = age(Some(&time), now).unwrap_or(f64::MAX);
+        if written > 3.0 * interval {
+            v.add(
+                Level::Critical,
+                format!(
+                    "process {pid} has not updated its status for {} (stuck?)",
+                    secs(written)
+                ),
+            );
+        }
+    }
+    let hosts = doc["hosts"].as_array().cloned().unwrap_or_default();
+    let silent: Vec<&str> = hosts
+        .iter()
+        .filter(|h| h["silent"] == true)
+        .filter_map(|h| h["host"].as_str())
+        .collect();
+    if !silent.is_empty() {
+        v.add(
+            Level::Critical,
+            format!("silent hosts: {}", silent.join(", ")),
+        );
+    }
+    for h in &hosts {
+        for c in h["chains"].as_array().into_iter().flatten() {
+            if let Some(why) = c["damaged"].as_str() {
+                v.add(
+                    Level::Critical,
+                    format!(
+                        "host {} chain {}: damaged: {why}",
+                        h["host"].as_str().unwrap_or("?"),
+                        c["chain"].as_str().unwrap_or("?")
+                    ),
+                );
+            }
+        }
+    }
+    let q = doc["quarantined_batches"].as_u64().unwrap_or(0);
+    if q > 0 {
+        v.add(
+            Level::Warning,
+            format!(
+                "{q} batches quarantined since the start (see STORE/quarantine and alerts.jsonl)"
+            ),
+        );
+    }
+    v
+}
+
+/// Control characters of a file's text shown escaped (a host name is the
+/// sender's choice: it must not drive the terminal).
+fn clean(s: &str) -> String {
+    s.chars().flat_map(char::escape_debug).collect::<String>()
+}
+
+fn print(v: &Verdict) {
+    let level = match v.level {
+        Level::Ok => "OK",
+        Level::Warning => "WARNING",
+        Level::Critical => "CRITICAL",
+        Level::Unknown => "UNKNOWN",
+    };
+    let first = v
+        .problems
+        .iter()
+        .max_by_key(|p| p.0)
+        .map(|p| clean(&p.1))
+        .unwrap_or_else(|| "healthy".into());
+    println!("LOGSEAL {} {level} - {first}", v.role.to_uppercase());
+    for (l, p) in v.problems.iter().filter(|p| clean(&p.1) != first) {
+        println!("  {l:?}: {}", clean(p));
+    }
+    let s = &v.status;
+    if s.is_null() {
+        return;
+    }
+    let now = crate::writer::now_ns();
+    let ago = |k: &str| match age(s[k].as_str(), now) {
+        Some(a) => format!("{} ago ({})", secs(a), s[k].as_str().unwrap_or("")),
+        None => "never".into(),
+    };
+    println!("  status file  {} (written {})", v.file, ago("time"));
+    println!(
+        "  process      {}",
+        if v.running {
+            format!("running, pid {}", s["pid"])
+        } else {
+            "not running".into()
+        }
+    );
+    if v.role == "agent" {
+        println!(
+            "  chain        host {} chain {}",
+            clean(s["host"].as_str().unwrap_or("?")),
+            s["chain"].as_str().unwrap_or("?")
+        );
+        println!(
+            "  last seal    {}; {} records since (heartbeat {}s)",
+            ago("last_seal_time"),
+            s["unsealed_records"],
+            s["heartbeat_secs"]
+        );
+        println!(
+            "  spool        {} of {} bytes; {} events chained since the start",
+            s["spool_bytes"], s["spool_limit_bytes"], s["events"]
+        );
+        if s["shipping"] == true {
+            println!(
+                "  shipping     collector {}; last ack {}",
+                if s["collector_up"] == true {
+                    "connected"
+                } else {
+                    "NOT connected"
+                },
+                ago("last_ack_time")
+            );
+            println!(
+                "  backlog      {} bytes, {} records unacknowledged; oldest {}",
+                s["unacknowledged_bytes"],
+                s["unacknowledged_records"],
+                ago("oldest_unacknowledged_time")
+            );
+        } else {
+            println!("  shipping     off (no [ship] table)");
+        }
+        for i in s["inputs"].as_array().into_iter().flatten() {
+            println!(
+                "  input        {} ({} dropped)",
+                clean(i["input"].as_str().unwrap_or("?")),
+                i["dropped"]
+            );
+        }
+    } else {
+        let hosts = s["hosts"].as_array().cloned().unwrap_or_default();
+        println!(
+            "  store        {} bytes; {} hosts; quarantine {} bytes, {} batches since the start",
+            s["store_bytes"],
+            hosts.len(),
+            s["quarantine_bytes"],
+            s["quarantined_batches"]
+        );
+        for h in &hosts {
+            let state = if h["silent"] == true {
+                "SILENT"
+            } else if h["stopped_cleanly"] == true {
+                "stopped"
+            } else {
+                "sealing"
+            };
+            println!(
+                "  host         {:<24} {state:<8} last seal {}",
+                clean(h["host"].as_str().unwrap_or("?")),
+                match age(h["last_seal_time"].as_str(), now) {
+                    Some(a) => format!("{} ago", secs(a)),
+                    None => "never".into(),
+                }
+            );
+        }
+    }
+}

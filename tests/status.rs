@@ -1,0 +1,246 @@
+//! `logseal status` for both roles, against real processes: running, killed
+//! with SIGKILL, stopped cleanly, without a collector, with a silent host; and
+//! status files an attacker or an accident made (garbage, a FIFO, a huge file,
+//! a host name carrying terminal escapes).
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
+mod common;
+use common::collector::*;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// `logseal status ARGS --json`: (exit code, document).
+fn status_json(args: &[&str]) -> (i32, serde_json::Value) {
+    let o = Command::new(bin())
+        .arg("status")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --json printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code().unwrap_or(-1), doc)
+}
+
+/// `logseal status ARGS`: (exit code, text).
+fn status_text(args: &[&str]) -> (i32, String) {
+    let o = Command::new(bin())
+        .arg("status")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), text)
+}
+
+/// Waits until `logseal status ARGS` exits `code`; returns its document.
+fn wait_status(args: &[&str], code: i32) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (c, doc) = status_json(args);
+        if c == code {
+            return doc;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status {args:?} did not exit {code}; last: {c} {doc:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn problems(doc: &serde_json::Value) -> String {
+    doc["problems"].to_string()
+}
+
+#[test]
+fn agent_status_is_ok_while_sealing_and_shipping_and_says_when_it_is_not() {
+    let d = TempDir::new("status-agent");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(
+        &d.path().join("c"),
+        &ca,
+        "127.0.0.1:0",
+        "[liveness]\nheartbeat = \"1s\"\nsilent_after = 2\nstatus_interval = \"200ms\"\n",
+    );
+    let ad = d.path().join("a");
+    std::fs::create_dir_all(&ad).unwrap();
+    let cfg = agent_config(&ad, &ca, "status-host", &[&c.addr], TCP_INPUT, "");
+    let cfg_s = cfg.to_str().unwrap();
+    let state = ad.join("state");
+    let state_s = state.to_str().unwrap();
+
+    // Before any run: nothing to judge.
+    let (code, doc) = status_json(&["--state", state_s]);
+    assert_eq!(code, 3, "{doc:#}");
+
+    let a = start_agent(&ad, &cfg);
+    let doc = wait_status(&["--config", cfg_s], 0);
+    assert_eq!(doc["role"], "agent");
+    assert_eq!(doc["running"], true);
+    assert_eq!(doc["status"]["host"], "status-host");
+    assert_eq!(doc["status"]["collector_up"], true, "{doc:#}");
+    let (code, text) = status_text(&["--state", state_s]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("LOGSEAL AGENT OK"), "{text}");
+
+    // The collector is gone: a warning naming it.
+    c.kill9();
+    let doc = wait_status(&["--state", state_s], 1);
+    assert!(
+        problems(&doc).contains("no session with a collector"),
+        "{doc:#}"
+    );
+
+    // The agent is killed: critical, and says it did not stop cleanly.
+    a.kill9();
+    let (code, doc) = status_json(&["--state", state_s]);
+    assert_eq!(code, 2, "{doc:#}");
+    assert_eq!(doc["running"], false);
+    assert!(problems(&doc).contains("without a clean stop"), "{doc:#}");
+
+    // Started again and stopped cleanly: critical (not running), and says so.
+    let a = start_agent(&ad, &cfg);
+    wait_status(&["--state", state_s], 1); // running, no collector
+    let asked = logseal::writer::now_ns();
+    a.stop();
+    let (code, doc) = status_json(&["--state", state_s]);
+    assert_eq!(code, 2, "{doc:#}");
+    assert!(problems(&doc).contains("stopped cleanly"), "{doc:#}");
+    // The stop's final seal is the last seal it reports.
+    let seal =
+        logseal::timefmt::parse_rfc3339(doc["status"]["last_seal_time"].as_str().unwrap()).unwrap();
+    assert!(
+        seal >= asked,
+        "last seal {seal} before the stop was asked for ({asked}): {doc:#}"
+    );
+}
+
+#[test]
+fn collector_status_names_silent_hosts_and_a_stop() {
+    let d = TempDir::new("status-collector");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(
+        &d.path().join("c"),
+        &ca,
+        "127.0.0.1:0",
+        "[liveness]\nheartbeat = \"1s\"\nsilent_after = 2\nstatus_interval = \"200ms\"\n",
+    );
+    let store = c.store.to_str().unwrap().to_string();
+    let ad = d.path().join("a");
+    std::fs::create_dir_all(&ad).unwrap();
+    let cfg = agent_config(
+        &ad,
+        &ca,
+        "quiet-host",
+        &[&c.addr],
+        TCP_INPUT,
+        "[chain]\nheartbeat = \"1s\"\n",
+    );
+    let a = start_agent(&ad, &cfg);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let doc = loop {
+        let doc = wait_status(&["--store", &store], 0);
+        if doc["status"]["hosts"][0]["host"] == "quiet-host" {
+            break doc;
+        }
+        assert!(Instant::now() < deadline, "the host never showed: {doc:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(doc["role"], "collector");
+    // Its config file tells the role too.
+    let ccfg = d.path().join("c/collector.toml");
+    let (code, doc) = status_json(&["--config", ccfg.to_str().unwrap()]);
+    assert_eq!(
+        (code, doc["role"].as_str()),
+        (0, Some("collector")),
+        "{doc:#}"
+    );
+
+    // The agent is killed (no clean stop): after two heartbeats it is silent.
+    a.kill9();
+    let doc = wait_status(&["--store", &store], 2);
+    assert!(
+        problems(&doc).contains("silent hosts: quiet-host"),
+        "{doc:#}"
+    );
+    let (_, text) = status_text(&["--store", &store]);
+    assert!(text.contains("SILENT"), "{text}");
+
+    c.stop();
+    let (code, doc) = status_json(&["--store", &store]);
+    assert_eq!(code, 2);
+    assert!(problems(&doc).contains("stopped cleanly"), "{doc:#}");
+}
+
+#[test]
+fn crafted_status_files_get_a_clear_answer_never_a_hang_or_a_raw_escape() {
+    let d = TempDir::new("status-crafted");
+    let dir = d.path();
+    let file = dir.join("status.json");
+    let s = dir.to_str().unwrap();
+    // Garbage.
+    std::fs::write(&file, b"\x00\x01 not json").unwrap();
+    let (code, text) = status_text(&["--state", s]);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("not a status file") && text.contains("status.json"),
+        "{text}"
+    );
+    // A collector's file given as an agent's.
+    std::fs::write(&file, br#"{"time":"2026-01-01T00:00:00Z","hosts":[]}"#).unwrap();
+    let (code, text) = status_text(&["--state", s]);
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("not an agent status file"), "{text}");
+    // A FIFO: refused at once (no writer would make a read hang).
+    std::fs::remove_file(&file).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &file,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let t = Instant::now();
+    let (code, text) = status_text(&["--store", s]);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    // Larger than the bound: refused, not read.
+    std::fs::remove_file(&file).unwrap();
+    let f = std::fs::File::create(&file).unwrap();
+    f.set_len(64 << 20).unwrap();
+    let (code, text) = status_text(&["--store", s]);
+    assert_eq!(code, 3, "{text}");
+    // A host name with terminal escapes, in a collector's file: shown escaped.
+    std::fs::remove_file(&file).unwrap();
+    let doc = serde_json::json!({
+        "time": "2026-01-01T00:00:00Z", "pid": 0, "running": true, "interval_secs": 1,
+        "hosts": [{"host": "evil\u{1b}[2J\u{7}\rRESULT: OK", "silent": true, "chains": []}],
+    });
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let (code, text) = status_text(&["--store", s]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\r'),
+        "{text:?}"
+    );
+    assert!(text.contains("evil"), "{text}");
+    let _ = Path::new(s);
+}
