@@ -13,6 +13,7 @@ pub mod agent;
 pub mod chain;
 pub mod collector;
 pub mod crcspan;
+pub mod expiry;
 pub mod faults;
 pub mod fsutil;
 pub mod hex;

@@ -1,7 +1,7 @@
 //! The `logseal` command line.
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use logseal::chain::record::Source;
 use logseal::writer::{ChainWriter, Opened};
 use logseal::{report, verify_files};
@@ -138,6 +138,8 @@ enum Cmd {
         /// state directory (for a collector's strict enrollment) and exit.
         #[arg(long)]
         print_genesis: bool,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Run a collector: receive, verify and store agents' chains over mutual TLS.
     ///
@@ -154,6 +156,8 @@ enum Cmd {
         /// Validate a configuration file and exit (0 valid, 2 invalid).
         #[arg(long, value_name = "FILE")]
         check_config: Option<PathBuf>,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Is this agent or collector sealing and shipping? A short summary (or
     /// --json) read from the status file the process keeps (every 5 s for an
@@ -190,6 +194,23 @@ enum Cmd {
         syslog_addr: String,
     },
     /// A small certificate authority for agents and collectors (mutual TLS).
+    ///
+    /// Rotation. The agent and the collector warn in their log, their metrics
+    /// and `logseal status` 30 days before a certificate they use expires.
+    /// To renew one (nothing is ever overwritten, so move the old files aside):
+    ///
+    ///   mv D/HOST.crt D/HOST.crt.old; mv D/HOST.key D/HOST.key.old
+    ///   logseal pki issue --dir D --name HOST --role agent   (or collector, with its --san)
+    ///
+    /// install the new HOST.crt and HOST.key where the old ones were, and
+    /// `systemctl reload logseal-agent` (or logseal-collector): SIGHUP loads
+    /// them, and the next connection uses them. The old certificate stays
+    /// valid until it expires. If a key may be compromised, first
+    /// `logseal pki revoke --dir D --name HOST` (every certificate of HOST so
+    /// far; collectors read the new crl.pem within a second), then issue as
+    /// above. `logseal pki crl --dir D` re-signs the CRL for 30 days: run it
+    /// from cron well within that, and copy crl.pem to the collectors.
+    /// Replacing the CA itself is not automated.
     Pki {
         #[command(subcommand)]
         cmd: PkiCmd,
@@ -208,6 +229,25 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// Log options of the long-running commands.
+#[derive(Args, Debug, Clone)]
+struct LogArgs {
+    /// Log level (error, warn, info, debug, trace); overrides `log_level` of
+    /// the configuration file.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Log lines on stderr as text, or as one JSON object per line (for a log
+    /// shipper; control characters in fields are escaped either way).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -357,6 +397,7 @@ fn main() -> ExitCode {
             state,
             host,
             print_genesis,
+            log,
         } => {
             if print_genesis {
                 print_genesis_of(config, state)
@@ -368,13 +409,15 @@ fn main() -> ExitCode {
                     journal.map(|j| (j, stop_at_journal_end)),
                     state,
                     host,
+                    &log,
                 )
             }
         }
         Cmd::Collector {
             config,
             check_config,
-        } => collector(config, check_config),
+            log,
+        } => collector(config, check_config, &log),
         Cmd::Quickstart { dir, syslog_addr } => logseal::quickstart::run(&dir, &syslog_addr),
         Cmd::Status {
             config,
@@ -601,14 +644,29 @@ fn man_pages(out: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(level: &str) {
+/// Sets up logging to stderr: the level from `--log-level`, else the
+/// configuration's (both checked), in the format asked for.
+fn init_logging(config_level: &str, log: &LogArgs) -> anyhow::Result<()> {
+    let level = log.log_level.as_deref().unwrap_or(config_level);
+    logseal::agent::config::check_log_level(level).map_err(|e| match &log.log_level {
+        Some(_) => anyhow::anyhow!("--log-level: {e}"),
+        None => anyhow::Error::msg(e),
+    })?;
     let level: tracing::Level = level.parse().unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match log.log_format {
+        LogFormat::Text => fmt.init(),
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
+    Ok(())
 }
 
 fn print_genesis_of(config: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -668,7 +726,11 @@ fn status(
     Ok(logseal::status::run(target, json))
 }
 
-fn collector(config: Option<PathBuf>, check_config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn collector(
+    config: Option<PathBuf>,
+    check_config: Option<PathBuf>,
+    log: &LogArgs,
+) -> anyhow::Result<ExitCode> {
     use logseal::collector::config::CollectorConfig;
     if let Some(path) = check_config {
         let cfg = CollectorConfig::load(&path)?;
@@ -689,7 +751,7 @@ fn collector(config: Option<PathBuf>, check_config: Option<PathBuf>) -> anyhow::
     }
     let path = config.context("--config FILE is required")?;
     let cfg = CollectorConfig::load(&path)?;
-    init_logging(&cfg.log_level);
+    init_logging(&cfg.log_level, log)?;
     logseal::collector::run(cfg)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -701,6 +763,7 @@ fn agent(
     journal: Option<(String, bool)>,
     state: Option<PathBuf>,
     host: Option<String>,
+    log: &LogArgs,
 ) -> anyhow::Result<ExitCode> {
     use logseal::agent::config::{AgentConfig, Input, JournaldConfig};
     if let Some(path) = check_config {
@@ -758,7 +821,7 @@ fn agent(
     if cfg.inputs.is_empty() && cfg.journald.is_none() {
         bail!("no inputs configured: add [[input]] tables, a [journald] table, --listen URLs or --journal");
     }
-    init_logging(&cfg.log_level);
+    init_logging(&cfg.log_level, log)?;
     logseal::agent::run(cfg)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -75,6 +75,9 @@ pub struct AgentStatus {
     pub oldest_unacknowledged_time: Option<String>,
     /// Every syslog input.
     pub inputs: Vec<InputStatus>,
+    /// When the certificates it uses expire.
+    #[serde(default)]
+    pub certificates: Vec<crate::expiry::Deadline>,
 }
 
 impl AgentStatus {
@@ -119,6 +122,7 @@ impl AgentStatus {
                     dropped: i.loss.total(),
                 })
                 .collect(),
+            certificates: crate::expiry::deadlines(&m.certificates),
         }
     }
 
@@ -252,6 +256,60 @@ fn read(role: &'static str, file: &Path) -> Result<serde_json::Value, Verdict> {
     })
 }
 
+/// Certificates that expired or expire within 30 days, CRLs overdue, files
+/// that cannot be read: from a status file's `certificates`.
+fn judge_certificates(v: &mut Verdict, doc: &serde_json::Value, now_ns: i64) {
+    let Ok(list) =
+        serde_json::from_value::<Vec<crate::expiry::Deadline>>(doc["certificates"].clone())
+    else {
+        return;
+    };
+    for d in list {
+        let warn = if d.crl {
+            crate::expiry::CRL_WARN_BEFORE
+        } else {
+            crate::expiry::WARN_BEFORE
+        }
+        .as_secs_f64();
+        if let Some(e) = &d.error {
+            v.add(Level::Warning, format!("{}: {e}", d.what));
+            continue;
+        }
+        let Some(left) = age(d.until.as_deref(), now_ns).map(|a| -a) else {
+            continue;
+        };
+        let until = d.until.as_deref().unwrap_or("?");
+        match (d.crl, left) {
+            (false, l) if l <= 0.0 => v.add(
+                Level::Critical,
+                format!("{} {} expired at {until}", d.what, d.file),
+            ),
+            (true, l) if l <= 0.0 => v.add(
+                Level::Warning,
+                format!(
+                    "{} {} was due to be re-signed at {until} (`logseal pki crl`)",
+                    d.what, d.file
+                ),
+            ),
+            (_, l) if l <= warn => v.add(
+                Level::Warning,
+                format!(
+                    "{} {} {} in {} ({until})",
+                    d.what,
+                    d.file,
+                    if d.crl {
+                        "is due to be re-signed"
+                    } else {
+                        "expires"
+                    },
+                    secs(l)
+                ),
+            ),
+            _ => {}
+        }
+    }
+}
+
 fn judge_agent(dir: &Path) -> Verdict {
     let file = dir.join(FILE);
     let doc = match read("agent", &file) {
@@ -302,6 +360,8 @@ fn judge_agent(dir: &Path) -> Verdict {
             ),
         );
     }
+    let certs = v.status.clone();
+    judge_certificates(&mut v, &certs, now);
     if running {
         match age(s.last_seal_time.as_deref(), now) {
             Some(a) if a > 2.0 * s.heartbeat_secs.max(1) as f64 => v.add(
@@ -407,6 +467,7 @@ fn judge_collector(store: &Path) -> Verdict {
             }
         }
     }
+    judge_certificates(&mut v, &doc, now);
     let q = doc["quarantined_batches"].as_u64().unwrap_or(0);
     if q > 0 {
         v.add(
@@ -502,7 +563,26 @@ fn print(v: &Verdict) {
                 i["dropped"]
             );
         }
-    } else {
+    }
+    for c in s["certificates"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<12} {} {} {}",
+            if c["crl"] == true {
+                "crl"
+            } else {
+                "certificate"
+            },
+            clean(c["what"].as_str().unwrap_or("?")),
+            clean(c["file"].as_str().unwrap_or("?")),
+            match (c["until"].as_str(), c["error"].as_str()) {
+                (_, Some(e)) => format!("unreadable: {}", clean(e)),
+                (Some(u), None) if c["crl"] == true => format!("next update {u}"),
+                (Some(u), None) => format!("valid until {u}"),
+                (None, None) => "no next update".into(),
+            }
+        );
+    }
+    if v.role == "collector" {
         let hosts = s["hosts"].as_array().cloned().unwrap_or_default();
         println!(
             "  store        {} bytes; {} hosts; quarantine {} bytes, {} batches since the start",

@@ -1265,3 +1265,71 @@ fn a_crl_past_its_next_update_is_used_with_a_warning_and_an_alert() {
     assert_eq!(log.matches("nextUpdate (").count(), said, "{log}");
     assert_eq!(alerts().matches("crl-stale").count(), 1, "{}", alerts());
 }
+
+#[test]
+fn log_format_json_gives_one_object_per_line_and_log_level_overrides_the_config() {
+    let d = TempDir::new("log-json");
+    let state = d.path().join("state");
+    let errlog = d.path().join("agent.log");
+    let args: Vec<std::ffi::OsString> = vec![
+        "--listen".into(),
+        "tcp://127.0.0.1:0".into(),
+        "--state".into(),
+        state.clone().into(),
+        "--log-format".into(),
+        "json".into(),
+        "--log-level".into(),
+        "debug".into(),
+    ];
+    let a = Agent::spawn(&args, &state, Some(&errlog), 1);
+    // A message with control characters in its sender's peer name cannot
+    // break a line: send one, then stop.
+    let mut s = TcpStream::connect(a.addr("tcp")).unwrap();
+    s.write_all(b"<13>hello\x1b[2J\r\n").unwrap();
+    drop(s);
+    a.stop();
+    let log = std::fs::read_to_string(&errlog).unwrap();
+    let mut levels = std::collections::HashSet::new();
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line:?}"));
+        let level = v["level"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no level: {line}"));
+        levels.insert(level.to_string());
+        assert!(v["timestamp"].is_string(), "{line}");
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(levels.contains("INFO"), "{log}");
+    // --log-level debug: debug lines (the default level, info, has none).
+    assert!(levels.contains("DEBUG"), "{log}");
+    assert!(log.contains("agent stopped cleanly"), "{log}");
+
+    // A bad level is refused before anything starts, naming the option.
+    let o = Command::new(bin())
+        .args([
+            "agent",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--log-level",
+            "loud",
+            "--state",
+        ])
+        .arg(d.path().join("state2"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--log-level") && err.contains("loud"), "{err}");
+    assert!(!d.path().join("state2/genesis.record").exists());
+    // The collector takes the same options.
+    let o = Command::new(bin())
+        .args(["collector", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("--log-format") && help.contains("--log-level"),
+        "{help}"
+    );
+}

@@ -863,6 +863,85 @@ fn quickstart_runs_ships_and_verifies_on_ctrl_c() {
 }
 
 #[test]
+fn pki_rotation_as_documented_leaves_the_new_certificate_valid_and_the_old_revoked() {
+    // The steps `logseal pki --help` gives for a key that may be compromised:
+    // revoke, move the old files aside, issue anew. openssl is the judge.
+    let d = TempDir::new("pki-rotate");
+    let dir = d.path().join("ca");
+    let pki = |args: &[&str]| {
+        let o = Command::new(bin())
+            .arg("pki")
+            .args(args)
+            .arg("--dir")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    pki(&["init"]);
+    pki(&[
+        "issue", "--name", "web-01", "--role", "agent", "--days", "10",
+    ]);
+    // Issuing again without moving the files aside is refused.
+    let again = Command::new(bin())
+        .args([
+            "pki", "issue", "--name", "web-01", "--role", "agent", "--dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    pki(&["revoke", "--name", "web-01"]);
+    for ext in ["crt", "key"] {
+        std::fs::rename(
+            dir.join(format!("web-01.{ext}")),
+            dir.join(format!("web-01.{ext}.old")),
+        )
+        .unwrap();
+    }
+    pki(&["issue", "--name", "web-01", "--role", "agent"]);
+    let help = Command::new(bin())
+        .args(["pki", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Rotation") && help.contains("mv D/HOST.crt"),
+        "{help}"
+    );
+    let both = d.path().join("ca-and-crl.pem");
+    let mut pem = std::fs::read(dir.join("ca.crt")).unwrap();
+    pem.extend(std::fs::read(dir.join("crl.pem")).unwrap());
+    std::fs::write(&both, pem).unwrap();
+    let verify = |cert: &str| {
+        Command::new("openssl")
+            .args(["verify", "-crl_check", "-CAfile"])
+            .arg(&both)
+            .arg(dir.join(cert))
+            .output()
+            .unwrap()
+    };
+    let new = verify("web-01.crt");
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stdout)
+    );
+    let old = verify("web-01.crt.old");
+    assert!(!old.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&old.stdout),
+        String::from_utf8_lossy(&old.stderr)
+    );
+    assert!(said.contains("revoked"), "{said}");
+}
+
+#[test]
 fn pki_cli_issues_revokes_and_refuses_to_overwrite() {
     let d = TempDir::new("pki");
     let dir = d.path().join("ca");

@@ -244,3 +244,78 @@ fn crafted_status_files_get_a_clear_answer_never_a_hang_or_a_raw_escape() {
     assert!(text.contains("evil"), "{text}");
     let _ = Path::new(s);
 }
+
+/// A certificate's notAfter as openssl reads it, seconds since the epoch.
+fn openssl_not_after(cert: &Path) -> i64 {
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let t = text
+        .trim()
+        .strip_prefix("notAfter=")
+        .unwrap()
+        .replace(' ', "T");
+    logseal::timefmt::parse_rfc3339(&t).unwrap() / 1_000_000_000
+}
+
+#[test]
+fn a_certificate_expiring_within_30_days_is_warned_in_the_log_metrics_and_status() {
+    let d = TempDir::new("status-expiry");
+    let ca = Ca::new(&d.path().join("pki"));
+    let metrics = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", metrics);
+    // This host's certificate is valid 10 days.
+    logseal::pki::issue(&ca.dir, "short-host", logseal::pki::Role::Agent, 10, &[]).unwrap();
+    let ad = d.path().join("a");
+    std::fs::create_dir_all(&ad).unwrap();
+    let cfg = agent_config(&ad, &ca, "short-host", &[&c.addr], TCP_INPUT, metrics);
+    let a = start_agent(&ad, &cfg);
+    let cert = ca.dir.join("short-host.crt");
+    let not_after = openssl_not_after(&cert);
+
+    // The log says so at start, naming the key and the file.
+    let log = std::fs::read_to_string(ad.join("agent.log")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ship.cert expires in"))
+        .unwrap_or_else(|| panic!("no expiry warning in the agent's log:\n{log}"));
+    assert!(
+        line.contains("WARN") && line.contains(&cert.display().to_string()),
+        "{line}"
+    );
+    assert!(
+        line.contains("in 9 days") || line.contains("in 10 days"),
+        "{line}"
+    );
+
+    // The metric carries openssl's notAfter.
+    let m = scrape(a.metrics.as_deref().unwrap());
+    let key = format!(
+        "logseal_certificate_expiry_timestamp_seconds{{file=\"{}\",what=\"ship.cert\"}}",
+        cert.display()
+    );
+    assert_eq!(sample(&m, &key), Some(not_after as f64), "{m}");
+    // The collector's own certificate (a year) is there too, and not warned about.
+    let cm = scrape(c.metrics.as_deref().unwrap());
+    let ckey = format!(
+        "logseal_certificate_expiry_timestamp_seconds{{file=\"{}\",what=\"tls.cert\"}}",
+        ca.dir.join("collector.crt").display()
+    );
+    assert_eq!(
+        sample(&cm, &ckey),
+        Some(openssl_not_after(&ca.dir.join("collector.crt")) as f64),
+        "{cm}"
+    );
+    assert!(!c.log_text().contains("expires in"), "{}", c.log_text());
+
+    // `logseal status`: a warning naming the certificate.
+    let state = ad.join("state");
+    let doc = wait_status(&["--state", state.to_str().unwrap()], 1);
+    assert!(problems(&doc).contains("ship.cert"), "{doc:#}");
+    assert!(problems(&doc).contains("expires in"), "{doc:#}");
+    a.stop();
+    c.stop();
+}

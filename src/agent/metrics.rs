@@ -47,6 +47,8 @@ pub struct AgentMetrics {
     pub host: String,
     /// The chain's id.
     pub chain: String,
+    /// Certificate files the agent uses.
+    pub certificates: Vec<crate::expiry::Watched>,
 }
 
 impl AgentMetrics {
@@ -54,6 +56,9 @@ impl AgentMetrics {
     pub fn registry(self: &Arc<Self>) -> Registry {
         let mut r = crate::metrics::registry();
         r.register_collector(Box::new(self.clone()));
+        r.register_collector(Box::new(crate::expiry::ExpiryMetrics(
+            self.certificates.clone(),
+        )));
         r.register_with_unit(
             "agent_fsync",
             "Time each fsync of a spool file took",

@@ -175,6 +175,28 @@ fn bind_inputs(
     Ok(bound)
 }
 
+/// The certificate files the agent uses (for expiry warnings and metrics).
+fn watched_files(cfg: &AgentConfig) -> Vec<crate::expiry::Watched> {
+    use crate::expiry::Watched;
+    let mut w = Vec::new();
+    if let Some(ship) = &cfg.ship {
+        w.push(Watched::cert("ship.cert", &ship.cert));
+        w.push(Watched::cert("ship.ca", &ship.ca));
+    }
+    for (i, input) in cfg.inputs.iter().enumerate() {
+        if let Input::Tls {
+            cert, client_ca, ..
+        } = input
+        {
+            w.push(Watched::cert(format!("input {} cert", i + 1), cert));
+            if let Some(ca) = client_ca {
+                w.push(Watched::cert(format!("input {} client_ca", i + 1), ca));
+            }
+        }
+    }
+    w
+}
+
 /// Listen backlog of the stream inputs the agent binds itself.
 const LISTEN_BACKLOG: i32 = 4096;
 
@@ -563,7 +585,10 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         heartbeat: cfg.chain.heartbeat,
         host: writer.host().to_string(),
         chain: writer.chain_id().to_string(),
+        certificates: watched_files(&cfg),
     });
+    let expiry_now = || crate::writer::now_ns() / 1_000_000_000;
+    crate::expiry::warn_expiring(&observed.certificates, expiry_now());
     if let Some(listener) = metrics_listener {
         let registry = Arc::new(observed.registry());
         rt.spawn(crate::metrics::serve(listener, registry, stop_rx.clone()));
@@ -588,8 +613,15 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         let mut last_change = std::time::Instant::now();
         let mut status = tokio::time::interval(crate::status::AGENT_INTERVAL);
         let mut status_failing = false;
+        let mut expiry = tokio::time::interval_at(
+            tokio::time::Instant::now() + crate::expiry::RECHECK,
+            crate::expiry::RECHECK,
+        );
         loop {
             tokio::select! {
+                _ = expiry.tick() => {
+                    crate::expiry::warn_expiring(&observed.certificates, expiry_now());
+                }
                 _ = status.tick() => {
                     let r = crate::status::AgentStatus::of(&observed, true).write(&cfg.state_dir);
                     match r {
@@ -606,6 +638,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                     Asked::Reload => {
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
                         reload(&cfg, &bound_tls, ship_tls.as_ref());
+                        crate::expiry::warn_expiring(&observed.certificates, expiry_now());
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
                     }
                 },

@@ -56,6 +56,8 @@ pub(super) struct CollectorMetrics {
     pub(super) shared: Arc<super::Shared>,
     /// `heartbeat × silent_after`.
     pub(super) silent_after: Duration,
+    /// The certificate and CRL files it uses.
+    pub(super) certificates: Vec<crate::expiry::Watched>,
 }
 
 impl std::fmt::Debug for CollectorMetrics {
@@ -69,6 +71,9 @@ impl CollectorMetrics {
     pub fn registry(self: &Arc<Self>) -> Registry {
         let mut r = crate::metrics::registry();
         r.register_collector(Box::new(self.clone()));
+        r.register_collector(Box::new(crate::expiry::ExpiryMetrics(
+            self.certificates.clone(),
+        )));
         r.register_with_unit(
             "collector_fsync",
             "Time each fsync of a store file took",

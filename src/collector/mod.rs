@@ -522,11 +522,25 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     };
 
     let silent_after = cfg.liveness.heartbeat * cfg.liveness.silent_after;
+    let certificates = {
+        use crate::expiry::Watched;
+        let mut w = vec![
+            Watched::cert("tls.cert", &cfg.tls.cert),
+            Watched::cert("tls.ca", &cfg.tls.ca),
+        ];
+        if let Some(crl) = &cfg.tls.crl {
+            w.push(Watched::crl("tls.crl", crl));
+        }
+        w
+    };
+    let expiry_now = || crate::writer::now_ns() / 1_000_000_000;
+    crate::expiry::warn_expiring(&certificates, expiry_now());
     let (metrics_stop, metrics_stopped) = tokio::sync::watch::channel(false);
     if let Some(l) = metrics_listener {
         let m = Arc::new(metrics::CollectorMetrics {
             shared: shared.clone(),
             silent_after,
+            certificates: certificates.clone(),
         });
         let registry = Arc::new(m.registry());
         rt.spawn(crate::metrics::serve(l, registry, metrics_stopped));
@@ -543,14 +557,22 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         // The CRL file is looked at every second: a revocation takes effect
         // within a second, for new handshakes and for open sessions.
         let mut crl_poll = tokio::time::interval(CRL_POLL);
+        let mut expiry = tokio::time::interval_at(
+            tokio::time::Instant::now() + crate::expiry::RECHECK,
+            crate::expiry::RECHECK,
+        );
         loop {
             tokio::select! {
+                _ = expiry.tick() => {
+                    crate::expiry::warn_expiring(&certificates, expiry_now());
+                },
                 asked = stop.recv() => match asked {
                     crate::stop::Asked::Stop => break,
                     crate::stop::Asked::Reload => {
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
                         tracing::info!("SIGHUP: reloading the certificates, key, CA and CRL (other settings need a restart)");
                         reload_tls(&shared, "SIGHUP");
+                        crate::expiry::warn_expiring(&certificates, expiry_now());
                         if let Some(path) = &cfg.source {
                             match CollectorConfig::load(path) {
                                 Ok(new) => {
@@ -572,7 +594,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 },
                 _ = status.tick() => {
-                    if let Err(e) = shared.store.write_status(silent_after, cfg.liveness.status_interval, true) {
+                    if let Err(e) = shared.store.write_status(silent_after, cfg.liveness.status_interval, true, &certificates) {
                         tracing::warn!(error = %e, "writing status.json");
                     }
                 }
@@ -593,9 +615,12 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     shared.store.close();
-    let _ = shared
-        .store
-        .write_status(silent_after, cfg.liveness.status_interval, false);
+    let _ = shared.store.write_status(
+        silent_after,
+        cfg.liveness.status_interval,
+        false,
+        &certificates,
+    );
     tracing::info!("collector stopped");
     Ok(())
 }

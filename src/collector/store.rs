@@ -901,6 +901,7 @@ impl Store {
         silent_after: std::time::Duration,
         interval: std::time::Duration,
         running: bool,
+        certificates: &[crate::expiry::Watched],
     ) -> io::Result<()> {
         let now = now_ns();
         let out = self.survey(silent_after, true);
@@ -915,6 +916,7 @@ impl Store {
             "store_bytes": out.iter().map(|h| h.store_bytes).sum::<u64>(),
             "quarantine_bytes": held,
             "quarantined_batches": kept,
+            "certificates": crate::expiry::deadlines(certificates),
             "hosts": out,
         });
         fsutil::write_atomic(

@@ -605,6 +605,7 @@ pub async fn stream_conn<S: AsyncRead + Unpin>(
     at: StreamListener,
 ) {
     crate::faults::panic_point("input-stream");
+    tracing::debug!(source = source.name(), input = %at.loss.listen, peer = %peer, "connection opened");
     let budget = &at.streams.budget;
     let mut buf = ReadBuf::new(budget.clone());
     let mut taker = Taker {

@@ -20,13 +20,15 @@ impl Ca {
     pub fn new(dir: &Path) -> Ca {
         Ca::named(dir, "test CA")
     }
+    /// A CA whose certificates are valid a year (30 days or less would draw
+    /// the expiry warnings every process gives 30 days ahead).
     pub fn named(dir: &Path, name: &str) -> Ca {
-        pki::init(dir, name, 30).unwrap();
+        pki::init(dir, name, 3650).unwrap();
         pki::issue(
             dir,
             "collector",
             Role::Collector,
-            30,
+            365,
             &["127.0.0.1".into(), "localhost".into()],
         )
         .unwrap();
@@ -39,7 +41,7 @@ impl Ca {
             dir: self.dir.clone(),
         };
         if !p.cert(name).exists() {
-            pki::issue(&self.dir, name, Role::Agent, 30, &[]).unwrap();
+            pki::issue(&self.dir, name, Role::Agent, 365, &[]).unwrap();
         }
         (p.cert(name), p.key(name))
     }
