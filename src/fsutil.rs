@@ -58,11 +58,21 @@ fn write_impl(path: &Path, data: &[u8], mode: u32, scrub_old: bool, step: &str) 
         None
     };
     {
+        // A leftover temp file (a crash) is removed, and the new one made
+        // with O_EXCL: whatever else sits at that path (a symbolic link, a
+        // FIFO planted there) is unlinked, never written through or waited on.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
@@ -266,5 +276,39 @@ pub fn lock_dir(dir: &Path, what: &str) -> io::Result<DirLock> {
             ))
         }
         Err(e) => Err(lock_err(io::Error::from(e))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods, clippy::unwrap_used)] // fixtures, not state files
+mod tests {
+    use super::{temp_path, write_atomic};
+
+    #[test]
+    fn a_planted_temp_file_is_neither_written_through_nor_waited_on() {
+        let dir = std::env::temp_dir().join(format!("logseal-fsutil-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("status.json");
+        // A symbolic link where the temp file goes: the victim is untouched.
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        std::os::unix::fs::symlink(&victim, temp_path(&target)).unwrap();
+        write_atomic(&target, b"new", "test").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert!(!std::fs::symlink_metadata(&target).unwrap().is_symlink());
+        // A FIFO there: replaced at once (an open would wait for a reader).
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            temp_path(&target),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        write_atomic(&target, b"newer", "test").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"newer");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -36,3 +36,12 @@ pub mod vectors;
 pub mod verify_files;
 pub mod writebehind;
 pub mod writer;
+
+/// Prints a line on stdout for whoever started the process (`listening URL`,
+/// `metrics URL`): a daemon whose launcher stopped reading (a closed pipe) goes
+/// on; `println!` would panic.
+pub fn announce(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+}

@@ -3,9 +3,10 @@
 //! Metrics are kept and encoded by `prometheus-client` (Prometheus text 0.0.4,
 //! or OpenMetrics 1.0 when the scraper asks for it); this module only answers
 //! `GET /metrics` over plain HTTP/1.1 on a listener of its own. It is read-only
-//! and bounded: at most [`MAX_SCRAPERS`] requests at once (others are closed
-//! at once), a request head of at most [`HEAD_MAX`] bytes that must arrive
-//! within [`HEAD_TIMEOUT`] (idle connections cannot hold the slots for long),
+//! and bounded: at most [`MAX_SCRAPERS`] connections at once (a new one takes
+//! the place of the oldest that has not sent its request yet: idle
+//! connections cannot keep a scraper out), a request head of at most
+//! [`HEAD_MAX`] bytes that must arrive within [`HEAD_TIMEOUT`],
 //! [`REQUEST_TIMEOUT`] for the whole exchange. Memory: about
 //! `MAX_SCRAPERS × (HEAD_MAX + one encoded scrape)`. Bind it to loopback or a management network: it tells
 //! anyone who can reach it the host names and addresses a process serves.
@@ -21,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// Requests answered at once; a connection beyond them is closed at once.
+/// Connections served at once (see [`serve`] for who makes room).
 pub const MAX_SCRAPERS: usize = 32;
 /// Time allowed for the request head to arrive.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
@@ -49,20 +50,32 @@ pub async fn bind(cfg: &MetricsConfig) -> anyhow::Result<TcpListener> {
     let l = TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("[metrics] listen = {:?}: binding: {e}", cfg.listen))?;
-    println!("metrics http://{}/metrics", l.local_addr()?);
+    crate::announce(format_args!("metrics http://{}/metrics", l.local_addr()?));
     Ok(l)
 }
 
 /// Answers scrapes on `listener` until `stop` turns true (or its sender is gone).
+///
+/// When all [`MAX_SCRAPERS`] places are taken, a new connection takes the
+/// place of the oldest one that has not sent its request head yet (a scraper
+/// sends it at once; a client that connects and waits is what goes), and is
+/// closed only if every place is answering a request.
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPERS));
+    struct Place {
+        heard: Arc<std::sync::atomic::AtomicBool>,
+        task: tokio::task::AbortHandle,
+    }
+    let mut places: std::collections::VecDeque<Place> = std::collections::VecDeque::new();
     loop {
         tokio::select! {
             changed = stop.changed() => if changed.is_err() || *stop.borrow() {
+                for p in places {
+                    p.task.abort();
+                }
                 return;
             },
             accepted = listener.accept() => {
@@ -75,13 +88,25 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    continue; // too many scrapes at once: closed
-                };
+                places.retain(|p| !p.task.is_finished());
+                if places.len() >= MAX_SCRAPERS {
+                    let idle = places
+                        .iter()
+                        .position(|p| !p.heard.load(std::sync::atomic::Ordering::Relaxed));
+                    match idle.and_then(|i| places.remove(i)) {
+                        Some(p) => p.task.abort(),
+                        None => continue, // every place is answering: closed
+                    }
+                }
                 let registry = registry.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(sock, &registry)).await;
+                let heard = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let h = heard.clone();
+                let task = tokio::spawn(async move {
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(sock, &registry, &h)).await;
+                });
+                places.push_back(Place {
+                    heard,
+                    task: task.abort_handle(),
                 });
             }
         }
@@ -89,7 +114,11 @@ pub async fn serve(
 }
 
 /// Reads one request and answers it; the connection is then closed.
-async fn answer(mut sock: TcpStream, registry: &Registry) -> std::io::Result<()> {
+async fn answer(
+    mut sock: TcpStream,
+    registry: &Registry,
+    heard: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     let head_by = tokio::time::Instant::now() + HEAD_TIMEOUT;
@@ -101,10 +130,12 @@ async fn answer(mut sock: TcpStream, registry: &Registry) -> std::io::Result<()>
             return Ok(());
         }
         head.extend_from_slice(&buf[..n]);
-        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+        let end = head.windows(4).position(|w| w == b"\r\n\r\n");
+        if let Some(end) = end.filter(|e| *e + 4 <= HEAD_MAX) {
+            heard.store(true, std::sync::atomic::Ordering::Relaxed);
             break end;
         }
-        if head.len() > HEAD_MAX {
+        if head.len() >= HEAD_MAX {
             return reply(
                 &mut sock,
                 "431 Request Header Fields Too Large",

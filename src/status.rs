@@ -178,12 +178,55 @@ impl Verdict {
     }
 }
 
-/// Whether process `pid` is alive and is a logseal.
-fn alive(pid: u32) -> bool {
-    let Ok(comm) = crate::fsutil::read_bounded(Path::new(&format!("/proc/{pid}/comm")), 64) else {
+/// Whether process `pid` holds the lock of `dir` (the state directory or the
+/// store) now: the agent and the collector hold it from start to exit, so a
+/// PID reused by another process, or written into a forged status file, is
+/// not taken for them. Read from /proc/locks (whatever the binary is called).
+fn alive(dir: &Path, pid: u32) -> bool {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::symlink_metadata(dir.join(crate::fsutil::LOCK_FILE)) else {
         return false;
     };
-    String::from_utf8_lossy(&comm).trim() == "logseal"
+    if pid == 0 || !m.is_file() {
+        return false;
+    }
+    let mut text = String::new();
+    let Ok(f) = std::fs::File::open("/proc/locks") else {
+        return false;
+    };
+    if f.take(MAX).read_to_string(&mut text).is_err() {
+        return false;
+    }
+    // "1: FLOCK  ADVISORY  WRITE 6035 08:01:1234 0 EOF" (device in hex, inode
+    // in decimal); "1: -> FLOCK …" lines are waiters, not holders.
+    text.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(1) == Some(&"FLOCK")
+            && f.get(4).and_then(|p| p.parse::<u32>().ok()) == Some(pid)
+            && f.get(5)
+                .and_then(|d| d.rsplit(':').next())
+                .and_then(|i| i.parse::<u64>().ok())
+                == Some(m.ino())
+    })
+}
+
+/// The longest status interval believed (a collector's status_interval is
+/// at most an hour): a forged file cannot turn the staleness check off.
+const MAX_INTERVAL: u64 = 3600;
+
+/// A time more than a minute ahead of this machine's clock: a clock stepped
+/// back (or a forged file) would otherwise look fresh until it caught up.
+fn future(v: &mut Verdict, what: &str, age: Option<f64>) {
+    if let Some(a) = age.filter(|a| *a < -60.0) {
+        v.add(
+            Level::Warning,
+            format!(
+                "{what} is dated {} in the future (a clock stepped back?)",
+                secs(-a)
+            ),
+        );
+    }
 }
 
 /// Seconds from RFC 3339 `t` to `now_ns` (None if absent or unreadable).
@@ -209,13 +252,20 @@ pub fn run(target: Target, json: bool) -> ExitCode {
         Target::Agent(dir) => judge_agent(dir),
         Target::Collector(store) => judge_collector(store),
     };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".into())
-        );
+    let mut out = if json {
+        serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".into()) + "\n"
     } else {
-        print(&v);
+        render(&v)
+    };
+    if json {
+        // (serde_json escapes control characters; the text is escaped in render.)
+        out.shrink_to_fit();
+    }
+    // One write, its error ignored: a reader that went away (`| head`) is
+    // not a reason to panic.
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().lock().write_all(out.as_bytes());
     }
     ExitCode::from(v.level as u8)
 }
@@ -327,7 +377,7 @@ fn judge_agent(dir: &Path) -> Verdict {
         }
     };
     let now = crate::writer::now_ns();
-    let running = s.running && alive(s.pid);
+    let running = s.running && alive(dir, s.pid);
     let mut v = Verdict {
         level: Level::Ok,
         role: "agent",
@@ -337,6 +387,13 @@ fn judge_agent(dir: &Path) -> Verdict {
         status: doc,
     };
     let written = age(Some(&s.time), now).unwrap_or(f64::MAX);
+    let interval = s.interval_secs.clamp(1, MAX_INTERVAL) as f64;
+    future(&mut v, "the status file", Some(written));
+    future(
+        &mut v,
+        "the last seal",
+        age(s.last_seal_time.as_deref(), now),
+    );
     if !s.running {
         v.add(
             Level::Critical,
@@ -350,7 +407,7 @@ fn judge_agent(dir: &Path) -> Verdict {
                 s.pid, s.time
             ),
         );
-    } else if written > 3.0 * s.interval_secs.max(1) as f64 {
+    } else if written > 3.0 * interval {
         v.add(
             Level::Critical,
             format!(
@@ -399,17 +456,55 @@ fn judge_agent(dir: &Path) -> Verdict {
     v
 }
 
+/// A collector's `status.json` as `logseal status` reads it: the types are
+/// checked, so a file that is not one is UNKNOWN, never a guess.
+#[derive(Debug, Deserialize)]
+struct CollectorDoc {
+    time: String,
+    pid: u32,
+    running: bool,
+    interval_secs: u64,
+    #[serde(default)]
+    quarantined_batches: u64,
+    hosts: Vec<HostDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HostDoc {
+    host: String,
+    silent: bool,
+    #[serde(default)]
+    last_seal_time: Option<String>,
+    #[serde(default)]
+    chains: Vec<ChainDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChainDoc {
+    chain: String,
+    #[serde(default)]
+    damaged: Option<String>,
+}
+
 fn judge_collector(store: &Path) -> Verdict {
     let file = store.join(FILE);
     let doc = match read("collector", &file) {
         Ok(d) => d,
         Err(v) => return v,
     };
+    let c: CollectorDoc = match CollectorDoc::deserialize(&doc) {
+        Ok(c) => c,
+        Err(e) => {
+            return unknown(
+                "collector",
+                &file,
+                format!("{}: not a collector status file: {e}", file.display()),
+            )
+        }
+    };
     let now = crate::writer::now_ns();
-    let pid = doc["pid"].as_u64().unwrap_or(0) as u32;
-    let stopped = doc["running"] == false;
-    let running = !stopped && pid != 0 && alive(pid);
-    let time = doc["time"].as_str().unwrap_or("?").to_string();
+    let running = c.running && alive(store, c.pid);
+    let (pid, time) = (c.pid, &c.time);
     let mut v = Verdict {
         level: Level::Ok,
         role: "collector",
@@ -418,34 +513,42 @@ fn judge_collector(store: &Path) -> Verdict {
         running,
         status: doc.clone(),
     };
-    if stopped {
+    let written = age(Some(time), now).unwrap_or(f64::MAX);
+    future(&mut v, "the status file", Some(written));
+    for h in &c.hosts {
+        future(
+            &mut v,
+            &format!("host {}'s last seal", clean(&h.host)),
+            age(h.last_seal_time.as_deref(), now),
+        );
+    }
+    if !c.running {
         v.add(
             Level::Critical,
-            format!("not running: stopped cleanly at {time}"),
+            format!("not running: stopped cleanly at {}", clean(time)),
         );
     } else if !running {
         v.add(
             Level::Critical,
-            format!("not running: process {pid} is gone without a clean stop (last status {time})"),
+            format!(
+                "not running: process {pid} is gone without a clean stop (last status {})",
+                clean(time)
+            ),
         );
-    } else {
-        let interval = doc["interval_secs"].as_u64().unwrap_or(10).max(1) as f64;
-        let written = age(Some(&time), now).unwrap_or(f64::MAX);
-        if written > 3.0 * interval {
-            v.add(
-                Level::Critical,
-                format!(
-                    "process {pid} has not updated its status for {} (stuck?)",
-                    secs(written)
-                ),
-            );
-        }
+    } else if written > 3.0 * c.interval_secs.clamp(1, MAX_INTERVAL) as f64 {
+        v.add(
+            Level::Critical,
+            format!(
+                "process {pid} has not updated its status for {} (stuck?)",
+                secs(written)
+            ),
+        );
     }
-    let hosts = doc["hosts"].as_array().cloned().unwrap_or_default();
-    let silent: Vec<&str> = hosts
+    let silent: Vec<&str> = c
+        .hosts
         .iter()
-        .filter(|h| h["silent"] == true)
-        .filter_map(|h| h["host"].as_str())
+        .filter(|h| h.silent)
+        .map(|h| h.host.as_str())
         .collect();
     if !silent.is_empty() {
         v.add(
@@ -453,27 +556,23 @@ fn judge_collector(store: &Path) -> Verdict {
             format!("silent hosts: {}", silent.join(", ")),
         );
     }
-    for h in &hosts {
-        for c in h["chains"].as_array().into_iter().flatten() {
-            if let Some(why) = c["damaged"].as_str() {
+    for h in &c.hosts {
+        for ch in &h.chains {
+            if let Some(why) = &ch.damaged {
                 v.add(
                     Level::Critical,
-                    format!(
-                        "host {} chain {}: damaged: {why}",
-                        h["host"].as_str().unwrap_or("?"),
-                        c["chain"].as_str().unwrap_or("?")
-                    ),
+                    format!("host {} chain {}: damaged: {why}", h.host, ch.chain),
                 );
             }
         }
     }
     judge_certificates(&mut v, &doc, now);
-    let q = doc["quarantined_batches"].as_u64().unwrap_or(0);
-    if q > 0 {
+    if c.quarantined_batches > 0 {
         v.add(
             Level::Warning,
             format!(
-                "{q} batches quarantined since the start (see STORE/quarantine and alerts.jsonl)"
+                "{} batches quarantined since the start (see STORE/quarantine and alerts.jsonl)",
+                c.quarantined_batches
             ),
         );
     }
@@ -486,7 +585,15 @@ fn clean(s: &str) -> String {
     s.chars().flat_map(char::escape_debug).collect::<String>()
 }
 
-fn print(v: &Verdict) {
+/// The verdict and the status as text (control characters escaped).
+fn render(v: &Verdict) -> String {
+    let mut out = String::new();
+    macro_rules! line {
+        ($($t:tt)*) => {{
+            use std::fmt::Write;
+            let _ = writeln!(out, $($t)*);
+        }};
+    }
     let level = match v.level {
         Level::Ok => "OK",
         Level::Warning => "WARNING",
@@ -499,21 +606,25 @@ fn print(v: &Verdict) {
         .max_by_key(|p| p.0)
         .map(|p| clean(&p.1))
         .unwrap_or_else(|| "healthy".into());
-    println!("LOGSEAL {} {level} - {first}", v.role.to_uppercase());
+    line!("LOGSEAL {} {level} - {first}", v.role.to_uppercase());
     for (l, p) in v.problems.iter().filter(|p| clean(&p.1) != first) {
-        println!("  {l:?}: {}", clean(p));
+        line!("  {l:?}: {}", clean(p));
     }
     let s = &v.status;
     if s.is_null() {
-        return;
+        return out;
     }
     let now = crate::writer::now_ns();
     let ago = |k: &str| match age(s[k].as_str(), now) {
-        Some(a) => format!("{} ago ({})", secs(a), s[k].as_str().unwrap_or("")),
+        Some(a) => format!("{} ago ({})", secs(a), clean(s[k].as_str().unwrap_or(""))),
         None => "never".into(),
     };
-    println!("  status file  {} (written {})", v.file, ago("time"));
-    println!(
+    line!(
+        "  status file  {} (written {})",
+        clean(&v.file),
+        ago("time")
+    );
+    line!(
         "  process      {}",
         if v.running {
             format!("running, pid {}", s["pid"])
@@ -522,23 +633,25 @@ fn print(v: &Verdict) {
         }
     );
     if v.role == "agent" {
-        println!(
+        line!(
             "  chain        host {} chain {}",
             clean(s["host"].as_str().unwrap_or("?")),
-            s["chain"].as_str().unwrap_or("?")
+            clean(s["chain"].as_str().unwrap_or("?"))
         );
-        println!(
+        line!(
             "  last seal    {}; {} records since (heartbeat {}s)",
             ago("last_seal_time"),
             s["unsealed_records"],
             s["heartbeat_secs"]
         );
-        println!(
+        line!(
             "  spool        {} of {} bytes; {} events chained since the start",
-            s["spool_bytes"], s["spool_limit_bytes"], s["events"]
+            s["spool_bytes"],
+            s["spool_limit_bytes"],
+            s["events"]
         );
         if s["shipping"] == true {
-            println!(
+            line!(
                 "  shipping     collector {}; last ack {}",
                 if s["collector_up"] == true {
                     "connected"
@@ -547,17 +660,17 @@ fn print(v: &Verdict) {
                 },
                 ago("last_ack_time")
             );
-            println!(
+            line!(
                 "  backlog      {} bytes, {} records unacknowledged; oldest {}",
                 s["unacknowledged_bytes"],
                 s["unacknowledged_records"],
                 ago("oldest_unacknowledged_time")
             );
         } else {
-            println!("  shipping     off (no [ship] table)");
+            line!("  shipping     off (no [ship] table)");
         }
         for i in s["inputs"].as_array().into_iter().flatten() {
-            println!(
+            line!(
                 "  input        {} ({} dropped)",
                 clean(i["input"].as_str().unwrap_or("?")),
                 i["dropped"]
@@ -565,7 +678,7 @@ fn print(v: &Verdict) {
         }
     }
     for c in s["certificates"].as_array().into_iter().flatten() {
-        println!(
+        line!(
             "  {:<12} {} {} {}",
             if c["crl"] == true {
                 "crl"
@@ -576,15 +689,15 @@ fn print(v: &Verdict) {
             clean(c["file"].as_str().unwrap_or("?")),
             match (c["until"].as_str(), c["error"].as_str()) {
                 (_, Some(e)) => format!("unreadable: {}", clean(e)),
-                (Some(u), None) if c["crl"] == true => format!("next update {u}"),
-                (Some(u), None) => format!("valid until {u}"),
+                (Some(u), None) if c["crl"] == true => format!("next update {}", clean(u)),
+                (Some(u), None) => format!("valid until {}", clean(u)),
                 (None, None) => "no next update".into(),
             }
         );
     }
     if v.role == "collector" {
         let hosts = s["hosts"].as_array().cloned().unwrap_or_default();
-        println!(
+        line!(
             "  store        {} bytes; {} hosts; quarantine {} bytes, {} batches since the start",
             s["store_bytes"],
             hosts.len(),
@@ -599,7 +712,7 @@ fn print(v: &Verdict) {
             } else {
                 "sealing"
             };
-            println!(
+            line!(
                 "  host         {:<24} {state:<8} last seal {}",
                 clean(h["host"].as_str().unwrap_or("?")),
                 match age(h["last_seal_time"].as_str(), now) {
@@ -609,4 +722,5 @@ fn print(v: &Verdict) {
             );
         }
     }
+    out
 }

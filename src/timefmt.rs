@@ -77,9 +77,12 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         let digits = &s[start..i.min(start + 9)];
         frac_ns = digits.parse::<i64>().ok()? * 10i64.pow(9 - digits.len() as u32);
     }
-    let offset = match &s[i..] {
+    let offset = match s.get(i..)? {
         "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+        o if o.len() == 6
+            && (o.starts_with('+') || o.starts_with('-'))
+            && o.get(3..4) == Some(":") =>
+        {
             let oh = num(i + 1..i + 3)?;
             let om = num(i + 4..i + 6)?;
             let v = oh * 3600 + om * 60;
@@ -93,12 +96,32 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     };
     let days = days_from_civil(y, mo as u32, d as u32);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    Some(secs * 1_000_000_000 + frac_ns)
+    // Outside what ns since the epoch can hold (before 1677, after 2262): None.
+    i64::try_from(i128::from(secs) * 1_000_000_000 + i128::from(frac_ns)).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::{parse_rfc3339, rfc3339};
+
+    #[test]
+    fn times_out_of_range_or_not_ascii_are_refused_not_a_panic() {
+        for s in [
+            "9999-12-31T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+            "1677-09-21T00:12:43.145224191Z",
+            "2262-04-11T23:47:16.854775808Z",
+            "2026-11-30T05:10:58+0\u{20ac}0",
+            "2026-11-30T05:10:58.5\u{20ac}",
+            "2026-11-30T05:10:58+\u{20ac}:00",
+        ] {
+            assert_eq!(parse_rfc3339(s), None, "{s}");
+        }
+        // The extremes rfc3339 writes read back.
+        for ns in [i64::MIN, i64::MAX, 0, -1] {
+            assert_eq!(parse_rfc3339(&rfc3339(ns)), Some(ns), "{ns}");
+        }
+    }
 
     #[test]
     fn parses_rfc3339() {

@@ -685,3 +685,66 @@ fn system_journal_is_followed() {
     assert_eq!(got.len(), 20, "the match keeps only this test's entries");
     assert_eq!(get(&got[0], "SYSLOG_IDENTIFIER"), Some(&b"systest"[..]));
 }
+
+/// Whether this machine has a system journal to read: journald's socket, or
+/// a journal file in its directories (what the agent's warning is about).
+fn system_journal_here() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::symlink_metadata("/run/systemd/journal/socket")
+        .is_ok_and(|m| m.file_type().is_socket())
+    {
+        return true;
+    }
+    let out = Command::new("find")
+        .args([
+            "/var/log/journal",
+            "/run/log/journal",
+            "-maxdepth",
+            "2",
+            "-name",
+            "*.journal*",
+        ])
+        .output()
+        .unwrap();
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+}
+
+#[test]
+fn journal_system_where_no_journald_runs_is_warned_about() {
+    let d = TempDir::new("journal-system");
+    let state = d.path().join("state");
+    let errlog = d.path().join("agent.log");
+    let args: Vec<std::ffi::OsString> = vec![
+        "--journal".into(),
+        "system".into(),
+        "--state".into(),
+        state.clone().into(),
+    ];
+    let a = common::agent::Agent::spawn(&args, &state, Some(&errlog), 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&errlog)
+        .unwrap_or_default()
+        .contains("agent ready")
+    {
+        assert!(std::time::Instant::now() < deadline, "agent not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.stop();
+    let log = std::fs::read_to_string(&errlog).unwrap();
+    let warned = log.contains("no journald listens on /run/systemd/journal/socket");
+    assert_eq!(
+        warned,
+        !system_journal_here(),
+        "a warning iff there is no system journal here:\n{log}"
+    );
+    if warned {
+        let line = log
+            .lines()
+            .find(|l| l.contains("no journald listens"))
+            .unwrap();
+        assert!(
+            line.contains("WARN") && line.contains("journal = \"/var/log/journal\""),
+            "{line}"
+        );
+    }
+}

@@ -228,8 +228,21 @@ fn crafted_status_files_get_a_clear_answer_never_a_hang_or_a_raw_escape() {
     f.set_len(64 << 20).unwrap();
     let (code, text) = status_text(&["--store", s]);
     assert_eq!(code, 3, "{text}");
-    // A host name with terminal escapes, in a collector's file: shown escaped.
+    // Wrong types in a collector's file: not a status file, not a guess.
     std::fs::remove_file(&file).unwrap();
+    for bad in [
+        serde_json::json!([1, 2, 3]),
+        serde_json::json!({"time": "2026-01-01T00:00:00Z", "pid": 1, "running": "false",
+                           "interval_secs": 1, "hosts": []}),
+        serde_json::json!({"time": "2026-01-01T00:00:00Z", "pid": 4_294_973_331u64,
+                           "running": true, "interval_secs": 1, "hosts": []}),
+    ] {
+        std::fs::write(&file, bad.to_string()).unwrap();
+        let (code, text) = status_text(&["--store", s]);
+        assert_eq!(code, 3, "{bad}: {text}");
+        assert!(text.contains("not a collector status file"), "{text}");
+    }
+    // A host name with terminal escapes, in a collector's file: shown escaped.
     let doc = serde_json::json!({
         "time": "2026-01-01T00:00:00Z", "pid": 0, "running": true, "interval_secs": 1,
         "hosts": [{"host": "evil\u{1b}[2J\u{7}\rRESULT: OK", "silent": true, "chains": []}],
@@ -318,4 +331,83 @@ fn a_certificate_expiring_within_30_days_is_warned_in_the_log_metrics_and_status
     assert!(problems(&doc).contains("expires in"), "{doc:#}");
     a.stop();
     c.stop();
+}
+
+#[test]
+fn only_the_process_holding_the_lock_counts_as_running_whatever_its_name() {
+    let d = TempDir::new("status-lock");
+    // A real agent, started through a link with another name.
+    let link = d.path().join("logseal-renamed-agent");
+    std::os::unix::fs::symlink(bin(), &link).unwrap();
+    let state = d.path().join("state");
+    let mut child = Command::new(&link)
+        .args(["agent", "--listen", "tcp://127.0.0.1:0", "--state"])
+        .arg(&state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = state.to_str().unwrap().to_string();
+    let doc = wait_status(&["--state", &s], 0);
+    assert_eq!(doc["running"], true, "{doc:#}");
+
+    // Its status file copied elsewhere, its live PID in it: not running there.
+    let forged = d.path().join("forged");
+    std::fs::create_dir_all(&forged).unwrap();
+    std::fs::copy(state.join("status.json"), forged.join("status.json")).unwrap();
+    let (code, doc) = status_json(&["--state", forged.to_str().unwrap()]);
+    assert_eq!(code, 2, "{doc:#}");
+    assert!(
+        problems(&doc).contains("gone without a clean stop"),
+        "{doc:#}"
+    );
+    // A collector's file claiming the same live PID: the same.
+    let cdoc = serde_json::json!({
+        "time": doc["status"]["time"], "pid": child.id(), "running": true,
+        "interval_secs": 10, "hosts": [],
+    });
+    std::fs::write(forged.join("status.json"), cdoc.to_string()).unwrap();
+    let (code, doc) = status_json(&["--store", forged.to_str().unwrap()]);
+    assert_eq!(code, 2, "{doc:#}");
+
+    // Times far in the future or the past: a verdict, never a panic; a status
+    // dated ahead of the clock is a warning (a clock stepped back).
+    let mut a: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("status.json")).unwrap()).unwrap();
+    for (field, value) in [
+        ("time", "9999-12-31T23:59:59Z"),
+        ("time", "0000-01-01T00:00:00Z"),
+        ("last_seal_time", "9999-12-31T23:59:59Z"),
+        ("time", "2026-11-30T05:10:58+0\u{20ac}0"),
+    ] {
+        let mut b = a.clone();
+        b[field] = value.into();
+        std::fs::write(forged.join("status.json"), b.to_string()).unwrap();
+        let (code, doc) = status_json(&["--state", forged.to_str().unwrap()]);
+        assert!((1..=3).contains(&code), "{field}={value}: {code} {doc:#}");
+    }
+    // The real state, its file dated an hour ahead: a warning, not OK.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::STOP,
+    )
+    .unwrap();
+    let ahead = logseal::timefmt::rfc3339(logseal::writer::now_ns() + 3_600_000_000_000);
+    a["time"] = ahead.into();
+    a["last_seal_time"] = a["time"].clone();
+    std::fs::write(state.join("status.json"), a.to_string()).unwrap();
+    let (code, doc) = status_json(&["--state", &s]);
+    assert_eq!(code, 1, "{doc:#}");
+    assert!(problems(&doc).contains("in the future"), "{doc:#}");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::CONT,
+    )
+    .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
 }

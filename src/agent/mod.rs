@@ -470,7 +470,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         let _guard = rt.enter();
         match b {
             Bound::Udp(sock, loss, drops) => {
-                println!("listening udp://{}", sock.local_addr()?);
+                crate::announce(format_args!("listening udp://{}", sock.local_addr()?));
                 let inode = rustix::fs::fstat(&sock).ok().map(|m| (m.st_ino, drops));
                 views.push((format!("udp://{}", sock.local_addr()?), loss.clone(), inode));
                 dgram_losses.push(loss.clone());
@@ -479,21 +479,21 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             }
             Bound::Tcp(l) => {
                 let addr = l.local_addr()?;
-                println!("listening tcp://{addr}");
+                crate::announce(format_args!("listening tcp://{addr}"));
                 let at = stream_at(i, Source::SyslogTcp, addr.to_string());
                 views.push((format!("tcp://{addr}"), at.loss.clone(), None));
                 tasks.push(rt.spawn(listen::tcp(l, tx, limits, at, sd)));
             }
             Bound::Tls(l, tls) => {
                 let addr = l.local_addr()?;
-                println!("listening tls://{addr}");
+                crate::announce(format_args!("listening tls://{addr}"));
                 bound_tls.push((i, tls.clone()));
                 let at = stream_at(i, Source::SyslogTls, addr.to_string());
                 views.push((format!("tls://{addr}"), at.loss.clone(), None));
                 tasks.push(rt.spawn(listen::tls(l, tls, tx, limits, at, sd)));
             }
             Bound::UnixDgram(s, name, loss, block) => {
-                println!("listening unix://{name}");
+                crate::announce(format_args!("listening unix://{name}"));
                 views.push((format!("unix://{name}"), loss.clone(), None));
                 dgram_losses.push(loss.clone());
                 let when_full = if block {
@@ -507,7 +507,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 )));
             }
             Bound::UnixStream(l, name) => {
-                println!("listening unix-stream://{name}");
+                crate::announce(format_args!("listening unix-stream://{name}"));
                 let at = stream_at(i, Source::SyslogUnix, name.clone());
                 views.push((format!("unix-stream://{name}"), at.loss.clone(), None));
                 tasks.push(rt.spawn(listen::unix_stream(l, name, tx, limits, at, sd)));
@@ -872,6 +872,11 @@ fn prepare_journald(
     use crate::journal::{reader, resume, Filter};
     let source = config::JournalSource::parse(&j.journal).map_err(anyhow::Error::msg)?;
     reader::check(&source)?;
+    if source == config::JournalSource::System {
+        if let Some(why) = crate::journal::system_journal_missing() {
+            tracing::warn!("[journald] {why}");
+        }
+    }
     // The resume point is read again once the chain is open (a torn tail may
     // be cut then); reading it now refuses a damaged one before the chain is
     // touched.
@@ -908,7 +913,7 @@ fn start_journald(
     rcfg.done = done;
     let name = rcfg.peer.clone();
     let h = reader::spawn(rcfg, tx, stop, stats)?;
-    println!("reading journal {name}");
+    crate::announce(format_args!("reading journal {name}"));
     Ok(h)
 }
 

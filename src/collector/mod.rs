@@ -433,7 +433,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         Some(m) => Some(rt.block_on(crate::metrics::bind(m))?),
         None => None,
     };
-    println!("listening {local}");
+    crate::announce(format_args!("listening {local}"));
     let _ = std::io::stdout().flush();
     let name = if cfg.name.is_empty() {
         crate::writer::system_host()

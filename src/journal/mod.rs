@@ -21,6 +21,46 @@ pub mod filter;
 pub mod reader;
 pub mod resume;
 
+/// Why `journal = "system"` would read nothing, if it would: no journald
+/// listening on its socket and no journal file in the system's journal
+/// directories (a container or a host without systemd). The agent warns: it
+/// would otherwise wait for entries that never come, silently.
+pub fn system_journal_missing() -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    const SOCKET: &str = "/run/systemd/journal/socket";
+    const DIRS: [&str; 2] = ["/var/log/journal", "/run/log/journal"];
+    if std::fs::symlink_metadata(SOCKET).is_ok_and(|m| m.file_type().is_socket()) {
+        return None;
+    }
+    // Journal files sit in DIR/MACHINE-ID/*.journal (or DIR itself).
+    let has_journal = |d: &std::path::Path| {
+        std::fs::read_dir(d).is_ok_and(|rd| {
+            rd.flatten().any(|e| {
+                let p = e.path();
+                p.extension()
+                    .is_some_and(|x| x == "journal" || x == "journal~")
+                    || (p.is_dir()
+                        && std::fs::read_dir(&p).is_ok_and(|sub| {
+                            sub.flatten().any(|f| {
+                                f.path()
+                                    .extension()
+                                    .is_some_and(|x| x == "journal" || x == "journal~")
+                            })
+                        }))
+            })
+        })
+    };
+    if DIRS.iter().any(|d| has_journal(std::path::Path::new(d))) {
+        return None;
+    }
+    Some(format!(
+        "journal = \"system\": no journald listens on {SOCKET} and {} hold no journal file: \
+         nothing will be read until journald runs here (in a container, read the host's \
+         journal directory instead: journal = \"/var/log/journal\")",
+        DIRS.join(" and ")
+    ))
+}
+
 /// Counters of the journald reader (for logs, tests and the metrics).
 #[derive(Debug, Default)]
 pub struct ReaderStats {
