@@ -70,8 +70,10 @@ done
 EX=$(mktemp -d)
 dpkg-deb -x "$DEB" "$EX"
 (cd "$EX/usr/share/doc/logseal/examples/prometheus" && promtool test rules logseal.rules.test.yml \
-    && [ -f logseal.dashboard.json ] && [ -f prometheus.example.yml ]) \
-    || fail "the packaged Prometheus rules, tests or dashboard are missing or fail"
+    && [ -f logseal.dashboard.json ] && [ -f prometheus.example.yml ] \
+    && [ -f ../rsyslog-logseal-tcp.conf ] && [ -f ../rsyslog-logseal-tls.conf ] \
+    && [ -f ../syslog-ng-logseal.conf ]) \
+    || fail "the packaged examples (forwarding snippets, Prometheus rules and their tests, dashboard) are missing or fail"
 rm -rf "$EX"
 for c in agent collector; do
     grep -qx "/etc/logseal/$c.toml" /var/lib/dpkg/info/logseal.conffiles || fail "$c.toml is not a conffile"

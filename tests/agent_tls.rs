@@ -147,6 +147,20 @@ fn tls_input_with_client_certificates() {
     assert_intact(&state);
 }
 
+/// `packaging/examples/FILE` with each (from, to) replaced (each must occur:
+/// a snippet that changed fails here rather than testing something else).
+fn example(file: &str, edits: &[(&str, String)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging/examples")
+        .join(file);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{file} no longer holds {from:?}");
+        text = text.replace(from, to);
+    }
+    text
+}
+
 fn through_rsyslog(tag: &str, tls: bool) {
     let d = TempDir::new("rsyslog");
     let pki = pki::make(&d.path().join("pki"));
@@ -162,25 +176,37 @@ fn through_rsyslog(tag: &str, tls: bool) {
     };
     let (a, _) = start_with_config(d.path(), &input);
     let port = a.port(if tls { "tls" } else { "tcp" });
-    let (driver, global_extra) = if tls {
+    // The forwarding snippet the package ships, as an operator installs it:
+    // only its addresses, port and file names changed for this test.
+    let (file, edits): (&str, Vec<(&str, String)>) = if tls {
         (
-            "StreamDriver=\"gtls\" StreamDriverMode=\"1\" StreamDriverAuthMode=\"x509/name\" StreamDriverPermittedPeers=\"localhost\"",
-            format!(
-                "DefaultNetstreamDriver=\"gtls\" DefaultNetstreamDriverCAFile=\"{}\" DefaultNetstreamDriverCertFile=\"{}\" DefaultNetstreamDriverKeyFile=\"{}\"",
-                pki.ca.display(),
-                pki.client_cert.display(),
-                pki.client_key.display()
-            ),
+            "rsyslog-logseal-tls.conf",
+            vec![
+                ("/etc/logseal/pki/ca.crt", pki.ca.display().to_string()),
+                (
+                    "/etc/logseal/pki/rsyslog.crt",
+                    pki.client_cert.display().to_string(),
+                ),
+                (
+                    "/etc/logseal/pki/rsyslog.key",
+                    pki.client_key.display().to_string(),
+                ),
+                ("target=\"logs.example.org\"", "target=\"127.0.0.1\"".into()),
+                (
+                    "PermittedPeers=\"logs.example.org\"",
+                    "PermittedPeers=\"localhost\"".into(),
+                ),
+                ("port=\"6515\"", format!("port=\"{port}\"")),
+            ],
         )
     } else {
-        ("", String::new())
+        (
+            "rsyslog-logseal-tcp.conf",
+            vec![("port=\"5514\"", format!("port=\"{port}\""))],
+        )
     };
-    let action = format!(
-        "action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{port}\" protocol=\"tcp\" {driver} \
-         TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\" \
-         queue.type=\"LinkedList\" queue.filename=\"fwdq\" action.resumeRetryCount=\"-1\")"
-    );
-    let (rs, sock) = rsyslog(&d.path().join("rsyslog"), &action, &global_extra);
+    let action = example(file, &edits);
+    let (rs, sock) = rsyslog(&d.path().join("rsyslog"), &action, "");
     let n = 500;
     let text: String = (1..=n)
         .map(|i| format!("msg-{tag}-{i} via rsyslog\n"))
@@ -230,4 +256,97 @@ fn rsyslog_forwards_over_mutual_tls() {
 #[test]
 fn rsyslog_forwards_over_tcp_octet_counted() {
     through_rsyslog("rstcp", false);
+}
+
+#[test]
+fn syslog_ng_forwards_with_the_shipped_snippet() {
+    let root = syslog_ng_root();
+    let d = TempDir::new("syslog-ng-fwd");
+    let (a, _) = start_with_config(
+        d.path(),
+        "[[input]]\ntype = \"tcp\"\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let port = a.port("tcp");
+    let dir = d.path().join("syslog-ng");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("log.sock");
+    let conf = dir.join("syslog-ng.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "@version: 3.38\noptions {{ use-dns(no); use-fqdn(no); stats-freq(0); }};\n\
+             source s_src {{ unix-dgram(\"{}\"); }};\n{}",
+            sock.display(),
+            example(
+                "syslog-ng-logseal.conf",
+                &[("port(5514)", format!("port({port})"))]
+            )
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(root.join("usr/sbin/syslog-ng"))
+        .args(["-F", "--no-caps", "-f"])
+        .arg(&conf)
+        .arg("-R")
+        .arg(dir.join("persist"))
+        .arg("-p")
+        .arg(dir.join("pid"))
+        .arg("-c")
+        .arg(dir.join("ctl"))
+        .env("SYSLOGNG_PREFIX", root.join("usr"))
+        .env("LD_LIBRARY_PATH", root.join("usr/lib/syslog-ng"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "syslog-ng did not start: {}",
+            std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let n = 300;
+    let text: String = (1..=n)
+        .map(|i| format!("msg-sng-{i} via syslog-ng\n"))
+        .collect();
+    let f = d.path().join("msgs.txt");
+    std::fs::write(&f, text).unwrap();
+    let st = Command::new("logger")
+        .arg("-u")
+        .arg(&sock)
+        .args(["-t", "app", "-f"])
+        .arg(&f)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while numbers(&events(&a.state), "sng").len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "syslog-ng forwarded only {} of {n}: {}",
+            numbers(&events(&a.state), "sng").len(),
+            std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let state = a.state.clone();
+    a.stop();
+    let evs = events(&state);
+    assert_exactly_per_connection(&evs, "sng", n as u64);
+    // RFC 5424, octet-counted: each message chained without its length prefix.
+    let m = &evs
+        .iter()
+        .find(|(_, m)| m.contains("msg-sng-1 "))
+        .unwrap()
+        .1;
+    assert!(
+        m.starts_with("<13>1 "),
+        "RFC 5424 from syslog-ng, kept verbatim: {m}"
+    );
+    assert_intact(&state);
 }

@@ -936,3 +936,95 @@ fn without_the_journald_input_a_journald_table_is_refused_saying_why() {
         "a refused start leaves no chain"
     );
 }
+
+#[test]
+fn man_pages_have_a_typed_synopsis_and_the_sections_an_operator_looks_for() {
+    let d = TempDir::new("man");
+    let out = d.path().join("man1");
+    let o = Command::new(bin())
+        .args(["man", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut pages: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for want in [
+        "logseal.1",
+        "logseal-agent.1",
+        "logseal-collector.1",
+        "logseal-status.1",
+    ] {
+        assert!(pages.iter().any(|p| p == want), "{want} missing: {pages:?}");
+    }
+    for page in &pages {
+        // groff renders it without a warning (-ww: all of them).
+        let r = Command::new("groff")
+            .args(["-k", "-man", "-Tutf8", "-ww"]) // -k: preconv, as man(1) runs it
+            .arg(out.join(page))
+            .output()
+            .unwrap();
+        let warnings = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            r.status.success() && warnings.is_empty(),
+            "{page}: {warnings}"
+        );
+        // Rendered text without the overstrike bold of -Tutf8 (x\bx).
+        let raw = String::from_utf8_lossy(&r.stdout).into_owned();
+        let mut text = String::new();
+        for c in raw.chars() {
+            if c == '\u{8}' {
+                text.pop();
+            } else {
+                text.push(c);
+            }
+        }
+        assert!(
+            !text.contains("logseal-help"),
+            "{page} refers to logseal-help"
+        );
+        // The synopsis is what one types: `logseal agent`, not `logseal-agent`.
+        let typed = page.trim_end_matches(".1").replace('-', " ");
+        let synopsis = text
+            .split("SYNOPSIS")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{page}: no SYNOPSIS:\n{text}"));
+        let words: Vec<&str> = synopsis.split_whitespace().collect();
+        let want: Vec<&str> = typed.split(' ').collect();
+        assert!(
+            words.starts_with(&want),
+            "{page}: synopsis does not start with {typed:?}:\n{synopsis}"
+        );
+        // Every page it points to exists.
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("logseal-") {
+            let tail = &rest[i..];
+            let end = tail.find('(').unwrap_or(0);
+            let name = &tail[..end];
+            if end > 0 && tail[end..].starts_with("(1)") && !name.contains(char::is_whitespace) {
+                assert!(
+                    pages.contains(&format!("{name}.1")),
+                    "{page} refers to {name}(1), which is not written"
+                );
+            }
+            rest = &tail[8..];
+        }
+        let sections: &[&str] = match page.as_str() {
+            "logseal.1" => &["FILES", "EXIT STATUS", "EXAMPLES", "SEE ALSO"],
+            "logseal-agent.1" | "logseal-collector.1" => {
+                &["FILES", "SIGNALS", "EXIT STATUS", "EXAMPLES", "SEE ALSO"]
+            }
+            "logseal-verify.1" | "logseal-status.1" => &["EXIT STATUS", "EXAMPLES", "SEE ALSO"],
+            _ => &["SEE ALSO"],
+        };
+        for s in sections {
+            assert!(
+                text.lines().any(|l| l == *s),
+                "{page}: no {s} section:\n{text}"
+            );
+        }
+    }
+}
