@@ -1,0 +1,106 @@
+//! The README's shell blocks, as written: each ```sh block carries a marker,
+//! `<!-- readme-test: run -->` (run here by bash, from a scratch directory
+//! where `target/` is the repository's and `logseal` is on the PATH) or
+//! `<!-- readme-test: skip: WHY -->` (saying where else it is exercised). A
+//! block without a marker fails: a new block must decide.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+/// (line of the fence, marker, block text) of every ```sh block.
+fn blocks() -> Vec<(usize, String, String)> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim_start().starts_with("```sh") {
+            let marker = i
+                .checked_sub(1)
+                .and_then(|p| lines[p].trim().strip_prefix("<!-- readme-test: "))
+                .and_then(|m| m.strip_suffix(" -->"))
+                .unwrap_or("")
+                .to_string();
+            let start = i + 1;
+            let mut end = start;
+            while end < lines.len() && !lines[end].trim_start().starts_with("```") {
+                end += 1;
+            }
+            out.push((i + 1, marker, lines[start..end].join("\n") + "\n"));
+            i = end;
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn every_readme_shell_block_runs_as_written_or_says_why_not() {
+    let all = blocks();
+    assert!(all.len() >= 10, "{all:?}");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let release = repo.join("target/release");
+    assert!(
+        release.join("logseal").exists(),
+        "build the release binary first"
+    );
+    let mut ran = 0;
+    for (line, marker, text) in &all {
+        if marker.starts_with("skip: ") && marker.len() > 12 {
+            continue;
+        }
+        assert_eq!(
+            marker, "run",
+            "README line {line}: a ```sh block needs `<!-- readme-test: run -->` or \
+             `<!-- readme-test: skip: WHY -->` on the line before it"
+        );
+        // What the block writes under /tmp is removed first: a second run
+        // starts where a reader's first would.
+        for word in text.split(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+            if let Some(p) = word.strip_prefix("/tmp/") {
+                let p = p.trim_end_matches([';', '&', ')']);
+                if !p.is_empty() && !p.contains("..") {
+                    let _ = std::fs::remove_dir_all(Path::new("/tmp").join(p));
+                    let _ = std::fs::remove_file(Path::new("/tmp").join(p));
+                }
+            }
+        }
+        let d = TempDir::new("readme");
+        std::os::unix::fs::symlink(repo.join("target"), d.path().join("target")).unwrap();
+        let path = format!(
+            "{}:{}",
+            release.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        // As a reader pastes it: no `set -e` (a block may show a failing
+        // command's exit status), but nothing may be missing or refused.
+        let o = Command::new("bash")
+            .args(["-c", text])
+            .current_dir(d.path())
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let refused = [
+            "command not found",
+            "No such file or directory",
+            "logseal: error",
+        ]
+        .iter()
+        .find(|w| stderr.contains(*w));
+        assert!(
+            o.status.success() && refused.is_none(),
+            "README block at line {line} failed ({}):\n{text}\nstdout:\n{}\nstderr:\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        ran += 1;
+    }
+    assert!(ran >= 3, "only {ran} blocks ran");
+}
