@@ -39,9 +39,27 @@ pub struct MetricsConfig {
     pub listen: String,
 }
 
-/// A registry whose metric names all start with `logseal_`.
-pub fn registry() -> Registry {
-    Registry::with_prefix("logseal")
+/// A registry whose metric names all start with `logseal_`, holding a
+/// process's own metrics (`own`, read at each scrape), the expiry of the
+/// certificate files it uses, and the fsync histogram as `ROLE_fsync_seconds`.
+pub fn registry(
+    own: Box<dyn prometheus_client::collector::Collector>,
+    certificates: &[crate::expiry::Watched],
+    role: &str,
+    fsync_of: &str,
+) -> Registry {
+    let mut r = Registry::with_prefix("logseal");
+    r.register_collector(own);
+    r.register_collector(Box::new(crate::expiry::ExpiryMetrics(
+        certificates.to_vec(),
+    )));
+    r.register_with_unit(
+        format!("{role}_fsync"),
+        format!("Time each fsync of a {fsync_of} file took"),
+        Unit::Seconds,
+        crate::writebehind::FSYNC_SECONDS.clone(),
+    );
+    r
 }
 
 /// Binds the endpoint's listener (before the process says it is ready, so

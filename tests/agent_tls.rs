@@ -161,6 +161,43 @@ fn example(file: &str, edits: &[(&str, String)]) -> String {
     text
 }
 
+/// Sends `msg-TAG-i` for i in 1..=n with `logger -u sock` (through a relay
+/// such as rsyslog) and waits until the agent in `state` chained them all;
+/// `log` tells why if not.
+fn forward_through(
+    sock: &Path,
+    dir: &Path,
+    state: &Path,
+    tag: &str,
+    n: u64,
+    relay: &str,
+    log: impl Fn() -> String,
+) {
+    let text: String = (1..=n)
+        .map(|i| format!("msg-{tag}-{i} via {relay}\n"))
+        .collect();
+    let f = dir.join(format!("msgs-{tag}.txt"));
+    std::fs::write(&f, text).unwrap();
+    let st = Command::new("logger")
+        .arg("-u")
+        .arg(sock)
+        .args(["-t", "app", "-f"])
+        .arg(&f)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (numbers(&events(state), tag).len() as u64) < n {
+        assert!(
+            Instant::now() < deadline,
+            "{relay} forwarded only {} of {n}: {}",
+            numbers(&events(state), tag).len(),
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn through_rsyslog(tag: &str, tls: bool) {
     let d = TempDir::new("rsyslog");
     let pki = pki::make(&d.path().join("pki"));
@@ -208,28 +245,7 @@ fn through_rsyslog(tag: &str, tls: bool) {
     let action = example(file, &edits);
     let (rs, sock) = rsyslog(&d.path().join("rsyslog"), &action, "");
     let n = 500;
-    let text: String = (1..=n)
-        .map(|i| format!("msg-{tag}-{i} via rsyslog\n"))
-        .collect();
-    let f = d.path().join("msgs.txt");
-    std::fs::write(&f, text).unwrap();
-    let st = Command::new("logger")
-        .arg("-u")
-        .arg(&sock)
-        .args(["-t", "app", "-f"])
-        .arg(&f)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while numbers(&events(&a.state), tag).len() < n as usize {
-        assert!(
-            Instant::now() < deadline,
-            "rsyslog forwarded only {} of {n}",
-            numbers(&events(&a.state), tag).len()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    forward_through(&sock, d.path(), &a.state, tag, n, "rsyslog", String::new);
     drop(rs);
     let state = a.state.clone();
     a.stop();
@@ -309,35 +325,15 @@ fn syslog_ng_forwards_with_the_shipped_snippet() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let n = 300;
-    let text: String = (1..=n)
-        .map(|i| format!("msg-sng-{i} via syslog-ng\n"))
-        .collect();
-    let f = d.path().join("msgs.txt");
-    std::fs::write(&f, text).unwrap();
-    let st = Command::new("logger")
-        .arg("-u")
-        .arg(&sock)
-        .args(["-t", "app", "-f"])
-        .arg(&f)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while numbers(&events(&a.state), "sng").len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "syslog-ng forwarded only {} of {n}: {}",
-            numbers(&events(&a.state), "sng").len(),
-            std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    forward_through(&sock, d.path(), &a.state, "sng", n, "syslog-ng", || {
+        std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
+    });
     let _ = child.kill();
     let _ = child.wait();
     let state = a.state.clone();
     a.stop();
     let evs = events(&state);
-    assert_exactly_per_connection(&evs, "sng", n as u64);
+    assert_exactly_per_connection(&evs, "sng", n);
     // RFC 5424, octet-counted: each message chained without its length prefix.
     let m = &evs
         .iter()

@@ -54,17 +54,8 @@ pub struct AgentMetrics {
 impl AgentMetrics {
     /// A registry holding these metrics and the process-wide fsync histogram.
     pub fn registry(self: &Arc<Self>) -> Registry {
-        let mut r = crate::metrics::registry();
-        r.register_collector(Box::new(self.clone()));
-        r.register_collector(Box::new(crate::expiry::ExpiryMetrics(
-            self.certificates.clone(),
-        )));
-        r.register_with_unit(
-            "agent_fsync",
-            "Time each fsync of a spool file took",
-            Unit::Seconds,
-            crate::writebehind::FSYNC_SECONDS.clone(),
-        );
+        let mut r =
+            crate::metrics::registry(Box::new(self.clone()), &self.certificates, "agent", "spool");
         if let Some(s) = &self.ship {
             r.register_with_unit(
                 "agent_ack",

@@ -69,16 +69,11 @@ impl std::fmt::Debug for CollectorMetrics {
 impl CollectorMetrics {
     /// A registry holding these metrics and the process-wide fsync histogram.
     pub fn registry(self: &Arc<Self>) -> Registry {
-        let mut r = crate::metrics::registry();
-        r.register_collector(Box::new(self.clone()));
-        r.register_collector(Box::new(crate::expiry::ExpiryMetrics(
-            self.certificates.clone(),
-        )));
-        r.register_with_unit(
-            "collector_fsync",
-            "Time each fsync of a store file took",
-            Unit::Seconds,
-            crate::writebehind::FSYNC_SECONDS.clone(),
+        let mut r = crate::metrics::registry(
+            Box::new(self.clone()),
+            &self.certificates,
+            "collector",
+            "store",
         );
         r.register_with_unit(
             "collector_ack",
