@@ -695,15 +695,11 @@ fn system_journal_here() -> bool {
     {
         return true;
     }
+    // DIR/MACHINE-ID/*.journal; not DIR/MACHINE-ID.NAMESPACE/ (the
+    // namespace journals the other tests here run write there).
     let out = Command::new("find")
-        .args([
-            "/var/log/journal",
-            "/run/log/journal",
-            "-maxdepth",
-            "2",
-            "-name",
-            "*.journal*",
-        ])
+        .args(["/var/log/journal", "/run/log/journal", "-maxdepth", "2"])
+        .args(["-name", "*.journal*", "-not", "-path", "*/journal/*.*/*"])
         .output()
         .unwrap();
     !String::from_utf8_lossy(&out.stdout).trim().is_empty()

@@ -32,14 +32,17 @@ pub fn system_journal_missing() -> Option<String> {
     if std::fs::symlink_metadata(SOCKET).is_ok_and(|m| m.file_type().is_socket()) {
         return None;
     }
-    // Journal files sit in DIR/MACHINE-ID/*.journal (or DIR itself).
+    // Journal files sit in DIR/MACHINE-ID/*.journal (or DIR itself);
+    // DIR/MACHINE-ID.NAMESPACE/ holds a namespace's, which "system" does not read.
     let has_journal = |d: &std::path::Path| {
         std::fs::read_dir(d).is_ok_and(|rd| {
             rd.flatten().any(|e| {
                 let p = e.path();
+                let namespace = e.file_name().to_string_lossy().contains('.');
                 p.extension()
                     .is_some_and(|x| x == "journal" || x == "journal~")
                     || (p.is_dir()
+                        && !namespace
                         && std::fs::read_dir(&p).is_ok_and(|sub| {
                             sub.flatten().any(|f| {
                                 f.path()
