@@ -86,10 +86,6 @@ impl AgentStatus {
         let st = &m.stats;
         let ns = |v: i64| (v != 0).then(|| crate::timefmt::rfc3339(v));
         let ship = m.ship.as_deref();
-        let (durable, acked) = (
-            st.durable.load(Ordering::Relaxed),
-            st.acked.load(Ordering::Relaxed),
-        );
         AgentStatus {
             time: crate::timefmt::rfc3339(crate::writer::now_ns()),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -101,17 +97,13 @@ impl AgentStatus {
             heartbeat_secs: m.heartbeat.as_secs(),
             last_seal_time: ns(st.last_seal_ns.load(Ordering::Relaxed)),
             unsealed_records: st.unsealed.load(Ordering::Relaxed),
-            events: st.events.load(Ordering::Relaxed),
+            events: st.events(),
             spool_bytes: st.spool_bytes.load(Ordering::Relaxed),
             spool_limit_bytes: m.spool_limit,
             shipping: ship.is_some(),
             collector_up: ship.is_some_and(|s| s.connected.load(Ordering::Relaxed)),
             last_ack_time: ship.and_then(|s| ns(s.last_ack_ns.load(Ordering::Relaxed))),
-            unacknowledged_bytes: if ship.is_some() {
-                durable.saturating_sub(acked)
-            } else {
-                0
-            },
+            unacknowledged_bytes: st.unacked_bytes.load(Ordering::Relaxed),
             unacknowledged_records: st.unacked_records.load(Ordering::Relaxed),
             oldest_unacknowledged_time: ns(st.oldest_unacked_ns.load(Ordering::Relaxed)),
             inputs: m

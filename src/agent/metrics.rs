@@ -139,13 +139,12 @@ impl Collector for AgentMetrics {
             load(&st.seals),
         )?;
         if let Some(sh) = &self.ship {
-            let (durable, acked) = (load(&st.durable), load(&st.acked));
             gauge(
                 &mut enc,
                 "agent_unacknowledged",
                 "Bytes of the spool durable and not yet acknowledged by a collector",
                 Some(Unit::Bytes),
-                durable.saturating_sub(acked) as f64,
+                load(&st.unacked_bytes) as f64,
             )?;
             gauge(
                 &mut enc,

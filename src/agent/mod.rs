@@ -707,7 +707,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "writing status.json at the stop");
     }
     tracing::info!(
-        events = stats.events.load(Ordering::Relaxed),
+        events = stats.events(),
         seals = stats.seals.load(Ordering::Relaxed),
         "agent stopped cleanly"
     );

@@ -192,8 +192,6 @@ fn apply_acks(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>, jm: &mut Jour
 /// metrics endpoint, which reads them at each scrape).
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Events chained.
-    pub events: AtomicU64,
     /// Seals made.
     pub seals: AtomicU64,
     /// Monotonic milliseconds of the last loop turn (liveness for the watchdog).
@@ -204,10 +202,8 @@ pub struct Stats {
     pub unsealed: AtomicU64,
     /// Bytes in the spool's files.
     pub spool_bytes: AtomicU64,
-    /// Spool position durable on disk.
-    pub durable: AtomicU64,
-    /// Spool position acknowledged by a collector.
-    pub acked: AtomicU64,
+    /// Spool bytes durable and not acknowledged by a collector.
+    pub unacked_bytes: AtomicU64,
     /// Records of this run durable and not acknowledged.
     pub unacked_records: AtomicU64,
     /// When the oldest record not acknowledged was made durable, ns since the
@@ -227,6 +223,14 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Events chained since the start, from every source.
+    pub fn events(&self) -> u64 {
+        self.events_by_source
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// A Loss record for `count` events was chained.
     pub fn loss(&self, reason: LossReason, count: u64) {
         let i = (reason as usize).min(4);
@@ -269,8 +273,8 @@ impl Backlog {
         self.records = records;
     }
 
-    /// Publishes the backlog above `acked` into `stats`.
-    fn publish(&mut self, acked: u64, stats: &Stats) {
+    /// Publishes the backlog between `acked` and `durable` into `stats`.
+    fn publish(&mut self, acked: u64, durable: u64, stats: &Stats) {
         while let Some(m) = self.marks.front().filter(|m| m.0 <= acked) {
             self.acked_records = m.1;
             self.marks.pop_front();
@@ -281,7 +285,9 @@ impl Backlog {
         };
         stats.oldest_unacked_ns.store(oldest, Ordering::Relaxed);
         stats.unacked_records.store(unacked, Ordering::Relaxed);
-        stats.acked.store(acked, Ordering::Relaxed);
+        stats
+            .unacked_bytes
+            .store(durable.saturating_sub(acked), Ordering::Relaxed);
     }
 }
 
@@ -377,12 +383,11 @@ pub fn run(
             .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
         apply_acks(&mut w, link, &mut jm);
         stats.spool_bytes.store(w.log().bytes(), Ordering::Relaxed);
-        stats.durable.store(durable, Ordering::Relaxed);
         stats
             .unsealed
             .store(w.next_seq().saturating_sub(sealed_seq), Ordering::Relaxed);
         if let Some(l) = link {
-            backlog.publish(l.acked(), &stats);
+            backlog.publish(l.acked(), durable, &stats);
         }
         // Stopping while input cannot be written (spool full, or the disk
         // refusing writes for 10 s): what was received but cannot be chained is
@@ -870,21 +875,17 @@ fn append_batch(
         }
     }
     losses.events(w, first_seq, b);
+    // One pass over what was chained: bytes, and raw events not like syslog.
     let chained = &b.items[first..p.next];
+    let raw = b.format == ItemFormat::Raw;
+    let (bytes, unparsed) = chained.iter().fold((0u64, 0u64), |(n, u), i| {
+        let odd = raw && !looks_like_syslog(b.bytes(i));
+        (n + u64::from(i.len), u + u64::from(odd))
+    });
     let si = (b.source as usize).min(7);
     stats.events_by_source[si].fetch_add(chained.len() as u64, Ordering::Relaxed);
-    let bytes: u64 = chained.iter().map(|i| u64::from(i.len)).sum();
     stats.bytes_by_source[si].fetch_add(bytes, Ordering::Relaxed);
-    if b.format == ItemFormat::Raw {
-        let unparsed = chained
-            .iter()
-            .filter(|i| !looks_like_syslog(b.bytes(i)))
-            .count();
-        stats.unparsed.fetch_add(unparsed as u64, Ordering::Relaxed);
-    }
-    stats
-        .events
-        .fetch_add(chained.len() as u64, Ordering::Relaxed);
+    stats.unparsed.fetch_add(unparsed, Ordering::Relaxed);
     if p.next < b.items.len() {
         return Err(p);
     }
