@@ -326,24 +326,30 @@ fn the_endpoint_answers_only_scrapes_and_idle_connections_do_not_block_it() {
     // opens a new one as fast as it can: every scrape still gets through
     // (at most three tries each; before idle connections made room, nearly
     // every one was closed unanswered).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let opened = std::sync::Arc::new(AtomicU64::new(0));
     let attacker = {
-        let (stop, addr) = (stop.clone(), addr.to_string());
+        let (stop, opened, addr) = (stop.clone(), opened.clone(), addr.to_string());
         std::thread::spawn(move || {
             let mut held = std::collections::VecDeque::new();
-            let mut opened = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 if let Ok(s) = TcpStream::connect(&addr) {
                     held.push_back(s);
-                    opened += 1;
+                    opened.fetch_add(1, Ordering::Relaxed);
                 }
                 if held.len() > 64 {
                     held.pop_front();
                 }
             }
-            opened
         })
     };
+    // The flood is under way (every place taken, and more) before scraping.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while opened.load(Ordering::Relaxed) <= 100 {
+        assert!(Instant::now() < deadline, "the flood did not get going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     for i in 0..10 {
         let ok = (0..3).any(|_| matches!(http_get(&url, ""), Ok((200, _))));
         assert!(
@@ -351,8 +357,9 @@ fn the_endpoint_answers_only_scrapes_and_idle_connections_do_not_block_it() {
             "scrape {i} failed three times while a client floods idle connections"
         );
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let opened = attacker.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    attacker.join().unwrap();
+    let opened = opened.load(Ordering::Relaxed);
     assert!(opened > 100, "the flood opened only {opened} connections");
     a.stop();
 }
