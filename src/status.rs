@@ -32,6 +32,19 @@ pub struct InputStatus {
     pub dropped: u64,
 }
 
+/// The journald input of an agent's status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalStatus {
+    /// Entries read since the start.
+    pub read: u64,
+    /// Entries passed to the stamper since the start.
+    pub sent: u64,
+    /// How far the chain is behind the journal: seconds of the entries'
+    /// wall-clock time from the last entry chained to the journal's newest
+    /// (0: everything chained; absent: not known yet).
+    pub lag_seconds: Option<f64>,
+}
+
 /// What an agent writes into `STATE/status.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentStatus {
@@ -75,6 +88,9 @@ pub struct AgentStatus {
     pub oldest_unacknowledged_time: Option<String>,
     /// Every syslog input.
     pub inputs: Vec<InputStatus>,
+    /// The journald input, when `[journald]` is set.
+    #[serde(default)]
+    pub journal: Option<JournalStatus>,
     /// When the certificates it uses expire.
     #[serde(default)]
     pub certificates: Vec<crate::expiry::Deadline>,
@@ -114,6 +130,11 @@ impl AgentStatus {
                     dropped: i.loss.total(),
                 })
                 .collect(),
+            journal: m.journal.as_deref().map(|j| JournalStatus {
+                read: j.read.load(Ordering::Relaxed),
+                sent: j.sent.load(Ordering::Relaxed),
+                lag_seconds: j.lag_seconds(st.journal_chained_usec.load(Ordering::Relaxed)),
+            }),
             certificates: crate::expiry::deadlines(&m.certificates),
         }
     }
@@ -444,6 +465,17 @@ fn judge_agent(dir: &Path) -> Verdict {
         } else if fill >= 0.8 {
             v.add(Level::Warning, format!("spool {:.0} % full", fill * 100.0));
         }
+        if let Some(l) = s.journal.as_ref().and_then(|j| j.lag_seconds) {
+            if l > LAG_WARNING.as_secs_f64() {
+                v.add(
+                    Level::Warning,
+                    format!(
+                        "the journal reader is {} behind the journal's newest entry",
+                        secs(l)
+                    ),
+                );
+            }
+        }
     }
     v
 }
@@ -666,6 +698,19 @@ fn render(v: &Verdict) -> String {
                 "  input        {} ({} dropped)",
                 clean(i["input"].as_str().unwrap_or("?")),
                 i["dropped"]
+            );
+        }
+        let j = &s["journal"];
+        if j.is_object() {
+            line!(
+                "  journal      {} entries read, {} handed to the chain; {}",
+                j["read"],
+                j["sent"],
+                match j["lag_seconds"].as_f64() {
+                    Some(l) if l > 0.0 => format!("{} behind the newest entry", secs(l)),
+                    Some(_) => "caught up".into(),
+                    None => "lag not known yet".into(),
+                }
             );
         }
     }

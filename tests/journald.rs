@@ -606,8 +606,13 @@ fn start_tail_or_time_applies_once_to_a_new_chain() {
 /// the running system journald if there is one (only entries written after
 /// the agent started are read); otherwise starts one (journald without a
 /// namespace, which serves /run/systemd/journal/socket) and stops it after.
+/// The tests on the system journal run one at a time: one may start a
+/// journald while the other judges whether a system journal is here.
+static SYSTEM_JOURNAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn system_journal_is_followed() {
+    let _one = SYSTEM_JOURNAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = TempDir::new("jsys");
     let sock = std::path::Path::new("/run/systemd/journal/socket");
     let probe = std::os::unix::net::UnixDatagram::unbound().unwrap();
@@ -707,6 +712,7 @@ fn system_journal_here() -> bool {
 
 #[test]
 fn journal_system_where_no_journald_runs_is_warned_about() {
+    let _one = SYSTEM_JOURNAL.lock().unwrap_or_else(|e| e.into_inner());
     let d = TempDir::new("journal-system");
     let state = d.path().join("state");
     let errlog = d.path().join("agent.log");
@@ -743,4 +749,144 @@ fn journal_system_where_no_journald_runs_is_warned_about() {
             "{line}"
         );
     }
+}
+
+/// The lag metric and status line: how far the chain is behind the journal's
+/// newest entry. Held back by a full spool, it is the time from the last entry
+/// chained (read from the spool) to the newest one written; once everything is
+/// chained it is 0.
+#[test]
+fn journal_lag_is_what_is_not_chained_yet_and_zero_once_caught_up() {
+    use common::collector::{sample, scrape, wait_until};
+    use std::io::BufRead;
+    let tmp = TempDir::new("jlag");
+    let jdir = tmp.path().join("journal");
+    std::fs::create_dir_all(&jdir).unwrap();
+    // Entries a second apart, about 1 KiB each: far more than the spool takes.
+    let t0 = 1_790_000_000_000_000u64;
+    let n = 2000u64;
+    let es: Vec<Fields> = (0..n)
+        .map(|i| {
+            vec![
+                f("__REALTIME_TIMESTAMP", (t0 + i * 1_000_000).to_string()),
+                f(
+                    "__MONOTONIC_TIMESTAMP",
+                    (5_000_000 + i * 1_000_000).to_string(),
+                ),
+                f("_BOOT_ID", "0123456789abcdef0123456789abcdef"),
+                f("MESSAGE", format!("lag {i} {}", "x".repeat(1000))),
+                f("TEST_RUN", "lag"),
+                f("TEST_SEQ", i.to_string()),
+            ]
+        })
+        .collect();
+    write_journal_file(&jdir.join("a.journal"), &es);
+    let newest = t0 + (n - 1) * 1_000_000;
+    let state = tmp.path().join("state");
+    let run = |spool: &str| {
+        let cfg = tmp.path().join("agent.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir = {:?}\nhost = \"lag\"\n{spool}\n[journald]\njournal = {:?}\n\
+                 [metrics]\nlisten = \"127.0.0.1:0\"\n",
+                state.to_str().unwrap(),
+                jdir.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(common::bin())
+            .args(["agent", "--config"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(tmp.path().join("agent.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let url = loop {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "{}",
+                std::fs::read_to_string(tmp.path().join("agent.log")).unwrap()
+            );
+            if let Some(u) = line.trim().strip_prefix("metrics ") {
+                break u.to_string();
+            }
+        };
+        (child, url)
+    };
+    let status = |state: &std::path::Path| {
+        let o = Command::new(common::bin())
+            .args(["status", "--state"])
+            .arg(state)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let lag = |url: &str| sample(&scrape(url), "logseal_agent_journal_lag_seconds");
+    let last_chained = || {
+        entries(&chained(&state))
+            .iter()
+            .map(|e| get_str(e, "__REALTIME_TIMESTAMP").parse::<u64>().unwrap())
+            .max()
+    };
+
+    // 1. A spool of 64 KiB and no [ship]: it fills, and the reader is held
+    // back with entries read but not chained.
+    let (mut child, url) = run("[spool]\nsegment_size = \"16KiB\"\nmax_size = \"64KiB\"");
+    let mut seen = (None, None);
+    wait_until("the lag to be that of the last entry chained", || {
+        // Stable once the spool is full: the chain no longer moves.
+        let chained = last_chained();
+        seen = (lag(&url), chained);
+        match seen {
+            (Some(l), Some(c)) => (l - (newest - c) as f64 / 1e6).abs() < 1e-6,
+            _ => false,
+        }
+    });
+    let (l, c) = (seen.0.unwrap(), seen.1.unwrap());
+    let text = scrape(&url);
+    let (ok, out) = common::collector::promtool(&["check", "metrics"], Some(&text));
+    assert!(ok, "promtool check metrics:\n{out}\n{text}");
+    assert!(
+        sample(&text, "logseal_agent_journal_last_read_timestamp_seconds")
+            .is_some_and(|t| t * 1e6 > c as f64),
+        "the reader is ahead of the chain:\n{text}"
+    );
+    assert!(
+        c < newest && l >= 1000.0,
+        "held back at {c}, {l} s behind the newest entry {newest}"
+    );
+    // The status file is rewritten every 5 s.
+    wait_until("status to say how far the chain is behind", || {
+        status(&state).contains("behind the newest entry")
+    });
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    // 2. Restarted with room: it resumes after the last entry chained, chains
+    // the rest, and the lag falls to 0.
+    let (mut child, url) = run("");
+    wait_until("everything chained and the lag 0", || {
+        last_chained() == Some(newest) && lag(&url) == Some(0.0)
+    });
+    wait_until("status to say the journal is caught up", || {
+        status(&state).contains("caught up")
+    });
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        seqs(&entries(&chained(&state)), "lag"),
+        (0..n).collect::<Vec<u64>>()
+    );
 }

@@ -280,6 +280,26 @@ impl Collector for AgentMetrics {
                 "Journal entries passed to the stamper",
                 load(&j.sent),
             )?;
+            if let Some(lag) = j.lag_seconds(load(&st.journal_chained_usec)) {
+                gauge(
+                    &mut enc,
+                    "agent_journal_lag",
+                    "How far the chain is behind the journal: from the last entry chained to the \
+                     journal's newest, in the entries' wall-clock time (0: everything chained)",
+                    Some(Unit::Seconds),
+                    lag,
+                )?;
+            }
+            let last = load(&j.last_read_usec);
+            if last > 0 {
+                gauge(
+                    &mut enc,
+                    "agent_journal_last_read_timestamp",
+                    "Wall-clock time of the last journal entry read (Unix time)",
+                    Some(Unit::Seconds),
+                    last as f64 / 1e6,
+                )?;
+            }
         }
         gauges(
             &mut enc,

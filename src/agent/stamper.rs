@@ -220,6 +220,9 @@ pub struct Stats {
     pub loss_records: [AtomicU64; 5],
     /// Events those Loss records account for (0 where unknown), by reason.
     pub loss_events: [AtomicU64; 5],
+    /// Wall-clock time of the last journal entry chained in this run, µs
+    /// since the Unix epoch (0: none yet).
+    pub journal_chained_usec: AtomicU64,
 }
 
 impl Stats {
@@ -872,6 +875,11 @@ fn append_batch(
         if let Some(c) = crate::journal::field(last, crate::journal::F_CURSOR) {
             let c = String::from_utf8_lossy(c).into_owned();
             mark.pending.push_back((w.log().position(), c));
+        }
+        let realtime = crate::journal::field(last, crate::journal::F_REALTIME)
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+        if let Some(t) = realtime {
+            stats.journal_chained_usec.store(t, Ordering::Relaxed);
         }
     }
     losses.events(w, first_seq, b);

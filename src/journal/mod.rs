@@ -71,6 +71,35 @@ pub struct ReaderStats {
     pub read: std::sync::atomic::AtomicU64,
     /// Entries passed to the stamper.
     pub sent: std::sync::atomic::AtomicU64,
+    /// Wall-clock time of the last entry read, µs since the Unix epoch (0:
+    /// none read yet).
+    pub last_read_usec: std::sync::atomic::AtomicU64,
+    /// Wall-clock time of the journal's newest entry, µs: while the reader is
+    /// behind, as of its last look (at most a second old); once it has read
+    /// everything, that of the last entry read.
+    pub newest_usec: std::sync::atomic::AtomicU64,
+    /// The reader has read everything the journal holds and handed it over.
+    pub caught_up: std::sync::atomic::AtomicBool,
+    /// Wall-clock time of the entry the reader started after (the last one
+    /// chained before this run, or where a `tail` or time start put it), µs.
+    pub start_usec: std::sync::atomic::AtomicU64,
+}
+
+impl ReaderStats {
+    /// How far the chain is behind the journal, in seconds of the entries'
+    /// wall-clock time: from the last entry chained (`chained_usec`, µs, in
+    /// this run; 0: none yet) to the journal's newest. 0 when everything read
+    /// is chained and the reader has read everything; None while not known.
+    pub fn lag_seconds(&self, chained_usec: u64) -> Option<f64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let chained_usec = chained_usec.max(self.start_usec.load(Relaxed));
+        let last = self.last_read_usec.load(Relaxed);
+        if self.caught_up.load(Relaxed) && chained_usec >= last {
+            return Some(0.0);
+        }
+        let newest = self.newest_usec.load(Relaxed).max(last);
+        (chained_usec > 0 && newest > 0).then(|| newest.saturating_sub(chained_usec) as f64 / 1e6)
+    }
 }
 
 pub use cursor::Cursor;

@@ -29,6 +29,9 @@ const BATCH_BYTES: usize = 256 << 10;
 const ENTRY_TRIES: u32 = 10;
 /// How long one wait for new entries lasts (the stop flag is checked between).
 const WAIT: Duration = Duration::from_millis(200);
+/// How often, while behind, the reader looks at the journal's newest entry
+/// to publish its lag.
+pub const LAG_PROBE: Duration = Duration::from_secs(1);
 
 /// Settings of the journald reader.
 #[derive(Debug, Clone)]
@@ -140,6 +143,11 @@ struct Reader {
     /// Scratch: the entry's fields.
     scratch: Vec<u8>,
     spans: Vec<(usize, usize, usize)>,
+    /// A second handle on the same journal, kept at its end: the newest
+    /// entry's time, for the lag (None if it could not be opened).
+    tail: Option<Journal>,
+    /// When the newest entry was last looked at.
+    probed: std::time::Instant,
 }
 
 impl Reader {
@@ -153,6 +161,11 @@ impl Reader {
         check(&cfg.source)?;
         let j = open(&cfg.source).map_err(|e| anyhow::anyhow!("opening {what}: {e}"))?;
         let batch = new_batch(&cfg.peer);
+        let tail = open(&cfg.source)
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "journald: a second handle on {what} (for the lag metric) could not be opened; the lag is not published")
+            })
+            .ok();
         let mut r = Reader {
             j,
             cfg,
@@ -164,6 +177,8 @@ impl Reader {
             current_unread: false,
             scratch: Vec::new(),
             spans: Vec::new(),
+            tail,
+            probed: std::time::Instant::now(),
         };
         r.position()
             .map_err(|e| anyhow::anyhow!("positioning in {what}: {e}"))?;
@@ -197,6 +212,9 @@ impl Reader {
                 let here = self.j.cursor()?;
                 super::resume::write_cursor_file(&self.cfg.state_dir, &here)?;
                 if let Some(h) = Cursor::parse(&here) {
+                    self.stats
+                        .start_usec
+                        .store(h.realtime_usec, std::sync::atomic::Ordering::Relaxed);
                     self.seen.insert(
                         h.seqnum_id,
                         (h.seqnum, (h.realtime_usec as i64).saturating_mul(1000)),
@@ -211,6 +229,9 @@ impl Reader {
         };
         let last = Cursor::parse(&c);
         if let Some(l) = &last {
+            self.stats
+                .start_usec
+                .store(l.realtime_usec, std::sync::atomic::Ordering::Relaxed);
             self.seen.insert(
                 l.seqnum_id.clone(),
                 (l.seqnum, (l.realtime_usec as i64).saturating_mul(1000)),
@@ -272,12 +293,25 @@ impl Reader {
         let mut errors = 0u32;
         while !self.stopping() {
             match self.step() {
-                Ok(true) => errors = 0,
+                Ok(true) => {
+                    errors = 0;
+                    self.probe_lag();
+                }
                 Ok(false) => {
                     // Caught up: hand over what we have, then wait.
                     if !self.flush() {
                         break;
                     }
+                    let last = self
+                        .stats
+                        .last_read_usec
+                        .load(std::sync::atomic::Ordering::Relaxed);
+                    self.stats
+                        .newest_usec
+                        .store(last, std::sync::atomic::Ordering::Relaxed);
+                    self.stats
+                        .caught_up
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     if self.cfg.stop_at_end {
                         tracing::info!("journald: reached the end of the journal; stopping");
                         self.cfg.done.notify_one();
@@ -332,6 +366,9 @@ impl Reader {
         // Until it is handled: a failure below retries this entry.
         self.current_unread = true;
         self.stats
+            .caught_up
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.stats
             .read
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cursor = self.j.cursor()?;
@@ -344,6 +381,9 @@ impl Reader {
             }
         };
         let t_ns = (realtime as i64).saturating_mul(1000);
+        self.stats
+            .last_read_usec
+            .store(realtime, std::sync::atomic::Ordering::Relaxed);
         if let Some(p) = &parsed {
             self.check_sequence(p, t_ns, &cursor);
         }
@@ -434,6 +474,33 @@ impl Reader {
         Ok(true)
     }
 
+    /// While behind (at most every [`LAG_PROBE`]): looks at the journal's
+    /// newest entry through the second handle and publishes its time.
+    fn probe_lag(&mut self) {
+        if self.probed.elapsed() < LAG_PROBE {
+            return;
+        }
+        self.probed = std::time::Instant::now();
+        let Some(t) = &mut self.tail else { return };
+        let newest = (|| -> std::io::Result<Option<u64>> {
+            // Takes in files added or rotated since the last look.
+            t.wait(Some(Duration::ZERO))?;
+            t.seek_tail()?;
+            if t.previous()? == 0 {
+                return Ok(None);
+            }
+            Ok(Some(t.timestamp_usec()?))
+        })();
+        match newest {
+            Ok(Some(n)) => self
+                .stats
+                .newest_usec
+                .store(n, std::sync::atomic::Ordering::Relaxed),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "journald: looking at the newest entry"),
+        }
+    }
+
     /// Notes a seqnum jump within a seqnum id as a Loss before this entry.
     fn check_sequence(&mut self, p: &Cursor, t_ns: i64, cursor: &str) {
         // (No key copy per entry: the sequence is almost always known.)
@@ -492,6 +559,8 @@ impl Reader {
                     if self.stopping() {
                         return false;
                     }
+                    // Held back (a full spool): the journal goes on.
+                    self.probe_lag();
                     b = back;
                     std::thread::sleep(Duration::from_millis(5));
                 }
