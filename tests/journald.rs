@@ -602,10 +602,9 @@ fn start_tail_or_time_applies_once_to_a_new_chain() {
     assert_eq!(seqs(&got, "files"), (0..150).collect::<Vec<u64>>());
 }
 
-/// `--journal system` / `journal = "system"`: the local system's journal. Uses
-/// the running system journald if there is one (only entries written after
-/// the agent started are read); otherwise starts one (journald without a
-/// namespace, which serves /run/systemd/journal/socket) and stops it after.
+/// `--journal system` / `journal = "system"`: the local system's journal
+/// ([`SystemJournald`]: the running one, or one started for the test; only
+/// entries written after the agent started are read).
 /// The tests on the system journal run one at a time: one may start a
 /// journald while the other judges whether a system journal is here.
 static SYSTEM_JOURNAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -614,23 +613,9 @@ static SYSTEM_JOURNAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn system_journal_is_followed() {
     let _one = SYSTEM_JOURNAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = TempDir::new("jsys");
-    let sock = std::path::Path::new("/run/systemd/journal/socket");
+    let journald = SystemJournald::ensure();
+    let sock = std::path::Path::new(SYSTEM_SOCKET);
     let probe = std::os::unix::net::UnixDatagram::unbound().unwrap();
-    let running = sock.exists() && probe.send_to(b"MESSAGE=logseal test probe\n", sock).is_ok();
-    let runtime_dir = std::path::PathBuf::from(format!("/run/log/journal/{}", machine_id()));
-    let created_runtime = !runtime_dir.exists();
-    let mut ours = None;
-    if !running {
-        let c = Command::new("/lib/systemd/systemd-journald")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        ours = Some(c);
-        common::collector::wait_until("the system journald", || {
-            probe.send_to(b"MESSAGE=logseal test probe\n", sock).is_ok()
-        });
-    }
     let run = format!("sys{}", std::process::id());
     let state = tmp.path().join("state");
     let cfg = tmp.path().join("agent.toml");
@@ -676,14 +661,7 @@ fn system_journal_is_followed() {
     )
     .unwrap();
     let st = agent.wait().unwrap();
-    if let Some(mut c) = ours {
-        let _ = c.kill();
-        let _ = c.wait();
-        if created_runtime {
-            let _ = std::fs::remove_dir_all(&runtime_dir);
-        }
-        let _ = std::fs::remove_dir_all("/run/systemd/journal");
-    }
+    drop(journald);
     assert!(st.success());
     let got = entries(&chained(&state));
     assert_eq!(seqs(&got, &run), (0..20).collect::<Vec<u64>>());

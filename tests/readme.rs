@@ -1,6 +1,8 @@
 //! The README's shell blocks, as written: each ```sh block carries a marker,
 //! `<!-- readme-test: run -->` (run here by bash, from a scratch directory
 //! where `target/` is the repository's and `logseal` is on the PATH) or
+//! `<!-- readme-test: run with journald -->` (the same, with the system
+//! journald running: started for it where none runs) or
 //! `<!-- readme-test: skip: WHY -->` (saying where else it is exercised). A
 //! block without a marker fails: a new block must decide.
 
@@ -54,10 +56,21 @@ fn every_readme_shell_block_runs_as_written_or_says_why_not() {
         if marker.starts_with("skip: ") && marker.len() > 12 {
             continue;
         }
-        assert_eq!(
-            marker, "run",
-            "README line {line}: a ```sh block needs `<!-- readme-test: run -->` or \
-             `<!-- readme-test: skip: WHY -->` on the line before it"
+        // A block on the system journal: run with the system journald (the
+        // running one, or one started for it), if the binary reads journals.
+        let _journald = match marker.as_str() {
+            "run with journald" if !cfg!(feature = "journald") => {
+                eprintln!("README line {line}: skipped, built without the journald feature");
+                continue;
+            }
+            "run with journald" => Some(common::journal::SystemJournald::ensure()),
+            _ => None,
+        };
+        assert!(
+            marker == "run" || _journald.is_some(),
+            "README line {line}: a ```sh block needs `<!-- readme-test: run -->`, \
+             `<!-- readme-test: run with journald -->` or `<!-- readme-test: skip: WHY -->` \
+             on the line before it, not {marker:?}"
         );
         // What the block writes under /tmp is removed first: a second run
         // starts where a reader's first would.

@@ -507,3 +507,55 @@ pub fn header_flags(f: &Path) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// The system journal for a test: the running system journald if there is
+/// one, otherwise one started here (journald without a namespace, serving
+/// /run/systemd/journal/socket), stopped and its runtime files removed on drop.
+pub struct SystemJournald {
+    ours: Option<Child>,
+    created_runtime: Option<PathBuf>,
+}
+
+pub const SYSTEM_SOCKET: &str = "/run/systemd/journal/socket";
+
+impl SystemJournald {
+    pub fn ensure() -> SystemJournald {
+        let sock = Path::new(SYSTEM_SOCKET);
+        let probe = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        let running =
+            sock.exists() && probe.send_to(b"MESSAGE=logseal test probe\n", sock).is_ok();
+        if running {
+            return SystemJournald {
+                ours: None,
+                created_runtime: None,
+            };
+        }
+        let runtime_dir = PathBuf::from(format!("/run/log/journal/{}", machine_id()));
+        let created_runtime = (!runtime_dir.exists()).then_some(runtime_dir);
+        let c = Command::new("/lib/systemd/systemd-journald")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        super::collector::wait_until("the system journald", || {
+            probe.send_to(b"MESSAGE=logseal test probe\n", sock).is_ok()
+        });
+        SystemJournald {
+            ours: Some(c),
+            created_runtime,
+        }
+    }
+}
+
+impl Drop for SystemJournald {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.ours.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            if let Some(d) = &self.created_runtime {
+                let _ = std::fs::remove_dir_all(d);
+            }
+            let _ = std::fs::remove_dir_all("/run/systemd/journal");
+        }
+    }
+}
