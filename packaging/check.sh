@@ -84,6 +84,9 @@ step "systemd-analyze verify"
 systemd-analyze verify /lib/systemd/system/logseal-agent.service \
     /lib/systemd/system/logseal-agent.socket /lib/systemd/system/logseal-collector.service
 
+step "the README's install blocks, as written (packaging/readme-install.sh)"
+bash packaging/readme-install.sh "$DEB"
+
 step "upgrade keeps state"
 mkdir -p /var/lib/logseal/agent/spool
 echo evidence > /var/lib/logseal/agent/spool/marker

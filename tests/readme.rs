@@ -2,7 +2,10 @@
 //! `<!-- readme-test: run -->` (run here by bash, from a scratch directory
 //! where `target/` is the repository's and `logseal` is on the PATH) or
 //! `<!-- readme-test: run with journald -->` (the same, with the system
-//! journald running: started for it where none runs) or
+//! journald running: started for it where none runs),
+//! `<!-- readme-test: package N -->` (an install block: `packaging/check.sh`
+//! runs them in the order of N on the machine, as root, with the package it
+//! built: `packaging/readme-install.sh`) or
 //! `<!-- readme-test: skip: WHY -->` (saying where else it is exercised). A
 //! block without a marker fails: a new block must decide.
 
@@ -52,8 +55,24 @@ fn every_readme_shell_block_runs_as_written_or_says_why_not() {
         "build the release binary first"
     );
     let mut ran = 0;
+    let mut packaged = 0;
     for (line, marker, text) in &all {
         if marker.starts_with("skip: ") && marker.len() > 12 {
+            continue;
+        }
+        // The install blocks: run in order by packaging/readme-install.sh,
+        // which packaging/check.sh calls after building the .deb.
+        if marker
+            .strip_prefix("package ")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+        {
+            let check = std::fs::read_to_string(repo.join("packaging/check.sh")).unwrap();
+            assert!(
+                check.contains("bash packaging/readme-install.sh")
+                    && repo.join("packaging/readme-install.sh").exists(),
+                "README line {line}: a package block, but check.sh does not run them"
+            );
+            packaged += 1;
             continue;
         }
         // A block on the system journal: run with the system journald (the
@@ -116,4 +135,5 @@ fn every_readme_shell_block_runs_as_written_or_says_why_not() {
         ran += 1;
     }
     assert!(ran >= 3, "only {ran} blocks ran");
+    assert!(packaged >= 5, "only {packaged} install blocks");
 }

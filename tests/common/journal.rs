@@ -522,8 +522,7 @@ impl SystemJournald {
     pub fn ensure() -> SystemJournald {
         let sock = Path::new(SYSTEM_SOCKET);
         let probe = std::os::unix::net::UnixDatagram::unbound().unwrap();
-        let running =
-            sock.exists() && probe.send_to(b"MESSAGE=logseal test probe\n", sock).is_ok();
+        let running = sock.exists() && probe.send_to(b"MESSAGE=logseal test probe\n", sock).is_ok();
         if running {
             return SystemJournald {
                 ours: None,
