@@ -5,7 +5,8 @@
 //! journald running: started for it where none runs),
 //! `<!-- readme-test: package N -->` (an install block: `packaging/check.sh`
 //! runs them in the order of N on the machine, as root, with the package it
-//! built: `packaging/readme-install.sh`) or
+//! built: `packaging/readme-install.sh`), `<!-- readme-test: bench -->`
+//! (the benchmark commands: `.ci/run` runs them at small sizes) or
 //! `<!-- readme-test: skip: WHY -->` (saying where else it is exercised). A
 //! block without a marker fails: a new block must decide.
 
@@ -58,6 +59,15 @@ fn every_readme_shell_block_runs_as_written_or_says_why_not() {
     let mut packaged = 0;
     for (line, marker, text) in &all {
         if marker.starts_with("skip: ") && marker.len() > 12 {
+            continue;
+        }
+        // The benchmark block: .ci/run runs it at small sizes.
+        if marker == "bench" {
+            let ci = std::fs::read_to_string(repo.join(".ci/run")).unwrap();
+            assert!(
+                ci.contains("/<!-- readme-test: bench -->/") && ci.contains("readme-bench.sh"),
+                "README line {line}: a bench block, but .ci/run does not run it"
+            );
             continue;
         }
         // The install blocks: run in order by packaging/readme-install.sh,
