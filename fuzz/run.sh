@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(segment record ingest wire config crcspan)
+[ ${#targets[@]} -gt 0 ] || targets=(segment record ingest wire config crcspan status)
 
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
@@ -48,6 +48,22 @@ for i, line in enumerate([
 ]):
     put("ingest", f"line{i}", b"\x20" + line)
 put("crcspan", "seed", bytes(range(256)) * 4)
+import json
+certs = [{"what": "ship.cert", "file": "/etc/logseal/pki/web-01.crt", "until": "2027-12-01T00:00:00Z", "crl": False},
+         {"what": "tls.crl", "file": "/etc/logseal/pki/crl.pem", "until": "bad", "error": "unreadable", "crl": True}]
+agent = {"time": "2027-01-15T08:00:00Z", "version": "0.2.0", "pid": 1, "running": True, "interval_secs": 5,
+         "host": "web-01", "chain": "00" * 16, "heartbeat_secs": 60, "last_seal_time": "2027-01-15T07:59:59Z",
+         "unsealed_records": 3, "events": 10, "spool_bytes": 900, "spool_limit_bytes": 1000, "shipping": True,
+         "collector_up": False, "last_ack_time": None, "unacknowledged_bytes": 5, "unacknowledged_records": 2,
+         "oldest_unacknowledged_time": "2027-01-15T07:00:00Z", "inputs": [{"input": "udp://127.0.0.1:514", "dropped": 4}],
+         "journal": {"read": 9, "sent": 9, "lag_seconds": 1200.5}, "certificates": certs}
+collector = {"time": "2027-01-15T08:00:00Z", "pid": 1, "running": True, "interval_secs": 10, "quarantined_batches": 1,
+             "store": "/var/lib/logseal/store", "certificates": certs,
+             "hosts": [{"host": "web\u001b[31m-01", "silent": True, "last_seal_time": "2027-01-15T07:00:00Z",
+                        "chains": [{"chain": "ab" * 16, "damaged": "bad-link at seq 7"}]}]}
+put("status", "agent", b"\x00" + json.dumps(agent).encode())
+put("status", "collector", b"\x02" + json.dumps(collector).encode())
+put("status", "head", b"\x01GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: application/openmetrics-text\r\n\r\n")
 PY
 
 cargo +nightly fuzz build -O --fuzz-dir fuzz

@@ -148,8 +148,7 @@ async fn answer(
             return Ok(());
         }
         head.extend_from_slice(&buf[..n]);
-        let end = head.windows(4).position(|w| w == b"\r\n\r\n");
-        if let Some(end) = end.filter(|e| *e + 4 <= HEAD_MAX) {
+        if let Some(end) = head_end(&head) {
             heard.store(true, std::sync::atomic::Ordering::Relaxed);
             break end;
         }
@@ -165,17 +164,11 @@ async fn answer(
         }
     };
     let head = String::from_utf8_lossy(&head[..end]);
-    let mut lines = head.split("\r\n");
-    let mut request = lines.next().unwrap_or_default().split(' ');
-    let (method, target) = (
-        request.next().unwrap_or_default(),
-        request.next().unwrap_or_default(),
-    );
-    let path = target.split('?').next().unwrap_or_default();
-    let openmetrics = lines
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("accept"))
-        .any(|(_, v)| v.contains("application/openmetrics-text"));
+    let Request {
+        method,
+        path,
+        openmetrics,
+    } = Request::parse(&head);
     let body_wanted = method == "GET";
     match (method, path) {
         ("GET" | "HEAD", "/metrics") => {
@@ -234,6 +227,50 @@ async fn answer(
                 body_wanted,
             )
             .await
+        }
+    }
+}
+
+/// Where a request head ends (before its blank line) in what was read, if
+/// it has ended within [`HEAD_MAX`] bytes.
+pub fn head_end(read: &[u8]) -> Option<usize> {
+    read.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .filter(|e| *e + 4 <= HEAD_MAX)
+}
+
+/// What a request head asks for: the method and path of its request line
+/// (the query cut off), and whether an `Accept` header names OpenMetrics.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// `GET`, `HEAD`, … as sent.
+    pub method: &'a str,
+    /// The target before any `?`.
+    pub path: &'a str,
+    /// The client accepts `application/openmetrics-text`.
+    pub openmetrics: bool,
+}
+
+impl<'a> Request<'a> {
+    /// Parses a request head (CRLF-separated lines, without the blank line).
+    /// Anything parses: what is not a request line gives a method and path
+    /// that match nothing served.
+    pub fn parse(head: &'a str) -> Request<'a> {
+        let mut lines = head.split("\r\n");
+        let mut request = lines.next().unwrap_or_default().split(' ');
+        let (method, target) = (
+            request.next().unwrap_or_default(),
+            request.next().unwrap_or_default(),
+        );
+        let path = target.split('?').next().unwrap_or_default();
+        let openmetrics = lines
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("accept"))
+            .any(|(_, v)| v.contains("application/openmetrics-text"));
+        Request {
+            method,
+            path,
+            openmetrics,
         }
     }
 }
@@ -332,4 +369,43 @@ pub fn counters<L: EncodeLabelSet>(
 /// Buckets of latency histograms, in seconds: 100 µs to about 52 s.
 pub fn latency_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_head_gives_its_method_path_and_accept() {
+        let r = Request::parse(
+            "GET /metrics?name[]=x HTTP/1.1\r\nHost: h\r\nACCEPT : text/plain, application/openmetrics-text; version=1.0.0",
+        );
+        assert_eq!(
+            r,
+            Request {
+                method: "GET",
+                path: "/metrics",
+                openmetrics: true
+            }
+        );
+        // An Accept value elsewhere, or a header named like it, is not one.
+        let r = Request::parse("HEAD / HTTP/1.0\r\nX-Accept: application/openmetrics-text");
+        assert_eq!((r.method, r.path, r.openmetrics), ("HEAD", "/", false));
+        // Not a request line: nothing served matches.
+        for junk in ["", "GET", "\u{fffd}\u{fffd}", " /metrics"] {
+            let r = Request::parse(junk);
+            assert!(!(r.method == "GET" && r.path == "/metrics"), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn a_head_ends_at_its_blank_line_within_the_bound() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(14));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n"), None);
+        let mut long = vec![b'a'; HEAD_MAX - 4];
+        long.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(head_end(&long), Some(HEAD_MAX - 4));
+        long.insert(0, b'a');
+        assert_eq!(head_end(&long), None, "one byte beyond the bound");
+    }
 }

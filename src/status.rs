@@ -375,22 +375,31 @@ fn judge_certificates(v: &mut Verdict, doc: &serde_json::Value, now_ns: i64) {
 
 fn judge_agent(dir: &Path) -> Verdict {
     let file = dir.join(FILE);
-    let doc = match read("agent", &file) {
-        Ok(d) => d,
-        Err(v) => return v,
-    };
+    match read("agent", &file) {
+        Ok(doc) => judge_agent_doc(&file, doc, crate::writer::now_ns(), &|pid| alive(dir, pid)),
+        Err(v) => v,
+    }
+}
+
+/// An agent's status document judged at `now` (ns); `alive` says whether a
+/// PID holds the state directory's lock.
+fn judge_agent_doc(
+    file: &Path,
+    doc: serde_json::Value,
+    now: i64,
+    alive: &dyn Fn(u32) -> bool,
+) -> Verdict {
     let s: AgentStatus = match serde_json::from_value(doc.clone()) {
         Ok(s) => s,
         Err(e) => {
             return unknown(
                 "agent",
-                &file,
+                file,
                 format!("{}: not an agent status file: {e}", file.display()),
             )
         }
     };
-    let now = crate::writer::now_ns();
-    let running = s.running && alive(dir, s.pid);
+    let running = s.running && alive(s.pid);
     let mut v = Verdict {
         level: Level::Ok,
         role: "agent",
@@ -512,22 +521,32 @@ struct ChainDoc {
 
 fn judge_collector(store: &Path) -> Verdict {
     let file = store.join(FILE);
-    let doc = match read("collector", &file) {
-        Ok(d) => d,
-        Err(v) => return v,
-    };
+    match read("collector", &file) {
+        Ok(doc) => judge_collector_doc(&file, doc, crate::writer::now_ns(), &|pid| {
+            alive(store, pid)
+        }),
+        Err(v) => v,
+    }
+}
+
+/// A collector's status document judged at `now` (ns), as [`judge_agent_doc`].
+fn judge_collector_doc(
+    file: &Path,
+    doc: serde_json::Value,
+    now: i64,
+    alive: &dyn Fn(u32) -> bool,
+) -> Verdict {
     let c: CollectorDoc = match CollectorDoc::deserialize(&doc) {
         Ok(c) => c,
         Err(e) => {
             return unknown(
                 "collector",
-                &file,
+                file,
                 format!("{}: not a collector status file: {e}", file.display()),
             )
         }
     };
-    let now = crate::writer::now_ns();
-    let running = c.running && alive(store, c.pid);
+    let running = c.running && alive(c.pid);
     let (pid, time) = (c.pid, &c.time);
     let mut v = Verdict {
         level: Level::Ok,
@@ -603,10 +622,38 @@ fn judge_collector(store: &Path) -> Verdict {
     v
 }
 
+/// What `logseal status` says of a status file holding `bytes` (of an agent
+/// or a collector), judged at `now` (ns) with its process taken as alive:
+/// the exit code and the text, then the JSON. For the fuzz target: any bytes
+/// get an answer, never a panic, and the text holds no control character
+/// but the newline.
+#[doc(hidden)]
+pub fn judge_bytes(agent: bool, bytes: &[u8], now: i64) -> (u8, String, String) {
+    let file = Path::new(FILE);
+    let role = if agent { "agent" } else { "collector" };
+    let v = match serde_json::from_slice(bytes) {
+        Ok(doc) if agent => judge_agent_doc(file, doc, now, &|_| true),
+        Ok(doc) => judge_collector_doc(file, doc, now, &|_| true),
+        Err(e) => unknown(role, file, format!("not a status file: {e}")),
+    };
+    let json = serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".into());
+    (v.level as u8, render(&v), json)
+}
+
 /// Control characters of a file's text shown escaped (a host name is the
-/// sender's choice: it must not drive the terminal).
+/// sender's choice: it must not drive the terminal, nor reorder what is
+/// shown). Quotes stay as they are.
 fn clean(s: &str) -> String {
-    s.chars().flat_map(char::escape_debug).collect::<String>()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            // Plain text; everything else as Rust's escape_debug shows it
+            // (control and bidirectional characters, backslashes).
+            '\'' | '"' => out.push(c),
+            _ => out.extend(c.escape_debug()),
+        }
+    }
+    out
 }
 
 /// The verdict and the status as text (control characters escaped).
@@ -760,4 +807,73 @@ fn render(v: &Verdict) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::judge_bytes;
+
+    const NOW: i64 = 1_800_000_000_000_000_000;
+
+    fn at(secs_before: i64) -> String {
+        crate::timefmt::rfc3339(NOW - secs_before * 1_000_000_000)
+    }
+
+    #[test]
+    fn any_bytes_get_an_answer_and_hostile_text_is_escaped() {
+        for (agent, bytes) in [
+            (true, &b""[..]),
+            (true, b"{"),
+            (false, b"[]"),
+            (false, b"{\"time\": 5}"),
+            (true, b"\xff\xfe"),
+        ] {
+            let (code, text, _) = judge_bytes(agent, bytes, NOW);
+            assert_eq!(code, 3, "{text}");
+            assert!(text.contains("UNKNOWN"), "{text}");
+        }
+        let doc = format!(
+            r#"{{"time": "{}", "pid": 1, "running": true, "interval_secs": 10,
+                "hosts": [{{"host": "evil\u001b[2J\nhost\u202e'q", "silent": true,
+                "chains": [{{"chain": "c\u0007", "damaged": "bad-link\r"}}]}}]}}"#,
+            at(1)
+        );
+        let (code, text, json) = judge_bytes(false, doc.as_bytes(), NOW);
+        assert_eq!(code, 2, "{text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("silent hosts: evil"), "{text}");
+        assert!(
+            !text.contains('\u{202e}') && text.contains("\\u{202e}'q"),
+            "{text}"
+        );
+        serde_json::from_str::<serde_json::Value>(&json).unwrap();
+    }
+
+    #[test]
+    fn a_journal_far_behind_is_a_warning() {
+        let doc = |lag: f64| {
+            format!(
+                r#"{{"time": "{now}", "version": "x", "pid": 1, "running": true,
+                "interval_secs": 5, "host": "h", "chain": "c", "heartbeat_secs": 60,
+                "last_seal_time": "{now}", "unsealed_records": 0, "events": 0,
+                "spool_bytes": 0, "spool_limit_bytes": 100, "shipping": false,
+                "collector_up": false, "last_ack_time": null, "unacknowledged_bytes": 0,
+                "unacknowledged_records": 0, "oldest_unacknowledged_time": null,
+                "inputs": [], "journal": {{"read": 5, "sent": 5, "lag_seconds": {lag}}}}}"#,
+                now = at(1)
+            )
+        };
+        let (code, text, _) = judge_bytes(true, doc(60.0).as_bytes(), NOW);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("60s behind the newest entry"), "{text}");
+        let (code, text, _) = judge_bytes(true, doc(3600.0).as_bytes(), NOW);
+        assert_eq!(code, 1, "{text}");
+        assert!(
+            text.contains("the journal reader is 60m00s behind the journal's newest entry"),
+            "{text}"
+        );
+    }
 }
