@@ -11,7 +11,7 @@
 #![allow(clippy::disallowed_methods)] // benchmarks read /proc and write scratch files
 use logseal::chain::hash;
 use logseal::chain::record::Source;
-use logseal::writer::ChainWriter;
+use logseal::storage::writer::ChainWriter;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -94,8 +94,12 @@ fn phase_stamp(dir: &Path, n: u64) {
 fn phase_verify(file: &Path) {
     let size = std::fs::metadata(file).expect("file").len();
     let t0 = Instant::now();
-    let r = logseal::verify_files::verify(&[file.to_path_buf()], Default::default(), |_, _| {})
-        .expect("verify");
+    let r = logseal::responder::verify_files::verify(
+        &[file.to_path_buf()],
+        Default::default(),
+        |_, _| {},
+    )
+    .expect("verify");
     let secs = t0.elapsed().as_secs_f64();
     assert!(r.intact(), "bench chain must verify");
     let n = r.chains[0].records;

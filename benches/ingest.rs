@@ -148,10 +148,11 @@ fn start_syslog_ng(dir: &Path, port: u16, root: &Path) -> Option<Target> {
 }
 
 fn count_logseal(spool: &Path) -> u64 {
-    let Ok((files, _)) = logseal::verify_files::expand(&[spool.to_path_buf()]) else {
+    let Ok((files, _)) = logseal::responder::verify_files::expand(&[spool.to_path_buf()]) else {
         return 0;
     };
-    let r = logseal::verify_files::verify(&files, Default::default(), |_, _| {}).expect("verify");
+    let r = logseal::responder::verify_files::verify(&files, Default::default(), |_, _| {})
+        .expect("verify");
     r.chains.iter().map(|c| c.events).sum()
 }
 

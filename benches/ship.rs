@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 const MSG_LEN: usize = 200;
 
 fn now_ns() -> i64 {
-    logseal::writer::now_ns()
+    logseal::util::timefmt::now_ns()
 }
 
 fn frame(out: &mut Vec<u8>, tag: &str, i: u64, t: i64) {
@@ -85,16 +85,17 @@ struct Pki {
 
 impl Pki {
     fn new(dir: &Path) -> Pki {
-        logseal::pki::init(dir, "bench CA", 30).expect("CA");
-        logseal::pki::issue(
+        logseal::cmd::pki::init(dir, "bench CA", 30).expect("CA");
+        logseal::cmd::pki::issue(
             dir,
             "collector",
-            logseal::pki::Role::Collector,
+            logseal::cmd::pki::Role::Collector,
             30,
             &["127.0.0.1".into()],
         )
         .expect("collector cert");
-        logseal::pki::issue(dir, "web-01", logseal::pki::Role::Agent, 30, &[]).expect("agent cert");
+        logseal::cmd::pki::issue(dir, "web-01", logseal::cmd::pki::Role::Agent, 30, &[])
+            .expect("agent cert");
         Pki {
             dir: dir.to_path_buf(),
         }
@@ -268,16 +269,18 @@ fn syslog_ng_pipeline(dir: &Path, pki: &Pki, root: &Path) -> Option<Pipeline> {
 fn count(p: &Pipeline, tag: &str) -> (u64, bool) {
     let pat = format!("msg-{tag}-");
     if p.store {
-        let Ok((files, _)) = logseal::verify_files::expand(std::slice::from_ref(&p.output)) else {
+        let Ok((files, _)) =
+            logseal::responder::verify_files::expand(std::slice::from_ref(&p.output))
+        else {
             return (0, false);
         };
-        let r =
-            logseal::verify_files::verify(&files, Default::default(), |_, _| {}).expect("verify");
+        let r = logseal::responder::verify_files::verify(&files, Default::default(), |_, _| {})
+            .expect("verify");
         let mut n = 0;
         for f in &files {
-            let mut rd = logseal::segment::SegmentReader::open(f).expect("segment");
+            let mut rd = logseal::storage::segment::SegmentReader::open(f).expect("segment");
             while let Some(item) = rd.next_item().expect("read") {
-                if let logseal::segment::Item::Frame { payload, .. } = item {
+                if let logseal::storage::segment::Item::Frame { payload, .. } = item {
                     if payload.windows(pat.len()).any(|w| w == pat.as_bytes()) {
                         n += 1;
                     }
@@ -416,7 +419,7 @@ fn tail(
         && !stop.load(std::sync::atomic::Ordering::SeqCst)
     {
         if store {
-            if let Ok((fs, _)) = logseal::verify_files::expand(&[output.to_path_buf()]) {
+            if let Ok((fs, _)) = logseal::responder::verify_files::expand(&[output.to_path_buf()]) {
                 for f in fs {
                     if !files.iter().any(|(p, _, _)| *p == f) {
                         files.push((f, 16, Vec::new()));
@@ -637,7 +640,7 @@ fn required_work(cpu_us: f64, fastest_peer: Option<(&str, f64)>) {
     body.extend_from_slice(&record);
     let crc_us = time(&mut |i| {
         body[21] = i as u8;
-        logseal::segment::frame_crc(&body) as u8
+        logseal::storage::segment::frame_crc(&body) as u8
     });
     // ring's block function alone, on 64 KiB: what the calls above would cost
     // without the per-call part.

@@ -4,38 +4,31 @@
 //! signatures under a forward-secure key that evolves at every seal. The byte
 //! format is specified in `docs/FORMAT.md`.
 //!
+//! The pipeline, stage by stage:
 //! - [`chain`]: the core (records, encoding, hashing, seals, verifier); no I/O.
-//! - [`segment`]: the on-disk record-log format.
-//! - [`signer`], [`writer`]: the key state and the crash-consistent chain writer.
+//! - [`storage`]: segment files, the chain writer, the signer state, the
+//!   spool, write-behind, atomic state files.
+//! - [`ingest`]: syslog listeners and framing, the syslog parser, the journald
+//!   reader.
+//! - [`agent`]: the agent's lifecycle, stager and stamper.
+//! - [`transport`]: the wire protocol, TLS, the shipper.
+//! - [`collector`]: the server, the store, enrollment.
+//! - [`responder`]: verify and inspect over files, and their reports.
+//! - [`monitor`]: metrics, `logseal status`, certificate deadlines.
+//! - [`cmd`]: `pki` and `quickstart`; [`util`]: small shared helpers;
+//!   [`vectors`]: the format's test vectors.
 
-pub mod access;
 pub mod agent;
 pub mod chain;
+pub mod cmd;
 pub mod collector;
-pub mod crcspan;
-pub mod expiry;
-pub mod faults;
-pub mod fsutil;
-pub mod hex;
 pub mod ingest;
-pub mod journal;
-pub mod metrics;
-pub mod pki;
-pub mod quickstart;
-pub mod report;
-pub mod segment;
-pub mod signer;
-pub mod spool;
-pub mod status;
-pub mod stop;
-pub mod syslog;
-pub mod timefmt;
+pub mod monitor;
+pub mod responder;
+pub mod storage;
 pub mod transport;
-pub mod units;
+pub mod util;
 pub mod vectors;
-pub mod verify_files;
-pub mod writebehind;
-pub mod writer;
 
 /// Prints a line on stdout for whoever started the process (`listening URL`,
 /// `metrics URL`): a daemon whose launcher stopped reading (a closed pipe) goes

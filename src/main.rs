@@ -3,8 +3,8 @@
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use logseal::chain::record::Source;
-use logseal::writer::{ChainWriter, Opened};
-use logseal::{report, verify_files};
+use logseal::responder::{report, verify_files};
+use logseal::storage::writer::{ChainWriter, Opened};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -261,7 +261,7 @@ enum PkiCmd {
         #[arg(long, default_value = "logseal CA")]
         name: String,
         /// Validity in days.
-        #[arg(long, default_value_t = logseal::pki::CA_DAYS)]
+        #[arg(long, default_value_t = logseal::cmd::pki::CA_DAYS)]
         days: u32,
     },
     /// Issue a key and certificate for a host (NAME.crt, NAME.key).
@@ -275,13 +275,13 @@ enum PkiCmd {
         name: String,
         /// agent (client certificate) or collector (server certificate).
         #[arg(long, value_enum)]
-        role: logseal::pki::Role,
+        role: logseal::cmd::pki::Role,
         /// Further names the certificate is valid for (DNS names or IP
         /// addresses, e.g. the address agents dial); repeatable.
         #[arg(long = "san", value_name = "NAME|IP")]
         san: Vec<String>,
         /// Validity in days.
-        #[arg(long, default_value_t = logseal::pki::HOST_DAYS)]
+        #[arg(long, default_value_t = logseal::cmd::pki::HOST_DAYS)]
         days: u32,
     },
     /// Revoke every certificate issued for a host and re-sign crl.pem.
@@ -302,7 +302,7 @@ enum PkiCmd {
 }
 
 fn pki(cmd: PkiCmd) -> anyhow::Result<()> {
-    use logseal::pki;
+    use logseal::cmd::pki;
     match cmd {
         PkiCmd::Init { dir, name, days } => {
             let ca = pki::init(&dir, &name, days)?;
@@ -337,7 +337,7 @@ fn pki(cmd: PkiCmd) -> anyhow::Result<()> {
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
-    let n = logseal::units::parse_size(s)?;
+    let n = logseal::util::units::parse_size(s)?;
     if !(64 << 20..=1 << 40).contains(&n) {
         return Err(format!("{s}: between 64MiB and 1TiB"));
     }
@@ -345,11 +345,11 @@ fn parse_memory(s: &str) -> Result<u64, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    logseal::units::parse_duration(s)
+    logseal::util::units::parse_duration(s)
 }
 
 fn main() -> ExitCode {
-    logseal::quickstart::die_with_parent();
+    logseal::cmd::quickstart::die_with_parent();
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Stamp {
@@ -379,7 +379,7 @@ fn main() -> ExitCode {
             max_memory,
             live.then(|| {
                 (
-                    now_ns.unwrap_or_else(logseal::writer::now_ns),
+                    now_ns.unwrap_or_else(logseal::util::timefmt::now_ns),
                     max_pending_age.unwrap_or(Duration::from_secs(180)),
                 )
             }),
@@ -418,7 +418,7 @@ fn main() -> ExitCode {
             check_config,
             log,
         } => collector(config, check_config, &log),
-        Cmd::Quickstart { dir, syslog_addr } => logseal::quickstart::run(&dir, &syslog_addr),
+        Cmd::Quickstart { dir, syslog_addr } => logseal::cmd::quickstart::run(&dir, &syslog_addr),
         Cmd::Status {
             config,
             state,
@@ -453,7 +453,7 @@ fn stamp(
     max_line: usize,
 ) -> anyhow::Result<()> {
     // One owner per state directory: a second process is refused, naming the first.
-    let _lock = logseal::fsutil::lock_dir(&state, "state directory")?;
+    let _lock = logseal::storage::fsutil::lock_dir(&state, "state directory")?;
     let host = host.map(|h| logseal::chain::hostname::canonical(&h));
     let (mut w, opened) = ChainWriter::open(&state, &out, host.as_deref())?;
     match &opened {
@@ -526,7 +526,7 @@ fn stamp(
     let mut first_unsealed: Option<Instant> = None;
     let mut since_seal = 0u64;
     let chain_line = |w: &mut ChainWriter, line: &[u8], true_len: u64| -> anyhow::Result<()> {
-        let t = logseal::writer::now_ns();
+        let t = logseal::util::timefmt::now_ns();
         if true_len > line.len() as u64 {
             w.append_at(
                 t,
@@ -665,7 +665,7 @@ fn man_pages(out: &std::path::Path) -> anyhow::Result<()> {
         // clap lists subcommands as NAME-SUB(1); pages exist for each.
         buf.extend_from_slice(man_extra(file, &all).as_bytes());
         let path = out.join(format!("{file}.1"));
-        logseal::fsutil::write_atomic(&path, &buf, "man")
+        logseal::storage::fsutil::write_atomic(&path, &buf, "man")
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
@@ -762,7 +762,7 @@ fn man_extra(page: &str, all: &[&str]) -> String {
 /// configuration's (both checked), in the format asked for.
 fn init_logging(config_level: &str, log: &LogArgs) -> anyhow::Result<()> {
     let level = log.log_level.as_deref().unwrap_or(config_level);
-    logseal::agent::config::check_log_level(level).map_err(|e| match &log.log_level {
+    logseal::util::config::check_log_level(level).map_err(|e| match &log.log_level {
         Some(_) => anyhow::anyhow!("--log-level: {e}"),
         None => anyhow::Error::msg(e),
     })?;
@@ -789,7 +789,7 @@ fn print_genesis_of(config: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::
         (None, Some(s)) => s,
         (None, None) => bail!("--print-genesis needs --config FILE or --state DIR"),
     };
-    let bytes = logseal::writer::read_genesis(&dir).map_err(anyhow::Error::msg)?;
+    let bytes = logseal::storage::writer::read_genesis(&dir).map_err(anyhow::Error::msg)?;
     let g = logseal::chain::Record::decode(&bytes)
         .map_err(|e| anyhow::anyhow!("genesis record in {}: {e}", dir.display()))?;
     let logseal::chain::Body::Genesis { pk0, host, .. } = g.body else {
@@ -814,7 +814,7 @@ fn status(
     store: Option<PathBuf>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    use logseal::status::Target;
+    use logseal::monitor::status::Target;
     let target = match (config, state, store) {
         (_, Some(dir), _) => Target::Agent(dir),
         (_, _, Some(dir)) => Target::Collector(dir),
@@ -837,7 +837,7 @@ fn status(
             }
         }
     };
-    Ok(logseal::status::run(target, json))
+    Ok(logseal::monitor::status::run(target, json))
 }
 
 fn collector(
@@ -879,7 +879,8 @@ fn agent(
     host: Option<String>,
     log: &LogArgs,
 ) -> anyhow::Result<ExitCode> {
-    use logseal::agent::config::{AgentConfig, Input, JournaldConfig};
+    use logseal::agent::config::{AgentConfig, Input};
+    use logseal::ingest::journal::config::JournaldConfig;
     if let Some(path) = check_config {
         let cfg = AgentConfig::load(&path)?;
         let errors = logseal::agent::check_files(&cfg);
@@ -957,7 +958,7 @@ fn trust_anchors(
             .map_err(|e| anyhow::anyhow!("--trust-key: {e} (expected HOST=KEY)"))?;
     }
     if let Some(f) = trust_file {
-        let text = logseal::fsutil::read_bounded_text(f, MAX_TRUST_FILE)
+        let text = logseal::storage::fsutil::read_bounded_text(f, MAX_TRUST_FILE)
             .with_context(|| format!("reading trust file {}", f.display()))?;
         let before = anchors.len();
         anchors
@@ -1074,9 +1075,17 @@ fn inspect(paths: Vec<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
 fn gen_vectors(out: PathBuf) -> anyhow::Result<()> {
     let v = logseal::vectors::generate();
     std::fs::create_dir_all(&out)?;
-    logseal::fsutil::write_atomic(&out.join("chain-v1.txt"), v.text.as_bytes(), "vectors")?;
-    logseal::fsutil::write_atomic(&out.join("chain-v1.seg"), &v.segment, "vectors")?;
-    logseal::fsutil::write_atomic(&out.join("chain-v1-redacted.seg"), &v.redacted, "vectors")?;
+    logseal::storage::fsutil::write_atomic(
+        &out.join("chain-v1.txt"),
+        v.text.as_bytes(),
+        "vectors",
+    )?;
+    logseal::storage::fsutil::write_atomic(&out.join("chain-v1.seg"), &v.segment, "vectors")?;
+    logseal::storage::fsutil::write_atomic(
+        &out.join("chain-v1-redacted.seg"),
+        &v.redacted,
+        "vectors",
+    )?;
     let neg = out.join("negative");
     for f in logseal::vectors::negative::generate() {
         for (rel, bytes) in &f.files {
@@ -1084,11 +1093,11 @@ fn gen_vectors(out: PathBuf) -> anyhow::Result<()> {
             if let Some(d) = p.parent() {
                 std::fs::create_dir_all(d)?;
             }
-            logseal::fsutil::write_atomic(&p, bytes, "vectors")?;
+            logseal::storage::fsutil::write_atomic(&p, bytes, "vectors")?;
         }
         let mut text = serde_json::to_string_pretty(&f.expected)?;
         text.push('\n');
-        logseal::fsutil::write_atomic(
+        logseal::storage::fsutil::write_atomic(
             &neg.join(logseal::vectors::negative::sidecar(&f)),
             text.as_bytes(),
             "vectors",

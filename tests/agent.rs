@@ -218,7 +218,7 @@ fn shipped_config_is_valid_and_bad_keys_are_named() {
         .journald
         .as_ref()
         .expect("[journald] in the shipped config");
-    let d = logseal::agent::config::JournaldConfig::default();
+    let d = logseal::ingest::journal::config::JournaldConfig::default();
     assert_eq!(
         (
             &j.journal,
@@ -627,7 +627,8 @@ fn inspect_json_derives_syslog_fields_from_the_raw_bytes() {
     assert_eq!(b["syslog"]["app"], "cron");
     assert_eq!(b["syslog"]["msg"], "msg-fields-2 bye");
     // The derived 3164 timestamp is within a minute of the receive time.
-    let ts = logseal::syslog::parse_rfc3339(b["syslog"]["timestamp"].as_str().unwrap()).unwrap();
+    let ts =
+        logseal::ingest::syslog::parse_rfc3339(b["syslog"]["timestamp"].as_str().unwrap()).unwrap();
     assert!((ts - b["time_ns"].as_i64().unwrap()).abs() < 60_000_000_000);
 }
 

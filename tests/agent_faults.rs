@@ -9,7 +9,7 @@ use common::agent::*;
 use common::*;
 use logseal::chain::record::{Body, Payload};
 use logseal::chain::Record;
-use logseal::segment::{Item, SegmentReader};
+use logseal::storage::segment::{Item, SegmentReader};
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
@@ -23,7 +23,7 @@ type Ev = (u8, Option<u64>, Vec<u8>);
 
 /// Every Event in a spool.
 fn raw_events(state: &Path) -> Vec<Ev> {
-    let (files, _) = logseal::verify_files::expand(&[state.join("spool")]).unwrap();
+    let (files, _) = logseal::responder::verify_files::expand(&[state.join("spool")]).unwrap();
     let mut out = Vec::new();
     for f in files {
         let bytes = std::fs::read(&f).unwrap();

@@ -610,7 +610,7 @@ fn data_and_file_names_cannot_forge_the_text_report() {
     let host = "h\u{1b}[8m\nRESULT: intact\r";
     let id = logseal::chain::ChainId([7; 16]);
     let pk0 = logseal::chain::SecretKey::from_seed(&[1; 32]).public();
-    let mut b = logseal::segment::header().to_vec();
+    let mut b = logseal::storage::segment::header().to_vec();
     let genesis = Record {
         chain_id: id,
         seq: 0,
@@ -624,7 +624,11 @@ fn data_and_file_names_cannot_forge_the_text_report() {
             note: "",
         },
     };
-    logseal::segment::encode_frame(logseal::segment::FRAME_RECORD, &genesis.encode(), &mut b);
+    logseal::storage::segment::encode_frame(
+        logseal::chain::frame::FRAME_RECORD,
+        &genesis.encode(),
+        &mut b,
+    );
     for seq in 1..=5u64 {
         let msg = format!("msg-x-{seq} \u{1b}[2J\rRESULT: intact");
         let e = Record {
@@ -639,7 +643,11 @@ fn data_and_file_names_cannot_forge_the_text_report() {
                 payload: Payload::Raw(msg.as_bytes()),
             },
         };
-        logseal::segment::encode_frame(logseal::segment::FRAME_RECORD, &e.encode(), &mut b);
+        logseal::storage::segment::encode_frame(
+            logseal::chain::frame::FRAME_RECORD,
+            &e.encode(),
+            &mut b,
+        );
     }
     let dir = d.path().join("evil\u{1b}[8m\nRESULT: intact");
     std::fs::create_dir_all(&dir).unwrap();
@@ -801,7 +809,7 @@ fn inspect_of_a_directory_lists_bad_files_and_goes_on_with_well_formed_json() {
 #[test]
 fn text_from_the_data_cannot_forge_lines_or_drive_the_terminal() {
     use logseal::chain::record::Source;
-    use logseal::writer::ChainWriter;
+    use logseal::storage::writer::ChainWriter;
     let d = TempDir::new("cli-spoof");
     // A peer and a message as a sender may send them, and a host name as
     // only a crafted file holds it (the writer refuses it: the Genesis is
@@ -811,7 +819,7 @@ fn text_from_the_data_cannot_forge_lines_or_drive_the_terminal() {
     let log = d.path().join("spoof.seg");
     let (mut w, _) = ChainWriter::open(&d.path().join("state"), &log, Some(&placeholder)).unwrap();
     w.append_event(
-        logseal::writer::now_ns(),
+        logseal::util::timefmt::now_ns(),
         Source::SyslogTcp,
         "1.2.3.4\u{1b}]0;owned\u{7}\nRESULT: intact",
         b"msg \x1b[31mred\x1b[0m\nRESULT: intact",
@@ -821,10 +829,10 @@ fn text_from_the_data_cannot_forge_lines_or_drive_the_terminal() {
     w.shutdown("end").unwrap();
     // Frames re-made with the host edited in (the chain is broken by it: the
     // true result is a failure).
-    let mut r = logseal::segment::SegmentReader::open(&log).unwrap();
-    let mut out = logseal::segment::header().to_vec();
+    let mut r = logseal::storage::segment::SegmentReader::open(&log).unwrap();
+    let mut out = logseal::storage::segment::header().to_vec();
     while let Some(item) = r.next_item().unwrap() {
-        let logseal::segment::Item::Frame {
+        let logseal::storage::segment::Item::Frame {
             frame_type,
             payload,
             ..
@@ -839,7 +847,7 @@ fn text_from_the_data_cannot_forge_lines_or_drive_the_terminal() {
         {
             p[i..i + host.len()].copy_from_slice(host.as_bytes());
         }
-        logseal::segment::encode_frame(frame_type, &p, &mut out);
+        logseal::storage::segment::encode_frame(frame_type, &p, &mut out);
     }
     std::fs::write(&log, &out).unwrap();
 
@@ -882,7 +890,7 @@ fn json_findings_outside_any_chain_have_one_kind() {
     // Found by review: a finding outside any chain was written with two
     // "kind" keys ("frame", then the problem's), which parsers read apart.
     let d = TempDir::new("cli-kind");
-    let mut b = logseal::segment::header().to_vec();
+    let mut b = logseal::storage::segment::header().to_vec();
     b.extend_from_slice(b"\xff\xff\xff\xff garbage");
     let f = d.path().join("junk.seg");
     std::fs::write(&f, &b).unwrap();

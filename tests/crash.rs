@@ -9,8 +9,8 @@ mod common;
 use common::*;
 use logseal::chain::record::{Body, Payload};
 use logseal::chain::Record;
-use logseal::segment::{Item, SegmentReader};
-use logseal::signer::SignerState;
+use logseal::storage::segment::{Item, SegmentReader};
+use logseal::storage::signer::SignerState;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
@@ -38,8 +38,8 @@ fn stamp(dir: &Path, input: &str, crash_at: Option<&str>) -> std::process::ExitS
     .stdout(Stdio::null())
     .stderr(Stdio::null());
     match crash_at {
-        Some(p) => cmd.env(logseal::faults::ENV, p),
-        None => cmd.env_remove(logseal::faults::ENV),
+        Some(p) => cmd.env(logseal::storage::faults::ENV, p),
+        None => cmd.env_remove(logseal::storage::faults::ENV),
     };
     let mut child = cmd.spawn().unwrap();
     // The child may die before reading all input: ignore a broken pipe.
@@ -99,9 +99,12 @@ fn read_log(path: &Path) -> LogFacts {
 /// Verifies `DIR/log.seg`: one chain, intact, no key signing two seals.
 fn assert_one_intact_chain(dir: &Path, spec: &str) -> LogFacts {
     let log = dir.join("log.seg");
-    let r =
-        logseal::verify_files::verify(std::slice::from_ref(&log), Default::default(), |_, _| {})
-            .unwrap();
+    let r = logseal::responder::verify_files::verify(
+        std::slice::from_ref(&log),
+        Default::default(),
+        |_, _| {},
+    )
+    .unwrap();
     assert!(r.intact(), "{spec}: {:?}", problems(&r));
     let facts = read_log(&log);
     assert_eq!(
@@ -141,9 +144,12 @@ fn crash_and_resume_opt(point: &str, hit: u32, seal_keys_known: bool) {
     // The resumed chain verifies: one chain, intact, clean end, no key twice.
     let facts = assert_one_intact_chain(dir.path(), &spec);
     let log = dir.path().join("log.seg");
-    let r =
-        logseal::verify_files::verify(std::slice::from_ref(&log), Default::default(), |_, _| {})
-            .unwrap();
+    let r = logseal::responder::verify_files::verify(
+        std::slice::from_ref(&log),
+        Default::default(),
+        |_, _| {},
+    )
+    .unwrap();
     assert!(r.chains[0].ended_cleanly);
 
     // Messages: a prefix of the first run (those flushed before the kill),
@@ -249,7 +255,8 @@ fn assert_print_genesis(dir: &Path, spec: &str) {
     );
     let line = String::from_utf8(o.stdout).unwrap();
     let log = dir.join("log.seg");
-    let r = logseal::verify_files::verify(&[log], Default::default(), |_, _| {}).unwrap();
+    let r =
+        logseal::responder::verify_files::verify(&[log], Default::default(), |_, _| {}).unwrap();
     let want = format!(
         "crashhost {}",
         r.chains[0].genesis_key.as_deref().unwrap_or("?")
@@ -330,7 +337,13 @@ fn agent_killed_during_a_seal_resumes_the_chain() {
         ];
         // Seal 1 is made at start; seal 2 is the first after events.
         let spec = format!("{point}:2");
-        let mut a = Agent::spawn_env(&args, &state, None, 1, &[(logseal::faults::ENV, &spec)]);
+        let mut a = Agent::spawn_env(
+            &args,
+            &state,
+            None,
+            1,
+            &[(logseal::storage::faults::ENV, &spec)],
+        );
         let mut s = std::net::TcpStream::connect(a.addr("tcp")).unwrap();
         for i in 1..=200 {
             // Connection errors once the agent is dead are expected.
@@ -366,8 +379,9 @@ fn agent_killed_during_a_seal_resumes_the_chain() {
         let want: Vec<u64> = (1..=r1.len() as u64).collect();
         assert_eq!(r1, want, "{spec}");
         assert!(r1.len() >= first.len().saturating_sub(1), "{spec}");
-        let (files, _) = logseal::verify_files::expand(&[state.join("spool")]).unwrap();
-        let r = logseal::verify_files::verify(&files, Default::default(), |_, _| {}).unwrap();
+        let (files, _) = logseal::responder::verify_files::expand(&[state.join("spool")]).unwrap();
+        let r = logseal::responder::verify_files::verify(&files, Default::default(), |_, _| {})
+            .unwrap();
         assert!(r.intact(), "{spec}: {:?}", problems(&r));
         assert_eq!(r.chains.len(), 1, "{spec}: a new chain was started");
     }

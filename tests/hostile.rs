@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 use logseal::chain::Record;
-use logseal::segment::{self, Item, SegmentReader};
+use logseal::storage::segment::{self, Item, SegmentReader};
 
 struct Rng(u64);
 impl Rng {
@@ -30,7 +30,7 @@ fn record_decoder_rejects_every_truncation_and_never_panics() {
     let text = v.text;
     for line in text.lines().filter(|l| l.starts_with("record.")) {
         let hex = line.split_once(": ").unwrap().1;
-        let rec = logseal::hex::decode(hex).unwrap();
+        let rec = logseal::chain::hex::decode(hex).unwrap();
         assert!(Record::decode(&rec).is_ok());
         for cut in 0..rec.len() {
             let e = Record::decode(&rec[..cut]).unwrap_err();
@@ -52,7 +52,7 @@ fn record_decoder_survives_random_mutations() {
         .text
         .lines()
         .filter(|l| l.starts_with("record."))
-        .map(|l| logseal::hex::decode(l.split_once(": ").unwrap().1).unwrap())
+        .map(|l| logseal::chain::hex::decode(l.split_once(": ").unwrap().1).unwrap())
         .collect();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for _ in 0..200_000 {
@@ -131,7 +131,7 @@ fn segment_reader_and_verifier_survive_noise_and_mutations() {
 #[test]
 fn a_huge_declared_frame_length_is_not_allocated() {
     let mut b = segment::header().to_vec();
-    b.extend_from_slice(&(segment::MAX_FRAME as u32).to_be_bytes());
+    b.extend_from_slice(&(logseal::chain::frame::MAX_FRAME as u32).to_be_bytes());
     b.extend_from_slice(&[0; 4]);
     b.extend_from_slice(b"short");
     let mut rd = SegmentReader::new(&b[..]).unwrap();
@@ -143,7 +143,7 @@ fn a_huge_declared_frame_length_is_not_allocated() {
         }) => {}
         other => panic!("{other:?}"),
     }
-    b[16..20].copy_from_slice(&(segment::MAX_FRAME as u32 + 1).to_be_bytes());
+    b[16..20].copy_from_slice(&(logseal::chain::frame::MAX_FRAME as u32 + 1).to_be_bytes());
     let mut rd = SegmentReader::new(&b[..]).unwrap();
     assert!(matches!(
         rd.next_item().unwrap(),
@@ -212,7 +212,7 @@ fn replace_with(path: &std::path::Path, what: &str, huge: u64) {
 
 #[test]
 fn state_files_that_are_fifos_devices_or_huge_are_refused_naming_the_file() {
-    use logseal::spool::{Spool, SpoolOptions};
+    use logseal::storage::spool::{Spool, SpoolOptions};
     let d = TempDir::new("state-kinds");
     for what in ["fifo", "dev-zero", "huge"] {
         // signer.state, read by `stamp` (and the agent) at every start.
@@ -275,7 +275,7 @@ fn state_files_that_are_fifos_devices_or_huge_are_refused_naming_the_file() {
         replace_with(&jdir.join("journal-cursor"), what, 3 << 30);
         let j2 = jdir.clone();
         let e = within_30s(&format!("cursor file a {what}"), move || {
-            logseal::journal::resume::read_cursor_file(&j2)
+            logseal::ingest::journal::resume::read_cursor_file(&j2)
         })
         .expect_err("a bad cursor file must be refused")
         .to_string();
@@ -309,7 +309,7 @@ fn state_files_that_are_fifos_devices_or_huge_are_refused_naming_the_file() {
     let jdir = d.path().join("cursor-binary");
     std::fs::create_dir_all(&jdir).unwrap();
     std::fs::write(jdir.join("journal-cursor"), b"v1 \xff\xfe").unwrap();
-    let e = logseal::journal::resume::read_cursor_file(&jdir)
+    let e = logseal::ingest::journal::resume::read_cursor_file(&jdir)
         .expect_err("a binary cursor file must be refused")
         .to_string();
     assert!(e.contains("journal-cursor") && e.contains("UTF-8"), "{e}");
@@ -323,14 +323,14 @@ fn state_files_that_are_fifos_devices_or_huge_are_refused_naming_the_file() {
 fn resynchronisation_is_linear_in_the_file_size() {
     let d = TempDir::new("resync");
     let mut good = Vec::new();
-    logseal::segment::encode_frame(
-        logseal::segment::FRAME_RECORD,
+    logseal::storage::segment::encode_frame(
+        logseal::chain::frame::FRAME_RECORD,
         b"\x01 not a record, but a frame whose CRC checks",
         &mut good,
     );
     // 20 MiB: the candidates of the first 4 MiB end inside the file.
     for mib in [18usize, 20] {
-        let mut f = logseal::segment::header().to_vec();
+        let mut f = logseal::storage::segment::header().to_vec();
         f.extend_from_slice(&good);
         f.extend_from_slice(b"\xff\xff\xff\xff damage");
         let mut x = 0x2545_F491_4F6C_DD1Du64;
@@ -366,9 +366,13 @@ fn resynchronisation_is_linear_in_the_file_size() {
     // Damage after every valid frame: each valid frame is followed by a
     // header announcing 16 MiB with a wrong CRC (found by review: the check
     // of the frame after a valid one paid its whole length).
-    let mut f = logseal::segment::header().to_vec();
+    let mut f = logseal::storage::segment::header().to_vec();
     let mut tiny = Vec::new();
-    logseal::segment::encode_frame(logseal::segment::FRAME_RECORD, b"\x01", &mut tiny);
+    logseal::storage::segment::encode_frame(
+        logseal::chain::frame::FRAME_RECORD,
+        b"\x01",
+        &mut tiny,
+    );
     for _ in 0..20_000 {
         f.extend_from_slice(&tiny);
         f.extend_from_slice(&[0, 0xFF, 0xFF, 0xF0, 0, 0, 0, 0]);
@@ -393,22 +397,25 @@ fn reference_items(b: &[u8]) -> Vec<(char, u64, u64)> {
     let valid = |o: usize, strict: bool| -> Option<usize> {
         let h = b.get(o..o + 8)?;
         let len = u32::from_be_bytes(h[..4].try_into().unwrap()) as usize;
-        if len == 0 || len > logseal::segment::MAX_FRAME {
+        if len == 0 || len > logseal::chain::frame::MAX_FRAME {
             return None;
         }
         let body = b.get(o + 8..o + 8 + len)?;
         if strict {
             let ok = match body[0] {
-                logseal::segment::FRAME_RECORD => len < 2 || body[1] == 1,
-                logseal::segment::FRAME_REDACTED => len == 1 + logseal::segment::REDACTED_LEN,
+                logseal::chain::frame::FRAME_RECORD => len < 2 || body[1] == 1,
+                logseal::chain::frame::FRAME_REDACTED => {
+                    len == 1 + logseal::chain::frame::REDACTED_LEN
+                }
                 _ => false,
             };
             if !ok {
                 return None;
             }
         }
-        (logseal::segment::frame_crc(body) == u32::from_be_bytes(h[4..].try_into().unwrap()))
-            .then_some(len)
+        (logseal::storage::segment::frame_crc(body)
+            == u32::from_be_bytes(h[4..].try_into().unwrap()))
+        .then_some(len)
     };
     let mut out = Vec::new();
     let mut p = 16;
@@ -436,7 +443,7 @@ fn reference_items(b: &[u8]) -> Vec<(char, u64, u64)> {
 fn resynchronisation_finds_exactly_the_frames_the_format_defines() {
     let mut rng = Rng(7);
     for round in 0..300 {
-        let mut b = logseal::segment::header().to_vec();
+        let mut b = logseal::storage::segment::header().to_vec();
         for _ in 0..1 + rng.below(12) {
             match rng.below(5) {
                 // A valid frame, short or long (past the CRC prefix step).
@@ -445,7 +452,7 @@ fn resynchronisation_finds_exactly_the_frames_the_format_defines() {
                     let n = choices[rng.below(3)];
                     let mut payload: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
                     payload[0] = 1;
-                    logseal::segment::encode_frame(1, &payload, &mut b);
+                    logseal::storage::segment::encode_frame(1, &payload, &mut b);
                 }
                 // Noise.
                 2 => b.extend((0..rng.below(400)).map(|_| rng.next() as u8)),
@@ -463,7 +470,7 @@ fn resynchronisation_finds_exactly_the_frames_the_format_defines() {
                     let mut f = Vec::new();
                     let n = 2 + rng.below(2000);
                     let payload: Vec<u8> = (0..n).map(|_| 1 + rng.next() as u8 % 3).collect();
-                    logseal::segment::encode_frame(1, &payload, &mut f);
+                    logseal::storage::segment::encode_frame(1, &payload, &mut f);
                     f.truncate(1 + rng.below(f.len() - 1));
                     b.extend_from_slice(&f);
                 }
@@ -508,7 +515,7 @@ fn many_geneses(n: u32) -> Vec<u8> {
             },
         }
         .encode();
-        segment::encode_frame(segment::FRAME_RECORD, &rec, &mut out);
+        segment::encode_frame(logseal::chain::frame::FRAME_RECORD, &rec, &mut out);
     }
     out
 }
@@ -580,7 +587,7 @@ fn verify_memory_is_bounded_whatever_the_input_holds() {
             },
         }
         .encode();
-        segment::encode_frame(segment::FRAME_RECORD, &rec, &mut big);
+        segment::encode_frame(logseal::chain::frame::FRAME_RECORD, &rec, &mut big);
     }
     let f = d.path().join("hosts.seg");
     std::fs::write(&f, &big).unwrap();

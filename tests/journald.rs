@@ -593,7 +593,7 @@ fn start_tail_or_time_applies_once_to_a_new_chain() {
     assert_eq!(seqs(&got, "files"), (100..150).collect::<Vec<u64>>());
 
     // A time: the first entry at or after it, then everything after.
-    let at = logseal::timefmt::rfc3339(((t0 + 40 * 1000) * 1000) as i64);
+    let at = logseal::util::timefmt::rfc3339(((t0 + 40 * 1000) * 1000) as i64);
     let got = run_config(tmp.path(), "time", &jdir, &format!("start = {at:?}"));
     assert_eq!(seqs(&got, "files"), (40..150).collect::<Vec<u64>>());
 

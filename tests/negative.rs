@@ -193,7 +193,8 @@ fn both_verifiers_give_the_expected_result_on_every_fixture() {
 #[test]
 fn details_beyond_the_sidecars() {
     let v = |name: &str| {
-        logseal::verify_files::verify(&[dir().join(name)], Default::default(), |_, _| {}).unwrap()
+        logseal::responder::verify_files::verify(&[dir().join(name)], Default::default(), |_, _| {})
+            .unwrap()
     };
     // A past seal re-signed with a later key names that key's epoch.
     let r = v("resigned-with-later-key.seg");

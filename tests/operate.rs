@@ -250,7 +250,7 @@ fn a_crl_that_does_not_check_out_refuses_the_start_and_never_replaces_the_one_in
     ca.agent("bad-host");
     ca.agent("ok-host");
     let crl_before_revocation = std::fs::read(ca.crl()).unwrap();
-    logseal::pki::revoke(&ca.dir, "bad-host").unwrap();
+    logseal::cmd::pki::revoke(&ca.dir, "bad-host").unwrap();
     let good_crl = std::fs::read(ca.crl()).unwrap();
     let rogue = Ca::named(&d.path().join("rogue"), "test CA"); // same name, other key
     let other = Ca::named(&d.path().join("other"), "other CA");
@@ -357,7 +357,7 @@ fn revoking_a_certificate_ends_its_open_session() {
     t.flush().unwrap();
     assert!(matches!(read_msg(&mut t), Ok(Msg::Pong(1))));
 
-    logseal::pki::revoke(&ca.dir, "victim").unwrap();
+    logseal::cmd::pki::revoke(&ca.dir, "victim").unwrap();
     // The session is told and closed, without the agent sending anything.
     match read_msg(&mut t) {
         Ok(Msg::Error { code, .. }) => assert_eq!(Code::from_u16(code), Some(Code::Revoked)),
@@ -888,7 +888,7 @@ fn a_certificate_revoked_during_its_handshake_gets_no_session() {
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     log_has(&c.log, "connection accepted", 1);
-    logseal::pki::revoke(&ca.dir, "slow-host").unwrap();
+    logseal::cmd::pki::revoke(&ca.dir, "slow-host").unwrap();
     log_has(&c.log, "TLS configuration reloaded", 1);
     // ... its handshake and hello after it.
     let cfg = logseal::transport::tls::client_config(&ca.ca(), &cert, &key).unwrap();
@@ -1085,7 +1085,7 @@ fn a_collector_restarted_on_an_older_crl_refuses_it() {
     let ca = Ca::new(&d.path().join("pki"));
     ca.agent("gone-host");
     let old = std::fs::read(ca.crl()).unwrap();
-    logseal::pki::revoke(&ca.dir, "gone-host").unwrap();
+    logseal::cmd::pki::revoke(&ca.dir, "gone-host").unwrap();
     let cdir = d.path().join("c");
     let c = Collector::start(&cdir, &ca, "127.0.0.1:0", "");
     assert!(!welcomed(&ca, "gone-host", &c.addr));
@@ -1258,7 +1258,7 @@ fn a_crl_past_its_next_update_is_used_with_a_warning_and_an_alert() {
     );
     // A fresh CRL (CRL number 2, after openssl's 1) reloads without the warning.
     let said = c.log_text().matches("nextUpdate (").count();
-    logseal::pki::refresh_crl(&ca.dir).unwrap();
+    logseal::cmd::pki::refresh_crl(&ca.dir).unwrap();
     signal(&c.child, rustix::process::Signal::HUP);
     log_has(&c.log, "TLS configuration reloaded", 1);
     let log = c.stop();

@@ -10,9 +10,9 @@ use logseal::agent::stage;
 use logseal::chain::record::{Body, Payload, Source};
 use logseal::chain::verify::Problem;
 use logseal::ingest::Batch;
-use logseal::spool::{Spool, SpoolOptions};
-use logseal::writebehind::WriteBehind;
-use logseal::writer::ChainWriter;
+use logseal::storage::spool::{Spool, SpoolOptions};
+use logseal::storage::writebehind::WriteBehind;
+use logseal::storage::writer::ChainWriter;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -60,18 +60,18 @@ fn append_plain(w: &mut ChainWriter<Spool>, b: &Batch, i: usize) {
 }
 
 fn report(dir: &Path) -> logseal::chain::verify::Report {
-    let (files, _) = logseal::verify_files::expand(&[dir.to_path_buf()]).unwrap();
-    logseal::verify_files::verify(&files, Default::default(), |_, _| {}).unwrap()
+    let (files, _) = logseal::responder::verify_files::expand(&[dir.to_path_buf()]).unwrap();
+    logseal::responder::verify_files::verify(&files, Default::default(), |_, _| {}).unwrap()
 }
 
 /// The payloads of the Event records in a spool, in chain order.
 fn events(dir: &Path) -> Vec<String> {
-    let (files, _) = logseal::verify_files::expand(&[dir.to_path_buf()]).unwrap();
+    let (files, _) = logseal::responder::verify_files::expand(&[dir.to_path_buf()]).unwrap();
     let mut out = Vec::new();
     for f in files {
-        let mut r = logseal::segment::SegmentReader::open(&f).unwrap();
+        let mut r = logseal::storage::segment::SegmentReader::open(&f).unwrap();
         while let Some(item) = r.next_item().unwrap() {
-            if let logseal::segment::Item::Frame { payload, .. } = item {
+            if let logseal::storage::segment::Item::Frame { payload, .. } = item {
                 let rec = logseal::chain::Record::decode(payload).unwrap();
                 if let Body::Event {
                     payload: Payload::Raw(m),

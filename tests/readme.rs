@@ -147,3 +147,37 @@ fn every_readme_shell_block_runs_as_written_or_says_why_not() {
     assert!(ran >= 3, "only {ran} blocks ran");
     assert!(packaged >= 5, "only {packaged} install blocks");
 }
+
+/// The README's Layout section names every folder and loose file of `src/`,
+/// and nothing that is not there.
+#[test]
+fn the_layout_section_matches_the_tree() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let layout = readme
+        .split("## Layout")
+        .nth(1)
+        .and_then(|s| s.split("```").nth(1))
+        .expect("a Layout section with a code block");
+    let mut named = std::collections::BTreeSet::new();
+    for line in layout.lines() {
+        if let Some(p) = line
+            .split_whitespace()
+            .next()
+            .filter(|p| p.starts_with("src/"))
+        {
+            named.insert(p.to_string());
+        }
+    }
+    let mut present = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(repo.join("src")).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if e.file_type().unwrap().is_dir() {
+            present.insert(format!("src/{name}/"));
+        } else if name != "lib.rs" {
+            present.insert(format!("src/{name}"));
+        }
+    }
+    assert_eq!(named, present, "README Layout against src/");
+}

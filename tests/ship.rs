@@ -93,7 +93,7 @@ fn numbered_messages_reach_the_collector_exactly_once() {
         "the shutdown seal was shipped too"
     );
     // Acknowledged segments were deleted from the spool; the rest is acknowledged.
-    let segs = logseal::spool::segment_bases(&state.join("spool")).unwrap();
+    let segs = logseal::storage::spool::segment_bases(&state.join("spool")).unwrap();
     assert!(
         segs.len() <= 2,
         "acknowledged spool segments are deleted ({} left)",
@@ -483,10 +483,10 @@ fn refusals_are_logged_and_the_collector_keeps_serving() {
     log_has("UnknownIssuer", 1);
     // 3. An expired certificate.
     let past = time::OffsetDateTime::now_utc() - time::Duration::days(400);
-    let exp = logseal::pki::issue_at(
+    let exp = logseal::cmd::pki::issue_at(
         &ca.dir,
         "old-host",
-        logseal::pki::Role::Agent,
+        logseal::cmd::pki::Role::Agent,
         past,
         30,
         &[],
@@ -504,7 +504,7 @@ fn refusals_are_logged_and_the_collector_keeps_serving() {
     ));
     drop(t);
     std::thread::sleep(Duration::from_millis(1100)); // a new mtime for the CRL
-    logseal::pki::revoke(&ca.dir, "revoked-host").unwrap();
+    logseal::cmd::pki::revoke(&ca.dir, "revoked-host").unwrap();
     let mut t = tls_client(&ca, Some((&vc, &vk)), &c.addr).unwrap();
     assert!(hello(&mut t, "revoked-host").is_err());
     log_has("Revoked", 1);
@@ -1126,7 +1126,7 @@ fn agent_killed_while_recording_an_ack() {
             &state,
             Some(&d.path().join("agent.log")),
             1,
-            &[(logseal::faults::ENV, point)],
+            &[(logseal::storage::faults::ENV, point)],
         );
         // Several spool segments' worth, in pieces so that acks come in between.
         let addr = a.addr("tcp");

@@ -7,9 +7,9 @@ mod common;
 use common::*;
 use logseal::chain::record::Source;
 use logseal::chain::verify::{Problem, Unverified, Verdict};
-use logseal::segment::OpenError;
-use logseal::spool::{segment_bases, Spool, SpoolOptions};
-use logseal::writer::{ChainWriter, Opened};
+use logseal::storage::segment::OpenError;
+use logseal::storage::spool::{segment_bases, Spool, SpoolOptions};
+use logseal::storage::writer::{ChainWriter, Opened};
 use std::path::Path;
 
 const SMALL: SpoolOptions = SpoolOptions {
@@ -17,7 +17,7 @@ const SMALL: SpoolOptions = SpoolOptions {
     write_behind: false,
 };
 
-fn open(dir: &Path) -> Result<(ChainWriter<Spool>, Opened), logseal::writer::WriterError> {
+fn open(dir: &Path) -> Result<(ChainWriter<Spool>, Opened), logseal::storage::writer::WriterError> {
     let spool_dir = dir.join("spool");
     ChainWriter::open_log(&dir.join("state"), Some("spool-host"), "spool", |each| {
         Spool::open(&spool_dir, SMALL, each)
@@ -27,7 +27,7 @@ fn open(dir: &Path) -> Result<(ChainWriter<Spool>, Opened), logseal::writer::Wri
 fn write(w: &mut ChainWriter<Spool>, from: u32, to: u32) {
     for i in from..=to {
         w.append_event(
-            logseal::writer::now_ns(),
+            logseal::util::timefmt::now_ns(),
             Source::SyslogTcp,
             "127.0.0.1:1",
             format!("spooled message {i}").as_bytes(),
@@ -40,8 +40,8 @@ fn write(w: &mut ChainWriter<Spool>, from: u32, to: u32) {
 }
 
 fn verify_dir(dir: &Path) -> logseal::chain::verify::Report {
-    let (files, _) = logseal::verify_files::expand(&[dir.to_path_buf()]).unwrap();
-    logseal::verify_files::verify(&files, Default::default(), |_, _| {}).unwrap()
+    let (files, _) = logseal::responder::verify_files::expand(&[dir.to_path_buf()]).unwrap();
+    logseal::responder::verify_files::verify(&files, Default::default(), |_, _| {}).unwrap()
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn a_missing_middle_segment_stops_the_writer() {
     let bases = segment_bases(&spool_dir).unwrap();
     std::fs::remove_file(spool_dir.join(format!("{:020}.seg", bases[2]))).unwrap();
     match open(d.path()) {
-        Err(logseal::writer::WriterError::Log(OpenError::Damaged { reason, .. })) => {
+        Err(logseal::storage::writer::WriterError::Log(OpenError::Damaged { reason, .. })) => {
             assert!(reason.contains("segment is missing"), "{reason}")
         }
         Err(e) => panic!("wrong error: {e}"),

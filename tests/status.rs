@@ -114,14 +114,15 @@ fn agent_status_is_ok_while_sealing_and_shipping_and_says_when_it_is_not() {
     // Started again and stopped cleanly: critical (not running), and says so.
     let a = start_agent(&ad, &cfg);
     wait_status(&["--state", state_s], 1); // running, no collector
-    let asked = logseal::writer::now_ns();
+    let asked = logseal::util::timefmt::now_ns();
     a.stop();
     let (code, doc) = status_json(&["--state", state_s]);
     assert_eq!(code, 2, "{doc:#}");
     assert!(problems(&doc).contains("stopped cleanly"), "{doc:#}");
     // The stop's final seal is the last seal it reports.
     let seal =
-        logseal::timefmt::parse_rfc3339(doc["status"]["last_seal_time"].as_str().unwrap()).unwrap();
+        logseal::util::timefmt::parse_rfc3339(doc["status"]["last_seal_time"].as_str().unwrap())
+            .unwrap();
     assert!(
         seal >= asked,
         "last seal {seal} before the stop was asked for ({asked}): {doc:#}"
@@ -271,7 +272,7 @@ fn openssl_not_after(cert: &Path) -> i64 {
         .strip_prefix("notAfter=")
         .unwrap()
         .replace(' ', "T");
-    logseal::timefmt::parse_rfc3339(&t).unwrap() / 1_000_000_000
+    logseal::util::timefmt::parse_rfc3339(&t).unwrap() / 1_000_000_000
 }
 
 #[test]
@@ -281,7 +282,14 @@ fn a_certificate_expiring_within_30_days_is_warned_in_the_log_metrics_and_status
     let metrics = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
     let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", metrics);
     // This host's certificate is valid 10 days.
-    logseal::pki::issue(&ca.dir, "short-host", logseal::pki::Role::Agent, 10, &[]).unwrap();
+    logseal::cmd::pki::issue(
+        &ca.dir,
+        "short-host",
+        logseal::cmd::pki::Role::Agent,
+        10,
+        &[],
+    )
+    .unwrap();
     let ad = d.path().join("a");
     std::fs::create_dir_all(&ad).unwrap();
     let cfg = agent_config(&ad, &ca, "short-host", &[&c.addr], TCP_INPUT, metrics);
@@ -392,7 +400,8 @@ fn only_the_process_holding_the_lock_counts_as_running_whatever_its_name() {
         rustix::process::Signal::STOP,
     )
     .unwrap();
-    let ahead = logseal::timefmt::rfc3339(logseal::writer::now_ns() + 3_600_000_000_000);
+    let ahead =
+        logseal::util::timefmt::rfc3339(logseal::util::timefmt::now_ns() + 3_600_000_000_000);
     a["time"] = ahead.into();
     a["last_seal_time"] = a["time"].clone();
     std::fs::write(state.join("status.json"), a.to_string()).unwrap();

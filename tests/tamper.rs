@@ -9,7 +9,7 @@ use logseal::chain::hash;
 use logseal::chain::record::Body;
 use logseal::chain::verify::{Problem, Verdict};
 use logseal::chain::{seal_message, Record};
-use logseal::signer::SignerState;
+use logseal::storage::signer::SignerState;
 
 /// 50 events, a seal after every 10: seq 0 genesis, 1..=10 events, 11 seal,
 /// 12..=21, 22 seal, 23..=32, 33 seal, 34..=43, 44 seal, 45..=54, 55 seal,

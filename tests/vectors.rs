@@ -136,8 +136,12 @@ fn segment_file_frames_check_out() {
 #[test]
 fn both_vector_segments_verify_intact() {
     for (name, redacted) in [("chain-v1.seg", 0), ("chain-v1-redacted.seg", 1)] {
-        let r = logseal::verify_files::verify(&[dir().join(name)], Default::default(), |_, _| {})
-            .unwrap();
+        let r = logseal::responder::verify_files::verify(
+            &[dir().join(name)],
+            Default::default(),
+            |_, _| {},
+        )
+        .unwrap();
         assert!(r.intact(), "{name}: {:?}", r.chains[0].problems);
         assert_eq!(r.chains[0].redacted, redacted);
         assert_eq!(r.chains[0].seals, 2);
@@ -153,7 +157,8 @@ fn both_vector_segments_verify_intact() {
             anchors,
             ..Default::default()
         };
-        logseal::verify_files::verify(&[dir().join("chain-v1.seg")], options, |_, _| {}).unwrap()
+        logseal::responder::verify_files::verify(&[dir().join("chain-v1.seg")], options, |_, _| {})
+            .unwrap()
     };
     assert!(with("vector-host", &pk0).intact());
     // The right key bound to another host is no anchor for this chain.

@@ -161,13 +161,13 @@ pub fn bytes_after_last_event(p: &Path) -> u64 {
     }
     let mut after = 0;
     for seg in newest.values() {
-        let Ok(mut r) = logseal::segment::SegmentReader::open(seg) else {
+        let Ok(mut r) = logseal::storage::segment::SegmentReader::open(seg) else {
             continue;
         };
         let mut end_of_event = None;
         loop {
             let is_event = match r.next_item() {
-                Ok(Some(logseal::segment::Item::Frame { payload, .. })) => {
+                Ok(Some(logseal::storage::segment::Item::Frame { payload, .. })) => {
                     logseal::chain::Record::decode(payload)
                         .is_ok_and(|rec| rec.kind() == logseal::chain::Kind::Event)
                 }

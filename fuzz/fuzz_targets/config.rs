@@ -9,9 +9,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = logseal::agent::config::AgentConfig::parse(&text, Path::new("fuzz.toml"));
     let _ = logseal::collector::config::CollectorConfig::parse(&text);
     for line in text.lines().take(64) {
-        let _ = logseal::units::parse_size(line);
-        let _ = logseal::units::parse_duration(line);
-        let _ = logseal::journal::cursor::Cursor::parse(line);
-        let _ = logseal::agent::config::JournalStart::parse(line);
+        let _ = logseal::util::units::parse_size(line);
+        let _ = logseal::util::units::parse_duration(line);
+        let _ = logseal::ingest::journal::cursor::Cursor::parse(line);
+        let _ = logseal::ingest::journal::config::JournalStart::parse(line);
     }
 });

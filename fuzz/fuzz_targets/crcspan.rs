@@ -2,7 +2,7 @@
 //! against the CRC of the bytes themselves, for spans chosen by the input.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use logseal::crcspan::{self, Prefixes};
+use logseal::storage::crcspan::{self, Prefixes};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {

@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
     drop(pair);
     assert_eq!(budget.used(), 0, "every framer gave its room back");
     for m in &messages {
-        let _ = logseal::syslog::parse(m, 1_700_000_000_000_000_000);
+        let _ = logseal::ingest::syslog::parse(m, 1_700_000_000_000_000_000);
     }
-    let _ = logseal::syslog::parse(data, 0);
+    let _ = logseal::ingest::syslog::parse(data, 0);
 });

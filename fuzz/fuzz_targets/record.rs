@@ -9,9 +9,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = hash::leaf(data);
     let _ = hash::kind_of(data);
     // The agent reads its resume point from the last journald event it chained.
-    let _ = logseal::journal::resume::journal_cursor_of(data);
+    let _ = logseal::ingest::journal::resume::journal_cursor_of(data);
     let mut fields = Vec::new();
-    logseal::journal::split_fields(data, &mut fields);
+    logseal::ingest::journal::split_fields(data, &mut fields);
     for (name, value) in &fields {
         assert!(name.len() + value.len() <= data.len());
     }

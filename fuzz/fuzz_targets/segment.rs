@@ -5,7 +5,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use logseal::chain::verify::{Options, Verifier};
-use logseal::segment::{self, Item, SegmentReader};
+use logseal::storage::segment::{self, Item, SegmentReader};
 use std::path::PathBuf;
 
 fuzz_target!(|data: &[u8]| {
@@ -52,10 +52,10 @@ fuzz_target!(|data: &[u8]| {
     );
     let report = v.finish();
     let files = [PathBuf::from("fuzz.seg")];
-    let json = serde_json::to_vec(&logseal::report::verify_json(&report, &files, &[])).unwrap();
+    let json = serde_json::to_vec(&logseal::responder::report::verify_json(&report, &files, &[])).unwrap();
     serde_json::from_slice::<serde_json::Value>(&json).expect("well-formed JSON");
     let mut text = Vec::new();
-    logseal::report::verify_text(&mut text, &report, &files).unwrap();
+    logseal::responder::report::verify_text(&mut text, &report, &files).unwrap();
     assert!(
         !text.iter().any(|&b| b == 0x1b || b == 0x07 || b == b'\r'),
         "a control byte in the text report"

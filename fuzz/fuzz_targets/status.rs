@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if sel & 1 == 0 {
         let now = 1_800_000_000_000_000_000i64 + i64::from(sel) * 1_000_000_000;
-        let (code, text, json) = logseal::status::judge_bytes(sel & 2 == 0, rest, now);
+        let (code, text, json) = logseal::monitor::status::judge_bytes(sel & 2 == 0, rest, now);
         assert!(code <= 3, "exit code {code}");
         assert!(
             !text.chars().any(|c| c.is_control() && c != '\n'),
@@ -25,12 +25,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(text.starts_with("LOGSEAL "), "{text:?}");
         serde_json::from_str::<serde_json::Value>(&json).expect("the JSON answer parses");
     } else {
-        if let Some(end) = logseal::metrics::head_end(rest) {
-            assert!(end + 4 <= logseal::metrics::HEAD_MAX);
+        if let Some(end) = logseal::monitor::metrics::head_end(rest) {
+            assert!(end + 4 <= logseal::monitor::metrics::HEAD_MAX);
             assert_eq!(&rest[end..end + 4], b"\r\n\r\n");
         }
         let head = String::from_utf8_lossy(rest);
-        let r = logseal::metrics::Request::parse(&head);
+        let r = logseal::monitor::metrics::Request::parse(&head);
         assert!(head.contains(r.method) && head.contains(r.path));
         assert!(!r.path.contains('?') && !r.method.contains(' '));
     }

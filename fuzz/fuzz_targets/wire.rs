@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 use logseal::chain::hash;
 use logseal::chain::tip::Tip;
-use logseal::segment::{self, Item, SegmentReader};
+use logseal::storage::segment::{self, Item, SegmentReader};
 use logseal::transport::proto::{self, FrameReader, Msg};
 
 fuzz_target!(|data: &[u8]| {

@@ -2,13 +2,11 @@
 //!
 //! Unknown keys are errors that name the key and its line.
 
-use crate::units::serde_units;
+use crate::ingest::journal::config::{JournalSource, JournalStart, JournaldConfig};
+use crate::util::units::serde_units;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Largest configuration file read.
-pub const MAX_CONFIG: u64 = 1 << 20;
 
 /// The whole agent configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -43,7 +41,7 @@ pub struct AgentConfig {
     pub journald: Option<JournaldConfig>,
     /// The Prometheus endpoint (`[metrics]`); absent: none.
     #[serde(default)]
-    pub metrics: Option<crate::metrics::MetricsConfig>,
+    pub metrics: Option<crate::monitor::metrics::MetricsConfig>,
     /// The file this configuration was read from (a reload reads it again to
     /// name the settings that changed and need a restart).
     #[serde(skip)]
@@ -53,7 +51,7 @@ pub struct AgentConfig {
 impl AgentConfig {
     /// The settings of `other` that differ from this one's, by name.
     pub fn changed(&self, other: &AgentConfig) -> Vec<&'static str> {
-        crate::units::differing(&[
+        crate::util::units::differing(&[
             ("host", &self.host, &other.host),
             ("state_dir", &self.state_dir, &other.state_dir),
             ("log_level", &self.log_level, &other.log_level),
@@ -65,134 +63,6 @@ impl AgentConfig {
             ("[journald]", &self.journald, &other.journald),
             ("[metrics]", &self.metrics, &other.metrics),
         ])
-    }
-}
-
-/// The journald input.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JournaldConfig {
-    /// `system` (every journal file of the local system this agent may read,
-    /// as `journalctl` without options), `namespace:NAME`, or a directory of
-    /// journal files.
-    #[serde(default = "d_journal")]
-    pub journal: String,
-    /// Where a chain that never read the journal starts: `head` (the oldest
-    /// entry still there), `tail` (only entries written from now on), or an
-    /// RFC 3339 time.
-    #[serde(default = "d_start")]
-    pub start: String,
-    /// Only entries of these units (`_SYSTEMD_UNIT` or `UNIT`); empty: all.
-    #[serde(default)]
-    pub units: Vec<String>,
-    /// Only entries with these `SYSLOG_IDENTIFIER`s; empty: all.
-    #[serde(default)]
-    pub identifiers: Vec<String>,
-    /// Only entries at this priority or more urgent (0-7 or emerg … debug).
-    #[serde(default = "d_priority")]
-    pub priority: String,
-    /// Only entries matching one of these expressions (`FIELD=VALUE`, terms
-    /// separated by spaces must all hold); empty: all.
-    #[serde(default)]
-    pub matches: Vec<String>,
-    /// Keep only these fields of an entry; empty: every field.
-    #[serde(default)]
-    pub fields: Vec<String>,
-    /// An entry larger than this (all fields) has its largest values cut and
-    /// is flagged with its original size.
-    #[serde(default = "d_entry", deserialize_with = "serde_units::size")]
-    pub max_entry_size: u64,
-    /// Stop the agent (cleanly) once the end of the journal is reached: for
-    /// chaining a set of journal files, e.g. copied from a host under
-    /// investigation.
-    #[serde(default)]
-    pub stop_at_end: bool,
-}
-
-impl Default for JournaldConfig {
-    fn default() -> Self {
-        JournaldConfig {
-            journal: d_journal(),
-            start: d_start(),
-            units: vec![],
-            identifiers: vec![],
-            priority: d_priority(),
-            matches: vec![],
-            fields: vec![],
-            max_entry_size: d_entry(),
-            stop_at_end: false,
-        }
-    }
-}
-
-fn d_journal() -> String {
-    "system".into()
-}
-fn d_start() -> String {
-    "head".into()
-}
-fn d_priority() -> String {
-    "debug".into()
-}
-fn d_entry() -> u64 {
-    1 << 20
-}
-
-/// Which journal to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JournalSource {
-    /// The local system's journal files.
-    System,
-    /// The journal of a journald namespace.
-    Namespace(String),
-    /// Journal files in a directory.
-    Directory(PathBuf),
-}
-
-impl JournalSource {
-    /// Parses `system`, `namespace:NAME` or a directory path.
-    pub fn parse(s: &str) -> Result<JournalSource, String> {
-        if s == "system" {
-            Ok(JournalSource::System)
-        } else if let Some(n) = s.strip_prefix("namespace:") {
-            if n.is_empty() || n.contains('/') {
-                return Err(format!("journald.journal {s:?}: bad namespace name"));
-            }
-            Ok(JournalSource::Namespace(n.into()))
-        } else if s.starts_with('/') || s.starts_with('.') {
-            Ok(JournalSource::Directory(s.into()))
-        } else {
-            Err(format!(
-                "journald.journal {s:?}: use \"system\", \"namespace:NAME\" or a directory path"
-            ))
-        }
-    }
-}
-
-/// Where a new chain starts reading the journal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JournalStart {
-    /// The oldest entry.
-    Head,
-    /// Entries written after the agent started.
-    Tail,
-    /// The first entry at or after this time (µs since the Unix epoch).
-    Time(u64),
-}
-
-impl JournalStart {
-    /// Parses `head`, `tail` or an RFC 3339 time.
-    pub fn parse(s: &str) -> Result<JournalStart, String> {
-        match s {
-            "head" => Ok(JournalStart::Head),
-            "tail" => Ok(JournalStart::Tail),
-            t => match crate::timefmt::parse_rfc3339(t) {
-                Some(ns) if ns >= 0 => Ok(JournalStart::Time((ns / 1000) as u64)),
-                _ => Err(format!(
-                    "journald.start {t:?}: use head, tail or an RFC 3339 time like 2026-11-28T10:00:00Z"
-                )),
-            },
-        }
     }
 }
 
@@ -443,17 +313,6 @@ impl Input {
     }
 }
 
-/// Checks a `log_level` value (agent and collector configs).
-pub fn check_log_level(level: &str) -> Result<(), String> {
-    if matches!(level, "error" | "warn" | "info" | "debug" | "trace") {
-        Ok(())
-    } else {
-        Err(format!(
-            "log_level {level:?}: use error, warn, info, debug or trace"
-        ))
-    }
-}
-
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -495,12 +354,11 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         // A regular file of bounded size: a FIFO or a device given by mistake is
         // refused, not waited on.
-        let text = crate::fsutil::read_bounded_text(path, MAX_CONFIG).map_err(|cause| {
-            ConfigError::Io {
+        let text = crate::storage::fsutil::read_bounded_text(path, crate::util::config::MAX_CONFIG)
+            .map_err(|cause| ConfigError::Io {
                 path: path.to_path_buf(),
                 cause,
-            }
-        })?;
+            })?;
         let mut cfg = Self::parse(&text, path)?;
         cfg.source = Some(path.to_path_buf());
         Ok(cfg)
@@ -508,7 +366,7 @@ impl AgentConfig {
 
     /// Checks values that the types alone do not.
     pub fn check(&self) -> Result<(), String> {
-        check_log_level(&self.log_level)?;
+        crate::util::config::check_log_level(&self.log_level)?;
         if !self.host.is_empty() {
             crate::chain::hostname::check(&self.host).map_err(|e| format!("host: {e}"))?;
         }
@@ -596,7 +454,7 @@ impl AgentConfig {
         if let Some(j) = &self.journald {
             JournalSource::parse(&j.journal)?;
             JournalStart::parse(&j.start)?;
-            crate::journal::Filter::new(j)?;
+            crate::ingest::journal::Filter::new(j)?;
             if j.max_entry_size < 4096 || j.max_entry_size > (16 << 20) - 65536 {
                 return Err(
                     "journald.max_entry_size must be between 4 KiB and 16 MiB - 64 KiB".into(),

@@ -9,7 +9,8 @@
 use super::stamper::Stats;
 use crate::chain::record::{LossReason, Source};
 use crate::ingest::LossCounter;
-use crate::metrics::{counter, counters, gauge, gauges, seconds};
+use crate::monitor::encode::{counter, counters, gauge, gauges, seconds};
+use crate::monitor::status::{AgentStatus, InputStatus, JournalStatus, AGENT_INTERVAL};
 use crate::transport::shipper::ShipStats;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -36,7 +37,7 @@ pub struct AgentMetrics {
     /// The shipper's, when `[ship]` is set.
     pub ship: Option<Arc<ShipStats>>,
     /// The journald reader's, when `[journald]` is set.
-    pub journal: Option<Arc<crate::journal::ReaderStats>>,
+    pub journal: Option<Arc<crate::ingest::journal::ReaderStats>>,
     /// Every syslog input.
     pub inputs: Vec<InputView>,
     /// `[spool] max_size`.
@@ -48,14 +49,18 @@ pub struct AgentMetrics {
     /// The chain's id.
     pub chain: String,
     /// Certificate files the agent uses.
-    pub certificates: Vec<crate::expiry::Watched>,
+    pub certificates: Vec<crate::monitor::expiry::Watched>,
 }
 
 impl AgentMetrics {
     /// A registry holding these metrics and the process-wide fsync histogram.
     pub fn registry(self: &Arc<Self>) -> Registry {
-        let mut r =
-            crate::metrics::registry(Box::new(self.clone()), &self.certificates, "agent", "spool");
+        let mut r = crate::monitor::metrics::registry(
+            Box::new(self.clone()),
+            &self.certificates,
+            "agent",
+            "spool",
+        );
         if let Some(s) = &self.ship {
             r.register_with_unit(
                 "agent_ack",
@@ -87,7 +92,7 @@ const REASONS: [LossReason; 4] = [
 impl Collector for AgentMetrics {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let st = &self.stats;
-        let now = crate::writer::now_ns();
+        let now = crate::util::timefmt::now_ns();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let last_seal = st.last_seal_ns.load(Ordering::Relaxed);
         gauge(
@@ -309,5 +314,51 @@ impl Collector for AgentMetrics {
             [([("version", env!("CARGO_PKG_VERSION"))], 1.0)],
         )?;
         Ok(())
+    }
+}
+
+impl AgentMetrics {
+    /// The agent's status now (what `logseal status` reads), from what it
+    /// publishes for its metrics.
+    pub fn status(&self, running: bool) -> AgentStatus {
+        let m = self;
+        let st = &m.stats;
+        let ns = |v: i64| (v != 0).then(|| crate::util::timefmt::rfc3339(v));
+        let ship = m.ship.as_deref();
+        AgentStatus {
+            time: crate::util::timefmt::rfc3339(crate::util::timefmt::now_ns()),
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            running,
+            interval_secs: AGENT_INTERVAL.as_secs(),
+            host: m.host.clone(),
+            chain: m.chain.clone(),
+            heartbeat_secs: m.heartbeat.as_secs(),
+            last_seal_time: ns(st.last_seal_ns.load(Ordering::Relaxed)),
+            unsealed_records: st.unsealed.load(Ordering::Relaxed),
+            events: st.events(),
+            spool_bytes: st.spool_bytes.load(Ordering::Relaxed),
+            spool_limit_bytes: m.spool_limit,
+            shipping: ship.is_some(),
+            collector_up: ship.is_some_and(|s| s.connected.load(Ordering::Relaxed)),
+            last_ack_time: ship.and_then(|s| ns(s.last_ack_ns.load(Ordering::Relaxed))),
+            unacknowledged_bytes: st.unacked_bytes.load(Ordering::Relaxed),
+            unacknowledged_records: st.unacked_records.load(Ordering::Relaxed),
+            oldest_unacknowledged_time: ns(st.oldest_unacked_ns.load(Ordering::Relaxed)),
+            inputs: m
+                .inputs
+                .iter()
+                .map(|i| InputStatus {
+                    input: i.name.clone(),
+                    dropped: i.loss.total(),
+                })
+                .collect(),
+            journal: m.journal.as_deref().map(|j| JournalStatus {
+                read: j.read.load(Ordering::Relaxed),
+                sent: j.sent.load(Ordering::Relaxed),
+                lag_seconds: j.lag_seconds(st.journal_chained_usec.load(Ordering::Relaxed)),
+            }),
+            certificates: crate::monitor::expiry::deadlines(&m.certificates),
+        }
     }
 }

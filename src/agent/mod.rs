@@ -16,10 +16,10 @@ pub mod unwritten;
 use crate::chain::record::Source;
 use crate::ingest::listen::{self, ListenLimits, StreamListener, Streams};
 use crate::ingest::LossCounter;
-use crate::spool::{Spool, SpoolOptions};
-use crate::stop::{Asked, Reloadable};
+use crate::storage::spool::{Spool, SpoolOptions};
+use crate::storage::writer::{ChainWriter, Opened};
 use crate::transport::shipper::{self, ShipLink, ShipStats, ShipperConfig};
-use crate::writer::{ChainWriter, Opened};
+use crate::util::stop::{Asked, Reloadable};
 use config::{AgentConfig, Input};
 use stamper::{StamperConfig, Stats};
 use std::sync::atomic::Ordering;
@@ -176,8 +176,8 @@ fn bind_inputs(
 }
 
 /// The certificate files the agent uses (for expiry warnings and metrics).
-fn watched_files(cfg: &AgentConfig) -> Vec<crate::expiry::Watched> {
-    use crate::expiry::Watched;
+fn watched_files(cfg: &AgentConfig) -> Vec<crate::monitor::expiry::Watched> {
+    use crate::monitor::expiry::Watched;
     let mut w = Vec::new();
     if let Some(ship) = &cfg.ship {
         w.push(Watched::cert("ship.cert", &ship.cert));
@@ -205,8 +205,8 @@ const LISTEN_BACKLOG: i32 = 4096;
 /// user too, when run as root) and parsed, a key that does not match its
 /// certificate, two inputs on one address, the journal. Every problem at once.
 pub fn check_files(cfg: &AgentConfig) -> Vec<String> {
-    use crate::access::check_file;
-    let user = crate::access::service_user();
+    use crate::storage::access::check_file;
+    let user = crate::storage::access::service_user();
     let user = user.as_ref();
     let mut errors = Vec::new();
     let mut bound: Vec<(String, &'static str, String)> = Vec::new();
@@ -351,7 +351,7 @@ fn reload(
 pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // One owner per state directory, for the whole run (the shipper included):
     // a second agent on it is refused, naming the first.
-    let _lock = crate::fsutil::lock_dir(&cfg.state_dir, "state directory")?;
+    let _lock = crate::storage::fsutil::lock_dir(&cfg.state_dir, "state directory")?;
 
     // Everything that can fail for a reason outside the chain comes first, so
     // that a start that fails leaves the chain as it was (no Genesis, no
@@ -361,12 +361,12 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("logseal-io")
         .build()?;
-    let mut stop = crate::stop::StopSignals::install(&rt)?;
+    let mut stop = crate::util::stop::StopSignals::install(&rt)?;
     let panicked = panic_stops();
     let mut socket_files = SocketFiles(Vec::new());
     let bound = bind_inputs(&cfg, &rt, &mut socket_files)?;
     let metrics_listener = match &cfg.metrics {
-        Some(m) => Some(rt.block_on(crate::metrics::bind(m))?),
+        Some(m) => Some(rt.block_on(crate::monitor::metrics::bind(m))?),
         None => None,
     };
     let ship_tls = match &cfg.ship {
@@ -518,7 +518,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let journal_done = Arc::new(tokio::sync::Notify::new());
     let journal_stats = journal_cfg
         .as_ref()
-        .map(|_| Arc::new(crate::journal::ReaderStats::default()));
+        .map(|_| Arc::new(crate::ingest::journal::ReaderStats::default()));
     let journald = match (journal_cfg, &journal_stats) {
         (Some(jc), Some(js)) => Some(start_journald(
             jc,
@@ -587,11 +587,15 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         chain: writer.chain_id().to_string(),
         certificates: watched_files(&cfg),
     });
-    let expiry_now = || crate::writer::now_ns() / 1_000_000_000;
-    crate::expiry::warn_expiring(&observed.certificates, expiry_now());
+    let expiry_now = || crate::util::timefmt::now_ns() / 1_000_000_000;
+    crate::monitor::expiry::warn_expiring(&observed.certificates, expiry_now());
     if let Some(listener) = metrics_listener {
         let registry = Arc::new(observed.registry());
-        rt.spawn(crate::metrics::serve(listener, registry, stop_rx.clone()));
+        rt.spawn(crate::monitor::metrics::serve(
+            listener,
+            registry,
+            stop_rx.clone(),
+        ));
     }
     let st = stats.clone();
     let link = shipping.as_ref().map(|s| s.0.clone());
@@ -611,19 +615,19 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(period);
         let mut last_alive = u64::MAX;
         let mut last_change = std::time::Instant::now();
-        let mut status = tokio::time::interval(crate::status::AGENT_INTERVAL);
+        let mut status = tokio::time::interval(crate::monitor::status::AGENT_INTERVAL);
         let mut status_failing = false;
         let mut expiry = tokio::time::interval_at(
-            tokio::time::Instant::now() + crate::expiry::RECHECK,
-            crate::expiry::RECHECK,
+            tokio::time::Instant::now() + crate::monitor::expiry::RECHECK,
+            crate::monitor::expiry::RECHECK,
         );
         loop {
             tokio::select! {
                 _ = expiry.tick() => {
-                    crate::expiry::warn_expiring(&observed.certificates, expiry_now());
+                    crate::monitor::expiry::warn_expiring(&observed.certificates, expiry_now());
                 }
                 _ = status.tick() => {
-                    let r = crate::status::AgentStatus::of(&observed, true).write(&cfg.state_dir);
+                    let r = observed.status(true).write(&cfg.state_dir);
                     match r {
                         Err(e) if !status_failing => {
                             tracing::warn!(error = %e, "writing status.json (read by `logseal status`)");
@@ -638,7 +642,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                     Asked::Reload => {
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
                         reload(&cfg, &bound_tls, ship_tls.as_ref());
-                        crate::expiry::warn_expiring(&observed.certificates, expiry_now());
+                        crate::monitor::expiry::warn_expiring(&observed.certificates, expiry_now());
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
                     }
                 },
@@ -703,7 +707,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             panic_text(panicked)
         );
     }
-    if let Err(e) = crate::status::AgentStatus::of(&observed, false).write(&cfg.state_dir) {
+    if let Err(e) = observed.status(false).write(&cfg.state_dir) {
         tracing::warn!(error = %e, "writing status.json at the stop");
     }
     tracing::info!(
@@ -867,13 +871,14 @@ fn panic_text(stop: &PanicStop) -> String {
 #[cfg(feature = "journald")]
 fn prepare_journald(
     cfg: &AgentConfig,
-    j: &config::JournaldConfig,
-) -> anyhow::Result<crate::journal::reader::ReaderConfig> {
-    use crate::journal::{reader, resume, Filter};
-    let source = config::JournalSource::parse(&j.journal).map_err(anyhow::Error::msg)?;
+    j: &crate::ingest::journal::config::JournaldConfig,
+) -> anyhow::Result<crate::ingest::journal::reader::ReaderConfig> {
+    use crate::ingest::journal::{reader, resume, Filter};
+    let source = crate::ingest::journal::config::JournalSource::parse(&j.journal)
+        .map_err(anyhow::Error::msg)?;
     reader::check(&source)?;
-    if source == config::JournalSource::System {
-        if let Some(why) = crate::journal::system_journal_missing() {
+    if source == crate::ingest::journal::config::JournalSource::System {
+        if let Some(why) = crate::ingest::journal::system_journal_missing() {
             tracing::warn!("[journald] {why}");
         }
     }
@@ -884,7 +889,8 @@ fn prepare_journald(
         .map_err(|e| anyhow::anyhow!("finding the last journal entry chained: {e}"))?;
     Ok(reader::ReaderConfig {
         source,
-        start: config::JournalStart::parse(&j.start).map_err(anyhow::Error::msg)?,
+        start: crate::ingest::journal::config::JournalStart::parse(&j.start)
+            .map_err(anyhow::Error::msg)?,
         filter: Filter::new(j).map_err(anyhow::Error::msg)?,
         max_entry: j.max_entry_size as usize,
         resume: None,
@@ -899,15 +905,15 @@ fn prepare_journald(
 /// spool, which the writer has already cut back to whole records).
 #[cfg(feature = "journald")]
 fn start_journald(
-    mut rcfg: crate::journal::reader::ReaderConfig,
+    mut rcfg: crate::ingest::journal::reader::ReaderConfig,
     cfg: &AgentConfig,
     spool_dir: &std::path::Path,
     tx: mpsc::Sender<crate::ingest::Batch>,
     stop: watch::Receiver<bool>,
     done: Arc<tokio::sync::Notify>,
-    stats: Arc<crate::journal::ReaderStats>,
+    stats: Arc<crate::ingest::journal::ReaderStats>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    use crate::journal::{reader, resume};
+    use crate::ingest::journal::{reader, resume};
     rcfg.resume = resume::resume_cursor(&cfg.state_dir, spool_dir)
         .map_err(|e| anyhow::anyhow!("finding the last journal entry chained: {e}"))?;
     rcfg.done = done;
@@ -921,7 +927,10 @@ fn start_journald(
 struct NoJournal;
 
 #[cfg(not(feature = "journald"))]
-fn prepare_journald(_: &AgentConfig, _: &config::JournaldConfig) -> anyhow::Result<NoJournal> {
+fn prepare_journald(
+    _: &AgentConfig,
+    _: &crate::ingest::journal::config::JournaldConfig,
+) -> anyhow::Result<NoJournal> {
     anyhow::bail!("[journald]: this logseal was built without journald support")
 }
 
@@ -933,7 +942,7 @@ fn start_journald(
     _: mpsc::Sender<crate::ingest::Batch>,
     _: watch::Receiver<bool>,
     _: Arc<tokio::sync::Notify>,
-    _: Arc<crate::journal::ReaderStats>,
+    _: Arc<crate::ingest::journal::ReaderStats>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     anyhow::bail!("[journald]: this logseal was built without journald support")
 }

@@ -12,11 +12,11 @@
 //! after that match again. The chain is the same either way, only the work is
 //! split differently.
 //!
-//! [`ChainWriter::append_staged`]: crate::writer::ChainWriter::append_staged
+//! [`ChainWriter::append_staged`]: crate::storage::writer::ChainWriter::append_staged
 
-use crate::chain::record::{Payload, Record};
+use crate::chain::record::{Body, Payload, Record, FLAG_UNPARSED};
 use crate::chain::{ChainId, Digest};
-use crate::ingest::{Batch, ItemFormat};
+use crate::ingest::{Batch, Item, ItemFormat};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -72,9 +72,10 @@ pub fn stage(b: &Batch, chain_id: ChainId, base: u64, first_seq: u64) -> Option<
             chain_id,
             seq: first_seq + i as u64,
             time_ns: b.time_ns,
-            body: super::stamper::event_body(b, item, Payload::Raw(bytes)),
+            body: event_body(b, item, Payload::Raw(bytes)),
         };
-        let leaf = crate::segment::push_record_frame(&mut st.frames, |out| rec.encode_into(out))?;
+        let leaf =
+            crate::storage::segment::push_record_frame(&mut st.frames, |out| rec.encode_into(out))?;
         st.ends.push(st.frames.len() as u32);
         st.leaves.push(leaf);
     }
@@ -110,4 +111,32 @@ pub fn spawn(
             }
         })?;
     Ok(out)
+}
+
+/// True if the bytes start like a syslog message (`<PRI>`): the cheap check
+/// behind the "unparsed" flag; full parsing stays off the hot path.
+pub fn looks_like_syslog(m: &[u8]) -> bool {
+    if m.first() != Some(&b'<') {
+        return false;
+    }
+    let digits = m[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+    (1..=3).contains(&digits) && m.get(1 + digits) == Some(&b'>')
+}
+
+/// The Event record of item `item` of batch `b`, with `payload` (a raw
+/// message is flagged unparsed unless it starts like syslog). The stager and
+/// the stamper's own path both make events here.
+pub(crate) fn event_body<'a>(b: &'a Batch, item: &Item, payload: Payload<'a>) -> Body<'a> {
+    let flags = match payload {
+        Payload::Raw(m) if !looks_like_syslog(m) => FLAG_UNPARSED,
+        _ => 0,
+    };
+    // (The encoder sets the truncation flag from `original_len`.)
+    Body::Event {
+        source: b.source,
+        flags,
+        peer: &b.peer,
+        original_len: item.original_len,
+        payload,
+    }
 }

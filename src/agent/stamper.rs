@@ -18,11 +18,11 @@
 
 use super::stage::{self, Staged};
 use super::unwritten::{LostCount, Unwritten};
-use crate::chain::record::{Body, LossReason, Payload, Source, FLAG_UNPARSED};
-use crate::ingest::{Batch, Item, ItemFormat, LossCounter};
-use crate::spool::Spool;
+use crate::chain::record::{Body, LossReason, Payload, Source};
+use crate::ingest::{Batch, ItemFormat, LossCounter};
+use crate::storage::spool::Spool;
+use crate::storage::writer::{ChainWriter, WriterError};
 use crate::transport::shipper::ShipLink;
-use crate::writer::{ChainWriter, WriterError};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -42,7 +42,7 @@ pub struct StamperConfig {
     /// Spool size cap.
     pub max_size: u64,
     /// With a journald input: the state directory that keeps the
-    /// `journal-cursor` file (see [`crate::journal::resume`]).
+    /// `journal-cursor` file (see [`crate::ingest::journal::resume`]).
     pub journal_state: Option<std::path::PathBuf>,
     /// Told whether input is being taken (false) or not (true: the spool is
     /// full or writes fail): datagram inputs drop and count meanwhile.
@@ -130,7 +130,7 @@ impl JournalMark {
     fn save(&mut self, dir: &std::path::Path) -> std::io::Result<()> {
         if self.durable.is_some() && self.durable != self.written {
             let c = self.durable.as_deref().unwrap_or_default();
-            crate::journal::resume::write_cursor_file(dir, c)?;
+            crate::ingest::journal::resume::write_cursor_file(dir, c)?;
             self.written = self.durable.clone();
         }
         Ok(())
@@ -272,7 +272,7 @@ impl Backlog {
             });
         }
         self.marks
-            .push_back((pos, records, crate::writer::now_ns()));
+            .push_back((pos, records, crate::util::timefmt::now_ns()));
         self.records = records;
     }
 
@@ -292,16 +292,6 @@ impl Backlog {
             .unacked_bytes
             .store(durable.saturating_sub(acked), Ordering::Relaxed);
     }
-}
-
-/// True if the bytes start like a syslog message (`<PRI>`): the cheap check
-/// behind the "unparsed" flag; full parsing stays off the hot path.
-pub fn looks_like_syslog(m: &[u8]) -> bool {
-    if m.first() != Some(&b'<') {
-        return false;
-    }
-    let digits = m[1..].iter().take_while(|b| b.is_ascii_digit()).count();
-    (1..=3).contains(&digits) && m.get(1 + digits) == Some(&b'>')
 }
 
 struct Pending {
@@ -372,7 +362,7 @@ pub fn run(
     // The agent sealed the chain just before it started this thread.
     stats
         .last_seal_ns
-        .store(crate::writer::now_ns(), Ordering::Relaxed);
+        .store(crate::util::timefmt::now_ns(), Ordering::Relaxed);
     let mut loss_log = LossLog::default();
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut blocked: Option<&'static str> = None; // why input is not being taken
@@ -549,7 +539,7 @@ pub fn run(
                     stats.seals.fetch_add(1, Ordering::Relaxed);
                     stats
                         .last_seal_ns
-                        .store(crate::writer::now_ns(), Ordering::Relaxed);
+                        .store(crate::util::timefmt::now_ns(), Ordering::Relaxed);
                     last_seal = Instant::now();
                     sealed_seq = w.next_seq();
                     first_unsealed = None;
@@ -599,7 +589,7 @@ pub fn run(
     stats.seals.fetch_add(1, Ordering::Relaxed);
     stats
         .last_seal_ns
-        .store(crate::writer::now_ns(), Ordering::Relaxed);
+        .store(crate::util::timefmt::now_ns(), Ordering::Relaxed);
     stats.unsealed.store(0, Ordering::Relaxed);
     // The agent deletes acknowledged segments after this returns.
     jm.mark.synced_to(u64::MAX);
@@ -776,24 +766,6 @@ fn account_unwritten(
     }
 }
 
-/// The Event record of item `item` of batch `b`, with `payload` (a raw
-/// message is flagged unparsed unless it starts like syslog). The stager and
-/// the stamper's own path both make events here.
-pub(crate) fn event_body<'a>(b: &'a Batch, item: &Item, payload: Payload<'a>) -> Body<'a> {
-    let flags = match payload {
-        Payload::Raw(m) if !looks_like_syslog(m) => FLAG_UNPARSED,
-        _ => 0,
-    };
-    // (The encoder sets the truncation flag from `original_len`.)
-    Body::Event {
-        source: b.source,
-        flags,
-        peer: &b.peer,
-        original_len: item.original_len,
-        payload,
-    }
-}
-
 /// Appends the items of a batch from `p.next` on; on failure returns what is left.
 #[allow(clippy::result_large_err)] // the batch is handed back whole, as it came in
 fn append_batch(
@@ -859,11 +831,11 @@ fn append_batch(
             ItemFormat::Raw => Payload::Raw(bytes),
             ItemFormat::Fields => {
                 let mut fields = Vec::with_capacity(32);
-                crate::journal::split_fields(bytes, &mut fields);
+                crate::ingest::journal::split_fields(bytes, &mut fields);
                 Payload::Fields(fields)
             }
         };
-        let r = w.append_at(b.time_ns, event_body(b, &item, payload));
+        let r = w.append_at(b.time_ns, stage::event_body(b, &item, payload));
         if let Err(e) = r {
             tracing::warn!(error = %e, "append to the spool failed; holding input until it succeeds");
             break;
@@ -872,11 +844,11 @@ fn append_batch(
     }
     if b.format == ItemFormat::Fields && p.next > first {
         let last = b.bytes(&b.items[p.next - 1]);
-        if let Some(c) = crate::journal::field(last, crate::journal::F_CURSOR) {
+        if let Some(c) = crate::ingest::journal::field(last, crate::ingest::journal::F_CURSOR) {
             let c = String::from_utf8_lossy(c).into_owned();
             mark.pending.push_back((w.log().position(), c));
         }
-        let realtime = crate::journal::field(last, crate::journal::F_REALTIME)
+        let realtime = crate::ingest::journal::field(last, crate::ingest::journal::F_REALTIME)
             .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
         if let Some(t) = realtime {
             stats.journal_chained_usec.store(t, Ordering::Relaxed);
@@ -887,7 +859,7 @@ fn append_batch(
     let chained = &b.items[first..p.next];
     let raw = b.format == ItemFormat::Raw;
     let (bytes, unparsed) = chained.iter().fold((0u64, 0u64), |(n, u), i| {
-        let odd = raw && !looks_like_syslog(b.bytes(i));
+        let odd = raw && !stage::looks_like_syslog(b.bytes(i));
         (n + u64::from(i.len), u + u64::from(odd))
     });
     let si = (b.source as usize).min(7);

@@ -212,8 +212,12 @@ impl Unwritten {
         let file = match open() {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                crate::fsutil::write_atomic(&path, &vec![0; FILE_SIZE as usize], "losses-pending")
-                    .map_err(named)?;
+                crate::storage::fsutil::write_atomic(
+                    &path,
+                    &vec![0; FILE_SIZE as usize],
+                    "losses-pending",
+                )
+                .map_err(named)?;
                 open().map_err(named)?
             }
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {

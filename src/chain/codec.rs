@@ -43,7 +43,7 @@ impl Enc<'_> {
         self.0.extend_from_slice(v);
     }
     /// Length-prefixed bytes. Callers bound lengths far below `u32::MAX`
-    /// (a frame is at most [`crate::segment::MAX_FRAME`]).
+    /// (a frame is at most [`crate::chain::frame::MAX_FRAME`]).
     pub fn bytes(&mut self, v: &[u8]) {
         let len = u32::try_from(v.len()).unwrap_or(u32::MAX);
         self.u32(len);

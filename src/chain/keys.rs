@@ -60,7 +60,11 @@ impl SecretKey {
 
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SecretKey(pk={})", crate::hex::encode(&self.public()))
+        write!(
+            f,
+            "SecretKey(pk={})",
+            crate::chain::hex::encode(&self.public())
+        )
     }
 }
 

@@ -2,7 +2,9 @@
 //! evolution and the verifier. No tokio, no network, no filesystem.
 
 pub(crate) mod codec;
+pub mod frame;
 pub mod hash;
+pub mod hex;
 pub mod hostname;
 pub mod keys;
 pub mod record;

@@ -29,7 +29,7 @@ pub struct ChainId(pub [u8; 16]);
 
 impl fmt::Display for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::hex::encode(&self.0))
+        f.write_str(&crate::chain::hex::encode(&self.0))
     }
 }
 

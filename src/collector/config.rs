@@ -1,6 +1,6 @@
 //! The collector's configuration file (`config/collector.toml` documents every key).
 
-use crate::units::serde_units;
+use crate::util::units::serde_units;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,7 +34,7 @@ pub struct CollectorConfig {
     pub liveness: Liveness,
     /// The Prometheus endpoint (`[metrics]`); absent: none.
     #[serde(default)]
-    pub metrics: Option<crate::metrics::MetricsConfig>,
+    pub metrics: Option<crate::monitor::metrics::MetricsConfig>,
     /// The file this configuration was read from (a reload reads it again to
     /// name the settings that changed and need a restart).
     #[serde(skip)]
@@ -210,7 +210,7 @@ impl Default for Liveness {
 impl CollectorConfig {
     /// Parses a configuration file; errors name the key and line.
     pub fn load(path: &Path) -> anyhow::Result<CollectorConfig> {
-        let text = crate::fsutil::read_bounded_text(path, crate::agent::config::MAX_CONFIG)
+        let text = crate::storage::fsutil::read_bounded_text(path, crate::util::config::MAX_CONFIG)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let mut cfg = Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         cfg.source = Some(path.to_path_buf());
@@ -227,7 +227,7 @@ impl CollectorConfig {
 
     /// The settings of `other` that differ from this one's, by name.
     pub fn changed(&self, other: &CollectorConfig) -> Vec<&'static str> {
-        crate::units::differing(&[
+        crate::util::units::differing(&[
             ("name", &self.name, &other.name),
             ("listen", &self.listen, &other.listen),
             ("store", &self.store, &other.store),
@@ -242,7 +242,7 @@ impl CollectorConfig {
 
     /// Checks values that parse but cannot work.
     pub fn check(&self) -> Result<(), String> {
-        crate::agent::config::check_log_level(&self.log_level)?;
+        crate::util::config::check_log_level(&self.log_level)?;
         self.listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| format!("listen = {:?}: {e}", self.listen))?;
@@ -314,7 +314,7 @@ impl CollectorConfig {
 /// `HOST SHA256:FINGERPRINT` lines are accepted too).
 pub fn read_enrolled(path: &Path) -> anyhow::Result<crate::chain::trust::TrustAnchors> {
     use crate::chain::trust::{TrustAnchors, MAX_TRUST_FILE};
-    let text = crate::fsutil::read_bounded_text(path, MAX_TRUST_FILE)
+    let text = crate::storage::fsutil::read_bounded_text(path, MAX_TRUST_FILE)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     TrustAnchors::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

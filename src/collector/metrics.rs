@@ -2,7 +2,7 @@
 //! the store (per host: last seal, last batch, silence, bytes), the sessions
 //! and the counters the connections keep.
 
-use crate::metrics::{counter, counters, gauge, gauges, seconds};
+use crate::monitor::encode::{counter, counters, gauge, gauges, seconds};
 use crate::transport::proto::Code;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -46,7 +46,7 @@ impl Default for Counts {
         Counts {
             batches: AtomicU64::new(0),
             records: AtomicU64::new(0),
-            ack_seconds: Histogram::new(crate::metrics::latency_buckets()),
+            ack_seconds: Histogram::new(crate::util::units::latency_buckets()),
         }
     }
 }
@@ -57,7 +57,7 @@ pub(super) struct CollectorMetrics {
     /// `heartbeat × silent_after`.
     pub(super) silent_after: Duration,
     /// The certificate and CRL files it uses.
-    pub(super) certificates: Vec<crate::expiry::Watched>,
+    pub(super) certificates: Vec<crate::monitor::expiry::Watched>,
 }
 
 impl std::fmt::Debug for CollectorMetrics {
@@ -69,7 +69,7 @@ impl std::fmt::Debug for CollectorMetrics {
 impl CollectorMetrics {
     /// A registry holding these metrics and the process-wide fsync histogram.
     pub fn registry(self: &Arc<Self>) -> Registry {
-        let mut r = crate::metrics::registry(
+        let mut r = crate::monitor::metrics::registry(
             Box::new(self.clone()),
             &self.certificates,
             "collector",
@@ -87,7 +87,7 @@ impl CollectorMetrics {
 
 impl Collector for CollectorMetrics {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let now = crate::writer::now_ns();
+        let now = crate::util::timefmt::now_ns();
         let hosts = self.shared.store.survey(self.silent_after, false);
         let host = |h: &super::store::HostStatus| [("host", h.host.clone())];
         gauges(

@@ -6,7 +6,7 @@
 //! order "verify → append → fsync → ack" plain to read. A connection's thread
 //! reads batches and checks their links against the chain's tip; a second one
 //! hashes their leaves meanwhile (`leaf_stage`). Each chain is written
-//! and fsynced by a thread of its own ([`crate::writebehind`]): a connection
+//! and fsynced by a thread of its own ([`crate::storage::writebehind`]): a connection
 //! appends a verified batch, asks for an fsync without waiting for it and goes
 //! on verifying the next batch; it acknowledges batches in order as soon as the
 //! fsync has reached their end. fsyncs asked for while one runs are merged
@@ -78,7 +78,7 @@ const CRL_FLOOR_FILE: &str = "crl-floor.json";
 /// Reads `STORE/crl-floor.json`, if there is one.
 fn read_floor(store: &std::path::Path) -> Result<Option<Crls>, String> {
     let path = store.join(CRL_FLOOR_FILE);
-    match crate::fsutil::read_bounded_text(&path, 1 << 20) {
+    match crate::storage::fsutil::read_bounded_text(&path, 1 << 20) {
         Ok(text) => Crls::from_floor_text(&text).map(Some).map_err(|e| {
             format!(
                 "{}: {e} (it records how recent the CRLs in use were; delete it to accept any CRL the CA signed)",
@@ -217,7 +217,7 @@ impl TlsSource {
     fn save_floor(&self, store: &std::path::Path) {
         let text = lock(&self.current).crls.as_ref().map(Crls::floor_text);
         if let Some(text) = text {
-            if let Err(e) = crate::fsutil::write_atomic(
+            if let Err(e) = crate::storage::fsutil::write_atomic(
                 &store.join(CRL_FLOOR_FILE),
                 text.as_bytes(),
                 "crl-floor",
@@ -340,8 +340,8 @@ pub struct Findings {
 /// signed by the CA), and the enrolled-hosts file. A CRL past its nextUpdate
 /// is a warning.
 pub fn check_files(cfg: &CollectorConfig) -> Findings {
-    use crate::access::check_file;
-    let user = crate::access::service_user();
+    use crate::storage::access::check_file;
+    let user = crate::storage::access::service_user();
     let user = user.as_ref();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
@@ -425,18 +425,18 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut stop = crate::stop::StopSignals::install(&rt)?;
+    let mut stop = crate::util::stop::StopSignals::install(&rt)?;
     let listener = TcpListener::bind(&cfg.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.listen))?;
     let local = listener.local_addr()?;
     let metrics_listener = match &cfg.metrics {
-        Some(m) => Some(rt.block_on(crate::metrics::bind(m))?),
+        Some(m) => Some(rt.block_on(crate::monitor::metrics::bind(m))?),
         None => None,
     };
     crate::announce(format_args!("listening {local}"));
     let _ = std::io::stdout().flush();
     let name = if cfg.name.is_empty() {
-        crate::writer::system_host()
+        crate::util::host::system_host()
     } else {
         cfg.name.clone()
     };
@@ -508,7 +508,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
                     // thread, or here with the closure if the thread cannot start.
                     tracing::debug!(peer, "connection accepted");
                     let conn_shared = shared.clone();
-                    let spawned = crate::faults::spawn(
+                    let spawned = crate::storage::faults::spawn(
                         std::thread::Builder::new().name("logseal-conn".into()),
                         move || serve(&conn_shared, tcp, &peer, held),
                     );
@@ -523,7 +523,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
 
     let silent_after = cfg.liveness.heartbeat * cfg.liveness.silent_after;
     let certificates = {
-        use crate::expiry::Watched;
+        use crate::monitor::expiry::Watched;
         let mut w = vec![
             Watched::cert("tls.cert", &cfg.tls.cert),
             Watched::cert("tls.ca", &cfg.tls.ca),
@@ -533,8 +533,8 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         }
         w
     };
-    let expiry_now = || crate::writer::now_ns() / 1_000_000_000;
-    crate::expiry::warn_expiring(&certificates, expiry_now());
+    let expiry_now = || crate::util::timefmt::now_ns() / 1_000_000_000;
+    crate::monitor::expiry::warn_expiring(&certificates, expiry_now());
     let (metrics_stop, metrics_stopped) = tokio::sync::watch::channel(false);
     if let Some(l) = metrics_listener {
         let m = Arc::new(metrics::CollectorMetrics {
@@ -543,7 +543,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
             certificates: certificates.clone(),
         });
         let registry = Arc::new(m.registry());
-        rt.spawn(crate::metrics::serve(l, registry, metrics_stopped));
+        rt.spawn(crate::monitor::metrics::serve(l, registry, metrics_stopped));
     }
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -558,21 +558,21 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         // within a second, for new handshakes and for open sessions.
         let mut crl_poll = tokio::time::interval(CRL_POLL);
         let mut expiry = tokio::time::interval_at(
-            tokio::time::Instant::now() + crate::expiry::RECHECK,
-            crate::expiry::RECHECK,
+            tokio::time::Instant::now() + crate::monitor::expiry::RECHECK,
+            crate::monitor::expiry::RECHECK,
         );
         loop {
             tokio::select! {
                 _ = expiry.tick() => {
-                    crate::expiry::warn_expiring(&certificates, expiry_now());
+                    crate::monitor::expiry::warn_expiring(&certificates, expiry_now());
                 },
                 asked = stop.recv() => match asked {
-                    crate::stop::Asked::Stop => break,
-                    crate::stop::Asked::Reload => {
+                    crate::util::stop::Asked::Stop => break,
+                    crate::util::stop::Asked::Reload => {
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
                         tracing::info!("SIGHUP: reloading the certificates, key, CA and CRL (other settings need a restart)");
                         reload_tls(&shared, "SIGHUP");
-                        crate::expiry::warn_expiring(&certificates, expiry_now());
+                        crate::monitor::expiry::warn_expiring(&certificates, expiry_now());
                         if let Some(path) = &cfg.source {
                             match CollectorConfig::load(path) {
                                 Ok(new) => {

@@ -15,11 +15,12 @@
 use crate::chain::hash::{self, Digest};
 use crate::chain::tip::{Refusal, Tip};
 use crate::chain::ChainId;
-use crate::fsutil;
-use crate::segment::SegmentWriter;
-use crate::spool::{Spool, SpoolOptions};
+use crate::storage::fsutil;
+use crate::storage::segment::SegmentWriter;
+use crate::storage::spool::{Spool, SpoolOptions};
+use crate::storage::writer::RecordLog;
 use crate::transport::proto::{Batch, Code};
-use crate::writer::RecordLog;
+use crate::util::timefmt::now_ns;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
@@ -228,10 +229,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn now_ns() -> i64 {
-    crate::writer::now_ns()
-}
-
 impl Store {
     /// Opens (creating) the store at `root` and reads every chain back.
     pub fn open(
@@ -275,7 +272,7 @@ impl Store {
         let mut n = 0;
         for host in read_dir_names(&root.join("hosts"))? {
             for chain in read_dir_names(&root.join("hosts").join(&host))? {
-                let Some(id) = crate::hex::decode(&chain)
+                let Some(id) = crate::chain::hex::decode(&chain)
                     .and_then(|b| <[u8; 16]>::try_from(b).ok())
                     .map(ChainId)
                 else {
@@ -347,7 +344,7 @@ impl Store {
             if broken.is_some() {
                 return;
             }
-            if ty != crate::segment::FRAME_RECORD {
+            if ty != crate::chain::frame::FRAME_RECORD {
                 broken = Some(format!("frame at position {pos} is not a full record"));
                 return;
             }
@@ -644,7 +641,7 @@ impl Store {
         let bytes = batch
             .records
             .iter()
-            .fold(crate::segment::HEADER_LEN, |n, r| {
+            .fold(crate::storage::segment::HEADER_LEN, |n, r| {
                 n.saturating_add(9 + r.len() as u64)
             });
         let charge = charge_of(bytes);
@@ -697,7 +694,7 @@ impl Store {
                 "records": batch.records.len(),
                 "bytes": bytes,
                 "reason": reason,
-                "time": crate::timefmt::rfc3339(now_ns()),
+                "time": crate::util::timefmt::rfc3339(now_ns()),
             });
             fsutil::write_atomic(
                 &dir.join(format!("{name}.json")),
@@ -785,7 +782,7 @@ impl Store {
         let not_written = std::mem::take(&mut b.2);
         tracing::error!(alert = kind, host, chain = ?chain.map(|c| c.to_string()), repeated, not_written, "{message}");
         let mut line = serde_json::json!({
-            "time": crate::timefmt::rfc3339(now),
+            "time": crate::util::timefmt::rfc3339(now),
             "alert": kind,
             "host": host,
             "chain": chain.map(|c| c.to_string()),
@@ -859,7 +856,7 @@ impl Store {
                     chain: id.to_string(),
                     next_seq: t.next_seq,
                     epochs: t.epoch,
-                    last_seal_time: t.last_seal_ns.map(crate::timefmt::rfc3339),
+                    last_seal_time: t.last_seal_ns.map(crate::util::timefmt::rfc3339),
                     ended_cleanly: t.ended_cleanly,
                     damaged: s.broken.clone(),
                 });
@@ -869,13 +866,13 @@ impl Store {
             let silent = !stopped && now.saturating_sub(since) > limit;
             if report {
                 if silent && !info.silent_reported {
-                    tracing::warn!(host = name, last_seal = ?last.map(|(ns, _)| crate::timefmt::rfc3339(ns)), "host is silent: no seal for longer than {silent_after:?}");
+                    tracing::warn!(host = name, last_seal = ?last.map(|(ns, _)| crate::util::timefmt::rfc3339(ns)), "host is silent: no seal for longer than {silent_after:?}");
                 }
                 info.silent_reported = silent;
             }
             out.push(HostStatus {
                 host: name,
-                last_seal_time: last.map(|(ns, _)| crate::timefmt::rfc3339(ns)),
+                last_seal_time: last.map(|(ns, _)| crate::util::timefmt::rfc3339(ns)),
                 last_seal_ns: last.map(|(ns, _)| ns),
                 last_batch_ns: info.last_batch_ns,
                 silent,
@@ -901,13 +898,13 @@ impl Store {
         silent_after: std::time::Duration,
         interval: std::time::Duration,
         running: bool,
-        certificates: &[crate::expiry::Watched],
+        certificates: &[crate::monitor::expiry::Watched],
     ) -> io::Result<()> {
         let now = now_ns();
         let out = self.survey(silent_after, true);
         let (kept, held) = self.quarantine_usage();
         let doc = serde_json::json!({
-            "time": crate::timefmt::rfc3339(now),
+            "time": crate::util::timefmt::rfc3339(now),
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
             "running": running,
@@ -916,7 +913,7 @@ impl Store {
             "store_bytes": out.iter().map(|h| h.store_bytes).sum::<u64>(),
             "quarantine_bytes": held,
             "quarantined_batches": kept,
-            "certificates": crate::expiry::deadlines(certificates),
+            "certificates": crate::monitor::expiry::deadlines(certificates),
             "hosts": out,
         });
         fsutil::write_atomic(

@@ -9,7 +9,7 @@ use super::conns::{Conn, Need, Registry};
 use super::framing::{Budget, Framer};
 use super::{Batch, LossCounter};
 use crate::chain::record::Source;
-use crate::writer::now_ns;
+use crate::util::timefmt::now_ns;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -604,7 +604,7 @@ pub async fn stream_conn<S: AsyncRead + Unpin>(
     conn: Conn,
     at: StreamListener,
 ) {
-    crate::faults::panic_point("input-stream");
+    crate::storage::faults::panic_point("input-stream");
     tracing::debug!(source = source.name(), input = %at.loss.listen, peer = %peer, "connection opened");
     let budget = &at.streams.budget;
     let mut buf = ReadBuf::new(budget.clone());
@@ -864,7 +864,7 @@ pub async fn unix_stream(
 /// current when it arrives (SIGHUP replaces it).
 pub async fn tls(
     listener: tokio::net::TcpListener,
-    config: Arc<crate::stop::Reloadable<rustls::ServerConfig>>,
+    config: Arc<crate::util::stop::Reloadable<rustls::ServerConfig>>,
     tx: mpsc::Sender<Batch>,
     limits: ListenLimits,
     at: StreamListener,

@@ -1,10 +1,14 @@
-//! Syslog inputs: listeners that turn received bytes into batches of events for
-//! the stamper. The raw bytes are what is chained; nothing here parses them
-//! beyond RFC 6587 framing.
+//! Ingest: the inputs that turn received bytes into batches of events for the
+//! stamper. Syslog listeners (UDP, TCP, TLS, unix sockets) with RFC 6587
+//! framing ([`framing`], [`listen`], [`conns`], [`tls`]); the raw bytes are
+//! what is chained, and [`syslog`] parses them only for display. The journald
+//! reader ([`journal`]) chains each entry's fields whole.
 
 pub mod conns;
 pub mod framing;
+pub mod journal;
 pub mod listen;
+pub mod syslog;
 pub mod tls;
 
 use crate::chain::record::{LossReason, Source};
@@ -38,7 +42,7 @@ pub struct Batch {
 pub enum ItemFormat {
     /// The message exactly as received (Event payload format 0).
     Raw,
-    /// Journald fields, encoded with [`crate::journal::push_field`]
+    /// Journald fields, encoded with [`crate::ingest::journal::push_field`]
     /// (Event payload format 1).
     Fields,
 }

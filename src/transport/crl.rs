@@ -46,7 +46,7 @@ impl Crls {
     /// block must be a CRL that parses whole and is signed by one of them.
     pub fn load(path: &Path, ca: &[CertificateDer<'_>]) -> Result<Crls, String> {
         let name = path.display();
-        let bytes = crate::fsutil::read_bounded(path, MAX_CRL_FILE)
+        let bytes = crate::storage::fsutil::read_bounded(path, MAX_CRL_FILE)
             .map_err(|e| format!("CRL {name}: {e}"))?;
         let ders = CertificateRevocationListDer::pem_slice_iter(&bytes)
             .collect::<Result<Vec<_>, _>>()
@@ -127,7 +127,7 @@ impl Crls {
         let by_issuer: std::collections::BTreeMap<String, &Issue> = self
             .issues
             .iter()
-            .map(|(k, v)| (crate::hex::encode(k), v))
+            .map(|(k, v)| (crate::chain::hex::encode(k), v))
             .collect();
         serde_json::json!({ "crl_floor": by_issuer }).to_string() + "\n"
     }
@@ -142,7 +142,7 @@ impl Crls {
         let f: Floor = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let mut issues = HashMap::new();
         for (k, v) in f.crl_floor {
-            let k = crate::hex::decode(&k).ok_or_else(|| format!("{k:?} is not hex"))?;
+            let k = crate::chain::hex::decode(&k).ok_or_else(|| format!("{k:?} is not hex"))?;
             issues.insert(k, v);
         }
         Ok(Crls {
@@ -191,8 +191,8 @@ impl Crls {
                         "its CRL of {} is older than the one in use (CRL number {} < {}): a \
                          rollback would re-admit certificates revoked since",
                         cur.name,
-                        crate::hex::encode(n),
-                        crate::hex::encode(c)
+                        crate::chain::hex::encode(n),
+                        crate::chain::hex::encode(c)
                     ));
                 }
             } else if new.this_update < cur.this_update {
@@ -227,5 +227,5 @@ fn by_value(b: &[u8]) -> (usize, &[u8]) {
 }
 
 fn secs(t: i64) -> String {
-    crate::timefmt::rfc3339(t.saturating_mul(1_000_000_000))
+    crate::util::timefmt::rfc3339(t.saturating_mul(1_000_000_000))
 }

@@ -12,10 +12,11 @@
 //! - Failures: reconnect with exponential backoff and jitter, moving to the
 //!   next configured collector after each failed attempt.
 
+use crate::chain::frame::FRAME_RECORD;
 use crate::chain::record::decode_header_only;
 use crate::chain::ChainId;
-use crate::segment::{self, FRAME_RECORD};
-use crate::spool;
+use crate::storage::segment;
+use crate::storage::spool;
 use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
 use rustls::pki_types::ServerName;
 use std::collections::{HashMap, VecDeque};
@@ -93,7 +94,7 @@ pub struct ShipperConfig {
     pub server_name: String,
     /// TLS client configuration (SIGHUP replaces it; each connection takes
     /// the current one).
-    pub tls: Arc<crate::stop::Reloadable<rustls::ClientConfig>>,
+    pub tls: Arc<crate::util::stop::Reloadable<rustls::ClientConfig>>,
     /// Records per batch at most.
     pub batch_records: usize,
     /// Bytes per batch at most.
@@ -135,7 +136,7 @@ impl Default for ShipStats {
             connected: AtomicBool::new(false),
             last_ack_ns: std::sync::atomic::AtomicI64::new(0),
             ack_seconds: prometheus_client::metrics::histogram::Histogram::new(
-                crate::metrics::latency_buckets(),
+                crate::util::units::latency_buckets(),
             ),
         }
     }
@@ -243,7 +244,7 @@ impl Cursor {
                 let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
                 let crc = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
                 let foff = off + (at - start) as u64;
-                if len == 0 || len > segment::MAX_FRAME {
+                if len == 0 || len > crate::chain::frame::MAX_FRAME {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("spool segment {base:020}.seg: bad frame length at offset {foff}"),
@@ -681,7 +682,7 @@ impl Session<'_> {
                         .observe(f.sent.elapsed().as_secs_f64());
                     self.stats
                         .last_ack_ns
-                        .store(crate::writer::now_ns(), Ordering::Relaxed);
+                        .store(crate::util::timefmt::now_ns(), Ordering::Relaxed);
                     *progress = true;
                 }
                 while inflight.front().is_some_and(|f| f.id == 0) {

@@ -7,12 +7,12 @@
 //! the format does.
 
 use crate::chain::hash::{self, Digest, ZERO_HEAD};
+use crate::chain::hex;
 use crate::chain::record::{
     Body, ChainId, LifecycleEvent, LossReason, Origin, Payload, Record, Source, FLAG_UNPARSED,
 };
 use crate::chain::{seal_message, SecretKey};
-use crate::hex;
-use crate::segment;
+use crate::storage::segment;
 use std::fmt::Write;
 
 pub mod negative;
@@ -170,16 +170,16 @@ pub fn generate() -> Vectors {
         let _ = writeln!(text, "record.{seq}: {}", hex::encode(&encoded));
         let _ = writeln!(text, "leaf.{seq}: {}", hex::encode(&leaf));
         let _ = writeln!(text, "head.{seq}: {}", hex::encode(&head));
-        segment::encode_frame(segment::FRAME_RECORD, &encoded, &mut seg);
+        segment::encode_frame(crate::chain::frame::FRAME_RECORD, &encoded, &mut seg);
         if seq == 1 {
-            let mut p = Vec::with_capacity(segment::REDACTED_LEN);
+            let mut p = Vec::with_capacity(crate::chain::frame::REDACTED_LEN);
             p.extend_from_slice(&chain_id.0);
             p.extend_from_slice(&seq.to_be_bytes());
             p.push(encoded[1]);
             p.extend_from_slice(&leaf);
-            segment::encode_frame(segment::FRAME_REDACTED, &p, &mut red);
+            segment::encode_frame(crate::chain::frame::FRAME_REDACTED, &p, &mut red);
         } else {
-            segment::encode_frame(segment::FRAME_RECORD, &encoded, &mut red);
+            segment::encode_frame(crate::chain::frame::FRAME_RECORD, &encoded, &mut red);
         }
     }
     let _ = writeln!(text, "segment.header: {}", hex::encode(&segment::header()));

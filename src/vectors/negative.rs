@@ -16,12 +16,12 @@
 //! ```
 
 use crate::chain::hash::{self, Digest, ZERO_HEAD};
+use crate::chain::hex;
 use crate::chain::record::{
     Body, ChainId, LifecycleEvent, LossReason, Origin, Payload, Predecessor, Record, Source,
 };
 use crate::chain::{seal_message, SecretKey};
-use crate::hex;
-use crate::segment;
+use crate::storage::segment;
 use serde_json::{json, Value};
 
 const T0: i64 = 1_795_824_000_000_000_000; // 2026-11-28T00:00:00Z
@@ -263,18 +263,18 @@ impl Chain {
 
 fn frame(rec: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    segment::encode_frame(segment::FRAME_RECORD, rec, &mut out);
+    segment::encode_frame(crate::chain::frame::FRAME_RECORD, rec, &mut out);
     out
 }
 
 fn redacted_frame(rec: &[u8], kind: u8) -> Vec<u8> {
-    let mut p = Vec::with_capacity(segment::REDACTED_LEN);
+    let mut p = Vec::with_capacity(crate::chain::frame::REDACTED_LEN);
     p.extend_from_slice(&rec[2..18]);
     p.extend_from_slice(&rec[18..26]);
     p.push(kind);
     p.extend_from_slice(&hash::leaf(rec));
     let mut out = Vec::new();
-    segment::encode_frame(segment::FRAME_REDACTED, &p, &mut out);
+    segment::encode_frame(crate::chain::frame::FRAME_REDACTED, &p, &mut out);
     out
 }
 

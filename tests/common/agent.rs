@@ -4,7 +4,7 @@
 use super::bin;
 use logseal::chain::record::{Body, Payload};
 use logseal::chain::Record;
-use logseal::segment::{Item, SegmentReader};
+use logseal::storage::segment::{Item, SegmentReader};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -156,7 +156,7 @@ pub fn events_in(dir: &Path) -> Vec<(String, String)> {
     if !dir.exists() {
         return Vec::new();
     }
-    let Ok((files, _)) = logseal::verify_files::expand(&[dir.to_path_buf()]) else {
+    let Ok((files, _)) = logseal::responder::verify_files::expand(&[dir.to_path_buf()]) else {
         return Vec::new();
     };
     let mut out = Vec::new();

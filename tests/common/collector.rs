@@ -1,10 +1,10 @@
 //! Running `logseal collector` and shipping agents in tests, with a PKI made
-//! by `logseal::pki` (the code behind `logseal pki`).
+//! by `logseal::cmd::pki` (the code behind `logseal pki`).
 #![allow(dead_code)]
 
 use super::agent::Agent;
 use super::bin;
-use logseal::pki::{self, Role};
+use logseal::cmd::pki::{self, Role};
 use logseal::transport::proto::{self, FrameReader, Msg};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -240,7 +240,7 @@ pub fn free_port() -> u16 {
 
 /// The records of a segment file.
 pub fn records(path: &Path) -> Vec<Vec<u8>> {
-    use logseal::segment::{Item, SegmentReader};
+    use logseal::storage::segment::{Item, SegmentReader};
     let mut r = SegmentReader::open(path).unwrap();
     let mut out = Vec::new();
     while let Some(item) = r.next_item().unwrap() {

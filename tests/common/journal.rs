@@ -7,7 +7,7 @@
 use super::bin;
 use logseal::chain::record::{Body, Payload, Source};
 use logseal::chain::Record;
-use logseal::segment::{Item, SegmentReader};
+use logseal::storage::segment::{Item, SegmentReader};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -345,7 +345,7 @@ pub enum Chained {
 /// Journald Events and journald Loss records in the spool of `state`.
 pub fn chained(state: &Path) -> Vec<Chained> {
     let dir = state.join("spool");
-    let Ok(bases) = logseal::spool::segment_bases(&dir) else {
+    let Ok(bases) = logseal::storage::spool::segment_bases(&dir) else {
         return Vec::new();
     };
     let files: Vec<PathBuf> = bases
@@ -357,7 +357,7 @@ pub fn chained(state: &Path) -> Vec<Chained> {
 
 /// The same for every segment file under `dir` (a collector's store).
 pub fn chained_in(dir: &Path) -> Vec<Chained> {
-    let (files, _) = logseal::verify_files::expand(&[dir.to_path_buf()]).unwrap();
+    let (files, _) = logseal::responder::verify_files::expand(&[dir.to_path_buf()]).unwrap();
     chained_in_files(&files)
 }
 

@@ -10,8 +10,8 @@ pub mod pki;
 use logseal::chain::record::Source;
 use logseal::chain::verify::{Problem, Report, Verdict};
 use logseal::chain::Record;
-use logseal::segment::{self, Item, SegmentReader};
-use logseal::writer::ChainWriter;
+use logseal::storage::segment::{self, Item, SegmentReader};
+use logseal::storage::writer::ChainWriter;
 use std::path::{Path, PathBuf};
 
 /// A temporary directory removed on drop.
@@ -80,8 +80,13 @@ pub fn build_chain(dir: &Path, host: &str, events: u64, seal_every: u64) -> Path
         ChainWriter::open(&dir.join(format!("{host}.state")), &log, Some(host)).unwrap();
     for i in 1..=events {
         let msg = format!("{host} event {i}");
-        w.append_event(logseal::writer::now_ns(), Source::Stdin, "", msg.as_bytes())
-            .unwrap();
+        w.append_event(
+            logseal::util::timefmt::now_ns(),
+            Source::Stdin,
+            "",
+            msg.as_bytes(),
+        )
+        .unwrap();
         if i % seal_every == 0 {
             w.seal().unwrap();
         }
@@ -133,7 +138,7 @@ pub fn fix_crc(bytes: &mut [u8], offset: usize) {
 pub fn verify_bytes(dir: &Path, name: &str, bytes: &[u8]) -> Report {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
-    logseal::verify_files::verify(&[p], Default::default(), |_, _| {}).unwrap()
+    logseal::responder::verify_files::verify(&[p], Default::default(), |_, _| {}).unwrap()
 }
 
 /// All problems of all chains (and unattributed ones).

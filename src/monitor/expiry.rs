@@ -6,7 +6,7 @@
 //! notAfter in a PEM file: a leaf, its chain or a CA) and
 //! `logseal_crl_next_update_timestamp_seconds{file, what}`.
 
-use crate::metrics::gauges;
+use crate::monitor::encode::gauges;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
@@ -76,7 +76,7 @@ impl Watched {
     /// The earliest notAfter (certificates) or nextUpdate (CRLs) in the file,
     /// seconds since the Unix epoch; None if no CRL says when it is next updated.
     pub fn deadline(&self) -> Result<Option<i64>, String> {
-        let bytes = crate::fsutil::read_bounded(&self.path, MAX_PEM)
+        let bytes = crate::storage::fsutil::read_bounded(&self.path, MAX_PEM)
             .map_err(|e| format!("{} {}: {e}", self.what, self.path.display()))?;
         let mut earliest: Option<i64> = None;
         let mut seen = 0;
@@ -129,7 +129,7 @@ pub fn warn_expiring(files: &[Watched], now: i64) -> usize {
             continue;
         }
         n += 1;
-        let when = crate::timefmt::rfc3339(t.saturating_mul(1_000_000_000));
+        let when = crate::util::timefmt::rfc3339(t.saturating_mul(1_000_000_000));
         let (verb, fix) = match f.kind {
             Kind::Certificate => (
                 "expires",
@@ -223,7 +223,7 @@ pub fn deadlines(files: &[Watched]) -> Vec<Deadline> {
                     .ok()
                     .copied()
                     .flatten()
-                    .map(|t| crate::timefmt::rfc3339(t.saturating_mul(1_000_000_000))),
+                    .map(|t| crate::util::timefmt::rfc3339(t.saturating_mul(1_000_000_000))),
                 error: d.err(),
                 crl: w.kind == Kind::Crl,
             }

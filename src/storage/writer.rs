@@ -20,12 +20,13 @@ use crate::chain::record::{
     Body, ChainId, LifecycleEvent, Origin, Payload, Predecessor, Record, Source,
 };
 use crate::chain::{seal_message, SecretKey};
-use crate::faults;
-use crate::segment::{self, OpenError, SegmentWriter};
-use crate::signer::{Resume, SignerState, StateError};
+use crate::storage::faults;
+use crate::storage::segment::{OpenError, SegmentWriter};
+use crate::storage::signer::{Resume, SignerState, StateError};
+use crate::util::host::system_host;
+use crate::util::timefmt::now_ns;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Writer name and version recorded in Genesis and Lifecycle records.
 pub const AGENT: &str = concat!("logseal ", env!("CARGO_PKG_VERSION"));
@@ -36,7 +37,7 @@ pub const GENESIS_FILE: &str = "genesis.record";
 
 /// Reads the current chain's Genesis record from a state directory.
 pub fn read_genesis(state_dir: &Path) -> Result<Vec<u8>, String> {
-    match crate::fsutil::read_bounded(&state_dir.join(GENESIS_FILE), MAX_GENESIS_FILE) {
+    match crate::storage::fsutil::read_bounded(&state_dir.join(GENESIS_FILE), MAX_GENESIS_FILE) {
         Ok(b) => Ok(b),
         Err(e) => match SignerState::load(state_dir) {
             Ok(st) if !st.genesis.is_empty() => Ok(st.genesis.clone()),
@@ -46,14 +47,6 @@ pub fn read_genesis(state_dir: &Path) -> Result<Vec<u8>, String> {
             )),
             Err(se) => Err(se.to_string()),
         },
-    }
-}
-
-/// Wall-clock time in ns since the Unix epoch (negative before 1970).
-pub fn now_ns() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
     }
 }
 
@@ -236,10 +229,10 @@ impl<L: RecordLog> ChainWriter<L> {
         log_name: &str,
         open_log: impl FnOnce(
             &mut dyn FnMut(u64, u8, &[u8]),
-        ) -> Result<(L, crate::segment::Repair), OpenError>,
+        ) -> Result<(L, crate::storage::segment::Repair), OpenError>,
     ) -> Result<(ChainWriter<L>, Opened), WriterError> {
         create_private_dir(state_dir)?;
-        crate::fsutil::remove_stale_temps(state_dir)
+        crate::storage::fsutil::remove_stale_temps(state_dir)
             .map_err(io_err(format!("cleaning {}", state_dir.display())))?;
         let loaded = SignerState::load(state_dir);
         if let (Ok(st), Some(h)) = (&loaded, host) {
@@ -527,8 +520,12 @@ impl<L: RecordLog> ChainWriter<L> {
         w.log.sync().map_err(io_err("syncing log"))?;
         // A public copy of the Genesis (the signer state drops it after the
         // first seal): `logseal agent --print-genesis` reads it for enrollment.
-        crate::fsutil::write_atomic(&state_dir.join(GENESIS_FILE), &genesis, "genesis-copy")
-            .map_err(io_err("writing the genesis copy"))?;
+        crate::storage::fsutil::write_atomic(
+            &state_dir.join(GENESIS_FILE),
+            &genesis,
+            "genesis-copy",
+        )
+        .map_err(io_err("writing the genesis copy"))?;
         Ok((w, Opened::New { origin, note }))
     }
 
@@ -575,7 +572,7 @@ impl<L: RecordLog> ChainWriter<L> {
             return Ok(false);
         }
         self.log.append_frame(frame)?;
-        let kind = crate::segment::frame_record(frame).map_or(0, hash::kind_of);
+        let kind = crate::storage::segment::frame_record(frame).map_or(0, hash::kind_of);
         self.head = hash::head(&self.head, kind, leaf);
         self.next_seq += 1;
         Ok(true)
@@ -766,7 +763,7 @@ fn scan_frame(
     ftype: u8,
     payload: &[u8],
 ) {
-    if ftype != segment::FRAME_RECORD {
+    if ftype != crate::chain::frame::FRAME_RECORD {
         return;
     }
     let Ok(rec) = Record::decode(payload) else {
@@ -893,7 +890,7 @@ fn ensure_genesis_copy(
         Record::decode(b)
             .is_ok_and(|r| r.chain_id == chain_id && matches!(r.body, Body::Genesis { .. }))
     };
-    if crate::fsutil::read_bounded(&path, MAX_GENESIS_FILE).is_ok_and(|b| good(&b)) {
+    if crate::storage::fsutil::read_bounded(&path, MAX_GENESIS_FILE).is_ok_and(|b| good(&b)) {
         return Ok(());
     }
     let source = [Some(from_state), from_log]
@@ -901,7 +898,7 @@ fn ensure_genesis_copy(
         .flatten()
         .find(|b| good(b));
     match source {
-        Some(g) => crate::fsutil::write_atomic(&path, g, "genesis-copy")
+        Some(g) => crate::storage::fsutil::write_atomic(&path, g, "genesis-copy")
             .map_err(io_err("writing the genesis copy")),
         None => {
             tracing::warn!(
@@ -926,10 +923,4 @@ fn create_private_dir(dir: &Path) -> Result<(), WriterError> {
             source: e,
         }),
     }
-}
-
-/// The system's host name (`uname -n`), in canonical form (lower case, no
-/// trailing dot; see [`crate::chain::hostname`]).
-pub fn system_host() -> String {
-    crate::chain::hostname::canonical(&rustix::system::uname().nodename().to_string_lossy())
 }

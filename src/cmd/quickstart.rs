@@ -12,7 +12,7 @@
 //! Ctrl-C reaches only this process; it then stops the agent (which seals and
 //! ships its last records), then the collector, and verifies the store.
 
-use crate::pki;
+use crate::cmd::pki;
 use anyhow::{bail, Context};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -32,7 +32,7 @@ fn toml_str(p: &Path) -> String {
 
 /// The host name the quickstart agent uses (must be a certificate name).
 fn agent_host() -> String {
-    let h = crate::writer::system_host();
+    let h = crate::util::host::system_host();
     if pki::check_name(&h).is_ok() {
         h
     } else {
@@ -118,7 +118,7 @@ fn listening(
                     bail!(
                         "it exited ({st}) before listening; its log {} says:\n{}",
                         log.display(),
-                        crate::fsutil::read_bounded_text(log, 1 << 20).unwrap_or_default()
+                        crate::storage::fsutil::read_bounded_text(log, 1 << 20).unwrap_or_default()
                     );
                 }
                 if Instant::now() > deadline {
@@ -165,7 +165,7 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut signals = crate::stop::StopSignals::install(&rt)?;
+    let mut signals = crate::util::stop::StopSignals::install(&rt)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir
         .canonicalize()
@@ -207,7 +207,7 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
         toml_str(&p.key("collector")),
         toml_str(&p.crl()),
     );
-    crate::fsutil::write_atomic(&collector_toml, collector_cfg.as_bytes(), "quickstart")?;
+    crate::storage::fsutil::write_atomic(&collector_toml, collector_cfg.as_bytes(), "quickstart")?;
 
     let exe = std::env::current_exe().context("locating the logseal binary")?;
     let collector_log = dir.join("collector.log");
@@ -246,7 +246,7 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
         toml_str(&p.cert(&host)),
         toml_str(&p.key(&host)),
     );
-    crate::fsutil::write_atomic(&agent_toml, agent_cfg.as_bytes(), "quickstart")?;
+    crate::storage::fsutil::write_atomic(&agent_toml, agent_cfg.as_bytes(), "quickstart")?;
     let agent_log = dir.join("agent.log");
     let mut agent = spawn(
         &exe,
@@ -330,12 +330,12 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
     eprintln!("logseal quickstart: stopping the collector…");
     stop(&mut collector, "collector");
 
-    let (files, _) = crate::verify_files::expand(std::slice::from_ref(&store))
+    let (files, _) = crate::responder::verify_files::expand(std::slice::from_ref(&store))
         .map_err(|e| anyhow::anyhow!("{e} (nothing reached the collector?)"))?;
-    let report = crate::verify_files::verify(&files, Default::default(), |_, _| {})?;
+    let report = crate::responder::verify_files::verify(&files, Default::default(), |_, _| {})?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "\nlogseal verify {}:", store.display())?;
-    crate::report::verify_text(&mut out, &report, &files)?;
+    crate::responder::report::verify_text(&mut out, &report, &files)?;
     writeln!(
         out,
         "\nThe state is kept: run `logseal quickstart --dir {}` again to continue the same chain.",

@@ -7,7 +7,7 @@
 //! a host can write them, so they cannot vouch for anything.
 
 use crate::chain::verify::{Options, Placement, Report, Verifier};
-use crate::segment::{self, Item, SegmentReader};
+use crate::storage::segment::{self, Item, SegmentReader};
 use std::io;
 use std::path::{Path, PathBuf};
 

@@ -7,9 +7,10 @@
 //! before it deletes a segment, with the last cursor already fsynced in the
 //! spool, so the file is never ahead of what was chained durably.
 
+use crate::chain::frame::FRAME_RECORD;
 use crate::chain::record::{Body, Payload, Record, Source};
-use crate::segment::{Item, SegmentReader, FRAME_RECORD};
-use crate::spool::segment_bases;
+use crate::storage::segment::{Item, SegmentReader};
+use crate::storage::spool::segment_bases;
 use std::io;
 use std::path::Path;
 
@@ -82,7 +83,7 @@ pub const MAX_CURSOR_FILE: u64 = 16 << 10;
 /// Reads the cursor file; `None` if there is none. A damaged file is an error.
 pub fn read_cursor_file(state_dir: &Path) -> io::Result<Option<String>> {
     let path = state_dir.join(CURSOR_FILE);
-    let text = match crate::fsutil::read_bounded_text(&path, MAX_CURSOR_FILE) {
+    let text = match crate::storage::fsutil::read_bounded_text(&path, MAX_CURSOR_FILE) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
@@ -111,7 +112,7 @@ pub fn read_cursor_file(state_dir: &Path) -> io::Result<Option<String>> {
 /// Writes the cursor file atomically (temp, fsync, rename, fsync dir).
 pub fn write_cursor_file(state_dir: &Path, cursor: &str) -> io::Result<()> {
     let text = format!("v1 {:08x} {cursor}\n", crc32c::crc32c(cursor.as_bytes()));
-    crate::fsutil::write_atomic(
+    crate::storage::fsutil::write_atomic(
         &state_dir.join(CURSOR_FILE),
         text.as_bytes(),
         "journal-cursor",
@@ -142,8 +143,8 @@ mod tests {
             Some("s=ab;i=1")
         );
         let p = dir.join(CURSOR_FILE);
-        let t = crate::fsutil::read_bounded_text(&p, 4096).expect("read");
-        crate::fsutil::write_atomic(&p, t.replace("i=1", "i=2").as_bytes(), "test")
+        let t = crate::storage::fsutil::read_bounded_text(&p, 4096).expect("read");
+        crate::storage::fsutil::write_atomic(&p, t.replace("i=1", "i=2").as_bytes(), "test")
             .expect("tamper");
         let e = read_cursor_file(&dir).expect_err("crc");
         assert!(e.to_string().contains("journal-cursor"), "{e}");

@@ -11,9 +11,6 @@
 //! `MAX_SCRAPERS × (HEAD_MAX + one encoded scrape)`. Bind it to loopback or a management network: it tells
 //! anyone who can reach it the host names and addresses a process serves.
 
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -44,20 +41,20 @@ pub struct MetricsConfig {
 /// certificate files it uses, and the fsync histogram as `ROLE_fsync_seconds`.
 pub fn registry(
     own: Box<dyn prometheus_client::collector::Collector>,
-    certificates: &[crate::expiry::Watched],
+    certificates: &[crate::monitor::expiry::Watched],
     role: &str,
     fsync_of: &str,
 ) -> Registry {
     let mut r = Registry::with_prefix("logseal");
     r.register_collector(own);
-    r.register_collector(Box::new(crate::expiry::ExpiryMetrics(
+    r.register_collector(Box::new(crate::monitor::expiry::ExpiryMetrics(
         certificates.to_vec(),
     )));
     r.register_with_unit(
         format!("{role}_fsync"),
         format!("Time each fsync of a {fsync_of} file took"),
         Unit::Seconds,
-        crate::writebehind::FSYNC_SECONDS.clone(),
+        crate::storage::writebehind::FSYNC_SECONDS.clone(),
     );
     r
 }
@@ -294,81 +291,6 @@ async fn reply(
         sock.write_all(body.as_bytes()).await?;
     }
     sock.shutdown().await
-}
-
-/// Seconds since the Unix epoch of a time in ns (for `_timestamp_seconds`).
-pub fn seconds(ns: i64) -> f64 {
-    ns as f64 / 1e9
-}
-
-/// Writes one gauge without labels (for [`prometheus_client::collector::Collector`]s
-/// that read the process's state at each scrape).
-pub fn gauge(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    unit: Option<Unit>,
-    value: f64,
-) -> std::fmt::Result {
-    let g = ConstGauge::new(value);
-    let m = enc.encode_descriptor(name, help, unit.as_ref(), g.metric_type())?;
-    g.encode(m)
-}
-
-/// Writes one counter without labels (its name gets `_total`).
-pub fn counter(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    value: u64,
-) -> std::fmt::Result {
-    let c = ConstCounter::new(value);
-    let m = enc.encode_descriptor(name, help, None, c.metric_type())?;
-    c.encode(m)
-}
-
-/// Writes a gauge with one row per label set.
-pub fn gauges<L: EncodeLabelSet>(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    unit: Option<Unit>,
-    rows: impl IntoIterator<Item = (L, f64)>,
-) -> std::fmt::Result {
-    let mut m = enc.encode_descriptor(
-        name,
-        help,
-        unit.as_ref(),
-        prometheus_client::metrics::MetricType::Gauge,
-    )?;
-    for (labels, v) in rows {
-        ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-/// Writes a counter with one row per label set.
-pub fn counters<L: EncodeLabelSet>(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    rows: impl IntoIterator<Item = (L, u64)>,
-) -> std::fmt::Result {
-    let mut m = enc.encode_descriptor(
-        name,
-        help,
-        None,
-        prometheus_client::metrics::MetricType::Counter,
-    )?;
-    for (labels, v) in rows {
-        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-/// Buckets of latency histograms, in seconds: 100 µs to about 52 s.
-pub fn latency_buckets() -> impl Iterator<Item = f64> {
-    prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 20)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! re-issuing a name means revoking it and choosing another, or deleting the
 //! files on purpose.
 
-use crate::fsutil;
+use crate::storage::fsutil;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
@@ -320,7 +320,7 @@ pub fn issue_at(
     idx.issued.push(Issued {
         name: name.to_string(),
         role,
-        serial: crate::hex::encode(&serial.to_bytes()),
+        serial: crate::chain::hex::encode(&serial.to_bytes()),
         not_before: not_before.unix_timestamp(),
         not_after: params.not_after.unix_timestamp(),
         revoked: None,
@@ -329,7 +329,7 @@ pub fn issue_at(
     Ok(IssuedFiles {
         cert: p.cert(name),
         key: p.key(name),
-        not_after: crate::timefmt::rfc3339(params.not_after.unix_timestamp() * 1_000_000_000),
+        not_after: crate::util::timefmt::rfc3339(params.not_after.unix_timestamp() * 1_000_000_000),
     })
 }
 
@@ -377,10 +377,11 @@ fn write_crl(p: &Paths, idx: &mut Index, ca_key: &KeyPair) -> Result<(), PkiErro
     let mut revoked = Vec::new();
     for i in &idx.issued {
         if let Some(t) = i.revoked {
-            let serial = crate::hex::decode(&i.serial).ok_or_else(|| PkiError::BadIndex {
-                path: p.index(),
-                reason: format!("bad serial for {}", i.name),
-            })?;
+            let serial =
+                crate::chain::hex::decode(&i.serial).ok_or_else(|| PkiError::BadIndex {
+                    path: p.index(),
+                    reason: format!("bad serial for {}", i.name),
+                })?;
             revoked.push(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&serial),
                 revocation_time: OffsetDateTime::from_unix_timestamp(t)

@@ -15,6 +15,7 @@
 //! already fsynced in the spool) before it deletes any segment. The reader
 //! seeks there and skips that entry.
 
+pub mod config;
 pub mod cursor;
 pub mod filter;
 #[cfg(feature = "journald")]

@@ -28,14 +28,17 @@ impl User {
     /// Looks `name` up in the system's user and group files; `None` if there is
     /// no such user (the package is not installed).
     pub fn lookup(name: &str) -> Option<User> {
-        let passwd = crate::fsutil::read_bounded_text(Path::new("/etc/passwd"), MAX_DB).ok()?;
+        let passwd =
+            crate::storage::fsutil::read_bounded_text(Path::new("/etc/passwd"), MAX_DB).ok()?;
         let (uid, gid) = passwd.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
             (f.len() >= 4 && f[0] == name)
                 .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
         })?;
         let mut gids = vec![gid];
-        if let Ok(group) = crate::fsutil::read_bounded_text(Path::new("/etc/group"), MAX_DB) {
+        if let Ok(group) =
+            crate::storage::fsutil::read_bounded_text(Path::new("/etc/group"), MAX_DB)
+        {
             for l in group.lines() {
                 let f: Vec<&str> = l.split(':').collect();
                 if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
@@ -115,7 +118,7 @@ pub fn service_user() -> Option<User> {
 /// Problems of one file a start reads: it must be a regular file this process
 /// can open and, when `user` is given, that user can read.
 pub fn check_file(key: &str, path: &Path, user: Option<&User>, errors: &mut Vec<String>) -> bool {
-    if let Err(e) = crate::fsutil::open_regular(path) {
+    if let Err(e) = crate::storage::fsutil::open_regular(path) {
         errors.push(format!("{key} = {:?}: {e}", path.display()));
         return false;
     }

@@ -3,7 +3,7 @@
 //! The agent reads every entry and filters here, not with sd_journal matches:
 //! it must see every seqnum to notice entries the journal lost.
 
-use crate::agent::config::JournaldConfig;
+use super::config::JournaldConfig;
 
 /// A compiled `[journald]` filter.
 #[derive(Debug, Clone, Default)]
@@ -19,7 +19,10 @@ pub struct Filter {
 /// Parses a priority: a name (`err`, `warning`, …) or a number 0–7.
 pub fn parse_priority(s: &str) -> Result<u8, String> {
     // Journal priorities are syslog severities.
-    if let Some(i) = crate::syslog::SEVERITIES.iter().position(|p| *p == s) {
+    if let Some(i) = crate::ingest::syslog::SEVERITIES
+        .iter()
+        .position(|p| *p == s)
+    {
         return Ok(i as u8);
     }
     match s.parse::<u8>() {

@@ -29,7 +29,7 @@
 
 use crate::chain::hash::Digest;
 use crate::chain::{ChainId, SecretKey};
-use crate::fsutil;
+use crate::storage::fsutil;
 use std::io;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;

@@ -18,8 +18,8 @@
 //! segment shorter than its header (rewritten). Damage anywhere else, or segments
 //! whose bases do not follow each other, is reported and nothing is appended.
 
-use crate::fsutil;
-use crate::segment::{Item, OpenError, Repair, SegmentReader, SegmentWriter};
+use crate::storage::fsutil;
+use crate::storage::segment::{Item, OpenError, Repair, SegmentReader, SegmentWriter};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 pub struct SpoolOptions {
     /// A new segment is started once the current one reaches this size.
     pub segment_bytes: u64,
-    /// Write and fsync on a thread of the spool's own ([`crate::writebehind`]),
+    /// Write and fsync on a thread of the spool's own ([`crate::storage::writebehind`]),
     /// so that appending only fills a buffer.
     pub write_behind: bool,
 }
@@ -89,7 +89,7 @@ pub fn read_acked_position(dir: &Path) -> io::Result<Option<u64>> {
 /// Errors do not name the file: the caller does.
 fn read_acked(dir: &Path) -> io::Result<Option<u64>> {
     // 12 bytes; a larger file (or a FIFO, a device) is refused unread.
-    match crate::fsutil::read_bounded(&acked_path(dir), 64) {
+    match crate::storage::fsutil::read_bounded(&acked_path(dir), 64) {
         Ok(b) if b.len() == 12 => {
             let crc = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
             if crc != crc32c::crc32c(&b[..8]) {
@@ -327,7 +327,7 @@ impl Spool {
     }
 }
 
-impl crate::writer::RecordLog for Spool {
+impl crate::storage::writer::RecordLog for Spool {
     fn append_frame(&mut self, frame: &[u8]) -> io::Result<u64> {
         let base = self.room()?;
         Ok(base + self.cur.append_frame(frame)?)
@@ -357,7 +357,7 @@ impl crate::writer::RecordLog for Spool {
     }
 }
 
-impl crate::writer::RecordLog for SegmentWriter {
+impl crate::storage::writer::RecordLog for SegmentWriter {
     fn append_frame(&mut self, frame: &[u8]) -> io::Result<u64> {
         SegmentWriter::append_frame(self, frame)
     }

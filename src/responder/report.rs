@@ -1,14 +1,14 @@
 //! Human-readable and JSON output of `verify` and `inspect`.
 
 use crate::chain::hash;
+use crate::chain::hex;
 use crate::chain::record::{Body, Payload, Record};
 use crate::chain::verify::{
     Anchor, ChainReport, Finding, Problem, Report, Unattributed, Unverified, Verdict, Warning,
 };
-use crate::hex;
-use crate::segment::{self, Item, SegmentReader};
-use crate::timefmt::rfc3339;
-use crate::verify_files::Skipped;
+use crate::responder::verify_files::Skipped;
+use crate::storage::segment::{Item, SegmentReader};
+use crate::util::timefmt::rfc3339;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -384,10 +384,10 @@ impl JournalSummary {
             pid: get("SYSLOG_PID").or_else(|| get("_PID")),
             priority: get("PRIORITY")
                 .and_then(|p| p.parse::<usize>().ok())
-                .and_then(|p| crate::syslog::SEVERITIES.get(p).copied()),
+                .and_then(|p| crate::ingest::syslog::SEVERITIES.get(p).copied()),
             message: get("MESSAGE"),
-            seqnum: get(crate::journal::F_SEQNUM),
-            cursor: get(crate::journal::F_CURSOR),
+            seqnum: get(crate::ingest::journal::F_SEQNUM),
+            cursor: get(crate::ingest::journal::F_CURSOR),
         }
     }
 }
@@ -473,18 +473,18 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
                     if std::str::from_utf8(b).is_err() {
                         m.insert("raw_hex".into(), json!(hex::encode(b)));
                     }
-                    let p = crate::syslog::parse(b, r.time_ns);
-                    if p.format != crate::syslog::Format::Unknown {
+                    let p = crate::ingest::syslog::parse(b, r.time_ns);
+                    if p.format != crate::ingest::syslog::Format::Unknown {
                         m.insert(
                             "syslog".into(),
                             json!({
                                 "format": match p.format {
-                                    crate::syslog::Format::Rfc5424 => "rfc5424",
-                                    crate::syslog::Format::Rfc3164 => "rfc3164",
+                                    crate::ingest::syslog::Format::Rfc5424 => "rfc5424",
+                                    crate::ingest::syslog::Format::Rfc3164 => "rfc3164",
                                     _ => "pri-only",
                                 },
                                 "facility": p.facility,
-                                "severity": p.severity.map(|s| crate::syslog::SEVERITIES[s as usize]),
+                                "severity": p.severity.map(|s| crate::ingest::syslog::SEVERITIES[s as usize]),
                                 "timestamp": p.time_ns.map(rfc3339),
                                 "host": p.host,
                                 "app": p.app,
@@ -672,7 +672,7 @@ pub fn record_text(r: &Record<'_>) -> String {
 pub fn inspect(
     out: &mut impl Write,
     files: &[PathBuf],
-    skipped: &[crate::verify_files::Skipped],
+    skipped: &[crate::responder::verify_files::Skipped],
     json_out: bool,
 ) -> io::Result<usize> {
     let mut problems = 0;
@@ -739,7 +739,7 @@ pub fn inspect(
             match item {
                 Item::Frame {
                     offset,
-                    frame_type: segment::FRAME_RECORD,
+                    frame_type: crate::chain::frame::FRAME_RECORD,
                     payload,
                 } => match Record::decode(payload) {
                     Ok(rec) => {

@@ -7,11 +7,9 @@
 //! and after it stopped, needs no network, and exits as a Nagios plugin does:
 //! 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (no status to read).
 
-use crate::agent::metrics::AgentMetrics;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Name of the status file, in the agent's state directory and the store.
@@ -93,57 +91,15 @@ pub struct AgentStatus {
     pub journal: Option<JournalStatus>,
     /// When the certificates it uses expire.
     #[serde(default)]
-    pub certificates: Vec<crate::expiry::Deadline>,
+    pub certificates: Vec<crate::monitor::expiry::Deadline>,
 }
 
 impl AgentStatus {
-    /// The agent's status now, from what it publishes for its metrics.
-    pub fn of(m: &AgentMetrics, running: bool) -> AgentStatus {
-        let st = &m.stats;
-        let ns = |v: i64| (v != 0).then(|| crate::timefmt::rfc3339(v));
-        let ship = m.ship.as_deref();
-        AgentStatus {
-            time: crate::timefmt::rfc3339(crate::writer::now_ns()),
-            version: env!("CARGO_PKG_VERSION").into(),
-            pid: std::process::id(),
-            running,
-            interval_secs: AGENT_INTERVAL.as_secs(),
-            host: m.host.clone(),
-            chain: m.chain.clone(),
-            heartbeat_secs: m.heartbeat.as_secs(),
-            last_seal_time: ns(st.last_seal_ns.load(Ordering::Relaxed)),
-            unsealed_records: st.unsealed.load(Ordering::Relaxed),
-            events: st.events(),
-            spool_bytes: st.spool_bytes.load(Ordering::Relaxed),
-            spool_limit_bytes: m.spool_limit,
-            shipping: ship.is_some(),
-            collector_up: ship.is_some_and(|s| s.connected.load(Ordering::Relaxed)),
-            last_ack_time: ship.and_then(|s| ns(s.last_ack_ns.load(Ordering::Relaxed))),
-            unacknowledged_bytes: st.unacked_bytes.load(Ordering::Relaxed),
-            unacknowledged_records: st.unacked_records.load(Ordering::Relaxed),
-            oldest_unacknowledged_time: ns(st.oldest_unacked_ns.load(Ordering::Relaxed)),
-            inputs: m
-                .inputs
-                .iter()
-                .map(|i| InputStatus {
-                    input: i.name.clone(),
-                    dropped: i.loss.total(),
-                })
-                .collect(),
-            journal: m.journal.as_deref().map(|j| JournalStatus {
-                read: j.read.load(Ordering::Relaxed),
-                sent: j.sent.load(Ordering::Relaxed),
-                lag_seconds: j.lag_seconds(st.journal_chained_usec.load(Ordering::Relaxed)),
-            }),
-            certificates: crate::expiry::deadlines(&m.certificates),
-        }
-    }
-
     /// Writes it into `dir/status.json` (atomically).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         let mut doc = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         doc.push(b'\n');
-        crate::fsutil::write_atomic(&dir.join(FILE), &doc, "status")
+        crate::storage::fsutil::write_atomic(&dir.join(FILE), &doc, "status")
     }
 }
 
@@ -198,7 +154,7 @@ impl Verdict {
 fn alive(dir: &Path, pid: u32) -> bool {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
-    let Ok(m) = std::fs::symlink_metadata(dir.join(crate::fsutil::LOCK_FILE)) else {
+    let Ok(m) = std::fs::symlink_metadata(dir.join(crate::storage::fsutil::LOCK_FILE)) else {
         return false;
     };
     if pid == 0 || !m.is_file() {
@@ -244,7 +200,7 @@ fn future(v: &mut Verdict, what: &str, age: Option<f64>) {
 
 /// Seconds from RFC 3339 `t` to `now_ns` (None if absent or unreadable).
 fn age(t: Option<&str>, now_ns: i64) -> Option<f64> {
-    let ns = crate::timefmt::parse_rfc3339(t?)?;
+    let ns = crate::util::timefmt::parse_rfc3339(t?)?;
     Some(now_ns.saturating_sub(ns) as f64 / 1e9)
 }
 
@@ -295,7 +251,7 @@ fn unknown(role: &'static str, file: &Path, why: String) -> Verdict {
 }
 
 fn read(role: &'static str, file: &Path) -> Result<serde_json::Value, Verdict> {
-    let bytes = crate::fsutil::read_bounded(file, MAX).map_err(|e| {
+    let bytes = crate::storage::fsutil::read_bounded(file, MAX).map_err(|e| {
         unknown(
             role,
             file,
@@ -322,16 +278,16 @@ fn read(role: &'static str, file: &Path) -> Result<serde_json::Value, Verdict> {
 /// Certificates that expired or expire within 30 days, CRLs overdue, files
 /// that cannot be read: from a status file's `certificates`.
 fn judge_certificates(v: &mut Verdict, doc: &serde_json::Value, now_ns: i64) {
-    let Ok(list) =
-        serde_json::from_value::<Vec<crate::expiry::Deadline>>(doc["certificates"].clone())
-    else {
+    let Ok(list) = serde_json::from_value::<Vec<crate::monitor::expiry::Deadline>>(
+        doc["certificates"].clone(),
+    ) else {
         return;
     };
     for d in list {
         let warn = if d.crl {
-            crate::expiry::CRL_WARN_BEFORE
+            crate::monitor::expiry::CRL_WARN_BEFORE
         } else {
-            crate::expiry::WARN_BEFORE
+            crate::monitor::expiry::WARN_BEFORE
         }
         .as_secs_f64();
         if let Some(e) = &d.error {
@@ -376,7 +332,9 @@ fn judge_certificates(v: &mut Verdict, doc: &serde_json::Value, now_ns: i64) {
 fn judge_agent(dir: &Path) -> Verdict {
     let file = dir.join(FILE);
     match read("agent", &file) {
-        Ok(doc) => judge_agent_doc(&file, doc, crate::writer::now_ns(), &|pid| alive(dir, pid)),
+        Ok(doc) => judge_agent_doc(&file, doc, crate::util::timefmt::now_ns(), &|pid| {
+            alive(dir, pid)
+        }),
         Err(v) => v,
     }
 }
@@ -522,7 +480,7 @@ struct ChainDoc {
 fn judge_collector(store: &Path) -> Verdict {
     let file = store.join(FILE);
     match read("collector", &file) {
-        Ok(doc) => judge_collector_doc(&file, doc, crate::writer::now_ns(), &|pid| {
+        Ok(doc) => judge_collector_doc(&file, doc, crate::util::timefmt::now_ns(), &|pid| {
             alive(store, pid)
         }),
         Err(v) => v,
@@ -685,7 +643,7 @@ fn render(v: &Verdict) -> String {
     if s.is_null() {
         return out;
     }
-    let now = crate::writer::now_ns();
+    let now = crate::util::timefmt::now_ns();
     let ago = |k: &str| match age(s[k].as_str(), now) {
         Some(a) => format!("{} ago ({})", secs(a), clean(s[k].as_str().unwrap_or(""))),
         None => "never".into(),
@@ -816,7 +774,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000_000_000_000;
 
     fn at(secs_before: i64) -> String {
-        crate::timefmt::rfc3339(NOW - secs_before * 1_000_000_000)
+        crate::util::timefmt::rfc3339(NOW - secs_before * 1_000_000_000)
     }
 
     #[test]

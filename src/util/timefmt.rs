@@ -1,4 +1,15 @@
-//! RFC 3339 rendering of record times (UTC, nanoseconds).
+//! Time: the wall clock as the code reads it ([`now_ns`]) and RFC 3339
+//! rendering of record times (UTC, nanoseconds).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Wall-clock time in ns since the Unix epoch (negative before 1970).
+pub fn now_ns() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
 
 /// Formats ns since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
 pub fn rfc3339(ns: i64) -> String {

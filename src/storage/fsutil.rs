@@ -12,7 +12,7 @@
 //! blocks, outside any file; on copy-on-write or flash storage overwriting is best
 //! effort. See README, "Forward security".)
 
-use crate::faults;
+use crate::storage::faults;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;

@@ -7,13 +7,13 @@
 //! within one seqnum id (entries the journal lost, or vacuumed before they were
 //! read) is seen and chained as a Loss record before the entry after the gap.
 
+use super::config::{JournalSource, JournalStart};
 use super::cursor::Cursor;
 use super::filter::Filter;
 use super::{push_field, F_BOOT_ID, F_CURSOR, F_MONOTONIC, F_REALTIME, F_SEQNUM, F_SEQNUM_ID};
-use crate::agent::config::{JournalSource, JournalStart};
 use crate::chain::record::{LossReason, Source};
 use crate::ingest::{Batch, ItemFormat, LossNote};
-use crate::writer::now_ns;
+use crate::util::timefmt::now_ns;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

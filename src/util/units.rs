@@ -58,6 +58,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size too large: {s:?}"))
 }
 
+/// Buckets of latency histograms, in seconds: 100 µs to about 52 s.
+pub fn latency_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 20)
+}
+
 /// serde helpers for these units in config files.
 pub mod serde_units {
     use serde::{Deserialize, Deserializer};

@@ -24,7 +24,7 @@
 //! at the same offsets before it syncs, and the durable offset moves only past
 //! bytes written and synced without an error in between. What was in the file
 //! before the thread started is durable already: opening a segment fdatasyncs
-//! it ([`crate::segment::SegmentWriter::open_append`]).
+//! it ([`crate::storage::segment::SegmentWriter::open_append`]).
 //!
 //! [`WriteBehind::abandon`] (the collector, giving up on a chain after a
 //! storage error) cuts the file back to its durable offset, so that what is
@@ -41,7 +41,7 @@ use std::thread::JoinHandle;
 /// metrics endpoint reports it as `logseal_fsync_seconds`).
 pub static FSYNC_SECONDS: std::sync::LazyLock<prometheus_client::metrics::histogram::Histogram> =
     std::sync::LazyLock::new(|| {
-        prometheus_client::metrics::histogram::Histogram::new(crate::metrics::latency_buckets())
+        prometheus_client::metrics::histogram::Histogram::new(crate::util::units::latency_buckets())
     });
 
 /// Buffers waiting to be written at most; `submit` waits beyond this.
@@ -254,7 +254,7 @@ fn run(shared: &Shared, file: &File) {
                 let from = g.synced;
                 drop(g);
                 let t = std::time::Instant::now();
-                let r = crate::faults::sync_data(file, from, target);
+                let r = crate::storage::faults::sync_data(file, from, target);
                 FSYNC_SECONDS.observe(t.elapsed().as_secs_f64());
                 g = shared.lock();
                 match r {

@@ -12,7 +12,7 @@
 //! rewritten before parsing) and brings chrono with its time-zone database
 //! crates; what display and queries need fits in this file, with its own tests.
 
-use crate::timefmt::days_from_civil;
+use crate::util::timefmt::days_from_civil;
 
 /// Which syslog format a message looked like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,7 +266,7 @@ fn parse_3164(b: &[u8], received_ns: i64) -> Option<Parsed<'_>> {
         return None;
     }
     let recv_days = received_ns.div_euclid(86_400 * 1_000_000_000);
-    let recv_year = crate::timefmt::civil_from_days(recv_days).0;
+    let recv_year = crate::util::timefmt::civil_from_days(recv_days).0;
     let ts = |y: i64| {
         (days_from_civil(y, month, day) * 86_400 + h * 3600 + mi * 60 + se) * 1_000_000_000
     };
@@ -320,7 +320,7 @@ fn parse_3164(b: &[u8], received_ns: i64) -> Option<Parsed<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timefmt::rfc3339;
+    use crate::util::timefmt::rfc3339;
 
     fn at(s: &str) -> i64 {
         parse_rfc3339(s).unwrap()

@@ -23,10 +23,11 @@
 //!
 //! CRC32C detects accidents, not attacks; the hash chain detects attacks.
 
+use crate::chain::frame::{FRAME_RECORD, FRAME_REDACTED, MAX_FRAME, REDACTED_LEN};
 use crate::chain::record::FORMAT_VERSION;
-use crate::crcspan;
-use crate::fsutil;
-use crate::writebehind::WriteBehind;
+use crate::storage::crcspan;
+use crate::storage::fsutil;
+use crate::storage::writebehind::WriteBehind;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -38,14 +39,6 @@ pub const MAGIC: &[u8; 8] = b"LSEALSEG";
 pub const VERSION: u16 = 2;
 /// Length of the file header.
 pub const HEADER_LEN: u64 = 16;
-/// Largest frame body accepted (16 MiB).
-pub const MAX_FRAME: usize = 16 << 20;
-/// Frame type: an encoded record.
-pub const FRAME_RECORD: u8 = 0x01;
-/// Frame type: a redacted record (leaf only).
-pub const FRAME_REDACTED: u8 = 0x02;
-/// Payload length of a redacted frame.
-pub const REDACTED_LEN: usize = 16 + 8 + 1 + 32;
 
 const WRITE_BUFFER: usize = 1 << 20;
 /// With write-behind, frames are handed over in buffers of this size: small
@@ -579,7 +572,7 @@ impl SegmentWriter {
     }
 
     /// Hands writing and syncing to a thread of its own from now on (see
-    /// [`crate::writebehind`]): appends then only copy into a buffer.
+    /// [`crate::storage::writebehind`]): appends then only copy into a buffer.
     pub fn write_behind(&mut self) -> io::Result<()> {
         if self.lane.is_none() {
             // The thread starts from a durable file (see its module comment).

@@ -1,0 +1,7 @@
+//! Monitoring (README, "Monitoring"): the Prometheus endpoint, `logseal
+//! status` and the status files it reads, certificate and CRL deadlines.
+
+pub mod encode;
+pub mod expiry;
+pub mod metrics;
+pub mod status;

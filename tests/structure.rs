@@ -1,0 +1,185 @@
+//! The shape of the source tree (README, "Layout"): the stages of the
+//! pipeline depend on each other in one direction only, and the core
+//! (`src/chain/`) depends on nothing else of logseal and does no I/O.
+//!
+//! Dependencies are read from the source: a `crate::M::` path (or `super::M`
+//! between siblings) outside comments and outside `#[cfg(test)]` modules.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Every `.rs` file under `p` (or `p` itself).
+fn files(p: &Path) -> Vec<PathBuf> {
+    if p.is_file() {
+        return vec![p.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).unwrap() {
+        let e = e.unwrap().path();
+        if e.is_dir() {
+            out.extend(files(&e));
+        } else if e.extension().is_some_and(|x| x == "rs") {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// The code of a file: without comment lines and the test module.
+fn code(f: &Path) -> String {
+    let text = std::fs::read_to_string(f).unwrap();
+    let body = text.split("#[cfg(test)]").next().unwrap_or_default();
+    body.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Names of the modules in `dir` (folders and `.rs` files but `skip`).
+fn modules(dir: &Path, skip: &[&str]) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        let name = name.strip_suffix(".rs").unwrap_or(&name).to_string();
+        if !skip.contains(&name.as_str())
+            && (p.is_dir() || p.extension().is_some_and(|x| x == "rs"))
+        {
+            out.insert(name, p);
+        }
+    }
+    out
+}
+
+/// Which of `mods` each one names through one of `prefixes` (`crate::`, `super::`).
+fn graph(
+    mods: &BTreeMap<String, PathBuf>,
+    prefixes: &[String],
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut g = BTreeMap::new();
+    for (m, p) in mods {
+        let mut deps: BTreeMap<String, String> = BTreeMap::new();
+        for f in files(p) {
+            let c = code(&f);
+            for prefix in prefixes {
+                for (at, _) in c.match_indices(prefix.as_str()) {
+                    let rest = &c[at + prefix.len()..];
+                    let name: String = rest
+                        .chars()
+                        .take_while(|ch| ch.is_ascii_alphanumeric() || *ch == '_')
+                        .collect();
+                    if name != *m && mods.contains_key(&name) {
+                        deps.entry(name).or_insert_with(|| {
+                            f.strip_prefix(src()).unwrap().display().to_string()
+                        });
+                    }
+                }
+            }
+        }
+        g.insert(m.clone(), deps);
+    }
+    g
+}
+
+/// The cycles of `g`, as the strongly connected components of two or more
+/// modules, each edge inside with a file that makes it.
+fn cycles(g: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<String> {
+    // Reachability by repeated search: the graphs are small.
+    let reach = |from: &str| {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from.to_string()];
+        while let Some(m) = todo.pop() {
+            for d in g[&m].keys() {
+                if seen.insert(d.clone()) {
+                    todo.push(d.clone());
+                }
+            }
+        }
+        seen
+    };
+    let mut out = Vec::new();
+    for (a, deps) in g {
+        for (b, file) in deps {
+            if reach(b).contains(a) {
+                out.push(format!("{a} -> {b} ({file}) and back"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_stages_depend_on_each_other_in_one_direction() {
+    let top = modules(&src(), &["lib", "main"]);
+    assert!(top.len() >= 8, "{top:?}");
+    let c = cycles(&graph(&top, &["crate::".to_string()]));
+    assert!(
+        c.is_empty(),
+        "import cycles between top-level modules:\n{}",
+        c.join("\n")
+    );
+    // Within each stage, between its modules.
+    for (name, p) in &top {
+        if !p.is_dir() {
+            continue;
+        }
+        let subs = modules(p, &["mod"]);
+        let prefixes = [format!("crate::{name}::"), "super::".to_string()];
+        let c = cycles(&graph(&subs, &prefixes));
+        assert!(
+            c.is_empty(),
+            "import cycles inside src/{name}/:\n{}",
+            c.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_core_depends_on_nothing_else_and_does_no_io() {
+    let chain = src().join("chain");
+    for f in files(&chain) {
+        let c = code(&f);
+        for (at, _) in c.match_indices("crate::") {
+            assert!(
+                c[at..].starts_with("crate::chain"),
+                "{}: the core names {}",
+                f.display(),
+                c[at..].lines().next().unwrap()
+            );
+        }
+        for io in [
+            "tokio",
+            "std::fs",
+            "std::net",
+            "std::io::Read",
+            "std::io::Write",
+            "SystemTime",
+            "Instant",
+            "rustls",
+            "systemd",
+            "std::thread",
+            "std::env",
+        ] {
+            assert!(!c.contains(io), "{}: the core uses {io}", f.display());
+        }
+    }
+}
+
+/// The checks see a cycle when there is one (so that passing means something).
+#[test]
+fn a_cycle_is_seen() {
+    let mut g: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    g.insert("a".into(), [("b".to_string(), "a.rs".to_string())].into());
+    g.insert("b".into(), [("c".to_string(), "b.rs".to_string())].into());
+    g.insert("c".into(), [("a".to_string(), "c.rs".to_string())].into());
+    g.insert("d".into(), [("a".to_string(), "d.rs".to_string())].into());
+    let c = cycles(&g);
+    assert_eq!(c.len(), 3, "{c:?}");
+    assert!(!c.iter().any(|e| e.starts_with("d ")));
+}
