@@ -294,6 +294,26 @@ impl Backlog {
     }
 }
 
+/// Why the stamper is not taking input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// The spool reached `[spool] max_size`: stream inputs slow down, UDP is
+    /// dropped (and counted), until acknowledgements free space.
+    SpoolFull,
+    /// A write or fsync of the spool failed: input waits until writing works.
+    WriteFailed,
+}
+
+impl Held {
+    /// What a Loss record's detail says of it.
+    fn says(self) -> &'static str {
+        match self {
+            Held::SpoolFull => "the spool was full",
+            Held::WriteFailed => "writes to the spool were failing",
+        }
+    }
+}
+
 struct Pending {
     batch: Batch,
     next: usize,
@@ -365,7 +385,7 @@ pub fn run(
         .store(crate::util::timefmt::now_ns(), Ordering::Relaxed);
     let mut loss_log = LossLog::default();
     let mut queue: VecDeque<Pending> = VecDeque::new();
-    let mut blocked: Option<&'static str> = None; // why input is not being taken
+    let mut blocked: Option<Held> = None; // why input is not being taken
     let mut closed = false;
     let mut seal_failures = 0u64;
     let retry = Duration::from_millis(200);
@@ -387,7 +407,7 @@ pub fn run(
         // accounted for in Loss records, then the chain is shut down.
         if inputs.upgrade().is_none() && blocked.is_some() {
             let since = *stuck_since.get_or_insert_with(Instant::now);
-            if blocked == Some("spool full") || since.elapsed() > Duration::from_secs(10) {
+            if blocked == Some(Held::SpoolFull) || since.elapsed() > Duration::from_secs(10) {
                 // The inputs are closed: the stager passes on the rest and ends.
                 loop {
                     match rx.recv_timeout(Duration::from_millis(50)) {
@@ -396,13 +416,7 @@ pub fn run(
                         Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
-                account_unwritten(
-                    &mut w,
-                    &mut queue,
-                    blocked.unwrap_or("stopping"),
-                    &mut loss_log,
-                    &stats,
-                );
+                account_unwritten(&mut w, &mut queue, blocked, &mut loss_log, &stats);
                 break;
             }
         }
@@ -415,9 +429,9 @@ pub fn run(
                     cap = cfg.max_size,
                     "spool full: slowing stream inputs, dropping UDP until space returns"
                 );
-                blocked = Some("spool full");
+                blocked = Some(Held::SpoolFull);
             }
-            (false, Some("spool full")) => {
+            (false, Some(Held::SpoolFull)) => {
                 tracing::info!("spool has room again");
                 blocked = None;
             }
@@ -459,7 +473,7 @@ pub fn run(
             }
         }
         // 2. Append in order; a failure keeps the rest queued.
-        if blocked != Some("spool full") {
+        if blocked != Some(Held::SpoolFull) {
             while let Some(p) = queue.pop_front() {
                 first_unsealed.get_or_insert_with(Instant::now);
                 first_unsynced.get_or_insert_with(Instant::now);
@@ -467,11 +481,11 @@ pub fn run(
                 if let Err(p) = append_batch(&mut w, p, &stats, cfg.max_size, marks, &shift) {
                     queue.push_front(p);
                     if blocked.is_none() && w.log().bytes() < cfg.max_size {
-                        blocked = Some("write failed");
+                        blocked = Some(Held::WriteFailed);
                     }
                     break;
                 }
-                if blocked == Some("write failed") {
+                if blocked == Some(Held::WriteFailed) {
                     tracing::info!("writing to the spool again");
                     blocked = None;
                 }
@@ -494,7 +508,7 @@ pub fn run(
                 Err(e) => {
                     if blocked.is_none() {
                         tracing::warn!(error = %e, "fsync of the spool failed; holding input until it succeeds");
-                        blocked = Some("write failed");
+                        blocked = Some(Held::WriteFailed);
                     }
                 }
             }
@@ -508,7 +522,7 @@ pub fn run(
                     ship_sync(&mut w, link, &mut jm, d);
                 }
                 // Everything appended is durable again (by a sync or a seal).
-                if blocked == Some("write failed")
+                if blocked == Some(Held::WriteFailed)
                     && queue.is_empty()
                     && durable >= w.log().position()
                 {
@@ -519,7 +533,7 @@ pub fn run(
             Err(e) => {
                 if blocked.is_none() {
                     tracing::warn!(error = %e, "writing or fsync of the spool failed; holding input until it succeeds");
-                    blocked = Some("write failed");
+                    blocked = Some(Held::WriteFailed);
                 }
                 // Ask again: the write-behind thread retries what is queued.
                 first_unsynced.get_or_insert_with(Instant::now);
@@ -717,7 +731,7 @@ fn keep_for_next_start(
 fn account_unwritten(
     w: &mut ChainWriter<Spool>,
     queue: &mut VecDeque<Pending>,
-    why: &str,
+    why: Option<Held>,
     log: &mut LossLog,
     stats: &Stats,
 ) {
@@ -739,7 +753,10 @@ fn account_unwritten(
         }
     }
     for (source, count, first_ns, last_ns) in per_source {
-        let detail = format!("received but not chained: agent stopped while {why}");
+        let detail = format!(
+            "received but not chained: agent stopped while {}",
+            why.map_or("stopping", Held::says)
+        );
         let body = Body::Loss {
             source,
             reason: LossReason::SpoolFull,
