@@ -628,7 +628,7 @@ fn inspect_json_derives_syslog_fields_from_the_raw_bytes() {
     assert_eq!(b["syslog"]["msg"], "msg-fields-2 bye");
     // The derived 3164 timestamp is within a minute of the receive time.
     let ts =
-        logseal::ingest::syslog::parse_rfc3339(b["syslog"]["timestamp"].as_str().unwrap()).unwrap();
+        logseal::util::timefmt::parse_rfc3339(b["syslog"]["timestamp"].as_str().unwrap()).unwrap();
     assert!((ts - b["time_ns"].as_i64().unwrap()).abs() < 60_000_000_000);
 }
 

@@ -12,7 +12,7 @@
 //! rewritten before parsing) and brings chrono with its time-zone database
 //! crates; what display and queries need fits in this file, with its own tests.
 
-use crate::util::timefmt::days_from_civil;
+use crate::util::timefmt::parse_rfc3339;
 
 /// Which syslog format a message looked like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,67 +180,6 @@ fn parse_5424(r: &[u8]) -> Option<Parsed<'_>> {
     })
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` to ns since the epoch.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos = 0i64;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let frac = &s[start..i];
-        if frac.is_empty() {
-            return None;
-        }
-        let mut f: String = frac.chars().take(9).collect();
-        while f.len() < 9 {
-            f.push('0');
-        }
-        nanos = f.parse().ok()?;
-    }
-    let offset = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        c @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let oh = num(i + 1..i + 3)?;
-            let om = num(i + 4..i + 6)?;
-            let o = (oh * 60 + om) * 60;
-            if *c == b'+' {
-                o
-            } else {
-                -o
-            }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(y, mo as u32, d as u32);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset;
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
-}
-
 const MONTHS: [&[u8; 3]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
 ];
@@ -265,14 +204,20 @@ fn parse_3164(b: &[u8], received_ns: i64) -> Option<Parsed<'_>> {
     if !(1..=31).contains(&day) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    let recv_days = received_ns.div_euclid(86_400 * 1_000_000_000);
-    let recv_year = crate::util::timefmt::civil_from_days(recv_days).0;
-    let ts = |y: i64| {
-        (days_from_civil(y, month, day) * 86_400 + h * 3600 + mi * 60 + se) * 1_000_000_000
-    };
+    let recv_year = i64::from(crate::util::timefmt::year_of(received_ns));
+    let small = |v: i64| u8::try_from(v).ok();
+    let (mo, d, h, mi, se) = (
+        small(i64::from(month))?,
+        small(i64::from(day))?,
+        small(h)?,
+        small(mi)?,
+        small(se)?,
+    );
+    // The year is not sent: the one that puts the time nearest to receipt
+    // (February 29 exists only in some).
     let time_ns = [recv_year - 1, recv_year, recv_year + 1]
         .into_iter()
-        .map(ts)
+        .filter_map(|y| crate::util::timefmt::utc_ns(y, mo, d, h, mi, se))
         .min_by_key(|t| (t - received_ns).unsigned_abs())?;
     let mut r = &b[16..];
     // HOSTNAME, unless the next token is already the TAG ("app:" or "app[1]:").

@@ -1,5 +1,7 @@
-//! Time: the wall clock as the code reads it ([`now_ns`]) and RFC 3339
-//! rendering of record times (UTC, nanoseconds).
+//! Time, the one module for it: the wall clock as the code reads it
+//! ([`now_ns`]), RFC 3339 rendering and parsing of record times (UTC,
+//! nanoseconds), and calendar dates. The calendar is the `time` crate's;
+//! nothing here does date arithmetic by hand.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,44 +15,48 @@ pub fn now_ns() -> i64 {
 
 /// Formats ns since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
 pub fn rfc3339(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let nanos = ns.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    // Every i64 of ns is a date of years 1677 to 2262, well within `time`'s.
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
     )
 }
 
-/// (year, month, day) to days since 1970-01-01, proleptic Gregorian
-/// (H. Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// The year (UTC) of a time in ns since the Unix epoch.
+pub fn year_of(ns: i64) -> i32 {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .map(|t| t.year())
+        .unwrap_or(1970)
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (H. Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// ns since the Unix epoch of a date and time of day in UTC (`second` may be
+/// 60, a leap second, taken as the first second of the next minute); None
+/// for a date that does not exist (February 30) or is out of range.
+pub fn utc_ns(year: i64, month: u8, day: u8, hour: u8, minute: u8, second: u8) -> Option<i64> {
+    i64::try_from(utc_ns_wide(year, month, day, hour, minute, second)?).ok()
+}
+
+/// [`utc_ns`] before the range check: the whole second's ns may lie outside
+/// i64 while the instant with its fraction and offset does not.
+fn utc_ns_wide(year: i64, month: u8, day: u8, hour: u8, minute: u8, second: u8) -> Option<i128> {
+    let date = time::Date::from_calendar_date(
+        i32::try_from(year).ok()?,
+        time::Month::try_from(month).ok()?,
+        day,
+    )
+    .ok()?;
+    let leap = u8::from(second == 60);
+    let tod = time::Time::from_hms(hour, minute, second - leap).ok()?;
+    let t = time::PrimitiveDateTime::new(date, tod).assume_utc();
+    Some(t.unix_timestamp_nanos() + i128::from(leap) * 1_000_000_000)
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` (RFC 3339; a space may stand
@@ -105,10 +111,10 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    let days = days_from_civil(y, mo as u32, d as u32);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
     // Outside what ns since the epoch can hold (before 1677, after 2262): None.
-    i64::try_from(i128::from(secs) * 1_000_000_000 + i128::from(frac_ns)).ok()
+    let small = |v: i64| u8::try_from(v).ok();
+    let at = utc_ns_wide(y, small(mo)?, small(d)?, small(h)?, small(mi)?, small(sec)?)?;
+    i64::try_from(at - i128::from(offset) * 1_000_000_000 + i128::from(frac_ns)).ok()
 }
 
 #[cfg(test)]
@@ -155,11 +161,22 @@ mod tests {
             "2026-13-01T00:00:00Z",
             "2026-11-28T00:00:00",
             "2026-11-28T00:00:00.Z",
+            "2026-02-30T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "+026-11-28T00:00:00Z",
             "yesterday",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
         }
     }
+    #[test]
+    fn a_leap_second_is_the_next_minutes_first() {
+        assert_eq!(
+            parse_rfc3339("2016-12-31T23:59:60Z"),
+            parse_rfc3339("2017-01-01T00:00:00Z")
+        );
+    }
+
     #[test]
     fn known_instants() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
