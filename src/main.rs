@@ -117,7 +117,7 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         check_config: Option<PathBuf>,
         /// Quick run without a file: inputs as URLs (udp://ADDR, tcp://ADDR,
-        /// unix:///PATH, unix-stream:///PATH); repeatable. Needs --state.
+        /// unix-dgram:///PATH, unix-stream:///PATH); repeatable. Needs --state.
         #[arg(long, value_name = "URL", requires = "state")]
         listen: Vec<String>,
         /// Quick run: chain the journal too — `system`, `namespace:NAME`, or a

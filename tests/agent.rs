@@ -24,7 +24,7 @@ fn logger_over_every_input_n_sent_n_chained_in_order() {
         &[
             "tcp://127.0.0.1:0".into(),
             "udp://127.0.0.1:0".into(),
-            format!("unix://{}", sock.display()),
+            format!("unix-dgram://{}", sock.display()),
             format!("unix-stream://{}", ssock.display()),
         ],
     );

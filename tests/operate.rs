@@ -910,7 +910,7 @@ fn a_second_agent_does_not_take_over_or_delete_a_live_socket() {
     use std::os::unix::net::UnixDatagram;
     let d = TempDir::new("sock-takeover");
     let sock = d.path().join("log.sock");
-    let url = format!("unix://{}", sock.display());
+    let url = format!("unix-dgram://{}", sock.display());
     let a = Agent::start(&d.path().join("a"), std::slice::from_ref(&url));
     let o = agent_cmd(&[
         "--state",
@@ -941,7 +941,10 @@ fn a_second_agent_does_not_take_over_or_delete_a_live_socket() {
     let dead = d.path().join("dead.sock");
     drop(UnixDatagram::bind(&dead).unwrap());
     assert!(dead.exists());
-    let a = Agent::start(&d.path().join("c"), &[format!("unix://{}", dead.display())]);
+    let a = Agent::start(
+        &d.path().join("c"),
+        &[format!("unix-dgram://{}", dead.display())],
+    );
     a.stop();
 }
 

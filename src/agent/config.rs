@@ -288,11 +288,11 @@ pub enum WhenFull {
 }
 
 impl Input {
-    /// Parses a `--listen` URL: `udp://ADDR`, `tcp://ADDR`, `unix:///PATH`
+    /// Parses a `--listen` URL: `udp://ADDR`, `tcp://ADDR`, `unix-dgram:///PATH`
     /// (datagram) or `unix-stream:///PATH`.
     pub fn from_url(url: &str) -> Result<Input, String> {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            format!("{url:?}: expected udp://ADDR, tcp://ADDR, unix:///PATH or unix-stream:///PATH")
+            format!("{url:?}: expected udp://ADDR, tcp://ADDR, unix-dgram:///PATH or unix-stream:///PATH")
         })?;
         match scheme {
             "udp" => Ok(Input::Udp {
@@ -301,13 +301,14 @@ impl Input {
             "tcp" => Ok(Input::Tcp {
                 listen: rest.into(),
             }),
-            "unix" => Ok(Input::UnixDgram {
+            "unix-dgram" => Ok(Input::UnixDgram {
                 path: rest.into(),
                 when_full: WhenFull::Drop,
             }),
             "unix-stream" => Ok(Input::UnixStream { path: rest.into() }),
             other => Err(format!(
-                "{url:?}: unknown scheme {other:?} (udp, tcp, unix, unix-stream)"
+                "{url:?}: unknown scheme {other:?} (udp, tcp, unix-dgram, unix-stream: \
+                 the names of the config's input types)"
             )),
         }
     }
@@ -505,5 +506,25 @@ pub(crate) fn in_range_duration(
         Ok(())
     } else {
         Err(format!("{key} = {v:?}: must be between {lo:?} and {hi:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Input;
+
+    #[test]
+    fn a_listen_url_uses_the_name_of_the_input_type() {
+        assert!(matches!(
+            Input::from_url("unix-dgram:///run/a.sock"),
+            Ok(Input::UnixDgram { .. })
+        ));
+        assert!(matches!(
+            Input::from_url("unix-stream:///run/a.sock"),
+            Ok(Input::UnixStream { .. })
+        ));
+        // The old `unix://` is refused with the names to use.
+        let e = Input::from_url("unix:///run/a.sock").unwrap_err();
+        assert!(e.contains("unix-dgram") && e.contains("\"unix\""), "{e}");
     }
 }

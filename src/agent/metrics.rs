@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// One input as the metrics name it.
 #[derive(Debug)]
 pub struct InputView {
-    /// `udp://ADDR`, `tcp://ADDR`, `unix://PATH`, …
+    /// `udp://ADDR`, `tcp://ADDR`, `unix-dgram://PATH`, …
     pub name: String,
     /// What it counted as lost.
     pub loss: Arc<LossCounter>,

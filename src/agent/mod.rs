@@ -128,7 +128,7 @@ fn bind_inputs(
                         None => {
                             remove_stale_socket(path, false)?;
                             let s = tokio::net::UnixDatagram::bind(path).map_err(|e| {
-                                anyhow::anyhow!("binding unix://{}: {e}", path.display())
+                                anyhow::anyhow!("binding unix-dgram://{}: {e}", path.display())
                             })?;
                             files.add(path);
                             set_mode(path, 0o666)?;
@@ -215,10 +215,15 @@ pub fn check_files(cfg: &AgentConfig) -> Vec<String> {
             Input::Udp { listen } => ("udp", listen.clone(), format!("udp://{listen}")),
             Input::Tcp { listen } => ("tcp", listen.clone(), format!("tcp://{listen}")),
             Input::Tls { listen, .. } => ("tcp", listen.clone(), format!("tls://{listen}")),
-            Input::UnixDgram { path, .. } | Input::UnixStream { path } => (
+            Input::UnixDgram { path, .. } => (
                 "unix",
                 path.display().to_string(),
-                format!("unix://{}", path.display()),
+                format!("unix-dgram://{}", path.display()),
+            ),
+            Input::UnixStream { path } => (
+                "unix",
+                path.display().to_string(),
+                format!("unix-stream://{}", path.display()),
             ),
         };
         let name = format!("input {} ({url})", i + 1);
@@ -493,8 +498,8 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 tasks.push(rt.spawn(listen::tls(l, tls, tx, limits, at, sd)));
             }
             Bound::UnixDgram(s, name, loss, block) => {
-                crate::announce(format_args!("listening unix://{name}"));
-                views.push((format!("unix://{name}"), loss.clone(), None));
+                crate::announce(format_args!("listening unix-dgram://{name}"));
+                views.push((format!("unix-dgram://{name}"), loss.clone(), None));
                 dgram_losses.push(loss.clone());
                 let when_full = if block {
                     listen::DgramFull::Block
