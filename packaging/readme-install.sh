@@ -37,9 +37,14 @@ unhost() { # /etc/hosts may be a bind mount: rewrite it in place
 cleanup() {
     systemctl stop logseal-agent.service logseal-collector.service || true
     unhost
+    rm -rf "$WORK"   # the CA's and the hosts' keys
 }
 trap cleanup EXIT
-getent hosts collector1.example.org >/dev/null || echo "127.0.0.1 collector1.example.org $MARK" >> /etc/hosts
+if ! getent hosts collector1.example.org >/dev/null; then
+    # A last line without its newline would take the marker with it.
+    [ -z "$(tail -c 1 /etc/hosts)" ] || echo >> /etc/hosts
+    echo "127.0.0.1 collector1.example.org $MARK" >> /etc/hosts
+fi
 
 # The blocks, in the order of their N.
 python3 - "$REPO/README.md" "$WORK" <<'EOF'
@@ -74,8 +79,8 @@ run_block() {
 
 # As on a fresh machine: no earlier configuration or state. The CA's machine
 # has logseal installed; the hosts' blocks install it again (dpkg -i).
-dpkg --purge logseal >/dev/null
-dpkg -i "$1" >/dev/null
+dpkg --purge logseal >/dev/null || fail "dpkg --purge logseal"
+dpkg -i "$1" >/dev/null || fail "dpkg -i $1"
 
 run_block 1   # the CA
 run_block 2   # a collector host
@@ -92,7 +97,9 @@ probe="readme-install probe $$ $(date +%s)"
 logger --server 127.0.0.1 --port 514 --udp "$probe"
 in_store() { logseal inspect /var/lib/logseal/store | grep -F "$1" >/dev/null; }
 wait_for "the probe in the collector's store" 60 in_store "$probe"
-agent_user=$(ps -o user= -p "$(pgrep -xf '/usr/bin/logseal agent --config /etc/logseal/agent.toml')")
+agent_pid=$(pgrep -xf '/usr/bin/logseal agent --config /etc/logseal/agent.toml') \
+    || fail "no agent process running /usr/bin/logseal agent --config /etc/logseal/agent.toml"
+agent_user=$(ps -o user= -p "$agent_pid")
 [ "$agent_user" = logseal ] || fail "the agent runs as $agent_user, not logseal"
 
 run_block 5   # a certificate rotation, then a reload

@@ -761,12 +761,12 @@ fn journal_lag_is_what_is_not_chained_yet_and_zero_once_caught_up() {
     write_journal_file(&jdir.join("a.journal"), &es);
     let newest = t0 + (n - 1) * 1_000_000;
     let state = tmp.path().join("state");
-    let run = |spool: &str| {
+    let run = |spool: &str, journald: &str| {
         let cfg = tmp.path().join("agent.toml");
         std::fs::write(
             &cfg,
             format!(
-                "state_dir = {:?}\nhost = \"lag\"\n{spool}\n[journald]\njournal = {:?}\n\
+                "state_dir = {:?}\nhost = \"lag\"\n{spool}\n[journald]\njournal = {:?}\n{journald}\n\
                  [metrics]\nlisten = \"127.0.0.1:0\"\n",
                 state.to_str().unwrap(),
                 jdir.to_str().unwrap()
@@ -813,7 +813,10 @@ fn journal_lag_is_what_is_not_chained_yet_and_zero_once_caught_up() {
 
     // 1. A spool of 64 KiB and no [ship]: it fills, and the reader is held
     // back with entries read but not chained.
-    let (mut child, url) = run("[spool]\nsegment_size = \"16KiB\"\nmax_size = \"64KiB\"");
+    let (mut child, url) = run(
+        "[spool]\nsegment_size = \"16KiB\"\nmax_size = \"64KiB\"",
+        "",
+    );
     let mut seen = (None, None);
     wait_until("the lag to be that of the last entry chained", || {
         // Stable once the spool is full: the chain no longer moves.
@@ -850,7 +853,7 @@ fn journal_lag_is_what_is_not_chained_yet_and_zero_once_caught_up() {
 
     // 2. Restarted with room: it resumes after the last entry chained, chains
     // the rest, and the lag falls to 0.
-    let (mut child, url) = run("");
+    let (mut child, url) = run("", "");
     wait_until("everything chained and the lag 0", || {
         last_chained() == Some(newest) && lag(&url) == Some(0.0)
     });
@@ -867,4 +870,34 @@ fn journal_lag_is_what_is_not_chained_yet_and_zero_once_caught_up() {
         seqs(&entries(&chained(&state)), "lag"),
         (0..n).collect::<Vec<u64>>()
     );
+
+    // 3. Newer entries the filters drop: nothing is left to chain, so the
+    // lag is 0 (not the time since the last entry that matched).
+    let later: Vec<Fields> = (n..n + 50)
+        .map(|i| {
+            vec![
+                f("__REALTIME_TIMESTAMP", (t0 + i * 1_000_000).to_string()),
+                f(
+                    "__MONOTONIC_TIMESTAMP",
+                    (5_000_000 + i * 1_000_000).to_string(),
+                ),
+                f("_BOOT_ID", "0123456789abcdef0123456789abcdef"),
+                f("MESSAGE", format!("other {i}")),
+                f("TEST_RUN", "other"),
+            ]
+        })
+        .collect();
+    write_journal_file(&jdir.join("b.journal"), &later);
+    let (mut child, url) = run("", "matches = [\"TEST_RUN=lag\"]");
+    wait_until("the dropped entries read and the lag 0", || {
+        let t = scrape(&url);
+        sample(&t, "logseal_agent_journal_entries_read_total") == Some(50.0)
+            && sample(&t, "logseal_agent_journal_lag_seconds") == Some(0.0)
+    });
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
 }

@@ -285,7 +285,10 @@ impl Collector for AgentMetrics {
                 "Journal entries passed to the stamper",
                 load(&j.sent),
             )?;
-            if let Some(lag) = j.lag_seconds(load(&st.journal_chained_usec)) {
+            if let Some(lag) = j.lag_seconds(
+                load(&st.journal_chained_usec),
+                load(&st.events_by_source[Source::Journald as usize]),
+            ) {
                 gauge(
                     &mut enc,
                     "agent_journal_lag",
@@ -356,7 +359,10 @@ impl AgentMetrics {
             journal: m.journal.as_deref().map(|j| JournalStatus {
                 read: j.read.load(Ordering::Relaxed),
                 sent: j.sent.load(Ordering::Relaxed),
-                lag_seconds: j.lag_seconds(st.journal_chained_usec.load(Ordering::Relaxed)),
+                lag_seconds: j.lag_seconds(
+                    st.journal_chained_usec.load(Ordering::Relaxed),
+                    st.events_by_source[Source::Journald as usize].load(Ordering::Relaxed),
+                ),
             }),
             certificates: crate::monitor::expiry::deadlines(&m.certificates),
         }

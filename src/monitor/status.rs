@@ -519,22 +519,19 @@ fn judge_collector_doc(
     for h in &c.hosts {
         future(
             &mut v,
-            &format!("host {}'s last seal", clean(&h.host)),
+            &format!("host {}'s last seal", h.host),
             age(h.last_seal_time.as_deref(), now),
         );
     }
     if !c.running {
         v.add(
             Level::Critical,
-            format!("not running: stopped cleanly at {}", clean(time)),
+            format!("not running: stopped cleanly at {time}"),
         );
     } else if !running {
         v.add(
             Level::Critical,
-            format!(
-                "not running: process {pid} is gone without a clean stop (last status {})",
-                clean(time)
-            ),
+            format!("not running: process {pid} is gone without a clean stop (last status {time})"),
         );
     } else if written > 3.0 * c.interval_secs.clamp(1, MAX_INTERVAL) as f64 {
         v.add(
@@ -614,6 +611,15 @@ fn clean(s: &str) -> String {
     out
 }
 
+/// A number from the status file as text; anything else as `?` (never the
+/// file's own text unescaped).
+fn n(v: &serde_json::Value) -> String {
+    v.as_u64()
+        .map(|x| x.to_string())
+        .or_else(|| v.as_f64().map(|x| x.to_string()))
+        .unwrap_or_else(|| "?".into())
+}
+
 /// The verdict and the status as text (control characters escaped).
 fn render(v: &Verdict) -> String {
     let mut out = String::new();
@@ -656,7 +662,7 @@ fn render(v: &Verdict) -> String {
     line!(
         "  process      {}",
         if v.running {
-            format!("running, pid {}", s["pid"])
+            format!("running, pid {}", n(&s["pid"]))
         } else {
             "not running".into()
         }
@@ -670,14 +676,14 @@ fn render(v: &Verdict) -> String {
         line!(
             "  last seal    {}; {} records since (heartbeat {}s)",
             ago("last_seal_time"),
-            s["unsealed_records"],
-            s["heartbeat_secs"]
+            n(&s["unsealed_records"]),
+            n(&s["heartbeat_secs"])
         );
         line!(
             "  spool        {} of {} bytes; {} events chained since the start",
-            s["spool_bytes"],
-            s["spool_limit_bytes"],
-            s["events"]
+            n(&s["spool_bytes"]),
+            n(&s["spool_limit_bytes"]),
+            n(&s["events"])
         );
         if s["shipping"] == true {
             line!(
@@ -691,8 +697,8 @@ fn render(v: &Verdict) -> String {
             );
             line!(
                 "  backlog      {} bytes, {} records unacknowledged; oldest {}",
-                s["unacknowledged_bytes"],
-                s["unacknowledged_records"],
+                n(&s["unacknowledged_bytes"]),
+                n(&s["unacknowledged_records"]),
                 ago("oldest_unacknowledged_time")
             );
         } else {
@@ -702,15 +708,15 @@ fn render(v: &Verdict) -> String {
             line!(
                 "  input        {} ({} dropped)",
                 clean(i["input"].as_str().unwrap_or("?")),
-                i["dropped"]
+                n(&i["dropped"])
             );
         }
         let j = &s["journal"];
         if j.is_object() {
             line!(
                 "  journal      {} entries read, {} handed to the chain; {}",
-                j["read"],
-                j["sent"],
+                n(&j["read"]),
+                n(&j["sent"]),
                 match j["lag_seconds"].as_f64() {
                     Some(l) if l > 0.0 => format!("{} behind the newest entry", secs(l)),
                     Some(_) => "caught up".into(),
@@ -741,10 +747,10 @@ fn render(v: &Verdict) -> String {
         let hosts = s["hosts"].as_array().cloned().unwrap_or_default();
         line!(
             "  store        {} bytes; {} hosts; quarantine {} bytes, {} batches since the start",
-            s["store_bytes"],
+            n(&s["store_bytes"]),
             hosts.len(),
-            s["quarantine_bytes"],
-            s["quarantined_batches"]
+            n(&s["quarantine_bytes"]),
+            n(&s["quarantined_batches"])
         );
         for h in &hosts {
             let state = if h["silent"] == true {
@@ -793,7 +799,8 @@ mod tests {
         let doc = format!(
             r#"{{"time": "{}", "pid": 1, "running": true, "interval_secs": 10,
                 "hosts": [{{"host": "evil\u001b[2J\nhost\u202e'q", "silent": true,
-                "chains": [{{"chain": "c\u0007", "damaged": "bad-link\r"}}]}}]}}"#,
+                "chains": [{{"chain": "c\u0007", "damaged": "bad-link\r"}}]}}],
+                "store_bytes": "\u009b31m\u202e", "quarantine_bytes": "x\u007fy"}}"#,
             at(1)
         );
         let (code, text, json) = judge_bytes(false, doc.as_bytes(), NOW);

@@ -102,6 +102,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         {
             let oh = num(i + 1..i + 3)?;
             let om = num(i + 4..i + 6)?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
             let v = oh * 3600 + om * 60;
             if o.starts_with('-') {
                 -v
@@ -164,6 +167,8 @@ mod tests {
             "2026-02-30T00:00:00Z",
             "2026-04-31T00:00:00Z",
             "+026-11-28T00:00:00Z",
+            "2026-11-28T10:00:00+99:99",
+            "2026-11-28T10:00:00+24:00",
             "yesterday",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad:?}");

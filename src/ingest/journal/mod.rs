@@ -84,22 +84,36 @@ pub struct ReaderStats {
     /// Wall-clock time of the entry the reader started after (the last one
     /// chained before this run, or where a `tail` or time start put it), µs.
     pub start_usec: std::sync::atomic::AtomicU64,
+    /// Wall-clock time of the last entry the filters dropped while nothing
+    /// read before it waited in the reader, µs: handled once the entries sent
+    /// before it ([`Self::skipped_after`] of them) are chained.
+    pub skipped_usec: std::sync::atomic::AtomicU64,
+    /// [`Self::sent`] when that entry was dropped.
+    pub skipped_after: std::sync::atomic::AtomicU64,
 }
 
 impl ReaderStats {
     /// How far the chain is behind the journal, in seconds of the entries'
-    /// wall-clock time: from the last entry chained (`chained_usec`, µs, in
-    /// this run; 0: none yet) to the journal's newest. 0 when everything read
-    /// is chained and the reader has read everything; None while not known.
-    pub fn lag_seconds(&self, chained_usec: u64) -> Option<f64> {
+    /// wall-clock time: from the last entry handled (chained, or dropped by
+    /// the filters after everything before it was chained) to the journal's
+    /// newest. `chained_usec` is the time of the last entry chained in this
+    /// run (0: none yet), `chained` how many entries were chained in this
+    /// run. 0 once the reader has read everything and all it sent is
+    /// chained; None while not known.
+    pub fn lag_seconds(&self, chained_usec: u64, chained: u64) -> Option<f64> {
         use std::sync::atomic::Ordering::Relaxed;
-        let chained_usec = chained_usec.max(self.start_usec.load(Relaxed));
-        let last = self.last_read_usec.load(Relaxed);
-        if self.caught_up.load(Relaxed) && chained_usec >= last {
+        if self.caught_up.load(Relaxed) && chained >= self.sent.load(Relaxed) {
             return Some(0.0);
         }
-        let newest = self.newest_usec.load(Relaxed).max(last);
-        (chained_usec > 0 && newest > 0).then(|| newest.saturating_sub(chained_usec) as f64 / 1e6)
+        let mut handled = chained_usec.max(self.start_usec.load(Relaxed));
+        if chained >= self.skipped_after.load(Relaxed) {
+            handled = handled.max(self.skipped_usec.load(Relaxed));
+        }
+        let newest = self
+            .newest_usec
+            .load(Relaxed)
+            .max(self.last_read_usec.load(Relaxed));
+        (handled > 0 && newest > 0).then(|| newest.saturating_sub(handled) as f64 / 1e6)
     }
 }
 

@@ -420,6 +420,16 @@ impl Reader {
             .collect();
         self.current_unread = false;
         if !self.cfg.filter.wants(&view) {
+            if self.batch.items.is_empty() {
+                // Handled once what was sent before it is chained (the lag).
+                let sent = self.stats.sent.load(std::sync::atomic::Ordering::Relaxed);
+                self.stats
+                    .skipped_after
+                    .store(sent, std::sync::atomic::Ordering::Relaxed);
+                self.stats
+                    .skipped_usec
+                    .store(realtime, std::sync::atomic::Ordering::Relaxed);
+            }
             return Ok(true);
         }
         let seq = parsed.as_ref().map(|p| p.seqnum.to_string());
