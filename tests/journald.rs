@@ -743,20 +743,22 @@ fn journal_lag_is_what_is_not_chained_yet_and_zero_once_caught_up() {
     // Entries a second apart, about 1 KiB each: far more than the spool takes.
     let t0 = 1_790_000_000_000_000u64;
     let n = 2000u64;
+    // Entry i of run `run`, at second i.
+    let entry = |i: u64, run: &str, message: String| -> Fields {
+        vec![
+            f("__REALTIME_TIMESTAMP", (t0 + i * 1_000_000).to_string()),
+            f(
+                "__MONOTONIC_TIMESTAMP",
+                (5_000_000 + i * 1_000_000).to_string(),
+            ),
+            f("_BOOT_ID", "0123456789abcdef0123456789abcdef"),
+            f("MESSAGE", message),
+            f("TEST_RUN", run),
+            f("TEST_SEQ", i.to_string()),
+        ]
+    };
     let es: Vec<Fields> = (0..n)
-        .map(|i| {
-            vec![
-                f("__REALTIME_TIMESTAMP", (t0 + i * 1_000_000).to_string()),
-                f(
-                    "__MONOTONIC_TIMESTAMP",
-                    (5_000_000 + i * 1_000_000).to_string(),
-                ),
-                f("_BOOT_ID", "0123456789abcdef0123456789abcdef"),
-                f("MESSAGE", format!("lag {i} {}", "x".repeat(1000))),
-                f("TEST_RUN", "lag"),
-                f("TEST_SEQ", i.to_string()),
-            ]
-        })
+        .map(|i| entry(i, "lag", format!("lag {i} {}", "x".repeat(1000))))
         .collect();
     write_journal_file(&jdir.join("a.journal"), &es);
     let newest = t0 + (n - 1) * 1_000_000;
@@ -874,18 +876,7 @@ fn journal_lag_is_what_is_not_chained_yet_and_zero_once_caught_up() {
     // 3. Newer entries the filters drop: nothing is left to chain, so the
     // lag is 0 (not the time since the last entry that matched).
     let later: Vec<Fields> = (n..n + 50)
-        .map(|i| {
-            vec![
-                f("__REALTIME_TIMESTAMP", (t0 + i * 1_000_000).to_string()),
-                f(
-                    "__MONOTONIC_TIMESTAMP",
-                    (5_000_000 + i * 1_000_000).to_string(),
-                ),
-                f("_BOOT_ID", "0123456789abcdef0123456789abcdef"),
-                f("MESSAGE", format!("other {i}")),
-                f("TEST_RUN", "other"),
-            ]
-        })
+        .map(|i| entry(i, "other", format!("other {i}")))
         .collect();
     write_journal_file(&jdir.join("b.journal"), &later);
     let (mut child, url) = run("", "matches = [\"TEST_RUN=lag\"]");
