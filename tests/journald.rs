@@ -795,7 +795,13 @@ fn journal_lag_is_what_is_not_chained_yet_and_zero_once_caught_up() {
                 break u.to_string();
             }
         };
-        (child, url)
+        let agent = common::agent::Agent {
+            child,
+            urls: Vec::new(),
+            state: state.clone(),
+            metrics: Some(url.clone()),
+        };
+        (agent, url)
     };
     let status = |state: &std::path::Path| {
         let o = Command::new(common::bin())
@@ -815,7 +821,7 @@ fn journal_lag_is_what_is_not_chained_yet_and_zero_once_caught_up() {
 
     // 1. A spool of 64 KiB and no [ship]: it fills, and the reader is held
     // back with entries read but not chained.
-    let (mut child, url) = run(
+    let (agent, url) = run(
         "[spool]\nsegment_size = \"16KiB\"\nmax_size = \"64KiB\"",
         "",
     );
@@ -846,28 +852,18 @@ fn journal_lag_is_what_is_not_chained_yet_and_zero_once_caught_up() {
     wait_until("status to say how far the chain is behind", || {
         status(&state).contains("behind the newest entry")
     });
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    assert!(child.wait().unwrap().success());
+    agent.stop();
 
     // 2. Restarted with room: it resumes after the last entry chained, chains
     // the rest, and the lag falls to 0.
-    let (mut child, url) = run("", "");
+    let (agent, url) = run("", "");
     wait_until("everything chained and the lag 0", || {
         last_chained() == Some(newest) && lag(&url) == Some(0.0)
     });
     wait_until("status to say the journal is caught up", || {
         status(&state).contains("caught up")
     });
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    assert!(child.wait().unwrap().success());
+    agent.stop();
     assert_eq!(
         seqs(&entries(&chained(&state)), "lag"),
         (0..n).collect::<Vec<u64>>()
@@ -879,16 +875,11 @@ fn journal_lag_is_what_is_not_chained_yet_and_zero_once_caught_up() {
         .map(|i| entry(i, "other", format!("other {i}")))
         .collect();
     write_journal_file(&jdir.join("b.journal"), &later);
-    let (mut child, url) = run("", "matches = [\"TEST_RUN=lag\"]");
+    let (agent, url) = run("", "matches = [\"TEST_RUN=lag\"]");
     wait_until("the dropped entries read and the lag 0", || {
         let t = scrape(&url);
         sample(&t, "logseal_agent_journal_entries_read_total") == Some(50.0)
             && sample(&t, "logseal_agent_journal_lag_seconds") == Some(0.0)
     });
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    assert!(child.wait().unwrap().success());
+    agent.stop();
 }
