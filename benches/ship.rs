@@ -640,7 +640,7 @@ fn required_work(cpu_us: f64, fastest_peer: Option<(&str, f64)>) {
     body.extend_from_slice(&record);
     let crc_us = time(&mut |i| {
         body[21] = i as u8;
-        logseal::storage::segment::frame_crc(&body) as u8
+        logseal::chain::frame::frame_crc(&body) as u8
     });
     // ring's block function alone, on 64 KiB: what the calls above would cost
     // without the per-call part.

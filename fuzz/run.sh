@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each (default 60): a smoke run in CI, or
 # longer by hand (`fuzz/run.sh 3600`, or one target: `fuzz/run.sh 3600 segment`).
-# Corpora are seeded from tests/vectors and the shipped configs; what a run
+# Corpora are seeded from crates/logseal-core/tests/vectors and the shipped configs; what a run
 # finds is kept under fuzz/corpus (not committed). A crash stops the run with
 # exit 1 and leaves its input in fuzz/artifacts/TARGET/: reproduce it with
 # `cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-…`, fix it, and
@@ -20,7 +20,7 @@ rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly -
 # target's segment mode (a leading 3), configs, syslog lines.
 python3 - <<'PY'
 import os, glob, struct
-root = "tests/vectors"
+root = "crates/logseal-core/tests/vectors"
 def put(target, name, data):
     d = os.path.join("fuzz", "corpus", target)
     os.makedirs(d, exist_ok=True)

@@ -5,7 +5,8 @@
 //! format is specified in `docs/FORMAT.md`.
 //!
 //! The pipeline, stage by stage:
-//! - [`chain`]: the core (records, encoding, hashing, seals, verifier); no I/O.
+//! - [`chain`]: the core, the crate `logseal-core` (records, encoding,
+//!   hashing, seals, the frame format, the verifier); no I/O.
 //! - [`storage`]: segment files, the chain writer, the signer state, the
 //!   spool, write-behind, atomic state files.
 //! - [`ingest`]: syslog listeners and framing, the syslog parser, the journald
@@ -15,11 +16,10 @@
 //! - [`collector`]: the server, the store, enrollment.
 //! - [`responder`]: verify and inspect over files, and their reports.
 //! - [`monitor`]: metrics, `logseal status`, certificate deadlines.
-//! - [`cmd`]: `pki` and `quickstart`; [`util`]: small shared helpers;
-//!   [`vectors`]: the format's test vectors.
+//! - [`cmd`]: `pki` and `quickstart`; [`util`]: small shared helpers.
 
 pub mod agent;
-pub mod chain;
+pub use logseal_core as chain;
 pub mod cmd;
 pub mod collector;
 pub mod ingest;
@@ -28,7 +28,6 @@ pub mod responder;
 pub mod storage;
 pub mod transport;
 pub mod util;
-pub mod vectors;
 
 /// Prints a line on stdout for whoever started the process (`listening URL`,
 /// `metrics URL`): a daemon whose launcher stopped reading (a closed pipe) goes

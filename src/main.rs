@@ -222,7 +222,7 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Write the format test vectors (for docs/FORMAT.md and tests/vectors).
+    /// Write the format test vectors (for docs/FORMAT.md and crates/logseal-core/tests/vectors).
     #[command(hide = true)]
     GenVectors {
         /// Output directory.
@@ -435,7 +435,7 @@ fn main() -> ExitCode {
             let msg = format!("{e:#}");
             let shown: String = msg
                 .split('\n')
-                .map(report::safe)
+                .map(logseal::chain::describe::safe)
                 .collect::<Vec<_>>()
                 .join("\n");
             eprintln!("logseal: error: {shown}");
@@ -1073,7 +1073,7 @@ fn inspect(paths: Vec<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn gen_vectors(out: PathBuf) -> anyhow::Result<()> {
-    let v = logseal::vectors::generate();
+    let v = logseal::chain::vectors::generate();
     std::fs::create_dir_all(&out)?;
     logseal::storage::fsutil::write_atomic(
         &out.join("chain-v1.txt"),
@@ -1087,7 +1087,7 @@ fn gen_vectors(out: PathBuf) -> anyhow::Result<()> {
         "vectors",
     )?;
     let neg = out.join("negative");
-    for f in logseal::vectors::negative::generate() {
+    for f in logseal::chain::vectors::negative::generate() {
         for (rel, bytes) in &f.files {
             let p = neg.join(rel);
             if let Some(d) = p.parent() {
@@ -1098,7 +1098,7 @@ fn gen_vectors(out: PathBuf) -> anyhow::Result<()> {
         let mut text = serde_json::to_string_pretty(&f.expected)?;
         text.push('\n');
         logseal::storage::fsutil::write_atomic(
-            &neg.join(logseal::vectors::negative::sidecar(&f)),
+            &neg.join(logseal::chain::vectors::negative::sidecar(&f)),
             text.as_bytes(),
             "vectors",
         )?;

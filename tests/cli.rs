@@ -610,7 +610,7 @@ fn data_and_file_names_cannot_forge_the_text_report() {
     let host = "h\u{1b}[8m\nRESULT: intact\r";
     let id = logseal::chain::ChainId([7; 16]);
     let pk0 = logseal::chain::SecretKey::from_seed(&[1; 32]).public();
-    let mut b = logseal::storage::segment::header().to_vec();
+    let mut b = logseal::chain::frame::header().to_vec();
     let genesis = Record {
         chain_id: id,
         seq: 0,
@@ -624,7 +624,7 @@ fn data_and_file_names_cannot_forge_the_text_report() {
             note: "",
         },
     };
-    logseal::storage::segment::encode_frame(
+    logseal::chain::frame::encode_frame(
         logseal::chain::frame::FRAME_RECORD,
         &genesis.encode(),
         &mut b,
@@ -643,7 +643,7 @@ fn data_and_file_names_cannot_forge_the_text_report() {
                 payload: Payload::Raw(msg.as_bytes()),
             },
         };
-        logseal::storage::segment::encode_frame(
+        logseal::chain::frame::encode_frame(
             logseal::chain::frame::FRAME_RECORD,
             &e.encode(),
             &mut b,
@@ -728,9 +728,11 @@ fn a_version_1_segment_is_refused_by_name_not_called_broken_link_by_link() {
     // the kind byte): reading it as version 2 would report every seal as a
     // broken link; it must be named for what it is, and never appended to.
     let d = TempDir::new("v1-segment");
-    let mut seg =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/chain-v1.seg"))
-            .unwrap();
+    let mut seg = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crates/logseal-core/tests/vectors/chain-v1.seg"),
+    )
+    .unwrap();
     seg[8..10].copy_from_slice(&1u16.to_be_bytes());
     let crc = crc32c::crc32c(&seg[..12]);
     seg[12..16].copy_from_slice(&crc.to_be_bytes());
@@ -830,7 +832,7 @@ fn text_from_the_data_cannot_forge_lines_or_drive_the_terminal() {
     // Frames re-made with the host edited in (the chain is broken by it: the
     // true result is a failure).
     let mut r = logseal::storage::segment::SegmentReader::open(&log).unwrap();
-    let mut out = logseal::storage::segment::header().to_vec();
+    let mut out = logseal::chain::frame::header().to_vec();
     while let Some(item) = r.next_item().unwrap() {
         let logseal::storage::segment::Item::Frame {
             frame_type,
@@ -847,7 +849,7 @@ fn text_from_the_data_cannot_forge_lines_or_drive_the_terminal() {
         {
             p[i..i + host.len()].copy_from_slice(host.as_bytes());
         }
-        logseal::storage::segment::encode_frame(frame_type, &p, &mut out);
+        logseal::chain::frame::encode_frame(frame_type, &p, &mut out);
     }
     std::fs::write(&log, &out).unwrap();
 
@@ -890,7 +892,7 @@ fn json_findings_outside_any_chain_have_one_kind() {
     // Found by review: a finding outside any chain was written with two
     // "kind" keys ("frame", then the problem's), which parsers read apart.
     let d = TempDir::new("cli-kind");
-    let mut b = logseal::storage::segment::header().to_vec();
+    let mut b = logseal::chain::frame::header().to_vec();
     b.extend_from_slice(b"\xff\xff\xff\xff garbage");
     let f = d.path().join("junk.seg");
     std::fs::write(&f, &b).unwrap();

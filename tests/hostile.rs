@@ -6,8 +6,9 @@
 
 mod common;
 use common::*;
+use logseal::chain::frame;
 use logseal::chain::Record;
-use logseal::storage::segment::{self, Item, SegmentReader};
+use logseal::storage::segment::{Item, SegmentReader};
 
 struct Rng(u64);
 impl Rng {
@@ -26,7 +27,7 @@ impl Rng {
 
 #[test]
 fn record_decoder_rejects_every_truncation_and_never_panics() {
-    let v = logseal::vectors::generate();
+    let v = logseal::chain::vectors::generate();
     let text = v.text;
     for line in text.lines().filter(|l| l.starts_with("record.")) {
         let hex = line.split_once(": ").unwrap().1;
@@ -47,7 +48,7 @@ fn record_decoder_rejects_every_truncation_and_never_panics() {
 
 #[test]
 fn record_decoder_survives_random_mutations() {
-    let v = logseal::vectors::generate();
+    let v = logseal::chain::vectors::generate();
     let recs: Vec<Vec<u8>> = v
         .text
         .lines()
@@ -130,7 +131,7 @@ fn segment_reader_and_verifier_survive_noise_and_mutations() {
 
 #[test]
 fn a_huge_declared_frame_length_is_not_allocated() {
-    let mut b = segment::header().to_vec();
+    let mut b = frame::header().to_vec();
     b.extend_from_slice(&(logseal::chain::frame::MAX_FRAME as u32).to_be_bytes());
     b.extend_from_slice(&[0; 4]);
     b.extend_from_slice(b"short");
@@ -156,15 +157,22 @@ fn a_huge_declared_frame_length_is_not_allocated() {
 
 #[test]
 fn bad_headers_are_named() {
-    assert!(segment::check_header(b"LSEAL")
+    assert!(frame::check_header(b"LSEAL")
         .unwrap_err()
+        .to_string()
         .contains("shorter than a segment header"));
-    let mut h = segment::header();
+    let mut h = frame::header();
     h[0] = b'X';
-    assert!(segment::check_header(&h).unwrap_err().contains("bad magic"));
-    let mut h = segment::header();
+    assert!(frame::check_header(&h)
+        .unwrap_err()
+        .to_string()
+        .contains("bad magic"));
+    let mut h = frame::header();
     h[9] = 3; // another version, checksum not recomputed
-    assert!(segment::check_header(&h).unwrap_err().contains("checksum"));
+    assert!(frame::check_header(&h)
+        .unwrap_err()
+        .to_string()
+        .contains("checksum"));
 }
 
 #[test]
@@ -323,14 +331,14 @@ fn state_files_that_are_fifos_devices_or_huge_are_refused_naming_the_file() {
 fn resynchronisation_is_linear_in_the_file_size() {
     let d = TempDir::new("resync");
     let mut good = Vec::new();
-    logseal::storage::segment::encode_frame(
+    logseal::chain::frame::encode_frame(
         logseal::chain::frame::FRAME_RECORD,
         b"\x01 not a record, but a frame whose CRC checks",
         &mut good,
     );
     // 20 MiB: the candidates of the first 4 MiB end inside the file.
     for mib in [18usize, 20] {
-        let mut f = logseal::storage::segment::header().to_vec();
+        let mut f = logseal::chain::frame::header().to_vec();
         f.extend_from_slice(&good);
         f.extend_from_slice(b"\xff\xff\xff\xff damage");
         let mut x = 0x2545_F491_4F6C_DD1Du64;
@@ -366,13 +374,9 @@ fn resynchronisation_is_linear_in_the_file_size() {
     // Damage after every valid frame: each valid frame is followed by a
     // header announcing 16 MiB with a wrong CRC (found by review: the check
     // of the frame after a valid one paid its whole length).
-    let mut f = logseal::storage::segment::header().to_vec();
+    let mut f = logseal::chain::frame::header().to_vec();
     let mut tiny = Vec::new();
-    logseal::storage::segment::encode_frame(
-        logseal::chain::frame::FRAME_RECORD,
-        b"\x01",
-        &mut tiny,
-    );
+    logseal::chain::frame::encode_frame(logseal::chain::frame::FRAME_RECORD, b"\x01", &mut tiny);
     for _ in 0..20_000 {
         f.extend_from_slice(&tiny);
         f.extend_from_slice(&[0, 0xFF, 0xFF, 0xF0, 0, 0, 0, 0]);
@@ -413,9 +417,8 @@ fn reference_items(b: &[u8]) -> Vec<(char, u64, u64)> {
                 return None;
             }
         }
-        (logseal::storage::segment::frame_crc(body)
-            == u32::from_be_bytes(h[4..].try_into().unwrap()))
-        .then_some(len)
+        (logseal::chain::frame::frame_crc(body) == u32::from_be_bytes(h[4..].try_into().unwrap()))
+            .then_some(len)
     };
     let mut out = Vec::new();
     let mut p = 16;
@@ -443,7 +446,7 @@ fn reference_items(b: &[u8]) -> Vec<(char, u64, u64)> {
 fn resynchronisation_finds_exactly_the_frames_the_format_defines() {
     let mut rng = Rng(7);
     for round in 0..300 {
-        let mut b = logseal::storage::segment::header().to_vec();
+        let mut b = logseal::chain::frame::header().to_vec();
         for _ in 0..1 + rng.below(12) {
             match rng.below(5) {
                 // A valid frame, short or long (past the CRC prefix step).
@@ -452,7 +455,7 @@ fn resynchronisation_finds_exactly_the_frames_the_format_defines() {
                     let n = choices[rng.below(3)];
                     let mut payload: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
                     payload[0] = 1;
-                    logseal::storage::segment::encode_frame(1, &payload, &mut b);
+                    logseal::chain::frame::encode_frame(1, &payload, &mut b);
                 }
                 // Noise.
                 2 => b.extend((0..rng.below(400)).map(|_| rng.next() as u8)),
@@ -470,7 +473,7 @@ fn resynchronisation_finds_exactly_the_frames_the_format_defines() {
                     let mut f = Vec::new();
                     let n = 2 + rng.below(2000);
                     let payload: Vec<u8> = (0..n).map(|_| 1 + rng.next() as u8 % 3).collect();
-                    logseal::storage::segment::encode_frame(1, &payload, &mut f);
+                    logseal::chain::frame::encode_frame(1, &payload, &mut f);
                     f.truncate(1 + rng.below(f.len() - 1));
                     b.extend_from_slice(&f);
                 }
@@ -497,7 +500,7 @@ fn resynchronisation_finds_exactly_the_frames_the_format_defines() {
 fn many_geneses(n: u32) -> Vec<u8> {
     use logseal::chain::record::{Body, ChainId, Origin};
     let pk0 = logseal::chain::SecretKey::generate().unwrap().public();
-    let mut out = segment::header().to_vec();
+    let mut out = frame::header().to_vec();
     for i in 0..n {
         let mut id = [7u8; 16];
         id[..4].copy_from_slice(&i.to_be_bytes());
@@ -515,7 +518,7 @@ fn many_geneses(n: u32) -> Vec<u8> {
             },
         }
         .encode();
-        segment::encode_frame(logseal::chain::frame::FRAME_RECORD, &rec, &mut out);
+        frame::encode_frame(logseal::chain::frame::FRAME_RECORD, &rec, &mut out);
     }
     out
 }
@@ -570,7 +573,7 @@ fn verify_memory_is_bounded_whatever_the_input_holds() {
 
     // A few Geneses whose host names take the room (a record allows 16 MiB):
     // counted too (found by review: they were not).
-    let mut big = segment::header().to_vec();
+    let mut big = frame::header().to_vec();
     let host = "h".repeat(14 << 20);
     for i in 0..5u8 {
         let rec = Record {
@@ -587,7 +590,7 @@ fn verify_memory_is_bounded_whatever_the_input_holds() {
             },
         }
         .encode();
-        segment::encode_frame(logseal::chain::frame::FRAME_RECORD, &rec, &mut big);
+        frame::encode_frame(logseal::chain::frame::FRAME_RECORD, &rec, &mut big);
     }
     let f = d.path().join("hosts.seg");
     std::fs::write(&f, &big).unwrap();

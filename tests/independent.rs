@@ -55,7 +55,7 @@ fn assert_agree(paths: &[&Path]) {
 
 #[test]
 fn agrees_on_the_test_vectors() {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/logseal-core/tests/vectors");
     assert_agree(&[&d.join("chain-v1.seg")]);
     assert_agree(&[&d.join("chain-v1-redacted.seg")]);
 }

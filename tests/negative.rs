@@ -1,4 +1,4 @@
-//! The negative fixtures (tests/vectors/negative/): one input per mutation,
+//! The negative fixtures (crates/logseal-core/tests/vectors/negative/): one input per mutation,
 //! each with the verdict, problems and unverified ranges docs/FORMAT.md §4
 //! requires in a sidecar JSON written by hand in the generator. Both
 //! `logseal verify` and the independent verifier (tests/independent_verify.py,
@@ -13,22 +13,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/negative")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/logseal-core/tests/vectors/negative")
 }
 
 #[test]
 fn committed_fixtures_match_the_generator() {
-    let fixtures = logseal::vectors::negative::generate();
+    let fixtures = logseal::chain::vectors::negative::generate();
     assert!(fixtures.len() >= 30, "{} fixtures", fixtures.len());
     for f in &fixtures {
         for (rel, bytes) in &f.files {
             let on_disk = std::fs::read(dir().join(rel)).unwrap_or_else(|e| {
-                panic!("{rel}: {e} (regenerate: logseal gen-vectors --out tests/vectors)")
+                panic!("{rel}: {e} (regenerate: logseal gen-vectors --out crates/logseal-core/tests/vectors)")
             });
             assert!(on_disk == *bytes, "{rel} differs from the generator's");
         }
         let text =
-            std::fs::read_to_string(dir().join(logseal::vectors::negative::sidecar(f))).unwrap();
+            std::fs::read_to_string(dir().join(logseal::chain::vectors::negative::sidecar(f)))
+                .unwrap();
         let on_disk: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             on_disk, f.expected,
@@ -155,7 +156,7 @@ fn stated(doc: &Value) -> Value {
 #[test]
 fn both_verifiers_give_the_expected_result_on_every_fixture() {
     let work = TempDir::new("negative");
-    let fixtures = logseal::vectors::negative::generate();
+    let fixtures = logseal::chain::vectors::negative::generate();
     let mut failures = Vec::new();
     for f in &fixtures {
         let e = &f.expected;

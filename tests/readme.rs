@@ -164,7 +164,7 @@ fn the_layout_section_matches_the_tree() {
         if let Some(p) = line
             .split_whitespace()
             .next()
-            .filter(|p| p.starts_with("src/"))
+            .filter(|p| p.starts_with("src/") || p.starts_with("crates/"))
         {
             named.insert(p.to_string());
         }
@@ -179,5 +179,9 @@ fn the_layout_section_matches_the_tree() {
             present.insert(format!("src/{name}"));
         }
     }
-    assert_eq!(named, present, "README Layout against src/");
+    for e in std::fs::read_dir(repo.join("crates")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        present.insert(format!("crates/{name}/"));
+    }
+    assert_eq!(named, present, "README Layout against src/ and crates/");
 }

@@ -1,6 +1,6 @@
 //! The shape of the source tree (README, "Layout"): the stages of the
-//! pipeline depend on each other in one direction only, and the core
-//! (`src/chain/`) depends on nothing else of logseal and does no I/O.
+//! pipeline depend on each other in one direction only, and the core (the
+//! crate `crates/logseal-core`) depends on nothing that does I/O.
 //!
 //! Dependencies are read from the source: a `crate::M::` path (or `super::M`
 //! between siblings) outside comments and outside `#[cfg(test)]` modules.
@@ -142,32 +142,57 @@ fn the_stages_depend_on_each_other_in_one_direction() {
 
 #[test]
 fn the_core_depends_on_nothing_else_and_does_no_io() {
-    let chain = src().join("chain");
-    for f in files(&chain) {
+    let core = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/logseal-core");
+    let forbidden = [
+        "tokio",
+        "std::fs",
+        "std::net",
+        "std::io::Read",
+        "std::io::Write",
+        "SystemTime",
+        "Instant",
+        "rustls",
+        "systemd",
+        "std::thread",
+        "std::env",
+        "logseal::",
+    ];
+    for f in files(&core.join("src")) {
         let c = code(&f);
-        for (at, _) in c.match_indices("crate::") {
-            assert!(
-                c[at..].starts_with("crate::chain"),
-                "{}: the core names {}",
-                f.display(),
-                c[at..].lines().next().unwrap()
-            );
-        }
-        for io in [
-            "tokio",
-            "std::fs",
-            "std::net",
-            "std::io::Read",
-            "std::io::Write",
-            "SystemTime",
-            "Instant",
-            "rustls",
-            "systemd",
-            "std::thread",
-            "std::env",
-        ] {
+        for io in forbidden {
             assert!(!c.contains(io), "{}: the core uses {io}", f.display());
         }
+    }
+    let lib = std::fs::read_to_string(core.join("src/lib.rs")).unwrap();
+    assert!(
+        lib.contains("#![forbid(unsafe_code)]"),
+        "the core forbids unsafe code"
+    );
+    // What the core's build pulls in, signing included, as cargo resolves it.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "logseal-core",
+            "--features",
+            "signing",
+        ])
+        .args(["-e", "normal", "--prefix", "none", "--format", "{p}"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8(out.stdout).unwrap();
+    assert!(tree.contains("ring v"), "{tree}");
+    for dep in ["tokio", "rustls", "systemd", "mio", "logseal v"] {
+        let hit = tree.lines().find(|l| l.starts_with(dep));
+        assert!(hit.is_none(), "logseal-core depends on {hit:?}:\n{tree}");
     }
 }
 

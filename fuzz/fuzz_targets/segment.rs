@@ -5,16 +5,17 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use logseal::chain::verify::{Options, Verifier};
-use logseal::storage::segment::{self, Item, SegmentReader};
+use logseal::chain::frame;
+use logseal::storage::segment::{Item, SegmentReader};
 use std::path::PathBuf;
 
 fuzz_target!(|data: &[u8]| {
-    let mut file = segment::header().to_vec();
+    let mut file = frame::header().to_vec();
     file.extend_from_slice(data);
     let mut r = SegmentReader::new(&file[..]).expect("a valid header");
     let mut v = Verifier::new(Options::default());
     v.begin_file(0, None);
-    let mut covered = segment::HEADER_LEN;
+    let mut covered = frame::HEADER_LEN;
     while let Some(item) = r.next_item().expect("reading from memory") {
         match item {
             Item::Frame {

@@ -4,7 +4,8 @@
 use libfuzzer_sys::fuzz_target;
 use logseal::chain::hash;
 use logseal::chain::tip::Tip;
-use logseal::storage::segment::{self, Item, SegmentReader};
+use logseal::chain::frame;
+use logseal::storage::segment::{Item, SegmentReader};
 use logseal::transport::proto::{self, FrameReader, Msg};
 
 fuzz_target!(|data: &[u8]| {
@@ -33,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             // A segment's records applied to a tip, as a store does.
-            let mut file = segment::header().to_vec();
+            let mut file = frame::header().to_vec();
             file.extend_from_slice(rest);
             let mut rd = SegmentReader::new(&file[..]).expect("a valid header");
             let mut tip: Option<Tip> = None;

@@ -75,7 +75,7 @@ pub fn stage(b: &Batch, chain_id: ChainId, base: u64, first_seq: u64) -> Option<
             body: event_body(b, item, Payload::Raw(bytes)),
         };
         let leaf =
-            crate::storage::segment::push_record_frame(&mut st.frames, |out| rec.encode_into(out))?;
+            crate::chain::frame::push_record_frame(&mut st.frames, |out| rec.encode_into(out))?;
         st.ends.push(st.frames.len() as u32);
         st.leaves.push(leaf);
     }

@@ -641,7 +641,7 @@ impl Store {
         let bytes = batch
             .records
             .iter()
-            .fold(crate::storage::segment::HEADER_LEN, |n, r| {
+            .fold(crate::chain::frame::HEADER_LEN, |n, r| {
                 n.saturating_add(9 + r.len() as u64)
             });
         let charge = charge_of(bytes);

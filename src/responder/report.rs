@@ -1,10 +1,11 @@
 //! Human-readable and JSON output of `verify` and `inspect`.
 
+use crate::chain::describe::safe;
 use crate::chain::hash;
 use crate::chain::hex;
 use crate::chain::record::{Body, Payload, Record};
 use crate::chain::verify::{
-    Anchor, ChainReport, Finding, Problem, Report, Unattributed, Unverified, Verdict, Warning,
+    Anchor, ChainReport, Finding, Report, Unattributed, Unverified, Verdict,
 };
 use crate::responder::verify_files::Skipped;
 use crate::storage::segment::{Item, SegmentReader};
@@ -15,95 +16,22 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-impl Problem {
-    /// One sentence for a responder.
-    pub fn describe(&self) -> String {
-        use Problem::*;
-        match self {
-            BadLink { seal_seq, first_seq, last_seq } => format!(
-                "bad link: records {first_seq}..={last_seq} do not hash to the head signed by the seal at seq {seal_seq}: one of them was altered, inserted or removed"
-            ),
-            BadSignature { seq, epoch } => format!("bad seal signature: the seal at seq {seq} (epoch {epoch}) does not verify under the key the key chain names; the key chain is unknown from here on"),
-            KeyNotInChain { seq, epoch, signer, expected, signer_epoch } => {
-                let mut s = format!("key not in the key chain: the seal at seq {seq} (epoch {epoch}) names signer {signer}, the key chain expects {expected}; the key chain is unknown from here on");
-                if let Some(e) = signer_epoch {
-                    let _ = write!(s, "; a later seal names the signer as the key of epoch {e}: a past seal re-signed with a later (stolen) key");
-                }
-                s
-            }
-            EpochMismatch { seq, epoch, expected_epoch } => format!("epoch mismatch: the seal at seq {seq} claims epoch {epoch}, the key chain is at epoch {expected_epoch}; the key chain is unknown from here on"),
-            KeyReused { seq, epoch, first_epoch } => format!("key reused: the seal at seq {seq} (epoch {epoch}) names as next key the key of epoch {first_epoch}: forward security is lost, the key chain is unknown from here on"),
-            Gap { expected_seq, got_seq, missing } => format!("seq gap: expected seq {expected_seq}, found {got_seq} ({missing} record(s) missing)"),
-            Reorder { seq, expected_seq } => format!("reorder: seq {seq} appears where seq {expected_seq} was expected"),
-            Duplicate { seq } => format!("duplicate: seq {seq} appears again with the same content"),
-            Conflict { seq } => format!("conflict: seq {seq} appears again with different content"),
-            DamagedFrame { expected_seq, skipped_bytes, reason } => format!("damaged frame: {skipped_bytes} bytes that are not a valid frame ({reason}) where seq {expected_seq} was expected"),
-            Malformed { expected_seq, reason } => format!("malformed record where seq {expected_seq} was expected: {reason}"),
-            TruncatedTail { expected_seq, bytes, reason } => format!("truncated tail: the file ends inside a frame ({reason}, {bytes} bytes) where seq {expected_seq} was expected"),
-            UnsealedTail { first_seq, last_seq, count } => format!("unsealed tail: {count} record(s), seq {first_seq}..={last_seq}, are not covered by any seal (the seals were removed, the writer died before sealing, or the chain is live: see --live)"),
-            ForeignChain { seq, chain } => format!("foreign chain: a record of chain {chain} (its seq {seq}) inside this chain"),
-            UnexpectedGenesis { seq } => format!("unexpected genesis record at seq {seq}"),
-            UntrustedGenesis { host, fingerprint } => format!("untrusted genesis key {fingerprint}: not a trust anchor of host {}", safe(host)),
-            BadRedaction { seq, reason } => format!("bad redaction at seq {seq}: {reason}"),
-            PredCut { successor, claimed_last_seq, last_seq } => format!("cut: the Genesis of successor chain {successor} says this chain reached seq {claimed_last_seq}; it ends at seq {last_seq} here"),
-            PredMismatch { successor, claimed_last_seq, last_seq } => format!("predecessor mismatch: the Genesis of successor chain {successor} names this chain's seq {claimed_last_seq} and its head as its last record; here the chain ends at seq {last_seq} or has another head there"),
-            Misfiled { seq, dir_host, dir_chain } => format!("misfiled: record seq {seq} is stored in the directory of host {}, chain {}", safe(dir_host), safe(dir_chain)),
+/// One sentence for a responder on a problem found outside any chain.
+pub fn describe_unattributed(u: &Unattributed, files: &[PathBuf]) -> String {
+    match u {
+        Unattributed::Frame { problem, at } => format!(
+            "{} [{} @ byte {}]",
+            problem.describe(),
+            file_name(files, at.file),
+            at.offset
+        ),
+        Unattributed::BadSegment { file, reason } => {
+            format!(
+                "{}: not readable as a segment: {reason}",
+                file_name(files, *file)
+            )
         }
-    }
-}
-
-impl Unverified {
-    /// Why, for a responder.
-    pub fn describe(&self) -> String {
-        match self {
-            Unverified::Problem { seal_seq } => format!("a problem in the interval; the seal at seq {seal_seq} re-anchors what follows it, not what precedes it"),
-            Unverified::KeyChainUnknown { seal_seq } => format!("the key chain is unknown after the refused seal at seq {seal_seq}"),
-            Unverified::Unanchored => "the chain starts without its Genesis: nothing links these records to a genesis key".into(),
-            Unverified::Unsealed => "after the last accepted seal".into(),
-        }
-    }
-}
-
-impl Warning {
-    /// One sentence for a responder.
-    pub fn describe(&self) -> String {
-        match self {
-            Warning::ClockBackwards { seq, prev_seq, by_ns } => format!("clock went backwards: seq {seq} is dated {} before seq {prev_seq}", span(*by_ns)),
-            Warning::ClockJump { seq, prev_seq, by_ns } => format!("clock jumped: seq {seq} is dated {} after seq {prev_seq}", span(*by_ns)),
-            Warning::PredecessorAbsent { chain, last_seq } => format!("predecessor chain {chain} (named up to seq {last_seq} by the Genesis) is not in the input: verify it too"),
-        }
-    }
-}
-
-fn span(ns: i128) -> String {
-    let s = ns / 1_000_000_000;
-    if s >= 86_400 {
-        format!("{:.1} days", ns as f64 / 86_400e9)
-    } else if s >= 3600 {
-        format!("{:.1} hours", ns as f64 / 3600e9)
-    } else {
-        format!("{:.3} s", ns as f64 / 1e9)
-    }
-}
-
-impl Unattributed {
-    /// One sentence for a responder.
-    pub fn describe(&self, files: &[PathBuf]) -> String {
-        match self {
-            Unattributed::Frame { problem, at } => format!(
-                "{} [{} @ byte {}]",
-                problem.describe(),
-                file_name(files, at.file),
-                at.offset
-            ),
-            Unattributed::BadSegment { file, reason } => {
-                format!(
-                    "{}: not readable as a segment: {reason}",
-                    file_name(files, *file)
-                )
-            }
-            Unattributed::NoRecords => "the input holds no record at all".into(),
-        }
+        Unattributed::NoRecords => "the input holds no record at all".into(),
     }
 }
 
@@ -269,7 +197,11 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
         }
     }
     for f in &report.unattributed {
-        writeln!(out, "PROBLEM outside any chain: {}", f.describe(files))?;
+        writeln!(
+            out,
+            "PROBLEM outside any chain: {}",
+            describe_unattributed(f, files)
+        )?;
     }
     if report.unattributed_not_listed > 0 {
         writeln!(
@@ -392,32 +324,9 @@ impl JournalSummary {
     }
 }
 
-/// Text from the data or a file name, safe to print on a terminal: control
-/// characters (escape sequences, newlines) are shown escaped, never sent.
-pub fn safe(s: &str) -> String {
-    escape_text(s.as_bytes())
-}
-
 /// A path, safe to print (see [`safe`]).
 pub fn safe_path(p: &Path) -> String {
     safe(&p.display().to_string())
-}
-
-fn escape_text(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(b);
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// One record as a JSON object.
@@ -599,7 +508,7 @@ pub fn record_text(r: &Record<'_>) -> String {
         } => {
             let (msg, peer) = match payload {
                 Payload::Raw(b) => (
-                    escape_text(b),
+                    safe(&String::from_utf8_lossy(b)),
                     if peer.is_empty() {
                         String::new()
                     } else {
@@ -622,10 +531,7 @@ pub fn record_text(r: &Record<'_>) -> String {
                     if let Some(p) = &j.priority {
                         let _ = write!(who, " {p}:");
                     }
-                    (
-                        escape_text(j.message.as_deref().unwrap_or("").as_bytes()),
-                        who,
-                    )
+                    (safe(j.message.as_deref().unwrap_or("")), who)
                 }
             };
             let trunc = original_len

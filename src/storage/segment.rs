@@ -1,17 +1,6 @@
 //! Segment files: the one on-disk record-log format (stamp output, spool,
-//! collector store, export bundles).
-//!
-//! Normative description: `docs/FORMAT.md`, "Segment files".
-//!
-//! ```text
-//! file   := header frame*
-//! header := "LSEALSEG" | version:u16 = 2 | flags:u16 = 0 | crc32c(previous 12 bytes):u32
-//! frame  := len:u32 | crc:u32 | body            (len = |body|, 1 ..= MAX_FRAME)
-//! body   := type:u8 | payload                   crc = CRC32C(len bytes || body)
-//! type   := 0x01 record (payload = encoded record)
-//!         | 0x02 redacted record (payload = chain_id[16] seq:u64 kind:u8 leaf[32])
-//! ```
-//! Integers are big-endian.
+//! collector store, export bundles). The format itself (header, frames) is
+//! [`crate::chain::frame`]; this module reads and appends files of it.
 //!
 //! Invariants: frames are only ever appended; a frame is complete on disk once
 //! the writer has fsynced after it. A crash can leave at most one incomplete
@@ -20,10 +9,11 @@
 //! damaged frame followed by good frames is *not* a crash artefact: the writer
 //! refuses to append to such a file rather than destroy evidence, and the reader
 //! reports it and resynchronises on the next frame whose CRC checks.
-//!
-//! CRC32C detects accidents, not attacks; the hash chain detects attacks.
 
-use crate::chain::frame::{FRAME_RECORD, FRAME_REDACTED, MAX_FRAME, REDACTED_LEN};
+use crate::chain::frame::{
+    check_header, frame_crc, frame_header, header, push_record, push_record_frame, FRAME_RECORD,
+    FRAME_REDACTED, HEADER_LEN, MAGIC, MAX_FRAME, REDACTED_LEN,
+};
 use crate::chain::record::FORMAT_VERSION;
 use crate::storage::crcspan;
 use crate::storage::fsutil;
@@ -33,62 +23,10 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// File magic.
-pub const MAGIC: &[u8; 8] = b"LSEALSEG";
-/// Segment format version.
-pub const VERSION: u16 = 2;
-/// Length of the file header.
-pub const HEADER_LEN: u64 = 16;
-
 const WRITE_BUFFER: usize = 1 << 20;
 /// With write-behind, frames are handed over in buffers of this size: small
 /// enough that a sync waits for little, large enough for few hand-overs.
 const LANE_BUFFER: usize = 256 << 10;
-
-/// The 16-byte file header.
-pub fn header() -> [u8; 16] {
-    let mut h = [0u8; 16];
-    h[..8].copy_from_slice(MAGIC);
-    h[8..10].copy_from_slice(&VERSION.to_be_bytes());
-    let crc = crc32c::crc32c(&h[..12]);
-    h[12..].copy_from_slice(&crc.to_be_bytes());
-    h
-}
-
-/// Checks a file header; `Err` says what is wrong with it.
-pub fn check_header(h: &[u8]) -> Result<(), String> {
-    if h.len() < 16 {
-        return Err(format!(
-            "file is {} bytes, shorter than a segment header",
-            h.len()
-        ));
-    }
-    if &h[..8] != MAGIC {
-        return Err("not a logseal segment (bad magic)".into());
-    }
-    let crc = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
-    if crc != crc32c::crc32c(&h[..12]) {
-        return Err("segment header checksum mismatch".into());
-    }
-    let v = u16::from_be_bytes([h[8], h[9]]);
-    if v == 1 {
-        return Err(
-            "segment version 1 (written by logseal 0.1, whose head step did not bind \
-                    the kind byte) is not supported by this version"
-                .into(),
-        );
-    }
-    if v != VERSION {
-        return Err(format!(
-            "unsupported segment version {v} (this build reads {VERSION})"
-        ));
-    }
-    let flags = u16::from_be_bytes([h[10], h[11]]);
-    if flags != 0 {
-        return Err(format!("unknown segment header flags {flags:#06x}"));
-    }
-    Ok(())
-}
 
 /// True if the file starts with the segment magic.
 pub fn looks_like_segment(path: &Path) -> bool {
@@ -99,76 +37,11 @@ pub fn looks_like_segment(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// CRC of a frame: CRC32C over the 4 length bytes and the body.
-pub fn frame_crc(body: &[u8]) -> u32 {
-    let len = (body.len() as u32).to_be_bytes();
-    crc32c::crc32c_append(crc32c::crc32c(&len), body)
-}
-
-/// Appends one complete frame (header and body) to `out`.
-pub fn encode_frame(frame_type: u8, payload: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; 8]);
-    out.push(frame_type);
-    out.extend_from_slice(payload);
-    seal_frame(out, start);
-}
-
-/// The record inside a complete record frame (`len ‖ crc ‖ 0x01 ‖ record`),
-/// or `None` if `frame` is not one.
-pub fn frame_record(frame: &[u8]) -> Option<&[u8]> {
-    match frame.get(8) {
-        Some(&FRAME_RECORD) => frame.get(9..),
-        _ => None,
-    }
-}
-
-/// Appends to `out` a record frame whose payload `encode` writes and returns
-/// the record's leaf, `SHA-256(0x00 ‖ record)`, hashed in place: the type byte
-/// just before the record briefly holds the 0x00 domain byte (the CRC was
-/// computed over the real one). `None`, with `out` as it was, if the record is
-/// larger than [`MAX_FRAME`].
-pub fn push_record_frame(
-    out: &mut Vec<u8>,
-    encode: impl FnOnce(&mut Vec<u8>),
-) -> Option<crate::chain::Digest> {
-    let start = push_record(out, encode)?;
-    let t = start + 8;
-    out[t] = 0x00;
-    let leaf = crate::chain::hash::sha256(&out[t..]);
-    out[t] = FRAME_RECORD;
-    Some(leaf)
-}
-
-/// Appends to `out` a record frame whose payload `encode` writes; returns
-/// where the frame starts, or `None` (with `out` as it was) if the record is
-/// larger than [`MAX_FRAME`].
-fn push_record(out: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>)) -> Option<usize> {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; 8]);
-    out.push(FRAME_RECORD);
-    encode(out);
-    if out.len() - start - 8 > MAX_FRAME {
-        out.truncate(start);
-        return None;
-    }
-    seal_frame(out, start);
-    Some(start)
-}
-
 fn too_large() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         format!("record larger than the maximum frame size ({MAX_FRAME} bytes)"),
     )
-}
-
-/// Fills in len and crc of the frame that starts at `start` and runs to the end of `buf`.
-fn seal_frame(buf: &mut [u8], start: usize) {
-    let body_len = (buf.len() - start - 8) as u32;
-    buf[start..start + 4].copy_from_slice(&body_len.to_be_bytes());
-    let crc = frame_crc(&buf[start + 8..]);
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// One item read from a segment.
@@ -321,9 +194,9 @@ impl<R: Read> SegmentReader<R> {
         if !self.fill(8)? {
             return Ok(Err(("file ends inside a frame header", true)));
         }
-        let b = &self.buf[self.start..self.start + 8];
-        let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        let crc = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+        let Some((len, crc)) = frame_header(&self.buf[self.start..self.end]) else {
+            return Ok(Err(("file ends inside a frame header", true)));
+        };
         if len == 0 || len > MAX_FRAME {
             return Ok(Err(("frame length out of range", false)));
         }
@@ -635,7 +508,7 @@ impl SegmentWriter {
         Ok(self.flushed + self.buf.len() as u64)
     }
 
-    /// Appends a complete frame as [`encode_frame`] made it (length, CRC, type,
+    /// Appends a complete frame as [`crate::chain::frame::encode_frame`] made it (length, CRC, type,
     /// payload), verbatim; returns its offset.
     pub fn append_frame(&mut self, frame: &[u8]) -> io::Result<u64> {
         let offset = self.room()?;
@@ -645,7 +518,7 @@ impl SegmentWriter {
 
     /// Like [`append_record_with`](Self::append_record_with), returning the
     /// record's chain leaf `SHA-256(0x00 ‖ record)` instead of its bytes
-    /// (hashed in place, see [`push_record_frame`]).
+    /// (hashed in place, see [`crate::chain::frame::push_record_frame`]).
     pub fn append_record_leaf(
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>),

@@ -572,7 +572,7 @@ impl<L: RecordLog> ChainWriter<L> {
             return Ok(false);
         }
         self.log.append_frame(frame)?;
-        let kind = crate::storage::segment::frame_record(frame).map_or(0, hash::kind_of);
+        let kind = crate::chain::frame::frame_record(frame).map_or(0, hash::kind_of);
         self.head = hash::head(&self.head, kind, leaf);
         self.next_seq += 1;
         Ok(true)

@@ -12,10 +12,9 @@
 //! - Failures: reconnect with exponential backoff and jitter, moving to the
 //!   next configured collector after each failed attempt.
 
-use crate::chain::frame::FRAME_RECORD;
+use crate::chain::frame::{self, FRAME_RECORD};
 use crate::chain::record::decode_header_only;
 use crate::chain::ChainId;
-use crate::storage::segment;
 use crate::storage::spool;
 use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
 use rustls::pki_types::ServerName;
@@ -187,8 +186,8 @@ impl Cursor {
                 ),
             ));
         };
-        if self.pos < base + segment::HEADER_LEN {
-            self.pos = base + segment::HEADER_LEN;
+        if self.pos < base + frame::HEADER_LEN {
+            self.pos = base + frame::HEADER_LEN;
         }
         let path = self.dir.join(format!("{base:020}.seg"));
         self.file = Some((base, std::fs::File::open(&path)?));
@@ -260,7 +259,7 @@ impl Cursor {
                     end = start + 8 + len;
                 }
                 let body = &self.buf[at + 8..at + 8 + len];
-                if segment::frame_crc(body) != crc {
+                if frame::frame_crc(body) != crc {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("spool segment {base:020}.seg: frame checksum mismatch at offset {foff} (the spool was damaged; shipping stops here)"),

@@ -7,10 +7,11 @@ pub mod collector;
 pub mod journal;
 pub mod pki;
 
+use logseal::chain::frame;
 use logseal::chain::record::Source;
 use logseal::chain::verify::{Problem, Report, Verdict};
 use logseal::chain::Record;
-use logseal::storage::segment::{self, Item, SegmentReader};
+use logseal::storage::segment::{Item, SegmentReader};
 use logseal::storage::writer::ChainWriter;
 use std::path::{Path, PathBuf};
 
@@ -130,7 +131,7 @@ pub fn frames(bytes: &[u8]) -> Vec<FrameInfo> {
 /// Recomputes the CRC of the frame at `offset` (an attacker would).
 pub fn fix_crc(bytes: &mut [u8], offset: usize) {
     let len = u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
-    let crc = segment::frame_crc(&bytes[offset + 8..offset + 8 + len]);
+    let crc = frame::frame_crc(&bytes[offset + 8..offset + 8 + len]);
     bytes[offset + 4..offset + 8].copy_from_slice(&crc.to_be_bytes());
 }
 

@@ -15,13 +15,13 @@
 //! | 15 Seal e2 | 16 Lifecycle shutdown | 17 Seal e3
 //! ```
 
-use crate::chain::hash::{self, Digest, ZERO_HEAD};
-use crate::chain::hex;
-use crate::chain::record::{
+use crate::frame;
+use crate::hash::{self, Digest, ZERO_HEAD};
+use crate::hex;
+use crate::record::{
     Body, ChainId, LifecycleEvent, LossReason, Origin, Payload, Predecessor, Record, Source,
 };
-use crate::chain::{seal_message, SecretKey};
-use crate::storage::segment;
+use crate::{seal_message, SecretKey};
 use serde_json::{json, Value};
 
 const T0: i64 = 1_795_824_000_000_000_000; // 2026-11-28T00:00:00Z
@@ -263,24 +263,24 @@ impl Chain {
 
 fn frame(rec: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    segment::encode_frame(crate::chain::frame::FRAME_RECORD, rec, &mut out);
+    frame::encode_frame(frame::FRAME_RECORD, rec, &mut out);
     out
 }
 
 fn redacted_frame(rec: &[u8], kind: u8) -> Vec<u8> {
-    let mut p = Vec::with_capacity(crate::chain::frame::REDACTED_LEN);
+    let mut p = Vec::with_capacity(frame::REDACTED_LEN);
     p.extend_from_slice(&rec[2..18]);
     p.extend_from_slice(&rec[18..26]);
     p.push(kind);
     p.extend_from_slice(&hash::leaf(rec));
     let mut out = Vec::new();
-    segment::encode_frame(crate::chain::frame::FRAME_REDACTED, &p, &mut out);
+    frame::encode_frame(frame::FRAME_REDACTED, &p, &mut out);
     out
 }
 
 /// A segment file of these frames.
 fn seg(frames: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = segment::header().to_vec();
+    let mut out = frame::header().to_vec();
     for f in frames {
         out.extend_from_slice(f);
     }

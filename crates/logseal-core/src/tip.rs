@@ -282,8 +282,8 @@ impl Tip {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::chain::record::{Origin, Source};
-    use crate::chain::{keys, SecretKey};
+    use crate::record::{Origin, Source};
+    use crate::{keys, SecretKey};
 
     fn chain(n: u64) -> Vec<Vec<u8>> {
         let id = ChainId([7; 16]);
@@ -314,7 +314,7 @@ mod tests {
                     flags: 0,
                     peer: "",
                     original_len: None,
-                    payload: crate::chain::record::Payload::Raw(b"x"),
+                    payload: crate::record::Payload::Raw(b"x"),
                 },
             }
             .encode();

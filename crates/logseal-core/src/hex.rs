@@ -3,8 +3,8 @@
 /// Encodes bytes as lower-case hex.
 ///
 /// ```
-/// assert_eq!(logseal::chain::hex::encode(&[0x00, 0x7f, 0xff]), "007fff");
-/// assert_eq!(logseal::chain::hex::decode("007FFF"), Some(vec![0x00, 0x7f, 0xff]));
+/// assert_eq!(logseal_core::hex::encode(&[0x00, 0x7f, 0xff]), "007fff");
+/// assert_eq!(logseal_core::hex::decode("007FFF"), Some(vec![0x00, 0x7f, 0xff]));
 /// ```
 pub fn encode(b: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -6,13 +6,13 @@
 //! Ed25519 signatures are deterministic, so the output never changes unless
 //! the format does.
 
-use crate::chain::hash::{self, Digest, ZERO_HEAD};
-use crate::chain::hex;
-use crate::chain::record::{
+use crate::frame;
+use crate::hash::{self, Digest, ZERO_HEAD};
+use crate::hex;
+use crate::record::{
     Body, ChainId, LifecycleEvent, LossReason, Origin, Payload, Record, Source, FLAG_UNPARSED,
 };
-use crate::chain::{seal_message, SecretKey};
-use crate::storage::segment;
+use crate::{seal_message, SecretKey};
 use std::fmt::Write;
 
 pub mod negative;
@@ -55,8 +55,8 @@ pub fn generate() -> Vectors {
         );
     }
     let mut head: Digest = ZERO_HEAD;
-    let mut seg = segment::header().to_vec();
-    let mut red = segment::header().to_vec();
+    let mut seg = frame::header().to_vec();
+    let mut red = frame::header().to_vec();
     let mut epoch = 0u64;
     let bodies: Vec<Body<'static>> = vec![
         Body::Genesis {
@@ -170,19 +170,19 @@ pub fn generate() -> Vectors {
         let _ = writeln!(text, "record.{seq}: {}", hex::encode(&encoded));
         let _ = writeln!(text, "leaf.{seq}: {}", hex::encode(&leaf));
         let _ = writeln!(text, "head.{seq}: {}", hex::encode(&head));
-        segment::encode_frame(crate::chain::frame::FRAME_RECORD, &encoded, &mut seg);
+        frame::encode_frame(frame::FRAME_RECORD, &encoded, &mut seg);
         if seq == 1 {
-            let mut p = Vec::with_capacity(crate::chain::frame::REDACTED_LEN);
+            let mut p = Vec::with_capacity(frame::REDACTED_LEN);
             p.extend_from_slice(&chain_id.0);
             p.extend_from_slice(&seq.to_be_bytes());
             p.push(encoded[1]);
             p.extend_from_slice(&leaf);
-            segment::encode_frame(crate::chain::frame::FRAME_REDACTED, &p, &mut red);
+            frame::encode_frame(frame::FRAME_REDACTED, &p, &mut red);
         } else {
-            segment::encode_frame(crate::chain::frame::FRAME_RECORD, &encoded, &mut red);
+            frame::encode_frame(frame::FRAME_RECORD, &encoded, &mut red);
         }
     }
-    let _ = writeln!(text, "segment.header: {}", hex::encode(&segment::header()));
+    let _ = writeln!(text, "segment.header: {}", hex::encode(&frame::header()));
     let _ = writeln!(text, "segment.sha256: {}", hex::encode(&hash::sha256(&seg)));
     let _ = writeln!(
         text,

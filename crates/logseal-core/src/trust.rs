@@ -142,7 +142,7 @@ fn parse_key(s: &str) -> Result<KeyRef, String> {
             "{s:?} is not a fingerprint (SHA256: and 32 hex digits)"
         ));
     }
-    let b = crate::chain::hex::decode(s).ok_or_else(|| format!("{s:?} is not hex"))?;
+    let b = crate::hex::decode(s).ok_or_else(|| format!("{s:?} is not hex"))?;
     let k: [u8; 32] = b
         .try_into()
         .map_err(|_| format!("{s:?}: a genesis key is 32 bytes (64 hex digits)"))?;
@@ -151,7 +151,7 @@ fn parse_key(s: &str) -> Result<KeyRef, String> {
 
 /// The trust-file line for a chain's Genesis.
 pub fn line(host: &str, pk0: &[u8; 32]) -> String {
-    format!("{host} {}", crate::chain::hex::encode(pk0))
+    format!("{host} {}", crate::hex::encode(pk0))
 }
 
 #[cfg(test)]
@@ -170,18 +170,17 @@ mod tests {
         let t = TrustAnchors::parse(&format!("web-1 {fp}")).unwrap();
         assert!(t.trusts("web-1", &k));
         let mut t = TrustAnchors::none();
-        t.add_arg(&format!("web-1={}", crate::chain::hex::encode(&k)))
+        t.add_arg(&format!("web-1={}", crate::hex::encode(&k)))
             .unwrap();
         assert!(t.trusts("web-1", &k));
-        assert!(t.add_arg(&crate::chain::hex::encode(&k)).is_err());
+        assert!(t.add_arg(&crate::hex::encode(&k)).is_err());
         // In a file, `=` is not a separator.
-        assert!(TrustAnchors::parse(&format!("web-1={}", crate::chain::hex::encode(&k))).is_err());
+        assert!(TrustAnchors::parse(&format!("web-1={}", crate::hex::encode(&k))).is_err());
     }
 
     #[test]
     fn refuses_lines_without_a_host() {
-        let e = TrustAnchors::parse(&format!("\n{}\n", crate::chain::hex::encode(&[1; 32])))
-            .unwrap_err();
+        let e = TrustAnchors::parse(&format!("\n{}\n", crate::hex::encode(&[1; 32]))).unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.reason.contains("no host"), "{e}");
         assert!(TrustAnchors::parse("h 1234").is_err());

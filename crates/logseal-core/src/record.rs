@@ -29,7 +29,7 @@ pub struct ChainId(pub [u8; 16]);
 
 impl fmt::Display for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::chain::hex::encode(&self.0))
+        f.write_str(&crate::hex::encode(&self.0))
     }
 }
 
@@ -185,7 +185,8 @@ pub enum LossReason {
 }
 
 impl LossReason {
-    pub(crate) fn from_u8(b: u8) -> Option<LossReason> {
+    /// The reason a byte encodes, if any.
+    pub fn from_u8(b: u8) -> Option<LossReason> {
         Some(match b {
             1 => LossReason::UdpOverrun,
             2 => LossReason::SpoolFull,

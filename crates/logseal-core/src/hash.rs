@@ -55,5 +55,5 @@ fn to_array(d: ring::digest::Digest) -> Digest {
 /// Fingerprint of a public key as shown to people: `SHA256:` and the first
 /// 16 bytes of `SHA-256(pk)` in hex.
 pub fn fingerprint(pk: &[u8; 32]) -> String {
-    format!("SHA256:{}", crate::chain::hex::encode(&sha256(pk)[..16]))
+    format!("SHA256:{}", crate::hex::encode(&sha256(pk)[..16]))
 }

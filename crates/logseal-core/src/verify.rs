@@ -34,7 +34,7 @@ use super::hash::{self, Digest, ZERO_HEAD};
 use super::record::{Body, ChainId, Kind, LifecycleEvent, Origin, Record};
 use super::seal::{self, KeyPosition, SealFault, SealFields};
 use super::trust::TrustAnchors;
-use crate::chain::hex;
+use crate::hex;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 
@@ -1262,16 +1262,14 @@ impl Verifier {
             offset,
         };
         let content = match frame_type {
-            crate::chain::frame::FRAME_RECORD => match Record::decode(payload) {
+            crate::frame::FRAME_RECORD => match Record::decode(payload) {
                 Ok(r) => Content::Full(r),
                 Err(e) => {
                     self.malformed(at, e.to_string());
                     return;
                 }
             },
-            crate::chain::frame::FRAME_REDACTED
-                if payload.len() == crate::chain::frame::REDACTED_LEN =>
-            {
+            crate::frame::FRAME_REDACTED if payload.len() == crate::frame::REDACTED_LEN => {
                 let mut id = [0u8; 16];
                 id.copy_from_slice(&payload[..16]);
                 let mut seq = [0u8; 8];

@@ -10,8 +10,11 @@
 //! a *freshly generated* key (not derived from `sk_j`), so holding `sk_{j+1}` says
 //! nothing about `sk_j`.
 
+#[cfg(feature = "signing")]
 use ed25519_dalek::{Signer, SigningKey};
+#[cfg(feature = "signing")]
 use ring::rand::{SecureRandom, SystemRandom};
+#[cfg(feature = "signing")]
 use zeroize::Zeroizing;
 
 /// Domain separation prefix of every seal signature.
@@ -26,9 +29,12 @@ pub fn seal_message(encoded_seal_without_signature: &[u8]) -> Vec<u8> {
     m
 }
 
-/// An Ed25519 secret key that is wiped from memory when dropped.
+/// An Ed25519 secret key that is wiped from memory when dropped (feature
+/// `signing`).
+#[cfg(feature = "signing")]
 pub struct SecretKey(SigningKey);
 
+#[cfg(feature = "signing")]
 impl SecretKey {
     /// A new random key from the operating system's CSPRNG.
     pub fn generate() -> Result<SecretKey, ring::error::Unspecified> {
@@ -58,13 +64,10 @@ impl SecretKey {
     }
 }
 
+#[cfg(feature = "signing")]
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "SecretKey(pk={})",
-            crate::chain::hex::encode(&self.public())
-        )
+        write!(f, "SecretKey(pk={})", crate::hex::encode(&self.public()))
     }
 }
 
