@@ -981,7 +981,7 @@ fn pki_cli_issues_revokes_and_refuses_to_overwrite() {
     let o = run(&["revoke", "--name", "nobody"]);
     assert_eq!(o.status.code(), Some(2));
     // The CRL parses, is signed by the CA and lists one serial.
-    let ca = logseal::ingest::tls::load_certs(&dir.join("ca.crt")).unwrap();
+    let ca = logseal::transport::tls::load_certs(&dir.join("ca.crt")).unwrap();
     let crls = logseal::transport::crl::Crls::load(&dir.join("crl.pem"), &ca).unwrap();
     assert_eq!(crls.len(), 1);
 }

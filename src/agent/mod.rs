@@ -112,8 +112,12 @@ fn bind_inputs(
                     key,
                     client_ca,
                 } => {
-                    let tls = crate::ingest::tls::server_config(cert, key, client_ca.as_deref())
-                        .map_err(|e| anyhow::anyhow!("input tls://{listen}: {e}"))?;
+                    let tls = crate::transport::tls::syslog_server_config(
+                        cert,
+                        key,
+                        client_ca.as_deref(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("input tls://{listen}: {e}"))?;
                     let l = match inherited.tcp(listen) {
                         Some(l) => tokio::net::TcpListener::from_std(l)?,
                         None => tokio::net::TcpListener::bind(listen)
@@ -247,7 +251,9 @@ pub fn check_files(cfg: &AgentConfig) -> Vec<String> {
                 ok &= check_file(&format!("{name} client_ca"), ca, user, &mut errors);
             }
             if ok {
-                if let Err(e) = crate::ingest::tls::server_config(cert, key, client_ca.as_deref()) {
+                if let Err(e) =
+                    crate::transport::tls::syslog_server_config(cert, key, client_ca.as_deref())
+                {
                     errors.push(format!("{name}: {e}"));
                 }
             }
@@ -329,7 +335,7 @@ fn reload(
             client_ca,
         }) = cfg.inputs.get(*i)
         {
-            match crate::ingest::tls::server_config(cert, key, client_ca.as_deref()) {
+            match crate::transport::tls::syslog_server_config(cert, key, client_ca.as_deref()) {
                 Ok(c) => {
                     holder.set(c);
                     tracing::info!(input = %format!("tls://{listen}"), "certificates reloaded");

@@ -188,8 +188,8 @@ impl TlsSource {
         let (crls, crl_file) = match &cfg.crl {
             Some(path) => {
                 let stamp = stamp_of(path);
-                let ca =
-                    crate::ingest::tls::load_certs(&cfg.ca).map_err(|e| format!("tls.ca: {e}"))?;
+                let ca = crate::transport::tls::load_certs(&cfg.ca)
+                    .map_err(|e| format!("tls.ca: {e}"))?;
                 let c = Crls::load(path, &ca).map_err(|e| format!("tls.crl: {e}"))?;
                 if let Some(cur) = current {
                     c.may_replace(cur)
@@ -200,7 +200,8 @@ impl TlsSource {
             None => (None, None),
         };
         let server =
-            crate::transport::tls::server_config(&cfg.ca, &cfg.cert, &cfg.key, crls.as_ref())?;
+            crate::transport::tls::server_config(&cfg.ca, &cfg.cert, &cfg.key, crls.as_ref())
+                .map_err(|e| e.to_string())?;
         Ok(Loaded {
             server,
             crls,
@@ -354,7 +355,7 @@ pub fn check_files(cfg: &CollectorConfig) -> Findings {
     if let Some(crl) = &cfg.tls.crl {
         // The CRL against the CA, whatever the state of the collector's own key.
         if check_file("tls.crl", crl, user, &mut errors) && ca_ok {
-            let checked = crate::ingest::tls::load_certs(&cfg.tls.ca)
+            let checked = crate::transport::tls::load_certs(&cfg.tls.ca)
                 .map_err(|e| format!("tls.ca: {e}"))
                 .and_then(|ca| Crls::load(crl, &ca).map_err(|e| format!("tls.crl: {e}")));
             match checked {

@@ -3,14 +3,39 @@
 //!
 //! ```text
 //! STORE/hosts/<host>/<chain id>/<base>.seg   the chain's records (spool layout)
+//! STORE/hosts/<host>/<chain id>/tip.json     its tip at the last clean stop
 //! STORE/quarantine/<time>-<chain>-b<batch>.seg   refused batches, as received
 //! STORE/quarantine/<same>.json                         why each was refused
 //! STORE/alerts.jsonl                                    one JSON object per alert
 //! STORE/status.json                                     hosts, chains, last seals
 //! ```
 //!
-//! Only records that continue a chain's tip are stored, so every chain on disk
-//! verifies; at start-up each chain is read back through the same check.
+//! Invariants:
+//! - Only records that continue a chain's tip are appended ([`Tip::apply`]:
+//!   decoded, next seq, linked, every seal checked), so every chain on disk
+//!   verifies from its Genesis. A batch that does not is refused whole; what
+//!   it held is kept in `quarantine/` (within the configured bytes), never
+//!   mixed into a chain.
+//! - A chain belongs to the host that wrote its Genesis (the certificate's
+//!   name); no other host may extend it.
+//! - A batch is acknowledged only once its records are fsynced
+//!   ([`Slot::synced`] reaches [`Stored::end`]): what an agent deletes on the
+//!   strength of an Ack is durable here.
+//! - Files are only appended to (segments) or replaced atomically (`tip.json`,
+//!   `status.json`, quarantine notes); nothing in a chain's directory is
+//!   rewritten or deleted.
+//!
+//! Crash semantics:
+//! - `kill -9` or power loss: the records after the last fsync may be lost or
+//!   torn; none of them was acknowledged, so the agent sends them again. At
+//!   the next start a torn tail is cut off (and kept beside the segment), and
+//!   the chain is read back through the same tip check, record by record.
+//! - A clean stop fsyncs every chain and saves its tip in `tip.json` with the
+//!   store position it describes; the next start uses it only if the segments
+//!   still end exactly there, and otherwise reads the chain back.
+//! - A chain found damaged at start-up is not extended ([`Slot`]'s `broken`):
+//!   an alert is raised, its batches are refused with the reason, and
+//!   `logseal verify` says where.
 
 use crate::chain::hash::{self, Digest};
 use crate::chain::tip::{Refusal, Tip};

@@ -1,6 +1,6 @@
 //! Ingest: the inputs that turn received bytes into batches of events for the
 //! stamper. Syslog listeners (UDP, TCP, TLS, unix sockets) with RFC 6587
-//! framing ([`framing`], [`listen`], [`conns`], [`tls`]); the raw bytes are
+//! framing ([`framing`], [`listen`], [`conns`]; the TLS configuration is [`crate::transport::tls`]); the raw bytes are
 //! what is chained, and [`syslog`] parses them only for display. The journald
 //! reader ([`journal`]) chains each entry's fields whole.
 
@@ -9,7 +9,6 @@ pub mod framing;
 pub mod journal;
 pub mod listen;
 pub mod syslog;
-pub mod tls;
 
 use crate::chain::record::{LossReason, Source};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

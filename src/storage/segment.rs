@@ -576,6 +576,7 @@ impl SegmentWriter {
     }
 
     /// Writes only the first `n` buffered bytes (for crash tests of torn frames).
+    #[cfg(feature = "fault-injection")]
     pub fn flush_partial(&mut self, n: usize) -> io::Result<()> {
         self.ensure_open()?;
         use std::os::unix::fs::FileExt;
@@ -584,11 +585,6 @@ impl SegmentWriter {
         }
         let n = n.min(self.buf.len());
         self.file.write_all_at(&self.buf[..n], self.flushed)
-    }
-
-    /// Length of the file once buffered frames are written.
-    pub fn file_len(&self) -> u64 {
-        self.flushed + self.buf.len() as u64
     }
 
     /// Buffered bytes not yet written.

@@ -61,6 +61,13 @@ fn acked_path(dir: &Path) -> PathBuf {
     dir.join("acked")
 }
 
+/// Writes `acked` atomically: the position and its CRC32C.
+fn write_acked(dir: &Path, pos: u64) -> io::Result<()> {
+    let mut b = pos.to_be_bytes().to_vec();
+    b.extend_from_slice(&crc32c::crc32c(&b).to_be_bytes());
+    fsutil::write_atomic(&acked_path(dir), &b, "spool-acked")
+}
+
 /// Bases of the segment files in `dir`, sorted.
 pub fn segment_bases(dir: &Path) -> io::Result<Vec<u64>> {
     let mut bases = Vec::new();
@@ -79,14 +86,8 @@ pub fn segment_bases(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(bases)
 }
 
-/// The acknowledged position recorded in a spool directory, if any.
-/// Errors name the file.
-pub fn read_acked_position(dir: &Path) -> io::Result<Option<u64>> {
-    read_acked(dir)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", acked_path(dir).display())))
-}
-
-/// Errors do not name the file: the caller does.
+/// The acknowledged position recorded in a spool directory, if any. Errors
+/// do not name the file: the caller does.
 fn read_acked(dir: &Path) -> io::Result<Option<u64>> {
     // 12 bytes; a larger file (or a FIFO, a device) is refused unread.
     match crate::storage::fsutil::read_bounded(&acked_path(dir), 64) {
@@ -248,9 +249,7 @@ impl Spool {
             return Ok(());
         }
         let pos = pos.min(self.position());
-        let mut b = pos.to_be_bytes().to_vec();
-        b.extend_from_slice(&crc32c::crc32c(&b).to_be_bytes());
-        fsutil::write_atomic(&acked_path(&self.dir), &b, "spool-acked")?;
+        write_acked(&self.dir, pos)?;
         self.acked = pos;
         let mut removed = false;
         while let Some(&(base, len)) = self.closed.first() {
@@ -271,13 +270,13 @@ impl Spool {
     /// after its stamper stopped): writes `acked` and deletes the segments that
     /// lie wholly below it.
     pub fn ack_closed(dir: &Path, pos: u64) -> io::Result<()> {
-        let old = read_acked_position(dir)?.unwrap_or(0);
+        let old = read_acked(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", acked_path(dir).display())))?
+            .unwrap_or(0);
         if pos <= old {
             return Ok(());
         }
-        let mut b = pos.to_be_bytes().to_vec();
-        b.extend_from_slice(&crc32c::crc32c(&b).to_be_bytes());
-        fsutil::write_atomic(&acked_path(dir), &b, "spool-acked")?;
+        write_acked(dir, pos)?;
         let bases = segment_bases(dir)?;
         let mut removed = false;
         for w in bases.windows(2) {
@@ -305,7 +304,7 @@ impl Spool {
     /// Starts a new segment if the current one is full; returns the current
     /// segment's base.
     fn room(&mut self) -> io::Result<u64> {
-        if self.cur.file_len() >= self.opts.segment_bytes {
+        if self.cur.position() >= self.opts.segment_bytes {
             self.rotate()?;
         }
         Ok(self.cur_base)
@@ -313,7 +312,7 @@ impl Spool {
 
     fn rotate(&mut self) -> io::Result<()> {
         self.cur.sync()?;
-        let len = self.cur.file_len();
+        let len = self.cur.position();
         let base = self.cur_base + len;
         let (mut next, _) = SegmentWriter::open_append(&seg_path(&self.dir, base), |_, _, _| {})
             .map_err(|e| io::Error::other(e.to_string()))?;
@@ -343,6 +342,7 @@ impl crate::storage::writer::RecordLog for Spool {
     fn flush(&mut self) -> io::Result<()> {
         self.cur.flush()
     }
+    #[cfg(feature = "fault-injection")]
     fn flush_partial(&mut self, n: usize) -> io::Result<()> {
         self.cur.flush_partial(n)
     }
@@ -370,6 +370,7 @@ impl crate::storage::writer::RecordLog for SegmentWriter {
     fn flush(&mut self) -> io::Result<()> {
         SegmentWriter::flush(self)
     }
+    #[cfg(feature = "fault-injection")]
     fn flush_partial(&mut self, n: usize) -> io::Result<()> {
         SegmentWriter::flush_partial(self, n)
     }

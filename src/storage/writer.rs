@@ -177,6 +177,7 @@ pub trait RecordLog {
     /// Writes buffered frames (no fsync).
     fn flush(&mut self) -> io::Result<()>;
     /// Writes only `n` buffered bytes (crash tests).
+    #[cfg(feature = "fault-injection")]
     fn flush_partial(&mut self, n: usize) -> io::Result<()>;
     /// Bytes buffered.
     fn buffered(&self) -> usize;
@@ -703,12 +704,13 @@ impl<L: RecordLog> ChainWriter<L> {
         let n = enc.len();
         let sig = self.state.current.sign(&seal_message(&enc[..n - 64]));
         enc[n - 64..].copy_from_slice(&sig);
-        let offset = self
+        let _offset = self
             .push(rec.kind() as u8, |b| b.extend_from_slice(&enc))
             .map_err(io_err("appending seal"))?;
         let offset_after = self.log.position();
+        #[cfg(feature = "fault-injection")]
         if faults::armed("seal.record-torn") {
-            let frame_len = (offset_after - offset) as usize;
+            let frame_len = (offset_after - _offset) as usize;
             let keep = self.log.buffered() - frame_len / 2;
             let _ = self.log.flush_partial(keep);
             faults::die();

@@ -416,11 +416,6 @@ impl Default for FrameReader {
 }
 
 impl FrameReader {
-    /// True if bytes are buffered (a frame may be complete without reading).
-    pub fn has_buffered(&self) -> bool {
-        self.end > self.start
-    }
-
     /// True if a whole frame is buffered (or buffered bytes already tell that
     /// the next frame is bad): [`next`](Self::next) will not read.
     pub fn has_frame(&self) -> bool {
