@@ -1,5 +1,15 @@
-//! Subcommands with logic of their own beyond a library call (the rest are
-//! dispatched by `main.rs`).
+//! One module per subcommand: its options (clap) and what it does. `main.rs`
+//! only parses the command line and dispatches here. `anyhow` is used here
+//! and nowhere else: the library modules return typed errors.
 
+pub mod agent;
+pub mod collector;
+pub mod inspect;
+pub mod logging;
+pub mod man;
 pub mod pki;
 pub mod quickstart;
+pub mod stamp;
+pub mod status;
+pub mod vectors;
+pub mod verify;

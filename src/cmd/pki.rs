@@ -402,3 +402,90 @@ fn write_crl(p: &Paths, idx: &mut Index, ca_key: &KeyPair) -> Result<(), PkiErro
     let crl = params.signed_by(&issuer)?;
     fsutil::write_atomic(&p.crl(), crl.pem()?.as_bytes(), "pki-crl").map_err(io_err(&p.crl()))
 }
+
+/// The subcommands of `logseal pki`.
+#[derive(clap::Subcommand, Debug)]
+pub enum PkiCmd {
+    /// Create a CA (ca.crt, ca.key, an empty crl.pem) in a new directory.
+    Init {
+        /// The CA directory (created, mode 0700).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = "logseal CA")]
+        name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = CA_DAYS)]
+        days: u32,
+    },
+    /// Issue a key and certificate for a host (NAME.crt, NAME.key).
+    Issue {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host name: the certificate's subject alternative name. For an agent it
+        /// must be the host name its chain carries.
+        #[arg(long)]
+        name: String,
+        /// agent (client certificate) or collector (server certificate).
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Further names the certificate is valid for (DNS names or IP
+        /// addresses, e.g. the address agents dial); repeatable.
+        #[arg(long = "san", value_name = "NAME|IP")]
+        san: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = HOST_DAYS)]
+        days: u32,
+    },
+    /// Revoke every certificate issued for a host and re-sign crl.pem.
+    Revoke {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Re-sign crl.pem (it is valid for 30 days).
+    Crl {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+/// Runs a `logseal pki` subcommand and says what it wrote.
+pub fn run(cmd: PkiCmd) -> anyhow::Result<()> {
+    match cmd {
+        PkiCmd::Init { dir, name, days } => {
+            let ca = init(&dir, &name, days)?;
+            println!("CA certificate: {}", ca.display());
+            println!("CRL:            {}", dir.join("crl.pem").display());
+            println!("keep {} private", dir.join("ca.key").display());
+        }
+        PkiCmd::Issue {
+            dir,
+            name,
+            role,
+            san,
+            days,
+        } => {
+            let f = issue(&dir, &name, role, days, &san)?;
+            println!("certificate: {}", f.cert.display());
+            println!("key:         {} (mode 0600)", f.key.display());
+            println!("valid until: {}", f.not_after);
+        }
+        PkiCmd::Revoke { dir, name } => {
+            let n = revoke(&dir, &name)?;
+            println!(
+                "revoked {n} certificate(s) of {name}; CRL: {}",
+                dir.join("crl.pem").display()
+            );
+        }
+        PkiCmd::Crl { dir } => {
+            println!("CRL: {}", refresh_crl(&dir)?.display());
+        }
+    }
+    Ok(())
+}

@@ -347,3 +347,14 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     })
 }
+
+/// The options of `logseal quickstart`.
+#[derive(clap::Args, Debug)]
+pub struct QuickstartArgs {
+    /// Directory for the CA, the agent's state and the store.
+    #[arg(long, default_value = "logseal-quickstart")]
+    pub dir: std::path::PathBuf,
+    /// Where the agent listens for syslog (UDP and TCP).
+    #[arg(long, default_value = "127.0.0.1:5514")]
+    pub syslog_addr: String,
+}

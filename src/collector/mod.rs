@@ -894,8 +894,9 @@ struct PendingAck {
 /// A batch frame's body handed to the leaf stage, and what came back.
 struct Hashed {
     body: Vec<u8>,
-    /// Every record's leaf, or why the batch could not be decoded.
-    leaves: Result<Vec<Digest>, String>,
+    /// The batch's layout and every record's leaf, or why the batch could
+    /// not be decoded.
+    leaves: Result<(proto::BatchLayout, Vec<Digest>), String>,
 }
 
 /// The leaf stage of a connection: hashes the leaves of every batch it is
@@ -904,8 +905,14 @@ struct Hashed {
 /// checks links, appends and acknowledges the one before.
 fn leaf_stage(rx: std_mpsc::Receiver<Vec<u8>>, tx: std_mpsc::SyncSender<Hashed>) {
     for body in rx {
-        let leaves =
-            proto::decode_batch(&body).map(|b| b.records.iter().map(|r| hash::leaf(r)).collect());
+        let leaves = proto::BatchLayout::decode(&body).map(|l| {
+            let leaves = l
+                .records
+                .iter()
+                .map(|r| hash::leaf(&body[r.clone()]))
+                .collect();
+            (l, leaves)
+        });
         if tx.send(Hashed { body, leaves }).is_err() {
             return;
         }
@@ -1107,7 +1114,7 @@ impl Session<'_> {
     fn store(&mut self, tls: &mut Tls, h: &Hashed) -> Result<(), String> {
         let arrived = Instant::now();
         let decoded = match &h.leaves {
-            Ok(leaves) => proto::decode_batch(&h.body).map(|b| (b, leaves)),
+            Ok((layout, leaves)) => Ok((layout.batch(&h.body), leaves)),
             Err(m) => Err(m.clone()),
         };
         let (batch, leaves) = match decoded {

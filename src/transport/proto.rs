@@ -354,19 +354,50 @@ pub struct Batch<'a> {
     pub records: Vec<&'a [u8]>,
 }
 
+/// Where the parts of a batch body are: decoded once, then lent out as a
+/// [`Batch`] over the same body as often as needed.
+#[derive(Debug, Clone)]
+pub struct BatchLayout {
+    /// Batch id.
+    pub id: u64,
+    /// The chain.
+    pub chain: ChainId,
+    /// Each record's byte range in the body.
+    pub records: Vec<std::ops::Range<usize>>,
+}
+
+impl BatchLayout {
+    /// Decodes a batch body's layout.
+    pub fn decode(body: &[u8]) -> Result<BatchLayout, String> {
+        let mut d = Dec::new(body);
+        let bad = |e: crate::chain::DecodeError| format!("malformed batch: {e}");
+        let id = d.u64().map_err(bad)?;
+        let chain = ChainId(d.array().map_err(bad)?);
+        let n = d.u32().map_err(bad)?;
+        let mut records = Vec::with_capacity((n as usize).min(body.len() / 4));
+        for _ in 0..n {
+            let len = d.u32().map_err(bad)? as usize;
+            let start = d.pos();
+            d.take(len).map_err(bad)?;
+            records.push(start..start + len);
+        }
+        d.finish().map_err(bad)?;
+        Ok(BatchLayout { id, chain, records })
+    }
+
+    /// The batch over `body`, the bytes this layout was decoded from.
+    pub fn batch<'a>(&self, body: &'a [u8]) -> Batch<'a> {
+        Batch {
+            id: self.id,
+            chain: self.chain,
+            records: self.records.iter().map(|r| &body[r.clone()]).collect(),
+        }
+    }
+}
+
 /// Decodes a batch body.
 pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, String> {
-    let mut d = Dec::new(body);
-    let bad = |e: crate::chain::DecodeError| format!("malformed batch: {e}");
-    let id = d.u64().map_err(bad)?;
-    let chain = ChainId(d.array().map_err(bad)?);
-    let n = d.u32().map_err(bad)?;
-    let mut records = Vec::with_capacity((n as usize).min(body.len() / 4));
-    for _ in 0..n {
-        records.push(d.bytes().map_err(bad)?);
-    }
-    d.finish().map_err(bad)?;
-    Ok(Batch { id, chain, records })
+    BatchLayout::decode(body).map(|l| l.batch(body))
 }
 
 /// Why a frame could not be read.

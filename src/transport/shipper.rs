@@ -12,7 +12,7 @@
 //! - Failures: reconnect with exponential backoff and jitter, moving to the
 //!   next configured collector after each failed attempt.
 
-use crate::chain::frame::{self, FRAME_RECORD};
+use crate::chain::frame::{self, FrameFault, FRAME_RECORD};
 use crate::chain::record::decode_header_only;
 use crate::chain::ChainId;
 use crate::storage::spool;
@@ -238,35 +238,27 @@ impl Cursor {
             let mut at = start;
             let mut end = start + n;
             let mut stop = false;
-            while at + 8 <= end && items.len() < max_records {
-                let h = &self.buf[at..at + 8];
-                let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-                let crc = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+            while at < end && items.len() < max_records {
                 let foff = off + (at - start) as u64;
-                if len == 0 || len > crate::chain::frame::MAX_FRAME {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("spool segment {base:020}.seg: bad frame length at offset {foff}"),
-                    ));
-                }
-                if at + 8 + len > end {
-                    if at != start {
-                        break; // the next call reads it from its start
+                let fr = match frame::parse_frame(&self.buf[at..end]) {
+                    Ok(fr) => fr,
+                    Err(FrameFault::Incomplete { .. }) if at != start => break, // the next call reads it from its start
+                    Err(FrameFault::Incomplete { need }) => {
+                        // One frame larger than the chunk: read exactly it.
+                        grow(&mut self.buf, start + need);
+                        f.read_exact_at(&mut self.buf[start..start + need], off)?;
+                        end = start + need;
+                        continue;
                     }
-                    // One frame larger than the chunk: read exactly it.
-                    grow(&mut self.buf, start + 8 + len);
-                    f.read_exact_at(&mut self.buf[start..start + 8 + len], off)?;
-                    end = start + 8 + len;
-                }
-                let body = &self.buf[at + 8..at + 8 + len];
-                if frame::frame_crc(body) != crc {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("spool segment {base:020}.seg: frame checksum mismatch at offset {foff} (the spool was damaged; shipping stops here)"),
-                    ));
-                }
-                if body[0] == FRAME_RECORD {
-                    let hd = decode_header_only(&body[1..]).map_err(|e| {
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("spool segment {base:020}.seg: {e} at offset {foff} (the spool was damaged; shipping stops here)"),
+                        ))
+                    }
+                };
+                if fr.frame_type == FRAME_RECORD {
+                    let hd = decode_header_only(fr.payload).map_err(|e| {
                         io::Error::new(
                             io::ErrorKind::InvalidData,
                             format!("spool segment {base:020}.seg offset {foff}: {e}"),
@@ -278,13 +270,13 @@ impl Cursor {
                     }
                     chain = Some(hd.chain_id);
                     items.push(Item {
-                        end: base + foff + 8 + len as u64,
+                        end: base + foff + fr.len as u64,
                         chain: hd.chain_id,
                         seq: hd.seq,
-                        range: (at + 9, at + 8 + len),
+                        range: (at + frame::FRAME_HEADER + 1, at + fr.len),
                     });
                 }
-                at += 8 + len;
+                at += fr.len;
                 self.pos = base + off + (at - start) as u64;
             }
             used = at;
@@ -697,5 +689,78 @@ impl Session<'_> {
                 format!("expected the ack of batch {want}, got {other:?}"),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+    use super::*;
+    use crate::storage::spool::{Spool, SpoolOptions};
+
+    /// A record header (version, kind Event, chain, seq, time) and a payload.
+    fn record(chain: ChainId, seq: u64, payload_len: usize) -> Vec<u8> {
+        let mut r = vec![crate::chain::record::FORMAT_VERSION, 2];
+        r.extend_from_slice(&chain.0);
+        r.extend_from_slice(&seq.to_be_bytes());
+        r.extend_from_slice(&0i64.to_be_bytes());
+        r.resize(r.len() + payload_len, b'x');
+        r
+    }
+
+    fn spool_with(dir: &Path, records: &[Vec<u8>]) -> u64 {
+        let _ = std::fs::remove_dir_all(dir);
+        let opts = SpoolOptions {
+            segment_bytes: 1 << 20,
+            write_behind: false,
+        };
+        let (mut s, _) = Spool::open(dir, opts, |_, _, _| {}).unwrap();
+        for r in records {
+            s.append_raw(r).unwrap();
+        }
+        s.sync_begin().unwrap();
+        s.synced().unwrap();
+        s.position()
+    }
+
+    #[test]
+    fn the_cursor_reads_whole_records_of_one_chain_and_stops_at_damage() {
+        let dir = std::env::temp_dir().join(format!("logseal-cursor-{}", std::process::id()));
+        let (a, b) = (ChainId([1; 16]), ChainId([2; 16]));
+        // Two records of chain a, one larger than a read chunk, then chain b.
+        let recs = vec![record(a, 0, 10), record(a, 1, 3000), record(b, 0, 5)];
+        let end = spool_with(&dir, &recs);
+
+        let mut c = Cursor::new(&dir, 0);
+        let items = c.read(end, 100, 64).unwrap();
+        let seqs: Vec<_> = items.iter().map(|i| (i.chain, i.seq)).collect();
+        assert_eq!(seqs, [(a, 0), (a, 1)], "one chain per read");
+        for (i, it) in items.iter().enumerate() {
+            assert_eq!(&c.buf[it.range.0..it.range.1], &recs[i][..]);
+        }
+        let items = c.read(end, 100, 1 << 20).unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!((items[0].chain, items[0].end), (b, end));
+
+        // A byte flipped inside the second frame: the first is read, then an
+        // error names the segment and the frame's offset.
+        let seg = dir.join(format!("{:020}.seg", 0));
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let second = (crate::chain::frame::HEADER_LEN as usize) + 8 + 1 + recs[0].len();
+        bytes[second + 100] ^= 0x40;
+        std::fs::write(&seg, &bytes).unwrap();
+        let mut c = Cursor::new(&dir, 0);
+        let first = c.read(end, 1, 1 << 20).unwrap();
+        assert_eq!(first.len(), 1);
+        let e = c.read(end, 100, 1 << 20).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let m = e.to_string();
+        assert!(
+            m.contains("00000000000000000000.seg")
+                && m.contains("checksum")
+                && m.contains(&format!("offset {second}")),
+            "{m}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,48 @@
+//! Logging of the long-running commands (`agent`, `collector`): level and
+//! format from the command line or the configuration.
+
+/// Log options of the long-running commands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Log level (error, warn, info, debug, trace); overrides `log_level` of
+    /// the configuration file.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log lines on stderr as text, or as one JSON object per line (for a log
+    /// shipper; control characters in fields are escaped either way).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // a doc comment would become clap's help of the value
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Sets up logging to stderr: the level from `--log-level`, else the
+/// configuration's (both checked), in the format asked for.
+pub fn init(config_level: &str, log: &LogArgs) -> anyhow::Result<()> {
+    let level = log.log_level.as_deref().unwrap_or(config_level);
+    crate::util::config::check_log_level(level).map_err(|e| match &log.log_level {
+        Some(_) => anyhow::anyhow!("--log-level: {e}"),
+        None => anyhow::Error::msg(e),
+    })?;
+    let level: tracing::Level = level.parse().unwrap_or(tracing::Level::INFO);
+    let fmt = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false);
+    match log.log_format {
+        LogFormat::Text => fmt.init(),
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
+    Ok(())
+}

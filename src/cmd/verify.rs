@@ -1,0 +1,171 @@
+//! `logseal verify`: the verdict on segment files, a spool or a store.
+
+use crate::chain::trust::TrustAnchors;
+use crate::chain::verify::{Live, Options, Report};
+use crate::responder::{report, verify_files};
+use anyhow::{bail, Context};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// The options of `logseal verify`.
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// Segment files or directories (searched recursively).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// One JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// A trusted genesis key bound to its host, `HOST=KEY` (KEY: 64 hex
+    /// digits, as `logseal agent --print-genesis` prints); repeatable.
+    #[arg(long = "trust-key", value_name = "HOST=KEY")]
+    pub trust_key: Vec<String>,
+    /// File of trust anchors, `HOST KEY` per line (# comments): the lines
+    /// `logseal agent --print-genesis` prints, the collector's enrolled file.
+    #[arg(long = "trust-file", value_name = "F")]
+    pub trust_file: Option<PathBuf>,
+    /// The input is live (a running agent's spool or collector's store):
+    /// records after the newest seal are pending, not a problem, while that
+    /// seal is younger than --max-pending-age.
+    #[arg(long)]
+    pub live: bool,
+    /// With --live: the oldest the newest seal may be for its tail to be
+    /// pending (default 3 heartbeats, 180s).
+    #[arg(long, value_name = "DURATION", value_parser = crate::util::units::parse_duration, requires = "live")]
+    pub max_pending_age: Option<Duration>,
+    /// With --live: judge the tail's age as of this time (ns since the Unix
+    /// epoch) instead of the clock (for tests and re-examinations).
+    #[arg(long, value_name = "NS", requires = "live", hide = true)]
+    pub now_ns: Option<i64>,
+    /// The most memory the verification state may take (default 512MiB;
+    /// 64MiB to 1TiB). An input that needs more (very many chains or
+    /// seals) is refused with exit 2, never judged in part.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    pub max_memory: Option<u64>,
+}
+
+/// `--max-memory`: a size from 64 MiB to 1 TiB.
+fn parse_memory(s: &str) -> Result<u64, String> {
+    let n = crate::util::units::parse_size(s)?;
+    if !(64 << 20..=1 << 40).contains(&n) {
+        return Err(format!("{s}: between 64MiB and 1TiB"));
+    }
+    Ok(n)
+}
+
+/// Runs `logseal verify`: exit 0 intact, 1 not (the report says why).
+pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let live = a.live.then(|| Live {
+        now_ns: a.now_ns.unwrap_or_else(crate::util::timefmt::now_ns),
+        max_age_ns: i64::try_from(
+            a.max_pending_age
+                .unwrap_or(Duration::from_secs(180))
+                .as_nanos(),
+        )
+        .unwrap_or(i64::MAX),
+    });
+    let options = Options {
+        anchors: trust_anchors(&a.trust_key, a.trust_file.as_ref())?,
+        live,
+        memory_limit: a.max_memory,
+    };
+    let (files, skipped) = verify_files::expand(&a.paths)?;
+    let report = if rustix::termios::isatty(std::io::stderr()) {
+        verify_with_progress(&files, options)?
+    } else {
+        verify_files::verify(&files, options, |_, _| {})?
+    };
+    let code = if report.intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    // A reader that stops early (`verify … | head`) does not change the verdict.
+    match write_verify_output(&report, &files, &skipped, a.json) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),
+        Err(e) => Err(e.into()),
+        Ok(()) => Ok(code),
+    }
+}
+
+/// Verifies with a progress line on the terminal (stderr), every 200 ms.
+fn verify_with_progress(
+    files: &[PathBuf],
+    options: Options,
+) -> Result<Report, verify_files::InputError> {
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .collect();
+    let total: u64 = sizes.iter().sum::<u64>().max(1);
+    let mut last = Instant::now();
+    let r = verify_files::verify(files, options, |i, pos| {
+        if last.elapsed() >= Duration::from_millis(200) {
+            last = Instant::now();
+            let done: u64 = sizes[..i].iter().sum::<u64>() + pos;
+            eprint!(
+                "\rverifying {}/{} files, {} of {} MB ({}%)   ",
+                i + 1,
+                files.len(),
+                done >> 20,
+                total >> 20,
+                done.saturating_mul(100) / total
+            );
+        }
+    });
+    eprint!("\r{:70}\r", "");
+    r
+}
+
+/// Reads the trust anchors of `--trust-key` and `--trust-file`.
+fn trust_anchors(
+    trust_key: &[String],
+    trust_file: Option<&PathBuf>,
+) -> anyhow::Result<TrustAnchors> {
+    use crate::chain::trust::MAX_TRUST_FILE;
+    let mut anchors = TrustAnchors::none();
+    for k in trust_key {
+        anchors
+            .add_arg(k)
+            .map_err(|e| anyhow::anyhow!("--trust-key: {e} (expected HOST=KEY)"))?;
+    }
+    if let Some(f) = trust_file {
+        let text = crate::storage::fsutil::read_bounded_text(f, MAX_TRUST_FILE)
+            .with_context(|| format!("reading trust file {}", f.display()))?;
+        let before = anchors.len();
+        anchors
+            .extend_from(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        if anchors.len() == before {
+            bail!("trust file {} holds no anchors", f.display());
+        }
+    }
+    Ok(anchors)
+}
+
+fn write_verify_output(
+    report: &Report,
+    files: &[PathBuf],
+    skipped: &[verify_files::Skipped],
+    json: bool,
+) -> std::io::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report::verify_json(report, files, skipped))?;
+        writeln!(out)?;
+    } else {
+        for s in skipped {
+            writeln!(
+                out,
+                "skipped {} ({})",
+                report::safe_path(&s.path),
+                s.why.describe()
+            )?;
+        }
+        report::verify_text(&mut out, report, files)?;
+    }
+    out.flush()
+}
