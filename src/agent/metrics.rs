@@ -89,120 +89,163 @@ const REASONS: [LossReason; 4] = [
     LossReason::InputError,
 ];
 
+/// A counter's or gauge's value now.
+fn load(a: &std::sync::atomic::AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
 impl Collector for AgentMetrics {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let st = &self.stats;
         let now = crate::util::timefmt::now_ns();
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        self.encode_chain(&mut enc, now)?;
+        if let Some(sh) = &self.ship {
+            self.encode_ship(&mut enc, sh, now)?;
+        }
+        self.encode_events(&mut enc)?;
+        self.encode_inputs(&mut enc)?;
+        if let Some(j) = &self.journal {
+            self.encode_journal(&mut enc, j)?;
+        }
+        gauges(
+            &mut enc,
+            "agent_build_info",
+            "The logseal version (always 1)",
+            None,
+            [([("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+        )?;
+        Ok(())
+    }
+}
+
+/// The families, by what they are about.
+impl AgentMetrics {
+    /// Seals, the spool.
+    fn encode_chain(&self, enc: &mut DescriptorEncoder, now: i64) -> Result<(), std::fmt::Error> {
+        let st = &self.stats;
         let last_seal = st.last_seal_ns.load(Ordering::Relaxed);
         gauge(
-            &mut enc,
+            enc,
             "agent_last_seal_timestamp",
             "When the agent last sealed its chain (Unix time)",
             Some(Unit::Seconds),
             seconds(last_seal),
         )?;
         gauge(
-            &mut enc,
+            enc,
             "agent_seal_age",
             "Seconds since the agent last sealed its chain",
             Some(Unit::Seconds),
             seconds(now.saturating_sub(last_seal)).max(0.0),
         )?;
         gauge(
-            &mut enc,
+            enc,
             "agent_heartbeat",
             "The configured heartbeat: the chain is sealed at least this often",
             Some(Unit::Seconds),
             self.heartbeat.as_secs_f64(),
         )?;
         gauge(
-            &mut enc,
+            enc,
             "agent_unsealed_records",
             "Records appended since the last seal",
             None,
             load(&st.unsealed) as f64,
         )?;
         gauge(
-            &mut enc,
+            enc,
             "agent_spool",
             "Bytes in the spool's files",
             Some(Unit::Bytes),
             load(&st.spool_bytes) as f64,
         )?;
         gauge(
-            &mut enc,
+            enc,
             "agent_spool_limit",
             "The spool's size cap ([spool] max_size)",
             Some(Unit::Bytes),
             self.spool_limit as f64,
         )?;
         counter(
-            &mut enc,
+            enc,
             "agent_seals",
             "Seals made since the start",
             load(&st.seals),
         )?;
-        if let Some(sh) = &self.ship {
-            gauge(
-                &mut enc,
-                "agent_unacknowledged",
-                "Bytes of the spool durable and not yet acknowledged by a collector",
-                Some(Unit::Bytes),
-                load(&st.unacked_bytes) as f64,
-            )?;
-            gauge(
-                &mut enc,
-                "agent_unacknowledged_records",
-                "Records of this run durable and not yet acknowledged (to a commit's precision)",
-                None,
-                load(&st.unacked_records) as f64,
-            )?;
-            let oldest = st.oldest_unacked_ns.load(Ordering::Relaxed);
-            gauge(
-                &mut enc,
-                "agent_oldest_unacknowledged_age",
-                "Seconds since the oldest record not acknowledged became durable (0: none)",
-                Some(Unit::Seconds),
-                if oldest == 0 {
-                    0.0
-                } else {
-                    seconds(now.saturating_sub(oldest)).max(0.0)
-                },
-            )?;
-            gauge(
-                &mut enc,
-                "agent_collector_up",
-                "1 while a session with a collector is up",
-                None,
-                f64::from(u8::from(sh.connected.load(Ordering::Relaxed))),
-            )?;
-            gauge(
-                &mut enc,
-                "agent_last_ack_timestamp",
-                "When a collector last acknowledged a batch (Unix time; 0: not in this run)",
-                Some(Unit::Seconds),
-                seconds(sh.last_ack_ns.load(Ordering::Relaxed)),
-            )?;
-            counter(
-                &mut enc,
-                "agent_shipped_records",
-                "Records acknowledged by collectors",
-                load(&sh.records),
-            )?;
-            counter(
-                &mut enc,
-                "agent_shipped_batches",
-                "Batches acknowledged by collectors",
-                load(&sh.batches),
-            )?;
-            counter(
-                &mut enc,
-                "agent_collector_connects",
-                "Sessions opened with collectors",
-                load(&sh.connects),
-            )?;
-        }
+        Ok(())
+    }
+
+    /// Shipping to collectors.
+    fn encode_ship(
+        &self,
+        enc: &mut DescriptorEncoder,
+        sh: &ShipStats,
+        now: i64,
+    ) -> Result<(), std::fmt::Error> {
+        let st = &self.stats;
+        gauge(
+            enc,
+            "agent_unacknowledged",
+            "Bytes of the spool durable and not yet acknowledged by a collector",
+            Some(Unit::Bytes),
+            load(&st.unacked_bytes) as f64,
+        )?;
+        gauge(
+            enc,
+            "agent_unacknowledged_records",
+            "Records of this run durable and not yet acknowledged (to a commit's precision)",
+            None,
+            load(&st.unacked_records) as f64,
+        )?;
+        let oldest = st.oldest_unacked_ns.load(Ordering::Relaxed);
+        gauge(
+            enc,
+            "agent_oldest_unacknowledged_age",
+            "Seconds since the oldest record not acknowledged became durable (0: none)",
+            Some(Unit::Seconds),
+            if oldest == 0 {
+                0.0
+            } else {
+                seconds(now.saturating_sub(oldest)).max(0.0)
+            },
+        )?;
+        gauge(
+            enc,
+            "agent_collector_up",
+            "1 while a session with a collector is up",
+            None,
+            f64::from(u8::from(sh.connected.load(Ordering::Relaxed))),
+        )?;
+        gauge(
+            enc,
+            "agent_last_ack_timestamp",
+            "When a collector last acknowledged a batch (Unix time; 0: not in this run)",
+            Some(Unit::Seconds),
+            seconds(sh.last_ack_ns.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            enc,
+            "agent_shipped_records",
+            "Records acknowledged by collectors",
+            load(&sh.records),
+        )?;
+        counter(
+            enc,
+            "agent_shipped_batches",
+            "Batches acknowledged by collectors",
+            load(&sh.batches),
+        )?;
+        counter(
+            enc,
+            "agent_collector_connects",
+            "Sessions opened with collectors",
+            load(&sh.connects),
+        )?;
+        Ok(())
+    }
+
+    /// Events and losses chained.
+    fn encode_events(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let st = &self.stats;
         let by_source = |a: &[std::sync::atomic::AtomicU64; 8]| {
             SOURCES
                 .iter()
@@ -211,19 +254,19 @@ impl Collector for AgentMetrics {
                 .collect::<Vec<_>>()
         };
         counters(
-            &mut enc,
+            enc,
             "agent_events",
             "Events chained, by source",
             by_source(&st.events_by_source),
         )?;
         counters(
-            &mut enc,
+            enc,
             "agent_event_bytes",
             "Bytes of messages chained, by source",
             by_source(&st.bytes_by_source),
         )?;
         counter(
-            &mut enc,
+            enc,
             "agent_unparsed_events",
             "Raw events chained that do not start like syslog (flagged unparsed)",
             load(&st.unparsed),
@@ -235,19 +278,24 @@ impl Collector for AgentMetrics {
                 .collect::<Vec<_>>()
         };
         counters(
-            &mut enc,
+            enc,
             "agent_loss_records",
             "Loss records chained, by reason",
             by_reason(&st.loss_records),
         )?;
         counters(
-            &mut enc,
+            enc,
             "agent_loss_events",
             "Events the chained Loss records account for, by reason (0 where a count is unknown)",
             by_reason(&st.loss_events),
         )?;
+        Ok(())
+    }
+
+    /// Drops by input.
+    fn encode_inputs(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         counters(
-            &mut enc,
+            enc,
             "agent_input_dropped",
             "Messages an input could not hand over (chained as Loss records)",
             self.inputs
@@ -265,57 +313,58 @@ impl Collector for AgentMetrics {
             .collect();
         if !udp.is_empty() {
             counters(
-                &mut enc,
+                enc,
                 "agent_udp_kernel_drops",
                 "Datagrams the kernel dropped on a UDP input's full receive buffer since the start \
                  (chained as a Loss record at the stop)",
                 udp,
             )?;
         }
-        if let Some(j) = &self.journal {
-            counter(
-                &mut enc,
-                "agent_journal_entries_read",
-                "Journal entries read",
-                load(&j.read),
-            )?;
-            counter(
-                &mut enc,
-                "agent_journal_entries_sent",
-                "Journal entries passed to the stamper",
-                load(&j.sent),
-            )?;
-            if let Some(lag) = j.lag_seconds(
-                load(&st.journal_chained_usec),
-                load(&st.events_by_source[Source::Journald as usize]),
-            ) {
-                gauge(
-                    &mut enc,
-                    "agent_journal_lag",
-                    "How far the chain is behind the journal: from the last entry chained to the \
-                     journal's newest, in the entries' wall-clock time (0: everything chained)",
-                    Some(Unit::Seconds),
-                    lag,
-                )?;
-            }
-            let last = load(&j.last_read_usec);
-            if last > 0 {
-                gauge(
-                    &mut enc,
-                    "agent_journal_last_read_timestamp",
-                    "Wall-clock time of the last journal entry read (Unix time)",
-                    Some(Unit::Seconds),
-                    last as f64 / 1e6,
-                )?;
-            }
-        }
-        gauges(
-            &mut enc,
-            "agent_build_info",
-            "The logseal version (always 1)",
-            None,
-            [([("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+        Ok(())
+    }
+
+    /// The journald input.
+    fn encode_journal(
+        &self,
+        enc: &mut DescriptorEncoder,
+        j: &crate::ingest::journal::ReaderStats,
+    ) -> Result<(), std::fmt::Error> {
+        let st = &self.stats;
+        counter(
+            enc,
+            "agent_journal_entries_read",
+            "Journal entries read",
+            load(&j.read),
         )?;
+        counter(
+            enc,
+            "agent_journal_entries_sent",
+            "Journal entries passed to the stamper",
+            load(&j.sent),
+        )?;
+        if let Some(lag) = j.lag_seconds(
+            load(&st.journal_chained_usec),
+            load(&st.events_by_source[Source::Journald as usize]),
+        ) {
+            gauge(
+                enc,
+                "agent_journal_lag",
+                "How far the chain is behind the journal: from the last entry chained to the \
+                 journal's newest, in the entries' wall-clock time (0: everything chained)",
+                Some(Unit::Seconds),
+                lag,
+            )?;
+        }
+        let last = load(&j.last_read_usec);
+        if last > 0 {
+            gauge(
+                enc,
+                "agent_journal_last_read_timestamp",
+                "Wall-clock time of the last journal entry read (Unix time)",
+                Some(Unit::Seconds),
+                last as f64 / 1e6,
+            )?;
+        }
         Ok(())
     }
 }

@@ -87,53 +87,8 @@ impl CollectorMetrics {
 
 impl Collector for CollectorMetrics {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let now = crate::util::timefmt::now_ns();
         let hosts = self.shared.store.survey(self.silent_after, false);
-        let host = |h: &super::store::HostStatus| [("host", h.host.clone())];
-        gauges(
-            &mut enc,
-            "collector_host_last_seal_timestamp",
-            "When each host last sealed a chain this collector holds (Unix time)",
-            Some(Unit::Seconds),
-            hosts
-                .iter()
-                .filter_map(|h| Some((host(h), seconds(h.last_seal_ns?)))),
-        )?;
-        gauges(
-            &mut enc,
-            "collector_host_seal_age",
-            "Seconds since each host last sealed a chain this collector holds",
-            Some(Unit::Seconds),
-            hosts.iter().filter_map(|h| {
-                Some((
-                    host(h),
-                    seconds(now.saturating_sub(h.last_seal_ns?)).max(0.0),
-                ))
-            }),
-        )?;
-        gauges(
-            &mut enc,
-            "collector_host_last_batch_timestamp",
-            "When this collector last stored a batch of each host (Unix time, this run)",
-            Some(Unit::Seconds),
-            hosts
-                .iter()
-                .filter_map(|h| Some((host(h), seconds(h.last_batch_ns?)))),
-        )?;
-        gauges(
-            &mut enc,
-            "collector_host_silent",
-            "1 for a host with no seal for longer than heartbeat × silent_after that did not stop cleanly",
-            None,
-            hosts.iter().map(|h| (host(h), f64::from(u8::from(h.silent)))),
-        )?;
-        gauges(
-            &mut enc,
-            "collector_host_stored",
-            "Bytes of each host's chains in the store",
-            Some(Unit::Bytes),
-            hosts.iter().map(|h| (host(h), h.store_bytes as f64)),
-        )?;
+        encode_hosts(&mut enc, &hosts)?;
         gauge(
             &mut enc,
             "collector_hosts",
@@ -222,4 +177,58 @@ impl Collector for CollectorMetrics {
         )?;
         Ok(())
     }
+}
+
+/// The per-host families.
+fn encode_hosts(
+    enc: &mut DescriptorEncoder,
+    hosts: &[super::store::HostStatus],
+) -> Result<(), std::fmt::Error> {
+    let now = crate::util::timefmt::now_ns();
+    let host = |h: &super::store::HostStatus| [("host", h.host.clone())];
+    gauges(
+        enc,
+        "collector_host_last_seal_timestamp",
+        "When each host last sealed a chain this collector holds (Unix time)",
+        Some(Unit::Seconds),
+        hosts
+            .iter()
+            .filter_map(|h| Some((host(h), seconds(h.last_seal_ns?)))),
+    )?;
+    gauges(
+        enc,
+        "collector_host_seal_age",
+        "Seconds since each host last sealed a chain this collector holds",
+        Some(Unit::Seconds),
+        hosts.iter().filter_map(|h| {
+            Some((
+                host(h),
+                seconds(now.saturating_sub(h.last_seal_ns?)).max(0.0),
+            ))
+        }),
+    )?;
+    gauges(
+        enc,
+        "collector_host_last_batch_timestamp",
+        "When this collector last stored a batch of each host (Unix time, this run)",
+        Some(Unit::Seconds),
+        hosts
+            .iter()
+            .filter_map(|h| Some((host(h), seconds(h.last_batch_ns?)))),
+    )?;
+    gauges(
+        enc,
+        "collector_host_silent",
+        "1 for a host with no seal for longer than heartbeat × silent_after that did not stop cleanly",
+        None,
+        hosts.iter().map(|h| (host(h), f64::from(u8::from(h.silent)))),
+    )?;
+    gauges(
+        enc,
+        "collector_host_stored",
+        "Bytes of each host's chains in the store",
+        Some(Unit::Bytes),
+        hosts.iter().map(|h| (host(h), h.store_bytes as f64)),
+    )?;
+    Ok(())
 }

@@ -910,29 +910,7 @@ impl Chain {
         let used = &self.used;
         let verdict = seal::check(position, fields, |k| used.get(k).copied());
         if let Err(fault) = verdict {
-            let problem = match fault {
-                SealFault::EpochMismatch { expected } => Problem::EpochMismatch {
-                    seq,
-                    epoch: fields.epoch,
-                    expected_epoch: expected,
-                },
-                SealFault::KeyNotInChain => Problem::KeyNotInChain {
-                    seq,
-                    epoch: fields.epoch,
-                    signer: hash::fingerprint(fields.signer),
-                    expected: hash::fingerprint(&position.key),
-                    signer_epoch: None, // resolved at the end
-                },
-                SealFault::BadSignature => Problem::BadSignature {
-                    seq,
-                    epoch: fields.epoch,
-                },
-                SealFault::KeyReused { first_epoch } => Problem::KeyReused {
-                    seq,
-                    epoch: fields.epoch,
-                    first_epoch,
-                },
-            };
+            let problem = seal_problem(fault, seq, fields, &position);
             if fault == SealFault::KeyNotInChain && self.problems.items.len() < MAX_PROBLEMS {
                 self.foreign_signers
                     .push((self.problems.items.len(), *fields.signer));
@@ -1618,4 +1596,36 @@ fn redacted(c: &mut Chain, at: Location, seq: u64, kind: Option<Kind>) {
 /// §4.7 The head step.
 fn advance(c: &mut Chain, kind: u8, leaf: &Digest) {
     c.head = c.head.map(|h| hash::head(&h, kind, leaf));
+}
+
+/// The problem a refused seal is reported as.
+fn seal_problem(
+    fault: SealFault,
+    seq: u64,
+    fields: &SealFields<'_>,
+    position: &KeyPosition,
+) -> Problem {
+    match fault {
+        SealFault::EpochMismatch { expected } => Problem::EpochMismatch {
+            seq,
+            epoch: fields.epoch,
+            expected_epoch: expected,
+        },
+        SealFault::KeyNotInChain => Problem::KeyNotInChain {
+            seq,
+            epoch: fields.epoch,
+            signer: hash::fingerprint(fields.signer),
+            expected: hash::fingerprint(&position.key),
+            signer_epoch: None, // resolved at the end
+        },
+        SealFault::BadSignature => Problem::BadSignature {
+            seq,
+            epoch: fields.epoch,
+        },
+        SealFault::KeyReused { first_epoch } => Problem::KeyReused {
+            seq,
+            epoch: fields.epoch,
+            first_epoch,
+        },
+    }
 }

@@ -58,11 +58,81 @@ pub fn generate() -> Vectors {
     let mut seg = frame::header().to_vec();
     let mut red = frame::header().to_vec();
     let mut epoch = 0u64;
-    let bodies: Vec<Body<'static>> = vec![
+    let mut bodies = bodies(t0, keys[0].public()).into_iter();
+    for seq in 0u64..11 {
+        let time_ns = t0 + seq as i64 * 1_000_000;
+        let is_seal = seq == 7 || seq == 10;
+        let encoded = if is_seal {
+            let rec = Record {
+                chain_id,
+                seq,
+                time_ns,
+                body: Body::Seal {
+                    epoch,
+                    covers_head: head,
+                    signer: keys[epoch as usize].public(),
+                    next_pk: keys[epoch as usize + 1].public(),
+                    signature: [0; 64],
+                },
+            };
+            let mut b = rec.encode();
+            let n = b.len();
+            let msg = seal_message(&b[..n - 64]);
+            let sig = keys[epoch as usize].sign(&msg);
+            b[n - 64..].copy_from_slice(&sig);
+            let _ = writeln!(text, "seal.{seq}.message: {}", hex::encode(&msg));
+            let _ = writeln!(text, "seal.{seq}.signature: {}", hex::encode(&sig));
+            epoch += 1;
+            b
+        } else {
+            let body = bodies.next().expect("eleven records");
+            Record {
+                chain_id,
+                seq,
+                time_ns,
+                body,
+            }
+            .encode()
+        };
+        let leaf = hash::leaf(&encoded);
+        head = hash::head(&head, encoded[1], &leaf);
+        let _ = writeln!(text, "record.{seq}: {}", hex::encode(&encoded));
+        let _ = writeln!(text, "leaf.{seq}: {}", hex::encode(&leaf));
+        let _ = writeln!(text, "head.{seq}: {}", hex::encode(&head));
+        frame::encode_frame(frame::FRAME_RECORD, &encoded, &mut seg);
+        if seq == 1 {
+            let mut p = Vec::with_capacity(frame::REDACTED_LEN);
+            p.extend_from_slice(&chain_id.0);
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.push(encoded[1]);
+            p.extend_from_slice(&leaf);
+            frame::encode_frame(frame::FRAME_REDACTED, &p, &mut red);
+        } else {
+            frame::encode_frame(frame::FRAME_RECORD, &encoded, &mut red);
+        }
+    }
+    let _ = writeln!(text, "segment.header: {}", hex::encode(&frame::header()));
+    let _ = writeln!(text, "segment.sha256: {}", hex::encode(&hash::sha256(&seg)));
+    let _ = writeln!(
+        text,
+        "segment-redacted.sha256: {}",
+        hex::encode(&hash::sha256(&red))
+    );
+    Vectors {
+        text,
+        segment: seg,
+        redacted: red,
+    }
+}
+
+/// The bodies of the vector chain's records that are not seals (seq 7 and
+/// 10 are), in order.
+fn bodies(t0: i64, pk0: [u8; 32]) -> Vec<Body<'static>> {
+    vec![
         Body::Genesis {
             host: "vector-host",
             agent: "logseal-vectors",
-            pk0: keys[0].public(),
+            pk0,
             origin: Origin::Fresh,
             predecessor: None,
             note: "",
@@ -128,70 +198,5 @@ pub fn generate() -> Vectors {
             payload: Payload::Raw(b"<14>Nov 28 00:00:09 host app[1]: after restart"),
         },
         // seq 10: seal epoch 1
-    ];
-    let mut bodies = bodies.into_iter();
-    for seq in 0u64..11 {
-        let time_ns = t0 + seq as i64 * 1_000_000;
-        let is_seal = seq == 7 || seq == 10;
-        let encoded = if is_seal {
-            let rec = Record {
-                chain_id,
-                seq,
-                time_ns,
-                body: Body::Seal {
-                    epoch,
-                    covers_head: head,
-                    signer: keys[epoch as usize].public(),
-                    next_pk: keys[epoch as usize + 1].public(),
-                    signature: [0; 64],
-                },
-            };
-            let mut b = rec.encode();
-            let n = b.len();
-            let msg = seal_message(&b[..n - 64]);
-            let sig = keys[epoch as usize].sign(&msg);
-            b[n - 64..].copy_from_slice(&sig);
-            let _ = writeln!(text, "seal.{seq}.message: {}", hex::encode(&msg));
-            let _ = writeln!(text, "seal.{seq}.signature: {}", hex::encode(&sig));
-            epoch += 1;
-            b
-        } else {
-            let body = bodies.next().expect("eleven records");
-            Record {
-                chain_id,
-                seq,
-                time_ns,
-                body,
-            }
-            .encode()
-        };
-        let leaf = hash::leaf(&encoded);
-        head = hash::head(&head, encoded[1], &leaf);
-        let _ = writeln!(text, "record.{seq}: {}", hex::encode(&encoded));
-        let _ = writeln!(text, "leaf.{seq}: {}", hex::encode(&leaf));
-        let _ = writeln!(text, "head.{seq}: {}", hex::encode(&head));
-        frame::encode_frame(frame::FRAME_RECORD, &encoded, &mut seg);
-        if seq == 1 {
-            let mut p = Vec::with_capacity(frame::REDACTED_LEN);
-            p.extend_from_slice(&chain_id.0);
-            p.extend_from_slice(&seq.to_be_bytes());
-            p.push(encoded[1]);
-            p.extend_from_slice(&leaf);
-            frame::encode_frame(frame::FRAME_REDACTED, &p, &mut red);
-        } else {
-            frame::encode_frame(frame::FRAME_RECORD, &encoded, &mut red);
-        }
-    }
-    let _ = writeln!(text, "segment.header: {}", hex::encode(&frame::header()));
-    let _ = writeln!(text, "segment.sha256: {}", hex::encode(&hash::sha256(&seg)));
-    let _ = writeln!(
-        text,
-        "segment-redacted.sha256: {}",
-        hex::encode(&hash::sha256(&red))
-    );
-    Vectors {
-        text,
-        segment: seg,
-        redacted: red,
-    }
+    ]
 }

@@ -442,52 +442,81 @@ const IDENTITY: [u8; 32] = {
 };
 
 /// Builds every fixture.
-pub fn generate() -> Vec<Fixture> {
-    let mut g = Gen { out: Vec::new() };
-    let a = Chain::base(0xa1, "web-1");
-    let aid = a.id_hex();
-    let fa = frames(&a.recs);
-    let all = |fr: &[Vec<u8>]| seg(fr);
-    let without = |skip: &[usize]| -> Vec<Vec<u8>> {
-        fa.iter()
+/// The base chain every fixture mutates, and its frames.
+struct Base {
+    a: Chain,
+    aid: String,
+    fa: Vec<Vec<u8>>,
+}
+
+impl Base {
+    /// The frames without those at `skip`.
+    fn without(&self, skip: &[usize]) -> Vec<Vec<u8>> {
+        self.fa
+            .iter()
             .enumerate()
             .filter(|(i, _)| !skip.contains(i))
             .map(|(_, f)| f.clone())
             .collect()
-    };
-    let replace = |at: usize, with: Vec<u8>| -> Vec<Vec<u8>> {
-        let mut v = fa.clone();
+    }
+
+    /// The frames with the one at `at` replaced.
+    fn replace(&self, at: usize, with: Vec<u8>) -> Vec<Vec<u8>> {
+        let mut v = self.fa.clone();
         v[at] = with;
         v
-    };
+    }
+}
 
+/// Builds every fixture.
+pub fn generate() -> Vec<Fixture> {
+    let mut g = Gen { out: Vec::new() };
+    let a = Chain::base(0xa1, "web-1");
+    let base = Base {
+        aid: a.id_hex(),
+        fa: frames(&a.recs),
+        a,
+    };
+    edits(&mut g, &base);
+    seals(&mut g, &base);
+    keys(&mut g, &base);
+    trimmed_spools(&mut g, &base);
+    successors(&mut g, &base);
+    successors_more(&mut g, &base);
+    redactions(&mut g, &base);
+    clocks(&mut g, &base);
+    g.out
+}
+
+fn edits(g: &mut Gen, base: &Base) {
+    let Base { a, aid, fa, .. } = base;
     g.file(
         "intact",
         "the base chain, untouched (a positive control)",
-        all(&fa),
-        intact(&aid),
+        seg(fa),
+        intact(aid),
     );
     g.file(
         "delete-one",
         "event 7 removed",
-        seg(&without(&[7])),
-        broken(&aid, &[("gap", 7, 7)], &[(6, 9, "problem")]),
+        seg(&base.without(&[7])),
+        broken(aid, &[("gap", 7, 7)], &[(6, 9, "problem")]),
     );
     {
-        let mut v = without(&[7]);
+        let mut v = base.without(&[7]);
         v[7] = frame(&edited(&a.recs[8])); // index 7 now holds seq 8
         g.file(
             "delete-one-rewrite-another",
             "event 7 removed and event 8 rewritten in the same interval: the gap is reported and the whole interval is unverified (the rewrite is not vouched for)",
             seg(&v),
-            broken(&aid, &[("gap", 7, 7)], &[(6, 9, "problem")]),
+            broken(aid, &[("gap", 7, 7)], &[(6, 9, "problem")]),
         );
     }
     g.file(
         "edit-event",
         "event 12 changed by one byte, frame checksum recomputed",
-        seg(&replace(12, frame(&edited(&a.recs[12])))),
-        broken(&aid, &[("bad-link", 11, 15)], &[(11, 14, "problem")]),
+        seg(&base.replace(12, frame(&edited(&a.recs[12])))),
+        broken(aid, &[("bad-link", 11, 15)], &[(11, 14, "problem")]),
     );
     {
         let mut f = fa[12].clone();
@@ -496,9 +525,9 @@ pub fn generate() -> Vec<Fixture> {
         g.file(
             "record-12-last-byte-flipped",
             "event 12 changed by one byte, frame checksum not recomputed",
-            seg(&replace(12, f)),
+            seg(&base.replace(12, f)),
             broken(
-                &aid,
+                aid,
                 &[("damaged-frame", 12, 12), ("gap", 12, 12)],
                 &[(11, 14, "problem")],
             ),
@@ -513,7 +542,7 @@ pub fn generate() -> Vec<Fixture> {
             "the file ends half-way through event 13",
             b,
             broken(
-                &aid,
+                aid,
                 &[("truncated-tail", 13, 13), ("unsealed-tail", 11, 12)],
                 &[(11, 12, "unsealed")],
             ),
@@ -523,20 +552,20 @@ pub fn generate() -> Vec<Fixture> {
         "cut-after-seal",
         "the file cut right after seal 10: a valid shorter chain (what the format cannot show, FORMAT.md §4.11)",
         seg(&fa[..11]),
-        intact(&aid),
+        intact(aid),
     );
     let unsealed = seg(&fa[..13]);
     g.file(
         "unsealed-tail",
         "the file cut after event 12: events 11-12 are after the last seal",
         unsealed.clone(),
-        broken(&aid, &[("unsealed-tail", 11, 12)], &[(11, 12, "unsealed")]),
+        broken(aid, &[("unsealed-tail", 11, 12)], &[(11, 12, "unsealed")]),
     );
     {
         // Seal 10 is dated T0 + 10 s.
         let now = T0 + 10 * SECOND + 30 * SECOND;
         let mut e = result(
-            vec![chain(&aid, "pending", &[], &[(11, 12, "unsealed")])],
+            vec![chain(aid, "pending", &[], &[(11, 12, "unsealed")])],
             &[],
         );
         e["chains"][0]["pending"] = json!([11, 12]);
@@ -553,9 +582,13 @@ pub fn generate() -> Vec<Fixture> {
             "the same tail, verified live an hour after the newest seal: an unsealed tail",
             vec![("unsealed-tail-live-stale.seg".into(), unsealed)],
             json!({"live": [now, 180 * SECOND]}),
-            broken(&aid, &[("unsealed-tail", 11, 12)], &[(11, 12, "unsealed")]),
+            broken(aid, &[("unsealed-tail", 11, 12)], &[(11, 12, "unsealed")]),
         );
     }
+}
+
+fn seals(g: &mut Gen, base: &Base) {
+    let Base { a, aid, fa, .. } = base;
     {
         let mut v = fa.clone();
         v.insert(9, fa[8].clone());
@@ -563,7 +596,7 @@ pub fn generate() -> Vec<Fixture> {
             "duplicate-one",
             "event 8 appears twice",
             seg(&v),
-            broken(&aid, &[("duplicate", 8, 8)], &[]),
+            broken(aid, &[("duplicate", 8, 8)], &[]),
         );
     }
     {
@@ -574,7 +607,7 @@ pub fn generate() -> Vec<Fixture> {
             "events 7 and 8 swapped",
             seg(&v),
             broken(
-                &aid,
+                aid,
                 &[("gap", 7, 7), ("reorder", 7, 7)],
                 &[(6, 9, "problem")],
             ),
@@ -587,7 +620,7 @@ pub fn generate() -> Vec<Fixture> {
             "conflict",
             "a second, different record with seq 8 after event 8",
             seg(&v),
-            broken(&aid, &[("conflict", 8, 8)], &[(6, 9, "problem")]),
+            broken(aid, &[("conflict", 8, 8)], &[(6, 9, "problem")]),
         );
     }
     {
@@ -597,7 +630,7 @@ pub fn generate() -> Vec<Fixture> {
             "garbage-between-frames",
             "junk bytes before event 7 (no record lost)",
             seg(&v),
-            broken(&aid, &[("damaged-frame", 7, 7)], &[(6, 9, "problem")]),
+            broken(aid, &[("damaged-frame", 7, 7)], &[(6, 9, "problem")]),
         );
     }
     {
@@ -607,9 +640,9 @@ pub fn generate() -> Vec<Fixture> {
         g.file(
             "bad-signature",
             "seal 10's signature changed: the key chain is unknown from there on",
-            seg(&replace(10, frame(&r))),
+            seg(&base.replace(10, frame(&r))),
             broken(
-                &aid,
+                aid,
                 &[("bad-signature", 10, 10)],
                 &[(6, 17, "key-chain-unknown")],
             ),
@@ -618,7 +651,7 @@ pub fn generate() -> Vec<Fixture> {
     {
         // An attacker who cannot sign epoch 1 breaks seal 10 and re-signs every
         // later interval, with rewritten events, under keys of their own.
-        let mut c = Chain::prefix(&a, 10, 1);
+        let mut c = Chain::prefix(a, 10, 1);
         let forger = |j: u64| key(0xf0, j);
         c.seal_with(|s| {
             s.by(forger(1));
@@ -640,7 +673,7 @@ pub fn generate() -> Vec<Fixture> {
             "broken-seal-then-rewrite",
             "seal 10 re-made under a forger's key and every later interval rewritten under the forger's key chain: nothing after the broken seal is believed",
             seg(&frames(&c.recs)),
-            broken(&aid, &[("key-not-in-chain", 10, 10)], &[(6, 17, "key-chain-unknown")]),
+            broken(aid, &[("key-not-in-chain", 10, 10)], &[(6, 17, "key-chain-unknown")]),
         );
     }
     {
@@ -657,11 +690,15 @@ pub fn generate() -> Vec<Fixture> {
             "key-reused",
             "every seal signed by the genesis key and naming it again as next key: a key that never evolves",
             seg(&frames(&c.recs)),
-            broken(&aid, &[("key-reused", 5, 5)], &[(0, 15, "key-chain-unknown")]),
+            broken(aid, &[("key-reused", 5, 5)], &[(0, 15, "key-chain-unknown")]),
         );
     }
+}
+
+fn keys(g: &mut Gen, base: &Base) {
+    let Base { a, aid, fa, .. } = base;
     {
-        let mut c = Chain::prefix(&a, 15, 2);
+        let mut c = Chain::prefix(a, 15, 2);
         c.seal_with(|s| s.next_pk = key(0xa1, 1).public());
         c.shutdown();
         c.seal_with(|s| {
@@ -673,7 +710,7 @@ pub fn generate() -> Vec<Fixture> {
             "seal 15 names as next key the key of epoch 1",
             seg(&frames(&c.recs)),
             broken(
-                &aid,
+                aid,
                 &[("key-reused", 15, 15)],
                 &[(11, 17, "key-chain-unknown")],
             ),
@@ -697,14 +734,14 @@ pub fn generate() -> Vec<Fixture> {
             "event 7 altered and seal 10 re-signed with the (stolen) key of epoch 3",
             seg(&fr),
             broken(
-                &aid,
+                aid,
                 &[("key-not-in-chain", 10, 10)],
                 &[(6, 17, "key-chain-unknown")],
             ),
         );
     }
     {
-        let mut c = Chain::prefix(&a, 10, 1);
+        let mut c = Chain::prefix(a, 10, 1);
         c.seal_with(|s| s.epoch = 5);
         let mut fr = frames(&c.recs);
         fr.extend_from_slice(&fa[11..]);
@@ -713,7 +750,7 @@ pub fn generate() -> Vec<Fixture> {
             "seal 10, correctly signed, claims epoch 5",
             seg(&fr),
             broken(
-                &aid,
+                aid,
                 &[("epoch-mismatch", 10, 10)],
                 &[(6, 17, "key-chain-unknown")],
             ),
@@ -739,7 +776,7 @@ pub fn generate() -> Vec<Fixture> {
             "small-order-key",
             "seal 5 names a small-order next key (the identity); seal 10's signature satisfies the cofactorless equation under it",
             seg(&frames(&c.recs)),
-            broken(&aid, &[("bad-signature", 10, 10)], &[(6, 10, "key-chain-unknown")]),
+            broken(aid, &[("bad-signature", 10, 10)], &[(6, 10, "key-chain-unknown")]),
         );
     }
     {
@@ -752,11 +789,14 @@ pub fn generate() -> Vec<Fixture> {
         g.file(
             "non-canonical-s",
             "seal 10's signature with S + L in place of S (the same point equation, a non-canonical scalar)",
-            seg(&replace(10, frame(&r))),
-            broken(&aid, &[("bad-signature", 10, 10)], &[(6, 17, "key-chain-unknown")]),
+            seg(&base.replace(10, frame(&r))),
+            broken(aid, &[("bad-signature", 10, 10)], &[(6, 17, "key-chain-unknown")]),
         );
     }
+}
 
+fn trimmed_spools(g: &mut Gen, base: &Base) {
+    let Base { a, aid, fa, .. } = base;
     // Trimmed spools: the first segment files removed. The `acked` file is the
     // host's own word and changes nothing.
     let acked = |pos: u64| {
@@ -775,7 +815,7 @@ pub fn generate() -> Vec<Fixture> {
             ],
             json!({}),
             result(
-                vec![chain(&aid, "unanchored", &[], &[(6, 9, "unanchored")])],
+                vec![chain(aid, "unanchored", &[], &[(6, 9, "unanchored")])],
                 &[],
             ),
         );
@@ -789,11 +829,11 @@ pub fn generate() -> Vec<Fixture> {
                 ("forged-trim/acked".into(), acked(4096)),
             ],
             json!({"trust": format!("web-1 {}", a.pk0_hex())}),
-            broken(&aid, &[("bad-link", 11, 15)], &[(6, 9, "unanchored"), (11, 14, "problem")]),
+            broken(aid, &[("bad-link", 11, 15)], &[(6, 9, "unanchored"), (11, 14, "problem")]),
         );
         // A forger drops the start and re-makes every seal after it under keys
         // of their own: consistent, but bound to nothing.
-        let mut c = Chain::prefix(&a, 6, 1);
+        let mut c = Chain::prefix(a, 6, 1);
         let forger = |j: u64| key(0xf2, j);
         for e in 1..4u64 {
             for _ in 0..(if e == 3 { 1 } else { 4 }) {
@@ -814,13 +854,17 @@ pub fn generate() -> Vec<Fixture> {
             ],
             json!({"trust": format!("web-1 {}", a.pk0_hex())}),
             result(
-                vec![chain(&aid, "unanchored", &[], &[(6, 9, "unanchored")])],
+                vec![chain(aid, "unanchored", &[], &[(6, 9, "unanchored")])],
                 &[],
             ),
         );
     }
 
     // Successor chains (state-lost): the predecessor named by the Genesis.
+}
+
+fn successors(g: &mut Gen, base: &Base) {
+    let Base { a, aid, fa, .. } = base;
     {
         let succ = |last_seq: u64, head: Digest| {
             let mut b = Chain::new(0xb2, "web-1");
@@ -846,7 +890,7 @@ pub fn generate() -> Vec<Fixture> {
             seg(&fr),
             result(
                 vec![
-                    chain(&aid, "intact", &[], &[]),
+                    chain(aid, "intact", &[], &[]),
                     chain(&bid, "intact", &[], &[]),
                 ],
                 &[],
@@ -861,7 +905,7 @@ pub fn generate() -> Vec<Fixture> {
             seg(&fr),
             result(
                 vec![
-                    chain(&aid, "broken", &[("pred-mismatch", 17, 17)], &[]),
+                    chain(aid, "broken", &[("pred-mismatch", 17, 17)], &[]),
                     chain(&bid, "intact", &[], &[]),
                 ],
                 &[],
@@ -875,7 +919,7 @@ pub fn generate() -> Vec<Fixture> {
             seg(&fr),
             result(
                 vec![
-                    chain(&aid, "broken", &[("pred-cut", 11, 17)], &[]),
+                    chain(aid, "broken", &[("pred-cut", 11, 17)], &[]),
                     chain(&bid, "intact", &[], &[]),
                 ],
                 &[],
@@ -900,14 +944,14 @@ pub fn generate() -> Vec<Fixture> {
             "a Genesis with the host's anchored key and four events, no seal, verified live right away: not pending (nothing is signed)",
             vec![("live-genesis-only.seg".into(), seg(&frames(&c.recs)))],
             json!({"trust": format!("web-1 {}", a.pk0_hex()), "live": [T0 + 5 * SECOND, 180 * SECOND]}),
-            broken(&aid, &[("unsealed-tail", 0, 4)], &[(0, 4, "unsealed")]),
+            broken(aid, &[("unsealed-tail", 0, 4)], &[(0, 4, "unsealed")]),
         );
         g.with(
             "live-seal-dated-ahead",
             "the unsealed tail after seal 10, verified live ten days before the seal's date: a seal dated ahead does not keep a tail pending",
             vec![("live-seal-dated-ahead.seg".into(), seg(&fa[..13]))],
             json!({"live": [T0 - 10 * 86_400 * SECOND, 180 * SECOND]}),
-            broken(&aid, &[("unsealed-tail", 11, 12)], &[(11, 12, "unsealed")]),
+            broken(aid, &[("unsealed-tail", 11, 12)], &[(11, 12, "unsealed")]),
         );
     }
     g.with(
@@ -918,10 +962,10 @@ pub fn generate() -> Vec<Fixture> {
             (format!("chain-across-host-dirs/hosts/web-2/{aid}/00000000000000001000.seg"), seg(&fa[11..])),
         ],
         json!({}),
-        broken(&aid, &[("misfiled", 11, 11)], &[]),
+        broken(aid, &[("misfiled", 11, 11)], &[]),
     );
     {
-        let mut h = seg(&fa);
+        let mut h = seg(fa);
         h[11] = 1; // flags
         let crc = crc32c::crc32c(&h[..12]).to_be_bytes();
         h[12..16].copy_from_slice(&crc);
@@ -932,6 +976,10 @@ pub fn generate() -> Vec<Fixture> {
             result(vec![], &["bad-segment"]),
         );
     }
+}
+
+fn successors_more(g: &mut Gen, base: &Base) {
+    let Base { a, aid, fa, .. } = base;
     {
         let mut v = fa.clone();
         let evil = Chain::base(0xc4, "evil");
@@ -948,7 +996,7 @@ pub fn generate() -> Vec<Fixture> {
             json!({}),
             result(
                 vec![
-                    chain(&aid, "intact", &[], &[]),
+                    chain(aid, "intact", &[], &[]),
                     chain(&evil.id_hex(), "broken", &[("misfiled", 0, 0)], &[]),
                 ],
                 &[],
@@ -956,7 +1004,7 @@ pub fn generate() -> Vec<Fixture> {
         );
     }
     {
-        let mut c = Chain::prefix(&a, 10, 1);
+        let mut c = Chain::prefix(a, 10, 1);
         c.seal_with(|s| s.epoch = u64::MAX);
         let mut fr = frames(&c.recs[6..]);
         fr.extend_from_slice(&fa[11..]);
@@ -965,7 +1013,7 @@ pub fn generate() -> Vec<Fixture> {
             "a trimmed spool whose first seal claims epoch 2^64 - 1 (no epoch would be left for the next seal)",
             seg(&fr),
             broken(
-                &aid,
+                aid,
                 &[("epoch-mismatch", 10, 10)],
                 &[(6, 17, "key-chain-unknown")],
             ),
@@ -974,15 +1022,15 @@ pub fn generate() -> Vec<Fixture> {
     g.with(
         "anchor-by-fingerprint",
         "the base chain verified against an older enrolled-file line: its host and the key's fingerprint, in capitals",
-        vec![("anchor-by-fingerprint.seg".into(), all(&fa))],
+        vec![("anchor-by-fingerprint.seg".into(), seg(fa))],
         json!({"trust": format!("web-1 SHA256:{}", hash::fingerprint(&key(0xa1, 0).public())["SHA256:".len()..].to_uppercase())}),
-        intact(&aid),
+        intact(aid),
     );
     {
         let now = T0 + 10 * SECOND + 30 * SECOND;
         let mut e = result(
             vec![chain(
-                &aid,
+                aid,
                 "unanchored",
                 &[],
                 &[(6, 9, "unanchored"), (11, 12, "unsealed")],
@@ -1018,7 +1066,7 @@ pub fn generate() -> Vec<Fixture> {
                 ("damaged-header/00000000000000001000.seg".into(), second),
             ],
             json!({}),
-            result(vec![chain(&aid, "intact", &[], &[])], &["bad-segment"]),
+            result(vec![chain(aid, "intact", &[], &[])], &["bad-segment"]),
         );
     }
     {
@@ -1030,12 +1078,16 @@ pub fn generate() -> Vec<Fixture> {
             "event 8 replaced by seq 8 of another host's chain",
             seg(&v),
             broken(
-                &aid,
+                aid,
                 &[("foreign-chain", 8, 8), ("gap", 8, 8)],
                 &[(6, 9, "problem")],
             ),
         );
     }
+}
+
+fn redactions(g: &mut Gen, base: &Base) {
+    let Base { a, aid, fa, .. } = base;
     {
         let mut c = Chain::new(0xa1, "web-1");
         for r in &a.recs[..8] {
@@ -1045,37 +1097,37 @@ pub fn generate() -> Vec<Fixture> {
         g.file(
             "unexpected-genesis",
             "event 8 replaced by a Genesis record at seq 8",
-            seg(&replace(8, frame(&c.recs[8]))),
-            broken(&aid, &[("unexpected-genesis", 8, 8)], &[(6, 9, "problem")]),
+            seg(&base.replace(8, frame(&c.recs[8]))),
+            broken(aid, &[("unexpected-genesis", 8, 8)], &[(6, 9, "problem")]),
         );
     }
     g.with(
         "untrusted-genesis",
         "the base chain verified against a trust anchor of its host with another key",
-        vec![("untrusted-genesis.seg".into(), all(&fa))],
+        vec![("untrusted-genesis.seg".into(), seg(fa))],
         json!({"trust": format!("web-1 {}", hex::encode(&key(0xee, 0).public()))}),
-        broken(&aid, &[("untrusted-genesis", 0, 0)], &[]),
+        broken(aid, &[("untrusted-genesis", 0, 0)], &[]),
     );
     g.with(
         "anchor-of-another-host",
         "the base chain verified against its own genesis key listed for another host",
-        vec![("anchor-of-another-host.seg".into(), all(&fa))],
+        vec![("anchor-of-another-host.seg".into(), seg(fa))],
         json!({"trust": format!("web-2 {}", a.pk0_hex())}),
-        broken(&aid, &[("untrusted-genesis", 0, 0)], &[]),
+        broken(aid, &[("untrusted-genesis", 0, 0)], &[]),
     );
     g.with(
         "trusted",
         "the base chain verified against its host's trust anchor (a positive control)",
-        vec![("trusted.seg".into(), all(&fa))],
+        vec![("trusted.seg".into(), seg(fa))],
         json!({"trust": format!("web-2 {}\nweb-1 {}", hex::encode(&key(0xee, 0).public()), a.pk0_hex())}),
-        intact(&aid),
+        intact(aid),
     );
     g.file(
         "redacted-seal",
         "seal 10 replaced by a redacted frame that says it is a seal",
-        seg(&replace(10, redacted_frame(&a.recs[10], 3))),
+        seg(&base.replace(10, redacted_frame(&a.recs[10], 3))),
         broken(
-            &aid,
+            aid,
             &[("bad-redaction", 10, 10), ("epoch-mismatch", 15, 15)],
             &[(6, 17, "key-chain-unknown")],
         ),
@@ -1083,20 +1135,20 @@ pub fn generate() -> Vec<Fixture> {
     g.file(
         "redacted-seal-as-event",
         "seal 10 replaced by a redacted frame that claims to be an event: the missing seal still shows",
-        seg(&replace(10, redacted_frame(&a.recs[10], 2))),
-        broken(&aid, &[("epoch-mismatch", 15, 15)], &[(6, 17, "key-chain-unknown")]),
+        seg(&base.replace(10, redacted_frame(&a.recs[10], 2))),
+        broken(aid, &[("epoch-mismatch", 15, 15)], &[(6, 17, "key-chain-unknown")]),
     );
     g.file(
         "redacted-event",
         "event 7 redacted (leaf only): the chain still verifies (a positive control)",
-        seg(&replace(7, redacted_frame(&a.recs[7], 2))),
-        intact(&aid),
+        seg(&base.replace(7, redacted_frame(&a.recs[7], 2))),
+        intact(aid),
     );
     g.file(
         "redacted-kind-changed",
         "event 7 redacted with the kind byte of a Loss: the kind enters the head, so seal 10 no longer covers it",
-        seg(&replace(7, redacted_frame(&a.recs[7], 4))),
-        broken(&aid, &[("bad-link", 6, 10)], &[(6, 9, "problem")]),
+        seg(&base.replace(7, redacted_frame(&a.recs[7], 4))),
+        broken(aid, &[("bad-link", 6, 10)], &[(6, 9, "problem")]),
     );
     {
         let mut bad = a.recs[8].clone();
@@ -1104,9 +1156,9 @@ pub fn generate() -> Vec<Fixture> {
         g.file(
             "malformed-record",
             "event 8's kind byte set to 9, frame checksum recomputed",
-            seg(&replace(8, frame(&bad))),
+            seg(&base.replace(8, frame(&bad))),
             broken(
-                &aid,
+                aid,
                 &[("malformed", 8, 8), ("gap", 8, 8)],
                 &[(6, 9, "problem")],
             ),
@@ -1117,10 +1169,10 @@ pub fn generate() -> Vec<Fixture> {
         "a collector store holding host web-1's chain under the directory of host web-2",
         vec![(
             format!("misfiled/hosts/web-2/{aid}/00000000000000000000.seg"),
-            all(&fa),
+            seg(fa),
         )],
         json!({}),
-        broken(&aid, &[("misfiled", 0, 0)], &[]),
+        broken(aid, &[("misfiled", 0, 0)], &[]),
     );
     {
         let mut c = Chain::new(0xa1, "web-1");
@@ -1132,9 +1184,13 @@ pub fn generate() -> Vec<Fixture> {
             "loss-counts-saturate",
             "two Loss records of 2^63 events each: the sum saturates, it does not wrap to 0 (a positive control)",
             seg(&frames(&c.recs)),
-            intact(&aid),
+            intact(aid),
         );
     }
+}
+
+fn clocks(g: &mut Gen, base: &Base) {
+    let Base { a, aid, fa, .. } = base;
     {
         let mut huge = Record::decode(&a.recs[8])
             .map(|r| r.encode())
@@ -1159,7 +1215,7 @@ pub fn generate() -> Vec<Fixture> {
             "two different records with seq 2^64 - 1: the second is a conflict, not accepted",
             seg(&v2),
             broken(
-                &aid,
+                aid,
                 &[
                     ("gap", 9, max - 1),
                     ("conflict", max, max),
@@ -1172,7 +1228,7 @@ pub fn generate() -> Vec<Fixture> {
             "seq-max",
             "a record with seq 2^64 - 1 after event 8: no overflow; everything after it is out of order",
             seg(&v),
-            broken(&aid, &problems, &[(6, max, "unsealed")]),
+            broken(aid, &problems, &[(6, max, "unsealed")]),
         );
     }
     {
@@ -1186,10 +1242,9 @@ pub fn generate() -> Vec<Fixture> {
             "clock-jumps",
             "records dated two days back and a month ahead: warnings, never a failure (a positive control)",
             seg(&frames(&c.recs)),
-            intact(&aid),
+            intact(aid),
         );
     }
-    g.out
 }
 
 /// The sidecar file name of a fixture.
