@@ -636,7 +636,7 @@ fn refusals_are_logged_and_the_collector_keeps_serving() {
         "{first:?}"
     );
     let (ty, body) = fr.next(&mut t, 1 << 20).unwrap();
-    let second = Msg::decode(ty, body);
+    let second = Msg::decode(ty, body).map_err(|e| e.to_string());
     assert_eq!(error_code(&second), Some(Code::Protocol), "{second:?}");
     assert!(
         format!("{second:?}").contains("malformed batch"),

@@ -208,3 +208,64 @@ fn a_cycle_is_seen() {
     assert_eq!(c.len(), 3, "{c:?}");
     assert!(!c.iter().any(|e| e.starts_with("d ")));
 }
+
+/// The functions of `src/` and `crates/` (outside test modules) as (lines,
+/// file, name): from the `fn` line to the brace that closes it at the same
+/// indentation.
+fn function_lengths() -> Vec<(usize, String, String)> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    for root in [repo.join("src"), repo.join("crates")] {
+        for f in files(&root) {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let mut i = 0;
+            while i < lines.len() {
+                let l = lines[i];
+                let t = l.trim_start();
+                let indent = &l[..l.len() - t.len()];
+                let t = t
+                    .trim_start_matches("pub ")
+                    .trim_start_matches("pub(crate) ")
+                    .trim_start_matches("async ")
+                    .trim_start_matches("const ");
+                let named = t.strip_prefix("fn ").map(|r| {
+                    r.chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect::<String>()
+                });
+                match named {
+                    Some(name) if !l.trim_end().ends_with(';') && !l.trim_end().ends_with('}') => {
+                        let close = format!("{indent}}}");
+                        let end = (i + 1..lines.len())
+                            .find(|&j| lines[j].trim_end() == close)
+                            .unwrap_or(lines.len());
+                        let rel = f.strip_prefix(repo).unwrap().display().to_string();
+                        out.push((end - i + 1, rel, name));
+                        i = end;
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+    }
+    out.sort();
+    out.reverse();
+    out
+}
+
+/// A function an auditor can read in one sitting: none over 120 lines.
+#[test]
+fn no_function_is_longer_than_120_lines() {
+    let all = function_lengths();
+    assert!(all.len() > 500, "{} functions found", all.len());
+    let long: Vec<_> = all.iter().filter(|(n, _, _)| *n >= 120).collect();
+    assert!(long.is_empty(), "functions of 120 lines or more: {long:?}");
+    // The measure sees a long function when there is one.
+    let agent = all
+        .iter()
+        .find(|(_, f, n)| n == "run" && f.ends_with("agent/mod.rs"));
+    assert!(agent.is_some_and(|(n, _, _)| *n > 50), "{agent:?}");
+}

@@ -367,15 +367,123 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // Everything that can fail for a reason outside the chain comes first, so
     // that a start that fails leaves the chain as it was (no Genesis, no
     // `recovered` record for a run that never happened).
+    let Prepared {
+        rt,
+        mut stop,
+        _socket_files,
+        bound,
+        metrics_listener,
+        ship_tls,
+        journal_cfg,
+        unwritten,
+        left_over,
+    } = prepare(&cfg)?;
+    let panicked = panic_stops();
+    let spool_dir = cfg.state_dir.join("spool");
+    let writer = open_chain(&cfg, &spool_dir, &left_over, unwritten.as_ref())?;
+
+    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (blocked_tx, blocked_rx) = watch::channel(false);
+    let inputs = start_inputs(&cfg, &rt, bound, &tx, &stop_rx, &blocked_rx)?;
+    let journal_done = Arc::new(tokio::sync::Notify::new());
+    let (journald, journal_stats) =
+        start_journal(journal_cfg, &cfg, &spool_dir, &tx, &stop_rx, &journal_done)?;
+    // The stamper learns from this that every input has stopped.
+    let input_senders = tx.downgrade();
+    drop(tx);
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let stats = Arc::new(Stats::default());
+    let scfg = stamper_config(&cfg, blocked_tx, unwritten);
+    let shipping = start_shipper(&cfg, ship_tls.as_ref(), &writer, &spool_dir)?;
+    // What the metrics endpoint and `logseal status` read.
+    let observed = Arc::new(metrics::AgentMetrics {
+        stats: stats.clone(),
+        ship: shipping.as_ref().map(|s| s.stats.clone()),
+        journal: journal_stats.clone(),
+        inputs: inputs.views,
+        spool_limit: cfg.spool.max_size,
+        heartbeat: cfg.chain.heartbeat,
+        host: writer.host().to_string(),
+        chain: writer.chain_id().to_string(),
+        certificates: watched_files(&cfg),
+    });
+    crate::monitor::expiry::warn_expiring(&observed.certificates, now_secs());
+    if let Some(listener) = metrics_listener {
+        let registry = Arc::new(observed.registry());
+        rt.spawn(crate::monitor::metrics::serve(
+            listener,
+            registry,
+            stop_rx.clone(),
+        ));
+    }
+    let st = stats.clone();
+    let link = shipping.as_ref().map(|s| s.link.clone());
+    let losses = inputs.losses;
+    let stamper = std::thread::Builder::new()
+        .name("logseal-stamper".into())
+        .spawn(move || stamper::run(writer, rx, input_senders, losses, scfg, st, link))?;
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(inputs = cfg.inputs.len(), "agent ready");
+    let running = Running {
+        cfg: &cfg,
+        observed: &observed,
+        bound_tls: &inputs.bound_tls,
+        ship_tls: ship_tls.as_ref(),
+        journal_done: &journal_done,
+        panicked,
+    };
+    rt.block_on(running.supervise(&mut stop));
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("stopping: closing inputs, sealing");
+    let _ = stop_tx.send(true);
+    rt.block_on(async {
+        for t in inputs.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    });
+    if let Some(h) = journald {
+        if h.join().is_err() {
+            tracing::error!("the journald reader thread panicked");
+        }
+    }
+    drop(rt); // closes every sender: the stamper drains and seals
+    let stamped = stamper.join();
+    if let Some(shipping) = shipping {
+        shipping.finish(&spool_dir, matches!(stamped, Ok(Ok(()))));
+    }
+    stopped(stamped, panicked, &observed, &cfg.state_dir)
+}
+
+/// What a start needs that can fail for a reason outside the chain.
+struct Prepared {
+    rt: tokio::runtime::Runtime,
+    stop: crate::util::stop::StopSignals,
+    /// Removed when the agent exits.
+    _socket_files: SocketFiles,
+    bound: Vec<Bound>,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    ship_tls: Option<Arc<Reloadable<rustls::ClientConfig>>>,
+    journal_cfg: Option<JournalConfig>,
+    unwritten: Option<Arc<Mutex<Unwritten>>>,
+    left_over: Vec<LostCount>,
+}
+
+/// The runtime, the signals, every input bound, every certificate loaded,
+/// the journal opened and the loss-count file made: all before the chain is
+/// touched.
+fn prepare(cfg: &AgentConfig) -> anyhow::Result<Prepared> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("logseal-io")
         .build()?;
-    let mut stop = crate::util::stop::StopSignals::install(&rt)?;
-    let panicked = panic_stops();
+    let stop = crate::util::stop::StopSignals::install(&rt)?;
     let mut socket_files = SocketFiles(Vec::new());
-    let bound = bind_inputs(&cfg, &rt, &mut socket_files)?;
+    let bound = bind_inputs(cfg, &rt, &mut socket_files)?;
     let metrics_listener = match &cfg.metrics {
         Some(m) => Some(rt.block_on(crate::monitor::metrics::bind(m))?),
         None => None,
@@ -388,7 +496,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         None => None,
     };
     let journal_cfg = match &cfg.journald {
-        Some(j) => Some(prepare_journald(&cfg, j)?),
+        Some(j) => Some(prepare_journald(cfg, j)?),
         None => None,
     };
     if cfg.ship.is_none() {
@@ -396,7 +504,6 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             "no [ship] table: records stay on this host only (nothing is sent to a collector)"
         );
     }
-
     // Made at full size now, while there is room: a stop on a full disk
     // writes into it what it could not chain.
     let (unwritten, left_over) = match Unwritten::open(&cfg.state_dir) {
@@ -409,8 +516,110 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
 
+    Ok(Prepared {
+        rt,
+        stop,
+        _socket_files: socket_files,
+        bound,
+        metrics_listener,
+        ship_tls,
+        journal_cfg,
+        unwritten,
+        left_over,
+    })
+}
+
+/// Starts the journald reader thread if there is a [journald] table.
+#[allow(clippy::type_complexity)]
+fn start_journal(
+    journal_cfg: Option<JournalConfig>,
+    cfg: &AgentConfig,
+    spool_dir: &std::path::Path,
+    tx: &mpsc::Sender<crate::ingest::Batch>,
+    stop_rx: &watch::Receiver<bool>,
+    done: &Arc<tokio::sync::Notify>,
+) -> anyhow::Result<(
+    Option<std::thread::JoinHandle<()>>,
+    Option<Arc<crate::ingest::journal::ReaderStats>>,
+)> {
+    let Some(jc) = journal_cfg else {
+        return Ok((None, None));
+    };
+    let stats = Arc::new(crate::ingest::journal::ReaderStats::default());
+    let handle = start_journald(
+        jc,
+        cfg,
+        spool_dir,
+        tx.clone(),
+        stop_rx.clone(),
+        done.clone(),
+        stats.clone(),
+    )?;
+    Ok((Some(handle), Some(stats)))
+}
+
+/// The stamper's settings, from the agent's.
+fn stamper_config(
+    cfg: &AgentConfig,
+    blocked: watch::Sender<bool>,
+    unwritten: Option<Arc<Mutex<Unwritten>>>,
+) -> StamperConfig {
+    StamperConfig {
+        seal_interval: cfg.chain.seal_interval,
+        heartbeat: cfg.chain.heartbeat,
+        commit_interval: cfg.spool.commit_interval,
+        max_size: cfg.spool.max_size,
+        journal_state: cfg.journald.as_ref().map(|_| cfg.state_dir.clone()),
+        blocked: Arc::new(blocked),
+        unwritten,
+    }
+}
+
+/// After the stamper stopped: its result, a panic elsewhere, the last
+/// `status.json`.
+fn stopped(
+    stamped: std::thread::Result<Result<(), crate::storage::writer::WriterError>>,
+    panicked: &PanicStop,
+    observed: &metrics::AgentMetrics,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    match stamped {
+        Ok(r) => r?,
+        Err(_) => anyhow::bail!("the stamper thread panicked"),
+    }
+    if lock(&panicked.0).is_some() {
+        anyhow::bail!(
+            "{}; the agent stopped and sealed its chain (a bug: please report it; a restart \
+             resumes the chain)",
+            panic_text(panicked)
+        );
+    }
+    if let Err(e) = observed.status(false).write(state_dir) {
+        tracing::warn!(error = %e, "writing status.json at the stop");
+    }
+    tracing::info!(
+        events = observed.stats.events(),
+        seals = observed.stats.seals.load(Ordering::Relaxed),
+        "agent stopped cleanly"
+    );
+    Ok(())
+}
+
+/// The clock in whole seconds, for certificate deadlines.
+fn now_secs() -> i64 {
+    crate::util::timefmt::now_ns() / 1_000_000_000
+}
+
+/// Opens (or starts) the chain in the spool, chains what the previous stop
+/// could not, and seals: a verifier run right after the start sees a sealed
+/// chain, not a tail waiting for the first heartbeat seal.
+fn open_chain(
+    cfg: &AgentConfig,
+    spool_dir: &std::path::Path,
+    left_over: &[LostCount],
+    unwritten: Option<&Arc<Mutex<Unwritten>>>,
+) -> anyhow::Result<ChainWriter<Spool>> {
     let host = (!cfg.host.is_empty()).then_some(cfg.host.as_str());
-    let spool_dir = cfg.state_dir.join("spool");
     let opts = SpoolOptions {
         segment_bytes: cfg.spool.segment_size,
         // The stamper only hashes and frames; another thread copies into the
@@ -421,7 +630,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         &cfg.state_dir,
         host,
         &spool_dir.display().to_string(),
-        |each| Spool::open(&spool_dir, opts, each),
+        |each| Spool::open(spool_dir, opts, each),
     )?;
     match &opened {
         Opened::New { origin, note } => {
@@ -437,19 +646,39 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         }
     }
     let chained_left_over =
-        chain_left_over(&mut writer, &opened, &left_over, unwritten.as_deref())?;
+        chain_left_over(&mut writer, &opened, left_over, unwritten.map(|u| &**u))?;
     // The Genesis, or the start/recovery record, is sealed at once: a verifier
     // run right after the start sees a sealed chain, not a tail waiting for
     // the first heartbeat seal.
     writer.seal()?;
     if chained_left_over {
-        if let Some(u) = &unwritten {
+        if let Some(u) = unwritten {
             lock(u).save(Vec::new())?;
         }
     }
+    Ok(writer)
+}
 
-    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-    let (stop_tx, stop_rx) = watch::channel(false);
+/// The inputs, serving.
+struct Inputs {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Every input's loss counter (streams first, then datagrams).
+    losses: Vec<Arc<LossCounter>>,
+    /// The TLS inputs' configurations, reloaded on SIGHUP.
+    bound_tls: Vec<(usize, Arc<Reloadable<rustls::ServerConfig>>)>,
+    /// What the metrics show of each input.
+    views: Vec<metrics::InputView>,
+}
+
+/// Starts serving every bound input; prints `listening URL` for each.
+fn start_inputs(
+    cfg: &AgentConfig,
+    rt: &tokio::runtime::Runtime,
+    bound: Vec<Bound>,
+    tx: &mpsc::Sender<crate::ingest::Batch>,
+    stop_rx: &watch::Receiver<bool>,
+    blocked_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<Inputs> {
     let streams = bound
         .iter()
         .filter(|b| matches!(b, Bound::Tcp(..) | Bound::Tls(..) | Bound::UnixStream(..)))
@@ -462,7 +691,6 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let mut losses = Vec::new();
     let mut tasks = Vec::new();
     let mut bound_tls = Vec::new();
-    let (blocked_tx, blocked_rx) = watch::channel(false);
     let streams = Streams::new(cfg.limits.stream_memory as usize, blocked_rx.clone());
     let mut stream_at = |i: usize, source: Source, listen: String| {
         let loss = Arc::new(LossCounter::new(source, listen));
@@ -526,98 +754,97 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         }
     }
     losses.extend(dgram_losses);
-    let journal_done = Arc::new(tokio::sync::Notify::new());
-    let journal_stats = journal_cfg
-        .as_ref()
-        .map(|_| Arc::new(crate::ingest::journal::ReaderStats::default()));
-    let journald = match (journal_cfg, &journal_stats) {
-        (Some(jc), Some(js)) => Some(start_journald(
-            jc,
-            &cfg,
-            &spool_dir,
-            tx.clone(),
-            stop_rx.clone(),
-            journal_done.clone(),
-            js.clone(),
-        )?),
-        _ => None,
-    };
-    // The stamper learns from this that every input has stopped.
-    let inputs = tx.downgrade();
-    drop(tx);
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-
-    let stats = Arc::new(Stats::default());
-    let scfg = StamperConfig {
-        seal_interval: cfg.chain.seal_interval,
-        heartbeat: cfg.chain.heartbeat,
-        commit_interval: cfg.spool.commit_interval,
-        max_size: cfg.spool.max_size,
-        journal_state: cfg.journald.as_ref().map(|_| cfg.state_dir.clone()),
-        blocked: Arc::new(blocked_tx),
-        unwritten,
-    };
-    let shipping = match (&cfg.ship, &ship_tls) {
-        (Some(ship), Some(tls)) => {
-            let link = Arc::new(ShipLink::new(writer.log().acked()));
-            let scfg = ShipperConfig {
-                host: writer.host().to_string(),
-                collectors: ship.collectors.clone(),
-                server_name: ship.server_name.clone(),
-                tls: tls.clone(),
-                batch_records: ship.batch_records,
-                batch_bytes: ship.batch_size as usize,
-                window: ship.window,
-                keepalive: ship.keepalive,
-                backoff_max: ship.backoff_max,
-                drain_timeout: ship.drain_timeout,
-            };
-            let ship_stats = Arc::new(ShipStats::default());
-            let (l, st, dir) = (link.clone(), ship_stats.clone(), spool_dir.clone());
-            let handle = std::thread::Builder::new()
-                .name("logseal-shipper".into())
-                .spawn(move || shipper::run(scfg, dir, l, st))?;
-            tracing::info!(collectors = ?ship.collectors, "shipping to collectors");
-            Some((link, ship_stats, handle))
-        }
-        _ => None,
-    };
-    // What the metrics endpoint and `logseal status` read.
-    let observed = Arc::new(metrics::AgentMetrics {
-        stats: stats.clone(),
-        ship: shipping.as_ref().map(|s| s.1.clone()),
-        journal: journal_stats.clone(),
-        inputs: views
+    Ok(Inputs {
+        tasks,
+        losses,
+        bound_tls,
+        views: views
             .into_iter()
             .map(|(name, loss, udp)| metrics::InputView { name, loss, udp })
             .collect(),
-        spool_limit: cfg.spool.max_size,
-        heartbeat: cfg.chain.heartbeat,
+    })
+}
+
+/// The shipper thread and what it shares.
+struct Shipping {
+    link: Arc<ShipLink>,
+    stats: Arc<ShipStats>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+/// Starts the shipper thread if there is a [ship] table.
+fn start_shipper(
+    cfg: &AgentConfig,
+    ship_tls: Option<&Arc<Reloadable<rustls::ClientConfig>>>,
+    writer: &ChainWriter<Spool>,
+    spool_dir: &std::path::Path,
+) -> anyhow::Result<Option<Shipping>> {
+    let (Some(ship), Some(tls)) = (&cfg.ship, ship_tls) else {
+        return Ok(None);
+    };
+    let link = Arc::new(ShipLink::new(writer.log().acked()));
+    let scfg = ShipperConfig {
         host: writer.host().to_string(),
-        chain: writer.chain_id().to_string(),
-        certificates: watched_files(&cfg),
-    });
-    let expiry_now = || crate::util::timefmt::now_ns() / 1_000_000_000;
-    crate::monitor::expiry::warn_expiring(&observed.certificates, expiry_now());
-    if let Some(listener) = metrics_listener {
-        let registry = Arc::new(observed.registry());
-        rt.spawn(crate::monitor::metrics::serve(
-            listener,
-            registry,
-            stop_rx.clone(),
-        ));
+        collectors: ship.collectors.clone(),
+        server_name: ship.server_name.clone(),
+        tls: tls.clone(),
+        batch_records: ship.batch_records,
+        batch_bytes: ship.batch_size as usize,
+        window: ship.window,
+        keepalive: ship.keepalive,
+        backoff_max: ship.backoff_max,
+        drain_timeout: ship.drain_timeout,
+    };
+    let ship_stats = Arc::new(ShipStats::default());
+    let (l, st, dir) = (link.clone(), ship_stats.clone(), spool_dir.to_path_buf());
+    let handle = std::thread::Builder::new()
+        .name("logseal-shipper".into())
+        .spawn(move || shipper::run(scfg, dir, l, st))?;
+    tracing::info!(collectors = ?ship.collectors, "shipping to collectors");
+    Ok(Some(Shipping {
+        link,
+        stats: ship_stats,
+        handle,
+    }))
+}
+
+impl Shipping {
+    /// Lets the shipper send the final records (shutdown, seal) within the
+    /// drain timeout, and after a clean stop records the last
+    /// acknowledgement (the resume point is the end of the spool).
+    fn finish(self, spool_dir: &std::path::Path, clean: bool) {
+        self.link.close();
+        let _ = self.handle.join();
+        if clean {
+            if let Err(e) = Spool::ack_closed(spool_dir, self.link.acked()) {
+                tracing::warn!(error = %e, "recording the last acknowledgement in the spool");
+            }
+        }
+        tracing::info!(
+            records = self.stats.records.load(Ordering::Relaxed),
+            batches = self.stats.batches.load(Ordering::Relaxed),
+            "shipper stopped"
+        );
     }
-    let st = stats.clone();
-    let link = shipping.as_ref().map(|s| s.0.clone());
-    let stamper = std::thread::Builder::new()
-        .name("logseal-stamper".into())
-        .spawn(move || stamper::run(writer, rx, inputs, losses, scfg, st, link))?;
+}
 
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    tracing::info!(inputs = cfg.inputs.len(), "agent ready");
+/// What the agent looks after while it runs.
+struct Running<'a> {
+    cfg: &'a AgentConfig,
+    observed: &'a metrics::AgentMetrics,
+    bound_tls: &'a [(usize, Arc<Reloadable<rustls::ServerConfig>>)],
+    ship_tls: Option<&'a Arc<Reloadable<rustls::ClientConfig>>>,
+    journal_done: &'a tokio::sync::Notify,
+    panicked: &'static PanicStop,
+}
 
-    rt.block_on(async {
+impl Running<'_> {
+    /// Until a stop is asked (or the journal's end with --stop-at-journal-end,
+    /// or a panic): the systemd watchdog, `status.json`, certificate
+    /// deadlines, SIGHUP reloads.
+    async fn supervise(&self, stop: &mut crate::util::stop::StopSignals) {
+        let (cfg, observed, panicked) = (self.cfg, self.observed, self.panicked);
+        let stats = &observed.stats;
         // Watchdog: ping systemd only while the stamper loop is turning (it
         // turns at least once a second; stuck for 5 s means no more pings).
         let mut usec = 0u64;
@@ -635,7 +862,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         loop {
             tokio::select! {
                 _ = expiry.tick() => {
-                    crate::monitor::expiry::warn_expiring(&observed.certificates, expiry_now());
+                    crate::monitor::expiry::warn_expiring(&observed.certificates, now_secs());
                 }
                 _ = status.tick() => {
                     let r = observed.status(true).write(&cfg.state_dir);
@@ -652,12 +879,12 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                     Asked::Stop => break,
                     Asked::Reload => {
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-                        reload(&cfg, &bound_tls, ship_tls.as_ref());
-                        crate::monitor::expiry::warn_expiring(&observed.certificates, expiry_now());
+                        reload(cfg, self.bound_tls, self.ship_tls);
+                        crate::monitor::expiry::warn_expiring(&observed.certificates, now_secs());
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
                     }
                 },
-                _ = journal_done.notified() => break,
+                _ = self.journal_done.notified() => break,
                 _ = panicked.1.notified() => {
                     tracing::error!("{}: stopping (inputs closed, the chain sealed)", panic_text(panicked));
                     break;
@@ -674,59 +901,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 }
             }
         }
-        anyhow::Ok(())
-    })?;
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    tracing::info!("stopping: closing inputs, sealing");
-    let _ = stop_tx.send(true);
-    rt.block_on(async {
-        for t in tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-        }
-    });
-    if let Some(h) = journald {
-        if h.join().is_err() {
-            tracing::error!("the journald reader thread panicked");
-        }
     }
-    drop(rt); // closes every sender: the stamper drains and seals
-    let stamped = stamper.join();
-    if let Some((link, ship_stats, handle)) = shipping {
-        // The final records (shutdown, seal) go out too, within the drain timeout.
-        link.close();
-        let _ = handle.join();
-        // After a clean stop the resume point is the end of the spool.
-        if matches!(stamped, Ok(Ok(()))) {
-            if let Err(e) = Spool::ack_closed(&spool_dir, link.acked()) {
-                tracing::warn!(error = %e, "recording the last acknowledgement in the spool");
-            }
-        }
-        tracing::info!(
-            records = ship_stats.records.load(Ordering::Relaxed),
-            batches = ship_stats.batches.load(Ordering::Relaxed),
-            "shipper stopped"
-        );
-    }
-    match stamped {
-        Ok(r) => r?,
-        Err(_) => anyhow::bail!("the stamper thread panicked"),
-    }
-    if lock(&panicked.0).is_some() {
-        anyhow::bail!(
-            "{}; the agent stopped and sealed its chain (a bug: please report it; a restart \
-             resumes the chain)",
-            panic_text(panicked)
-        );
-    }
-    if let Err(e) = observed.status(false).write(&cfg.state_dir) {
-        tracing::warn!(error = %e, "writing status.json at the stop");
-    }
-    tracing::info!(
-        events = stats.events(),
-        seals = stats.seals.load(Ordering::Relaxed),
-        "agent stopped cleanly"
-    );
-    Ok(())
 }
 
 /// Chains a Loss record for each count the previous stop could not write
@@ -936,6 +1111,13 @@ fn start_journald(
 
 #[cfg(not(feature = "journald"))]
 struct NoJournal;
+
+/// The journal reader's configuration, checked at start (none without the
+/// `journald` feature).
+#[cfg(feature = "journald")]
+type JournalConfig = crate::ingest::journal::reader::ReaderConfig;
+#[cfg(not(feature = "journald"))]
+type JournalConfig = NoJournal;
 
 #[cfg(not(feature = "journald"))]
 fn prepare_journald(

@@ -367,14 +367,9 @@ pub fn run(
             source: e,
         }
     })?;
-    let start = Instant::now();
-    let mut last_seal = Instant::now();
-    let mut first_unsealed: Option<Instant> = None;
-    let mut first_unsynced: Option<Instant> = None;
     // The spool is known durable up to `durable`.
-    let mut durable = w.log().synced().unwrap_or(0);
+    let durable = w.log().synced().unwrap_or(0);
     let start_seq = w.next_seq();
-    let mut sealed_seq = start_seq;
     let mut backlog = Backlog::default();
     if link.is_some() {
         backlog.durable(durable, 0);
@@ -383,236 +378,355 @@ pub fn run(
     stats
         .last_seal_ns
         .store(crate::util::timefmt::now_ns(), Ordering::Relaxed);
-    let mut loss_log = LossLog::default();
-    let mut queue: VecDeque<Pending> = VecDeque::new();
-    let mut blocked: Option<Held> = None; // why input is not being taken
-    let mut closed = false;
-    let mut seal_failures = 0u64;
-    let retry = Duration::from_millis(200);
-    let mut stuck_since: Option<Instant> = None;
-    while !(closed && queue.is_empty()) {
+    let mut s = Stamper {
+        w,
+        link,
+        jm,
+        cfg: &cfg,
+        stats: &stats,
+        losses: &losses,
+        shift,
+        last_seal: Instant::now(),
+        first_unsealed: None,
+        first_unsynced: None,
+        durable,
+        start_seq,
+        sealed_seq: start_seq,
+        backlog,
+        loss_log: LossLog::default(),
+        queue: VecDeque::new(),
+        blocked: None,
+        closed: false,
+        seal_failures: 0,
+        stuck_since: None,
+    };
+    let start = Instant::now();
+    while !(s.closed && s.queue.is_empty()) {
         stats
             .alive_ms
             .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-        apply_acks(&mut w, link, &mut jm);
-        stats.spool_bytes.store(w.log().bytes(), Ordering::Relaxed);
-        stats
-            .unsealed
-            .store(w.next_seq().saturating_sub(sealed_seq), Ordering::Relaxed);
-        if let Some(l) = link {
-            backlog.publish(l.acked(), durable, &stats);
+        s.publish();
+        if s.stopping_while_held(&rx, &inputs) {
+            break;
         }
-        // Stopping while input cannot be written (spool full, or the disk
-        // refusing writes for 10 s): what was received but cannot be chained is
-        // accounted for in Loss records, then the chain is shut down.
-        if inputs.upgrade().is_none() && blocked.is_some() {
-            let since = *stuck_since.get_or_insert_with(Instant::now);
-            if blocked == Some(Held::SpoolFull) || since.elapsed() > Duration::from_secs(10) {
-                // The inputs are closed: the stager passes on the rest and ends.
-                loop {
-                    match rx.recv_timeout(Duration::from_millis(50)) {
-                        Ok(b) => queue.push_back(Pending::new(b)),
-                        Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                        Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-                account_unwritten(&mut w, &mut queue, blocked, &mut loss_log, &stats);
-                break;
+        s.take_input(&rx); // 1.
+        s.append_queued(); // 2.
+                           // 3. Losses counted by inputs.
+        if s.blocked.is_none() && chain_counted_losses(&mut s.w, s.losses, &mut s.loss_log, s.stats)
+        {
+            s.first_unsealed.get_or_insert_with(Instant::now);
+            s.first_unsynced.get_or_insert_with(Instant::now);
+        }
+        s.commit(); // 4.
+        s.seal_if_due(); // 5.
+    }
+    s.shut_down()
+}
+
+/// What the stager hands over: a batch and its staged records.
+type StagedRx = std_mpsc::Receiver<(Batch, Option<Box<Staged>>)>;
+
+/// A failed seal or write is retried after this long.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// The stamper's state between turns of its loop.
+struct Stamper<'a> {
+    w: ChainWriter<Spool>,
+    link: Option<&'a ShipLink>,
+    jm: Journal<'a>,
+    cfg: &'a StamperConfig,
+    stats: &'a Stats,
+    losses: &'a [Arc<LossCounter>],
+    /// Shared with the stager (see [`stage::spawn`]).
+    shift: Arc<AtomicU64>,
+    last_seal: Instant,
+    first_unsealed: Option<Instant>,
+    first_unsynced: Option<Instant>,
+    /// The spool is known durable up to here.
+    durable: u64,
+    start_seq: u64,
+    sealed_seq: u64,
+    backlog: Backlog,
+    loss_log: LossLog,
+    queue: VecDeque<Pending>,
+    /// Why input is not being taken.
+    blocked: Option<Held>,
+    /// Every input has stopped.
+    closed: bool,
+    seal_failures: u64,
+    /// Since when input has been held while the inputs are closed.
+    stuck_since: Option<Instant>,
+}
+
+impl Stamper<'_> {
+    /// Acknowledgements applied; the spool, the unsealed count and the backlog
+    /// published.
+    fn publish(&mut self) {
+        apply_acks(&mut self.w, self.link, &mut self.jm);
+        let stats = self.stats;
+        stats
+            .spool_bytes
+            .store(self.w.log().bytes(), Ordering::Relaxed);
+        stats.unsealed.store(
+            self.w.next_seq().saturating_sub(self.sealed_seq),
+            Ordering::Relaxed,
+        );
+        if let Some(l) = self.link {
+            self.backlog.publish(l.acked(), self.durable, stats);
+        }
+    }
+
+    /// Stopping while input cannot be written (spool full, or the disk
+    /// refusing writes for 10 s): what was received but cannot be chained is
+    /// accounted for in Loss records, then the chain is shut down. True if so.
+    fn stopping_while_held(&mut self, rx: &StagedRx, inputs: &mpsc::WeakSender<Batch>) -> bool {
+        if inputs.upgrade().is_some() || self.blocked.is_none() {
+            return false;
+        }
+        let since = *self.stuck_since.get_or_insert_with(Instant::now);
+        if self.blocked != Some(Held::SpoolFull) && since.elapsed() <= Duration::from_secs(10) {
+            return false;
+        }
+        // The inputs are closed: the stager passes on the rest and ends.
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(b) => self.queue.push_back(Pending::new(b)),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        // 1. Take input, unless the spool is full or a write is failing.
-        let full = w.log().bytes() >= cfg.max_size;
-        match (full, blocked) {
+        account_unwritten(
+            &mut self.w,
+            &mut self.queue,
+            self.blocked,
+            &mut self.loss_log,
+            self.stats,
+        );
+        true
+    }
+
+    /// Step 1: takes input, unless the spool is full or a write is failing;
+    /// waits at most until the next seal, commit or watchdog turn.
+    fn take_input(&mut self, rx: &StagedRx) {
+        let cfg = self.cfg;
+        let full = self.w.log().bytes() >= cfg.max_size;
+        match (full, self.blocked) {
             (true, None) => {
                 tracing::warn!(
-                    bytes = w.log().bytes(),
+                    bytes = self.w.log().bytes(),
                     cap = cfg.max_size,
                     "spool full: slowing stream inputs, dropping UDP until space returns"
                 );
-                blocked = Some(Held::SpoolFull);
+                self.blocked = Some(Held::SpoolFull);
             }
             (false, Some(Held::SpoolFull)) => {
                 tracing::info!("spool has room again");
-                blocked = None;
+                self.blocked = None;
             }
             _ => {}
         }
         cfg.blocked.send_if_modified(|b| {
-            let now = blocked.is_some();
+            let now = self.blocked.is_some();
             std::mem::replace(b, now) != now
         });
-        let mut wait = cfg.heartbeat.saturating_sub(last_seal.elapsed());
-        if let Some(t) = first_unsealed {
+        let mut wait = cfg.heartbeat.saturating_sub(self.last_seal.elapsed());
+        if let Some(t) = self.first_unsealed {
             wait = wait.min(cfg.seal_interval.saturating_sub(t.elapsed()));
         }
-        if let Some(t) = first_unsynced {
+        if let Some(t) = self.first_unsynced {
             wait = wait.min(cfg.commit_interval.saturating_sub(t.elapsed()));
         }
         // Turn at least once a second so that the watchdog sees the loop alive.
         wait = wait.min(Duration::from_secs(1));
         // A sync in flight (asked for everything appended, not done yet): look
         // again soon, to publish what it made durable.
-        if first_unsynced.is_none() && durable < w.log().position() {
+        if self.first_unsynced.is_none() && self.durable < self.w.log().position() {
             wait = wait.min(Duration::from_millis(1));
         }
-        if blocked.is_some() {
-            std::thread::sleep(wait.min(retry));
-        } else if queue.is_empty() && !closed {
+        if self.blocked.is_some() {
+            std::thread::sleep(wait.min(RETRY));
+        } else if self.queue.is_empty() && !self.closed {
             match rx.recv_timeout(wait) {
                 Ok(b) => {
-                    queue.push_back(Pending::new(b));
-                    while queue.len() < 64 {
+                    self.queue.push_back(Pending::new(b));
+                    while self.queue.len() < 64 {
                         match rx.try_recv() {
-                            Ok(b) => queue.push_back(Pending::new(b)),
+                            Ok(b) => self.queue.push_back(Pending::new(b)),
                             Err(_) => break,
                         }
                     }
                 }
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => closed = true,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => self.closed = true,
             }
         }
-        // 2. Append in order; a failure keeps the rest queued.
-        if blocked != Some(Held::SpoolFull) {
-            while let Some(p) = queue.pop_front() {
-                first_unsealed.get_or_insert_with(Instant::now);
-                first_unsynced.get_or_insert_with(Instant::now);
-                let marks = (&mut jm.mark, &mut loss_log);
-                if let Err(p) = append_batch(&mut w, p, &stats, cfg.max_size, marks, &shift) {
-                    queue.push_front(p);
-                    if blocked.is_none() && w.log().bytes() < cfg.max_size {
-                        blocked = Some(Held::WriteFailed);
+    }
+
+    /// Step 2: appends in order; a failure keeps the rest queued.
+    fn append_queued(&mut self) {
+        let cfg = self.cfg;
+        if self.blocked != Some(Held::SpoolFull) {
+            while let Some(p) = self.queue.pop_front() {
+                self.first_unsealed.get_or_insert_with(Instant::now);
+                self.first_unsynced.get_or_insert_with(Instant::now);
+                let marks = (&mut self.jm.mark, &mut self.loss_log);
+                if let Err(p) =
+                    append_batch(&mut self.w, p, self.stats, cfg.max_size, marks, &self.shift)
+                {
+                    self.queue.push_front(p);
+                    if self.blocked.is_none() && self.w.log().bytes() < cfg.max_size {
+                        self.blocked = Some(Held::WriteFailed);
                     }
                     break;
                 }
-                if blocked == Some(Held::WriteFailed) {
+                if self.blocked == Some(Held::WriteFailed) {
                     tracing::info!("writing to the spool again");
-                    blocked = None;
+                    self.blocked = None;
                 }
-                if w.log().bytes() >= cfg.max_size {
+                if self.w.log().bytes() >= cfg.max_size {
                     break;
                 }
             }
         }
-        // 3. Losses counted by inputs.
-        if blocked.is_none() && chain_counted_losses(&mut w, &losses, &mut loss_log, &stats) {
-            first_unsealed.get_or_insert_with(Instant::now);
-            first_unsynced.get_or_insert_with(Instant::now);
-        }
-        // 4. Group commit: a sync is asked for at most `commit_interval` after
-        // an append; the spool's write-behind thread does it while this one
-        // goes on, and what it made durable is published when it is done.
-        if first_unsynced.is_some_and(|t| t.elapsed() >= cfg.commit_interval || closed) {
-            match w.log_mut().sync_begin() {
-                Ok(()) => first_unsynced = None,
+    }
+
+    /// Step 4, group commit: a sync is asked for at most `commit_interval` after
+    /// an append; the spool's write-behind thread does it while this one
+    /// goes on, and what it made durable is published when it is done.
+    fn commit(&mut self) {
+        let cfg = self.cfg;
+        if self
+            .first_unsynced
+            .is_some_and(|t| t.elapsed() >= cfg.commit_interval || self.closed)
+        {
+            match self.w.log_mut().sync_begin() {
+                Ok(()) => self.first_unsynced = None,
                 Err(e) => {
-                    if blocked.is_none() {
+                    if self.blocked.is_none() {
                         tracing::warn!(error = %e, "fsync of the spool failed; holding input until it succeeds");
-                        blocked = Some(Held::WriteFailed);
+                        self.blocked = Some(Held::WriteFailed);
                     }
                 }
             }
         }
-        match w.log().synced() {
+        match self.w.log().synced() {
             Ok(d) => {
-                if d > durable {
-                    durable = d;
-                    backlog.durable(d, w.next_seq().saturating_sub(start_seq));
-                    loss_log.durable_to(d);
-                    ship_sync(&mut w, link, &mut jm, d);
+                if d > self.durable {
+                    self.durable = d;
+                    self.backlog
+                        .durable(d, self.w.next_seq().saturating_sub(self.start_seq));
+                    self.loss_log.durable_to(d);
+                    ship_sync(&mut self.w, self.link, &mut self.jm, d);
                 }
                 // Everything appended is durable again (by a sync or a seal).
-                if blocked == Some(Held::WriteFailed)
-                    && queue.is_empty()
-                    && durable >= w.log().position()
+                if self.blocked == Some(Held::WriteFailed)
+                    && self.queue.is_empty()
+                    && self.durable >= self.w.log().position()
                 {
                     tracing::info!("writing to the spool again");
-                    blocked = None;
+                    self.blocked = None;
                 }
             }
             Err(e) => {
-                if blocked.is_none() {
+                if self.blocked.is_none() {
                     tracing::warn!(error = %e, "writing or fsync of the spool failed; holding input until it succeeds");
-                    blocked = Some(Held::WriteFailed);
+                    self.blocked = Some(Held::WriteFailed);
                 }
                 // Ask again: the write-behind thread retries what is queued.
-                first_unsynced.get_or_insert_with(Instant::now);
+                self.first_unsynced.get_or_insert_with(Instant::now);
             }
         }
-        // 5. Seals.
-        let seal_due = first_unsealed.is_some_and(|t| t.elapsed() >= cfg.seal_interval)
-            || last_seal.elapsed() >= cfg.heartbeat
-            || w.seal_pending();
+    }
+
+    /// Step 5: seals when one is due: `seal_interval` after the first unsealed
+    /// record, `heartbeat` after the last seal, or a seal left pending.
+    fn seal_if_due(&mut self) {
+        let cfg = self.cfg;
+        let seal_due = self
+            .first_unsealed
+            .is_some_and(|t| t.elapsed() >= cfg.seal_interval)
+            || self.last_seal.elapsed() >= cfg.heartbeat
+            || self.w.seal_pending();
         if seal_due {
-            match w.seal() {
+            match self.w.seal() {
                 Ok(_) => {
-                    if seal_failures > 0 {
-                        tracing::info!(attempts = seal_failures + 1, "seal succeeded");
-                        seal_failures = 0;
+                    if self.seal_failures > 0 {
+                        tracing::info!(attempts = self.seal_failures + 1, "seal succeeded");
+                        self.seal_failures = 0;
                     }
-                    stats.seals.fetch_add(1, Ordering::Relaxed);
-                    stats
+                    self.stats.seals.fetch_add(1, Ordering::Relaxed);
+                    self.stats
                         .last_seal_ns
                         .store(crate::util::timefmt::now_ns(), Ordering::Relaxed);
-                    last_seal = Instant::now();
-                    sealed_seq = w.next_seq();
-                    first_unsealed = None;
-                    first_unsynced = None;
-                    durable = w.log().position();
-                    backlog.durable(durable, w.next_seq().saturating_sub(start_seq));
-                    loss_log.durable_to(durable);
-                    ship_sync(&mut w, link, &mut jm, durable);
+                    self.last_seal = Instant::now();
+                    self.sealed_seq = self.w.next_seq();
+                    self.first_unsealed = None;
+                    self.first_unsynced = None;
+                    self.durable = self.w.log().position();
+                    self.backlog.durable(
+                        self.durable,
+                        self.w.next_seq().saturating_sub(self.start_seq),
+                    );
+                    self.loss_log.durable_to(self.durable);
+                    ship_sync(&mut self.w, self.link, &mut self.jm, self.durable);
                 }
                 Err(e) => {
-                    seal_failures += 1;
-                    if seal_failures == 1 || seal_failures % 100 == 0 {
-                        tracing::warn!(error = %e, attempts = seal_failures, "seal failed; retrying");
+                    self.seal_failures += 1;
+                    if self.seal_failures == 1 || self.seal_failures % 100 == 0 {
+                        tracing::warn!(error = %e, attempts = self.seal_failures, "seal failed; retrying");
                     }
-                    std::thread::sleep(retry);
+                    std::thread::sleep(RETRY);
                 }
             }
         }
     }
-    // Losses the inputs counted and that were not chained yet.
-    chain_counted_losses(&mut w, &losses, &mut loss_log, &stats);
-    // Drain done: clean shutdown. Retry while the disk refuses (a signal to stop
-    // must not lose the shutdown seal).
-    let mut tries = 0;
-    let sealed = loop {
-        if w.seal_pending() {
-            if let Err(e) = w.seal() {
-                tries += 1;
-                if tries > 50 {
-                    break Err(e);
+
+    /// The channel is closed: chains the last counted losses, seals, and
+    /// writes the shutdown record and its seal. Retries while the disk
+    /// refuses (a signal to stop must not lose the shutdown seal).
+    fn shut_down(mut self) -> Result<(), WriterError> {
+        let cfg = self.cfg;
+        // Losses the inputs counted and that were not chained yet.
+        chain_counted_losses(&mut self.w, self.losses, &mut self.loss_log, self.stats);
+        // Drain done: clean shutdown. Retry while the disk refuses (a signal to stop
+        // must not lose the shutdown seal).
+        let mut tries = 0;
+        let sealed = loop {
+            if self.w.seal_pending() {
+                if let Err(e) = self.w.seal() {
+                    tries += 1;
+                    if tries > 50 {
+                        break Err(e);
+                    }
+                    std::thread::sleep(RETRY);
+                    continue;
                 }
-                std::thread::sleep(retry);
-                continue;
+            }
+            break Ok(());
+        };
+        if let Ok(d) = self.w.log().synced() {
+            self.loss_log.durable_to(d);
+        }
+        let chain = self.w.chain_id();
+        let ended = sealed.and_then(|()| self.w.shutdown("agent stopped"));
+        if let Err(e) = ended {
+            keep_for_next_start(cfg.unwritten.as_deref(), chain, self.loss_log, self.losses);
+            return Err(e);
+        }
+        self.stats.seals.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .last_seal_ns
+            .store(crate::util::timefmt::now_ns(), Ordering::Relaxed);
+        self.stats.unsealed.store(0, Ordering::Relaxed);
+        // The agent deletes acknowledged segments after this returns.
+        self.jm.mark.synced_to(u64::MAX);
+        if let Some(dir) = self.jm.dir {
+            if let Err(e) = self.jm.mark.save(dir) {
+                tracing::warn!(error = %e, "writing the journal cursor file");
             }
         }
-        break Ok(());
-    };
-    if let Ok(d) = w.log().synced() {
-        loss_log.durable_to(d);
+        Ok(())
     }
-    let chain = w.chain_id();
-    let ended = sealed.and_then(|()| w.shutdown("agent stopped"));
-    if let Err(e) = ended {
-        keep_for_next_start(cfg.unwritten.as_deref(), chain, loss_log, &losses);
-        return Err(e);
-    }
-    stats.seals.fetch_add(1, Ordering::Relaxed);
-    stats
-        .last_seal_ns
-        .store(crate::util::timefmt::now_ns(), Ordering::Relaxed);
-    stats.unsealed.store(0, Ordering::Relaxed);
-    // The agent deletes acknowledged segments after this returns.
-    jm.mark.synced_to(u64::MAX);
-    if let Some(dir) = jm.dir {
-        if let Err(e) = jm.mark.save(dir) {
-            tracing::warn!(error = %e, "writing the journal cursor file");
-        }
-    }
-    Ok(())
 }
 
 /// Why an input's counter counted: a UDP socket overran, any other input

@@ -155,6 +155,138 @@ fn stop(child: &mut Child, what: &str) {
     }
 }
 
+/// Makes the quickstart CA and the certificates of the collector and of this
+/// host's agent, unless they exist.
+fn ensure_pki(pki_dir: &Path, host: &str) -> anyhow::Result<()> {
+    if !pki_dir.join("ca.crt").exists() {
+        pki::init(pki_dir, "logseal quickstart CA", pki::CA_DAYS)?;
+        pki::issue(
+            pki_dir,
+            "collector",
+            pki::Role::Collector,
+            pki::HOST_DAYS,
+            &["127.0.0.1".into(), "localhost".into()],
+        )?;
+    }
+    if !pki_dir.join(format!("{host}.crt")).exists() {
+        pki::issue(pki_dir, host, pki::Role::Agent, pki::HOST_DAYS, &[])?;
+    }
+    Ok(())
+}
+
+/// The collector's configuration.
+fn collector_config(store: &Path, p: &pki::Paths) -> String {
+    format!(
+        "# Written by `logseal quickstart`; see config/collector.toml for every key.\n\
+         listen = \"127.0.0.1:0\"\n\
+         store = {}\n\
+         [tls]\n\
+         ca = {}\ncert = {}\nkey = {}\ncrl = {}\n\
+         [liveness]\n\
+         heartbeat = \"60s\"\n\
+         status_interval = \"5s\"\n\
+         [metrics]\n\
+         listen = \"127.0.0.1:0\"\n",
+        toml_str(store),
+        toml_str(&p.ca_cert()),
+        toml_str(&p.cert("collector")),
+        toml_str(&p.key("collector")),
+        toml_str(&p.crl()),
+    )
+}
+
+/// The agent's configuration.
+fn agent_config(host: &str, dir: &Path, syslog_addr: &str, caddr: &str, p: &pki::Paths) -> String {
+    format!(
+        "# Written by `logseal quickstart`; see config/agent.toml for every key.\n\
+         host = \"{host}\"\n\
+         state_dir = {}\n\
+         [[input]]\ntype = \"udp\"\nlisten = \"{syslog_addr}\"\n\
+         [[input]]\ntype = \"tcp\"\nlisten = \"{syslog_addr}\"\n\
+         [ship]\n\
+         collectors = [\"{caddr}\"]\n\
+         server_name = \"collector\"\n\
+         ca = {}\ncert = {}\nkey = {}\n\
+         [metrics]\n\
+         listen = \"127.0.0.1:0\"\n",
+        toml_str(&dir.join("agent")),
+        toml_str(&p.ca_cert()),
+        toml_str(&p.cert(host)),
+        toml_str(&p.key(host)),
+    )
+}
+
+/// What runs where, and what to try: printed once both processes listen.
+struct Guide<'a> {
+    dir: &'a Path,
+    host: &'a str,
+    syslog_addr: &'a str,
+    caddr: &'a str,
+    store: &'a Path,
+    agent_log: &'a Path,
+    collector_log: &'a Path,
+    /// The metrics URLs of the agent and the collector.
+    metrics: Option<(&'a str, &'a str)>,
+}
+
+impl Guide<'_> {
+    fn print(&self, exe: &Path) -> anyhow::Result<()> {
+        let Guide {
+            dir,
+            host,
+            syslog_addr,
+            caddr,
+            store,
+            agent_log,
+            collector_log,
+            metrics,
+        } = self;
+        let (ip, port) = syslog_addr
+            .rsplit_once(':')
+            .map(|(h, p)| (h.trim_matches(['[', ']']).to_string(), p.to_string()))
+            .unwrap_or_default();
+        let me = exe.display();
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "logseal quickstart: running in {}", dir.display())?;
+        writeln!(
+            out,
+            "  agent     host {host}: syslog on udp://{syslog_addr} and tcp://{syslog_addr}; log {}",
+            agent_log.display()
+        )?;
+        writeln!(
+            out,
+            "  collector {caddr} (mutual TLS); store {}; log {}",
+            store.display(),
+            collector_log.display()
+        )?;
+        if let Some((a, c)) = metrics {
+            writeln!(out, "  metrics   agent {a}  collector {c}")?;
+        }
+        writeln!(out)?;
+        writeln!(out, "Send a test message:")?;
+        writeln!(
+            out,
+            "  logger --server {ip} --port {port} --udp \"hello from logseal\""
+        )?;
+        writeln!(
+            out,
+            "Verify the collector's store (any time, from another terminal; --live: records\n\
+             waiting for the next seal are pending, not a failure):"
+        )?;
+        writeln!(out, "  {me} verify --live {}", store.display())?;
+        writeln!(out, "Read it:")?;
+        writeln!(out, "  {me} inspect {}", store.display())?;
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Ctrl-C stops the agent and the collector and verifies the store."
+        )?;
+        out.flush()?;
+        drop(out);
+        Ok(())
+    }
+}
+
 /// Runs the quickstart until Ctrl-C.
 pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
     syslog_addr
@@ -172,41 +304,13 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{}", dir.display()))?;
     let pki_dir = dir.join("pki");
     let host = agent_host();
-    if !pki_dir.join("ca.crt").exists() {
-        pki::init(&pki_dir, "logseal quickstart CA", pki::CA_DAYS)?;
-        pki::issue(
-            &pki_dir,
-            "collector",
-            pki::Role::Collector,
-            pki::HOST_DAYS,
-            &["127.0.0.1".into(), "localhost".into()],
-        )?;
-    }
-    if !pki_dir.join(format!("{host}.crt")).exists() {
-        pki::issue(&pki_dir, &host, pki::Role::Agent, pki::HOST_DAYS, &[])?;
-    }
+    ensure_pki(&pki_dir, &host)?;
     let p = pki::Paths {
         dir: pki_dir.clone(),
     };
     let store = dir.join("store");
     let collector_toml = dir.join("collector.toml");
-    let collector_cfg = format!(
-        "# Written by `logseal quickstart`; see config/collector.toml for every key.\n\
-         listen = \"127.0.0.1:0\"\n\
-         store = {}\n\
-         [tls]\n\
-         ca = {}\ncert = {}\nkey = {}\ncrl = {}\n\
-         [liveness]\n\
-         heartbeat = \"60s\"\n\
-         status_interval = \"5s\"\n\
-         [metrics]\n\
-         listen = \"127.0.0.1:0\"\n",
-        toml_str(&store),
-        toml_str(&p.ca_cert()),
-        toml_str(&p.cert("collector")),
-        toml_str(&p.key("collector")),
-        toml_str(&p.crl()),
-    );
+    let collector_cfg = collector_config(&store, &p);
     crate::storage::fsutil::write_atomic(&collector_toml, collector_cfg.as_bytes(), "quickstart")?;
 
     let exe = std::env::current_exe().context("locating the logseal binary")?;
@@ -229,23 +333,7 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
     };
 
     let agent_toml = dir.join("agent.toml");
-    let agent_cfg = format!(
-        "# Written by `logseal quickstart`; see config/agent.toml for every key.\n\
-         host = \"{host}\"\n\
-         state_dir = {}\n\
-         [[input]]\ntype = \"udp\"\nlisten = \"{syslog_addr}\"\n\
-         [[input]]\ntype = \"tcp\"\nlisten = \"{syslog_addr}\"\n\
-         [ship]\n\
-         collectors = [\"{caddr}\"]\n\
-         server_name = \"collector\"\n\
-         ca = {}\ncert = {}\nkey = {}\n\
-         [metrics]\n\
-         listen = \"127.0.0.1:0\"\n",
-        toml_str(&dir.join("agent")),
-        toml_str(&p.ca_cert()),
-        toml_str(&p.cert(&host)),
-        toml_str(&p.key(&host)),
-    );
+    let agent_cfg = agent_config(&host, &dir, syslog_addr, &caddr, &p);
     crate::storage::fsutil::write_atomic(&agent_toml, agent_cfg.as_bytes(), "quickstart")?;
     let agent_log = dir.join("agent.log");
     let mut agent = spawn(
@@ -262,48 +350,17 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let (ip, port) = syslog_addr
-        .rsplit_once(':')
-        .map(|(h, p)| (h.trim_matches(['[', ']']).to_string(), p.to_string()))
-        .unwrap_or_default();
-    let me = exe.display();
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "logseal quickstart: running in {}", dir.display())?;
-    writeln!(
-        out,
-        "  agent     host {host}: syslog on udp://{syslog_addr} and tcp://{syslog_addr}; log {}",
-        agent_log.display()
-    )?;
-    writeln!(
-        out,
-        "  collector {caddr} (mutual TLS); store {}; log {}",
-        store.display(),
-        collector_log.display()
-    )?;
-    if let (Some(a), Some(c)) = (&agent_metrics, &collector_metrics) {
-        writeln!(out, "  metrics   agent {a}  collector {c}")?;
-    }
-    writeln!(out)?;
-    writeln!(out, "Send a test message:")?;
-    writeln!(
-        out,
-        "  logger --server {ip} --port {port} --udp \"hello from logseal\""
-    )?;
-    writeln!(
-        out,
-        "Verify the collector's store (any time, from another terminal; --live: records\n\
-         waiting for the next seal are pending, not a failure):"
-    )?;
-    writeln!(out, "  {me} verify --live {}", store.display())?;
-    writeln!(out, "Read it:")?;
-    writeln!(out, "  {me} inspect {}", store.display())?;
-    writeln!(out)?;
-    writeln!(
-        out,
-        "Ctrl-C stops the agent and the collector and verifies the store."
-    )?;
-    out.flush()?;
-    drop(out);
+    let guide = Guide {
+        dir: &dir,
+        host: &host,
+        syslog_addr,
+        caddr: &caddr,
+        store: &store,
+        agent_log: &agent_log,
+        collector_log: &collector_log,
+        metrics: agent_metrics.as_deref().zip(collector_metrics.as_deref()),
+    };
+    guide.print(&exe)?;
 
     // Wait for Ctrl-C / SIGTERM, or for a child to die.
     let died = rt.block_on(async {

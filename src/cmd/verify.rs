@@ -48,7 +48,7 @@ pub struct VerifyArgs {
 
 /// `--max-memory`: a size from 64 MiB to 1 TiB.
 fn parse_memory(s: &str) -> Result<u64, String> {
-    let n = crate::util::units::parse_size(s)?;
+    let n = crate::util::units::parse_size(s).map_err(|e| e.to_string())?;
     if !(64 << 20..=1 << 40).contains(&n) {
         return Err(format!("{s}: between 64MiB and 1TiB"));
     }

@@ -464,78 +464,12 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         let shared = shared.clone();
         std::thread::Builder::new()
             .name("logseal-accept".into())
-            .spawn(move || {
-                let mut backoff = Duration::ZERO;
-                for conn in listener.incoming() {
-                    if shared.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let tcp = match conn {
-                        Ok(t) => {
-                            backoff = Duration::ZERO;
-                            t
-                        }
-                        Err(e) => {
-                            // Out of file descriptors (or memory): the connection
-                            // stays queued, and accepting again at once would spin
-                            // a core. Wait, longer each time, up to a second.
-                            backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
-                            if let Some(n) = shared.log_limit.allow("accept") {
-                                tracing::warn!(error = %e, retry_in = ?backoff, not_logged = n, "cannot accept a connection");
-                            }
-                            std::thread::sleep(backoff);
-                            continue;
-                        }
-                    };
-                    let Ok(addr) = tcp.peer_addr() else { continue };
-                    let peer = addr.to_string();
-                    // Until its handshake and Hello are done a connection holds a
-                    // place of its own, apart from the agents' sessions.
-                    let held = match shared.pre_auth.admit(addr.ip()) {
-                        Ok(h) => h,
-                        Err(why) => {
-                            if let Some(n) = shared.log_limit.allow(why) {
-                                tracing::warn!(peer, not_logged = n, "connection closed: {why}");
-                            }
-                            continue;
-                        }
-                    };
-                    // A CRL written just now applies to this handshake already
-                    // (one stat per connection; the main loop looks every second).
-                    if shared.tls.crl_changed() {
-                        reload_tls(&shared, "the CRL file changed");
-                    }
-                    // The place is given back when `held` is dropped: by the
-                    // thread, or here with the closure if the thread cannot start.
-                    tracing::debug!(peer, "connection accepted");
-                    let conn_shared = shared.clone();
-                    let spawned = crate::storage::faults::spawn(
-                        std::thread::Builder::new().name("logseal-conn".into()),
-                        move || serve(&conn_shared, tcp, &peer, held),
-                    );
-                    if let Err(e) = spawned {
-                        if let Some(n) = shared.log_limit.allow("spawn") {
-                            tracing::error!(error = %e, not_logged = n, "cannot start a connection thread: connection closed");
-                        }
-                    }
-                }
-            })?
+            .spawn(move || accept(&shared, listener))?
     };
 
     let silent_after = cfg.liveness.heartbeat * cfg.liveness.silent_after;
-    let certificates = {
-        use crate::monitor::expiry::Watched;
-        let mut w = vec![
-            Watched::cert("tls.cert", &cfg.tls.cert),
-            Watched::cert("tls.ca", &cfg.tls.ca),
-        ];
-        if let Some(crl) = &cfg.tls.crl {
-            w.push(Watched::crl("tls.crl", crl));
-        }
-        w
-    };
-    let expiry_now = || crate::util::timefmt::now_ns() / 1_000_000_000;
-    crate::monitor::expiry::warn_expiring(&certificates, expiry_now());
+    let certificates = watched(&cfg.tls);
+    crate::monitor::expiry::warn_expiring(&certificates, now_secs());
     let (metrics_stop, metrics_stopped) = tokio::sync::watch::channel(false);
     if let Some(l) = metrics_listener {
         let m = Arc::new(metrics::CollectorMetrics {
@@ -550,59 +484,13 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(listen = %local, store = %cfg.store.display(), "collector ready");
 
-    rt.block_on(async {
-        let mut usec = 0u64;
-        let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
-        let mut wd = tokio::time::interval(Duration::from_micros((usec / 2).max(100_000)));
-        let mut status = tokio::time::interval(cfg.liveness.status_interval);
-        // The CRL file is looked at every second: a revocation takes effect
-        // within a second, for new handshakes and for open sessions.
-        let mut crl_poll = tokio::time::interval(CRL_POLL);
-        let mut expiry = tokio::time::interval_at(
-            tokio::time::Instant::now() + crate::monitor::expiry::RECHECK,
-            crate::monitor::expiry::RECHECK,
-        );
-        loop {
-            tokio::select! {
-                _ = expiry.tick() => {
-                    crate::monitor::expiry::warn_expiring(&certificates, expiry_now());
-                },
-                asked = stop.recv() => match asked {
-                    crate::util::stop::Asked::Stop => break,
-                    crate::util::stop::Asked::Reload => {
-                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-                        tracing::info!("SIGHUP: reloading the certificates, key, CA and CRL (other settings need a restart)");
-                        reload_tls(&shared, "SIGHUP");
-                        crate::monitor::expiry::warn_expiring(&certificates, expiry_now());
-                        if let Some(path) = &cfg.source {
-                            match CollectorConfig::load(path) {
-                                Ok(new) => {
-                                    let changed = new.changed(&cfg);
-                                    if !changed.is_empty() {
-                                        tracing::warn!(file = %path.display(), "changed since the start, taking effect at the next restart: {}", changed.join(", "));
-                                    }
-                                }
-                                Err(e) => tracing::warn!("{e:#}: the configuration in use stays"),
-                            }
-                        }
-                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-                    }
-                },
-                _ = crl_poll.tick() => if shared.tls.crl_changed() {
-                    reload_tls(&shared, "the CRL file changed");
-                },
-                _ = wd.tick() => if watchdog {
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                },
-                _ = status.tick() => {
-                    if let Err(e) = shared.store.write_status(silent_after, cfg.liveness.status_interval, true, &certificates) {
-                        tracing::warn!(error = %e, "writing status.json");
-                    }
-                }
-            }
-        }
-        anyhow::Ok(())
-    })?;
+    rt.block_on(supervise(
+        &cfg,
+        &shared,
+        &mut stop,
+        &certificates,
+        silent_after,
+    ));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping: no new connections; finishing the ones open");
     let _ = metrics_stop.send(true);
@@ -624,6 +512,144 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     );
     tracing::info!("collector stopped");
     Ok(())
+}
+
+/// Accepts connections until the stop: each one that gets a place is served
+/// on a thread of its own.
+fn accept(shared: &Arc<Shared>, listener: TcpListener) {
+    let mut backoff = Duration::ZERO;
+    for conn in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let tcp = match conn {
+            Ok(t) => {
+                backoff = Duration::ZERO;
+                t
+            }
+            Err(e) => {
+                // Out of file descriptors (or memory): the connection
+                // stays queued, and accepting again at once would spin
+                // a core. Wait, longer each time, up to a second.
+                backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                if let Some(n) = shared.log_limit.allow("accept") {
+                    tracing::warn!(error = %e, retry_in = ?backoff, not_logged = n, "cannot accept a connection");
+                }
+                std::thread::sleep(backoff);
+                continue;
+            }
+        };
+        let Ok(addr) = tcp.peer_addr() else { continue };
+        let peer = addr.to_string();
+        // Until its handshake and Hello are done a connection holds a
+        // place of its own, apart from the agents' sessions.
+        let held = match shared.pre_auth.admit(addr.ip()) {
+            Ok(h) => h,
+            Err(why) => {
+                if let Some(n) = shared.log_limit.allow(why) {
+                    tracing::warn!(peer, not_logged = n, "connection closed: {why}");
+                }
+                continue;
+            }
+        };
+        // A CRL written just now applies to this handshake already
+        // (one stat per connection; the main loop looks every second).
+        if shared.tls.crl_changed() {
+            reload_tls(shared, "the CRL file changed");
+        }
+        // The place is given back when `held` is dropped: by the
+        // thread, or here with the closure if the thread cannot start.
+        tracing::debug!(peer, "connection accepted");
+        let conn_shared = shared.clone();
+        let spawned = crate::storage::faults::spawn(
+            std::thread::Builder::new().name("logseal-conn".into()),
+            move || serve(&conn_shared, tcp, &peer, held),
+        );
+        if let Err(e) = spawned {
+            if let Some(n) = shared.log_limit.allow("spawn") {
+                tracing::error!(error = %e, not_logged = n, "cannot start a connection thread: connection closed");
+            }
+        }
+    }
+}
+
+/// The certificate files whose deadlines the collector watches.
+fn watched(tls: &config::TlsConfig) -> Vec<crate::monitor::expiry::Watched> {
+    use crate::monitor::expiry::Watched;
+    let mut w = vec![
+        Watched::cert("tls.cert", &tls.cert),
+        Watched::cert("tls.ca", &tls.ca),
+    ];
+    if let Some(crl) = &tls.crl {
+        w.push(Watched::crl("tls.crl", crl));
+    }
+    w
+}
+
+/// Until a stop is asked: the systemd watchdog, `status.json`, the CRL
+/// file, certificate deadlines, SIGHUP reloads.
+async fn supervise(
+    cfg: &CollectorConfig,
+    shared: &Shared,
+    stop: &mut crate::util::stop::StopSignals,
+    certificates: &[crate::monitor::expiry::Watched],
+    silent_after: Duration,
+) {
+    let mut usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
+    let mut wd = tokio::time::interval(Duration::from_micros((usec / 2).max(100_000)));
+    let mut status = tokio::time::interval(cfg.liveness.status_interval);
+    // The CRL file is looked at every second: a revocation takes effect
+    // within a second, for new handshakes and for open sessions.
+    let mut crl_poll = tokio::time::interval(CRL_POLL);
+    let mut expiry = tokio::time::interval_at(
+        tokio::time::Instant::now() + crate::monitor::expiry::RECHECK,
+        crate::monitor::expiry::RECHECK,
+    );
+    loop {
+        tokio::select! {
+            _ = expiry.tick() => {
+                crate::monitor::expiry::warn_expiring(certificates, now_secs());
+            },
+            asked = stop.recv() => match asked {
+                crate::util::stop::Asked::Stop => break,
+                crate::util::stop::Asked::Reload => {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                    tracing::info!("SIGHUP: reloading the certificates, key, CA and CRL (other settings need a restart)");
+                    reload_tls(shared, "SIGHUP");
+                    crate::monitor::expiry::warn_expiring(certificates, now_secs());
+                    if let Some(path) = &cfg.source {
+                        match CollectorConfig::load(path) {
+                            Ok(new) => {
+                                let changed = new.changed(cfg);
+                                if !changed.is_empty() {
+                                    tracing::warn!(file = %path.display(), "changed since the start, taking effect at the next restart: {}", changed.join(", "));
+                                }
+                            }
+                            Err(e) => tracing::warn!("{e:#}: the configuration in use stays"),
+                        }
+                    }
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                }
+            },
+            _ = crl_poll.tick() => if shared.tls.crl_changed() {
+                reload_tls(shared, "the CRL file changed");
+            },
+            _ = wd.tick() => if watchdog {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            },
+            _ = status.tick() => {
+                if let Err(e) = shared.store.write_status(silent_after, cfg.liveness.status_interval, true, certificates) {
+                    tracing::warn!(error = %e, "writing status.json");
+                }
+            }
+        }
+    }
+}
+
+/// The clock in whole seconds, for certificate deadlines.
+fn now_secs() -> i64 {
+    crate::util::timefmt::now_ns() / 1_000_000_000
 }
 
 type Tls = rustls::StreamOwned<rustls::ServerConnection, TcpStream>;
@@ -653,34 +679,7 @@ fn serve(shared: &Shared, tcp: TcpStream, peer: &str, mut held: Held) {
     // One deadline for the handshake and the Hello: a client that trickles a
     // byte now and then cannot keep its place longer.
     let deadline = Instant::now() + shared.handshake;
-    let conn = match rustls::ServerConnection::new(shared.tls.get()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(peer, error = %e, "TLS setup");
-            return;
-        }
-    };
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    // Handshake (client certificate checked here: CA, validity, CRL).
-    while tls.conn.is_handshaking() {
-        let mut sock = Deadline {
-            sock: &tls.sock,
-            at: deadline,
-        };
-        if let Err(e) = tls.conn.complete_io(&mut sock) {
-            if let Some(n) = shared.log_limit.allow("handshake") {
-                tracing::warn!(peer, error = %e, not_logged = n, "connection refused: TLS handshake failed");
-            }
-            return;
-        }
-    }
-    let Some(cert) = tls
-        .conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .cloned()
-    else {
-        tracing::warn!(peer, "connection refused: no client certificate");
+    let Some((mut tls, cert)) = handshake(shared, tcp, peer, deadline) else {
         return;
     };
     let mut fr = FrameReader::default();
@@ -704,92 +703,8 @@ fn serve(shared: &Shared, tcp: TcpStream, peer: &str, mut held: Held) {
         .sock
         .peer_addr()
         .map_or_else(|_| "?".into(), |a| a.ip().to_string());
-    let host = match hello {
-        Ok((ty, body)) => match Msg::decode(ty, body) {
-            Ok(Msg::Hello {
-                min_version,
-                max_version,
-                host,
-                software,
-            }) => {
-                // What the client sent is shown bounded (a Hello may hold
-                // 64 KiB); refusals are logged rate-limited, and an alert names
-                // the address, not the port: retries are one alert, counted.
-                let shown = crate::collector::store::clip(&host, 64).into_owned();
-                if !(min_version..=max_version).contains(&proto::VERSION) {
-                    let m = format!("this collector speaks protocol version {}, the agent {min_version}..{max_version}", proto::VERSION);
-                    if let Some(n) = shared.log_limit.allow("version") {
-                        tracing::warn!(
-                            peer,
-                            host = shown,
-                            not_logged = n,
-                            "connection refused: {m}"
-                        );
-                    }
-                    refuse(&mut tls, Code::Version, 0, &m);
-                    return;
-                }
-                // One form per host name: `WEB-02` or `web-02.` with web-02's
-                // certificate would otherwise start other hosts in the store.
-                if let Err(m) = crate::chain::hostname::check(&host) {
-                    if let Some(n) = shared.log_limit.allow("bad-host-name") {
-                        tracing::warn!(peer, not_logged = n, "connection refused: {m}");
-                    }
-                    shared
-                        .store
-                        .alert("bad-host-name", "", None, &format!("{m} (from {ip})"));
-                    refuse(&mut tls, Code::NotYourChain, 0, &m);
-                    return;
-                }
-                if !crate::transport::tls::cert_names_host(&cert, &host) {
-                    let m = format!("the client certificate is not valid for host {host:?}");
-                    if let Some(n) = shared.log_limit.allow("certificate-host-mismatch") {
-                        tracing::warn!(peer, host, not_logged = n, "connection refused: {m}");
-                    }
-                    shared.store.alert(
-                        "certificate-host-mismatch",
-                        &host,
-                        None,
-                        &format!("{m} (from {ip})"),
-                    );
-                    refuse(&mut tls, Code::NotYourChain, 0, &m);
-                    return;
-                }
-                let _ = tls.sock.set_write_timeout(Some(Duration::from_secs(30)));
-                tracing::info!(peer, host, software, "agent connected");
-                host
-            }
-            Ok(other) => {
-                let m = format!("expected hello, got {other:?}");
-                tracing::warn!(peer, "connection refused: {m}");
-                refuse(&mut tls, Code::Protocol, 0, &m);
-                return;
-            }
-            Err(m) => {
-                tracing::warn!(peer, "connection refused: {m}");
-                refuse(&mut tls, Code::Protocol, 0, &m);
-                return;
-            }
-        },
-        Err(e) => {
-            let why = match &e {
-                ReadError::Timeout => {
-                    "the hello did not arrive within limits.handshake_timeout".to_string()
-                }
-                e => e.to_string(),
-            };
-            if let Some(n) = shared.log_limit.allow("hello") {
-                tracing::warn!(
-                    peer,
-                    not_logged = n,
-                    "connection refused: no valid hello: {why}"
-                );
-            }
-            if let ReadError::TooLarge { .. } = e {
-                refuse(&mut tls, Code::FrameTooLarge, 0, &why);
-            }
-            return;
-        }
+    let Some(host) = admit_hello(shared, &mut tls, hello, &cert, peer, &ip) else {
+        return;
     };
     // Authenticated: the connection leaves the pre-authentication places and
     // takes one of the sessions'.
@@ -878,6 +793,145 @@ fn serve(shared: &Shared, tcp: TcpStream, peer: &str, mut held: Held) {
     }
 }
 
+/// The TLS handshake (the client certificate checked here: CA, validity,
+/// CRL), by `deadline`: the session and the client's certificate.
+fn handshake(
+    shared: &Shared,
+    tcp: TcpStream,
+    peer: &str,
+    deadline: Instant,
+) -> Option<(Tls, rustls_pki_types::CertificateDer<'static>)> {
+    let conn = match rustls::ServerConnection::new(shared.tls.get()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(peer, error = %e, "TLS setup");
+            return None;
+        }
+    };
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        let mut sock = Deadline {
+            sock: &tls.sock,
+            at: deadline,
+        };
+        if let Err(e) = tls.conn.complete_io(&mut sock) {
+            if let Some(n) = shared.log_limit.allow("handshake") {
+                tracing::warn!(peer, error = %e, not_logged = n, "connection refused: TLS handshake failed");
+            }
+            return None;
+        }
+    }
+    let Some(cert) = tls
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .cloned()
+    else {
+        tracing::warn!(peer, "connection refused: no client certificate");
+        return None;
+    };
+    Some((tls, cert))
+}
+
+/// Checks the Hello: protocol version, host name, and that the client
+/// certificate vouches for that name. The host, or `None` once refused.
+fn admit_hello(
+    shared: &Shared,
+    tls: &mut Tls,
+    hello: Result<(u8, &[u8]), ReadError>,
+    cert: &rustls_pki_types::CertificateDer<'_>,
+    peer: &str,
+    ip: &str,
+) -> Option<String> {
+    match hello {
+        Ok((ty, body)) => match Msg::decode(ty, body) {
+            Ok(Msg::Hello {
+                min_version,
+                max_version,
+                host,
+                software,
+            }) => {
+                // What the client sent is shown bounded (a Hello may hold
+                // 64 KiB); refusals are logged rate-limited, and an alert names
+                // the address, not the port: retries are one alert, counted.
+                let shown = crate::collector::store::clip(&host, 64).into_owned();
+                if !(min_version..=max_version).contains(&proto::VERSION) {
+                    let m = format!("this collector speaks protocol version {}, the agent {min_version}..{max_version}", proto::VERSION);
+                    if let Some(n) = shared.log_limit.allow("version") {
+                        tracing::warn!(
+                            peer,
+                            host = shown,
+                            not_logged = n,
+                            "connection refused: {m}"
+                        );
+                    }
+                    refuse(tls, Code::Version, 0, &m);
+                    return None;
+                }
+                // One form per host name: `WEB-02` or `web-02.` with web-02's
+                // certificate would otherwise start other hosts in the store.
+                if let Err(m) = crate::chain::hostname::check(&host) {
+                    if let Some(n) = shared.log_limit.allow("bad-host-name") {
+                        tracing::warn!(peer, not_logged = n, "connection refused: {m}");
+                    }
+                    shared
+                        .store
+                        .alert("bad-host-name", "", None, &format!("{m} (from {ip})"));
+                    refuse(tls, Code::NotYourChain, 0, &m);
+                    return None;
+                }
+                if !crate::transport::tls::cert_names_host(cert, &host) {
+                    let m = format!("the client certificate is not valid for host {host:?}");
+                    if let Some(n) = shared.log_limit.allow("certificate-host-mismatch") {
+                        tracing::warn!(peer, host, not_logged = n, "connection refused: {m}");
+                    }
+                    shared.store.alert(
+                        "certificate-host-mismatch",
+                        &host,
+                        None,
+                        &format!("{m} (from {ip})"),
+                    );
+                    refuse(tls, Code::NotYourChain, 0, &m);
+                    return None;
+                }
+                let _ = tls.sock.set_write_timeout(Some(Duration::from_secs(30)));
+                tracing::info!(peer, host, software, "agent connected");
+                Some(host)
+            }
+            Ok(other) => {
+                let m = format!("expected hello, got {other:?}");
+                tracing::warn!(peer, "connection refused: {m}");
+                refuse(tls, Code::Protocol, 0, &m);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(peer, "connection refused: {e}");
+                refuse(tls, Code::Protocol, 0, &e.to_string());
+                None
+            }
+        },
+        Err(e) => {
+            let why = match &e {
+                ReadError::Timeout => {
+                    "the hello did not arrive within limits.handshake_timeout".to_string()
+                }
+                e => e.to_string(),
+            };
+            if let Some(n) = shared.log_limit.allow("hello") {
+                tracing::warn!(
+                    peer,
+                    not_logged = n,
+                    "connection refused: no valid hello: {why}"
+                );
+            }
+            if let ReadError::TooLarge { .. } = e {
+                refuse(tls, Code::FrameTooLarge, 0, &why);
+            }
+            None
+        }
+    }
+}
+
 struct PendingAck {
     batch: u64,
     chain: crate::chain::ChainId,
@@ -896,7 +950,7 @@ struct Hashed {
     body: Vec<u8>,
     /// The batch's layout and every record's leaf, or why the batch could
     /// not be decoded.
-    leaves: Result<(proto::BatchLayout, Vec<Digest>), String>,
+    leaves: Result<(proto::BatchLayout, Vec<Digest>), proto::WireError>,
 }
 
 /// The leaf stage of a connection: hashes the leaves of every batch it is
@@ -1045,7 +1099,8 @@ impl Session<'_> {
             self.store_hashed(tls, 0)?;
             let msg = match Msg::decode(ty, body) {
                 Ok(m) => m,
-                Err(m) => {
+                Err(e) => {
+                    let m = e.to_string();
                     refuse(tls, Code::Protocol, 0, &m);
                     return Err(m);
                 }
@@ -1115,7 +1170,7 @@ impl Session<'_> {
         let arrived = Instant::now();
         let decoded = match &h.leaves {
             Ok((layout, leaves)) => Ok((layout.batch(&h.body), leaves)),
-            Err(m) => Err(m.clone()),
+            Err(e) => Err(e.to_string()),
         };
         let (batch, leaves) = match decoded {
             Ok(d) => d,

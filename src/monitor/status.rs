@@ -620,113 +620,86 @@ fn n(v: &serde_json::Value) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// The verdict and the status as text (control characters escaped).
-fn render(v: &Verdict) -> String {
-    let mut out = String::new();
-    macro_rules! line {
-        ($($t:tt)*) => {{
-            use std::fmt::Write;
-            let _ = writeln!(out, $($t)*);
-        }};
-    }
-    let level = match v.level {
-        Level::Ok => "OK",
-        Level::Warning => "WARNING",
-        Level::Critical => "CRITICAL",
-        Level::Unknown => "UNKNOWN",
-    };
-    let first = v
-        .problems
-        .iter()
-        .max_by_key(|p| p.0)
-        .map(|p| clean(&p.1))
-        .unwrap_or_else(|| "healthy".into());
-    line!("LOGSEAL {} {level} - {first}", v.role.to_uppercase());
-    for (l, p) in v.problems.iter().filter(|p| clean(&p.1) != first) {
-        line!("  {l:?}: {}", clean(p));
-    }
-    let s = &v.status;
-    if s.is_null() {
-        return out;
-    }
-    let now = crate::util::timefmt::now_ns();
-    let ago = |k: &str| match age(s[k].as_str(), now) {
-        Some(a) => format!("{} ago ({})", secs(a), clean(s[k].as_str().unwrap_or(""))),
-        None => "never".into(),
-    };
+/// Writes a line into `$out` (a `String`).
+macro_rules! line {
+    ($out:expr, $($t:tt)*) => {{
+        use std::fmt::Write;
+        let _ = writeln!($out, $($t)*);
+    }};
+}
+
+/// An agent's chain, spool, shipping, inputs and journal.
+fn agent_lines(out: &mut String, s: &serde_json::Value, ago: &dyn Fn(&str) -> String) {
     line!(
-        "  status file  {} (written {})",
-        clean(&v.file),
-        ago("time")
+        out,
+        "  chain        host {} chain {}",
+        clean(s["host"].as_str().unwrap_or("?")),
+        clean(s["chain"].as_str().unwrap_or("?"))
     );
     line!(
-        "  process      {}",
-        if v.running {
-            format!("running, pid {}", n(&s["pid"]))
-        } else {
-            "not running".into()
-        }
+        out,
+        "  last seal    {}; {} records since (heartbeat {}s)",
+        ago("last_seal_time"),
+        n(&s["unsealed_records"]),
+        n(&s["heartbeat_secs"])
     );
-    if v.role == "agent" {
+    line!(
+        out,
+        "  spool        {} of {} bytes; {} events chained since the start",
+        n(&s["spool_bytes"]),
+        n(&s["spool_limit_bytes"]),
+        n(&s["events"])
+    );
+    if s["shipping"] == true {
         line!(
-            "  chain        host {} chain {}",
-            clean(s["host"].as_str().unwrap_or("?")),
-            clean(s["chain"].as_str().unwrap_or("?"))
+            out,
+            "  shipping     collector {}; last ack {}",
+            if s["collector_up"] == true {
+                "connected"
+            } else {
+                "NOT connected"
+            },
+            ago("last_ack_time")
         );
         line!(
-            "  last seal    {}; {} records since (heartbeat {}s)",
-            ago("last_seal_time"),
-            n(&s["unsealed_records"]),
-            n(&s["heartbeat_secs"])
+            out,
+            "  backlog      {} bytes, {} records unacknowledged; oldest {}",
+            n(&s["unacknowledged_bytes"]),
+            n(&s["unacknowledged_records"]),
+            ago("oldest_unacknowledged_time")
         );
-        line!(
-            "  spool        {} of {} bytes; {} events chained since the start",
-            n(&s["spool_bytes"]),
-            n(&s["spool_limit_bytes"]),
-            n(&s["events"])
-        );
-        if s["shipping"] == true {
-            line!(
-                "  shipping     collector {}; last ack {}",
-                if s["collector_up"] == true {
-                    "connected"
-                } else {
-                    "NOT connected"
-                },
-                ago("last_ack_time")
-            );
-            line!(
-                "  backlog      {} bytes, {} records unacknowledged; oldest {}",
-                n(&s["unacknowledged_bytes"]),
-                n(&s["unacknowledged_records"]),
-                ago("oldest_unacknowledged_time")
-            );
-        } else {
-            line!("  shipping     off (no [ship] table)");
-        }
-        for i in s["inputs"].as_array().into_iter().flatten() {
-            line!(
-                "  input        {} ({} dropped)",
-                clean(i["input"].as_str().unwrap_or("?")),
-                n(&i["dropped"])
-            );
-        }
-        let j = &s["journal"];
-        if j.is_object() {
-            line!(
-                "  journal      {} entries read, {} handed to the chain; {}",
-                n(&j["read"]),
-                n(&j["sent"]),
-                match j["lag_seconds"].as_f64() {
-                    Some(l) if l > 0.0 => format!("{} behind the newest entry", secs(l)),
-                    Some(_) => "caught up".into(),
-                    None => "lag not known yet".into(),
-                }
-            );
-        }
+    } else {
+        line!(out, "  shipping     off (no [ship] table)");
     }
+    for i in s["inputs"].as_array().into_iter().flatten() {
+        line!(
+            out,
+            "  input        {} ({} dropped)",
+            clean(i["input"].as_str().unwrap_or("?")),
+            n(&i["dropped"])
+        );
+    }
+    let j = &s["journal"];
+    if j.is_object() {
+        line!(
+            out,
+            "  journal      {} entries read, {} handed to the chain; {}",
+            n(&j["read"]),
+            n(&j["sent"]),
+            match j["lag_seconds"].as_f64() {
+                Some(l) if l > 0.0 => format!("{} behind the newest entry", secs(l)),
+                Some(_) => "caught up".into(),
+                None => "lag not known yet".into(),
+            }
+        );
+    }
+}
+
+/// The certificates and CRLs a process uses.
+fn certificate_lines(out: &mut String, s: &serde_json::Value) {
     for c in s["certificates"].as_array().into_iter().flatten() {
         line!(
+            out,
             "  {:<12} {} {} {}",
             if c["crl"] == true {
                 "crl"
@@ -743,34 +716,91 @@ fn render(v: &Verdict) -> String {
             }
         );
     }
-    if v.role == "collector" {
-        let hosts = s["hosts"].as_array().cloned().unwrap_or_default();
+}
+
+/// A collector's store and hosts.
+fn collector_lines(out: &mut String, s: &serde_json::Value, now: i64) {
+    let hosts = s["hosts"].as_array().cloned().unwrap_or_default();
+    line!(
+        out,
+        "  store        {} bytes; {} hosts; quarantine {} bytes, {} batches since the start",
+        n(&s["store_bytes"]),
+        hosts.len(),
+        n(&s["quarantine_bytes"]),
+        n(&s["quarantined_batches"])
+    );
+    for h in &hosts {
+        let state = if h["silent"] == true {
+            "SILENT"
+        } else if h["stopped_cleanly"] == true {
+            "stopped"
+        } else {
+            "sealing"
+        };
         line!(
-            "  store        {} bytes; {} hosts; quarantine {} bytes, {} batches since the start",
-            n(&s["store_bytes"]),
-            hosts.len(),
-            n(&s["quarantine_bytes"]),
-            n(&s["quarantined_batches"])
+            out,
+            "  host         {:<24} {state:<8} last seal {}",
+            clean(h["host"].as_str().unwrap_or("?")),
+            match age(h["last_seal_time"].as_str(), now) {
+                Some(a) => format!("{} ago", secs(a)),
+                None => "never".into(),
+            }
         );
-        for h in &hosts {
-            let state = if h["silent"] == true {
-                "SILENT"
-            } else if h["stopped_cleanly"] == true {
-                "stopped"
-            } else {
-                "sealing"
-            };
-            line!(
-                "  host         {:<24} {state:<8} last seal {}",
-                clean(h["host"].as_str().unwrap_or("?")),
-                match age(h["last_seal_time"].as_str(), now) {
-                    Some(a) => format!("{} ago", secs(a)),
-                    None => "never".into(),
-                }
-            );
-        }
     }
-    out
+}
+
+/// The verdict and the status as text (control characters escaped).
+fn render(v: &Verdict) -> String {
+    let mut out = String::new();
+    let out = &mut out;
+    let level = match v.level {
+        Level::Ok => "OK",
+        Level::Warning => "WARNING",
+        Level::Critical => "CRITICAL",
+        Level::Unknown => "UNKNOWN",
+    };
+    let first = v
+        .problems
+        .iter()
+        .max_by_key(|p| p.0)
+        .map(|p| clean(&p.1))
+        .unwrap_or_else(|| "healthy".into());
+    line!(out, "LOGSEAL {} {level} - {first}", v.role.to_uppercase());
+    for (l, p) in v.problems.iter().filter(|p| clean(&p.1) != first) {
+        line!(out, "  {l:?}: {}", clean(p));
+    }
+    let s = &v.status;
+    if s.is_null() {
+        return std::mem::take(out);
+    }
+    let now = crate::util::timefmt::now_ns();
+    let ago = |k: &str| match age(s[k].as_str(), now) {
+        Some(a) => format!("{} ago ({})", secs(a), clean(s[k].as_str().unwrap_or(""))),
+        None => "never".into(),
+    };
+    line!(
+        out,
+        "  status file  {} (written {})",
+        clean(&v.file),
+        ago("time")
+    );
+    line!(
+        out,
+        "  process      {}",
+        if v.running {
+            format!("running, pid {}", n(&s["pid"]))
+        } else {
+            "not running".into()
+        }
+    );
+    if v.role == "agent" {
+        agent_lines(out, s, &ago);
+    }
+    certificate_lines(out, s);
+    if v.role == "collector" {
+        collector_lines(out, s, now);
+    }
+    std::mem::take(out)
 }
 
 #[cfg(test)]

@@ -75,126 +75,8 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
         report.chains.len()
     )?;
     for c in &report.chains {
-        let verdict = match c.verdict {
-            Verdict::Intact => "INTACT".to_string(),
-            Verdict::Pending => "INTACT UP TO A PENDING TAIL".to_string(),
-            Verdict::Unanchored => {
-                "UNANCHORED (no Genesis: cannot be tied to a genesis key)".to_string()
-            }
-            Verdict::Broken => format!(
-                "BROKEN ({} problem(s))",
-                c.problems.len() as u64 + c.problems_not_listed
-            ),
-        };
-        writeln!(out)?;
-        writeln!(
-            out,
-            "chain {}  host {}  {verdict}",
-            c.chain,
-            c.host.as_deref().map_or("?".into(), safe)
-        )?;
-        if let Some(fp) = &c.genesis_fingerprint {
-            let how = match c.anchor {
-                Anchor::Trusted => "trusted (a trust anchor of this host)",
-                Anchor::FromData => "taken from the data itself: no trust anchor given; compare this fingerprint with a pinned one or pass --trust-file",
-                Anchor::Untrusted => "NOT a trust anchor of this host",
-                Anchor::None => "",
-            };
-            writeln!(out, "  genesis key  {fp} ({how})")?;
-        }
-        if let Some(s) = c.unanchored_from {
-            writeln!(
-                out,
-                "  start        seq {s}, without its Genesis (an agent spool trimmed after acknowledgement, or a partial copy): verify the collector's store for the whole chain"
-            )?;
-            if let Some(k) = &c.key_from_data {
-                writeln!(
-                    out,
-                    "  key chain    from the seal at seq {} (epoch {}, signer {}), taken from the data",
-                    k.seq, k.epoch, k.fingerprint
-                )?;
-            }
-        }
-        if let Some(o) = &c.origin {
-            let pred = c
-                .predecessor
-                .as_ref()
-                .map(|p| format!(", follows chain {p}"))
-                .unwrap_or_default();
-            writeln!(out, "  origin       {o}{pred}")?;
-        }
-        writeln!(
-            out,
-            "  records      {} (verified {}, events {}, seals {}, losses {} accounting for {} lost events, redacted {})",
-            c.records, c.verified, c.events, c.seals, c.losses, c.lost_events, c.redacted
-        )?;
-        writeln!(
-            out,
-            "  seq          {}..={}, key epochs {}, last accepted seal at seq {}",
-            c.first_seq.map_or("-".into(), |s| s.to_string()),
-            c.last_seq.map_or("-".into(), |s| s.to_string()),
-            c.epochs,
-            c.last_seal_seq.map_or("-".into(), |s| s.to_string())
-        )?;
-        if !c.redacted_seqs.is_empty() {
-            writeln!(out, "  redacted     seq {}", ranges(&c.redacted_seqs))?;
-        }
-        writeln!(out, "  time         {}", time_span(c))?;
-        writeln!(
-            out,
-            "  end          {}",
-            if c.ended_cleanly {
-                "clean shutdown, sealed"
-            } else {
-                "no clean shutdown recorded (writer still running, crashed, or tail removed)"
-            }
-        )?;
-        if let Some((a, b)) = c.pending {
-            writeln!(
-                out,
-                "  PENDING      seq {a}..={b}: after the newest seal of a live chain, waiting for their seal; NOT verified"
-            )?;
-        }
-        for f in &c.problems {
-            writeln!(
-                out,
-                "  PROBLEM {}{}",
-                f.problem.describe(),
-                location(f, files)
-            )?;
-        }
-        if c.problems_not_listed > 0 {
-            writeln!(
-                out,
-                "  ... and {} more problem(s) not listed",
-                c.problems_not_listed
-            )?;
-        }
-        for r in &c.unverified {
-            if matches!(r.why, Unverified::Unsealed) && c.pending.is_some() {
-                continue;
-            }
-            writeln!(
-                out,
-                "  UNVERIFIED seq {}..={}: {}",
-                r.first_seq,
-                r.last_seq,
-                r.why.describe()
-            )?;
-        }
-        if c.unverified_not_listed > 0 {
-            writeln!(
-                out,
-                "  ... and {} more unverified range(s) not listed",
-                c.unverified_not_listed
-            )?;
-        }
-        for w in &c.warnings {
-            writeln!(out, "  warning {}", w.describe())?;
-        }
-        if c.warnings_not_listed > 0 {
-            writeln!(out, "  ... and {} more warning(s)", c.warnings_not_listed)?;
-        }
+        chain_summary(out, c)?;
+        chain_findings(out, c, files)?;
     }
     for f in &report.unattributed {
         writeln!(
@@ -212,6 +94,137 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
     }
     writeln!(out)?;
     writeln!(out, "RESULT: {}", result_word(report))
+}
+
+/// The text report's lines on one chain: its verdict and what it holds.
+fn chain_summary(out: &mut impl Write, c: &ChainReport) -> io::Result<()> {
+    let verdict = match c.verdict {
+        Verdict::Intact => "INTACT".to_string(),
+        Verdict::Pending => "INTACT UP TO A PENDING TAIL".to_string(),
+        Verdict::Unanchored => {
+            "UNANCHORED (no Genesis: cannot be tied to a genesis key)".to_string()
+        }
+        Verdict::Broken => format!(
+            "BROKEN ({} problem(s))",
+            c.problems.len() as u64 + c.problems_not_listed
+        ),
+    };
+    writeln!(out)?;
+    writeln!(
+        out,
+        "chain {}  host {}  {verdict}",
+        c.chain,
+        c.host.as_deref().map_or("?".into(), safe)
+    )?;
+    if let Some(fp) = &c.genesis_fingerprint {
+        let how = match c.anchor {
+            Anchor::Trusted => "trusted (a trust anchor of this host)",
+            Anchor::FromData => "taken from the data itself: no trust anchor given; compare this fingerprint with a pinned one or pass --trust-file",
+            Anchor::Untrusted => "NOT a trust anchor of this host",
+            Anchor::None => "",
+        };
+        writeln!(out, "  genesis key  {fp} ({how})")?;
+    }
+    if let Some(s) = c.unanchored_from {
+        writeln!(
+            out,
+            "  start        seq {s}, without its Genesis (an agent spool trimmed after acknowledgement, or a partial copy): verify the collector's store for the whole chain"
+        )?;
+        if let Some(k) = &c.key_from_data {
+            writeln!(
+                out,
+                "  key chain    from the seal at seq {} (epoch {}, signer {}), taken from the data",
+                k.seq, k.epoch, k.fingerprint
+            )?;
+        }
+    }
+    if let Some(o) = &c.origin {
+        let pred = c
+            .predecessor
+            .as_ref()
+            .map(|p| format!(", follows chain {p}"))
+            .unwrap_or_default();
+        writeln!(out, "  origin       {o}{pred}")?;
+    }
+    writeln!(
+        out,
+        "  records      {} (verified {}, events {}, seals {}, losses {} accounting for {} lost events, redacted {})",
+        c.records, c.verified, c.events, c.seals, c.losses, c.lost_events, c.redacted
+    )?;
+    writeln!(
+        out,
+        "  seq          {}..={}, key epochs {}, last accepted seal at seq {}",
+        c.first_seq.map_or("-".into(), |s| s.to_string()),
+        c.last_seq.map_or("-".into(), |s| s.to_string()),
+        c.epochs,
+        c.last_seal_seq.map_or("-".into(), |s| s.to_string())
+    )?;
+    if !c.redacted_seqs.is_empty() {
+        writeln!(out, "  redacted     seq {}", ranges(&c.redacted_seqs))?;
+    }
+    writeln!(out, "  time         {}", time_span(c))?;
+    writeln!(
+        out,
+        "  end          {}",
+        if c.ended_cleanly {
+            "clean shutdown, sealed"
+        } else {
+            "no clean shutdown recorded (writer still running, crashed, or tail removed)"
+        }
+    )?;
+    Ok(())
+}
+
+/// The text report's lines on one chain: what is pending, broken,
+/// unverified or odd in it.
+fn chain_findings(out: &mut impl Write, c: &ChainReport, files: &[PathBuf]) -> io::Result<()> {
+    if let Some((a, b)) = c.pending {
+        writeln!(
+            out,
+            "  PENDING      seq {a}..={b}: after the newest seal of a live chain, waiting for their seal; NOT verified"
+        )?;
+    }
+    for f in &c.problems {
+        writeln!(
+            out,
+            "  PROBLEM {}{}",
+            f.problem.describe(),
+            location(f, files)
+        )?;
+    }
+    if c.problems_not_listed > 0 {
+        writeln!(
+            out,
+            "  ... and {} more problem(s) not listed",
+            c.problems_not_listed
+        )?;
+    }
+    for r in &c.unverified {
+        if matches!(r.why, Unverified::Unsealed) && c.pending.is_some() {
+            continue;
+        }
+        writeln!(
+            out,
+            "  UNVERIFIED seq {}..={}: {}",
+            r.first_seq,
+            r.last_seq,
+            r.why.describe()
+        )?;
+    }
+    if c.unverified_not_listed > 0 {
+        writeln!(
+            out,
+            "  ... and {} more unverified range(s) not listed",
+            c.unverified_not_listed
+        )?;
+    }
+    for w in &c.warnings {
+        writeln!(out, "  warning {}", w.describe())?;
+    }
+    if c.warnings_not_listed > 0 {
+        writeln!(out, "  ... and {} more warning(s)", c.warnings_not_listed)?;
+    }
+    Ok(())
 }
 
 /// The run's outcome: `intact` (exit 0; with pending tails or not),
@@ -376,60 +389,7 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
             if let Some(n) = original_len {
                 m.insert("original_len".into(), json!(n));
             }
-            match payload {
-                Payload::Raw(b) => {
-                    m.insert("message".into(), json!(String::from_utf8_lossy(b)));
-                    if std::str::from_utf8(b).is_err() {
-                        m.insert("raw_hex".into(), json!(hex::encode(b)));
-                    }
-                    let p = crate::ingest::syslog::parse(b, r.time_ns);
-                    if p.format != crate::ingest::syslog::Format::Unknown {
-                        m.insert(
-                            "syslog".into(),
-                            json!({
-                                "format": match p.format {
-                                    crate::ingest::syslog::Format::Rfc5424 => "rfc5424",
-                                    crate::ingest::syslog::Format::Rfc3164 => "rfc3164",
-                                    _ => "pri-only",
-                                },
-                                "facility": p.facility,
-                                "severity": p.severity.map(|s| crate::ingest::syslog::SEVERITIES[s as usize]),
-                                "timestamp": p.time_ns.map(rfc3339),
-                                "host": p.host,
-                                "app": p.app,
-                                "procid": p.procid,
-                                "msgid": p.msgid,
-                                "structured_data": p.structured_data,
-                                "msg": String::from_utf8_lossy(p.msg),
-                            }),
-                        );
-                    }
-                }
-                Payload::Fields(fields) => {
-                    // Every field in order; a value that is not UTF-8 as {"hex": …}.
-                    let f: Vec<Value> = fields
-                        .iter()
-                        .map(|(k, v)| match std::str::from_utf8(v) {
-                            Ok(s) => json!([k, s]),
-                            Err(_) => json!([k, {"hex": hex::encode(v)}]),
-                        })
-                        .collect();
-                    m.insert("fields".into(), Value::Array(f));
-                    let j = JournalSummary::of(fields);
-                    m.insert(
-                        "journal".into(),
-                        json!({
-                            "unit": j.unit,
-                            "identifier": j.identifier,
-                            "pid": j.pid,
-                            "priority": j.priority,
-                            "message": j.message,
-                            "seqnum": j.seqnum,
-                            "cursor": j.cursor,
-                        }),
-                    );
-                }
-            }
+            payload_json(m, payload, r.time_ns);
         }
         Body::Seal {
             epoch,
@@ -471,6 +431,65 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
         }
     }
     v
+}
+
+/// An event's payload, into its JSON object: the message (and its syslog
+/// fields) or the journal entry's fields.
+fn payload_json(m: &mut serde_json::Map<String, Value>, payload: &Payload<'_>, time_ns: i64) {
+    match payload {
+        Payload::Raw(b) => {
+            m.insert("message".into(), json!(String::from_utf8_lossy(b)));
+            if std::str::from_utf8(b).is_err() {
+                m.insert("raw_hex".into(), json!(hex::encode(b)));
+            }
+            let p = crate::ingest::syslog::parse(b, time_ns);
+            if p.format != crate::ingest::syslog::Format::Unknown {
+                m.insert(
+                    "syslog".into(),
+                    json!({
+                        "format": match p.format {
+                            crate::ingest::syslog::Format::Rfc5424 => "rfc5424",
+                            crate::ingest::syslog::Format::Rfc3164 => "rfc3164",
+                            _ => "pri-only",
+                        },
+                        "facility": p.facility,
+                        "severity": p.severity.map(|s| crate::ingest::syslog::SEVERITIES[s as usize]),
+                        "timestamp": p.time_ns.map(rfc3339),
+                        "host": p.host,
+                        "app": p.app,
+                        "procid": p.procid,
+                        "msgid": p.msgid,
+                        "structured_data": p.structured_data,
+                        "msg": String::from_utf8_lossy(p.msg),
+                    }),
+                );
+            }
+        }
+        Payload::Fields(fields) => {
+            // Every field in order; a value that is not UTF-8 as {"hex": …}.
+            let f: Vec<Value> = fields
+                .iter()
+                .map(|(k, v)| match std::str::from_utf8(v) {
+                    Ok(s) => json!([k, s]),
+                    Err(_) => json!([k, {"hex": hex::encode(v)}]),
+                })
+                .collect();
+            m.insert("fields".into(), Value::Array(f));
+            let j = JournalSummary::of(fields);
+            m.insert(
+                "journal".into(),
+                json!({
+                    "unit": j.unit,
+                    "identifier": j.identifier,
+                    "pid": j.pid,
+                    "priority": j.priority,
+                    "message": j.message,
+                    "seqnum": j.seqnum,
+                    "cursor": j.cursor,
+                }),
+            );
+        }
+    }
 }
 
 /// One record as a line of text: seq, kind, time, source, message.
@@ -640,54 +659,7 @@ pub fn inspect(
                     break;
                 }
             };
-            let v: Option<Value>;
-            let line: String;
-            match item {
-                Item::Frame {
-                    offset,
-                    frame_type: crate::chain::frame::FRAME_RECORD,
-                    payload,
-                } => match Record::decode(payload) {
-                    Ok(rec) => {
-                        v = json_out.then(|| record_json(&rec, path, offset));
-                        line = record_text(&rec);
-                    }
-                    Err(e) => {
-                        v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "malformed", "reason": e.to_string()}));
-                        line = format!("       ? malformed record at byte {offset}: {e}");
-                    }
-                },
-                Item::Frame {
-                    offset,
-                    frame_type,
-                    payload,
-                } => {
-                    let seq = payload
-                        .get(16..24)
-                        .map(|s| u64::from_be_bytes(s.try_into().unwrap_or([0; 8])));
-                    v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "redacted", "frame_type": frame_type, "seq": seq}));
-                    line = format!(
-                        "{:>8} redacted  (frame type {frame_type:#04x} at byte {offset})",
-                        seq.map_or("?".into(), |s| s.to_string())
-                    );
-                }
-                Item::Corrupt {
-                    offset,
-                    skipped,
-                    reason,
-                } => {
-                    v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "damaged", "bytes": skipped, "reason": reason}));
-                    line = format!("       ! damaged: {skipped} bytes at byte {offset} ({reason})");
-                }
-                Item::TornTail {
-                    offset,
-                    bytes,
-                    reason,
-                } => {
-                    v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "torn-tail", "bytes": bytes, "reason": reason}));
-                    line = format!("       ! torn tail: {bytes} bytes at byte {offset} ({reason})");
-                }
-            }
+            let (v, line) = item_entry(item, path, json_out);
             emit(out, v, &line)?;
         }
     }
@@ -695,4 +667,58 @@ pub fn inspect(
         writeln!(out, "\n]")?;
     }
     Ok(problems)
+}
+
+/// One item of a segment as `inspect` shows it: a JSON object (with
+/// `json_out`) and a text line.
+fn item_entry(item: Item<'_>, path: &Path, json_out: bool) -> (Option<Value>, String) {
+    let v: Option<Value>;
+    let line: String;
+    match item {
+        Item::Frame {
+            offset,
+            frame_type: crate::chain::frame::FRAME_RECORD,
+            payload,
+        } => match Record::decode(payload) {
+            Ok(rec) => {
+                v = json_out.then(|| record_json(&rec, path, offset));
+                line = record_text(&rec);
+            }
+            Err(e) => {
+                v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "malformed", "reason": e.to_string()}));
+                line = format!("       ? malformed record at byte {offset}: {e}");
+            }
+        },
+        Item::Frame {
+            offset,
+            frame_type,
+            payload,
+        } => {
+            let seq = payload
+                .get(16..24)
+                .map(|s| u64::from_be_bytes(s.try_into().unwrap_or([0; 8])));
+            v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "redacted", "frame_type": frame_type, "seq": seq}));
+            line = format!(
+                "{:>8} redacted  (frame type {frame_type:#04x} at byte {offset})",
+                seq.map_or("?".into(), |s| s.to_string())
+            );
+        }
+        Item::Corrupt {
+            offset,
+            skipped,
+            reason,
+        } => {
+            v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "damaged", "bytes": skipped, "reason": reason}));
+            line = format!("       ! damaged: {skipped} bytes at byte {offset} ({reason})");
+        }
+        Item::TornTail {
+            offset,
+            bytes,
+            reason,
+        } => {
+            v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "torn-tail", "bytes": bytes, "reason": reason}));
+            line = format!("       ! torn tail: {bytes} bytes at byte {offset} ({reason})");
+        }
+    }
+    (v, line)
 }

@@ -221,6 +221,84 @@ impl ChainWriter<SegmentWriter> {
     }
 }
 
+/// Where a log disagrees with the signer state that claims it, if it does:
+/// it ends before the resume point, no record ends there, its Genesis key is
+/// not the state's, or a seal after the resume point is not the one the
+/// state was making.
+fn disagreement(scan: &mut Scan, state: &SignerState, end: u64, log_name: &str) -> Option<String> {
+    let boundary = match &scan.boundary {
+        _ if state.resume.seq == 0 || scan.frames_before_resume == 0 => None,
+        Some(Ok(())) => None,
+        Some(Err(m)) => Some(m.clone()),
+        None => Some(format!(
+            "no record of log {log_name} ends at the resume point {} recorded in the signer state",
+            state.resume.offset
+        )),
+    };
+    let mismatch = if end < state.resume.offset {
+        Some(format!(
+            "log {log_name} ends at position {end}, before the resume point {} recorded in the signer state",
+            state.resume.offset
+        ))
+    } else if let Some(m) = boundary {
+        Some(m)
+    } else if let Some(m) = scan.mismatch.take() {
+        Some(m)
+    } else {
+        scan.genesis_pk
+            .filter(|pk| *pk != state.current.public() || state.epoch != 0)
+            .map(|pk| {
+                format!(
+                    "genesis key {} in the log is not the state's key",
+                    hash::fingerprint(&pk)
+                )
+            })
+    };
+    mismatch.or_else(|| match (&scan.seal, &state.pending) {
+        (Some(f), _) if f.epoch != state.epoch => Some(format!(
+            "log has a seal for epoch {} after the resume point, state is at epoch {}",
+            f.epoch, state.epoch
+        )),
+        (Some(f), Some(p)) if f.signer == state.current.public() && f.next_pk == p.public() => None,
+        (Some(_), _) => {
+            Some("log has a seal after the resume point that the signer state did not make".into())
+        }
+        (None, _) => None,
+    })
+}
+
+/// A seal interrupted by a crash: if it reached the log, the state moves on
+/// to its next key (true); if it did not, its next key is forgotten (it was
+/// never published).
+fn settle_pending_seal(
+    state: &mut SignerState,
+    seal: Option<&FoundSeal>,
+    state_dir: &Path,
+) -> Result<bool, WriterError> {
+    if let Some(f) = seal {
+        // The seal reached the log; the crash came before the state update.
+        state.epoch += 1;
+        state.current = state.pending.take().ok_or(WriterError::Random)?;
+        state.resume = Resume {
+            seq: f.seq + 1,
+            head: f.head_after,
+            offset: f.offset_after,
+        };
+        state.genesis.clear();
+        state
+            .store(state_dir, "recover-promote")
+            .map_err(io_err("writing signer state"))?;
+        return Ok(true);
+    } else if state.pending.is_some() {
+        // The seal never reached the log: its next key was never published.
+        state.pending = None;
+        state
+            .store(state_dir, "recover-discard")
+            .map_err(io_err("writing signer state"))?;
+    }
+    Ok(false)
+}
+
 impl<L: RecordLog> ChainWriter<L> {
     /// Opens (or starts) the chain kept in `state_dir` on the log that `open_log`
     /// opens; `open_log` must call its argument for every frame in order.
@@ -256,51 +334,7 @@ impl<L: RecordLog> ChainWriter<L> {
         let default_host = || host.map(str::to_string).unwrap_or_else(system_host);
         let state = match loaded {
             Ok(st) => st,
-            Err(e) => {
-                let (note, predecessor) = match &e {
-                    StateError::Missing(_) if scan.last.is_none() => {
-                        return Self::create(
-                            state_dir,
-                            log,
-                            default_host(),
-                            Origin::Fresh,
-                            None,
-                            String::new(),
-                        );
-                    }
-                    StateError::Missing(p) => (
-                        format!(
-                            "signer state {} is missing but the log holds an earlier chain",
-                            p.display()
-                        ),
-                        scan.last,
-                    ),
-                    other => (other.to_string(), scan.last),
-                };
-                let (note, pred) = match predecessor {
-                    Some((chain_id, last_seq, Some(head))) => (
-                        note,
-                        Some(Predecessor {
-                            chain_id,
-                            last_seq,
-                            head,
-                        }),
-                    ),
-                    Some((chain_id, last_seq, None)) => (
-                        format!("{note}; the earlier chain {chain_id} ended at seq {last_seq} (its head is unknown)"),
-                        None,
-                    ),
-                    None => (note, None),
-                };
-                return Self::create(
-                    state_dir,
-                    log,
-                    default_host(),
-                    Origin::StateLost,
-                    pred,
-                    note,
-                );
-            }
+            Err(e) => return Self::without_state(state_dir, log, default_host(), &e, scan.last),
         };
 
         // State loaded: is this its log at all? A log that holds records but
@@ -314,48 +348,7 @@ impl<L: RecordLog> ChainWriter<L> {
             });
         }
         // Does the log agree with it?
-        let end = log.position();
-        let boundary = match &scan.boundary {
-            _ if state.resume.seq == 0 || scan.frames_before_resume == 0 => None,
-            Some(Ok(())) => None,
-            Some(Err(m)) => Some(m.clone()),
-            None => Some(format!(
-                "no record of log {log_name} ends at the resume point {} recorded in the signer state",
-                state.resume.offset
-            )),
-        };
-        let mismatch = if end < state.resume.offset {
-            Some(format!(
-                "log {log_name} ends at position {end}, before the resume point {} recorded in the signer state",
-                state.resume.offset
-            ))
-        } else if let Some(m) = boundary {
-            Some(m)
-        } else if let Some(m) = scan.mismatch.take() {
-            Some(m)
-        } else {
-            scan.genesis_pk
-                .filter(|pk| *pk != state.current.public() || state.epoch != 0)
-                .map(|pk| {
-                    format!(
-                        "genesis key {} in the log is not the state's key",
-                        hash::fingerprint(&pk)
-                    )
-                })
-        };
-        let mismatch = mismatch.or_else(|| match (&scan.seal, &state.pending) {
-            (Some(f), _) if f.epoch != state.epoch => Some(format!(
-                "log has a seal for epoch {} after the resume point, state is at epoch {}",
-                f.epoch, state.epoch
-            )),
-            (Some(f), Some(p)) if f.signer == state.current.public() && f.next_pk == p.public() => {
-                None
-            }
-            (Some(_), _) => Some(
-                "log has a seal after the resume point that the signer state did not make".into(),
-            ),
-            (None, _) => None,
-        });
+        let mismatch = disagreement(&mut scan, &state, log.position(), log_name);
         if let Some(note) = mismatch {
             let pred = if state.resume.seq > 0 {
                 Some(Predecessor {
@@ -372,28 +365,61 @@ impl<L: RecordLog> ChainWriter<L> {
         }
 
         let mut state = state;
-        let mut rolled_forward = false;
-        if let Some(f) = &scan.seal {
-            // The seal reached the log; the crash came before the state update.
-            state.epoch += 1;
-            state.current = state.pending.take().ok_or(WriterError::Random)?;
-            state.resume = Resume {
-                seq: f.seq + 1,
-                head: f.head_after,
-                offset: f.offset_after,
-            };
-            state.genesis.clear();
-            state
-                .store(state_dir, "recover-promote")
-                .map_err(io_err("writing signer state"))?;
-            rolled_forward = true;
-        } else if state.pending.is_some() {
-            // The seal never reached the log: its next key was never published.
-            state.pending = None;
-            state
-                .store(state_dir, "recover-discard")
-                .map_err(io_err("writing signer state"))?;
-        }
+        let rolled_forward = settle_pending_seal(&mut state, scan.seal.as_ref(), state_dir)?;
+        Self::resume(state_dir, log, state, &scan, &repair, rolled_forward)
+    }
+
+    /// Opens the log without a usable signer state: a fresh chain if the log
+    /// is empty, else a `state-lost` chain naming what it follows.
+    fn without_state(
+        state_dir: &Path,
+        log: L,
+        host: String,
+        e: &StateError,
+        last: Option<(ChainId, u64, Option<Digest>)>,
+    ) -> Result<(ChainWriter<L>, Opened), WriterError> {
+        let (note, predecessor) = match e {
+            StateError::Missing(_) if last.is_none() => {
+                return Self::create(state_dir, log, host, Origin::Fresh, None, String::new());
+            }
+            StateError::Missing(p) => (
+                format!(
+                    "signer state {} is missing but the log holds an earlier chain",
+                    p.display()
+                ),
+                last,
+            ),
+            other => (other.to_string(), last),
+        };
+        let (note, pred) = match predecessor {
+            Some((chain_id, last_seq, Some(head))) => (
+                note,
+                Some(Predecessor {
+                    chain_id,
+                    last_seq,
+                    head,
+                }),
+            ),
+            Some((chain_id, last_seq, None)) => (
+                format!("{note}; the earlier chain {chain_id} ended at seq {last_seq} (its head is unknown)"),
+                None,
+            ),
+            None => (note, None),
+        };
+        Self::create(state_dir, log, host, Origin::StateLost, pred, note)
+    }
+
+    /// Continues the chain the state and the log agree on: the Genesis copy
+    /// checked, the position taken from the log, and a `start` (after a clean
+    /// stop) or `recovered` record appended.
+    fn resume(
+        state_dir: &Path,
+        log: L,
+        state: SignerState,
+        scan: &Scan,
+        repair: &crate::storage::segment::Repair,
+        rolled_forward: bool,
+    ) -> Result<(ChainWriter<L>, Opened), WriterError> {
         ensure_genesis_copy(
             state_dir,
             state.chain_id,

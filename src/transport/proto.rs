@@ -114,6 +114,32 @@ impl Code {
     }
 }
 
+/// Why a frame's body is not a valid message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// A message whose fields do not decode.
+    #[error("malformed frame of type {ty}: {source}")]
+    Malformed {
+        /// The frame type.
+        ty: u8,
+        /// Where and why decoding failed.
+        source: crate::chain::DecodeError,
+    },
+    /// A batch whose body does not decode.
+    #[error("malformed batch: {0}")]
+    MalformedBatch(crate::chain::DecodeError),
+    /// A Hello without the protocol's magic.
+    #[error("not a logseal hello (bad magic)")]
+    NotHello,
+    /// A batch frame given to [`Msg::decode`].
+    #[error("a batch is decoded with decode_batch")]
+    BatchAsMessage,
+    /// A frame type this version does not know.
+    #[error("unknown frame type {0}")]
+    UnknownType(u8),
+}
+
 /// A decoded message. Batch bodies are not decoded here (see [`decode_batch`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
@@ -272,15 +298,15 @@ impl Msg {
     }
 
     /// Decodes a non-batch frame.
-    pub fn decode(ty: u8, body: &[u8]) -> Result<Msg, String> {
+    pub fn decode(ty: u8, body: &[u8]) -> Result<Msg, WireError> {
         let mut d = Dec::new(body);
-        let bad = |e: crate::chain::DecodeError| format!("malformed frame of type {ty}: {e}");
+        let bad = |source| WireError::Malformed { ty, source };
         let u16_ = |d: &mut Dec<'_>| d.array::<2>().map(u16::from_be_bytes);
         let m = match ty {
             t::HELLO => {
                 let magic = d.array::<8>().map_err(bad)?;
                 if &magic != MAGIC {
-                    return Err("not a logseal hello (bad magic)".into());
+                    return Err(WireError::NotHello);
                 }
                 Msg::Hello {
                     min_version: u16_(&mut d).map_err(bad)?,
@@ -315,8 +341,8 @@ impl Msg {
             },
             t::PING => Msg::Ping(d.u64().map_err(bad)?),
             t::PONG => Msg::Pong(d.u64().map_err(bad)?),
-            t::BATCH => return Err("a batch is decoded with decode_batch".into()),
-            other => return Err(format!("unknown frame type {other}")),
+            t::BATCH => return Err(WireError::BatchAsMessage),
+            other => return Err(WireError::UnknownType(other)),
         };
         d.finish().map_err(bad)?;
         Ok(m)
@@ -368,9 +394,9 @@ pub struct BatchLayout {
 
 impl BatchLayout {
     /// Decodes a batch body's layout.
-    pub fn decode(body: &[u8]) -> Result<BatchLayout, String> {
+    pub fn decode(body: &[u8]) -> Result<BatchLayout, WireError> {
         let mut d = Dec::new(body);
-        let bad = |e: crate::chain::DecodeError| format!("malformed batch: {e}");
+        let bad = WireError::MalformedBatch;
         let id = d.u64().map_err(bad)?;
         let chain = ChainId(d.array().map_err(bad)?);
         let n = d.u32().map_err(bad)?;
@@ -396,7 +422,7 @@ impl BatchLayout {
 }
 
 /// Decodes a batch body.
-pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, String> {
+pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, WireError> {
     BatchLayout::decode(body).map(|l| l.batch(body))
 }
 
@@ -545,6 +571,31 @@ mod tests {
         let mut r = &data[..];
         let (ty, got) = fr.next(&mut r, 32 << 20).unwrap();
         assert_eq!((ty, got.len()), (t::BATCH, body.len()));
+    }
+
+    #[test]
+    fn a_bad_message_says_what_is_wrong_with_it() {
+        assert_eq!(Msg::decode(99, b""), Err(WireError::UnknownType(99)));
+        assert_eq!(Msg::decode(t::BATCH, b""), Err(WireError::BatchAsMessage));
+        assert_eq!(
+            Msg::decode(t::HELLO, b"NOTMAGIC\0\x01\0\x01"),
+            Err(WireError::NotHello)
+        );
+        let (ty, body) = Msg::Ping(7).encode();
+        assert!(matches!(
+            Msg::decode(ty, &body[..body.len() - 1]),
+            Err(WireError::Malformed { ty: t::PING, .. })
+        ));
+        let mut trailing = body.clone();
+        trailing.push(0);
+        assert!(matches!(
+            Msg::decode(ty, &trailing),
+            Err(WireError::Malformed { .. })
+        ));
+        assert!(matches!(
+            BatchLayout::decode(&[0; 27]),
+            Err(WireError::MalformedBatch(_))
+        ));
     }
 
     #[test]

@@ -449,7 +449,7 @@ impl Session<'_> {
         let (ty, body) = fr
             .next(&mut tls, proto::HELLO_MAX)
             .map_err(|e| format!("waiting for the collector's welcome: {e}"))?;
-        match Msg::decode(ty, body)? {
+        match Msg::decode(ty, body).map_err(|e| e.to_string())? {
             Msg::Welcome {
                 version,
                 collector,
@@ -516,29 +516,8 @@ impl Session<'_> {
                 let chain = first.chain;
                 #[allow(clippy::map_entry)] // the lookup awaits the network in between
                 if !positions.contains_key(&chain) {
-                    // Ask where the collector stands; acks of earlier batches first.
-                    while !inflight.is_empty() {
-                        self.await_ack(&mut tls, &mut fr, &mut inflight, &mut progress)?;
-                    }
-                    Msg::Position { chain }
-                        .write(&mut tls)
-                        .and_then(|_| tls.flush())
-                        .map_err(|e| (progress, e.to_string()))?;
-                    let next = loop {
-                        match self.read_msg(&mut tls, &mut fr, progress)? {
-                            Msg::Resume {
-                                chain: c, next_seq, ..
-                            } if c == chain => break next_seq,
-                            Msg::Pong(_) => continue,
-                            other => {
-                                return Err((
-                                    progress,
-                                    format!("unexpected answer to position: {other:?}"),
-                                ))
-                            }
-                        }
-                    };
-                    tracing::debug!(chain = %chain, next_seq = next, "collector position");
+                    let next =
+                        self.ask_position(&mut tls, &mut fr, &mut inflight, &mut progress, chain)?;
                     positions.insert(chain, next);
                 }
                 let have = positions.get(&chain).copied().unwrap_or(0);
@@ -606,6 +585,42 @@ impl Session<'_> {
         }
     }
 
+    /// Asks where the collector stands on `chain` (after the acks of every
+    /// batch in flight): the next seq it needs.
+    fn ask_position(
+        &mut self,
+        tls: &mut Tls,
+        fr: &mut FrameReader,
+        inflight: &mut VecDeque<InFlight>,
+        progress: &mut bool,
+        chain: ChainId,
+    ) -> Result<u64, (bool, String)> {
+        // Ask where the collector stands; acks of earlier batches first.
+        while !inflight.is_empty() {
+            self.await_ack(tls, fr, inflight, progress)?;
+        }
+        Msg::Position { chain }
+            .write(tls)
+            .and_then(|_| tls.flush())
+            .map_err(|e| (*progress, e.to_string()))?;
+        let next = loop {
+            match self.read_msg(tls, fr, *progress)? {
+                Msg::Resume {
+                    chain: c, next_seq, ..
+                } if c == chain => break next_seq,
+                Msg::Pong(_) => continue,
+                other => {
+                    return Err((
+                        *progress,
+                        format!("unexpected answer to position: {other:?}"),
+                    ))
+                }
+            }
+        };
+        tracing::debug!(chain = %chain, next_seq = next, "collector position");
+        Ok(next)
+    }
+
     fn set_acked(&self, pos: u64) {
         self.link.acked.fetch_max(pos, Ordering::SeqCst);
     }
@@ -623,7 +638,7 @@ impl Session<'_> {
             }
             Err(e) => return Err((progress, format!("reading from the collector: {e}"))),
         };
-        let m = Msg::decode(ty, body).map_err(|e| (progress, e))?;
+        let m = Msg::decode(ty, body).map_err(|e| (progress, e.to_string()))?;
         if let Msg::Error {
             code,
             message,

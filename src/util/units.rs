@@ -3,43 +3,76 @@
 
 use std::time::Duration;
 
+/// Why a duration or a size was refused; each names the text given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnitError {
+    /// Not a number followed by a unit.
+    #[error("invalid duration {0:?} (examples: 500ms, 1s, 2m)")]
+    Duration(String),
+    /// A unit a duration does not take.
+    #[error("invalid duration unit {unit:?} in {text:?} (use ms, s, m or h)")]
+    DurationUnit {
+        /// The unit.
+        unit: String,
+        /// The text given.
+        text: String,
+    },
+    /// Zero, negative, or not finite.
+    #[error("duration must be positive: {0:?}")]
+    NotPositive(String),
+    /// Longer than a `Duration` holds.
+    #[error("duration {0:?} is too long (at most about 584 942 years)")]
+    TooLong(String),
+    /// Not a number followed by a unit.
+    #[error("invalid size {0:?} (examples: 65536, 64KiB, 1GiB)")]
+    Size(String),
+    /// A unit a size does not take.
+    #[error("invalid size unit {unit:?} in {text:?} (use B, KiB, MiB, GiB, KB, MB, GB)")]
+    SizeUnit {
+        /// The unit.
+        unit: String,
+        /// The text given.
+        text: String,
+    },
+    /// More bytes than a `u64` holds.
+    #[error("size too large: {0:?}")]
+    TooLarge(String),
+}
+
 /// Parses a duration: a positive number with unit `ms`, `s` (default), `m`/`min`, `h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let t = s.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (examples: 500ms, 1s, 2m)"))?;
+    let n: f64 = num.parse().map_err(|_| UnitError::Duration(s.into()))?;
     let secs = match unit.trim() {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         u => {
-            return Err(format!(
-                "invalid duration unit {u:?} in {s:?} (use ms, s, m or h)"
-            ))
+            return Err(UnitError::DurationUnit {
+                unit: u.into(),
+                text: s.into(),
+            })
         }
     };
     if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("duration must be positive: {s:?}"));
+        return Err(UnitError::NotPositive(s.into()));
     }
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("duration {s:?} is too long (at most about 584 942 years)"))
+    Duration::try_from_secs_f64(secs).map_err(|_| UnitError::TooLong(s.into()))
 }
 
 /// Parses a size in bytes: a number with optional unit `B`, `KiB`, `MiB`, `GiB`,
 /// `KB`, `MB`, `GB`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, UnitError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?} (examples: 65536, 64KiB, 1GiB)"))?;
+    let n: u64 = num.parse().map_err(|_| UnitError::Size(s.into()))?;
     let mul: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -49,13 +82,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         u => {
-            return Err(format!(
-                "invalid size unit {u:?} in {s:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
-            ))
+            return Err(UnitError::SizeUnit {
+                unit: u.into(),
+                text: s.into(),
+            })
         }
     };
     n.checked_mul(mul)
-        .ok_or_else(|| format!("size too large: {s:?}"))
+        .ok_or_else(|| UnitError::TooLarge(s.into()))
 }
 
 /// Buckets of latency histograms, in seconds: 100 µs to about 52 s.

@@ -255,7 +255,7 @@ pub fn records(path: &Path) -> Vec<Vec<u8>> {
 pub fn read_msg<S: std::io::Read>(t: &mut S) -> Result<Msg, String> {
     let mut fr = FrameReader::default();
     let (ty, body) = fr.next(t, 1 << 20).map_err(|e| e.to_string())?;
-    Msg::decode(ty, body)
+    Msg::decode(ty, body).map_err(|e| e.to_string())
 }
 
 /// Sends `recs` (records of one chain) as batch `id`; the collector's answer.

@@ -358,6 +358,36 @@ impl Reader {
         );
     }
 
+    /// The current entry's fields, whole, into `scratch` and `spans`. A field
+    /// libsystemd cannot read (compression it was not built with, corruption)
+    /// ends the list with a `__LOGSEAL_FIELD_ERROR` field: the entry is still
+    /// chained.
+    fn read_fields(&mut self) {
+        self.scratch.clear();
+        self.spans.clear();
+        self.j.restart_data();
+        loop {
+            match self.j.enumerate_data() {
+                Ok(Some(f)) => {
+                    let d = f.data();
+                    let eq = d.iter().position(|&b| b == b'=').unwrap_or(d.len());
+                    let s = self.scratch.len();
+                    self.scratch.extend_from_slice(d);
+                    self.spans.push((s, s + eq, s + d.len()));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let s = self.scratch.len();
+                    let msg = format!("__LOGSEAL_FIELD_ERROR={e}");
+                    self.scratch.extend_from_slice(msg.as_bytes());
+                    self.spans
+                        .push((s, s + "__LOGSEAL_FIELD_ERROR".len(), self.scratch.len()));
+                    break;
+                }
+            }
+        }
+    }
+
     /// Reads one entry; false when there is none yet.
     fn step(&mut self) -> std::io::Result<bool> {
         if !self.current_unread && self.j.next()? == 0 {
@@ -387,32 +417,7 @@ impl Reader {
         if let Some(p) = &parsed {
             self.check_sequence(p, t_ns, &cursor);
         }
-        // The entry's fields, whole.
-        self.scratch.clear();
-        self.spans.clear();
-        self.j.restart_data();
-        loop {
-            match self.j.enumerate_data() {
-                Ok(Some(f)) => {
-                    let d = f.data();
-                    let eq = d.iter().position(|&b| b == b'=').unwrap_or(d.len());
-                    let s = self.scratch.len();
-                    self.scratch.extend_from_slice(d);
-                    self.spans.push((s, s + eq, s + d.len()));
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    // A field libsystemd cannot read (compression it was not
-                    // built with, corruption): the entry is still chained.
-                    let s = self.scratch.len();
-                    let msg = format!("__LOGSEAL_FIELD_ERROR={e}");
-                    self.scratch.extend_from_slice(msg.as_bytes());
-                    self.spans
-                        .push((s, s + "__LOGSEAL_FIELD_ERROR".len(), self.scratch.len()));
-                    break;
-                }
-            }
-        }
+        self.read_fields();
         let view: Vec<(&[u8], &[u8])> = self
             .spans
             .iter()
