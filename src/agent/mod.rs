@@ -410,7 +410,7 @@ pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         chain: writer.chain_id().to_string(),
         certificates: watched_files(&cfg),
     });
-    crate::monitor::expiry::warn_expiring(&observed.certificates, now_secs());
+    crate::monitor::expiry::warn_expiring_now(&observed.certificates);
     if let Some(listener) = metrics_listener {
         let registry = Arc::new(observed.registry());
         rt.spawn(crate::monitor::metrics::serve(
@@ -603,11 +603,6 @@ fn stopped(
         "agent stopped cleanly"
     );
     Ok(())
-}
-
-/// The clock in whole seconds, for certificate deadlines.
-fn now_secs() -> i64 {
-    crate::util::timefmt::now_ns() / 1_000_000_000
 }
 
 /// Opens (or starts) the chain in the spool, chains what the previous stop
@@ -855,14 +850,11 @@ impl Running<'_> {
         let mut last_change = std::time::Instant::now();
         let mut status = tokio::time::interval(crate::monitor::status::AGENT_INTERVAL);
         let mut status_failing = false;
-        let mut expiry = tokio::time::interval_at(
-            tokio::time::Instant::now() + crate::monitor::expiry::RECHECK,
-            crate::monitor::expiry::RECHECK,
-        );
+        let mut expiry = crate::monitor::expiry::recheck();
         loop {
             tokio::select! {
                 _ = expiry.tick() => {
-                    crate::monitor::expiry::warn_expiring(&observed.certificates, now_secs());
+                    crate::monitor::expiry::warn_expiring_now(&observed.certificates);
                 }
                 _ = status.tick() => {
                     let r = observed.status(true).write(&cfg.state_dir);
@@ -880,7 +872,7 @@ impl Running<'_> {
                     Asked::Reload => {
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
                         reload(cfg, self.bound_tls, self.ship_tls);
-                        crate::monitor::expiry::warn_expiring(&observed.certificates, now_secs());
+                        crate::monitor::expiry::warn_expiring_now(&observed.certificates);
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
                     }
                 },

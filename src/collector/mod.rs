@@ -469,7 +469,7 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
 
     let silent_after = cfg.liveness.heartbeat * cfg.liveness.silent_after;
     let certificates = watched(&cfg.tls);
-    crate::monitor::expiry::warn_expiring(&certificates, now_secs());
+    crate::monitor::expiry::warn_expiring_now(&certificates);
     let (metrics_stop, metrics_stopped) = tokio::sync::watch::channel(false);
     if let Some(l) = metrics_listener {
         let m = Arc::new(metrics::CollectorMetrics {
@@ -602,14 +602,11 @@ async fn supervise(
     // The CRL file is looked at every second: a revocation takes effect
     // within a second, for new handshakes and for open sessions.
     let mut crl_poll = tokio::time::interval(CRL_POLL);
-    let mut expiry = tokio::time::interval_at(
-        tokio::time::Instant::now() + crate::monitor::expiry::RECHECK,
-        crate::monitor::expiry::RECHECK,
-    );
+    let mut expiry = crate::monitor::expiry::recheck();
     loop {
         tokio::select! {
             _ = expiry.tick() => {
-                crate::monitor::expiry::warn_expiring(certificates, now_secs());
+                crate::monitor::expiry::warn_expiring_now(certificates);
             },
             asked = stop.recv() => match asked {
                 crate::util::stop::Asked::Stop => break,
@@ -617,7 +614,7 @@ async fn supervise(
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
                     tracing::info!("SIGHUP: reloading the certificates, key, CA and CRL (other settings need a restart)");
                     reload_tls(shared, "SIGHUP");
-                    crate::monitor::expiry::warn_expiring(certificates, now_secs());
+                    crate::monitor::expiry::warn_expiring_now(certificates);
                     if let Some(path) = &cfg.source {
                         match CollectorConfig::load(path) {
                             Ok(new) => {
@@ -645,11 +642,6 @@ async fn supervise(
             }
         }
     }
-}
-
-/// The clock in whole seconds, for certificate deadlines.
-fn now_secs() -> i64 {
-    crate::util::timefmt::now_ns() / 1_000_000_000
 }
 
 type Tls = rustls::StreamOwned<rustls::ServerConnection, TcpStream>;

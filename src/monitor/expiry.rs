@@ -118,6 +118,16 @@ impl Watched {
     }
 }
 
+/// [`warn_expiring`] as of the clock.
+pub fn warn_expiring_now(files: &[Watched]) -> usize {
+    warn_expiring(files, crate::util::timefmt::now_ns() / 1_000_000_000)
+}
+
+/// A running process's timer to look again, every [`RECHECK`] from now.
+pub fn recheck() -> tokio::time::Interval {
+    tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK)
+}
+
 /// Logs a warning for each file whose deadline is within [`Kind::warn_before`]
 /// of `now` (seconds) or past; returns how many.
 pub fn warn_expiring(files: &[Watched], now: i64) -> usize {
