@@ -269,3 +269,22 @@ fn no_function_is_longer_than_120_lines() {
         .find(|(_, f, n)| n == "run" && f.ends_with("agent/mod.rs"));
     assert!(agent.is_some_and(|(n, _, _)| *n > 50), "{agent:?}");
 }
+
+/// `anyhow` only where a command reports to its user (`src/cmd/`,
+/// `src/main.rs`); the library modules return typed errors.
+#[test]
+fn anyhow_only_in_the_commands() {
+    let mut found = Vec::new();
+    for f in files(&src()) {
+        let rel = f.strip_prefix(src()).unwrap().display().to_string();
+        if rel.starts_with("cmd/") || rel == "main.rs" {
+            continue;
+        }
+        if code(&f).contains("anyhow") {
+            found.push(rel);
+        }
+    }
+    assert!(found.is_empty(), "anyhow used outside src/cmd/: {found:?}");
+    let core = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/logseal-core/src");
+    assert!(files(&core).iter().all(|f| !code(f).contains("anyhow")));
+}

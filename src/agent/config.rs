@@ -3,6 +3,7 @@
 //! Unknown keys are errors that name the key and its line.
 
 use crate::ingest::journal::config::{JournalSource, JournalStart, JournaldConfig};
+use crate::util::config::ConfigError;
 use crate::util::units::serde_units;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -312,27 +313,6 @@ impl Input {
             )),
         }
     }
-}
-
-/// Why a config file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Unreadable.
-    #[error("{path}: {cause}")]
-    Io {
-        /// File.
-        path: PathBuf,
-        /// Cause (shown in the message, not chained again after it).
-        cause: std::io::Error,
-    },
-    /// Not valid (syntax, unknown key, bad value); the message names the line.
-    #[error("{path}: {message}")]
-    Invalid {
-        /// File.
-        path: PathBuf,
-        /// What and where.
-        message: String,
-    },
 }
 
 impl AgentConfig {

@@ -8,6 +8,7 @@
 //! final seal, exit 0.
 
 pub mod config;
+pub mod error;
 pub mod metrics;
 pub mod stage;
 pub mod stamper;
@@ -21,6 +22,7 @@ use crate::storage::writer::{ChainWriter, Opened};
 use crate::transport::shipper::{self, ShipLink, ShipStats, ShipperConfig};
 use crate::util::stop::{Asked, Reloadable};
 use config::{AgentConfig, Input};
+use error::{bind_error, AgentError};
 use stamper::{StamperConfig, Stats};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -79,7 +81,7 @@ fn bind_inputs(
     cfg: &AgentConfig,
     rt: &tokio::runtime::Runtime,
     files: &mut SocketFiles,
-) -> anyhow::Result<Vec<Bound>> {
+) -> Result<Vec<Bound>, AgentError> {
     let mut inherited = Inherited::from_env();
     let mut bound = Vec::new();
     rt.block_on(async {
@@ -90,7 +92,7 @@ fn bind_inputs(
                         Some(s) => tokio::net::UdpSocket::from_std(s)?,
                         None => tokio::net::UdpSocket::bind(listen)
                             .await
-                            .map_err(|e| anyhow::anyhow!("binding udp://{listen}: {e}"))?,
+                            .map_err(bind_error(format_args!("udp://{listen}")))?,
                     };
                     let addr = sock.local_addr()?;
                     let loss = Arc::new(LossCounter::new(Source::SyslogUdp, addr.to_string()));
@@ -104,7 +106,7 @@ fn bind_inputs(
                     Some(l) => tokio::net::TcpListener::from_std(l)?,
                     None => tokio::net::TcpListener::bind(listen)
                         .await
-                        .map_err(|e| anyhow::anyhow!("binding tcp://{listen}: {e}"))?,
+                        .map_err(bind_error(format_args!("tcp://{listen}")))?,
                 }),
                 Input::Tls {
                     listen,
@@ -117,12 +119,15 @@ fn bind_inputs(
                         key,
                         client_ca.as_deref(),
                     )
-                    .map_err(|e| anyhow::anyhow!("input tls://{listen}: {e}"))?;
+                    .map_err(|cause| AgentError::Tls {
+                        what: format!("input tls://{listen}"),
+                        cause: Box::new(cause),
+                    })?;
                     let l = match inherited.tcp(listen) {
                         Some(l) => tokio::net::TcpListener::from_std(l)?,
                         None => tokio::net::TcpListener::bind(listen)
                             .await
-                            .map_err(|e| anyhow::anyhow!("binding tls://{listen}: {e}"))?,
+                            .map_err(bind_error(format_args!("tls://{listen}")))?,
                     };
                     Bound::Tls(l, Arc::new(Reloadable::new(tls)))
                 }
@@ -131,9 +136,9 @@ fn bind_inputs(
                         Some(s) => tokio::net::UnixDatagram::from_std(s)?,
                         None => {
                             remove_stale_socket(path, false)?;
-                            let s = tokio::net::UnixDatagram::bind(path).map_err(|e| {
-                                anyhow::anyhow!("binding unix-dgram://{}: {e}", path.display())
-                            })?;
+                            let s = tokio::net::UnixDatagram::bind(path).map_err(bind_error(
+                                format_args!("unix-dgram://{}", path.display()),
+                            ))?;
                             files.add(path);
                             set_mode(path, 0o666)?;
                             s
@@ -148,9 +153,9 @@ fn bind_inputs(
                         Some(l) => tokio::net::UnixListener::from_std(l)?,
                         None => {
                             remove_stale_socket(path, true)?;
-                            let l = tokio::net::UnixListener::bind(path).map_err(|e| {
-                                anyhow::anyhow!("binding unix-stream://{}: {e}", path.display())
-                            })?;
+                            let l = tokio::net::UnixListener::bind(path).map_err(bind_error(
+                                format_args!("unix-stream://{}", path.display()),
+                            ))?;
                             files.add(path);
                             set_mode(path, 0o666)?;
                             l
@@ -160,7 +165,7 @@ fn bind_inputs(
                 }
             });
         }
-        anyhow::Ok(())
+        Ok::<(), AgentError>(())
     })?;
     inherited.warn_unused();
     // Connections beyond max_connections wait in the listen backlog: a long
@@ -359,7 +364,7 @@ fn reload(
 
 /// Runs the agent until SIGTERM/SIGINT (SIGHUP reloads certificates). Bound
 /// addresses are printed to stdout as `listening URL` lines (useful with port 0).
-pub fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+pub fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     // One owner per state directory, for the whole run (the shipper included):
     // a second agent on it is refused, naming the first.
     let _lock = crate::storage::fsutil::lock_dir(&cfg.state_dir, "state directory")?;
@@ -475,7 +480,7 @@ struct Prepared {
 /// The runtime, the signals, every input bound, every certificate loaded,
 /// the journal opened and the loss-count file made: all before the chain is
 /// touched.
-fn prepare(cfg: &AgentConfig) -> anyhow::Result<Prepared> {
+fn prepare(cfg: &AgentConfig) -> Result<Prepared, AgentError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -490,8 +495,12 @@ fn prepare(cfg: &AgentConfig) -> anyhow::Result<Prepared> {
     };
     let ship_tls = match &cfg.ship {
         Some(ship) => Some(Arc::new(Reloadable::new(
-            crate::transport::tls::client_config(&ship.ca, &ship.cert, &ship.key)
-                .map_err(|e| anyhow::anyhow!("[ship]: {e}"))?,
+            crate::transport::tls::client_config(&ship.ca, &ship.cert, &ship.key).map_err(
+                |cause| AgentError::Tls {
+                    what: "[ship]".into(),
+                    cause: Box::new(cause),
+                },
+            )?,
         ))),
         None => None,
     };
@@ -538,10 +547,13 @@ fn start_journal(
     tx: &mpsc::Sender<crate::ingest::Batch>,
     stop_rx: &watch::Receiver<bool>,
     done: &Arc<tokio::sync::Notify>,
-) -> anyhow::Result<(
-    Option<std::thread::JoinHandle<()>>,
-    Option<Arc<crate::ingest::journal::ReaderStats>>,
-)> {
+) -> Result<
+    (
+        Option<std::thread::JoinHandle<()>>,
+        Option<Arc<crate::ingest::journal::ReaderStats>>,
+    ),
+    AgentError,
+> {
     let Some(jc) = journal_cfg else {
         return Ok((None, None));
     };
@@ -582,17 +594,13 @@ fn stopped(
     panicked: &PanicStop,
     observed: &metrics::AgentMetrics,
     state_dir: &std::path::Path,
-) -> anyhow::Result<()> {
+) -> Result<(), AgentError> {
     match stamped {
         Ok(r) => r?,
-        Err(_) => anyhow::bail!("the stamper thread panicked"),
+        Err(_) => return Err(AgentError::StamperPanicked),
     }
     if lock(&panicked.0).is_some() {
-        anyhow::bail!(
-            "{}; the agent stopped and sealed its chain (a bug: please report it; a restart \
-             resumes the chain)",
-            panic_text(panicked)
-        );
+        return Err(AgentError::Panicked(panic_text(panicked)));
     }
     if let Err(e) = observed.status(false).write(state_dir) {
         tracing::warn!(error = %e, "writing status.json at the stop");
@@ -613,7 +621,7 @@ fn open_chain(
     spool_dir: &std::path::Path,
     left_over: &[LostCount],
     unwritten: Option<&Arc<Mutex<Unwritten>>>,
-) -> anyhow::Result<ChainWriter<Spool>> {
+) -> Result<ChainWriter<Spool>, AgentError> {
     let host = (!cfg.host.is_empty()).then_some(cfg.host.as_str());
     let opts = SpoolOptions {
         segment_bytes: cfg.spool.segment_size,
@@ -673,7 +681,7 @@ fn start_inputs(
     tx: &mpsc::Sender<crate::ingest::Batch>,
     stop_rx: &watch::Receiver<bool>,
     blocked_rx: &watch::Receiver<bool>,
-) -> anyhow::Result<Inputs> {
+) -> Result<Inputs, AgentError> {
     let streams = bound
         .iter()
         .filter(|b| matches!(b, Bound::Tcp(..) | Bound::Tls(..) | Bound::UnixStream(..)))
@@ -773,7 +781,7 @@ fn start_shipper(
     ship_tls: Option<&Arc<Reloadable<rustls::ClientConfig>>>,
     writer: &ChainWriter<Spool>,
     spool_dir: &std::path::Path,
-) -> anyhow::Result<Option<Shipping>> {
+) -> Result<Option<Shipping>, AgentError> {
     let (Some(ship), Some(tls)) = (&cfg.ship, ship_tls) else {
         return Ok(None);
     };
@@ -909,7 +917,7 @@ fn chain_left_over(
     opened: &Opened,
     left: &[LostCount],
     file: Option<&Mutex<Unwritten>>,
-) -> anyhow::Result<bool> {
+) -> Result<bool, AgentError> {
     if left.is_empty() {
         return Ok(false);
     }
@@ -1050,10 +1058,10 @@ fn panic_text(stop: &PanicStop) -> String {
 fn prepare_journald(
     cfg: &AgentConfig,
     j: &crate::ingest::journal::config::JournaldConfig,
-) -> anyhow::Result<crate::ingest::journal::reader::ReaderConfig> {
+) -> Result<crate::ingest::journal::reader::ReaderConfig, AgentError> {
     use crate::ingest::journal::{reader, resume, Filter};
     let source = crate::ingest::journal::config::JournalSource::parse(&j.journal)
-        .map_err(anyhow::Error::msg)?;
+        .map_err(AgentError::Refused)?;
     reader::check(&source)?;
     if source == crate::ingest::journal::config::JournalSource::System {
         if let Some(why) = crate::ingest::journal::system_journal_missing() {
@@ -1063,13 +1071,14 @@ fn prepare_journald(
     // The resume point is read again once the chain is open (a torn tail may
     // be cut then); reading it now refuses a damaged one before the chain is
     // touched.
-    resume::resume_cursor(&cfg.state_dir, &cfg.state_dir.join("spool"))
-        .map_err(|e| anyhow::anyhow!("finding the last journal entry chained: {e}"))?;
+    resume::resume_cursor(&cfg.state_dir, &cfg.state_dir.join("spool")).map_err(
+        crate::util::in_doing(format_args!("finding the last journal entry chained")),
+    )?;
     Ok(reader::ReaderConfig {
         source,
         start: crate::ingest::journal::config::JournalStart::parse(&j.start)
-            .map_err(anyhow::Error::msg)?,
-        filter: Filter::new(j).map_err(anyhow::Error::msg)?,
+            .map_err(AgentError::Refused)?,
+        filter: Filter::new(j).map_err(AgentError::Refused)?,
         max_entry: j.max_entry_size as usize,
         resume: None,
         peer: j.journal.as_str().into(),
@@ -1090,10 +1099,11 @@ fn start_journald(
     stop: watch::Receiver<bool>,
     done: Arc<tokio::sync::Notify>,
     stats: Arc<crate::ingest::journal::ReaderStats>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
+) -> Result<std::thread::JoinHandle<()>, AgentError> {
     use crate::ingest::journal::{reader, resume};
-    rcfg.resume = resume::resume_cursor(&cfg.state_dir, spool_dir)
-        .map_err(|e| anyhow::anyhow!("finding the last journal entry chained: {e}"))?;
+    rcfg.resume = resume::resume_cursor(&cfg.state_dir, spool_dir).map_err(
+        crate::util::in_doing(format_args!("finding the last journal entry chained")),
+    )?;
     rcfg.done = done;
     let name = rcfg.peer.clone();
     let h = reader::spawn(rcfg, tx, stop, stats)?;
@@ -1115,8 +1125,14 @@ type JournalConfig = NoJournal;
 fn prepare_journald(
     _: &AgentConfig,
     _: &crate::ingest::journal::config::JournaldConfig,
-) -> anyhow::Result<NoJournal> {
-    anyhow::bail!("[journald]: this logseal was built without journald support")
+) -> Result<NoJournal, AgentError> {
+    Err(no_journald())
+}
+
+/// A [journald] table given to a build without the input.
+#[cfg(not(feature = "journald"))]
+fn no_journald() -> AgentError {
+    AgentError::Refused("[journald]: this logseal was built without journald support".into())
 }
 
 #[cfg(not(feature = "journald"))]
@@ -1128,8 +1144,8 @@ fn start_journald(
     _: watch::Receiver<bool>,
     _: Arc<tokio::sync::Notify>,
     _: Arc<crate::ingest::journal::ReaderStats>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    anyhow::bail!("[journald]: this logseal was built without journald support")
+) -> Result<std::thread::JoinHandle<()>, AgentError> {
+    Err(no_journald())
 }
 
 /// Sockets passed by systemd (socket activation, `LISTEN_FDS`), matched to
@@ -1246,7 +1262,7 @@ impl Inherited {
 
 /// Removes a socket file no process serves any more (one left by a process
 /// that died). A socket another process serves is refused, not taken over.
-fn remove_stale_socket(path: &std::path::Path, stream: bool) -> anyhow::Result<()> {
+fn remove_stale_socket(path: &std::path::Path, stream: bool) -> Result<(), AgentError> {
     use rustix::io::Errno;
     use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
     use std::os::unix::fs::FileTypeExt;
@@ -1267,24 +1283,26 @@ fn remove_stale_socket(path: &std::path::Path, stream: bool) -> anyhow::Result<(
             )
             .and_then(|fd| rustix::net::connect(&fd, &SocketAddrUnix::new(path)?));
             match probe {
-                Ok(()) | Err(Errno::AGAIN) | Err(Errno::INPROGRESS) => anyhow::bail!(
-                    "{} is served by another process (another agent, or a syslog daemon): \
-                     refusing to take it over",
-                    path.display()
-                ),
+                Ok(()) | Err(Errno::AGAIN) | Err(Errno::INPROGRESS) => {
+                    Err(AgentError::Refused(format!(
+                        "{} is served by another process (another agent, or a syslog daemon): \
+                         refusing to take it over",
+                        path.display()
+                    )))
+                }
                 Err(Errno::CONNREFUSED) => Ok(std::fs::remove_file(path)?),
-                Err(e) => anyhow::bail!("{}: {e}", path.display()),
+                Err(e) => Err(AgentError::Refused(format!("{}: {e}", path.display()))),
             }
         }
-        Ok(_) => anyhow::bail!(
+        Ok(_) => Err(AgentError::Refused(format!(
             "{} exists and is not a socket; refusing to replace it",
             path.display()
-        ),
+        ))),
         Err(_) => Ok(()),
     }
 }
 
-fn set_mode(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+fn set_mode(path: &std::path::Path, mode: u32) -> Result<(), AgentError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(())

@@ -1,5 +1,6 @@
 //! The collector's configuration file (`config/collector.toml` documents every key).
 
+use crate::util::config::ConfigError;
 use crate::util::units::serde_units;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -209,10 +210,16 @@ impl Default for Liveness {
 
 impl CollectorConfig {
     /// Parses a configuration file; errors name the key and line.
-    pub fn load(path: &Path) -> anyhow::Result<CollectorConfig> {
+    pub fn load(path: &Path) -> Result<CollectorConfig, ConfigError> {
         let text = crate::storage::fsutil::read_bounded_text(path, crate::util::config::MAX_CONFIG)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let mut cfg = Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            .map_err(|cause| ConfigError::Io {
+                path: path.to_path_buf(),
+                cause,
+            })?;
+        let mut cfg = Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
         cfg.source = Some(path.to_path_buf());
         Ok(cfg)
     }
@@ -312,9 +319,17 @@ impl CollectorConfig {
 /// Reads an enrolled-hosts file: trust anchors, `HOST KEY` per line, as
 /// `logseal agent --print-genesis` prints them (docs/FORMAT.md §4.1; older
 /// `HOST SHA256:FINGERPRINT` lines are accepted too).
-pub fn read_enrolled(path: &Path) -> anyhow::Result<crate::chain::trust::TrustAnchors> {
+pub fn read_enrolled(path: &Path) -> Result<crate::chain::trust::TrustAnchors, ConfigError> {
     use crate::chain::trust::{TrustAnchors, MAX_TRUST_FILE};
-    let text = crate::storage::fsutil::read_bounded_text(path, MAX_TRUST_FILE)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    TrustAnchors::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let text =
+        crate::storage::fsutil::read_bounded_text(path, MAX_TRUST_FILE).map_err(|cause| {
+            ConfigError::Io {
+                path: path.to_path_buf(),
+                cause,
+            }
+        })?;
+    TrustAnchors::parse(&text).map_err(|e| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }

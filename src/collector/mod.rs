@@ -14,6 +14,7 @@
 
 pub mod admission;
 pub mod config;
+pub mod error;
 pub mod metrics;
 pub mod store;
 
@@ -22,6 +23,7 @@ use crate::transport::crl::Crls;
 use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
 use admission::{Deadline, Held, LogLimit, PreAuth};
 use config::{CollectorConfig, EnrollmentMode};
+use error::CollectorError;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -88,6 +90,17 @@ fn read_floor(store: &std::path::Path) -> Result<Option<Crls>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
+}
+
+/// How hosts are admitted: trust on first use, or the enrolled file's anchors.
+fn enrollment(cfg: &config::EnrollmentConfig) -> Result<Enrollment, CollectorError> {
+    Ok(match cfg.mode {
+        EnrollmentMode::FirstUse => Enrollment::FirstUse,
+        EnrollmentMode::Strict => {
+            let path = cfg.enrolled.clone().unwrap_or_default();
+            Enrollment::Strict(config::read_enrolled(&path)?)
+        }
+    })
 }
 
 /// How often the CRL file is looked at.
@@ -159,9 +172,9 @@ fn stamp_of(p: &std::path::Path) -> Option<FileStamp> {
 impl TlsSource {
     /// Loads `cfg`; with `floor` (what the CRLs used before were), an older
     /// CRL is refused.
-    fn new(cfg: config::TlsConfig, floor: Option<&Crls>) -> anyhow::Result<TlsSource> {
+    fn new(cfg: config::TlsConfig, floor: Option<&Crls>) -> Result<TlsSource, CollectorError> {
         let loaded = Self::build(&cfg, floor).map_err(|e| {
-            anyhow::anyhow!(
+            CollectorError::Tls(format!(
                 "{e}{}",
                 if floor.is_some() {
                     format!(
@@ -171,7 +184,7 @@ impl TlsSource {
                 } else {
                     String::new()
                 }
-            )
+            ))
         })?;
         if let Some(w) = loaded.crls.as_ref().and_then(|c| c.stale(unix_now())) {
             tracing::warn!(crl = %cfg.crl.as_deref().unwrap_or_else(|| "".as_ref()).display(), "{w}");
@@ -395,16 +408,10 @@ pub fn check_files(cfg: &CollectorConfig) -> Findings {
 
 /// Runs the collector until SIGTERM/SIGINT (SIGHUP reloads the certificates
 /// and the CRL). Prints `listening ADDR` on stdout.
-pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
-    let enrollment = match cfg.enrollment.mode {
-        EnrollmentMode::FirstUse => Enrollment::FirstUse,
-        EnrollmentMode::Strict => {
-            let path = cfg.enrollment.enrolled.clone().unwrap_or_default();
-            Enrollment::Strict(config::read_enrolled(&path)?)
-        }
-    };
+pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
+    let enrollment = enrollment(&cfg.enrollment)?;
     fd_limit(cfg.limits.max_connections, cfg.limits.max_unauthenticated);
-    let floor = read_floor(&cfg.store).map_err(anyhow::Error::msg)?;
+    let floor = read_floor(&cfg.store).map_err(CollectorError::Tls)?;
     let tls = TlsSource::new(cfg.tls.clone(), floor.as_ref())?;
     let store = Store::open(
         &cfg.store,
@@ -427,8 +434,10 @@ pub fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut stop = crate::util::stop::StopSignals::install(&rt)?;
-    let listener = TcpListener::bind(&cfg.listen)
-        .map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.listen))?;
+    let listener = TcpListener::bind(&cfg.listen).map_err(|cause| CollectorError::Bind {
+        listen: cfg.listen.clone(),
+        cause,
+    })?;
     let local = listener.local_addr()?;
     let metrics_listener = match &cfg.metrics {
         Some(m) => Some(rt.block_on(crate::monitor::metrics::bind(m))?),

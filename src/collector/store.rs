@@ -45,6 +45,7 @@ use crate::storage::segment::SegmentWriter;
 use crate::storage::spool::{Spool, SpoolOptions};
 use crate::storage::writer::RecordLog;
 use crate::transport::proto::{Batch, Code};
+use crate::util::in_doing;
 use crate::util::timefmt::now_ns;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
@@ -230,9 +231,9 @@ fn charge_of(bytes: u64) -> u64 {
 const MAX_QUARANTINE_JSON: u64 = 64 << 10;
 
 /// The bytes held in quarantine per host, from the `.json` beside each batch.
-fn quarantine_usage(dir: &Path) -> anyhow::Result<HashMap<String, u64>> {
+fn quarantine_usage(dir: &Path) -> io::Result<HashMap<String, u64>> {
     let mut by_host: HashMap<String, u64> = HashMap::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(in_doing(format_args!("{}", dir.display())))?;
     for e in entries {
         let name = e?.file_name().to_string_lossy().into_owned();
         let Some(stem) = name.strip_suffix(".json") else {
@@ -261,18 +262,21 @@ impl Store {
         enrollment: Enrollment,
         segment_bytes: u64,
         quarantine: QuarantineLimits,
-    ) -> anyhow::Result<Store> {
+    ) -> io::Result<Store> {
         // One collector per store: a second is refused, naming the first.
         let store_lock = fsutil::lock_dir(root, "store")?;
         for d in [root.join("hosts"), root.join("quarantine")] {
             std::fs::create_dir_all(&d)
-                .map_err(|e| anyhow::anyhow!("creating {}: {e}", d.display()))?;
+                .map_err(in_doing(format_args!("creating {}", d.display())))?;
         }
         let alerts = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(root.join("alerts.jsonl"))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", root.join("alerts.jsonl").display()))?;
+            .map_err(in_doing(format_args!(
+                "{}",
+                root.join("alerts.jsonl").display()
+            )))?;
         let by_host = quarantine_usage(&root.join("quarantine"))?;
         let store = Store {
             quarantine: Mutex::new(Quarantine {
@@ -337,7 +341,7 @@ impl Store {
     /// Reads a chain back from disk: from the tip saved at the last clean stop
     /// if the store has not changed since (same end position), else through
     /// the tip check, record by record.
-    fn load(&self, host: &str, id: ChainId) -> anyhow::Result<Slot> {
+    fn load(&self, host: &str, id: ChainId) -> io::Result<Slot> {
         let dir = self.chain_dir(host, id);
         if let Some(saved) = read_saved_tip(&dir) {
             let opened = Spool::open(&dir, self.spool_options(), |_, _, _| {});
@@ -361,7 +365,7 @@ impl Store {
         self.replay(host, id, &dir)
     }
 
-    fn replay(&self, host: &str, id: ChainId, dir: &Path) -> anyhow::Result<Slot> {
+    fn replay(&self, host: &str, id: ChainId, dir: &Path) -> io::Result<Slot> {
         let mut tip = Tip::before_genesis(id, host);
         let mut broken: Option<String> = None;
         let mut recent = VecDeque::new();
@@ -384,7 +388,7 @@ impl Store {
                 Err(e) => broken = Some(format!("at position {pos}: {e}")),
             }
         })
-        .map_err(|e| anyhow::anyhow!("store chain {}: {e}", dir.display()))?;
+        .map_err(|e| io::Error::other(format!("store chain {}: {e}", dir.display())))?;
         if repair.torn_bytes > 0 {
             tracing::warn!(chain = %id, host, bytes = repair.torn_bytes, "cut a torn tail in the store (a crash before fsync; those records were never acknowledged)");
         }
@@ -523,7 +527,7 @@ impl Store {
     }
 
     /// Forgets a chain's in-memory state after a storage error: stops its
-    /// writer thread (so nothing more reaches its files), and the chain is
+    /// write-behind thread (so nothing more reaches its files), and the chain is
     /// read back from disk on its next use ([`slot`](Self::slot)).
     pub fn evict(&self, chain: ChainId) {
         let Some(slot) = lock(&self.chains).get(&chain).cloned() else {
@@ -705,9 +709,9 @@ impl Store {
         let name = format!("{}-{}-b{}", now_ns(), batch.chain, batch.id);
         let dir = self.root.join("quarantine");
         let seg = dir.join(format!("{name}.seg"));
-        let res = (|| -> anyhow::Result<()> {
+        let res = (|| -> io::Result<()> {
             let (mut w, _) = SegmentWriter::open_append(&seg, |_, _, _| {})
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(|e| io::Error::other(e.to_string()))?;
             for r in &batch.records {
                 w.append_record_with(|b| b.extend_from_slice(r))?;
             }
@@ -1004,9 +1008,9 @@ fn read_saved_tip(dir: &Path) -> Option<SavedTip> {
     serde_json::from_slice(&b).ok()
 }
 
-fn read_dir_names(dir: &Path) -> anyhow::Result<Vec<String>> {
+fn read_dir_names(dir: &Path) -> io::Result<Vec<String>> {
     let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))? {
+    for e in std::fs::read_dir(dir).map_err(in_doing(format_args!("{}", dir.display())))? {
         let e = e?;
         if e.file_type()?.is_dir() {
             v.push(e.file_name().to_string_lossy().into_owned());

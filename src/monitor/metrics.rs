@@ -61,10 +61,13 @@ pub fn registry(
 
 /// Binds the endpoint's listener (before the process says it is ready, so
 /// that a bad address stops the start) and prints `metrics http://ADDR/metrics`.
-pub async fn bind(cfg: &MetricsConfig) -> anyhow::Result<TcpListener> {
+pub async fn bind(cfg: &MetricsConfig) -> std::io::Result<TcpListener> {
     let l = TcpListener::bind(&cfg.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("[metrics] listen = {:?}: binding: {e}", cfg.listen))?;
+        .map_err(crate::util::in_doing(format_args!(
+            "[metrics] listen = {:?}: binding",
+            cfg.listen
+        )))?;
     crate::announce(format_args!("metrics http://{}/metrics", l.local_addr()?));
     Ok(l)
 }

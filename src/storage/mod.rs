@@ -16,7 +16,7 @@
 //!
 //! - [`segment`]: the record-log file format (frames, CRC32C, resynchronisation)
 //!   and [`crcspan`], the CRCs of spans it resynchronises with.
-//! - [`writebehind`]: the writer thread of a spool or store segment.
+//! - [`writebehind`]: the write-behind thread of a spool or store segment.
 //! - [`writer`]: the chain writer (open, recover, append, seal).
 //! - [`signer`]: the forward-secure key's state file.
 //! - [`spool`]: the agent's segments until a collector acknowledges them.

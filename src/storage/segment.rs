@@ -26,7 +26,7 @@ use std::sync::Arc;
 const WRITE_BUFFER: usize = 1 << 20;
 /// With write-behind, frames are handed over in buffers of this size: small
 /// enough that a sync waits for little, large enough for few hand-overs.
-const LANE_BUFFER: usize = 256 << 10;
+const BEHIND_BUFFER: usize = 256 << 10;
 
 /// True if the file starts with the segment magic.
 pub fn looks_like_segment(path: &Path) -> bool {
@@ -339,10 +339,10 @@ pub struct SegmentWriter {
     /// Buffer size at which frames are handed to the file.
     flush_at: usize,
     /// With write-behind, the thread that writes and syncs.
-    lane: Option<WriteBehind>,
+    behind: Option<WriteBehind>,
     /// Without write-behind: file offset durable after the last sync.
     durable: u64,
-    /// Closed by [`close_lane`](Self::close_lane): every call fails.
+    /// Closed by [`close_write_behind`](Self::close_write_behind): every call fails.
     closed: bool,
 }
 
@@ -436,7 +436,7 @@ impl SegmentWriter {
                 buf: Vec::with_capacity(WRITE_BUFFER + 4096),
                 flushed: end,
                 flush_at: WRITE_BUFFER,
-                lane: None,
+                behind: None,
                 durable: end,
                 closed: false,
             },
@@ -447,11 +447,11 @@ impl SegmentWriter {
     /// Hands writing and syncing to a thread of its own from now on (see
     /// [`crate::storage::writebehind`]): appends then only copy into a buffer.
     pub fn write_behind(&mut self) -> io::Result<()> {
-        if self.lane.is_none() {
+        if self.behind.is_none() {
             // The thread starts from a durable file (see its module comment).
             self.sync()?;
-            self.lane = Some(WriteBehind::start(self.file.clone(), self.durable)?);
-            self.flush_at = LANE_BUFFER;
+            self.behind = Some(WriteBehind::start(self.file.clone(), self.durable)?);
+            self.flush_at = BEHIND_BUFFER;
         }
         Ok(())
     }
@@ -460,10 +460,10 @@ impl SegmentWriter {
     /// cuts the file back to what is known durable
     /// ([`WriteBehind::abandon`]). Every later call fails: writing what is
     /// still buffered would leave a hole where the file was cut.
-    pub fn close_lane(&mut self) {
+    pub fn close_write_behind(&mut self) {
         self.closed = true;
-        if let Some(lane) = self.lane.take() {
-            lane.abandon();
+        if let Some(behind) = self.behind.take() {
+            behind.abandon();
         }
     }
 
@@ -533,7 +533,7 @@ impl SegmentWriter {
     /// cut back to the last complete write and the frames stay buffered (or
     /// queued), so a later call retries them and no torn frame is left.
     fn hand_off(&mut self) -> io::Result<()> {
-        let Some(lane) = &self.lane else {
+        let Some(behind) = &self.behind else {
             return self.flush();
         };
         if self.buf.is_empty() {
@@ -541,9 +541,9 @@ impl SegmentWriter {
         }
         let buf = std::mem::take(&mut self.buf);
         let len = buf.len() as u64;
-        match lane.submit(self.flushed, buf) {
+        match behind.submit(self.flushed, buf) {
             Ok(mut spare) => {
-                spare.reserve(LANE_BUFFER + 4096);
+                spare.reserve(BEHIND_BUFFER + 4096);
                 self.buf = spare;
                 self.flushed += len;
                 Ok(())
@@ -560,9 +560,9 @@ impl SegmentWriter {
     pub fn flush(&mut self) -> io::Result<()> {
         self.ensure_open()?;
         use std::os::unix::fs::FileExt;
-        if self.lane.is_some() {
+        if self.behind.is_some() {
             self.hand_off()?;
-            return self.lane.as_ref().map_or(Ok(()), |l| l.wait_written());
+            return self.behind.as_ref().map_or(Ok(()), |l| l.wait_written());
         }
         if !self.buf.is_empty() {
             if let Err(e) = self.file.write_all_at(&self.buf, self.flushed) {
@@ -580,8 +580,8 @@ impl SegmentWriter {
     pub fn flush_partial(&mut self, n: usize) -> io::Result<()> {
         self.ensure_open()?;
         use std::os::unix::fs::FileExt;
-        if let Some(lane) = &self.lane {
-            lane.wait_written()?;
+        if let Some(behind) = &self.behind {
+            behind.wait_written()?;
         }
         let n = n.min(self.buf.len());
         self.file.write_all_at(&self.buf[..n], self.flushed)
@@ -597,12 +597,12 @@ impl SegmentWriter {
     /// without, it is [`sync`](Self::sync).
     pub fn sync_begin(&mut self) -> io::Result<()> {
         self.ensure_open()?;
-        if self.lane.is_none() {
+        if self.behind.is_none() {
             return self.sync();
         }
         self.hand_off()?;
-        if let Some(lane) = &self.lane {
-            lane.request_sync(self.flushed);
+        if let Some(behind) = &self.behind {
+            behind.request_sync(self.flushed);
         }
         Ok(())
     }
@@ -613,8 +613,8 @@ impl SegmentWriter {
     /// opened).
     pub fn synced(&self) -> io::Result<u64> {
         self.ensure_open()?;
-        match &self.lane {
-            Some(lane) => lane.synced(),
+        match &self.behind {
+            Some(behind) => behind.synced(),
             None => Ok(self.durable),
         }
     }
@@ -622,10 +622,10 @@ impl SegmentWriter {
     /// Flushes and fdatasyncs: everything appended so far is durable.
     pub fn sync(&mut self) -> io::Result<()> {
         self.ensure_open()?;
-        if self.lane.is_some() {
+        if self.behind.is_some() {
             self.hand_off()?;
             let upto = self.flushed;
-            return self.lane.as_ref().map_or(Ok(()), |l| l.sync(upto));
+            return self.behind.as_ref().map_or(Ok(()), |l| l.sync(upto));
         }
         self.flush()?;
         self.file.sync_data()?;

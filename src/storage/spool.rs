@@ -228,7 +228,7 @@ impl Spool {
     /// reaches the files, and the last segment is cut back to what is known
     /// durable. The spool is not to be used after this.
     pub fn close_writer(&mut self) {
-        self.cur.close_lane();
+        self.cur.close_write_behind();
     }
 
     /// Starts making everything appended so far durable; with write-behind

@@ -13,6 +13,7 @@ use super::filter::Filter;
 use super::{push_field, F_BOOT_ID, F_CURSOR, F_MONOTONIC, F_REALTIME, F_SEQNUM, F_SEQNUM_ID};
 use crate::chain::record::{LossReason, Source};
 use crate::ingest::{Batch, ItemFormat, LossNote};
+use crate::util::in_doing;
 use crate::util::timefmt::now_ns;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,13 +85,16 @@ fn describe(source: &JournalSource) -> String {
 }
 
 /// Checks that `source` can be opened, before the agent touches its chain.
-pub fn check(source: &JournalSource) -> anyhow::Result<()> {
+pub fn check(source: &JournalSource) -> std::io::Result<()> {
     if let JournalSource::Directory(d) = source {
         if !d.is_dir() {
-            anyhow::bail!("journald.journal: {} is not a directory", d.display());
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("journald.journal: {} is not a directory", d.display()),
+            ));
         }
     }
-    open(source).map_err(|e| anyhow::anyhow!("opening {}: {e}", describe(source)))?;
+    open(source).map_err(in_doing(format_args!("opening {}", describe(source))))?;
     Ok(())
 }
 
@@ -101,7 +105,7 @@ pub fn spawn(
     tx: mpsc::Sender<Batch>,
     stop: watch::Receiver<bool>,
     stats: Arc<ReaderStats>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let handle = std::thread::Builder::new()
         .name("logseal-journald".into())
@@ -124,7 +128,9 @@ pub fn spawn(
             let _ = handle.join();
             Err(e)
         }
-        Err(_) => anyhow::bail!("the journald reader thread died while opening the journal"),
+        Err(_) => Err(std::io::Error::other(
+            "the journald reader thread died while opening the journal",
+        )),
     }
 }
 
@@ -156,10 +162,10 @@ impl Reader {
         tx: mpsc::Sender<Batch>,
         stop: watch::Receiver<bool>,
         stats: Arc<ReaderStats>,
-    ) -> anyhow::Result<Reader> {
+    ) -> std::io::Result<Reader> {
         let what = describe(&cfg.source);
         check(&cfg.source)?;
-        let j = open(&cfg.source).map_err(|e| anyhow::anyhow!("opening {what}: {e}"))?;
+        let j = open(&cfg.source).map_err(in_doing(format_args!("opening {what}")))?;
         let batch = new_batch(&cfg.peer);
         let tail = open(&cfg.source)
             .inspect_err(|e| {
@@ -181,7 +187,7 @@ impl Reader {
             probed: std::time::Instant::now(),
         };
         r.position()
-            .map_err(|e| anyhow::anyhow!("positioning in {what}: {e}"))?;
+            .map_err(in_doing(format_args!("positioning in {what}")))?;
         Ok(r)
     }
 
