@@ -369,6 +369,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     // a second agent on it is refused, naming the first.
     let _lock = crate::storage::fsutil::lock_dir(&cfg.state_dir, "state directory")?;
 
+    let panicked = panic_stops();
     // Everything that can fail for a reason outside the chain comes first, so
     // that a start that fails leaves the chain as it was (no Genesis, no
     // `recovered` record for a run that never happened).
@@ -383,7 +384,6 @@ pub fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         unwritten,
         left_over,
     } = prepare(&cfg)?;
-    let panicked = panic_stops();
     let spool_dir = cfg.state_dir.join("spool");
     let writer = open_chain(&cfg, &spool_dir, &left_over, unwritten.as_ref())?;
 

@@ -246,7 +246,13 @@ impl Cursor {
                     Err(FrameFault::Incomplete { need }) => {
                         // One frame larger than the chunk: read exactly it.
                         grow(&mut self.buf, start + need);
-                        f.read_exact_at(&mut self.buf[start..start + need], off)?;
+                        f.read_exact_at(&mut self.buf[start..start + need], off)
+                            .map_err(|e| {
+                                io::Error::new(
+                                    e.kind(),
+                                    format!("spool segment {base:020}.seg: the frame at offset {foff}: {e} (the spool was damaged; shipping stops here)"),
+                                )
+                            })?;
                         end = start + need;
                         continue;
                     }
@@ -774,6 +780,19 @@ mod tests {
             m.contains("00000000000000000000.seg")
                 && m.contains("checksum")
                 && m.contains(&format!("offset {second}")),
+            "{m}"
+        );
+
+        // The segment cut inside the second frame's header (shorter than the
+        // position it was durable to): an error naming it, not a busy loop.
+        let first_end = (crate::chain::frame::HEADER_LEN as usize) + 8 + 1 + recs[0].len();
+        bytes.truncate(first_end + 4);
+        std::fs::write(&seg, &bytes).unwrap();
+        let mut c = Cursor::new(&dir, 0);
+        let e = c.read(end, 100, 1 << 20).err().unwrap();
+        let m = e.to_string();
+        assert!(
+            m.contains("00000000000000000000.seg") && m.contains(&format!("offset {first_end}")),
             "{m}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -118,6 +118,8 @@ pub fn syslog_server_config(
     key_path: &Path,
     client_ca: Option<&Path>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    // The certificate and key first: what a broken input reports first.
+    let (chain, private) = (load_certs(cert)?, key(key_path)?);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -127,7 +129,7 @@ pub fn syslog_server_config(
         None => builder.with_no_client_auth(),
     };
     let cfg = builder
-        .with_single_cert(load_certs(cert)?, key(key_path)?)
+        .with_single_cert(chain, private)
         .map_err(cert_key(cert, key_path))?;
     Ok(Arc::new(cfg))
 }
