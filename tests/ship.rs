@@ -1000,10 +1000,7 @@ fn shipped_collector_config_and_ship_section_parse_and_bad_keys_are_named() {
         format!("{:?}", cfg.liveness),
         format!("{:?}", minimal.liveness)
     );
-    assert_eq!(
-        (cfg.listen.as_str(), &cfg.store),
-        (minimal.listen.as_str(), &minimal.store)
-    );
+    assert_eq!((cfg.listen, &cfg.store), (minimal.listen, &minimal.store));
     // The commented [ship] example of agent.toml, uncommented, is valid.
     let agent = std::fs::read_to_string(root.join("config/agent.toml")).unwrap();
     let ship: String = agent

@@ -7,7 +7,7 @@ use std::path::Path;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let _ = logseal::agent::config::AgentConfig::parse(&text, Path::new("fuzz.toml"));
-    let _ = logseal::collector::config::CollectorConfig::parse(&text);
+    let _ = logseal::collector::config::CollectorConfig::parse(&text, Path::new("fuzz.toml"));
     for line in text.lines().take(64) {
         let _ = logseal::util::units::parse_size(line);
         let _ = logseal::util::units::parse_duration(line);

@@ -2,8 +2,10 @@
 //!
 //! Unknown keys are errors that name the key and its line.
 
-use crate::ingest::journal::config::{JournalSource, JournalStart, JournaldConfig};
-use crate::util::config::ConfigError;
+use crate::ingest::journal::config::JournaldConfig;
+use crate::util::config::{
+    durations_in_range, in_range, ConfigError, HostPort, ListenAddr, LogLevel, ValueError,
+};
 use crate::util::units::serde_units;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -20,8 +22,8 @@ pub struct AgentConfig {
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     /// `error`, `warn`, `info`, `debug` or `trace`.
-    #[serde(default = "default_log_level")]
-    pub log_level: String,
+    #[serde(default)]
+    pub log_level: LogLevel,
     /// Sealing.
     #[serde(default)]
     pub chain: ChainConfig,
@@ -72,7 +74,7 @@ impl AgentConfig {
 #[serde(deny_unknown_fields)]
 pub struct ShipConfig {
     /// Collectors as `HOST:PORT`, tried in order; the next one on failure.
-    pub collectors: Vec<String>,
+    pub collectors: Vec<HostPort>,
     /// Name the collectors' certificates must carry; empty: the HOST part of each address.
     #[serde(default)]
     pub server_name: String,
@@ -123,9 +125,6 @@ fn d_drain() -> Duration {
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/logseal/agent")
-}
-fn default_log_level() -> String {
-    "info".into()
 }
 
 /// When seals are made.
@@ -242,17 +241,17 @@ pub enum Input {
     /// Syslog over UDP, one message per datagram.
     Udp {
         /// Address to bind, e.g. `0.0.0.0:514`.
-        listen: String,
+        listen: ListenAddr,
     },
     /// Syslog over TCP; RFC 6587 octet-counting or LF framing, detected per connection.
     Tcp {
         /// Address to bind.
-        listen: String,
+        listen: ListenAddr,
     },
     /// Syslog over TLS (RFC 5425), framed like TCP.
     Tls {
         /// Address to bind, e.g. `0.0.0.0:6514`.
-        listen: String,
+        listen: ListenAddr,
         /// PEM certificate chain of this input.
         cert: PathBuf,
         /// PEM private key.
@@ -291,26 +290,44 @@ pub enum WhenFull {
 impl Input {
     /// Parses a `--listen` URL: `udp://ADDR`, `tcp://ADDR`, `unix-dgram:///PATH`
     /// (datagram) or `unix-stream:///PATH`.
-    pub fn from_url(url: &str) -> Result<Input, String> {
+    pub fn from_url(url: &str) -> Result<Input, ValueError> {
+        let bad = |why: String| ValueError::refused("--listen", format!("{url:?}: {why}"));
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            format!("{url:?}: expected udp://ADDR, tcp://ADDR, unix-dgram:///PATH or unix-stream:///PATH")
+            bad("expected udp://ADDR, tcp://ADDR, unix-dgram:///PATH or unix-stream:///PATH".into())
         })?;
-        match scheme {
-            "udp" => Ok(Input::Udp {
-                listen: rest.into(),
-            }),
-            "tcp" => Ok(Input::Tcp {
-                listen: rest.into(),
-            }),
-            "unix-dgram" => Ok(Input::UnixDgram {
+        let addr = || rest.parse::<ListenAddr>();
+        let input = match scheme {
+            "udp" => Input::Udp { listen: addr()? },
+            "tcp" => Input::Tcp { listen: addr()? },
+            "unix-dgram" => Input::UnixDgram {
                 path: rest.into(),
                 when_full: WhenFull::Drop,
-            }),
-            "unix-stream" => Ok(Input::UnixStream { path: rest.into() }),
-            other => Err(format!(
-                "{url:?}: unknown scheme {other:?} (udp, tcp, unix-dgram, unix-stream: \
-                 the names of the config's input types)"
-            )),
+            },
+            "unix-stream" => Input::UnixStream { path: rest.into() },
+            other => {
+                return Err(bad(format!(
+                    "unknown scheme {other:?} (udp, tcp, unix-dgram, unix-stream: \
+                     the names of the config's input types)"
+                )))
+            }
+        };
+        input.check()?;
+        Ok(input)
+    }
+
+    /// What the types alone do not check: a socket path is absolute.
+    fn check(&self) -> Result<(), ValueError> {
+        match self {
+            Input::UnixDgram { path, .. } | Input::UnixStream { path } if !path.is_absolute() => {
+                Err(ValueError::refused(
+                    "input path",
+                    format!(
+                        "{:?}: a unix socket input needs an absolute path",
+                        path.display()
+                    ),
+                ))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -318,67 +335,54 @@ impl Input {
 impl AgentConfig {
     /// Parses a config from text.
     pub fn parse(text: &str, path: &Path) -> Result<AgentConfig, ConfigError> {
-        let mut cfg: AgentConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let mut cfg: AgentConfig = ConfigError::parse(text, path)?;
         // One form of a host name everywhere: `WEB-02.` is `web-02`.
         cfg.host = crate::chain::hostname::canonical(&cfg.host);
-        cfg.check().map_err(|message| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        cfg.check().map_err(ConfigError::value(path))?;
         Ok(cfg)
     }
 
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        // A regular file of bounded size: a FIFO or a device given by mistake is
-        // refused, not waited on.
-        let text = crate::storage::fsutil::read_bounded_text(path, crate::util::config::MAX_CONFIG)
-            .map_err(|cause| ConfigError::Io {
-                path: path.to_path_buf(),
-                cause,
-            })?;
-        let mut cfg = Self::parse(&text, path)?;
+        let mut cfg = Self::parse(&ConfigError::read(path)?, path)?;
         cfg.source = Some(path.to_path_buf());
         Ok(cfg)
     }
 
     /// Checks values that the types alone do not.
-    pub fn check(&self) -> Result<(), String> {
-        crate::util::config::check_log_level(&self.log_level)?;
+    pub fn check(&self) -> Result<(), ValueError> {
         if !self.host.is_empty() {
-            crate::chain::hostname::check(&self.host).map_err(|e| format!("host: {e}"))?;
-        }
-        if self.limits.max_message < 480 || self.limits.max_message > (16 << 20) - 4096 {
-            return Err("limits.max_message must be between 480 bytes and 16 MiB - 4 KiB".into());
+            crate::chain::hostname::check(&self.host)
+                .map_err(|e| ValueError::refused("host", format!("{:?}: {e}", self.host)))?;
         }
         // Every number has a range, checked here: a value that parses but
         // cannot work is refused at load, never met as a panic or a wrap later.
-        in_range("spool.segment_size", self.spool.segment_size, 4096, 1 << 30)?;
-        in_range("spool.max_size", self.spool.max_size, 8192, 1 << 50)?;
-        if self.spool.max_size < self.spool.segment_size.saturating_mul(2) {
-            return Err("spool.max_size must be at least twice spool.segment_size".into());
-        }
-        in_range(
-            "limits.stream_memory",
-            self.limits.stream_memory,
-            1 << 20,
-            1 << 40,
+        let (l, sp) = (&self.limits, &self.spool);
+        in_range("limits.max_message", l.max_message, 480, (16 << 20) - 4096)?;
+        in_range("spool.segment_size", sp.segment_size, 4096, 1 << 30)?;
+        in_range("spool.max_size", sp.max_size, 8192, 1 << 50)?;
+        at_least_twice(
+            "spool.max_size",
+            sp.max_size,
+            "spool.segment_size",
+            sp.segment_size,
         )?;
-        if self.limits.stream_memory < self.limits.max_message.saturating_mul(2) {
-            return Err("limits.stream_memory must be at least twice limits.max_message".into());
-        }
+        in_range("limits.stream_memory", l.stream_memory, 1 << 20, 1 << 40)?;
+        at_least_twice(
+            "limits.stream_memory",
+            l.stream_memory,
+            "limits.max_message",
+            l.max_message,
+        )?;
         in_range(
             "limits.max_connections",
-            self.limits.max_connections as u64,
+            l.max_connections as u64,
             1,
             1 << 20,
         )?;
         let ms = |n: u64| Duration::from_millis(n);
         let hours = |n: u64| Duration::from_secs(n * 3600);
-        for (k, v, lo, hi) in [
+        durations_in_range(&[
             (
                 "chain.seal_interval",
                 self.chain.seal_interval,
@@ -388,105 +392,73 @@ impl AgentConfig {
             ("chain.heartbeat", self.chain.heartbeat, ms(100), hours(24)),
             (
                 "spool.commit_interval",
-                self.spool.commit_interval,
+                sp.commit_interval,
                 ms(0),
                 ms(60_000),
             ),
             (
                 "limits.idle_timeout",
-                self.limits.idle_timeout,
+                l.idle_timeout,
                 ms(100),
                 hours(24 * 30),
             ),
-        ] {
-            in_range_duration(k, v, lo, hi)?;
-        }
+        ])?;
         if let Some(ship) = &self.ship {
-            if ship.collectors.is_empty() {
-                return Err("ship.collectors is empty: name at least one HOST:PORT".into());
-            }
-            for c in &ship.collectors {
-                if c.rsplit_once(':')
-                    .and_then(|(_, p)| p.parse::<u16>().ok())
-                    .is_none()
-                {
-                    return Err(format!("ship.collectors: {c:?} is not HOST:PORT"));
-                }
-            }
-            in_range("ship.batch_records", ship.batch_records as u64, 1, 1 << 20)?;
-            in_range("ship.window", ship.window as u64, 1, 4096)?;
-            let ms = |n: u64| Duration::from_millis(n);
-            for (k, v, lo, hi) in [
-                ("ship.keepalive", ship.keepalive, ms(100), ms(3_600_000)),
-                ("ship.backoff_max", ship.backoff_max, ms(10), ms(3_600_000)),
-                (
-                    "ship.drain_timeout",
-                    ship.drain_timeout,
-                    ms(0),
-                    ms(3_600_000),
-                ),
-            ] {
-                in_range_duration(k, v, lo, hi)?;
-            }
-            if ship.batch_size < 4096 || ship.batch_size > 64 << 20 {
-                return Err("ship.batch_size must be between 4KiB and 64MiB".into());
-            }
+            ship.check()?;
         }
         if let Some(j) = &self.journald {
-            JournalSource::parse(&j.journal)?;
-            JournalStart::parse(&j.start)?;
-            crate::ingest::journal::Filter::new(j)?;
-            if j.max_entry_size < 4096 || j.max_entry_size > (16 << 20) - 65536 {
-                return Err(
-                    "journald.max_entry_size must be between 4 KiB and 16 MiB - 64 KiB".into(),
-                );
-            }
+            in_range(
+                "journald.max_entry_size",
+                j.max_entry_size,
+                4096,
+                (16 << 20) - 65536,
+            )?;
             if !cfg!(feature = "journald") {
-                return Err("[journald]: this logseal was built without journald support (cargo feature \"journald\", needs libsystemd)".into());
+                return Err(ValueError::refused(
+                    "[journald]",
+                    "cannot be used: this logseal was built without journald support \
+                     (cargo feature \"journald\", needs libsystemd)",
+                ));
             }
         }
-        for i in &self.inputs {
-            if let Input::UnixDgram { path, .. } | Input::UnixStream { path } = i {
-                if !path.is_absolute() {
-                    return Err(format!(
-                        "input path {:?}: a unix socket input needs an absolute path",
-                        path.display()
-                    ));
-                }
-            }
-            if let Input::Udp { listen } | Input::Tcp { listen } | Input::Tls { listen, .. } = i {
-                if listen.parse::<std::net::SocketAddr>().is_err() {
-                    return Err(format!(
-                        "input listen {listen:?} is not an address like 0.0.0.0:514 or [::1]:514"
-                    ));
-                }
-            }
-        }
-        Ok(())
+        self.inputs.iter().try_for_each(Input::check)
     }
 }
 
-/// `key`'s value must lie in `lo..=hi`.
-pub(crate) fn in_range(key: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
-    if (lo..=hi).contains(&v) {
-        Ok(())
-    } else {
-        Err(format!("{key} = {v}: must be between {lo} and {hi}"))
+impl ShipConfig {
+    fn check(&self) -> Result<(), ValueError> {
+        if self.collectors.is_empty() {
+            return Err(ValueError::refused(
+                "ship.collectors",
+                "is empty: name at least one HOST:PORT",
+            ));
+        }
+        in_range("ship.batch_records", self.batch_records as u64, 1, 1 << 20)?;
+        in_range("ship.window", self.window as u64, 1, 4096)?;
+        in_range("ship.batch_size", self.batch_size, 4096, 64 << 20)?;
+        let ms = |n: u64| Duration::from_millis(n);
+        durations_in_range(&[
+            ("ship.keepalive", self.keepalive, ms(100), ms(3_600_000)),
+            ("ship.backoff_max", self.backoff_max, ms(10), ms(3_600_000)),
+            (
+                "ship.drain_timeout",
+                self.drain_timeout,
+                ms(0),
+                ms(3_600_000),
+            ),
+        ])
     }
 }
 
-/// `key`'s duration must lie in `lo..=hi`.
-pub(crate) fn in_range_duration(
-    key: &str,
-    v: Duration,
-    lo: Duration,
-    hi: Duration,
-) -> Result<(), String> {
-    if (lo..=hi).contains(&v) {
-        Ok(())
-    } else {
-        Err(format!("{key} = {v:?}: must be between {lo:?} and {hi:?}"))
+/// `key`'s value must be at least twice `other`'s.
+fn at_least_twice(key: &str, v: u64, other: &str, o: u64) -> Result<(), ValueError> {
+    if v < o.saturating_mul(2) {
+        return Err(ValueError::refused(
+            key,
+            format!("must be at least twice {other} ({v} < 2 × {o})"),
+        ));
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -504,7 +476,18 @@ mod tests {
             Ok(Input::UnixStream { .. })
         ));
         // The old `unix://` is refused with the names to use.
-        let e = Input::from_url("unix:///run/a.sock").unwrap_err();
+        let e = Input::from_url("unix:///run/a.sock")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unix-dgram") && e.contains("\"unix\""), "{e}");
+        // An address is parsed here, once; a relative socket path is refused.
+        let e = Input::from_url("tcp://localhost:514")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not an address"), "{e}");
+        let e = Input::from_url("unix-stream://a.sock")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absolute path"), "{e}");
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod error;
+mod inputs;
 pub mod metrics;
 pub mod stage;
 pub mod stamper;
@@ -22,7 +23,7 @@ use crate::storage::writer::{ChainWriter, Opened};
 use crate::transport::shipper::{self, ShipLink, ShipStats, ShipperConfig};
 use crate::util::stop::{Asked, Reloadable};
 use config::{AgentConfig, Input};
-use error::{bind_error, AgentError};
+use error::AgentError;
 use stamper::{StamperConfig, Stats};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -30,159 +31,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use unwritten::{LostCount, Unwritten};
 
+pub(crate) use inputs::check_files;
+use inputs::{bind_inputs, Bound, SocketFiles};
+
 /// Capacity of the channel from the inputs to the stamper, in batches (a batch
 /// is at most one 64 KiB read, or 256 datagrams): bounds memory to ~8 MiB.
 const CHANNEL_BATCHES: usize = 128;
-
-/// An input bound and configured, not serving yet.
-enum Bound {
-    /// A UDP socket, its loss counter, and the kernel's drop count for it
-    /// when it was bound (later drops are losses).
-    Udp(tokio::net::UdpSocket, Arc<LossCounter>, u64),
-    Tcp(tokio::net::TcpListener),
-    Tls(
-        tokio::net::TcpListener,
-        Arc<Reloadable<rustls::ServerConfig>>,
-    ),
-    /// The socket, its name, its loss counter, and whether senders wait
-    /// while the spool is full.
-    UnixDgram(tokio::net::UnixDatagram, String, Arc<LossCounter>, bool),
-    UnixStream(tokio::net::UnixListener, String),
-}
-
-/// Socket files the agent created, with their inode: removed when it exits,
-/// whether it ran or failed to start — unless another process has bound the
-/// path since.
-struct SocketFiles(Vec<(std::path::PathBuf, u64)>);
-
-impl SocketFiles {
-    fn add(&mut self, path: &std::path::Path) {
-        use std::os::unix::fs::MetadataExt;
-        if let Ok(m) = std::fs::symlink_metadata(path) {
-            self.0.push((path.to_path_buf(), m.ino()));
-        }
-    }
-}
-
-impl Drop for SocketFiles {
-    fn drop(&mut self) {
-        use std::os::unix::fs::MetadataExt;
-        for (p, ino) in &self.0 {
-            if std::fs::symlink_metadata(p).is_ok_and(|m| m.ino() == *ino) {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
-}
-
-/// Binds every input and loads every certificate: all that can fail for a
-/// reason outside the chain, done before the chain is touched.
-fn bind_inputs(
-    cfg: &AgentConfig,
-    rt: &tokio::runtime::Runtime,
-    files: &mut SocketFiles,
-) -> Result<Vec<Bound>, AgentError> {
-    let mut inherited = Inherited::from_env();
-    let mut bound = Vec::new();
-    rt.block_on(async {
-        for input in &cfg.inputs {
-            bound.push(match input {
-                Input::Udp { listen } => {
-                    let sock = match inherited.udp(listen) {
-                        Some(s) => tokio::net::UdpSocket::from_std(s)?,
-                        None => tokio::net::UdpSocket::bind(listen)
-                            .await
-                            .map_err(bind_error(format_args!("udp://{listen}")))?,
-                    };
-                    let addr = sock.local_addr()?;
-                    let loss = Arc::new(LossCounter::new(Source::SyslogUdp, addr.to_string()));
-                    // Before the address is printed (senders may start at
-                    // once): the large buffer, and where kernel drops start.
-                    listen::enlarge_rcvbuf(&sock);
-                    let drops = listen::udp_drops(&sock).unwrap_or(0);
-                    Bound::Udp(sock, loss, drops)
-                }
-                Input::Tcp { listen } => Bound::Tcp(match inherited.tcp(listen) {
-                    Some(l) => tokio::net::TcpListener::from_std(l)?,
-                    None => tokio::net::TcpListener::bind(listen)
-                        .await
-                        .map_err(bind_error(format_args!("tcp://{listen}")))?,
-                }),
-                Input::Tls {
-                    listen,
-                    cert,
-                    key,
-                    client_ca,
-                } => {
-                    let tls = crate::transport::tls::syslog_server_config(
-                        cert,
-                        key,
-                        client_ca.as_deref(),
-                    )
-                    .map_err(|cause| AgentError::Tls {
-                        what: format!("input tls://{listen}"),
-                        cause: Box::new(cause),
-                    })?;
-                    let l = match inherited.tcp(listen) {
-                        Some(l) => tokio::net::TcpListener::from_std(l)?,
-                        None => tokio::net::TcpListener::bind(listen)
-                            .await
-                            .map_err(bind_error(format_args!("tls://{listen}")))?,
-                    };
-                    Bound::Tls(l, Arc::new(Reloadable::new(tls)))
-                }
-                Input::UnixDgram { path, when_full } => {
-                    let s = match inherited.unix_dgram(path) {
-                        Some(s) => tokio::net::UnixDatagram::from_std(s)?,
-                        None => {
-                            remove_stale_socket(path, false)?;
-                            let s = tokio::net::UnixDatagram::bind(path).map_err(bind_error(
-                                format_args!("unix-dgram://{}", path.display()),
-                            ))?;
-                            files.add(path);
-                            set_mode(path, 0o666)?;
-                            s
-                        }
-                    };
-                    let name = path.display().to_string();
-                    let loss = Arc::new(LossCounter::new(Source::SyslogUnix, name.clone()));
-                    Bound::UnixDgram(s, name, loss, *when_full == config::WhenFull::Block)
-                }
-                Input::UnixStream { path } => {
-                    let l = match inherited.unix_stream(path) {
-                        Some(l) => tokio::net::UnixListener::from_std(l)?,
-                        None => {
-                            remove_stale_socket(path, true)?;
-                            let l = tokio::net::UnixListener::bind(path).map_err(bind_error(
-                                format_args!("unix-stream://{}", path.display()),
-                            ))?;
-                            files.add(path);
-                            set_mode(path, 0o666)?;
-                            l
-                        }
-                    };
-                    Bound::UnixStream(l, path.display().to_string())
-                }
-            });
-        }
-        Ok::<(), AgentError>(())
-    })?;
-    inherited.warn_unused();
-    // Connections beyond max_connections wait in the listen backlog: a long
-    // one (the kernel caps it at net.core.somaxconn), so that a flood of
-    // connections makes senders wait rather than time out (socket-activated
-    // sockets too: listen(2) again only changes the backlog).
-    for b in &bound {
-        use std::os::fd::AsFd;
-        let fd = match b {
-            Bound::Tcp(l) | Bound::Tls(l, _) => l.as_fd(),
-            Bound::UnixStream(l, _) => l.as_fd(),
-            _ => continue,
-        };
-        let _ = rustix::net::listen(fd, LISTEN_BACKLOG);
-    }
-    Ok(bound)
-}
 
 /// The certificate files the agent uses (for expiry warnings and metrics).
 fn watched_files(cfg: &AgentConfig) -> Vec<crate::monitor::expiry::Watched> {
@@ -204,106 +58,6 @@ fn watched_files(cfg: &AgentConfig) -> Vec<crate::monitor::expiry::Watched> {
         }
     }
     w
-}
-
-/// Listen backlog of the stream inputs the agent binds itself.
-const LISTEN_BACKLOG: i32 = 4096;
-
-/// `--check-config`: what a start would refuse, without binding anything or
-/// touching the chain — every certificate, key and CA opened (by the service
-/// user too, when run as root) and parsed, a key that does not match its
-/// certificate, two inputs on one address, the journal. Every problem at once.
-pub fn check_files(cfg: &AgentConfig) -> Vec<String> {
-    use crate::storage::access::check_file;
-    let user = crate::storage::access::service_user();
-    let user = user.as_ref();
-    let mut errors = Vec::new();
-    let mut bound: Vec<(String, &'static str, String)> = Vec::new();
-    for (i, input) in cfg.inputs.iter().enumerate() {
-        let (space, addr, url) = match input {
-            Input::Udp { listen } => ("udp", listen.clone(), format!("udp://{listen}")),
-            Input::Tcp { listen } => ("tcp", listen.clone(), format!("tcp://{listen}")),
-            Input::Tls { listen, .. } => ("tcp", listen.clone(), format!("tls://{listen}")),
-            Input::UnixDgram { path, .. } => (
-                "unix",
-                path.display().to_string(),
-                format!("unix-dgram://{}", path.display()),
-            ),
-            Input::UnixStream { path } => (
-                "unix",
-                path.display().to_string(),
-                format!("unix-stream://{}", path.display()),
-            ),
-        };
-        let name = format!("input {} ({url})", i + 1);
-        if let Some((other, _, _)) = bound
-            .iter()
-            .find(|(_, s, a)| *s == space && same_address(space, a, &addr))
-        {
-            errors.push(format!("{name}: the same address as {other}"));
-        }
-        bound.push((name.clone(), space, addr));
-        if let Input::Tls {
-            cert,
-            key,
-            client_ca,
-            ..
-        } = input
-        {
-            let mut ok = check_file(&format!("{name} cert"), cert, user, &mut errors);
-            ok &= check_file(&format!("{name} key"), key, user, &mut errors);
-            if let Some(ca) = client_ca {
-                ok &= check_file(&format!("{name} client_ca"), ca, user, &mut errors);
-            }
-            if ok {
-                if let Err(e) =
-                    crate::transport::tls::syslog_server_config(cert, key, client_ca.as_deref())
-                {
-                    errors.push(format!("{name}: {e}"));
-                }
-            }
-        }
-    }
-    if let Some(ship) = &cfg.ship {
-        let mut ok = check_file("ship.ca", &ship.ca, user, &mut errors);
-        ok &= check_file("ship.cert", &ship.cert, user, &mut errors);
-        ok &= check_file("ship.key", &ship.key, user, &mut errors);
-        if ok {
-            if let Err(e) = crate::transport::tls::client_config(&ship.ca, &ship.cert, &ship.key) {
-                errors.push(format!("[ship]: {e}"));
-            }
-        }
-    }
-    if let Some(j) = &cfg.journald {
-        if let Err(e) = prepare_journald(cfg, j) {
-            errors.push(format!("[journald]: {e:#}"));
-        }
-    }
-    errors
-}
-
-/// Whether two listen addresses of one kind collide: the same address, or
-/// the same port where one of them is a wildcard address that covers the
-/// other (`[::]` covers IPv4 too, as Linux binds it dual-stack by default).
-fn same_address(space: &str, a: &str, b: &str) -> bool {
-    use std::net::IpAddr;
-    if space == "unix" {
-        return a == b;
-    }
-    let covers = |w: IpAddr, o: IpAddr| match w {
-        IpAddr::V4(v4) => v4.is_unspecified() && o.is_ipv4(),
-        IpAddr::V6(v6) => v6.is_unspecified(),
-    };
-    match (
-        a.parse::<std::net::SocketAddr>(),
-        b.parse::<std::net::SocketAddr>(),
-    ) {
-        (Ok(x), Ok(y)) => {
-            let (xi, yi) = (x.ip().to_canonical(), y.ip().to_canonical());
-            x.port() != 0 && x.port() == y.port() && (xi == yi || covers(xi, yi) || covers(yi, xi))
-        }
-        _ => a == b,
-    }
 }
 
 /// SIGHUP: loads the certificates again (TLS inputs and shipping). A file that
@@ -487,7 +241,7 @@ fn prepare(cfg: &AgentConfig) -> Result<Prepared, AgentError> {
         .thread_name("logseal-io")
         .build()?;
     let stop = crate::util::stop::StopSignals::install(&rt)?;
-    let mut socket_files = SocketFiles(Vec::new());
+    let mut socket_files = SocketFiles::new();
     let bound = bind_inputs(cfg, &rt, &mut socket_files)?;
     let metrics_listener = match &cfg.metrics {
         Some(m) => Some(rt.block_on(crate::monitor::metrics::bind(m))?),
@@ -1060,8 +814,7 @@ fn prepare_journald(
     j: &crate::ingest::journal::config::JournaldConfig,
 ) -> Result<crate::ingest::journal::reader::ReaderConfig, AgentError> {
     use crate::ingest::journal::{reader, resume, Filter};
-    let source = crate::ingest::journal::config::JournalSource::parse(&j.journal)
-        .map_err(AgentError::Refused)?;
+    let source = j.journal.clone();
     reader::check(&source)?;
     if source == crate::ingest::journal::config::JournalSource::System {
         if let Some(why) = crate::ingest::journal::system_journal_missing() {
@@ -1076,12 +829,11 @@ fn prepare_journald(
     )?;
     Ok(reader::ReaderConfig {
         source,
-        start: crate::ingest::journal::config::JournalStart::parse(&j.start)
-            .map_err(AgentError::Refused)?,
-        filter: Filter::new(j).map_err(AgentError::Refused)?,
+        start: j.start,
+        filter: Filter::new(j),
         max_entry: j.max_entry_size as usize,
         resume: None,
-        peer: j.journal.as_str().into(),
+        peer: j.journal.to_string().into(),
         stop_at_end: j.stop_at_end,
         done: Arc::new(tokio::sync::Notify::new()),
         state_dir: cfg.state_dir.clone(),
@@ -1146,192 +898,4 @@ fn start_journald(
     _: Arc<crate::ingest::journal::ReaderStats>,
 ) -> Result<std::thread::JoinHandle<()>, AgentError> {
     Err(no_journald())
-}
-
-/// Sockets passed by systemd (socket activation, `LISTEN_FDS`), matched to
-/// inputs by kind and address, so that a socket unit can bind port 514 for an
-/// agent that runs without privileges.
-struct Inherited {
-    tcp: Vec<std::net::TcpListener>,
-    udp: Vec<std::net::UdpSocket>,
-    unix_stream: Vec<std::os::unix::net::UnixListener>,
-    unix_dgram: Vec<std::os::unix::net::UnixDatagram>,
-}
-
-impl Inherited {
-    fn from_env() -> Inherited {
-        let mut fds = listenfd::ListenFd::from_env();
-        let mut me = Inherited {
-            tcp: vec![],
-            udp: vec![],
-            unix_stream: vec![],
-            unix_dgram: vec![],
-        };
-        for i in 0..fds.len() {
-            if let Ok(Some(l)) = fds.take_tcp_listener(i) {
-                me.tcp.push(l);
-            } else if let Ok(Some(s)) = fds.take_udp_socket(i) {
-                me.udp.push(s);
-            } else if let Ok(Some(l)) = fds.take_unix_listener(i) {
-                me.unix_stream.push(l);
-            } else if let Ok(Some(s)) = fds.take_unix_datagram(i) {
-                me.unix_dgram.push(s);
-            } else {
-                tracing::warn!(
-                    index = i,
-                    "passed file descriptor is not a socket logseal can use"
-                );
-            }
-        }
-        let n = me.tcp.len() + me.udp.len() + me.unix_stream.len() + me.unix_dgram.len();
-        if n > 0 {
-            tracing::info!(sockets = n, "using sockets passed by systemd");
-        }
-        me
-    }
-
-    fn same(listen: &str, got: std::io::Result<std::net::SocketAddr>) -> bool {
-        matches!((listen.parse::<std::net::SocketAddr>(), got), (Ok(a), Ok(b)) if a == b)
-    }
-
-    /// Removes the first socket that `matches` and makes it non-blocking.
-    fn take<T>(
-        v: &mut Vec<T>,
-        matches: impl Fn(&T) -> bool,
-        nonblocking: impl Fn(&T) -> std::io::Result<()>,
-    ) -> Option<T> {
-        let s = v.swap_remove(v.iter().position(matches)?);
-        nonblocking(&s).ok()?;
-        Some(s)
-    }
-
-    fn same_path(
-        addr: std::io::Result<std::os::unix::net::SocketAddr>,
-        path: &std::path::Path,
-    ) -> bool {
-        addr.ok().and_then(|a| a.as_pathname().map(|p| p == path)) == Some(true)
-    }
-
-    fn tcp(&mut self, listen: &str) -> Option<std::net::TcpListener> {
-        Self::take(
-            &mut self.tcp,
-            |l| Self::same(listen, l.local_addr()),
-            |l| l.set_nonblocking(true),
-        )
-    }
-
-    fn udp(&mut self, listen: &str) -> Option<std::net::UdpSocket> {
-        Self::take(
-            &mut self.udp,
-            |s| Self::same(listen, s.local_addr()),
-            |s| s.set_nonblocking(true),
-        )
-    }
-
-    fn unix_stream(&mut self, path: &std::path::Path) -> Option<std::os::unix::net::UnixListener> {
-        Self::take(
-            &mut self.unix_stream,
-            |l| Self::same_path(l.local_addr(), path),
-            |l| l.set_nonblocking(true),
-        )
-    }
-
-    fn unix_dgram(&mut self, path: &std::path::Path) -> Option<std::os::unix::net::UnixDatagram> {
-        Self::take(
-            &mut self.unix_dgram,
-            |s| Self::same_path(s.local_addr(), path),
-            |s| s.set_nonblocking(true),
-        )
-    }
-
-    fn warn_unused(&self) {
-        for l in &self.tcp {
-            tracing::warn!(addr = ?l.local_addr().ok(), "passed TCP socket matches no input; not used");
-        }
-        for s in &self.udp {
-            tracing::warn!(addr = ?s.local_addr().ok(), "passed UDP socket matches no input; not used");
-        }
-        for l in &self.unix_stream {
-            tracing::warn!(addr = ?l.local_addr().ok(), "passed unix stream socket matches no input; not used");
-        }
-        for s in &self.unix_dgram {
-            tracing::warn!(addr = ?s.local_addr().ok(), "passed unix datagram socket matches no input; not used");
-        }
-    }
-}
-
-/// Removes a socket file no process serves any more (one left by a process
-/// that died). A socket another process serves is refused, not taken over.
-fn remove_stale_socket(path: &std::path::Path, stream: bool) -> Result<(), AgentError> {
-    use rustix::io::Errno;
-    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            // A non-blocking connect: a live server with a full backlog
-            // answers EAGAIN at once instead of making us wait.
-            let ty = if stream {
-                SocketType::STREAM
-            } else {
-                SocketType::DGRAM
-            };
-            let probe = rustix::net::socket_with(
-                AddressFamily::UNIX,
-                ty,
-                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-                None,
-            )
-            .and_then(|fd| rustix::net::connect(&fd, &SocketAddrUnix::new(path)?));
-            match probe {
-                Ok(()) | Err(Errno::AGAIN) | Err(Errno::INPROGRESS) => {
-                    Err(AgentError::Refused(format!(
-                        "{} is served by another process (another agent, or a syslog daemon): \
-                         refusing to take it over",
-                        path.display()
-                    )))
-                }
-                Err(Errno::CONNREFUSED) => Ok(std::fs::remove_file(path)?),
-                Err(e) => Err(AgentError::Refused(format!("{}: {e}", path.display()))),
-            }
-        }
-        Ok(_) => Err(AgentError::Refused(format!(
-            "{} exists and is not a socket; refusing to replace it",
-            path.display()
-        ))),
-        Err(_) => Ok(()),
-    }
-}
-
-fn set_mode(path: &std::path::Path, mode: u32) -> Result<(), AgentError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_address;
-
-    #[test]
-    fn listen_addresses_collide_as_the_kernel_would() {
-        assert!(same_address("tcp", "127.0.0.1:514", "127.0.0.1:514"));
-        assert!(same_address("tcp", "0.0.0.0:514", "127.0.0.1:514"));
-        assert!(
-            same_address("tcp", "[::]:514", "0.0.0.0:514"),
-            "dual-stack wildcard"
-        );
-        assert!(same_address("tcp", "[::]:514", "127.0.0.1:514"));
-        assert!(same_address(
-            "tcp",
-            "[::ffff:127.0.0.1]:514",
-            "127.0.0.1:514"
-        ));
-        assert!(!same_address("tcp", "0.0.0.0:514", "[::1]:514"));
-        assert!(!same_address("tcp", "127.0.0.1:514", "127.0.0.2:514"));
-        assert!(
-            !same_address("tcp", "127.0.0.1:0", "127.0.0.1:0"),
-            "port 0: any port"
-        );
-        assert!(same_address("unix", "/run/a.sock", "/run/a.sock"));
-    }
 }

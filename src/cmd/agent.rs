@@ -3,8 +3,8 @@
 
 use crate::agent::config::{AgentConfig, Input};
 use crate::cmd::logging::{self, LogArgs};
-use crate::ingest::journal::config::JournaldConfig;
-use anyhow::bail;
+use crate::ingest::journal::config::{JournalSource, JournaldConfig};
+use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -67,7 +67,7 @@ pub fn run(a: AgentArgs) -> anyhow::Result<ExitCode> {
     if cfg.inputs.is_empty() && cfg.journald.is_none() {
         bail!("no inputs configured: add [[input]] tables, a [journald] table, --listen URLs or --journal");
     }
-    logging::init(&cfg.log_level, &a.log)?;
+    logging::init(cfg.log_level, &a.log)?;
     crate::agent::run(cfg)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -107,23 +107,16 @@ fn quick_config(
         crate::chain::hostname::check(&cfg.host).map_err(|e| anyhow::anyhow!("--host: {e}"))?;
     }
     for url in listen {
-        cfg.inputs
-            .push(Input::from_url(url).map_err(anyhow::Error::msg)?);
+        cfg.inputs.push(Input::from_url(url)?);
     }
     if let Some((j, stop_at_end)) = journal {
-        let j = if j == "system" || j.starts_with("namespace:") || j.starts_with('/') {
-            j
-        } else {
-            // A relative directory.
-            format!("./{j}")
-        };
         cfg.journald = Some(JournaldConfig {
-            journal: j,
+            journal: JournalSource::from_arg(&j).context("--journal")?,
             stop_at_end,
             ..JournaldConfig::default()
         });
     }
-    cfg.check().map_err(anyhow::Error::msg)?;
+    cfg.check()?;
     Ok(cfg)
 }
 
@@ -134,7 +127,7 @@ fn print_genesis(config: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::Res
         (None, Some(s)) => s,
         (None, None) => bail!("--print-genesis needs --config FILE or --state DIR"),
     };
-    let bytes = crate::storage::writer::read_genesis(&dir).map_err(anyhow::Error::msg)?;
+    let bytes = crate::storage::writer::read_genesis(&dir)?;
     let g = crate::chain::Record::decode(&bytes)
         .map_err(|e| anyhow::anyhow!("genesis record in {}: {e}", dir.display()))?;
     let crate::chain::Body::Genesis { pk0, host, .. } = g.body else {

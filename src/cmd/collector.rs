@@ -41,7 +41,7 @@ pub fn run(a: CollectorArgs) -> anyhow::Result<ExitCode> {
     }
     let path = a.config.context("--config FILE is required")?;
     let cfg = CollectorConfig::load(&path)?;
-    logging::init(&cfg.log_level, &a.log)?;
+    logging::init(cfg.log_level, &a.log)?;
     crate::collector::run(cfg)?;
     Ok(ExitCode::SUCCESS)
 }

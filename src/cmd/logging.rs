@@ -7,7 +7,7 @@ pub struct LogArgs {
     /// Log level (error, warn, info, debug, trace); overrides `log_level` of
     /// the configuration file.
     #[arg(long, value_name = "LEVEL")]
-    pub log_level: Option<String>,
+    pub log_level: Option<crate::util::config::LogLevel>,
     /// Log lines on stderr as text, or as one JSON object per line (for a log
     /// shipper; control characters in fields are escaped either way).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -23,14 +23,9 @@ pub enum LogFormat {
 }
 
 /// Sets up logging to stderr: the level from `--log-level`, else the
-/// configuration's (both checked), in the format asked for.
-pub fn init(config_level: &str, log: &LogArgs) -> anyhow::Result<()> {
-    let level = log.log_level.as_deref().unwrap_or(config_level);
-    crate::util::config::check_log_level(level).map_err(|e| match &log.log_level {
-        Some(_) => anyhow::anyhow!("--log-level: {e}"),
-        None => anyhow::Error::msg(e),
-    })?;
-    let level: tracing::Level = level.parse().unwrap_or(tracing::Level::INFO);
+/// configuration's (both parsed already), in the format asked for.
+pub fn init(config_level: crate::util::config::LogLevel, log: &LogArgs) -> anyhow::Result<()> {
+    let level = log.log_level.unwrap_or(config_level).tracing();
     let fmt = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)

@@ -1,6 +1,8 @@
 //! The collector's configuration file (`config/collector.toml` documents every key).
 
-use crate::util::config::ConfigError;
+use crate::util::config::{
+    durations_in_range, in_range, ConfigError, ListenAddr, LogLevel, ValueError,
+};
 use crate::util::units::serde_units;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -15,13 +17,13 @@ pub struct CollectorConfig {
     pub name: String,
     /// Address to listen on for agents (mutual TLS).
     #[serde(default = "d_listen")]
-    pub listen: String,
+    pub listen: ListenAddr,
     /// Store directory.
     #[serde(default = "d_store")]
     pub store: PathBuf,
     /// `error`, `warn`, `info`, `debug` or `trace`.
-    #[serde(default = "d_log")]
-    pub log_level: String,
+    #[serde(default)]
+    pub log_level: LogLevel,
     /// Certificates.
     pub tls: TlsConfig,
     /// Admission of hosts.
@@ -42,14 +44,11 @@ pub struct CollectorConfig {
     pub source: Option<PathBuf>,
 }
 
-fn d_listen() -> String {
-    "0.0.0.0:6514".into()
+fn d_listen() -> ListenAddr {
+    ListenAddr(std::net::SocketAddr::from(([0, 0, 0, 0], 6514)))
 }
 fn d_store() -> PathBuf {
     PathBuf::from("/var/lib/logseal/store")
-}
-fn d_log() -> String {
-    "info".into()
 }
 
 /// Certificates of the collector.
@@ -211,24 +210,15 @@ impl Default for Liveness {
 impl CollectorConfig {
     /// Parses a configuration file; errors name the key and line.
     pub fn load(path: &Path) -> Result<CollectorConfig, ConfigError> {
-        let text = crate::storage::fsutil::read_bounded_text(path, crate::util::config::MAX_CONFIG)
-            .map_err(|cause| ConfigError::Io {
-                path: path.to_path_buf(),
-                cause,
-            })?;
-        let mut cfg = Self::parse(&text).map_err(|message| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        let mut cfg = Self::parse(&ConfigError::read(path)?, path)?;
         cfg.source = Some(path.to_path_buf());
         Ok(cfg)
     }
 
     /// Parses and checks a configuration's text; errors name the key and line.
-    pub fn parse(text: &str) -> Result<CollectorConfig, String> {
-        let cfg: CollectorConfig =
-            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
-        cfg.check()?;
+    pub fn parse(text: &str, path: &Path) -> Result<CollectorConfig, ConfigError> {
+        let cfg: CollectorConfig = ConfigError::parse(text, path)?;
+        cfg.check().map_err(ConfigError::value(path))?;
         Ok(cfg)
     }
 
@@ -248,31 +238,27 @@ impl CollectorConfig {
     }
 
     /// Checks values that parse but cannot work.
-    pub fn check(&self) -> Result<(), String> {
-        crate::util::config::check_log_level(&self.log_level)?;
-        self.listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|e| format!("listen = {:?}: {e}", self.listen))?;
-        if self.limits.max_frame < 1 << 16 || self.limits.max_frame > 1 << 30 {
-            return Err("limits.max_frame must be between 64KiB and 1GiB".into());
-        }
-        for (k, v) in [
-            ("limits.max_connections", self.limits.max_connections),
-            (
-                "limits.max_unauthenticated",
-                self.limits.max_unauthenticated,
-            ),
-            (
-                "limits.max_unauthenticated_per_address",
-                self.limits.max_unauthenticated_per_address,
-            ),
-        ] {
-            if !(1..=1 << 20).contains(&v) {
-                return Err(format!("{k} = {v}: must be between 1 and 1048576"));
-            }
-        }
-        use crate::agent::config::{in_range, in_range_duration};
+    pub fn check(&self) -> Result<(), ValueError> {
         let l = &self.limits;
+        in_range("limits.max_frame", l.max_frame, 1 << 16, 1 << 30)?;
+        in_range(
+            "limits.max_connections",
+            l.max_connections as u64,
+            1,
+            1 << 20,
+        )?;
+        in_range(
+            "limits.max_unauthenticated",
+            l.max_unauthenticated as u64,
+            1,
+            1 << 20,
+        )?;
+        in_range(
+            "limits.max_unauthenticated_per_address",
+            l.max_unauthenticated_per_address as u64,
+            1,
+            1 << 20,
+        )?;
         in_range("limits.segment_size", l.segment_size, 4096, 1 << 30)?;
         in_range(
             "limits.quarantine_per_host",
@@ -282,7 +268,8 @@ impl CollectorConfig {
         )?;
         in_range("limits.quarantine_total", l.quarantine_total, 0, 1 << 44)?;
         let (ms, s) = (Duration::from_millis, Duration::from_secs);
-        for (k, v, lo, hi) in [
+        let live = &self.liveness;
+        durations_in_range(&[
             ("limits.idle_timeout", l.idle_timeout, s(1), s(24 * 3600)),
             (
                 "limits.handshake_timeout",
@@ -290,25 +277,21 @@ impl CollectorConfig {
                 ms(100),
                 s(600),
             ),
-            ("liveness.heartbeat", self.liveness.heartbeat, s(1), s(3600)),
+            ("liveness.heartbeat", live.heartbeat, s(1), s(3600)),
             (
                 "liveness.status_interval",
-                self.liveness.status_interval,
+                live.status_interval,
                 ms(100),
                 s(3600),
             ),
-        ] {
-            in_range_duration(k, v, lo, hi)?;
-        }
+        ])?;
         // heartbeat × silent_after is when a host is called silent.
-        in_range(
-            "liveness.silent_after",
-            self.liveness.silent_after.into(),
-            1,
-            1000,
-        )?;
+        in_range("liveness.silent_after", live.silent_after.into(), 1, 1000)?;
         if self.enrollment.mode == EnrollmentMode::Strict && self.enrollment.enrolled.is_none() {
-            return Err("enrollment.mode = \"strict\" needs enrollment.enrolled (a file)".into());
+            return Err(ValueError::refused(
+                "enrollment.mode = \"strict\"",
+                "needs enrollment.enrolled (a file)",
+            ));
         }
         // The files themselves are checked by `collector::check_files`
         // (--check-config: all at once) and at start.

@@ -1,7 +1,10 @@
 //! Why a collector could not start. Every message names the file, key or
 //! address concerned.
 
+use crate::transport::crl::CrlError;
+use crate::transport::tls::TlsError;
 use crate::util::config::ConfigError;
+use std::path::PathBuf;
 
 /// Why a collector could not start.
 #[derive(Debug, thiserror::Error)]
@@ -17,12 +20,63 @@ pub enum CollectorError {
     #[error("binding {listen}: {cause}")]
     Bind {
         /// `listen` of the configuration.
-        listen: String,
+        listen: crate::util::config::ListenAddr,
         /// Why (shown in the message, not chained again after it).
         cause: std::io::Error,
     },
     /// The certificate, key, CA or CRL (`[tls]`), or the CRL floor the store
     /// keeps.
-    #[error("{0}")]
-    Tls(String),
+    #[error("{cause}{}", if *.against_floor { FLOOR_HINT } else { "" })]
+    Tls {
+        /// Why.
+        cause: TlsLoadError,
+        /// Whether a CRL was compared with the floor the store keeps.
+        against_floor: bool,
+    },
+}
+
+const FLOOR_HINT: &str = " (compared with the CRLs this store's collector used before, in \
+     crl-floor.json; delete that file to accept an older CRL on purpose)";
+
+/// Why the collector's TLS files (`[tls]`) could not become its
+/// configuration, at start or at a reload.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsLoadError {
+    /// The client CA, read for checking the CRL.
+    #[error("tls.ca: {0}")]
+    Ca(TlsError),
+    /// The CRL file.
+    #[error("tls.crl: {0}")]
+    Crl(CrlError),
+    /// The CRL file is older than the lists in use.
+    #[error("tls.crl: {path}: {cause}")]
+    CrlRollback {
+        /// The file.
+        path: PathBuf,
+        /// Which list, and how much older.
+        cause: CrlError,
+    },
+    /// The certificate, key or CA.
+    #[error(transparent)]
+    Server(TlsError),
+    /// `STORE/crl-floor.json` does not parse.
+    #[error(
+        "{path}: {cause} (it records how recent the CRLs in use were; delete it to accept \
+         any CRL the CA signed)"
+    )]
+    Floor {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: CrlError,
+    },
+    /// `STORE/crl-floor.json` is unreadable.
+    #[error("{path}: {cause}")]
+    FloorRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
 }

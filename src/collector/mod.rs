@@ -23,7 +23,7 @@ use crate::transport::crl::Crls;
 use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
 use admission::{Deadline, Held, LogLimit, PreAuth};
 use config::{CollectorConfig, EnrollmentMode};
-use error::CollectorError;
+use error::{CollectorError, TlsLoadError};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -78,17 +78,14 @@ const REVOKED: &str = "the client certificate was revoked";
 const CRL_FLOOR_FILE: &str = "crl-floor.json";
 
 /// Reads `STORE/crl-floor.json`, if there is one.
-fn read_floor(store: &std::path::Path) -> Result<Option<Crls>, String> {
+fn read_floor(store: &std::path::Path) -> Result<Option<Crls>, TlsLoadError> {
     let path = store.join(CRL_FLOOR_FILE);
     match crate::storage::fsutil::read_bounded_text(&path, 1 << 20) {
-        Ok(text) => Crls::from_floor_text(&text).map(Some).map_err(|e| {
-            format!(
-                "{}: {e} (it records how recent the CRLs in use were; delete it to accept any CRL the CA signed)",
-                path.display()
-            )
-        }),
+        Ok(text) => Crls::from_floor_text(&text)
+            .map(Some)
+            .map_err(|cause| TlsLoadError::Floor { path, cause }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(cause) => Err(TlsLoadError::FloorRead { path, cause }),
     }
 }
 
@@ -173,18 +170,9 @@ impl TlsSource {
     /// Loads `cfg`; with `floor` (what the CRLs used before were), an older
     /// CRL is refused.
     fn new(cfg: config::TlsConfig, floor: Option<&Crls>) -> Result<TlsSource, CollectorError> {
-        let loaded = Self::build(&cfg, floor).map_err(|e| {
-            CollectorError::Tls(format!(
-                "{e}{}",
-                if floor.is_some() {
-                    format!(
-                        " (compared with the CRLs this store's collector used before, in \
-                             {CRL_FLOOR_FILE}; delete that file to accept an older CRL on purpose)"
-                    )
-                } else {
-                    String::new()
-                }
-            ))
+        let loaded = Self::build(&cfg, floor).map_err(|cause| CollectorError::Tls {
+            cause,
+            against_floor: floor.is_some(),
         })?;
         if let Some(w) = loaded.crls.as_ref().and_then(|c| c.stale(unix_now())) {
             tracing::warn!(crl = %cfg.crl.as_deref().unwrap_or_else(|| "".as_ref()).display(), "{w}");
@@ -197,16 +185,18 @@ impl TlsSource {
 
     /// Checks every file of `cfg` and builds the server configuration. With
     /// `current`, a CRL older than the one in use is refused.
-    fn build(cfg: &config::TlsConfig, current: Option<&Crls>) -> Result<Loaded, String> {
+    fn build(cfg: &config::TlsConfig, current: Option<&Crls>) -> Result<Loaded, TlsLoadError> {
         let (crls, crl_file) = match &cfg.crl {
             Some(path) => {
                 let stamp = stamp_of(path);
-                let ca = crate::transport::tls::load_certs(&cfg.ca)
-                    .map_err(|e| format!("tls.ca: {e}"))?;
-                let c = Crls::load(path, &ca).map_err(|e| format!("tls.crl: {e}"))?;
+                let ca = crate::transport::tls::load_certs(&cfg.ca).map_err(TlsLoadError::Ca)?;
+                let c = Crls::load(path, &ca).map_err(TlsLoadError::Crl)?;
                 if let Some(cur) = current {
                     c.may_replace(cur)
-                        .map_err(|e| format!("tls.crl: {}: {e}", path.display()))?;
+                        .map_err(|cause| TlsLoadError::CrlRollback {
+                            path: path.clone(),
+                            cause,
+                        })?;
                 }
                 (Some(c), stamp)
             }
@@ -214,7 +204,7 @@ impl TlsSource {
         };
         let server =
             crate::transport::tls::server_config(&cfg.ca, &cfg.cert, &cfg.key, crls.as_ref())
-                .map_err(|e| e.to_string())?;
+                .map_err(TlsLoadError::Server)?;
         Ok(Loaded {
             server,
             crls,
@@ -260,7 +250,7 @@ impl TlsSource {
     /// Rebuilds everything from the files. On success returns the CRLs now in
     /// use (sessions of certificates they revoke must end); on failure keeps
     /// the configuration in use and says why.
-    fn reload(&self) -> Result<Option<Crls>, String> {
+    fn reload(&self) -> Result<Option<Crls>, TlsLoadError> {
         let mut cur = lock(&self.current);
         // Taken before the file is read: if it is being rewritten, its next
         // change of size or time makes the poll try again.
@@ -390,10 +380,10 @@ pub fn check_files(cfg: &CollectorConfig) -> Findings {
         match read_floor(&cfg.store) {
             Ok(floor) => {
                 if let Err(e) = TlsSource::build(&cfg.tls, floor.as_ref()) {
-                    errors.push(e);
+                    errors.push(e.to_string());
                 }
             }
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     if let (EnrollmentMode::Strict, Some(p)) = (cfg.enrollment.mode, &cfg.enrollment.enrolled) {
@@ -411,7 +401,10 @@ pub fn check_files(cfg: &CollectorConfig) -> Findings {
 pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
     let enrollment = enrollment(&cfg.enrollment)?;
     fd_limit(cfg.limits.max_connections, cfg.limits.max_unauthenticated);
-    let floor = read_floor(&cfg.store).map_err(CollectorError::Tls)?;
+    let floor = read_floor(&cfg.store).map_err(|cause| CollectorError::Tls {
+        cause,
+        against_floor: false,
+    })?;
     let tls = TlsSource::new(cfg.tls.clone(), floor.as_ref())?;
     let store = Store::open(
         &cfg.store,
@@ -434,8 +427,8 @@ pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         .enable_all()
         .build()?;
     let mut stop = crate::util::stop::StopSignals::install(&rt)?;
-    let listener = TcpListener::bind(&cfg.listen).map_err(|cause| CollectorError::Bind {
-        listen: cfg.listen.clone(),
+    let listener = TcpListener::bind(cfg.listen.0).map_err(|cause| CollectorError::Bind {
+        listen: cfg.listen,
         cause,
     })?;
     let local = listener.local_addr()?;
@@ -878,7 +871,7 @@ fn admit_hello(
                     shared
                         .store
                         .alert("bad-host-name", "", None, &format!("{m} (from {ip})"));
-                    refuse(tls, Code::NotYourChain, 0, &m);
+                    refuse(tls, Code::NotYourChain, 0, &m.to_string());
                     return None;
                 }
                 if !crate::transport::tls::cert_names_host(cert, &host) {
@@ -974,6 +967,55 @@ fn leaf_stage(rx: std_mpsc::Receiver<Vec<u8>>, tx: std_mpsc::SyncSender<Hashed>)
     }
 }
 
+/// Why a session with an agent ended before the agent closed it (logged;
+/// where the agent is owed an answer it was sent an `Error` first).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The CRL came to revoke the agent's certificate.
+    #[error("{REVOKED}")]
+    Revoked,
+    /// Nothing arrived for the idle timeout.
+    #[error("idle for {0:?}")]
+    Idle(Duration),
+    /// A frame could not be read.
+    #[error("{0}")]
+    Read(ReadError),
+    /// A message that does not decode.
+    #[error("{0}")]
+    Wire(#[from] proto::WireError),
+    /// The store refused a batch (or the chain's position).
+    #[error("batch {batch} refused ({}): {message}", code.name())]
+    Refused {
+        /// The batch (0: a Position).
+        batch: u64,
+        /// The code sent to the agent.
+        code: Code,
+        /// The message sent to the agent.
+        message: String,
+    },
+    /// A write or fsync of the store failed.
+    #[error("fsync of the store failed: {0}")]
+    Storage(std::io::Error),
+    /// An answer could not be sent.
+    #[error("sending to the agent: {0}")]
+    Send(std::io::Error),
+    /// The agent said why it ends the session.
+    #[error("agent reported error {code}: {message}")]
+    Agent {
+        /// Its code.
+        code: u16,
+        /// Its message.
+        message: String,
+    },
+    /// A message an agent does not send at this point.
+    #[error("unexpected message from an agent: {0}")]
+    Unexpected(String),
+    /// The leaf-hashing thread could not start or stopped.
+    #[error("the leaf stage: {0}")]
+    LeafStage(String),
+}
+
 /// One connection's state after Hello/Welcome.
 struct Session<'a> {
     shared: &'a Shared,
@@ -999,7 +1041,7 @@ fn session(
     host: &str,
     peer: &str,
     revoked: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     std::thread::scope(|scope| {
         // Capacity for every batch in flight: neither side ever blocks on a send.
         let (to_leaves, rx) = std_mpsc::sync_channel(HASH_AHEAD + 1);
@@ -1007,7 +1049,7 @@ fn session(
         std::thread::Builder::new()
             .name("logseal-leaves".into())
             .spawn_scoped(scope, move || leaf_stage(rx, tx))
-            .map_err(|e| format!("starting the leaf stage: {e}"))?;
+            .map_err(|e| SessionError::LeafStage(format!("cannot start: {e}")))?;
         let mut s = Session {
             shared,
             host,
@@ -1030,12 +1072,12 @@ impl Session<'_> {
     }
 
     /// Stores every hashed batch and acknowledges those already durable.
-    fn settle(&mut self, tls: &mut Tls) -> Result<(), String> {
+    fn settle(&mut self, tls: &mut Tls) -> Result<(), SessionError> {
         self.store_hashed(tls, 0)?;
         ack_synced(self.shared, tls, &mut self.pending, self.revoked)
     }
 
-    fn run(&mut self, tls: &mut Tls, fr: &mut FrameReader) -> Result<(), String> {
+    fn run(&mut self, tls: &mut Tls, fr: &mut FrameReader) -> Result<(), SessionError> {
         let poll = Duration::from_millis(500);
         let mut idle_since = Instant::now();
         let _ = tls.sock.set_read_timeout(Some(poll));
@@ -1044,7 +1086,7 @@ impl Session<'_> {
                 // Batches read but not acknowledged stay unacknowledged: the
                 // agent keeps them and sends them again under a new certificate.
                 refuse(tls, Code::Revoked, 0, REVOKED);
-                return Err(REVOKED.into());
+                return Err(SessionError::Revoked);
             }
             // With batches to store or acknowledge, wait for input only briefly
             // (poll(2): a socket timeout is rounded up to the kernel's tick).
@@ -1063,7 +1105,7 @@ impl Session<'_> {
                         refuse(tls, Code::Unavailable, 0, "collector shutting down");
                         return Ok(());
                     } else if idle_since.elapsed() > self.shared.idle {
-                        return Err(format!("idle for {:?}", self.shared.idle));
+                        return Err(SessionError::Idle(self.shared.idle));
                     }
                     continue;
                 }
@@ -1079,9 +1121,9 @@ impl Session<'_> {
                     let m = e.to_string();
                     tracing::warn!(peer = self.peer, host = self.host, "refusing frame: {m}");
                     refuse(tls, Code::FrameTooLarge, 0, &m);
-                    return Err(m);
+                    return Err(SessionError::Read(e));
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(SessionError::Read(e)),
             };
             idle_since = Instant::now();
             if ty == proto::t::BATCH {
@@ -1090,7 +1132,7 @@ impl Session<'_> {
                 b.extend_from_slice(body);
                 self.to_leaves
                     .send(b)
-                    .map_err(|_| "the leaf stage stopped".to_string())?;
+                    .map_err(|_| SessionError::LeafStage("stopped".into()))?;
                 self.hashing += 1;
                 self.store_hashed(tls, HASH_AHEAD)?;
                 ack_synced(self.shared, tls, &mut self.pending, self.revoked)?;
@@ -1101,16 +1143,15 @@ impl Session<'_> {
             let msg = match Msg::decode(ty, body) {
                 Ok(m) => m,
                 Err(e) => {
-                    let m = e.to_string();
-                    refuse(tls, Code::Protocol, 0, &m);
-                    return Err(m);
+                    refuse(tls, Code::Protocol, 0, &e.to_string());
+                    return Err(e.into());
                 }
             };
             self.answer(tls, msg)?;
         }
     }
 
-    fn answer(&mut self, tls: &mut Tls, msg: Msg) -> Result<(), String> {
+    fn answer(&mut self, tls: &mut Tls, msg: Msg) -> Result<(), SessionError> {
         match msg {
             Msg::Position { chain } => {
                 commit(self.shared, tls, &mut self.pending, self.revoked)?;
@@ -1127,34 +1168,36 @@ impl Session<'_> {
                     },
                     Err(Refused { code, message }) => {
                         refuse(tls, code, 0, &message);
-                        return Err(message);
+                        return Err(SessionError::Refused {
+                            batch: 0,
+                            code,
+                            message,
+                        });
                     }
                 };
-                send(tls, &reply).map_err(|e| e.to_string())
+                send(tls, &reply).map_err(SessionError::Send)
             }
             Msg::Ping(n) => {
                 commit(self.shared, tls, &mut self.pending, self.revoked)?;
-                send(tls, &Msg::Pong(n)).map_err(|e| e.to_string())
+                send(tls, &Msg::Pong(n)).map_err(SessionError::Send)
             }
-            Msg::Error { code, message, .. } => {
-                Err(format!("agent reported error {code}: {message}"))
-            }
+            Msg::Error { code, message, .. } => Err(SessionError::Agent { code, message }),
             other => {
-                let m = format!("unexpected message from an agent: {other:?}");
-                refuse(tls, Code::Protocol, 0, &m);
-                Err(m)
+                let e = SessionError::Unexpected(format!("{other:?}"));
+                refuse(tls, Code::Protocol, 0, &e.to_string());
+                Err(e)
             }
         }
     }
 
     /// Stores hashed batches, in order, until at most `keep` are left with the
     /// leaf stage.
-    fn store_hashed(&mut self, tls: &mut Tls, keep: usize) -> Result<(), String> {
+    fn store_hashed(&mut self, tls: &mut Tls, keep: usize) -> Result<(), SessionError> {
         while self.hashing > keep {
             let h = self
                 .from_leaves
                 .recv()
-                .map_err(|_| "the leaf stage stopped".to_string())?;
+                .map_err(|_| SessionError::LeafStage("stopped".into()))?;
             self.hashing -= 1;
             let r = self.store(tls, &h);
             if self.spare.len() < HASH_AHEAD {
@@ -1167,25 +1210,21 @@ impl Session<'_> {
 
     /// Verifies a batch against its chain's tip, appends it and asks for an
     /// fsync (without waiting); its ack waits in `pending`.
-    fn store(&mut self, tls: &mut Tls, h: &Hashed) -> Result<(), String> {
+    fn store(&mut self, tls: &mut Tls, h: &Hashed) -> Result<(), SessionError> {
         let arrived = Instant::now();
-        let decoded = match &h.leaves {
-            Ok((layout, leaves)) => Ok((layout.batch(&h.body), leaves)),
-            Err(e) => Err(e.to_string()),
-        };
-        let (batch, leaves) = match decoded {
-            Ok(d) => d,
-            Err(m) => {
+        let (batch, leaves) = match &h.leaves {
+            Ok((layout, leaves)) => (layout.batch(&h.body), leaves),
+            Err(e) => {
                 // Acknowledge what was stored before the malformed batch.
                 let _ = commit(self.shared, tls, &mut self.pending, self.revoked);
-                tracing::warn!(peer = self.peer, host = self.host, "batch refused: {m}");
-                refuse(tls, Code::Protocol, 0, &m);
-                return Err(m);
+                tracing::warn!(peer = self.peer, host = self.host, "batch refused: {e}");
+                refuse(tls, Code::Protocol, 0, &e.to_string());
+                return Err(e.clone().into());
             }
         };
         if self.revoked.load(Ordering::SeqCst) {
             refuse(tls, Code::Revoked, batch.id, REVOKED);
-            return Err(REVOKED.into());
+            return Err(SessionError::Revoked);
         }
         match self.shared.store.apply(self.host, &batch, leaves) {
             Ok(stored) => {
@@ -1200,7 +1239,7 @@ impl Session<'_> {
                 };
                 let begun = lock(&p.slot).sync_begin();
                 if let Err(e) = begun {
-                    return Err(storage_failed(self.shared, tls, &p, &e));
+                    return Err(storage_failed(self.shared, tls, &p, e));
                 }
                 self.pending.push_back(p);
                 Ok(())
@@ -1217,7 +1256,11 @@ impl Session<'_> {
                     "batch refused: {message}"
                 );
                 refuse(tls, code, id, &message);
-                Err(format!("batch {id} refused ({}): {message}", code.name()))
+                Err(SessionError::Refused {
+                    batch: id,
+                    code,
+                    message,
+                })
             }
         }
     }
@@ -1245,11 +1288,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A chain's write or fsync failed: its state is read back from disk on next
 /// use, and the agent is told (it resends from the collector's position).
-fn storage_failed(shared: &Shared, tls: &mut Tls, p: &PendingAck, e: &std::io::Error) -> String {
+fn storage_failed(
+    shared: &Shared,
+    tls: &mut Tls,
+    p: &PendingAck,
+    e: std::io::Error,
+) -> SessionError {
     shared.store.evict(p.chain);
-    let m = format!("fsync of the store failed: {e}");
-    refuse(tls, Code::Storage, p.batch, &m);
-    m
+    let e = SessionError::Storage(e);
+    refuse(tls, Code::Storage, p.batch, &e.to_string());
+    e
 }
 
 /// Acknowledges, in order, the pending batches whose chain is durable to
@@ -1259,20 +1307,20 @@ fn ack_synced(
     tls: &mut Tls,
     pending: &mut VecDeque<PendingAck>,
     revoked: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     while let Some(p) = pending.front() {
         // Nothing is acknowledged once the certificate is revoked (what was
         // stored stays stored; the agent sends it again, and it is idempotent).
         if revoked.load(Ordering::SeqCst) {
             refuse(tls, Code::Revoked, 0, REVOKED);
-            return Err(REVOKED.into());
+            return Err(SessionError::Revoked);
         }
         let synced = lock(&p.slot).synced();
         match synced {
             Ok(pos) if pos >= p.end => {}
             Ok(_) => return Ok(()),
             Err(e) => {
-                let m = storage_failed(shared, tls, p, &e);
+                let m = storage_failed(shared, tls, p, e);
                 pending.clear();
                 return Err(m);
             }
@@ -1282,7 +1330,7 @@ fn ack_synced(
             chain: p.chain,
             next_seq: p.next_seq,
         };
-        send(tls, &ack).map_err(|e| e.to_string())?;
+        send(tls, &ack).map_err(SessionError::Send)?;
         let c = &shared.counts;
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.records.fetch_add(p.records, Ordering::Relaxed);
@@ -1300,7 +1348,7 @@ fn commit(
     tls: &mut Tls,
     pending: &mut VecDeque<PendingAck>,
     revoked: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let mut synced: Vec<&Arc<Mutex<store::Slot>>> = Vec::new();
     let mut failed = None;
     for p in pending.iter() {
@@ -1308,7 +1356,7 @@ fn commit(
             continue;
         }
         if let Err(e) = lock(&p.slot).sync() {
-            failed = Some(storage_failed(shared, tls, p, &e));
+            failed = Some(storage_failed(shared, tls, p, e));
             break;
         }
         synced.push(&p.slot);

@@ -75,25 +75,29 @@ impl Watched {
 
     /// The earliest notAfter (certificates) or nextUpdate (CRLs) in the file,
     /// seconds since the Unix epoch; None if no CRL says when it is next updated.
-    pub fn deadline(&self) -> Result<Option<i64>, String> {
+    pub fn deadline(&self) -> Result<Option<i64>, DeadlineError> {
+        let bad = |problem: String| DeadlineError {
+            what: self.what.clone(),
+            path: self.path.clone(),
+            problem,
+        };
         let bytes = crate::storage::fsutil::read_bounded(&self.path, MAX_PEM)
-            .map_err(|e| format!("{} {}: {e}", self.what, self.path.display()))?;
+            .map_err(|e| bad(e.to_string()))?;
         let mut earliest: Option<i64> = None;
         let mut seen = 0;
         for pem in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
-            let pem =
-                pem.map_err(|e| format!("{} {}: not PEM: {e}", self.what, self.path.display()))?;
+            let pem = pem.map_err(|e| bad(format!("not PEM: {e}")))?;
             let t = match (self.kind, pem.label.as_str()) {
                 (Kind::Certificate, "CERTIFICATE") => {
                     let (_, c) = x509_parser::certificate::X509Certificate::from_der(&pem.contents)
-                        .map_err(|e| format!("{} {}: {e}", self.what, self.path.display()))?;
+                        .map_err(|e| bad(e.to_string()))?;
                     Some(c.validity().not_after.timestamp())
                 }
                 (Kind::Crl, "X509 CRL") => {
                     let (_, c) = x509_parser::revocation_list::CertificateRevocationList::from_der(
                         &pem.contents,
                     )
-                    .map_err(|e| format!("{} {}: {e}", self.what, self.path.display()))?;
+                    .map_err(|e| bad(e.to_string()))?;
                     c.next_update().map(|t| t.timestamp())
                 }
                 _ => continue,
@@ -104,18 +108,28 @@ impl Watched {
             }
         }
         if seen == 0 {
-            return Err(format!(
-                "{} {}: holds no {}",
-                self.what,
-                self.path.display(),
+            return Err(bad(format!(
+                "holds no {}",
                 match self.kind {
                     Kind::Certificate => "certificate",
                     Kind::Crl => "CRL",
                 }
-            ));
+            )));
         }
         Ok(earliest)
     }
+}
+
+/// Why a watched file's deadline could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what} {}: {problem}", path.display())]
+pub struct DeadlineError {
+    /// The setting that names the file.
+    pub what: String,
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong: unreadable, not PEM, no certificate or CRL in it.
+    pub problem: String,
 }
 
 /// [`warn_expiring`] as of the clock.
@@ -234,7 +248,7 @@ pub fn deadlines(files: &[Watched]) -> Vec<Deadline> {
                     .copied()
                     .flatten()
                     .map(|t| crate::util::timefmt::rfc3339(t.saturating_mul(1_000_000_000))),
-                error: d.err(),
+                error: d.err().map(|e| e.to_string()),
                 crl: w.kind == Kind::Crl,
             }
         })

@@ -33,7 +33,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Address of the HTTP endpoint (`GET /metrics`), e.g. `127.0.0.1:9464`.
-    pub listen: String,
+    pub listen: crate::util::config::ListenAddr,
 }
 
 /// A registry whose metric names all start with `logseal_`, holding a
@@ -62,10 +62,10 @@ pub fn registry(
 /// Binds the endpoint's listener (before the process says it is ready, so
 /// that a bad address stops the start) and prints `metrics http://ADDR/metrics`.
 pub async fn bind(cfg: &MetricsConfig) -> std::io::Result<TcpListener> {
-    let l = TcpListener::bind(&cfg.listen)
+    let l = TcpListener::bind(cfg.listen.0)
         .await
         .map_err(crate::util::in_doing(format_args!(
-            "[metrics] listen = {:?}: binding",
+            "[metrics] listen = \"{}\": binding",
             cfg.listen
         )))?;
     crate::announce(format_args!("metrics http://{}/metrics", l.local_addr()?));

@@ -72,8 +72,36 @@ pub struct SignerState {
     pub genesis: Vec<u8>,
 }
 
+/// What is wrong with a state file's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Not this file type.
+    #[error("not a logseal signer state file (bad magic)")]
+    Magic,
+    /// The checksum does not match.
+    #[error("signer state checksum mismatch (file damaged)")]
+    Checksum,
+    /// A version this build does not read.
+    #[error("unsupported signer state version {0}")]
+    Version(u16),
+    /// Shorter than its fields say.
+    #[error("signer state ends early")]
+    Short,
+    /// The host name is not UTF-8.
+    #[error("host name is not UTF-8")]
+    Host,
+    /// The pending-key flag is neither 0 nor 1.
+    #[error("bad pending flag {0}")]
+    PendingFlag(u8),
+    /// Bytes after the last field.
+    #[error("trailing bytes in signer state")]
+    Trailing,
+}
+
 /// Why a state file could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateError {
     /// No state file.
     #[error("no signer state at {0}")]
@@ -92,7 +120,7 @@ pub enum StateError {
         /// File.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        reason: DecodeError,
     },
 }
 
@@ -153,23 +181,26 @@ impl SignerState {
     }
 
     /// Decodes a state file's bytes.
-    pub fn decode(b: &[u8]) -> Result<SignerState, String> {
+    pub fn decode(b: &[u8]) -> Result<SignerState, DecodeError> {
         if b.len() < 14 || &b[..8] != MAGIC {
-            return Err("not a logseal signer state file (bad magic)".into());
+            return Err(DecodeError::Magic);
         }
         let (body, crc) = b.split_at(b.len() - 4);
         if crc32c::crc32c(body) != u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-            return Err("signer state checksum mismatch (file damaged)".into());
+            return Err(DecodeError::Checksum);
         }
         let mut p = 8usize;
-        let mut take = |n: usize| -> Result<&[u8], String> {
-            let s = body.get(p..p + n).ok_or("signer state ends early")?;
+        let mut take = |n: usize| -> Result<&[u8], DecodeError> {
+            let s = body
+                .get(p..p.checked_add(n).ok_or(DecodeError::Short)?)
+                .ok_or(DecodeError::Short)?;
             p += n;
             Ok(s)
         };
-        let version = u16::from_be_bytes(take(2)?.try_into().map_err(|_| "bad version")?);
+        let u32_at = |s: &[u8]| u32::from_be_bytes(s.try_into().unwrap_or([0; 4]));
+        let version = u16::from_be_bytes([take(1)?[0], take(1)?[0]]);
         if version != VERSION {
-            return Err(format!("unsupported signer state version {version}"));
+            return Err(DecodeError::Version(version));
         }
         let arr32 = |s: &[u8]| -> [u8; 32] {
             let mut a = [0u8; 32];
@@ -178,9 +209,9 @@ impl SignerState {
         };
         let mut id = [0u8; 16];
         id.copy_from_slice(take(16)?);
-        let hl = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "bad length")?) as usize;
+        let hl = u32_at(take(4)?) as usize;
         let host = std::str::from_utf8(take(hl)?)
-            .map_err(|_| "host name is not UTF-8")?
+            .map_err(|_| DecodeError::Host)?
             .to_string();
         let u64_at = |s: &[u8]| u64::from_be_bytes(s.try_into().unwrap_or([0; 8]));
         let epoch = u64_at(take(8)?);
@@ -192,15 +223,15 @@ impl SignerState {
                 let s = Zeroizing::new(arr32(take(32)?));
                 Some(SecretKey::from_seed(&s))
             }
-            _ => return Err("bad pending flag".into()),
+            f => return Err(DecodeError::PendingFlag(f)),
         };
         let seq = u64_at(take(8)?);
         let head = arr32(take(32)?);
         let offset = u64_at(take(8)?);
-        let gl = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "bad length")?) as usize;
+        let gl = u32_at(take(4)?) as usize;
         let genesis = take(gl)?.to_vec();
         if p != body.len() {
-            return Err("trailing bytes in signer state".into());
+            return Err(DecodeError::Trailing);
         }
         Ok(SignerState {
             chain_id: ChainId(id),

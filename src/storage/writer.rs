@@ -35,17 +35,16 @@ pub const AGENT: &str = concat!("logseal ", env!("CARGO_PKG_VERSION"));
 /// (public data).
 pub const GENESIS_FILE: &str = "genesis.record";
 
-/// Reads the current chain's Genesis record from a state directory.
-pub fn read_genesis(state_dir: &Path) -> Result<Vec<u8>, String> {
-    match crate::storage::fsutil::read_bounded(&state_dir.join(GENESIS_FILE), MAX_GENESIS_FILE) {
+/// Reads the current chain's Genesis record from a state directory: the
+/// copy in `genesis.record`, or else the one the signer state holds.
+pub fn read_genesis(state_dir: &Path) -> Result<Vec<u8>, StateError> {
+    let path = state_dir.join(GENESIS_FILE);
+    match crate::storage::fsutil::read_bounded(&path, MAX_GENESIS_FILE) {
         Ok(b) => Ok(b),
-        Err(e) => match SignerState::load(state_dir) {
-            Ok(st) if !st.genesis.is_empty() => Ok(st.genesis.clone()),
-            Ok(_) => Err(format!(
-                "{}: {e} (and the signer state no longer holds the Genesis)",
-                state_dir.join(GENESIS_FILE).display()
-            )),
-            Err(se) => Err(se.to_string()),
+        Err(source) => match SignerState::load(state_dir)? {
+            st if !st.genesis.is_empty() => Ok(st.genesis.clone()),
+            // An old state without the Genesis: the file's error is the one to show.
+            _ => Err(StateError::Io { path, source }),
         },
     }
 }
@@ -79,7 +78,7 @@ pub enum WriterError {
     Random,
     /// The host name for a new chain is not a host name in canonical form.
     #[error("{0}; give a host name with --host or `host =`")]
-    BadHost(String),
+    BadHost(crate::chain::hostname::HostNameError),
     /// The log is not the state's: it holds no record of the state's chain.
     #[error("{log} holds no record of chain {chain} of the signer state in {dir}: it is another chain's log (a wrong --out?); nothing was written. Give the state's own log, or another --state directory")]
     WrongLog {

@@ -10,12 +10,63 @@
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
 /// Largest CRL file read (a CRL of a million entries is ~40 MB).
 pub const MAX_CRL_FILE: u64 = 64 << 20;
+
+/// Why a CRL file (or the floor a store keeps) was refused; each names the
+/// file and the list.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CrlError {
+    /// Unreadable.
+    #[error("CRL {path}: {cause}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// Not PEM.
+    #[error("CRL {path}: not a PEM file of CRLs: {detail}")]
+    NotPem {
+        /// The file.
+        path: PathBuf,
+        /// The parser's words.
+        detail: String,
+    },
+    /// No CRL in it.
+    #[error(
+        "CRL {path}: holds no CRL (an empty or garbled file would revoke nothing; \
+         write the CRL `logseal pki` or your CA issued)"
+    )]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A client CA certificate that does not parse.
+    #[error("client CA certificate: {0}")]
+    Ca(String),
+    /// One list of the file is refused.
+    #[error("CRL {n} in {path}: {problem}")]
+    List {
+        /// Its position in the file, from 1.
+        n: usize,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The floor kept in the store does not parse.
+    #[error("{0}")]
+    Floor(String),
+    /// The new file would roll the lists in use back.
+    #[error("{0}")]
+    Rollback(String),
+}
 
 /// The CRLs of one file, checked against the client CA.
 #[derive(Debug, Clone)]
@@ -44,25 +95,28 @@ struct Issue {
 impl Crls {
     /// Reads and checks `path` against the CA certificates in `ca`: every PEM
     /// block must be a CRL that parses whole and is signed by one of them.
-    pub fn load(path: &Path, ca: &[CertificateDer<'_>]) -> Result<Crls, String> {
-        let name = path.display();
-        let bytes = crate::storage::fsutil::read_bounded(path, MAX_CRL_FILE)
-            .map_err(|e| format!("CRL {name}: {e}"))?;
+    pub fn load(path: &Path, ca: &[CertificateDer<'_>]) -> Result<Crls, CrlError> {
+        let bytes = crate::storage::fsutil::read_bounded(path, MAX_CRL_FILE).map_err(|cause| {
+            CrlError::Read {
+                path: path.into(),
+                cause,
+            }
+        })?;
         let ders = CertificateRevocationListDer::pem_slice_iter(&bytes)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("CRL {name}: not a PEM file of CRLs: {e}"))?;
+            .map_err(|e| CrlError::NotPem {
+                path: path.into(),
+                detail: e.to_string(),
+            })?;
         if ders.is_empty() {
-            return Err(format!(
-                "CRL {name}: holds no CRL (an empty or garbled file would revoke nothing; \
-                 write the CRL `logseal pki` or your CA issued)"
-            ));
+            return Err(CrlError::Empty { path: path.into() });
         }
         let cas = ca
             .iter()
             .map(|c| {
                 X509Certificate::from_der(c.as_ref())
                     .map(|(_, x)| x)
-                    .map_err(|e| format!("client CA certificate: {e}"))
+                    .map_err(|e| CrlError::Ca(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut out = Crls {
@@ -72,27 +126,31 @@ impl Crls {
             issues: HashMap::new(),
         };
         for (i, der) in ders.into_iter().enumerate() {
-            let n = i + 1;
+            let bad = |problem: String| CrlError::List {
+                n: i + 1,
+                path: path.into(),
+                problem,
+            };
             let crl = match CertificateRevocationList::from_der(der.as_ref()) {
                 Ok(([], c)) => c,
-                Ok(_) => return Err(format!("CRL {n} in {name}: trailing bytes after the CRL")),
-                Err(e) => return Err(format!("CRL {n} in {name}: does not parse: {e}")),
+                Ok(_) => return Err(bad("trailing bytes after the CRL".into())),
+                Err(e) => return Err(bad(format!("does not parse: {e}"))),
             };
             let issuer = crl.issuer().as_raw();
             let Some(ca) = cas.iter().find(|c| c.subject().as_raw() == issuer) else {
-                return Err(format!(
-                    "CRL {n} in {name}: issued by {}, which is not the client CA ({})",
+                return Err(bad(format!(
+                    "issued by {}, which is not the client CA ({})",
                     crl.issuer(),
                     cas.iter()
                         .map(|c| c.subject().to_string())
                         .collect::<Vec<_>>()
                         .join("; ")
-                ));
+                )));
             };
             crl.verify_signature(ca.public_key()).map_err(|e| {
-                format!(
-                    "CRL {n} in {name}: its signature does not verify under the client CA's key ({e})"
-                )
+                bad(format!(
+                    "its signature does not verify under the client CA's key ({e})"
+                ))
             })?;
             // rustls applies the first list of an issuer it finds: a second one
             // (an old list left before the new one) would be believed instead.
@@ -102,11 +160,11 @@ impl Crls {
                 this_update: crl.last_update().timestamp(),
             };
             if out.issues.insert(issuer.to_vec(), issue).is_some() {
-                return Err(format!(
-                    "CRL {n} in {name}: a second CRL of {} in one file (give only the latest: \
+                return Err(bad(format!(
+                    "a second CRL of {} in one file (give only the latest: \
                      which one is applied would depend on their order)",
                     crl.issuer()
-                ));
+                )));
             }
             if let Some(next) = crl.next_update() {
                 let t = next.timestamp();
@@ -134,15 +192,16 @@ impl Crls {
 
     /// Reads a floor written by [`Crls::floor_text`]: lists of no certificate,
     /// only their issuers' ages, to be given to [`Crls::may_replace`].
-    pub fn from_floor_text(text: &str) -> Result<Crls, String> {
+    pub fn from_floor_text(text: &str) -> Result<Crls, CrlError> {
         #[derive(serde::Deserialize)]
         struct Floor {
             crl_floor: HashMap<String, Issue>,
         }
-        let f: Floor = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let f: Floor = serde_json::from_str(text).map_err(|e| CrlError::Floor(e.to_string()))?;
         let mut issues = HashMap::new();
         for (k, v) in f.crl_floor {
-            let k = crate::chain::hex::decode(&k).ok_or_else(|| format!("{k:?} is not hex"))?;
+            let k = crate::chain::hex::decode(&k)
+                .ok_or_else(|| CrlError::Floor(format!("{k:?} is not hex")))?;
             issues.insert(k, v);
         }
         Ok(Crls {
@@ -176,33 +235,33 @@ impl Crls {
     /// use, the new file has no list, or an older one (a lower CRL number or,
     /// without numbers, an earlier thisUpdate): a CRL rolled back to an
     /// earlier issue would re-admit certificates revoked since.
-    pub fn may_replace(&self, current: &Crls) -> Result<(), String> {
+    pub fn may_replace(&self, current: &Crls) -> Result<(), CrlError> {
         for (issuer, cur) in &current.issues {
             let Some(new) = self.issues.get(issuer) else {
-                return Err(format!(
+                return Err(CrlError::Rollback(format!(
                     "it holds no CRL of {}, whose CRL is in use: that would re-admit every \
                      certificate it revoked",
                     cur.name
-                ));
+                )));
             };
             if let (Some(n), Some(c)) = (&new.number, &cur.number) {
                 if by_value(n) < by_value(c) {
-                    return Err(format!(
+                    return Err(CrlError::Rollback(format!(
                         "its CRL of {} is older than the one in use (CRL number {} < {}): a \
                          rollback would re-admit certificates revoked since",
                         cur.name,
                         crate::chain::hex::encode(n),
                         crate::chain::hex::encode(c)
-                    ));
+                    )));
                 }
             } else if new.this_update < cur.this_update {
-                return Err(format!(
+                return Err(CrlError::Rollback(format!(
                     "its CRL of {} is older than the one in use (thisUpdate {} < {}): a \
                      rollback would re-admit certificates revoked since",
                     cur.name,
                     secs(new.this_update),
                     secs(cur.this_update)
-                ));
+                )));
             }
         }
         Ok(())

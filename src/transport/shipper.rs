@@ -88,7 +88,7 @@ pub struct ShipperConfig {
     /// The agent's host name (sent in Hello; must match its certificate).
     pub host: String,
     /// Collectors (`HOST:PORT`), in order of preference.
-    pub collectors: Vec<String>,
+    pub collectors: Vec<crate::util::config::HostPort>,
     /// Name the collectors' certificates must carry; empty: each address's host part.
     pub server_name: String,
     /// TLS client configuration (SIGHUP replaces it; each connection takes
@@ -333,6 +333,86 @@ struct Done;
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
+/// Why a session with a collector ended (the shipper logs it and connects
+/// again, to the next collector if the session made no progress).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShipError {
+    /// The name the collector's certificate must carry is not a valid name.
+    #[error("server name {name:?}: {cause}")]
+    ServerName {
+        /// The name.
+        name: String,
+        /// Why.
+        cause: rustls::pki_types::InvalidDnsNameError,
+    },
+    /// The collector's address did not resolve.
+    #[error("resolving {addr}: {cause}")]
+    Resolve {
+        /// `HOST:PORT`.
+        addr: String,
+        /// Why.
+        cause: io::Error,
+    },
+    /// A socket or TLS operation failed.
+    #[error("{doing}: {cause}")]
+    Io {
+        /// What the shipper was doing.
+        doing: &'static str,
+        /// Why.
+        cause: io::Error,
+    },
+    /// rustls refused to start a session.
+    #[error("starting TLS: {0}")]
+    Tls(rustls::Error),
+    /// No message from the collector, or a broken one.
+    #[error("{doing}: {cause}")]
+    Read {
+        /// What the shipper was waiting for.
+        doing: &'static str,
+        /// Why.
+        cause: ReadError,
+    },
+    /// A message that does not decode.
+    #[error("{0}")]
+    Wire(#[from] proto::WireError),
+    /// The collector answered with an error.
+    #[error("collector refused {what} ({code}): {message}")]
+    Refused {
+        /// The session or records.
+        what: &'static str,
+        /// The error code's name.
+        code: &'static str,
+        /// The collector's message.
+        message: String,
+    },
+    /// An answer the protocol does not allow at this point.
+    #[error("unexpected answer to {to}: {got}")]
+    Unexpected {
+        /// What was asked.
+        to: String,
+        /// The message received.
+        got: String,
+    },
+    /// Reading the spool.
+    #[error("reading the spool: {0}")]
+    Spool(io::Error),
+}
+
+/// A session's end: whether it made progress, and why it ended.
+type Ended = (bool, ShipError);
+
+fn io_err(doing: &'static str) -> impl FnOnce(io::Error) -> ShipError {
+    move |cause| ShipError::Io { doing, cause }
+}
+
+fn unexpected(to: impl Into<String>, got: &Msg) -> ShipError {
+    ShipError::Unexpected {
+        to: to.into(),
+        got: format!("{got:?}"),
+    }
+}
+
 /// Runs the shipper until the link is closed and everything is acknowledged
 /// (or the drain timeout passes).
 pub fn run(cfg: ShipperConfig, spool_dir: PathBuf, link: Arc<ShipLink>, stats: Arc<ShipStats>) {
@@ -401,7 +481,7 @@ struct Session<'a> {
     link: &'a ShipLink,
     stats: &'a ShipStats,
     cursor: Cursor,
-    addr: &'a str,
+    addr: &'a crate::util::config::HostPort,
     drain_deadline: &'a mut Option<Instant>,
 }
 
@@ -413,34 +493,34 @@ struct InFlight {
 }
 
 impl Session<'_> {
-    fn connect(&self) -> Result<(Tls, u32), String> {
-        let (host, _) = self
-            .addr
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{}: not HOST:PORT", self.addr))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+    fn connect(&self) -> Result<(Tls, u32), ShipError> {
         let name = if self.cfg.server_name.is_empty() {
-            host
+            &self.addr.host
         } else {
             &self.cfg.server_name
         };
-        let server_name = ServerName::try_from(name.to_string())
-            .map_err(|e| format!("server name {name:?}: {e}"))?;
-        let sa = self
-            .addr
+        let server_name =
+            ServerName::try_from(name.to_string()).map_err(|cause| ShipError::ServerName {
+                name: name.clone(),
+                cause,
+            })?;
+        let resolve = |cause| ShipError::Resolve {
+            addr: self.addr.to_string(),
+            cause,
+        };
+        let sa = (self.addr.host.as_str(), self.addr.port)
             .to_socket_addrs()
-            .map_err(|e| format!("resolving {}: {e}", self.addr))?
+            .map_err(resolve)?
             .next()
-            .ok_or_else(|| format!("{}: no address", self.addr))?;
+            .ok_or_else(|| resolve(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
         let tcp = TcpStream::connect_timeout(&sa, Duration::from_secs(5))
-            .map_err(|e| format!("connecting: {e}"))?;
+            .map_err(io_err("connecting"))?;
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
-        tcp.set_write_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| e.to_string())?;
+            .and_then(|_| tcp.set_write_timeout(Some(Duration::from_secs(30))))
+            .map_err(io_err("setting socket timeouts"))?;
         let conn = rustls::ClientConnection::new(self.cfg.tls.get(), server_name)
-            .map_err(|e| e.to_string())?;
+            .map_err(ShipError::Tls)?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         Msg::Hello {
             min_version: proto::VERSION,
@@ -450,12 +530,15 @@ impl Session<'_> {
         }
         .write(&mut tls)
         .and_then(|_| tls.flush())
-        .map_err(|e| format!("TLS handshake or hello: {e}"))?;
+        .map_err(io_err("TLS handshake or hello"))?;
         let mut fr = FrameReader::default();
         let (ty, body) = fr
             .next(&mut tls, proto::HELLO_MAX)
-            .map_err(|e| format!("waiting for the collector's welcome: {e}"))?;
-        match Msg::decode(ty, body).map_err(|e| e.to_string())? {
+            .map_err(|cause| ShipError::Read {
+                doing: "waiting for the collector's welcome",
+                cause,
+            })?;
+        match Msg::decode(ty, body)? {
             Msg::Welcome {
                 version,
                 collector,
@@ -465,21 +548,22 @@ impl Session<'_> {
                 tracing::info!(collector = %self.addr, name = collector, "connected to collector");
                 Ok((tls, max_frame))
             }
-            Msg::Error { code, message, .. } => Err(format!(
-                "collector refused the session ({}): {message}",
-                Code::from_u16(code).map_or("unknown", Code::name)
-            )),
-            other => Err(format!("unexpected answer to hello: {other:?}")),
+            Msg::Error { code, message, .. } => Err(ShipError::Refused {
+                what: "the session",
+                code: Code::from_u16(code).map_or("unknown", Code::name),
+                message,
+            }),
+            other => Err(unexpected("hello", &other)),
         }
     }
 
-    fn run(&mut self) -> Result<Done, (bool, String)> {
+    fn run(&mut self) -> Result<Done, Ended> {
         let (mut tls, max_frame) = self.connect().map_err(|e| (false, e))?;
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         self.stats.connected.store(true, Ordering::Relaxed);
         tls.sock
             .set_read_timeout(Some(self.cfg.keepalive.max(Duration::from_secs(1)) * 2))
-            .map_err(|e| (false, e.to_string()))?;
+            .map_err(|e| (false, io_err("setting the read timeout")(e)))?;
         let max_batch = self.cfg.batch_bytes.min(max_frame as usize - 64);
         let mut fr = FrameReader::default();
         let mut positions: HashMap<ChainId, u64> = HashMap::new();
@@ -493,7 +577,7 @@ impl Session<'_> {
             let limit = if closed {
                 self.cursor
                     .end_of_files()
-                    .map_err(|e| (progress, e.to_string()))?
+                    .map_err(|e| (progress, ShipError::Spool(e)))?
             } else {
                 self.link.durable()
             };
@@ -517,7 +601,7 @@ impl Session<'_> {
                 let items = self
                     .cursor
                     .read(limit, self.cfg.batch_records, max_batch)
-                    .map_err(|e| (progress, e.to_string()))?;
+                    .map_err(|e| (progress, ShipError::Spool(e)))?;
                 let Some(first) = items.first() else { continue };
                 let chain = first.chain;
                 #[allow(clippy::map_entry)] // the lookup awaits the network in between
@@ -553,7 +637,7 @@ impl Session<'_> {
                 proto::finish_batch(&mut body, n);
                 proto::write_frame(&mut tls, proto::t::BATCH, &body)
                     .and_then(|_| tls.flush())
-                    .map_err(|e| (progress, format!("sending a batch: {e}")))?;
+                    .map_err(|e| (progress, io_err("sending a batch")(e)))?;
                 last_io = Instant::now();
                 inflight.push_back(InFlight {
                     id: next_id,
@@ -575,12 +659,10 @@ impl Session<'_> {
                 Msg::Ping(0)
                     .write(&mut tls)
                     .and_then(|_| tls.flush())
-                    .map_err(|e| (progress, e.to_string()))?;
+                    .map_err(|e| (progress, io_err("sending a ping")(e)))?;
                 match self.read_msg(&mut tls, &mut fr, progress)? {
                     Msg::Pong(_) => {}
-                    other => {
-                        return Err((progress, format!("unexpected answer to ping: {other:?}")))
-                    }
+                    other => return Err((progress, unexpected("ping", &other))),
                 }
                 last_io = Instant::now();
             }
@@ -600,7 +682,7 @@ impl Session<'_> {
         inflight: &mut VecDeque<InFlight>,
         progress: &mut bool,
         chain: ChainId,
-    ) -> Result<u64, (bool, String)> {
+    ) -> Result<u64, Ended> {
         // Ask where the collector stands; acks of earlier batches first.
         while !inflight.is_empty() {
             self.await_ack(tls, fr, inflight, progress)?;
@@ -608,19 +690,14 @@ impl Session<'_> {
         Msg::Position { chain }
             .write(tls)
             .and_then(|_| tls.flush())
-            .map_err(|e| (*progress, e.to_string()))?;
+            .map_err(|e| (*progress, io_err("asking the chain's position")(e)))?;
         let next = loop {
             match self.read_msg(tls, fr, *progress)? {
                 Msg::Resume {
                     chain: c, next_seq, ..
                 } if c == chain => break next_seq,
                 Msg::Pong(_) => continue,
-                other => {
-                    return Err((
-                        *progress,
-                        format!("unexpected answer to position: {other:?}"),
-                    ))
-                }
+                other => return Err((*progress, unexpected("position", &other))),
             }
         };
         tracing::debug!(chain = %chain, next_seq = next, "collector position");
@@ -631,20 +708,15 @@ impl Session<'_> {
         self.link.acked.fetch_max(pos, Ordering::SeqCst);
     }
 
-    fn read_msg(
-        &self,
-        tls: &mut Tls,
-        fr: &mut FrameReader,
-        progress: bool,
-    ) -> Result<Msg, (bool, String)> {
-        let (ty, body) = match fr.next(tls, proto::HELLO_MAX) {
-            Ok(f) => f,
-            Err(ReadError::Timeout) => {
-                return Err((progress, "collector did not answer in time".into()))
-            }
-            Err(e) => return Err((progress, format!("reading from the collector: {e}"))),
-        };
-        let m = Msg::decode(ty, body).map_err(|e| (progress, e.to_string()))?;
+    fn read_msg(&self, tls: &mut Tls, fr: &mut FrameReader, progress: bool) -> Result<Msg, Ended> {
+        let (ty, body) = fr.next(tls, proto::HELLO_MAX).map_err(|cause| {
+            let doing = match cause {
+                ReadError::Timeout => "waiting for the collector's answer",
+                _ => "reading from the collector",
+            };
+            (progress, ShipError::Read { doing, cause })
+        })?;
+        let m = Msg::decode(ty, body).map_err(|e| (progress, e.into()))?;
         if let Msg::Error {
             code,
             message,
@@ -653,13 +725,16 @@ impl Session<'_> {
         {
             let c = Code::from_u16(*code);
             let name = c.map_or("unknown", Code::name);
-            if c.is_some_and(Code::retryable) {
-                return Err((progress, format!("collector: {name}: {message}")));
+            if !c.is_some_and(Code::retryable) {
+                tracing::error!(collector = %self.addr, code = name, batch, "collector refused records: {message}");
             }
-            tracing::error!(collector = %self.addr, code = name, batch, "collector refused records: {message}");
             return Err((
                 progress,
-                format!("collector refused records ({name}): {message}"),
+                ShipError::Refused {
+                    what: "records",
+                    code: name,
+                    message: message.clone(),
+                },
             ));
         }
         Ok(m)
@@ -671,7 +746,7 @@ impl Session<'_> {
         fr: &mut FrameReader,
         inflight: &mut VecDeque<InFlight>,
         progress: &mut bool,
-    ) -> Result<(), (bool, String)> {
+    ) -> Result<(), Ended> {
         // Entries with id 0 were already held by the collector: they complete
         // with the batch before them.
         while inflight.front().is_some_and(|f| f.id == 0) {
@@ -705,10 +780,7 @@ impl Session<'_> {
                 Ok(())
             }
             Msg::Pong(_) => Ok(()),
-            other => Err((
-                *progress,
-                format!("expected the ack of batch {want}, got {other:?}"),
-            )),
+            other => Err((*progress, unexpected(format!("batch {want}"), &other))),
         }
     }
 }

@@ -9,19 +9,16 @@ pub const MAX_LEN: usize = 253;
 /// Checks that `name` is a host name in its canonical form: labels of 1 to 63
 /// characters `a-z`, `0-9` and `-` (not first or last), separated by dots,
 /// at most 253 characters, no trailing dot.
-pub fn check(name: &str) -> Result<(), String> {
+pub fn check(name: &str) -> Result<(), HostNameError> {
     // Names come from peers too: messages show a bounded part of them.
-    let name_shown = shown(name);
     if name.is_empty() || name.len() > MAX_LEN {
-        return Err(format!(
-            "host name {name_shown}: must be 1 to {MAX_LEN} characters"
-        ));
+        return Err(HostNameError::Length(shown(name)));
     }
     if name != canonical(name) {
-        return Err(format!(
-            "host name {name_shown} is not in its canonical form {} (lower case, no trailing dot)",
-            shown(&canonical(name))
-        ));
+        return Err(HostNameError::NotCanonical {
+            name: shown(name),
+            canonical: shown(&canonical(name)),
+        });
     }
     let ok = name.split('.').all(|l| {
         !l.is_empty()
@@ -34,10 +31,34 @@ pub fn check(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "host name {name_shown}: labels of a-z, 0-9 and '-' (not first or last), 1 to 63 characters, separated by dots"
-        ))
+        Err(HostNameError::Labels(shown(name)))
     }
+}
+
+/// Why a name is not a host name in its canonical form; each shows the name
+/// (quoted, escaped, at most 64 characters of it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostNameError {
+    /// Empty or too long.
+    #[error("host name {0}: must be 1 to {MAX_LEN} characters")]
+    Length(String),
+    /// Upper case or a trailing dot.
+    #[error(
+        "host name {name} is not in its canonical form {canonical} (lower case, no trailing dot)"
+    )]
+    NotCanonical {
+        /// The name.
+        name: String,
+        /// Its canonical form.
+        canonical: String,
+    },
+    /// A label that is not DNS syntax.
+    #[error(
+        "host name {0}: labels of a-z, 0-9 and '-' (not first or last), 1 to 63 characters, \
+         separated by dots"
+    )]
+    Labels(String),
 }
 
 /// A name as messages show it: quoted and escaped, at most 64 characters.

@@ -40,7 +40,32 @@ pub struct TrustParseError {
     /// 1-based line number.
     pub line: usize,
     /// What is wrong.
-    pub reason: String,
+    pub reason: AnchorError,
+}
+
+/// Why a trust anchor (`HOST KEY`, or `HOST=KEY` on the command line) was
+/// refused; each shows the text given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnchorError {
+    /// A key without its host.
+    #[error("{0:?} names no host: a trust anchor is bound to the host its Genesis names")]
+    NoHost(String),
+    /// Not two fields.
+    #[error("{0:?} is not two fields")]
+    Fields(String),
+    /// The host is not a host name.
+    #[error(transparent)]
+    Host(#[from] super::hostname::HostNameError),
+    /// `SHA256:` without 32 hex digits after it.
+    #[error("{0:?} is not a fingerprint (SHA256: and 32 hex digits)")]
+    Fingerprint(String),
+    /// Not hex.
+    #[error("{0:?} is not hex")]
+    Hex(String),
+    /// Hex of another length than a key's.
+    #[error("{0:?}: a genesis key is 32 bytes (64 hex digits)")]
+    KeyLength(String),
 }
 
 impl TrustAnchors {
@@ -82,29 +107,23 @@ impl TrustAnchors {
     }
 
     /// Adds one `HOST=KEY` pair (`--trust-key`).
-    pub fn add_arg(&mut self, arg: &str) -> Result<(), String> {
+    pub fn add_arg(&mut self, arg: &str) -> Result<(), AnchorError> {
         match arg.split_once('=') {
             Some((host, key)) if !host.trim().is_empty() => {
                 self.add_pair(&format!("{} {}", host.trim(), key.trim()))
             }
-            _ => Err(format!(
-                "{arg:?} names no host: a trust anchor is bound to the host its Genesis names"
-            )),
+            _ => Err(AnchorError::NoHost(arg.into())),
         }
     }
 
     /// Adds one `HOST KEY` pair (the text of a trust file line).
-    fn add_pair(&mut self, line: &str) -> Result<(), String> {
+    fn add_pair(&mut self, line: &str) -> Result<(), AnchorError> {
         let mut parts = line.split_whitespace();
         let mut next = || parts.find(|s| !s.is_empty());
         let (host, key) = match (next(), next(), next()) {
             (Some(h), Some(k), None) => (h, k),
-            (Some(_), None, None) => {
-                return Err(format!(
-                    "{line:?} names no host: a trust anchor is bound to the host its Genesis names"
-                ))
-            }
-            _ => return Err(format!("{line:?} is not two fields")),
+            (Some(_), None, None) => return Err(AnchorError::NoHost(line.into())),
+            _ => return Err(AnchorError::Fields(line.into())),
         };
         super::hostname::check(host)?;
         let key = parse_key(key)?;
@@ -130,7 +149,7 @@ impl TrustAnchors {
     }
 }
 
-fn parse_key(s: &str) -> Result<KeyRef, String> {
+fn parse_key(s: &str) -> Result<KeyRef, AnchorError> {
     if let Some(hexpart) = s.strip_prefix("SHA256:") {
         if hexpart.len() == 32 && hexpart.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(KeyRef::Fingerprint(format!(
@@ -138,14 +157,10 @@ fn parse_key(s: &str) -> Result<KeyRef, String> {
                 hexpart.to_ascii_lowercase()
             )));
         }
-        return Err(format!(
-            "{s:?} is not a fingerprint (SHA256: and 32 hex digits)"
-        ));
+        return Err(AnchorError::Fingerprint(s.into()));
     }
-    let b = crate::hex::decode(s).ok_or_else(|| format!("{s:?} is not hex"))?;
-    let k: [u8; 32] = b
-        .try_into()
-        .map_err(|_| format!("{s:?}: a genesis key is 32 bytes (64 hex digits)"))?;
+    let b = crate::hex::decode(s).ok_or_else(|| AnchorError::Hex(s.into()))?;
+    let k: [u8; 32] = b.try_into().map_err(|_| AnchorError::KeyLength(s.into()))?;
     Ok(KeyRef::Key(k))
 }
 
@@ -182,7 +197,7 @@ mod tests {
     fn refuses_lines_without_a_host() {
         let e = TrustAnchors::parse(&format!("\n{}\n", crate::hex::encode(&[1; 32]))).unwrap_err();
         assert_eq!(e.line, 2);
-        assert!(e.reason.contains("no host"), "{e}");
+        assert!(matches!(e.reason, AnchorError::NoHost(_)), "{e}");
         assert!(TrustAnchors::parse("h 1234").is_err());
         assert!(TrustAnchors::parse("h SHA256:zz").is_err());
         assert!(TrustAnchors::parse("h k extra").is_err());

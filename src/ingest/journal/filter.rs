@@ -16,23 +16,6 @@ pub struct Filter {
     keep: Vec<Vec<u8>>,
 }
 
-/// Parses a priority: a name (`err`, `warning`, …) or a number 0–7.
-pub fn parse_priority(s: &str) -> Result<u8, String> {
-    // Journal priorities are syslog severities.
-    if let Some(i) = crate::ingest::syslog::SEVERITIES
-        .iter()
-        .position(|p| *p == s)
-    {
-        return Ok(i as u8);
-    }
-    match s.parse::<u8>() {
-        Ok(n) if n <= 7 => Ok(n),
-        _ => Err(format!(
-            "journald.priority {s:?}: use 0-7 or emerg, alert, crit, err, warning, notice, info, debug"
-        )),
-    }
-}
-
 /// True for a valid journal field name: A–Z, 0–9 and `_`, not starting with a digit.
 pub fn valid_field_name(n: &str) -> bool {
     !n.is_empty()
@@ -43,45 +26,20 @@ pub fn valid_field_name(n: &str) -> bool {
 }
 
 impl Filter {
-    /// Compiles the filter settings; the error names the setting.
-    pub fn new(cfg: &JournaldConfig) -> Result<Filter, String> {
-        let mut matches = Vec::new();
-        for (i, m) in cfg.matches.iter().enumerate() {
-            let mut all = Vec::new();
-            for term in m.split_whitespace() {
-                let (k, v) = term.split_once('=').ok_or_else(|| {
-                    format!("journald.matches[{i}] {m:?}: {term:?} is not FIELD=VALUE")
-                })?;
-                if !valid_field_name(k) {
-                    return Err(format!(
-                        "journald.matches[{i}] {m:?}: {k:?} is not a journal field name (A-Z, 0-9, _)"
-                    ));
-                }
-                all.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
-            }
-            if all.is_empty() {
-                return Err(format!("journald.matches[{i}] is empty"));
-            }
-            matches.push(all);
-        }
-        for k in &cfg.fields {
-            if !valid_field_name(k) {
-                return Err(format!(
-                    "journald.fields: {k:?} is not a journal field name (A-Z, 0-9, _)"
-                ));
-            }
-        }
-        Ok(Filter {
-            units: cfg.units.iter().map(|s| s.as_bytes().to_vec()).collect(),
-            identifiers: cfg
-                .identifiers
+    /// Compiles the filter settings (parsed and checked at load).
+    pub fn new(cfg: &JournaldConfig) -> Filter {
+        let bytes = |s: &String| s.as_bytes().to_vec();
+        Filter {
+            units: cfg.units.iter().map(bytes).collect(),
+            identifiers: cfg.identifiers.iter().map(bytes).collect(),
+            max_priority: cfg.priority.0,
+            matches: cfg
+                .matches
                 .iter()
-                .map(|s| s.as_bytes().to_vec())
+                .map(|m| m.0.iter().map(|(k, v)| (bytes(&k.0), bytes(v))).collect())
                 .collect(),
-            max_priority: parse_priority(&cfg.priority)?,
-            matches,
-            keep: cfg.fields.iter().map(|s| s.as_bytes().to_vec()).collect(),
-        })
+            keep: cfg.fields.iter().map(|k| bytes(&k.0)).collect(),
+        }
     }
 
     /// True if an entry with these fields (`NAME=value` data) is chained.
@@ -143,12 +101,13 @@ impl Filter {
 
 #[cfg(test)]
 mod tests {
+    use super::super::config::{FieldName, MatchExpr, Priority};
     use super::*;
 
     fn cfg(f: impl FnOnce(&mut JournaldConfig)) -> Filter {
         let mut c = JournaldConfig::default();
         f(&mut c);
-        Filter::new(&c).expect("valid filter")
+        Filter::new(&c)
     }
 
     const SSHD: &[(&[u8], &[u8])] = &[
@@ -176,44 +135,52 @@ mod tests {
         assert!(f.wants(SSHD) && !f.wants(KERNEL));
         let f = cfg(|c| c.identifiers = vec!["sshd".into(), "sudo".into()]);
         assert!(f.wants(SSHD) && !f.wants(KERNEL));
-        let f = cfg(|c| c.priority = "err".into());
+        let f = cfg(|c| c.priority = Priority::parse("err").unwrap());
         assert!(!f.wants(SSHD) && f.wants(KERNEL));
         assert!(f.wants(&[(b"MESSAGE", b"no priority")]));
-        let f = cfg(|c| c.priority = "6".into());
+        let f = cfg(|c| c.priority = Priority(6));
         assert!(f.wants(SSHD));
         let f = cfg(|c| {
-            c.matches = vec![
-                "_TRANSPORT=kernel".into(),
-                "SYSLOG_IDENTIFIER=sshd PRIORITY=3".into(),
-            ]
+            c.matches = ["_TRANSPORT=kernel", "SYSLOG_IDENTIFIER=sshd PRIORITY=3"]
+                .map(|m| MatchExpr::parse(m).unwrap())
+                .to_vec()
         });
         assert!(f.wants(KERNEL), "first expression");
         assert!(!f.wants(SSHD), "second expression needs both terms");
-        let f = cfg(|c| c.fields = vec!["MESSAGE".into()]);
+        let f = cfg(|c| c.fields = vec![FieldName::parse("MESSAGE").unwrap()]);
         assert!(f.keeps(b"MESSAGE") && !f.keeps(b"_PID"));
     }
 
     #[test]
     fn bad_settings_are_named() {
-        let mut c = JournaldConfig {
-            matches: vec!["_COMM".into()],
-            ..JournaldConfig::default()
-        };
-        let e = Filter::new(&c).expect_err("no =");
-        assert!(
-            e.contains("journald.matches[0]") && e.contains("FIELD=VALUE"),
-            "{e}"
-        );
-        c.matches = vec!["comm=x".into()];
-        let e = Filter::new(&c).expect_err("lowercase");
-        assert!(e.contains("not a journal field name"), "{e}");
-        c.matches = vec![];
-        c.priority = "loud".into();
-        let e = Filter::new(&c).expect_err("priority");
-        assert!(e.contains("journald.priority"), "{e}");
-        c.priority = "info".into();
-        c.fields = vec!["message".into()];
-        let e = Filter::new(&c).expect_err("fields");
-        assert!(e.contains("journald.fields"), "{e}");
+        for (text, key, why) in [
+            ("matches = [\"_COMM\"]", "journald.matches", "FIELD=VALUE"),
+            (
+                "matches = [\"comm=x\"]",
+                "journald.matches",
+                "not a journal field name",
+            ),
+            ("matches = [\" \"]", "journald.matches", "empty"),
+            ("priority = \"loud\"", "journald.priority", "\"loud\""),
+            (
+                "fields = [\"message\"]",
+                "journald.fields",
+                "not a journal field name",
+            ),
+            (
+                "journal = \"namespace:\"",
+                "journald.journal",
+                "bad namespace",
+            ),
+            ("start = \"yesterday\"", "journald.start", "RFC 3339"),
+        ] {
+            let e = toml::from_str::<JournaldConfig>(text)
+                .expect_err(text)
+                .to_string();
+            assert!(
+                e.contains(key) && e.contains(why) && e.contains("line 1"),
+                "{text}: {e}"
+            );
+        }
     }
 }
