@@ -94,12 +94,12 @@ fn stamp_then_verify_intact_then_tampered() {
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(
-        t.contains("bad link") && t.contains("RESULT: INTEGRITY FAILURE"),
+        t.contains("bad link") && t.contains("RESULT: BROKEN"),
         "{t}"
     );
     let (code, v) = verify_json(&[s(&log)], &[]);
     assert_eq!(code, 1);
-    assert_eq!(v["result"], "integrity-failure");
+    assert_eq!(v["result"], "broken");
     let p = &v["chains"][0]["problems"][0];
     assert_eq!(p["kind"], "bad-link");
     // The finding is located at the seal that exposed it: file and byte offset.
@@ -665,11 +665,7 @@ fn data_and_file_names_cannot_forge_the_text_report() {
     }
     let o = run(&["verify", s(&dir)], b"");
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o).ends_with("RESULT: INTEGRITY FAILURE\n"),
-        "{}",
-        text(&o)
-    );
+    assert!(text(&o).ends_with("RESULT: BROKEN\n"), "{}", text(&o));
     // Error messages name paths escaped too.
     let o = run(&["verify", s(&dir.join("missing\u{1b}[2J.seg"))], b"");
     assert_eq!(o.status.code(), Some(2));

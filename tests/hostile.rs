@@ -220,7 +220,7 @@ fn replace_with(path: &std::path::Path, what: &str, huge: u64) {
 
 #[test]
 fn state_files_that_are_fifos_devices_or_huge_are_refused_naming_the_file() {
-    use logseal::storage::spool::{Spool, SpoolOptions};
+    use logseal::storage::segment_log::{LogOptions, SegmentLog};
     let d = TempDir::new("state-kinds");
     for what in ["fifo", "dev-zero", "huge"] {
         // signer.state, read by `stamp` (and the agent) at every start.
@@ -267,11 +267,11 @@ fn state_files_that_are_fifos_devices_or_huge_are_refused_naming_the_file() {
 
         // The spool's `acked` file.
         let sdir = d.path().join(format!("spool-{what}"));
-        drop(Spool::open(&sdir, SpoolOptions::default(), |_, _, _| {}).unwrap());
+        drop(SegmentLog::open(&sdir, LogOptions::default(), |_, _, _| {}).unwrap());
         replace_with(&sdir.join("acked"), what, 3 << 30);
         let s2 = sdir.clone();
         let e = within_30s(&format!("spool with acked a {what}"), move || {
-            Spool::open(&s2, SpoolOptions::default(), |_, _, _| {}).map(|_| ())
+            SegmentLog::open(&s2, LogOptions::default(), |_, _, _| {}).map(|_| ())
         })
         .expect_err("a bad acked file must be refused")
         .to_string();

@@ -291,12 +291,19 @@ fn filters_choose_entries_and_fields() {
         .collect();
     assert_eq!(got_seqs, want);
 
-    // A bad filter is refused before anything starts, naming the key.
+    // A bad filter is refused before anything starts, naming the key, the
+    // line and the expression.
     let cfg = tmp.path().join("bad.toml");
-    let (code, err) = common::check_config("agent", &cfg, "[journald]\nmatches = [\"_COMM\"]\n");
+    let (code, err) = common::check_config(
+        "agent",
+        &cfg,
+        "[journald]\nmatches = [\"TAG=b0\", \"_COMM\"]\n",
+    );
     assert_eq!(code, Some(2));
     assert!(
-        err.contains("journald.matches[0]") && err.contains("FIELD=VALUE"),
+        err.contains("journald.matches \"_COMM\"")
+            && err.contains("FIELD=VALUE")
+            && err.contains("line 2"),
         "{err}"
     );
 

@@ -10,20 +10,20 @@ use logseal::agent::stage;
 use logseal::chain::record::{Body, Payload, Source};
 use logseal::chain::verify::Problem;
 use logseal::ingest::Batch;
-use logseal::storage::spool::{Spool, SpoolOptions};
+use logseal::storage::segment_log::{LogOptions, SegmentLog};
 use logseal::storage::writebehind::WriteBehind;
 use logseal::storage::writer::ChainWriter;
 use std::path::Path;
 use std::sync::Arc;
 
-fn open(dir: &Path, write_behind: bool) -> ChainWriter<Spool> {
+fn open(dir: &Path, write_behind: bool) -> ChainWriter<SegmentLog> {
     let spool_dir = dir.join("spool");
-    let opts = SpoolOptions {
+    let opts = LogOptions {
         segment_bytes: 64 << 10,
         write_behind,
     };
     ChainWriter::open_log(&dir.join("state"), Some("pipe-host"), "pipeline", |each| {
-        Spool::open(&spool_dir, opts, each)
+        SegmentLog::open(&spool_dir, opts, each)
     })
     .unwrap()
     .0
@@ -44,7 +44,7 @@ fn batch(from: u32, n: u32) -> Batch {
 }
 
 /// What the stamper's fallback does for an event that was not staged.
-fn append_plain(w: &mut ChainWriter<Spool>, b: &Batch, i: usize) {
+fn append_plain(w: &mut ChainWriter<SegmentLog>, b: &Batch, i: usize) {
     let item = b.items[i];
     w.append_at(
         b.time_ns,

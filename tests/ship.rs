@@ -93,7 +93,7 @@ fn numbered_messages_reach_the_collector_exactly_once() {
         "the shutdown seal was shipped too"
     );
     // Acknowledged segments were deleted from the spool; the rest is acknowledged.
-    let segs = logseal::storage::spool::segment_bases(&state.join("spool")).unwrap();
+    let segs = logseal::storage::segment_log::segment_bases(&state.join("spool")).unwrap();
     assert!(
         segs.len() <= 2,
         "acknowledged spool segments are deleted ({} left)",

@@ -8,23 +8,25 @@ use common::*;
 use logseal::chain::record::Source;
 use logseal::chain::verify::{Problem, Unverified, Verdict};
 use logseal::storage::segment::OpenError;
-use logseal::storage::spool::{segment_bases, Spool, SpoolOptions};
+use logseal::storage::segment_log::{segment_bases, LogOptions, SegmentLog};
 use logseal::storage::writer::{ChainWriter, Opened};
 use std::path::Path;
 
-const SMALL: SpoolOptions = SpoolOptions {
+const SMALL: LogOptions = LogOptions {
     segment_bytes: 4096,
     write_behind: false,
 };
 
-fn open(dir: &Path) -> Result<(ChainWriter<Spool>, Opened), logseal::storage::writer::WriterError> {
+fn open(
+    dir: &Path,
+) -> Result<(ChainWriter<SegmentLog>, Opened), logseal::storage::writer::WriterError> {
     let spool_dir = dir.join("spool");
     ChainWriter::open_log(&dir.join("state"), Some("spool-host"), "spool", |each| {
-        Spool::open(&spool_dir, SMALL, each)
+        SegmentLog::open(&spool_dir, SMALL, each)
     })
 }
 
-fn write(w: &mut ChainWriter<Spool>, from: u32, to: u32) {
+fn write(w: &mut ChainWriter<SegmentLog>, from: u32, to: u32) {
     for i in from..=to {
         w.append_event(
             logseal::util::timefmt::now_ns(),
@@ -79,7 +81,7 @@ fn acknowledged_segments_are_deleted_and_the_chain_continues() {
     w.shutdown("run").unwrap();
     let spool_dir = d.path().join("spool");
     let before = segment_bases(&spool_dir).unwrap();
-    let (mut sp, _) = Spool::open(&spool_dir, SMALL, |_, _, _| {}).unwrap();
+    let (mut sp, _) = SegmentLog::open(&spool_dir, SMALL, |_, _, _| {}).unwrap();
     let cut = before[before.len() / 2];
     sp.set_acked(cut).unwrap();
     drop(sp);

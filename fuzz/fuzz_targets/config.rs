@@ -12,6 +12,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = logseal::util::units::parse_size(line);
         let _ = logseal::util::units::parse_duration(line);
         let _ = logseal::ingest::journal::cursor::Cursor::parse(line);
-        let _ = logseal::ingest::journal::config::JournalStart::parse(line);
+        let _ = line.parse::<logseal::ingest::journal::config::JournalStart>();
     }
 });

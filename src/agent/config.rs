@@ -129,107 +129,76 @@ fn default_state_dir() -> PathBuf {
 
 /// When seals are made.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ChainConfig {
     /// Seal at most this long after the first unsealed record while events flow.
-    #[serde(default = "d_seal", deserialize_with = "serde_units::duration")]
+    #[serde(deserialize_with = "serde_units::duration")]
     pub seal_interval: Duration,
     /// Seal this often when idle (a heartbeat that proves the agent is alive).
-    #[serde(default = "d_heartbeat", deserialize_with = "serde_units::duration")]
+    #[serde(deserialize_with = "serde_units::duration")]
     pub heartbeat: Duration,
-}
-
-fn d_seal() -> Duration {
-    Duration::from_secs(1)
-}
-fn d_heartbeat() -> Duration {
-    Duration::from_secs(60)
 }
 
 impl Default for ChainConfig {
     fn default() -> Self {
         ChainConfig {
-            seal_interval: d_seal(),
-            heartbeat: d_heartbeat(),
+            seal_interval: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(60),
         }
     }
 }
 
 /// The durable spool.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SpoolConfig {
     /// Size at which a new segment file is started.
-    #[serde(default = "d_segment", deserialize_with = "serde_units::size")]
+    #[serde(deserialize_with = "serde_units::size")]
     pub segment_size: u64,
     /// Size cap: when reached, inputs that can wait are slowed down and UDP
     /// messages are dropped and counted in a Loss record.
-    #[serde(default = "d_max", deserialize_with = "serde_units::size")]
+    #[serde(deserialize_with = "serde_units::size")]
     pub max_size: u64,
     /// Group commit: records are fsynced at most this long after being appended.
-    #[serde(default = "d_commit", deserialize_with = "serde_units::duration")]
+    #[serde(deserialize_with = "serde_units::duration")]
     pub commit_interval: Duration,
-}
-
-fn d_segment() -> u64 {
-    64 << 20
-}
-fn d_max() -> u64 {
-    1 << 30
-}
-fn d_commit() -> Duration {
-    Duration::from_millis(10)
 }
 
 impl Default for SpoolConfig {
     fn default() -> Self {
         SpoolConfig {
-            segment_size: d_segment(),
-            max_size: d_max(),
-            commit_interval: d_commit(),
+            segment_size: 64 << 20,
+            max_size: 1 << 30,
+            commit_interval: Duration::from_millis(10),
         }
     }
 }
 
 /// Limits on inputs.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Longer messages are truncated to this size (and flagged with their length).
-    #[serde(default = "d_max_msg", deserialize_with = "serde_units::size")]
+    #[serde(deserialize_with = "serde_units::size")]
     pub max_message: u64,
     /// Open stream connections per listener; more wait to be accepted.
-    #[serde(default = "d_conns")]
     pub max_connections: usize,
     /// A stream connection silent this long is closed.
-    #[serde(default = "d_idle", deserialize_with = "serde_units::duration")]
+    #[serde(deserialize_with = "serde_units::duration")]
     pub idle_timeout: Duration,
     /// Memory the buffers of all stream connections together may take beyond
     /// a small room each (long messages held across reads, large reads).
-    #[serde(default = "d_stream_memory", deserialize_with = "serde_units::size")]
+    #[serde(deserialize_with = "serde_units::size")]
     pub stream_memory: u64,
-}
-
-fn d_max_msg() -> u64 {
-    64 << 10
-}
-fn d_conns() -> usize {
-    1024
-}
-fn d_idle() -> Duration {
-    Duration::from_secs(600)
-}
-fn d_stream_memory() -> u64 {
-    64 << 20
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_message: d_max_msg(),
-            max_connections: d_conns(),
-            idle_timeout: d_idle(),
-            stream_memory: d_stream_memory(),
+            max_message: 64 << 10,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(600),
+            stream_memory: 64 << 20,
         }
     }
 }

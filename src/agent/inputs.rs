@@ -240,7 +240,7 @@ pub(crate) fn check_files(cfg: &AgentConfig) -> Vec<String> {
         }
     }
     if let Some(j) = &cfg.journald {
-        if let Err(e) = super::prepare_journald(cfg, j) {
+        if let Some(e) = super::journal::prepare(cfg, j).err() {
             errors.push(format!("[journald]: {e:#}"));
         }
     }

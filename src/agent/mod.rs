@@ -10,6 +10,7 @@
 pub mod config;
 pub mod error;
 mod inputs;
+mod journal;
 pub mod metrics;
 pub mod stage;
 pub mod stamper;
@@ -18,7 +19,7 @@ pub mod unwritten;
 use crate::chain::record::Source;
 use crate::ingest::listen::{self, ListenLimits, StreamListener, Streams};
 use crate::ingest::LossCounter;
-use crate::storage::spool::{Spool, SpoolOptions};
+use crate::storage::segment_log::{LogOptions, SegmentLog};
 use crate::storage::writer::{ChainWriter, Opened};
 use crate::transport::shipper::{self, ShipLink, ShipStats, ShipperConfig};
 use crate::util::stop::{Asked, Reloadable};
@@ -33,6 +34,7 @@ use unwritten::{LostCount, Unwritten};
 
 pub(crate) use inputs::check_files;
 use inputs::{bind_inputs, Bound, SocketFiles};
+use journal::JournalConfig;
 
 /// Capacity of the channel from the inputs to the stamper, in batches (a batch
 /// is at most one 64 KiB read, or 256 datagrams): bounds memory to ~8 MiB.
@@ -147,7 +149,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let inputs = start_inputs(&cfg, &rt, bound, &tx, &stop_rx, &blocked_rx)?;
     let journal_done = Arc::new(tokio::sync::Notify::new());
     let (journald, journal_stats) =
-        start_journal(journal_cfg, &cfg, &spool_dir, &tx, &stop_rx, &journal_done)?;
+        journal::start(journal_cfg, &cfg, &spool_dir, &tx, &stop_rx, &journal_done)?;
     // The stamper learns from this that every input has stopped.
     let input_senders = tx.downgrade();
     drop(tx);
@@ -259,7 +261,7 @@ fn prepare(cfg: &AgentConfig) -> Result<Prepared, AgentError> {
         None => None,
     };
     let journal_cfg = match &cfg.journald {
-        Some(j) => Some(prepare_journald(cfg, j)?),
+        Some(j) => Some(journal::prepare(cfg, j)?),
         None => None,
     };
     if cfg.ship.is_none() {
@@ -290,38 +292,6 @@ fn prepare(cfg: &AgentConfig) -> Result<Prepared, AgentError> {
         unwritten,
         left_over,
     })
-}
-
-/// Starts the journald reader thread if there is a [journald] table.
-#[allow(clippy::type_complexity)]
-fn start_journal(
-    journal_cfg: Option<JournalConfig>,
-    cfg: &AgentConfig,
-    spool_dir: &std::path::Path,
-    tx: &mpsc::Sender<crate::ingest::Batch>,
-    stop_rx: &watch::Receiver<bool>,
-    done: &Arc<tokio::sync::Notify>,
-) -> Result<
-    (
-        Option<std::thread::JoinHandle<()>>,
-        Option<Arc<crate::ingest::journal::ReaderStats>>,
-    ),
-    AgentError,
-> {
-    let Some(jc) = journal_cfg else {
-        return Ok((None, None));
-    };
-    let stats = Arc::new(crate::ingest::journal::ReaderStats::default());
-    let handle = start_journald(
-        jc,
-        cfg,
-        spool_dir,
-        tx.clone(),
-        stop_rx.clone(),
-        done.clone(),
-        stats.clone(),
-    )?;
-    Ok((Some(handle), Some(stats)))
 }
 
 /// The stamper's settings, from the agent's.
@@ -375,9 +345,9 @@ fn open_chain(
     spool_dir: &std::path::Path,
     left_over: &[LostCount],
     unwritten: Option<&Arc<Mutex<Unwritten>>>,
-) -> Result<ChainWriter<Spool>, AgentError> {
+) -> Result<ChainWriter<SegmentLog>, AgentError> {
     let host = (!cfg.host.is_empty()).then_some(cfg.host.as_str());
-    let opts = SpoolOptions {
+    let opts = LogOptions {
         segment_bytes: cfg.spool.segment_size,
         // The stamper only hashes and frames; another thread copies into the
         // page cache and fsyncs.
@@ -387,7 +357,7 @@ fn open_chain(
         &cfg.state_dir,
         host,
         &spool_dir.display().to_string(),
-        |each| Spool::open(spool_dir, opts, each),
+        |each| SegmentLog::open(spool_dir, opts, each),
     )?;
     match &opened {
         Opened::New { origin, note } => {
@@ -478,7 +448,7 @@ fn start_inputs(
                 crate::announce(format_args!("listening tcp://{addr}"));
                 let at = stream_at(i, Source::SyslogTcp, addr.to_string());
                 views.push((format!("tcp://{addr}"), at.loss.clone(), None));
-                tasks.push(rt.spawn(listen::tcp(l, tx, limits, at, sd)));
+                tasks.push(rt.spawn(listen::plain(l, Source::SyslogTcp, tx, limits, at, sd)));
             }
             Bound::Tls(l, tls) => {
                 let addr = l.local_addr()?;
@@ -506,7 +476,8 @@ fn start_inputs(
                 crate::announce(format_args!("listening unix-stream://{name}"));
                 let at = stream_at(i, Source::SyslogUnix, name.clone());
                 views.push((format!("unix-stream://{name}"), at.loss.clone(), None));
-                tasks.push(rt.spawn(listen::unix_stream(l, name, tx, limits, at, sd)));
+                let unix = listen::UnixAcceptor(l, name.into());
+                tasks.push(rt.spawn(listen::plain(unix, Source::SyslogUnix, tx, limits, at, sd)));
             }
         }
     }
@@ -533,7 +504,7 @@ struct Shipping {
 fn start_shipper(
     cfg: &AgentConfig,
     ship_tls: Option<&Arc<Reloadable<rustls::ClientConfig>>>,
-    writer: &ChainWriter<Spool>,
+    writer: &ChainWriter<SegmentLog>,
     spool_dir: &std::path::Path,
 ) -> Result<Option<Shipping>, AgentError> {
     let (Some(ship), Some(tls)) = (&cfg.ship, ship_tls) else {
@@ -573,7 +544,7 @@ impl Shipping {
         self.link.close();
         let _ = self.handle.join();
         if clean {
-            if let Err(e) = Spool::ack_closed(spool_dir, self.link.acked()) {
+            if let Err(e) = SegmentLog::ack_closed(spool_dir, self.link.acked()) {
                 tracing::warn!(error = %e, "recording the last acknowledgement in the spool");
             }
         }
@@ -667,7 +638,7 @@ impl Running<'_> {
 /// will have: a start that stops before they are durable chains them again,
 /// one that stops after (or tears the clearing write) does not.
 fn chain_left_over(
-    w: &mut ChainWriter<Spool>,
+    w: &mut ChainWriter<SegmentLog>,
     opened: &Opened,
     left: &[LostCount],
     file: Option<&Mutex<Unwritten>>,
@@ -804,98 +775,4 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn panic_text(stop: &PanicStop) -> String {
     lock(&stop.0).clone().unwrap_or_default()
-}
-
-/// The journald reader's configuration, checked and the journal opened once,
-/// before the chain is touched; the resume point is added once it is open.
-#[cfg(feature = "journald")]
-fn prepare_journald(
-    cfg: &AgentConfig,
-    j: &crate::ingest::journal::config::JournaldConfig,
-) -> Result<crate::ingest::journal::reader::ReaderConfig, AgentError> {
-    use crate::ingest::journal::{reader, resume, Filter};
-    let source = j.journal.clone();
-    reader::check(&source)?;
-    if source == crate::ingest::journal::config::JournalSource::System {
-        if let Some(why) = crate::ingest::journal::system_journal_missing() {
-            tracing::warn!("[journald] {why}");
-        }
-    }
-    // The resume point is read again once the chain is open (a torn tail may
-    // be cut then); reading it now refuses a damaged one before the chain is
-    // touched.
-    resume::resume_cursor(&cfg.state_dir, &cfg.state_dir.join("spool")).map_err(
-        crate::util::in_doing(format_args!("finding the last journal entry chained")),
-    )?;
-    Ok(reader::ReaderConfig {
-        source,
-        start: j.start,
-        filter: Filter::new(j),
-        max_entry: j.max_entry_size as usize,
-        resume: None,
-        peer: j.journal.to_string().into(),
-        stop_at_end: j.stop_at_end,
-        done: Arc::new(tokio::sync::Notify::new()),
-        state_dir: cfg.state_dir.clone(),
-    })
-}
-
-/// Starts the journald reader after the last entry chained (read from the
-/// spool, which the writer has already cut back to whole records).
-#[cfg(feature = "journald")]
-fn start_journald(
-    mut rcfg: crate::ingest::journal::reader::ReaderConfig,
-    cfg: &AgentConfig,
-    spool_dir: &std::path::Path,
-    tx: mpsc::Sender<crate::ingest::Batch>,
-    stop: watch::Receiver<bool>,
-    done: Arc<tokio::sync::Notify>,
-    stats: Arc<crate::ingest::journal::ReaderStats>,
-) -> Result<std::thread::JoinHandle<()>, AgentError> {
-    use crate::ingest::journal::{reader, resume};
-    rcfg.resume = resume::resume_cursor(&cfg.state_dir, spool_dir).map_err(
-        crate::util::in_doing(format_args!("finding the last journal entry chained")),
-    )?;
-    rcfg.done = done;
-    let name = rcfg.peer.clone();
-    let h = reader::spawn(rcfg, tx, stop, stats)?;
-    crate::announce(format_args!("reading journal {name}"));
-    Ok(h)
-}
-
-#[cfg(not(feature = "journald"))]
-struct NoJournal;
-
-/// The journal reader's configuration, checked at start (none without the
-/// `journald` feature).
-#[cfg(feature = "journald")]
-type JournalConfig = crate::ingest::journal::reader::ReaderConfig;
-#[cfg(not(feature = "journald"))]
-type JournalConfig = NoJournal;
-
-#[cfg(not(feature = "journald"))]
-fn prepare_journald(
-    _: &AgentConfig,
-    _: &crate::ingest::journal::config::JournaldConfig,
-) -> Result<NoJournal, AgentError> {
-    Err(no_journald())
-}
-
-/// A [journald] table given to a build without the input.
-#[cfg(not(feature = "journald"))]
-fn no_journald() -> AgentError {
-    AgentError::Refused("[journald]: this logseal was built without journald support".into())
-}
-
-#[cfg(not(feature = "journald"))]
-fn start_journald(
-    _: NoJournal,
-    _: &AgentConfig,
-    _: &std::path::Path,
-    _: mpsc::Sender<crate::ingest::Batch>,
-    _: watch::Receiver<bool>,
-    _: Arc<tokio::sync::Notify>,
-    _: Arc<crate::ingest::journal::ReaderStats>,
-) -> Result<std::thread::JoinHandle<()>, AgentError> {
-    Err(no_journald())
 }

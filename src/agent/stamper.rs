@@ -20,7 +20,7 @@ use super::stage::{self, Staged};
 use super::unwritten::{LostCount, Unwritten};
 use crate::chain::record::{Body, LossReason, Payload, Source};
 use crate::ingest::{Batch, ItemFormat, LossCounter};
-use crate::storage::spool::Spool;
+use crate::storage::segment_log::SegmentLog;
 use crate::storage::writer::{ChainWriter, WriterError};
 use crate::transport::shipper::ShipLink;
 use std::collections::VecDeque;
@@ -39,7 +39,7 @@ pub struct StamperConfig {
     pub heartbeat: Duration,
     /// fsync at most this long after an append.
     pub commit_interval: Duration,
-    /// Spool size cap.
+    /// SegmentLog size cap.
     pub max_size: u64,
     /// With a journald input: the state directory that keeps the
     /// `journal-cursor` file (see [`crate::ingest::journal::resume`]).
@@ -58,7 +58,7 @@ pub struct StamperConfig {
 struct LossLog(Vec<(u64, LostCount)>);
 
 impl LossLog {
-    fn appended(&mut self, w: &ChainWriter<Spool>, seq: Option<u64>, body: &Body<'_>) {
+    fn appended(&mut self, w: &ChainWriter<SegmentLog>, seq: Option<u64>, body: &Body<'_>) {
         if let Body::Loss {
             source,
             reason,
@@ -83,7 +83,7 @@ impl LossLog {
     }
 
     /// Events `first..next` of a batch were appended.
-    fn events(&mut self, w: &ChainWriter<Spool>, first: u64, b: &Batch) {
+    fn events(&mut self, w: &ChainWriter<SegmentLog>, first: u64, b: &Batch) {
         let n = w.next_seq().saturating_sub(first);
         // Journal entries not written are read again at the next start.
         if n == 0 || b.format == ItemFormat::Fields {
@@ -140,7 +140,7 @@ impl JournalMark {
 /// The spool is durable up to `durable`: publishes it to the shipper and
 /// applies its acknowledgements.
 fn ship_sync(
-    w: &mut ChainWriter<Spool>,
+    w: &mut ChainWriter<SegmentLog>,
     link: Option<&ShipLink>,
     jm: &mut Journal<'_>,
     durable: u64,
@@ -162,7 +162,7 @@ struct Journal<'a> {
 /// Records the shipper's acknowledged position in the spool (which deletes
 /// fully acknowledged segments and so makes room under the size cap), but
 /// never past the chain's resume point.
-fn apply_acks(w: &mut ChainWriter<Spool>, link: Option<&ShipLink>, jm: &mut Journal<'_>) {
+fn apply_acks(w: &mut ChainWriter<SegmentLog>, link: Option<&ShipLink>, jm: &mut Journal<'_>) {
     let Some(link) = link else { return };
     // Crash recovery reads the spool from the resume point: keep it.
     let acked = link.acked().min(w.resume_position());
@@ -202,7 +202,7 @@ pub struct Stats {
     pub unsealed: AtomicU64,
     /// Bytes in the spool's files.
     pub spool_bytes: AtomicU64,
-    /// Spool bytes durable and not acknowledged by a collector.
+    /// SegmentLog bytes durable and not acknowledged by a collector.
     pub unacked_bytes: AtomicU64,
     /// Records of this run durable and not acknowledged.
     pub unacked_records: AtomicU64,
@@ -337,7 +337,7 @@ impl Pending {
 /// Runs the stamper until the channel is closed, then shuts the chain down
 /// cleanly (Lifecycle `shutdown` + seal).
 pub fn run(
-    mut w: ChainWriter<Spool>,
+    mut w: ChainWriter<SegmentLog>,
     rx: mpsc::Receiver<Batch>,
     inputs: mpsc::WeakSender<Batch>,
     losses: Vec<Arc<LossCounter>>,
@@ -431,7 +431,7 @@ const RETRY: Duration = Duration::from_millis(200);
 
 /// The stamper's state between turns of its loop.
 struct Stamper<'a> {
-    w: ChainWriter<Spool>,
+    w: ChainWriter<SegmentLog>,
     link: Option<&'a ShipLink>,
     jm: Journal<'a>,
     cfg: &'a StamperConfig,
@@ -742,7 +742,7 @@ fn counted_reason(l: &LossCounter) -> LossReason {
 /// Chains a Loss record for each input that counted dropped messages; returns
 /// true if it appended any. A count that cannot be written is kept for later.
 fn chain_counted_losses(
-    w: &mut ChainWriter<Spool>,
+    w: &mut ChainWriter<SegmentLog>,
     losses: &[Arc<LossCounter>],
     log: &mut LossLog,
     stats: &Stats,
@@ -843,7 +843,7 @@ fn keep_for_next_start(
 /// Chains Loss records (one per input kind) for batches that were received but
 /// could not be written before the agent stopped.
 fn account_unwritten(
-    w: &mut ChainWriter<Spool>,
+    w: &mut ChainWriter<SegmentLog>,
     queue: &mut VecDeque<Pending>,
     why: Option<Held>,
     log: &mut LossLog,
@@ -900,7 +900,7 @@ fn account_unwritten(
 /// Appends the items of a batch from `p.next` on; on failure returns what is left.
 #[allow(clippy::result_large_err)] // the batch is handed back whole, as it came in
 fn append_batch(
-    w: &mut ChainWriter<Spool>,
+    w: &mut ChainWriter<SegmentLog>,
     mut p: Pending,
     stats: &Stats,
     cap: u64,

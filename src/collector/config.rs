@@ -92,117 +92,74 @@ pub struct EnrollmentConfig {
 
 /// Limits.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest frame accepted from an agent.
-    #[serde(default = "d_frame", deserialize_with = "serde_units::size")]
+    #[serde(deserialize_with = "serde_units::size")]
     pub max_frame: u64,
     /// Authenticated agent sessions served at once; more are refused
     /// (`Error unavailable`: the agent retries later).
-    #[serde(default = "d_conns")]
     pub max_connections: usize,
     /// Connections whose TLS handshake and Hello are not done yet, in all;
     /// more are closed at once.
-    #[serde(default = "d_unauth")]
     pub max_unauthenticated: usize,
     /// The same, from one IP address.
-    #[serde(default = "d_unauth_addr")]
     pub max_unauthenticated_per_address: usize,
     /// A connection silent this long is closed (agents ping more often).
-    #[serde(default = "d_idle", deserialize_with = "serde_units::duration")]
+    #[serde(deserialize_with = "serde_units::duration")]
     pub idle_timeout: Duration,
     /// The TLS handshake and the Hello must be done within this time (one
     /// deadline, however slowly bytes arrive).
-    #[serde(default = "d_hs", deserialize_with = "serde_units::duration")]
+    #[serde(deserialize_with = "serde_units::duration")]
     pub handshake_timeout: Duration,
     /// Size at which a chain's store segment is rotated.
-    #[serde(default = "d_seg", deserialize_with = "serde_units::size")]
+    #[serde(deserialize_with = "serde_units::size")]
     pub segment_size: u64,
     /// Refused batches kept in quarantine per host, in bytes; beyond it they
     /// are refused without being kept (and an alert says so).
-    #[serde(default = "d_q_host", deserialize_with = "serde_units::size")]
+    #[serde(deserialize_with = "serde_units::size")]
     pub quarantine_per_host: u64,
     /// The same, for all hosts together.
-    #[serde(default = "d_q_total", deserialize_with = "serde_units::size")]
+    #[serde(deserialize_with = "serde_units::size")]
     pub quarantine_total: u64,
-}
-
-fn d_q_host() -> u64 {
-    64 << 20
-}
-fn d_q_total() -> u64 {
-    1 << 30
-}
-
-fn d_frame() -> u64 {
-    u64::from(crate::transport::proto::DEFAULT_MAX_FRAME)
-}
-fn d_conns() -> usize {
-    1024
-}
-fn d_unauth() -> usize {
-    64
-}
-fn d_unauth_addr() -> usize {
-    8
-}
-fn d_idle() -> Duration {
-    Duration::from_secs(300)
-}
-fn d_hs() -> Duration {
-    Duration::from_secs(10)
-}
-fn d_seg() -> u64 {
-    256 << 20
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_frame: d_frame(),
-            max_connections: d_conns(),
-            max_unauthenticated: d_unauth(),
-            max_unauthenticated_per_address: d_unauth_addr(),
-            idle_timeout: d_idle(),
-            handshake_timeout: d_hs(),
-            segment_size: d_seg(),
-            quarantine_per_host: d_q_host(),
-            quarantine_total: d_q_total(),
+            max_frame: u64::from(crate::transport::proto::DEFAULT_MAX_FRAME),
+            max_connections: 1024,
+            max_unauthenticated: 64,
+            max_unauthenticated_per_address: 8,
+            idle_timeout: Duration::from_secs(300),
+            handshake_timeout: Duration::from_secs(10),
+            segment_size: 256 << 20,
+            quarantine_per_host: 64 << 20,
+            quarantine_total: 1 << 30,
         }
     }
 }
 
 /// Liveness of hosts.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Liveness {
     /// The agents' heartbeat (their `chain.heartbeat`).
-    #[serde(default = "d_hb", deserialize_with = "serde_units::duration")]
+    #[serde(deserialize_with = "serde_units::duration")]
     pub heartbeat: Duration,
     /// A host with no seal for this many heartbeats is reported silent.
-    #[serde(default = "d_silent")]
     pub silent_after: u32,
     /// How often `STORE/status.json` is rewritten and silence checked.
-    #[serde(default = "d_status", deserialize_with = "serde_units::duration")]
+    #[serde(deserialize_with = "serde_units::duration")]
     pub status_interval: Duration,
-}
-
-fn d_hb() -> Duration {
-    Duration::from_secs(60)
-}
-fn d_silent() -> u32 {
-    3
-}
-fn d_status() -> Duration {
-    Duration::from_secs(10)
 }
 
 impl Default for Liveness {
     fn default() -> Self {
         Liveness {
-            heartbeat: d_hb(),
-            silent_after: d_silent(),
-            status_interval: d_status(),
+            heartbeat: Duration::from_secs(60),
+            silent_after: 3,
+            status_interval: Duration::from_secs(10),
         }
     }
 }

@@ -42,7 +42,7 @@ use crate::chain::tip::{Refusal, Tip};
 use crate::chain::ChainId;
 use crate::storage::fsutil;
 use crate::storage::segment::SegmentWriter;
-use crate::storage::spool::{Spool, SpoolOptions};
+use crate::storage::segment_log::{LogOptions, SegmentLog};
 use crate::storage::writer::RecordLog;
 use crate::transport::proto::{Batch, Code};
 use crate::util::in_doing;
@@ -70,7 +70,7 @@ pub enum Enrollment {
 pub struct Slot {
     /// Its tip.
     pub tip: Tip,
-    log: Spool,
+    log: SegmentLog,
     recent: VecDeque<(u64, Digest)>,
     /// Why the stored chain cannot be extended (damage found at start-up).
     broken: Option<String>,
@@ -327,8 +327,8 @@ impl Store {
 
     /// Chains are written and fsynced on a thread of their own, so that a
     /// connection keeps verifying batches while the last ones are synced.
-    fn spool_options(&self) -> SpoolOptions {
-        SpoolOptions {
+    fn spool_options(&self) -> LogOptions {
+        LogOptions {
             segment_bytes: self.segment_bytes,
             write_behind: true,
         }
@@ -344,7 +344,7 @@ impl Store {
     fn load(&self, host: &str, id: ChainId) -> io::Result<Slot> {
         let dir = self.chain_dir(host, id);
         if let Some(saved) = read_saved_tip(&dir) {
-            let opened = Spool::open(&dir, self.spool_options(), |_, _, _| {});
+            let opened = SegmentLog::open(&dir, self.spool_options(), |_, _, _| {});
             if let Ok((log, repair)) = opened {
                 if repair.torn_bytes == 0
                     && log.position() == saved.position
@@ -369,7 +369,7 @@ impl Store {
         let mut tip = Tip::before_genesis(id, host);
         let mut broken: Option<String> = None;
         let mut recent = VecDeque::new();
-        let (log, repair) = Spool::open(dir, self.spool_options(), |pos, ty, payload| {
+        let (log, repair) = SegmentLog::open(dir, self.spool_options(), |pos, ty, payload| {
             if broken.is_some() {
                 return;
             }
@@ -635,7 +635,7 @@ impl Store {
             .get(host)
             .is_some_and(|h| !h.chains.is_empty());
         let dir = self.chain_dir(host, tip.chain_id);
-        let (log, _) = Spool::open(&dir, self.spool_options(), |_, _, _| {})
+        let (log, _) = SegmentLog::open(&dir, self.spool_options(), |_, _, _| {})
             .map_err(|e| refused(Code::Storage, format!("creating {}: {e}", dir.display())))?;
         let _ = fsutil::fsync_dir(&self.root.join("hosts").join(host));
         let _ = fsutil::fsync_dir(&self.root.join("hosts"));

@@ -805,14 +805,19 @@ pub async fn serve<A, F, Fut>(
     while conns.join_next().await.is_some() {}
 }
 
-/// Serves syslog over TCP.
-pub async fn tcp(
-    listener: tokio::net::TcpListener,
+/// Serves syslog over a plain stream: TCP, or a unix stream socket
+/// (`UnixAcceptor`).
+pub async fn plain<A>(
+    listener: A,
+    source: Source,
     tx: mpsc::Sender<Batch>,
     limits: ListenLimits,
     at: StreamListener,
     shutdown: watch::Receiver<bool>,
-) {
+) where
+    A: Acceptor,
+    A::Conn: AsyncRead + Unpin,
+{
     serve(
         listener,
         limits,
@@ -820,39 +825,7 @@ pub async fn tcp(
         shutdown,
         move |conn, peer, sd, c| {
             let at = at.clone();
-            stream_conn(conn, Source::SyslogTcp, peer, tx.clone(), limits, sd, c, at)
-        },
-    )
-    .await
-}
-
-/// Serves syslog over a unix stream socket.
-pub async fn unix_stream(
-    listener: tokio::net::UnixListener,
-    path: String,
-    tx: mpsc::Sender<Batch>,
-    limits: ListenLimits,
-    at: StreamListener,
-    shutdown: watch::Receiver<bool>,
-) {
-    let acceptor = UnixAcceptor(listener, Arc::from(path));
-    serve(
-        acceptor,
-        limits,
-        &at.clone(),
-        shutdown,
-        move |conn, peer, sd, c| {
-            let at = at.clone();
-            stream_conn(
-                conn,
-                Source::SyslogUnix,
-                peer,
-                tx.clone(),
-                limits,
-                sd,
-                c,
-                at,
-            )
+            stream_conn(conn, source, peer, tx.clone(), limits, sd, c, at)
         },
     )
     .await

@@ -317,24 +317,17 @@ mod tests {
             (Some("web1"), Some("sshd"), Some("42"))
         );
         assert_eq!(p.msg, b"Accepted key");
+        // The time a message without a year gets, by when it was received.
+        let time_at =
+            |msg: &[u8], received: &str| rfc3339(parse(msg, at(received)).time_ns.unwrap());
         // A sender clock slightly ahead: Jan 1 received on Dec 31.
-        let p = parse(
-            b"<13>Jan  1 00:00:03 web1 app: x",
-            at("2026-12-31T23:59:59Z"),
-        );
-        assert_eq!(
-            rfc3339(p.time_ns.unwrap()),
-            "2027-01-01T00:00:03.000000000Z"
-        );
+        let jan1 = time_at(b"<13>Jan  1 00:00:03 web1 app: x", "2026-12-31T23:59:59Z");
+        assert_eq!(jan1, "2027-01-01T00:00:03.000000000Z");
         // An ordinary mid-year message.
-        let p = parse(
-            b"<13>Nov 28 11:41:35 app: hello unix",
-            at("2026-11-28T11:41:35Z"),
-        );
-        assert_eq!(
-            rfc3339(p.time_ns.unwrap()),
-            "2026-11-28T11:41:35.000000000Z"
-        );
+        let msg = b"<13>Nov 28 11:41:35 app: hello unix";
+        let nov = time_at(msg, "2026-11-28T11:41:35Z");
+        assert_eq!(nov, "2026-11-28T11:41:35.000000000Z");
+        let p = parse(msg, 0);
         assert_eq!((p.host, p.app), (None, Some("app")));
         assert_eq!(p.msg, b"hello unix");
     }

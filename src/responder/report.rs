@@ -227,30 +227,49 @@ fn chain_findings(out: &mut impl Write, c: &ChainReport, files: &[PathBuf]) -> i
     Ok(())
 }
 
-/// The run's outcome: `intact` (exit 0; with pending tails or not),
-/// `integrity-failure` (a broken chain or a finding outside the chains), or
-/// `unanchored` (nothing broken, but a chain without its Genesis).
-fn outcome(report: &Report) -> &'static str {
-    if report.intact() {
-        "intact"
-    } else if report.chains.iter().any(|c| c.verdict == Verdict::Broken)
-        || !report.unattributed.is_empty()
-        || report.unattributed_not_listed > 0
-    {
-        "integrity-failure"
-    } else {
-        "unanchored"
+/// The run's outcome, named as the worst chain verdict it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Exit 0: every chain intact (with pending tails or not).
+    Intact,
+    /// A broken chain, or a finding outside the chains.
+    Broken,
+    /// Nothing broken, but a chain without its Genesis.
+    Unanchored,
+}
+
+impl Outcome {
+    fn of(report: &Report) -> Outcome {
+        if report.intact() {
+            Outcome::Intact
+        } else if report.chains.iter().any(|c| c.verdict == Verdict::Broken)
+            || !report.unattributed.is_empty()
+            || report.unattributed_not_listed > 0
+        {
+            Outcome::Broken
+        } else {
+            Outcome::Unanchored
+        }
+    }
+
+    /// `result` of the JSON document.
+    fn name(self) -> &'static str {
+        match self {
+            Outcome::Intact => "intact",
+            Outcome::Broken => "broken",
+            Outcome::Unanchored => "unanchored",
+        }
     }
 }
 
 fn result_word(report: &Report) -> &'static str {
-    match outcome(report) {
-        "intact" if report.chains.iter().any(|c| c.verdict == Verdict::Pending) => {
+    match Outcome::of(report) {
+        Outcome::Intact if report.chains.iter().any(|c| c.verdict == Verdict::Pending) => {
             "intact (with pending tails, not yet sealed)"
         }
-        "intact" => "intact",
-        "integrity-failure" => "INTEGRITY FAILURE",
-        _ => "NOT PROVEN (unanchored chain)",
+        Outcome::Intact => "intact",
+        Outcome::Broken => "BROKEN",
+        Outcome::Unanchored => "NOT PROVEN (unanchored chain)",
     }
 }
 
@@ -263,7 +282,7 @@ pub fn verify_json<'a>(
     VerifyJson {
         chains: OneByOne(&report.chains),
         files: files.iter().map(|p| p.display().to_string()).collect(),
-        result: outcome(report),
+        result: Outcome::of(report).name(),
         skipped_files: skipped
             .iter()
             .map(|s| json!({"path": s.path.display().to_string(), "why": s.why.describe()}))
@@ -354,7 +373,7 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
         "time_ns": r.time_ns,
     });
     let m = v.as_object_mut().expect("object literal");
-    match &r.body {
+    let fields = match &r.body {
         Body::Genesis {
             host,
             agent,
@@ -362,20 +381,13 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
             origin,
             predecessor,
             note,
-        } => {
-            m.insert("host".into(), json!(host));
-            m.insert("agent".into(), json!(agent));
-            m.insert("genesis_key".into(), json!(hex::encode(pk0)));
-            m.insert("genesis_fingerprint".into(), json!(hash::fingerprint(pk0)));
-            m.insert("origin".into(), json!(origin.name()));
-            if let Some(p) = predecessor {
-                m.insert(
-                    "predecessor".into(),
-                    json!({"chain": p.chain_id.to_string(), "last_seq": p.last_seq, "head": hex::encode(&p.head)}),
-                );
-            }
-            m.insert("note".into(), json!(note));
-        }
+        } => json!({
+            "host": host, "agent": agent, "origin": origin.name(), "note": note,
+            "genesis_key": hex::encode(pk0), "genesis_fingerprint": hash::fingerprint(pk0),
+            "predecessor": predecessor.as_ref().map(|p| json!({
+                "chain": p.chain_id.to_string(), "last_seq": p.last_seq, "head": hex::encode(&p.head),
+            })),
+        }),
         Body::Event {
             source,
             flags,
@@ -383,13 +395,11 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
             original_len,
             payload,
         } => {
-            m.insert("source".into(), json!(source.name()));
-            m.insert("peer".into(), json!(peer));
-            m.insert("flags".into(), json!(flags));
-            if let Some(n) = original_len {
-                m.insert("original_len".into(), json!(n));
-            }
             payload_json(m, payload, r.time_ns);
+            json!({
+                "source": source.name(), "peer": peer, "flags": flags,
+                "original_len": original_len,
+            })
         }
         Body::Seal {
             epoch,
@@ -397,12 +407,10 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
             signer,
             next_pk,
             ..
-        } => {
-            m.insert("epoch".into(), json!(epoch));
-            m.insert("covers_head".into(), json!(hex::encode(covers_head)));
-            m.insert("signer".into(), json!(hash::fingerprint(signer)));
-            m.insert("next_key".into(), json!(hash::fingerprint(next_pk)));
-        }
+        } => json!({
+            "epoch": epoch, "covers_head": hex::encode(covers_head),
+            "signer": hash::fingerprint(signer), "next_key": hash::fingerprint(next_pk),
+        }),
         Body::Loss {
             source,
             reason,
@@ -410,25 +418,22 @@ pub fn record_json(r: &Record<'_>, file: &Path, offset: u64) -> Value {
             first_ns,
             last_ns,
             detail,
-        } => {
-            m.insert("source".into(), json!(source.name()));
-            m.insert("reason".into(), json!(reason.name()));
-            m.insert("count".into(), json!(count));
-            m.insert("first".into(), json!(rfc3339(*first_ns)));
-            m.insert("last".into(), json!(rfc3339(*last_ns)));
-            m.insert("detail".into(), json!(detail));
-        }
+        } => json!({
+            "source": source.name(), "reason": reason.name(), "count": count,
+            "first": rfc3339(*first_ns), "last": rfc3339(*last_ns), "detail": detail,
+        }),
         Body::Lifecycle {
             event,
             agent,
             dropped_bytes,
             detail,
-        } => {
-            m.insert("event".into(), json!(event.name()));
-            m.insert("agent".into(), json!(agent));
-            m.insert("dropped_bytes".into(), json!(dropped_bytes));
-            m.insert("detail".into(), json!(detail));
-        }
+        } => json!({
+            "event": event.name(), "agent": agent, "dropped_bytes": dropped_bytes, "detail": detail,
+        }),
+    };
+    if let Value::Object(fields) = fields {
+        // An absent optional field is left out, not written as null.
+        m.extend(fields.into_iter().filter(|(_, v)| !v.is_null()));
     }
     v
 }

@@ -19,7 +19,8 @@
 //! - [`writebehind`]: the write-behind thread of a spool or store segment.
 //! - [`writer`]: the chain writer (open, recover, append, seal).
 //! - [`signer`]: the forward-secure key's state file.
-//! - [`spool`]: the agent's segments until a collector acknowledges them.
+//! - [`segment_log`]: one chain's segment files in a directory: the agent's
+//!   spool (until a collector acknowledges them) and each chain of a store.
 //! - [`fsutil`]: the atomic write and the bounded read.
 //! - [`faults`]: crash points and injected disk faults, for tests only.
 
@@ -28,7 +29,7 @@ pub mod crcspan;
 pub mod faults;
 pub mod fsutil;
 pub mod segment;
+pub mod segment_log;
 pub mod signer;
-pub mod spool;
 pub mod writebehind;
 pub mod writer;

@@ -77,6 +77,18 @@ pub enum Item<'a> {
     },
 }
 
+/// Where [`SegmentReader::frames_until_damage`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damage {
+    /// File offset where the damage starts.
+    pub offset: u64,
+    /// A torn tail: its length to the end of the file. None: bytes that are
+    /// not a frame, with valid frames after them.
+    pub bytes: Option<u64>,
+    /// What was wrong.
+    pub reason: &'static str,
+}
+
 /// Streams the frames of a segment with a bounded buffer.
 ///
 /// Memory: the buffer holds at most 2 × (the largest frame, 16 MiB, + its
@@ -246,6 +258,43 @@ impl<R: Read> SegmentReader<R> {
         Ok(Ok(len))
     }
 
+    /// Calls `each` with (offset, frame type, payload) for every frame up to
+    /// the end of the file or the first damage, which it returns (a writer
+    /// that must not append after damage stops there).
+    pub fn frames_until_damage(
+        &mut self,
+        mut each: impl FnMut(u64, u8, &[u8]),
+    ) -> io::Result<Option<Damage>> {
+        while let Some(item) = self.next_item()? {
+            match item {
+                Item::Frame {
+                    offset,
+                    frame_type,
+                    payload,
+                } => each(offset, frame_type, payload),
+                Item::Corrupt { offset, reason, .. } => {
+                    return Ok(Some(Damage {
+                        offset,
+                        bytes: None,
+                        reason,
+                    }))
+                }
+                Item::TornTail {
+                    offset,
+                    bytes,
+                    reason,
+                } => {
+                    return Ok(Some(Damage {
+                        offset,
+                        bytes: Some(bytes),
+                        reason,
+                    }))
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The next item, or `None` at a clean end of file.
     pub fn next_item(&mut self) -> io::Result<Option<Item<'_>>> {
         if !self.fill(1)? {
@@ -387,24 +436,21 @@ impl SegmentWriter {
                 },
                 _ => io(e),
             })?;
-            let mut torn = None;
-            while let Some(item) = r.next_item().map_err(io)? {
-                match item {
-                    Item::Frame {
+            let torn = match r.frames_until_damage(&mut each).map_err(io)? {
+                None => None,
+                Some(Damage {
+                    offset,
+                    bytes: Some(bytes),
+                    ..
+                }) => Some((offset, bytes)),
+                Some(Damage { offset, reason, .. }) => {
+                    return Err(OpenError::Damaged {
+                        path: path.to_path_buf(),
                         offset,
-                        frame_type,
-                        payload,
-                    } => each(offset, frame_type, payload),
-                    Item::Corrupt { offset, reason, .. } => {
-                        return Err(OpenError::Damaged {
-                            path: path.to_path_buf(),
-                            offset,
-                            reason,
-                        })
-                    }
-                    Item::TornTail { offset, bytes, .. } => torn = Some((offset, bytes)),
+                        reason,
+                    })
                 }
-            }
+            };
             if let Some((offset, bytes)) = torn {
                 let saved = path.with_file_name(format!(
                     "{}.torn-{offset}",

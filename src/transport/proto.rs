@@ -44,70 +44,35 @@ pub mod t {
     pub const PONG: u8 = 9;
 }
 
-/// Error codes (in [`Msg::Error`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u16)]
-pub enum Code {
-    /// A frame that is not valid here.
-    Protocol = 1,
-    /// No common protocol version.
-    Version = 2,
-    /// A frame longer than the announced maximum.
-    FrameTooLarge = 3,
-    /// The certificate's host may not write this chain.
-    NotYourChain = 4,
-    /// The collector holds nothing of this chain and the batch does not start at its Genesis.
-    UnknownChain = 5,
-    /// The batch does not verify against the chain; it was quarantined.
-    Rejected = 6,
-    /// The batch holds a record that differs from one already stored; quarantined.
-    Conflict = 7,
-    /// The chain's genesis key is not enrolled (strict enrollment).
-    NotEnrolled = 8,
-    /// The collector could not store the batch; retry later.
-    Storage = 9,
-    /// The collector is shutting down or busy; retry later.
-    Unavailable = 10,
-    /// The client certificate was revoked while the session was open.
-    Revoked = 11,
+logseal_core::wire_enum! {
+    /// Error codes (in [`Msg::Error`]).
+    pub enum Code: u16, from_u16 {
+        /// A frame that is not valid here.
+        Protocol = 1 => "protocol",
+        /// No common protocol version.
+        Version = 2 => "version",
+        /// A frame longer than the announced maximum.
+        FrameTooLarge = 3 => "frame-too-large",
+        /// The certificate's host may not write this chain.
+        NotYourChain = 4 => "not-your-chain",
+        /// The collector holds nothing of this chain and the batch does not start at its Genesis.
+        UnknownChain = 5 => "unknown-chain",
+        /// The batch does not verify against the chain; it was quarantined.
+        Rejected = 6 => "rejected",
+        /// The batch holds a record that differs from one already stored; quarantined.
+        Conflict = 7 => "conflict",
+        /// The chain's genesis key is not enrolled (strict enrollment).
+        NotEnrolled = 8 => "not-enrolled",
+        /// The collector could not store the batch; retry later.
+        Storage = 9 => "storage",
+        /// The collector is shutting down or busy; retry later.
+        Unavailable = 10 => "unavailable",
+        /// The client certificate was revoked while the session was open.
+        Revoked = 11 => "revoked",
+    }
 }
 
 impl Code {
-    /// From the wire value.
-    pub fn from_u16(v: u16) -> Option<Code> {
-        Some(match v {
-            1 => Code::Protocol,
-            2 => Code::Version,
-            3 => Code::FrameTooLarge,
-            4 => Code::NotYourChain,
-            5 => Code::UnknownChain,
-            6 => Code::Rejected,
-            7 => Code::Conflict,
-            8 => Code::NotEnrolled,
-            9 => Code::Storage,
-            10 => Code::Unavailable,
-            11 => Code::Revoked,
-            _ => return None,
-        })
-    }
-
-    /// Kebab-case name for logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Code::Protocol => "protocol",
-            Code::Version => "version",
-            Code::FrameTooLarge => "frame-too-large",
-            Code::NotYourChain => "not-your-chain",
-            Code::UnknownChain => "unknown-chain",
-            Code::Rejected => "rejected",
-            Code::Conflict => "conflict",
-            Code::NotEnrolled => "not-enrolled",
-            Code::Storage => "storage",
-            Code::Unavailable => "unavailable",
-            Code::Revoked => "revoked",
-        }
-    }
-
     /// True if retrying the same data later may succeed.
     pub fn retryable(self) -> bool {
         matches!(self, Code::Storage | Code::Unavailable)

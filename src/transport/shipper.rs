@@ -15,7 +15,7 @@
 use crate::chain::frame::{self, FrameFault, FRAME_RECORD};
 use crate::chain::record::decode_header_only;
 use crate::chain::ChainId;
-use crate::storage::spool;
+use crate::storage::segment_log;
 use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
 use rustls::pki_types::ServerName;
 use std::collections::{HashMap, VecDeque};
@@ -175,7 +175,7 @@ impl Cursor {
                 return Ok(());
             }
         }
-        let bases = spool::segment_bases(&self.dir)?;
+        let bases = segment_log::segment_bases(&self.dir)?;
         let Some(&base) = bases.iter().rev().find(|&&b| b <= self.pos) else {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -221,7 +221,7 @@ impl Cursor {
                 // End of this segment: the next one starts at base + its length.
                 self.file = None;
                 self.pos = base + off;
-                let bases = spool::segment_bases(&self.dir)?;
+                let bases = segment_log::segment_bases(&self.dir)?;
                 if !bases.contains(&self.pos) {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -295,7 +295,7 @@ impl Cursor {
 
     /// End of the spool's files (after the stamper stopped).
     fn end_of_files(&self) -> io::Result<u64> {
-        let bases = spool::segment_bases(&self.dir)?;
+        let bases = segment_log::segment_bases(&self.dir)?;
         let Some(&base) = bases.last() else {
             return Ok(self.pos);
         };
@@ -396,7 +396,7 @@ pub enum ShipError {
     },
     /// Reading the spool.
     #[error("reading the spool: {0}")]
-    Spool(io::Error),
+    SegmentLog(io::Error),
 }
 
 /// A session's end: whether it made progress, and why it ended.
@@ -577,7 +577,7 @@ impl Session<'_> {
             let limit = if closed {
                 self.cursor
                     .end_of_files()
-                    .map_err(|e| (progress, ShipError::Spool(e)))?
+                    .map_err(|e| (progress, ShipError::SegmentLog(e)))?
             } else {
                 self.link.durable()
             };
@@ -601,7 +601,7 @@ impl Session<'_> {
                 let items = self
                     .cursor
                     .read(limit, self.cfg.batch_records, max_batch)
-                    .map_err(|e| (progress, ShipError::Spool(e)))?;
+                    .map_err(|e| (progress, ShipError::SegmentLog(e)))?;
                 let Some(first) = items.first() else { continue };
                 let chain = first.chain;
                 #[allow(clippy::map_entry)] // the lookup awaits the network in between
@@ -789,7 +789,7 @@ impl Session<'_> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
     use super::*;
-    use crate::storage::spool::{Spool, SpoolOptions};
+    use crate::storage::segment_log::{LogOptions, SegmentLog};
 
     /// A record header (version, kind Event, chain, seq, time) and a payload.
     fn record(chain: ChainId, seq: u64, payload_len: usize) -> Vec<u8> {
@@ -803,11 +803,11 @@ mod tests {
 
     fn spool_with(dir: &Path, records: &[Vec<u8>]) -> u64 {
         let _ = std::fs::remove_dir_all(dir);
-        let opts = SpoolOptions {
+        let opts = LogOptions {
             segment_bytes: 1 << 20,
             write_behind: false,
         };
-        let (mut s, _) = Spool::open(dir, opts, |_, _, _| {}).unwrap();
+        let (mut s, _) = SegmentLog::open(dir, opts, |_, _, _| {}).unwrap();
         for r in records {
             s.append_raw(r).unwrap();
         }

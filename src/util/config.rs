@@ -14,6 +14,23 @@ use std::time::Duration;
 /// Largest configuration file read.
 pub const MAX_CONFIG: u64 = 1 << 20;
 
+/// Implements `TryFrom<String>` (what `#[serde(try_from = "String")]` uses)
+/// over the type's `FromStr`, whose error is a [`ValueError`].
+macro_rules! parsed_from_string {
+    ($($t:ty),*) => {$(
+        impl TryFrom<String> for $t {
+            type Error = $crate::util::config::ValueError;
+
+            fn try_from(s: String) -> Result<$t, $crate::util::config::ValueError> {
+                s.parse()
+            }
+        }
+    )*};
+}
+pub(crate) use parsed_from_string;
+
+parsed_from_string!(LogLevel, ListenAddr, HostPort);
+
 /// `log_level` (agent and collector configs, `--log-level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(try_from = "String")]
@@ -64,14 +81,6 @@ impl std::str::FromStr for LogLevel {
     }
 }
 
-impl TryFrom<String> for LogLevel {
-    type Error = ValueError;
-
-    fn try_from(s: String) -> Result<LogLevel, ValueError> {
-        s.parse()
-    }
-}
-
 /// An address to listen on (`0.0.0.0:514`, `[::1]:6514`): parsed at load, so
 /// a host name is refused there rather than resolved at bind time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -88,14 +97,6 @@ impl std::str::FromStr for ListenAddr {
                 format!("{s:?} is not an address like 0.0.0.0:514 or [::1]:514"),
             )
         })
-    }
-}
-
-impl TryFrom<String> for ListenAddr {
-    type Error = ValueError;
-
-    fn try_from(s: String) -> Result<ListenAddr, ValueError> {
-        s.parse()
     }
 }
 
@@ -136,14 +137,6 @@ impl std::str::FromStr for HostPort {
             host: host.to_string(),
             port,
         })
-    }
-}
-
-impl TryFrom<String> for HostPort {
-    type Error = ValueError;
-
-    fn try_from(s: String) -> Result<HostPort, ValueError> {
-        s.parse()
     }
 }
 

@@ -345,7 +345,7 @@ pub enum Chained {
 /// Journald Events and journald Loss records in the spool of `state`.
 pub fn chained(state: &Path) -> Vec<Chained> {
     let dir = state.join("spool");
-    let Ok(bases) = logseal::storage::spool::segment_bases(&dir) else {
+    let Ok(bases) = logseal::storage::segment_log::segment_bases(&dir) else {
         return Vec::new();
     };
     let files: Vec<PathBuf> = bases

@@ -19,6 +19,9 @@
 
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod wire_enum;
+
 pub mod codec;
 pub mod describe;
 pub mod frame;

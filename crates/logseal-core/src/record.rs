@@ -39,123 +39,52 @@ impl fmt::Debug for ChainId {
     }
 }
 
-/// Record kind byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Kind {
-    /// First record of a chain (seq 0).
-    Genesis = 1,
-    /// One received log event.
-    Event = 2,
-    /// A signature over the chain head, naming the next public key.
-    Seal = 3,
-    /// An account of events that were not chained.
-    Loss = 4,
-    /// Agent start, recovery, clean shutdown.
-    Lifecycle = 5,
-}
-
-impl Kind {
-    /// Decodes a kind byte.
-    pub fn from_u8(b: u8) -> Option<Kind> {
-        Some(match b {
-            1 => Kind::Genesis,
-            2 => Kind::Event,
-            3 => Kind::Seal,
-            4 => Kind::Loss,
-            5 => Kind::Lifecycle,
-            _ => return None,
-        })
-    }
-    /// The name used in CLI output, JSON and docs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Genesis => "genesis",
-            Kind::Event => "event",
-            Kind::Seal => "seal",
-            Kind::Loss => "loss",
-            Kind::Lifecycle => "lifecycle",
-        }
+wire_enum! {
+    /// Record kind byte.
+    pub enum Kind: u8, from_u8 {
+        /// First record of a chain (seq 0).
+        Genesis = 1 => "genesis",
+        /// One received log event.
+        Event = 2 => "event",
+        /// A signature over the chain head, naming the next public key.
+        Seal = 3 => "seal",
+        /// An account of events that were not chained.
+        Loss = 4 => "loss",
+        /// Agent start, recovery, clean shutdown.
+        Lifecycle = 5 => "lifecycle",
     }
 }
 
-/// Where an event (or a loss) came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Source {
-    /// Lines read by `logseal stamp` from standard input.
-    Stdin = 1,
-    /// Syslog over UDP.
-    SyslogUdp = 2,
-    /// Syslog over TCP.
-    SyslogTcp = 3,
-    /// Syslog over TLS (RFC 5425).
-    SyslogTls = 4,
-    /// Syslog over a unix socket.
-    SyslogUnix = 5,
-    /// The systemd journal.
-    Journald = 6,
-    /// The agent itself (e.g. a loss it noticed internally).
-    Agent = 7,
-}
-
-impl Source {
-    /// Decodes a source byte.
-    pub fn from_u8(b: u8) -> Option<Source> {
-        Some(match b {
-            1 => Source::Stdin,
-            2 => Source::SyslogUdp,
-            3 => Source::SyslogTcp,
-            4 => Source::SyslogTls,
-            5 => Source::SyslogUnix,
-            6 => Source::Journald,
-            7 => Source::Agent,
-            _ => return None,
-        })
-    }
-    /// The name used in CLI output, JSON and docs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Source::Stdin => "stdin",
-            Source::SyslogUdp => "syslog-udp",
-            Source::SyslogTcp => "syslog-tcp",
-            Source::SyslogTls => "syslog-tls",
-            Source::SyslogUnix => "syslog-unix",
-            Source::Journald => "journald",
-            Source::Agent => "agent",
-        }
+wire_enum! {
+    /// Where an event (or a loss) came from.
+    pub enum Source: u8, from_u8 {
+        /// Lines read by `logseal stamp` from standard input.
+        Stdin = 1 => "stdin",
+        /// Syslog over UDP.
+        SyslogUdp = 2 => "syslog-udp",
+        /// Syslog over TCP.
+        SyslogTcp = 3 => "syslog-tcp",
+        /// Syslog over TLS (RFC 5425).
+        SyslogTls = 4 => "syslog-tls",
+        /// Syslog over a unix socket.
+        SyslogUnix = 5 => "syslog-unix",
+        /// The systemd journal.
+        Journald = 6 => "journald",
+        /// The agent itself (e.g. a loss it noticed internally).
+        Agent = 7 => "agent",
     }
 }
 
-/// Why a chain was started (Genesis `origin`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Origin {
-    /// No earlier chain of this host was known.
-    Fresh = 0,
-    /// An earlier chain existed but its signer state was missing, unreadable or
-    /// did not match the log; this chain replaces it.
-    StateLost = 1,
-    /// The operator asked for a new chain while the old one was intact.
-    Successor = 2,
-}
-
-impl Origin {
-    fn from_u8(b: u8) -> Option<Origin> {
-        Some(match b {
-            0 => Origin::Fresh,
-            1 => Origin::StateLost,
-            2 => Origin::Successor,
-            _ => return None,
-        })
-    }
-    /// The name used in CLI output, JSON and docs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Origin::Fresh => "fresh",
-            Origin::StateLost => "state-lost",
-            Origin::Successor => "successor",
-        }
+wire_enum! {
+    /// Why a chain was started (Genesis `origin`).
+    pub enum Origin: u8, from_u8 {
+        /// No earlier chain of this host was known.
+        Fresh = 0 => "fresh",
+        /// An earlier chain existed but its signer state was missing, unreadable or
+        /// did not match the log; this chain replaces it.
+        StateLost = 1 => "state-lost",
+        /// The operator asked for a new chain while the old one was intact.
+        Successor = 2 => "successor",
     }
 }
 
@@ -170,70 +99,29 @@ pub struct Predecessor {
     pub head: [u8; 32],
 }
 
-/// Why events were lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum LossReason {
-    /// The UDP receive buffer overflowed.
-    UdpOverrun = 1,
-    /// The spool was full and the input could not be slowed down.
-    SpoolFull = 2,
-    /// The source itself reports a gap (e.g. a journald seqnum jump).
-    SourceGap = 3,
-    /// An input failed in a way that lost data.
-    InputError = 4,
-}
-
-impl LossReason {
-    /// The reason a byte encodes, if any.
-    pub fn from_u8(b: u8) -> Option<LossReason> {
-        Some(match b {
-            1 => LossReason::UdpOverrun,
-            2 => LossReason::SpoolFull,
-            3 => LossReason::SourceGap,
-            4 => LossReason::InputError,
-            _ => return None,
-        })
-    }
-    /// The name used in CLI output, JSON and docs.
-    pub fn name(self) -> &'static str {
-        match self {
-            LossReason::UdpOverrun => "udp-overrun",
-            LossReason::SpoolFull => "spool-full",
-            LossReason::SourceGap => "source-gap",
-            LossReason::InputError => "input-error",
-        }
+wire_enum! {
+    /// Why events were lost.
+    pub enum LossReason: u8, from_u8 {
+        /// The UDP receive buffer overflowed.
+        UdpOverrun = 1 => "udp-overrun",
+        /// The spool was full and the input could not be slowed down.
+        SpoolFull = 2 => "spool-full",
+        /// The source itself reports a gap (e.g. a journald seqnum jump).
+        SourceGap = 3 => "source-gap",
+        /// An input failed in a way that lost data.
+        InputError = 4 => "input-error",
     }
 }
 
-/// What a Lifecycle record marks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum LifecycleEvent {
-    /// The writer started again after a clean shutdown.
-    Start = 1,
-    /// The writer started again after an unclean stop (crash, kill, power loss).
-    Recovered = 2,
-    /// The writer is shutting down cleanly; a seal follows.
-    Shutdown = 3,
-}
-
-impl LifecycleEvent {
-    fn from_u8(b: u8) -> Option<LifecycleEvent> {
-        Some(match b {
-            1 => LifecycleEvent::Start,
-            2 => LifecycleEvent::Recovered,
-            3 => LifecycleEvent::Shutdown,
-            _ => return None,
-        })
-    }
-    /// The name used in CLI output, JSON and docs.
-    pub fn name(self) -> &'static str {
-        match self {
-            LifecycleEvent::Start => "start",
-            LifecycleEvent::Recovered => "recovered",
-            LifecycleEvent::Shutdown => "shutdown",
-        }
+wire_enum! {
+    /// What a Lifecycle record marks.
+    pub enum LifecycleEvent: u8, from_u8 {
+        /// The writer started again after a clean shutdown.
+        Start = 1 => "start",
+        /// The writer started again after an unclean stop (crash, kill, power loss).
+        Recovered = 2 => "recovered",
+        /// The writer is shutting down cleanly; a seal follows.
+        Shutdown = 3 => "shutdown",
     }
 }
 

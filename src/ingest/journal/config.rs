@@ -67,20 +67,13 @@ fn d_entry() -> u64 {
     1 << 20
 }
 
-/// Implements `TryFrom<String>` (for serde) over a `parse(&str)`.
-macro_rules! parsed_from_string {
-    ($($t:ty),*) => {$(
-        impl TryFrom<String> for $t {
-            type Error = ValueError;
-
-            fn try_from(s: String) -> Result<$t, ValueError> {
-                <$t>::parse(&s)
-            }
-        }
-    )*};
-}
-
-parsed_from_string!(JournalSource, JournalStart, Priority, MatchExpr, FieldName);
+crate::util::config::parsed_from_string!(
+    JournalSource,
+    JournalStart,
+    Priority,
+    MatchExpr,
+    FieldName
+);
 
 /// Which journal to read.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
@@ -95,10 +88,12 @@ pub enum JournalSource {
     Directory(PathBuf),
 }
 
-impl JournalSource {
+impl std::str::FromStr for JournalSource {
+    type Err = ValueError;
+
     /// Parses `system`, `namespace:NAME` or a directory path (absolute, or
     /// relative starting with `.`).
-    pub fn parse(s: &str) -> Result<JournalSource, ValueError> {
+    fn from_str(s: &str) -> Result<JournalSource, ValueError> {
         if s.starts_with('/') || s.starts_with('.') {
             Ok(JournalSource::Directory(s.into()))
         } else {
@@ -110,7 +105,9 @@ impl JournalSource {
             })?
         }
     }
+}
 
+impl JournalSource {
     /// `--journal`: `system`, `namespace:NAME`, or else any path, relative
     /// ones included.
     pub fn from_arg(s: &str) -> Result<JournalSource, ValueError> {
@@ -159,9 +156,11 @@ pub enum JournalStart {
     Time(u64),
 }
 
-impl JournalStart {
+impl std::str::FromStr for JournalStart {
+    type Err = ValueError;
+
     /// Parses `head`, `tail` or an RFC 3339 time.
-    pub fn parse(s: &str) -> Result<JournalStart, ValueError> {
+    fn from_str(s: &str) -> Result<JournalStart, ValueError> {
         match s {
             "head" => Ok(JournalStart::Head),
             "tail" => Ok(JournalStart::Tail),
@@ -188,9 +187,11 @@ impl Default for Priority {
     }
 }
 
-impl Priority {
+impl std::str::FromStr for Priority {
+    type Err = ValueError;
+
     /// Parses a name (`err`, `warning`, …) or a number 0–7.
-    pub fn parse(s: &str) -> Result<Priority, ValueError> {
+    fn from_str(s: &str) -> Result<Priority, ValueError> {
         // Journal priorities are syslog severities.
         if let Some(i) = crate::ingest::syslog::SEVERITIES
             .iter()
@@ -213,16 +214,19 @@ impl Priority {
 #[serde(try_from = "String")]
 pub struct MatchExpr(pub Vec<(FieldName, String)>);
 
-impl MatchExpr {
+impl std::str::FromStr for MatchExpr {
+    type Err = ValueError;
+
     /// Parses `FIELD=VALUE [FIELD=VALUE…]`.
-    pub fn parse(m: &str) -> Result<MatchExpr, ValueError> {
+    fn from_str(m: &str) -> Result<MatchExpr, ValueError> {
         let bad = |why: String| ValueError::refused("journald.matches", format!("{m:?}: {why}"));
         let mut all = Vec::new();
         for term in m.split_whitespace() {
             let (k, v) = term
                 .split_once('=')
                 .ok_or_else(|| bad(format!("{term:?} is not FIELD=VALUE")))?;
-            let k = FieldName::parse(k)
+            let k = k
+                .parse::<FieldName>()
                 .map_err(|_| bad(format!("{k:?} is not a journal field name (A-Z, 0-9, _)")))?;
             all.push((k, v.to_string()));
         }
@@ -239,9 +243,11 @@ impl MatchExpr {
 #[serde(try_from = "String")]
 pub struct FieldName(pub String);
 
-impl FieldName {
+impl std::str::FromStr for FieldName {
+    type Err = ValueError;
+
     /// Parses a field name.
-    pub fn parse(n: &str) -> Result<FieldName, ValueError> {
+    fn from_str(n: &str) -> Result<FieldName, ValueError> {
         if super::filter::valid_field_name(n) {
             Ok(FieldName(n.to_string()))
         } else {

@@ -101,7 +101,7 @@ impl Filter {
 
 #[cfg(test)]
 mod tests {
-    use super::super::config::{FieldName, MatchExpr, Priority};
+    use super::super::config::{MatchExpr, Priority};
     use super::*;
 
     fn cfg(f: impl FnOnce(&mut JournaldConfig)) -> Filter {
@@ -135,19 +135,19 @@ mod tests {
         assert!(f.wants(SSHD) && !f.wants(KERNEL));
         let f = cfg(|c| c.identifiers = vec!["sshd".into(), "sudo".into()]);
         assert!(f.wants(SSHD) && !f.wants(KERNEL));
-        let f = cfg(|c| c.priority = Priority::parse("err").unwrap());
+        let f = cfg(|c| c.priority = "err".parse().unwrap());
         assert!(!f.wants(SSHD) && f.wants(KERNEL));
         assert!(f.wants(&[(b"MESSAGE", b"no priority")]));
         let f = cfg(|c| c.priority = Priority(6));
         assert!(f.wants(SSHD));
         let f = cfg(|c| {
             c.matches = ["_TRANSPORT=kernel", "SYSLOG_IDENTIFIER=sshd PRIORITY=3"]
-                .map(|m| MatchExpr::parse(m).unwrap())
+                .map(|m| m.parse::<MatchExpr>().unwrap())
                 .to_vec()
         });
         assert!(f.wants(KERNEL), "first expression");
         assert!(!f.wants(SSHD), "second expression needs both terms");
-        let f = cfg(|c| c.fields = vec![FieldName::parse("MESSAGE").unwrap()]);
+        let f = cfg(|c| c.fields = vec!["MESSAGE".parse().unwrap()]);
         assert!(f.keeps(b"MESSAGE") && !f.keeps(b"_PID"));
     }
 

@@ -10,7 +10,7 @@
 use crate::chain::frame::FRAME_RECORD;
 use crate::chain::record::{Body, Payload, Record, Source};
 use crate::storage::segment::{Item, SegmentReader};
-use crate::storage::spool::segment_bases;
+use crate::storage::segment_log::segment_bases;
 use std::io;
 use std::path::Path;
 

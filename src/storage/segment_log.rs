@@ -1,5 +1,6 @@
-//! The spool: a directory of segment files holding one chain's records until a
-//! collector has acknowledged them.
+//! A segment log: a directory of segment files holding one chain's records —
+//! the agent's spool (kept until a collector has acknowledged them) and each
+//! chain of a collector's store.
 //!
 //! ```text
 //! DIR/<base>.seg    segments, 20-digit zero-padded `base`: the global position of
@@ -19,13 +20,13 @@
 //! whose bases do not follow each other, is reported and nothing is appended.
 
 use crate::storage::fsutil;
-use crate::storage::segment::{Item, OpenError, Repair, SegmentReader, SegmentWriter};
+use crate::storage::segment::{Damage, OpenError, Repair, SegmentReader, SegmentWriter};
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Spool settings.
+/// SegmentLog settings.
 #[derive(Debug, Clone, Copy)]
-pub struct SpoolOptions {
+pub struct LogOptions {
     /// A new segment is started once the current one reaches this size.
     pub segment_bytes: u64,
     /// Write and fsync on a thread of the spool's own ([`crate::storage::writebehind`]),
@@ -33,9 +34,9 @@ pub struct SpoolOptions {
     pub write_behind: bool,
 }
 
-impl Default for SpoolOptions {
+impl Default for LogOptions {
     fn default() -> Self {
-        SpoolOptions {
+        LogOptions {
             segment_bytes: 64 << 20,
             write_behind: false,
         }
@@ -43,9 +44,9 @@ impl Default for SpoolOptions {
 }
 
 /// The spool of one chain.
-pub struct Spool {
+pub struct SegmentLog {
     dir: PathBuf,
-    opts: SpoolOptions,
+    opts: LogOptions,
     /// Closed segments: (base, length).
     closed: Vec<(u64, u64)>,
     cur: SegmentWriter,
@@ -112,14 +113,14 @@ fn read_acked(dir: &Path) -> io::Result<Option<u64>> {
     }
 }
 
-impl Spool {
+impl SegmentLog {
     /// Opens (creating if needed) the spool in `dir`, calling `each(position,
     /// frame type, payload)` for every frame in order.
     pub fn open(
         dir: &Path,
-        opts: SpoolOptions,
+        opts: LogOptions,
         mut each: impl FnMut(u64, u8, &[u8]),
-    ) -> Result<(Spool, Repair), OpenError> {
+    ) -> Result<(SegmentLog, Repair), OpenError> {
         let io = |source| OpenError::Io {
             path: dir.to_path_buf(),
             source,
@@ -144,22 +145,15 @@ impl Spool {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-            while let Some(item) = r.next_item().map_err(io)? {
-                match item {
-                    Item::Frame {
-                        offset,
-                        frame_type,
-                        payload,
-                    } => each(base + offset, frame_type, payload),
-                    Item::Corrupt { offset, reason, .. }
-                    | Item::TornTail { offset, reason, .. } => {
-                        return Err(OpenError::Damaged {
-                            path,
-                            offset,
-                            reason,
-                        });
-                    }
-                }
+            let damage = r
+                .frames_until_damage(|offset, ty, payload| each(base + offset, ty, payload))
+                .map_err(io)?;
+            if let Some(Damage { offset, reason, .. }) = damage {
+                return Err(OpenError::Damaged {
+                    path,
+                    offset,
+                    reason,
+                });
             }
             let len = r.position();
             if base + len != bases[i + 1] {
@@ -184,7 +178,7 @@ impl Spool {
             })?
             .unwrap_or(bases[0]);
         Ok((
-            Spool {
+            SegmentLog {
                 dir: dir.to_path_buf(),
                 opts,
                 closed,
@@ -326,7 +320,7 @@ impl Spool {
     }
 }
 
-impl crate::storage::writer::RecordLog for Spool {
+impl crate::storage::writer::RecordLog for SegmentLog {
     fn append_frame(&mut self, frame: &[u8]) -> io::Result<u64> {
         let base = self.room()?;
         Ok(base + self.cur.append_frame(frame)?)
@@ -353,7 +347,7 @@ impl crate::storage::writer::RecordLog for Spool {
         self.cur.sync()
     }
     fn position(&self) -> u64 {
-        Spool::position(self)
+        SegmentLog::position(self)
     }
 }
 
