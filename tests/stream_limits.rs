@@ -415,6 +415,21 @@ fn a_stop_on_a_full_disk_keeps_every_count_for_the_next_start() {
         udp_lost > 0 && tcp_lost > 0,
         "udp {udp_lost}, tcp {tcp_lost}"
     );
+    // They were lost because writing failed (the disk was full), not because
+    // the spool reached its cap: the reason says so.
+    let reasons: std::collections::BTreeSet<&str> = recs
+        .iter()
+        .filter(|r| r["kind"] == "loss")
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["write-failed"].into(),
+        "{:?}",
+        recs.iter()
+            .filter(|r| r["kind"] == "loss")
+            .collect::<Vec<_>>()
+    );
     assert_spool_intact_and_closed(&state);
     // Chained once: a third start adds no Loss record, even if the write
     // that cleared the file was torn by a crash (its other slot then names

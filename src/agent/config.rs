@@ -4,7 +4,8 @@
 
 use crate::ingest::journal::config::JournaldConfig;
 use crate::util::config::{
-    durations_in_range, in_range, ConfigError, HostPort, ListenAddr, LogLevel, ValueError,
+    durations_in_range, in_range, size_in_range, ConfigError, HostPort, ListenAddr, LogLevel,
+    ValueError, MAX_CONFIG,
 };
 use crate::util::units::serde_units;
 use serde::Deserialize;
@@ -264,7 +265,7 @@ impl Input {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
             bad("expected udp://ADDR, tcp://ADDR, unix-dgram:///PATH or unix-stream:///PATH".into())
         })?;
-        let addr = || rest.parse::<ListenAddr>();
+        let addr = || rest.parse::<ListenAddr>().map_err(|e| bad(e.to_string()));
         let input = match scheme {
             "udp" => Input::Udp { listen: addr()? },
             "tcp" => Input::Tcp { listen: addr()? },
@@ -313,7 +314,11 @@ impl AgentConfig {
 
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let mut cfg = Self::parse(&ConfigError::read(path)?, path)?;
+        // A regular file of bounded size: a FIFO or a device given by mistake
+        // is refused, not waited on.
+        let text = crate::storage::fsutil::read_bounded_text(path, MAX_CONFIG)
+            .map_err(ConfigError::io(path))?;
+        let mut cfg = Self::parse(&text, path)?;
         cfg.source = Some(path.to_path_buf());
         Ok(cfg)
     }
@@ -322,21 +327,21 @@ impl AgentConfig {
     pub fn check(&self) -> Result<(), ValueError> {
         if !self.host.is_empty() {
             crate::chain::hostname::check(&self.host)
-                .map_err(|e| ValueError::refused("host", format!("{:?}: {e}", self.host)))?;
+                .map_err(|e| ValueError::refused("host", format!("is not valid: {e}")))?;
         }
         // Every number has a range, checked here: a value that parses but
         // cannot work is refused at load, never met as a panic or a wrap later.
         let (l, sp) = (&self.limits, &self.spool);
-        in_range("limits.max_message", l.max_message, 480, (16 << 20) - 4096)?;
-        in_range("spool.segment_size", sp.segment_size, 4096, 1 << 30)?;
-        in_range("spool.max_size", sp.max_size, 8192, 1 << 50)?;
+        size_in_range("limits.max_message", l.max_message, 480, (16 << 20) - 4096)?;
+        size_in_range("spool.segment_size", sp.segment_size, 4096, 1 << 30)?;
+        size_in_range("spool.max_size", sp.max_size, 8192, 1 << 50)?;
         at_least_twice(
             "spool.max_size",
             sp.max_size,
             "spool.segment_size",
             sp.segment_size,
         )?;
-        in_range("limits.stream_memory", l.stream_memory, 1 << 20, 1 << 40)?;
+        size_in_range("limits.stream_memory", l.stream_memory, 1 << 20, 1 << 40)?;
         at_least_twice(
             "limits.stream_memory",
             l.stream_memory,
@@ -376,7 +381,7 @@ impl AgentConfig {
             ship.check()?;
         }
         if let Some(j) = &self.journald {
-            in_range(
+            size_in_range(
                 "journald.max_entry_size",
                 j.max_entry_size,
                 4096,
@@ -404,7 +409,7 @@ impl ShipConfig {
         }
         in_range("ship.batch_records", self.batch_records as u64, 1, 1 << 20)?;
         in_range("ship.window", self.window as u64, 1, 4096)?;
-        in_range("ship.batch_size", self.batch_size, 4096, 64 << 20)?;
+        size_in_range("ship.batch_size", self.batch_size, 4096, 64 << 20)?;
         let ms = |n: u64| Duration::from_millis(n);
         durations_in_range(&[
             ("ship.keepalive", self.keepalive, ms(100), ms(3_600_000)),

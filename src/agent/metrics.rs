@@ -73,22 +73,6 @@ impl AgentMetrics {
     }
 }
 
-const SOURCES: [Source; 7] = [
-    Source::Stdin,
-    Source::SyslogUdp,
-    Source::SyslogTcp,
-    Source::SyslogTls,
-    Source::SyslogUnix,
-    Source::Journald,
-    Source::Agent,
-];
-const REASONS: [LossReason; 4] = [
-    LossReason::UdpOverrun,
-    LossReason::SpoolFull,
-    LossReason::SourceGap,
-    LossReason::InputError,
-];
-
 /// A counter's or gauge's value now.
 fn load(a: &std::sync::atomic::AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
@@ -246,8 +230,8 @@ impl AgentMetrics {
     /// Events and losses chained.
     fn encode_events(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let st = &self.stats;
-        let by_source = |a: &[std::sync::atomic::AtomicU64; 8]| {
-            SOURCES
+        let by_source = |a: &[std::sync::atomic::AtomicU64]| {
+            Source::ALL
                 .iter()
                 .map(|s| ([("source", s.name())], load(&a[*s as usize])))
                 .filter(|(_, v)| *v > 0)
@@ -271,8 +255,8 @@ impl AgentMetrics {
             "Raw events chained that do not start like syslog (flagged unparsed)",
             load(&st.unparsed),
         )?;
-        let by_reason = |a: &[std::sync::atomic::AtomicU64; 5]| {
-            REASONS
+        let by_reason = |a: &[std::sync::atomic::AtomicU64]| {
+            LossReason::ALL
                 .iter()
                 .map(|r| ([("reason", r.name())], load(&a[*r as usize])))
                 .collect::<Vec<_>>()

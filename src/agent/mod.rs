@@ -528,7 +528,8 @@ fn start_shipper(
     let handle = std::thread::Builder::new()
         .name("logseal-shipper".into())
         .spawn(move || shipper::run(scfg, dir, l, st))?;
-    tracing::info!(collectors = ?ship.collectors, "shipping to collectors");
+    let collectors: Vec<String> = ship.collectors.iter().map(ToString::to_string).collect();
+    tracing::info!(collectors = ?collectors, "shipping to collectors");
     Ok(Some(Shipping {
         link,
         stats: ship_stats,

@@ -39,7 +39,7 @@ pub struct StamperConfig {
     pub heartbeat: Duration,
     /// fsync at most this long after an append.
     pub commit_interval: Duration,
-    /// SegmentLog size cap.
+    /// Spool size cap.
     pub max_size: u64,
     /// With a journald input: the state directory that keeps the
     /// `journal-cursor` file (see [`crate::ingest::journal::resume`]).
@@ -94,7 +94,8 @@ impl LossLog {
             seq: Some(first),
             events: true,
             source: b.source,
-            reason: LossReason::SpoolFull,
+            // Counted only if they never become durable: a write failed.
+            reason: LossReason::WriteFailed,
             count: n,
             first_ns: b.time_ns,
             last_ns: b.time_ns,
@@ -202,7 +203,7 @@ pub struct Stats {
     pub unsealed: AtomicU64,
     /// Bytes in the spool's files.
     pub spool_bytes: AtomicU64,
-    /// SegmentLog bytes durable and not acknowledged by a collector.
+    /// Spool bytes durable and not acknowledged by a collector.
     pub unacked_bytes: AtomicU64,
     /// Records of this run durable and not acknowledged.
     pub unacked_records: AtomicU64,
@@ -211,15 +212,15 @@ pub struct Stats {
     /// unacknowledged count as made durable when this run started.
     pub oldest_unacked_ns: AtomicI64,
     /// Events chained, by [`Source`] byte.
-    pub events_by_source: [AtomicU64; 8],
+    pub events_by_source: [AtomicU64; Source::SLOTS],
     /// Bytes of messages chained, by [`Source`] byte.
-    pub bytes_by_source: [AtomicU64; 8],
+    pub bytes_by_source: [AtomicU64; Source::SLOTS],
     /// Raw events chained that do not start like syslog (flagged unparsed).
     pub unparsed: AtomicU64,
     /// Loss records chained, by [`LossReason`] byte.
-    pub loss_records: [AtomicU64; 5],
+    pub loss_records: [AtomicU64; LossReason::SLOTS],
     /// Events those Loss records account for (0 where unknown), by reason.
-    pub loss_events: [AtomicU64; 5],
+    pub loss_events: [AtomicU64; LossReason::SLOTS],
     /// Wall-clock time of the last journal entry chained in this run, µs
     /// since the Unix epoch (0: none yet).
     pub journal_chained_usec: AtomicU64,
@@ -396,6 +397,7 @@ pub fn run(
         loss_log: LossLog::default(),
         queue: VecDeque::new(),
         blocked: None,
+        held_since_counted: None,
         closed: false,
         seal_failures: 0,
         stuck_since: None,
@@ -411,9 +413,9 @@ pub fn run(
         }
         s.take_input(&rx); // 1.
         s.append_queued(); // 2.
-                           // 3. Losses counted by inputs.
-        if s.blocked.is_none() && chain_counted_losses(&mut s.w, s.losses, &mut s.loss_log, s.stats)
-        {
+        s.held_since_counted = s.blocked.or(s.held_since_counted);
+        // 3. Losses counted by inputs.
+        if s.blocked.is_none() && s.chain_counted_losses() {
             s.first_unsealed.get_or_insert_with(Instant::now);
             s.first_unsynced.get_or_insert_with(Instant::now);
         }
@@ -451,6 +453,9 @@ struct Stamper<'a> {
     queue: VecDeque<Pending>,
     /// Why input is not being taken.
     blocked: Option<Held>,
+    /// Why input was last held since the inputs' counts were last chained:
+    /// what a Loss record of those counts gives as its reason.
+    held_since_counted: Option<Held>,
     /// Every input has stopped.
     closed: bool,
     seal_failures: u64,
@@ -687,7 +692,8 @@ impl Stamper<'_> {
     fn shut_down(mut self) -> Result<(), WriterError> {
         let cfg = self.cfg;
         // Losses the inputs counted and that were not chained yet.
-        chain_counted_losses(&mut self.w, self.losses, &mut self.loss_log, self.stats);
+        self.held_since_counted = self.blocked.or(self.held_since_counted);
+        self.chain_counted_losses();
         // Drain done: clean shutdown. Retry while the disk refuses (a signal to stop
         // must not lose the shutdown seal).
         let mut tries = 0;
@@ -710,7 +716,14 @@ impl Stamper<'_> {
         let chain = self.w.chain_id();
         let ended = sealed.and_then(|()| self.w.shutdown("agent stopped"));
         if let Err(e) = ended {
-            keep_for_next_start(cfg.unwritten.as_deref(), chain, self.loss_log, self.losses);
+            let held = self.held_since_counted;
+            keep_for_next_start(
+                cfg.unwritten.as_deref(),
+                chain,
+                self.loss_log,
+                self.losses,
+                held,
+            );
             return Err(e);
         }
         self.stats.seals.fetch_add(1, Ordering::Relaxed);
@@ -729,13 +742,33 @@ impl Stamper<'_> {
     }
 }
 
-/// Why an input's counter counted: a UDP socket overran, any other input
-/// could not hand its messages over.
-fn counted_reason(l: &LossCounter) -> LossReason {
-    if l.source == Source::SyslogUdp {
-        LossReason::UdpOverrun
-    } else {
-        LossReason::SpoolFull
+/// Why an input's counter counted: writes to the spool failing while input
+/// was held; else a UDP socket overran, or another input could not hand its
+/// messages over.
+fn counted_reason(l: &LossCounter, held: Option<Held>) -> LossReason {
+    match held {
+        Some(Held::WriteFailed) => LossReason::WriteFailed,
+        _ if l.source == Source::SyslogUdp => LossReason::UdpOverrun,
+        _ => LossReason::SpoolFull,
+    }
+}
+
+impl Stamper<'_> {
+    /// Chains the inputs' counts (see [`chain_counted_losses`]); once they
+    /// are all chained, the reason they were counted for starts afresh.
+    fn chain_counted_losses(&mut self) -> bool {
+        let held = self.held_since_counted;
+        let any = chain_counted_losses(
+            &mut self.w,
+            self.losses,
+            held,
+            &mut self.loss_log,
+            self.stats,
+        );
+        if self.losses.iter().all(|l| l.is_empty()) {
+            self.held_since_counted = self.blocked;
+        }
+        any
     }
 }
 
@@ -744,6 +777,7 @@ fn counted_reason(l: &LossCounter) -> LossReason {
 fn chain_counted_losses(
     w: &mut ChainWriter<SegmentLog>,
     losses: &[Arc<LossCounter>],
+    held: Option<Held>,
     log: &mut LossLog,
     stats: &Stats,
 ) -> bool {
@@ -753,11 +787,15 @@ fn chain_counted_losses(
             continue;
         };
         let detail = format!(
-            "{} on {}: dropped while the channel or spool was full",
+            "{} on {}: dropped while {}",
             l.source.name(),
-            l.listen
+            l.listen,
+            match held {
+                Some(h) => h.says(),
+                None => "the channel or spool was full",
+            }
         );
-        let reason = counted_reason(l);
+        let reason = counted_reason(l, held);
         let body = Body::Loss {
             source: l.source,
             reason,
@@ -794,11 +832,12 @@ fn keep_for_next_start(
     chain: crate::chain::ChainId,
     log: LossLog,
     losses: &[Arc<LossCounter>],
+    held: Option<Held>,
 ) {
     let mut counts: Vec<LostCount> = log.0.into_iter().map(|(_, c)| c).collect();
     for l in losses {
         if let Some((count, first_ns, last_ns)) = l.take() {
-            let reason = counted_reason(l);
+            let reason = counted_reason(l, held);
             counts.push(LostCount {
                 chain,
                 seq: None,
@@ -871,9 +910,13 @@ fn account_unwritten(
             "received but not chained: agent stopped while {}",
             why.map_or("stopping", Held::says)
         );
+        let reason = match why {
+            Some(Held::WriteFailed) => LossReason::WriteFailed,
+            _ => LossReason::SpoolFull,
+        };
         let body = Body::Loss {
             source,
-            reason: LossReason::SpoolFull,
+            reason,
             count,
             first_ns,
             last_ns,
@@ -883,7 +926,7 @@ fn account_unwritten(
         log.appended(w, r.as_ref().ok().copied(), &body);
         match r {
             Ok(_) => {
-                stats.loss(LossReason::SpoolFull, count);
+                stats.loss(reason, count);
                 tracing::warn!(
                     count,
                     source = source.name(),

@@ -1,7 +1,8 @@
 //! The collector's configuration file (`config/collector.toml` documents every key).
 
 use crate::util::config::{
-    durations_in_range, in_range, ConfigError, ListenAddr, LogLevel, ValueError,
+    durations_in_range, in_range, size_in_range, ConfigError, ListenAddr, LogLevel, ValueError,
+    MAX_CONFIG,
 };
 use crate::util::units::serde_units;
 use serde::Deserialize;
@@ -167,7 +168,11 @@ impl Default for Liveness {
 impl CollectorConfig {
     /// Parses a configuration file; errors name the key and line.
     pub fn load(path: &Path) -> Result<CollectorConfig, ConfigError> {
-        let mut cfg = Self::parse(&ConfigError::read(path)?, path)?;
+        // A regular file of bounded size: a FIFO or a device given by mistake
+        // is refused, not waited on.
+        let text = crate::storage::fsutil::read_bounded_text(path, MAX_CONFIG)
+            .map_err(ConfigError::io(path))?;
+        let mut cfg = Self::parse(&text, path)?;
         cfg.source = Some(path.to_path_buf());
         Ok(cfg)
     }
@@ -197,7 +202,7 @@ impl CollectorConfig {
     /// Checks values that parse but cannot work.
     pub fn check(&self) -> Result<(), ValueError> {
         let l = &self.limits;
-        in_range("limits.max_frame", l.max_frame, 1 << 16, 1 << 30)?;
+        size_in_range("limits.max_frame", l.max_frame, 1 << 16, 1 << 30)?;
         in_range(
             "limits.max_connections",
             l.max_connections as u64,
@@ -216,14 +221,14 @@ impl CollectorConfig {
             1,
             1 << 20,
         )?;
-        in_range("limits.segment_size", l.segment_size, 4096, 1 << 30)?;
-        in_range(
+        size_in_range("limits.segment_size", l.segment_size, 4096, 1 << 30)?;
+        size_in_range(
             "limits.quarantine_per_host",
             l.quarantine_per_host,
             0,
             1 << 40,
         )?;
-        in_range("limits.quarantine_total", l.quarantine_total, 0, 1 << 44)?;
+        size_in_range("limits.quarantine_total", l.quarantine_total, 0, 1 << 44)?;
         let (ms, s) = (Duration::from_millis, Duration::from_secs);
         let live = &self.liveness;
         durations_in_range(&[
@@ -261,13 +266,8 @@ impl CollectorConfig {
 /// `HOST SHA256:FINGERPRINT` lines are accepted too).
 pub fn read_enrolled(path: &Path) -> Result<crate::chain::trust::TrustAnchors, ConfigError> {
     use crate::chain::trust::{TrustAnchors, MAX_TRUST_FILE};
-    let text =
-        crate::storage::fsutil::read_bounded_text(path, MAX_TRUST_FILE).map_err(|cause| {
-            ConfigError::Io {
-                path: path.to_path_buf(),
-                cause,
-            }
-        })?;
+    let text = crate::storage::fsutil::read_bounded_text(path, MAX_TRUST_FILE)
+        .map_err(ConfigError::io(path))?;
     TrustAnchors::parse(&text).map_err(|e| ConfigError::Invalid {
         path: path.to_path_buf(),
         message: e.to_string(),

@@ -203,6 +203,11 @@ impl LossCounter {
         self.total.load(Ordering::Relaxed)
     }
 
+    /// True if nothing is counted and not yet taken.
+    pub fn is_empty(&self) -> bool {
+        self.count.load(Ordering::Relaxed) == 0
+    }
+
     /// Takes the counted losses: (count, first, last), if any.
     pub fn take(&self) -> Option<(u64, i64, i64)> {
         let n = self.count.swap(0, Ordering::Relaxed);

@@ -68,7 +68,7 @@ pub struct AgentStatus {
     pub unsealed_records: u64,
     /// Events chained since the start.
     pub events: u64,
-    /// SegmentLog size and cap.
+    /// Spool size and cap.
     pub spool_bytes: u64,
     /// `[spool] max_size`.
     pub spool_limit_bytes: u64,
@@ -78,7 +78,7 @@ pub struct AgentStatus {
     pub collector_up: bool,
     /// Time of the last acknowledgement in this run.
     pub last_ack_time: Option<String>,
-    /// SegmentLog bytes durable and not acknowledged.
+    /// Spool bytes durable and not acknowledged.
     pub unacknowledged_bytes: u64,
     /// Records of this run durable and not acknowledged.
     pub unacknowledged_records: u64,

@@ -24,7 +24,7 @@ use crate::storage::segment::{Damage, OpenError, Repair, SegmentReader, SegmentW
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// SegmentLog settings.
+/// Settings of a segment log.
 #[derive(Debug, Clone, Copy)]
 pub struct LogOptions {
     /// A new segment is started once the current one reaches this size.
@@ -43,7 +43,7 @@ impl Default for LogOptions {
     }
 }
 
-/// The spool of one chain.
+/// The segment files of one chain in one directory.
 pub struct SegmentLog {
     dir: PathBuf,
     opts: LogOptions,

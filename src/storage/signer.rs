@@ -107,12 +107,20 @@ pub enum StateError {
     #[error("no signer state at {0}")]
     Missing(PathBuf),
     /// Reading failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// File.
         path: PathBuf,
-        /// Cause.
-        source: io::Error,
+        /// Cause (shown in the message, not chained again after it).
+        cause: io::Error,
+    },
+    /// Neither the Genesis copy nor the signer state holds the Genesis.
+    #[error("{path}: {cause} (and the signer state no longer holds the Genesis)")]
+    NoGenesis {
+        /// The Genesis copy.
+        path: PathBuf,
+        /// Why it could not be read.
+        cause: io::Error,
     },
     /// The content is not a valid state file.
     #[error("{path}: {reason}")]
@@ -250,7 +258,7 @@ impl SignerState {
         let bytes = match fsutil::read_bounded(&path, MAX_STATE_FILE) {
             Ok(b) => Zeroizing::new(b),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StateError::Missing(path)),
-            Err(source) => return Err(StateError::Io { path, source }),
+            Err(cause) => return Err(StateError::Io { path, cause }),
         };
         SignerState::decode(&bytes).map_err(|reason| StateError::Invalid { path, reason })
     }

@@ -41,10 +41,10 @@ pub fn read_genesis(state_dir: &Path) -> Result<Vec<u8>, StateError> {
     let path = state_dir.join(GENESIS_FILE);
     match crate::storage::fsutil::read_bounded(&path, MAX_GENESIS_FILE) {
         Ok(b) => Ok(b),
-        Err(source) => match SignerState::load(state_dir)? {
+        Err(cause) => match SignerState::load(state_dir)? {
             st if !st.genesis.is_empty() => Ok(st.genesis.clone()),
             // An old state without the Genesis: the file's error is the one to show.
-            _ => Err(StateError::Io { path, source }),
+            _ => Err(StateError::NoGenesis { path, cause }),
         },
     }
 }

@@ -386,6 +386,15 @@ pub enum ShipError {
         /// The collector's message.
         message: String,
     },
+    /// The collector cannot take records now (busy, stopping, storage
+    /// failing): the shipper retries.
+    #[error("collector: {code}: {message}")]
+    Retry {
+        /// The error code's name.
+        code: &'static str,
+        /// The collector's message.
+        message: String,
+    },
     /// An answer the protocol does not allow at this point.
     #[error("unexpected answer to {to}: {got}")]
     Unexpected {
@@ -396,7 +405,7 @@ pub enum ShipError {
     },
     /// Reading the spool.
     #[error("reading the spool: {0}")]
-    SegmentLog(io::Error),
+    Spool(io::Error),
 }
 
 /// A session's end: whether it made progress, and why it ended.
@@ -577,7 +586,7 @@ impl Session<'_> {
             let limit = if closed {
                 self.cursor
                     .end_of_files()
-                    .map_err(|e| (progress, ShipError::SegmentLog(e)))?
+                    .map_err(|e| (progress, ShipError::Spool(e)))?
             } else {
                 self.link.durable()
             };
@@ -601,7 +610,7 @@ impl Session<'_> {
                 let items = self
                     .cursor
                     .read(limit, self.cfg.batch_records, max_batch)
-                    .map_err(|e| (progress, ShipError::SegmentLog(e)))?;
+                    .map_err(|e| (progress, ShipError::Spool(e)))?;
                 let Some(first) = items.first() else { continue };
                 let chain = first.chain;
                 #[allow(clippy::map_entry)] // the lookup awaits the network in between
@@ -725,15 +734,23 @@ impl Session<'_> {
         {
             let c = Code::from_u16(*code);
             let name = c.map_or("unknown", Code::name);
-            if !c.is_some_and(Code::retryable) {
-                tracing::error!(collector = %self.addr, code = name, batch, "collector refused records: {message}");
+            let message = message.clone();
+            if c.is_some_and(Code::retryable) {
+                return Err((
+                    progress,
+                    ShipError::Retry {
+                        code: name,
+                        message,
+                    },
+                ));
             }
+            tracing::error!(collector = %self.addr, code = name, batch, "collector refused records: {message}");
             return Err((
                 progress,
                 ShipError::Refused {
                     what: "records",
                     code: name,
-                    message: message.clone(),
+                    message,
                 },
             ));
         }

@@ -200,6 +200,18 @@ pub fn in_range(key: &'static str, v: u64, lo: u64, hi: u64) -> Result<(), Value
     }
 }
 
+/// `key`'s size in bytes must lie in `lo..=hi`; the message gives them in
+/// the units a config file uses.
+pub fn size_in_range(key: &'static str, v: u64, lo: u64, hi: u64) -> Result<(), ValueError> {
+    use crate::util::units::size_text;
+    in_range(key, v, lo, hi).map_err(|_| ValueError::OutOfRange {
+        key,
+        value: size_text(v),
+        lo: size_text(lo),
+        hi: size_text(hi),
+    })
+}
+
 /// `key`'s durations must each lie in their `lo..=hi`.
 pub fn durations_in_range(
     checks: &[(&'static str, Duration, Duration, Duration)],
@@ -249,15 +261,12 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// Reads `path` (a regular file of bounded size: a FIFO or a device given
-    /// by mistake is refused, not waited on).
-    pub fn read(path: &std::path::Path) -> Result<String, ConfigError> {
-        crate::storage::fsutil::read_bounded_text(path, MAX_CONFIG).map_err(|cause| {
-            ConfigError::Io {
-                path: path.to_path_buf(),
-                cause,
-            }
-        })
+    /// `path` could not be read.
+    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
+        move |cause| ConfigError::Io {
+            path: path.to_path_buf(),
+            cause,
+        }
     }
 
     /// Parses TOML text into `T`, the error naming the file, key and line.

@@ -92,6 +92,17 @@ pub fn parse_size(s: &str) -> Result<u64, UnitError> {
         .ok_or_else(|| UnitError::TooLarge(s.into()))
 }
 
+/// A size as a config file would give it: `64MiB`, `16380KiB`, `480` (the
+/// largest unit that divides it; [`parse_size`] reads it back).
+pub fn size_text(n: u64) -> String {
+    for (unit, m) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if n >= m && n % m == 0 {
+            return format!("{}{unit}", n / m);
+        }
+    }
+    n.to_string()
+}
+
 /// Buckets of latency histograms, in seconds: 100 µs to about 52 s.
 pub fn latency_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 20)
@@ -156,6 +167,24 @@ pub fn differing(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn a_size_is_written_as_it_is_read() {
+        for n in [
+            0,
+            480,
+            4096,
+            (16 << 20) - 4096,
+            64 << 20,
+            1 << 30,
+            3 << 40,
+            1000,
+        ] {
+            assert_eq!(parse_size(&size_text(n)).unwrap(), n, "{}", size_text(n));
+        }
+        assert_eq!(size_text(64 << 20), "64MiB");
+        assert_eq!(size_text((16 << 20) - 4096), "16380KiB");
+    }
+
     #[test]
     fn units() {
         assert_eq!(parse_duration("10ms").unwrap(), Duration::from_millis(10));

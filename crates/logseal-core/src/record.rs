@@ -110,6 +110,10 @@ wire_enum! {
         SourceGap = 3 => "source-gap",
         /// An input failed in a way that lost data.
         InputError = 4 => "input-error",
+        /// Writing the spool failed (a full disk, an I/O error): the events
+        /// were received but never became durable. (Earlier versions
+        /// recorded such losses as `spool-full`.)
+        WriteFailed = 5 => "write-failed",
     }
 }
 
