@@ -173,7 +173,7 @@ def decode_record(b):
             raise Bad("has_pred")
         r.str_()
     elif kind == 2:
-        if r.u8() not in range(1, 8):
+        if r.u8() not in range(1, 9):
             raise Bad("source")
         flags = r.u8()
         if flags & ~0x03:
@@ -194,7 +194,7 @@ def decode_record(b):
         rec["epoch"] = r.u64()
         rec["covers"], rec["signer"], rec["next"], rec["sig"] = r.take(32), r.take(32), r.take(32), r.take(64)
     elif kind == 4:
-        if r.u8() not in range(1, 8) or r.u8() not in range(1, 6):
+        if r.u8() not in range(1, 9) or r.u8() not in range(1, 6):
             raise Bad("loss enum")
         rec["count"] = r.u64()
         r.i64(), r.i64(), r.str_()

@@ -288,3 +288,60 @@ fn anyhow_only_in_the_commands() {
     let core = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/logseal-core/src");
     assert!(files(&core).iter().all(|f| !code(f).contains("anyhow")));
 }
+
+/// The `Result<_, String>` return types in `code`.
+fn string_errors(code: &str) -> Vec<String> {
+    let text: String = code.split_whitespace().collect();
+    let mut found = Vec::new();
+    for (i, _) in text.match_indices("->Result<") {
+        // The error type is what follows the last top-level comma.
+        let rest = &text[i + "->Result<".len()..];
+        let (mut depth, mut comma, mut end) = (0i32, None, rest.len());
+        for (j, c) in rest.char_indices() {
+            match c {
+                '<' | '(' | '[' => depth += 1,
+                '>' | ')' | ']' if depth == 0 => {
+                    end = j;
+                    break;
+                }
+                '>' | ')' | ']' => depth -= 1,
+                ',' if depth == 0 => comma = Some(j),
+                _ => {}
+            }
+        }
+        if comma.is_some_and(|c| &rest[c + 1..end] == "String") {
+            found.push(format!("Result<{}>", &rest[..end]));
+        }
+    }
+    found
+}
+
+/// Errors are typed outside the commands: no function of the library or the
+/// core returns `Result<_, String>` (an error a caller can only print).
+#[test]
+fn no_library_function_returns_a_string_error() {
+    let core = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/logseal-core/src");
+    let mut found = Vec::new();
+    for (root, f) in files(&src())
+        .into_iter()
+        .map(|f| (src(), f))
+        .chain(files(&core).into_iter().map(|f| (core.clone(), f)))
+    {
+        let rel = f.strip_prefix(&root).unwrap().display().to_string();
+        if root == src() && (rel.starts_with("cmd/") || rel == "main.rs") {
+            continue;
+        }
+        for e in string_errors(&code(&f)) {
+            found.push(format!("{rel}: {e}"));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "functions returning Result<_, String> outside src/cmd/: {found:?}"
+    );
+    // The scan sees one, and not a typed error or a String success.
+    let probe = "fn a(x: u8) -> Result<Vec<(u8, String)>, String> {}\n\
+                 fn b() -> Result<String, io::Error> {}\n\
+                 fn c() -> Result<(), Box<dyn Error>> {}";
+    assert_eq!(string_errors(probe), ["Result<Vec<(u8,String)>,String>"]);
+}

@@ -1,5 +1,6 @@
 //! One encoded record: the decoder, and what is derived from a record (leaf,
-//! kind, the journal cursor an agent resumes from, journald fields).
+//! kind, the journal cursor an agent resumes from, journald fields), and a
+//! collector checkpoint payload.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use logseal::chain::hash;
@@ -7,6 +8,10 @@ use logseal::chain::Record;
 
 fuzz_target!(|data: &[u8]| {
     let _ = hash::leaf(data);
+    if let Ok(mut entries) = logseal::chain::checkpoint::decode(data) {
+        // What decodes re-encodes to the same bytes (sorted, each chain once).
+        assert_eq!(logseal::chain::checkpoint::encode(&mut entries), data);
+    }
     let _ = hash::kind_of(data);
     // The agent reads its resume point from the last journald event it chained.
     let _ = logseal::ingest::journal::resume::journal_cursor_of(data);

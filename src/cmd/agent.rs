@@ -127,19 +127,19 @@ fn print_genesis(config: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::Res
         (None, Some(s)) => s,
         (None, None) => bail!("--print-genesis needs --config FILE or --state DIR"),
     };
-    let bytes = crate::storage::writer::read_genesis(&dir)?;
-    let g = crate::chain::Record::decode(&bytes)
-        .map_err(|e| anyhow::anyhow!("genesis record in {}: {e}", dir.display()))?;
-    let crate::chain::Body::Genesis { pk0, host, .. } = g.body else {
-        bail!(
-            "{}: the genesis copy is not a Genesis record",
-            dir.display()
-        );
-    };
-    println!("{}", crate::chain::trust::line(host, &pk0));
+    print_anchor(
+        &dir,
+        "it goes into a collector's enrolled file and `logseal verify --trust-file`",
+    )
+}
+
+/// Prints the trust-anchor line of the chain kept in `dir` (stdout), and its
+/// chain and fingerprint (stderr), saying where the line goes.
+pub(crate) fn print_anchor(dir: &std::path::Path, goes: &str) -> anyhow::Result<ExitCode> {
+    let (chain, host, pk0) = crate::storage::writer::read_anchor(dir)?;
+    println!("{}", crate::chain::trust::line(&host, &pk0));
     eprintln!(
-        "chain {}, genesis key fingerprint {} (the line above is a trust anchor: it goes into a collector's enrolled file and `logseal verify --trust-file`)",
-        g.chain_id,
+        "chain {chain}, genesis key fingerprint {} (the line above is a trust anchor: {goes})",
         crate::chain::hash::fingerprint(&pk0)
     );
     Ok(ExitCode::SUCCESS)

@@ -2,7 +2,7 @@
 
 use crate::chain::trust::TrustAnchors;
 use crate::chain::verify::{Live, Options, Report};
-use crate::responder::{report, verify_files};
+use crate::responder::{checkpoints, report, verify_files};
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::path::PathBuf;
@@ -44,6 +44,11 @@ pub struct VerifyArgs {
     /// seals) is refused with exit 2, never judged in part.
     #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
     pub max_memory: Option<u64>,
+    /// A store written before collectors kept checkpoints: do not require
+    /// its checkpoint log (a chain cut, rewritten or deleted then goes
+    /// unseen, and the report says so).
+    #[arg(long)]
+    pub no_checkpoints: bool,
 }
 
 /// `--max-memory`: a size from 64 MiB to 1 TiB.
@@ -66,17 +71,29 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         )
         .unwrap_or(i64::MAX),
     });
-    let options = Options {
+    let mut options = Options {
         anchors: trust_anchors(&a.trust_key, a.trust_file.as_ref())?,
         live,
         memory_limit: a.max_memory,
+        checkpoints: None,
     };
-    let (files, skipped) = verify_files::expand(&a.paths)?;
-    let report = if rustix::termios::isatty(std::io::stderr()) {
+    // A store: its checkpoint log first, then its chains against it.
+    let store_log = checkpoints::prepare(&a.paths, &mut options, !a.no_checkpoints)?;
+    if a.no_checkpoints && checkpoints::store_root(&a.paths).is_some() {
+        eprintln!(
+            "logseal verify: --no-checkpoints: the store's checkpoint log is not checked: a chain \
+             cut after a seal, rewritten or deleted is not seen"
+        );
+    }
+    let (mut files, skipped) = checkpoints::expand(&a.paths, store_log.as_ref())?;
+    let mut report = if rustix::termios::isatty(std::io::stderr()) {
         verify_with_progress(&files, options)?
     } else {
         verify_files::verify(&files, options, |_, _| {})?
     };
+    if let Some(log) = store_log {
+        checkpoints::add_to_report(&mut report, &mut files, &skipped, log)?;
+    }
     let code = if report.intact() {
         ExitCode::SUCCESS
     } else {

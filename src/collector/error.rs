@@ -24,6 +24,12 @@ pub enum CollectorError {
         /// Why (shown in the message, not chained again after it).
         cause: std::io::Error,
     },
+    /// The checkpoint log's Genesis could not be read back.
+    #[error("checkpoint log: {0}")]
+    CheckpointGenesis(#[from] crate::storage::signer::StateError),
+    /// The checkpoint log (`STORE/checkpoints/`) could not be opened.
+    #[error("checkpoint log: {0}")]
+    CheckpointLog(crate::storage::writer::WriterError),
     /// The certificate, key, CA or CRL (`[tls]`), or the CRL floor the store
     /// keeps.
     #[error("{cause}{}", if *.against_floor { FLOOR_HINT } else { "" })]

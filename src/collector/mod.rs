@@ -13,6 +13,7 @@
 //! into the next (group commit).
 
 pub mod admission;
+pub mod checkpoints;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -396,11 +397,10 @@ pub fn check_files(cfg: &CollectorConfig) -> Findings {
     Findings { errors, warnings }
 }
 
-/// Runs the collector until SIGTERM/SIGINT (SIGHUP reloads the certificates
-/// and the CRL). Prints `listening ADDR` on stdout.
-pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
+/// Opens the store and loads the TLS configuration (a CRL older than the one
+/// the store's collector used before is refused).
+fn open_store(cfg: &CollectorConfig) -> Result<(Store, TlsSource), CollectorError> {
     let enrollment = enrollment(&cfg.enrollment)?;
-    fd_limit(cfg.limits.max_connections, cfg.limits.max_unauthenticated);
     let floor = read_floor(&cfg.store).map_err(|cause| CollectorError::Tls {
         cause,
         against_floor: false,
@@ -423,6 +423,36 @@ pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
     {
         store.alert("crl-stale", "", None, &w);
     }
+    Ok((store, tls))
+}
+
+/// Opens the collector's checkpoint log (its own chain, named after the
+/// collector); a new one prints its trust-anchor line.
+fn open_checkpoint_log(
+    cfg: &CollectorConfig,
+    store: &Store,
+) -> Result<(checkpoints::CheckpointLog, String), CollectorError> {
+    let name = crate::chain::hostname::canonical(&if cfg.name.is_empty() {
+        crate::util::host::system_host()
+    } else {
+        cfg.name.clone()
+    });
+    let log = checkpoints::CheckpointLog::open(store.root(), &name)
+        .map_err(CollectorError::CheckpointLog)?;
+    if log.is_new() {
+        let line = log.anchor_line(store.root())?;
+        crate::announce(format_args!(
+            "checkpoint log genesis {line} (a trust anchor for `logseal verify --trust-file`)"
+        ));
+    }
+    Ok((log, name))
+}
+
+/// Runs the collector until SIGTERM/SIGINT (SIGHUP reloads the certificates
+/// and the CRL). Prints `listening ADDR` on stdout.
+pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
+    fd_limit(cfg.limits.max_connections, cfg.limits.max_unauthenticated);
+    let (store, tls) = open_store(&cfg)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -436,13 +466,9 @@ pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         Some(m) => Some(rt.block_on(crate::monitor::metrics::bind(m))?),
         None => None,
     };
+    let (checkpoint_log, name) = open_checkpoint_log(&cfg, &store)?;
     crate::announce(format_args!("listening {local}"));
     let _ = std::io::stdout().flush();
-    let name = if cfg.name.is_empty() {
-        crate::util::host::system_host()
-    } else {
-        cfg.name.clone()
-    };
     let shared = Arc::new(Shared {
         store,
         counts: metrics::Counts::default(),
@@ -467,6 +493,13 @@ pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         std::thread::Builder::new()
             .name("logseal-accept".into())
             .spawn(move || accept(&shared, listener))?
+    };
+    let (checkpoint_stop, stop_rx) = std::sync::mpsc::channel::<()>();
+    let checkpointer = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("logseal-checkpoint".into())
+            .spawn(move || checkpoints::run(checkpoint_log, &shared.store, &stop_rx))?
     };
 
     let silent_after = cfg.liveness.heartbeat * cfg.liveness.silent_after;
@@ -504,6 +537,12 @@ pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(20));
+    }
+    // The last checkpoint names what the sessions stored, then the chains'
+    // tips are saved.
+    drop(checkpoint_stop);
+    if checkpointer.join().is_err() {
+        tracing::error!("the checkpoint thread panicked");
     }
     shared.store.close();
     let _ = shared.store.write_status(

@@ -6,6 +6,8 @@
 //! STORE/hosts/<host>/<chain id>/tip.json     its tip at the last clean stop
 //! STORE/quarantine/<time>-<chain>-b<batch>.seg   refused batches, as received
 //! STORE/quarantine/<same>.json                         why each was refused
+//! STORE/checkpoints/                                    the collector's own chain of
+//!                                                       checkpoints (checkpoints.rs)
 //! STORE/alerts.jsonl                                    one JSON object per alert
 //! STORE/status.json                                     hosts, chains, last seals
 //! ```
@@ -37,6 +39,7 @@
 //!   an alert is raised, its batches are refused with the reason, and
 //!   `logseal verify` says where.
 
+use crate::chain::checkpoint;
 use crate::chain::hash::{self, Digest};
 use crate::chain::tip::{Refusal, Tip};
 use crate::chain::ChainId;
@@ -826,6 +829,32 @@ impl Store {
         }
         let _ = writeln!(a.file, "{line}");
         let _ = a.file.sync_data();
+    }
+
+    /// What the store holds durably of each chain that moved (`moved(chain,
+    /// next seq)` says which): every chain named is fsynced first, so a
+    /// checkpoint names only records an agent may have been told are durable.
+    /// A chain found damaged, or whose fsync fails, is left out.
+    pub fn durable_tips(&self, moved: impl Fn(ChainId, u64) -> bool) -> Vec<checkpoint::Entry> {
+        let chains: Vec<_> = lock(&self.chains).values().cloned().collect();
+        let mut out = Vec::new();
+        for slot in chains {
+            let mut s = lock(&slot);
+            if s.broken.is_some() || s.tip.next_seq == 0 || !moved(s.tip.chain_id, s.tip.next_seq) {
+                continue;
+            }
+            if let Err(e) = s.sync() {
+                tracing::warn!(chain = %s.tip.chain_id, error = %e, "fsync for a checkpoint");
+                continue;
+            }
+            out.push(checkpoint::Entry {
+                host: s.tip.host.clone(),
+                chain: s.tip.chain_id,
+                seq: s.tip.next_seq - 1,
+                head: s.tip.head,
+            });
+        }
+        out
     }
 
     /// At a clean stop: fsyncs every chain and saves its tip beside it, so the

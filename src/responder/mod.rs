@@ -5,5 +5,6 @@
 //!   files, with the memory bound.
 //! - [`report`]: the human-readable and JSON output.
 
+pub mod checkpoints;
 pub mod report;
 pub mod verify_files;

@@ -32,6 +32,21 @@ pub fn describe_unattributed(u: &Unattributed, files: &[PathBuf]) -> String {
             )
         }
         Unattributed::NoRecords => "the input holds no record at all".into(),
+        Unattributed::MissingChain {
+            host,
+            chain,
+            seq,
+            checkpoint_seq,
+            quarantined,
+        } => format!(
+            "missing chain: the collector's checkpoint at seq {checkpoint_seq} of its checkpoint log says it held chain {chain} of host {} up to seq {seq}; the store's hosts/ does not hold it{}",
+            safe(host),
+            quarantined
+                .as_ref()
+                .map(|q| format!(" (its records are in {}: moved into quarantine)", safe(q)))
+                .unwrap_or_default()
+        ),
+        Unattributed::NoCheckpointLog => "no checkpoint log: the store has no checkpoints/ (the collector's own chain), so a chain cut, rewritten or deleted could not be seen; give --no-checkpoints to verify a store written before checkpoints existed".into(),
     }
 }
 
@@ -75,6 +90,12 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
         report.chains.len()
     )?;
     for c in &report.chains {
+        chain_summary(out, c)?;
+        chain_findings(out, c, files)?;
+    }
+    if let Some(c) = &report.checkpoint_log {
+        writeln!(out)?;
+        write!(out, "checkpoint log of the collector (checkpoints/):")?;
         chain_summary(out, c)?;
         chain_findings(out, c, files)?;
     }
@@ -290,6 +311,10 @@ pub fn verify_json<'a>(
         trust_anchors: report.trust_anchors,
         unattributed: OneByOne(&report.unattributed),
         unattributed_not_listed: report.unattributed_not_listed,
+        checkpoint_log: report
+            .checkpoint_log
+            .as_ref()
+            .and_then(|c| serde_json::to_value(c).ok()),
     }
 }
 
@@ -305,6 +330,9 @@ pub struct VerifyJson<'a> {
     trust_anchors: bool,
     unattributed: OneByOne<'a, crate::chain::verify::Unattributed>,
     unattributed_not_listed: u64,
+    /// A store's checkpoint log (docs/FORMAT.md §7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint_log: Option<Value>,
 }
 
 /// A list written item by item, each through a JSON tree: keys sorted, and a

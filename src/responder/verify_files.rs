@@ -109,6 +109,14 @@ fn is_state_file(name: &str) -> bool {
 /// (so a segment with a damaged header is reported, not skipped); other files
 /// are returned as skipped, with the reason.
 pub fn expand(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Skipped>), InputError> {
+    expand_or_empty(paths, false)
+}
+
+/// [`expand`]; with `empty_ok`, a directory without segments is not an error.
+pub fn expand_or_empty(
+    paths: &[PathBuf],
+    empty_ok: bool,
+) -> Result<(Vec<PathBuf>, Vec<Skipped>), InputError> {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
     for p in paths {
@@ -119,7 +127,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Skipped>), InputEr
         if meta.is_dir() {
             let before = files.len();
             walk(p, &mut files, &mut skipped)?;
-            if files.len() == before {
+            if files.len() == before && !empty_ok {
                 return Err(InputError::Empty(p.clone()));
             }
         } else if meta.is_file() {
@@ -163,6 +171,10 @@ fn walk(
         let name = e.file_name();
         let name = name.to_string_lossy();
         if ft.is_dir() {
+            if is_store_dir(&path, crate::collector::checkpoints::DIR) {
+                // The collector's own chain: verified apart (checkpoints.rs).
+                continue;
+            }
             if is_quarantine(&path) {
                 let mut q = Vec::new();
                 let mut qs = Vec::new();
@@ -200,7 +212,12 @@ fn walk(
 
 /// True for the `quarantine` directory of a collector store.
 pub fn is_quarantine(dir: &Path) -> bool {
-    dir.file_name().is_some_and(|n| n == "quarantine")
+    is_store_dir(dir, "quarantine")
+}
+
+/// True for the directory `name` beside `hosts/` in a collector store.
+fn is_store_dir(dir: &Path, name: &str) -> bool {
+    dir.file_name().is_some_and(|n| n == name)
         && dir.parent().is_some_and(|p| p.join("hosts").is_dir())
 }
 

@@ -114,6 +114,9 @@ pub enum StateError {
         /// Cause (shown in the message, not chained again after it).
         cause: io::Error,
     },
+    /// The Genesis copy is not a Genesis record.
+    #[error("{0}: not a Genesis record")]
+    NotGenesis(PathBuf),
     /// Neither the Genesis copy nor the signer state holds the Genesis.
     #[error("{path}: {cause} (and the signer state no longer holds the Genesis)")]
     NoGenesis {

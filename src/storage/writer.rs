@@ -49,6 +49,20 @@ pub fn read_genesis(state_dir: &Path) -> Result<Vec<u8>, StateError> {
     }
 }
 
+/// The trust anchor of the chain in a state directory: its chain id, host
+/// and genesis key, from its Genesis record.
+pub fn read_anchor(state_dir: &Path) -> Result<(ChainId, String, [u8; 32]), StateError> {
+    let bytes = read_genesis(state_dir)?;
+    match crate::chain::Record::decode(&bytes) {
+        Ok(crate::chain::Record {
+            chain_id,
+            body: Body::Genesis { pk0, host, .. },
+            ..
+        }) => Ok((chain_id, host.to_string(), pk0)),
+        _ => Err(StateError::NotGenesis(state_dir.join(GENESIS_FILE))),
+    }
+}
+
 /// Errors of the writer.
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {

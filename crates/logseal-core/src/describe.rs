@@ -38,6 +38,11 @@ impl Problem {
             PredCut { successor, claimed_last_seq, last_seq } => format!("cut: the Genesis of successor chain {successor} says this chain reached seq {claimed_last_seq}; it ends at seq {last_seq} here"),
             PredMismatch { successor, claimed_last_seq, last_seq } => format!("predecessor mismatch: the Genesis of successor chain {successor} names this chain's seq {claimed_last_seq} and its head as its last record; here the chain ends at seq {last_seq} or has another head there"),
             Misfiled { seq, dir_host, dir_chain } => format!("misfiled: record seq {seq} is stored in the directory of host {}, chain {}", safe(dir_host), safe(dir_chain)),
+            CheckpointCut { seq, last_seq, checkpoint_seq } => format!(
+                "cut after a checkpoint: the collector's checkpoint at seq {checkpoint_seq} of its checkpoint log says it held this chain up to seq {seq}; here it {}",
+                last_seq.map_or("holds no record".to_string(), |l| format!("ends at seq {l}"))
+            ),
+            CheckpointMismatch { seq, checkpoint_seq, expected, got } => format!("rewritten after a checkpoint: the collector's checkpoint at seq {checkpoint_seq} of its checkpoint log names head {expected} after seq {seq}; the records here give {got}"),
         }
     }
 }
@@ -60,6 +65,7 @@ impl Warning {
         match self {
             Warning::ClockBackwards { seq, prev_seq, by_ns } => format!("clock went backwards: seq {seq} is dated {} before seq {prev_seq}", span(*by_ns)),
             Warning::ClockJump { seq, prev_seq, by_ns } => format!("clock jumped: seq {seq} is dated {} after seq {prev_seq}", span(*by_ns)),
+            Warning::NotCheckpointed => "no checkpoint of the collector names this chain (stored after its last checkpoint before a crash, or put into the store behind its back)".into(),
             Warning::PredecessorAbsent { chain, last_seq } => format!("predecessor chain {chain} (named up to seq {last_seq} by the Genesis) is not in the input: verify it too"),
         }
     }

@@ -13,6 +13,7 @@
 //! - [`hash`]: leaves and the head step; [`hex`]: hex for reports.
 //! - [`keys`], [`seal`]: Ed25519 keys, strict signature checks, the seal rule.
 //! - [`frame`]: the segment file header and the frames records travel in.
+//! - [`checkpoint`]: a collector's checkpoints of the chains it holds.
 //! - [`verify`]: the chain verifier, [`describe`]: its sentences; [`tip`]: a receiver's view of a chain's
 //!   end; [`trust`]: pinned Genesis fingerprints; [`hostname`]: host names.
 //! - [`vectors`] (feature `signing`): the format's test vectors.
@@ -22,6 +23,7 @@
 #[macro_use]
 mod wire_enum;
 
+pub mod checkpoint;
 pub mod codec;
 pub mod describe;
 pub mod frame;

@@ -72,6 +72,9 @@ wire_enum! {
         Journald = 6 => "journald",
         /// The agent itself (e.g. a loss it noticed internally).
         Agent = 7 => "agent",
+        /// A collector's checkpoint of the chains it holds, in its own chain
+        /// ([`crate::checkpoint`]).
+        Checkpoint = 8 => "checkpoint",
     }
 }
 

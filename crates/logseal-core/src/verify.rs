@@ -239,6 +239,28 @@ pub enum Problem {
         /// Last seq of this chain in the input.
         last_seq: u64,
     },
+    /// The chain ends before the last record a collector checkpoint names:
+    /// it was cut after the collector held more (docs/FORMAT.md §7).
+    CheckpointCut {
+        /// The checkpointed seq.
+        seq: u64,
+        /// The chain's last seq (none: no record at all).
+        last_seq: Option<u64>,
+        /// Seq of the checkpoint in the collector's chain.
+        checkpoint_seq: u64,
+    },
+    /// The head after the checkpointed record is not the one the checkpoint
+    /// names: the chain up to it was rewritten after the checkpoint.
+    CheckpointMismatch {
+        /// The checkpointed seq.
+        seq: u64,
+        /// Seq of the checkpoint in the collector's chain.
+        checkpoint_seq: u64,
+        /// The head the checkpoint names (hex).
+        expected: String,
+        /// The head computed from the chain (hex).
+        got: String,
+    },
     /// A record stored under a collector-store directory of another host or chain.
     Misfiled {
         /// Its seq.
@@ -270,7 +292,11 @@ impl Problem {
             | ForeignChain { seq, .. }
             | UnexpectedGenesis { seq }
             | BadRedaction { seq, .. }
+            | CheckpointMismatch { seq, .. }
             | Misfiled { seq, .. } => (seq, seq),
+            CheckpointCut { seq, last_seq, .. } => {
+                (last_seq.map_or(0, |l| l.saturating_add(1)), seq)
+            }
             Gap {
                 expected_seq,
                 got_seq,
@@ -319,6 +345,8 @@ impl Problem {
             BadRedaction { .. } => "bad-redaction",
             PredCut { .. } => "pred-cut",
             PredMismatch { .. } => "pred-mismatch",
+            CheckpointCut { .. } => "checkpoint-cut",
+            CheckpointMismatch { .. } => "checkpoint-mismatch",
             Misfiled { .. } => "misfiled",
         }
     }
@@ -356,6 +384,24 @@ pub enum Unattributed {
     },
     /// The input holds no record at all.
     NoRecords,
+    /// A chain a collector checkpoint names is not in the store (deleted, or
+    /// moved away: `quarantined` says where it was found, if it was).
+    MissingChain {
+        /// Its host.
+        host: String,
+        /// The chain (hex).
+        chain: String,
+        /// Its last checkpointed seq.
+        seq: u64,
+        /// Seq of the checkpoint in the collector's chain.
+        checkpoint_seq: u64,
+        /// Where the store holds its records outside `hosts/` (quarantine).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        quarantined: Option<String>,
+    },
+    /// A store without the collector's checkpoint log: a cut, rewritten or
+    /// deleted chain could not be seen.
+    NoCheckpointLog,
 }
 
 /// Why a range of records is unverified.
@@ -414,6 +460,10 @@ pub enum Warning {
         /// By how much (ns).
         by_ns: i128,
     },
+    /// A chain of a store that no checkpoint names (stored after the last
+    /// checkpoint before a crash, or placed in the store behind the
+    /// collector's back).
+    NotCheckpointed,
     /// The Genesis names a predecessor chain that is not in the input.
     PredecessorAbsent {
         /// The predecessor.
@@ -563,6 +613,10 @@ pub struct Report {
     pub unattributed_not_listed: u64,
     /// True if trust anchors were given.
     pub trust_anchors: bool,
+    /// A collector store's checkpoint log, verified apart from its chains
+    /// (docs/FORMAT.md §7); it must be intact (or pending) too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_log: Option<ChainReport>,
 }
 
 impl Report {
@@ -575,6 +629,7 @@ impl Report {
             && self
                 .chains
                 .iter()
+                .chain(&self.checkpoint_log)
                 .all(|c| matches!(c.verdict, Verdict::Intact | Verdict::Pending))
     }
 }
@@ -595,6 +650,64 @@ pub struct Options {
     /// findings — is counted; past the limit verification stops: see
     /// [`Verifier::exhausted`]. It never ends in a verdict it could not check.
     pub memory_limit: Option<u64>,
+    /// A collector store's checkpoints, which its chains must still match
+    /// (docs/FORMAT.md §7); `None`: not a store, or not checked.
+    pub checkpoints: Option<Checkpoints>,
+}
+
+/// What a collector's checkpoint log says its store holds.
+#[derive(Debug, Clone, Default)]
+pub struct Checkpoints {
+    /// The checkpoint log's own chain (not checked against itself).
+    pub log: Option<ChainId>,
+    /// Per chain, its latest checkpoint.
+    pub expected: HashMap<ChainId, Checkpointed>,
+}
+
+/// The latest checkpoint of one chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpointed {
+    /// Its host.
+    pub host: String,
+    /// Its last record the collector held durably.
+    pub seq: u64,
+    /// The head after it.
+    pub head: Digest,
+    /// Seq of the checkpoint record in the collector's chain.
+    pub checkpoint_seq: u64,
+}
+
+impl Checkpoints {
+    /// Adds the entries of the checkpoint at `checkpoint_seq`; a chain's
+    /// later checkpoint replaces an earlier one (a lower seq never does).
+    /// Returns the host-name bytes of the chains it names for the first
+    /// time (with their number, what the map grew by).
+    pub fn add(
+        &mut self,
+        checkpoint_seq: u64,
+        entries: Vec<crate::checkpoint::Entry>,
+    ) -> (u64, u64) {
+        let (mut chains, mut bytes) = (0, 0);
+        for e in entries {
+            if !self.expected.contains_key(&e.chain) {
+                chains += 1;
+                bytes += e.host.len() as u64;
+            }
+            let new = Checkpointed {
+                host: e.host,
+                seq: e.seq,
+                head: e.head,
+                checkpoint_seq,
+            };
+            match self.expected.get(&e.chain) {
+                Some(old) if old.seq > new.seq => {}
+                _ => {
+                    self.expected.insert(e.chain, new);
+                }
+            }
+        }
+        (chains, bytes)
+    }
 }
 
 /// See [`Options::live`].
@@ -662,6 +775,8 @@ impl<T> Capped<T> {
 
 struct Chain {
     id: ChainId,
+    /// The seq a checkpoint names was read (docs/FORMAT.md §7).
+    checkpoint_reached: bool,
     host: Option<String>,
     origin: Option<Origin>,
     predecessor: Option<String>,
@@ -732,6 +847,7 @@ impl Chain {
     fn new(id: ChainId) -> Chain {
         Chain {
             id,
+            checkpoint_reached: false,
             host: None,
             origin: None,
             predecessor: None,
@@ -1396,6 +1512,7 @@ impl Verifier {
             Content::Redacted { kind, .. } => {
                 redacted(c, at, seq, Kind::from_u8(kind));
                 advance(c, kind, &leaf);
+                checkpointed(c, at, seq, self.options.checkpoints.as_ref());
                 return;
             }
             Content::Full(r) => r,
@@ -1472,6 +1589,7 @@ impl Verifier {
             c.ended_cleanly = false;
         }
         advance(c, kind, &leaf);
+        checkpointed(c, at, seq, self.options.checkpoints.as_ref());
     }
 
     /// Ends verification and reports.
@@ -1521,6 +1639,16 @@ impl Verifier {
                 }
             }
         }
+        if let Some(k) = &options.checkpoints {
+            checkpoint_findings(
+                k,
+                &chains,
+                &index,
+                &mut pred_problems,
+                &mut absent,
+                &mut unattributed,
+            );
+        }
         let mut out = Vec::with_capacity(chains.len());
         for (i, mut c) in chains.into_iter().enumerate() {
             for (_, w) in absent.iter().filter(|(s, _)| *s == i) {
@@ -1537,6 +1665,44 @@ impl Verifier {
             unattributed: unattributed.items,
             unattributed_not_listed: unattributed.not_listed,
             trust_anchors: !options.anchors.is_empty(),
+            checkpoint_log: None,
+        }
+    }
+}
+
+/// §7 At the end: a checkpointed chain that never reached its checkpointed
+/// seq was cut; one not in the input is missing; a chain no checkpoint
+/// names is said (a warning).
+fn checkpoint_findings(
+    k: &Checkpoints,
+    chains: &[Chain],
+    index: &HashMap<ChainId, usize>,
+    problems: &mut [Vec<Problem>],
+    warnings: &mut Vec<(usize, Warning)>,
+    unattributed: &mut Capped<Unattributed>,
+) {
+    let mut expected: Vec<_> = k.expected.iter().collect();
+    expected.sort_by(|a, b| (&a.1.host, a.0).cmp(&(&b.1.host, b.0)));
+    for (chain, x) in expected {
+        match index.get(chain) {
+            Some(&i) if !chains[i].checkpoint_reached => problems[i].push(Problem::CheckpointCut {
+                seq: x.seq,
+                last_seq: chains[i].last_seq,
+                checkpoint_seq: x.checkpoint_seq,
+            }),
+            Some(_) => {}
+            None => unattributed.push(Unattributed::MissingChain {
+                host: x.host.clone(),
+                chain: chain.to_string(),
+                seq: x.seq,
+                checkpoint_seq: x.checkpoint_seq,
+                quarantined: None,
+            }),
+        }
+    }
+    for (i, c) in chains.iter().enumerate() {
+        if !k.expected.contains_key(&c.id) && k.log != Some(c.id) {
+            warnings.push((i, Warning::NotCheckpointed));
         }
     }
 }
@@ -1596,6 +1762,27 @@ fn redacted(c: &mut Chain, at: Location, seq: u64, kind: Option<Kind>) {
 /// §4.7 The head step.
 fn advance(c: &mut Chain, kind: u8, leaf: &Digest) {
     c.head = c.head.map(|h| hash::head(&h, kind, leaf));
+}
+
+/// §7 At the seq a checkpoint names, the head must be the checkpoint's (an
+/// unknown head was reported where it was lost).
+fn checkpointed(c: &mut Chain, at: Location, seq: u64, checkpoints: Option<&Checkpoints>) {
+    let Some(x) = checkpoints.and_then(|k| k.expected.get(&c.id)) else {
+        return;
+    };
+    if x.seq != seq {
+        return;
+    }
+    c.checkpoint_reached = true;
+    if let Some(h) = c.head.filter(|h| *h != x.head) {
+        let problem = Problem::CheckpointMismatch {
+            seq,
+            checkpoint_seq: x.checkpoint_seq,
+            expected: hex::encode(&x.head),
+            got: hex::encode(&h),
+        };
+        c.report(problem, Some(at));
+    }
 }
 
 /// The problem a refused seal is reported as.

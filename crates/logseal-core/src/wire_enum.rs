@@ -83,6 +83,6 @@ mod tests {
         // The numbers docs/FORMAT.md gives.
         assert_eq!(LossReason::from_u8(5), Some(LossReason::WriteFailed));
         assert_eq!(LossReason::WriteFailed.name(), "write-failed");
-        assert_eq!((LossReason::SLOTS, Source::SLOTS), (6, 8));
+        assert_eq!((LossReason::SLOTS, Source::SLOTS), (6, 9));
     }
 }

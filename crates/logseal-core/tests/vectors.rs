@@ -180,3 +180,88 @@ fn both_vector_segments_verify_intact() {
     let r = with("vector-host", &pk1);
     assert!(!r.intact(), "a genesis key that is not trusted fails");
 }
+
+/// docs/FORMAT.md §7: a chain is checked against a collector's checkpoints:
+/// the head at the checkpointed seq must be the checkpoint's, the chain must
+/// reach that seq, a checkpointed chain must be there, and a chain no
+/// checkpoint names is said.
+#[test]
+fn the_vector_chain_against_checkpoints() {
+    use logseal_core::verify::{
+        Checkpointed, Checkpoints, Options, Problem, Unattributed, Warning,
+    };
+    let v = vectors();
+    let chain = logseal_core::record::Record::decode(&v["record.0"])
+        .unwrap()
+        .chain_id;
+    let head5: [u8; 32] = v["head.5"].clone().try_into().unwrap();
+    let run = |expect: Vec<(logseal_core::record::ChainId, u64, [u8; 32])>| {
+        let mut k = Checkpoints::default();
+        for (c, seq, head) in expect {
+            let x = Checkpointed {
+                host: "vector-host".into(),
+                seq,
+                head,
+                checkpoint_seq: 3,
+            };
+            k.expected.insert(c, x);
+        }
+        let options = Options {
+            checkpoints: Some(k),
+            ..Default::default()
+        };
+        verify_clean("chain-v1.seg", options)
+    };
+    let problems = |r: &logseal_core::verify::Report| -> Vec<Problem> {
+        r.chains[0]
+            .problems
+            .iter()
+            .map(|f| f.problem.clone())
+            .collect()
+    };
+    // The head the vectors give for seq 5: intact, and checkpointed.
+    let r = run(vec![(chain, 5, head5)]);
+    assert!(r.intact(), "{:?}", problems(&r));
+    assert!(
+        r.chains[0].warnings.is_empty(),
+        "{:?}",
+        r.chains[0].warnings
+    );
+    // Another head at seq 5: rewritten after the checkpoint.
+    let mut other = head5;
+    other[0] ^= 1;
+    let r = run(vec![(chain, 5, other)]);
+    assert!(!r.intact());
+    assert!(matches!(
+        problems(&r)[..],
+        [Problem::CheckpointMismatch {
+            seq: 5,
+            checkpoint_seq: 3,
+            ..
+        }]
+    ));
+    // A checkpoint beyond the end: the chain was cut.
+    let r = run(vec![(chain, 20, head5)]);
+    assert!(!r.intact());
+    assert_eq!(
+        problems(&r),
+        [Problem::CheckpointCut {
+            seq: 20,
+            last_seq: Some(10),
+            checkpoint_seq: 3
+        }]
+    );
+    // A checkpointed chain that is not there; this one is not checkpointed.
+    let missing = logseal_core::record::ChainId([9; 16]);
+    let r = run(vec![(missing, 1, head5)]);
+    assert!(!r.intact());
+    assert!(matches!(
+        &r.unattributed[..],
+        [Unattributed::MissingChain {
+            seq: 1,
+            quarantined: None,
+            ..
+        }]
+    ));
+    assert_eq!(r.chains[0].warnings, [Warning::NotCheckpointed]);
+}

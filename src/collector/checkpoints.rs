@@ -1,0 +1,160 @@
+//! The collector's checkpoint log: a chain of its own, kept in the store,
+//! into which it writes what it holds of every chain.
+//!
+//! ```text
+//! STORE/checkpoints/signer.state, genesis.record   its forward-secure key state
+//! STORE/checkpoints/log/<base>.seg                  its records (segment log layout)
+//! ```
+//!
+//! At least once a second while chains move, and at a clean stop, it appends
+//! an Event (source `checkpoint`, docs/FORMAT.md §7) naming, for every chain
+//! that moved, the host, the chain, the last record held durably and the head
+//! after it — and seals it, under the same forward-secure key evolution as an
+//! agent's chain. `logseal verify STORE` checks every chain of the store
+//! against the latest checkpoints: a chain cut back, rewritten after a
+//! checkpoint, deleted or moved into `quarantine/` no longer matches.
+//!
+//! Invariants: a checkpoint names only records that were fsynced before it
+//! was written (each chain is synced first); the checkpoint log is written by
+//! this thread only, through the chain writer (its crash semantics are
+//! `storage::writer`'s: a torn or unsealed tail after a crash is recovered at
+//! the next start, which checkpoints every chain again).
+
+use super::store::Store;
+use crate::chain::checkpoint;
+use crate::chain::record::{Body, Payload, Source};
+use crate::chain::ChainId;
+use crate::storage::segment_log::{LogOptions, SegmentLog};
+use crate::storage::signer::StateError;
+use crate::storage::writer::{read_anchor, ChainWriter, Opened, WriterError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Directory of the checkpoint log in a store.
+pub const DIR: &str = "checkpoints";
+
+/// How often chains that moved are checkpointed.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// The state directory of a store's checkpoint log.
+pub fn state_dir(store: &Path) -> PathBuf {
+    store.join(DIR)
+}
+
+/// The checkpoint log, open for appending.
+pub struct CheckpointLog {
+    w: ChainWriter<SegmentLog>,
+    /// Opening it started the chain.
+    new: bool,
+    /// Per chain, the next seq at its last checkpoint.
+    last: HashMap<ChainId, u64>,
+}
+
+impl CheckpointLog {
+    /// Opens (or starts, with a Genesis naming `host`) the checkpoint log of
+    /// the store at `root`, and seals what opening it wrote.
+    pub fn open(root: &Path, host: &str) -> Result<CheckpointLog, WriterError> {
+        let dir = state_dir(root);
+        let log_dir = dir.join("log");
+        let opts = LogOptions {
+            segment_bytes: 64 << 20,
+            write_behind: false,
+        };
+        let (mut w, opened) =
+            ChainWriter::open_log(&dir, Some(host), &log_dir.display().to_string(), |each| {
+                SegmentLog::open(&log_dir, opts, each)
+            })?;
+        tracing::info!(chain = %w.chain_id(), opened = ?opened, "checkpoint log open");
+        w.seal()?;
+        Ok(CheckpointLog {
+            w,
+            new: matches!(opened, Opened::New { .. }),
+            last: HashMap::new(),
+        })
+    }
+
+    /// True if opening it started the chain (its Genesis was written now).
+    pub fn is_new(&self) -> bool {
+        self.new
+    }
+
+    /// Its trust-anchor line, `HOST KEY` (docs/FORMAT.md §4.1).
+    pub fn anchor_line(&self, root: &Path) -> Result<String, StateError> {
+        let (_, host, pk0) = read_anchor(&state_dir(root))?;
+        Ok(crate::chain::trust::line(&host, &pk0))
+    }
+
+    /// The chain of the checkpoint log.
+    pub fn chain_id(&self) -> ChainId {
+        self.w.chain_id()
+    }
+
+    /// Appends a checkpoint of every chain that moved since the last one,
+    /// seals it and waits for it to be durable; returns how many chains it
+    /// named (none: nothing was written).
+    pub fn checkpoint(&mut self, store: &Store) -> Result<usize, WriterError> {
+        let last = &self.last;
+        let mut entries = store.durable_tips(|chain, next| last.get(&chain) != Some(&next));
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let payload = checkpoint::encode(&mut entries);
+        self.w
+            .append(Body::Event {
+                source: Source::Checkpoint,
+                flags: 0,
+                peer: "",
+                original_len: None,
+                payload: Payload::Raw(&payload),
+            })
+            .map_err(io_writer)?;
+        self.w.seal()?;
+        self.w.sync().map_err(io_writer)?;
+        for e in &entries {
+            self.last.insert(e.chain, e.seq + 1);
+        }
+        Ok(entries.len())
+    }
+
+    /// A last checkpoint, and the chain's clean shutdown.
+    pub fn close(mut self, store: &Store) -> Result<(), WriterError> {
+        self.checkpoint(store)?;
+        self.w.shutdown("collector stopping")?;
+        Ok(())
+    }
+}
+
+fn io_writer(e: std::io::Error) -> WriterError {
+    WriterError::Io {
+        what: "appending to the checkpoint log".into(),
+        source: e,
+    }
+}
+
+/// Runs the checkpoint thread: a checkpoint every [`INTERVAL`] until `stop`
+/// says so (or its sender is gone), then the last one and the shutdown. A
+/// failure raises an alert and is tried again at the next turn.
+pub fn run(mut log: CheckpointLog, store: &Store, stop: &mpsc::Receiver<()>) {
+    let mut failing = false;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(INTERVAL) {
+        match log.checkpoint(store) {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("checkpoints written again");
+            }
+            Ok(_) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::error!(error = %e, "cannot write a checkpoint; trying again every second");
+                store.alert("checkpoint-failed", "", None, &e.to_string());
+            }
+            Err(_) => {}
+        }
+    }
+    if let Err(e) = log.close(store) {
+        tracing::error!(error = %e, "the last checkpoint could not be written");
+        store.alert("checkpoint-failed", "", None, &format!("at stop: {e}"));
+    }
+}

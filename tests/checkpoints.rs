@@ -1,0 +1,240 @@
+//! The collector's checkpoint log (docs/FORMAT.md §7) against what an
+//! intruder on the collector host does to a store: real agent and collector
+//! over mutual TLS, then a chain cut after a seal, a host's directory
+//! deleted, a chain moved into quarantine, the log itself removed — each
+//! caught by `logseal verify STORE`; a collector killed with -9 leaves a log
+//! that recovers; the log is pinned with `--trust-file` like any chain.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
+mod common;
+use common::agent::*;
+use common::collector::*;
+use common::*;
+use serde_json::Value;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Sends `msg-TAG-i` for i in `from..=to` over TCP, LF-framed.
+fn send_tcp(addr: &str, tag: &str, from: u64, to: u64) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    for i in from..=to {
+        writeln!(s, "<13>1 - h app - - - msg-{tag}-{i} checkpointed").unwrap();
+    }
+    s.flush().unwrap();
+}
+
+/// A store written by a real collector for host `web-01`, `n` messages, both
+/// sides stopped cleanly (the last checkpoint names everything).
+fn store_with(d: &Path, n: u64) -> PathBuf {
+    let ca = Ca::new(&d.join("pki"));
+    let c = Collector::start(&d.join("c"), &ca, "127.0.0.1:0", "");
+    let cfg = agent_config(d, &ca, "web-01", &[&c.addr], TCP_INPUT, "");
+    let a = start_agent(d, &cfg);
+    // In rounds, each stored and sealed before the next: a chain of several
+    // seals to cut between.
+    let per = n / 4;
+    for round in 0..4 {
+        send_tcp(&a.addr("tcp"), "cp", round * per + 1, (round + 1) * per);
+        wait_until("the round stored and sealed", || {
+            numbers(&store_events(&c.store), "cp").len() as u64 >= (round + 1) * per
+                && seals(&c.store) >= round + 2
+        });
+    }
+    a.stop();
+    let store = c.store.clone();
+    c.stop();
+    store
+}
+
+/// Seals in the host chains of a store.
+fn seals(store: &Path) -> u64 {
+    let o = Command::new(bin())
+        .args(["inspect", "--json"])
+        .arg(store.join("hosts"))
+        .output()
+        .unwrap();
+    let recs: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    recs.iter().filter(|r| r["kind"] == "seal").count() as u64
+}
+
+/// A copy of `store` to attack.
+fn copy(store: &Path, to: &Path) -> PathBuf {
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(store)
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    to.to_path_buf()
+}
+
+/// The directory of host `web-01`'s (only) chain in a store.
+fn chain_dir(store: &Path) -> PathBuf {
+    let host = store.join("hosts/web-01");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&host)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().unwrap()
+}
+
+fn problems(doc: &Value) -> Vec<String> {
+    let mut out: Vec<String> = doc["chains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["problems"].as_array().cloned().unwrap_or_default())
+        .chain(doc["unattributed"].as_array().cloned().unwrap_or_default())
+        .map(|p| p["kind"].as_str().unwrap_or("?").to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+fn verify_args(args: &[&str], path: &Path) -> (i32, Value, String) {
+    let o = Command::new(bin())
+        .arg("verify")
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    let text = String::from_utf8_lossy(&o.stderr).into_owned();
+    (o.status.code().unwrap_or(-1), doc, text)
+}
+
+#[test]
+fn a_store_cut_emptied_or_moved_after_its_checkpoints_is_caught() {
+    let d = TempDir::new("ckpt-attacks");
+    let store = store_with(d.path(), 400);
+    let (code, doc) = verify_json(&store);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["checkpoint_log"]["verdict"], "intact", "{doc:#}");
+    assert!(
+        doc["chains"][0]["warnings"].as_array().unwrap().is_empty(),
+        "the chain is checkpointed: {doc:#}"
+    );
+
+    // 1. Cut after an earlier seal: a valid shorter chain, which verified
+    // intact before checkpoints existed.
+    let cut = copy(&store, &d.path().join("cut"));
+    let o = Command::new(bin())
+        .args(["inspect", "--json"])
+        .arg(chain_dir(&cut))
+        .output()
+        .unwrap();
+    let recs: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let seals: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "seal").collect();
+    assert!(seals.len() >= 3, "{} seals", seals.len());
+    let keep = seals[seals.len() - 3];
+    let after = recs
+        .iter()
+        .find(|r| r["seq"] == keep["seq"].as_u64().unwrap() + 1)
+        .unwrap();
+    let seg = PathBuf::from(after["file"].as_str().unwrap());
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(after["offset"].as_u64().unwrap()).unwrap();
+    let (code, doc) = verify_json(&cut);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["checkpoint-cut"], "{doc:#}");
+    let p = &doc["chains"][0]["problems"][0];
+    assert_eq!(p["last_seq"], keep["seq"], "{p}");
+    assert!(p["seq"].as_u64().unwrap() > keep["seq"].as_u64().unwrap());
+    // Without the checkpoints (a store from before them) it is the valid
+    // shorter chain it always was: the opt-out says so on stderr.
+    let (code, _, err) = verify_args(&["--json", "--no-checkpoints"], &cut);
+    assert_eq!(code, 0);
+    assert!(err.contains("not checked"), "{err}");
+
+    // 2. The host's directory deleted: the store holds no chain any more.
+    let gone = copy(&store, &d.path().join("gone"));
+    std::fs::remove_dir_all(gone.join("hosts/web-01")).unwrap();
+    let (code, doc) = verify_json(&gone);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["missing-chain"], "{doc:#}");
+    assert_eq!(doc["unattributed"][0]["host"], "web-01");
+
+    // 3. The chain moved into quarantine (which verify skips).
+    let moved = copy(&store, &d.path().join("moved"));
+    let dir = chain_dir(&moved);
+    let chain = dir.file_name().unwrap().to_owned();
+    std::fs::rename(&dir, moved.join("quarantine").join(&chain)).unwrap();
+    let (code, doc) = verify_json(&moved);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["missing-chain"], "{doc:#}");
+    let q = doc["unattributed"][0]["quarantined"].as_str().unwrap();
+    assert!(q.contains("quarantine"), "{q}");
+
+    // 4. The checkpoint log removed: nothing could be checked.
+    let bare = copy(&store, &d.path().join("bare"));
+    std::fs::remove_dir_all(bare.join("checkpoints")).unwrap();
+    let (code, doc) = verify_json(&bare);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["no-checkpoint-log"], "{doc:#}");
+}
+
+#[test]
+fn the_checkpoint_log_is_pinned_and_survives_kill_9() {
+    let d = TempDir::new("ckpt-pin");
+    let ca = Ca::new(&d.path().join("pki"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let c = Collector::start(&d.path().join("c"), &ca, &listen, "");
+    let cfg = agent_config(d.path(), &ca, "web-01", &[&listen], TCP_INPUT, "");
+    let a = start_agent(d.path(), &cfg);
+    send_tcp(&a.addr("tcp"), "k", 1, 200);
+    let store = c.store.clone();
+    wait_until("the first messages stored", || {
+        !numbers(&store_events(&store), "k").is_empty()
+    });
+    // Killed while checkpoints are being written; started again on the
+    // same store, the log recovers and goes on.
+    c.kill9();
+    let c = Collector::start(&d.path().join("c"), &ca, &listen, "");
+    send_tcp(&a.addr("tcp"), "k", 201, 400);
+    wait_until("every message stored", || {
+        numbers(&store_events(&store), "k").len() >= 400
+    });
+    a.stop();
+    c.stop();
+    let (code, doc) = verify_json(&store);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["checkpoint_log"]["verdict"], "intact", "{doc:#}");
+
+    // Pinned: the agent's line and the collector's line in one trust file.
+    let line = |args: &[&str]| {
+        let o = Command::new(bin()).args(args).output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let state = d.path().join("state");
+    let agent_line = line(&[
+        "agent",
+        "--print-genesis",
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    let collector_line = line(&[
+        "collector",
+        "--print-genesis",
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert!(!collector_line.starts_with("web-01 "), "{collector_line}");
+    let trust = d.path().join("trust");
+    std::fs::write(&trust, format!("{agent_line}{collector_line}")).unwrap();
+    let t = trust.to_str().unwrap();
+    let (code, doc, _) = verify_args(&["--json", "--trust-file", t], &store);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["checkpoint_log"]["anchor"], "trusted", "{doc:#}");
+    // Without the collector's line, its log is not believed: not intact.
+    std::fs::write(&trust, &agent_line).unwrap();
+    let (code, doc, _) = verify_args(&["--json", "--trust-file", t], &store);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(doc["checkpoint_log"]["verdict"], "broken", "{doc:#}");
+}
