@@ -115,7 +115,7 @@ fn a_store_cut_emptied_or_moved_after_its_checkpoints_is_caught() {
     let store = store_with(d.path(), 400);
     let (code, doc) = verify_json(&store);
     assert_eq!(code, 0, "{doc:#}");
-    assert_eq!(doc["checkpoint_log"]["verdict"], "intact", "{doc:#}");
+    assert_eq!(doc["checkpoint_log"][0]["verdict"], "intact", "{doc:#}");
     assert!(
         doc["chains"][0]["warnings"].as_array().unwrap().is_empty(),
         "the chain is checkpointed: {doc:#}"
@@ -177,6 +177,93 @@ fn a_store_cut_emptied_or_moved_after_its_checkpoints_is_caught() {
     let (code, doc) = verify_json(&bare);
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(problems(&doc), ["no-checkpoint-log"], "{doc:#}");
+
+    // 5. hosts/ renamed as well: still a store (its other files say so), and
+    // `--store` insists whatever is left.
+    std::fs::rename(bare.join("hosts"), bare.join("h")).unwrap();
+    let (code, doc) = verify_json(&bare);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["no-checkpoint-log"], "{doc:#}");
+    for f in ["alerts.jsonl", "crl-floor.json"] {
+        let _ = std::fs::remove_file(bare.join(f));
+    }
+    std::fs::remove_dir_all(bare.join("quarantine")).unwrap();
+    let (code, doc, _) = verify_args(&["--json", "--store"], &bare);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["no-checkpoint-log"], "{doc:#}");
+    // Part of a store is verified as files, and stderr says what that leaves.
+    let (_, _, err) = verify_args(&["--json"], &chain_dir(&store));
+    assert!(
+        err.contains("is not checked against its checkpoint log"),
+        "{err}"
+    );
+}
+
+/// Found by red-teaming the first version: a log that verifies but cannot
+/// be believed must fail the run, not switch the checks off in silence.
+#[test]
+fn a_checkpoint_log_that_cannot_be_believed_fails_the_run() {
+    use logseal::chain::frame;
+    let d = TempDir::new("ckpt-believe");
+    let store = store_with(d.path(), 200);
+    // A cut chain, which the checkpoints catch...
+    let cut = |to: &Path| {
+        let s = copy(&store, to);
+        let dir = chain_dir(&s);
+        let seg = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "seg"))
+            .unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(frame::HEADER_LEN).unwrap();
+        s
+    };
+    // ...with an empty segment file dropped into the log.
+    let junk = cut(&d.path().join("junk"));
+    std::fs::write(junk.join("checkpoints/log/zz.seg"), b"").unwrap();
+    let (code, doc) = verify_json(&junk);
+    assert_eq!(code, 1, "{doc:#}");
+    assert!(
+        problems(&doc).contains(&"bad-segment".to_string()),
+        "{doc:#}"
+    );
+
+    // ...with every checkpoint of the log redacted (redaction needs no key:
+    // the log's heads and seals still verify).
+    let red = cut(&d.path().join("redacted"));
+    let logdir = red.join("checkpoints/log");
+    for e in std::fs::read_dir(&logdir).unwrap() {
+        let seg = e.unwrap().path();
+        let bytes = std::fs::read(&seg).unwrap();
+        let mut out = bytes[..frame::HEADER_LEN as usize].to_vec();
+        let mut at = frame::HEADER_LEN as usize;
+        let mut redacted = 0;
+        while at < bytes.len() {
+            let f = frame::parse_frame(&bytes[at..]).unwrap();
+            at += f.len;
+            let rec = logseal::chain::Record::decode(f.payload).unwrap();
+            if rec.kind() == logseal::chain::record::Kind::Event {
+                let mut p = rec.chain_id.0.to_vec();
+                p.extend_from_slice(&rec.seq.to_be_bytes());
+                p.push(rec.kind() as u8);
+                p.extend_from_slice(&logseal::chain::hash::leaf(f.payload));
+                frame::encode_frame(frame::FRAME_REDACTED, &p, &mut out);
+                redacted += 1;
+            } else {
+                frame::encode_frame(f.frame_type, f.payload, &mut out);
+            }
+        }
+        assert!(redacted > 0);
+        std::fs::write(&seg, out).unwrap();
+    }
+    let (code, doc) = verify_json(&red);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(doc["checkpoint_log"][0]["verdict"], "intact", "{doc:#}");
+    assert!(
+        problems(&doc).contains(&"checkpoint-log-not-believed".to_string()),
+        "{doc:#}"
+    );
 }
 
 #[test]
@@ -204,7 +291,7 @@ fn the_checkpoint_log_is_pinned_and_survives_kill_9() {
     c.stop();
     let (code, doc) = verify_json(&store);
     assert_eq!(code, 0, "{doc:#}");
-    assert_eq!(doc["checkpoint_log"]["verdict"], "intact", "{doc:#}");
+    assert_eq!(doc["checkpoint_log"][0]["verdict"], "intact", "{doc:#}");
 
     // Pinned: the agent's line and the collector's line in one trust file.
     let line = |args: &[&str]| {
@@ -231,10 +318,10 @@ fn the_checkpoint_log_is_pinned_and_survives_kill_9() {
     let t = trust.to_str().unwrap();
     let (code, doc, _) = verify_args(&["--json", "--trust-file", t], &store);
     assert_eq!(code, 0, "{doc:#}");
-    assert_eq!(doc["checkpoint_log"]["anchor"], "trusted", "{doc:#}");
+    assert_eq!(doc["checkpoint_log"][0]["anchor"], "trusted", "{doc:#}");
     // Without the collector's line, its log is not believed: not intact.
     std::fs::write(&trust, &agent_line).unwrap();
     let (code, doc, _) = verify_args(&["--json", "--trust-file", t], &store);
     assert_eq!(code, 1, "{doc:#}");
-    assert_eq!(doc["checkpoint_log"]["verdict"], "broken", "{doc:#}");
+    assert_eq!(doc["checkpoint_log"][0]["verdict"], "broken", "{doc:#}");
 }

@@ -387,15 +387,13 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
     eprintln!("logseal quickstart: stopping the collector…");
     stop(&mut collector, "collector");
 
-    let paths = std::slice::from_ref(&store);
-    let mut options = Default::default();
-    let log = crate::responder::checkpoints::prepare(paths, &mut options, true)?;
-    let (mut files, skipped) = crate::responder::checkpoints::expand(paths, log.as_ref())
-        .map_err(|e| anyhow::anyhow!("{e} (nothing reached the collector?)"))?;
-    let mut report = crate::responder::verify_files::verify(&files, options, |_, _| {})?;
-    if let Some(log) = log {
-        crate::responder::checkpoints::add_to_report(&mut report, &mut files, &skipped, log)?;
-    }
+    let (report, files, _) = crate::responder::checkpoints::verify_paths(
+        std::slice::from_ref(&store),
+        Default::default(),
+        false,
+        true,
+        |files, options| crate::responder::verify_files::verify(files, options, |_, _| {}),
+    )?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "\nlogseal verify {}:", store.display())?;
     crate::responder::report::verify_text(&mut out, &report, &files)?;

@@ -47,8 +47,13 @@ pub struct VerifyArgs {
     /// A store written before collectors kept checkpoints: do not require
     /// its checkpoint log (a chain cut, rewritten or deleted then goes
     /// unseen, and the report says so).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     pub no_checkpoints: bool,
+    /// The path is a collector store, whatever it still holds: its checkpoint
+    /// log is required (a store is otherwise recognised by its hosts/,
+    /// checkpoints/ or the files a collector writes there).
+    #[arg(long)]
+    pub store: bool,
 }
 
 /// `--max-memory`: a size from 64 MiB to 1 TiB.
@@ -71,29 +76,36 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         )
         .unwrap_or(i64::MAX),
     });
-    let mut options = Options {
+    let options = Options {
         anchors: trust_anchors(&a.trust_key, a.trust_file.as_ref())?,
         live,
         memory_limit: a.max_memory,
         checkpoints: None,
     };
-    // A store: its checkpoint log first, then its chains against it.
-    let store_log = checkpoints::prepare(&a.paths, &mut options, !a.no_checkpoints)?;
-    if a.no_checkpoints && checkpoints::store_root(&a.paths).is_some() {
+    if a.store && a.paths.len() != 1 {
+        bail!("--store takes exactly one path, the store's directory");
+    }
+    for store in a
+        .paths
+        .iter()
+        .filter_map(|p| unchecked_store(p, a.no_checkpoints))
+    {
         eprintln!(
-            "logseal verify: --no-checkpoints: the store's checkpoint log is not checked: a chain \
-             cut after a seal, rewritten or deleted is not seen"
+            "logseal verify: the store {} is not checked against its checkpoint log \
+             (verify the store's directory, without --no-checkpoints): a chain cut after a \
+             seal, rewritten or deleted is not seen",
+            report::safe_path(store)
         );
     }
-    let (mut files, skipped) = checkpoints::expand(&a.paths, store_log.as_ref())?;
-    let mut report = if rustix::termios::isatty(std::io::stderr()) {
-        verify_with_progress(&files, options)?
-    } else {
-        verify_files::verify(&files, options, |_, _| {})?
-    };
-    if let Some(log) = store_log {
-        checkpoints::add_to_report(&mut report, &mut files, &skipped, log)?;
-    }
+    // A store: its checkpoint log first, then its chains against it.
+    let (report, files, skipped) =
+        checkpoints::verify_paths(&a.paths, options, a.store, !a.no_checkpoints, |f, o| {
+            if rustix::termios::isatty(std::io::stderr()) {
+                verify_with_progress(f, o)
+            } else {
+                verify_files::verify(f, o, |_, _| {})
+            }
+        })?;
     let code = if report.intact() {
         ExitCode::SUCCESS
     } else {
@@ -104,6 +116,16 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),
         Err(e) => Err(e.into()),
         Ok(()) => Ok(code),
+    }
+}
+
+/// The store `path` is, or lies inside, that will not be checked against
+/// its checkpoint log.
+fn unchecked_store(path: &std::path::Path, no_checkpoints: bool) -> Option<&std::path::Path> {
+    if no_checkpoints && verify_files::is_store(path) {
+        Some(path)
+    } else {
+        checkpoints::inside_store(path)
     }
 }
 

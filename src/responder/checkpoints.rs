@@ -2,63 +2,84 @@
 //! (docs/FORMAT.md §7).
 //!
 //! The log (`STORE/checkpoints/log/`) is verified on its own first, with the
-//! same options (trust anchors pin it like any chain). Only if it is intact
-//! (or pending) are its checkpoints believed, and only those its accepted
-//! seals cover; then every chain of the store must still match the latest
-//! checkpoint of it. A store without the log is a finding unless the caller
-//! says the store predates checkpoints.
+//! same options (trust anchors pin it like any chain). Its checkpoints are
+//! believed only if every chain in it is intact (or pending), nothing else is
+//! found in it, none of its records is redacted and every sealed checkpoint
+//! decodes — and then only those its accepted seals cover. Every chain of the
+//! store must then still match its latest checkpoint. A log that is missing
+//! or not believed is a finding that fails the run (a store from before
+//! checkpoints is verified with `--no-checkpoints`, which says so).
 
 use super::verify_files::{self, InputError, SkipReason, Skipped};
 use crate::chain::checkpoint;
 use crate::chain::record::{Body, Payload, Source};
 use crate::chain::verify::{ChainReport, Checkpoints, Options, Report, Unattributed, Verdict};
+use crate::chain::ChainId;
 use crate::storage::segment::{Item, SegmentReader};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// What the checkpoint log of a store says, and its own verdict.
+/// What the checkpoint log of a store says, and its own verdicts.
 pub struct StoreLog {
-    /// Its chain's report (none: the store has no checkpoint log).
-    pub report: Option<ChainReport>,
-    /// The checkpoints to check the store's chains against (none: the log is
-    /// missing or not intact, so nothing in it is believed).
-    pub checkpoints: Option<Checkpoints>,
+    /// The log's files.
+    files: Vec<PathBuf>,
+    /// Its chains' reports (none: no log).
+    reports: Vec<ChainReport>,
+    /// Findings for the run: the log missing or not believed, and what the
+    /// log's verification found outside its chains (file indices into
+    /// `files`).
+    findings: Vec<Unattributed>,
+    /// The checkpoints the store's chains are checked against (none: nothing
+    /// in the log is believed).
+    checkpoints: Option<Checkpoints>,
 }
 
-/// For `logseal verify PATHS`: if the paths are a collector store, reads its
-/// checkpoint log (unless `require` is false: a store from before
-/// checkpoints) and sets the checkpoints the store's chains are checked
-/// against; give the result to [`add_to_report`] after the verification.
+/// What `logseal verify PATHS` verifies and reports: the paths expanded into
+/// segment files (a store's checkpoint log first, and its files appended
+/// after), `verify` run over them, and the report with what the checkpoint
+/// log says added. `force`: the single path is a store whatever it holds;
+/// `checkpoints`: false for a store from before checkpoints.
+pub fn verify_paths(
+    paths: &[PathBuf],
+    mut options: Options,
+    force: bool,
+    checkpoints: bool,
+    verify: impl FnOnce(&[PathBuf], Options) -> Result<Report, InputError>,
+) -> Result<(Report, Vec<PathBuf>, Vec<Skipped>), InputError> {
+    let log = match checkpoints {
+        true => prepare(paths, &mut options, force)?,
+        false => None,
+    };
+    let (mut files, skipped) = verify_files::expand_or_empty(paths, log.is_some())?;
+    let mut report = verify(&files, options)?;
+    if let Some(log) = log {
+        add_to_report(&mut report, &mut files, &skipped, log)?;
+    }
+    Ok((report, files, skipped))
+}
+
+/// For `logseal verify PATHS`: if the paths are a collector store (or
+/// `force`: the single path is to be taken as one), reads its checkpoint log
+/// and sets the checkpoints the store's chains are checked against; give the
+/// result to [`add_to_report`] after the verification.
 pub fn prepare(
     paths: &[PathBuf],
     options: &mut Options,
-    require: bool,
+    force: bool,
 ) -> Result<Option<(PathBuf, StoreLog)>, InputError> {
-    let Some(root) = store_root(paths).filter(|_| require) else {
-        return Ok(None);
+    let root = match paths {
+        [p] if force || verify_files::is_store(p) => p,
+        _ => return Ok(None),
     };
     let log = read(root, options)?;
     options.checkpoints = log.checkpoints.clone();
-    Ok(Some((root.to_path_buf(), log)))
+    Ok(Some((root.clone(), log)))
 }
 
-/// `expand(paths)`, except that a store whose `hosts/` holds no segment is
-/// not an error when it has a checkpoint log: the log says what it should
-/// hold.
-pub fn expand(
-    paths: &[PathBuf],
-    log: Option<&(PathBuf, StoreLog)>,
-) -> Result<(Vec<PathBuf>, Vec<Skipped>), InputError> {
-    let has_log = log.is_some_and(|(_, l)| l.report.is_some());
-    verify_files::expand_or_empty(paths, has_log)
-}
-
-/// The store root among `paths`, if exactly one path is given and it is a
-/// collector store (a directory holding `hosts/`).
-pub fn store_root(paths: &[PathBuf]) -> Option<&Path> {
-    match paths {
-        [p] if p.join("hosts").is_dir() => Some(p),
-        _ => None,
-    }
+/// The collector store a path lies inside, if it does (verifying part of a
+/// store does not check it against its checkpoints).
+pub fn inside_store(path: &Path) -> Option<&Path> {
+    path.ancestors().skip(1).find(|a| verify_files::is_store(a))
 }
 
 /// The checkpoint log's directory of segments in a store.
@@ -67,51 +88,82 @@ pub fn log_dir(store: &Path) -> PathBuf {
 }
 
 /// Verifies the checkpoint log of `store` and reads the checkpoints its
-/// accepted seals cover.
+/// accepted seals cover, if it is believed.
 pub fn read(store: &Path, options: &Options) -> Result<StoreLog, InputError> {
     let dir = log_dir(store);
-    if !dir.is_dir() {
-        return Ok(StoreLog {
-            report: None,
-            checkpoints: None,
-        });
+    let missing = || StoreLog {
+        files: Vec::new(),
+        reports: Vec::new(),
+        findings: vec![Unattributed::NoCheckpointLog],
+        checkpoints: None,
+    };
+    let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+    if !is_dir {
+        return Ok(missing());
     }
-    let (files, _) = verify_files::expand(&[dir])?;
+    let (files, _) = verify_files::expand_or_empty(&[dir], true)?;
     let mut alone = options.clone();
     alone.checkpoints = None;
     let report = verify_files::verify(&files, alone, |_, _| {})?;
-    // A log of more than one chain (or of none) is not a checkpoint log.
-    let Ok([log]) = <[ChainReport; 1]>::try_from(report.chains) else {
-        return Ok(StoreLog {
-            report: None,
-            checkpoints: None,
-        });
-    };
-    let believed =
-        matches!(log.verdict, Verdict::Intact | Verdict::Pending) && report.unattributed.is_empty();
-    let checkpoints = match (believed, log.last_seal_seq) {
-        (true, Some(sealed)) => {
-            let limit = options
-                .memory_limit
-                .unwrap_or(crate::chain::verify::DEFAULT_MEMORY_LIMIT);
-            Some(collect(&files, sealed, limit)?)
+    if report.chains.is_empty() {
+        return Ok(missing());
+    }
+    let mut findings = report.unattributed;
+    let intact = report
+        .chains
+        .iter()
+        .all(|c| matches!(c.verdict, Verdict::Intact | Verdict::Pending));
+    if let Some(c) = report.chains.iter().find(|c| c.redacted > 0) {
+        findings.push(not_believed(format!(
+            "its chain {} has redacted records (seqs {:?}): a checkpoint log is never redacted",
+            c.chain, c.redacted_seqs
+        )));
+    }
+    let checkpoints = if intact && findings.is_empty() {
+        let sealed: HashMap<String, u64> = report
+            .chains
+            .iter()
+            .filter_map(|c| Some((c.chain.clone(), c.last_seal_seq?)))
+            .collect();
+        let limit = options
+            .memory_limit
+            .unwrap_or(crate::chain::verify::DEFAULT_MEMORY_LIMIT);
+        match collect(&files, &sealed, limit)? {
+            Ok(k) => Some(k),
+            Err(why) => {
+                findings.push(not_believed(why));
+                None
+            }
         }
-        _ => None,
+    } else {
+        None
     };
     Ok(StoreLog {
-        report: Some(log),
+        files,
+        reports: report.chains,
+        findings,
         checkpoints,
     })
+}
+
+fn not_believed(reason: String) -> Unattributed {
+    Unattributed::CheckpointLogNotBelieved { reason }
 }
 
 /// Memory counted per checkpointed chain: its entry in the map, its host name
 /// counted apart.
 const ENTRY_COST: u64 = 160;
 
-/// The checkpoints of records up to `sealed` (covered by an accepted seal).
-/// They take memory per chain named: past `limit` bytes, verification stops
-/// (exit 2), as for the verifier's own state.
-fn collect(files: &[PathBuf], sealed: u64, limit: u64) -> Result<Checkpoints, InputError> {
+/// The checkpoints of records covered by an accepted seal of their chain
+/// (`sealed`: per chain of the log, hex, its last accepted seal). A sealed
+/// checkpoint that does not decode makes the whole log not believed (the
+/// inner error). The map takes memory per chain named: past `limit` bytes,
+/// verification stops (exit 2), as for the verifier's own state.
+fn collect(
+    files: &[PathBuf],
+    sealed: &HashMap<String, u64>,
+    limit: u64,
+) -> Result<Result<Checkpoints, String>, InputError> {
     let mut k = Checkpoints::default();
     let mut held = 0u64;
     for path in files {
@@ -124,60 +176,82 @@ fn collect(files: &[PathBuf], sealed: u64, limit: u64) -> Result<Checkpoints, In
             let Item::Frame { payload, .. } = item else {
                 continue;
             };
+            // The log verified intact without redactions: every frame is a
+            // record.
             let Ok(rec) = crate::chain::Record::decode(payload) else {
                 continue;
             };
-            k.log = Some(rec.chain_id);
-            if rec.seq > sealed {
-                continue;
-            }
-            if let Body::Event {
+            note_log(&mut k, rec.chain_id);
+            let covered = sealed
+                .get(&rec.chain_id.to_string())
+                .is_some_and(|s| rec.seq <= *s);
+            let Body::Event {
                 source: Source::Checkpoint,
                 payload: Payload::Raw(p),
                 ..
             } = &rec.body
-            {
-                // A sealed checkpoint that does not decode was sealed so: the
-                // collector wrote it; it names nothing.
-                if let Ok(entries) = checkpoint::decode(p) {
-                    let (chains, bytes) = k.add(rec.seq, entries);
-                    held += chains * ENTRY_COST + bytes;
-                    if held > limit {
-                        return Err(InputError::MemoryLimit {
-                            path: path.clone(),
-                            offset: r.position(),
-                            limit: limit >> 20,
-                        });
-                    }
+            else {
+                continue;
+            };
+            if !covered {
+                continue;
+            }
+            let entries = match checkpoint::decode(p) {
+                Ok(e) => e,
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "the checkpoint at seq {} of chain {} does not decode: {e}",
+                        rec.seq, rec.chain_id
+                    )))
                 }
+            };
+            let (chains, bytes) = k.add(rec.seq, entries);
+            held += chains * ENTRY_COST + bytes;
+            if held > limit {
+                return Err(InputError::MemoryLimit {
+                    path: path.clone(),
+                    offset: r.position(),
+                    limit: limit >> 20,
+                });
             }
         }
     }
-    Ok(k)
+    Ok(Ok(k))
+}
+
+fn note_log(k: &mut Checkpoints, chain: ChainId) {
+    if !k.logs.contains(&chain) {
+        k.logs.push(chain);
+    }
 }
 
 /// Adds what the checkpoint log says to the store's report: the log's own
-/// verdict (its files appended to `files`, its findings pointing at them), a
-/// missing log, and where a missing chain was found in quarantine.
+/// verdicts (its files appended to `files`, its findings pointing at them),
+/// a log missing or not believed, and where a missing chain was found in
+/// quarantine.
 pub fn add_to_report(
     report: &mut Report,
     files: &mut Vec<PathBuf>,
     skipped: &[Skipped],
-    (store, log): (PathBuf, StoreLog),
+    (_, log): (PathBuf, StoreLog),
 ) -> Result<(), InputError> {
-    match log.report {
-        None => report.unattributed.push(Unattributed::NoCheckpointLog),
-        Some(mut c) => {
-            let (log_files, _) = verify_files::expand(&[log_dir(&store)])?;
-            for f in &mut c.problems {
-                if let Some(at) = &mut f.at {
-                    at.file += files.len();
-                }
-            }
-            files.extend(log_files);
-            report.checkpoint_log = Some(c);
+    let base = files.len();
+    let mut reports = log.reports;
+    for f in reports.iter_mut().flat_map(|c| c.problems.iter_mut()) {
+        if let Some(at) = &mut f.at {
+            at.file += base;
         }
     }
+    for mut u in log.findings {
+        match &mut u {
+            Unattributed::Frame { at, .. } => at.file += base,
+            Unattributed::BadSegment { file, .. } => *file += base,
+            _ => {}
+        }
+        report.unattributed.push(u);
+    }
+    files.extend(log.files);
+    report.checkpoint_log = reports;
     for u in &mut report.unattributed {
         if let Unattributed::MissingChain {
             chain, quarantined, ..

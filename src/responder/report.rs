@@ -46,6 +46,10 @@ pub fn describe_unattributed(u: &Unattributed, files: &[PathBuf]) -> String {
                 .map(|q| format!(" (its records are in {}: moved into quarantine)", safe(q)))
                 .unwrap_or_default()
         ),
+        Unattributed::CheckpointLogNotBelieved { reason } => format!(
+            "checkpoint log not believed: {}; the store's chains were not checked against it",
+            safe(reason)
+        ),
         Unattributed::NoCheckpointLog => "no checkpoint log: the store has no checkpoints/ (the collector's own chain), so a chain cut, rewritten or deleted could not be seen; give --no-checkpoints to verify a store written before checkpoints existed".into(),
     }
 }
@@ -93,7 +97,7 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
         chain_summary(out, c)?;
         chain_findings(out, c, files)?;
     }
-    if let Some(c) = &report.checkpoint_log {
+    for c in &report.checkpoint_log {
         writeln!(out)?;
         write!(out, "checkpoint log of the collector (checkpoints/):")?;
         chain_summary(out, c)?;
@@ -311,10 +315,7 @@ pub fn verify_json<'a>(
         trust_anchors: report.trust_anchors,
         unattributed: OneByOne(&report.unattributed),
         unattributed_not_listed: report.unattributed_not_listed,
-        checkpoint_log: report
-            .checkpoint_log
-            .as_ref()
-            .and_then(|c| serde_json::to_value(c).ok()),
+        checkpoint_log: OneByOne(&report.checkpoint_log),
     }
 }
 
@@ -330,9 +331,8 @@ pub struct VerifyJson<'a> {
     trust_anchors: bool,
     unattributed: OneByOne<'a, crate::chain::verify::Unattributed>,
     unattributed_not_listed: u64,
-    /// A store's checkpoint log (docs/FORMAT.md §7).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checkpoint_log: Option<Value>,
+    /// A store's checkpoint log, its chains (docs/FORMAT.md §7).
+    checkpoint_log: OneByOne<'a, crate::chain::verify::ChainReport>,
 }
 
 /// A list written item by item, each through a JSON tree: keys sorted, and a

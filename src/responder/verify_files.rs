@@ -215,10 +215,22 @@ pub fn is_quarantine(dir: &Path) -> bool {
     is_store_dir(dir, "quarantine")
 }
 
-/// True for the directory `name` beside `hosts/` in a collector store.
+/// True for the directory `name` of a collector store.
 fn is_store_dir(dir: &Path, name: &str) -> bool {
-    dir.file_name().is_some_and(|n| n == name)
-        && dir.parent().is_some_and(|p| p.join("hosts").is_dir())
+    dir.file_name().is_some_and(|n| n == name) && dir.parent().is_some_and(is_store)
+}
+
+/// True for a collector store: a directory holding `hosts/`,
+/// `checkpoints/` or `quarantine/`, or one of the files only a collector
+/// writes there (so that renaming `hosts/` does not make a store look like a
+/// plain directory). An agent's state directory has none of them.
+pub fn is_store(dir: &Path) -> bool {
+    ["hosts", crate::collector::checkpoints::DIR, "quarantine"]
+        .iter()
+        .any(|d| dir.join(d).is_dir())
+        || ["alerts.jsonl", "crl-floor.json"]
+            .iter()
+            .any(|f| dir.join(f).is_file())
 }
 
 /// For a file in a collector store (`STORE/hosts/HOST/CHAIN/FILE`), the host

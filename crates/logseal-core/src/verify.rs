@@ -402,6 +402,13 @@ pub enum Unattributed {
     /// A store without the collector's checkpoint log: a cut, rewritten or
     /// deleted chain could not be seen.
     NoCheckpointLog,
+    /// The store's checkpoint log is there but nothing in it can be
+    /// believed (its chains themselves may verify): the store's chains were
+    /// not checked against it.
+    CheckpointLogNotBelieved {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Why a range of records is unverified.
@@ -614,9 +621,10 @@ pub struct Report {
     /// True if trust anchors were given.
     pub trust_anchors: bool,
     /// A collector store's checkpoint log, verified apart from its chains
-    /// (docs/FORMAT.md §7); it must be intact (or pending) too.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checkpoint_log: Option<ChainReport>,
+    /// (docs/FORMAT.md §7): one chain, or several after the collector lost
+    /// its key state; each must be intact (or pending) too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checkpoint_log: Vec<ChainReport>,
 }
 
 impl Report {
@@ -658,10 +666,10 @@ pub struct Options {
 /// What a collector's checkpoint log says its store holds.
 #[derive(Debug, Clone, Default)]
 pub struct Checkpoints {
-    /// The checkpoint log's own chain (not checked against itself).
-    pub log: Option<ChainId>,
     /// Per chain, its latest checkpoint.
     pub expected: HashMap<ChainId, Checkpointed>,
+    /// The checkpoint log's chains (not checked against themselves).
+    pub logs: Vec<ChainId>,
 }
 
 /// The latest checkpoint of one chain.
@@ -700,7 +708,9 @@ impl Checkpoints {
                 checkpoint_seq,
             };
             match self.expected.get(&e.chain) {
-                Some(old) if old.seq > new.seq => {}
+                // The first of two entries for one seq stays (both must hold:
+                // the one kept is checked, a differing one names another head).
+                Some(old) if old.seq >= new.seq => {}
                 _ => {
                     self.expected.insert(e.chain, new);
                 }
@@ -1665,7 +1675,7 @@ impl Verifier {
             unattributed: unattributed.items,
             unattributed_not_listed: unattributed.not_listed,
             trust_anchors: !options.anchors.is_empty(),
-            checkpoint_log: None,
+            checkpoint_log: Vec::new(),
         }
     }
 }
@@ -1701,7 +1711,7 @@ fn checkpoint_findings(
         }
     }
     for (i, c) in chains.iter().enumerate() {
-        if !k.expected.contains_key(&c.id) && k.log != Some(c.id) {
+        if !k.expected.contains_key(&c.id) && !k.logs.contains(&c.id) {
             warnings.push((i, Warning::NotCheckpointed));
         }
     }
