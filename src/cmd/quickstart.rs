@@ -387,8 +387,19 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
     eprintln!("logseal quickstart: stopping the collector…");
     stop(&mut collector, "collector");
 
+    let intact = verify_store(&store, &dir)?;
+    Ok(if intact && died.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Verifies the store as `logseal verify STORE` does and prints the report;
+/// true if intact.
+fn verify_store(store: &Path, dir: &Path) -> anyhow::Result<bool> {
     let (report, files, _) = crate::responder::checkpoints::verify_paths(
-        std::slice::from_ref(&store),
+        &[store.to_path_buf()],
         Default::default(),
         false,
         true,
@@ -402,11 +413,7 @@ pub fn run(dir: &Path, syslog_addr: &str) -> anyhow::Result<ExitCode> {
         "\nThe state is kept: run `logseal quickstart --dir {}` again to continue the same chain.",
         dir.display()
     )?;
-    Ok(if report.intact() && died.is_none() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(report.intact())
 }
 
 /// The options of `logseal quickstart`.
