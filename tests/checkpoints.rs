@@ -228,6 +228,12 @@ fn a_checkpoint_log_that_cannot_be_believed_fails_the_run() {
         problems(&doc).contains(&"bad-segment".to_string()),
         "{doc:#}"
     );
+    // ...or any other file there.
+    let stray = cut(&d.path().join("stray"));
+    std::fs::write(stray.join("checkpoints/log/notes.txt"), b"nothing").unwrap();
+    let (code, doc) = verify_json(&stray);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["checkpoint-log-not-believed"], "{doc:#}");
 
     // ...with every checkpoint of the log redacted (redaction needs no key:
     // the log's heads and seals still verify).

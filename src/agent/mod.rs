@@ -129,27 +129,24 @@ pub fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     // Everything that can fail for a reason outside the chain comes first, so
     // that a start that fails leaves the chain as it was (no Genesis, no
     // `recovered` record for a run that never happened).
-    let Prepared {
-        rt,
-        mut stop,
-        _socket_files,
-        bound,
-        metrics_listener,
-        ship_tls,
-        journal_cfg,
-        unwritten,
-        left_over,
-    } = prepare(&cfg)?;
+    // (Its socket files are removed when `p` goes, at the end of the run.)
+    let mut p = prepare(&cfg)?;
     let spool_dir = cfg.state_dir.join("spool");
-    let writer = open_chain(&cfg, &spool_dir, &left_over, unwritten.as_ref())?;
+    let writer = open_chain(&cfg, &spool_dir, &p.left_over, p.unwritten.as_ref())?;
 
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (blocked_tx, blocked_rx) = watch::channel(false);
-    let inputs = start_inputs(&cfg, &rt, bound, &tx, &stop_rx, &blocked_rx)?;
+    let inputs = start_inputs(&cfg, &p.rt, p.bound, &tx, &stop_rx, &blocked_rx)?;
     let journal_done = Arc::new(tokio::sync::Notify::new());
-    let (journald, journal_stats) =
-        journal::start(journal_cfg, &cfg, &spool_dir, &tx, &stop_rx, &journal_done)?;
+    let (journald, journal_stats) = journal::start(
+        p.journal_cfg,
+        &cfg,
+        &spool_dir,
+        &tx,
+        &stop_rx,
+        &journal_done,
+    )?;
     // The stamper learns from this that every input has stopped.
     let input_senders = tx.downgrade();
     drop(tx);
@@ -157,8 +154,8 @@ pub fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let _ = std::io::stdout().flush();
 
     let stats = Arc::new(Stats::default());
-    let scfg = stamper_config(&cfg, blocked_tx, unwritten);
-    let shipping = start_shipper(&cfg, ship_tls.as_ref(), &writer, &spool_dir)?;
+    let scfg = stamper_config(&cfg, blocked_tx, p.unwritten);
+    let shipping = start_shipper(&cfg, p.ship_tls.as_ref(), &writer, &spool_dir)?;
     // What the metrics endpoint and `logseal status` read.
     let observed = Arc::new(metrics::AgentMetrics {
         stats: stats.clone(),
@@ -172,9 +169,9 @@ pub fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         certificates: watched_files(&cfg),
     });
     crate::monitor::expiry::warn_expiring_now(&observed.certificates);
-    if let Some(listener) = metrics_listener {
+    if let Some(listener) = p.metrics_listener {
         let registry = Arc::new(observed.registry());
-        rt.spawn(crate::monitor::metrics::serve(
+        p.rt.spawn(crate::monitor::metrics::serve(
             listener,
             registry,
             stop_rx.clone(),
@@ -193,15 +190,15 @@ pub fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         cfg: &cfg,
         observed: &observed,
         bound_tls: &inputs.bound_tls,
-        ship_tls: ship_tls.as_ref(),
+        ship_tls: p.ship_tls.as_ref(),
         journal_done: &journal_done,
         panicked,
     };
-    rt.block_on(running.supervise(&mut stop));
+    p.rt.block_on(running.supervise(&mut p.stop));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping: closing inputs, sealing");
     let _ = stop_tx.send(true);
-    rt.block_on(async {
+    p.rt.block_on(async {
         for t in inputs.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
@@ -211,7 +208,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             tracing::error!("the journald reader thread panicked");
         }
     }
-    drop(rt); // closes every sender: the stamper drains and seals
+    drop(p.rt); // closes every sender: the stamper drains and seals
     let stamped = stamper.join();
     if let Some(shipping) = shipping {
         shipping.finish(&spool_dir, matches!(stamped, Ok(Ok(()))));

@@ -67,7 +67,7 @@ fn man_extra(page: &str, all: &[&str]) -> String {
         .TP\n/etc/logseal/pki/\nCertificates and keys named in [ship] and TLS inputs.\n\
         .TP\n/run/logseal/log.sock\nThe unix socket input of the packaged configuration.\n";
     let files_collector = ".TP\n/etc/logseal/collector.toml\nThe collector's configuration.\n\
-        .TP\n/var/lib/logseal/store/\nThe store: hosts/HOST/CHAIN/*.seg, quarantine/, alerts.jsonl, \\fBstatus.json\\fR, crl-floor.json, the lock.\n\
+        .TP\n/var/lib/logseal/store/\nThe store: hosts/HOST/CHAIN/*.seg, checkpoints/ (the collector's own chain of checkpoints), quarantine/, alerts.jsonl, \\fBstatus.json\\fR, crl-floor.json, the lock.\n\
         .TP\n/etc/logseal/pki/\nca.crt, collector.crt, collector.key, crl.pem.\n";
     match page {
         "logseal" => {
@@ -115,12 +115,14 @@ fn man_extra(page: &str, all: &[&str]) -> String {
                  configuration, a CRL that does not check out, another collector on the store).\n";
             s += ".SH EXAMPLES\n.nf\n\
                  logseal collector --config /etc/logseal/collector.toml\n\
-                 logseal collector --check-config /etc/logseal/collector.toml\n.fi\n";
+                 logseal collector --check-config /etc/logseal/collector.toml\n\
+                 logseal collector --print-genesis --config /etc/logseal/collector.toml\n.fi\n";
         }
         "logseal-verify" => {
             s += ".SH EXIT STATUS\n0: every chain intact (or pending, with --live). 1: a chain \
-                 broken or unanchored. 2: a usage or I/O error, or more memory needed than \
-                 --max-memory.\n";
+                 broken or unanchored; for a store, also a chain cut, rewritten or missing against \
+                 the collector's checkpoints, or a checkpoint log missing or not believed. 2: a \
+                 usage or I/O error, or more memory needed than --max-memory.\n";
             s += ".SH EXAMPLES\n.nf\n\
                  logseal verify /var/lib/logseal/store\n\
                  logseal verify --json --trust-file enrolled case/\n.fi\n";

@@ -46,12 +46,13 @@ pub struct VerifyArgs {
     pub max_memory: Option<u64>,
     /// A store written before collectors kept checkpoints: do not require
     /// its checkpoint log (a chain cut, rewritten or deleted then goes
-    /// unseen, and the report says so).
+    /// unseen, and stderr says so).
     #[arg(long, conflicts_with = "store")]
     pub no_checkpoints: bool,
     /// The path is a collector store, whatever it still holds: its checkpoint
-    /// log is required (a store is otherwise recognised by its hosts/,
-    /// checkpoints/ or the files a collector writes there).
+    /// log is required (a store given alone is otherwise recognised by its
+    /// hosts/, checkpoints/, quarantine/ or the files a collector writes
+    /// there).
     #[arg(long)]
     pub store: bool,
 }
@@ -88,12 +89,12 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     for store in a
         .paths
         .iter()
-        .filter_map(|p| unchecked_store(p, a.no_checkpoints))
+        .filter_map(|p| unchecked_store(p, a.no_checkpoints || a.paths.len() > 1))
     {
         eprintln!(
             "logseal verify: the store {} is not checked against its checkpoint log \
-             (verify the store's directory, without --no-checkpoints): a chain cut after a \
-             seal, rewritten or deleted is not seen",
+             (verify the store's directory alone, without --no-checkpoints): a chain cut \
+             after a seal, rewritten or deleted is not seen",
             report::safe_path(store)
         );
     }
@@ -120,9 +121,10 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The store `path` is, or lies inside, that will not be checked against
-/// its checkpoint log.
-fn unchecked_store(path: &std::path::Path, no_checkpoints: bool) -> Option<&std::path::Path> {
-    if no_checkpoints && verify_files::is_store(path) {
+/// its checkpoint log (`unchecked`: nor a store given: with
+/// --no-checkpoints, or beside other paths).
+fn unchecked_store(path: &std::path::Path, unchecked: bool) -> Option<&std::path::Path> {
+    if unchecked && verify_files::is_store(path) {
         Some(path)
     } else {
         checkpoints::inside_store(path)

@@ -100,16 +100,20 @@ impl CheckpointLog {
         if entries.is_empty() {
             return Ok(0);
         }
-        let payload = checkpoint::encode(&mut entries);
-        self.w
-            .append(Body::Event {
-                source: Source::Checkpoint,
-                flags: 0,
-                peer: "",
-                original_len: None,
-                payload: Payload::Raw(&payload),
-            })
-            .map_err(io_writer)?;
+        entries.sort();
+        // At most MAX_ENTRIES per checkpoint record; one seal covers them all.
+        for chunk in entries.chunks_mut(checkpoint::MAX_ENTRIES) {
+            let payload = checkpoint::encode(chunk);
+            self.w
+                .append(Body::Event {
+                    source: Source::Checkpoint,
+                    flags: 0,
+                    peer: "",
+                    original_len: None,
+                    payload: Payload::Raw(&payload),
+                })
+                .map_err(io_writer)?;
+        }
         self.w.seal()?;
         self.w.sync().map_err(io_writer)?;
         for e in &entries {

@@ -101,7 +101,7 @@ pub fn read(store: &Path, options: &Options) -> Result<StoreLog, InputError> {
     if !is_dir {
         return Ok(missing());
     }
-    let (files, _) = verify_files::expand_or_empty(&[dir], true)?;
+    let (files, stray) = verify_files::expand_or_empty(&[dir], true)?;
     let mut alone = options.clone();
     alone.checkpoints = None;
     let report = verify_files::verify(&files, alone, |_, _| {})?;
@@ -109,17 +109,32 @@ pub fn read(store: &Path, options: &Options) -> Result<StoreLog, InputError> {
         return Ok(missing());
     }
     let mut findings = report.unattributed;
-    let intact = report
+    if let Some(s) = stray.first() {
+        findings.push(not_believed(format!(
+            "it holds {} file(s) that are not its segments, e.g. {} ({})",
+            stray.len(),
+            s.path.display(),
+            s.why.describe()
+        )));
+    }
+    if let Some(c) = report
         .chains
         .iter()
-        .all(|c| matches!(c.verdict, Verdict::Intact | Verdict::Pending));
+        .find(|c| !matches!(c.verdict, Verdict::Intact | Verdict::Pending))
+    {
+        findings.push(not_believed(format!(
+            "its chain {} is {}",
+            c.chain,
+            c.verdict.name()
+        )));
+    }
     if let Some(c) = report.chains.iter().find(|c| c.redacted > 0) {
         findings.push(not_believed(format!(
             "its chain {} has redacted records (seqs {:?}): a checkpoint log is never redacted",
             c.chain, c.redacted_seqs
         )));
     }
-    let checkpoints = if intact && findings.is_empty() {
+    let checkpoints = if findings.is_empty() {
         let sealed: HashMap<String, u64> = report
             .chains
             .iter()
@@ -187,7 +202,7 @@ fn collect(
                 .is_some_and(|s| rec.seq <= *s);
             let Body::Event {
                 source: Source::Checkpoint,
-                payload: Payload::Raw(p),
+                payload,
                 ..
             } = &rec.body
             else {
@@ -196,7 +211,11 @@ fn collect(
             if !covered {
                 continue;
             }
-            let entries = match checkpoint::decode(p) {
+            let decoded = match payload {
+                Payload::Raw(p) => checkpoint::decode(p).map_err(|e| e.to_string()),
+                Payload::Fields(_) => Err("it is not a raw payload".into()),
+            };
+            let entries = match decoded {
                 Ok(e) => e,
                 Err(e) => {
                     return Ok(Err(format!(

@@ -39,7 +39,7 @@ pub fn describe_unattributed(u: &Unattributed, files: &[PathBuf]) -> String {
             checkpoint_seq,
             quarantined,
         } => format!(
-            "missing chain: the collector's checkpoint at seq {checkpoint_seq} of its checkpoint log says it held chain {chain} of host {} up to seq {seq}; the store's hosts/ does not hold it{}",
+            "missing chain: the collector's checkpoint at seq {checkpoint_seq} of its checkpoint log says it held chain {chain} of host {} up to seq {seq}; the store does not hold it (outside checkpoints/ and quarantine/){}",
             safe(host),
             quarantined
                 .as_ref()
@@ -50,7 +50,7 @@ pub fn describe_unattributed(u: &Unattributed, files: &[PathBuf]) -> String {
             "checkpoint log not believed: {}; the store's chains were not checked against it",
             safe(reason)
         ),
-        Unattributed::NoCheckpointLog => "no checkpoint log: the store has no checkpoints/ (the collector's own chain), so a chain cut, rewritten or deleted could not be seen; give --no-checkpoints to verify a store written before checkpoints existed".into(),
+        Unattributed::NoCheckpointLog => "no checkpoint log: the store has no chain in checkpoints/log/ (the collector's own chain), so a chain cut, rewritten or deleted could not be seen; give --no-checkpoints to verify a store written before checkpoints existed".into(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Collector checkpoints (docs/FORMAT.md §5): what a collector held durably
+//! Collector checkpoints (docs/FORMAT.md §7): what a collector held durably
 //! of every chain that moved, written as the payload of an Event record
 //! (source `checkpoint`) in the collector's own chain, which it seals like
 //! any other. A store is then checked against its latest checkpoints: a chain
@@ -68,6 +68,7 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Entry>, DecodeError> {
         return Err(d.err("too many checkpoint entries"));
     }
     let mut out: Vec<Entry> = Vec::with_capacity(n);
+    let mut chains = std::collections::HashSet::with_capacity(n);
     for _ in 0..n {
         let entry = Entry {
             host: d.str()?.to_string(),
@@ -80,6 +81,9 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Entry>, DecodeError> {
             .is_some_and(|p| (&p.host, p.chain) >= (&entry.host, entry.chain))
         {
             return Err(d.err("checkpoint entries not sorted, or a chain twice"));
+        }
+        if !chains.insert(entry.chain) {
+            return Err(d.err("a chain twice in a checkpoint"));
         }
         out.push(entry);
     }
@@ -140,6 +144,20 @@ mod tests {
         assert_eq!(
             decode(&body).unwrap_err().reason,
             "checkpoint entries not sorted, or a chain twice"
+        );
+        // One chain under two hosts.
+        let mut body = MAGIC.to_vec();
+        let mut e = Enc(&mut body);
+        e.u32(2);
+        for x in [entry("a", 1, 1), entry("b", 1, 2)] {
+            e.str(&x.host);
+            e.fixed(&x.chain.0);
+            e.u64(x.seq);
+            e.fixed(&x.head);
+        }
+        assert_eq!(
+            decode(&body).unwrap_err().reason,
+            "a chain twice in a checkpoint"
         );
         // A huge count is refused before anything is allocated for it.
         let mut huge = MAGIC.to_vec();

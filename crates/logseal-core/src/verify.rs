@@ -1695,11 +1695,18 @@ fn checkpoint_findings(
     expected.sort_by(|a, b| (&a.1.host, a.0).cmp(&(&b.1.host, b.0)));
     for (chain, x) in expected {
         match index.get(chain) {
-            Some(&i) if !chains[i].checkpoint_reached => problems[i].push(Problem::CheckpointCut {
-                seq: x.seq,
-                last_seq: chains[i].last_seq,
-                checkpoint_seq: x.checkpoint_seq,
-            }),
+            // (A chain that went past the seq without reading it has a gap
+            // there, reported as such.)
+            Some(&i)
+                if !chains[i].checkpoint_reached
+                    && chains[i].last_seq.map_or(true, |l| l < x.seq) =>
+            {
+                problems[i].push(Problem::CheckpointCut {
+                    seq: x.seq,
+                    last_seq: chains[i].last_seq,
+                    checkpoint_seq: x.checkpoint_seq,
+                })
+            }
             Some(_) => {}
             None => unattributed.push(Unattributed::MissingChain {
                 host: x.host.clone(),
