@@ -105,6 +105,20 @@ mod tests {
         }
     }
 
+    /// A payload of `entries` in the order given.
+    fn unsorted(entries: &[Entry]) -> Vec<u8> {
+        let mut body = MAGIC.to_vec();
+        let mut e = Enc(&mut body);
+        e.u32(entries.len() as u32);
+        for x in entries {
+            e.str(&x.host);
+            e.fixed(&x.chain.0);
+            e.u64(x.seq);
+            e.fixed(&x.head);
+        }
+        body
+    }
+
     #[test]
     fn round_trip_sorted() {
         let mut v = vec![
@@ -131,30 +145,14 @@ mod tests {
         let mut t = p.clone();
         t.push(0);
         assert!(decode(&t).is_err());
-        // A chain twice, or out of order.
-        let mut body = MAGIC.to_vec();
-        let mut e = Enc(&mut body);
-        e.u32(2);
-        for x in [entry("b", 2, 2), entry("a", 1, 1)] {
-            e.str(&x.host);
-            e.fixed(&x.chain.0);
-            e.u64(x.seq);
-            e.fixed(&x.head);
-        }
+        // Out of order (as written, not sorted by `encode`).
+        let body = unsorted(&[entry("b", 2, 2), entry("a", 1, 1)]);
         assert_eq!(
             decode(&body).unwrap_err().reason,
             "checkpoint entries not sorted, or a chain twice"
         );
         // One chain under two hosts.
-        let mut body = MAGIC.to_vec();
-        let mut e = Enc(&mut body);
-        e.u32(2);
-        for x in [entry("a", 1, 1), entry("b", 1, 2)] {
-            e.str(&x.host);
-            e.fixed(&x.chain.0);
-            e.u64(x.seq);
-            e.fixed(&x.head);
-        }
+        let body = unsorted(&[entry("a", 1, 1), entry("b", 1, 2)]);
         assert_eq!(
             decode(&body).unwrap_err().reason,
             "a chain twice in a checkpoint"
