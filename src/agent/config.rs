@@ -5,7 +5,7 @@
 use crate::ingest::journal::config::JournaldConfig;
 use crate::util::config::{
     durations_in_range, in_range, size_in_range, ConfigError, HostPort, ListenAddr, LogLevel,
-    ValueError, MAX_CONFIG,
+    ValueError,
 };
 use crate::util::units::serde_units;
 use serde::Deserialize;
@@ -55,18 +55,11 @@ pub struct AgentConfig {
 impl AgentConfig {
     /// The settings of `other` that differ from this one's, by name.
     pub fn changed(&self, other: &AgentConfig) -> Vec<&'static str> {
-        crate::util::units::differing(&[
-            ("host", &self.host, &other.host),
-            ("state_dir", &self.state_dir, &other.state_dir),
-            ("log_level", &self.log_level, &other.log_level),
-            ("[chain]", &self.chain, &other.chain),
-            ("[spool]", &self.spool, &other.spool),
-            ("[limits]", &self.limits, &other.limits),
-            ("[[input]]", &self.inputs, &other.inputs),
-            ("[ship]", &self.ship, &other.ship),
-            ("[journald]", &self.journald, &other.journald),
-            ("[metrics]", &self.metrics, &other.metrics),
-        ])
+        crate::util::units::changed_settings!(self, other, {
+            "host": host, "state_dir": state_dir, "log_level": log_level, "[chain]": chain,
+            "[spool]": spool, "[limits]": limits, "[[input]]": inputs, "[ship]": ship,
+            "[journald]": journald, "[metrics]": metrics,
+        })
     }
 }
 
@@ -314,11 +307,7 @@ impl AgentConfig {
 
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        // A regular file of bounded size: a FIFO or a device given by mistake
-        // is refused, not waited on.
-        let text = crate::storage::fsutil::read_bounded_text(path, MAX_CONFIG)
-            .map_err(ConfigError::io(path))?;
-        let mut cfg = Self::parse(&text, path)?;
+        let mut cfg = Self::parse(&crate::storage::fsutil::read_config(path)?, path)?;
         cfg.source = Some(path.to_path_buf());
         Ok(cfg)
     }

@@ -9,12 +9,13 @@
 use super::stamper::Stats;
 use crate::chain::record::{LossReason, Source};
 use crate::ingest::LossCounter;
-use crate::monitor::encode::{counter, counters, gauge, gauges, seconds};
+use crate::monitor::encode::seconds;
+use crate::monitor::families::*;
 use crate::monitor::status::{AgentStatus, InputStatus, JournalStatus, AGENT_INTERVAL};
 use crate::transport::shipper::ShipStats;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Registry;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -55,21 +56,12 @@ pub struct AgentMetrics {
 impl AgentMetrics {
     /// A registry holding these metrics and the process-wide fsync histogram.
     pub fn registry(self: &Arc<Self>) -> Registry {
-        let mut r = crate::monitor::metrics::registry(
-            Box::new(self.clone()),
-            &self.certificates,
-            "agent",
-            "spool",
-        );
-        if let Some(s) = &self.ship {
-            r.register_with_unit(
-                "agent_ack",
-                "Time from sending a batch to a collector to its acknowledgement",
-                Unit::Seconds,
-                s.ack_seconds.clone(),
-            );
-        }
-        r
+        let ack = self.ship.as_ref().map(|s| {
+            let help = "Time from sending a batch to a collector to its acknowledgement";
+            (help, s.ack_seconds.clone())
+        });
+        let own = Box::new(self.clone());
+        crate::monitor::metrics::registry(own, &self.certificates, ("agent", "spool"), ack)
     }
 }
 
@@ -90,13 +82,7 @@ impl Collector for AgentMetrics {
         if let Some(j) = &self.journal {
             self.encode_journal(&mut enc, j)?;
         }
-        gauges(
-            &mut enc,
-            "agent_build_info",
-            "The logseal version (always 1)",
-            None,
-            [([("version", env!("CARGO_PKG_VERSION"))], 1.0)],
-        )?;
+        AGENT_BUILD_INFO.gauges(&mut enc, [([("version", env!("CARGO_PKG_VERSION"))], 1.0)])?;
         Ok(())
     }
 }
@@ -107,54 +93,13 @@ impl AgentMetrics {
     fn encode_chain(&self, enc: &mut DescriptorEncoder, now: i64) -> Result<(), std::fmt::Error> {
         let st = &self.stats;
         let last_seal = st.last_seal_ns.load(Ordering::Relaxed);
-        gauge(
-            enc,
-            "agent_last_seal_timestamp",
-            "When the agent last sealed its chain (Unix time)",
-            Some(Unit::Seconds),
-            seconds(last_seal),
-        )?;
-        gauge(
-            enc,
-            "agent_seal_age",
-            "Seconds since the agent last sealed its chain",
-            Some(Unit::Seconds),
-            seconds(now.saturating_sub(last_seal)).max(0.0),
-        )?;
-        gauge(
-            enc,
-            "agent_heartbeat",
-            "The configured heartbeat: the chain is sealed at least this often",
-            Some(Unit::Seconds),
-            self.heartbeat.as_secs_f64(),
-        )?;
-        gauge(
-            enc,
-            "agent_unsealed_records",
-            "Records appended since the last seal",
-            None,
-            load(&st.unsealed) as f64,
-        )?;
-        gauge(
-            enc,
-            "agent_spool",
-            "Bytes in the spool's files",
-            Some(Unit::Bytes),
-            load(&st.spool_bytes) as f64,
-        )?;
-        gauge(
-            enc,
-            "agent_spool_limit",
-            "The spool's size cap ([spool] max_size)",
-            Some(Unit::Bytes),
-            self.spool_limit as f64,
-        )?;
-        counter(
-            enc,
-            "agent_seals",
-            "Seals made since the start",
-            load(&st.seals),
-        )?;
+        AGENT_LAST_SEAL_TIMESTAMP.gauge(enc, seconds(last_seal))?;
+        AGENT_SEAL_AGE.gauge(enc, seconds(now.saturating_sub(last_seal)).max(0.0))?;
+        AGENT_HEARTBEAT.gauge(enc, self.heartbeat.as_secs_f64())?;
+        AGENT_UNSEALED_RECORDS.gauge(enc, load(&st.unsealed) as f64)?;
+        AGENT_SPOOL.gauge(enc, load(&st.spool_bytes) as f64)?;
+        AGENT_SPOOL_LIMIT.gauge(enc, self.spool_limit as f64)?;
+        AGENT_SEALS.counter(enc, load(&st.seals))?;
         Ok(())
     }
 
@@ -166,64 +111,25 @@ impl AgentMetrics {
         now: i64,
     ) -> Result<(), std::fmt::Error> {
         let st = &self.stats;
-        gauge(
-            enc,
-            "agent_unacknowledged",
-            "Bytes of the spool durable and not yet acknowledged by a collector",
-            Some(Unit::Bytes),
-            load(&st.unacked_bytes) as f64,
-        )?;
-        gauge(
-            enc,
-            "agent_unacknowledged_records",
-            "Records of this run durable and not yet acknowledged (to a commit's precision)",
-            None,
-            load(&st.unacked_records) as f64,
-        )?;
+        AGENT_UNACKNOWLEDGED.gauge(enc, load(&st.unacked_bytes) as f64)?;
+        AGENT_UNACKNOWLEDGED_RECORDS.gauge(enc, load(&st.unacked_records) as f64)?;
         let oldest = st.oldest_unacked_ns.load(Ordering::Relaxed);
-        gauge(
+        AGENT_OLDEST_UNACKNOWLEDGED_AGE.gauge(
             enc,
-            "agent_oldest_unacknowledged_age",
-            "Seconds since the oldest record not acknowledged became durable (0: none)",
-            Some(Unit::Seconds),
             if oldest == 0 {
                 0.0
             } else {
                 seconds(now.saturating_sub(oldest)).max(0.0)
             },
         )?;
-        gauge(
+        AGENT_COLLECTOR_UP.gauge(
             enc,
-            "agent_collector_up",
-            "1 while a session with a collector is up",
-            None,
             f64::from(u8::from(sh.connected.load(Ordering::Relaxed))),
         )?;
-        gauge(
-            enc,
-            "agent_last_ack_timestamp",
-            "When a collector last acknowledged a batch (Unix time; 0: not in this run)",
-            Some(Unit::Seconds),
-            seconds(sh.last_ack_ns.load(Ordering::Relaxed)),
-        )?;
-        counter(
-            enc,
-            "agent_shipped_records",
-            "Records acknowledged by collectors",
-            load(&sh.records),
-        )?;
-        counter(
-            enc,
-            "agent_shipped_batches",
-            "Batches acknowledged by collectors",
-            load(&sh.batches),
-        )?;
-        counter(
-            enc,
-            "agent_collector_connects",
-            "Sessions opened with collectors",
-            load(&sh.connects),
-        )?;
+        AGENT_LAST_ACK_TIMESTAMP.gauge(enc, seconds(sh.last_ack_ns.load(Ordering::Relaxed)))?;
+        AGENT_SHIPPED_RECORDS.counter(enc, load(&sh.records))?;
+        AGENT_SHIPPED_BATCHES.counter(enc, load(&sh.batches))?;
+        AGENT_COLLECTOR_CONNECTS.counter(enc, load(&sh.connects))?;
         Ok(())
     }
 
@@ -237,51 +143,24 @@ impl AgentMetrics {
                 .filter(|(_, v)| *v > 0)
                 .collect::<Vec<_>>()
         };
-        counters(
-            enc,
-            "agent_events",
-            "Events chained, by source",
-            by_source(&st.events_by_source),
-        )?;
-        counters(
-            enc,
-            "agent_event_bytes",
-            "Bytes of messages chained, by source",
-            by_source(&st.bytes_by_source),
-        )?;
-        counter(
-            enc,
-            "agent_unparsed_events",
-            "Raw events chained that do not start like syslog (flagged unparsed)",
-            load(&st.unparsed),
-        )?;
+        AGENT_EVENTS.counters(enc, by_source(&st.events_by_source))?;
+        AGENT_EVENT_BYTES.counters(enc, by_source(&st.bytes_by_source))?;
+        AGENT_UNPARSED_EVENTS.counter(enc, load(&st.unparsed))?;
         let by_reason = |a: &[std::sync::atomic::AtomicU64]| {
             LossReason::ALL
                 .iter()
                 .map(|r| ([("reason", r.name())], load(&a[*r as usize])))
                 .collect::<Vec<_>>()
         };
-        counters(
-            enc,
-            "agent_loss_records",
-            "Loss records chained, by reason",
-            by_reason(&st.loss_records),
-        )?;
-        counters(
-            enc,
-            "agent_loss_events",
-            "Events the chained Loss records account for, by reason (0 where a count is unknown)",
-            by_reason(&st.loss_events),
-        )?;
+        AGENT_LOSS_RECORDS.counters(enc, by_reason(&st.loss_records))?;
+        AGENT_LOSS_EVENTS.counters(enc, by_reason(&st.loss_events))?;
         Ok(())
     }
 
     /// Drops by input.
     fn encode_inputs(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        counters(
+        AGENT_INPUT_DROPPED.counters(
             enc,
-            "agent_input_dropped",
-            "Messages an input could not hand over (chained as Loss records)",
             self.inputs
                 .iter()
                 .map(|i| ([("input", i.name.as_str())], i.loss.total())),
@@ -296,13 +175,7 @@ impl AgentMetrics {
             })
             .collect();
         if !udp.is_empty() {
-            counters(
-                enc,
-                "agent_udp_kernel_drops",
-                "Datagrams the kernel dropped on a UDP input's full receive buffer since the start \
-                 (chained as a Loss record at the stop)",
-                udp,
-            )?;
+            AGENT_UDP_KERNEL_DROPS.counters(enc, udp)?;
         }
         Ok(())
     }
@@ -314,40 +187,17 @@ impl AgentMetrics {
         j: &crate::ingest::journal::ReaderStats,
     ) -> Result<(), std::fmt::Error> {
         let st = &self.stats;
-        counter(
-            enc,
-            "agent_journal_entries_read",
-            "Journal entries read",
-            load(&j.read),
-        )?;
-        counter(
-            enc,
-            "agent_journal_entries_sent",
-            "Journal entries passed to the stamper",
-            load(&j.sent),
-        )?;
+        AGENT_JOURNAL_ENTRIES_READ.counter(enc, load(&j.read))?;
+        AGENT_JOURNAL_ENTRIES_SENT.counter(enc, load(&j.sent))?;
         if let Some(lag) = j.lag_seconds(
             load(&st.journal_chained_usec),
             load(&st.events_by_source[Source::Journald as usize]),
         ) {
-            gauge(
-                enc,
-                "agent_journal_lag",
-                "How far the chain is behind the journal: from the last entry chained to the \
-                 journal's newest, in the entries' wall-clock time (0: everything chained)",
-                Some(Unit::Seconds),
-                lag,
-            )?;
+            AGENT_JOURNAL_LAG.gauge(enc, lag)?;
         }
         let last = load(&j.last_read_usec);
         if last > 0 {
-            gauge(
-                enc,
-                "agent_journal_last_read_timestamp",
-                "Wall-clock time of the last journal entry read (Unix time)",
-                Some(Unit::Seconds),
-                last as f64 / 1e6,
-            )?;
+            AGENT_JOURNAL_LAST_READ_TIMESTAMP.gauge(enc, last as f64 / 1e6)?;
         }
         Ok(())
     }

@@ -2,7 +2,6 @@
 
 use crate::util::config::{
     durations_in_range, in_range, size_in_range, ConfigError, ListenAddr, LogLevel, ValueError,
-    MAX_CONFIG,
 };
 use crate::util::units::serde_units;
 use serde::Deserialize;
@@ -168,11 +167,7 @@ impl Default for Liveness {
 impl CollectorConfig {
     /// Parses a configuration file; errors name the key and line.
     pub fn load(path: &Path) -> Result<CollectorConfig, ConfigError> {
-        // A regular file of bounded size: a FIFO or a device given by mistake
-        // is refused, not waited on.
-        let text = crate::storage::fsutil::read_bounded_text(path, MAX_CONFIG)
-            .map_err(ConfigError::io(path))?;
-        let mut cfg = Self::parse(&text, path)?;
+        let mut cfg = Self::parse(&crate::storage::fsutil::read_config(path)?, path)?;
         cfg.source = Some(path.to_path_buf());
         Ok(cfg)
     }
@@ -186,17 +181,11 @@ impl CollectorConfig {
 
     /// The settings of `other` that differ from this one's, by name.
     pub fn changed(&self, other: &CollectorConfig) -> Vec<&'static str> {
-        crate::util::units::differing(&[
-            ("name", &self.name, &other.name),
-            ("listen", &self.listen, &other.listen),
-            ("store", &self.store, &other.store),
-            ("log_level", &self.log_level, &other.log_level),
-            ("[tls] paths", &self.tls, &other.tls),
-            ("[enrollment]", &self.enrollment, &other.enrollment),
-            ("[limits]", &self.limits, &other.limits),
-            ("[liveness]", &self.liveness, &other.liveness),
-            ("[metrics]", &self.metrics, &other.metrics),
-        ])
+        crate::util::units::changed_settings!(self, other, {
+            "name": name, "listen": listen, "store": store, "log_level": log_level,
+            "[tls] paths": tls, "[enrollment]": enrollment, "[limits]": limits,
+            "[liveness]": liveness, "[metrics]": metrics,
+        })
     }
 
     /// Checks values that parse but cannot work.

@@ -2,12 +2,13 @@
 //! the store (per host: last seal, last batch, silence, bytes), the sessions
 //! and the counters the connections keep.
 
-use crate::monitor::encode::{counter, counters, gauge, gauges, seconds};
+use crate::monitor::encode::seconds;
+use crate::monitor::families::*;
 use crate::transport::proto::Code;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,19 +70,10 @@ impl std::fmt::Debug for CollectorMetrics {
 impl CollectorMetrics {
     /// A registry holding these metrics and the process-wide fsync histogram.
     pub fn registry(self: &Arc<Self>) -> Registry {
-        let mut r = crate::monitor::metrics::registry(
-            Box::new(self.clone()),
-            &self.certificates,
-            "collector",
-            "store",
-        );
-        r.register_with_unit(
-            "collector_ack",
-            "Time from a batch's arrival to its acknowledgement (verified, stored, fsynced)",
-            Unit::Seconds,
-            self.shared.counts.ack_seconds.clone(),
-        );
-        r
+        let help = "Time from a batch's arrival to its acknowledgement (verified, stored, fsynced)";
+        let ack = Some((help, self.shared.counts.ack_seconds.clone()));
+        let own = Box::new(self.clone());
+        crate::monitor::metrics::registry(own, &self.certificates, ("collector", "store"), ack)
     }
 }
 
@@ -89,74 +81,27 @@ impl Collector for CollectorMetrics {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let hosts = self.shared.store.survey(self.silent_after, false);
         encode_hosts(&mut enc, &hosts)?;
-        gauge(
+        COLLECTOR_HOSTS.gauge(&mut enc, hosts.len() as f64)?;
+        COLLECTOR_SILENT_HOSTS.gauge(&mut enc, hosts.iter().filter(|h| h.silent).count() as f64)?;
+        COLLECTOR_SILENT_AFTER.gauge(&mut enc, self.silent_after.as_secs_f64())?;
+        COLLECTOR_STORE.gauge(
             &mut enc,
-            "collector_hosts",
-            "Hosts the store holds",
-            None,
-            hosts.len() as f64,
-        )?;
-        gauge(
-            &mut enc,
-            "collector_silent_hosts",
-            "Hosts silent now",
-            None,
-            hosts.iter().filter(|h| h.silent).count() as f64,
-        )?;
-        gauge(
-            &mut enc,
-            "collector_silent_after",
-            "The configured silence threshold (heartbeat × silent_after)",
-            Some(Unit::Seconds),
-            self.silent_after.as_secs_f64(),
-        )?;
-        gauge(
-            &mut enc,
-            "collector_store",
-            "Bytes of chains in the store",
-            Some(Unit::Bytes),
             hosts.iter().map(|h| h.store_bytes).sum::<u64>() as f64,
         )?;
         let (kept, held) = self.shared.store.quarantine_usage();
-        counter(
-            &mut enc,
-            "collector_quarantined_batches",
-            "Refused batches kept in quarantine since the start",
-            kept,
-        )?;
-        gauge(
-            &mut enc,
-            "collector_quarantine",
-            "Bytes the quarantine holds (counted against its limits)",
-            Some(Unit::Bytes),
-            held as f64,
-        )?;
+        COLLECTOR_QUARANTINED_BATCHES.counter(&mut enc, kept)?;
+        COLLECTOR_QUARANTINE.gauge(&mut enc, held as f64)?;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        counter(
+        COLLECTOR_BATCHES.counter(&mut enc, load(&self.shared.counts.batches))?;
+        COLLECTOR_RECORDS.counter(&mut enc, load(&self.shared.counts.records))?;
+        COLLECTOR_REFUSALS.counters(
             &mut enc,
-            "collector_batches",
-            "Batches stored and acknowledged",
-            load(&self.shared.counts.batches),
-        )?;
-        counter(
-            &mut enc,
-            "collector_records",
-            "Records newly stored in acknowledged batches",
-            load(&self.shared.counts.records),
-        )?;
-        counters(
-            &mut enc,
-            "collector_refusals",
-            "Refusals sent to agents, by reason",
             CODES
                 .iter()
                 .map(|c| ([("reason", c.name())], load(&REFUSALS[*c as usize]))),
         )?;
-        gauges(
+        COLLECTOR_CONNECTIONS.gauges(
             &mut enc,
-            "collector_connections",
-            "Open connections, by state",
-            None,
             [
                 (
                     [("state", "handshake")],
@@ -168,13 +113,7 @@ impl Collector for CollectorMetrics {
                 ),
             ],
         )?;
-        gauges(
-            &mut enc,
-            "collector_build_info",
-            "The logseal version (always 1)",
-            None,
-            [([("version", env!("CARGO_PKG_VERSION"))], 1.0)],
-        )?;
+        COLLECTOR_BUILD_INFO.gauges(&mut enc, [([("version", env!("CARGO_PKG_VERSION"))], 1.0)])?;
         Ok(())
     }
 }
@@ -186,20 +125,14 @@ fn encode_hosts(
 ) -> Result<(), std::fmt::Error> {
     let now = crate::util::timefmt::now_ns();
     let host = |h: &super::store::HostStatus| [("host", h.host.clone())];
-    gauges(
+    COLLECTOR_HOST_LAST_SEAL_TIMESTAMP.gauges(
         enc,
-        "collector_host_last_seal_timestamp",
-        "When each host last sealed a chain this collector holds (Unix time)",
-        Some(Unit::Seconds),
         hosts
             .iter()
             .filter_map(|h| Some((host(h), seconds(h.last_seal_ns?)))),
     )?;
-    gauges(
+    COLLECTOR_HOST_SEAL_AGE.gauges(
         enc,
-        "collector_host_seal_age",
-        "Seconds since each host last sealed a chain this collector holds",
-        Some(Unit::Seconds),
         hosts.iter().filter_map(|h| {
             Some((
                 host(h),
@@ -207,28 +140,18 @@ fn encode_hosts(
             ))
         }),
     )?;
-    gauges(
+    COLLECTOR_HOST_LAST_BATCH_TIMESTAMP.gauges(
         enc,
-        "collector_host_last_batch_timestamp",
-        "When this collector last stored a batch of each host (Unix time, this run)",
-        Some(Unit::Seconds),
         hosts
             .iter()
             .filter_map(|h| Some((host(h), seconds(h.last_batch_ns?)))),
     )?;
-    gauges(
+    COLLECTOR_HOST_SILENT.gauges(
         enc,
-        "collector_host_silent",
-        "1 for a host with no seal for longer than heartbeat × silent_after that did not stop cleanly",
-        None,
-        hosts.iter().map(|h| (host(h), f64::from(u8::from(h.silent)))),
+        hosts
+            .iter()
+            .map(|h| (host(h), f64::from(u8::from(h.silent)))),
     )?;
-    gauges(
-        enc,
-        "collector_host_stored",
-        "Bytes of each host's chains in the store",
-        Some(Unit::Bytes),
-        hosts.iter().map(|h| (host(h), h.store_bytes as f64)),
-    )?;
+    COLLECTOR_HOST_STORED.gauges(enc, hosts.iter().map(|h| (host(h), h.store_bytes as f64)))?;
     Ok(())
 }

@@ -1072,6 +1072,69 @@ struct Session<'a> {
     revoked: &'a AtomicBool,
 }
 
+/// Acknowledgements.
+impl Session<'_> {
+    /// Acknowledges, in order, the pending batches whose chain is durable to
+    /// their end; does not wait.
+    fn ack_synced(&mut self, tls: &mut Tls) -> Result<(), SessionError> {
+        let (shared, pending, revoked) = (self.shared, &mut self.pending, self.revoked);
+        while let Some(p) = pending.front() {
+            // Nothing is acknowledged once the certificate is revoked (what was
+            // stored stays stored; the agent sends it again, and it is idempotent).
+            if revoked.load(Ordering::SeqCst) {
+                refuse(tls, Code::Revoked, 0, REVOKED);
+                return Err(SessionError::Revoked);
+            }
+            let synced = lock(&p.slot).synced();
+            match synced {
+                Ok(pos) if pos >= p.end => {}
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let m = storage_failed(shared, tls, p, e);
+                    pending.clear();
+                    return Err(m);
+                }
+            }
+            let ack = Msg::Ack {
+                batch: p.batch,
+                chain: p.chain,
+                next_seq: p.next_seq,
+            };
+            send(tls, &ack).map_err(SessionError::Send)?;
+            let c = &shared.counts;
+            c.batches.fetch_add(1, Ordering::Relaxed);
+            c.records.fetch_add(p.records, Ordering::Relaxed);
+            c.ack_seconds.observe(p.arrived.elapsed().as_secs_f64());
+            pending.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Waits until every chain touched by pending batches is durable, then
+    /// acknowledges them all (through [`Session::ack_synced`], which then finds them all
+    /// durable).
+    fn commit(&mut self, tls: &mut Tls) -> Result<(), SessionError> {
+        let (shared, pending) = (self.shared, &mut self.pending);
+        let mut synced: Vec<&Arc<Mutex<store::Slot>>> = Vec::new();
+        let mut failed = None;
+        for p in pending.iter() {
+            if synced.iter().any(|s| Arc::ptr_eq(s, &p.slot)) {
+                continue;
+            }
+            if let Err(e) = lock(&p.slot).sync() {
+                failed = Some(storage_failed(shared, tls, p, e));
+                break;
+            }
+            synced.push(&p.slot);
+        }
+        if let Some(m) = failed {
+            pending.clear();
+            return Err(m);
+        }
+        self.ack_synced(tls)
+    }
+}
+
 /// The message loop after Hello/Welcome.
 fn session(
     shared: &Shared,
@@ -1113,7 +1176,7 @@ impl Session<'_> {
     /// Stores every hashed batch and acknowledges those already durable.
     fn settle(&mut self, tls: &mut Tls) -> Result<(), SessionError> {
         self.store_hashed(tls, 0)?;
-        ack_synced(self.shared, tls, &mut self.pending, self.revoked)
+        self.ack_synced(tls)
     }
 
     fn run(&mut self, tls: &mut Tls, fr: &mut FrameReader) -> Result<(), SessionError> {
@@ -1153,7 +1216,7 @@ impl Session<'_> {
                         continue; // refused at the top of the loop
                     }
                     self.store_hashed(tls, 0)?;
-                    let _ = commit(self.shared, tls, &mut self.pending, self.revoked);
+                    let _ = self.commit(tls);
                     return Ok(());
                 }
                 Err(e @ ReadError::TooLarge { .. }) => {
@@ -1174,7 +1237,7 @@ impl Session<'_> {
                     .map_err(|_| SessionError::LeafStage("stopped".into()))?;
                 self.hashing += 1;
                 self.store_hashed(tls, HASH_AHEAD)?;
-                ack_synced(self.shared, tls, &mut self.pending, self.revoked)?;
+                self.ack_synced(tls)?;
                 continue;
             }
             // Other messages answer after every batch before them.
@@ -1193,7 +1256,7 @@ impl Session<'_> {
     fn answer(&mut self, tls: &mut Tls, msg: Msg) -> Result<(), SessionError> {
         match msg {
             Msg::Position { chain } => {
-                commit(self.shared, tls, &mut self.pending, self.revoked)?;
+                self.commit(tls)?;
                 let reply = match self.shared.store.position(self.host, chain) {
                     Ok(Some(next_seq)) => Msg::Resume {
                         chain,
@@ -1217,7 +1280,7 @@ impl Session<'_> {
                 send(tls, &reply).map_err(SessionError::Send)
             }
             Msg::Ping(n) => {
-                commit(self.shared, tls, &mut self.pending, self.revoked)?;
+                self.commit(tls)?;
                 send(tls, &Msg::Pong(n)).map_err(SessionError::Send)
             }
             Msg::Error { code, message, .. } => Err(SessionError::Agent { code, message }),
@@ -1255,7 +1318,7 @@ impl Session<'_> {
             Ok((layout, leaves)) => (layout.batch(&h.body), leaves),
             Err(e) => {
                 // Acknowledge what was stored before the malformed batch.
-                let _ = commit(self.shared, tls, &mut self.pending, self.revoked);
+                let _ = self.commit(tls);
                 tracing::warn!(peer = self.peer, host = self.host, "batch refused: {e}");
                 refuse(tls, Code::Protocol, 0, &e.to_string());
                 return Err(e.clone().into());
@@ -1286,7 +1349,7 @@ impl Session<'_> {
             Err(Refused { code, message }) => {
                 // Acknowledge what was stored before the refused batch.
                 let id = batch.id;
-                let _ = commit(self.shared, tls, &mut self.pending, self.revoked);
+                let _ = self.commit(tls);
                 tracing::warn!(
                     peer = self.peer,
                     host = self.host,
@@ -1337,72 +1400,4 @@ fn storage_failed(
     let e = SessionError::Storage(e);
     refuse(tls, Code::Storage, p.batch, &e.to_string());
     e
-}
-
-/// Acknowledges, in order, the pending batches whose chain is durable to
-/// their end; does not wait.
-fn ack_synced(
-    shared: &Shared,
-    tls: &mut Tls,
-    pending: &mut VecDeque<PendingAck>,
-    revoked: &AtomicBool,
-) -> Result<(), SessionError> {
-    while let Some(p) = pending.front() {
-        // Nothing is acknowledged once the certificate is revoked (what was
-        // stored stays stored; the agent sends it again, and it is idempotent).
-        if revoked.load(Ordering::SeqCst) {
-            refuse(tls, Code::Revoked, 0, REVOKED);
-            return Err(SessionError::Revoked);
-        }
-        let synced = lock(&p.slot).synced();
-        match synced {
-            Ok(pos) if pos >= p.end => {}
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                let m = storage_failed(shared, tls, p, e);
-                pending.clear();
-                return Err(m);
-            }
-        }
-        let ack = Msg::Ack {
-            batch: p.batch,
-            chain: p.chain,
-            next_seq: p.next_seq,
-        };
-        send(tls, &ack).map_err(SessionError::Send)?;
-        let c = &shared.counts;
-        c.batches.fetch_add(1, Ordering::Relaxed);
-        c.records.fetch_add(p.records, Ordering::Relaxed);
-        c.ack_seconds.observe(p.arrived.elapsed().as_secs_f64());
-        pending.pop_front();
-    }
-    Ok(())
-}
-
-/// Waits until every chain touched by pending batches is durable, then
-/// acknowledges them all (through [`ack_synced`], which then finds them all
-/// durable).
-fn commit(
-    shared: &Shared,
-    tls: &mut Tls,
-    pending: &mut VecDeque<PendingAck>,
-    revoked: &AtomicBool,
-) -> Result<(), SessionError> {
-    let mut synced: Vec<&Arc<Mutex<store::Slot>>> = Vec::new();
-    let mut failed = None;
-    for p in pending.iter() {
-        if synced.iter().any(|s| Arc::ptr_eq(s, &p.slot)) {
-            continue;
-        }
-        if let Err(e) = lock(&p.slot).sync() {
-            failed = Some(storage_failed(shared, tls, p, e));
-            break;
-        }
-        synced.push(&p.slot);
-    }
-    if let Some(m) = failed {
-        pending.clear();
-        return Err(m);
-    }
-    ack_synced(shared, tls, pending, revoked)
 }

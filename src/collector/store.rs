@@ -995,7 +995,8 @@ pub struct ChainStatus {
     pub last_seal_time: Option<String>,
     /// Its last record is a clean shutdown.
     pub ended_cleanly: bool,
-    /// Why it cannot be extended, if damaged.
+    /// Why it cannot be extended: present only for a damaged chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub damaged: Option<String>,
 }
 

@@ -6,10 +6,10 @@
 //! notAfter in a PEM file: a leaf, its chain or a CA) and
 //! `logseal_crl_next_update_timestamp_seconds{file, what}`.
 
-use crate::monitor::encode::gauges;
+use crate::monitor::families::*;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
-use prometheus_client::registry::Unit;
+
 use std::path::PathBuf;
 use std::time::Duration;
 use x509_parser::prelude::FromDer;
@@ -195,22 +195,10 @@ impl Collector for ExpiryMetrics {
                 })
                 .collect::<Vec<_>>()
         };
-        gauges(
-            &mut enc,
-            "certificate_expiry_timestamp",
-            "When the earliest certificate in a file the process uses expires (Unix time)",
-            Some(Unit::Seconds),
-            rows(Kind::Certificate),
-        )?;
+        CERTIFICATE_EXPIRY_TIMESTAMP.gauges(&mut enc, rows(Kind::Certificate))?;
         let crls = rows(Kind::Crl);
         if !crls.is_empty() {
-            gauges(
-                &mut enc,
-                "crl_next_update_timestamp",
-                "When a CRL the process uses is due to be re-signed (Unix time)",
-                Some(Unit::Seconds),
-                crls,
-            )?;
+            CRL_NEXT_UPDATE_TIMESTAMP.gauges(&mut enc, crls)?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! `MAX_SCRAPERS × (HEAD_MAX + one encoded scrape)`. Bind it to loopback or a management network: it tells
 //! anyone who can reach it the host names and addresses a process serves.
 
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -38,12 +39,13 @@ pub struct MetricsConfig {
 
 /// A registry whose metric names all start with `logseal_`, holding a
 /// process's own metrics (`own`, read at each scrape), the expiry of the
-/// certificate files it uses, and the fsync histogram as `ROLE_fsync_seconds`.
+/// certificate files it uses, the fsync histogram as `ROLE_fsync_seconds`
+/// and, given with its help text, the ack histogram as `ROLE_ack_seconds`.
 pub fn registry(
     own: Box<dyn prometheus_client::collector::Collector>,
     certificates: &[crate::monitor::expiry::Watched],
-    role: &str,
-    fsync_of: &str,
+    (role, fsync_of): (&str, &str),
+    ack: Option<(&str, Histogram)>,
 ) -> Registry {
     let mut r = Registry::with_prefix("logseal");
     r.register_collector(own);
@@ -56,6 +58,9 @@ pub fn registry(
         Unit::Seconds,
         crate::storage::writebehind::FSYNC_SECONDS.clone(),
     );
+    if let Some((help, h)) = ack {
+        r.register_with_unit(format!("{role}_ack"), help, Unit::Seconds, h);
+    }
     r
 }
 

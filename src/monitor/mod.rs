@@ -3,5 +3,6 @@
 
 pub mod encode;
 pub mod expiry;
+pub mod families;
 pub mod metrics;
 pub mod status;

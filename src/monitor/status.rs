@@ -218,8 +218,8 @@ fn secs(s: f64) -> String {
 /// Runs `logseal status`; prints a summary (or JSON) and returns the Nagios exit code.
 pub fn run(target: Target, json: bool) -> ExitCode {
     let v = match &target {
-        Target::Agent(dir) => judge_agent(dir),
-        Target::Collector(store) => judge_collector(store),
+        Target::Agent(dir) => judge_file::<AgentStatus>(dir),
+        Target::Collector(store) => judge_file::<CollectorDoc>(store),
     };
     let mut out = if json {
         serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".into()) + "\n"
@@ -329,132 +329,217 @@ fn judge_certificates(v: &mut Verdict, doc: &serde_json::Value, now_ns: i64) {
     }
 }
 
-fn judge_agent(dir: &Path) -> Verdict {
+/// The status file of `dir` (a state directory or a store) judged now, or
+/// the verdict on why it cannot be read.
+fn judge_file<T: StatusDoc>(dir: &Path) -> Verdict {
     let file = dir.join(FILE);
-    match read("agent", &file) {
-        Ok(doc) => judge_agent_doc(&file, doc, crate::util::timefmt::now_ns(), &|pid| {
+    match read(T::ROLE, &file) {
+        Ok(doc) => judge_doc::<T>(&file, doc, crate::util::timefmt::now_ns(), &|pid| {
             alive(dir, pid)
         }),
         Err(v) => v,
     }
 }
 
-/// An agent's status document judged at `now` (ns); `alive` says whether a
-/// PID holds the state directory's lock.
-fn judge_agent_doc(
+/// What a status file says, whatever its role: its process, then the role's
+/// own findings.
+trait StatusDoc: serde::de::DeserializeOwned {
+    /// `agent` or `collector`.
+    const ROLE: &'static str;
+    /// With its article, for messages.
+    const A_ROLE: &'static str;
+    /// Times in the file that must not lie in the future: (what, age).
+    fn clocks(&self, now: i64) -> Vec<(String, Option<f64>)>;
+    /// The role's own findings (`running`: the process is alive).
+    fn judge(&self, v: &mut Verdict, now: i64, running: bool);
+}
+
+/// A status document judged at `now` (ns); `alive` says whether a PID holds
+/// the lock of the file's directory.
+fn judge_doc<T: StatusDoc>(
     file: &Path,
     doc: serde_json::Value,
     now: i64,
     alive: &dyn Fn(u32) -> bool,
 ) -> Verdict {
-    let s: AgentStatus = match serde_json::from_value(doc.clone()) {
-        Ok(s) => s,
+    let role = T::ROLE;
+    let (s, p) = match T::deserialize(&doc).and_then(|s| Ok((s, ProcessDoc::deserialize(&doc)?))) {
+        Ok(sp) => sp,
         Err(e) => {
-            return unknown(
-                "agent",
-                file,
-                format!("{}: not an agent status file: {e}", file.display()),
-            )
+            let why = format!("{}: not {} status file: {e}", file.display(), T::A_ROLE);
+            return unknown(role, file, why);
         }
     };
-    let running = s.running && alive(s.pid);
+    let ProcessDoc {
+        time,
+        pid,
+        running: said_running,
+        interval_secs: interval,
+    } = p;
+    let running = said_running && alive(pid);
     let mut v = Verdict {
         level: Level::Ok,
-        role: "agent",
+        role,
         problems: Vec::new(),
         file: file.display().to_string(),
         running,
         status: doc,
     };
-    let written = age(Some(&s.time), now).unwrap_or(f64::MAX);
-    let interval = s.interval_secs.clamp(1, MAX_INTERVAL) as f64;
+    let written = age(Some(&time), now).unwrap_or(f64::MAX);
     future(&mut v, "the status file", Some(written));
-    future(
-        &mut v,
-        "the last seal",
-        age(s.last_seal_time.as_deref(), now),
-    );
-    if !s.running {
+    for (what, a) in s.clocks(now) {
+        future(&mut v, &what, a);
+    }
+    if !said_running {
         v.add(
             Level::Critical,
-            format!("not running: stopped cleanly at {}", s.time),
+            format!("not running: stopped cleanly at {time}"),
         );
     } else if !running {
         v.add(
             Level::Critical,
-            format!(
-                "not running: process {} is gone without a clean stop (last status {})",
-                s.pid, s.time
-            ),
+            format!("not running: process {pid} is gone without a clean stop (last status {time})"),
         );
-    } else if written > 3.0 * interval {
+    } else if written > 3.0 * interval.clamp(1, MAX_INTERVAL) as f64 {
         v.add(
             Level::Critical,
             format!(
-                "process {} has not updated its status for {} (stuck?)",
-                s.pid,
+                "process {pid} has not updated its status for {} (stuck?)",
                 secs(written)
             ),
         );
     }
-    let certs = v.status.clone();
-    judge_certificates(&mut v, &certs, now);
-    if running {
-        match age(s.last_seal_time.as_deref(), now) {
-            Some(a) if a > 2.0 * s.heartbeat_secs.max(1) as f64 => v.add(
-                Level::Critical,
-                format!(
-                    "last seal {} ago, more than twice the heartbeat ({}s)",
-                    secs(a),
-                    s.heartbeat_secs
-                ),
-            ),
-            Some(_) => {}
-            None => v.add(Level::Critical, "no seal yet".into()),
-        }
-        if s.shipping && !s.collector_up {
-            v.add(Level::Warning, "no session with a collector".into());
-        }
-        if let Some(a) = age(s.oldest_unacknowledged_time.as_deref(), now) {
-            if a > LAG_WARNING.as_secs_f64() {
-                v.add(
-                    Level::Warning,
-                    format!("records unacknowledged for {}", secs(a)),
-                );
-            }
-        }
-        let fill = s.spool_bytes as f64 / s.spool_limit_bytes.max(1) as f64;
-        if fill >= 0.98 {
-            v.add(
-                Level::Critical,
-                format!("spool full ({:.0} %)", fill * 100.0),
-            );
-        } else if fill >= 0.8 {
-            v.add(Level::Warning, format!("spool {:.0} % full", fill * 100.0));
-        }
-        if let Some(l) = s.journal.as_ref().and_then(|j| j.lag_seconds) {
-            if l > LAG_WARNING.as_secs_f64() {
-                v.add(
-                    Level::Warning,
-                    format!(
-                        "the journal reader is {} behind the journal's newest entry",
-                        secs(l)
-                    ),
-                );
-            }
-        }
-    }
+    s.judge(&mut v, now, running);
     v
 }
 
-/// A collector's `status.json` as `logseal status` reads it: the types are
-/// checked, so a file that is not one is UNKNOWN, never a guess.
+impl StatusDoc for AgentStatus {
+    const ROLE: &'static str = "agent";
+    const A_ROLE: &'static str = "an agent";
+
+    fn clocks(&self, now: i64) -> Vec<(String, Option<f64>)> {
+        vec![(
+            "the last seal".into(),
+            age(self.last_seal_time.as_deref(), now),
+        )]
+    }
+
+    fn judge(&self, v: &mut Verdict, now: i64, running: bool) {
+        let s = self;
+        let certs = v.status.clone();
+        judge_certificates(v, &certs, now);
+        if running {
+            match age(s.last_seal_time.as_deref(), now) {
+                Some(a) if a > 2.0 * s.heartbeat_secs.max(1) as f64 => v.add(
+                    Level::Critical,
+                    format!(
+                        "last seal {} ago, more than twice the heartbeat ({}s)",
+                        secs(a),
+                        s.heartbeat_secs
+                    ),
+                ),
+                Some(_) => {}
+                None => v.add(Level::Critical, "no seal yet".into()),
+            }
+            if s.shipping && !s.collector_up {
+                v.add(Level::Warning, "no session with a collector".into());
+            }
+            if let Some(a) = age(s.oldest_unacknowledged_time.as_deref(), now) {
+                if a > LAG_WARNING.as_secs_f64() {
+                    v.add(
+                        Level::Warning,
+                        format!("records unacknowledged for {}", secs(a)),
+                    );
+                }
+            }
+            let fill = s.spool_bytes as f64 / s.spool_limit_bytes.max(1) as f64;
+            if fill >= 0.98 {
+                v.add(
+                    Level::Critical,
+                    format!("spool full ({:.0} %)", fill * 100.0),
+                );
+            } else if fill >= 0.8 {
+                v.add(Level::Warning, format!("spool {:.0} % full", fill * 100.0));
+            }
+            if let Some(l) = s.journal.as_ref().and_then(|j| j.lag_seconds) {
+                if l > LAG_WARNING.as_secs_f64() {
+                    v.add(
+                        Level::Warning,
+                        format!(
+                            "the journal reader is {} behind the journal's newest entry",
+                            secs(l)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl StatusDoc for CollectorDoc {
+    const ROLE: &'static str = "collector";
+    const A_ROLE: &'static str = "a collector";
+
+    fn clocks(&self, now: i64) -> Vec<(String, Option<f64>)> {
+        let last_seal = |h: &HostDoc| age(h.last_seal_time.as_deref(), now);
+        let host = |h: &HostDoc| (format!("host {}'s last seal", h.host), last_seal(h));
+        self.hosts.iter().map(host).collect()
+    }
+
+    fn judge(&self, v: &mut Verdict, now: i64, _running: bool) {
+        let c = self;
+        let silent: Vec<&str> = c
+            .hosts
+            .iter()
+            .filter(|h| h.silent)
+            .map(|h| h.host.as_str())
+            .collect();
+        if !silent.is_empty() {
+            v.add(
+                Level::Critical,
+                format!("silent hosts: {}", silent.join(", ")),
+            );
+        }
+        for h in &c.hosts {
+            for ch in &h.chains {
+                if let Some(why) = &ch.damaged {
+                    v.add(
+                        Level::Critical,
+                        format!("host {} chain {}: damaged: {why}", h.host, ch.chain),
+                    );
+                }
+            }
+        }
+        let doc = v.status.clone();
+        judge_certificates(v, &doc, now);
+        if c.quarantined_batches > 0 {
+            v.add(
+                Level::Warning,
+                format!(
+                "{} batches quarantined since the start (see STORE/quarantine and alerts.jsonl)",
+                c.quarantined_batches
+            ),
+            );
+        }
+    }
+}
+
+/// What every status file says of its process: when it was written, by
+/// which process, whether that process said it was running, and how often it
+/// rewrites the file.
 #[derive(Debug, Deserialize)]
-struct CollectorDoc {
+struct ProcessDoc {
     time: String,
     pid: u32,
     running: bool,
     interval_secs: u64,
+}
+
+/// A collector's `status.json` as `logseal status` reads it (with its
+/// [`ProcessDoc`]): the types are checked, so a file that is not one is
+/// UNKNOWN, never a guess.
+#[derive(Debug, Deserialize)]
+struct CollectorDoc {
     #[serde(default)]
     quarantined_batches: u64,
     hosts: Vec<HostDoc>,
@@ -477,106 +562,6 @@ struct ChainDoc {
     damaged: Option<String>,
 }
 
-fn judge_collector(store: &Path) -> Verdict {
-    let file = store.join(FILE);
-    match read("collector", &file) {
-        Ok(doc) => judge_collector_doc(&file, doc, crate::util::timefmt::now_ns(), &|pid| {
-            alive(store, pid)
-        }),
-        Err(v) => v,
-    }
-}
-
-/// A collector's status document judged at `now` (ns), as [`judge_agent_doc`].
-fn judge_collector_doc(
-    file: &Path,
-    doc: serde_json::Value,
-    now: i64,
-    alive: &dyn Fn(u32) -> bool,
-) -> Verdict {
-    let c: CollectorDoc = match CollectorDoc::deserialize(&doc) {
-        Ok(c) => c,
-        Err(e) => {
-            return unknown(
-                "collector",
-                file,
-                format!("{}: not a collector status file: {e}", file.display()),
-            )
-        }
-    };
-    let running = c.running && alive(c.pid);
-    let (pid, time) = (c.pid, &c.time);
-    let mut v = Verdict {
-        level: Level::Ok,
-        role: "collector",
-        problems: Vec::new(),
-        file: file.display().to_string(),
-        running,
-        status: doc.clone(),
-    };
-    let written = age(Some(time), now).unwrap_or(f64::MAX);
-    future(&mut v, "the status file", Some(written));
-    for h in &c.hosts {
-        future(
-            &mut v,
-            &format!("host {}'s last seal", h.host),
-            age(h.last_seal_time.as_deref(), now),
-        );
-    }
-    if !c.running {
-        v.add(
-            Level::Critical,
-            format!("not running: stopped cleanly at {time}"),
-        );
-    } else if !running {
-        v.add(
-            Level::Critical,
-            format!("not running: process {pid} is gone without a clean stop (last status {time})"),
-        );
-    } else if written > 3.0 * c.interval_secs.clamp(1, MAX_INTERVAL) as f64 {
-        v.add(
-            Level::Critical,
-            format!(
-                "process {pid} has not updated its status for {} (stuck?)",
-                secs(written)
-            ),
-        );
-    }
-    let silent: Vec<&str> = c
-        .hosts
-        .iter()
-        .filter(|h| h.silent)
-        .map(|h| h.host.as_str())
-        .collect();
-    if !silent.is_empty() {
-        v.add(
-            Level::Critical,
-            format!("silent hosts: {}", silent.join(", ")),
-        );
-    }
-    for h in &c.hosts {
-        for ch in &h.chains {
-            if let Some(why) = &ch.damaged {
-                v.add(
-                    Level::Critical,
-                    format!("host {} chain {}: damaged: {why}", h.host, ch.chain),
-                );
-            }
-        }
-    }
-    judge_certificates(&mut v, &doc, now);
-    if c.quarantined_batches > 0 {
-        v.add(
-            Level::Warning,
-            format!(
-                "{} batches quarantined since the start (see STORE/quarantine and alerts.jsonl)",
-                c.quarantined_batches
-            ),
-        );
-    }
-    v
-}
-
 /// What `logseal status` says of a status file holding `bytes` (of an agent
 /// or a collector), judged at `now` (ns) with its process taken as alive:
 /// the exit code and the text, then the JSON. For the fuzz target: any bytes
@@ -587,8 +572,8 @@ pub fn judge_bytes(agent: bool, bytes: &[u8], now: i64) -> (u8, String, String) 
     let file = Path::new(FILE);
     let role = if agent { "agent" } else { "collector" };
     let v = match serde_json::from_slice(bytes) {
-        Ok(doc) if agent => judge_agent_doc(file, doc, now, &|_| true),
-        Ok(doc) => judge_collector_doc(file, doc, now, &|_| true),
+        Ok(doc) if agent => judge_doc::<AgentStatus>(file, doc, now, &|_| true),
+        Ok(doc) => judge_doc::<CollectorDoc>(file, doc, now, &|_| true),
         Err(e) => unknown(role, file, format!("not a status file: {e}")),
     };
     let json = serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".into());

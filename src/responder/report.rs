@@ -525,100 +525,80 @@ fn payload_json(m: &mut serde_json::Map<String, Value>, payload: &Payload<'_>, t
     }
 }
 
-/// One record as a line of text: seq, kind, time, source, message.
-pub fn record_text(r: &Record<'_>) -> String {
-    let head = format!("{:>8} {:<9} {}", r.seq, r.kind().name(), rfc3339(r.time_ns));
-    match &r.body {
-        Body::Genesis {
-            host,
-            pk0,
-            origin,
-            predecessor,
-            note,
-            ..
-        } => {
-            let mut s = format!(
+/// One record as a line of text: seq, kind, time, source, message. It is
+/// written from the record's JSON object ([`record_json`]), so each field is
+/// rendered (fingerprints, times, names) in one place for both views.
+pub fn record_text(v: &Value) -> String {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let head = format!("{:>8} {:<9} {}", n("seq"), s("kind"), s("time"));
+    match s("kind") {
+        "genesis" => {
+            let mut line = format!(
                 "{head} host={} origin={} key={}",
-                safe(host),
-                origin.name(),
-                hash::fingerprint(pk0)
+                safe(s("host")),
+                s("origin"),
+                s("genesis_fingerprint")
             );
-            if let Some(p) = predecessor {
-                let _ = write!(s, " follows={}@{}", p.chain_id, p.last_seq);
+            if let Some(p) = v.get("predecessor") {
+                let chain = p.get("chain").and_then(Value::as_str).unwrap_or("");
+                let last = p.get("last_seq").and_then(Value::as_u64).unwrap_or(0);
+                let _ = write!(line, " follows={chain}@{last}");
             }
-            if !note.is_empty() {
-                let _ = write!(s, " note={:?}", note);
+            if !s("note").is_empty() {
+                let _ = write!(line, " note={:?}", s("note"));
             }
-            s
+            line
         }
-        Body::Event {
-            source,
-            peer,
-            payload,
-            original_len,
-            ..
-        } => {
-            let (msg, peer) = match payload {
-                Payload::Raw(b) => (
-                    safe(&String::from_utf8_lossy(b)),
-                    if peer.is_empty() {
+        "event" => {
+            let (msg, who) = match v.get("journal") {
+                None => {
+                    let peer = if s("peer").is_empty() {
                         String::new()
                     } else {
-                        format!(" {}", safe(peer))
-                    },
-                ),
+                        format!(" {}", safe(s("peer")))
+                    };
+                    (safe(s("message")), peer)
+                }
                 // unit, identifier[pid], priority: message
-                Payload::Fields(f) => {
-                    let j = JournalSummary::of(f);
+                Some(j) => {
+                    let j = |k: &str| j.get(k).and_then(Value::as_str).map(safe);
                     let mut who = String::new();
-                    if let Some(u) = &j.unit {
-                        let _ = write!(who, " {}", safe(u));
+                    for (key, form) in [("unit", " "), ("identifier", " "), ("pid", "[")] {
+                        if let Some(x) = j(key) {
+                            let _ = write!(who, "{form}{x}{}", if form == "[" { "]" } else { "" });
+                        }
                     }
-                    if let Some(i) = &j.identifier {
-                        let _ = write!(who, " {}", safe(i));
-                    }
-                    if let Some(p) = &j.pid {
-                        let _ = write!(who, "[{}]", safe(p));
-                    }
-                    if let Some(p) = &j.priority {
+                    if let Some(p) = j("priority") {
                         let _ = write!(who, " {p}:");
                     }
-                    (safe(j.message.as_deref().unwrap_or("")), who)
+                    (j("message").unwrap_or_default(), who)
                 }
             };
-            let trunc = original_len
+            let trunc = v
+                .get("original_len")
+                .and_then(Value::as_u64)
                 .map(|n| format!(" [truncated from {n} bytes]"))
                 .unwrap_or_default();
-            format!("{head} {}{peer} {msg}{trunc}", source.name())
+            format!("{head} {}{who} {msg}{trunc}", s("source"))
         }
-        Body::Seal {
-            epoch,
-            signer,
-            next_pk,
-            ..
-        } => format!(
-            "{head} epoch={epoch} signer={} next={}",
-            hash::fingerprint(signer),
-            hash::fingerprint(next_pk)
+        "seal" => format!(
+            "{head} epoch={} signer={} next={}",
+            n("epoch"),
+            s("signer"),
+            s("next_key")
         ),
-        Body::Loss {
-            source,
-            reason,
-            count,
-            first_ns,
-            last_ns,
-            detail,
-        } => format!(
-            "{head} {} lost {count} ({}) {} .. {} {}",
-            source.name(),
-            reason.name(),
-            rfc3339(*first_ns),
-            rfc3339(*last_ns),
-            safe(detail)
+        "loss" => format!(
+            "{head} {} lost {} ({}) {} .. {} {}",
+            s("source"),
+            n("count"),
+            s("reason"),
+            s("first"),
+            s("last"),
+            safe(s("detail"))
         ),
-        Body::Lifecycle { event, detail, .. } => {
-            format!("{head} {} {}", event.name(), safe(detail))
-        }
+        "lifecycle" => format!("{head} {} {}", s("event"), safe(s("detail"))),
+        other => format!("{head} {other}"),
     }
 }
 
@@ -666,33 +646,28 @@ pub fn inspect(
         }
         // A file that cannot be read (or stops being readable) is an entry of
         // its own; the other files are still shown.
-        let unreadable = |e: &dyn std::fmt::Display| {
+        let unreadable = |e: &str| {
             (
-                json_out.then(|| json!({"file": path.display().to_string(), "kind": "unreadable", "reason": e.to_string()})),
-                format!("       ! unreadable: {}: {}", safe_path(path), safe(&e.to_string())),
+                json_out.then(|| json!({"file": path.display().to_string(), "kind": "unreadable", "reason": e})),
+                format!("       ! unreadable: {}: {}", safe_path(path), safe(e)),
             )
         };
-        let mut r = match SegmentReader::open(path) {
-            Ok(r) => r,
-            Err(e) => {
-                problems += 1;
-                let (v, line) = unreadable(&e);
-                emit(out, v, &line)?;
-                continue;
-            }
-        };
-        loop {
-            let item = match r.next_item() {
-                Ok(Some(item)) => item,
-                Ok(None) => break,
-                Err(e) => {
-                    problems += 1;
-                    let (v, line) = unreadable(&e);
-                    emit(out, v, &line)?;
-                    break;
+        let failure = match SegmentReader::open(path) {
+            Err(e) => Some(e.to_string()),
+            Ok(mut r) => loop {
+                match r.next_item() {
+                    Ok(Some(item)) => {
+                        let (v, line) = item_entry(item, path, json_out);
+                        emit(out, v, &line)?;
+                    }
+                    Ok(None) => break None,
+                    Err(e) => break Some(e.to_string()),
                 }
-            };
-            let (v, line) = item_entry(item, path, json_out);
+            },
+        };
+        if let Some(e) = failure {
+            problems += 1;
+            let (v, line) = unreadable(&e);
             emit(out, v, &line)?;
         }
     }
@@ -705,6 +680,7 @@ pub fn inspect(
 /// One item of a segment as `inspect` shows it: a JSON object (with
 /// `json_out`) and a text line.
 fn item_entry(item: Item<'_>, path: &Path, json_out: bool) -> (Option<Value>, String) {
+    let torn = matches!(item, Item::TornTail { .. });
     let v: Option<Value>;
     let line: String;
     match item {
@@ -714,8 +690,9 @@ fn item_entry(item: Item<'_>, path: &Path, json_out: bool) -> (Option<Value>, St
             payload,
         } => match Record::decode(payload) {
             Ok(rec) => {
-                v = json_out.then(|| record_json(&rec, path, offset));
-                line = record_text(&rec);
+                let j = record_json(&rec, path, offset);
+                line = record_text(&j);
+                v = json_out.then_some(j);
             }
             Err(e) => {
                 v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "malformed", "reason": e.to_string()}));
@@ -736,21 +713,24 @@ fn item_entry(item: Item<'_>, path: &Path, json_out: bool) -> (Option<Value>, St
                 seq.map_or("?".into(), |s| s.to_string())
             );
         }
+        // Damage inside the file, or a torn tail at its end.
         Item::Corrupt {
             offset,
-            skipped,
+            skipped: bytes,
             reason,
-        } => {
-            v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "damaged", "bytes": skipped, "reason": reason}));
-            line = format!("       ! damaged: {skipped} bytes at byte {offset} ({reason})");
         }
-        Item::TornTail {
+        | Item::TornTail {
             offset,
             bytes,
             reason,
         } => {
-            v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": "torn-tail", "bytes": bytes, "reason": reason}));
-            line = format!("       ! torn tail: {bytes} bytes at byte {offset} ({reason})");
+            let (kind, what) = if torn {
+                ("torn-tail", "torn tail")
+            } else {
+                ("damaged", "damaged")
+            };
+            v = json_out.then(|| json!({"file": path.display().to_string(), "offset": offset, "kind": kind, "bytes": bytes, "reason": reason}));
+            line = format!("       ! {what}: {bytes} bytes at byte {offset} ({reason})");
         }
     }
     (v, line)

@@ -202,6 +202,14 @@ pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A configuration file's text: a regular file of at most
+/// [`crate::util::config::MAX_CONFIG`] bytes, so that a FIFO or a device given
+/// by mistake is refused, not waited on. Errors name the file.
+pub fn read_config(path: &Path) -> Result<String, crate::util::config::ConfigError> {
+    read_bounded_text(path, crate::util::config::MAX_CONFIG)
+        .map_err(crate::util::config::ConfigError::io(path))
+}
+
 /// [`read_bounded`] for UTF-8 text.
 pub fn read_bounded_text(path: &Path, max: u64) -> io::Result<String> {
     String::from_utf8(read_bounded(path, max)?)

@@ -167,6 +167,11 @@ impl Cursor {
         }
     }
 
+    /// An error of the spool, naming it.
+    fn error(&self, kind: io::ErrorKind, what: String) -> io::Error {
+        io::Error::new(kind, format!("spool {}: {what}", self.dir.display()))
+    }
+
     /// Opens the segment holding `self.pos`; moves `pos` past a header.
     fn locate(&mut self) -> io::Result<()> {
         if let Some((base, f)) = &self.file {
@@ -177,14 +182,9 @@ impl Cursor {
         }
         let bases = segment_log::segment_bases(&self.dir)?;
         let Some(&base) = bases.iter().rev().find(|&&b| b <= self.pos) else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "spool {}: no segment holds position {} (deleted before it was acknowledged?)",
-                    self.dir.display(),
-                    self.pos
-                ),
-            ));
+            let why = "deleted before it was acknowledged?";
+            let e = format!("no segment holds position {} ({why})", self.pos);
+            return Err(self.error(io::ErrorKind::NotFound, e));
         };
         if self.pos < base + frame::HEADER_LEN {
             self.pos = base + frame::HEADER_LEN;
@@ -223,14 +223,11 @@ impl Cursor {
                 self.pos = base + off;
                 let bases = segment_log::segment_bases(&self.dir)?;
                 if !bases.contains(&self.pos) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "spool {}: segment {base:020}.seg ends at {}, and no segment starts there",
-                            self.dir.display(),
-                            self.pos
-                        ),
-                    ));
+                    let e = format!(
+                        "segment {base:020}.seg ends at {}, and no segment starts there",
+                        self.pos
+                    );
+                    return Err(self.error(io::ErrorKind::InvalidData, e));
                 }
                 continue;
             }

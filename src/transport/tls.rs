@@ -148,13 +148,10 @@ pub fn client_config(
             path: ca.to_path_buf(),
             reason: e.to_string(),
         })?;
-    let cfg = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(TlsError::Protocol)?
+    let cfg = tls13(ClientConfig::builder_with_provider(provider))?
         .with_webpki_verifier(verifier)
-        .with_client_auth_cert(load_certs(cert)?, key(key_path)?)
-        .map_err(cert_key(cert, key_path))?;
-    Ok(Arc::new(cfg))
+        .with_client_auth_cert(load_certs(cert)?, key(key_path)?);
+    Ok(Arc::new(cfg.map_err(cert_key(cert, key_path))?))
 }
 
 /// The collector's server configuration: requires a client certificate from
@@ -169,13 +166,18 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = client_verifier(ca, crls, provider.clone())?;
-    let cfg = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(TlsError::Protocol)?
+    let cfg = tls13(ServerConfig::builder_with_provider(provider))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(load_certs(cert)?, key(key_path)?)
-        .map_err(cert_key(cert, key_path))?;
-    Ok(Arc::new(cfg))
+        .with_single_cert(load_certs(cert)?, key(key_path)?);
+    Ok(Arc::new(cfg.map_err(cert_key(cert, key_path))?))
+}
+
+/// logseal's own sessions (agent to collector): TLS 1.3 only.
+fn tls13<S: rustls::ConfigSide>(
+    b: rustls::ConfigBuilder<S, rustls::WantsVersions>,
+) -> Result<rustls::ConfigBuilder<S, rustls::WantsVerifier>, TlsError> {
+    b.with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::Protocol)
 }
 
 /// True if the (already verified) end-entity certificate is valid for `host`.

@@ -164,6 +164,15 @@ pub fn differing(
         .collect()
 }
 
+/// [`differing`] over fields of two values of one type:
+/// `changed_settings!(a, b, { "name": field, "[table]": other_field })`.
+macro_rules! changed_settings {
+    ($a:expr, $b:expr, { $($name:literal: $field:ident),* $(,)? }) => {
+        $crate::util::units::differing(&[$(($name, &$a.$field, &$b.$field)),*])
+    };
+}
+pub(crate) use changed_settings;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,9 +31,37 @@ pub struct SealFields<'a> {
     pub next_pk: &'a [u8; 32],
     /// Signature.
     pub signature: &'a [u8; 64],
+    /// The chain head it covers (compared with the chain, not by the rule).
+    pub covers_head: &'a [u8; 32],
     /// The encoded seal record without its last 64 bytes (what is signed,
     /// after the domain prefix).
     pub signed: &'a [u8],
+}
+
+impl<'a> SealFields<'a> {
+    /// The fields of `body`, a seal's, whose encoding is `encoded`; `None`
+    /// for another kind. (A decoded seal's encoding ends with its 64-byte
+    /// signature; were it shorter, nothing would be signed and the check
+    /// would fail.)
+    pub fn of(body: &'a crate::record::Body<'_>, encoded: &'a [u8]) -> Option<SealFields<'a>> {
+        match body {
+            crate::record::Body::Seal {
+                epoch,
+                signer,
+                next_pk,
+                signature,
+                covers_head,
+            } => Some(SealFields {
+                epoch: *epoch,
+                signer,
+                next_pk,
+                signature,
+                covers_head,
+                signed: &encoded[..encoded.len().saturating_sub(64)],
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Why a seal is refused.

@@ -207,20 +207,12 @@ impl Tip {
                     kind: r.kind().name(),
                 })
             }
-            Body::Seal {
-                epoch,
-                covers_head,
-                signer,
-                next_pk,
-                signature,
-            } => {
-                let fields = seal::SealFields {
-                    epoch: *epoch,
-                    signer,
-                    next_pk,
-                    signature,
-                    signed: &rec[..rec.len() - 64],
-                };
+            Body::Seal { .. } => {
+                let fields =
+                    seal::SealFields::of(&r.body, rec).ok_or_else(|| Refusal::Malformed {
+                        seq: r.seq,
+                        reason: "a seal shorter than its signature".into(),
+                    })?;
                 let at = seal::KeyPosition {
                     key: self.key,
                     epoch: self.epoch,
@@ -233,14 +225,14 @@ impl Tip {
                     Err(seal::SealFault::EpochMismatch { expected }) => {
                         return Err(Refusal::EpochMismatch {
                             seq: r.seq,
-                            epoch: *epoch,
+                            epoch: fields.epoch,
                             expected,
                         })
                     }
                     Err(seal::SealFault::KeyNotInChain) => {
                         return Err(Refusal::KeyNotInChain {
                             seq: r.seq,
-                            signer: hash::fingerprint(signer),
+                            signer: hash::fingerprint(fields.signer),
                             expected: hash::fingerprint(&self.key),
                         })
                     }
@@ -254,13 +246,13 @@ impl Tip {
                         })
                     }
                 }
-                if *covers_head != self.head {
+                if *fields.covers_head != self.head {
                     return Err(Refusal::BadLink {
                         seq: r.seq,
                         since: self.last_seal_seq.map_or(0, |s| s + 1),
                     });
                 }
-                self.key = *next_pk;
+                self.key = *fields.next_pk;
                 self.epoch = self.epoch.saturating_add(1);
                 self.last_seal_seq = Some(r.seq);
                 self.last_seal_ns = Some(r.time_ns);

@@ -1002,14 +1002,8 @@ impl Chain {
     }
 
     /// §4.5 Seal.
-    fn seal(
-        &mut self,
-        at: Location,
-        seq: u64,
-        time_ns: i64,
-        fields: &SealFields<'_>,
-        covers_head: &Digest,
-    ) {
+    fn seal(&mut self, at: Location, seq: u64, time_ns: i64, fields: &SealFields<'_>) {
+        let covers_head = fields.covers_head;
         self.seals += 1;
         let was_shutdown = self.last_shutdown;
         let interval_from = self.interval_from.unwrap_or(seq);
@@ -1566,21 +1560,11 @@ impl Verifier {
                 }
                 c.last_shutdown = false;
             }
-            Body::Seal {
-                epoch,
-                covers_head,
-                signer,
-                next_pk,
-                signature,
-            } => {
-                let fields = SealFields {
-                    epoch: *epoch,
-                    signer,
-                    next_pk,
-                    signature,
-                    signed: &payload[..payload.len() - 64],
-                };
-                c.seal(at, seq, record.time_ns, &fields, covers_head);
+            Body::Seal { .. } => {
+                // (Always Some: the body is a seal's.)
+                if let Some(fields) = SealFields::of(&record.body, payload) {
+                    c.seal(at, seq, record.time_ns, &fields);
+                }
             }
             Body::Event { .. } => {
                 c.events += 1;

@@ -6,44 +6,37 @@ use crate::util::units::serde_units;
 use serde::Deserialize;
 use std::path::PathBuf;
 
-/// The journald input.
+/// The journald input. A key left out takes its value from the
+/// [`Default`] impl.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct JournaldConfig {
     /// `system` (every journal file of the local system this agent may read,
     /// as `journalctl` without options), `namespace:NAME`, or a directory of
     /// journal files.
-    #[serde(default)]
     pub journal: JournalSource,
     /// Where a chain that never read the journal starts: `head` (the oldest
     /// entry still there), `tail` (only entries written from now on), or an
     /// RFC 3339 time.
-    #[serde(default)]
     pub start: JournalStart,
     /// Only entries of these units (`_SYSTEMD_UNIT` or `UNIT`); empty: all.
-    #[serde(default)]
     pub units: Vec<String>,
     /// Only entries with these `SYSLOG_IDENTIFIER`s; empty: all.
-    #[serde(default)]
     pub identifiers: Vec<String>,
     /// Only entries at this priority or more urgent (0-7 or emerg … debug).
-    #[serde(default)]
     pub priority: Priority,
     /// Only entries matching one of these expressions (`FIELD=VALUE`, terms
     /// separated by spaces must all hold); empty: all.
-    #[serde(default)]
     pub matches: Vec<MatchExpr>,
     /// Keep only these fields of an entry; empty: every field.
-    #[serde(default)]
     pub fields: Vec<FieldName>,
     /// An entry larger than this (all fields) has its largest values cut and
     /// is flagged with its original size.
-    #[serde(default = "d_entry", deserialize_with = "serde_units::size")]
+    #[serde(deserialize_with = "serde_units::size")]
     pub max_entry_size: u64,
     /// Stop the agent (cleanly) once the end of the journal is reached: for
     /// chaining a set of journal files, e.g. copied from a host under
     /// investigation.
-    #[serde(default)]
     pub stop_at_end: bool,
 }
 

@@ -16,6 +16,7 @@ use crate::ingest::{Batch, ItemFormat, LossNote};
 use crate::util::in_doing;
 use crate::util::timefmt::now_ns;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use systemd::journal::{Journal, OpenDirectoryOptions, OpenOptions};
@@ -218,9 +219,7 @@ impl Reader {
                 let here = self.j.cursor()?;
                 super::resume::write_cursor_file(&self.cfg.state_dir, &here)?;
                 if let Some(h) = Cursor::parse(&here) {
-                    self.stats
-                        .start_usec
-                        .store(h.realtime_usec, std::sync::atomic::Ordering::Relaxed);
+                    self.stats.start_usec.store(h.realtime_usec, Relaxed);
                     self.seen.insert(
                         h.seqnum_id,
                         (h.seqnum, (h.realtime_usec as i64).saturating_mul(1000)),
@@ -235,9 +234,7 @@ impl Reader {
         };
         let last = Cursor::parse(&c);
         if let Some(l) = &last {
-            self.stats
-                .start_usec
-                .store(l.realtime_usec, std::sync::atomic::Ordering::Relaxed);
+            self.stats.start_usec.store(l.realtime_usec, Relaxed);
             self.seen.insert(
                 l.seqnum_id.clone(),
                 (l.seqnum, (l.realtime_usec as i64).saturating_mul(1000)),
@@ -308,16 +305,9 @@ impl Reader {
                     if !self.flush() {
                         break;
                     }
-                    let last = self
-                        .stats
-                        .last_read_usec
-                        .load(std::sync::atomic::Ordering::Relaxed);
-                    self.stats
-                        .newest_usec
-                        .store(last, std::sync::atomic::Ordering::Relaxed);
-                    self.stats
-                        .caught_up
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    let last = self.stats.last_read_usec.load(Relaxed);
+                    self.stats.newest_usec.store(last, Relaxed);
+                    self.stats.caught_up.store(true, Relaxed);
                     if self.cfg.stop_at_end {
                         tracing::info!("journald: reached the end of the journal; stopping");
                         self.cfg.done.notify_one();
@@ -358,8 +348,8 @@ impl Reader {
         }
         // Entries read but not handed over are read again at the next start.
         tracing::info!(
-            read = self.stats.read.load(std::sync::atomic::Ordering::Relaxed),
-            sent = self.stats.sent.load(std::sync::atomic::Ordering::Relaxed),
+            read = self.stats.read.load(Relaxed),
+            sent = self.stats.sent.load(Relaxed),
             "journald input stopped"
         );
     }
@@ -401,12 +391,8 @@ impl Reader {
         }
         // Until it is handled: a failure below retries this entry.
         self.current_unread = true;
-        self.stats
-            .caught_up
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        self.stats
-            .read
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.caught_up.store(false, Relaxed);
+        self.stats.read.fetch_add(1, Relaxed);
         let cursor = self.j.cursor()?;
         let parsed = Cursor::parse(&cursor);
         let (realtime, monotonic, boot) = match &parsed {
@@ -417,9 +403,7 @@ impl Reader {
             }
         };
         let t_ns = (realtime as i64).saturating_mul(1000);
-        self.stats
-            .last_read_usec
-            .store(realtime, std::sync::atomic::Ordering::Relaxed);
+        self.stats.last_read_usec.store(realtime, Relaxed);
         if let Some(p) = &parsed {
             self.check_sequence(p, t_ns, &cursor);
         }
@@ -433,13 +417,9 @@ impl Reader {
         if !self.cfg.filter.wants(&view) {
             if self.batch.items.is_empty() {
                 // Handled once what was sent before it is chained (the lag).
-                let sent = self.stats.sent.load(std::sync::atomic::Ordering::Relaxed);
-                self.stats
-                    .skipped_after
-                    .store(sent, std::sync::atomic::Ordering::Relaxed);
-                self.stats
-                    .skipped_usec
-                    .store(realtime, std::sync::atomic::Ordering::Relaxed);
+                let sent = self.stats.sent.load(Relaxed);
+                self.stats.skipped_after.store(sent, Relaxed);
+                self.stats.skipped_usec.store(realtime, Relaxed);
             }
             return Ok(true);
         }
@@ -513,10 +493,7 @@ impl Reader {
             Ok(Some(t.timestamp_usec()?))
         })();
         match newest {
-            Ok(Some(n)) => self
-                .stats
-                .newest_usec
-                .store(n, std::sync::atomic::Ordering::Relaxed),
+            Ok(Some(n)) => self.stats.newest_usec.store(n, Relaxed),
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %e, "journald: looking at the newest entry"),
         }
@@ -571,9 +548,7 @@ impl Reader {
         loop {
             match self.tx.try_send(b) {
                 Ok(()) => {
-                    self.stats
-                        .sent
-                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    self.stats.sent.fetch_add(n, Relaxed);
                     return true;
                 }
                 Err(mpsc::error::TrySendError::Full(back)) => {
