@@ -97,6 +97,60 @@ fn problems(doc: &Value) -> Vec<String> {
     out
 }
 
+/// The independent verifier (tests/independent_verify.py, written from
+/// docs/FORMAT.md alone) on `path`: its exit code and JSON.
+fn independent(args: &[&str], path: &Path) -> (i32, Value) {
+    let o = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/independent_verify.py"))
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (o.status.code().unwrap_or(-1), doc)
+}
+
+/// Asserts that the independent verifier reaches `logseal verify`'s
+/// verdict on a store (given `args`, as `logseal verify` was): the exit
+/// code, the findings by kind, each chain's verdict and head, and the
+/// checkpoint log's.
+fn independent_agrees(args: &[&str], path: &Path, code: i32, ours: &Value) {
+    let (theirs_code, theirs) = independent(args, path);
+    let mut kinds: Vec<String> = theirs["chains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["problems"].as_array().cloned().unwrap_or_default())
+        .map(|p| p[0].as_str().unwrap_or("?").to_string())
+        .chain(
+            theirs["unattributed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|k| k.as_str().unwrap_or("?").to_string()),
+        )
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        (theirs_code, kinds),
+        (code, problems(ours)),
+        "{theirs:#}\n{ours:#}"
+    );
+    for part in ["chains", "checkpoint_log"] {
+        let (a, b) = (theirs[part].as_array(), ours[part].as_array());
+        let (a, b) = (
+            a.cloned().unwrap_or_default(),
+            b.cloned().unwrap_or_default(),
+        );
+        assert_eq!(a.len(), b.len(), "{part}: {theirs:#}\n{ours:#}");
+        for (t, o) in a.iter().zip(&b) {
+            assert_eq!(t["chain"], o["chain"], "{part}");
+            assert_eq!(t["verdict"], o["verdict"], "{part}: {t}\n{o}");
+            assert_eq!(t["head"], o["head"], "{part}: {t}\n{o}");
+        }
+    }
+}
+
 fn verify_args(args: &[&str], path: &Path) -> (i32, Value, String) {
     let o = Command::new(bin())
         .arg("verify")
@@ -119,6 +173,11 @@ fn a_store_cut_emptied_or_moved_after_its_checkpoints_is_caught() {
     assert!(
         doc["chains"][0]["warnings"].as_array().unwrap().is_empty(),
         "the chain is checkpointed: {doc:#}"
+    );
+    independent_agrees(&[], &store, code, &doc);
+    assert_eq!(
+        independent(&[], &store).1["chains"][0]["warnings"],
+        serde_json::json!([])
     );
 
     // 1. Cut after an earlier seal: a valid shorter chain, which verified
@@ -143,6 +202,7 @@ fn a_store_cut_emptied_or_moved_after_its_checkpoints_is_caught() {
     let (code, doc) = verify_json(&cut);
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(problems(&doc), ["checkpoint-cut"], "{doc:#}");
+    independent_agrees(&[], &cut, code, &doc);
     let p = &doc["chains"][0]["problems"][0];
     assert_eq!(p["last_seq"], keep["seq"], "{p}");
     assert!(p["seq"].as_u64().unwrap() > keep["seq"].as_u64().unwrap());
@@ -159,6 +219,7 @@ fn a_store_cut_emptied_or_moved_after_its_checkpoints_is_caught() {
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(problems(&doc), ["missing-chain"], "{doc:#}");
     assert_eq!(doc["unattributed"][0]["host"], "web-01");
+    independent_agrees(&[], &gone, code, &doc);
 
     // 3. The chain moved into quarantine (which verify skips).
     let moved = copy(&store, &d.path().join("moved"));
@@ -170,6 +231,7 @@ fn a_store_cut_emptied_or_moved_after_its_checkpoints_is_caught() {
     assert_eq!(problems(&doc), ["missing-chain"], "{doc:#}");
     let q = doc["unattributed"][0]["quarantined"].as_str().unwrap();
     assert!(q.contains("quarantine"), "{q}");
+    independent_agrees(&[], &moved, code, &doc);
 
     // 4. The checkpoint log removed: nothing could be checked.
     let bare = copy(&store, &d.path().join("bare"));
@@ -177,6 +239,7 @@ fn a_store_cut_emptied_or_moved_after_its_checkpoints_is_caught() {
     let (code, doc) = verify_json(&bare);
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(problems(&doc), ["no-checkpoint-log"], "{doc:#}");
+    independent_agrees(&[], &bare, code, &doc);
 
     // 5. hosts/ renamed as well: still a store (its other files say so), and
     // `--store` insists whatever is left.
@@ -228,6 +291,13 @@ fn a_checkpoint_log_that_cannot_be_believed_fails_the_run() {
         problems(&doc).contains(&"bad-segment".to_string()),
         "{doc:#}"
     );
+    // A finding outside the log's chains is enough not to believe it, and
+    // the run says so (FORMAT.md §7 step 1).
+    assert!(
+        problems(&doc).contains(&"checkpoint-log-not-believed".to_string()),
+        "{doc:#}"
+    );
+    independent_agrees(&[], &junk, code, &doc);
     // ...or any other file there.
     let stray = cut(&d.path().join("stray"));
     std::fs::write(stray.join("checkpoints/log/notes.txt"), b"nothing").unwrap();
@@ -239,6 +309,7 @@ fn a_checkpoint_log_that_cannot_be_believed_fails_the_run() {
         ["checkpoint-log-not-believed", "no-records"],
         "{doc:#}"
     );
+    independent_agrees(&[], &stray, code, &doc);
 
     // ...with every checkpoint of the log redacted (redaction needs no key:
     // the log's heads and seals still verify).
@@ -275,6 +346,7 @@ fn a_checkpoint_log_that_cannot_be_believed_fails_the_run() {
         problems(&doc).contains(&"checkpoint-log-not-believed".to_string()),
         "{doc:#}"
     );
+    independent_agrees(&[], &red, code, &doc);
 }
 
 #[test]
@@ -303,6 +375,7 @@ fn the_checkpoint_log_is_pinned_and_survives_kill_9() {
     let (code, doc) = verify_json(&store);
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(doc["checkpoint_log"][0]["verdict"], "intact", "{doc:#}");
+    independent_agrees(&[], &store, code, &doc);
 
     // Pinned: the agent's line and the collector's line in one trust file.
     let line = |args: &[&str]| {
@@ -330,9 +403,11 @@ fn the_checkpoint_log_is_pinned_and_survives_kill_9() {
     let (code, doc, _) = verify_args(&["--json", "--trust-file", t], &store);
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(doc["checkpoint_log"][0]["anchor"], "trusted", "{doc:#}");
+    independent_agrees(&["--trust-file", t], &store, code, &doc);
     // Without the collector's line, its log is not believed: not intact.
     std::fs::write(&trust, &agent_line).unwrap();
     let (code, doc, _) = verify_args(&["--json", "--trust-file", t], &store);
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(doc["checkpoint_log"][0]["verdict"], "broken", "{doc:#}");
+    independent_agrees(&["--trust-file", t], &store, code, &doc);
 }

@@ -7,10 +7,15 @@ section 4 and Ed25519 (RFC 8032 with the rules of section 4.10) are implemented 
 from their specifications, using only Python's standard library (hashlib for
 SHA-256/SHA-512).
 
-Usage: independent_verify.py [--trust-file F] [--live NOW_NS MAX_AGE_NS] PATH...
+Usage: independent_verify.py [--trust-file F] [--live NOW_NS MAX_AGE_NS]
+                             [--store | --no-checkpoints] PATH...
 Prints one JSON object: per chain its verdict, its problems as [kind, first, last],
 its unverified ranges as [first, last, reason] and its pending tail; exit 0 if the
-run passes (section 4.9), 1 if not, 2 on a usage or I/O error.
+run passes (section 4.9), 1 if not, 2 on a usage or I/O error. A collector's store
+(one directory holding hosts/, checkpoints/, quarantine/, alerts.jsonl or
+crl-floor.json, or any directory with --store) is verified as section 7 says: its
+checkpoint log first (under "checkpoint_log"), then its chains against the latest
+checkpoints; --no-checkpoints reads it as plain files.
 
 Its resynchronisation checksums each candidate frame whole, the plain reading of
 section 3: right, but quadratic on a crafted file. It is meant for the test
@@ -173,7 +178,8 @@ def decode_record(b):
             raise Bad("has_pred")
         r.str_()
     elif kind == 2:
-        if r.u8() not in range(1, 9):
+        rec["source"] = r.u8()
+        if rec["source"] not in range(1, 9):
             raise Bad("source")
         flags = r.u8()
         if flags & ~0x03:
@@ -181,9 +187,9 @@ def decode_record(b):
         r.str_()
         if flags & 1:
             r.u64()
-        fmt = r.u8()
+        fmt = rec["format"] = r.u8()
         if fmt == 0:
-            r.bytes_()
+            rec["raw"] = r.bytes_()
         elif fmt == 1:
             for _ in range(r.u32()):
                 r.str_()
@@ -303,13 +309,18 @@ class Chain:
 
 
 class Verifier:
-    def __init__(self, anchors, live):
+    def __init__(self, anchors, live, expect=None):
         self.anchors, self.live = anchors, live
         self.chains, self.order, self.cur = {}, [], None
         self.outside = []
         self.claims = []
         self.in_file = 0
         self.placement = None
+        # Section 7: chain id -> (seq, head) of its latest checkpoint.
+        self.expect = expect or {}
+        self.placed = None     # (chain, seq) of the record placed in order last
+        self.checkpoints = []  # (chain id, seq, event or None: not format 0)
+        self.redacted = 0
 
     def begin_file(self, placement):
         self.in_file = 0
@@ -356,6 +367,17 @@ class Verifier:
         return c
 
     def frame(self, ftype, payload):
+        self.placed = None
+        self.in_order(ftype, payload)
+        if self.placed is None or self.placed[0] not in self.expect:
+            return
+        cid, seq = self.placed
+        want_seq, want_head = self.expect[cid]
+        c = self.chains[cid]
+        if seq == want_seq and c.head is not None and c.head != want_head:
+            c.problem("checkpoint-mismatch", seq, seq)
+
+    def in_order(self, ftype, payload):
         if ftype == 1:
             try:
                 rec = decode_record(payload)
@@ -364,6 +386,7 @@ class Verifier:
             cid, seq, kind, leaf = rec["chain"], rec["seq"], rec["kind"], H(b"\x00" + payload)
             is_genesis = kind == 1 and seq == 0
         elif ftype == 2 and len(payload) == 57:
+            self.redacted += 1
             cid, seq = payload[:16], struct.unpack(">Q", payload[16:24])[0]
             kind, leaf, rec, is_genesis = payload[24], payload[25:57], None, False
         else:
@@ -388,6 +411,9 @@ class Verifier:
             c.problem("gap", c.next, seq - 1)
             c.head = None
         c.next = seq + 1  # may pass 2^64 - 1: nothing is accepted after that
+        self.placed = (cid, seq)
+        if rec is not None and kind == 2 and rec["source"] == 8:
+            self.checkpoints.append((cid, seq, rec.get("raw") if rec["format"] == 0 else None))
         c.window.append((seq, leaf))
         if len(c.window) > DUP_WINDOW:
             c.window.pop(0)
@@ -464,6 +490,9 @@ class Verifier:
         c.interval_records = 0
 
     def finish(self):
+        for chain in sorted(self.expect):
+            if chain not in self.chains:
+                self.outside.append("missing-chain")
         for succ, (pcid, plast, phead) in self.claims:
             if pcid not in self.chains:
                 continue  # a warning only
@@ -475,6 +504,8 @@ class Verifier:
         out = []
         for cid in self.order:
             c = self.chains[cid]
+            if cid in self.expect and (c.last is None or c.last < self.expect[cid][0]):
+                c.problem("checkpoint-cut", 0 if c.last is None else c.last + 1, self.expect[cid][0])
             last = c.last if c.last is not None else 0
             pending = None
             if isinstance(c.keys, tuple) and c.keys[0] == "unknown":
@@ -501,13 +532,121 @@ class Verifier:
                         "records": c.records, "seals": c.seals,
                         "head": c.head.hex() if c.head is not None else None,
                         "problems": c.problems[:MAX_LISTED],
-                        "unverified": c.ranges[:MAX_LISTED], "pending": pending})
+                        "unverified": c.ranges[:MAX_LISTED], "pending": pending,
+                        "last_seal": c.last_seal})
         if not out and not self.outside:
             self.outside.append("no-records")
         passed = bool(out) and not self.outside and all(
             ch["verdict"] in ("intact", "pending") for ch in out)
         return passed, {"result": "intact" if passed else "not-intact", "chains": out,
                         "unattributed": self.outside[:MAX_LISTED]}
+
+
+# --- checkpoints (FORMAT.md section 7) --------------------------------------------
+CHECKPOINT_MAGIC = b"logseal/checkpoint/v1\x00"
+MAX_CHECKPOINT_ENTRIES = 32768
+
+
+def decode_checkpoint(b):
+    """[(host, chain, seq, head)], strictly: sorted, no chain twice, nothing after."""
+    r = Reader(b)
+    if r.take(len(CHECKPOINT_MAGIC)) != CHECKPOINT_MAGIC:
+        raise Bad("checkpoint magic")
+    n = r.u32()
+    if n > MAX_CHECKPOINT_ENTRIES:
+        raise Bad("checkpoint count")
+    entries, seen, prev = [], set(), None
+    for _ in range(n):
+        host, chain, seq, head = r.str_(), r.take(16), r.u64(), r.take(32)
+        key = (host.encode("utf-8"), chain)
+        if (prev is not None and key <= prev) or chain in seen:
+            raise Bad("checkpoint order")
+        prev = key
+        seen.add(chain)
+        entries.append((host, chain, seq, head))
+    if r.p != len(b):
+        raise Bad("trailing bytes")
+    return entries
+
+
+def run_files(v, files):
+    for f in files:
+        data = open(f, "rb").read()
+        if not header_ok(data):
+            v.outside.append("bad-segment")
+            continue
+        v.begin_file(placement(f))
+        for kind, _off, payload, ftype in items(data):
+            if kind == "frame":
+                v.frame(ftype, payload)
+            else:
+                v.damage("damaged-frame" if kind == "damage" else "truncated-tail")
+    return v.finish()
+
+
+STORE_MARKS = ("hosts", "checkpoints", "quarantine", "alerts.jsonl", "crl-floor.json")
+
+
+def is_store(d):
+    return os.path.isdir(d) and any(os.path.exists(os.path.join(d, m)) for m in STORE_MARKS)
+
+
+def checkpoint_log(d, anchors, live):
+    """Step 1: (the log's report, {chain: (seq, head)} or None when the log is
+    absent or not believed, the finding that says why)."""
+    log_dir = os.path.join(d, "checkpoints", "log")
+    names = sorted(os.listdir(log_dir)) if os.path.isdir(log_dir) else []
+    files = [os.path.join(log_dir, n) for n in names if n.endswith(".seg")]
+    if not files:
+        return {"chains": [], "unattributed": []}, None, "no-checkpoint-log"
+    stray = [n for n in names if not n.endswith(".seg")
+             or os.path.islink(os.path.join(log_dir, n))
+             or not os.path.isfile(os.path.join(log_dir, n))]
+    lv = Verifier(anchors, live)
+    passed, doc = run_files(lv, files)
+    if not passed or stray or lv.redacted:
+        return doc, None, "checkpoint-log-not-believed"
+    last_seal = {bytes.fromhex(ch["chain"]): ch["last_seal"] for ch in doc["chains"]}
+    latest = {}
+    for cid, cp_seq, raw in lv.checkpoints:
+        if last_seal.get(cid) is None or cp_seq > last_seal[cid]:
+            continue  # not covered by an accepted seal: not believed, not checked
+        if raw is None:
+            return doc, None, "checkpoint-log-not-believed"
+        try:
+            entries = decode_checkpoint(raw)
+        except Bad:
+            return doc, None, "checkpoint-log-not-believed"
+        for _host, chain, seq, head in entries:
+            if chain not in latest or seq > latest[chain][0]:
+                latest[chain] = (seq, head)
+    return doc, latest, None
+
+
+def verify_store(d, anchors, live):
+    """Section 7: the checkpoint log, then the store's chains against it."""
+    log, latest, finding = checkpoint_log(d, anchors, live)
+    log_chains = log["chains"]
+    files = []
+    for name in sorted(os.listdir(d), key=os.fsencode):
+        p = os.path.join(d, name)
+        if name in ("checkpoints", "quarantine") or os.path.islink(p):
+            continue
+        if os.path.isdir(p):
+            walk(p, files)
+    passed, doc = run_files(Verifier(anchors, live, latest), files)
+    for ch in doc["chains"]:
+        named = latest is not None and bytes.fromhex(ch["chain"]) in latest
+        ch["warnings"] = [] if named or latest is None else ["not-checkpointed"]
+    # What the log's own verification found outside its chains counts too.
+    doc["unattributed"] += [k for k in log["unattributed"] if k != "no-records"]
+    if finding:
+        doc["unattributed"].append(finding)
+    log_ok = all(ch["verdict"] in ("intact", "pending") for ch in log_chains)
+    passed = passed and finding is None and log_ok
+    doc["result"] = "intact" if passed else "not-intact"
+    doc["checkpoint_log"] = log_chains
+    return passed, doc
 
 
 # --- input (FORMAT.md section 4.1) -----------------------------------------------
@@ -562,10 +701,13 @@ def read_anchors(path):
 
 
 def main(argv):
-    anchors, live, paths = None, None, []
+    anchors, live, paths, store = None, None, [], None
     i = 0
     while i < len(argv):
-        if argv[i] == "--trust-file":
+        if argv[i] in ("--store", "--no-checkpoints"):
+            store = argv[i] == "--store"
+            i += 1
+        elif argv[i] == "--trust-file":
             anchors = read_anchors(argv[i + 1])
             i += 2
         elif argv[i] == "--live":
@@ -574,6 +716,14 @@ def main(argv):
         else:
             paths.append(argv[i])
             i += 1
+    if store is None:
+        store = len(paths) == 1 and is_store(paths[0])
+    if store:
+        if len(paths) != 1 or not os.path.isdir(paths[0]):
+            raise ValueError("--store takes one directory")
+        passed, doc = verify_store(paths[0], anchors, live)
+        print(json.dumps(doc))
+        return 0 if passed else 1
     files = []
     for p in paths:
         if os.path.isdir(p):
@@ -588,19 +738,7 @@ def main(argv):
                 if f.read(8) != b"LSEALSEG" and not p.endswith(".seg"):
                     raise ValueError("%s: not a segment" % p)
             files.append(p)
-    v = Verifier(anchors, live)
-    for f in files:
-        data = open(f, "rb").read()
-        if not header_ok(data):
-            v.outside.append("bad-segment")
-            continue
-        v.begin_file(placement(f))
-        for kind, _off, payload, ftype in items(data):
-            if kind == "frame":
-                v.frame(ftype, payload)
-            else:
-                v.damage("damaged-frame" if kind == "damage" else "truncated-tail")
-    passed, doc = v.finish()
+    passed, doc = run_files(Verifier(anchors, live), files)
     print(json.dumps(doc))
     return 0 if passed else 1
 

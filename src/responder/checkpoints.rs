@@ -109,6 +109,13 @@ pub fn read(store: &Path, options: &Options) -> Result<StoreLog, InputError> {
         return Ok(missing());
     }
     let mut findings = report.unattributed;
+    if let Some(u) = findings.first() {
+        let what = crate::responder::report::describe_unattributed(u, &files);
+        findings.push(not_believed(format!(
+            "its verification found {} finding(s) outside its chains, e.g. {what}",
+            findings.len()
+        )));
+    }
     if let Some(s) = stray.first() {
         findings.push(not_believed(format!(
             "it holds {} file(s) that are not its segments, e.g. {} ({})",
