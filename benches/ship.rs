@@ -23,9 +23,14 @@
 //!   measured in-process on this bench's record, against logseal's CPU per
 //!   event and a third of the fastest peer's.
 //!
+//! - **verify STORE**: after each logseal throughput run, `logseal verify` on
+//!   the stopped store against its checkpoint log and with `--no-checkpoints`.
+//!
 //! Run: `cargo bench --bench ship`. `BENCH_RUNS` (default 3) throughput runs per
 //! pipeline, medians printed. `BENCH_PIPELINES`: a comma-separated subset of
-//! `logseal,rsyslog,syslog-ng` (default all). `SYSLOG_NG_ROOT`: an extracted syslog-ng-core.
+//! `logseal,baseline,rsyslog,syslog-ng` (default all). `BENCH_BASELINE`: another
+//! build's `logseal` binary, run as the pipeline `baseline` (the cost of a
+//! change, measured in the same run). `SYSLOG_NG_ROOT`: an extracted syslog-ng-core.
 
 #![allow(clippy::disallowed_methods)] // peer config files, not state
 
@@ -112,7 +117,7 @@ fn spawn(cmd: &mut Command) -> Child {
         .expect("start a pipeline process")
 }
 
-fn logseal_pipeline(dir: &Path, pki: &Pki) -> Pipeline {
+fn logseal_pipeline(dir: &Path, pki: &Pki, bin: &str) -> Pipeline {
     let cport = free_port();
     let aport = free_port();
     let store = dir.join("store");
@@ -140,7 +145,6 @@ fn logseal_pipeline(dir: &Path, pki: &Pki) -> Pipeline {
         ),
     )
     .expect("config");
-    let bin = env!("CARGO_BIN_EXE_logseal");
     let c = spawn(
         Command::new(bin)
             .args(["collector", "--config"])
@@ -477,6 +481,34 @@ fn tail(
     lat
 }
 
+/// This build of logseal.
+const BIN: &str = env!("CARGO_BIN_EXE_logseal");
+
+/// Median seconds `logseal verify` takes on a stopped store, against its
+/// checkpoint log and with `--no-checkpoints` (alternating, after a run that
+/// brings the files into the page cache).
+fn verify_seconds(store: &Path) -> (f64, f64) {
+    let time = |extra: &str| {
+        let t = Instant::now();
+        let ok = Command::new(BIN)
+            .args(["verify", extra])
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run verify");
+        assert!(ok.success(), "the store verifies ({extra})");
+        t.elapsed().as_secs_f64()
+    };
+    time("--no-checkpoints");
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        with.push(time("--store"));
+        without.push(time("--no-checkpoints"));
+    }
+    (median(with), median(without))
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() as f64 - 1.0) * p) as usize]
@@ -513,19 +545,27 @@ fn main() {
     let only = std::env::var("BENCH_PIPELINES").unwrap_or_default();
     // (pipeline, events/s, CPU µs per event), logseal first.
     let mut results: Vec<(&str, f64, f64)> = Vec::new();
+    // Another build of logseal, for the cost of a change (same run, same
+    // machine): BENCH_BASELINE=path/to/logseal.
+    let baseline = std::env::var("BENCH_BASELINE").ok();
+    let mut verify_times = (Vec::new(), Vec::new());
     for name in [
         "logseal agent → collector",
+        "baseline agent → collector",
         "rsyslog → rsyslog (gtls)",
         "syslog-ng → syslog-ng (tls)",
     ] {
         let key = name.split(' ').next().unwrap_or("x");
-        if !only.is_empty() && !only.split(',').any(|o| o == key) {
+        if (!only.is_empty() && !only.split(',').any(|o| o == key))
+            || (key == "baseline" && baseline.is_none())
+        {
             continue;
         }
         let start = |dir: &Path| -> Option<Pipeline> {
             std::fs::create_dir_all(dir).ok()?;
             match name.split(' ').next() {
-                Some("logseal") => Some(logseal_pipeline(dir, &pki)),
+                Some("logseal") => Some(logseal_pipeline(dir, &pki, BIN)),
+                Some("baseline") => Some(logseal_pipeline(dir, &pki, baseline.as_deref()?)),
                 Some("rsyslog") => rsyslog_pipeline(dir, &pki),
                 _ => syslog_ng_pipeline(dir, &pki, sng.as_deref()?),
             }
@@ -543,6 +583,11 @@ fn main() {
             tps.push(tp);
             cpus.push(cpu);
             drop(p);
+            if key == "logseal" {
+                let (with, without) = verify_seconds(&dir.join("store"));
+                verify_times.0.push(with);
+                verify_times.1.push(without);
+            }
             let _ = std::fs::remove_dir_all(&dir);
         }
         if !available {
@@ -573,10 +618,27 @@ fn main() {
             }
         );
     }
+    let find = |k: &str| results.iter().find(|r| r.0 == k).copied();
+    if let (Some((_, tp, cpu)), Some((_, base_tp, base_cpu))) = (find("logseal"), find("baseline"))
+    {
+        println!(
+            "logseal / baseline: throughput {:+.1} %, CPU per event {:+.1} %",
+            (tp / base_tp - 1.0) * 100.0,
+            (cpu / base_cpu - 1.0) * 100.0
+        );
+    }
+    if !verify_times.0.is_empty() {
+        let (with, without) = (median(verify_times.0), median(verify_times.1));
+        println!(
+            "verify STORE ({n} events): {with:.2} s against its checkpoint log, {without:.2} s with --no-checkpoints ({:+.1} %)",
+            (with / without - 1.0) * 100.0
+        );
+    }
     // CPU µs/ev: user + system time of the pipeline's two processes (all
     // threads) over the throughput run, per event; the generator is not counted.
     if let Some(&("logseal", tp, cpu)) = results.first() {
-        let fastest = results[1..].iter().max_by(|a, b| a.1.total_cmp(&b.1));
+        let peers = results[1..].iter().filter(|r| r.0 != "baseline");
+        let fastest = peers.max_by(|a, b| a.1.total_cmp(&b.1));
         if let Some(&(peer, best, peer_cpu)) = fastest {
             println!(
                 "logseal / fastest peer ({peer}): throughput {:.2}x; CPU per event {:.2}x less",
