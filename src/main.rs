@@ -36,6 +36,11 @@ enum Cmd {
     Verify(cmd::verify::VerifyArgs),
     /// Print the records of segment files, readable.
     Inspect(cmd::inspect::InspectArgs),
+    /// Print the newest seal of a store's checkpoint log as a block to keep
+    /// outside the collector's reach; `logseal verify STORE --checkpoint FILE`
+    /// later proves the store's log still holds it (not cut or rewritten).
+    /// Exit 1 if the log cannot be witnessed (missing, not believed, no seal).
+    Checkpoint(cmd::checkpoint::CheckpointArgs),
     /// Run the agent: syslog inputs chained into a local spool and shipped to collectors.
     ///
     /// Signals: SIGTERM or SIGINT stop it (inputs closed, a `shutdown` record
@@ -109,6 +114,7 @@ fn main() -> ExitCode {
         Cmd::Stamp(a) => cmd::stamp::run(a).map(|()| ExitCode::SUCCESS),
         Cmd::Verify(a) => cmd::verify::run(a),
         Cmd::Inspect(a) => cmd::inspect::run(a),
+        Cmd::Checkpoint(a) => cmd::checkpoint::run(a),
         Cmd::Pki(c) => cmd::pki::run(c).map(|()| ExitCode::SUCCESS),
         Cmd::Man { out } => cmd::man::write(Cli::command(), &out).map(|()| ExitCode::SUCCESS),
         Cmd::GenVectors { out } => cmd::vectors::write(out).map(|()| ExitCode::SUCCESS),

@@ -411,3 +411,88 @@ fn the_checkpoint_log_is_pinned_and_survives_kill_9() {
     assert_eq!(doc["checkpoint_log"][0]["verdict"], "broken", "{doc:#}");
     independent_agrees(&["--trust-file", t], &store, code, &doc);
 }
+
+#[test]
+fn a_witnessed_checkpoint_catches_a_log_cut_after_an_earlier_seal() {
+    let d = TempDir::new("ckpt-witness");
+    let store = store_with(d.path(), 200);
+    let witness = d.path().join("witness.txt");
+    let o = Command::new(bin())
+        .args(["checkpoint", "--store"])
+        .arg(&store)
+        .arg("--out")
+        .arg(&witness)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let text = std::fs::read_to_string(&witness).unwrap();
+    assert!(text.starts_with("logseal checkpoint v1\n"), "{text}");
+    let w = witness.to_str().unwrap();
+    let (code, doc, _) = verify_args(&["--json", "--checkpoint", w], &store);
+    assert_eq!(code, 0, "{doc:#}");
+
+    // The log cut right after an earlier seal of its own: a valid shorter
+    // log, whose checkpoints the (longer) chains still satisfy.
+    let cut = copy(&store, &d.path().join("cut"));
+    let o = Command::new(bin())
+        .args(["inspect", "--json"])
+        .arg(cut.join("checkpoints/log"))
+        .output()
+        .unwrap();
+    let recs: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let seals: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "seal").collect();
+    assert!(seals.len() >= 3, "{} seals in the log", seals.len());
+    let keep = seals[seals.len() - 2]["seq"].as_u64().unwrap();
+    let after = recs.iter().find(|r| r["seq"] == keep + 1).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(after["file"].as_str().unwrap())
+        .unwrap();
+    f.set_len(after["offset"].as_u64().unwrap()).unwrap();
+    // What checkpoints alone cannot see (FORMAT.md §7)...
+    let (code, doc) = verify_json(&cut);
+    assert_eq!(code, 0, "{doc:#}");
+    // ...the witnessed seal shows.
+    let (code, doc, _) = verify_args(&["--json", "--checkpoint", w], &cut);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["witnessed-checkpoint-missing"], "{doc:#}");
+    assert_eq!(doc["unattributed"][0]["seq"], seals[seals.len() - 1]["seq"]);
+
+    // A block that is not what the collector signed is refused (exit 2),
+    // naming the file; one of another log is a finding.
+    let forged = d.path().join("forged.txt");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let record = lines.iter_mut().find(|l| l.starts_with("record ")).unwrap();
+    let flip = if record.ends_with('0') { "1" } else { "0" };
+    record.replace_range(record.len() - 1.., flip);
+    std::fs::write(&forged, lines.join("\n") + "\n").unwrap();
+    let (code, _, err) = verify_args(&["--checkpoint", forged.to_str().unwrap()], &store);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("forged.txt") && err.contains("signature"),
+        "{err}"
+    );
+    let other = d.path().join("other.txt");
+    let fake_key = format!("genesis SHA256:{}", "ab".repeat(16));
+    let text2: String = text
+        .lines()
+        .map(|l| if l.starts_with("genesis ") { fake_key.clone() } else { l.to_string() } + "\n")
+        .collect();
+    std::fs::write(&other, text2).unwrap();
+    let (code, doc, _) = verify_args(&["--json", "--checkpoint", other.to_str().unwrap()], &store);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["witnessed-checkpoint-missing"], "{doc:#}");
+
+    // A store without a log cannot be witnessed.
+    std::fs::remove_dir_all(cut.join("checkpoints")).unwrap();
+    let o = Command::new(bin())
+        .args(["checkpoint", "--store"])
+        .arg(&cut)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no checkpoint log"),
+        "{o:?}"
+    );
+}

@@ -3,6 +3,7 @@
 //! and nowhere else: the library modules return typed errors.
 
 pub mod agent;
+pub mod checkpoint;
 pub mod collector;
 pub mod inspect;
 pub mod logging;

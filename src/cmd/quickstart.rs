@@ -401,8 +401,8 @@ fn verify_store(store: &Path, dir: &Path) -> anyhow::Result<bool> {
     let (report, files, _) = crate::responder::checkpoints::verify_paths(
         &[store.to_path_buf()],
         Default::default(),
-        false,
-        true,
+        (false, true),
+        &[],
         |files, options| crate::responder::verify_files::verify(files, options, |_, _| {}),
     )?;
     let mut out = std::io::stdout().lock();

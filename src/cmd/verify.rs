@@ -2,6 +2,7 @@
 
 use crate::chain::trust::TrustAnchors;
 use crate::chain::verify::{Live, Options, Report};
+use crate::responder::witness::Witness;
 use crate::responder::{checkpoints, report, verify_files};
 use anyhow::{bail, Context};
 use std::io::Write;
@@ -55,6 +56,15 @@ pub struct VerifyArgs {
     /// there).
     #[arg(long)]
     pub store: bool,
+    /// A checkpoint kept outside the store (the block `logseal checkpoint
+    /// --store` printed): the store's checkpoint log must still hold that
+    /// seal, else it was cut or rewritten since. Repeatable; needs a store.
+    #[arg(
+        long = "checkpoint",
+        value_name = "FILE",
+        conflicts_with = "no_checkpoints"
+    )]
+    pub checkpoints: Vec<PathBuf>,
 }
 
 /// `--max-memory`: a size from 64 MiB to 1 TiB.
@@ -86,6 +96,16 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     if a.store && a.paths.len() != 1 {
         bail!("--store takes exactly one path, the store's directory");
     }
+    let witnessed = a
+        .checkpoints
+        .iter()
+        .map(|f| Witness::read(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !witnessed.is_empty()
+        && !(a.paths.len() == 1 && (a.store || verify_files::is_store(&a.paths[0])))
+    {
+        bail!("--checkpoint needs one path, a collector store (or --store)");
+    }
     for store in a
         .paths
         .iter()
@@ -99,14 +119,19 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     // A store: its checkpoint log first, then its chains against it.
-    let (report, files, skipped) =
-        checkpoints::verify_paths(&a.paths, options, a.store, !a.no_checkpoints, |f, o| {
+    let (report, files, skipped) = checkpoints::verify_paths(
+        &a.paths,
+        options,
+        (a.store, !a.no_checkpoints),
+        &witnessed,
+        |f, o| {
             if rustix::termios::isatty(std::io::stderr()) {
                 verify_with_progress(f, o)
             } else {
                 verify_files::verify(f, o, |_, _| {})
             }
-        })?;
+        },
+    )?;
     let code = if report.intact() {
         ExitCode::SUCCESS
     } else {
@@ -161,7 +186,7 @@ fn verify_with_progress(
 }
 
 /// Reads the trust anchors of `--trust-key` and `--trust-file`.
-fn trust_anchors(
+pub fn trust_anchors(
     trust_key: &[String],
     trust_file: Option<&PathBuf>,
 ) -> anyhow::Result<TrustAnchors> {

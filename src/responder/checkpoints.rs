@@ -34,22 +34,77 @@ pub struct StoreLog {
     checkpoints: Option<Checkpoints>,
 }
 
+impl StoreLog {
+    /// The log's files.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Its chains' reports.
+    pub fn reports(&self) -> &[ChainReport] {
+        &self.reports
+    }
+
+    /// What makes it missing or not believed.
+    pub fn findings(&self) -> &[Unattributed] {
+        &self.findings
+    }
+
+    /// The encoded record at `seq` of the log's chain `chain`, as the first
+    /// file holding it stores it.
+    pub fn record_at(&self, chain: ChainId, seq: u64) -> Result<Option<Vec<u8>>, InputError> {
+        for path in &self.files {
+            let io = |source| InputError::Io {
+                path: path.clone(),
+                source,
+            };
+            let mut r = SegmentReader::open(path).map_err(io)?;
+            while let Some(item) = r.next_item().map_err(io)? {
+                let Item::Frame {
+                    frame_type: crate::chain::frame::FRAME_RECORD,
+                    payload,
+                    ..
+                } = item
+                else {
+                    continue;
+                };
+                match crate::chain::record::decode_header_only(payload) {
+                    Ok(h) if h.chain_id == chain && h.seq == seq => {
+                        return Ok(Some(payload.to_vec()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// What `logseal verify PATHS` verifies and reports: the paths expanded into
 /// segment files (a store's checkpoint log first, and its files appended
 /// after), `verify` run over them, and the report with what the checkpoint
 /// log says added. `force`: the single path is a store whatever it holds;
-/// `checkpoints`: false for a store from before checkpoints.
+/// `checkpoints`: false for a store from before checkpoints; `witnessed`:
+/// seals of the log kept elsewhere, each of which the log must still hold
+/// (§7.1; they need a store).
 pub fn verify_paths(
     paths: &[PathBuf],
     mut options: Options,
-    force: bool,
-    checkpoints: bool,
+    (force, checkpoints): (bool, bool),
+    witnessed: &[super::witness::Witness],
     verify: impl FnOnce(&[PathBuf], Options) -> Result<Report, InputError>,
 ) -> Result<(Report, Vec<PathBuf>, Vec<Skipped>), InputError> {
-    let log = match checkpoints {
+    let mut log = match checkpoints {
         true => prepare(paths, &mut options, force)?,
         false => None,
     };
+    if let Some((_, log)) = &mut log {
+        for w in witnessed {
+            if let Some(f) = w.missing_from(log)? {
+                log.findings.push(f);
+            }
+        }
+    }
     let (mut files, skipped) = verify_files::expand_or_empty(paths, log.is_some())?;
     let mut report = verify(&files, options)?;
     if let Some(log) = log {

@@ -8,3 +8,4 @@
 pub mod checkpoints;
 pub mod report;
 pub mod verify_files;
+pub mod witness;

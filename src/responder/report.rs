@@ -50,6 +50,10 @@ pub fn describe_unattributed(u: &Unattributed, files: &[PathBuf]) -> String {
             "checkpoint log not believed: {}; the store's chains were not checked against it",
             safe(reason)
         ),
+        Unattributed::WitnessedCheckpointMissing { chain, seq, reason } => format!(
+            "the witnessed checkpoint (seal {seq} of the checkpoint log's chain {chain}) is not in the store's log: {}",
+            safe(reason)
+        ),
         Unattributed::NoCheckpointLog => "no checkpoint log: the store has no chain in checkpoints/log/ (the collector's own chain), so a chain cut, rewritten or deleted could not be seen; give --no-checkpoints to verify a store written before checkpoints existed".into(),
     }
 }

@@ -409,6 +409,17 @@ pub enum Unattributed {
         /// Why.
         reason: String,
     },
+    /// A checkpoint kept outside the store (`logseal verify --checkpoint`:
+    /// a seal of the checkpoint log, witnessed earlier) is not among the
+    /// log's accepted seals any more: the log was cut or rewritten since.
+    WitnessedCheckpointMissing {
+        /// The log's chain the witnessed seal belongs to (hex).
+        chain: String,
+        /// Its seq.
+        seq: u64,
+        /// What the log holds instead.
+        reason: String,
+    },
 }
 
 /// Why a range of records is unverified.
