@@ -311,6 +311,44 @@ fn a_checkpoint_log_that_cannot_be_believed_fails_the_run() {
     );
     independent_agrees(&[], &stray, code, &doc);
 
+    // ...with anything but its segments in the log's directory: a state
+    // file, a temporary file, a directory.
+    for (i, junk) in ["signer.state", ".x.tmp", "sub/"].iter().enumerate() {
+        let s = cut(&d.path().join(format!("junk-{i}")));
+        let p = s.join("checkpoints/log").join(junk.trim_end_matches('/'));
+        if junk.ends_with('/') {
+            std::fs::create_dir(&p).unwrap();
+        } else {
+            std::fs::write(&p, b"x").unwrap();
+        }
+        let (code, doc) = verify_json(&s);
+        assert_eq!(code, 1, "{junk}: {doc:#}");
+        assert!(
+            problems(&doc).contains(&"checkpoint-log-not-believed".to_string()),
+            "{junk}: {doc:#}"
+        );
+        independent_agrees(&[], &s, code, &doc);
+    }
+    // ...with a host's chain put in the log's place: a chain that verifies,
+    // but holds events that are no checkpoints.
+    let swapped = cut(&d.path().join("swapped"));
+    let logdir = swapped.join("checkpoints/log");
+    std::fs::remove_dir_all(&logdir).unwrap();
+    std::fs::create_dir(&logdir).unwrap();
+    for e in std::fs::read_dir(chain_dir(&store)).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "seg") {
+            std::fs::copy(&p, logdir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let (code, doc) = verify_json(&swapped);
+    assert_eq!(code, 1, "{doc:#}");
+    assert!(
+        problems(&doc).contains(&"checkpoint-log-not-believed".to_string()),
+        "{doc:#}"
+    );
+    independent_agrees(&[], &swapped, code, &doc);
+
     // ...with every checkpoint of the log redacted (redaction needs no key:
     // the log's heads and seals still verify).
     let red = cut(&d.path().join("redacted"));
@@ -495,4 +533,55 @@ fn a_witnessed_checkpoint_catches_a_log_cut_after_an_earlier_seal() {
         String::from_utf8_lossy(&o.stderr).contains("no checkpoint log"),
         "{o:?}"
     );
+}
+
+#[test]
+fn a_chain_under_a_name_that_is_not_utf8_or_a_copy_of_the_log_is_seen() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = TempDir::new("ckpt-names");
+    let store = store_with(d.path(), 200);
+    // The host's directory renamed to bytes that are no UTF-8: no host is
+    // named so, the chain is misfiled (it was taken as unplaced).
+    let odd = copy(&store, &d.path().join("odd"));
+    let name = std::ffi::OsStr::from_bytes(b"web-\xff");
+    std::fs::rename(odd.join("hosts/web-01"), odd.join("hosts").join(name)).unwrap();
+    let (code, doc) = verify_json(&odd);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["misfiled"], "{doc:#}");
+    independent_agrees(&[], &odd, code, &doc);
+    // A copy of the log's chain among the store's chains: a chain no
+    // checkpoint names, said as such.
+    let copied = copy(&store, &d.path().join("copied"));
+    let o = Command::new(bin())
+        .args(["collector", "--print-genesis", "--store"])
+        .arg(&copied)
+        .output()
+        .unwrap();
+    let host = String::from_utf8(o.stdout).unwrap();
+    let host = host.split_whitespace().next().unwrap().to_string();
+    let (_, doc) = verify_json(&copied);
+    let log_chain = doc["checkpoint_log"][0]["chain"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dest = copied.join("hosts").join(&host).join(&log_chain);
+    std::fs::create_dir_all(&dest).unwrap();
+    for e in std::fs::read_dir(copied.join("checkpoints/log")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dest.join(p.file_name().unwrap())).unwrap();
+    }
+    let (code, doc) = verify_json(&copied);
+    let copy_report = doc["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["chain"] == log_chain.as_str())
+        .unwrap_or_else(|| panic!("{doc:#}"));
+    assert!(
+        copy_report["warnings"]
+            .to_string()
+            .contains("not-checkpointed"),
+        "{doc:#}"
+    );
+    independent_agrees(&[], &copied, code, &doc);
 }

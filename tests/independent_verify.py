@@ -320,6 +320,7 @@ class Verifier:
         self.expect = expect or {}
         self.placed = None     # (chain, seq) of the record placed in order last
         self.checkpoints = []  # (chain id, seq, event or None: not format 0)
+        self.other_events = 0  # events of another source (no checkpoint log has any)
         self.redacted = 0
 
     def begin_file(self, placement):
@@ -414,6 +415,8 @@ class Verifier:
         self.placed = (cid, seq)
         if rec is not None and kind == 2 and rec["source"] == 8:
             self.checkpoints.append((cid, seq, rec.get("raw") if rec["format"] == 0 else None))
+        elif rec is not None and kind == 2:
+            self.other_events += 1
         c.window.append((seq, leaf))
         if len(c.window) > DUP_WINDOW:
             c.window.pop(0)
@@ -594,17 +597,22 @@ def is_store(d):
 def checkpoint_log(d, anchors, live):
     """Step 1: (the log's report, {chain: (seq, head)} or None when the log is
     absent or not believed, the finding that says why)."""
+    none = {"chains": [], "unattributed": []}
     log_dir = os.path.join(d, "checkpoints", "log")
-    names = sorted(os.listdir(log_dir)) if os.path.isdir(log_dir) else []
-    files = [os.path.join(log_dir, n) for n in names if n.endswith(".seg")]
+    if os.path.islink(log_dir) or not os.path.isdir(log_dir):
+        return none, None, "no-checkpoint-log"
+    names = sorted(os.listdir(log_dir), key=os.fsencode)
+    # Nothing but regular *.seg files; only those are opened.
+    paths = [os.path.join(log_dir, n) for n in names]
+    files = [p for p in paths if p.endswith(".seg") and os.path.isfile(p) and not os.path.islink(p)]
+    stray = len(files) != len(paths)
     if not files:
-        return {"chains": [], "unattributed": []}, None, "no-checkpoint-log"
-    stray = [n for n in names if not n.endswith(".seg")
-             or os.path.islink(os.path.join(log_dir, n))
-             or not os.path.isfile(os.path.join(log_dir, n))]
+        return none, None, "no-checkpoint-log"
     lv = Verifier(anchors, live)
     passed, doc = run_files(lv, files)
-    if not passed or stray or lv.redacted:
+    if not doc["chains"]:
+        return none, None, "no-checkpoint-log"
+    if not passed or stray or lv.redacted or lv.other_events:
         return doc, None, "checkpoint-log-not-believed"
     last_seal = {bytes.fromhex(ch["chain"]): ch["last_seal"] for ch in doc["chains"]}
     latest = {}
@@ -628,12 +636,7 @@ def verify_store(d, anchors, live):
     log, latest, finding = checkpoint_log(d, anchors, live)
     log_chains = log["chains"]
     files = []
-    for name in sorted(os.listdir(d), key=os.fsencode):
-        p = os.path.join(d, name)
-        if name in ("checkpoints", "quarantine") or os.path.islink(p):
-            continue
-        if os.path.isdir(p):
-            walk(p, files)
+    walk(d, files, skip_top=("checkpoints", "quarantine"))
     passed, doc = run_files(Verifier(anchors, live, latest), files)
     for ch in doc["chains"]:
         named = latest is not None and bytes.fromhex(ch["chain"]) in latest
@@ -654,10 +657,10 @@ NOT_EVIDENCE = {"signer.state", "genesis.record", "journal-cursor", "acked", "al
                 "status.json", "tip.json", "lock"}
 
 
-def walk(d, out):
+def walk(d, out, skip_top=()):
     for name in sorted(os.listdir(d), key=os.fsencode):
         p = os.path.join(d, name)
-        if os.path.islink(p):
+        if os.path.islink(p) or name in skip_top:
             continue
         if os.path.isdir(p):
             if name == "quarantine" and os.path.isdir(os.path.join(d, "hosts")):

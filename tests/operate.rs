@@ -1292,6 +1292,13 @@ fn log_format_json_gives_one_object_per_line_and_log_level_overrides_the_config(
     let mut s = TcpStream::connect(a.addr("tcp")).unwrap();
     s.write_all(b"<13>hello\x1b[2J\r\n").unwrap();
     drop(s);
+    // Stopped only once the message is chained (the connection's lines
+    // logged), not while it may still be in flight.
+    wait_until("the message chained", || {
+        common::agent::events(&state)
+            .iter()
+            .any(|(_, m)| m.contains("hello"))
+    });
     a.stop();
     let log = std::fs::read_to_string(&errlog).unwrap();
     let mut levels = std::collections::HashSet::new();

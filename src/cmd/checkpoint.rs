@@ -2,7 +2,6 @@
 //! log, as a block to keep elsewhere (docs/FORMAT.md §7.1).
 
 use crate::chain::verify::Options;
-use crate::responder::witness::Witness;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,7 +28,7 @@ pub fn run(a: CheckpointArgs) -> anyhow::Result<ExitCode> {
         anchors: super::verify::trust_anchors(&[], a.trust_file.as_ref())?,
         ..Options::default()
     };
-    let w = match Witness::latest(&a.store, &options) {
+    let w = match crate::responder::checkpoints::newest_seal(&a.store, &options) {
         Ok(w) => w,
         Err(e @ crate::responder::witness::WitnessError::NotBelieved { .. }) => {
             eprintln!(

@@ -11,6 +11,7 @@
 //! checkpoints is verified with `--no-checkpoints`, which says so).
 
 use super::verify_files::{self, InputError, SkipReason, Skipped};
+use super::witness::{Witness, WitnessError};
 use crate::chain::checkpoint;
 use crate::chain::record::{Body, Payload, Source};
 use crate::chain::verify::{ChainReport, Checkpoints, Options, Report, Unattributed, Verdict};
@@ -80,6 +81,42 @@ impl StoreLog {
     }
 }
 
+/// The newest accepted seal of `store`'s checkpoint log, to be witnessed
+/// (§7.1): the log must be believed (verified with `options`, its anchors
+/// included).
+pub fn newest_seal(store: &Path, options: &Options) -> Result<Witness, WitnessError> {
+    let log = read(store, options)?;
+    let not = |reason: String| WitnessError::NotBelieved {
+        store: store.to_path_buf(),
+        reason,
+    };
+    if let Some(f) = log.findings.first() {
+        return Err(not(super::report::describe_unattributed(f, &log.files)));
+    }
+    let mut newest: Option<Witness> = None;
+    for c in &log.reports {
+        let (Some(seq), Some(chain)) = (c.last_seal_seq, super::witness::chain_id(&c.chain)) else {
+            continue;
+        };
+        let Some(record) = log.record_at(chain, seq)? else {
+            continue;
+        };
+        let time_ns = crate::chain::Record::decode(&record).map_or(i64::MIN, |r| r.time_ns);
+        if newest.as_ref().is_some_and(|n| n.time_ns >= time_ns) {
+            continue;
+        }
+        newest = Some(Witness {
+            host: c.host.clone().unwrap_or_default(),
+            genesis: c.genesis_fingerprint.clone().unwrap_or_default(),
+            chain,
+            seq,
+            time_ns,
+            record,
+        });
+    }
+    newest.ok_or_else(|| not("no chain of the log has an accepted seal yet".into()))
+}
+
 /// What `logseal verify PATHS` verifies and reports: the paths expanded into
 /// segment files (a store's checkpoint log first, and its files appended
 /// after), `verify` run over them, and the report with what the checkpoint
@@ -91,7 +128,7 @@ pub fn verify_paths(
     paths: &[PathBuf],
     mut options: Options,
     (force, checkpoints): (bool, bool),
-    witnessed: &[super::witness::Witness],
+    witnessed: &[Witness],
     verify: impl FnOnce(&[PathBuf], Options) -> Result<Report, InputError>,
 ) -> Result<(Report, Vec<PathBuf>, Vec<Skipped>), InputError> {
     let mut log = match checkpoints {
@@ -100,7 +137,7 @@ pub fn verify_paths(
     };
     if let Some((_, log)) = &mut log {
         for w in witnessed {
-            if let Some(f) = w.missing_from(log)? {
+            if let Some(f) = w.missing_from(&log.reports, |c, s| log.record_at(c, s))? {
                 log.findings.push(f);
             }
         }
@@ -156,7 +193,12 @@ pub fn read(store: &Path, options: &Options) -> Result<StoreLog, InputError> {
     if !is_dir {
         return Ok(missing());
     }
-    let (files, stray) = verify_files::expand_or_empty(&[dir], true)?;
+    let (files, mut stray) = verify_files::expand_or_empty(std::slice::from_ref(&dir), true)?;
+    // The log's directory holds its segments and nothing else: a state
+    // file, a temporary file, a directory or a link there is stray too.
+    stray.extend(not_segments(&dir)?);
+    stray.sort_by(|a, b| a.path.cmp(&b.path));
+    stray.dedup_by(|a, b| a.path == b.path);
     let mut alone = options.clone();
     alone.checkpoints = None;
     let report = verify_files::verify(&files, alone, |_, _| {})?;
@@ -223,6 +265,27 @@ pub fn read(store: &Path, options: &Options) -> Result<StoreLog, InputError> {
     })
 }
 
+/// The entries of the log's directory that are not regular `*.seg` files.
+fn not_segments(dir: &Path) -> Result<Vec<Skipped>, InputError> {
+    let io = |source| InputError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        let e = e.map_err(io)?;
+        let regular = e.file_type().map_err(io)?.is_file();
+        if !regular || !e.file_name().to_string_lossy().ends_with(".seg") {
+            out.push(Skipped {
+                path: e.path(),
+                why: SkipReason::NotSegment,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
 fn not_believed(reason: String) -> Unattributed {
     Unattributed::CheckpointLogNotBelieved { reason }
 }
@@ -262,13 +325,23 @@ fn collect(
             let covered = sealed
                 .get(&rec.chain_id.to_string())
                 .is_some_and(|s| rec.seq <= *s);
-            let Body::Event {
-                source: Source::Checkpoint,
-                payload,
-                ..
-            } = &rec.body
-            else {
-                continue;
+            let payload = match &rec.body {
+                Body::Event {
+                    source: Source::Checkpoint,
+                    payload,
+                    ..
+                } => payload,
+                // A checkpoint log holds checkpoints: a chain with other
+                // events (a host's chain put in its place) is no log.
+                Body::Event { source, .. } => {
+                    return Ok(Err(format!(
+                        "its chain {} holds an event of source {} at seq {}: a checkpoint log holds checkpoints only",
+                        rec.chain_id,
+                        source.name(),
+                        rec.seq
+                    )))
+                }
+                _ => continue,
             };
             if !covered {
                 continue;

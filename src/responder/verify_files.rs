@@ -242,9 +242,11 @@ fn placement(file: &Path) -> Option<Placement> {
     if hosts.file_name()? != "hosts" {
         return None;
     }
+    // A name that is not UTF-8 is kept (lossily): it can name no host or
+    // chain, so the file is misfiled, not unplaced.
     Some(Placement {
-        host: host_dir.file_name()?.to_str()?.to_string(),
-        chain: chain_dir.file_name()?.to_str()?.to_string(),
+        host: host_dir.file_name()?.to_string_lossy().into_owned(),
+        chain: chain_dir.file_name()?.to_string_lossy().into_owned(),
     })
 }
 

@@ -24,10 +24,9 @@
 //! A block is believed only if its record decodes as a seal of that chain
 //! and seq, signed by the key it names (§4.5, §4.10).
 
-use super::checkpoints::StoreLog;
 use super::verify_files::InputError;
 use crate::chain::record::{Body, Record};
-use crate::chain::verify::{Options, Unattributed, Verdict};
+use crate::chain::verify::{ChainReport, Unattributed, Verdict};
 use crate::chain::{hex, keys, ChainId};
 use std::path::{Path, PathBuf};
 
@@ -51,6 +50,22 @@ pub struct Witness {
     pub time_ns: i64,
     /// The encoded seal record.
     pub record: Vec<u8>,
+}
+
+/// Why a block's text is not a witnessed checkpoint.
+#[derive(Debug)]
+struct Unbelieved(String);
+
+impl From<String> for Unbelieved {
+    fn from(s: String) -> Unbelieved {
+        Unbelieved(s)
+    }
+}
+
+impl From<&str> for Unbelieved {
+    fn from(s: &str) -> Unbelieved {
+        Unbelieved(s.to_string())
+    }
 }
 
 /// Why a witness cannot be made or read.
@@ -101,15 +116,15 @@ impl Witness {
         };
         let text = crate::storage::fsutil::read_bounded_text(path, MAX_WITNESS)
             .map_err(|e| bad(e.to_string()))?;
-        Witness::parse(&text).map_err(bad)
+        Witness::parse(&text).map_err(|e| bad(e.0))
     }
 
     /// A block's text, checked: every field, the record a seal of the named
     /// chain and seq, its signature valid under the key it names.
-    fn parse(text: &str) -> Result<Witness, String> {
+    fn parse(text: &str) -> Result<Witness, Unbelieved> {
         let mut lines = text.lines().map(str::trim_end);
         if lines.next() != Some(FIRST_LINE) {
-            return Err(format!("the first line is not {FIRST_LINE:?}"));
+            return Err(format!("the first line is not {FIRST_LINE:?}").into());
         }
         let mut field = |name: &str| {
             lines
@@ -135,13 +150,14 @@ impl Witness {
             signer, signature, ..
         } = &rec.body
         else {
-            return Err(format!("record: a {}, not a seal", rec.kind().name()));
+            return Err(format!("record: a {}, not a seal", rec.kind().name()).into());
         };
         if (rec.chain_id, rec.seq) != (chain, seq) {
             return Err(format!(
                 "record: seal {} {} where the block says {chain} {seq}",
                 rec.chain_id, rec.seq
-            ));
+            )
+            .into());
         }
         let signed = keys::seal_message(&record[..record.len() - 64]);
         if !keys::verify(signer, &signed, signature) {
@@ -157,44 +173,14 @@ impl Witness {
         })
     }
 
-    /// The newest accepted seal of `store`'s checkpoint log, which must be
-    /// believed (verified with `options`, its anchors included).
-    pub fn latest(store: &Path, options: &Options) -> Result<Witness, WitnessError> {
-        let log = super::checkpoints::read(store, options)?;
-        let not = |reason: String| WitnessError::NotBelieved {
-            store: store.to_path_buf(),
-            reason,
-        };
-        if let Some(f) = log.findings().first() {
-            return Err(not(super::report::describe_unattributed(f, log.files())));
-        }
-        let mut newest: Option<Witness> = None;
-        for c in log.reports() {
-            let (Some(seq), Some(chain)) = (c.last_seal_seq, chain_id(&c.chain)) else {
-                continue;
-            };
-            let Some(record) = log.record_at(chain, seq)? else {
-                continue;
-            };
-            let time_ns = Record::decode(&record).map_or(i64::MIN, |r| r.time_ns);
-            if newest.as_ref().is_some_and(|n| n.time_ns >= time_ns) {
-                continue;
-            }
-            newest = Some(Witness {
-                host: c.host.clone().unwrap_or_default(),
-                genesis: c.genesis_fingerprint.clone().unwrap_or_default(),
-                chain,
-                seq,
-                time_ns,
-                record,
-            });
-        }
-        newest.ok_or_else(|| not("no chain of the log has an accepted seal yet".into()))
-    }
-
-    /// What is wrong if the store's `log` does not hold this seal among its
-    /// accepted ones, byte for byte (under the same genesis key).
-    pub fn missing_from(&self, log: &StoreLog) -> Result<Option<Unattributed>, InputError> {
+    /// What is wrong if a store's checkpoint log does not hold this seal
+    /// among its accepted ones, byte for byte, under the same genesis key:
+    /// `reports` are the log's chains, `record_at` reads one of its records.
+    pub fn missing_from(
+        &self,
+        reports: &[ChainReport],
+        record_at: impl FnOnce(ChainId, u64) -> Result<Option<Vec<u8>>, InputError>,
+    ) -> Result<Option<Unattributed>, InputError> {
         let missing = |reason: String| {
             Some(Unattributed::WitnessedCheckpointMissing {
                 chain: self.chain.to_string(),
@@ -202,11 +188,7 @@ impl Witness {
                 reason,
             })
         };
-        let Some(c) = log
-            .reports()
-            .iter()
-            .find(|c| c.chain == self.chain.to_string())
-        else {
+        let Some(c) = reports.iter().find(|c| c.chain == self.chain.to_string()) else {
             return Ok(missing(format!("the log holds no chain {}", self.chain)));
         };
         if !matches!(c.verdict, Verdict::Intact | Verdict::Pending) {
@@ -229,7 +211,7 @@ impl Witness {
                 )))
             }
         }
-        Ok(match log.record_at(self.chain, self.seq)? {
+        Ok(match record_at(self.chain, self.seq)? {
             Some(r) if r == self.record => None,
             Some(_) => missing(format!("it holds another record at seq {}", self.seq)),
             None => missing(format!("it holds no record at seq {}", self.seq)),
@@ -238,6 +220,6 @@ impl Witness {
 }
 
 /// A chain id written as 32 hex digits.
-fn chain_id(hex_id: &str) -> Option<ChainId> {
+pub fn chain_id(hex_id: &str) -> Option<ChainId> {
     Some(ChainId(hex::decode(hex_id)?.try_into().ok()?))
 }

@@ -1713,7 +1713,9 @@ fn checkpoint_findings(
         }
     }
     for (i, c) in chains.iter().enumerate() {
-        if !k.expected.contains_key(&c.id) && !k.logs.contains(&c.id) {
+        // (The log's own chains are verified apart; a copy of one among the
+        // store's chains is a chain of the store like any other.)
+        if !k.expected.contains_key(&c.id) {
             warnings.push((i, Warning::NotCheckpointed));
         }
     }
