@@ -521,6 +521,40 @@ fn a_witnessed_checkpoint_catches_a_log_cut_after_an_earlier_seal() {
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(problems(&doc), ["witnessed-checkpoint-missing"], "{doc:#}");
 
+    // The format is strict: CRLF line ends, uppercase hex, a padded value.
+    for (i, bent) in [
+        text.replace('\n', "\r\n"),
+        text.lines()
+            .map(|l| match l.strip_prefix("record ") {
+                Some(h) => format!("record {}\n", h.to_uppercase()),
+                None => format!("{l}\n"),
+            })
+            .collect(),
+        text.replacen("seal ", "seal  ", 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let f = d.path().join(format!("bent-{i}.txt"));
+        std::fs::write(&f, bent).unwrap();
+        let (code, _, err) = verify_args(&["--checkpoint", f.to_str().unwrap()], &store);
+        assert_eq!(code, 2, "{i}: {err}");
+        assert!(err.contains(&format!("bent-{i}.txt")), "{err}");
+    }
+    // A block naming another collector is not this log's.
+    let renamed = d.path().join("renamed.txt");
+    let text3: String = text
+        .lines()
+        .map(|l| if l.starts_with("collector ") { "collector elsewhere".to_string() } else { l.to_string() } + "\n")
+        .collect();
+    std::fs::write(&renamed, text3).unwrap();
+    let (code, doc, _) = verify_args(
+        &["--json", "--checkpoint", renamed.to_str().unwrap()],
+        &store,
+    );
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["witnessed-checkpoint-missing"], "{doc:#}");
+
     // A store without a log cannot be witnessed.
     std::fs::remove_dir_all(cut.join("checkpoints")).unwrap();
     let o = Command::new(bin())

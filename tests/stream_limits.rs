@@ -416,19 +416,23 @@ fn a_stop_on_a_full_disk_keeps_every_count_for_the_next_start() {
         "udp {udp_lost}, tcp {tcp_lost}"
     );
     // They were lost because writing failed (the disk was full), not because
-    // the spool reached its cap: the reason says so.
-    let reasons: std::collections::BTreeSet<&str> = recs
+    // the spool reached its cap: the reason says so. (On a loaded machine the
+    // kernel may also drop datagrams on the UDP socket's full buffer: those
+    // are `udp-overrun`, and only for the UDP input.)
+    let losses: Vec<&serde_json::Value> = recs.iter().filter(|r| r["kind"] == "loss").collect();
+    let write_failed: Vec<&&serde_json::Value> = losses
         .iter()
-        .filter(|r| r["kind"] == "loss")
-        .map(|r| r["reason"].as_str().unwrap())
+        .filter(|r| r["reason"] == "write-failed")
         .collect();
-    assert_eq!(
-        reasons,
-        ["write-failed"].into(),
-        "{:?}",
-        recs.iter()
-            .filter(|r| r["kind"] == "loss")
-            .collect::<Vec<_>>()
+    assert!(!write_failed.is_empty(), "{losses:?}");
+    assert!(
+        losses.iter().all(|r| r["reason"] == "write-failed"
+            || (r["reason"] == "udp-overrun" && r["source"] == "syslog-udp")),
+        "{losses:?}"
+    );
+    assert!(
+        write_failed.iter().any(|r| r["source"] == "syslog-tcp"),
+        "{losses:?}"
     );
     assert_spool_intact_and_closed(&state);
     // Chained once: a third start adds no Loss record, even if the write

@@ -24,6 +24,9 @@ pub struct CheckpointArgs {
 /// Runs `logseal checkpoint`: exit 0 with the block, 1 if the log cannot be
 /// witnessed (missing, not believed, no seal yet), 2 on a usage or I/O error.
 pub fn run(a: CheckpointArgs) -> anyhow::Result<ExitCode> {
+    if !a.store.is_dir() {
+        anyhow::bail!("--store {}: not a directory", a.store.display());
+    }
     let options = Options {
         anchors: super::verify::trust_anchors(&[], a.trust_file.as_ref())?,
         ..Options::default()

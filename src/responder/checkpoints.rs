@@ -95,6 +95,16 @@ pub fn newest_seal(store: &Path, options: &Options) -> Result<Witness, WitnessEr
     }
     let mut newest: Option<Witness> = None;
     for c in &log.reports {
+        // A block holds the host on one line, as text.
+        if c.host
+            .as_deref()
+            .is_some_and(|h| h.contains(char::is_control))
+        {
+            return Err(not(format!(
+                "its chain {} names a host with control characters",
+                c.chain
+            )));
+        }
         let (Some(seq), Some(chain)) = (c.last_seal_seq, super::witness::chain_id(&c.chain)) else {
             continue;
         };
@@ -135,7 +145,8 @@ pub fn verify_paths(
         true => prepare(paths, &mut options, force)?,
         false => None,
     };
-    if let Some((_, log)) = &mut log {
+    // (A store without a log is `no-checkpoint-log` already.)
+    if let Some((_, log)) = log.as_mut().filter(|(_, l)| !l.reports.is_empty()) {
         for w in witnessed {
             if let Some(f) = w.missing_from(&log.reports, |c, s| log.record_at(c, s))? {
                 log.findings.push(f);

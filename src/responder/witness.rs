@@ -122,7 +122,10 @@ impl Witness {
     /// A block's text, checked: every field, the record a seal of the named
     /// chain and seq, its signature valid under the key it names.
     fn parse(text: &str) -> Result<Witness, Unbelieved> {
-        let mut lines = text.lines().map(str::trim_end);
+        if text.contains('\r') {
+            return Err("lines end with LF alone".into());
+        }
+        let mut lines = text.split('\n');
         if lines.next() != Some(FIRST_LINE) {
             return Err(format!("the first line is not {FIRST_LINE:?}").into());
         }
@@ -130,21 +133,27 @@ impl Witness {
             lines
                 .next()
                 .and_then(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .filter(|v| !v.is_empty() && v.trim() == *v && !v.contains(char::is_control))
                 .map(str::to_string)
-                .ok_or_else(|| format!("expected a line `{name} …`"))
+                .ok_or_else(|| format!("expected a line `{name} VALUE`, one space between"))
         };
         let host = field("collector")?;
         let genesis = field("genesis")?;
         let seal = field("seal")?;
         let _time = field("time")?;
-        let record = hex::decode(&field("record")?).ok_or("record: not hex digits")?;
+        let record = field("record")?;
+        if !lower_hex(&record) {
+            return Err("record: not lowercase hex digits".into());
+        }
+        let record = hex::decode(&record).ok_or("record: not hex digits")?;
         if lines.any(|l| !l.is_empty()) {
             return Err("text after the record line".into());
         }
         let (chain, seq) = seal
             .split_once(' ')
+            .filter(|(c, s)| lower_hex(c) && !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|(c, s)| Some((chain_id(c)?, s.parse::<u64>().ok()?)))
-            .ok_or("seal: expected CHAIN (32 hex digits) and SEQ")?;
+            .ok_or("seal: expected CHAIN (32 lowercase hex digits) and SEQ (decimal)")?;
         let rec = Record::decode(&record).map_err(|e| format!("record: {e}"))?;
         let Body::Seal {
             signer, signature, ..
@@ -191,6 +200,13 @@ impl Witness {
         let Some(c) = reports.iter().find(|c| c.chain == self.chain.to_string()) else {
             return Ok(missing(format!("the log holds no chain {}", self.chain)));
         };
+        if c.host.as_deref() != Some(self.host.as_str()) {
+            return Ok(missing(format!(
+                "its chain is of collector {:?}, not of the witnessed {:?}",
+                c.host.as_deref().unwrap_or(""),
+                self.host
+            )));
+        }
         if !matches!(c.verdict, Verdict::Intact | Verdict::Pending) {
             return Ok(missing(format!("its chain is {}", c.verdict.name())));
         }
@@ -222,4 +238,11 @@ impl Witness {
 /// A chain id written as 32 hex digits.
 pub fn chain_id(hex_id: &str) -> Option<ChainId> {
     Some(ChainId(hex::decode(hex_id)?.try_into().ok()?))
+}
+
+/// True for a non-empty string of lowercase hex digits.
+fn lower_hex(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
