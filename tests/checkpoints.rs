@@ -49,14 +49,20 @@ fn store_with(d: &Path, n: u64) -> PathBuf {
     store
 }
 
-/// Seals in the host chains of a store.
-fn seals(store: &Path) -> u64 {
+/// The records under `path` as `logseal inspect --json` shows them (none
+/// while it cannot read them).
+fn inspect_json(path: &Path) -> Vec<Value> {
     let o = Command::new(bin())
         .args(["inspect", "--json"])
-        .arg(store.join("hosts"))
+        .arg(path)
         .output()
         .unwrap();
-    let recs: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    serde_json::from_slice(&o.stdout).unwrap_or_default()
+}
+
+/// Seals in the host chains of a store.
+fn seals(store: &Path) -> u64 {
+    let recs = inspect_json(&store.join("hosts"));
     recs.iter().filter(|r| r["kind"] == "seal").count() as u64
 }
 
@@ -151,6 +157,20 @@ fn independent_agrees(args: &[&str], path: &Path, code: i32, ours: &Value) {
     }
 }
 
+/// Asserts that the checkpoint log of `store` is not believed (exit 1, the
+/// finding said), and that the independent verifier agrees; `what` names
+/// the case.
+fn assert_not_believed(store: &Path, what: &str) -> Value {
+    let (code, doc) = verify_json(store);
+    assert_eq!(code, 1, "{what}: {doc:#}");
+    assert!(
+        problems(&doc).contains(&"checkpoint-log-not-believed".to_string()),
+        "{what}: {doc:#}"
+    );
+    independent_agrees(&[], store, code, &doc);
+    doc
+}
+
 fn verify_args(args: &[&str], path: &Path) -> (i32, Value, String) {
     let o = Command::new(bin())
         .arg("verify")
@@ -183,12 +203,7 @@ fn a_store_cut_emptied_or_moved_after_its_checkpoints_is_caught() {
     // 1. Cut after an earlier seal: a valid shorter chain, which verified
     // intact before checkpoints existed.
     let cut = copy(&store, &d.path().join("cut"));
-    let o = Command::new(bin())
-        .args(["inspect", "--json"])
-        .arg(chain_dir(&cut))
-        .output()
-        .unwrap();
-    let recs: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let recs = inspect_json(&chain_dir(&cut));
     let seals: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "seal").collect();
     assert!(seals.len() >= 3, "{} seals", seals.len());
     let keep = seals[seals.len() - 3];
@@ -285,19 +300,13 @@ fn a_checkpoint_log_that_cannot_be_believed_fails_the_run() {
     // ...with an empty segment file dropped into the log.
     let junk = cut(&d.path().join("junk"));
     std::fs::write(junk.join("checkpoints/log/zz.seg"), b"").unwrap();
-    let (code, doc) = verify_json(&junk);
-    assert_eq!(code, 1, "{doc:#}");
+    // A finding outside the log's chains is enough not to believe it, and
+    // the run says so (FORMAT.md §7 step 1).
+    let doc = assert_not_believed(&junk, "an empty segment in the log");
     assert!(
         problems(&doc).contains(&"bad-segment".to_string()),
         "{doc:#}"
     );
-    // A finding outside the log's chains is enough not to believe it, and
-    // the run says so (FORMAT.md §7 step 1).
-    assert!(
-        problems(&doc).contains(&"checkpoint-log-not-believed".to_string()),
-        "{doc:#}"
-    );
-    independent_agrees(&[], &junk, code, &doc);
     // ...or any other file there.
     let stray = cut(&d.path().join("stray"));
     std::fs::write(stray.join("checkpoints/log/notes.txt"), b"nothing").unwrap();
@@ -321,13 +330,7 @@ fn a_checkpoint_log_that_cannot_be_believed_fails_the_run() {
         } else {
             std::fs::write(&p, b"x").unwrap();
         }
-        let (code, doc) = verify_json(&s);
-        assert_eq!(code, 1, "{junk}: {doc:#}");
-        assert!(
-            problems(&doc).contains(&"checkpoint-log-not-believed".to_string()),
-            "{junk}: {doc:#}"
-        );
-        independent_agrees(&[], &s, code, &doc);
+        assert_not_believed(&s, junk);
     }
     // ...with a host's chain put in the log's place: a chain that verifies,
     // but holds events that are no checkpoints.
@@ -341,13 +344,7 @@ fn a_checkpoint_log_that_cannot_be_believed_fails_the_run() {
             std::fs::copy(&p, logdir.join(p.file_name().unwrap())).unwrap();
         }
     }
-    let (code, doc) = verify_json(&swapped);
-    assert_eq!(code, 1, "{doc:#}");
-    assert!(
-        problems(&doc).contains(&"checkpoint-log-not-believed".to_string()),
-        "{doc:#}"
-    );
-    independent_agrees(&[], &swapped, code, &doc);
+    assert_not_believed(&swapped, "a host's chain as the log");
 
     // ...with every checkpoint of the log redacted (redaction needs no key:
     // the log's heads and seals still verify).
@@ -377,14 +374,8 @@ fn a_checkpoint_log_that_cannot_be_believed_fails_the_run() {
         assert!(redacted > 0);
         std::fs::write(&seg, out).unwrap();
     }
-    let (code, doc) = verify_json(&red);
-    assert_eq!(code, 1, "{doc:#}");
+    let doc = assert_not_believed(&red, "the log's checkpoints redacted");
     assert_eq!(doc["checkpoint_log"][0]["verdict"], "intact", "{doc:#}");
-    assert!(
-        problems(&doc).contains(&"checkpoint-log-not-believed".to_string()),
-        "{doc:#}"
-    );
-    independent_agrees(&[], &red, code, &doc);
 }
 
 #[test]
@@ -472,12 +463,7 @@ fn a_witnessed_checkpoint_catches_a_log_cut_after_an_earlier_seal() {
     // The log cut right after an earlier seal of its own: a valid shorter
     // log, whose checkpoints the (longer) chains still satisfy.
     let cut = copy(&store, &d.path().join("cut"));
-    let o = Command::new(bin())
-        .args(["inspect", "--json"])
-        .arg(cut.join("checkpoints/log"))
-        .output()
-        .unwrap();
-    let recs: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let recs = inspect_json(&cut.join("checkpoints/log"));
     let seals: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "seal").collect();
     assert!(seals.len() >= 3, "{} seals in the log", seals.len());
     let keep = seals[seals.len() - 2]["seq"].as_u64().unwrap();
