@@ -14,6 +14,11 @@
 //! against the latest checkpoints: a chain cut back, rewritten after a
 //! checkpoint, deleted or moved into `quarantine/` no longer matches.
 //!
+//! It also signs the collector's receipts (docs/FORMAT.md §7.2): sessions
+//! sign each Ack with the log's current epoch key, through
+//! [`ReceiptSigner`], which holds a copy of that key until the log's next
+//! seal replaces it (the copy is erased then, as the writer's own is).
+//!
 //! Invariants: a checkpoint names only records that were fsynced before it
 //! was written (each chain is synced first); the checkpoint log is written by
 //! this thread only, through the chain writer (its crash semantics are
@@ -22,14 +27,16 @@
 
 use super::store::Store;
 use crate::chain::checkpoint;
+use crate::chain::receipt::Receipt;
 use crate::chain::record::{Body, Payload, Source};
 use crate::chain::ChainId;
+use crate::chain::SecretKey;
 use crate::storage::segment_log::{LogOptions, SegmentLog};
 use crate::storage::signer::StateError;
 use crate::storage::writer::{read_anchor, ChainWriter, Opened, WriterError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, RwLock};
 use std::time::Duration;
 
 /// Directory of the checkpoint log in a store.
@@ -43,9 +50,59 @@ pub fn state_dir(store: &Path) -> PathBuf {
     store.join(DIR)
 }
 
+/// The key receipts are signed with: the checkpoint log's current epoch key.
+struct EpochKey {
+    log_chain: ChainId,
+    epoch: u64,
+    key: SecretKey,
+    /// The log's next seq when the key became current (a lower bound).
+    next_seq: u64,
+}
+
+/// Signs receipts for the sessions (docs/FORMAT.md §7.2) with the checkpoint
+/// log's current epoch key; the checkpoint thread replaces the key after
+/// every seal of the log, which drops (erases) the old one.
+pub struct ReceiptSigner {
+    collector: String,
+    key: RwLock<EpochKey>,
+}
+
+impl ReceiptSigner {
+    /// A receipt: this collector holds `chain` of `host` durably up to `seq`,
+    /// with `head` after it.
+    pub fn sign(&self, host: &str, chain: ChainId, seq: u64, head: [u8; 32]) -> Vec<u8> {
+        let k = self.key.read().unwrap_or_else(|p| p.into_inner());
+        Receipt {
+            collector: self.collector.clone(),
+            log_chain: k.log_chain,
+            log_epoch: k.epoch,
+            log_key: k.key.public(),
+            log_next_seq: k.next_seq,
+            host: host.to_string(),
+            chain,
+            seq,
+            head,
+        }
+        .sign(&k.key)
+    }
+
+    fn replace(&self, w: &ChainWriter<SegmentLog>) {
+        let (epoch, key) = w.epoch_key();
+        let new = EpochKey {
+            log_chain: w.chain_id(),
+            epoch,
+            key,
+            next_seq: w.next_seq(),
+        };
+        // The old key is dropped (erased) here.
+        *self.key.write().unwrap_or_else(|p| p.into_inner()) = new;
+    }
+}
+
 /// The checkpoint log, open for appending.
 pub struct CheckpointLog {
     w: ChainWriter<SegmentLog>,
+    receipts: Arc<ReceiptSigner>,
     /// Opening it started the chain.
     new: bool,
     /// Per chain, the next seq at its last checkpoint.
@@ -68,8 +125,21 @@ impl CheckpointLog {
             })?;
         tracing::info!(chain = %w.chain_id(), opened = ?opened, "checkpoint log open");
         w.seal()?;
+        // The key receipts are signed with is named by a durable seal.
+        w.sync().map_err(io_writer)?;
+        let (epoch, key) = w.epoch_key();
+        let receipts = Arc::new(ReceiptSigner {
+            collector: host.to_string(),
+            key: RwLock::new(EpochKey {
+                log_chain: w.chain_id(),
+                epoch,
+                key,
+                next_seq: w.next_seq(),
+            }),
+        });
         Ok(CheckpointLog {
             w,
+            receipts,
             new: matches!(opened, Opened::New { .. }),
             last: HashMap::new(),
         })
@@ -84,6 +154,11 @@ impl CheckpointLog {
     pub fn anchor_line(&self, root: &Path) -> Result<String, StateError> {
         let (_, host, pk0) = read_anchor(&state_dir(root))?;
         Ok(crate::chain::trust::line(&host, &pk0))
+    }
+
+    /// The signer of this collector's receipts.
+    pub fn receipts(&self) -> Arc<ReceiptSigner> {
+        self.receipts.clone()
     }
 
     /// The chain of the checkpoint log.
@@ -116,6 +191,7 @@ impl CheckpointLog {
         }
         self.w.seal()?;
         self.w.sync().map_err(io_writer)?;
+        self.receipts.replace(&self.w);
         for e in &entries {
             self.last.insert(e.chain, e.seq + 1);
         }

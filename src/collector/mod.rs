@@ -295,6 +295,8 @@ struct Sessions {
 
 struct Shared {
     store: Store,
+    /// Signs the receipts in Acks (protocol version 3).
+    receipts: Arc<checkpoints::ReceiptSigner>,
     /// Counters for the metrics.
     counts: metrics::Counts,
     /// The TLS configuration and the CRL in use.
@@ -471,6 +473,7 @@ pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
     let _ = std::io::stdout().flush();
     let shared = Arc::new(Shared {
         store,
+        receipts: checkpoint_log.receipts(),
         counts: metrics::Counts::default(),
         tls,
         name,
@@ -736,7 +739,7 @@ fn serve(shared: &Shared, tcp: TcpStream, peer: &str, mut held: Held) {
         .sock
         .peer_addr()
         .map_or_else(|_| "?".into(), |a| a.ip().to_string());
-    let Some(host) = admit_hello(shared, &mut tls, hello, &cert, peer, &ip) else {
+    let Some((host, version)) = admit_hello(shared, &mut tls, hello, &cert, peer, &ip) else {
         return;
     };
     // Authenticated: the connection leaves the pre-authentication places and
@@ -765,7 +768,7 @@ fn serve(shared: &Shared, tcp: TcpStream, peer: &str, mut held: Held) {
     }
     let _active = Active(&shared.active);
     let welcome = Msg::Welcome {
-        version: proto::VERSION,
+        version,
         collector: shared.name.clone(),
         max_frame: shared.max_frame as u32,
         idle_secs: shared.idle.as_secs() as u32,
@@ -820,7 +823,8 @@ fn serve(shared: &Shared, tcp: TcpStream, peer: &str, mut held: Held) {
     if send(&mut tls, &welcome).is_err() {
         return;
     }
-    match session(shared, &mut tls, &mut fr, &host, peer, &revoked) {
+    let receipts = (version >= proto::RECEIPTS).then_some(&*shared.receipts);
+    match session(shared, &mut tls, &mut fr, &host, peer, &revoked, receipts) {
         Ok(()) => tracing::info!(peer, host, "agent disconnected"),
         Err(e) => tracing::warn!(peer, host, "connection closed: {e}"),
     }
@@ -875,7 +879,7 @@ fn admit_hello(
     cert: &rustls_pki_types::CertificateDer<'_>,
     peer: &str,
     ip: &str,
-) -> Option<String> {
+) -> Option<(String, u16)> {
     match hello {
         Ok((ty, body)) => match Msg::decode(ty, body) {
             Ok(Msg::Hello {
@@ -888,8 +892,14 @@ fn admit_hello(
                 // 64 KiB); refusals are logged rate-limited, and an alert names
                 // the address, not the port: retries are one alert, counted.
                 let shown = crate::collector::store::clip(&host, 64).into_owned();
-                if !(min_version..=max_version).contains(&proto::VERSION) {
-                    let m = format!("this collector speaks protocol version {}, the agent {min_version}..{max_version}", proto::VERSION);
+                // The highest version both speak.
+                let version = max_version.min(proto::VERSION);
+                if version < min_version.max(proto::MIN_VERSION) {
+                    let m = format!(
+                        "this collector speaks protocol versions {}..{}, the agent {min_version}..{max_version}",
+                        proto::MIN_VERSION,
+                        proto::VERSION
+                    );
                     if let Some(n) = shared.log_limit.allow("version") {
                         tracing::warn!(
                             peer,
@@ -928,8 +938,8 @@ fn admit_hello(
                     return None;
                 }
                 let _ = tls.sock.set_write_timeout(Some(Duration::from_secs(30)));
-                tracing::info!(peer, host, software, "agent connected");
-                Some(host)
+                tracing::info!(peer, host, software, version, "agent connected");
+                Some((host, version))
             }
             Ok(other) => {
                 let m = format!("expected hello, got {other:?}");
@@ -969,6 +979,8 @@ struct PendingAck {
     batch: u64,
     chain: crate::chain::ChainId,
     next_seq: u64,
+    /// The chain's head after seq `next_seq - 1`.
+    head: Digest,
     /// Store position the chain must be durable to before the ack.
     end: u64,
     slot: Arc<Mutex<store::Slot>>,
@@ -1070,6 +1082,8 @@ struct Session<'a> {
     spare: Vec<Vec<u8>>,
     /// Set when the CRL came to revoke this session's certificate.
     revoked: &'a AtomicBool,
+    /// Signs a receipt into every Ack (protocol version 3), else `None`.
+    receipts: Option<&'a checkpoints::ReceiptSigner>,
 }
 
 /// Acknowledgements.
@@ -1078,6 +1092,7 @@ impl Session<'_> {
     /// their end; does not wait.
     fn ack_synced(&mut self, tls: &mut Tls) -> Result<(), SessionError> {
         let (shared, pending, revoked) = (self.shared, &mut self.pending, self.revoked);
+        let (host, receipts) = (self.host, self.receipts);
         while let Some(p) = pending.front() {
             // Nothing is acknowledged once the certificate is revoked (what was
             // stored stays stored; the agent sends it again, and it is idempotent).
@@ -1095,10 +1110,16 @@ impl Session<'_> {
                     return Err(m);
                 }
             }
+            // The receipt names the last record held: its Ack says it is durable.
+            let receipt = match (receipts, p.next_seq.checked_sub(1)) {
+                (Some(r), Some(last)) => r.sign(host, p.chain, last, p.head),
+                _ => Vec::new(),
+            };
             let ack = Msg::Ack {
                 batch: p.batch,
                 chain: p.chain,
                 next_seq: p.next_seq,
+                receipt,
             };
             send(tls, &ack).map_err(SessionError::Send)?;
             let c = &shared.counts;
@@ -1143,6 +1164,7 @@ fn session(
     host: &str,
     peer: &str,
     revoked: &AtomicBool,
+    receipts: Option<&checkpoints::ReceiptSigner>,
 ) -> Result<(), SessionError> {
     std::thread::scope(|scope| {
         // Capacity for every batch in flight: neither side ever blocks on a send.
@@ -1162,6 +1184,7 @@ fn session(
             hashing: 0,
             spare: Vec::new(),
             revoked,
+            receipts,
         };
         s.run(tls, fr)
     })
@@ -1334,6 +1357,7 @@ impl Session<'_> {
                     batch: batch.id,
                     chain: batch.chain,
                     next_seq: stored.next_seq,
+                    head: stored.head,
                     end: stored.end,
                     slot: stored.slot,
                     records: stored.new_records as u64,

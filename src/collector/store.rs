@@ -123,6 +123,8 @@ pub struct Stored {
     pub slot: Arc<Mutex<Slot>>,
     /// Everything below this seq is held.
     pub next_seq: u64,
+    /// The chain's head after seq `next_seq - 1`.
+    pub head: Digest,
     /// Records newly stored.
     pub new_records: usize,
     /// Store position after the batch: acknowledge once synced to here.
@@ -515,7 +517,7 @@ impl Store {
             s.recent.push_back((*seq, *leaf));
         }
         s.tip = tip;
-        let next_seq = s.tip.next_seq;
+        let (next_seq, head) = (s.tip.next_seq, s.tip.head);
         let end = s.log.position();
         drop(s);
         if let Some(h) = lock(&self.hosts).get_mut(host) {
@@ -524,6 +526,7 @@ impl Store {
         Ok(Stored {
             slot,
             next_seq,
+            head,
             new_records: new.len(),
             end,
         })

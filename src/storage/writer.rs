@@ -665,6 +665,16 @@ impl<L: RecordLog> ChainWriter<L> {
         self.state.epoch
     }
 
+    /// A copy of the current epoch's secret key with its epoch, for a
+    /// collector's receipts (docs/FORMAT.md §7.2). The holder drops it when
+    /// the epoch ends (after the next [`seal`](Self::seal)): dropping erases it.
+    pub fn epoch_key(&self) -> (u64, SecretKey) {
+        (
+            self.state.epoch,
+            SecretKey::from_seed(&self.state.current.seed()),
+        )
+    }
+
     /// The current head.
     pub fn head(&self) -> Digest {
         self.head

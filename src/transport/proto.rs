@@ -10,8 +10,14 @@ use std::io::{self, Read, Write};
 
 /// Protocol magic at the start of Hello.
 pub const MAGIC: &[u8; 8] = b"LSEALNET";
-/// The protocol version this build speaks.
-pub const VERSION: u16 = 2;
+/// The newest protocol version this build speaks: version 3 signs every Ack
+/// with a receipt (docs/PROTOCOL.md).
+pub const VERSION: u16 = 3;
+/// The oldest version this build speaks (version 2: the same messages, Acks
+/// without receipts).
+pub const MIN_VERSION: u16 = 2;
+/// The first version whose Acks carry a receipt.
+pub const RECEIPTS: u16 = 3;
 /// Frames before Welcome are at most this long.
 pub const HELLO_MAX: usize = 64 << 10;
 /// Default maximum frame size a collector accepts.
@@ -152,6 +158,9 @@ pub enum Msg {
         chain: ChainId,
         /// Everything below this seq is durable at the collector.
         next_seq: u64,
+        /// Version 3: the collector's receipt for seq `next_seq - 1`
+        /// (docs/FORMAT.md §7.2); empty in version 2.
+        receipt: Vec<u8>,
     },
     /// Typed error; the connection is closed after it.
     Error {
@@ -228,10 +237,14 @@ impl Msg {
                 batch,
                 chain,
                 next_seq,
+                receipt,
             } => {
                 e.u64(*batch);
                 e.fixed(&chain.0);
                 e.u64(*next_seq);
+                if !receipt.is_empty() {
+                    e.bytes(receipt);
+                }
                 t::ACK
             }
             Msg::Error {
@@ -298,6 +311,11 @@ impl Msg {
                 batch: d.u64().map_err(bad)?,
                 chain: ChainId(d.array().map_err(bad)?),
                 next_seq: d.u64().map_err(bad)?,
+                receipt: if d.pos() < body.len() {
+                    d.bytes().map_err(bad)?.to_vec()
+                } else {
+                    Vec::new()
+                },
             },
             t::ERROR => Msg::Error {
                 code: u16_(&mut d).map_err(bad)?,

@@ -17,6 +17,7 @@ use crate::chain::record::decode_header_only;
 use crate::chain::ChainId;
 use crate::storage::segment_log;
 use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
+use crate::transport::receipts::{self, Heads};
 use rustls::pki_types::ServerName;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
@@ -403,6 +404,14 @@ pub enum ShipError {
     /// Reading the spool.
     #[error("reading the spool: {0}")]
     Spool(io::Error),
+    /// The collector's receipt for a batch does not match what was sent.
+    #[error("the receipt for batch {batch} does not match what this agent sent: {why}")]
+    Receipt {
+        /// The batch.
+        batch: u64,
+        /// What differs.
+        why: String,
+    },
 }
 
 /// A session's end: whether it made progress, and why it ended.
@@ -422,6 +431,21 @@ fn unexpected(to: impl Into<String>, got: &Msg) -> ShipError {
 /// Runs the shipper until the link is closed and everything is acknowledged
 /// (or the drain timeout passes).
 pub fn run(cfg: ShipperConfig, spool_dir: PathBuf, link: Arc<ShipLink>, stats: Arc<ShipStats>) {
+    let receipts_dir = spool_dir
+        .parent()
+        .map_or_else(|| spool_dir.join("receipts"), receipts::dir);
+    let mut book = match receipts::Book::open(&receipts_dir) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(dir = %receipts_dir.display(), error = %e, "cannot keep the collectors' receipts");
+            None
+        }
+    };
+    // The head at the acknowledged position, where a kept receipt names it.
+    let mut acked_head = book
+        .as_ref()
+        .map(|b| b.head_at(link.acked()))
+        .unwrap_or_default();
     let mut which = 0usize;
     let mut backoff = Duration::from_millis(100);
     let mut drain_deadline: Option<Instant> = None;
@@ -440,9 +464,20 @@ pub fn run(cfg: ShipperConfig, spool_dir: PathBuf, link: Arc<ShipLink>, stats: A
             cursor: Cursor::new(&spool_dir, link.acked()),
             addr,
             drain_deadline: &mut drain_deadline,
+            heads: acked_head,
+            acked_head: &mut acked_head,
+            book: book.as_mut(),
+            collector: String::new(),
+            version: proto::VERSION,
+            log: None,
         };
         let ended = s.run();
         stats.connected.store(false, Ordering::Relaxed);
+        if let Some(b) = book.as_mut() {
+            if let Err(e) = b.flush() {
+                tracing::error!(error = %e, "cannot write the collector's receipt");
+            }
+        }
         match ended {
             Ok(Done) => return,
             Err((progress, e)) => {
@@ -489,6 +524,18 @@ struct Session<'a> {
     cursor: Cursor,
     addr: &'a crate::util::config::HostPort,
     drain_deadline: &'a mut Option<Instant>,
+    /// The head after the last record read.
+    heads: Heads,
+    /// The head after the last record acknowledged (kept across sessions).
+    acked_head: &'a mut Heads,
+    /// Where receipts are kept (`None`: the directory could not be made).
+    book: Option<&'a mut receipts::Book>,
+    /// The collector's name, from its Welcome.
+    collector: String,
+    /// The protocol version of the session.
+    version: u16,
+    /// The log chain and epoch of the session's last receipt.
+    log: Option<(ChainId, u64)>,
 }
 
 struct InFlight {
@@ -496,10 +543,13 @@ struct InFlight {
     end: u64,
     records: u64,
     sent: Instant,
+    chain: ChainId,
+    /// The head after the batch's last record, where known.
+    heads: Heads,
 }
 
 impl Session<'_> {
-    fn connect(&self) -> Result<(Tls, u32), ShipError> {
+    fn connect(&mut self) -> Result<(Tls, u32), ShipError> {
         let name = if self.cfg.server_name.is_empty() {
             &self.addr.host
         } else {
@@ -529,7 +579,7 @@ impl Session<'_> {
             .map_err(ShipError::Tls)?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         Msg::Hello {
-            min_version: proto::VERSION,
+            min_version: proto::MIN_VERSION,
             max_version: proto::VERSION,
             host: self.cfg.host.clone(),
             software: format!("logseal {}", env!("CARGO_PKG_VERSION")),
@@ -550,8 +600,13 @@ impl Session<'_> {
                 collector,
                 max_frame,
                 ..
-            } if version == proto::VERSION => {
-                tracing::info!(collector = %self.addr, name = collector, "connected to collector");
+            } if (proto::MIN_VERSION..=proto::VERSION).contains(&version) => {
+                tracing::info!(collector = %self.addr, name = collector, version, "connected to collector");
+                if version < proto::RECEIPTS {
+                    tracing::warn!(collector = %self.addr, version, "the collector speaks an older protocol: its acks carry no receipt");
+                }
+                self.collector = collector;
+                self.version = version;
                 Ok((tls, max_frame))
             }
             Msg::Error { code, message, .. } => Err(ShipError::Refused {
@@ -620,6 +675,8 @@ impl Session<'_> {
                 proto::begin_batch(&mut body, next_id, chain);
                 let mut n = 0u32;
                 for it in &items {
+                    let rec = &self.cursor.buf[it.range.0..it.range.1];
+                    self.heads.step(it.chain, it.seq, rec);
                     if it.seq >= have {
                         proto::push_record(&mut body, &self.cursor.buf[it.range.0..it.range.1]);
                         n += 1;
@@ -629,13 +686,15 @@ impl Session<'_> {
                 if n == 0 {
                     // The collector holds all of these already.
                     if inflight.is_empty() {
-                        self.set_acked(end);
+                        self.set_acked(end, self.heads);
                     } else {
                         inflight.push_back(InFlight {
                             id: 0,
                             end,
                             records: 0,
                             sent: Instant::now(),
+                            chain,
+                            heads: self.heads,
                         });
                     }
                     continue;
@@ -650,6 +709,8 @@ impl Session<'_> {
                     end,
                     records: u64::from(n),
                     sent: Instant::now(),
+                    chain,
+                    heads: self.heads,
                 });
                 next_id += 1;
                 continue;
@@ -710,8 +771,11 @@ impl Session<'_> {
         Ok(next)
     }
 
-    fn set_acked(&self, pos: u64) {
-        self.link.acked.fetch_max(pos, Ordering::SeqCst);
+    /// Takes everything below `pos` as acknowledged; `heads`: the head there.
+    fn set_acked(&mut self, pos: u64, heads: Heads) {
+        if self.link.acked.fetch_max(pos, Ordering::SeqCst) < pos {
+            *self.acked_head = heads;
+        }
     }
 
     fn read_msg(&self, tls: &mut Tls, fr: &mut FrameReader, progress: bool) -> Result<Msg, Ended> {
@@ -763,19 +827,22 @@ impl Session<'_> {
     ) -> Result<(), Ended> {
         // Entries with id 0 were already held by the collector: they complete
         // with the batch before them.
-        while inflight.front().is_some_and(|f| f.id == 0) {
-            if let Some(f) = inflight.pop_front() {
-                self.set_acked(f.end);
-            }
-        }
+        self.complete_held(inflight);
         let Some(front) = inflight.front() else {
             return Ok(());
         };
         let want = front.id;
         match self.read_msg(tls, fr, *progress)? {
-            Msg::Ack { batch, .. } if batch == want => {
+            Msg::Ack {
+                batch,
+                next_seq,
+                receipt,
+                ..
+            } if batch == want => {
                 if let Some(f) = inflight.pop_front() {
-                    self.set_acked(f.end);
+                    self.receipt(&f, next_seq, receipt)
+                        .map_err(|e| (*progress, e))?;
+                    self.set_acked(f.end, f.heads);
                     self.stats.records.fetch_add(f.records, Ordering::Relaxed);
                     self.stats.batches.fetch_add(1, Ordering::Relaxed);
                     self.stats
@@ -786,9 +853,12 @@ impl Session<'_> {
                         .store(crate::util::timefmt::now_ns(), Ordering::Relaxed);
                     *progress = true;
                 }
-                while inflight.front().is_some_and(|f| f.id == 0) {
-                    if let Some(f) = inflight.pop_front() {
-                        self.set_acked(f.end);
+                self.complete_held(inflight);
+                if inflight.is_empty() {
+                    if let Some(b) = self.book.as_deref_mut() {
+                        if let Err(e) = b.flush() {
+                            tracing::error!(error = %e, "cannot write the collector's receipt");
+                        }
                     }
                 }
                 Ok(())
@@ -796,6 +866,57 @@ impl Session<'_> {
             Msg::Pong(_) => Ok(()),
             other => Err((*progress, unexpected(format!("batch {want}"), &other))),
         }
+    }
+}
+
+/// Receipts.
+impl Session<'_> {
+    /// Entries the collector held already complete with the batch before them.
+    fn complete_held(&mut self, inflight: &mut VecDeque<InFlight>) {
+        while inflight.front().is_some_and(|f| f.id == 0) {
+            if let Some(f) = inflight.pop_front() {
+                self.set_acked(f.end, f.heads);
+            }
+        }
+    }
+
+    /// Checks the receipt of the Ack of batch `f` (protocol version 3) and
+    /// keeps it; a receipt that does not match what was sent is an error, and
+    /// the batch is not taken as acknowledged.
+    fn receipt(&mut self, f: &InFlight, next_seq: u64, bytes: Vec<u8>) -> Result<(), ShipError> {
+        if self.version < proto::RECEIPTS {
+            return Ok(());
+        }
+        let last = match f.heads.at {
+            Some((c, seq, head)) if c == f.chain => (seq, Some(head)),
+            _ => (next_seq.saturating_sub(1), None),
+        };
+        let x = receipts::Expected {
+            collector: &self.collector,
+            host: &self.cfg.host,
+            chain: f.chain,
+            next_seq,
+            last,
+            previous: self.log,
+        };
+        let bad = |why: String| {
+            tracing::error!(collector = %self.addr, batch = f.id, "the collector's receipt does not match what this agent sent: {why}");
+            ShipError::Receipt { batch: f.id, why }
+        };
+        if bytes.is_empty() {
+            return Err(bad("the Ack carries no receipt".into()));
+        }
+        let r = receipts::check(&bytes, &x).map_err(bad)?;
+        if last.1.is_none() {
+            tracing::debug!(seq = r.seq, "receipt kept; the head it names is not checked (this run has not read the chain's head there)");
+        }
+        self.log = Some((r.log_chain, r.log_epoch));
+        if let Some(b) = self.book.as_deref_mut() {
+            if let Err(e) = b.keep(f.chain, f.end, bytes) {
+                tracing::error!(error = %e, "cannot write the collector's receipt");
+            }
+        }
+        Ok(())
     }
 }
 

@@ -13,7 +13,8 @@
 //! - [`hash`]: leaves and the head step; [`hex`]: hex for reports.
 //! - [`keys`], [`seal`]: Ed25519 keys, strict signature checks, the seal rule.
 //! - [`frame`]: the segment file header and the frames records travel in.
-//! - [`checkpoint`]: a collector's checkpoints of the chains it holds.
+//! - [`checkpoint`]: a collector's checkpoints of the chains it holds;
+//!   [`receipt`]: its signed receipts for what a host sent.
 //! - [`verify`]: the chain verifier, [`describe`]: its sentences; [`tip`]: a receiver's view of a chain's
 //!   end; [`trust`]: pinned Genesis fingerprints; [`hostname`]: host names.
 //! - [`vectors`] (feature `signing`): the format's test vectors.
@@ -31,6 +32,7 @@ pub mod hash;
 pub mod hex;
 pub mod hostname;
 pub mod keys;
+pub mod receipt;
 pub mod record;
 pub mod seal;
 pub mod tip;
