@@ -1,7 +1,7 @@
 //! `logseal verify`: the verdict on segment files, a spool or a store.
 
 use crate::chain::trust::TrustAnchors;
-use crate::chain::verify::{Live, Options, Report};
+use crate::chain::verify::{Live, Options, Receipted, Report};
 use crate::responder::witness::Witness;
 use crate::responder::{checkpoints, report, verify_files};
 use anyhow::{bail, Context};
@@ -65,6 +65,14 @@ pub struct VerifyArgs {
         conflicts_with = "no_checkpoints"
     )]
     pub checkpoints: Vec<PathBuf>,
+    /// A collector's receipt (an agent's STATE/receipts/<chain>.receipt, or
+    /// a bare receipt): the chain it names must hold the record it names,
+    /// with the head it names; a fork or a cut fails the run, and so does a
+    /// receipt that cannot be compared (exit 1). Its signature is checked
+    /// under the key it names; that key is the collector's only if its
+    /// checkpoint log's key chain names it (docs/FORMAT.md §7.2).
+    #[arg(long, value_name = "FILE")]
+    pub receipt: Option<PathBuf>,
 }
 
 /// `--max-memory`: a size from 64 MiB to 1 TiB.
@@ -87,11 +95,20 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         )
         .unwrap_or(i64::MAX),
     });
+    let receipt = match &a.receipt {
+        Some(f) => Some(crate::transport::receipts::read_file(f)?.1),
+        None => None,
+    };
     let options = Options {
         anchors: trust_anchors(&a.trust_key, a.trust_file.as_ref())?,
         live,
         memory_limit: a.max_memory,
         checkpoints: None,
+        receipt: receipt.as_ref().map(|r| Receipted {
+            chain: r.chain,
+            seq: r.seq,
+            head: r.head,
+        }),
     };
     if a.store && a.paths.len() != 1 {
         bail!("--store takes exactly one path, the store's directory");
@@ -137,6 +154,18 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     };
+    if let (Some(r), false) = (&receipt, a.json) {
+        println!(
+            "receipt of collector {:?} (its log {}, epoch {}, key {}) for chain {} of host {:?}: held up to seq {}",
+            r.collector,
+            r.log_chain,
+            r.log_epoch,
+            crate::chain::hash::fingerprint(&r.log_key),
+            r.chain,
+            r.host,
+            r.seq
+        );
+    }
     // A reader that stops early (`verify … | head`) does not change the verdict.
     match write_verify_output(&report, &files, &skipped, a.json) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),

@@ -5,7 +5,7 @@ use crate::chain::hash;
 use crate::chain::hex;
 use crate::chain::record::{Body, Payload, Record};
 use crate::chain::verify::{
-    Anchor, ChainReport, Finding, Report, Unattributed, Unverified, Verdict,
+    Anchor, ChainReport, Finding, ReceiptOutcome, Report, Unattributed, Unverified, Verdict,
 };
 use crate::responder::verify_files::Skipped;
 use crate::storage::segment::{Item, SegmentReader};
@@ -120,6 +120,27 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
             "... and {} more problem(s) outside any chain",
             report.unattributed_not_listed
         )?;
+    }
+    if let Some(r) = &report.receipt {
+        let said = match r {
+            ReceiptOutcome::Matches => {
+                "matches: the chain holds what the collector acknowledged".to_string()
+            }
+            ReceiptOutcome::Fork => {
+                "FORK: the chain differs from what the collector acknowledged (see its problems)"
+                    .to_string()
+            }
+            ReceiptOutcome::Cut => {
+                "CUT: the chain ends before what the collector acknowledged (see its problems)"
+                    .to_string()
+            }
+            ReceiptOutcome::ChainMissing => {
+                "MISSING: the chain it names is not in the input".to_string()
+            }
+            ReceiptOutcome::Unchecked { reason } => format!("NOT CHECKED: {reason}"),
+            _ => "unknown".to_string(),
+        };
+        writeln!(out, "receipt: {said}")?;
     }
     writeln!(out)?;
     writeln!(out, "RESULT: {}", result_word(report))
@@ -265,6 +286,8 @@ enum Outcome {
     Broken,
     /// Nothing broken, but a chain without its Genesis.
     Unanchored,
+    /// Nothing broken, but the receipt given could not be compared.
+    ReceiptUnchecked,
 }
 
 impl Outcome {
@@ -274,8 +297,14 @@ impl Outcome {
         } else if report.chains.iter().any(|c| c.verdict == Verdict::Broken)
             || !report.unattributed.is_empty()
             || report.unattributed_not_listed > 0
+            || matches!(
+                report.receipt,
+                Some(ReceiptOutcome::ChainMissing | ReceiptOutcome::Fork | ReceiptOutcome::Cut)
+            )
         {
             Outcome::Broken
+        } else if matches!(report.receipt, Some(ReceiptOutcome::Unchecked { .. })) {
+            Outcome::ReceiptUnchecked
         } else {
             Outcome::Unanchored
         }
@@ -287,6 +316,7 @@ impl Outcome {
             Outcome::Intact => "intact",
             Outcome::Broken => "broken",
             Outcome::Unanchored => "unanchored",
+            Outcome::ReceiptUnchecked => "receipt-unchecked",
         }
     }
 }
@@ -299,6 +329,7 @@ fn result_word(report: &Report) -> &'static str {
         Outcome::Intact => "intact",
         Outcome::Broken => "BROKEN",
         Outcome::Unanchored => "NOT PROVEN (unanchored chain)",
+        Outcome::ReceiptUnchecked => "NOT PROVEN (the receipt could not be checked)",
     }
 }
 
@@ -320,6 +351,7 @@ pub fn verify_json<'a>(
         unattributed: OneByOne(&report.unattributed),
         unattributed_not_listed: report.unattributed_not_listed,
         checkpoint_log: OneByOne(&report.checkpoint_log),
+        receipt: report.receipt.as_ref(),
     }
 }
 
@@ -337,6 +369,9 @@ pub struct VerifyJson<'a> {
     unattributed_not_listed: u64,
     /// A store's checkpoint log, its chains (docs/FORMAT.md §7).
     checkpoint_log: OneByOne<'a, crate::chain::verify::ChainReport>,
+    /// What checking a receipt found (docs/FORMAT.md §7.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<&'a ReceiptOutcome>,
 }
 
 /// A list written item by item, each through a JSON tree: keys sorted, and a

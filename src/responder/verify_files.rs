@@ -101,6 +101,7 @@ fn is_state_file(name: &str) -> bool {
             | "crl-floor.json"
             | "lock"
     ) || (name.starts_with('.') && name.ends_with(".tmp"))
+        || name.ends_with(".receipt")
 }
 
 /// Expands the paths given on the command line into segment files, in order:

@@ -42,6 +42,11 @@ impl Problem {
                 "cut after a checkpoint: the collector's checkpoint at seq {checkpoint_seq} of its checkpoint log says it held this chain up to seq {seq}; here it {}",
                 last_seq.map_or("holds no record".to_string(), |l| format!("ends at seq {l}"))
             ),
+            ReceiptCut { seq, last_seq } => format!(
+                "cut after a receipt: the collector's receipt says it held this chain up to seq {seq}; here it {}",
+                last_seq.map_or("holds no record".to_string(), |l| format!("ends at seq {l}"))
+            ),
+            ReceiptFork { seq, expected, got } => format!("forked from what the collector acknowledged: its receipt names head {expected} after seq {seq}; the records here give {got}"),
             CheckpointMismatch { seq, checkpoint_seq, expected, got } => format!("rewritten after a checkpoint: the collector's checkpoint at seq {checkpoint_seq} of its checkpoint log names head {expected} after seq {seq}; the records here give {got}"),
         }
     }

@@ -249,6 +249,24 @@ pub enum Problem {
         /// Seq of the checkpoint in the collector's chain.
         checkpoint_seq: u64,
     },
+    /// The chain ends before the record a collector's receipt names: it was
+    /// cut after the collector acknowledged more (docs/FORMAT.md §7.2).
+    ReceiptCut {
+        /// The seq the receipt names.
+        seq: u64,
+        /// The chain's last seq (none: no record at all).
+        last_seq: Option<u64>,
+    },
+    /// The head after the record a receipt names is not the receipt's: the
+    /// chain here forked from what the collector acknowledged.
+    ReceiptFork {
+        /// The seq the receipt names.
+        seq: u64,
+        /// The head the receipt names (hex).
+        expected: String,
+        /// The head computed from the chain (hex).
+        got: String,
+    },
     /// The head after the checkpointed record is not the one the checkpoint
     /// names: the chain up to it was rewritten after the checkpoint.
     CheckpointMismatch {
@@ -293,8 +311,9 @@ impl Problem {
             | UnexpectedGenesis { seq }
             | BadRedaction { seq, .. }
             | CheckpointMismatch { seq, .. }
+            | ReceiptFork { seq, .. }
             | Misfiled { seq, .. } => (seq, seq),
-            CheckpointCut { seq, last_seq, .. } => {
+            CheckpointCut { seq, last_seq, .. } | ReceiptCut { seq, last_seq } => {
                 (last_seq.map_or(0, |l| l.saturating_add(1)), seq)
             }
             Gap {
@@ -347,6 +366,8 @@ impl Problem {
             PredMismatch { .. } => "pred-mismatch",
             CheckpointCut { .. } => "checkpoint-cut",
             CheckpointMismatch { .. } => "checkpoint-mismatch",
+            ReceiptCut { .. } => "receipt-cut",
+            ReceiptFork { .. } => "receipt-fork",
             Misfiled { .. } => "misfiled",
         }
     }
@@ -636,6 +657,30 @@ pub struct Report {
     /// its key state; each must be intact (or pending) too.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checkpoint_log: Vec<ChainReport>,
+    /// What checking the input against a receipt found ([`Options::receipt`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<ReceiptOutcome>,
+}
+
+/// What checking a chain against a collector's receipt found
+/// (docs/FORMAT.md §7.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ReceiptOutcome {
+    /// The chain holds the record the receipt names, with the receipt's head.
+    Matches,
+    /// Another head there: the chain forked (a `receipt-fork` problem).
+    Fork,
+    /// The chain ends before that record (a `receipt-cut` problem).
+    Cut,
+    /// The chain is not in the input.
+    ChainMissing,
+    /// The record could not be compared: `reason` says why.
+    Unchecked {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Report {
@@ -650,6 +695,10 @@ impl Report {
                 .iter()
                 .chain(&self.checkpoint_log)
                 .all(|c| matches!(c.verdict, Verdict::Intact | Verdict::Pending))
+            && self
+                .receipt
+                .as_ref()
+                .map_or(true, |r| *r == ReceiptOutcome::Matches)
     }
 }
 
@@ -672,6 +721,20 @@ pub struct Options {
     /// A collector store's checkpoints, which its chains must still match
     /// (docs/FORMAT.md §7); `None`: not a store, or not checked.
     pub checkpoints: Option<Checkpoints>,
+    /// A collector's receipt the input must agree with (docs/FORMAT.md §7.2);
+    /// the run passes only if it [matches](ReceiptOutcome::Matches).
+    pub receipt: Option<Receipted>,
+}
+
+/// What a receipt says of one chain (its signature checked by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipted {
+    /// The chain.
+    pub chain: ChainId,
+    /// The last record the collector acknowledged.
+    pub seq: u64,
+    /// The head after it.
+    pub head: Digest,
 }
 
 /// What a collector's checkpoint log says its store holds.
@@ -798,6 +861,8 @@ struct Chain {
     id: ChainId,
     /// The seq a checkpoint names was read (docs/FORMAT.md §7).
     checkpoint_reached: bool,
+    /// The seq a receipt names was read, with the head after it if known.
+    receipt_reached: Option<Option<Digest>>,
     host: Option<String>,
     origin: Option<Origin>,
     predecessor: Option<String>,
@@ -869,6 +934,7 @@ impl Chain {
         Chain {
             id,
             checkpoint_reached: false,
+            receipt_reached: None,
             host: None,
             origin: None,
             predecessor: None,
@@ -1528,6 +1594,7 @@ impl Verifier {
                 redacted(c, at, seq, Kind::from_u8(kind));
                 advance(c, kind, &leaf);
                 checkpointed(c, at, seq, self.options.checkpoints.as_ref());
+                receipted(c, at, seq, self.options.receipt.as_ref());
                 return;
             }
             Content::Full(r) => r,
@@ -1595,6 +1662,7 @@ impl Verifier {
         }
         advance(c, kind, &leaf);
         checkpointed(c, at, seq, self.options.checkpoints.as_ref());
+        receipted(c, at, seq, self.options.receipt.as_ref());
     }
 
     /// Ends verification and reports.
@@ -1654,6 +1722,10 @@ impl Verifier {
                 &mut unattributed,
             );
         }
+        let receipt = options
+            .receipt
+            .as_ref()
+            .map(|r| receipt_outcome(r, &chains, &index, &mut pred_problems));
         let mut out = Vec::with_capacity(chains.len());
         for (i, mut c) in chains.into_iter().enumerate() {
             for (_, w) in absent.iter().filter(|(s, _)| *s == i) {
@@ -1671,7 +1743,45 @@ impl Verifier {
             unattributed_not_listed: unattributed.not_listed,
             trust_anchors: !options.anchors.is_empty(),
             checkpoint_log: Vec::new(),
+            receipt,
         }
+    }
+}
+
+/// §7.2 At the end: what the receipt's chain shows at the seq it names.
+fn receipt_outcome(
+    r: &Receipted,
+    chains: &[Chain],
+    index: &HashMap<ChainId, usize>,
+    problems: &mut [Vec<Problem>],
+) -> ReceiptOutcome {
+    let Some(&i) = index.get(&r.chain) else {
+        return ReceiptOutcome::ChainMissing;
+    };
+    let c = &chains[i];
+    match c.receipt_reached {
+        Some(Some(h)) if h == r.head => ReceiptOutcome::Matches,
+        Some(Some(_)) => ReceiptOutcome::Fork,
+        Some(None) => ReceiptOutcome::Unchecked {
+            reason: format!(
+                "the head after seq {} is not known here (the records before it are missing, damaged or not linked)",
+                r.seq
+            ),
+        },
+        None if c.last_seq.map_or(true, |l| l < r.seq) => {
+            problems[i].push(Problem::ReceiptCut {
+                seq: r.seq,
+                last_seq: c.last_seq,
+            });
+            ReceiptOutcome::Cut
+        }
+        None => ReceiptOutcome::Unchecked {
+            reason: format!(
+                "the chain does not hold seq {} (its records here start at seq {})",
+                r.seq,
+                c.first_seq.unwrap_or(0)
+            ),
+        },
     }
 }
 
@@ -1793,6 +1903,22 @@ fn checkpointed(c: &mut Chain, at: Location, seq: u64, checkpoints: Option<&Chec
             seq,
             checkpoint_seq: x.checkpoint_seq,
             expected: hex::encode(&x.head),
+            got: hex::encode(&h),
+        };
+        c.report(problem, Some(at));
+    }
+}
+
+/// §7.2 At the seq a receipt names, the head must be the receipt's.
+fn receipted(c: &mut Chain, at: Location, seq: u64, receipt: Option<&Receipted>) {
+    let Some(r) = receipt.filter(|r| r.chain == c.id && r.seq == seq) else {
+        return;
+    };
+    c.receipt_reached = Some(c.head);
+    if let Some(h) = c.head.filter(|h| *h != r.head) {
+        let problem = Problem::ReceiptFork {
+            seq,
+            expected: hex::encode(&r.head),
             got: hex::encode(&h),
         };
         c.report(problem, Some(at));

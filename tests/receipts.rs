@@ -1,0 +1,199 @@
+//! Signed receipts (docs/FORMAT.md §7.2, docs/PROTOCOL.md version 3): a real
+//! agent ships to a real collector over mutual TLS and keeps the collector's
+//! receipts; they survive `kill -9`; an agent whose state directory is
+//! restored from an earlier copy is caught by the receipt it had been given
+//! since (a cut, then, once it runs on, a fork) where `logseal verify` on the
+//! spool alone says intact; a receipt changed by one byte is refused.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures; fixtures are not state files
+
+mod common;
+use common::agent::*;
+use common::collector::*;
+use common::*;
+use serde_json::Value;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Sends `msg-TAG-i` for i in `from..=to` over TCP, LF-framed.
+fn send_tcp(addr: &str, tag: &str, from: u64, to: u64) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    for i in from..=to {
+        writeln!(s, "<13>1 - h app - - - msg-{tag}-{i} receipted").unwrap();
+    }
+    s.flush().unwrap();
+}
+
+/// The agent's receipt files.
+fn receipt_files(state: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(state.join("receipts"))
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "receipt"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `logseal verify --json [--receipt R] PATH`: exit code and document.
+fn verify_receipt(path: &Path, receipt: &Path) -> (i32, Value, String) {
+    let o = Command::new(bin())
+        .args(["verify", "--json", "--receipt"])
+        .arg(receipt)
+        .arg(path)
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (
+        o.status.code().unwrap_or(-1),
+        doc,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The seq a receipt names, as `verify` reads it (text mode).
+fn receipt_seq(state: &Path, receipt: &Path) -> u64 {
+    let o = Command::new(bin())
+        .args(["verify", "--receipt"])
+        .arg(receipt)
+        .arg(state)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("receipt of collector"))
+        .unwrap_or_else(|| panic!("no receipt line: {text}"));
+    line.rsplit("up to seq ").next().unwrap().parse().unwrap()
+}
+
+/// Seq of the last record in a chain directory (its spool or store copy).
+fn last_seq(path: &Path) -> u64 {
+    let o = Command::new(bin())
+        .args(["inspect", "--json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let recs: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    recs.iter()
+        .filter_map(|r| r["seq"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+fn copy(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+}
+
+fn kinds(doc: &Value) -> Vec<String> {
+    doc["chains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["problems"].as_array().cloned().unwrap_or_default())
+        .map(|p| p["kind"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+#[test]
+fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
+    let d = TempDir::new("receipts");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let cfg = agent_config(d.path(), &ca, "web-01", &[&c.addr], TCP_INPUT, "");
+    let state = d.path().join("state");
+    let a = start_agent(d.path(), &cfg);
+    send_tcp(&a.addr("tcp"), "r", 1, 200);
+    wait_until("200 stored and a receipt kept", || {
+        numbers(&store_events(&c.store), "r").len() == 200 && !receipt_files(&state).is_empty()
+    });
+    // The copy an intruder (or a careless restore) goes back to.
+    let snapshot = d.path().join("snapshot");
+    copy(&state, &snapshot);
+    let copied_seq = last_seq(&snapshot.join("spool"));
+
+    send_tcp(&a.addr("tcp"), "r", 201, 500);
+    wait_until("500 stored and a receipt past the copy", || {
+        numbers(&store_events(&c.store), "r").len() == 500
+            && receipt_files(&state)
+                .first()
+                .is_some_and(|r| receipt_seq(&state, r) > copied_seq + 100)
+    });
+    a.kill9();
+    // Started again (it recovers and seals what it held) and stopped: the
+    // receipt kept before the kill is still there, whole.
+    assert_eq!(receipt_files(&state).len(), 1);
+    let (code, doc, err) = verify_receipt(&state, &receipt_files(&state)[0]);
+    assert_eq!(doc["receipt"]["status"], "matches", "{code} {doc} {err}");
+    start_agent(d.path(), &cfg).stop();
+    let files = receipt_files(&state);
+    assert_eq!(files.len(), 1, "one chain, one receipt: {files:?}");
+    let kept = d.path().join("kept.receipt");
+    std::fs::copy(&files[0], &kept).unwrap();
+    let seq = receipt_seq(&state, &kept);
+
+    let (code, doc, err) = verify_receipt(&state, &kept);
+    assert_eq!(code, 0, "{doc} {err}");
+    assert_eq!(doc["receipt"]["status"], "matches", "{doc}");
+    // And the collector's store holds it too.
+    let (code, doc, _) = verify_receipt(&c.store, &kept);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["receipt"]["status"], "matches", "{doc}");
+
+    // The state directory restored from the copy (taken while the agent ran:
+    // its tail is not sealed yet, nothing else is wrong with it alone); the
+    // receipt shows it was cut back.
+    copy(&snapshot, &state);
+    let (_, doc) = verify_json(&state);
+    assert_eq!(kinds(&doc), ["unsealed-tail"], "{doc}");
+    let (code, doc, _) = verify_receipt(&state, &kept);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(doc["receipt"]["status"], "cut", "{doc}");
+    assert_eq!(kinds(&doc), ["receipt-cut", "unsealed-tail"], "{doc}");
+
+    // It runs on from the copy (the collector, which holds the original,
+    // refuses what conflicts): past the receipt's seq the history is
+    // another one, sealed under the restored keys.
+    c.stop();
+    let cfg = agent_config(d.path(), &ca, "web-01", &["127.0.0.1:1"], TCP_INPUT, "");
+    let a = start_agent(d.path(), &cfg);
+    send_tcp(&a.addr("tcp"), "forged", 1, 600);
+    wait_until("the rewritten history past the receipt", || {
+        numbers(&events(&state), "forged").len() == 600
+    });
+    a.stop();
+    assert!(last_seq(&state.join("spool")) > seq);
+    let (code, doc) = verify_json(&state);
+    assert_eq!(code, 0, "the forked spool verifies alone: {doc}");
+    let (code, doc, _) = verify_receipt(&state, &kept);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(doc["receipt"]["status"], "fork", "{doc}");
+    assert_eq!(kinds(&doc), ["receipt-fork"], "{doc}");
+    let problem = &doc["chains"][0]["problems"][0];
+    assert_eq!(problem["seq"], seq, "{problem}");
+
+    // A receipt changed by one byte (its checksum made right again): refused,
+    // naming the file and why, and nothing is judged.
+    let mut b = std::fs::read(&kept).unwrap();
+    let n = b.len();
+    b[n - 4 - 64 - 40] ^= 0x01; // inside the head it names
+    let crc = crc32c::crc32c(&b[..n - 4]);
+    b[n - 4..].copy_from_slice(&crc.to_be_bytes());
+    let forged = d.path().join("forged.receipt");
+    std::fs::write(&forged, &b).unwrap();
+    let (code, _, err) = verify_receipt(&state, &forged);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("forged.receipt") && err.contains("signature"),
+        "{err}"
+    );
+}
