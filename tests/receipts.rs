@@ -37,14 +37,15 @@ fn receipt_files(state: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// `logseal verify --json [--receipt R] PATH`: exit code and document.
-fn verify_receipt(path: &Path, receipt: &Path) -> (i32, Value, String) {
-    let o = Command::new(bin())
-        .args(["verify", "--json", "--receipt"])
-        .arg(receipt)
-        .arg(path)
-        .output()
-        .unwrap();
+/// `logseal verify --json --receipt R [--collector STORE] PATH`: exit code,
+/// document and stderr.
+fn verify_receipt(path: &Path, receipt: &Path, collector: Option<&Path>) -> (i32, Value, String) {
+    let mut c = Command::new(bin());
+    c.args(["verify", "--json", "--receipt"]).arg(receipt);
+    if let Some(store) = collector {
+        c.arg("--collector").arg(store);
+    }
+    let o = c.arg(path).output().unwrap();
     let doc = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
     (
         o.status.code().unwrap_or(-1),
@@ -129,25 +130,63 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
                 .is_some_and(|r| receipt_seq(&state, r) > copied_seq + 100)
     });
     a.kill9();
-    // Started again (it recovers and seals what it held) and stopped: the
-    // receipt kept before the kill is still there, whole.
-    assert_eq!(receipt_files(&state).len(), 1);
-    let (code, doc, err) = verify_receipt(&state, &receipt_files(&state)[0]);
-    assert_eq!(doc["receipt"]["status"], "matches", "{code} {doc} {err}");
+    // The receipt kept before the kill is still there, whole (checked below,
+    // against the stopped collector's store).
+    let files = receipt_files(&state);
+    assert_eq!(files.len(), 1);
+    let before_kill = d.path().join("before-kill.receipt");
+    std::fs::copy(&files[0], &before_kill).unwrap();
+    // Started again (it recovers and seals what it held) and stopped; then
+    // the collector stops (its last checkpoint is sealed).
     start_agent(d.path(), &cfg).stop();
+    let store = c.store.clone();
+    c.stop();
+    let (code, doc, err) = verify_receipt(&state, &before_kill, Some(&store));
+    assert_eq!(doc["receipt"]["status"], "matches", "{code} {doc} {err}");
     let files = receipt_files(&state);
     assert_eq!(files.len(), 1, "one chain, one receipt: {files:?}");
     let kept = d.path().join("kept.receipt");
     std::fs::copy(&files[0], &kept).unwrap();
     let seq = receipt_seq(&state, &kept);
 
-    let (code, doc, err) = verify_receipt(&state, &kept);
+    let (code, doc, err) = verify_receipt(&state, &kept, Some(&store));
     assert_eq!(code, 0, "{doc} {err}");
     assert_eq!(doc["receipt"]["status"], "matches", "{doc}");
-    // And the collector's store holds it too.
-    let (code, doc, _) = verify_receipt(&c.store, &kept);
+    assert_eq!(doc["receipt_of"]["seq"], seq, "{doc}");
+    // The collector's store holds it too (its own checkpoint log names the key).
+    let (code, doc, _) = verify_receipt(&store, &kept, None);
     assert_eq!(code, 0, "{doc}");
     assert_eq!(doc["receipt"]["status"], "matches", "{doc}");
+    // Without the collector's log, nothing ties the receipt's key to it: not proven.
+    let (code, doc, _) = verify_receipt(&state, &kept, None);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(doc["receipt"]["status"], "unchecked", "{doc}");
+    assert_eq!(doc["result"], "receipt-unchecked", "{doc}");
+
+    // A receipt an intruder signs with a key of their own — its signature
+    // is valid — claiming another head: not tied to the collector's log, so
+    // it neither passes nor breaks the spool.
+    let mut r = logseal::transport::receipts::read_file(&kept)
+        .unwrap()
+        .receipt;
+    let key = logseal::chain::SecretKey::from_seed(&[7; 32]);
+    r.log_key = key.public();
+    r.head[0] ^= 1;
+    let own = d.path().join("own.receipt");
+    std::fs::write(&own, r.sign(&key)).unwrap();
+    let (code, doc, _) = verify_receipt(&state, &own, Some(&store));
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(doc["receipt"]["status"], "unchecked", "{doc}");
+    assert!(
+        doc["receipt"]["reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("the log names key")),
+        "{doc}"
+    );
+    assert!(
+        kinds(&doc).is_empty(),
+        "an untied receipt breaks nothing: {doc}"
+    );
 
     // The state directory restored from the copy (taken while the agent ran:
     // its tail is not sealed yet, nothing else is wrong with it alone); the
@@ -155,15 +194,14 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     copy(&snapshot, &state);
     let (_, doc) = verify_json(&state);
     assert_eq!(kinds(&doc), ["unsealed-tail"], "{doc}");
-    let (code, doc, _) = verify_receipt(&state, &kept);
+    let (code, doc, _) = verify_receipt(&state, &kept, Some(&store));
     assert_eq!(code, 1, "{doc}");
     assert_eq!(doc["receipt"]["status"], "cut", "{doc}");
     assert_eq!(kinds(&doc), ["receipt-cut", "unsealed-tail"], "{doc}");
 
-    // It runs on from the copy (the collector, which holds the original,
-    // refuses what conflicts): past the receipt's seq the history is
-    // another one, sealed under the restored keys.
-    c.stop();
+    // It runs on from the copy (no collector: the original's would refuse
+    // what conflicts): past the receipt's seq the history is another one,
+    // sealed under the restored keys.
     let cfg = agent_config(d.path(), &ca, "web-01", &["127.0.0.1:1"], TCP_INPUT, "");
     let a = start_agent(d.path(), &cfg);
     send_tcp(&a.addr("tcp"), "forged", 1, 600);
@@ -174,7 +212,7 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     assert!(last_seq(&state.join("spool")) > seq);
     let (code, doc) = verify_json(&state);
     assert_eq!(code, 0, "the forked spool verifies alone: {doc}");
-    let (code, doc, _) = verify_receipt(&state, &kept);
+    let (code, doc, _) = verify_receipt(&state, &kept, Some(&store));
     assert_eq!(code, 1, "{doc}");
     assert_eq!(doc["receipt"]["status"], "fork", "{doc}");
     assert_eq!(kinds(&doc), ["receipt-fork"], "{doc}");
@@ -190,7 +228,7 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     b[n - 4..].copy_from_slice(&crc.to_be_bytes());
     let forged = d.path().join("forged.receipt");
     std::fs::write(&forged, &b).unwrap();
-    let (code, _, err) = verify_receipt(&state, &forged);
+    let (code, _, err) = verify_receipt(&state, &forged, Some(&store));
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("forged.receipt") && err.contains("signature"),

@@ -96,6 +96,14 @@ pub struct ShipConfig {
     /// At shutdown, keep shipping the last records for at most this long.
     #[serde(default = "d_drain", deserialize_with = "serde_units::duration")]
     pub drain_timeout: Duration,
+    /// Refuse a collector that does not sign receipts (protocol version 2);
+    /// false only while collectors are upgraded.
+    #[serde(default = "d_true")]
+    pub require_receipts: bool,
+}
+
+fn d_true() -> bool {
+    true
 }
 
 fn d_batch_records() -> usize {

@@ -519,6 +519,7 @@ fn start_shipper(
         keepalive: ship.keepalive,
         backoff_max: ship.backoff_max,
         drain_timeout: ship.drain_timeout,
+        require_receipts: ship.require_receipts,
     };
     let ship_stats = Arc::new(ShipStats::default());
     let (l, st, dir) = (link.clone(), ship_stats.clone(), spool_dir.to_path_buf());

@@ -1,7 +1,9 @@
 //! `logseal verify`: the verdict on segment files, a spool or a store.
 
+use crate::chain::receipt::Receipt;
 use crate::chain::trust::TrustAnchors;
-use crate::chain::verify::{Live, Options, Receipted, Report};
+use crate::chain::verify::{Live, Options, ReceiptOutcome, Receipted, Report};
+use crate::responder::checkpoints::KeyTie;
 use crate::responder::witness::Witness;
 use crate::responder::{checkpoints, report, verify_files};
 use anyhow::{bail, Context};
@@ -73,6 +75,43 @@ pub struct VerifyArgs {
     /// checkpoint log's key chain names it (docs/FORMAT.md §7.2).
     #[arg(long, value_name = "FILE")]
     pub receipt: Option<PathBuf>,
+    /// The store of the collector that signed the receipt (or a copy of its
+    /// checkpoints/ directory beside an empty hosts/): its checkpoint log,
+    /// pinned by --trust-file like any chain, must name the receipt's key.
+    /// Not needed when PATH is that store.
+    #[arg(long, value_name = "STORE", requires = "receipt")]
+    pub collector: Option<PathBuf>,
+}
+
+/// `--receipt`: the receipt (its signature checked), and whether its
+/// collector's checkpoint log (`--collector`, or PATH when it is a store)
+/// names its key.
+fn receipt_and_tie(
+    a: &VerifyArgs,
+    anchors: &crate::chain::trust::TrustAnchors,
+) -> anyhow::Result<(Option<Receipt>, Option<KeyTie>)> {
+    let Some(f) = &a.receipt else {
+        return Ok((None, None));
+    };
+    let r = crate::transport::receipts::read_file(f)?.receipt;
+    let store = a.collector.clone().or_else(|| match a.paths.as_slice() {
+        [p] if a.store || verify_files::is_store(p) => Some(p.clone()),
+        _ => None,
+    });
+    let tie = match store {
+        Some(s) => {
+            let o = Options {
+                anchors: anchors.clone(),
+                memory_limit: a.max_memory,
+                ..Options::default()
+            };
+            checkpoints::receipt_key(&s, &r, &o)?
+        }
+        None => {
+            KeyTie::NotTied("no collector store to find its key in (give --collector STORE)".into())
+        }
+    };
+    Ok((Some(r), Some(tie)))
 }
 
 /// `--max-memory`: a size from 64 MiB to 1 TiB.
@@ -95,20 +134,22 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         )
         .unwrap_or(i64::MAX),
     });
-    let receipt = match &a.receipt {
-        Some(f) => Some(crate::transport::receipts::read_file(f)?.1),
-        None => None,
-    };
+    let anchors = trust_anchors(&a.trust_key, a.trust_file.as_ref())?;
+    let (receipt, tie) = receipt_and_tie(&a, &anchors)?;
     let options = Options {
-        anchors: trust_anchors(&a.trust_key, a.trust_file.as_ref())?,
+        anchors,
         live,
         memory_limit: a.max_memory,
         checkpoints: None,
-        receipt: receipt.as_ref().map(|r| Receipted {
-            chain: r.chain,
-            seq: r.seq,
-            head: r.head,
-        }),
+        // A receipt not tied to its collector judges nothing.
+        receipt: receipt
+            .as_ref()
+            .filter(|_| tie == Some(KeyTie::Tied))
+            .map(|r| Receipted {
+                chain: r.chain,
+                seq: r.seq,
+                head: r.head,
+            }),
     };
     if a.store && a.paths.len() != 1 {
         bail!("--store takes exactly one path, the store's directory");
@@ -136,7 +177,7 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     // A store: its checkpoint log first, then its chains against it.
-    let (report, files, skipped) = checkpoints::verify_paths(
+    let (mut report, files, skipped) = checkpoints::verify_paths(
         &a.paths,
         options,
         (a.store, !a.no_checkpoints),
@@ -149,25 +190,18 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             }
         },
     )?;
+    if let Some(KeyTie::NotTied(why)) = &tie {
+        report.receipt = Some(ReceiptOutcome::Unchecked {
+            reason: format!("its key is not tied to the collector: {why}"),
+        });
+    }
     let code = if report.intact() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     };
-    if let (Some(r), false) = (&receipt, a.json) {
-        println!(
-            "receipt of collector {:?} (its log {}, epoch {}, key {}) for chain {} of host {:?}: held up to seq {}",
-            r.collector,
-            r.log_chain,
-            r.log_epoch,
-            crate::chain::hash::fingerprint(&r.log_key),
-            r.chain,
-            r.host,
-            r.seq
-        );
-    }
     // A reader that stops early (`verify … | head`) does not change the verdict.
-    match write_verify_output(&report, &files, &skipped, a.json) {
+    match write_verify_output(&report, &files, &skipped, a.json, receipt.as_ref()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),
         Err(e) => Err(e.into()),
         Ok(()) => Ok(code),
@@ -245,11 +279,14 @@ fn write_verify_output(
     files: &[PathBuf],
     skipped: &[verify_files::Skipped],
     json: bool,
+    receipt: Option<&Receipt>,
 ) -> std::io::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if json {
-        serde_json::to_writer_pretty(&mut out, &report::verify_json(report, files, skipped))?;
+        let mut doc = report::verify_json(report, files, skipped);
+        doc.receipt_of = receipt.map(report::receipt_json);
+        serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
     } else {
         for s in skipped {
@@ -258,6 +295,19 @@ fn write_verify_output(
                 "skipped {} ({})",
                 report::safe_path(&s.path),
                 s.why.describe()
+            )?;
+        }
+        if let Some(r) = receipt {
+            writeln!(
+                out,
+                "receipt of collector {:?} (its log {}, epoch {}, key {}) for chain {} of host {:?}: held up to seq {}",
+                r.collector,
+                r.log_chain,
+                r.log_epoch,
+                crate::chain::hash::fingerprint(&r.log_key),
+                r.chain,
+                r.host,
+                r.seq
             )?;
         }
         report::verify_text(&mut out, report, files)?;

@@ -36,7 +36,7 @@ use crate::storage::signer::StateError;
 use crate::storage::writer::{read_anchor, ChainWriter, Opened, WriterError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, RwLock};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Directory of the checkpoint log in a store.
@@ -60,19 +60,31 @@ struct EpochKey {
 }
 
 /// Signs receipts for the sessions (docs/FORMAT.md §7.2) with the checkpoint
-/// log's current epoch key; the checkpoint thread replaces the key after
-/// every seal of the log, which drops (erases) the old one.
+/// log's current epoch key. Before every seal of the log the checkpoint
+/// thread takes the key away (dropping the copy erases it), and gives the
+/// next one only once the seal is durable: no receipt is signed with a key
+/// the log has left, and none while the log cannot seal.
 pub struct ReceiptSigner {
     collector: String,
-    key: RwLock<EpochKey>,
+    key: Mutex<Option<EpochKey>>,
+    ready: Condvar,
 }
+
+/// How long a session waits for the key while the log seals.
+const KEY_WAIT: Duration = Duration::from_secs(5);
 
 impl ReceiptSigner {
     /// A receipt: this collector holds `chain` of `host` durably up to `seq`,
-    /// with `head` after it.
-    pub fn sign(&self, host: &str, chain: ChainId, seq: u64, head: [u8; 32]) -> Vec<u8> {
-        let k = self.key.read().unwrap_or_else(|p| p.into_inner());
-        Receipt {
+    /// with `head` after it. `None` if the log has had no key for
+    /// [`KEY_WAIT`] (it cannot seal).
+    pub fn sign(&self, host: &str, chain: ChainId, seq: u64, head: [u8; 32]) -> Option<Vec<u8>> {
+        let g = self.key.lock().unwrap_or_else(|p| p.into_inner());
+        let (g, _) = self
+            .ready
+            .wait_timeout_while(g, KEY_WAIT, |k| k.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        let k = g.as_ref()?;
+        let r = Receipt {
             collector: self.collector.clone(),
             log_chain: k.log_chain,
             log_epoch: k.epoch,
@@ -82,11 +94,17 @@ impl ReceiptSigner {
             chain,
             seq,
             head,
-        }
-        .sign(&k.key)
+        };
+        Some(r.sign(&k.key))
     }
 
-    fn replace(&self, w: &ChainWriter<SegmentLog>) {
+    /// Takes the key away (erasing the copy) before the log seals.
+    fn retire(&self) {
+        *self.key.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Gives the sessions the log's current key, once its seal is durable.
+    fn install(&self, w: &ChainWriter<SegmentLog>) {
         let (epoch, key) = w.epoch_key();
         let new = EpochKey {
             log_chain: w.chain_id(),
@@ -94,8 +112,8 @@ impl ReceiptSigner {
             key,
             next_seq: w.next_seq(),
         };
-        // The old key is dropped (erased) here.
-        *self.key.write().unwrap_or_else(|p| p.into_inner()) = new;
+        *self.key.lock().unwrap_or_else(|p| p.into_inner()) = Some(new);
+        self.ready.notify_all();
     }
 }
 
@@ -127,16 +145,12 @@ impl CheckpointLog {
         w.seal()?;
         // The key receipts are signed with is named by a durable seal.
         w.sync().map_err(io_writer)?;
-        let (epoch, key) = w.epoch_key();
         let receipts = Arc::new(ReceiptSigner {
             collector: host.to_string(),
-            key: RwLock::new(EpochKey {
-                log_chain: w.chain_id(),
-                epoch,
-                key,
-                next_seq: w.next_seq(),
-            }),
+            key: Mutex::new(None),
+            ready: Condvar::new(),
         });
+        receipts.install(&w);
         Ok(CheckpointLog {
             w,
             receipts,
@@ -189,9 +203,10 @@ impl CheckpointLog {
                 })
                 .map_err(io_writer)?;
         }
+        self.receipts.retire();
         self.w.seal()?;
         self.w.sync().map_err(io_writer)?;
-        self.receipts.replace(&self.w);
+        self.receipts.install(&self.w);
         for e in &entries {
             self.last.insert(e.chain, e.seq + 1);
         }
@@ -200,7 +215,10 @@ impl CheckpointLog {
 
     /// A last checkpoint, and the chain's clean shutdown.
     pub fn close(mut self, store: &Store) -> Result<(), WriterError> {
-        self.checkpoint(store)?;
+        let last = self.checkpoint(store);
+        // No receipt after the last checkpoint: the key goes with the shutdown's seal.
+        self.receipts.retire();
+        last?;
         self.w.shutdown("collector stopping")?;
         Ok(())
     }

@@ -1091,9 +1091,8 @@ impl Session<'_> {
     /// Acknowledges, in order, the pending batches whose chain is durable to
     /// their end; does not wait.
     fn ack_synced(&mut self, tls: &mut Tls) -> Result<(), SessionError> {
-        let (shared, pending, revoked) = (self.shared, &mut self.pending, self.revoked);
-        let (host, receipts) = (self.host, self.receipts);
-        while let Some(p) = pending.front() {
+        while let Some(p) = self.pending.front() {
+            let (shared, revoked) = (self.shared, self.revoked);
             // Nothing is acknowledged once the certificate is revoked (what was
             // stored stays stored; the agent sends it again, and it is idempotent).
             if revoked.load(Ordering::SeqCst) {
@@ -1106,14 +1105,14 @@ impl Session<'_> {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     let m = storage_failed(shared, tls, p, e);
-                    pending.clear();
+                    self.pending.clear();
                     return Err(m);
                 }
             }
-            // The receipt names the last record held: its Ack says it is durable.
-            let receipt = match (receipts, p.next_seq.checked_sub(1)) {
-                (Some(r), Some(last)) => r.sign(host, p.chain, last, p.head),
-                _ => Vec::new(),
+            let (batch, chain, next_seq, head) = (p.batch, p.chain, p.next_seq, p.head);
+            let receipt = self.receipt(tls, batch, chain, next_seq, head)?;
+            let Some(p) = self.pending.front() else {
+                return Ok(());
             };
             let ack = Msg::Ack {
                 batch: p.batch,
@@ -1126,9 +1125,38 @@ impl Session<'_> {
             c.batches.fetch_add(1, Ordering::Relaxed);
             c.records.fetch_add(p.records, Ordering::Relaxed);
             c.ack_seconds.observe(p.arrived.elapsed().as_secs_f64());
-            pending.pop_front();
+            self.pending.pop_front();
         }
         Ok(())
+    }
+
+    /// The receipt for seq `next_seq - 1` of `chain` with `head` after it
+    /// (protocol version 3; empty before, or for an empty chain). When the
+    /// checkpoint log cannot give its key (it cannot seal: a full disk), the
+    /// agent is told to retry, and nothing is acknowledged.
+    fn receipt(
+        &self,
+        tls: &mut Tls,
+        batch: u64,
+        chain: crate::chain::ChainId,
+        next_seq: u64,
+        head: Digest,
+    ) -> Result<Vec<u8>, SessionError> {
+        let (Some(r), Some(seq)) = (self.receipts, next_seq.checked_sub(1)) else {
+            return Ok(Vec::new());
+        };
+        if let Some(b) = r.sign(self.host, chain, seq, head) {
+            return Ok(b);
+        }
+        let message =
+            "this collector cannot sign receipts now (its checkpoint log cannot seal); retry later"
+                .to_string();
+        refuse(tls, Code::Storage, batch, &message);
+        Err(SessionError::Refused {
+            batch,
+            code: Code::Storage,
+            message,
+        })
     }
 
     /// Waits until every chain touched by pending batches is durable, then
@@ -1281,15 +1309,17 @@ impl Session<'_> {
             Msg::Position { chain } => {
                 self.commit(tls)?;
                 let reply = match self.shared.store.position(self.host, chain) {
-                    Ok(Some(next_seq)) => Msg::Resume {
+                    Ok(Some((next_seq, head))) => Msg::Resume {
                         chain,
                         known: true,
                         next_seq,
+                        receipt: self.receipt(tls, 0, chain, next_seq, head)?,
                     },
                     Ok(None) => Msg::Resume {
                         chain,
                         known: false,
                         next_seq: 0,
+                        receipt: Vec::new(),
                     },
                     Err(Refused { code, message }) => {
                         refuse(tls, code, 0, &message);

@@ -410,7 +410,7 @@ impl Store {
     }
 
     /// Where this collector stands on `chain` for `host`: `Ok(None)` if unknown.
-    pub fn position(&self, host: &str, chain: ChainId) -> Result<Option<u64>, Refused> {
+    pub fn position(&self, host: &str, chain: ChainId) -> Result<Option<(u64, Digest)>, Refused> {
         let Some(slot) = self.slot(chain)? else {
             return Ok(None);
         };
@@ -418,7 +418,7 @@ impl Store {
         if s.tip.host != host {
             return Err(self.not_yours(host, chain, &s.tip.host));
         }
-        Ok(Some(s.tip.next_seq))
+        Ok(Some((s.tip.next_seq, s.tip.head)))
     }
 
     fn not_yours(&self, host: &str, chain: ChainId, owner: &str) -> Refused {

@@ -13,6 +13,7 @@
 use super::verify_files::{self, InputError, SkipReason, Skipped};
 use super::witness::{Witness, WitnessError};
 use crate::chain::checkpoint;
+use crate::chain::receipt::Receipt;
 use crate::chain::record::{Body, Payload, Source};
 use crate::chain::verify::{ChainReport, Checkpoints, Options, Report, Unattributed, Verdict};
 use crate::chain::ChainId;
@@ -51,6 +52,54 @@ impl StoreLog {
         &self.findings
     }
 
+    /// The key the log's chain `chain` names for `epoch`: its Genesis key
+    /// (epoch 0), or the next key of its seal of the epoch before, among its
+    /// accepted seals (those up to `last_seal_seq`).
+    pub fn epoch_key(
+        &self,
+        chain: ChainId,
+        epoch: u64,
+        last_seal_seq: Option<u64>,
+    ) -> Result<Option<[u8; 32]>, InputError> {
+        for path in &self.files {
+            let io = |source| InputError::Io {
+                path: path.clone(),
+                source,
+            };
+            let mut r = SegmentReader::open(path).map_err(io)?;
+            while let Some(item) = r.next_item().map_err(io)? {
+                let Item::Frame {
+                    frame_type: crate::chain::frame::FRAME_RECORD,
+                    payload,
+                    ..
+                } = item
+                else {
+                    continue;
+                };
+                let Ok(rec) = crate::chain::Record::decode(payload) else {
+                    continue;
+                };
+                if rec.chain_id != chain {
+                    continue;
+                }
+                match rec.body {
+                    Body::Genesis { pk0, .. } if rec.seq == 0 && epoch == 0 => {
+                        return Ok(Some(pk0))
+                    }
+                    Body::Seal {
+                        epoch: e, next_pk, ..
+                    } if e.checked_add(1) == Some(epoch)
+                        && last_seal_seq.is_some_and(|l| rec.seq <= l) =>
+                    {
+                        return Ok(Some(next_pk))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The encoded record at `seq` of the log's chain `chain`, as the first
     /// file holding it stores it.
     pub fn record_at(&self, chain: ChainId, seq: u64) -> Result<Option<Vec<u8>>, InputError> {
@@ -79,6 +128,61 @@ impl StoreLog {
         }
         Ok(None)
     }
+}
+
+/// Whether a receipt's key is its collector's (docs/FORMAT.md §7.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyTie {
+    /// The collector's checkpoint log names the receipt's key for its epoch.
+    Tied,
+    /// It does not, or cannot be believed: why.
+    NotTied(String),
+}
+
+/// Ties a receipt's key to the checkpoint log of the collector's `store`
+/// (verified with `options`, its anchors included): the log must be
+/// believed, hold the receipt's log chain under the collector's name, and
+/// name the receipt's key for its epoch — the Genesis key for epoch 0, else
+/// the next key of an accepted seal of the epoch before.
+pub fn receipt_key(store: &Path, r: &Receipt, options: &Options) -> Result<KeyTie, InputError> {
+    let log = read(store, options)?;
+    let not = |why: String| Ok(KeyTie::NotTied(why));
+    if let Some(f) = log.findings.first() {
+        return not(format!(
+            "the checkpoint log of {} is not believed: {}",
+            super::report::safe_path(store),
+            super::report::describe_unattributed(f, &log.files)
+        ));
+    }
+    let id = r.log_chain.to_string();
+    let Some(c) = log.reports.iter().find(|c| c.chain == id) else {
+        return not(format!(
+            "the checkpoint log of {} holds no chain {id}",
+            super::report::safe_path(store)
+        ));
+    };
+    if c.host.as_deref() != Some(r.collector.as_str()) {
+        return not(format!(
+            "the log's chain {id} is collector {:?}'s, the receipt names {:?}",
+            c.host.as_deref().unwrap_or(""),
+            r.collector
+        ));
+    }
+    let named = log.epoch_key(r.log_chain, r.log_epoch, c.last_seal_seq)?;
+    let fp = crate::chain::hash::fingerprint;
+    Ok(match named {
+        Some(k) if k == r.log_key => KeyTie::Tied,
+        Some(k) => KeyTie::NotTied(format!(
+            "the log names key {} for epoch {}, the receipt's key is {}",
+            fp(&k),
+            r.log_epoch,
+            fp(&r.log_key)
+        )),
+        None => KeyTie::NotTied(format!(
+            "the log's accepted seals name no key for epoch {} yet",
+            r.log_epoch
+        )),
+    })
 }
 
 /// The newest accepted seal of `store`'s checkpoint log, to be witnessed

@@ -352,7 +352,24 @@ pub fn verify_json<'a>(
         unattributed_not_listed: report.unattributed_not_listed,
         checkpoint_log: OneByOne(&report.checkpoint_log),
         receipt: report.receipt.as_ref(),
+        receipt_of: None,
     }
+}
+
+/// What a receipt says, for `verify --json` (`receipt_of`).
+pub fn receipt_json(r: &crate::chain::receipt::Receipt) -> Value {
+    json!({
+        "collector": r.collector,
+        "log_chain": r.log_chain.to_string(),
+        "log_epoch": r.log_epoch,
+        "log_key": crate::chain::hex::encode(&r.log_key),
+        "log_key_fingerprint": crate::chain::hash::fingerprint(&r.log_key),
+        "log_next_seq": r.log_next_seq,
+        "host": r.host,
+        "chain": r.chain.to_string(),
+        "seq": r.seq,
+        "head": crate::chain::hex::encode(&r.head),
+    })
 }
 
 /// The JSON report of `verify`, written from the report one chain at a time
@@ -372,6 +389,9 @@ pub struct VerifyJson<'a> {
     /// What checking a receipt found (docs/FORMAT.md §7.2).
     #[serde(skip_serializing_if = "Option::is_none")]
     receipt: Option<&'a ReceiptOutcome>,
+    /// The receipt checked against (`verify --receipt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_of: Option<Value>,
 }
 
 /// A list written item by item, each through a JSON tree: keys sorted, and a

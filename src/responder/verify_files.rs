@@ -101,7 +101,6 @@ fn is_state_file(name: &str) -> bool {
             | "crl-floor.json"
             | "lock"
     ) || (name.starts_with('.') && name.ends_with(".tmp"))
-        || name.ends_with(".receipt")
 }
 
 /// Expands the paths given on the command line into segment files, in order:
@@ -199,6 +198,8 @@ fn walk(
             });
         } else if is_state_file(&name) {
             // The writers' own files: never read, whatever they hold.
+        } else if is_agent_receipt(&path, &name) {
+            // An agent's receipts (verify --receipt reads one when asked).
         } else if name.ends_with(".seg") || segment::looks_like_segment(&path) {
             files.push(path);
         } else {
@@ -209,6 +210,17 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// True for an agent's receipt file, `receipts/<chain>-<log>.receipt`, that
+/// is not a segment in disguise.
+fn is_agent_receipt(path: &Path, name: &str) -> bool {
+    crate::transport::receipts::is_receipt_name(name)
+        && path
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d == "receipts")
+        && !segment::looks_like_segment(path)
 }
 
 /// True for the `quarantine` directory of a collector store.

@@ -149,6 +149,9 @@ pub enum Msg {
         known: bool,
         /// Seq of the first record the collector does not hold.
         next_seq: u64,
+        /// Version 3, for a chain it holds: the collector's receipt for seq
+        /// `next_seq - 1` (docs/FORMAT.md §7.2); else empty.
+        receipt: Vec<u8>,
     },
     /// collector → agent.
     Ack {
@@ -227,10 +230,14 @@ impl Msg {
                 chain,
                 known,
                 next_seq,
+                receipt,
             } => {
                 e.fixed(&chain.0);
                 e.u8(u8::from(*known));
                 e.u64(*next_seq);
+                if !receipt.is_empty() {
+                    e.bytes(receipt);
+                }
                 t::RESUME
             }
             Msg::Ack {
@@ -306,16 +313,13 @@ impl Msg {
                 chain: ChainId(d.array().map_err(bad)?),
                 known: d.u8().map_err(bad)? != 0,
                 next_seq: d.u64().map_err(bad)?,
+                receipt: trailing_bytes(&mut d, body.len()).map_err(bad)?,
             },
             t::ACK => Msg::Ack {
                 batch: d.u64().map_err(bad)?,
                 chain: ChainId(d.array().map_err(bad)?),
                 next_seq: d.u64().map_err(bad)?,
-                receipt: if d.pos() < body.len() {
-                    d.bytes().map_err(bad)?.to_vec()
-                } else {
-                    Vec::new()
-                },
+                receipt: trailing_bytes(&mut d, body.len()).map_err(bad)?,
             },
             t::ERROR => Msg::Error {
                 code: u16_(&mut d).map_err(bad)?,
@@ -329,6 +333,15 @@ impl Msg {
         };
         d.finish().map_err(bad)?;
         Ok(m)
+    }
+}
+
+/// A last `bytes` field that version 2 leaves out: empty if the body ends here.
+fn trailing_bytes(d: &mut Dec<'_>, len: usize) -> Result<Vec<u8>, crate::chain::DecodeError> {
+    if d.pos() < len {
+        d.bytes().map(<[u8]>::to_vec)
+    } else {
+        Ok(Vec::new())
     }
 }
 
@@ -600,6 +613,25 @@ mod tests {
                 chain: ChainId([3; 16]),
                 known: true,
                 next_seq: 42,
+                receipt: Vec::new(),
+            },
+            Msg::Resume {
+                chain: ChainId([3; 16]),
+                known: true,
+                next_seq: 42,
+                receipt: b"a receipt".to_vec(),
+            },
+            Msg::Ack {
+                batch: 1,
+                chain: ChainId([3; 16]),
+                next_seq: 42,
+                receipt: Vec::new(),
+            },
+            Msg::Ack {
+                batch: 1,
+                chain: ChainId([3; 16]),
+                next_seq: 42,
+                receipt: b"another".to_vec(),
             },
             Msg::Error {
                 code: 6,

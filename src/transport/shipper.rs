@@ -13,6 +13,7 @@
 //!   next configured collector after each failed attempt.
 
 use crate::chain::frame::{self, FrameFault, FRAME_RECORD};
+use crate::chain::receipt::Receipt;
 use crate::chain::record::decode_header_only;
 use crate::chain::ChainId;
 use crate::storage::segment_log;
@@ -107,6 +108,8 @@ pub struct ShipperConfig {
     pub backoff_max: Duration,
     /// After [`ShipLink::close`], ship for at most this long.
     pub drain_timeout: Duration,
+    /// Refuse collectors that do not sign receipts (protocol version 2).
+    pub require_receipts: bool,
 }
 
 /// Counters for logs, tests and the metrics endpoint.
@@ -404,8 +407,9 @@ pub enum ShipError {
     /// Reading the spool.
     #[error("reading the spool: {0}")]
     Spool(io::Error),
-    /// The collector's receipt for a batch does not match what was sent.
-    #[error("the receipt for batch {batch} does not match what this agent sent: {why}")]
+    /// The collector's receipt (for a batch, or for where it stands: batch
+    /// 0) does not match what was sent.
+    #[error("the collector's receipt (batch {batch}) does not match what this agent sent: {why}")]
     Receipt {
         /// The batch.
         batch: u64,
@@ -544,8 +548,33 @@ struct InFlight {
     records: u64,
     sent: Instant,
     chain: ChainId,
+    /// The seq of its last record.
+    last_seq: u64,
     /// The head after the batch's last record, where known.
     heads: Heads,
+}
+
+/// Where a collector stands on a chain.
+struct Position {
+    /// The first seq it does not hold.
+    next: u64,
+    /// Its receipt for `next - 1` (protocol version 3), until the record
+    /// there is read and found to match it: records below `next` count as
+    /// held only then.
+    receipt: Option<(Receipt, Vec<u8>)>,
+}
+
+/// The collector's receipt in a Resume against the agent's own head at that
+/// seq (if known): another head is a fork, said here.
+fn resume_fork(r: &Receipt, head: Option<crate::chain::Digest>) -> Option<String> {
+    let h = head.filter(|h| *h != r.head)?;
+    Some(format!(
+        "the collector holds head {} after seq {} of chain {}, this spool {}: the chain forked (a state directory restored from a copy?)",
+        crate::chain::hex::encode(&r.head),
+        r.seq,
+        r.chain,
+        crate::chain::hex::encode(&h)
+    ))
 }
 
 impl Session<'_> {
@@ -603,6 +632,13 @@ impl Session<'_> {
             } if (proto::MIN_VERSION..=proto::VERSION).contains(&version) => {
                 tracing::info!(collector = %self.addr, name = collector, version, "connected to collector");
                 if version < proto::RECEIPTS {
+                    if self.cfg.require_receipts {
+                        return Err(ShipError::Refused {
+                            what: "the session",
+                            code: "version",
+                            message: format!("the collector speaks protocol version {version}, without receipts, and ship.require_receipts is set"),
+                        });
+                    }
                     tracing::warn!(collector = %self.addr, version, "the collector speaks an older protocol: its acks carry no receipt");
                 }
                 self.collector = collector;
@@ -627,7 +663,7 @@ impl Session<'_> {
             .map_err(|e| (false, io_err("setting the read timeout")(e)))?;
         let max_batch = self.cfg.batch_bytes.min(max_frame as usize - 64);
         let mut fr = FrameReader::default();
-        let mut positions: HashMap<ChainId, u64> = HashMap::new();
+        let mut positions: HashMap<ChainId, Position> = HashMap::new();
         let mut inflight: VecDeque<InFlight> = VecDeque::new();
         let mut next_id = 1u64;
         let mut progress = false;
@@ -642,20 +678,8 @@ impl Session<'_> {
             } else {
                 self.link.durable()
             };
-            if closed {
-                if inflight.is_empty() && self.link.acked() >= limit {
-                    return Ok(Done);
-                }
-                let d = *self
-                    .drain_deadline
-                    .get_or_insert_with(|| Instant::now() + self.cfg.drain_timeout);
-                if Instant::now() >= d {
-                    tracing::warn!(
-                        unacknowledged_bytes = limit.saturating_sub(self.link.acked()),
-                        "stopping with records not yet acknowledged; they stay in the spool and are sent at the next start"
-                    );
-                    return Ok(Done);
-                }
+            if closed && self.drained(inflight.is_empty(), limit) {
+                return Ok(Done);
             }
             // 1. Send while the window has room and there is something to send.
             if inflight.len() < self.cfg.window && self.cursor.pos < limit {
@@ -667,24 +691,26 @@ impl Session<'_> {
                 let chain = first.chain;
                 #[allow(clippy::map_entry)] // the lookup awaits the network in between
                 if !positions.contains_key(&chain) {
-                    let next =
+                    let p =
                         self.ask_position(&mut tls, &mut fr, &mut inflight, &mut progress, chain)?;
-                    positions.insert(chain, next);
+                    positions.insert(chain, p);
                 }
-                let have = positions.get(&chain).copied().unwrap_or(0);
+                let Some(at) = positions.get_mut(&chain) else {
+                    continue;
+                };
                 proto::begin_batch(&mut body, next_id, chain);
-                let mut n = 0u32;
-                for it in &items {
-                    let rec = &self.cursor.buf[it.range.0..it.range.1];
-                    self.heads.step(it.chain, it.seq, rec);
-                    if it.seq >= have {
-                        proto::push_record(&mut body, &self.cursor.buf[it.range.0..it.range.1]);
-                        n += 1;
-                    }
-                }
+                let n = self
+                    .fill_batch(&items, at, &mut body)
+                    .map_err(|e| (progress, e))?;
                 let end = items.last().map_or(self.cursor.pos, |i| i.end);
+                let last_seq = items.last().map_or(0, |i| i.seq);
                 if n == 0 {
-                    // The collector holds all of these already.
+                    // The collector holds all of these already; under
+                    // receipts, that is believed once the record before its
+                    // next seq was read and matched its receipt.
+                    if at.receipt.is_some() {
+                        continue;
+                    }
                     if inflight.is_empty() {
                         self.set_acked(end, self.heads);
                     } else {
@@ -694,6 +720,7 @@ impl Session<'_> {
                             records: 0,
                             sent: Instant::now(),
                             chain,
+                            last_seq,
                             heads: self.heads,
                         });
                     }
@@ -710,6 +737,7 @@ impl Session<'_> {
                     records: u64::from(n),
                     sent: Instant::now(),
                     chain,
+                    last_seq,
                     heads: self.heads,
                 });
                 next_id += 1;
@@ -740,8 +768,62 @@ impl Session<'_> {
         }
     }
 
+    /// After the stamper stopped: true once everything up to `limit` is
+    /// acknowledged, or the drain timeout has passed (said in the log).
+    fn drained(&mut self, nothing_in_flight: bool, limit: u64) -> bool {
+        if nothing_in_flight && self.link.acked() >= limit {
+            return true;
+        }
+        let d = *self
+            .drain_deadline
+            .get_or_insert_with(|| Instant::now() + self.cfg.drain_timeout);
+        if Instant::now() < d {
+            return false;
+        }
+        tracing::warn!(
+            unacknowledged_bytes = limit.saturating_sub(self.link.acked()),
+            "stopping with records not yet acknowledged; they stay in the spool and are sent at the next start"
+        );
+        true
+    }
+
+    /// Puts the records of `items` (of one chain) that the collector does
+    /// not hold into the batch `body`; steps the head over all of them and,
+    /// where the record before the collector's next seq is read, checks the
+    /// receipt of its Resume against it. Returns how many went in.
+    fn fill_batch(
+        &mut self,
+        items: &[Item],
+        at: &mut Position,
+        body: &mut Vec<u8>,
+    ) -> Result<u32, ShipError> {
+        let mut n = 0u32;
+        for it in items {
+            let rec = &self.cursor.buf[it.range.0..it.range.1];
+            self.heads.step(it.chain, it.seq, rec);
+            if it.seq >= at.next {
+                proto::push_record(body, rec);
+                n += 1;
+            } else if it.seq + 1 == at.next {
+                if let Some((r, bytes)) = at.receipt.take() {
+                    let head = self.heads.after(it.chain, it.seq);
+                    if let Some(why) = resume_fork(&r, head) {
+                        return Err(self.mismatch(0, why));
+                    }
+                    if let Some(b) = self.book.as_deref_mut() {
+                        if let Err(e) = b.keep(&r, it.end, head.is_some(), bytes) {
+                            tracing::error!(error = %e, "cannot write the collector's receipt");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Asks where the collector stands on `chain` (after the acks of every
-    /// batch in flight): the next seq it needs.
+    /// batch in flight): the next seq it needs, and (version 3) its receipt
+    /// for the seq before.
     fn ask_position(
         &mut self,
         tls: &mut Tls,
@@ -749,7 +831,7 @@ impl Session<'_> {
         inflight: &mut VecDeque<InFlight>,
         progress: &mut bool,
         chain: ChainId,
-    ) -> Result<u64, Ended> {
+    ) -> Result<Position, Ended> {
         // Ask where the collector stands; acks of earlier batches first.
         while !inflight.is_empty() {
             self.await_ack(tls, fr, inflight, progress)?;
@@ -758,17 +840,29 @@ impl Session<'_> {
             .write(tls)
             .and_then(|_| tls.flush())
             .map_err(|e| (*progress, io_err("asking the chain's position")(e)))?;
-        let next = loop {
+        let (next, receipt) = loop {
             match self.read_msg(tls, fr, *progress)? {
                 Msg::Resume {
-                    chain: c, next_seq, ..
-                } if c == chain => break next_seq,
+                    chain: c,
+                    next_seq,
+                    receipt,
+                    ..
+                } if c == chain => break (next_seq, receipt),
                 Msg::Pong(_) => continue,
                 other => return Err((*progress, unexpected("position", &other))),
             }
         };
         tracing::debug!(chain = %chain, next_seq = next, "collector position");
-        Ok(next)
+        let receipt = match next.checked_sub(1) {
+            Some(seq) if self.version >= proto::RECEIPTS => {
+                let r = self
+                    .check_receipt(0, chain, seq, None, &receipt)
+                    .map_err(|e| (*progress, e))?;
+                Some((r, receipt))
+            }
+            _ => None,
+        };
+        Ok(Position { next, receipt })
     }
 
     /// Takes everything below `pos` as acknowledged; `heads`: the head there.
@@ -887,36 +981,62 @@ impl Session<'_> {
         if self.version < proto::RECEIPTS {
             return Ok(());
         }
-        let last = match f.heads.at {
-            Some((c, seq, head)) if c == f.chain => (seq, Some(head)),
-            _ => (next_seq.saturating_sub(1), None),
-        };
-        let x = receipts::Expected {
-            collector: &self.collector,
-            host: &self.cfg.host,
-            chain: f.chain,
-            next_seq,
-            last,
-            previous: self.log,
-        };
-        let bad = |why: String| {
-            tracing::error!(collector = %self.addr, batch = f.id, "the collector's receipt does not match what this agent sent: {why}");
-            ShipError::Receipt { batch: f.id, why }
-        };
-        if bytes.is_empty() {
-            return Err(bad("the Ack carries no receipt".into()));
+        let head = f.heads.after(f.chain, f.last_seq);
+        if next_seq != f.last_seq.saturating_add(1) {
+            return Err(self.mismatch(
+                f.id,
+                format!(
+                    "the Ack says the collector holds up to seq {}, the batch ended at seq {}",
+                    next_seq.saturating_sub(1),
+                    f.last_seq
+                ),
+            ));
         }
-        let r = receipts::check(&bytes, &x).map_err(bad)?;
-        if last.1.is_none() {
+        let r = self.check_receipt(f.id, f.chain, f.last_seq, head, &bytes)?;
+        if head.is_none() {
             tracing::debug!(seq = r.seq, "receipt kept; the head it names is not checked (this run has not read the chain's head there)");
         }
-        self.log = Some((r.log_chain, r.log_epoch));
         if let Some(b) = self.book.as_deref_mut() {
-            if let Err(e) = b.keep(f.chain, f.end, bytes) {
+            if let Err(e) = b.keep(&r, f.end, head.is_some(), bytes) {
                 tracing::error!(error = %e, "cannot write the collector's receipt");
             }
         }
         Ok(())
+    }
+
+    /// Checks a receipt naming `seq` of `chain` (with `head` after it, if
+    /// known) from this session's collector.
+    fn check_receipt(
+        &mut self,
+        batch: u64,
+        chain: ChainId,
+        seq: u64,
+        head: Option<crate::chain::Digest>,
+        bytes: &[u8],
+    ) -> Result<Receipt, ShipError> {
+        if bytes.is_empty() {
+            return Err(self.mismatch(batch, "the collector's answer carries no receipt".into()));
+        }
+        let x = receipts::Expected {
+            collector: &self.collector,
+            host: &self.cfg.host,
+            chain,
+            seq,
+            head,
+            previous: self.log,
+        };
+        match receipts::check(bytes, &x) {
+            Ok(r) => {
+                self.log = Some((r.log_chain, r.log_epoch));
+                Ok(r)
+            }
+            Err(e) => Err(self.mismatch(batch, e.0)),
+        }
+    }
+
+    fn mismatch(&self, batch: u64, why: String) -> ShipError {
+        tracing::error!(collector = %self.addr, batch, "the collector's receipt does not match what this agent sent: {why}");
+        ShipError::Receipt { batch, why }
     }
 }
 
