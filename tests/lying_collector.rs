@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Lie {
+    ResumePastEnd,
     Resume,
     NextSeq,
     Head,
@@ -37,7 +38,8 @@ enum Lie {
     None,
 }
 
-const LIES: [Lie; 8] = [
+const LIES: [Lie; 9] = [
+    Lie::ResumePastEnd,
     Lie::Resume,
     Lie::NextSeq,
     Lie::Head,
@@ -128,12 +130,20 @@ fn serve(tls: Arc<rustls::ServerConfig>, tcp: TcpStream, lie: Lie, key: &SecretK
                 }
             }
             _ => match Msg::decode(ty, body) {
-                // It claims to hold the first records, under a head of its own.
+                // It claims to hold more than the agent ever wrote.
+                Ok(Msg::Position { chain }) if lie == Lie::ResumePastEnd => Msg::Resume {
+                    chain,
+                    known: true,
+                    next_seq: 1_000_000,
+                    receipt: receipt(&host, key, chain, 999_999, [1; 32]).sign(key),
+                },
+                // It claims to hold the Genesis and the first seal, under a
+                // head of its own.
                 Ok(Msg::Position { chain }) if lie == Lie::Resume => Msg::Resume {
                     chain,
                     known: true,
-                    next_seq: 3,
-                    receipt: receipt(&host, key, chain, 2, [1; 32]).sign(key),
+                    next_seq: 2,
+                    receipt: receipt(&host, key, chain, 1, [1; 32]).sign(key),
                 },
                 Ok(Msg::Position { chain }) => Msg::Resume {
                     chain,
@@ -207,6 +217,7 @@ fn every_lying_receipt_is_refused_and_an_honest_one_is_kept() {
     wait_until("every lie refused", || refusals() >= LIES.len());
     let text = std::fs::read_to_string(&log).unwrap();
     for why in [
+        "up to seq 999999; this spool's chain ends at seq",
         "the chain forked",
         "the Ack says the collector holds up to seq",
         "the records this agent holds give head",

@@ -37,13 +37,45 @@ fn receipt_files(state: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// `logseal verify --json --receipt R [--collector STORE] PATH`: exit code,
-/// document and stderr.
-fn verify_receipt(path: &Path, receipt: &Path, collector: Option<&Path>) -> (i32, Value, String) {
+/// The trust file a responder writes: the agent's and the collector's
+/// Genesis lines, as `--print-genesis` prints them.
+fn trust_file(d: &Path, state: &Path, store: &Path) -> PathBuf {
+    let line = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new(bin()).args(args).output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let agent = line(&[
+        "agent".as_ref(),
+        "--print-genesis".as_ref(),
+        "--state".as_ref(),
+        state.as_os_str(),
+    ]);
+    let collector = line(&[
+        "collector".as_ref(),
+        "--print-genesis".as_ref(),
+        "--store".as_ref(),
+        store.as_os_str(),
+    ]);
+    let t = d.join("trust");
+    std::fs::write(&t, format!("{agent}{collector}")).unwrap();
+    t
+}
+
+/// `logseal verify --json --receipt R [--collector STORE --trust-file T] PATH`:
+/// exit code, document and stderr.
+fn verify_receipt(
+    path: &Path,
+    receipt: &Path,
+    pinned: Option<(&Path, &Path)>,
+) -> (i32, Value, String) {
     let mut c = Command::new(bin());
     c.args(["verify", "--json", "--receipt"]).arg(receipt);
-    if let Some(store) = collector {
-        c.arg("--collector").arg(store);
+    if let Some((store, trust)) = pinned {
+        c.arg("--collector")
+            .arg(store)
+            .arg("--trust-file")
+            .arg(trust);
     }
     let o = c.arg(path).output().unwrap();
     let doc = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
@@ -141,7 +173,9 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     start_agent(d.path(), &cfg).stop();
     let store = c.store.clone();
     c.stop();
-    let (code, doc, err) = verify_receipt(&state, &before_kill, Some(&store));
+    let trust = trust_file(d.path(), &state, &store);
+    let pin = Some((store.as_path(), trust.as_path()));
+    let (code, doc, err) = verify_receipt(&state, &before_kill, pin);
     assert_eq!(doc["receipt"]["status"], "matches", "{code} {doc} {err}");
     let files = receipt_files(&state);
     assert_eq!(files.len(), 1, "one chain, one receipt: {files:?}");
@@ -149,19 +183,37 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     std::fs::copy(&files[0], &kept).unwrap();
     let seq = receipt_seq(&state, &kept);
 
-    let (code, doc, err) = verify_receipt(&state, &kept, Some(&store));
+    let (code, doc, err) = verify_receipt(&state, &kept, pin);
     assert_eq!(code, 0, "{doc} {err}");
     assert_eq!(doc["receipt"]["status"], "matches", "{doc}");
     assert_eq!(doc["receipt_of"]["seq"], seq, "{doc}");
     // The collector's store holds it too (its own checkpoint log names the key).
-    let (code, doc, _) = verify_receipt(&store, &kept, None);
+    let (code, doc, _) = verify_receipt(&store, &kept, pin);
     assert_eq!(code, 0, "{doc}");
     assert_eq!(doc["receipt"]["status"], "matches", "{doc}");
-    // Without the collector's log, nothing ties the receipt's key to it: not proven.
+    // Without the collector's log, nothing ties the receipt's key to it: not
+    // proven; nor with a log that is not pinned (one made elsewhere would
+    // vouch for any key).
     let (code, doc, _) = verify_receipt(&state, &kept, None);
     assert_eq!(code, 1, "{doc}");
     assert_eq!(doc["receipt"]["status"], "unchecked", "{doc}");
     assert_eq!(doc["result"], "receipt-unchecked", "{doc}");
+    let o = Command::new(bin())
+        .args(["verify", "--json", "--receipt"])
+        .arg(&kept)
+        .arg("--collector")
+        .arg(&store)
+        .arg(&state)
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{doc}");
+    assert!(
+        doc["receipt"]["reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("not pinned")),
+        "{doc}"
+    );
 
     // A receipt an intruder signs with a key of their own — its signature
     // is valid — claiming another head: not tied to the collector's log, so
@@ -174,7 +226,7 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     r.head[0] ^= 1;
     let own = d.path().join("own.receipt");
     std::fs::write(&own, r.sign(&key)).unwrap();
-    let (code, doc, _) = verify_receipt(&state, &own, Some(&store));
+    let (code, doc, _) = verify_receipt(&state, &own, pin);
     assert_eq!(code, 1, "{doc}");
     assert_eq!(doc["receipt"]["status"], "unchecked", "{doc}");
     assert!(
@@ -194,10 +246,30 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     copy(&snapshot, &state);
     let (_, doc) = verify_json(&state);
     assert_eq!(kinds(&doc), ["unsealed-tail"], "{doc}");
-    let (code, doc, _) = verify_receipt(&state, &kept, Some(&store));
+    let (code, doc, _) = verify_receipt(&state, &kept, pin);
     assert_eq!(code, 1, "{doc}");
     assert_eq!(doc["receipt"]["status"], "cut", "{doc}");
     assert_eq!(kinds(&doc), ["receipt-cut", "unsealed-tail"], "{doc}");
+
+    // Restarted on the copy against the collector (which holds more of the
+    // chain than the copy): the agent itself sees it, says so and ships
+    // nothing — before any record of the new history reaches the collector.
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let cfg = agent_config(d.path(), &ca, "web-01", &[&c.addr], TCP_INPUT, "");
+    let a = start_agent(d.path(), &cfg);
+    let log = d.path().join("agent.log");
+    wait_until("the restored agent refuses to ship on", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("this spool's chain ends at seq")
+    });
+    a.stop();
+    c.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("up to seq {}", last_seq(&store.join("hosts")))),
+        "{text}"
+    );
 
     // It runs on from the copy (no collector: the original's would refuse
     // what conflicts): past the receipt's seq the history is another one,
@@ -212,7 +284,7 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     assert!(last_seq(&state.join("spool")) > seq);
     let (code, doc) = verify_json(&state);
     assert_eq!(code, 0, "the forked spool verifies alone: {doc}");
-    let (code, doc, _) = verify_receipt(&state, &kept, Some(&store));
+    let (code, doc, _) = verify_receipt(&state, &kept, pin);
     assert_eq!(code, 1, "{doc}");
     assert_eq!(doc["receipt"]["status"], "fork", "{doc}");
     assert_eq!(kinds(&doc), ["receipt-fork"], "{doc}");
@@ -228,7 +300,7 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     b[n - 4..].copy_from_slice(&crc.to_be_bytes());
     let forged = d.path().join("forged.receipt");
     std::fs::write(&forged, &b).unwrap();
-    let (code, _, err) = verify_receipt(&state, &forged, Some(&store));
+    let (code, _, err) = verify_receipt(&state, &forged, pin);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("forged.receipt") && err.contains("signature"),

@@ -146,6 +146,7 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             .as_ref()
             .filter(|_| tie == Some(KeyTie::Tied))
             .map(|r| Receipted {
+                host: r.host.clone(),
                 chain: r.chain,
                 seq: r.seq,
                 head: r.head,

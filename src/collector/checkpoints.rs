@@ -60,10 +60,12 @@ struct EpochKey {
 }
 
 /// Signs receipts for the sessions (docs/FORMAT.md §7.2) with the checkpoint
-/// log's current epoch key. Before every seal of the log the checkpoint
-/// thread takes the key away (dropping the copy erases it), and gives the
-/// next one only once the seal is durable: no receipt is signed with a key
-/// the log has left, and none while the log cannot seal.
+/// log's current epoch key. When a seal of the log is durable, right before
+/// the writer erases the key, the checkpoint thread takes the copy away
+/// (dropping it erases it), and gives the writer's key back once the seal
+/// is done (the next key; the same one if the promotion failed and kept
+/// it): no receipt is signed with a key the log has erased. Sessions wait
+/// for the key while the seal promotes it (at most [`KEY_WAIT`]).
 pub struct ReceiptSigner {
     collector: String,
     key: Mutex<Option<EpochKey>>,
@@ -203,10 +205,13 @@ impl CheckpointLog {
                 })
                 .map_err(io_writer)?;
         }
-        self.receipts.retire();
-        self.w.seal()?;
+        let receipts = &self.receipts;
+        let sealed = self.w.seal_then(|| receipts.retire());
+        // The writer's current key: the next one if the seal promoted it, else
+        // the same (a failed promotion keeps it, unerased).
+        receipts.install(&self.w);
+        sealed?;
         self.w.sync().map_err(io_writer)?;
-        self.receipts.install(&self.w);
         for e in &entries {
             self.last.insert(e.chain, e.seq + 1);
         }

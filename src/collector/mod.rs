@@ -1089,7 +1089,8 @@ struct Session<'a> {
 /// Acknowledgements.
 impl Session<'_> {
     /// Acknowledges, in order, the pending batches whose chain is durable to
-    /// their end; does not wait.
+    /// their end; does not wait for an fsync (signing a receipt may wait
+    /// while the checkpoint log promotes its key).
     fn ack_synced(&mut self, tls: &mut Tls) -> Result<(), SessionError> {
         while let Some(p) = self.pending.front() {
             let (shared, revoked) = (self.shared, self.revoked);

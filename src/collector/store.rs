@@ -409,14 +409,23 @@ impl Store {
         })
     }
 
-    /// Where this collector stands on `chain` for `host`: `Ok(None)` if unknown.
+    /// Where this collector stands on `chain` for `host` (the next seq and
+    /// the head before it, made durable first): `Ok(None)` if unknown.
     pub fn position(&self, host: &str, chain: ChainId) -> Result<Option<(u64, Digest)>, Refused> {
         let Some(slot) = self.slot(chain)? else {
             return Ok(None);
         };
-        let s = lock(&slot);
+        let mut s = lock(&slot);
         if s.tip.host != host {
             return Err(self.not_yours(host, chain, &s.tip.host));
+        }
+        // What the answer (and its receipt) says is held must be durable,
+        // whichever session stored it.
+        if let Err(e) = s.sync() {
+            return Err(refused(
+                Code::Storage,
+                format!("syncing the chain before answering where it stands: {e}"),
+            ));
         }
         Ok(Some((s.tip.next_seq, s.tip.head)))
     }

@@ -15,7 +15,9 @@ use super::witness::{Witness, WitnessError};
 use crate::chain::checkpoint;
 use crate::chain::receipt::Receipt;
 use crate::chain::record::{Body, Payload, Source};
-use crate::chain::verify::{ChainReport, Checkpoints, Options, Report, Unattributed, Verdict};
+use crate::chain::verify::{
+    Anchor, ChainReport, Checkpoints, Options, Report, Unattributed, Verdict,
+};
 use crate::chain::ChainId;
 use crate::storage::segment::{Item, SegmentReader};
 use std::collections::HashMap;
@@ -141,7 +143,8 @@ pub enum KeyTie {
 
 /// Ties a receipt's key to the checkpoint log of the collector's `store`
 /// (verified with `options`, its anchors included): the log must be
-/// believed, hold the receipt's log chain under the collector's name, and
+/// believed, pinned by a trust anchor, hold the receipt's log chain under
+/// the collector's name, and
 /// name the receipt's key for its epoch — the Genesis key for epoch 0, else
 /// the next key of an accepted seal of the epoch before.
 pub fn receipt_key(store: &Path, r: &Receipt, options: &Options) -> Result<KeyTie, InputError> {
@@ -161,6 +164,13 @@ pub fn receipt_key(store: &Path, r: &Receipt, options: &Options) -> Result<KeyTi
             super::report::safe_path(store)
         ));
     };
+    if c.anchor != Anchor::Trusted {
+        return not(
+            "the collector's checkpoint log is not pinned (give --trust-file with its line, \
+             `logseal collector --print-genesis`): a log made elsewhere would vouch for any key"
+                .to_string(),
+        );
+    }
     if c.host.as_deref() != Some(r.collector.as_str()) {
         return not(format!(
             "the log's chain {id} is collector {:?}'s, the receipt names {:?}",

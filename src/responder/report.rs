@@ -134,9 +134,6 @@ pub fn verify_text(out: &mut impl Write, report: &Report, files: &[PathBuf]) -> 
                 "CUT: the chain ends before what the collector acknowledged (see its problems)"
                     .to_string()
             }
-            ReceiptOutcome::ChainMissing => {
-                "MISSING: the chain it names is not in the input".to_string()
-            }
             ReceiptOutcome::Unchecked { reason } => format!("NOT CHECKED: {reason}"),
             _ => "unknown".to_string(),
         };
@@ -299,7 +296,7 @@ impl Outcome {
             || report.unattributed_not_listed > 0
             || matches!(
                 report.receipt,
-                Some(ReceiptOutcome::ChainMissing | ReceiptOutcome::Fork | ReceiptOutcome::Cut)
+                Some(ReceiptOutcome::Fork | ReceiptOutcome::Cut)
             )
         {
             Outcome::Broken

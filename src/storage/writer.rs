@@ -688,6 +688,13 @@ impl<L: RecordLog> ChainWriter<L> {
     /// Seals everything appended so far and evolves the key (see `signer.rs`
     /// for the protocol). Returns the seal's seq.
     pub fn seal(&mut self) -> Result<u64, WriterError> {
+        self.seal_then(|| {})
+    }
+
+    /// [`seal`](Self::seal), calling `at_promote` once the seal is durable,
+    /// right before the current key is replaced and erased (a holder of a
+    /// copy of it drops the copy there).
+    pub fn seal_then(&mut self, at_promote: impl FnOnce()) -> Result<u64, WriterError> {
         let p = match self.pending_seal {
             // A seal whose write or fsync failed (e.g. disk full) is retried, not redone.
             Some(p) => p,
@@ -699,6 +706,7 @@ impl<L: RecordLog> ChainWriter<L> {
         faults::point("seal.record-durable");
 
         // 3. Promote the next key; the old one is dropped (zeroized) and its file scrubbed.
+        at_promote();
         let next = self.state.pending.take().ok_or(WriterError::Random)?;
         let old = std::mem::replace(&mut self.state.current, next);
         self.state.epoch += 1;

@@ -16,8 +16,9 @@
 //!
 //! Invariants: a receipt is kept only after it verified under the key it
 //! names, named the collector of the session, the chain of the batch, the
-//! seq the Ack acknowledges and, where the shipper knows it, the head after
-//! that record as the agent computed it from the bytes it sent. A receipt
+//! batch's last seq and, where the shipper knows it (a batch ending at a
+//! seal or a Genesis, see [`Heads`]), the head after that record as the
+//! agent computed it from its own records. A receipt
 //! that does not is an error: the batch is not taken as acknowledged, so no
 //! spool segment is deleted on its strength.
 
@@ -157,9 +158,11 @@ pub fn read_file(path: &Path) -> Result<Kept, FileError> {
     })
 }
 
-/// The head after the last record the shipper read, where it can know it:
-/// from a Genesis (its head follows from the zero head), from a seal (it
-/// names the head before it), or from the head after the record before.
+/// The head after the last record the shipper read, where it knows it
+/// without hashing every record: after a Genesis (it follows from the zero
+/// head) and after a seal (it names the head before it). Batches end at
+/// seals, so the receipt for every batch that carries one is checked against
+/// the agent's own head; other receipts are checked on everything else.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Heads {
     /// Chain, seq and head after that record; `None`: not known.
@@ -170,23 +173,21 @@ impl Heads {
     /// Steps over one record `rec` of `chain` at `seq`, as read from the spool.
     pub fn step(&mut self, chain: ChainId, seq: u64, rec: &[u8]) {
         let kind = hash::kind_of(rec);
-        let follows = match self.at {
-            Some((c, s, h)) if c == chain && s.checked_add(1) == Some(seq) => Some(h),
-            _ => None,
-        };
         let before = if seq == 0 && kind == Kind::Genesis as u8 {
             Some(ZERO_HEAD)
         } else if kind == Kind::Seal as u8 {
             // A seal names the head before it (its record: 34 bytes of
-            // header, the 8-byte epoch, then `covers_head`). If that is not
-            // the head followed so far, neither is believed.
+            // header, the 8-byte epoch, then `covers_head`); if that is not
+            // the head known before it, neither is believed.
             let covers: Option<Digest> = rec.get(42..74).and_then(|c| c.try_into().ok());
-            match (follows, covers) {
-                (Some(f), Some(c)) if f != c => None,
-                (f, c) => f.or(c),
+            match (self.at, covers) {
+                (Some((c, s, h)), Some(k)) if c == chain && s.checked_add(1) == Some(seq) => {
+                    (h == k).then_some(k)
+                }
+                (_, k) => k,
             }
         } else {
-            follows
+            None
         };
         self.at = before.map(|h| (chain, seq, hash::head(&h, kind, &hash::leaf(rec))));
     }
@@ -263,6 +264,14 @@ impl Book {
         checked: bool,
         bytes: Vec<u8>,
     ) -> io::Result<()> {
+        // Another chain or collector: the receipt kept before is written first.
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| (p.chain, p.log) != (r.chain, r.log_chain))
+        {
+            self.flush()?;
+        }
         self.pending = Some(Pending {
             chain: r.chain,
             log: r.log_chain,

@@ -200,7 +200,8 @@ impl Cursor {
 
     /// Reads whole records from `pos` while below `limit` (a frame boundary),
     /// into `self.buf` (one `pread` per chunk); returns them as ranges into the
-    /// buffer. Records of one chain only: a batch holds one chain.
+    /// buffer. Records of one chain only: a batch holds one chain; and up to
+    /// a seal at most: a batch ends at one.
     fn read(&mut self, limit: u64, max_records: usize, max_bytes: usize) -> io::Result<Vec<Item>> {
         use std::os::unix::fs::FileExt;
         let mut items = Vec::new();
@@ -282,9 +283,15 @@ impl Cursor {
                         seq: hd.seq,
                         range: (at + frame::FRAME_HEADER + 1, at + fr.len),
                     });
+                    // A batch ends at a seal: the agent knows the head there,
+                    // and checks the receipt for it (transport::receipts).
+                    stop = hd.kind == crate::chain::Kind::Seal;
                 }
                 at += fr.len;
                 self.pos = base + off + (at - start) as u64;
+                if stop {
+                    break;
+                }
             }
             used = at;
             if stop {
@@ -469,6 +476,8 @@ pub fn run(cfg: ShipperConfig, spool_dir: PathBuf, link: Arc<ShipLink>, stats: A
             addr,
             drain_deadline: &mut drain_deadline,
             heads: acked_head,
+            read_end: link.acked(),
+            read_seq: None,
             acked_head: &mut acked_head,
             book: book.as_mut(),
             collector: String::new(),
@@ -530,6 +539,9 @@ struct Session<'a> {
     drain_deadline: &'a mut Option<Instant>,
     /// The head after the last record read.
     heads: Heads,
+    /// The spool position after the last record read, and its chain and seq.
+    read_end: u64,
+    read_seq: Option<(ChainId, u64)>,
     /// The head after the last record acknowledged (kept across sessions).
     acked_head: &'a mut Heads,
     /// Where receipts are kept (`None`: the directory could not be made).
@@ -688,11 +700,18 @@ impl Session<'_> {
                     .read(limit, self.cfg.batch_records, max_batch)
                     .map_err(|e| (progress, ShipError::Spool(e)))?;
                 let Some(first) = items.first() else { continue };
-                let chain = first.chain;
+                let (chain, first_seq) = (first.chain, first.seq);
+                if let Some(e) = self.overclaimed(&positions, Some(chain)) {
+                    return Err((progress, e));
+                }
                 #[allow(clippy::map_entry)] // the lookup awaits the network in between
                 if !positions.contains_key(&chain) {
-                    let p =
-                        self.ask_position(&mut tls, &mut fr, &mut inflight, &mut progress, chain)?;
+                    let p = self.ask_position(
+                        (&mut tls, &mut fr),
+                        &mut inflight,
+                        &mut progress,
+                        (chain, first_seq),
+                    )?;
                     positions.insert(chain, p);
                 }
                 let Some(at) = positions.get_mut(&chain) else {
@@ -749,7 +768,12 @@ impl Session<'_> {
                 last_io = Instant::now();
                 continue;
             }
-            // 3. Idle: wait for new records; ping now and then.
+            // 3. Idle: wait for new records; ping now and then. A collector
+            // that holds more of a chain than this spool has durably read is
+            // not believed.
+            if let Some(e) = self.overclaimed(&positions, None) {
+                return Err((progress, e));
+            }
             if last_io.elapsed() >= self.cfg.keepalive {
                 Msg::Ping(0)
                     .write(&mut tls)
@@ -766,6 +790,30 @@ impl Session<'_> {
                     .wait_beyond(self.cursor.pos.max(limit), Duration::from_millis(500));
             }
         }
+    }
+
+    /// A chain whose Resume receipt is still waiting for its record, though
+    /// this spool's records of it are all read (another chain follows, or
+    /// none is durable yet: `current` is the chain read now, if any): the
+    /// collector says it holds more than this spool ever held — a spool cut
+    /// back, or restored from a copy, or a lying collector.
+    fn overclaimed(
+        &self,
+        positions: &HashMap<ChainId, Position>,
+        current: Option<ChainId>,
+    ) -> Option<ShipError> {
+        let (chain, p) = positions
+            .iter()
+            .find(|(c, p)| p.receipt.is_some() && Some(**c) != current)?;
+        let last = match self.read_seq {
+            Some((c, s)) if c == *chain => format!("ends at seq {s}"),
+            _ => "ends before it".to_string(),
+        };
+        let why = format!(
+            "the collector holds chain {chain} up to seq {}; this spool's chain {last} (cut back or restored from a copy?)",
+            p.next.saturating_sub(1)
+        );
+        Some(self.mismatch(0, why))
     }
 
     /// After the stamper stopped: true once everything up to `limit` is
@@ -801,6 +849,8 @@ impl Session<'_> {
         for it in items {
             let rec = &self.cursor.buf[it.range.0..it.range.1];
             self.heads.step(it.chain, it.seq, rec);
+            self.read_end = it.end;
+            self.read_seq = Some((it.chain, it.seq));
             if it.seq >= at.next {
                 proto::push_record(body, rec);
                 n += 1;
@@ -826,11 +876,10 @@ impl Session<'_> {
     /// for the seq before.
     fn ask_position(
         &mut self,
-        tls: &mut Tls,
-        fr: &mut FrameReader,
+        (tls, fr): (&mut Tls, &mut FrameReader),
         inflight: &mut VecDeque<InFlight>,
         progress: &mut bool,
-        chain: ChainId,
+        (chain, first_seq): (ChainId, u64),
     ) -> Result<Position, Ended> {
         // Ask where the collector stands; acks of earlier batches first.
         while !inflight.is_empty() {
@@ -853,16 +902,33 @@ impl Session<'_> {
             }
         };
         tracing::debug!(chain = %chain, next_seq = next, "collector position");
-        let receipt = match next.checked_sub(1) {
-            Some(seq) if self.version >= proto::RECEIPTS => {
-                let r = self
-                    .check_receipt(0, chain, seq, None, &receipt)
-                    .map_err(|e| (*progress, e))?;
-                Some((r, receipt))
-            }
-            _ => None,
+        let (Some(seq), true) = (next.checked_sub(1), self.version >= proto::RECEIPTS) else {
+            return Ok(Position {
+                next,
+                receipt: None,
+            });
         };
-        Ok(Position { next, receipt })
+        // The record it names was read already (the last one acknowledged,
+        // usually): its head is compared now; else when it is read.
+        let head = self.heads.after(chain, seq);
+        let r = self
+            .check_receipt(0, chain, seq, head, &receipt)
+            .map_err(|e| (*progress, e))?;
+        if seq >= first_seq {
+            return Ok(Position {
+                next,
+                receipt: Some((r, receipt)),
+            });
+        }
+        if let Some(b) = self.book.as_deref_mut() {
+            if let Err(e) = b.keep(&r, self.read_end, head.is_some(), receipt) {
+                tracing::error!(error = %e, "cannot write the collector's receipt");
+            }
+        }
+        Ok(Position {
+            next,
+            receipt: None,
+        })
     }
 
     /// Takes everything below `pos` as acknowledged; `heads`: the head there.

@@ -674,9 +674,8 @@ pub enum ReceiptOutcome {
     Fork,
     /// The chain ends before that record (a `receipt-cut` problem).
     Cut,
-    /// The chain is not in the input.
-    ChainMissing,
-    /// The record could not be compared: `reason` says why.
+    /// The record could not be compared (the chain is not in the input, is
+    /// another host's, or does not hold the record's head): `reason` says why.
     Unchecked {
         /// Why.
         reason: String,
@@ -729,6 +728,8 @@ pub struct Options {
 /// What a receipt says of one chain (its signature checked by the caller).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipted {
+    /// The host it names.
+    pub host: String,
     /// The chain.
     pub chain: ChainId,
     /// The last record the collector acknowledged.
@@ -1756,9 +1757,20 @@ fn receipt_outcome(
     problems: &mut [Vec<Problem>],
 ) -> ReceiptOutcome {
     let Some(&i) = index.get(&r.chain) else {
-        return ReceiptOutcome::ChainMissing;
+        return ReceiptOutcome::Unchecked {
+            reason: format!("the input holds no chain {}", r.chain),
+        };
     };
     let c = &chains[i];
+    if c.host.as_deref().is_some_and(|h| h != r.host) {
+        return ReceiptOutcome::Unchecked {
+            reason: format!(
+                "its chain's Genesis here names host {:?}, the receipt {:?}",
+                c.host.as_deref().unwrap_or(""),
+                r.host
+            ),
+        };
+    }
     match c.receipt_reached {
         Some(Some(h)) if h == r.head => ReceiptOutcome::Matches,
         Some(Some(_)) => ReceiptOutcome::Fork,
