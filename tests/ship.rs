@@ -1262,3 +1262,104 @@ fn new_hosts_are_not_silent_at_once_and_repeated_alerts_are_counted() {
     );
     c.stop();
 }
+
+/// `logseal stamp` of `lines` onto the chain in `state`, appended to `out`.
+fn stamp(state: &Path, out: &Path, host: &str, lines: &str) {
+    let mut child = Command::new(bin())
+        .args(["stamp", "--host", host, "--seal-every", "2", "--state"])
+        .arg(state)
+        .arg("--out")
+        .arg(out)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A host's state restored from a copy re-seals epochs it had sealed: the
+/// collector refuses the other history, keeps it in quarantine with the
+/// proof — the stored seal and the received one of the same epoch, by the
+/// same key, both signatures valid (checked here with `ring` directly) — and
+/// raises a `fork` alert.
+#[test]
+fn a_restored_key_resealing_an_epoch_is_refused_with_the_proof() {
+    let d = TempDir::new("ship-fork");
+    let ca = Ca::new(&d.path().join("pki"));
+    let (state, log) = (d.path().join("state"), d.path().join("log.seg"));
+    stamp(&state, &log, "fork-host", "a\nb\nc\n");
+    // The copy, then the original history and the one run on from the copy.
+    let (state2, log2) = (d.path().join("state2"), d.path().join("log2.seg"));
+    for (from, to) in [(&state, &state2), (&log, &log2)] {
+        let o = Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+    }
+    stamp(&state, &log, "fork-host", "d\ne\nf\n");
+    stamp(&state2, &log2, "fork-host", "x\ny\nz\n");
+    let (original, forked) = (records(&log), records(&log2));
+    assert_eq!(original.len(), forked.len());
+
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let (cert, key) = ca.agent("fork-host");
+    let mut t = tls_client(&ca, Some((&cert, &key)), &c.addr).unwrap();
+    assert!(matches!(
+        hello(&mut t, "fork-host"),
+        Ok(Msg::Welcome { .. })
+    ));
+    let n = original.len() as u64;
+    assert!(
+        matches!(send_batch(&mut t, 1, &original), Ok(Msg::Ack { next_seq, .. }) if next_seq == n)
+    );
+    let m = send_batch(&mut t, 2, &forked);
+    assert_eq!(error_code(&m), Some(Code::Conflict), "{m:?}");
+
+    let proofs: Vec<serde_json::Value> = std::fs::read_dir(c.store.join("quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .collect();
+    assert_eq!(proofs.len(), 1, "{proofs:?}");
+    let fork = &proofs[0]["fork"];
+    let bytes = |k: &str| {
+        let h = fork[k].as_str().unwrap_or_else(|| panic!("{k}: {fork}"));
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+    };
+    let (stored, received, key) = (bytes("stored_seal"), bytes("received_seal"), bytes("key"));
+    assert_ne!(stored, received);
+    // Both are seals (kind 3) of the same epoch (after the 34-byte header).
+    for seal in [&stored, &received] {
+        assert_eq!(seal[1], 3, "a seal");
+        assert_eq!(seal[34..42], stored[34..42], "one epoch");
+        // Signed by `key` over "logseal/seal/v1\0" and the seal without its signature.
+        let (body, sig) = seal.split_at(seal.len() - 64);
+        let msg = [b"logseal/seal/v1\0".as_slice(), body].concat();
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &key)
+            .verify(&msg, sig)
+            .expect("a valid signature by the key the proof names");
+        // The signer field (after epoch and covers_head) is that key.
+        assert_eq!(seal[74..106], key[..]);
+    }
+    assert!(original.contains(&stored) && forked.contains(&received));
+    let alerts = std::fs::read_to_string(c.store.join("alerts.jsonl")).unwrap();
+    assert!(
+        alerts.contains("\"fork\"") && alerts.contains("signed by one key"),
+        "{alerts}"
+    );
+    c.stop();
+}

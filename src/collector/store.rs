@@ -489,14 +489,15 @@ impl Store {
                         Some(l) if l == leaf => continue, // re-sent: idempotent
                         Some(_) => {
                             let msg = format!("record seq {got} differs from the record stored at that seq (a forked or rewritten chain)");
-                            self.quarantine(host, batch, &msg);
+                            drop(s);
+                            self.refuse_fork(host, batch, &msg, true);
                             return Err(refused(Code::Conflict, msg));
                         }
                         None => {
-                            return Err(refused(
-                                Code::Conflict,
-                                format!("record seq {got} is older than the records this collector can compare; resume from seq {expected}"),
-                            ))
+                            let msg = format!("record seq {got} is older than the records this collector can compare; resume from seq {expected}");
+                            drop(s);
+                            self.refuse_fork(host, batch, &msg, false);
+                            return Err(refused(Code::Conflict, msg));
                         }
                     }
                 }
@@ -678,7 +679,113 @@ impl Store {
     }
 
     /// Writes a refused batch, as received, into quarantine with its reason.
+    /// A batch that conflicts with the stored chain: quarantined (always if
+    /// `keep`, else only with a proof), with the proof of a fork when it holds
+    /// one — a seal of an epoch the store holds a seal of, by the same key,
+    /// both signatures valid: that key signed two histories (the host's
+    /// state was restored from a copy, or its key was stolen) — and an alert.
+    fn refuse_fork(&self, host: &str, batch: &Batch<'_>, reason: &str, keep: bool) {
+        let proof = self.fork_proof(host, batch);
+        if let Some(p) = &proof {
+            self.alert(
+                "fork",
+                host,
+                Some(batch.chain),
+                &format!(
+                    "two seals of epoch {} signed by one key (seqs {} stored, {} received): the host's key signed two histories (its state restored from a copy, or the key stolen); the proof is kept in quarantine",
+                    p["epoch"], p["stored_seq"], p["received_seq"]
+                ),
+            );
+        }
+        if keep || proof.is_some() {
+            self.quarantine_with(host, batch, reason, proof);
+        }
+    }
+
+    /// The proof of a fork in `batch` (see [`Store::refuse_fork`]).
+    fn fork_proof(&self, host: &str, batch: &Batch<'_>) -> Option<serde_json::Value> {
+        use crate::chain::record::{Body, Record};
+        for rec in &batch.records {
+            let Ok(Record {
+                seq,
+                body: Body::Seal { epoch, signer, .. },
+                ..
+            }) = Record::decode(rec)
+            else {
+                continue;
+            };
+            let Some((signed, sig)) = rec.split_last_chunk::<64>() else {
+                continue;
+            };
+            if !crate::chain::keys::verify(&signer, &crate::chain::seal_message(signed), sig) {
+                continue;
+            }
+            let Some((stored_seq, stored)) = self.stored_seal(host, batch.chain, epoch) else {
+                continue;
+            };
+            let same_key = matches!(
+                Record::decode(&stored),
+                Ok(Record { body: Body::Seal { signer: k, .. }, .. }) if k == signer
+            );
+            if same_key && stored != *rec {
+                let hex = crate::chain::hex::encode;
+                return Some(serde_json::json!({
+                    "epoch": epoch,
+                    "key": hex(&signer),
+                    "stored_seq": stored_seq,
+                    "stored_seal": hex(&stored),
+                    "received_seq": seq,
+                    "received_seal": hex(rec),
+                }));
+            }
+        }
+        None
+    }
+
+    /// The stored seal of `epoch` of a chain, read from its files (a
+    /// conflict is rare; the files are read without the chain's lock).
+    fn stored_seal(&self, host: &str, chain: ChainId, epoch: u64) -> Option<(u64, Vec<u8>)> {
+        use crate::chain::record::{decode_header_only, Body, Kind, Record};
+        use crate::storage::segment::{Item, SegmentReader};
+        let dir = self.chain_dir(host, chain);
+        let bases = crate::storage::segment_log::segment_bases(&dir).ok()?;
+        for base in bases {
+            let mut r = SegmentReader::open(&dir.join(format!("{base:020}.seg"))).ok()?;
+            while let Ok(Some(item)) = r.next_item() {
+                let Item::Frame { payload, .. } = item else {
+                    continue;
+                };
+                if decode_header_only(payload).map(|h| h.kind) != Ok(Kind::Seal) {
+                    continue;
+                }
+                if let Ok(Record {
+                    chain_id,
+                    seq,
+                    body: Body::Seal { epoch: e, .. },
+                    ..
+                }) = Record::decode(payload)
+                {
+                    if chain_id == chain && e == epoch {
+                        return Some((seq, payload.to_vec()));
+                    }
+                }
+            }
+        }
+        None
+    }
+
     fn quarantine(&self, host: &str, batch: &Batch<'_>, reason: &str) {
+        self.quarantine_with(host, batch, reason, None);
+    }
+
+    /// Keeps a refused batch in quarantine with its reason (and a fork's proof).
+    fn quarantine_with(
+        &self,
+        host: &str,
+        batch: &Batch<'_>,
+        reason: &str,
+        fork: Option<serde_json::Value>,
+    ) {
         // Its size in a segment file (header, and per record a frame header),
         // and what its two files take at least on disk: a batch of one byte
         // costs a block for each file, not 26 bytes.
@@ -731,7 +838,7 @@ impl Store {
                 w.append_record_with(|b| b.extend_from_slice(r))?;
             }
             w.sync()?;
-            let info = serde_json::json!({
+            let mut info = serde_json::json!({
                 "host": host,
                 "chain": batch.chain.to_string(),
                 "batch": batch.id,
@@ -740,6 +847,9 @@ impl Store {
                 "reason": reason,
                 "time": crate::util::timefmt::rfc3339(now_ns()),
             });
+            if let Some(f) = &fork {
+                info["fork"] = f.clone();
+            }
             fsutil::write_atomic(
                 &dir.join(format!("{name}.json")),
                 format!("{info:#}\n").as_bytes(),
