@@ -116,17 +116,6 @@ fn last_seq(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn copy(from: &Path, to: &Path) {
-    let _ = std::fs::remove_dir_all(to);
-    let o = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-}
-
 fn kinds(doc: &Value) -> Vec<String> {
     doc["chains"]
         .as_array()
@@ -151,7 +140,7 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     });
     // The copy an intruder (or a careless restore) goes back to.
     let snapshot = d.path().join("snapshot");
-    copy(&state, &snapshot);
+    copy_tree(&state, &snapshot);
     let copied_seq = last_seq(&snapshot.join("spool"));
 
     send_tcp(&a.addr("tcp"), "r", 201, 500);
@@ -243,7 +232,7 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     // The state directory restored from the copy (taken while the agent ran:
     // its tail is not sealed yet, nothing else is wrong with it alone); the
     // receipt shows it was cut back.
-    copy(&snapshot, &state);
+    copy_tree(&snapshot, &state);
     let (_, doc) = verify_json(&state);
     assert_eq!(kinds(&doc), ["unsealed-tail"], "{doc}");
     let (code, doc, _) = verify_receipt(&state, &kept, pin);

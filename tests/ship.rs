@@ -1297,15 +1297,8 @@ fn a_restored_key_resealing_an_epoch_is_refused_with_the_proof() {
     stamp(&state, &log, "fork-host", "a\nb\nc\n");
     // The copy, then the original history and the one run on from the copy.
     let (state2, log2) = (d.path().join("state2"), d.path().join("log2.seg"));
-    for (from, to) in [(&state, &state2), (&log, &log2)] {
-        let o = Command::new("cp")
-            .arg("-a")
-            .arg(from)
-            .arg(to)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{o:?}");
-    }
+    copy_tree(&state, &state2);
+    copy_tree(&log, &log2);
     stamp(&state, &log, "fork-host", "d\ne\nf\n");
     stamp(&state2, &log2, "fork-host", "x\ny\nz\n");
     let (original, forked) = (records(&log), records(&log2));

@@ -63,6 +63,31 @@ impl StoreLog {
         epoch: u64,
         last_seal_seq: Option<u64>,
     ) -> Result<Option<[u8; 32]>, InputError> {
+        self.find_record(|payload| {
+            let rec = crate::chain::Record::decode(payload).ok()?;
+            if rec.chain_id != chain {
+                return None;
+            }
+            match rec.body {
+                Body::Genesis { pk0, .. } if rec.seq == 0 && epoch == 0 => Some(pk0),
+                Body::Seal {
+                    epoch: e, next_pk, ..
+                } if e.checked_add(1) == Some(epoch)
+                    && last_seal_seq.is_some_and(|l| rec.seq <= l) =>
+                {
+                    Some(next_pk)
+                }
+                _ => None,
+            }
+        })
+    }
+
+    /// The first record of the log's files, in order, for which `f` says
+    /// something.
+    fn find_record<T>(
+        &self,
+        mut f: impl FnMut(&[u8]) -> Option<T>,
+    ) -> Result<Option<T>, InputError> {
         for path in &self.files {
             let io = |source| InputError::Io {
                 path: path.clone(),
@@ -70,32 +95,15 @@ impl StoreLog {
             };
             let mut r = SegmentReader::open(path).map_err(io)?;
             while let Some(item) = r.next_item().map_err(io)? {
-                let Item::Frame {
+                if let Item::Frame {
                     frame_type: crate::chain::frame::FRAME_RECORD,
                     payload,
                     ..
                 } = item
-                else {
-                    continue;
-                };
-                let Ok(rec) = crate::chain::Record::decode(payload) else {
-                    continue;
-                };
-                if rec.chain_id != chain {
-                    continue;
-                }
-                match rec.body {
-                    Body::Genesis { pk0, .. } if rec.seq == 0 && epoch == 0 => {
-                        return Ok(Some(pk0))
+                {
+                    if let Some(t) = f(payload) {
+                        return Ok(Some(t));
                     }
-                    Body::Seal {
-                        epoch: e, next_pk, ..
-                    } if e.checked_add(1) == Some(epoch)
-                        && last_seal_seq.is_some_and(|l| rec.seq <= l) =>
-                    {
-                        return Ok(Some(next_pk))
-                    }
-                    _ => {}
                 }
             }
         }
@@ -105,30 +113,12 @@ impl StoreLog {
     /// The encoded record at `seq` of the log's chain `chain`, as the first
     /// file holding it stores it.
     pub fn record_at(&self, chain: ChainId, seq: u64) -> Result<Option<Vec<u8>>, InputError> {
-        for path in &self.files {
-            let io = |source| InputError::Io {
-                path: path.clone(),
-                source,
-            };
-            let mut r = SegmentReader::open(path).map_err(io)?;
-            while let Some(item) = r.next_item().map_err(io)? {
-                let Item::Frame {
-                    frame_type: crate::chain::frame::FRAME_RECORD,
-                    payload,
-                    ..
-                } = item
-                else {
-                    continue;
-                };
-                match crate::chain::record::decode_header_only(payload) {
-                    Ok(h) if h.chain_id == chain && h.seq == seq => {
-                        return Ok(Some(payload.to_vec()))
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(None)
+        self.find_record(
+            |payload| match crate::chain::record::decode_header_only(payload) {
+                Ok(h) if h.chain_id == chain && h.seq == seq => Some(payload.to_vec()),
+                _ => None,
+            },
+        )
     }
 }
 

@@ -377,12 +377,9 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
     use super::*;
 
-    #[test]
-    fn a_receipt_file_round_trips_and_damage_is_named() {
-        let dir = std::env::temp_dir().join(format!("logseal-receipts-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let key = crate::chain::SecretKey::from_seed(&[1; 32]);
-        let r = Receipt {
+    /// A receipt of collector `c` for seq 10 of host `h`'s chain.
+    fn receipt(key: &crate::chain::SecretKey) -> Receipt {
+        Receipt {
             collector: "c".into(),
             log_chain: ChainId([1; 16]),
             log_epoch: 3,
@@ -392,7 +389,15 @@ mod tests {
             chain: ChainId([2; 16]),
             seq: 10,
             head: [4; 32],
-        };
+        }
+    }
+
+    #[test]
+    fn a_receipt_file_round_trips_and_damage_is_named() {
+        let dir = std::env::temp_dir().join(format!("logseal-receipts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let key = crate::chain::SecretKey::from_seed(&[1; 32]);
+        let r = receipt(&key);
         let mut book = Book::open(&dir).unwrap();
         book.keep(&r, 777, true, r.sign(&key)).unwrap();
         let file = path(&dir, r.chain, r.log_chain);
@@ -418,17 +423,7 @@ mod tests {
     #[test]
     fn a_receipt_that_differs_from_what_was_sent_is_refused_saying_how() {
         let key = crate::chain::SecretKey::from_seed(&[1; 32]);
-        let good = Receipt {
-            collector: "c".into(),
-            log_chain: ChainId([1; 16]),
-            log_epoch: 3,
-            log_key: key.public(),
-            log_next_seq: 9,
-            host: "h".into(),
-            chain: ChainId([2; 16]),
-            seq: 10,
-            head: [4; 32],
-        };
+        let good = receipt(&key);
         let x = Expected {
             collector: "c",
             host: "h",

@@ -724,25 +724,8 @@ impl Session<'_> {
                 let end = items.last().map_or(self.cursor.pos, |i| i.end);
                 let last_seq = items.last().map_or(0, |i| i.seq);
                 if n == 0 {
-                    // The collector holds all of these already; under
-                    // receipts, that is believed once the record before its
-                    // next seq was read and matched its receipt.
-                    if at.receipt.is_some() {
-                        continue;
-                    }
-                    if inflight.is_empty() {
-                        self.set_acked(end, self.heads);
-                    } else {
-                        inflight.push_back(InFlight {
-                            id: 0,
-                            end,
-                            records: 0,
-                            sent: Instant::now(),
-                            chain,
-                            last_seq,
-                            heads: self.heads,
-                        });
-                    }
+                    let waiting = at.receipt.is_some();
+                    self.held(&mut inflight, waiting, (chain, last_seq, end));
                     continue;
                 }
                 proto::finish_batch(&mut body, n);
@@ -814,6 +797,34 @@ impl Session<'_> {
             p.next.saturating_sub(1)
         );
         Some(self.mismatch(0, why))
+    }
+
+    /// Records the collector holds already, the last `last_seq` of `chain`
+    /// ending at `end`: acknowledged at once, or with the batch in flight
+    /// before them — unless a Resume receipt is `waiting` for its record to
+    /// be read and compared (then only a later acknowledgement covers them).
+    fn held(
+        &mut self,
+        inflight: &mut VecDeque<InFlight>,
+        waiting: bool,
+        (chain, last_seq, end): (ChainId, u64, u64),
+    ) {
+        if waiting {
+            return;
+        }
+        if inflight.is_empty() {
+            self.set_acked(end, self.heads);
+        } else {
+            inflight.push_back(InFlight {
+                id: 0,
+                end,
+                records: 0,
+                sent: Instant::now(),
+                chain,
+                last_seq,
+                heads: self.heads,
+            });
+        }
     }
 
     /// After the stamper stopped: true once everything up to `limit` is

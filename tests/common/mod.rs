@@ -180,6 +180,19 @@ pub fn verdict(r: &Report) -> Verdict {
     }
 }
 
+/// `cp -a FROM TO`, after removing TO: a copy of a state directory or a
+/// file as an intruder (or a restore) would take it.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let o = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+}
+
 /// Path of the built `logseal` binary.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_logseal"))
