@@ -67,7 +67,7 @@ pub struct VerifyArgs {
         conflicts_with = "no_checkpoints"
     )]
     pub checkpoints: Vec<PathBuf>,
-    /// A collector's receipt (an agent's STATE/receipts/<chain>.receipt, or
+    /// A collector's receipt (an agent's STATE/receipts/<chain>-<log>.receipt, or
     /// a bare receipt): the chain it names must hold the record it names,
     /// with the head it names; a fork or a cut fails the run, and so does a
     /// receipt that cannot be compared (exit 1). Its signature is checked

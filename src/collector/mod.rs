@@ -1133,8 +1133,9 @@ impl Session<'_> {
 
     /// The receipt for seq `next_seq - 1` of `chain` with `head` after it
     /// (protocol version 3; empty before, or for an empty chain). When the
-    /// checkpoint log cannot give its key (it cannot seal: a full disk), the
-    /// agent is told to retry, and nothing is acknowledged.
+    /// checkpoint log has no key to give within the signer's wait (it is
+    /// promoting its key, or stopping), the agent is told to retry, and
+    /// nothing is acknowledged.
     fn receipt(
         &self,
         tls: &mut Tls,
@@ -1150,7 +1151,7 @@ impl Session<'_> {
             return Ok(b);
         }
         let message =
-            "this collector cannot sign receipts now (its checkpoint log cannot seal); retry later"
+            "this collector cannot sign receipts now (its checkpoint log is changing its key, or the collector is stopping); retry later"
                 .to_string();
         refuse(tls, Code::Storage, batch, &message);
         Err(SessionError::Refused {

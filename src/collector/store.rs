@@ -678,7 +678,6 @@ impl Store {
         Ok(slot)
     }
 
-    /// Writes a refused batch, as received, into quarantine with its reason.
     /// A batch that conflicts with the stored chain: quarantined (always if
     /// `keep`, else only with a proof), with the proof of a fork when it holds
     /// one — a seal of an epoch the store holds a seal of, by the same key,
@@ -686,19 +685,27 @@ impl Store {
     /// state was restored from a copy, or its key was stolen) — and an alert.
     fn refuse_fork(&self, host: &str, batch: &Batch<'_>, reason: &str, keep: bool) {
         let proof = self.fork_proof(host, batch);
+        let kept = match keep || proof.is_some() {
+            true => self.quarantine_with(host, batch, reason, proof.clone()),
+            false => None,
+        };
         if let Some(p) = &proof {
+            let r#where = match kept {
+                Some(seg) => format!(
+                    "the proof is kept in {}",
+                    seg.with_extension("json").display()
+                ),
+                None => "the proof could not be kept (see the quarantine alert)".to_string(),
+            };
             self.alert(
                 "fork",
                 host,
                 Some(batch.chain),
                 &format!(
-                    "two seals of epoch {} signed by one key (seqs {} stored, {} received): the host's key signed two histories (its state restored from a copy, or the key stolen); the proof is kept in quarantine",
+                    "two seals of epoch {} signed by one key (seqs {} stored, {} received): the host's key signed two histories (its state restored from a copy, or the key stolen); {where}",
                     p["epoch"], p["stored_seq"], p["received_seq"]
                 ),
             );
-        }
-        if keep || proof.is_some() {
-            self.quarantine_with(host, batch, reason, proof);
         }
     }
 
@@ -774,18 +781,20 @@ impl Store {
         None
     }
 
+    /// Writes a refused batch, as received, into quarantine with its reason.
     fn quarantine(&self, host: &str, batch: &Batch<'_>, reason: &str) {
         self.quarantine_with(host, batch, reason, None);
     }
 
-    /// Keeps a refused batch in quarantine with its reason (and a fork's proof).
+    /// [`quarantine`](Self::quarantine), with a fork's proof in the `.json`;
+    /// the segment file kept, if it was.
     fn quarantine_with(
         &self,
         host: &str,
         batch: &Batch<'_>,
         reason: &str,
         fork: Option<serde_json::Value>,
-    ) {
+    ) -> Option<PathBuf> {
         // Its size in a segment file (header, and per record a frame header),
         // and what its two files take at least on disk: a batch of one byte
         // costs a block for each file, not 26 bytes.
@@ -820,7 +829,7 @@ impl Store {
                     Some(batch.chain),
                     &format!("{reason}; the batch was refused but not kept: {why}"),
                 );
-                return;
+                return None;
             }
             q.total += charge;
             q.kept += 1;
@@ -858,12 +867,15 @@ impl Store {
             Ok(())
         })();
         match res {
-            Ok(()) => self.alert(
-                "quarantined",
-                host,
-                Some(batch.chain),
-                &format!("{reason}; batch kept in {}", seg.display()),
-            ),
+            Ok(()) => {
+                self.alert(
+                    "quarantined",
+                    host,
+                    Some(batch.chain),
+                    &format!("{reason}; batch kept in {}", seg.display()),
+                );
+                Some(seg)
+            }
             Err(e) => {
                 // Nothing kept: nothing counted (what was written is removed).
                 let _ = std::fs::remove_file(&seg);
@@ -879,7 +891,8 @@ impl Store {
                     host,
                     Some(batch.chain),
                     &format!("{reason}; could not write {}: {e}", seg.display()),
-                )
+                );
+                None
             }
         }
     }

@@ -414,6 +414,13 @@ pub enum ShipError {
     /// Reading the spool.
     #[error("reading the spool: {0}")]
     Spool(io::Error),
+    /// The collector speaks a protocol without receipts, and the agent
+    /// requires them.
+    #[error("the collector speaks protocol version {version}, without receipts; this agent requires them (ship.require_receipts)")]
+    NoReceipts {
+        /// The collector's version.
+        version: u16,
+    },
     /// The collector's receipt (for a batch, or for where it stands: batch
     /// 0) does not match what was sent.
     #[error("the collector's receipt (batch {batch}) does not match what this agent sent: {why}")]
@@ -645,11 +652,7 @@ impl Session<'_> {
                 tracing::info!(collector = %self.addr, name = collector, version, "connected to collector");
                 if version < proto::RECEIPTS {
                     if self.cfg.require_receipts {
-                        return Err(ShipError::Refused {
-                            what: "the session",
-                            code: "version",
-                            message: format!("the collector speaks protocol version {version}, without receipts, and ship.require_receipts is set"),
-                        });
+                        return Err(ShipError::NoReceipts { version });
                     }
                     tracing::warn!(collector = %self.addr, version, "the collector speaks an older protocol: its acks carry no receipt");
                 }

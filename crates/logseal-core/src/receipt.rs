@@ -36,8 +36,8 @@ pub struct Receipt {
     pub log_epoch: u64,
     /// That epoch's public key.
     pub log_key: [u8; 32],
-    /// The seq the log's next record had when the receipt was signed: a
-    /// checkpoint at or after it names the chain at `seq` or later.
+    /// The seq of the log's record after the seal that made the signing key
+    /// current (informational: how far the log had come).
     pub log_next_seq: u64,
     /// The host whose chain it is.
     pub host: String,

@@ -1789,7 +1789,7 @@ fn receipt_outcome(
         }
         None => ReceiptOutcome::Unchecked {
             reason: format!(
-                "the chain does not hold seq {} (its records here start at seq {})",
+                "the chain here does not hold seq {} (its records start at seq {}, or skip it)",
                 r.seq,
                 c.first_seq.unwrap_or(0)
             ),
@@ -1926,6 +1926,10 @@ fn receipted(c: &mut Chain, at: Location, seq: u64, receipt: Option<&Receipted>)
     let Some(r) = receipt.filter(|r| r.chain == c.id && r.seq == seq) else {
         return;
     };
+    // Another host's chain under that id is not compared (said at the end).
+    if c.host.as_deref().is_some_and(|h| h != r.host) {
+        return;
+    }
     c.receipt_reached = Some(c.head);
     if let Some(h) = c.head.filter(|h| *h != r.head) {
         let problem = Problem::ReceiptFork {
