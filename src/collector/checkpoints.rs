@@ -17,7 +17,7 @@
 //! It also signs the collector's receipts (docs/FORMAT.md §7.2): sessions
 //! sign each Ack with the log's current epoch key, through
 //! [`ReceiptSigner`], which holds a copy of that key until the log's next
-//! seal replaces it (the copy is erased then, as the writer's own is).
+//! seal is durable (the copy is erased then, right before the writer's own).
 //!
 //! Invariants: a checkpoint names only records that were fsynced before it
 //! was written (each chain is synced first); the checkpoint log is written by
@@ -78,7 +78,7 @@ const KEY_WAIT: Duration = Duration::from_secs(5);
 impl ReceiptSigner {
     /// A receipt: this collector holds `chain` of `host` durably up to `seq`,
     /// with `head` after it. `None` if the log has had no key for
-    /// [`KEY_WAIT`] (it cannot seal).
+    /// [`KEY_WAIT`] (it is promoting its key, or stopping).
     pub fn sign(&self, host: &str, chain: ChainId, seq: u64, head: [u8; 32]) -> Option<Vec<u8>> {
         let g = self.key.lock().unwrap_or_else(|p| p.into_inner());
         let (g, _) = self
@@ -100,7 +100,8 @@ impl ReceiptSigner {
         Some(r.sign(&k.key))
     }
 
-    /// Takes the key away (erasing the copy) before the log seals.
+    /// Takes the key away (erasing the copy): its seal is durable and the
+    /// writer is about to erase it, or the log is stopping.
     fn retire(&self) {
         *self.key.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }

@@ -711,29 +711,28 @@ impl Store {
 
     /// The proof of a fork in `batch` (see [`Store::refuse_fork`]).
     fn fork_proof(&self, host: &str, batch: &Batch<'_>) -> Option<serde_json::Value> {
-        use crate::chain::record::{Body, Record};
+        use crate::chain::record::Record;
+        use crate::chain::seal::{self, KeyPosition, SealFields};
+        // A seal whose signature verifies under the key it names, by the seal
+        // rule (its key and epoch taken from the seal itself).
+        let valid = |encoded: &[u8]| -> Option<(u64, u64, [u8; 32])> {
+            let r = Record::decode(encoded).ok()?;
+            let f = SealFields::of(&r.body, encoded)?;
+            let at = KeyPosition {
+                key: *f.signer,
+                epoch: f.epoch,
+            };
+            seal::check(at, &f, |_| None).ok()?;
+            Some((r.seq, f.epoch, *f.signer))
+        };
         for rec in &batch.records {
-            let Ok(Record {
-                seq,
-                body: Body::Seal { epoch, signer, .. },
-                ..
-            }) = Record::decode(rec)
-            else {
+            let Some((seq, epoch, signer)) = valid(rec) else {
                 continue;
             };
-            let Some((signed, sig)) = rec.split_last_chunk::<64>() else {
-                continue;
-            };
-            if !crate::chain::keys::verify(&signer, &crate::chain::seal_message(signed), sig) {
-                continue;
-            }
             let Some((stored_seq, stored)) = self.stored_seal(host, batch.chain, epoch) else {
                 continue;
             };
-            let same_key = matches!(
-                Record::decode(&stored),
-                Ok(Record { body: Body::Seal { signer: k, .. }, .. }) if k == signer
-            );
+            let same_key = valid(&stored).is_some_and(|(_, _, k)| k == signer);
             if same_key && stored != *rec {
                 let hex = crate::chain::hex::encode;
                 return Some(serde_json::json!({

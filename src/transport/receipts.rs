@@ -24,6 +24,7 @@
 
 use crate::chain::hash::{self, Digest, ZERO_HEAD};
 use crate::chain::receipt::{self, Receipt};
+use crate::chain::seal::SealFields;
 use crate::chain::{ChainId, Kind};
 use crate::storage::fsutil;
 use std::io;
@@ -176,10 +177,13 @@ impl Heads {
         let before = if seq == 0 && kind == Kind::Genesis as u8 {
             Some(ZERO_HEAD)
         } else if kind == Kind::Seal as u8 {
-            // A seal names the head before it (its record: 34 bytes of
-            // header, the 8-byte epoch, then `covers_head`); if that is not
-            // the head known before it, neither is believed.
-            let covers: Option<Digest> = rec.get(42..74).and_then(|c| c.try_into().ok());
+            // A seal names the head before it; if that is not the head known
+            // before it, neither is believed.
+            let record = crate::chain::Record::decode(rec).ok();
+            let covers = record
+                .as_ref()
+                .and_then(|r| SealFields::of(&r.body, rec))
+                .map(|f| *f.covers_head);
             match (self.at, covers) {
                 (Some((c, s, h)), Some(k)) if c == chain && s.checked_add(1) == Some(seq) => {
                     (h == k).then_some(k)

@@ -493,11 +493,7 @@ pub fn run(cfg: ShipperConfig, spool_dir: PathBuf, link: Arc<ShipLink>, stats: A
         };
         let ended = s.run();
         stats.connected.store(false, Ordering::Relaxed);
-        if let Some(b) = book.as_mut() {
-            if let Err(e) = b.flush() {
-                tracing::error!(error = %e, "cannot write the collector's receipt");
-            }
-        }
+        flush_receipts(book.as_mut());
         match ended {
             Ok(Done) => return,
             Err((progress, e)) => {
@@ -581,6 +577,13 @@ struct Position {
     /// there is read and found to match it: records below `next` count as
     /// held only then.
     receipt: Option<(Receipt, Vec<u8>)>,
+}
+
+/// Writes the receipt kept last, if any; a failure is logged.
+fn flush_receipts(book: Option<&mut receipts::Book>) {
+    if let Some(Err(e)) = book.map(receipts::Book::flush) {
+        tracing::error!(error = %e, "cannot write the collector's receipt");
+    }
 }
 
 /// The collector's receipt in a Resume against the agent's own head at that
@@ -874,11 +877,7 @@ impl Session<'_> {
                     if let Some(why) = resume_fork(&r, head) {
                         return Err(self.mismatch(0, why));
                     }
-                    if let Some(b) = self.book.as_deref_mut() {
-                        if let Err(e) = b.keep(&r, it.end, head.is_some(), bytes) {
-                            tracing::error!(error = %e, "cannot write the collector's receipt");
-                        }
-                    }
+                    self.keep_receipt(&r, it.end, head.is_some(), bytes);
                 }
             }
         }
@@ -922,11 +921,8 @@ impl Session<'_> {
                 receipt: None,
             });
         };
-        // The record it names was read already (the last one acknowledged,
-        // usually): its head is compared now; else when it is read.
-        let head = self.heads.after(chain, seq);
         let r = self
-            .check_receipt(0, chain, seq, head, &receipt)
+            .check_receipt(0, chain, seq, None, &receipt)
             .map_err(|e| (*progress, e))?;
         if seq >= first_seq {
             return Ok(Position {
@@ -934,11 +930,13 @@ impl Session<'_> {
                 receipt: Some((r, receipt)),
             });
         }
-        if let Some(b) = self.book.as_deref_mut() {
-            if let Err(e) = b.keep(&r, self.read_end, head.is_some(), receipt) {
-                tracing::error!(error = %e, "cannot write the collector's receipt");
-            }
+        // The record it names was read already (the last one acknowledged,
+        // usually): its head is compared now (else when it is read).
+        let head = self.heads.after(chain, seq);
+        if let Some(why) = resume_fork(&r, head) {
+            return Err((*progress, self.mismatch(0, why)));
         }
+        self.keep_receipt(&r, self.read_end, head.is_some(), receipt);
         Ok(Position {
             next,
             receipt: None,
@@ -1029,11 +1027,7 @@ impl Session<'_> {
                 }
                 self.complete_held(inflight);
                 if inflight.is_empty() {
-                    if let Some(b) = self.book.as_deref_mut() {
-                        if let Err(e) = b.flush() {
-                            tracing::error!(error = %e, "cannot write the collector's receipt");
-                        }
-                    }
+                    flush_receipts(self.book.as_deref_mut());
                 }
                 Ok(())
             }
@@ -1076,12 +1070,19 @@ impl Session<'_> {
         if head.is_none() {
             tracing::debug!(seq = r.seq, "receipt kept; the head it names is not checked (this run has not read the chain's head there)");
         }
+        self.keep_receipt(&r, f.end, head.is_some(), bytes);
+        Ok(())
+    }
+
+    /// Keeps a checked receipt (see [`receipts::Book::keep`]); a failure to
+    /// write it is logged (the acknowledgement stands: the collector holds
+    /// the records either way).
+    fn keep_receipt(&mut self, r: &Receipt, end: u64, checked: bool, bytes: Vec<u8>) {
         if let Some(b) = self.book.as_deref_mut() {
-            if let Err(e) = b.keep(&r, f.end, head.is_some(), bytes) {
+            if let Err(e) = b.keep(r, end, checked, bytes) {
                 tracing::error!(error = %e, "cannot write the collector's receipt");
             }
         }
-        Ok(())
     }
 
     /// Checks a receipt naming `seq` of `chain` (with `head` after it, if
