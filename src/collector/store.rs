@@ -200,6 +200,10 @@ pub struct Store {
     segment_bytes: u64,
     chains: Mutex<HashMap<ChainId, Arc<Mutex<Slot>>>>,
     hosts: Mutex<HashMap<String, HostInfo>>,
+    /// When each chain's files were last read for a fork's proof: at most
+    /// once per [`FORK_SCAN_EVERY`] (a host may send conflicting batches
+    /// with seals it signed itself as often as it reconnects).
+    fork_scans: Mutex<HashMap<ChainId, std::time::Instant>>,
     /// Held while a chain evicted after a storage error is read back.
     reloading: Mutex<()>,
     alerts: Mutex<Alerts>,
@@ -260,6 +264,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A chain's files are read for a fork's proof at most this often.
+const FORK_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// Chains whose last fork scan is remembered, at most (older ones forgotten).
+const FORK_SCANS_REMEMBERED: usize = 10_000;
+
 impl Store {
     /// Opens (creating) the store at `root` and reads every chain back.
     pub fn open(
@@ -296,6 +305,7 @@ impl Store {
             segment_bytes,
             chains: Mutex::new(HashMap::new()),
             hosts: Mutex::new(HashMap::new()),
+            fork_scans: Mutex::new(HashMap::new()),
             reloading: Mutex::new(()),
             alerts: Mutex::new(Alerts {
                 file: alerts,
@@ -725,38 +735,76 @@ impl Store {
             seal::check(at, &f, |_| None).ok()?;
             Some((r.seq, f.epoch, *f.signer))
         };
-        for rec in &batch.records {
-            let Some((seq, epoch, signer)) = valid(rec) else {
-                continue;
+        // The batch's valid seals, by epoch.
+        let received: HashMap<u64, (u64, [u8; 32], &[u8])> = batch
+            .records
+            .iter()
+            .filter_map(|rec| valid(rec).map(|(seq, epoch, k)| (epoch, (seq, k, *rec))))
+            .collect();
+        let last_epoch = received.keys().max().copied()?;
+        let mut proof = None;
+        self.stored_seals(host, batch.chain, last_epoch, |stored_seq, stored| {
+            let Some((_, epoch, key)) = valid(stored) else {
+                return false;
             };
-            let Some((stored_seq, stored)) = self.stored_seal(host, batch.chain, epoch) else {
-                continue;
+            let Some(&(seq, signer, rec)) = received.get(&epoch) else {
+                return false;
             };
-            let same_key = valid(&stored).is_some_and(|(_, _, k)| k == signer);
-            if same_key && stored != *rec {
-                let hex = crate::chain::hex::encode;
-                return Some(serde_json::json!({
-                    "epoch": epoch,
-                    "key": hex(&signer),
-                    "stored_seq": stored_seq,
-                    "stored_seal": hex(&stored),
-                    "received_seq": seq,
-                    "received_seal": hex(rec),
-                }));
+            if key != signer || stored == rec {
+                return false;
             }
-        }
-        None
+            let hex = crate::chain::hex::encode;
+            proof = Some(serde_json::json!({
+                "epoch": epoch,
+                "key": hex(&signer),
+                "stored_seq": stored_seq,
+                "stored_seal": hex(stored),
+                "received_seq": seq,
+                "received_seal": hex(rec),
+            }));
+            true
+        });
+        proof
     }
 
-    /// The stored seal of `epoch` of a chain, read from its files (a
-    /// conflict is rare; the files are read without the chain's lock).
-    fn stored_seal(&self, host: &str, chain: ChainId, epoch: u64) -> Option<(u64, Vec<u8>)> {
+    /// Gives `found` the stored seals of a chain, in order, up to epoch
+    /// `last_epoch`, until it says stop (true). The files are read without
+    /// the chain's lock (a conflict is rare), and at most once per
+    /// [`FORK_SCAN_EVERY`] per chain.
+    fn stored_seals(
+        &self,
+        host: &str,
+        chain: ChainId,
+        last_epoch: u64,
+        mut found: impl FnMut(u64, &[u8]) -> bool,
+    ) {
         use crate::chain::record::{decode_header_only, Body, Kind, Record};
         use crate::storage::segment::{Item, SegmentReader};
+        {
+            let mut scans = lock(&self.fork_scans);
+            let now = std::time::Instant::now();
+            if scans
+                .get(&chain)
+                .is_some_and(|t| now.duration_since(*t) < FORK_SCAN_EVERY)
+            {
+                return;
+            }
+            if scans.len() >= FORK_SCANS_REMEMBERED {
+                scans.retain(|_, t| now.duration_since(*t) < FORK_SCAN_EVERY);
+                if scans.len() >= FORK_SCANS_REMEMBERED {
+                    return;
+                }
+            }
+            scans.insert(chain, now);
+        }
         let dir = self.chain_dir(host, chain);
-        let bases = crate::storage::segment_log::segment_bases(&dir).ok()?;
+        let Ok(bases) = crate::storage::segment_log::segment_bases(&dir) else {
+            return;
+        };
         for base in bases {
-            let mut r = SegmentReader::open(&dir.join(format!("{base:020}.seg"))).ok()?;
+            let Ok(mut r) = SegmentReader::open(&dir.join(format!("{base:020}.seg"))) else {
+                return;
+            };
             while let Ok(Some(item)) = r.next_item() {
                 let Item::Frame { payload, .. } = item else {
                     continue;
@@ -764,20 +812,24 @@ impl Store {
                 if decode_header_only(payload).map(|h| h.kind) != Ok(Kind::Seal) {
                     continue;
                 }
-                if let Ok(Record {
+                let Ok(Record {
                     chain_id,
                     seq,
-                    body: Body::Seal { epoch: e, .. },
+                    body: Body::Seal { epoch, .. },
                     ..
                 }) = Record::decode(payload)
-                {
-                    if chain_id == chain && e == epoch {
-                        return Some((seq, payload.to_vec()));
-                    }
+                else {
+                    continue;
+                };
+                if chain_id != chain {
+                    continue;
+                }
+                // Seals come in epoch order: nothing further on is wanted.
+                if epoch > last_epoch || found(seq, payload) {
+                    return;
                 }
             }
         }
-        None
     }
 
     /// Writes a refused batch, as received, into quarantine with its reason.
