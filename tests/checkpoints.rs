@@ -605,3 +605,224 @@ fn a_chain_under_a_name_that_is_not_utf8_or_a_copy_of_the_log_is_seen() {
     );
     independent_agrees(&[], &copied, code, &doc);
 }
+
+/// The seals of collector `of`'s log that the checkpoint log of `store`
+/// witnessed (FORMAT.md §7.4), as (log chain, seq), read from its records
+/// as `logseal inspect` shows them.
+fn witnessed_seals(store: &Path, of: &str) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = inspect_json(&store.join("checkpoints/log"))
+        .iter()
+        .filter_map(|r| r["message"].as_str())
+        .filter(|m| m.starts_with("logseal/witness/v1\0"))
+        .filter(|m| m.contains(&format!("\ncollector {of}\n")))
+        .filter_map(|m| {
+            let line = m.lines().find_map(|l| l.strip_prefix("seal "))?;
+            let (chain, seq) = line.split_once(' ')?;
+            Some((chain.to_string(), seq.parse().ok()?))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `[witness]` of one peer, asked every second.
+fn witness_of(name: &str, address: &str, genesis: Option<&str>) -> String {
+    let pin = genesis.map_or(String::new(), |g| format!("genesis = \"{g}\"\n"));
+    format!(
+        "[witness]\nevery = \"1s\"\n[[witness.peer]]\naddress = \"{address}\"\nname = \"{name}\"\n{pin}"
+    )
+}
+
+/// The `genesis` line of a store's newest checkpoint block.
+fn genesis_of(store: &Path) -> String {
+    let o = Command::new(bin())
+        .args(["checkpoint", "--store"])
+        .arg(store)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let text = String::from_utf8(o.stdout).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("genesis "))
+        .unwrap()
+        .to_string()
+}
+
+/// Two collectors witness each other over mutual TLS (each its own
+/// certificate from `logseal pki`): each records the other's checkpoint
+/// seals in its own log. Whoever holds collector A can cut A's log back
+/// after an earlier seal — `verify` of A alone cannot see it (FORMAT.md §7)
+/// — but `verify A --witnessed-by B` does. A peer whose log is not the
+/// pinned one is refused, with an alert.
+#[test]
+fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
+    let d = TempDir::new("ckpt-peers");
+    let ca = Ca::new(&d.path().join("pki"));
+    // A alone first (its address and genesis), then B witnessing A (pinned),
+    // then A again on its address, witnessing B.
+    let a = Collector::start_named(&d.path().join("a"), &ca, "collector-a", "127.0.0.1:0", "");
+    let a_addr = a.addr.clone();
+    let a_store = a.store.clone();
+    a.stop();
+    let a_genesis = genesis_of(&a_store);
+    let b = Collector::start_named(
+        &d.path().join("b"),
+        &ca,
+        "collector-b",
+        "127.0.0.1:0",
+        &witness_of("collector-a", &a_addr, Some(&a_genesis)),
+    );
+    let b_store = b.store.clone();
+    let a = Collector::start_named(
+        &d.path().join("a"),
+        &ca,
+        "collector-a",
+        &a_addr,
+        &witness_of("collector-b", &b.addr, None),
+    );
+    // A third collector pins another genesis for A: A's checkpoints are
+    // refused there, and said so.
+    let wrong = format!("SHA256:{}", "ab".repeat(16));
+    let c = Collector::start_named(
+        &d.path().join("c"),
+        &ca,
+        "collector-c",
+        "127.0.0.1:0",
+        &witness_of("collector-a", &a_addr, Some(&wrong)),
+    );
+
+    // web-01 ships to A, web-02 to B.
+    let ship = |dir: &Path, host: &str, to: &str, name: &str| {
+        std::fs::create_dir_all(dir).unwrap();
+        let cfg = agent_config(dir, &ca, host, &[to], TCP_INPUT, "");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let named = format!("server_name = \"{name}\"");
+        std::fs::write(&cfg, text.replace("server_name = \"collector\"", &named)).unwrap();
+        start_agent(dir, &cfg)
+    };
+    let agent = ship(d.path(), "web-01", &a_addr, "collector-a");
+    let agent2 = ship(&d.path().join("2"), "web-02", &b.addr, "collector-b");
+    for round in 0..3u64 {
+        send_tcp(&agent.addr("tcp"), "w", round * 50 + 1, (round + 1) * 50);
+        send_tcp(&agent2.addr("tcp"), "v", round * 50 + 1, (round + 1) * 50);
+        wait_until("the round stored", || {
+            numbers(&store_events(&a_store), "w").len() as u64 >= (round + 1) * 50
+                && numbers(&store_events(&b_store), "v").len() as u64 >= (round + 1) * 50
+        });
+    }
+    agent.stop();
+    agent2.stop();
+    // Witnessed both ways, past A's first seals.
+    wait_until("each collector witnessed the other", || {
+        witnessed_seals(&b_store, "collector-a").len() >= 3
+            && !witnessed_seals(&a_store, "collector-b").is_empty()
+    });
+    wait_until("the third collector said why it refused", || {
+        let alerts = std::fs::read_to_string(c.store.join("alerts.jsonl")).unwrap_or_default();
+        alerts.contains("witness-refused") && alerts.contains("not the pinned")
+    });
+    let c_store = c.store.clone();
+    let c_log = c.stop();
+    assert!(
+        witnessed_seals(&c_store, "collector-a").is_empty(),
+        "{c_log}"
+    );
+    // B first: its last checkpoint seals what it witnessed.
+    b.stop();
+    a.stop();
+
+    // Every collector's line pins its log; the agent's pins its chain.
+    let line = |args: &[&str]| {
+        let o = Command::new(bin()).args(args).output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let state = d.path().join("state");
+    let state2 = d.path().join("2/state");
+    let mut trust = line(&[
+        "agent",
+        "--print-genesis",
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    trust += &line(&[
+        "agent",
+        "--print-genesis",
+        "--state",
+        state2.to_str().unwrap(),
+    ]);
+    for s in [&a_store, &b_store] {
+        trust += &line(&[
+            "collector",
+            "--print-genesis",
+            "--store",
+            s.to_str().unwrap(),
+        ]);
+    }
+    let trust_file = d.path().join("trust");
+    std::fs::write(&trust_file, &trust).unwrap();
+    let t = trust_file.to_str().unwrap();
+    let by = |s: &Path| s.to_str().unwrap().to_string();
+
+    // Both stores hold everything the other witnessed.
+    let (code, doc, err) = verify_args(
+        &["--json", "--trust-file", t, "--witnessed-by", &by(&b_store)],
+        &a_store,
+    );
+    assert_eq!(code, 0, "{doc:#}\n{err}");
+    let (code, doc, err) = verify_args(
+        &["--json", "--trust-file", t, "--witnessed-by", &by(&a_store)],
+        &b_store,
+    );
+    assert_eq!(code, 0, "{doc:#}\n{err}");
+    // A witness that witnessed nothing of this collector proves nothing.
+    let (code, doc, _) = verify_args(
+        &["--json", "--trust-file", t, "--witnessed-by", &by(&b_store)],
+        &b_store,
+    );
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["not-witnessed"], "{doc:#}");
+
+    // A's log cut right after the seal before the last one B witnessed.
+    let last = witnessed_seals(&b_store, "collector-a").pop().unwrap();
+    let cut = copy(&a_store, &d.path().join("a-cut"));
+    let recs = inspect_json(&cut.join("checkpoints/log"));
+    let keep = recs
+        .iter()
+        .filter(|r| r["kind"] == "seal" && r["seq"].as_u64().unwrap() < last.1)
+        .filter_map(|r| r["seq"].as_u64())
+        .max()
+        .unwrap();
+    let after = recs.iter().find(|r| r["seq"] == keep + 1).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(after["file"].as_str().unwrap())
+        .unwrap()
+        .set_len(after["offset"].as_u64().unwrap())
+        .unwrap();
+    let (code, doc, _) = verify_args(&["--json", "--trust-file", t], &cut);
+    assert_eq!(code, 0, "the cut alone goes unseen: {doc:#}");
+    let (code, doc, _) = verify_args(
+        &["--json", "--trust-file", t, "--witnessed-by", &by(&b_store)],
+        &cut,
+    );
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["witnessed-checkpoint-missing"], "{doc:#}");
+    assert_eq!(doc["unattributed"][0]["seq"], last.1, "{doc:#}");
+    assert_eq!(doc["unattributed"][0]["chain"], last.0, "{doc:#}");
+
+    // The witness's own log must be pinned: without its line, nothing it
+    // says is used (exit 2, naming it).
+    let without_b: String = trust
+        .lines()
+        .filter(|l| !l.starts_with("collector-b "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&trust_file, without_b).unwrap();
+    let (code, _, err) = verify_args(&["--trust-file", t, "--witnessed-by", &by(&b_store)], &cut);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot be believed as a witness") && err.contains(&by(&b_store)),
+        "{err}"
+    );
+}

@@ -572,6 +572,72 @@ def decode_checkpoint(b):
     return entries
 
 
+FORK_MAGIC = b"logseal/fork/v1\x00"
+WITNESS_MAGIC = b"logseal/witness/v1\x00"
+MAX_BLOCK = 16 << 10
+
+
+def valid_seal(b):
+    """(chain, seq, epoch, signer) of a seal valid under the key it names (section 7.3)."""
+    rec = decode_record(b)
+    if rec["kind"] != 3 or rec["epoch"] == MAX_U64 or rec["next"] == rec["signer"]:
+        raise Bad("fork: not a valid seal")
+    if not ed25519_verify(rec["signer"], b"logseal/seal/v1\x00" + b[:-64], rec["sig"]):
+        raise Bad("fork: bad signature")
+    return rec["chain"], rec["seq"], rec["epoch"], rec["signer"]
+
+
+def decode_fork(b):
+    """(host, chain, epoch, stored seq, received seq), strictly (section 7.3)."""
+    r = Reader(b)
+    r.take(len(FORK_MAGIC))
+    host, stored, received = r.str_(), r.bytes_(), r.bytes_()
+    if r.p != len(b):
+        raise Bad("trailing bytes")
+    a, c = valid_seal(stored), valid_seal(received)
+    if (a[0], a[2], a[3]) != (c[0], c[2], c[3]) or stored == received:
+        raise Bad("fork: not two seals of one chain, epoch and key")
+    return host, a[0], a[2], a[1], c[1]
+
+
+def check_block(text):
+    """Section 7.1: a witness block's record is a seal of the chain and seq it
+    names, valid under its signer."""
+    lines = text.split("\n")
+    names = ["logseal checkpoint v1", "collector", "genesis", "seal", "time", "record"]
+    if "\r" in text or len(lines) < 6 or lines[0] != names[0]:
+        raise Bad("block")
+    values = []
+    for name, line in zip(names[1:], lines[1:6]):
+        if not line.startswith(name + " "):
+            raise Bad("block field")
+        values.append(line[len(name) + 1:])
+    if any(l for l in lines[6:]):
+        raise Bad("block: text after the record")
+    chain_hex, seq = values[2].split(" ")
+    record = bytes.fromhex(values[4])
+    if values[4] != record.hex() or not seq.isdigit():
+        raise Bad("block: hex")
+    c = valid_seal(record)
+    if (c[0].hex(), c[1]) != (chain_hex, int(seq)):
+        raise Bad("block: another seal")
+
+
+def decode_statement(b):
+    """Section 7: a checkpoint (its entries), a fork, or a witnessed block."""
+    if b.startswith(FORK_MAGIC):
+        return "fork", decode_fork(b)
+    if b.startswith(WITNESS_MAGIC):
+        r = Reader(b)
+        r.take(len(WITNESS_MAGIC))
+        block = r.bytes_()
+        if r.p != len(b) or len(block) > MAX_BLOCK:
+            raise Bad("witness")
+        check_block(block.decode("utf-8"))
+        return "witness", None
+    return "checkpoint", decode_checkpoint(b)
+
+
 def run_files(v, files):
     for f in files:
         data = open(f, "rb").read()
@@ -615,19 +681,24 @@ def checkpoint_log(d, anchors, live):
     if not passed or stray or lv.redacted or lv.other_events:
         return doc, None, "checkpoint-log-not-believed"
     last_seal = {bytes.fromhex(ch["chain"]): ch["last_seal"] for ch in doc["chains"]}
-    latest = {}
+    latest, forks = {}, []
     for cid, cp_seq, raw in lv.checkpoints:
         if last_seal.get(cid) is None or cp_seq > last_seal[cid]:
             continue  # not covered by an accepted seal: not believed, not checked
         if raw is None:
             return doc, None, "checkpoint-log-not-believed"
         try:
-            entries = decode_checkpoint(raw)
-        except Bad:
+            what, entries = decode_statement(raw)
+        except (Bad, ValueError, UnicodeDecodeError):
             return doc, None, "checkpoint-log-not-believed"
+        if what == "fork":
+            forks.append("fork-recorded")
+        if what != "checkpoint":
+            continue
         for _host, chain, seq, head in entries:
             if chain not in latest or seq > latest[chain][0]:
                 latest[chain] = (seq, head)
+    doc["unattributed"] += forks
     return doc, latest, None
 
 
@@ -646,7 +717,8 @@ def verify_store(d, anchors, live):
     if finding:
         doc["unattributed"].append(finding)
     log_ok = all(ch["verdict"] in ("intact", "pending") for ch in log_chains)
-    passed = passed and finding is None and log_ok
+    # (A fork the log records fails the run, the log still believed.)
+    passed = passed and finding is None and log_ok and "fork-recorded" not in doc["unattributed"]
     doc["result"] = "intact" if passed else "not-intact"
     doc["checkpoint_log"] = log_chains
     return passed, doc

@@ -1354,5 +1354,31 @@ fn a_restored_key_resealing_an_epoch_is_refused_with_the_proof() {
         alerts.contains("\"fork\"") && alerts.contains("signed by one key"),
         "{alerts}"
     );
+    let store = c.store.clone();
     c.stop();
+
+    // The checkpoint log records the fork with its proof (FORMAT.md §7.3):
+    // `verify STORE` fails on it, naming the host, the epoch and both seals,
+    // though the stored chain itself is intact; the independent verifier
+    // (written from the spec) agrees.
+    let (code, doc) = verify_json(&store);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(doc["chains"][0]["verdict"], "intact", "{doc:#}");
+    let found = doc["unattributed"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{doc:#}");
+    let f = &found[0];
+    assert_eq!(f["kind"], "fork-recorded", "{doc:#}");
+    assert_eq!(f["host"], "fork-host");
+    assert_eq!(f["chain"], doc["chains"][0]["chain"]);
+    for k in ["epoch", "stored_seq", "received_seq"] {
+        assert_eq!(f[k], fork[k], "{k}: {doc:#}");
+    }
+    let o = std::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/independent_verify.py"))
+        .arg(&store)
+        .output()
+        .unwrap();
+    let theirs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{theirs:#}");
+    assert_eq!(theirs["unattributed"], serde_json::json!(["fork-recorded"]));
 }

@@ -300,10 +300,14 @@ pub fn issue_at(
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, name);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![match role {
-        Role::Agent => ExtendedKeyUsagePurpose::ClientAuth,
-        Role::Collector => ExtendedKeyUsagePurpose::ServerAuth,
-    }];
+    // A collector is a client too when it witnesses a peer collector.
+    params.extended_key_usages = match role {
+        Role::Agent => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Role::Collector => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    };
     params.use_authority_key_identifier_extension = true;
     let serial = random_serial();
     params.serial_number = Some(serial.clone());

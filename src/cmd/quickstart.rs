@@ -402,7 +402,7 @@ fn verify_store(store: &Path, dir: &Path) -> anyhow::Result<bool> {
         &[store.to_path_buf()],
         Default::default(),
         (false, true),
-        &[],
+        (&[], &[]),
         |files, options| crate::responder::verify_files::verify(files, options, |_, _| {}),
     )?;
     let mut out = std::io::stdout().lock();

@@ -67,6 +67,13 @@ pub struct VerifyArgs {
         conflicts_with = "no_checkpoints"
     )]
     pub checkpoints: Vec<PathBuf>,
+    /// The store of a collector that witnesses this store's collector (its
+    /// `[witness]` peer): every checkpoint of this store's collector that
+    /// its checkpoint log recorded must still be in this store's log (a log
+    /// cut back or replaced fails the run). Its log must be believed and
+    /// pinned by --trust-file. Repeatable; needs a store.
+    #[arg(long, value_name = "STORE", conflicts_with = "no_checkpoints")]
+    pub witnessed_by: Vec<PathBuf>,
     /// A collector's receipt (an agent's STATE/receipts/<chain>-<log>.receipt, or
     /// a bare receipt): the chain it names must hold the record it names,
     /// with the head it names; a fork or a cut fails the run, and so does a
@@ -160,11 +167,16 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|f| Witness::read(f))
         .collect::<Result<Vec<_>, _>>()?;
-    if !witnessed.is_empty()
+    if !(witnessed.is_empty() && a.witnessed_by.is_empty())
         && !(a.paths.len() == 1 && (a.store || verify_files::is_store(&a.paths[0])))
     {
-        bail!("--checkpoint needs one path, a collector store (or --store)");
+        bail!("--checkpoint and --witnessed-by need one path, a collector store (or --store)");
     }
+    let witnesses = a
+        .witnessed_by
+        .iter()
+        .map(|w| Ok((w.clone(), checkpoints::witnessed_by(w, &options)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     for store in a
         .paths
         .iter()
@@ -182,7 +194,7 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         &a.paths,
         options,
         (a.store, !a.no_checkpoints),
-        &witnessed,
+        (&witnessed, &witnesses),
         |f, o| {
             if rustix::termios::isatty(std::io::stderr()) {
                 verify_with_progress(f, o)

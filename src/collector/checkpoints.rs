@@ -120,10 +120,17 @@ impl ReceiptSigner {
     }
 }
 
+/// The newest durable seal of the checkpoint log as a witness block
+/// (docs/FORMAT.md §7.1), for peers that witness it (§7.4).
+pub type Published = Arc<Mutex<Option<String>>>;
+
 /// The checkpoint log, open for appending.
 pub struct CheckpointLog {
     w: ChainWriter<SegmentLog>,
     receipts: Arc<ReceiptSigner>,
+    /// Its genesis key's fingerprint.
+    genesis: String,
+    published: Published,
     /// Opening it started the chain.
     new: bool,
     /// Per chain, the next seq at its last checkpoint.
@@ -154,12 +161,45 @@ impl CheckpointLog {
             ready: Condvar::new(),
         });
         receipts.install(&w);
-        Ok(CheckpointLog {
+        let (_, _, pk0) = read_anchor(&dir).map_err(|e| WriterError::Io {
+            what: format!("reading the checkpoint log's genesis in {}", dir.display()),
+            source: std::io::Error::other(e),
+        })?;
+        let log = CheckpointLog {
             w,
             receipts,
+            genesis: crate::chain::hash::fingerprint(&pk0),
+            published: Arc::new(Mutex::new(None)),
             new: matches!(opened, Opened::New { .. }),
             last: HashMap::new(),
-        })
+        };
+        log.publish();
+        Ok(log)
+    }
+
+    /// The newest durable seal as a witness block, kept up to date.
+    pub fn published(&self) -> Published {
+        self.published.clone()
+    }
+
+    /// Publishes the writer's last seal (durable: called after its sync).
+    fn publish(&self) {
+        let Some(record) = self.w.last_seal() else {
+            return;
+        };
+        let Ok(rec) = crate::chain::Record::decode(record) else {
+            return;
+        };
+        let block = crate::transport::block::Witness {
+            host: self.w.host().to_string(),
+            genesis: self.genesis.clone(),
+            chain: rec.chain_id,
+            seq: rec.seq,
+            time_ns: rec.time_ns,
+            record: record.to_vec(),
+        }
+        .text();
+        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = Some(block);
     }
 
     /// True if opening it started the chain (its Genesis was written now).
@@ -189,22 +229,23 @@ impl CheckpointLog {
     pub fn checkpoint(&mut self, store: &Store) -> Result<usize, WriterError> {
         let last = &self.last;
         let mut entries = store.durable_tips(|chain, next| last.get(&chain) != Some(&next));
-        if entries.is_empty() {
+        let notes = store.take_notes();
+        if entries.is_empty() && notes.is_empty() {
             return Ok(0);
+        }
+        for (i, note) in notes.iter().enumerate() {
+            if let Err(e) = self.append(note) {
+                // Not written: kept for the next turn.
+                for n in &notes[i..] {
+                    store.note(n.clone());
+                }
+                return Err(e);
+            }
         }
         entries.sort();
         // At most MAX_ENTRIES per checkpoint record; one seal covers them all.
         for chunk in entries.chunks_mut(checkpoint::MAX_ENTRIES) {
-            let payload = checkpoint::encode(chunk);
-            self.w
-                .append(Body::Event {
-                    source: Source::Checkpoint,
-                    flags: 0,
-                    peer: "",
-                    original_len: None,
-                    payload: Payload::Raw(&payload),
-                })
-                .map_err(io_writer)?;
+            self.append(&checkpoint::encode(chunk))?;
         }
         let receipts = &self.receipts;
         let sealed = self.w.seal_then(|| receipts.retire());
@@ -213,10 +254,24 @@ impl CheckpointLog {
         receipts.install(&self.w);
         sealed?;
         self.w.sync().map_err(io_writer)?;
+        self.publish();
         for e in &entries {
             self.last.insert(e.chain, e.seq + 1);
         }
         Ok(entries.len())
+    }
+
+    /// Appends a statement (an Event of source `checkpoint`).
+    fn append(&mut self, payload: &[u8]) -> Result<u64, WriterError> {
+        self.w
+            .append(Body::Event {
+                source: Source::Checkpoint,
+                flags: 0,
+                peer: "",
+                original_len: None,
+                payload: Payload::Raw(payload),
+            })
+            .map_err(io_writer)
     }
 
     /// A last checkpoint, and the chain's clean shutdown.

@@ -38,6 +38,9 @@ pub struct CollectorConfig {
     /// The Prometheus endpoint (`[metrics]`); absent: none.
     #[serde(default)]
     pub metrics: Option<crate::monitor::metrics::MetricsConfig>,
+    /// Peer collectors whose checkpoints this one witnesses (`[witness]`).
+    #[serde(default)]
+    pub witness: WitnessConfig,
     /// The file this configuration was read from (a reload reads it again to
     /// name the settings that changed and need a restart).
     #[serde(skip)]
@@ -140,6 +143,47 @@ impl Default for Limits {
     }
 }
 
+/// Peer collectors whose checkpoints this one fetches and records in its
+/// own checkpoint log (docs/FORMAT.md §7.4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// How often each peer is asked for its newest checkpoint.
+    #[serde(deserialize_with = "serde_units::duration")]
+    pub every: Duration,
+    /// The peers.
+    #[serde(rename = "peer")]
+    pub peers: Vec<WitnessPeer>,
+}
+
+impl Default for WitnessConfig {
+    fn default() -> Self {
+        WitnessConfig {
+            every: Duration::from_secs(60),
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// Most peers one collector witnesses.
+pub const MAX_PEERS: usize = 64;
+
+/// A peer collector to witness.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessPeer {
+    /// Where it listens for agents, `HOST:PORT`.
+    pub address: String,
+    /// Its name: the name its certificate must be valid for, and the
+    /// collector its checkpoint log names.
+    pub name: String,
+    /// Its checkpoint log's genesis key fingerprint (`SHA256:` and 32
+    /// lowercase hex digits, as `logseal checkpoint` prints it); a block
+    /// from another log is refused. Absent: any log of that name.
+    #[serde(default)]
+    pub genesis: Option<String>,
+}
+
 /// Liveness of hosts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -184,7 +228,7 @@ impl CollectorConfig {
         crate::util::units::changed_settings!(self, other, {
             "name": name, "listen": listen, "store": store, "log_level": log_level,
             "[tls] paths": tls, "[enrollment]": enrollment, "[limits]": limits,
-            "[liveness]": liveness, "[metrics]": metrics,
+            "[liveness]": liveness, "[metrics]": metrics, "[witness]": witness,
         })
     }
 
@@ -236,6 +280,7 @@ impl CollectorConfig {
                 s(3600),
             ),
         ])?;
+        self.witness.check()?;
         // heartbeat × silent_after is when a host is called silent.
         in_range("liveness.silent_after", live.silent_after.into(), 1, 1000)?;
         if self.enrollment.mode == EnrollmentMode::Strict && self.enrollment.enrolled.is_none() {
@@ -246,6 +291,48 @@ impl CollectorConfig {
         }
         // The files themselves are checked by `collector::check_files`
         // (--check-config: all at once) and at start.
+        Ok(())
+    }
+}
+
+impl WitnessConfig {
+    fn check(&self) -> Result<(), ValueError> {
+        let s = Duration::from_secs;
+        durations_in_range(&[("witness.every", self.every, s(1), s(24 * 3600))])?;
+        in_range(
+            "witness.peer (count)",
+            self.peers.len() as u64,
+            0,
+            MAX_PEERS as u64,
+        )?;
+        for p in &self.peers {
+            if let Err(e) = crate::chain::hostname::check(&p.name) {
+                return Err(ValueError::refused("witness.peer.name", e.to_string()));
+            }
+            if !p
+                .address
+                .rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok())
+            {
+                return Err(ValueError::refused(
+                    "witness.peer.address",
+                    format!("{:?} is not HOST:PORT", p.address),
+                ));
+            }
+            if let Some(g) = &p.genesis {
+                let ok = g.strip_prefix("SHA256:").is_some_and(|h| {
+                    h.len() == 32
+                        && h.bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                });
+                if !ok {
+                    return Err(ValueError::refused(
+                        "witness.peer.genesis",
+                        format!("{g:?} is not SHA256: and 32 lowercase hex digits"),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -261,4 +348,57 @@ pub fn read_enrolled(path: &Path) -> Result<crate::chain::trust::TrustAnchors, C
         path: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(witness: &str) -> Result<CollectorConfig, ConfigError> {
+        let text = format!("{witness}\n[tls]\nca = \"ca\"\ncert = \"c\"\nkey = \"k\"\n");
+        CollectorConfig::parse(&text, Path::new("collector.toml"))
+    }
+
+    #[test]
+    fn a_witness_peer_is_checked_at_load_naming_the_key() {
+        let peer = |address: &str, name: &str, genesis: &str| {
+            format!("[witness]\n[[witness.peer]]\naddress = \"{address}\"\nname = \"{name}\"\n{genesis}")
+        };
+        let ok = parse(&peer("10.0.0.2:6514", "collector-b", "")).unwrap();
+        assert_eq!(ok.witness.peers[0].name, "collector-b");
+        assert_eq!(ok.witness.every, Duration::from_secs(60));
+        let pin = format!("genesis = \"SHA256:{}\"", "0a".repeat(16));
+        assert!(parse(&peer("b.example:6514", "b.example", &pin)).is_ok());
+        for (bad, key) in [
+            (peer("10.0.0.2", "collector-b", ""), "witness.peer.address"),
+            (peer(":6514", "collector-b", ""), "witness.peer.address"),
+            (peer("b:99999", "collector-b", ""), "witness.peer.address"),
+            (peer("b:6514", "Collector_B", ""), "witness.peer.name"),
+            (
+                peer("b:6514", "b", "genesis = \"SHA256:0A\""),
+                "witness.peer.genesis",
+            ),
+            (
+                peer(
+                    "b:6514",
+                    "b",
+                    &format!("genesis = \"SHA256:{}\"", "0A".repeat(16)),
+                ),
+                "witness.peer.genesis",
+            ),
+            ("[witness]\nevery = \"10ms\"".into(), "witness.every"),
+            (
+                format!(
+                    "[witness]\n{}",
+                    "[[witness.peer]]\naddress = \"b:1\"\nname = \"b\"\n".repeat(65)
+                ),
+                "witness.peer",
+            ),
+        ] {
+            let e = parse(&bad).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        assert!(parse("[witness]\nevry = \"1s\"").is_err());
+    }
 }

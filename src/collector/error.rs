@@ -39,6 +39,10 @@ pub enum CollectorError {
         /// Whether a CRL was compared with the floor the store keeps.
         against_floor: bool,
     },
+    /// The client configuration for witnessing peers (`[witness]`, with
+    /// the `[tls]` certificate: it needs the clientAuth usage too).
+    #[error("[witness] with the [tls] certificate: {0}")]
+    WitnessTls(TlsError),
 }
 
 const FLOOR_HINT: &str = " (compared with the CRLs this store's collector used before, in \

@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod store;
+pub mod witnessing;
 
 use crate::chain::{hash, Digest};
 use crate::transport::crl::Crls;
@@ -297,6 +298,8 @@ struct Shared {
     store: Store,
     /// Signs the receipts in Acks (protocol version 3).
     receipts: Arc<checkpoints::ReceiptSigner>,
+    /// The checkpoint log's newest durable seal, for peers that witness it.
+    published: checkpoints::Published,
     /// Counters for the metrics.
     counts: metrics::Counts,
     /// The TLS configuration and the CRL in use.
@@ -428,6 +431,28 @@ fn open_store(cfg: &CollectorConfig) -> Result<(Store, TlsSource), CollectorErro
     Ok((store, tls))
 }
 
+/// The witness thread, and the sender whose drop stops it.
+type WitnessThread = (std::thread::JoinHandle<()>, std_mpsc::Sender<()>);
+
+/// Starts the witness thread if `[witness]` names peers (docs/FORMAT.md
+/// §7.4).
+fn start_witness(
+    cfg: &CollectorConfig,
+    shared: &Arc<Shared>,
+) -> Result<Option<WitnessThread>, CollectorError> {
+    if cfg.witness.peers.is_empty() {
+        return Ok(None);
+    }
+    let tls = crate::transport::tls::client_config(&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key)
+        .map_err(CollectorError::WitnessTls)?;
+    let (stop, stopped) = std_mpsc::channel::<()>();
+    let (shared, wcfg) = (shared.clone(), cfg.witness.clone());
+    let thread = std::thread::Builder::new()
+        .name("logseal-witness".into())
+        .spawn(move || witnessing::run(&wcfg, &shared.name, &tls, &shared.store, &stopped))?;
+    Ok(Some((thread, stop)))
+}
+
 /// Opens the collector's checkpoint log (its own chain, named after the
 /// collector); a new one prints its trust-anchor line.
 fn open_checkpoint_log(
@@ -474,6 +499,7 @@ pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
     let shared = Arc::new(Shared {
         store,
         receipts: checkpoint_log.receipts(),
+        published: checkpoint_log.published(),
         counts: metrics::Counts::default(),
         tls,
         name,
@@ -504,6 +530,7 @@ pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
             .name("logseal-checkpoint".into())
             .spawn(move || checkpoints::run(checkpoint_log, &shared.store, &stop_rx))?
     };
+    let witness = start_witness(&cfg, &shared)?;
 
     let silent_after = cfg.liveness.heartbeat * cfg.liveness.silent_after;
     let certificates = watched(&cfg.tls);
@@ -541,8 +568,14 @@ pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The last checkpoint names what the sessions stored, then the chains'
-    // tips are saved.
+    // What the witness recorded goes into the last checkpoint, which names
+    // what the sessions stored; then the chains' tips are saved.
+    if let Some((thread, stop)) = witness {
+        drop(stop);
+        if thread.join().is_err() {
+            tracing::error!("the witness thread panicked");
+        }
+    }
     drop(checkpoint_stop);
     if checkpointer.join().is_err() {
         tracing::error!("the checkpoint thread panicked");
@@ -1337,6 +1370,16 @@ impl Session<'_> {
             Msg::Ping(n) => {
                 self.commit(tls)?;
                 send(tls, &Msg::Pong(n)).map_err(SessionError::Send)
+            }
+            Msg::Checkpoint => {
+                let block = lock(&self.shared.published).clone();
+                let Some(block) = block else {
+                    let m = "this collector's checkpoint log has no durable seal yet; retry later";
+                    refuse(tls, Code::Unavailable, 0, m);
+                    return Err(SessionError::Unexpected(m.into()));
+                };
+                tracing::debug!(host = self.host, "checkpoint asked for (witness)");
+                send(tls, &Msg::Published { block }).map_err(SessionError::Send)
             }
             Msg::Error { code, message, .. } => Err(SessionError::Agent { code, message }),
             other => {

@@ -204,6 +204,9 @@ pub struct Store {
     /// once per [`FORK_SCAN_EVERY`] (a host may send conflicting batches
     /// with seals it signed itself as often as it reconnects).
     fork_scans: Mutex<HashMap<ChainId, std::time::Instant>>,
+    /// Statements for the checkpoint log besides checkpoints (a fork's
+    /// proof, a peer's witnessed checkpoint), written with its next one.
+    notes: Mutex<Vec<Vec<u8>>>,
     /// Held while a chain evicted after a storage error is read back.
     reloading: Mutex<()>,
     alerts: Mutex<Alerts>,
@@ -264,6 +267,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Statements waiting for the checkpoint log, at most.
+pub const MAX_NOTES: usize = 1024;
+
 /// A chain's files are read for a fork's proof at most this often.
 const FORK_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// Chains whose last fork scan is remembered, at most (older ones forgotten).
@@ -306,6 +312,7 @@ impl Store {
             chains: Mutex::new(HashMap::new()),
             hosts: Mutex::new(HashMap::new()),
             fork_scans: Mutex::new(HashMap::new()),
+            notes: Mutex::new(Vec::new()),
             reloading: Mutex::new(()),
             alerts: Mutex::new(Alerts {
                 file: alerts,
@@ -694,7 +701,10 @@ impl Store {
     /// both signatures valid: that key signed two histories (the host's
     /// state was restored from a copy, or its key was stolen) — and an alert.
     fn refuse_fork(&self, host: &str, batch: &Batch<'_>, reason: &str, keep: bool) {
-        let proof = self.fork_proof(host, batch);
+        let (proof, statement) = self.fork_proof(host, batch).unzip();
+        if let Some(s) = statement {
+            self.note(s);
+        }
         let kept = match keep || proof.is_some() {
             true => self.quarantine_with(host, batch, reason, proof.clone()),
             false => None,
@@ -720,7 +730,8 @@ impl Store {
     }
 
     /// The proof of a fork in `batch` (see [`Store::refuse_fork`]).
-    fn fork_proof(&self, host: &str, batch: &Batch<'_>) -> Option<serde_json::Value> {
+    /// Also the proof as the checkpoint log records it (docs/FORMAT.md §7.3).
+    fn fork_proof(&self, host: &str, batch: &Batch<'_>) -> Option<(serde_json::Value, Vec<u8>)> {
         use crate::chain::record::Record;
         use crate::chain::seal::{self, KeyPosition, SealFields};
         // A seal whose signature verifies under the key it names, by the seal
@@ -754,14 +765,20 @@ impl Store {
                 return false;
             }
             let hex = crate::chain::hex::encode;
-            proof = Some(serde_json::json!({
-                "epoch": epoch,
-                "key": hex(&signer),
-                "stored_seq": stored_seq,
-                "stored_seal": hex(stored),
-                "received_seq": seq,
-                "received_seal": hex(rec),
-            }));
+            let Some(statement) = crate::chain::checkpoint::encode_fork(host, stored, rec) else {
+                return false;
+            };
+            proof = Some((
+                serde_json::json!({
+                    "epoch": epoch,
+                    "key": hex(&signer),
+                    "stored_seq": stored_seq,
+                    "stored_seal": hex(stored),
+                    "received_seq": seq,
+                    "received_seal": hex(rec),
+                }),
+                statement,
+            ));
             true
         });
         proof
@@ -955,6 +972,26 @@ impl Store {
 
     /// Logs an alert and appends it to `alerts.jsonl`.
     ///
+    /// Gives the checkpoint log a statement to record with its next
+    /// checkpoint (at most [`MAX_NOTES`] wait; more are dropped, said in the
+    /// log: forks are found at most once a minute per chain and peers are
+    /// few, so only a log that cannot write loses them).
+    pub fn note(&self, statement: Vec<u8>) {
+        let mut n = lock(&self.notes);
+        if n.len() >= MAX_NOTES {
+            tracing::error!(
+                "the checkpoint log has {MAX_NOTES} statements waiting: one more is dropped"
+            );
+            return;
+        }
+        n.push(statement);
+    }
+
+    /// The statements waiting for the checkpoint log (taken).
+    pub fn take_notes(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut lock(&self.notes))
+    }
+
     /// The same alert repeated within a minute (an agent retrying a refused
     /// batch) is counted, not written again: the next line written for it says
     /// how many were held back (`repeated`).

@@ -12,7 +12,7 @@
 
 use super::verify_files::{self, InputError, SkipReason, Skipped};
 use super::witness::{Witness, WitnessError};
-use crate::chain::checkpoint;
+use crate::chain::checkpoint::{self, Statement};
 use crate::chain::receipt::Receipt;
 use crate::chain::record::{Body, Payload, Source};
 use crate::chain::verify::{
@@ -36,6 +36,20 @@ pub struct StoreLog {
     /// The checkpoints the store's chains are checked against (none: nothing
     /// in the log is believed).
     checkpoints: Option<Checkpoints>,
+    /// The forks the log records (§7.3), and witnesses that witnessed
+    /// nothing of it: findings of the run that leave the log believed.
+    forks: Vec<Unattributed>,
+    /// The peers' checkpoints it witnessed (§7.4): per collector and log
+    /// chain, the one of the highest seq.
+    witnessed: Vec<Witness>,
+}
+
+/// What a believed log's sealed statements say.
+#[derive(Default)]
+struct Statements {
+    checkpoints: Checkpoints,
+    forks: Vec<Unattributed>,
+    witnessed: HashMap<(String, ChainId), Witness>,
 }
 
 impl StoreLog {
@@ -231,18 +245,43 @@ pub fn newest_seal(store: &Path, options: &Options) -> Result<Witness, WitnessEr
     newest.ok_or_else(|| not("no chain of the log has an accepted seal yet".into()))
 }
 
+/// The peers' checkpoints the collector of `witness` (its store) witnessed
+/// (§7.4): its checkpoint log must be believed and pinned by a trust anchor
+/// (in `options`) — else whoever made that log would decide what is
+/// missing.
+pub fn witnessed_by(witness: &Path, options: &Options) -> Result<Vec<Witness>, WitnessError> {
+    let log = read(witness, options)?;
+    let not = |reason: String| WitnessError::NotAWitness {
+        store: witness.to_path_buf(),
+        reason,
+    };
+    if let Some(f) = log.findings.first() {
+        return Err(not(super::report::describe_unattributed(f, &log.files)));
+    }
+    if let Some(c) = log.reports.iter().find(|c| c.anchor != Anchor::Trusted) {
+        return Err(not(format!(
+            "its chain {} is not pinned (give --trust-file with the witness's line, \
+             `logseal collector --print-genesis`): a log made elsewhere could name any checkpoint",
+            c.chain
+        )));
+    }
+    Ok(log.witnessed)
+}
+
 /// What `logseal verify PATHS` verifies and reports: the paths expanded into
 /// segment files (a store's checkpoint log first, and its files appended
 /// after), `verify` run over them, and the report with what the checkpoint
 /// log says added. `force`: the single path is a store whatever it holds;
 /// `checkpoints`: false for a store from before checkpoints; `witnessed`:
 /// seals of the log kept elsewhere, each of which the log must still hold
-/// (§7.1; they need a store).
+/// (§7.1; they need a store); `witnesses`: per witness store, the
+/// checkpoints it witnessed (§7.4, [`witnessed_by`]) — those of this
+/// store's collector must be held as well, and there must be one.
 pub fn verify_paths(
     paths: &[PathBuf],
     mut options: Options,
     (force, checkpoints): (bool, bool),
-    witnessed: &[Witness],
+    (witnessed, witnesses): (&[Witness], &[(PathBuf, Vec<Witness>)]),
     verify: impl FnOnce(&[PathBuf], Options) -> Result<Report, InputError>,
 ) -> Result<(Report, Vec<PathBuf>, Vec<Skipped>), InputError> {
     let mut log = match checkpoints {
@@ -251,7 +290,22 @@ pub fn verify_paths(
     };
     // (A store without a log is `no-checkpoint-log` already.)
     if let Some((_, log)) = log.as_mut().filter(|(_, l)| !l.reports.is_empty()) {
-        for w in witnessed {
+        let collectors: Vec<String> = log.reports.iter().filter_map(|c| c.host.clone()).collect();
+        let mut blocks: Vec<&Witness> = witnessed.iter().collect();
+        for (witness, theirs) in witnesses {
+            let ours: Vec<&Witness> = theirs
+                .iter()
+                .filter(|w| collectors.contains(&w.host))
+                .collect();
+            if ours.is_empty() {
+                log.forks.push(Unattributed::NotWitnessed {
+                    witness: witness.display().to_string(),
+                    collectors: collectors.clone(),
+                });
+            }
+            blocks.extend(ours);
+        }
+        for w in blocks {
             if let Some(f) = w.missing_from(&log.reports, |c, s| log.record_at(c, s))? {
                 log.findings.push(f);
             }
@@ -303,6 +357,8 @@ pub fn read(store: &Path, options: &Options) -> Result<StoreLog, InputError> {
         reports: Vec::new(),
         findings: vec![Unattributed::NoCheckpointLog],
         checkpoints: None,
+        forks: Vec::new(),
+        witnessed: Vec::new(),
     };
     let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
     if !is_dir {
@@ -353,7 +409,7 @@ pub fn read(store: &Path, options: &Options) -> Result<StoreLog, InputError> {
             c.chain, c.redacted_seqs
         )));
     }
-    let checkpoints = if findings.is_empty() {
+    let statements = if findings.is_empty() {
         let sealed: HashMap<String, u64> = report
             .chains
             .iter()
@@ -363,20 +419,24 @@ pub fn read(store: &Path, options: &Options) -> Result<StoreLog, InputError> {
             .memory_limit
             .unwrap_or(crate::chain::verify::DEFAULT_MEMORY_LIMIT);
         match collect(&files, &sealed, limit)? {
-            Ok(k) => Some(k),
+            Ok(k) => k,
             Err(why) => {
                 findings.push(not_believed(why));
-                None
+                Statements::default()
             }
         }
     } else {
-        None
+        Statements::default()
     };
+    let mut witnessed: Vec<Witness> = statements.witnessed.into_values().collect();
+    witnessed.sort_by(|a, b| (&a.host, a.chain).cmp(&(&b.host, b.chain)));
     Ok(StoreLog {
         files,
         reports: report.chains,
+        checkpoints: findings.is_empty().then_some(statements.checkpoints),
         findings,
-        checkpoints,
+        forks: statements.forks,
+        witnessed,
     })
 }
 
@@ -409,17 +469,19 @@ fn not_believed(reason: String) -> Unattributed {
 /// counted apart.
 const ENTRY_COST: u64 = 160;
 
-/// The checkpoints of records covered by an accepted seal of their chain
-/// (`sealed`: per chain of the log, hex, its last accepted seal). A sealed
-/// checkpoint that does not decode makes the whole log not believed (the
-/// inner error). The map takes memory per chain named: past `limit` bytes,
-/// verification stops (exit 2), as for the verifier's own state.
+/// The statements of records covered by an accepted seal of their chain
+/// (`sealed`: per chain of the log, hex, its last accepted seal):
+/// checkpoints, forks, witnessed peer checkpoints. A sealed statement that
+/// does not decode makes the whole log not believed (the inner error). What
+/// is kept takes memory per chain named, per fork and per witnessed block:
+/// past `limit` bytes, verification stops (exit 2), as for the verifier's
+/// own state.
 fn collect(
     files: &[PathBuf],
     sealed: &HashMap<String, u64>,
     limit: u64,
-) -> Result<Result<Checkpoints, String>, InputError> {
-    let mut k = Checkpoints::default();
+) -> Result<Result<Statements, String>, InputError> {
+    let mut st = Statements::default();
     let mut held = 0u64;
     for path in files {
         let io = |source| InputError::Io {
@@ -436,7 +498,7 @@ fn collect(
             let Ok(rec) = crate::chain::Record::decode(payload) else {
                 continue;
             };
-            note_log(&mut k, rec.chain_id);
+            note_log(&mut st.checkpoints, rec.chain_id);
             let covered = sealed
                 .get(&rec.chain_id.to_string())
                 .is_some_and(|s| rec.seq <= *s);
@@ -462,10 +524,10 @@ fn collect(
                 continue;
             }
             let decoded = match payload {
-                Payload::Raw(p) => checkpoint::decode(p).map_err(|e| e.to_string()),
+                Payload::Raw(p) => checkpoint::decode_statement(p).map_err(|e| e.to_string()),
                 Payload::Fields(_) => Err("it is not a raw payload".into()),
             };
-            let entries = match decoded {
+            let statement = match decoded {
                 Ok(e) => e,
                 Err(e) => {
                     return Ok(Err(format!(
@@ -474,8 +536,42 @@ fn collect(
                     )))
                 }
             };
-            let (chains, bytes) = k.add(rec.seq, entries);
-            held += chains * ENTRY_COST + bytes;
+            held += match statement {
+                Statement::Checkpoint(entries) => {
+                    let (chains, bytes) = st.checkpoints.add(rec.seq, entries);
+                    chains * ENTRY_COST + bytes
+                }
+                Statement::Fork(f) => {
+                    let cost = ENTRY_COST + f.host.len() as u64;
+                    st.forks.push(Unattributed::ForkRecorded {
+                        host: f.host,
+                        chain: f.chain.to_string(),
+                        epoch: f.epoch,
+                        key: crate::chain::hash::fingerprint(&f.key),
+                        stored_seq: f.stored.0,
+                        received_seq: f.received.0,
+                        checkpoint_seq: rec.seq,
+                    });
+                    cost
+                }
+                Statement::Witnessed(block) => {
+                    let w = match Witness::parse_block(&block) {
+                        Ok(w) => w,
+                        Err(e) => {
+                            return Ok(Err(format!(
+                                "the witnessed checkpoint at seq {} of chain {} is not one: {e}",
+                                rec.seq, rec.chain_id
+                            )))
+                        }
+                    };
+                    let key = (w.host.clone(), w.chain);
+                    let cost = ENTRY_COST + block.len() as u64;
+                    match st.witnessed.get(&key) {
+                        Some(old) if old.seq >= w.seq => 0,
+                        _ => st.witnessed.insert(key, w).map_or(cost, |_| 0),
+                    }
+                }
+            };
             if held > limit {
                 return Err(InputError::MemoryLimit {
                     path: path.clone(),
@@ -485,7 +581,7 @@ fn collect(
             }
         }
     }
-    Ok(Ok(k))
+    Ok(Ok(st))
 }
 
 fn note_log(k: &mut Checkpoints, chain: ChainId) {
@@ -519,6 +615,7 @@ pub fn add_to_report(
         }
         report.unattributed.push(u);
     }
+    report.unattributed.extend(log.forks);
     files.extend(log.files);
     report.checkpoint_log = reports;
     for u in &mut report.unattributed {

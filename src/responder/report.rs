@@ -54,6 +54,26 @@ pub fn describe_unattributed(u: &Unattributed, files: &[PathBuf]) -> String {
             "the witnessed checkpoint (seal {seq} of the checkpoint log's chain {chain}) is not in the store's log: {}",
             safe(reason)
         ),
+        Unattributed::ForkRecorded {
+            host,
+            chain,
+            epoch,
+            key,
+            stored_seq,
+            received_seq,
+            checkpoint_seq,
+        } => format!(
+            "fork recorded: the checkpoint log (seq {checkpoint_seq}) holds the collector's proof that key {key} of chain {chain} of host {} signed two seals of epoch {epoch} (seq {stored_seq}, stored, and seq {received_seq}, refused) over two histories: the host's key was used twice (its state restored from a copy, or stolen); its records from epoch {epoch} on are disputed",
+            safe(host)
+        ),
+        Unattributed::NotWitnessed {
+            witness,
+            collectors,
+        } => format!(
+            "not witnessed: the checkpoint log of {} holds no checkpoint of collector {}: nothing shows this store's log was not replaced",
+            safe(witness),
+            collectors.iter().map(|c| safe(c)).collect::<Vec<_>>().join(", ")
+        ),
         Unattributed::NoCheckpointLog => "no checkpoint log: the store has no chain in checkpoints/log/ (the collector's own chain), so a chain cut, rewritten or deleted could not be seen; give --no-checkpoints to verify a store written before checkpoints existed".into(),
     }
 }

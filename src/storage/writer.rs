@@ -213,6 +213,8 @@ pub struct ChainWriter<L: RecordLog = SegmentWriter> {
     dir: PathBuf,
     log: L,
     pending_seal: Option<PendingSeal>,
+    /// The last seal appended, encoded.
+    last_seal: Option<Vec<u8>>,
     state: SignerState,
     next_seq: u64,
     head: Digest,
@@ -443,6 +445,7 @@ impl<L: RecordLog> ChainWriter<L> {
             dir: state_dir.to_path_buf(),
             log,
             pending_seal: None,
+            last_seal: None,
             next_seq: if scan.records_after_resume > 0 {
                 scan.next_seq
             } else {
@@ -551,6 +554,7 @@ impl<L: RecordLog> ChainWriter<L> {
             dir: state_dir.to_path_buf(),
             log,
             pending_seal: None,
+            last_seal: None,
             state,
             next_seq: 0,
             head: ZERO_HEAD,
@@ -765,6 +769,7 @@ impl<L: RecordLog> ChainWriter<L> {
             .push(rec.kind() as u8, |b| b.extend_from_slice(&enc))
             .map_err(io_err("appending seal"))?;
         let offset_after = self.log.position();
+        self.last_seal = Some(enc);
         #[cfg(feature = "fault-injection")]
         if faults::armed("seal.record-torn") {
             let frame_len = (offset_after - _offset) as usize;
@@ -779,6 +784,12 @@ impl<L: RecordLog> ChainWriter<L> {
         };
         self.pending_seal = Some(p);
         Ok(p)
+    }
+
+    /// The last seal this writer appended, encoded (durable once
+    /// [`seal`](Self::seal) returned it).
+    pub fn last_seal(&self) -> Option<&[u8]> {
+        self.last_seal.as_deref()
     }
 
     /// Flushes and fsyncs the log: every record appended so far is durable.

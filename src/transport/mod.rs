@@ -2,6 +2,7 @@
 //! (`docs/PROTOCOL.md`), its TLS configuration, the agent's shipper and the
 //! receipts it keeps.
 
+pub mod block;
 pub mod crl;
 pub mod proto;
 pub mod receipts;

@@ -48,6 +48,10 @@ pub mod t {
     pub const PING: u8 = 8;
     /// answer to PING.
     pub const PONG: u8 = 9;
+    /// peer → collector (version 3): your newest checkpoint, please.
+    pub const CHECKPOINT: u8 = 10;
+    /// collector → peer: its newest checkpoint, a witness block.
+    pub const PUBLISHED: u8 = 11;
 }
 
 logseal_core::wire_enum! {
@@ -178,6 +182,15 @@ pub enum Msg {
     Ping(u64),
     /// Keepalive answer.
     Pong(u64),
+    /// peer → collector (version 3): asks for its newest checkpoint, to
+    /// witness it (docs/FORMAT.md §7.4).
+    Checkpoint,
+    /// collector → peer: its newest durable checkpoint seal, as a witness
+    /// block (docs/FORMAT.md §7.1, at most 16 KiB).
+    Published {
+        /// The block's text.
+        block: String,
+    },
 }
 
 /// Writes one frame of type `ty` with `body`.
@@ -272,6 +285,11 @@ impl Msg {
                 e.u64(*n);
                 t::PONG
             }
+            Msg::Checkpoint => t::CHECKPOINT,
+            Msg::Published { block } => {
+                e.str(block);
+                t::PUBLISHED
+            }
         };
         (ty, b)
     }
@@ -328,6 +346,10 @@ impl Msg {
             },
             t::PING => Msg::Ping(d.u64().map_err(bad)?),
             t::PONG => Msg::Pong(d.u64().map_err(bad)?),
+            t::CHECKPOINT => Msg::Checkpoint,
+            t::PUBLISHED => Msg::Published {
+                block: d.str().map_err(bad)?.to_string(),
+            },
             t::BATCH => return Err(WireError::BatchAsMessage),
             other => return Err(WireError::UnknownType(other)),
         };

@@ -70,13 +70,45 @@ impl Collector {
     }
 
     /// [`start`](Self::start) with environment variables set for the collector.
-    #[allow(clippy::zombie_processes)] // the Collector's Drop waits for it
     pub fn start_env(
         dir: &Path,
         ca: &Ca,
         listen: &str,
         extra: &str,
         env: &[(&str, &str)],
+    ) -> Collector {
+        Self::start_cert(dir, ca, listen, extra, env, "collector")
+    }
+
+    /// A collector named `name` (`name =` in its config), with a certificate
+    /// of its own for that name (and 127.0.0.1, localhost), issued by `ca`
+    /// as `logseal pki issue --role collector` issues it.
+    pub fn start_named(dir: &Path, ca: &Ca, name: &str, listen: &str, extra: &str) -> Collector {
+        let p = pki::Paths {
+            dir: ca.dir.clone(),
+        };
+        if !p.cert(name).exists() {
+            pki::issue(
+                &ca.dir,
+                name,
+                Role::Collector,
+                365,
+                &["127.0.0.1".into(), "localhost".into()],
+            )
+            .unwrap();
+        }
+        let extra = format!("name = \"{name}\"\n{extra}");
+        Self::start_cert(dir, ca, listen, &extra, &[], name)
+    }
+
+    #[allow(clippy::zombie_processes)] // the Collector's Drop waits for it
+    fn start_cert(
+        dir: &Path,
+        ca: &Ca,
+        listen: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+        cert: &str,
     ) -> Collector {
         std::fs::create_dir_all(dir).unwrap();
         let store = dir.join("store");
@@ -88,8 +120,8 @@ impl Collector {
                  [tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\ncrl = \"{}\"\n",
                 store.display(),
                 ca.ca().display(),
-                ca.dir.join("collector.crt").display(),
-                ca.dir.join("collector.key").display(),
+                ca.dir.join(format!("{cert}.crt")).display(),
+                ca.dir.join(format!("{cert}.key")).display(),
                 ca.crl().display(),
             ),
         )

@@ -10,6 +10,15 @@
 //! ```
 //! `seq` is the last record the collector held durably, `head` the chain head
 //! after it. Entries are sorted by (host, chain) and name each chain once.
+//!
+//! The log holds two more forms of statement (§7.3, §7.4): a fork the
+//! collector refused, with its proof, and a peer collector's checkpoint it
+//! witnessed:
+//!
+//! ```text
+//! fork    := "logseal/fork/v1" 0x00 | host:str | stored:bytes | received:bytes
+//! witness := "logseal/witness/v1" 0x00 | block:str
+//! ```
 
 use crate::codec::{Dec, DecodeError, Enc};
 use crate::record::ChainId;
@@ -48,6 +57,126 @@ pub fn encode(entries: &mut [Entry]) -> Vec<u8> {
         e.fixed(&x.head);
     }
     out
+}
+
+/// A fork's payload's first bytes.
+pub const FORK_MAGIC: &[u8] = b"logseal/fork/v1\0";
+
+/// A witnessed peer checkpoint's payload's first bytes.
+pub const WITNESS_MAGIC: &[u8] = b"logseal/witness/v1\0";
+
+/// The largest witnessed block (docs/FORMAT.md §7.1).
+pub const MAX_BLOCK: usize = 16 << 10;
+
+/// A fork a collector refused: two seals of one epoch of one chain, both
+/// signed by the key of that epoch, over two histories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fork {
+    /// The host whose chain forked.
+    pub host: String,
+    /// The chain.
+    pub chain: ChainId,
+    /// The epoch sealed twice.
+    pub epoch: u64,
+    /// The key that signed both seals.
+    pub key: [u8; 32],
+    /// The seal the collector holds, encoded, and its seq.
+    pub stored: (u64, Vec<u8>),
+    /// The seal it refused, encoded, and its seq.
+    pub received: (u64, Vec<u8>),
+}
+
+/// What a statement of a checkpoint log says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// What the collector held of the chains that moved.
+    Checkpoint(Vec<Entry>),
+    /// A fork it refused, with the proof.
+    Fork(Fork),
+    /// A peer's checkpoint it witnessed: the text block (§7.1), not parsed
+    /// here.
+    Witnessed(String),
+}
+
+/// Encodes a fork's proof; `None` unless it proves a fork (see
+/// [`decode_fork`]).
+pub fn encode_fork(host: &str, stored: &[u8], received: &[u8]) -> Option<Vec<u8>> {
+    let mut out = FORK_MAGIC.to_vec();
+    let mut e = Enc(&mut out);
+    e.str(host);
+    e.bytes(stored);
+    e.bytes(received);
+    decode_fork(&out).ok().map(|_| out)
+}
+
+/// Encodes a witnessed peer checkpoint (at most [`MAX_BLOCK`] bytes).
+pub fn encode_witnessed(block: &str) -> Option<Vec<u8>> {
+    if block.len() > MAX_BLOCK {
+        return None;
+    }
+    let mut out = WITNESS_MAGIC.to_vec();
+    Enc(&mut out).str(block);
+    Some(out)
+}
+
+/// A seal's chain, seq, epoch and signer, if `encoded` is a seal whose
+/// signature is valid under the key it names (the seal rule, its key and
+/// epoch taken from the seal itself).
+fn valid_seal(encoded: &[u8]) -> Option<(ChainId, u64, u64, [u8; 32])> {
+    use crate::seal::{self, KeyPosition, SealFields};
+    let r = crate::record::Record::decode(encoded).ok()?;
+    let f = SealFields::of(&r.body, encoded)?;
+    let at = KeyPosition {
+        key: *f.signer,
+        epoch: f.epoch,
+    };
+    seal::check(at, &f, |_| None).ok()?;
+    Some((r.chain_id, r.seq, f.epoch, *f.signer))
+}
+
+/// Decodes a fork's payload; strict: both records are seals of one chain
+/// and one epoch, signed by one key, each valid under it, and differ.
+pub fn decode_fork(payload: &[u8]) -> Result<Fork, DecodeError> {
+    let body = payload.strip_prefix(FORK_MAGIC).ok_or(DecodeError {
+        at: 0,
+        reason: "not a fork (bad magic)",
+    })?;
+    let mut d = Dec::new(body);
+    let host = d.str()?.to_string();
+    let stored = d.bytes()?.to_vec();
+    let received = d.bytes()?.to_vec();
+    d.finish()?;
+    let (Some(a), Some(b)) = (valid_seal(&stored), valid_seal(&received)) else {
+        return Err(d.err("a fork's record is not a seal valid under the key it names"));
+    };
+    if (a.0, a.2, a.3) != (b.0, b.2, b.3) || stored == received {
+        return Err(d.err("a fork's seals are not two seals of one chain, epoch and key"));
+    }
+    Ok(Fork {
+        host,
+        chain: a.0,
+        epoch: a.2,
+        key: a.3,
+        stored: (a.1, stored),
+        received: (b.1, received),
+    })
+}
+
+/// Decodes any statement of a checkpoint log (by its magic), strictly.
+pub fn decode_statement(payload: &[u8]) -> Result<Statement, DecodeError> {
+    if payload.starts_with(FORK_MAGIC) {
+        return decode_fork(payload).map(Statement::Fork);
+    }
+    if let Some(body) = payload.strip_prefix(WITNESS_MAGIC) {
+        let mut d = Dec::new(body);
+        let block = d.str()?;
+        d.finish()?;
+        if block.len() > MAX_BLOCK {
+            return Err(d.err("a witnessed block longer than 16 KiB"));
+        }
+        return Ok(Statement::Witnessed(block.to_string()));
+    }
+    decode(payload).map(Statement::Checkpoint)
 }
 
 /// True if an Event payload is a checkpoint (starts with [`MAGIC`]).
@@ -164,5 +293,82 @@ mod tests {
             decode(&huge).unwrap_err().reason,
             "too many checkpoint entries"
         );
+    }
+
+    /// A seal of `chain` at `seq`, epoch `epoch`, signed by `k`.
+    fn seal(k: &crate::keys::SecretKey, chain: u8, seq: u64, epoch: u64, head: u8) -> Vec<u8> {
+        let rec = crate::record::Record {
+            chain_id: ChainId([chain; 16]),
+            seq,
+            time_ns: 1,
+            body: crate::record::Body::Seal {
+                epoch,
+                covers_head: [head; 32],
+                signer: k.public(),
+                next_pk: [9; 32],
+                signature: [0; 64],
+            },
+        };
+        let mut enc = rec.encode();
+        let n = enc.len();
+        let sig = k.sign(&crate::keys::seal_message(&enc[..n - 64]));
+        enc[n - 64..].copy_from_slice(&sig);
+        enc
+    }
+
+    #[test]
+    fn a_fork_is_recorded_only_with_its_proof() {
+        let k = crate::keys::SecretKey::from_seed(&[1; 32]);
+        let other = crate::keys::SecretKey::from_seed(&[2; 32]);
+        let a = seal(&k, 7, 10, 3, 1);
+        let b = seal(&k, 7, 12, 3, 2);
+        let p = encode_fork("web-1", &a, &b).unwrap();
+        let Statement::Fork(f) = decode_statement(&p).unwrap() else {
+            panic!("not a fork")
+        };
+        assert_eq!((f.chain, f.epoch, f.key), (ChainId([7; 16]), 3, k.public()));
+        assert_eq!(
+            (f.stored.0, f.received.0, f.host.as_str()),
+            (10, 12, "web-1")
+        );
+        // Not a fork: one seal twice, two epochs, two chains, two keys, a
+        // bad signature, not a seal.
+        let mut forged = b.clone();
+        *forged.last_mut().unwrap() ^= 1;
+        for (x, y) in [
+            (&a, &a),
+            (&a, &seal(&k, 7, 12, 4, 2)),
+            (&a, &seal(&k, 8, 12, 3, 2)),
+            (&a, &seal(&other, 7, 12, 3, 2)),
+            (&a, &forged),
+            (&a, &a[..a.len() - 1].to_vec()),
+        ] {
+            assert!(encode_fork("web-1", x, y).is_none());
+            let mut raw = FORK_MAGIC.to_vec();
+            let mut e = Enc(&mut raw);
+            e.str("web-1");
+            e.bytes(x);
+            e.bytes(y);
+            assert!(decode_statement(&raw).is_err());
+        }
+        for n in 0..p.len() {
+            assert!(decode_statement(&p[..n]).is_err(), "cut at {n}");
+        }
+    }
+
+    #[test]
+    fn a_witnessed_block_round_trips_and_is_bounded() {
+        let p = encode_witnessed("logseal checkpoint v1\n").unwrap();
+        assert_eq!(
+            decode_statement(&p).unwrap(),
+            Statement::Witnessed("logseal checkpoint v1\n".into())
+        );
+        assert!(encode_witnessed(&"x".repeat(MAX_BLOCK + 1)).is_none());
+        let mut big = WITNESS_MAGIC.to_vec();
+        Enc(&mut big).str(&"x".repeat(MAX_BLOCK + 1));
+        assert!(decode_statement(&big).is_err());
+        let mut trailing = p.clone();
+        trailing.push(0);
+        assert!(decode_statement(&trailing).is_err());
     }
 }

@@ -441,6 +441,36 @@ pub enum Unattributed {
         /// What the log holds instead.
         reason: String,
     },
+    /// The store's checkpoint log records a fork the collector refused
+    /// (docs/FORMAT.md §7.3): one key of a host's chain signed two seals
+    /// of one epoch, over two histories (the host's state was restored from
+    /// a copy, or its key stolen). The chain's records from that epoch on
+    /// are disputed, whichever history the store holds.
+    ForkRecorded {
+        /// The host.
+        host: String,
+        /// Its chain (hex).
+        chain: String,
+        /// The epoch sealed twice.
+        epoch: u64,
+        /// The fingerprint of the key that signed both seals.
+        key: String,
+        /// Seq of the seal the collector holds.
+        stored_seq: u64,
+        /// Seq of the seal it refused.
+        received_seq: u64,
+        /// Seq of the record of the checkpoint log that holds the proof.
+        checkpoint_seq: u64,
+    },
+    /// A witness's checkpoint log (`logseal verify --witnessed-by`) holds
+    /// no checkpoint of this store's collector: nothing shows the store's
+    /// log was not replaced.
+    NotWitnessed {
+        /// The witness's store.
+        witness: String,
+        /// The collectors of this store's checkpoint log.
+        collectors: Vec<String>,
+    },
 }
 
 /// Why a range of records is unverified.
