@@ -1001,6 +1001,25 @@ fn shipped_collector_config_and_ship_section_parse_and_bad_keys_are_named() {
         format!("{:?}", minimal.liveness)
     );
     assert_eq!((cfg.listen, &cfg.store), (minimal.listen, &minimal.store));
+    // The commented [witness] example, uncommented, is valid (and checked).
+    let witness: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# [witness]"))
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let with = CollectorConfig::parse(
+        &format!("{witness}[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n"),
+        Path::new("collector.toml"),
+    )
+    .unwrap();
+    assert_eq!(with.witness.peers.len(), 1, "{witness}");
+    assert_eq!(
+        format!("{:?}", with.witness.every),
+        format!("{:?}", minimal.witness.every),
+        "the documented default is the built-in one"
+    );
     // The commented [ship] example of agent.toml, uncommented, is valid.
     let agent = std::fs::read_to_string(root.join("config/agent.toml")).unwrap();
     let ship: String = agent

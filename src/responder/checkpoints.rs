@@ -40,7 +40,7 @@ pub struct StoreLog {
     /// nothing of it: findings of the run that leave the log believed.
     forks: Vec<Unattributed>,
     /// The peers' checkpoints it witnessed (§7.4): per collector and log
-    /// chain, the one of the highest seq.
+    /// chain, those of the highest seq.
     witnessed: Vec<Witness>,
 }
 
@@ -49,7 +49,7 @@ pub struct StoreLog {
 struct Statements {
     checkpoints: Checkpoints,
     forks: Vec<Unattributed>,
-    witnessed: HashMap<(String, ChainId), Witness>,
+    witnessed: HashMap<(String, ChainId), Vec<Witness>>,
 }
 
 impl StoreLog {
@@ -428,7 +428,7 @@ pub fn read(store: &Path, options: &Options) -> Result<StoreLog, InputError> {
     } else {
         Statements::default()
     };
-    let mut witnessed: Vec<Witness> = statements.witnessed.into_values().collect();
+    let mut witnessed: Vec<Witness> = statements.witnessed.into_values().flatten().collect();
     witnessed.sort_by(|a, b| (&a.host, a.chain).cmp(&(&b.host, b.chain)));
     Ok(StoreLog {
         files,
@@ -564,11 +564,21 @@ fn collect(
                             )))
                         }
                     };
-                    let key = (w.host.clone(), w.chain);
+                    // The blocks of the highest seq: two there (a peer
+                    // that showed two seals at one seq) are both checked.
                     let cost = ENTRY_COST + block.len() as u64;
-                    match st.witnessed.get(&key) {
-                        Some(old) if old.seq >= w.seq => 0,
-                        _ => st.witnessed.insert(key, w).map_or(cost, |_| 0),
+                    let kept = st.witnessed.entry((w.host.clone(), w.chain)).or_default();
+                    match kept.first().map(|k| k.seq) {
+                        Some(seq) if seq > w.seq => 0,
+                        Some(seq) if seq == w.seq && kept.contains(&w) => 0,
+                        Some(seq) if seq == w.seq => {
+                            kept.push(w);
+                            cost
+                        }
+                        _ => {
+                            *kept = vec![w];
+                            cost
+                        }
                     }
                 }
             };
