@@ -86,6 +86,21 @@ fn verify_receipt(
     )
 }
 
+/// `logseal verify --json --collector STORE --trust-file T PATH`: PATH
+/// against the collector's latest checkpoint of its chain (no receipt).
+fn verify_against_checkpoint(path: &Path, store: &Path, trust: &Path) -> (i32, Value) {
+    let o = Command::new(bin())
+        .args(["verify", "--json", "--collector"])
+        .arg(store)
+        .arg("--trust-file")
+        .arg(trust)
+        .arg(path)
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (o.status.code().unwrap_or(-1), doc)
+}
+
 /// The seq a receipt names, as `verify` reads it (text mode).
 fn receipt_seq(state: &Path, receipt: &Path) -> u64 {
     let o = Command::new(bin())
@@ -176,6 +191,37 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     assert_eq!(code, 0, "{doc} {err}");
     assert_eq!(doc["receipt"]["status"], "matches", "{doc}");
     assert_eq!(doc["receipt_of"]["seq"], seq, "{doc}");
+    // Without the receipt, against what the collector's log checkpointed
+    // last of the chain (the whole chain: the agent stopped cleanly).
+    let (code, doc) = verify_against_checkpoint(&state, &store, &trust);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["receipt"]["status"], "matches", "{doc}");
+    assert_eq!(doc["receipt_of"]["from"], "checkpoint", "{doc}");
+    assert_eq!(
+        doc["receipt_of"]["seq"],
+        last_seq(&store.join("hosts")),
+        "{doc}"
+    );
+    // Only a pinned log's checkpoints judge: without its line, not proven.
+    let agent_line = std::fs::read_to_string(&trust)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let agent_only = d.path().join("agent-only.trust");
+    std::fs::write(&agent_only, agent_line + "\n").unwrap();
+    let (code, doc) = verify_against_checkpoint(&state, &store, &agent_only);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(doc["result"], "receipt-unchecked", "{doc}");
+    // A store is checked against its own checkpoints, not this way.
+    let o = Command::new(bin())
+        .args(["verify", "--collector"])
+        .arg(&store)
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
     // The collector's store holds it too (its own checkpoint log names the key).
     let (code, doc, _) = verify_receipt(&store, &kept, pin);
     assert_eq!(code, 0, "{doc}");
@@ -239,6 +285,10 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     assert_eq!(code, 1, "{doc}");
     assert_eq!(doc["receipt"]["status"], "cut", "{doc}");
     assert_eq!(kinds(&doc), ["receipt-cut", "unsealed-tail"], "{doc}");
+    // The collector's checkpoint shows it as well, without the receipt.
+    let (code, doc) = verify_against_checkpoint(&state, &store, &trust);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(doc["receipt"]["status"], "cut", "{doc}");
 
     // Restarted on the copy against the collector (which holds more of the
     // chain than the copy): the agent itself sees it, says so and ships
@@ -279,6 +329,10 @@ fn receipts_survive_kill_9_and_catch_a_restored_state_directory() {
     assert_eq!(kinds(&doc), ["receipt-fork"], "{doc}");
     let problem = &doc["chains"][0]["problems"][0];
     assert_eq!(problem["seq"], seq, "{problem}");
+    let (code, doc) = verify_against_checkpoint(&state, &store, &trust);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(doc["receipt"]["status"], "fork", "{doc}");
+    assert_eq!(kinds(&doc), ["receipt-fork"], "{doc}");
 
     // A receipt changed by one byte (its checksum made right again): refused,
     // naming the file and why, and nothing is judged.

@@ -1,9 +1,8 @@
 //! `logseal verify`: the verdict on segment files, a spool or a store.
 
-use crate::chain::receipt::Receipt;
 use crate::chain::trust::TrustAnchors;
 use crate::chain::verify::{Live, Options, ReceiptOutcome, Receipted, Report};
-use crate::responder::checkpoints::KeyTie;
+use crate::responder::checkpoints::{CheckpointTie, KeyTie};
 use crate::responder::witness::Witness;
 use crate::responder::{checkpoints, report, verify_files};
 use anyhow::{bail, Context};
@@ -85,40 +84,113 @@ pub struct VerifyArgs {
     /// The store of the collector that signed the receipt (or a copy of its
     /// checkpoints/ directory beside an empty hosts/): its checkpoint log,
     /// pinned by --trust-file like any chain, must name the receipt's key.
-    /// Not needed when PATH is that store.
-    #[arg(long, value_name = "STORE", requires = "receipt")]
+    /// Not needed when PATH is that store. Without --receipt, PATH (a spool,
+    /// or a chain's files) is checked against the collector's latest
+    /// checkpoint of its chain instead, as against a receipt: a fork or a cut
+    /// fails the run, and so does a checkpoint that cannot be compared.
+    #[arg(long, value_name = "STORE")]
     pub collector: Option<PathBuf>,
 }
 
-/// `--receipt`: the receipt (its signature checked), and whether its
-/// collector's checkpoint log (`--collector`, or PATH when it is a store)
-/// names its key.
-fn receipt_and_tie(
+/// What the input is checked against: a receipt (`--receipt`), or the
+/// collector's latest checkpoint of one of its chains (`--collector`
+/// alone), taken as its receipt (docs/FORMAT.md §7.2).
+struct Against {
+    /// What the input must hold, if it can judge it.
+    receipted: Option<Receipted>,
+    /// Why it cannot (the run then fails as not proven).
+    untied: Option<String>,
+    /// For the JSON report (`receipt_of`).
+    json: serde_json::Value,
+    /// For the text report.
+    line: String,
+}
+
+/// `--receipt` (its signature checked, and whether its collector's
+/// checkpoint log — `--collector`, or PATH when it is a store — names its
+/// key), or `--collector` alone.
+fn against(
     a: &VerifyArgs,
     anchors: &crate::chain::trust::TrustAnchors,
-) -> anyhow::Result<(Option<Receipt>, Option<KeyTie>)> {
+) -> anyhow::Result<Option<Against>> {
+    let o = Options {
+        anchors: anchors.clone(),
+        memory_limit: a.max_memory,
+        ..Options::default()
+    };
+    let is_store = |p: &PathBuf| a.store || verify_files::is_store(p);
     let Some(f) = &a.receipt else {
-        return Ok((None, None));
+        let Some(store) = &a.collector else {
+            return Ok(None);
+        };
+        if let [p] = a.paths.as_slice() {
+            if is_store(p) {
+                bail!(
+                    "--collector without --receipt checks a spool or a chain's files against \
+                     the collector's latest checkpoint; {} is a store, checked against its own",
+                    report::safe_path(p)
+                );
+            }
+        }
+        let (files, _) = verify_files::expand_or_empty(&a.paths, false)?;
+        return Ok(Some(match checkpoints::checkpoint_as_receipt(store, &files, &o)? {
+            CheckpointTie::Tied(fc) => Against {
+                json: report::checkpoint_receipt_json(&fc),
+                line: format!(
+                    "checkpoint of collector {:?} (seq {} of its checkpoint log) for chain {} of host {:?}: held up to seq {}",
+                    fc.collector,
+                    fc.checkpoint_seq,
+                    fc.receipted.chain,
+                    fc.receipted.host,
+                    fc.receipted.seq
+                ),
+                receipted: Some(fc.receipted),
+                untied: None,
+            },
+            CheckpointTie::NotTied(why) => Against {
+                receipted: None,
+                untied: Some(format!("the collector's checkpoints cannot judge it: {why}")),
+                json: serde_json::json!({ "collector_store": store.display().to_string() }),
+                line: format!("checkpoints of the collector store {}", report::safe_path(store)),
+            },
+        }));
     };
     let r = crate::transport::receipts::read_file(f)?.receipt;
     let store = a.collector.clone().or_else(|| match a.paths.as_slice() {
-        [p] if a.store || verify_files::is_store(p) => Some(p.clone()),
+        [p] if is_store(p) => Some(p.clone()),
         _ => None,
     });
     let tie = match store {
-        Some(s) => {
-            let o = Options {
-                anchors: anchors.clone(),
-                memory_limit: a.max_memory,
-                ..Options::default()
-            };
-            checkpoints::receipt_key(&s, &r, &o)?
-        }
+        Some(s) => checkpoints::receipt_key(&s, &r, &o)?,
         None => {
             KeyTie::NotTied("no collector store to find its key in (give --collector STORE)".into())
         }
     };
-    Ok((Some(r), Some(tie)))
+    let line = format!(
+        "receipt of collector {:?} (its log {}, epoch {}, key {}) for chain {} of host {:?}: held up to seq {}",
+        r.collector,
+        r.log_chain,
+        r.log_epoch,
+        crate::chain::hash::fingerprint(&r.log_key),
+        r.chain,
+        r.host,
+        r.seq
+    );
+    Ok(Some(Against {
+        // A receipt not tied to its collector judges nothing.
+        receipted: (tie == KeyTie::Tied).then(|| Receipted {
+            host: r.host.clone(),
+            chain: r.chain,
+            seq: r.seq,
+            head: r.head,
+        }),
+        untied: match tie {
+            KeyTie::NotTied(why) => Some(format!("its key is not tied to the collector: {why}")),
+            KeyTie::Tied => None,
+        },
+        json: report::receipt_json(&r),
+        line,
+    }))
 }
 
 /// `--max-memory`: a size from 64 MiB to 1 TiB.
@@ -142,22 +214,13 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or(i64::MAX),
     });
     let anchors = trust_anchors(&a.trust_key, a.trust_file.as_ref())?;
-    let (receipt, tie) = receipt_and_tie(&a, &anchors)?;
+    let against = against(&a, &anchors)?;
     let options = Options {
         anchors,
         live,
         memory_limit: a.max_memory,
         checkpoints: None,
-        // A receipt not tied to its collector judges nothing.
-        receipt: receipt
-            .as_ref()
-            .filter(|_| tie == Some(KeyTie::Tied))
-            .map(|r| Receipted {
-                host: r.host.clone(),
-                chain: r.chain,
-                seq: r.seq,
-                head: r.head,
-            }),
+        receipt: against.as_ref().and_then(|x| x.receipted.clone()),
     };
     if a.store && a.paths.len() != 1 {
         bail!("--store takes exactly one path, the store's directory");
@@ -203,10 +266,8 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             }
         },
     )?;
-    if let Some(KeyTie::NotTied(why)) = &tie {
-        report.receipt = Some(ReceiptOutcome::Unchecked {
-            reason: format!("its key is not tied to the collector: {why}"),
-        });
+    if let Some(why) = against.as_ref().and_then(|x| x.untied.clone()) {
+        report.receipt = Some(ReceiptOutcome::Unchecked { reason: why });
     }
     let code = if report.intact() {
         ExitCode::SUCCESS
@@ -214,7 +275,7 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     };
     // A reader that stops early (`verify … | head`) does not change the verdict.
-    match write_verify_output(&report, &files, &skipped, a.json, receipt.as_ref()) {
+    match write_verify_output(&report, &files, &skipped, a.json, against.as_ref()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),
         Err(e) => Err(e.into()),
         Ok(()) => Ok(code),
@@ -292,13 +353,13 @@ fn write_verify_output(
     files: &[PathBuf],
     skipped: &[verify_files::Skipped],
     json: bool,
-    receipt: Option<&Receipt>,
+    against: Option<&Against>,
 ) -> std::io::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if json {
         let mut doc = report::verify_json(report, files, skipped);
-        doc.receipt_of = receipt.map(report::receipt_json);
+        doc.receipt_of = against.map(|x| x.json.clone());
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
     } else {
@@ -310,18 +371,8 @@ fn write_verify_output(
                 s.why.describe()
             )?;
         }
-        if let Some(r) = receipt {
-            writeln!(
-                out,
-                "receipt of collector {:?} (its log {}, epoch {}, key {}) for chain {} of host {:?}: held up to seq {}",
-                r.collector,
-                r.log_chain,
-                r.log_epoch,
-                crate::chain::hash::fingerprint(&r.log_key),
-                r.chain,
-                r.host,
-                r.seq
-            )?;
+        if let Some(x) = against {
+            writeln!(out, "{}", x.line)?;
         }
         report::verify_text(&mut out, report, files)?;
     }

@@ -16,7 +16,7 @@ use crate::chain::checkpoint::{self, Statement};
 use crate::chain::receipt::Receipt;
 use crate::chain::record::{Body, Payload, Source};
 use crate::chain::verify::{
-    Anchor, ChainReport, Checkpoints, Options, Report, Unattributed, Verdict,
+    Anchor, ChainReport, Checkpoints, Options, Receipted, Report, Unattributed, Verdict,
 };
 use crate::chain::ChainId;
 use crate::storage::segment::{Item, SegmentReader};
@@ -197,6 +197,106 @@ pub fn receipt_key(store: &Path, r: &Receipt, options: &Options) -> Result<KeyTi
             r.log_epoch
         )),
     })
+}
+
+/// The collector's latest checkpoint of a chain of the input, taken as its
+/// receipt (`logseal verify PATH --collector STORE`, docs/FORMAT.md §7.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromCheckpoint {
+    /// What it says of the chain, to check the input against.
+    pub receipted: Receipted,
+    /// The collector (its log's Genesis host).
+    pub collector: String,
+    /// Seq of the checkpoint in the collector's log.
+    pub checkpoint_seq: u64,
+}
+
+/// Whether the collector's checkpoints can judge the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointTie {
+    /// Its newest checkpoint of one of the input's chains.
+    Tied(FromCheckpoint),
+    /// None can: why.
+    NotTied(String),
+}
+
+/// Most chains of the input looked up in the checkpoints.
+const MAX_INPUT_CHAINS: usize = 1 << 16;
+
+/// The newest believed checkpoint of `store` (its log believed and pinned,
+/// as for a receipt's key) that names a chain found in `files` — of the
+/// chains it names, the one the log checkpointed last.
+pub fn checkpoint_as_receipt(
+    store: &Path,
+    files: &[PathBuf],
+    options: &Options,
+) -> Result<CheckpointTie, InputError> {
+    let log = read(store, options)?;
+    let not = |why: String| Ok(CheckpointTie::NotTied(why));
+    let shown = super::report::safe_path(store);
+    if let Some(f) = log.findings.first() {
+        return not(format!(
+            "the checkpoint log of {shown} is not believed: {}",
+            super::report::describe_unattributed(f, &log.files)
+        ));
+    }
+    if log.reports.iter().any(|c| c.anchor != Anchor::Trusted) {
+        return not(
+            "the collector's checkpoint log is not pinned (give --trust-file with its line, \
+             `logseal collector --print-genesis`): a log made elsewhere would vouch for anything"
+                .to_string(),
+        );
+    }
+    let Some(k) = log.checkpoints.as_ref() else {
+        return not(format!("the checkpoint log of {shown} holds no checkpoint"));
+    };
+    let mut chains = std::collections::HashSet::new();
+    for path in files {
+        let io = |source| InputError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut r = SegmentReader::open(path).map_err(io)?;
+        while let Some(item) = r.next_item().map_err(io)? {
+            if let Item::Frame {
+                frame_type: crate::chain::frame::FRAME_RECORD,
+                payload,
+                ..
+            } = item
+            {
+                if let Ok(h) = crate::chain::record::decode_header_only(payload) {
+                    if chains.len() < MAX_INPUT_CHAINS {
+                        chains.insert(h.chain_id);
+                    }
+                }
+            }
+        }
+    }
+    let newest = k
+        .expected
+        .iter()
+        .filter(|(c, _)| chains.contains(*c))
+        .max_by_key(|(c, e)| (e.checkpoint_seq, **c));
+    let Some((chain, e)) = newest else {
+        return not(format!(
+            "the checkpoints of {shown} name none of the input's {} chain(s)",
+            chains.len()
+        ));
+    };
+    Ok(CheckpointTie::Tied(FromCheckpoint {
+        receipted: Receipted {
+            host: e.host.clone(),
+            chain: *chain,
+            seq: e.seq,
+            head: e.head,
+        },
+        collector: log
+            .reports
+            .first()
+            .and_then(|c| c.host.clone())
+            .unwrap_or_default(),
+        checkpoint_seq: e.checkpoint_seq,
+    }))
 }
 
 /// The newest accepted seal of `store`'s checkpoint log, to be witnessed
