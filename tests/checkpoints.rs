@@ -633,53 +633,109 @@ fn witness_of(name: &str, address: &str, genesis: Option<&str>) -> String {
     )
 }
 
-/// The `genesis` line of a store's newest checkpoint block.
-fn genesis_of(store: &Path) -> String {
-    let o = Command::new(bin())
-        .args(["checkpoint", "--store"])
-        .arg(store)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-    let text = String::from_utf8(o.stdout).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("genesis "))
+/// A TCP relay on 127.0.0.1:0 to an address given later, and changed when
+/// its collector restarts on another port: what a witness's configuration
+/// names before its peer is up. A real hop; TLS runs end to end through it.
+struct Relay {
+    addr: String,
+    target: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Relay {
+    fn start() -> Relay {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let target = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        let t = target.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { continue };
+                let to = t.lock().unwrap().clone();
+                // Nothing to relay to yet: the connection is closed.
+                let Some(Ok(up)) = to.map(TcpStream::connect) else {
+                    continue;
+                };
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                };
+                pipe(c.try_clone().unwrap(), up.try_clone().unwrap());
+                pipe(up, c);
+            }
+        });
+        Relay { addr, target }
+    }
+
+    fn to(&self, addr: &str) {
+        *self.target.lock().unwrap() = Some(addr.to_string());
+    }
+}
+
+/// The newest seal seq of a checkpoint log in `store`.
+fn last_log_seal(store: &Path) -> u64 {
+    inspect_json(&store.join("checkpoints/log"))
+        .iter()
+        .filter(|r| r["kind"] == "seal")
+        .filter_map(|r| r["seq"].as_u64())
+        .max()
         .unwrap()
-        .to_string()
 }
 
 /// Two collectors witness each other over mutual TLS (each its own
 /// certificate from `logseal pki`): each records the other's checkpoint
 /// seals in its own log. Whoever holds collector A can cut A's log back
-/// after an earlier seal — `verify` of A alone cannot see it (FORMAT.md §7)
-/// — but `verify A --witnessed-by B` does. A peer whose log is not the
-/// pinned one is refused, with an alert.
+/// after an earlier seal, or put back a copy of A's store and run on — both
+/// verify intact alone (FORMAT.md §7) — but `verify A --witnessed-by B`
+/// sees each. A peer whose log is not the pinned one is refused, with an
+/// alert; a peer going back raises one.
 #[test]
 fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
     let d = TempDir::new("ckpt-peers");
     let ca = Ca::new(&d.path().join("pki"));
-    // A alone first (its address and genesis), then B witnessing A (pinned),
-    // then A again on its address, witnessing B.
-    let a = Collector::start_named(&d.path().join("a"), &ca, "collector-a", "127.0.0.1:0", "");
-    let a_addr = a.addr.clone();
+    let (to_a, to_b) = (Relay::start(), Relay::start());
+    let start_a = |relay: &Relay| {
+        let a = Collector::start_named(
+            &d.path().join("a"),
+            &ca,
+            "collector-a",
+            "127.0.0.1:0",
+            &witness_of("collector-b", &to_b.addr, None),
+        );
+        relay.to(&a.addr);
+        a
+    };
+    let a = start_a(&to_a);
     let a_store = a.store.clone();
-    a.stop();
-    let a_genesis = genesis_of(&a_store);
-    let b = Collector::start_named(
-        &d.path().join("b"),
-        &ca,
-        "collector-b",
-        "127.0.0.1:0",
-        &witness_of("collector-a", &a_addr, Some(&a_genesis)),
-    );
+    let mut a_genesis = String::new();
+    wait_until("A's first checkpoint block", || {
+        let o = Command::new(bin())
+            .args(["checkpoint", "--store"])
+            .arg(&a_store)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        a_genesis = text
+            .lines()
+            .find_map(|l| l.strip_prefix("genesis "))
+            .unwrap_or_default()
+            .to_string();
+        o.status.success()
+    });
+    let start_b = |relay: &Relay| {
+        let b = Collector::start_named(
+            &d.path().join("b"),
+            &ca,
+            "collector-b",
+            "127.0.0.1:0",
+            &witness_of("collector-a", &to_a.addr, Some(&a_genesis)),
+        );
+        relay.to(&b.addr);
+        b
+    };
+    let b = start_b(&to_b);
     let b_store = b.store.clone();
-    let a = Collector::start_named(
-        &d.path().join("a"),
-        &ca,
-        "collector-a",
-        &a_addr,
-        &witness_of("collector-b", &b.addr, None),
-    );
     // A third collector pins another genesis for A: A's checkpoints are
     // refused there, and said so.
     let wrong = format!("SHA256:{}", "ab".repeat(16));
@@ -688,7 +744,7 @@ fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
         &ca,
         "collector-c",
         "127.0.0.1:0",
-        &witness_of("collector-a", &a_addr, Some(&wrong)),
+        &witness_of("collector-a", &to_a.addr, Some(&wrong)),
     );
 
     // web-01 ships to A, web-02 to B.
@@ -700,8 +756,8 @@ fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
         std::fs::write(&cfg, text.replace("server_name = \"collector\"", &named)).unwrap();
         start_agent(dir, &cfg)
     };
-    let agent = ship(d.path(), "web-01", &a_addr, "collector-a");
-    let agent2 = ship(&d.path().join("2"), "web-02", &b.addr, "collector-b");
+    let agent = ship(d.path(), "web-01", &to_a.addr, "collector-a");
+    let agent2 = ship(&d.path().join("2"), "web-02", &to_b.addr, "collector-b");
     for round in 0..3u64 {
         send_tcp(&agent.addr("tcp"), "w", round * 50 + 1, (round + 1) * 50);
         send_tcp(&agent2.addr("tcp"), "v", round * 50 + 1, (round + 1) * 50);
@@ -712,7 +768,6 @@ fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
     }
     agent.stop();
     agent2.stop();
-    // Witnessed both ways, past A's first seals.
     wait_until("each collector witnessed the other", || {
         witnessed_seals(&b_store, "collector-a").len() >= 3
             && !witnessed_seals(&a_store, "collector-b").is_empty()
@@ -731,26 +786,21 @@ fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
     b.stop();
     a.stop();
 
-    // Every collector's line pins its log; the agent's pins its chain.
+    // Every collector's line pins its log; the agents' pin their chains.
     let line = |args: &[&str]| {
         let o = Command::new(bin()).args(args).output().unwrap();
         assert!(o.status.success(), "{o:?}");
         String::from_utf8(o.stdout).unwrap()
     };
-    let state = d.path().join("state");
-    let state2 = d.path().join("2/state");
-    let mut trust = line(&[
-        "agent",
-        "--print-genesis",
-        "--state",
-        state.to_str().unwrap(),
-    ]);
-    trust += &line(&[
-        "agent",
-        "--print-genesis",
-        "--state",
-        state2.to_str().unwrap(),
-    ]);
+    let mut trust = String::new();
+    for state in [d.path().join("state"), d.path().join("2/state")] {
+        trust += &line(&[
+            "agent",
+            "--print-genesis",
+            "--state",
+            state.to_str().unwrap(),
+        ]);
+    }
     for s in [&a_store, &b_store] {
         trust += &line(&[
             "collector",
@@ -764,7 +814,8 @@ fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
     let t = trust_file.to_str().unwrap();
     let by = |s: &Path| s.to_str().unwrap().to_string();
 
-    // Both stores hold everything the other witnessed.
+    // Both stores hold everything the other witnessed; the independent
+    // verifier reads a log holding witnessed checkpoints as the spec says.
     let (code, doc, err) = verify_args(
         &["--json", "--trust-file", t, "--witnessed-by", &by(&b_store)],
         &a_store,
@@ -775,6 +826,7 @@ fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
         &b_store,
     );
     assert_eq!(code, 0, "{doc:#}\n{err}");
+    independent_agrees(&["--trust-file", t], &b_store, code, &doc);
     // A witness that witnessed nothing of this collector proves nothing.
     let (code, doc, _) = verify_args(
         &["--json", "--trust-file", t, "--witnessed-by", &by(&b_store)],
@@ -810,6 +862,44 @@ fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
     assert_eq!(problems(&doc), ["witnessed-checkpoint-missing"], "{doc:#}");
     assert_eq!(doc["unattributed"][0]["seq"], last.1, "{doc:#}");
     assert_eq!(doc["unattributed"][0]["chain"], last.0, "{doc:#}");
+
+    // A's whole store put back from a copy, and run on: its later seals
+    // hold other records than the ones B saw before the copy was put back.
+    let snapshot = copy(&a_store, &d.path().join("a-snapshot"));
+    let copied = last_log_seal(&snapshot);
+    let (a, b) = (start_a(&to_a), start_b(&to_b));
+    wait_until("B witnessed A past the copy", || {
+        witnessed_seals(&b_store, "collector-a")
+            .iter()
+            .any(|(_, seq)| *seq > copied + 4)
+    });
+    a.stop();
+    std::fs::remove_dir_all(&a_store).unwrap();
+    copy(&snapshot, &a_store);
+    let seen = witnessed_seals(&b_store, "collector-a");
+    let h1 = seen.iter().map(|(_, seq)| *seq).max().unwrap();
+    let a = start_a(&to_a);
+    // Until the copy has run on past everything B saw before: the newest
+    // seal B holds is then one the restored log holds too.
+    wait_until("B saw A go back, then past where it had been", || {
+        let alerts = std::fs::read_to_string(b_store.join("alerts.jsonl")).unwrap_or_default();
+        alerts.contains("witness-rollback")
+            && witnessed_seals(&b_store, "collector-a")
+                .iter()
+                .any(|(_, seq)| *seq > h1)
+    });
+    b.stop();
+    a.stop();
+    let (code, doc, _) = verify_args(&["--json", "--trust-file", t], &a_store);
+    assert_eq!(code, 0, "the copy run on verifies alone: {doc:#}");
+    let (code, doc, _) = verify_args(
+        &["--json", "--trust-file", t, "--witnessed-by", &by(&b_store)],
+        &a_store,
+    );
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(problems(&doc), ["witnessed-checkpoint-missing"], "{doc:#}");
+    let missing = doc["unattributed"][0]["seq"].as_u64().unwrap();
+    assert!(missing > copied && missing <= h1, "{doc:#}");
 
     // The witness's own log must be pinned: without its line, nothing it
     // says is used (exit 2, naming it).

@@ -614,12 +614,30 @@ def check_block(text):
         values.append(line[len(name) + 1:])
     if any(l for l in lines[6:]):
         raise Bad("block: text after the record")
+    if any(v != v.strip() or not v or any(ord(ch) < 32 or ord(ch) == 127 for ch in v)
+           for v in values):
+        raise Bad("block: a value with white space or control characters")
+    labels = values[0].split(".")
+    if len(values[0]) > 253 or not all(
+            0 < len(l) <= 63 and l[0] != "-" and l[-1] != "-"
+            and all(ch in "abcdefghijklmnopqrstuvwxyz0123456789-" for ch in l) for l in labels):
+        raise Bad("block: collector is not a host name in canonical form")
+    fp = values[1][len("SHA256:"):]
+    if not values[1].startswith("SHA256:") or len(fp) != 32 or not all(
+            ch in "0123456789abcdef" for ch in fp):
+        raise Bad("block: genesis")
     chain_hex, seq = values[2].split(" ")
     record = bytes.fromhex(values[4])
-    if values[4] != record.hex() or not seq.isdigit():
+    if values[4] != record.hex() or not seq or not all(ch in "0123456789" for ch in seq):
         raise Bad("block: hex")
-    c = valid_seal(record)
-    if (c[0].hex(), c[1]) != (chain_hex, int(seq)):
+    if len(chain_hex) != 32 or chain_hex != bytes.fromhex(chain_hex).hex():
+        raise Bad("block: chain")
+    rec = decode_record(record)
+    # Only the signature under the signer it names (section 7.1), not the seal rule.
+    if rec["kind"] != 3 or not ed25519_verify(
+            rec["signer"], b"logseal/seal/v1\x00" + record[:-64], rec["sig"]):
+        raise Bad("block: not a seal signed by its signer")
+    if (rec["chain"].hex(), rec["seq"]) != (chain_hex, int(seq)):
         raise Bad("block: another seal")
 
 

@@ -207,6 +207,9 @@ pub struct Store {
     /// Statements for the checkpoint log besides checkpoints (a fork's
     /// proof, a peer's witnessed checkpoint), written with its next one.
     notes: Mutex<Vec<Vec<u8>>>,
+    /// The forks recorded since the start, by chain and epoch: an agent
+    /// that sends its other history again is not recorded again.
+    forks_noted: Mutex<std::collections::HashSet<(ChainId, u64)>>,
     /// Held while a chain evicted after a storage error is read back.
     reloading: Mutex<()>,
     alerts: Mutex<Alerts>,
@@ -313,6 +316,7 @@ impl Store {
             hosts: Mutex::new(HashMap::new()),
             fork_scans: Mutex::new(HashMap::new()),
             notes: Mutex::new(Vec::new()),
+            forks_noted: Mutex::new(std::collections::HashSet::new()),
             reloading: Mutex::new(()),
             alerts: Mutex::new(Alerts {
                 file: alerts,
@@ -702,8 +706,14 @@ impl Store {
     /// state was restored from a copy, or its key was stolen) — and an alert.
     fn refuse_fork(&self, host: &str, batch: &Batch<'_>, reason: &str, keep: bool) {
         let (proof, statement) = self.fork_proof(host, batch).unzip();
-        if let Some(s) = statement {
-            self.note(s);
+        if let (Some(s), Some(p)) = (statement, &proof) {
+            let mut noted = lock(&self.forks_noted);
+            if noted.len() >= FORK_SCANS_REMEMBERED {
+                noted.clear();
+            }
+            if noted.insert((batch.chain, p["epoch"].as_u64().unwrap_or(u64::MAX))) {
+                self.note(s);
+            }
         }
         let kept = match keep || proof.is_some() {
             true => self.quarantine_with(host, batch, reason, proof.clone()),
@@ -976,15 +986,17 @@ impl Store {
     /// checkpoint (at most [`MAX_NOTES`] wait; more are dropped, said in the
     /// log: forks are found at most once a minute per chain and peers are
     /// few, so only a log that cannot write loses them).
-    pub fn note(&self, statement: Vec<u8>) {
+    /// False if it was dropped.
+    pub fn note(&self, statement: Vec<u8>) -> bool {
         let mut n = lock(&self.notes);
         if n.len() >= MAX_NOTES {
             tracing::error!(
                 "the checkpoint log has {MAX_NOTES} statements waiting: one more is dropped"
             );
-            return;
+            return false;
         }
         n.push(statement);
+        true
     }
 
     /// The statements waiting for the checkpoint log (taken).

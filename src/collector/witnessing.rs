@@ -5,17 +5,21 @@
 //! peer cannot later cut its log back, or replace it, without `logseal
 //! verify PEER_STORE --witnessed-by THIS_STORE` seeing it.
 //!
-//! Online, it raises an alert when a peer goes back (`witness-rollback`: a
-//! seal older than one it showed before), shows two seals of one seq
-//! (`witness-fork`, both recorded), starts another log chain
+//! Every block that differs from the last one recorded for the peer is
+//! recorded: `verify` checks every one, so a peer log restored from a copy
+//! and run on, which holds later seals but not the ones shown before, is
+//! caught. While running, it also raises an alert when a peer goes back
+//! (`witness-rollback`: a seal older than the last one it showed), shows two
+//! seals of one seq (`witness-fork`), starts another log chain
 //! (`witness-new-chain`), or shows something that is not its checkpoint
 //! (`witness-refused`); a peer it cannot reach is `witness-failed` (once a
-//! streak).
+//! streak). The last block is remembered in memory only: what a peer did
+//! while this collector was down is shown by `verify`, not by an alert.
 //!
 //! Invariants: only a block whose record is a seal valid under the key it
 //! names, of the configured collector (and genesis, when pinned), is
 //! recorded; a block is read within [`HELLO_MAX`](proto::HELLO_MAX) bytes
-//! and a deadline; one block per peer is remembered.
+//! and [`EXCHANGE`] from the connection; one block per peer is remembered.
 
 use super::config::{WitnessConfig, WitnessPeer};
 use super::store::Store;
@@ -25,12 +29,50 @@ use rustls::pki_types::ServerName;
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long connecting to a peer may take.
 const CONNECT: Duration = Duration::from_secs(5);
-/// How long a peer may take to answer.
-const ANSWER: Duration = Duration::from_secs(10);
+/// How long the whole exchange with a peer may take, from the connection to
+/// its checkpoint (however slowly it sends its bytes).
+const EXCHANGE: Duration = Duration::from_secs(15);
+
+/// The peer's socket: every read and write fails with `TimedOut` once the
+/// exchange's deadline has passed.
+struct Budget {
+    sock: TcpStream,
+    at: Instant,
+}
+
+impl Budget {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the peer did not answer within {} s", EXCHANGE.as_secs()),
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl std::io::Read for Budget {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.sock.set_read_timeout(Some(self.left()?))?;
+        self.sock.read(buf)
+    }
+}
+
+impl std::io::Write for Budget {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.sock.set_write_timeout(Some(self.left()?))?;
+        self.sock.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.sock.flush()
+    }
+}
 
 /// Why a peer's checkpoint could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -113,14 +155,15 @@ pub fn fetch(
         .ok_or_else(|| connect(std::io::Error::other("no address")))?;
     let tcp = TcpStream::connect_timeout(&addr, CONNECT).map_err(connect)?;
     let io = |doing| move |source| FetchError::Io { doing, source };
-    tcp.set_read_timeout(Some(ANSWER))
-        .and_then(|_| tcp.set_write_timeout(Some(ANSWER)))
-        .map_err(io("setting socket timeouts"))?;
+    let sock = Budget {
+        sock: tcp,
+        at: Instant::now() + EXCHANGE,
+    };
     let name = ServerName::try_from(peer.name.clone()).map_err(|_| FetchError::ServerName {
         name: peer.name.clone(),
     })?;
     let conn = rustls::ClientConnection::new(tls.clone(), name)?;
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut tls = rustls::StreamOwned::new(conn, sock);
     Msg::Hello {
         min_version: proto::RECEIPTS,
         max_version: proto::VERSION,
@@ -179,7 +222,7 @@ enum Step {
     Record,
     /// The same seal again.
     Same,
-    /// An older seal of the same chain than one shown before.
+    /// An older seal of the same chain than one shown before: recorded.
     Rollback,
     /// Another record at a seq seen before: recorded, both are kept.
     Fork,
@@ -237,11 +280,18 @@ fn turn(w: &mut Watched<'_>, me: &str, tls: &Arc<rustls::ClientConfig>, store: &
     let new = match fetch(w.peer, me, tls) {
         Ok(new) => new,
         Err(e) => {
-            if e.is_refusal() {
-                tracing::error!(peer = name, error = %e, "witness: checkpoint refused");
-                store.alert("witness-refused", name, None, &e.to_string());
+            let refusal = e.is_refusal();
+            // What the peer sent is shown bounded.
+            let e = super::store::clip(&e.to_string(), 512).into_owned();
+            if refusal {
+                tracing::error!(peer = name, error = e, "witness: checkpoint refused");
+                store.alert("witness-refused", name, None, &e);
             } else if !w.failing {
-                tracing::warn!(peer = name, error = %e, "witness: cannot fetch the peer's checkpoint; trying again every turn");
+                tracing::warn!(
+                    peer = name,
+                    error = e,
+                    "witness: cannot fetch the peer's checkpoint; trying again every turn"
+                );
                 store.alert(
                     "witness-failed",
                     name,
@@ -272,12 +322,12 @@ fn turn(w: &mut Watched<'_>, me: &str, tls: &Arc<rustls::ClientConfig>, store: &
         Step::Rollback => {
             let last = w.last.as_ref().map_or(0, |l| l.seq);
             let m = format!(
-                "its checkpoint log went back from seal {last} to seal {} of chain {}: cut back or restored from a copy; `logseal verify` of its store with --witnessed-by this store shows it",
+                "its checkpoint log went back from seal {last} to seal {} of chain {}: cut back or restored from a copy; both are recorded, and `logseal verify` of its store with --witnessed-by this store shows it",
                 new.seq, new.chain
             );
             tracing::error!(peer = name, "witness: {m}");
             store.alert("witness-rollback", name, None, &m);
-            return;
+            true
         }
         Step::Fork => {
             let m = format!(
@@ -295,8 +345,11 @@ fn turn(w: &mut Watched<'_>, me: &str, tls: &Arc<rustls::ClientConfig>, store: &
     match crate::chain::checkpoint::encode_witnessed(&new.text()) {
         Some(statement) => {
             tracing::debug!(peer = name, chain = %new.chain, seq = new.seq, "witness: checkpoint recorded");
-            store.note(statement);
-            w.last = Some(new);
+            // Remembered only once taken: a block the log could not take is
+            // fetched and recorded again at the next turn.
+            if store.note(statement) {
+                w.last = Some(new);
+            }
         }
         None => tracing::error!(peer = name, "witness: its block is too long to record"),
     }

@@ -11,7 +11,7 @@
 //! checkpoints is verified with `--no-checkpoints`, which says so).
 
 use super::verify_files::{self, InputError, SkipReason, Skipped};
-use super::witness::{Witness, WitnessError};
+use super::witness::{Witness, WitnessError, WitnessedSeals};
 use crate::chain::checkpoint::{self, Statement};
 use crate::chain::receipt::Receipt;
 use crate::chain::record::{Body, Payload, Source};
@@ -39,9 +39,8 @@ pub struct StoreLog {
     /// The forks the log records (§7.3), and witnesses that witnessed
     /// nothing of it: findings of the run that leave the log believed.
     forks: Vec<Unattributed>,
-    /// The peers' checkpoints it witnessed (§7.4): per collector and log
-    /// chain, those of the highest seq.
-    witnessed: Vec<Witness>,
+    /// The peers' checkpoint seals it witnessed (§7.4), every one.
+    witnessed: WitnessedSeals,
 }
 
 /// What a believed log's sealed statements say.
@@ -49,7 +48,8 @@ pub struct StoreLog {
 struct Statements {
     checkpoints: Checkpoints,
     forks: Vec<Unattributed>,
-    witnessed: HashMap<(String, ChainId), Vec<Witness>>,
+    forks_seen: std::collections::HashSet<(ChainId, u64, u64, u64)>,
+    witnessed: WitnessedSeals,
 }
 
 impl StoreLog {
@@ -349,7 +349,7 @@ pub fn newest_seal(store: &Path, options: &Options) -> Result<Witness, WitnessEr
 /// (§7.4): its checkpoint log must be believed and pinned by a trust anchor
 /// (in `options`) — else whoever made that log would decide what is
 /// missing.
-pub fn witnessed_by(witness: &Path, options: &Options) -> Result<Vec<Witness>, WitnessError> {
+pub fn witnessed_by(witness: &Path, options: &Options) -> Result<WitnessedSeals, WitnessError> {
     let log = read(witness, options)?;
     let not = |reason: String| WitnessError::NotAWitness {
         store: witness.to_path_buf(),
@@ -381,7 +381,7 @@ pub fn verify_paths(
     paths: &[PathBuf],
     mut options: Options,
     (force, checkpoints): (bool, bool),
-    (witnessed, witnesses): (&[Witness], &[(PathBuf, Vec<Witness>)]),
+    (witnessed, witnesses): (&[Witness], &[(PathBuf, WitnessedSeals)]),
     verify: impl FnOnce(&[PathBuf], Options) -> Result<Report, InputError>,
 ) -> Result<(Report, Vec<PathBuf>, Vec<Skipped>), InputError> {
     let mut log = match checkpoints {
@@ -391,25 +391,22 @@ pub fn verify_paths(
     // (A store without a log is `no-checkpoint-log` already.)
     if let Some((_, log)) = log.as_mut().filter(|(_, l)| !l.reports.is_empty()) {
         let collectors: Vec<String> = log.reports.iter().filter_map(|c| c.host.clone()).collect();
-        let mut blocks: Vec<&Witness> = witnessed.iter().collect();
+        let mut seals = WitnessedSeals::default();
+        for w in witnessed {
+            seals.add(w);
+        }
         for (witness, theirs) in witnesses {
-            let ours: Vec<&Witness> = theirs
-                .iter()
-                .filter(|w| collectors.contains(&w.host))
-                .collect();
+            let ours = theirs.of(&collectors);
             if ours.is_empty() {
                 log.forks.push(Unattributed::NotWitnessed {
                     witness: witness.display().to_string(),
                     collectors: collectors.clone(),
                 });
             }
-            blocks.extend(ours);
+            seals.extend(&ours);
         }
-        for w in blocks {
-            if let Some(f) = w.missing_from(&log.reports, |c, s| log.record_at(c, s))? {
-                log.findings.push(f);
-            }
-        }
+        let missing = seals.missing_from(&log.reports, &log.files)?;
+        log.findings.extend(missing);
     }
     let (mut files, skipped) = verify_files::expand_or_empty(paths, log.is_some())?;
     let mut report = verify(&files, options)?;
@@ -458,7 +455,7 @@ pub fn read(store: &Path, options: &Options) -> Result<StoreLog, InputError> {
         findings: vec![Unattributed::NoCheckpointLog],
         checkpoints: None,
         forks: Vec::new(),
-        witnessed: Vec::new(),
+        witnessed: WitnessedSeals::default(),
     };
     let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
     if !is_dir {
@@ -528,15 +525,13 @@ pub fn read(store: &Path, options: &Options) -> Result<StoreLog, InputError> {
     } else {
         Statements::default()
     };
-    let mut witnessed: Vec<Witness> = statements.witnessed.into_values().flatten().collect();
-    witnessed.sort_by(|a, b| (&a.host, a.chain).cmp(&(&b.host, b.chain)));
     Ok(StoreLog {
         files,
         reports: report.chains,
         checkpoints: findings.is_empty().then_some(statements.checkpoints),
         findings,
         forks: statements.forks,
-        witnessed,
+        witnessed: statements.witnessed,
     })
 }
 
@@ -612,7 +607,7 @@ fn collect(
                 // events (a host's chain put in its place) is no log.
                 Body::Event { source, .. } => {
                     return Ok(Err(format!(
-                        "its chain {} holds an event of source {} at seq {}: a checkpoint log holds checkpoints only",
+                        "its chain {} holds an event of source {} at seq {}: a checkpoint log holds its statements only",
                         rec.chain_id,
                         source.name(),
                         rec.seq
@@ -643,6 +638,10 @@ fn collect(
                 }
                 Statement::Fork(f) => {
                     let cost = ENTRY_COST + f.host.len() as u64;
+                    let seen = (f.chain, f.epoch, f.stored.0, f.received.0);
+                    if !st.forks_seen.insert(seen) {
+                        continue; // the same fork recorded again
+                    }
                     st.forks.push(Unattributed::ForkRecorded {
                         host: f.host,
                         chain: f.chain.to_string(),
@@ -664,22 +663,9 @@ fn collect(
                             )))
                         }
                     };
-                    // The blocks of the highest seq: two there (a peer
-                    // that showed two seals at one seq) are both checked.
-                    let cost = ENTRY_COST + block.len() as u64;
-                    let kept = st.witnessed.entry((w.host.clone(), w.chain)).or_default();
-                    match kept.first().map(|k| k.seq) {
-                        Some(seq) if seq > w.seq => 0,
-                        Some(seq) if seq == w.seq && kept.contains(&w) => 0,
-                        Some(seq) if seq == w.seq => {
-                            kept.push(w);
-                            cost
-                        }
-                        _ => {
-                            *kept = vec![w];
-                            cost
-                        }
-                    }
+                    // Every one: a log restored from a copy and run on
+                    // holds later seals, not the ones witnessed before.
+                    st.witnessed.add(&w)
                 }
             };
             if held > limit {

@@ -373,20 +373,6 @@ pub fn verify_json<'a>(
     }
 }
 
-/// What a collector's latest checkpoint of a chain says, taken as its
-/// receipt, for `verify --json --collector` (`receipt_of`).
-pub fn checkpoint_receipt_json(c: &crate::responder::checkpoints::FromCheckpoint) -> Value {
-    json!({
-        "from": "checkpoint",
-        "collector": c.collector,
-        "checkpoint_seq": c.checkpoint_seq,
-        "host": c.receipted.host,
-        "chain": c.receipted.chain.to_string(),
-        "seq": c.receipted.seq,
-        "head": crate::chain::hex::encode(&c.receipted.head),
-    })
-}
-
 /// What a receipt says, for `verify --json` (`receipt_of`).
 pub fn receipt_json(r: &crate::chain::receipt::Receipt) -> Value {
     json!({

@@ -15,8 +15,11 @@
 //! the peer's log recorded. The block's format is [`crate::transport::block`]'s.
 
 use super::verify_files::InputError;
+use crate::chain::hash::{leaf, Digest};
 use crate::chain::verify::{ChainReport, Unattributed, Verdict};
 use crate::chain::ChainId;
+use crate::storage::segment::{Item, SegmentReader};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 pub use crate::transport::block::{chain_id, Unbelieved, Witness, MAX_WITNESS};
@@ -67,56 +70,219 @@ impl Witness {
             .map_err(|e| bad(e.to_string()))?;
         Witness::parse_block(&text).map_err(|e| bad(e.0))
     }
+}
 
-    /// What is wrong if a store's checkpoint log does not hold this seal
-    /// among its accepted ones, byte for byte, under the same genesis key:
-    /// `reports` are the log's chains, `record_at` reads one of its records.
+/// Memory counted per witnessed seal kept (its seq, digest and map entry).
+pub const SEAL_COST: u64 = 96;
+
+/// Seals of collectors' checkpoint logs that were witnessed (§7.1, §7.4),
+/// kept small: per collector, genesis key and log chain, every witnessed
+/// seq with the digest ([`leaf`](crate::chain::hash::leaf)) of each seal
+/// record witnessed there (two at one seq: a peer that showed two).
+#[derive(Debug, Default, Clone)]
+pub struct WitnessedSeals {
+    groups: BTreeMap<LogChain, BTreeMap<u64, Vec<Digest>>>,
+}
+
+/// A witnessed log chain: its collector, genesis key fingerprint and id.
+type LogChain = (String, String, ChainId);
+
+/// The seals of one log chain that a store's log lacks.
+struct Lacking {
+    /// The lowest one, and what the log holds instead.
+    first: (u64, String),
+    /// How many in all.
+    count: u64,
+}
+
+impl Lacking {
+    fn add(this: &mut Option<Lacking>, seq: u64, reason: String) {
+        match this {
+            Some(l) => {
+                l.count += 1;
+                if seq < l.first.0 {
+                    l.first = (seq, reason);
+                }
+            }
+            None => {
+                *this = Some(Lacking {
+                    first: (seq, reason),
+                    count: 1,
+                })
+            }
+        }
+    }
+}
+
+impl WitnessedSeals {
+    /// Adds a witnessed block; the memory it took (0: known already).
+    pub fn add(&mut self, w: &Witness) -> u64 {
+        let key = (w.host.clone(), w.genesis.clone(), w.chain);
+        let group_cost = match self.groups.contains_key(&key) {
+            true => 0,
+            false => SEAL_COST + (w.host.len() + w.genesis.len()) as u64,
+        };
+        let at = self
+            .groups
+            .entry(key)
+            .or_default()
+            .entry(w.seq)
+            .or_default();
+        let digest = leaf(&w.record);
+        if at.contains(&digest) {
+            return group_cost;
+        }
+        at.push(digest);
+        group_cost + SEAL_COST
+    }
+
+    /// True if it holds no seal.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Those of collectors named in `hosts` only.
+    pub fn of(&self, hosts: &[String]) -> WitnessedSeals {
+        WitnessedSeals {
+            groups: self
+                .groups
+                .iter()
+                .filter(|((h, _, _), _)| hosts.contains(h))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// Adds every seal of `other`.
+    pub fn extend(&mut self, other: &WitnessedSeals) {
+        for (k, seqs) in &other.groups {
+            let mine = self.groups.entry(k.clone()).or_default();
+            for (seq, digests) in seqs {
+                let at = mine.entry(*seq).or_default();
+                for d in digests {
+                    if !at.contains(d) {
+                        at.push(*d);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What is wrong if a store's checkpoint log does not hold every one of
+    /// these seals among its accepted ones, byte for byte, under the same
+    /// genesis key: `reports` are the log's chains, `files` its segments
+    /// (read once). One finding per witnessed log chain: its lowest seal
+    /// missing, and how many are.
     pub fn missing_from(
         &self,
         reports: &[ChainReport],
-        record_at: impl FnOnce(ChainId, u64) -> Result<Option<Vec<u8>>, InputError>,
-    ) -> Result<Option<Unattributed>, InputError> {
-        let missing = |reason: String| {
-            Some(Unattributed::WitnessedCheckpointMissing {
-                chain: self.chain.to_string(),
-                seq: self.seq,
-                reason,
-            })
-        };
-        let Some(c) = reports.iter().find(|c| c.chain == self.chain.to_string()) else {
-            return Ok(missing(format!("the log holds no chain {}", self.chain)));
-        };
-        if c.host.as_deref() != Some(self.host.as_str()) {
-            return Ok(missing(format!(
-                "its chain is of collector {:?}, not of the witnessed {:?}",
-                c.host.as_deref().unwrap_or(""),
-                self.host
-            )));
-        }
-        if !matches!(c.verdict, Verdict::Intact | Verdict::Pending) {
-            return Ok(missing(format!("its chain is {}", c.verdict.name())));
-        }
-        let fingerprint = c.genesis_fingerprint.clone();
-        if fingerprint.as_deref() != Some(self.genesis.as_str()) {
-            return Ok(missing(format!(
-                "its chain starts from another genesis key ({}) than the witnessed one ({})",
-                fingerprint.unwrap_or_else(|| "none".into()),
-                self.genesis
-            )));
-        }
-        match c.last_seal_seq {
-            Some(s) if s >= self.seq => {}
-            last => {
-                return Ok(missing(format!(
-                    "its accepted seals end at seq {}: the log was cut after an earlier seal",
-                    last.map_or("none".into(), |s| s.to_string())
-                )))
+        files: &[PathBuf],
+    ) -> Result<Vec<Unattributed>, InputError> {
+        let mut lacking: BTreeMap<&LogChain, Option<Lacking>> = BTreeMap::new();
+        // The (chain, seq) whose records must be read, and which group wants them.
+        let mut wanted: HashMap<(ChainId, u64), Vec<&LogChain>> = HashMap::new();
+        for (key, seqs) in &self.groups {
+            let (host, genesis, chain) = key;
+            let l = lacking.entry(key).or_default();
+            let all = |l: &mut Option<Lacking>, reason: String| {
+                for s in seqs.keys() {
+                    Lacking::add(l, *s, reason.clone());
+                }
+            };
+            let Some(c) = reports.iter().find(|c| c.chain == chain.to_string()) else {
+                all(l, format!("the log holds no chain {chain}"));
+                continue;
+            };
+            if c.host.as_deref() != Some(host.as_str()) {
+                all(
+                    l,
+                    format!(
+                        "its chain is of collector {:?}, not of the witnessed {host:?}",
+                        c.host.as_deref().unwrap_or("")
+                    ),
+                );
+                continue;
+            }
+            if !matches!(c.verdict, Verdict::Intact | Verdict::Pending) {
+                all(l, format!("its chain is {}", c.verdict.name()));
+                continue;
+            }
+            if c.genesis_fingerprint.as_deref() != Some(genesis.as_str()) {
+                all(
+                    l,
+                    format!(
+                        "its chain starts from another genesis key ({}) than the witnessed one ({genesis})",
+                        c.genesis_fingerprint.as_deref().unwrap_or("none")
+                    ),
+                );
+                continue;
+            }
+            for s in seqs.keys() {
+                match c.last_seal_seq {
+                    Some(last) if last >= *s => wanted.entry((*chain, *s)).or_default().push(key),
+                    last => Lacking::add(
+                        l,
+                        *s,
+                        format!(
+                            "its accepted seals end at seq {}: the log was cut after an earlier seal",
+                            last.map_or("none".into(), |x| x.to_string())
+                        ),
+                    ),
+                }
             }
         }
-        Ok(match record_at(self.chain, self.seq)? {
-            Some(r) if r == self.record => None,
-            Some(_) => missing(format!("it holds another record at seq {}", self.seq)),
-            None => missing(format!("it holds no record at seq {}", self.seq)),
-        })
+        // One read of the log: the digests of the records at the seqs wanted.
+        let mut held: HashMap<(ChainId, u64), Vec<Digest>> = HashMap::new();
+        for path in files.iter().filter(|_| !wanted.is_empty()) {
+            let io = |source| InputError::Io {
+                path: path.clone(),
+                source,
+            };
+            let mut r = SegmentReader::open(path).map_err(io)?;
+            while let Some(item) = r.next_item().map_err(io)? {
+                let Item::Frame { payload, .. } = item else {
+                    continue;
+                };
+                let Ok(h) = crate::chain::record::decode_header_only(payload) else {
+                    continue;
+                };
+                if wanted.contains_key(&(h.chain_id, h.seq)) {
+                    held.entry((h.chain_id, h.seq))
+                        .or_default()
+                        .push(leaf(payload));
+                }
+            }
+        }
+        for ((chain, seq), keys) in &wanted {
+            let there = held.get(&(*chain, *seq));
+            for key in keys {
+                let digests = &self.groups[*key][seq];
+                for d in digests {
+                    let reason = match there {
+                        Some(t) if t.contains(d) => continue,
+                        Some(_) => format!("it holds another record at seq {seq}"),
+                        None => format!("it holds no record at seq {seq}"),
+                    };
+                    if let Some(l) = lacking.get_mut(*key) {
+                        Lacking::add(l, *seq, reason);
+                    }
+                }
+            }
+        }
+        Ok(lacking
+            .into_iter()
+            .filter_map(|((_, _, chain), l)| {
+                let l = l?;
+                let more = match l.count {
+                    1 => String::new(),
+                    n => format!(" ({} more witnessed seals of it are missing too)", n - 1),
+                };
+                Some(Unattributed::WitnessedCheckpointMissing {
+                    chain: chain.to_string(),
+                    seq: l.first.0,
+                    reason: format!("{}{more}", l.first.1),
+                })
+            })
+            .collect())
     }
 }

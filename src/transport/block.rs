@@ -99,7 +99,16 @@ impl Witness {
                 .ok_or_else(|| format!("expected a line `{name} VALUE`, one space between"))
         };
         let host = field("collector")?;
+        if let Err(e) = crate::chain::hostname::check(&host) {
+            return Err(format!("collector: {e}").into());
+        }
         let genesis = field("genesis")?;
+        if !genesis
+            .strip_prefix("SHA256:")
+            .is_some_and(|h| h.len() == 32 && lower_hex(h))
+        {
+            return Err("genesis: expected SHA256: and 32 lowercase hex digits".into());
+        }
         let seal = field("seal")?;
         let _time = field("time")?;
         let record = field("record")?;
@@ -154,4 +163,65 @@ fn lower_hex(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A block of a real seal (of chain 7…, seq 12).
+    fn block() -> Witness {
+        let k = keys::SecretKey::from_seed(&[3; 32]);
+        let rec = Record {
+            chain_id: ChainId([7; 16]),
+            seq: 12,
+            time_ns: 1,
+            body: Body::Seal {
+                epoch: 2,
+                covers_head: [1; 32],
+                signer: k.public(),
+                next_pk: [9; 32],
+                signature: [0; 64],
+            },
+        };
+        let mut record = rec.encode();
+        let n = record.len();
+        let sig = k.sign(&keys::seal_message(&record[..n - 64]));
+        record[n - 64..].copy_from_slice(&sig);
+        Witness {
+            host: "collector-a".into(),
+            genesis: format!("SHA256:{}", "0f".repeat(16)),
+            chain: ChainId([7; 16]),
+            seq: 12,
+            time_ns: 1,
+            record,
+        }
+    }
+
+    #[test]
+    fn a_block_names_a_canonical_host_and_a_fingerprint_or_is_refused() {
+        let w = block();
+        assert_eq!(Witness::parse_block(&w.text()).unwrap(), w);
+        let with = |f: &dyn Fn(&mut Witness)| {
+            let mut x = block();
+            f(&mut x);
+            Witness::parse_block(&x.text()).map(|_| ()).unwrap_err().0
+        };
+        assert!(with(&|x| x.host = "Collector-A".into()).starts_with("collector:"));
+        assert!(with(&|x| x.host = "collector-a.".into()).starts_with("collector:"));
+        for g in [
+            format!("SHA256:{}", "0F".repeat(16)),
+            format!("SHA256:{}", "0f".repeat(15)),
+            format!("SHA256:{}", "0f".repeat(100)),
+            "0f".repeat(16),
+        ] {
+            assert!(
+                with(&|x| x.genesis = g.clone()).starts_with("genesis:"),
+                "{g}"
+            );
+        }
+        assert!(with(&|x| x.seq = 13).contains("where the block says"));
+        assert!(with(&|x| x.record[40] ^= 1).contains("signature"));
+    }
 }
