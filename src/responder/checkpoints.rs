@@ -19,8 +19,8 @@ use crate::chain::verify::{
     Anchor, ChainReport, Checkpoints, Options, Receipted, Report, Unattributed, Verdict,
 };
 use crate::chain::ChainId;
-use crate::storage::segment::{Item, SegmentReader};
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 /// What the checkpoint log of a store says, and its own verdicts.
@@ -102,26 +102,10 @@ impl StoreLog {
         &self,
         mut f: impl FnMut(&[u8]) -> Option<T>,
     ) -> Result<Option<T>, InputError> {
-        for path in &self.files {
-            let io = |source| InputError::Io {
-                path: path.clone(),
-                source,
-            };
-            let mut r = SegmentReader::open(path).map_err(io)?;
-            while let Some(item) = r.next_item().map_err(io)? {
-                if let Item::Frame {
-                    frame_type: crate::chain::frame::FRAME_RECORD,
-                    payload,
-                    ..
-                } = item
-                {
-                    if let Some(t) = f(payload) {
-                        return Ok(Some(t));
-                    }
-                }
-            }
-        }
-        Ok(None)
+        verify_files::each_record(&self.files, |payload, _, _| match f(payload) {
+            Some(t) => ControlFlow::Break(t),
+            None => ControlFlow::Continue(()),
+        })
     }
 
     /// The encoded record at `seq` of the log's chain `chain`, as the first
@@ -251,27 +235,14 @@ pub fn checkpoint_as_receipt(
         return not(format!("the checkpoint log of {shown} holds no checkpoint"));
     };
     let mut chains = std::collections::HashSet::new();
-    for path in files {
-        let io = |source| InputError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut r = SegmentReader::open(path).map_err(io)?;
-        while let Some(item) = r.next_item().map_err(io)? {
-            if let Item::Frame {
-                frame_type: crate::chain::frame::FRAME_RECORD,
-                payload,
-                ..
-            } = item
-            {
-                if let Ok(h) = crate::chain::record::decode_header_only(payload) {
-                    if chains.len() < MAX_INPUT_CHAINS {
-                        chains.insert(h.chain_id);
-                    }
-                }
+    verify_files::each_record(files, |payload, _, _| {
+        if let Ok(h) = crate::chain::record::decode_header_only(payload) {
+            if chains.len() < MAX_INPUT_CHAINS {
+                chains.insert(h.chain_id);
             }
         }
-    }
+        ControlFlow::<()>::Continue(())
+    })?;
     let newest = k
         .expected
         .iter()
@@ -576,108 +547,118 @@ fn collect(
     sealed: &HashMap<String, u64>,
     limit: u64,
 ) -> Result<Result<Statements, String>, InputError> {
+    enum Stop {
+        NotBelieved(String),
+        Memory(PathBuf, u64),
+    }
     let mut st = Statements::default();
     let mut held = 0u64;
-    for path in files {
-        let io = |source| InputError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut r = SegmentReader::open(path).map_err(io)?;
-        while let Some(item) = r.next_item().map_err(io)? {
-            let Item::Frame { payload, .. } = item else {
-                continue;
-            };
-            // The log verified intact without redactions: every frame is a
-            // record.
-            let Ok(rec) = crate::chain::Record::decode(payload) else {
-                continue;
-            };
-            note_log(&mut st.checkpoints, rec.chain_id);
-            let covered = sealed
-                .get(&rec.chain_id.to_string())
-                .is_some_and(|s| rec.seq <= *s);
-            let payload = match &rec.body {
-                Body::Event {
-                    source: Source::Checkpoint,
-                    payload,
-                    ..
-                } => payload,
-                // A checkpoint log holds checkpoints: a chain with other
-                // events (a host's chain put in its place) is no log.
-                Body::Event { source, .. } => {
-                    return Ok(Err(format!(
-                        "its chain {} holds an event of source {} at seq {}: a checkpoint log holds its statements only",
-                        rec.chain_id,
-                        source.name(),
-                        rec.seq
-                    )))
+    let stop = verify_files::each_record(files, |payload, path, offset| {
+        match take_statement(&mut st, payload, sealed) {
+            Ok(cost) => {
+                held += cost;
+                match held > limit {
+                    true => ControlFlow::Break(Stop::Memory(path.to_path_buf(), offset)),
+                    false => ControlFlow::Continue(()),
                 }
-                _ => continue,
-            };
-            if !covered {
-                continue;
             }
-            let decoded = match payload {
-                Payload::Raw(p) => checkpoint::decode_statement(p).map_err(|e| e.to_string()),
-                Payload::Fields(_) => Err("it is not a raw payload".into()),
-            };
-            let statement = match decoded {
-                Ok(e) => e,
-                Err(e) => {
-                    return Ok(Err(format!(
-                        "the checkpoint at seq {} of chain {} does not decode: {e}",
-                        rec.seq, rec.chain_id
-                    )))
-                }
-            };
-            held += match statement {
-                Statement::Checkpoint(entries) => {
-                    let (chains, bytes) = st.checkpoints.add(rec.seq, entries);
-                    chains * ENTRY_COST + bytes
-                }
-                Statement::Fork(f) => {
-                    let cost = ENTRY_COST + f.host.len() as u64;
-                    let seen = (f.chain, f.epoch, f.stored.0, f.received.0);
-                    if !st.forks_seen.insert(seen) {
-                        continue; // the same fork recorded again
-                    }
-                    st.forks.push(Unattributed::ForkRecorded {
-                        host: f.host,
-                        chain: f.chain.to_string(),
-                        epoch: f.epoch,
-                        key: crate::chain::hash::fingerprint(&f.key),
-                        stored_seq: f.stored.0,
-                        received_seq: f.received.0,
-                        checkpoint_seq: rec.seq,
-                    });
-                    cost
-                }
-                Statement::Witnessed(block) => {
-                    let w = match Witness::parse_block(&block) {
-                        Ok(w) => w,
-                        Err(e) => {
-                            return Ok(Err(format!(
-                                "the witnessed checkpoint at seq {} of chain {} is not one: {e}",
-                                rec.seq, rec.chain_id
-                            )))
-                        }
-                    };
-                    // Every one: a log restored from a copy and run on
-                    // holds later seals, not the ones witnessed before.
-                    st.witnessed.add(&w)
-                }
-            };
-            if held > limit {
-                return Err(InputError::MemoryLimit {
-                    path: path.clone(),
-                    offset: r.position(),
-                    limit: limit >> 20,
-                });
-            }
+            Err(NotBelieved(why)) => ControlFlow::Break(Stop::NotBelieved(why)),
         }
+    })?;
+    match stop {
+        None => Ok(Ok(st)),
+        Some(Stop::NotBelieved(why)) => Ok(Err(why)),
+        Some(Stop::Memory(path, offset)) => Err(InputError::MemoryLimit {
+            path,
+            offset,
+            limit: limit >> 20,
+        }),
     }
-    Ok(Ok(st))
+}
+
+/// Why a checkpoint log is not believed, found in one of its records.
+struct NotBelieved(String);
+
+/// Takes what one record of the log states into `st` (see [`collect`]): the
+/// memory it took, or why the log is not believed.
+fn take_statement(
+    st: &mut Statements,
+    payload: &[u8],
+    sealed: &HashMap<String, u64>,
+) -> Result<u64, NotBelieved> {
+    // The log verified intact without redactions: every frame is a record.
+    let Ok(rec) = crate::chain::Record::decode(payload) else {
+        return Ok(0);
+    };
+    note_log(&mut st.checkpoints, rec.chain_id);
+    let covered = sealed
+        .get(&rec.chain_id.to_string())
+        .is_some_and(|s| rec.seq <= *s);
+    let payload = match &rec.body {
+        Body::Event {
+            source: Source::Checkpoint,
+            payload,
+            ..
+        } => payload,
+        // A checkpoint log holds its statements: a chain with other events
+        // (a host's chain put in its place) is no log.
+        Body::Event { source, .. } => {
+            return Err(NotBelieved(format!(
+                "its chain {} holds an event of source {} at seq {}: a checkpoint log holds its statements only",
+                rec.chain_id,
+                source.name(),
+                rec.seq
+            )))
+        }
+        _ => return Ok(0),
+    };
+    if !covered {
+        return Ok(0);
+    }
+    let decoded = match payload {
+        Payload::Raw(p) => checkpoint::decode_statement(p).map_err(|e| e.to_string()),
+        Payload::Fields(_) => Err("it is not a raw payload".into()),
+    };
+    let statement = decoded.map_err(|e| {
+        NotBelieved(format!(
+            "the checkpoint at seq {} of chain {} does not decode: {e}",
+            rec.seq, rec.chain_id
+        ))
+    })?;
+    Ok(match statement {
+        Statement::Checkpoint(entries) => {
+            let (chains, bytes) = st.checkpoints.add(rec.seq, entries);
+            chains * ENTRY_COST + bytes
+        }
+        Statement::Fork(f) => {
+            let seen = (f.chain, f.epoch, f.stored.0, f.received.0);
+            if !st.forks_seen.insert(seen) {
+                return Ok(0); // the same fork recorded again
+            }
+            let cost = ENTRY_COST + f.host.len() as u64;
+            st.forks.push(Unattributed::ForkRecorded {
+                host: f.host,
+                chain: f.chain.to_string(),
+                epoch: f.epoch,
+                key: crate::chain::hash::fingerprint(&f.key),
+                stored_seq: f.stored.0,
+                received_seq: f.received.0,
+                checkpoint_seq: rec.seq,
+            });
+            cost
+        }
+        Statement::Witnessed(block) => {
+            let w = Witness::parse_block(&block).map_err(|e| {
+                NotBelieved(format!(
+                    "the witnessed checkpoint at seq {} of chain {} is not one: {e}",
+                    rec.seq, rec.chain_id
+                ))
+            })?;
+            // Every one: a log restored from a copy and run on holds later
+            // seals, not the ones witnessed before.
+            st.witnessed.add(&w)
+        }
+    })
 }
 
 fn note_log(k: &mut Checkpoints, chain: ChainId) {

@@ -103,6 +103,34 @@ fn is_state_file(name: &str) -> bool {
     ) || (name.starts_with('.') && name.ends_with(".tmp"))
 }
 
+/// Gives `f` every record frame's payload of `files`, in order, with the
+/// file and the frame's offset, until it breaks; what it broke with.
+pub fn each_record<B>(
+    files: &[PathBuf],
+    mut f: impl FnMut(&[u8], &Path, u64) -> std::ops::ControlFlow<B>,
+) -> Result<Option<B>, InputError> {
+    for path in files {
+        let io = |source| InputError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut r = SegmentReader::open(path).map_err(io)?;
+        while let Some(item) = r.next_item().map_err(io)? {
+            if let Item::Frame {
+                frame_type: crate::chain::frame::FRAME_RECORD,
+                payload,
+                offset,
+            } = item
+            {
+                if let std::ops::ControlFlow::Break(b) = f(payload, path, offset) {
+                    return Ok(Some(b));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Expands the paths given on the command line into segment files, in order:
 /// files as given, directories recursively in name order. In a directory, a
 /// file is verified if it starts with the segment magic or is named `*.seg`

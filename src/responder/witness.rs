@@ -18,7 +18,6 @@ use super::verify_files::InputError;
 use crate::chain::hash::{leaf, Digest};
 use crate::chain::verify::{ChainReport, Unattributed, Verdict};
 use crate::chain::ChainId;
-use crate::storage::segment::{Item, SegmentReader};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -233,25 +232,17 @@ impl WitnessedSeals {
         }
         // One read of the log: the digests of the records at the seqs wanted.
         let mut held: HashMap<(ChainId, u64), Vec<Digest>> = HashMap::new();
-        for path in files.iter().filter(|_| !wanted.is_empty()) {
-            let io = |source| InputError::Io {
-                path: path.clone(),
-                source,
-            };
-            let mut r = SegmentReader::open(path).map_err(io)?;
-            while let Some(item) = r.next_item().map_err(io)? {
-                let Item::Frame { payload, .. } = item else {
-                    continue;
-                };
-                let Ok(h) = crate::chain::record::decode_header_only(payload) else {
-                    continue;
-                };
-                if wanted.contains_key(&(h.chain_id, h.seq)) {
-                    held.entry((h.chain_id, h.seq))
-                        .or_default()
-                        .push(leaf(payload));
+        if !wanted.is_empty() {
+            super::verify_files::each_record(files, |payload, _, _| {
+                if let Ok(h) = crate::chain::record::decode_header_only(payload) {
+                    if wanted.contains_key(&(h.chain_id, h.seq)) {
+                        held.entry((h.chain_id, h.seq))
+                            .or_default()
+                            .push(leaf(payload));
+                    }
                 }
-            }
+                std::ops::ControlFlow::<()>::Continue(())
+            })?;
         }
         for ((chain, seq), keys) in &wanted {
             let there = held.get(&(*chain, *seq));
