@@ -614,7 +614,7 @@ def check_block(text):
         values.append(line[len(name) + 1:])
     if any(l for l in lines[6:]):
         raise Bad("block: text after the record")
-    if any(v != v.strip() or not v or any(ord(ch) < 32 or ord(ch) == 127 for ch in v)
+    if any(v != v.strip() or not v or any(ord(ch) < 32 or 127 <= ord(ch) <= 159 for ch in v)
            for v in values):
         raise Bad("block: a value with white space or control characters")
     labels = values[0].split(".")
@@ -699,7 +699,7 @@ def checkpoint_log(d, anchors, live):
     if not passed or stray or lv.redacted or lv.other_events:
         return doc, None, "checkpoint-log-not-believed"
     last_seal = {bytes.fromhex(ch["chain"]): ch["last_seal"] for ch in doc["chains"]}
-    latest, forks = {}, []
+    latest, forks, seen_forks = {}, [], set()
     for cid, cp_seq, raw in lv.checkpoints:
         if last_seal.get(cid) is None or cp_seq > last_seal[cid]:
             continue  # not covered by an accepted seal: not believed, not checked
@@ -709,7 +709,8 @@ def checkpoint_log(d, anchors, live):
             what, entries = decode_statement(raw)
         except (Bad, ValueError, UnicodeDecodeError):
             return doc, None, "checkpoint-log-not-believed"
-        if what == "fork":
+        if what == "fork" and entries not in seen_forks:
+            seen_forks.add(entries)  # one finding per (host, chain, epoch, seqs)
             forks.append("fork-recorded")
         if what != "checkpoint":
             continue

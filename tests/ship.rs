@@ -1401,3 +1401,69 @@ fn a_restored_key_resealing_an_epoch_is_refused_with_the_proof() {
     assert_eq!(o.status.code(), Some(1), "{theirs:#}");
     assert_eq!(theirs["unattributed"], serde_json::json!(["fork-recorded"]));
 }
+
+/// Any authenticated peer may ask a collector for its newest checkpoint
+/// seal (protocol version 3, docs/PROTOCOL.md step 8): the block `logseal
+/// checkpoint` prints for the same store. In version 2 the message is refused.
+#[test]
+fn the_newest_checkpoint_is_published_in_version_3_only() {
+    let d = TempDir::new("ship-published");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let (cert, key) = ca.agent("web-01");
+    let mut t = tls_client(&ca, Some((&cert, &key)), &c.addr).unwrap();
+    assert!(matches!(hello(&mut t, "web-01"), Ok(Msg::Welcome { .. })));
+    Msg::Checkpoint.write(&mut t).unwrap();
+    t.flush().unwrap();
+    let Ok(Msg::Published { block }) = read_msg(&mut t) else {
+        panic!("no block")
+    };
+    let store = c.store.clone();
+    c.stop();
+    // The store's own newest seal, as `logseal checkpoint` reads it (nothing
+    // moved since: the block published was the newest).
+    let o = std::process::Command::new(bin())
+        .args(["checkpoint", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(o.stdout).unwrap();
+    let seal = |b: &str| {
+        b.lines()
+            .find(|l| l.starts_with("seal "))
+            .map(str::to_string)
+    };
+    let published = seal(&block).expect("a seal line");
+    // The stop's checkpoint and shutdown come after: at or before it.
+    let (chain, seq) = published.split_at(published.rfind(' ').unwrap());
+    let newest = seal(&printed).unwrap();
+    assert!(newest.starts_with(chain), "{newest} / {published}");
+    assert!(
+        seq.trim().parse::<u64>().unwrap() <= newest.rsplit(' ').next().unwrap().parse().unwrap()
+    );
+    assert!(
+        block.starts_with("logseal checkpoint v1\ncollector "),
+        "{block}"
+    );
+
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let mut t = tls_client(&ca, Some((&cert, &key)), &c.addr).unwrap();
+    Msg::Hello {
+        min_version: 2,
+        max_version: 2,
+        host: "web-01".into(),
+        software: "test".into(),
+    }
+    .write(&mut t)
+    .unwrap();
+    t.flush().unwrap();
+    assert!(matches!(
+        read_msg(&mut t),
+        Ok(Msg::Welcome { version: 2, .. })
+    ));
+    Msg::Checkpoint.write(&mut t).unwrap();
+    t.flush().unwrap();
+    let m = read_msg(&mut t);
+    assert_eq!(error_code(&m), Some(Code::Protocol), "{m:?}");
+    c.stop();
+}

@@ -36,7 +36,7 @@ pub const CRL_DAYS: i64 = 30;
 pub enum Role {
     /// A client certificate: an agent shipping to collectors.
     Agent,
-    /// A server certificate: a collector.
+    /// A collector: a server certificate, and a client one for witnessing peers.
     Collector,
 }
 
@@ -431,7 +431,7 @@ pub enum PkiCmd {
         /// must be the host name its chain carries.
         #[arg(long)]
         name: String,
-        /// agent (client certificate) or collector (server certificate).
+        /// agent (client certificate) or collector (server and client certificate: it witnesses peers).
         #[arg(long, value_enum)]
         role: Role,
         /// Further names the certificate is valid for (DNS names or IP

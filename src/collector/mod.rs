@@ -1371,6 +1371,11 @@ impl Session<'_> {
                 self.commit(tls)?;
                 send(tls, &Msg::Pong(n)).map_err(SessionError::Send)
             }
+            Msg::Checkpoint if self.receipts.is_none() => {
+                let m = "Checkpoint is a message of protocol version 3";
+                refuse(tls, Code::Protocol, 0, m);
+                Err(SessionError::Unexpected(m.into()))
+            }
             Msg::Checkpoint => {
                 let block = lock(&self.shared.published).clone();
                 let Some(block) = block else {

@@ -4,11 +4,15 @@
 //! The log (`STORE/checkpoints/log/`) is verified on its own first, with the
 //! same options (trust anchors pin it like any chain). Its checkpoints are
 //! believed only if every chain in it is intact (or pending), nothing else is
-//! found in it, none of its records is redacted and every sealed checkpoint
-//! decodes — and then only those its accepted seals cover. Every chain of the
-//! store must then still match its latest checkpoint. A log that is missing
-//! or not believed is a finding that fails the run (a store from before
-//! checkpoints is verified with `--no-checkpoints`, which says so).
+//! found in it, none of its records is redacted and every sealed statement
+//! (checkpoint, fork, witnessed block) decodes — and then only those its
+//! accepted seals cover. Every chain of the store must then still match its
+//! latest checkpoint. A log that is missing or not believed is a finding that
+//! fails the run (a store from before checkpoints is verified with
+//! `--no-checkpoints`, which says so); so is a fork the log records
+//! (`fork-recorded`). A store is also checked against the seals of its log
+//! that peers witnessed (`--witnessed-by`: `witnessed-checkpoint-missing`,
+//! `not-witnessed`).
 
 use super::verify_files::{self, InputError, SkipReason, Skipped};
 use super::witness::{Witness, WitnessError, WitnessedSeals};
@@ -208,8 +212,9 @@ pub enum CheckpointTie {
 const MAX_INPUT_CHAINS: usize = 1 << 16;
 
 /// The newest believed checkpoint of `store` (its log believed and pinned,
-/// as for a receipt's key) that names a chain found in `files` — of the
-/// chains it names, the one the log checkpointed last.
+/// as for a receipt's key) that names a chain found in `files` — of those,
+/// the one whose checkpoint has the highest seq in the log (then the higher
+/// chain id).
 pub fn checkpoint_as_receipt(
     store: &Path,
     files: &[PathBuf],

@@ -13,7 +13,9 @@
 //! ```
 //!
 //! A block is believed only if its record decodes as a seal of that chain
-//! and seq, signed by the key it names (§4.5, §4.10); at most
+//! and seq whose signature is valid under the signer it names (§4.10; not
+//! the rest of the seal rule), its collector is a host name in canonical
+//! form and its genesis `SHA256:` and 32 lowercase hex digits; at most
 //! [`MAX_WITNESS`] bytes.
 
 use crate::chain::record::{Body, Record};

@@ -162,7 +162,9 @@ pub fn decode_fork(payload: &[u8]) -> Result<Fork, DecodeError> {
     })
 }
 
-/// Decodes any statement of a checkpoint log (by its magic), strictly.
+/// Decodes any statement of a checkpoint log (by its magic), strictly. A
+/// witnessed block is checked here for its length only: the caller checks
+/// it as a block (docs/FORMAT.md §7.1).
 pub fn decode_statement(payload: &[u8]) -> Result<Statement, DecodeError> {
     if payload.starts_with(FORK_MAGIC) {
         return decode_fork(payload).map(Statement::Fork);
