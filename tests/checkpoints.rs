@@ -916,3 +916,42 @@ fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
         "{err}"
     );
 }
+
+/// A peer whose certificate the CRL revokes (its host taken, its key
+/// stolen) is not witnessed: nothing it shows is recorded, and an alert
+/// says why. Before the revocation it was.
+#[test]
+fn a_peer_whose_certificate_is_revoked_is_not_witnessed() {
+    let d = TempDir::new("ckpt-revoked-peer");
+    let ca = Ca::new(&d.path().join("pki"));
+    let a = Collector::start_named(&d.path().join("a"), &ca, "collector-a", "127.0.0.1:0", "");
+    let peer = witness_of("collector-a", &a.addr, None);
+    let b = Collector::start_named(
+        &d.path().join("b"),
+        &ca,
+        "collector-b",
+        "127.0.0.1:0",
+        &peer,
+    );
+    let b_store = b.store.clone();
+    wait_until("B witnessed A", || {
+        !witnessed_seals(&b_store, "collector-a").is_empty()
+    });
+    b.stop();
+    logseal::cmd::pki::revoke(&ca.dir, "collector-a").unwrap();
+    let before = witnessed_seals(&b_store, "collector-a");
+    let b = Collector::start_named(
+        &d.path().join("b"),
+        &ca,
+        "collector-b",
+        "127.0.0.1:0",
+        &peer,
+    );
+    wait_until("B refused the revoked peer, and said so", || {
+        let alerts = std::fs::read_to_string(b_store.join("alerts.jsonl")).unwrap_or_default();
+        alerts.contains("witness-refused") && alerts.contains("revoked")
+    });
+    b.stop();
+    a.stop();
+    assert_eq!(witnessed_seals(&b_store, "collector-a"), before);
+}

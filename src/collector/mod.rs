@@ -449,7 +449,16 @@ fn start_witness(
     let (shared, wcfg) = (shared.clone(), cfg.witness.clone());
     let thread = std::thread::Builder::new()
         .name("logseal-witness".into())
-        .spawn(move || witnessing::run(&wcfg, &shared.name, &tls, &shared.store, &stopped))?;
+        .spawn(move || {
+            let revoked = |c: &rustls_pki_types::CertificateDer<'_>| shared.tls.revokes(c);
+            witnessing::run(
+                &wcfg,
+                &shared.name,
+                (&tls, &revoked),
+                &shared.store,
+                &stopped,
+            )
+        })?;
     Ok(Some((thread, stop)))
 }
 

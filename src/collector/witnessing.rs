@@ -25,7 +25,7 @@ use super::config::{WitnessConfig, WitnessPeer};
 use super::store::Store;
 use crate::transport::block::Witness;
 use crate::transport::proto::{self, Code, FrameReader, Msg, ReadError};
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{mpsc, Arc};
@@ -125,23 +125,33 @@ pub enum FetchError {
     /// What it sent is not its checkpoint.
     #[error("what it sent is not its checkpoint: {0}")]
     NotItsCheckpoint(String),
+    /// Its certificate is revoked by the CRL this collector uses (`[tls] crl`).
+    #[error(
+        "its certificate is revoked by the CRL in use ([tls] crl): nothing it sends is recorded"
+    )]
+    Revoked,
 }
 
 impl FetchError {
     /// True if the peer answered, but with something that is not its
     /// checkpoint (an alert of its own, not a failure to reach it).
     fn is_refusal(&self) -> bool {
-        matches!(self, FetchError::NotItsCheckpoint(_))
+        matches!(self, FetchError::NotItsCheckpoint(_) | FetchError::Revoked)
     }
 }
 
+/// Whether a certificate is revoked by the CRL the collector uses now.
+pub type Revoked<'a> = &'a (dyn Fn(&CertificateDer<'_>) -> bool + Sync);
+
 /// Asks `peer` for its newest checkpoint, as collector `me` (the name of
-/// this collector's certificate), and checks it is the peer's: a valid seal,
-/// of the collector the peer is configured as, from the pinned genesis key.
+/// this collector's certificate), and checks it is the peer's: its
+/// certificate not `revoked`, a valid seal, of the collector the peer is
+/// configured as, from the pinned genesis key.
 pub fn fetch(
     peer: &WitnessPeer,
     me: &str,
     tls: &Arc<rustls::ClientConfig>,
+    revoked: Revoked<'_>,
 ) -> Result<Witness, FetchError> {
     let connect = |source| FetchError::Connect {
         address: peer.address.clone(),
@@ -190,6 +200,16 @@ pub fn fetch(
     match answer(&mut fr, &mut tls, "waiting for the peer's welcome")? {
         Msg::Welcome { version, .. } if version >= proto::RECEIPTS => {}
         other => return Err(FetchError::Unexpected(format!("{other:?}"))),
+    }
+    // The handshake is done: the CA vouched for the peer; the CRL is checked
+    // here, the collector's own, as it reloads it.
+    if tls
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map_or(true, revoked)
+    {
+        return Err(FetchError::Revoked);
     }
     Msg::Checkpoint
         .write(&mut tls)
@@ -251,7 +271,7 @@ struct Watched<'a> {
 pub fn run(
     cfg: &WitnessConfig,
     me: &str,
-    tls: &Arc<rustls::ClientConfig>,
+    (tls, revoked): (&Arc<rustls::ClientConfig>, Revoked<'_>),
     store: &Store,
     stop: &mpsc::Receiver<()>,
 ) {
@@ -266,7 +286,7 @@ pub fn run(
         .collect();
     loop {
         for w in &mut peers {
-            turn(w, me, tls, store);
+            turn(w, me, (tls, revoked), store);
         }
         if let Err(mpsc::RecvTimeoutError::Disconnected) | Ok(()) = stop.recv_timeout(cfg.every) {
             return;
@@ -275,9 +295,14 @@ pub fn run(
 }
 
 /// Fetches one peer's checkpoint and records it if it is new.
-fn turn(w: &mut Watched<'_>, me: &str, tls: &Arc<rustls::ClientConfig>, store: &Store) {
+fn turn(
+    w: &mut Watched<'_>,
+    me: &str,
+    (tls, revoked): (&Arc<rustls::ClientConfig>, Revoked<'_>),
+    store: &Store,
+) {
     let name = &w.peer.name;
-    let new = match fetch(w.peer, me, tls) {
+    let new = match fetch(w.peer, me, tls, revoked) {
         Ok(new) => new,
         Err(e) => {
             let refusal = e.is_refusal();
