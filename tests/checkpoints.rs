@@ -813,25 +813,23 @@ fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
     std::fs::write(&trust_file, &trust).unwrap();
     let t = trust_file.to_str().unwrap();
     let by = |s: &Path| s.to_str().unwrap().to_string();
+    // `verify --json --trust-file T --witnessed-by WITNESS STORE`.
+    let witnessed = |store: &Path, witness: &Path| {
+        verify_args(
+            &["--json", "--trust-file", t, "--witnessed-by", &by(witness)],
+            store,
+        )
+    };
 
     // Both stores hold everything the other witnessed; the independent
     // verifier reads a log holding witnessed checkpoints as the spec says.
-    let (code, doc, err) = verify_args(
-        &["--json", "--trust-file", t, "--witnessed-by", &by(&b_store)],
-        &a_store,
-    );
+    let (code, doc, err) = witnessed(&a_store, &b_store);
     assert_eq!(code, 0, "{doc:#}\n{err}");
-    let (code, doc, err) = verify_args(
-        &["--json", "--trust-file", t, "--witnessed-by", &by(&a_store)],
-        &b_store,
-    );
+    let (code, doc, err) = witnessed(&b_store, &a_store);
     assert_eq!(code, 0, "{doc:#}\n{err}");
     independent_agrees(&["--trust-file", t], &b_store, code, &doc);
     // A witness that witnessed nothing of this collector proves nothing.
-    let (code, doc, _) = verify_args(
-        &["--json", "--trust-file", t, "--witnessed-by", &by(&b_store)],
-        &b_store,
-    );
+    let (code, doc, _) = witnessed(&b_store, &b_store);
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(problems(&doc), ["not-witnessed"], "{doc:#}");
 
@@ -854,10 +852,7 @@ fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
         .unwrap();
     let (code, doc, _) = verify_args(&["--json", "--trust-file", t], &cut);
     assert_eq!(code, 0, "the cut alone goes unseen: {doc:#}");
-    let (code, doc, _) = verify_args(
-        &["--json", "--trust-file", t, "--witnessed-by", &by(&b_store)],
-        &cut,
-    );
+    let (code, doc, _) = witnessed(&cut, &b_store);
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(problems(&doc), ["witnessed-checkpoint-missing"], "{doc:#}");
     assert_eq!(doc["unattributed"][0]["seq"], last.1, "{doc:#}");
@@ -892,10 +887,7 @@ fn two_collectors_witnessing_each_other_catch_a_truncated_peer_store() {
     a.stop();
     let (code, doc, _) = verify_args(&["--json", "--trust-file", t], &a_store);
     assert_eq!(code, 0, "the copy run on verifies alone: {doc:#}");
-    let (code, doc, _) = verify_args(
-        &["--json", "--trust-file", t, "--witnessed-by", &by(&b_store)],
-        &a_store,
-    );
+    let (code, doc, _) = witnessed(&a_store, &b_store);
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(problems(&doc), ["witnessed-checkpoint-missing"], "{doc:#}");
     let missing = doc["unattributed"][0]["seq"].as_u64().unwrap();

@@ -181,41 +181,17 @@ impl WitnessedSeals {
         // The (chain, seq) whose records must be read, and which group wants them.
         let mut wanted: HashMap<(ChainId, u64), Vec<&LogChain>> = HashMap::new();
         for (key, seqs) in &self.groups {
-            let (host, genesis, chain) = key;
+            let chain = &key.2;
             let l = lacking.entry(key).or_default();
-            let all = |l: &mut Option<Lacking>, reason: String| {
-                for s in seqs.keys() {
-                    Lacking::add(l, *s, reason.clone());
+            let c = match chain_held(reports, key) {
+                Ok(c) => c,
+                Err(NotHeld(reason)) => {
+                    for s in seqs.keys() {
+                        Lacking::add(l, *s, reason.clone());
+                    }
+                    continue;
                 }
             };
-            let Some(c) = reports.iter().find(|c| c.chain == chain.to_string()) else {
-                all(l, format!("the log holds no chain {chain}"));
-                continue;
-            };
-            if c.host.as_deref() != Some(host.as_str()) {
-                all(
-                    l,
-                    format!(
-                        "its chain is of collector {:?}, not of the witnessed {host:?}",
-                        c.host.as_deref().unwrap_or("")
-                    ),
-                );
-                continue;
-            }
-            if !matches!(c.verdict, Verdict::Intact | Verdict::Pending) {
-                all(l, format!("its chain is {}", c.verdict.name()));
-                continue;
-            }
-            if c.genesis_fingerprint.as_deref() != Some(genesis.as_str()) {
-                all(
-                    l,
-                    format!(
-                        "its chain starts from another genesis key ({}) than the witnessed one ({genesis})",
-                        c.genesis_fingerprint.as_deref().unwrap_or("none")
-                    ),
-                );
-                continue;
-            }
             for s in seqs.keys() {
                 match c.last_seal_seq {
                     Some(last) if last >= *s => wanted.entry((*chain, *s)).or_default().push(key),
@@ -276,4 +252,35 @@ impl WitnessedSeals {
             })
             .collect())
     }
+}
+
+/// Why a log chain cannot hold the seals witnessed of it.
+struct NotHeld(String);
+
+/// The log's report of a witnessed log chain, if it can hold the seals
+/// witnessed of it: there, of the witnessed collector, intact (or pending),
+/// from the witnessed genesis key; else why not.
+fn chain_held<'a>(
+    reports: &'a [ChainReport],
+    (host, genesis, chain): &LogChain,
+) -> Result<&'a ChainReport, NotHeld> {
+    let Some(c) = reports.iter().find(|c| c.chain == chain.to_string()) else {
+        return Err(NotHeld(format!("the log holds no chain {chain}")));
+    };
+    if c.host.as_deref() != Some(host.as_str()) {
+        return Err(NotHeld(format!(
+            "its chain is of collector {:?}, not of the witnessed {host:?}",
+            c.host.as_deref().unwrap_or("")
+        )));
+    }
+    if !matches!(c.verdict, Verdict::Intact | Verdict::Pending) {
+        return Err(NotHeld(format!("its chain is {}", c.verdict.name())));
+    }
+    if c.genesis_fingerprint.as_deref() != Some(genesis.as_str()) {
+        return Err(NotHeld(format!(
+            "its chain starts from another genesis key ({}) than the witnessed one ({genesis})",
+            c.genesis_fingerprint.as_deref().unwrap_or("none")
+        )));
+    }
+    Ok(c)
 }
