@@ -92,6 +92,9 @@ enum Cmd {
     /// Replacing the CA itself is not automated.
     #[command(subcommand)]
     Pki(cmd::pki::PkiCmd),
+    /// A store kept on NATS JetStream (`[jetstream]` of the collector).
+    #[command(subcommand)]
+    Store(cmd::store::StoreCmd),
     /// Write man pages (logseal.1 and one per command) into a directory.
     #[command(hide = true)]
     Man {
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
         Cmd::Collector(a) => cmd::collector::run(a),
         Cmd::Quickstart(a) => cmd::quickstart::run(&a.dir, &a.syslog_addr),
         Cmd::Status(a) => cmd::status::run(a),
+        Cmd::Store(c) => cmd::store::run(c),
     };
     match result {
         Ok(code) => code,

@@ -10,6 +10,7 @@
 mod common;
 use common::agent::*;
 use common::collector::*;
+use common::relay::Relay;
 use common::*;
 use serde_json::Value;
 use std::io::Write;
@@ -631,46 +632,6 @@ fn witness_of(name: &str, address: &str, genesis: Option<&str>) -> String {
     format!(
         "[witness]\nevery = \"1s\"\n[[witness.peer]]\naddress = \"{address}\"\nname = \"{name}\"\n{pin}"
     )
-}
-
-/// A TCP relay on 127.0.0.1:0 to an address given later, and changed when
-/// its collector restarts on another port: what a witness's configuration
-/// names before its peer is up. A real hop; TLS runs end to end through it.
-struct Relay {
-    addr: String,
-    target: std::sync::Arc<std::sync::Mutex<Option<String>>>,
-}
-
-impl Relay {
-    fn start() -> Relay {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        let target = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-        let t = target.clone();
-        std::thread::spawn(move || {
-            for c in l.incoming() {
-                let Ok(c) = c else { continue };
-                let to = t.lock().unwrap().clone();
-                // Nothing to relay to yet: the connection is closed.
-                let Some(Ok(up)) = to.map(TcpStream::connect) else {
-                    continue;
-                };
-                let pipe = |mut from: TcpStream, mut to: TcpStream| {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Write);
-                    });
-                };
-                pipe(c.try_clone().unwrap(), up.try_clone().unwrap());
-                pipe(up, c);
-            }
-        });
-        Relay { addr, target }
-    }
-
-    fn to(&self, addr: &str) {
-        *self.target.lock().unwrap() = Some(addr.to_string());
-    }
 }
 
 /// The newest seal seq of a checkpoint log in `store`.

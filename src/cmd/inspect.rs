@@ -8,7 +8,8 @@ use std::process::ExitCode;
 /// The options of `logseal inspect`.
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
-    /// Segment files or directories.
+    /// Segment files or directories, or a JetStream store (nats://…, as for
+    /// `verify`).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// One JSON array instead of text.
@@ -18,7 +19,8 @@ pub struct InspectArgs {
 
 /// Runs `logseal inspect`: exit 1 if a file could not be read.
 pub fn run(a: InspectArgs) -> anyhow::Result<ExitCode> {
-    let (files, skipped) = verify_files::expand(&a.paths)?;
+    let (paths, _exported) = crate::cmd::store::materialize(&a.paths)?;
+    let (files, skipped) = verify_files::expand(&paths)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let unreadable = match report::inspect(&mut out, &files, &skipped, a.json)

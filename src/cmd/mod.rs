@@ -12,5 +12,6 @@ pub mod pki;
 pub mod quickstart;
 pub mod stamp;
 pub mod status;
+pub mod store;
 pub mod vectors;
 pub mod verify;

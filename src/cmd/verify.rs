@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 /// The options of `logseal verify`.
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
-    /// Segment files or directories (searched recursively).
+    /// Segment files or directories (searched recursively), or a JetStream
+    /// store: nats://[USER@]HOST:PORT[,HOST:PORT…][/STREAM][?ca=F&cert=F&
+    /// key=F&password_file=F] (exported to a temporary directory first).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// One JSON document instead of text.
@@ -211,7 +213,10 @@ fn parse_memory(s: &str) -> Result<u64, String> {
 }
 
 /// Runs `logseal verify`: exit 0 intact, 1 not (the report says why).
-pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    // A nats:// store is exported to a temporary directory and judged there.
+    let (paths, _exported) = crate::cmd::store::materialize(&a.paths)?;
+    a.paths = paths;
     let live = a.live.then(|| Live {
         now_ns: a.now_ns.unwrap_or_else(crate::util::timefmt::now_ns),
         max_age_ns: i64::try_from(

@@ -41,6 +41,10 @@ pub struct CollectorConfig {
     /// Peer collectors whose checkpoints this one witnesses (`[witness]`).
     #[serde(default)]
     pub witness: WitnessConfig,
+    /// The JetStream stream holding the chains (`[jetstream]`); absent: the
+    /// store's own files. `store` still holds this collector's own state.
+    #[serde(default)]
+    pub jetstream: Option<crate::storage::jetstream::JetStreamConfig>,
     /// The file this configuration was read from (a reload reads it again to
     /// name the settings that changed and need a restart).
     #[serde(skip)]
@@ -229,6 +233,7 @@ impl CollectorConfig {
             "name": name, "listen": listen, "store": store, "log_level": log_level,
             "[tls] paths": tls, "[enrollment]": enrollment, "[limits]": limits,
             "[liveness]": liveness, "[metrics]": metrics, "[witness]": witness,
+            "[jetstream]": jetstream,
         })
     }
 
@@ -281,6 +286,14 @@ impl CollectorConfig {
             ),
         ])?;
         self.witness.check()?;
+        if let Some(j) = &self.jetstream {
+            j.check().map_err(|e| match e {
+                crate::storage::jetstream::JetStreamConfigError::Value { key, problem } => {
+                    ValueError::refused(key, problem)
+                }
+                other => ValueError::refused("jetstream", other.to_string()),
+            })?;
+        }
         // heartbeat × silent_after is when a host is called silent.
         in_range("liveness.silent_after", live.silent_after.into(), 1, 1000)?;
         if self.enrollment.mode == EnrollmentMode::Strict && self.enrollment.enrolled.is_none() {

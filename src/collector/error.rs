@@ -43,6 +43,9 @@ pub enum CollectorError {
     /// the `[tls]` certificate: it needs the clientAuth usage too).
     #[error("[witness] with the [tls] certificate: {0}")]
     WitnessTls(TlsError),
+    /// The JetStream stream (`[jetstream]`) could not be reached or used.
+    #[error("[jetstream]: {0}")]
+    JetStream(#[from] crate::storage::jetstream::JetStreamError),
 }
 
 const FLOOR_HINT: &str = " (compared with the CRLs this store's collector used before, in \

@@ -411,6 +411,10 @@ fn open_store(cfg: &CollectorConfig) -> Result<(Store, TlsSource), CollectorErro
         against_floor: false,
     })?;
     let tls = TlsSource::new(cfg.tls.clone(), floor.as_ref())?;
+    let jet = match &cfg.jetstream {
+        Some(j) => Some(crate::storage::jetstream::JetStream::open(j, true)?),
+        None => None,
+    };
     let store = Store::open(
         &cfg.store,
         enrollment,
@@ -419,6 +423,7 @@ fn open_store(cfg: &CollectorConfig) -> Result<(Store, TlsSource), CollectorErro
             per_host: cfg.limits.quarantine_per_host,
             total: cfg.limits.quarantine_total,
         },
+        jet,
     )?;
     tls.save_floor(&cfg.store);
     if let Some(w) = lock(&tls.current)

@@ -56,6 +56,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+mod stream;
+
 /// Recent leaves kept per chain to recognise a re-sent record.
 const RECENT: usize = 1 << 16;
 
@@ -69,11 +71,23 @@ pub enum Enrollment {
     Strict(crate::chain::trust::TrustAnchors),
 }
 
+/// Where a chain's records are kept.
+enum Backing {
+    /// Segment files in the store's directory.
+    Files(SegmentLog),
+    /// A subject of the JetStream stream; `last` is the stream sequence of
+    /// the chain's last message the tip was read from (0: none yet).
+    Stream {
+        /// That sequence.
+        last: u64,
+    },
+}
+
 /// One chain held by the collector.
 pub struct Slot {
     /// Its tip.
     pub tip: Tip,
-    log: SegmentLog,
+    log: Backing,
     recent: VecDeque<(u64, Digest)>,
     /// Why the stored chain cannot be extended (damage found at start-up).
     broken: Option<String>,
@@ -82,22 +96,39 @@ pub struct Slot {
 impl Slot {
     /// fsyncs appended records and waits for it.
     pub fn sync(&mut self) -> io::Result<()> {
-        if self.log.synced()? < self.log.position() {
-            self.log.sync()?;
+        if let Backing::Files(log) = &mut self.log {
+            if log.synced()? < log.position() {
+                log.sync()?;
+            }
         }
         Ok(())
+    }
+
+    /// Position after the last record appended: bytes of the files, or the
+    /// next seq on a stream (where what is appended is replicated already).
+    fn position(&self) -> u64 {
+        match &self.log {
+            Backing::Files(log) => log.position(),
+            Backing::Stream { .. } => self.tip.next_seq,
+        }
     }
 
     /// Starts fsyncing appended records without waiting ([`synced`](Self::synced)
     /// tells when it is done).
     pub fn sync_begin(&mut self) -> io::Result<()> {
-        self.log.sync_begin()
+        match &mut self.log {
+            Backing::Files(log) => log.sync_begin(),
+            Backing::Stream { .. } => Ok(()),
+        }
     }
 
     /// Store position up to which the chain is durable, or the error that
     /// stopped writing it.
     pub fn synced(&self) -> io::Result<u64> {
-        self.log.synced()
+        match &self.log {
+            Backing::Files(log) => log.synced(),
+            Backing::Stream { .. } => Ok(self.tip.next_seq),
+        }
     }
 }
 
@@ -210,6 +241,9 @@ pub struct Store {
     /// The forks recorded since the start, by chain and epoch: an agent
     /// that sends its other history again is not recorded again.
     forks_noted: Mutex<std::collections::HashSet<(ChainId, u64)>>,
+    /// The JetStream stream holding the chains (`[jetstream]`); `None`: the
+    /// store's own files.
+    jet: Option<crate::storage::jetstream::JetStream>,
     /// Held while a chain evicted after a storage error is read back.
     reloading: Mutex<()>,
     alerts: Mutex<Alerts>,
@@ -285,6 +319,7 @@ impl Store {
         enrollment: Enrollment,
         segment_bytes: u64,
         quarantine: QuarantineLimits,
+        jet: Option<crate::storage::jetstream::JetStream>,
     ) -> io::Result<Store> {
         // One collector per store: a second is refused, naming the first.
         let store_lock = fsutil::lock_dir(root, "store")?;
@@ -317,6 +352,7 @@ impl Store {
             fork_scans: Mutex::new(HashMap::new()),
             notes: Mutex::new(Vec::new()),
             forks_noted: Mutex::new(std::collections::HashSet::new()),
+            jet,
             reloading: Mutex::new(()),
             alerts: Mutex::new(Alerts {
                 file: alerts,
@@ -324,6 +360,25 @@ impl Store {
                 budget: HashMap::new(),
             }),
         };
+        if let Some(jet) = &store.jet {
+            // Chains are read from the stream when a host sends one.
+            let chains = jet.chains().map_err(io::Error::other)?;
+            let mut hosts = lock(&store.hosts);
+            for (host, id) in &chains {
+                hosts
+                    .entry(host.clone())
+                    .or_insert_with(HostInfo::new)
+                    .chains
+                    .push(*id);
+            }
+            drop(hosts);
+            tracing::info!(
+                chains = chains.len(),
+                stream = jet.name(),
+                "store opened on JetStream"
+            );
+            return Ok(store);
+        }
         let mut n = 0;
         for host in read_dir_names(&root.join("hosts"))? {
             for chain in read_dir_names(&root.join("hosts").join(&host))? {
@@ -380,7 +435,7 @@ impl Store {
                     tracing::info!(chain = %id, host, next_seq = saved.tip.next_seq, "chain resumed from its saved tip");
                     return Ok(Slot {
                         tip: saved.tip,
-                        log,
+                        log: Backing::Files(log),
                         recent: VecDeque::new(),
                         broken: None,
                     });
@@ -424,7 +479,7 @@ impl Store {
         }
         Ok(Slot {
             tip,
-            log,
+            log: Backing::Files(log),
             recent,
             broken,
         })
@@ -433,12 +488,16 @@ impl Store {
     /// Where this collector stands on `chain` for `host` (the next seq and
     /// the head before it, made durable first): `Ok(None)` if unknown.
     pub fn position(&self, host: &str, chain: ChainId) -> Result<Option<(u64, Digest)>, Refused> {
-        let Some(slot) = self.slot(chain)? else {
+        let Some(slot) = self.slot(host, chain)? else {
             return Ok(None);
         };
         let mut s = lock(&slot);
         if s.tip.host != host {
             return Err(self.not_yours(host, chain, &s.tip.host));
+        }
+        // Other collectors may have moved a chain on the stream since.
+        if self.jet.is_some() && s.broken.is_none() {
+            self.catch_up(&mut s)?;
         }
         // What the answer (and its receipt) says is held must be durable,
         // whichever session stored it.
@@ -461,7 +520,10 @@ impl Store {
 
     /// Verifies a batch against the chain's tip and appends what is new (not
     /// yet fsynced: acknowledge once [`Slot::synced`] reaches [`Stored::end`]).
-    /// `leaves` are the batch's records' leaves, in order.
+    /// `leaves` are the batch's records' leaves, in order. On a stream, what
+    /// is new is published (and replicated) before this returns; if another
+    /// collector moved the chain meanwhile, its records are read back through
+    /// the tip check and the batch is checked again.
     pub fn apply(
         &self,
         host: &str,
@@ -478,7 +540,7 @@ impl Store {
                 ),
             ));
         }
-        let slot = match self.slot(batch.chain)? {
+        let slot = match self.slot(host, batch.chain)? {
             Some(s) => s,
             None => self.create(host, batch)?,
         };
@@ -486,70 +548,57 @@ impl Store {
         if s.tip.host != host {
             return Err(self.not_yours(host, batch.chain, &s.tip.host));
         }
-        if let Some(why) = &s.broken {
-            return Err(refused(
-                Code::Storage,
-                format!("the stored chain is damaged and cannot be extended: {why}"),
-            ));
-        }
-        let mut tip = s.tip.clone();
-        let mut new = Vec::new();
-        for (i, (rec, &leaf)) in batch.records.iter().zip(leaves).enumerate() {
-            let e = match tip.apply(rec, &leaf) {
-                Ok(()) => {
-                    new.push((tip.next_seq - 1, leaf, *rec));
-                    continue;
-                }
-                Err(e) => e,
-            };
-            let msg = match e {
-                // A record the collector holds already: re-sent, or a fork.
-                Refusal::OutOfOrder { expected, got } if got < expected => {
-                    let stored = s.recent.iter().rev().find(|(q, _)| *q == got).map(|x| x.1);
-                    match stored {
-                        Some(l) if l == leaf => continue, // re-sent: idempotent
-                        Some(_) => {
-                            let msg = format!("record seq {got} differs from the record stored at that seq (a forked or rewritten chain)");
-                            drop(s);
-                            self.refuse_fork(host, batch, &msg, true);
-                            return Err(refused(Code::Conflict, msg));
-                        }
-                        None => {
-                            let msg = format!("record seq {got} is older than the records this collector can compare; resume from seq {expected}");
-                            drop(s);
-                            self.refuse_fork(host, batch, &msg, false);
-                            return Err(refused(Code::Conflict, msg));
-                        }
-                    }
-                }
-                // The agent skipped ahead of what this collector holds.
-                Refusal::OutOfOrder { expected, got } if i == 0 => format!(
-                    "batch starts at seq {got}, this collector holds up to seq {expected} (records missing in between)"
-                ),
-                e => format!("record {i} of the batch: {e}"),
-            };
-            self.quarantine(host, batch, &msg);
-            return Err(refused(Code::Rejected, msg));
-        }
-        for (_, _, rec) in &new {
-            if let Err(e) = s.log.append_raw(rec) {
-                drop(s);
-                self.evict(batch.chain);
+        let mut caught_up = false;
+        let mut new_records = 0;
+        for attempt in 0.. {
+            if let Some(why) = &s.broken {
                 return Err(refused(
                     Code::Storage,
-                    format!("appending to the store: {e}"),
+                    format!("the stored chain is damaged and cannot be extended: {why}"),
                 ));
             }
-        }
-        for (seq, leaf, _) in &new {
-            if s.recent.len() == RECENT {
-                s.recent.pop_front();
+            let chunk = self.jet.as_ref().map_or(usize::MAX, |j| j.chunk());
+            let checked = match check_batch(&s, batch, leaves, chunk) {
+                Ok(c) => c,
+                // On a stream, the tip may be behind what other collectors
+                // stored: the batch is refused only against the latest.
+                Err(_) if self.jet.is_some() && !caught_up => {
+                    caught_up = true;
+                    self.catch_up(&mut s)?;
+                    continue;
+                }
+                Err(fault) => {
+                    drop(s);
+                    return Err(self.refuse(host, batch, fault));
+                }
+            };
+            new_records += checked.new.len();
+            let Some(jet) = &self.jet else {
+                self.append_files(&mut s, batch.chain, checked)?;
+                break;
+            };
+            match self.publish(jet, &mut s, host, batch.chain, checked) {
+                Ok(true) => break,
+                Ok(false) if attempt < 8 => {
+                    caught_up = true;
+                    self.catch_up(&mut s)?;
+                }
+                Ok(false) => {
+                    return Err(refused(
+                        Code::Storage,
+                        "the chain kept moving on the stream (other collectors appending); retry",
+                    ))
+                }
+                Err(e) => {
+                    return Err(refused(
+                        Code::Storage,
+                        format!("appending to the stream: {e}"),
+                    ))
+                }
             }
-            s.recent.push_back((*seq, *leaf));
         }
-        s.tip = tip;
         let (next_seq, head) = (s.tip.next_seq, s.tip.head);
-        let end = s.log.position();
+        let end = s.position();
         drop(s);
         if let Some(h) = lock(&self.hosts).get_mut(host) {
             h.last_batch_ns = Some(now_ns());
@@ -558,9 +607,49 @@ impl Store {
             slot,
             next_seq,
             head,
-            new_records: new.len(),
+            new_records,
             end,
         })
+    }
+
+    /// Appends checked records to the chain's files.
+    fn append_files(
+        &self,
+        s: &mut Slot,
+        chain: ChainId,
+        checked: Checked<'_>,
+    ) -> Result<(), Refused> {
+        let Backing::Files(log) = &mut s.log else {
+            return Err(refused(Code::Storage, "not a file store"));
+        };
+        for (_, _, rec) in &checked.new {
+            if let Err(e) = log.append_raw(rec) {
+                self.evict(chain);
+                return Err(refused(
+                    Code::Storage,
+                    format!("appending to the store: {e}"),
+                ));
+            }
+        }
+        for (seq, leaf, _) in &checked.new {
+            remember(&mut s.recent, *seq, *leaf);
+        }
+        s.tip = checked.tip;
+        Ok(())
+    }
+
+    /// A batch refused: quarantined, or recorded as a fork, with the answer.
+    fn refuse(&self, host: &str, batch: &Batch<'_>, fault: BatchFault) -> Refused {
+        match fault {
+            BatchFault::Conflict { message, keep } => {
+                self.refuse_fork(host, batch, &message, keep);
+                refused(Code::Conflict, message)
+            }
+            BatchFault::Rejected(message) => {
+                self.quarantine(host, batch, &message);
+                refused(Code::Rejected, message)
+            }
+        }
     }
 
     /// Forgets a chain's in-memory state after a storage error: stops its
@@ -572,7 +661,9 @@ impl Store {
         };
         {
             let mut s = lock(&slot);
-            s.log.close_writer();
+            if let Backing::Files(log) = &mut s.log {
+                log.close_writer();
+            }
             s.broken = Some("it was closed after a storage error; retry".into());
         }
         let mut chains = lock(&self.chains);
@@ -583,9 +674,12 @@ impl Store {
 
     /// A chain's slot: in memory, or read back from disk if it was evicted
     /// after a storage error. `None` if the store has never held the chain.
-    fn slot(&self, chain: ChainId) -> Result<Option<Arc<Mutex<Slot>>>, Refused> {
+    fn slot(&self, host: &str, chain: ChainId) -> Result<Option<Arc<Mutex<Slot>>>, Refused> {
         if let Some(s) = lock(&self.chains).get(&chain).cloned() {
             return Ok(Some(s));
+        }
+        if let Some(jet) = &self.jet {
+            return self.stream_slot(jet, host, chain);
         }
         let owner = lock(&self.hosts)
             .iter()
@@ -671,11 +765,20 @@ impl Store {
         let known_host = lock(&self.hosts)
             .get(host)
             .is_some_and(|h| !h.chains.is_empty());
-        let dir = self.chain_dir(host, tip.chain_id);
-        let (log, _) = SegmentLog::open(&dir, self.spool_options(), |_, _, _| {})
-            .map_err(|e| refused(Code::Storage, format!("creating {}: {e}", dir.display())))?;
-        let _ = fsutil::fsync_dir(&self.root.join("hosts").join(host));
-        let _ = fsutil::fsync_dir(&self.root.join("hosts"));
+        let log = match &self.jet {
+            // Nothing to create: the Genesis's message creates the subject.
+            Some(_) => Backing::Stream { last: 0 },
+            None => {
+                let dir = self.chain_dir(host, tip.chain_id);
+                let (log, _) =
+                    SegmentLog::open(&dir, self.spool_options(), |_, _, _| {}).map_err(|e| {
+                        refused(Code::Storage, format!("creating {}: {e}", dir.display()))
+                    })?;
+                let _ = fsutil::fsync_dir(&self.root.join("hosts").join(host));
+                let _ = fsutil::fsync_dir(&self.root.join("hosts"));
+                Backing::Files(log)
+            }
+        };
         // The Genesis itself goes through `apply` like any record: the slot
         // starts *before* it.
         let slot = Arc::new(Mutex::new(Slot {
@@ -805,7 +908,6 @@ impl Store {
         last_epoch: u64,
         mut found: impl FnMut(u64, &[u8]) -> bool,
     ) {
-        use crate::chain::record::{decode_header_only, Body, Kind, Record};
         use crate::storage::segment::{Item, SegmentReader};
         {
             let mut scans = lock(&self.fork_scans);
@@ -824,6 +926,9 @@ impl Store {
             }
             scans.insert(chain, now);
         }
+        if let Some(jet) = &self.jet {
+            return stream::each_seal(jet, host, chain, last_epoch, found);
+        }
         let dir = self.chain_dir(host, chain);
         let Ok(bases) = crate::storage::segment_log::segment_bases(&dir) else {
             return;
@@ -836,23 +941,7 @@ impl Store {
                 let Item::Frame { payload, .. } = item else {
                     continue;
                 };
-                if decode_header_only(payload).map(|h| h.kind) != Ok(Kind::Seal) {
-                    continue;
-                }
-                let Ok(Record {
-                    chain_id,
-                    seq,
-                    body: Body::Seal { epoch, .. },
-                    ..
-                }) = Record::decode(payload)
-                else {
-                    continue;
-                };
-                if chain_id != chain {
-                    continue;
-                }
-                // Seals come in epoch order: nothing further on is wanted.
-                if epoch > last_epoch || found(seq, payload) {
+                if visit_seal(chain, last_epoch, &mut found, payload) {
                     return;
                 }
             }
@@ -1106,11 +1195,15 @@ impl Store {
                 tracing::warn!(chain = %id, error = %e, "fsync at stop");
                 continue;
             }
+            // A chain on a stream resumes from its last message.
+            let Backing::Files(log) = &s.log else {
+                continue;
+            };
             let saved = SavedTip {
-                position: s.log.position(),
+                position: log.position(),
                 tip: s.tip.clone(),
             };
-            let path = s.log.dir().join(TIP_FILE);
+            let path = log.dir().join(TIP_FILE);
             let text = serde_json::to_vec(&saved).unwrap_or_default();
             if let Err(e) = fsutil::write_atomic(&path, &text, "tip") {
                 tracing::warn!(chain = %id, error = %e, "saving the chain tip");
@@ -1139,7 +1232,9 @@ impl Store {
                 let Some(slot) = chains.get(id) else { continue };
                 let s = lock(slot);
                 let t = &s.tip;
-                bytes = bytes.saturating_add(s.log.position());
+                if let Backing::Files(log) = &s.log {
+                    bytes = bytes.saturating_add(log.position());
+                }
                 if let Some(ns) = t.last_seal_ns {
                     if last.map_or(true, |(l, _)| ns >= l) {
                         last = Some((ns, t.ended_cleanly));
@@ -1271,6 +1366,118 @@ struct SavedTip {
 fn read_saved_tip(dir: &Path) -> Option<SavedTip> {
     let b = fsutil::read_bounded(&dir.join(TIP_FILE), 64 << 10).ok()?;
     serde_json::from_slice(&b).ok()
+}
+
+/// Gives `found` the stored record `payload` if it is a seal of `chain`;
+/// true: stop (`found` said so, or the seal is past `last_epoch`: seals come
+/// in epoch order, nothing further on is wanted).
+fn visit_seal(
+    chain: ChainId,
+    last_epoch: u64,
+    found: &mut impl FnMut(u64, &[u8]) -> bool,
+    payload: &[u8],
+) -> bool {
+    use crate::chain::record::{decode_header_only, Body, Kind, Record};
+    if decode_header_only(payload).map(|h| h.kind) != Ok(Kind::Seal) {
+        return false;
+    }
+    let Ok(Record {
+        chain_id,
+        seq,
+        body: Body::Seal { epoch, .. },
+        ..
+    }) = Record::decode(payload)
+    else {
+        return false;
+    };
+    chain_id == chain && (epoch > last_epoch || found(seq, payload))
+}
+
+/// Why a batch does not continue its chain.
+enum BatchFault {
+    /// It holds a record that differs from the one stored at its seq, or one
+    /// older than this collector can compare: `keep` it in quarantine.
+    Conflict {
+        /// What was wrong.
+        message: String,
+        /// Quarantine it even without a fork's proof.
+        keep: bool,
+    },
+    /// It does not continue the chain (quarantined).
+    Rejected(String),
+}
+
+/// A batch checked against a chain's tip.
+struct Checked<'b> {
+    /// The records that are new: seq, leaf, the record.
+    new: Vec<(u64, Digest, &'b [u8])>,
+    /// The tip after them.
+    tip: Tip,
+    /// Where a stream message must end (the number of new records before
+    /// it) and the tip there: each message holds at most the stream's chunk.
+    cuts: Vec<(usize, Tip)>,
+}
+
+/// Adds a stored record's leaf to the recent ones (at most [`RECENT`]).
+fn remember(recent: &mut VecDeque<(u64, Digest)>, seq: u64, leaf: Digest) {
+    if recent.len() == RECENT {
+        recent.pop_front();
+    }
+    recent.push_back((seq, leaf));
+}
+
+/// Checks a batch against the chain's tip: which records are new, and the
+/// tip after them. A record the chain holds already (re-sent) is skipped if
+/// it is the same. `chunk` bounds the bytes of one stream message.
+fn check_batch<'b>(
+    s: &Slot,
+    batch: &Batch<'b>,
+    leaves: &[Digest],
+    chunk: usize,
+) -> Result<Checked<'b>, BatchFault> {
+    let mut tip = s.tip.clone();
+    let mut new = Vec::new();
+    let mut cuts = Vec::new();
+    let mut bytes = 0usize;
+    for (i, (rec, &leaf)) in batch.records.iter().zip(leaves).enumerate() {
+        let framed = rec.len() + crate::chain::frame::FRAME_HEADER;
+        if bytes > 0 && bytes.saturating_add(framed) > chunk {
+            cuts.push((new.len(), tip.clone()));
+            bytes = 0;
+        }
+        let e = match tip.apply(rec, &leaf) {
+            Ok(()) => {
+                bytes = bytes.saturating_add(framed);
+                new.push((tip.next_seq - 1, leaf, *rec));
+                continue;
+            }
+            Err(e) => e,
+        };
+        return Err(match e {
+            // A record the collector holds already: re-sent, or a fork.
+            Refusal::OutOfOrder { expected, got } if got < expected => {
+                let stored = s.recent.iter().rev().find(|(q, _)| *q == got).map(|x| x.1);
+                match stored {
+                    Some(l) if l == leaf => continue, // re-sent: idempotent
+                    Some(_) => BatchFault::Conflict {
+                        message: format!("record seq {got} differs from the record stored at that seq (a forked or rewritten chain)"),
+                        keep: true,
+                    },
+                    None => BatchFault::Conflict {
+                        message: format!("record seq {got} is older than the records this collector can compare; resume from seq {expected}"),
+                        keep: false,
+                    },
+                }
+            }
+            // The agent skipped ahead of what this collector holds.
+            Refusal::OutOfOrder { expected, got } if i == 0 => BatchFault::Rejected(format!(
+                "batch starts at seq {got}, this collector holds up to seq {expected} (records missing in between)"
+            )),
+            e => BatchFault::Rejected(format!("record {i} of the batch: {e}")),
+        });
+    }
+    cuts.retain(|(n, _)| *n > 0 && *n < new.len());
+    Ok(Checked { new, tip, cuts })
 }
 
 fn read_dir_names(dir: &Path) -> io::Result<Vec<String>> {

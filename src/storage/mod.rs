@@ -28,6 +28,7 @@ pub mod access;
 pub mod crcspan;
 pub mod faults;
 pub mod fsutil;
+pub mod jetstream;
 pub mod segment;
 pub mod segment_log;
 pub mod signer;

@@ -5,7 +5,9 @@
 pub mod agent;
 pub mod collector;
 pub mod journal;
+pub mod nats;
 pub mod pki;
+pub mod relay;
 
 use logseal::chain::frame;
 use logseal::chain::record::Source;

@@ -1,0 +1,123 @@
+//! `logseal store`: a store kept on NATS JetStream, brought to files.
+
+use crate::storage::jetstream::{self, JetStream, JetStreamConfig};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// `logseal store …`.
+#[derive(clap::Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Write every chain of a JetStream store into a new directory as
+    /// segment files (DIR/chains/HOST/CHAIN/) with DIR/export.json; `logseal
+    /// verify DIR` then judges what the stream holds, offline. Exit 1 if a
+    /// chain's message could not be read (the others are written).
+    Export {
+        /// The stream: nats://[USER@]HOST:PORT[,HOST:PORT…][/STREAM]
+        /// [?ca=F&cert=F&key=F&password_file=F].
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// A directory that does not exist yet, or is empty.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+}
+
+/// Runs `logseal store`.
+pub fn run(c: StoreCmd) -> anyhow::Result<ExitCode> {
+    match c {
+        StoreCmd::Export { from, to } => {
+            let exported = export(&from, &to)?;
+            let chains = exported.chains.len();
+            let records: u64 = exported.chains.iter().map(|c| c.records).sum();
+            let problems: Vec<_> = exported
+                .chains
+                .iter()
+                .filter(|c| c.problem.is_some())
+                .collect();
+            println!(
+                "exported {chains} chain(s), {records} record(s) of stream {} to {}",
+                exported.stream,
+                to.display()
+            );
+            for c in &problems {
+                eprintln!(
+                    "logseal store export: host {} chain {}: {}",
+                    c.host,
+                    c.chain,
+                    c.problem.as_deref().unwrap_or_default()
+                );
+            }
+            Ok(if problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+/// Exports the stream a `nats://` URL names into `to`.
+pub fn export(url: &str, to: &Path) -> anyhow::Result<jetstream::Exported> {
+    let cfg = JetStreamConfig::from_url(url)?;
+    let jet = JetStream::open(&cfg, false)?;
+    jetstream::export(&jet, to).with_context(|| format!("exporting {url}"))
+}
+
+/// Whether a command-line path is a `nats://` store URL.
+pub fn is_url(p: &Path) -> bool {
+    p.to_str().is_some_and(|s| s.starts_with("nats://"))
+}
+
+/// Paths with every `nats://` store exported into a temporary directory
+/// (kept while the returned guard lives), for `verify` and `inspect`.
+pub fn materialize(paths: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<TempDir>)> {
+    let mut out = Vec::new();
+    let mut temps = Vec::new();
+    for p in paths {
+        let Some(url) = p.to_str().filter(|_| is_url(p)) else {
+            out.push(p.clone());
+            continue;
+        };
+        let t = TempDir::new()?;
+        let exported = export(url, &t.0)?;
+        if let Some(c) = exported.chains.iter().find(|c| c.problem.is_some()) {
+            eprintln!(
+                "logseal: {url}: host {} chain {}: {} (judged up to there)",
+                c.host,
+                c.chain,
+                c.problem.as_deref().unwrap_or_default()
+            );
+        }
+        out.push(t.0.join("chains"));
+        temps.push(t);
+    }
+    Ok((out, temps))
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<TempDir> {
+        let base = std::env::temp_dir();
+        for i in 0..100u32 {
+            let p = base.join(format!("logseal-export-{}-{i}", std::process::id()));
+            match std::fs::create_dir(&p) {
+                Ok(()) => return Ok(TempDir(p)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("creating {}", p.display())),
+            }
+        }
+        anyhow::bail!(
+            "no temporary directory could be created in {}",
+            base.display()
+        )
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
