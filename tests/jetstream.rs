@@ -18,6 +18,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 /// Sends `msg-TAG-i` for i in `from..=to` over TCP, LF-framed.
 fn send_tcp(addr: &str, tag: &str, from: u64, to: u64) {
@@ -203,4 +204,251 @@ fn an_agent_fails_over_between_collectors_sharing_a_stream_mid_chain() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not empty"));
     a.stop();
+}
+
+/// What each of the example's users may do to the stream, tried for real:
+/// the stream itself refuses message deletes and purges (and unsetting
+/// either flag) whoever asks; the collectors' user cannot delete or
+/// reconfigure the stream either; the readers' user cannot publish. After
+/// all of it the stream holds every record and verifies intact. A stream
+/// that is not write-once is refused by the collector at start.
+#[test]
+fn the_stream_refuses_deletes_and_purges_and_a_loose_stream_is_refused() {
+    use async_nats::jetstream;
+    let d = TempDir::new("js-deny");
+    let ca = Ca::new(&d.path().join("pki"));
+    let nats = NatsCluster::start_secure(&d.path().join("nats"), &ca.dir);
+    let js = jetstream_toml(
+        &nats,
+        d.path(),
+        &ca,
+        "logseal-collector",
+        COLLECTOR_PASSWORD,
+        "",
+    );
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", &js);
+    let cfg = agent_config(d.path(), &ca, "web-deny", &[&c.addr], TCP_INPUT, "");
+    let agent = start_agent(d.path(), &cfg);
+    send_tcp(&agent.addr("tcp"), "deny", 1, 500);
+    let url = reader_url(&nats, d.path(), &ca);
+    wait_until("messages in the stream", || {
+        numbers(&stream_events(&url, d.path()).0, "deny").len() >= 500
+    });
+    agent.stop();
+    let options = |user: &str, password: &str| {
+        let (cert, key, _) = client_files(d.path(), &ca, &format!("nats-{user}"), password);
+        async_nats::ConnectOptions::new()
+            .add_root_certificates(ca.ca())
+            .add_client_certificate(cert, key)
+            .require_tls(true)
+            .user_and_password(user.into(), password.into())
+            .request_timeout(Some(Duration::from_secs(3)))
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let as_user = |user: &str, password: &str| {
+            let o = options(user, password);
+            let servers = nats.clients.clone();
+            async move {
+                let client = o.connect(servers).await.unwrap();
+                jetstream::ContextBuilder::new()
+                    .timeout(Duration::from_secs(3))
+                    .build(client)
+            }
+        };
+        let admin = as_user("admin", ADMIN_PASSWORD).await;
+        let collector = as_user("logseal-collector", COLLECTOR_PASSWORD).await;
+        let reader = as_user("logseal-reader", READER_PASSWORD).await;
+        let stream = admin.get_stream("LOGSEAL").await.unwrap();
+        let config = stream.cached_info().config.clone();
+        assert!(config.deny_delete && config.deny_purge, "{config:?}");
+        assert_eq!(config.num_replicas, 3);
+        assert_eq!(config.discard, jetstream::stream::DiscardPolicy::New);
+        // The stream's own refusals, whoever asks (codes of nats-server).
+        let e = stream.delete_message(1).await.unwrap_err().to_string();
+        assert!(e.contains("10057"), "message delete: {e}");
+        let e = stream.purge().await.unwrap_err().to_string();
+        assert!(e.contains("10110"), "purge: {e}");
+        for unset in [
+            |c: &mut jetstream::stream::Config| c.deny_delete = false,
+            |c: &mut jetstream::stream::Config| c.deny_purge = false,
+        ] {
+            let mut loose = config.clone();
+            unset(&mut loose);
+            let e = admin.update_stream(&loose).await.unwrap_err().to_string();
+            assert!(e.contains("10052"), "unsetting a deny flag: {e}");
+        }
+        // The collectors' user: no stream delete, purge or update at all.
+        let cs = collector.get_stream("LOGSEAL").await.unwrap();
+        assert!(cs.delete_message(1).await.is_err());
+        assert!(cs.purge().await.is_err());
+        assert!(collector.delete_stream("LOGSEAL").await.is_err());
+        let mut more = config.clone();
+        more.description = Some("changed".into());
+        assert!(collector.update_stream(&more).await.is_err());
+        // The readers' user cannot add a message.
+        let ack = match reader
+            .publish("logseal.chain.web-deny.00", "x".into())
+            .await
+        {
+            Ok(f) => f.await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        assert!(ack.is_err(), "a reader published");
+        // Nothing was lost: the stream is as it was.
+        let after = admin.get_stream("LOGSEAL").await.unwrap();
+        assert_eq!(
+            after.cached_info().state.messages,
+            stream.cached_info().state.messages
+        );
+        // A stream that may lose evidence, made by the admin.
+        admin
+            .create_stream(jetstream::stream::Config {
+                name: "LOOSE".into(),
+                subjects: vec!["loose.>".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    });
+    let (evs, dir) = stream_events(&url, d.path());
+    assert_exactly(&evs, "deny", 500);
+    let (code, doc) = verify_json(&dir.join("chains"));
+    assert_eq!(code, 0, "{doc:#}");
+    c.stop();
+    // A collector told to use the loose stream refuses to start, naming it.
+    let loose = jetstream_toml(
+        &nats,
+        d.path(),
+        &ca,
+        "admin",
+        ADMIN_PASSWORD,
+        "stream = \"LOOSE\"",
+    );
+    let cfg = d.path().join("loose.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nstore = \"{}\"\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{loose}",
+            d.path().join("loose-store").display(),
+            ca.ca().display(),
+            ca.dir.join("collector.crt").display(),
+            ca.dir.join("collector.key").display(),
+        ),
+    )
+    .unwrap();
+    let o = Command::new(bin())
+        .args(["collector", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("stream LOOSE") && err.contains("deny_delete"),
+        "{err}"
+    );
+}
+
+/// One host's state restored from a copy (so two histories under one key
+/// after a common prefix) sends both at once, one through collector A and
+/// one through collector B, batch by batch, on the same stream: five races,
+/// each on a chain of its own. In each, exactly one history is acknowledged
+/// past the fork, the other is refused as a conflict, and the stream holds
+/// exactly the winner's records, verifying intact: collectors racing on a
+/// chain never interleave or fork it.
+#[test]
+fn two_histories_racing_through_two_collectors_leave_one_in_the_stream() {
+    use logseal::transport::proto::{Code, Msg};
+    let d = TempDir::new("js-race");
+    let ca = Ca::new(&d.path().join("pki"));
+    let nats = NatsCluster::start_secure(&d.path().join("nats"), &ca.dir);
+    let js = jetstream_toml(
+        &nats,
+        d.path(),
+        &ca,
+        "logseal-collector",
+        COLLECTOR_PASSWORD,
+        "",
+    );
+    let a = Collector::start(&d.path().join("a"), &ca, "127.0.0.1:0", &js);
+    let b = Collector::start(&d.path().join("b"), &ca, "127.0.0.1:0", &js);
+    let prefix: String = (0..300).map(|i| format!("common {i}\n")).collect();
+    let (tail_a, tail_b): (String, String) = (
+        (0..300).map(|i| format!("history a {i}\n")).collect(),
+        (0..300).map(|i| format!("history b {i}\n")).collect(),
+    );
+    let mut histories = Vec::new();
+    for round in 0..5 {
+        let host = format!("race-{round}");
+        let w = d.path().join(&host);
+        let (state, log) = (w.join("state"), w.join("a.seg"));
+        stamp(&state, &log, &host, &prefix);
+        let (state2, log2) = (w.join("state2"), w.join("b.seg"));
+        copy_tree(&state, &state2);
+        copy_tree(&log, &log2);
+        stamp(&state, &log, &host, &tail_a);
+        stamp(&state2, &log2, &host, &tail_b);
+        let (ra, rb) = (records(&log), records(&log2));
+        assert_ne!(ra, rb);
+        // Both at once, in batches of 40 records, each through its collector.
+        let _ = ca.agent(&host);
+        let barrier = std::sync::Barrier::new(2);
+        let send = |addr: &str, recs: &[Vec<u8>]| {
+            let (cert, key) = ca.agent(&host);
+            let t = tls_client(&ca, Some((&cert, &key)), addr).map_err(|e| e.to_string());
+            let t = t.and_then(|mut t| hello(&mut t, &host).map(|m| (t, m)));
+            // Both wait here whatever happened (a panic before it would
+            // leave the other thread waiting for ever).
+            barrier.wait();
+            let (mut t, welcome) = t.unwrap();
+            assert!(matches!(welcome, Msg::Welcome { .. }), "{welcome:?}");
+            for (i, chunk) in recs.chunks(40).enumerate() {
+                let m = send_batch(&mut t, i as u64 + 1, chunk);
+                match &m {
+                    Ok(Msg::Ack { .. }) => {}
+                    _ => return Some(error_code(&m)),
+                }
+            }
+            None
+        };
+        let (out_a, out_b) = std::thread::scope(|s| {
+            let ta = s.spawn(|| send(&a.addr, &ra));
+            let tb = s.spawn(|| send(&b.addr, &rb));
+            (ta.join().unwrap(), tb.join().unwrap())
+        });
+        let (winner, loser) = match (&out_a, &out_b) {
+            (None, Some(_)) => (&ra, &out_b),
+            (Some(_), None) => (&rb, &out_a),
+            _ => panic!(
+                "round {round}: exactly one history must be acknowledged: {out_a:?} {out_b:?}"
+            ),
+        };
+        assert_eq!(
+            *loser,
+            Some(Some(Code::Conflict)),
+            "round {round}: the other history is refused as a conflict"
+        );
+        histories.push((host, winner.clone()));
+    }
+    let url = reader_url(&nats, d.path(), &ca);
+    let (_, dir) = stream_events(&url, d.path());
+    let (code, doc) = verify_json(&dir.join("chains"));
+    assert_eq!(code, 0, "{doc:#}");
+    for (host, winner) in &histories {
+        let (files, _) =
+            logseal::responder::verify_files::expand(&[dir.join("chains").join(host)]).unwrap();
+        let stored: Vec<Vec<u8>> = files.iter().flat_map(|f| records(f)).collect();
+        assert!(
+            stored == *winner,
+            "{host}: the stream holds exactly the acknowledged history ({} records, {} acknowledged)",
+            stored.len(),
+            winner.len()
+        );
+    }
+    a.stop();
+    b.stop();
 }

@@ -390,58 +390,6 @@ fn rsyslog_to_agent_to_collector() {
 
 // ---- Refusals ----------------------------------------------------------------
 
-type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-fn tls_client(ca: &Ca, cert: Option<(&Path, &Path)>, addr: &str) -> std::io::Result<Tls> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    use rustls_pki_types::pem::PemObject;
-    let cfg = match cert {
-        Some((c, k)) => logseal::transport::tls::client_config(&ca.ca(), c, k).unwrap(),
-        None => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots
-                .add(CertificateDer::from_pem_file(ca.ca()).unwrap())
-                .unwrap();
-            let _ = PrivateKeyDer::from_pem_file(ca.dir.join("collector.key")).unwrap();
-            Arc::new(
-                rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-            )
-        }
-    };
-    let conn =
-        rustls::ClientConnection::new(cfg, ServerName::try_from("collector").unwrap()).unwrap();
-    let sock = TcpStream::connect(addr)?;
-    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
-    Ok(rustls::StreamOwned::new(conn, sock))
-}
-
-/// Hello as `host`; the collector's answer.
-fn hello(t: &mut Tls, host: &str) -> Result<Msg, String> {
-    Msg::Hello {
-        min_version: proto::VERSION,
-        max_version: proto::VERSION,
-        host: host.into(),
-        software: "test".into(),
-    }
-    .write(t)
-    .and_then(|_| t.flush())
-    .map_err(|e| e.to_string())?;
-    read_msg(t)
-}
-
-fn error_code(m: &Result<Msg, String>) -> Option<Code> {
-    match m {
-        Ok(Msg::Error { code, .. }) => Code::from_u16(*code),
-        _ => None,
-    }
-}
-
 #[test]
 fn refusals_are_logged_and_the_collector_keeps_serving() {
     let d = TempDir::new("ship-refuse");
@@ -1283,26 +1231,6 @@ fn new_hosts_are_not_silent_at_once_and_repeated_alerts_are_counted() {
 }
 
 /// `logseal stamp` of `lines` onto the chain in `state`, appended to `out`.
-fn stamp(state: &Path, out: &Path, host: &str, lines: &str) {
-    let mut child = Command::new(bin())
-        .args(["stamp", "--host", host, "--seal-every", "2", "--state"])
-        .arg(state)
-        .arg("--out")
-        .arg(out)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
 /// A host's state restored from a copy re-seals epochs it had sealed: the
 /// collector refuses the other history, keeps it in quarantine with the
 /// proof — the stored seal and the received one of the same epoch, by the

@@ -25,18 +25,27 @@ pub enum LogFormat {
 /// Sets up logging to stderr: the level from `--log-level`, else the
 /// configuration's (both parsed already), in the format asked for.
 pub fn init(config_level: crate::util::config::LogLevel, log: &LogArgs) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = log.log_level.unwrap_or(config_level).tracing();
+    // The NATS client's own lines (every PING and request at debug) only
+    // from warnings up: logseal logs what it does with the stream itself.
+    let quiet = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("async_nats", tracing::Level::WARN);
     let fmt = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false);
     match log.log_format {
-        LogFormat::Text => fmt.init(),
+        LogFormat::Text => fmt.finish().with(quiet).init(),
         LogFormat::Json => fmt
             .json()
             .with_current_span(false)
             .with_span_list(false)
+            .finish()
+            .with(quiet)
             .init(),
     }
     Ok(())

@@ -5,10 +5,13 @@
 use super::agent::Agent;
 use super::bin;
 use logseal::cmd::pki::{self, Role};
-use logseal::transport::proto::{self, FrameReader, Msg};
+use logseal::transport::proto::{self, Code, FrameReader, Msg};
+use std::io::Write;
 use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A CA directory with certificates issued on demand.
@@ -369,4 +372,78 @@ pub fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
         String::from_utf8_lossy(&o.stderr)
     );
     (o.status.success(), text)
+}
+
+pub type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+pub fn tls_client(ca: &Ca, cert: Option<(&Path, &Path)>, addr: &str) -> std::io::Result<Tls> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls_pki_types::pem::PemObject;
+    let cfg = match cert {
+        Some((c, k)) => logseal::transport::tls::client_config(&ca.ca(), c, k).unwrap(),
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_file(ca.ca()).unwrap())
+                .unwrap();
+            let _ = PrivateKeyDer::from_pem_file(ca.dir.join("collector.key")).unwrap();
+            Arc::new(
+                rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+            )
+        }
+    };
+    let conn =
+        rustls::ClientConnection::new(cfg, ServerName::try_from("collector").unwrap()).unwrap();
+    let sock = TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(rustls::StreamOwned::new(conn, sock))
+}
+
+/// Hello as `host`; the collector's answer.
+pub fn hello(t: &mut Tls, host: &str) -> Result<Msg, String> {
+    Msg::Hello {
+        min_version: proto::VERSION,
+        max_version: proto::VERSION,
+        host: host.into(),
+        software: "test".into(),
+    }
+    .write(t)
+    .and_then(|_| t.flush())
+    .map_err(|e| e.to_string())?;
+    read_msg(t)
+}
+
+pub fn error_code(m: &Result<Msg, String>) -> Option<Code> {
+    match m {
+        Ok(Msg::Error { code, .. }) => Code::from_u16(*code),
+        _ => None,
+    }
+}
+
+/// `logseal stamp --seal-every 2` of `lines` for `host` with the state in
+/// `state`, appended to `out`.
+pub fn stamp(state: &Path, out: &Path, host: &str, lines: &str) {
+    let mut child = Command::new(bin())
+        .args(["stamp", "--host", host, "--seal-every", "2", "--state"])
+        .arg(state)
+        .arg("--out")
+        .arg(out)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
