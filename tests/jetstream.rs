@@ -73,8 +73,9 @@ fn reader_url(nats: &NatsCluster, d: &Path, ca: &Ca) -> String {
 }
 
 /// Every Event the stream holds, read as a responder does: `logseal store
-/// export` into a new directory.
-fn stream_events(url: &str, d: &Path) -> (Vec<(String, String)>, PathBuf) {
+/// export` into a new directory; `None` if the export failed (a node just
+/// killed: the stream is electing a leader).
+fn try_stream_events(url: &str, d: &Path) -> Option<(Vec<(String, String)>, PathBuf)> {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let to = d.join(format!(
         "export-{}",
@@ -85,12 +86,21 @@ fn stream_events(url: &str, d: &Path) -> (Vec<(String, String)>, PathBuf) {
         .arg(&to)
         .output()
         .unwrap();
-    assert!(
-        o.status.success(),
-        "store export: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (events_in(&to.join("chains")), to)
+    if !o.status.success() {
+        eprintln!("store export: {}", String::from_utf8_lossy(&o.stderr));
+        return None;
+    }
+    Some((events_in(&to.join("chains")), to))
+}
+
+/// [`try_stream_events`], which must succeed.
+fn stream_events(url: &str, d: &Path) -> (Vec<(String, String)>, PathBuf) {
+    try_stream_events(url, d).expect("store export")
+}
+
+/// Whether the stream holds at least `n` messages tagged `tag`.
+fn stream_holds(url: &str, d: &Path, tag: &str, n: usize) -> bool {
+    try_stream_events(url, d).is_some_and(|(evs, _)| numbers(&evs, tag).len() >= n)
 }
 
 /// An agent ships through two relays to collectors A and B sharing one
@@ -111,6 +121,7 @@ fn an_agent_fails_over_between_collectors_sharing_a_stream_mid_chain() {
         COLLECTOR_PASSWORD,
         "",
     );
+    let js = format!("{js}[liveness]\nstatus_interval = \"200ms\"\n");
     let (ra, rb) = (Relay::start(), Relay::start());
     let a = Collector::start(&d.path().join("a"), &ca, "127.0.0.1:0", &js);
     let b = Collector::start(&d.path().join("b"), &ca, "127.0.0.1:0", &js);
@@ -129,7 +140,7 @@ fn an_agent_fails_over_between_collectors_sharing_a_stream_mid_chain() {
     let stored = |n: usize| {
         let d = d.path().to_path_buf();
         let url = url.clone();
-        move || numbers(&stream_events(&url, &d).0, "fo").len() >= n
+        move || stream_holds(&url, &d, "fo", n)
     };
     send_tcp(&agent.addr("tcp"), "fo", 1, 3000);
     wait_until("the first messages in the stream through A", stored(3000));
@@ -137,6 +148,16 @@ fn an_agent_fails_over_between_collectors_sharing_a_stream_mid_chain() {
     ra.cut();
     send_tcp(&agent.addr("tcp"), "fo", 3001, 6000);
     wait_until("the next messages in the stream through B", stored(6000));
+    // A, cut off, still knows where the host stands: its status follows
+    // what B stored (A itself stored fewer than 6000 records).
+    let a_status = a.store.join("status.json");
+    wait_until("A's status following the stream", || {
+        std::fs::read(&a_status)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["hosts"][0]["chains"][0]["next_seq"].as_u64())
+            .is_some_and(|n| n >= 6000)
+    });
     // One NATS node dies: the stream (3 replicas) goes on with two.
     nats.kill9(2);
     send_tcp(&agent.addr("tcp"), "fo", 6001, 9000);
@@ -150,9 +171,9 @@ fn an_agent_fails_over_between_collectors_sharing_a_stream_mid_chain() {
     agent.stop();
     let url = reader_url(&nats, d.path(), &ca);
     wait_until("the shutdown seal in the stream", || {
-        let (_, dir) = stream_events(&url, d.path());
-        let (_, doc) = verify_json(&dir.join("chains"));
-        doc["chains"][0]["ended_cleanly"] == true
+        try_stream_events(&url, d.path()).is_some_and(|(_, dir)| {
+            verify_json(&dir.join("chains")).1["chains"][0]["ended_cleanly"] == true
+        })
     });
     let (evs, dir) = stream_events(&url, d.path());
     assert_exactly(&evs, "fo", 12_000);
@@ -195,6 +216,23 @@ fn an_agent_fails_over_between_collectors_sharing_a_stream_mid_chain() {
         .filter(|r| r["message"].as_str().is_some_and(|m| m.contains("msg-fo-")))
         .count();
     assert_eq!(shown, 12_000);
+    // Exported as a store with A's checkpoint log: verified as a store.
+    let with_log = d.path().join("with-log");
+    let o = Command::new(bin())
+        .args(["store", "export", "--from", &url, "--to"])
+        .arg(&with_log)
+        .arg("--checkpoints-from")
+        .arg(&a.store)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!with_log.join("checkpoints/signer.state").exists());
+    let (code, doc) = verify_json(&with_log);
+    assert_eq!(code, 0, "{doc:#}");
+    assert!(
+        !doc["checkpoint_log"].as_array().unwrap().is_empty(),
+        "{doc:#}"
+    );
     // Export refuses a directory that holds something.
     let o = Command::new(bin())
         .args(["store", "export", "--from", &url, "--to"])
@@ -232,7 +270,7 @@ fn the_stream_refuses_deletes_and_purges_and_a_loose_stream_is_refused() {
     send_tcp(&agent.addr("tcp"), "deny", 1, 500);
     let url = reader_url(&nats, d.path(), &ca);
     wait_until("messages in the stream", || {
-        numbers(&stream_events(&url, d.path()).0, "deny").len() >= 500
+        stream_holds(&url, d.path(), "deny", 500)
     });
     agent.stop();
     let options = |user: &str, password: &str| {

@@ -968,6 +968,48 @@ fn shipped_collector_config_and_ship_section_parse_and_bad_keys_are_named() {
         format!("{:?}", minimal.witness.every),
         "the documented default is the built-in one"
     );
+    // So is the commented [jetstream] example (its defaults the built-in ones).
+    let jet: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# [jetstream]"))
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let with = CollectorConfig::parse(
+        &format!("[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n{jet}"),
+        Path::new("collector.toml"),
+    )
+    .unwrap();
+    let j = with.jetstream.expect("[jetstream]");
+    assert_eq!(j.servers.len(), 3, "{jet}");
+    let url = format!("nats://{}", j.servers[0].trim_start_matches("tls://"));
+    let bare = logseal::storage::jetstream::JetStreamConfig::from_url(&url).unwrap();
+    assert_eq!(
+        (j.stream, j.replicas, j.timeout),
+        (bare.stream, bare.replicas, bare.timeout),
+        "the documented defaults are the built-in ones"
+    );
+    // Bad [jetstream] values are named.
+    for (bad, key) in [
+        ("servers = []", "jetstream.servers"),
+        ("servers = [\"a:1,b:2\"]", "jetstream.servers"),
+        ("servers = [\"a:1\"]\nstream = \"a.b\"", "jetstream.stream"),
+        ("servers = [\"a:1\"]\nreplicas = 0", "jetstream.replicas"),
+        ("servers = [\"a:1\"]\ncert = \"c\"", "jetstream.cert"),
+        (
+            "servers = [\"a:1\"]\ntimeout = \"500ms\"",
+            "jetstream.timeout",
+        ),
+    ] {
+        let e = CollectorConfig::parse(
+            &format!("[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[jetstream]\n{bad}\n"),
+            Path::new("collector.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(key), "{bad}: {e}");
+    }
     // The commented [ship] example of agent.toml, uncommented, is valid.
     let agent = std::fs::read_to_string(root.join("config/agent.toml")).unwrap();
     let ship: String = agent

@@ -10,8 +10,11 @@ use std::process::ExitCode;
 pub enum StoreCmd {
     /// Write every chain of a JetStream store into a new directory as
     /// segment files (DIR/chains/HOST/CHAIN/) with DIR/export.json; `logseal
-    /// verify DIR` then judges what the stream holds, offline. Exit 1 if a
-    /// chain's message could not be read (the others are written).
+    /// verify DIR` then judges what the stream holds, offline. With
+    /// --checkpoints-from, DIR is laid out as a store (DIR/hosts/…) with that
+    /// collector's checkpoint log, and `verify DIR` checks the chains
+    /// against it too. Exit 1 if a chain's message could not be read (the
+    /// others are written).
     Export {
         /// The stream: nats://[USER@]HOST:PORT[,HOST:PORT…][/STREAM]
         /// [?ca=F&cert=F&key=F&password_file=F].
@@ -20,14 +23,29 @@ pub enum StoreCmd {
         /// A directory that does not exist yet, or is empty.
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
+        /// The store directory of a collector writing to the stream: its
+        /// checkpoint log (STORE/checkpoints/log/, not its key) is copied in.
+        #[arg(long, value_name = "STORE")]
+        checkpoints_from: Option<PathBuf>,
     },
 }
 
 /// Runs `logseal store`.
 pub fn run(c: StoreCmd) -> anyhow::Result<ExitCode> {
     match c {
-        StoreCmd::Export { from, to } => {
-            let exported = export(&from, &to)?;
+        StoreCmd::Export {
+            from,
+            to,
+            checkpoints_from,
+        } => {
+            let layout = match checkpoints_from {
+                Some(_) => "hosts",
+                None => "chains",
+            };
+            let exported = export(&from, &to, layout)?;
+            if let Some(store) = &checkpoints_from {
+                copy_checkpoint_log(store, &to)?;
+            }
             let chains = exported.chains.len();
             let records: u64 = exported.chains.iter().map(|c| c.records).sum();
             let problems: Vec<_> = exported
@@ -58,10 +76,39 @@ pub fn run(c: StoreCmd) -> anyhow::Result<ExitCode> {
 }
 
 /// Exports the stream a `nats://` URL names into `to`.
-pub fn export(url: &str, to: &Path) -> anyhow::Result<jetstream::Exported> {
+pub fn export(url: &str, to: &Path, layout: &str) -> anyhow::Result<jetstream::Exported> {
     let cfg = JetStreamConfig::from_url(url)?;
     let jet = JetStream::open(&cfg, false)?;
-    jetstream::export(&jet, to).with_context(|| format!("exporting {url}"))
+    jetstream::export(&jet, to, layout).with_context(|| format!("exporting {url}"))
+}
+
+/// Copies the segment files of a collector's checkpoint log (nothing else:
+/// not its key state) from `store` into `to`, as a store holds them.
+fn copy_checkpoint_log(store: &Path, to: &Path) -> anyhow::Result<()> {
+    let from = store.join(crate::collector::checkpoints::DIR).join("log");
+    let dest = to.join(crate::collector::checkpoints::DIR).join("log");
+    std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+    let entries = std::fs::read_dir(&from).with_context(|| {
+        format!(
+            "{}: the checkpoint log of a collector's store (--checkpoints-from)",
+            from.display()
+        )
+    })?;
+    let mut n = 0;
+    for e in entries {
+        let p = e?.path();
+        let regular = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file());
+        if regular && p.extension().is_some_and(|x| x == "seg") {
+            let name = p.file_name().unwrap_or_default();
+            std::fs::copy(&p, dest.join(name))
+                .with_context(|| format!("copying {}", p.display()))?;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        anyhow::bail!("{}: no segment file (no checkpoint log)", from.display());
+    }
+    Ok(())
 }
 
 /// Whether a command-line path is a `nats://` store URL.
@@ -80,7 +127,7 @@ pub fn materialize(paths: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<TempD
             continue;
         };
         let t = TempDir::new()?;
-        let exported = export(url, &t.0)?;
+        let exported = export(url, &t.0, "chains")?;
         if let Some(c) = exported.chains.iter().find(|c| c.problem.is_some()) {
             eprintln!(
                 "logseal: {url}: host {} chain {}: {} (judged up to there)",

@@ -1214,6 +1214,9 @@ impl Store {
     /// Every host the store holds, sorted by name, as `status.json` and the
     /// metrics report it; `report` logs each host that just fell silent.
     pub fn survey(&self, silent_after: std::time::Duration, report: bool) -> Vec<HostStatus> {
+        if let (Some(jet), true) = (&self.jet, report) {
+            self.refresh_from_stream(jet);
+        }
         let now = now_ns();
         let limit = i64::try_from(silent_after.as_nanos()).unwrap_or(i64::MAX);
         let chains = lock(&self.chains).clone();

@@ -116,6 +116,22 @@ pub enum JetStreamConfigError {
     },
 }
 
+/// `url` with the password of its user part (if it has one) replaced by
+/// `***`, for messages.
+fn without_password(url: &str) -> String {
+    let Some(rest) = url.strip_prefix("nats://") else {
+        return url.into();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("nats://{user}:***@{}", &rest[userinfo.len() + 1..])
+        }
+        _ => url.into(),
+    }
+}
+
 impl JetStreamConfig {
     /// Checks values that parse but cannot work.
     pub fn check(&self) -> Result<(), JetStreamConfigError> {
@@ -174,7 +190,7 @@ impl JetStreamConfig {
     /// Reads `nats://[USER@]HOST:PORT[,HOST:PORT…][/STREAM][?ca=F&cert=F&key=F&password_file=F]`.
     pub fn from_url(url: &str) -> Result<JetStreamConfig, JetStreamConfigError> {
         let fail = |problem: &str| JetStreamConfigError::Url {
-            url: url.into(),
+            url: without_password(url),
             problem: problem.into(),
         };
         let rest = url
@@ -387,6 +403,22 @@ impl JetStream {
         })
     }
 
+    /// Runs a request to completion on the client's runtime. From a thread
+    /// that is itself inside a runtime (the collector's status task), on a
+    /// short-lived thread of its own: a runtime cannot block inside another.
+    fn block<T: Send>(&self, f: impl std::future::Future<Output = T> + Send) -> T {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.rt.block_on(f);
+        }
+        std::thread::scope(|s| {
+            let t = s.spawn(|| self.rt.block_on(f));
+            match t.join() {
+                Ok(v) => v,
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        })
+    }
+
     /// Largest payload of one message.
     pub fn chunk(&self) -> usize {
         self.chunk
@@ -417,7 +449,7 @@ impl JetStream {
         after: u64,
     ) -> Result<Option<ChainMessage>, JetStreamError> {
         let subject = subject(host, chain);
-        let got = self.rt.block_on(
+        let got = self.block(
             self.stream
                 .raw_message_builder()
                 .sequence(after.saturating_add(1))
@@ -430,9 +462,7 @@ impl JetStream {
     /// The chain's last message (`None`: the stream holds nothing of it).
     pub fn last(&self, host: &str, chain: ChainId) -> Result<Option<ChainMessage>, JetStreamError> {
         let subject = subject(host, chain);
-        let got = self
-            .rt
-            .block_on(self.stream.get_last_raw_message_by_subject(&subject));
+        let got = self.block(self.stream.get_last_raw_message_by_subject(&subject));
         self.read(got, &subject, "reading the chain's last message")
     }
 
@@ -512,7 +542,7 @@ impl JetStream {
             serde_json::to_string(tip).unwrap_or_default(),
         );
         let subject = subject(host, chain);
-        let ack = self.rt.block_on(async {
+        let ack = self.block(async {
             let fut = self
                 .ctx
                 .publish_with_headers(subject.clone(), h, payload.into())
@@ -533,7 +563,7 @@ impl JetStream {
     pub fn chains(&self) -> Result<Vec<(String, ChainId)>, JetStreamError> {
         use futures_util::StreamExt;
         let filter = format!("{SUBJECT_PREFIX}.>");
-        let got: Result<Vec<(String, ChainId)>, JetStreamError> = self.rt.block_on(async {
+        let got: Result<Vec<(String, ChainId)>, JetStreamError> = self.block(async {
             let mut subjects = self
                 .stream
                 .info_with_subjects(&filter)
@@ -748,10 +778,14 @@ pub enum ExportError {
 pub const EXPORT_MANIFEST: &str = "export.json";
 
 /// Writes every chain of the stream as segment files, one directory per
-/// chain (`DIR/chains/<host>/<chain>/`), and `DIR/export.json`; `dir` must
-/// not exist or be empty. Records are written as the stream holds them, so
+/// chain (`DIR/<layout>/<host>/<chain>/`: `chains`, or `hosts` as in a
+/// store), and `DIR/export.json`; `dir` must not exist or be empty. Records are written as the stream holds them, so
 /// that `logseal verify DIR` judges exactly what the stream holds.
-pub fn export(jet: &JetStream, dir: &std::path::Path) -> Result<Exported, ExportError> {
+pub fn export(
+    jet: &JetStream,
+    dir: &std::path::Path,
+    layout: &str,
+) -> Result<Exported, ExportError> {
     use crate::storage::segment_log::{LogOptions, SegmentLog};
     use crate::storage::writer::RecordLog;
     let werr = |path: &std::path::Path, cause: &dyn std::fmt::Display| ExportError::Write {
@@ -764,13 +798,13 @@ pub fn export(jet: &JetStream, dir: &std::path::Path) -> Result<Exported, Export
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(werr(dir, &e)),
     }
-    std::fs::create_dir_all(dir.join("chains")).map_err(|e| werr(dir, &e))?;
+    std::fs::create_dir_all(dir.join(layout)).map_err(|e| werr(dir, &e))?;
     let mut out = Exported {
         stream: jet.name().to_string(),
         chains: Vec::new(),
     };
     for (host, chain) in jet.chains()? {
-        let cdir = dir.join("chains").join(&host).join(chain.to_string());
+        let cdir = dir.join(layout).join(&host).join(chain.to_string());
         let opts = LogOptions {
             segment_bytes: 256 << 20,
             write_behind: false,
@@ -809,4 +843,65 @@ pub fn export(jet: &JetStream, dir: &std::path::Path) -> Result<Exported, Export
     crate::storage::fsutil::write_atomic(&dir.join(EXPORT_MANIFEST), &manifest, "export")
         .map_err(|e| werr(&dir.join(EXPORT_MANIFEST), &e))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_servers_stream_and_files_but_never_a_password() {
+        let c = JetStreamConfig::from_url(
+            "nats://reader@10.0.0.1:4222,10.0.0.2:4222/EVIDENCE?ca=/c.pem&cert=/r.crt&key=/r.key&password_file=/pw",
+        )
+        .unwrap();
+        assert_eq!(c.servers, ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]);
+        assert_eq!(c.stream, "EVIDENCE");
+        assert_eq!(c.user.as_deref(), Some("reader"));
+        assert_eq!(c.password_file, Some(PathBuf::from("/pw")));
+        assert_eq!(c.cert, Some(PathBuf::from("/r.crt")));
+        let d = JetStreamConfig::from_url("nats://127.0.0.1:4222").unwrap();
+        assert_eq!((d.stream.as_str(), d.user), (DEFAULT_STREAM, None));
+        for (bad, says) in [
+            ("nats://u:secret@h:1", "password"),
+            ("nats://h:1?token=x", "unknown parameter"),
+            ("nats://h:1?ca", "KEY=VALUE"),
+            ("nats://h:1/a.b", "jetstream.stream"),
+            ("nats://h:1?cert=/c", "cert and key"),
+            ("nats://h:1?password_file=/p", "needs a user"),
+            ("nats://h", "nats://HOST:PORT"),
+            ("http://h:1", "not a nats:// URL"),
+        ] {
+            let e = JetStreamConfig::from_url(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn subjects_and_payloads_round_trip_and_junk_is_refused() {
+        let id = ChainId([0xab; 16]);
+        let s = subject("web-01.example.org", id);
+        assert_eq!(parse_subject(&s), Some(("web-01.example.org".into(), id)));
+        for junk in [
+            "logseal.chain.web",
+            "logseal.chain.WEB.abab",
+            "other.x.y",
+            "logseal.chain..ab",
+        ] {
+            assert_eq!(parse_subject(junk), None, "{junk}");
+        }
+        let mut p = Vec::new();
+        encode_frame(FRAME_RECORD, b"one", &mut p);
+        encode_frame(FRAME_RECORD, b"two", &mut p);
+        assert_eq!(
+            decode_payload(&p).unwrap(),
+            [b"one".to_vec(), b"two".to_vec()]
+        );
+        assert!(decode_payload(&p[..p.len() - 1]).is_err(), "a torn frame");
+        assert!(decode_payload(&[]).is_err(), "no record");
+        let mut other = Vec::new();
+        encode_frame(crate::chain::frame::FRAME_REDACTED, &[0; 57], &mut other);
+        assert!(decode_payload(&other).is_err(), "not a record frame");
+    }
 }

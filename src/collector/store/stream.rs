@@ -87,6 +87,39 @@ impl Store {
         Ok(Some(slot))
     }
 
+    /// Brings every chain of the hosts this collector knows up to the stream
+    /// (what other collectors stored since, or the chain's last message if
+    /// it was not read yet), so that liveness and status judge a host by
+    /// what the whole cluster holds of it, not by what reached this
+    /// collector. One request per chain; a chain that cannot be read now is
+    /// left as it is.
+    pub(super) fn refresh_from_stream(&self, jet: &JetStream) {
+        let known: Vec<(String, Vec<ChainId>)> = lock(&self.hosts)
+            .iter()
+            .map(|(h, i)| (h.clone(), i.chains.clone()))
+            .collect();
+        let mut failed = 0;
+        for (host, chains) in known {
+            for chain in chains {
+                let cached = lock(&self.chains).get(&chain).cloned();
+                let ok = match cached {
+                    Some(slot) => {
+                        let mut s = lock(&slot);
+                        s.broken.is_some() || self.catch_up(&mut s).is_ok()
+                    }
+                    None => self.stream_slot(jet, &host, chain).is_ok(),
+                };
+                failed += usize::from(!ok);
+            }
+        }
+        if failed > 0 {
+            tracing::warn!(
+                chains = failed,
+                "could not read chains from the stream for the status"
+            );
+        }
+    }
+
     /// Applies what other collectors appended to the chain since its slot's
     /// last message, through the tip check. A message that does not continue
     /// the chain marks it damaged (and raises an alert).
