@@ -389,6 +389,43 @@ fn the_stream_refuses_deletes_and_purges_and_a_loose_stream_is_refused() {
         err.contains("stream LOOSE") && err.contains("deny_delete"),
         "{err}"
     );
+    // Whoever can publish on the stream (the collectors' credentials, taken)
+    // adds junk to the chain and a subject in another spelling: `verify` of
+    // the stream fails, naming both, though the chain's records before the
+    // junk still verify.
+    let chain_dir = std::fs::read_dir(dir.join("chains/web-deny"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    rt.block_on(async {
+        let o = options("logseal-collector", COLLECTOR_PASSWORD);
+        let client = o.connect(nats.clients.clone()).await.unwrap();
+        let ctx = jetstream::new(client);
+        for subject in [
+            format!("logseal.chain.web-deny.{chain_dir}"),
+            format!("logseal.chain.web-deny.{}", chain_dir.to_uppercase()),
+        ] {
+            ctx.publish(subject, "not a record".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+    let o = Command::new(bin()).args(["verify", &url]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("payload frame 0"), "{err}");
+    assert!(err.contains("name no chain"), "{err}");
+    let o = Command::new(bin())
+        .args(["inspect", &url])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
 }
 
 /// One host's state restored from a copy (so two histories under one key
@@ -461,9 +498,19 @@ fn two_histories_racing_through_two_collectors_leave_one_in_the_stream() {
         let (winner, loser) = match (&out_a, &out_b) {
             (None, Some(_)) => (&ra, &out_b),
             (Some(_), None) => (&rb, &out_a),
-            _ => panic!(
-                "round {round}: exactly one history must be acknowledged: {out_a:?} {out_b:?}"
-            ),
+            _ => {
+                let errors = |t: String| -> String {
+                    t.lines()
+                        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                panic!(
+                    "round {round}: exactly one history must be acknowledged: {out_a:?} {out_b:?}\nA:\n{}\nB:\n{}",
+                    errors(a.log_text()),
+                    errors(b.log_text())
+                )
+            }
         };
         assert_eq!(
             *loser,
@@ -472,10 +519,40 @@ fn two_histories_racing_through_two_collectors_leave_one_in_the_stream() {
         );
         histories.push((host, winner.clone()));
     }
+    // A batch larger than one message of the server (max_payload 1 MiB):
+    // cut into several, each at the chain's tip, and acknowledged whole.
+    let host = "big-batch".to_string();
+    let w = d.path().join(&host);
+    let log = w.join("big.seg");
+    let lines: String = (0..8000).map(|i| format!("a small record {i}\n")).collect();
+    stamp(&w.join("state"), &log, &host, &lines);
+    let big = records(&log);
+    let bytes: usize = big.iter().map(|r| r.len() + 9).sum();
+    assert!(bytes > 1 << 20, "{bytes} bytes: more than one message");
+    let (cert, key) = ca.agent(&host);
+    let mut t = tls_client(&ca, Some((&cert, &key)), &a.addr).unwrap();
+    assert!(matches!(hello(&mut t, &host), Ok(Msg::Welcome { .. })));
+    let m = send_batch(&mut t, 1, &big);
+    assert!(
+        matches!(m, Ok(Msg::Ack { next_seq, .. }) if next_seq == big.len() as u64),
+        "{m:?}"
+    );
+    histories.push((host, big));
     let url = reader_url(&nats, d.path(), &ca);
     let (_, dir) = stream_events(&url, d.path());
     let (code, doc) = verify_json(&dir.join("chains"));
     assert_eq!(code, 0, "{doc:#}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("export.json")).unwrap()).unwrap();
+    let big_messages = manifest["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["host"] == "big-batch")
+        .unwrap()["messages"]
+        .as_u64()
+        .unwrap();
+    assert!(big_messages >= 2, "{manifest:#}");
     for (host, winner) in &histories {
         let (files, _) =
             logseal::responder::verify_files::expand(&[dir.join("chains").join(host)]).unwrap();

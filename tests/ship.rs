@@ -983,7 +983,10 @@ fn shipped_collector_config_and_ship_section_parse_and_bad_keys_are_named() {
     .unwrap();
     let j = with.jetstream.expect("[jetstream]");
     assert_eq!(j.servers.len(), 3, "{jet}");
-    let url = format!("nats://{}", j.servers[0].trim_start_matches("tls://"));
+    let url = format!(
+        "nats://{}?plaintext=yes",
+        j.servers[0].trim_start_matches("tls://")
+    );
     let bare = logseal::storage::jetstream::JetStreamConfig::from_url(&url).unwrap();
     assert_eq!(
         (j.stream, j.replicas, j.timeout),
@@ -998,9 +1001,10 @@ fn shipped_collector_config_and_ship_section_parse_and_bad_keys_are_named() {
         ("servers = [\"a:1\"]\nreplicas = 0", "jetstream.replicas"),
         ("servers = [\"a:1\"]\ncert = \"c\"", "jetstream.cert"),
         (
-            "servers = [\"a:1\"]\ntimeout = \"500ms\"",
+            "servers = [\"a:1\"]\nallow_plaintext = true\ntimeout = \"500ms\"",
             "jetstream.timeout",
         ),
+        ("servers = [\"a:1\"]", "TLS is required"),
     ] {
         let e = CollectorConfig::parse(
             &format!("[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[jetstream]\n{bad}\n"),

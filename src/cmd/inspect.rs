@@ -19,7 +19,7 @@ pub struct InspectArgs {
 
 /// Runs `logseal inspect`: exit 1 if a file could not be read.
 pub fn run(a: InspectArgs) -> anyhow::Result<ExitCode> {
-    let (paths, _exported) = crate::cmd::store::materialize(&a.paths)?;
+    let (paths, _exported, incomplete) = crate::cmd::store::materialize(&a.paths)?;
     let (files, skipped) = verify_files::expand(&paths)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -29,6 +29,9 @@ pub fn run(a: InspectArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
         r => r?,
     };
+    if incomplete {
+        return Ok(ExitCode::from(1));
+    }
     if unreadable > 0 {
         eprintln!("logseal inspect: {unreadable} file(s) could not be read (listed in the output)");
         return Ok(ExitCode::from(1));

@@ -48,23 +48,14 @@ pub fn run(c: StoreCmd) -> anyhow::Result<ExitCode> {
             }
             let chains = exported.chains.len();
             let records: u64 = exported.chains.iter().map(|c| c.records).sum();
-            let problems: Vec<_> = exported
-                .chains
-                .iter()
-                .filter(|c| c.problem.is_some())
-                .collect();
+            let problems = exported.problems();
             println!(
                 "exported {chains} chain(s), {records} record(s) of stream {} to {}",
                 exported.stream,
                 to.display()
             );
-            for c in &problems {
-                eprintln!(
-                    "logseal store export: host {} chain {}: {}",
-                    c.host,
-                    c.chain,
-                    c.problem.as_deref().unwrap_or_default()
-                );
+            for p in &problems {
+                eprintln!("logseal store export: {p}");
             }
             Ok(if problems.is_empty() {
                 ExitCode::SUCCESS
@@ -117,10 +108,13 @@ pub fn is_url(p: &Path) -> bool {
 }
 
 /// Paths with every `nats://` store exported into a temporary directory
-/// (kept while the returned guard lives), for `verify` and `inspect`.
-pub fn materialize(paths: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<TempDir>)> {
+/// (kept while the returned guards live), for `verify` and `inspect`; true
+/// if a stream could not be exported whole (each problem on stderr): the
+/// run must not pass.
+pub fn materialize(paths: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<TempDir>, bool)> {
     let mut out = Vec::new();
     let mut temps = Vec::new();
+    let mut incomplete = false;
     for p in paths {
         let Some(url) = p.to_str().filter(|_| is_url(p)) else {
             out.push(p.clone());
@@ -128,18 +122,14 @@ pub fn materialize(paths: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<TempD
         };
         let t = TempDir::new()?;
         let exported = export(url, &t.0, "chains")?;
-        if let Some(c) = exported.chains.iter().find(|c| c.problem.is_some()) {
-            eprintln!(
-                "logseal: {url}: host {} chain {}: {} (judged up to there)",
-                c.host,
-                c.chain,
-                c.problem.as_deref().unwrap_or_default()
-            );
+        for problem in exported.problems() {
+            eprintln!("logseal: {url}: {problem}");
+            incomplete = true;
         }
         out.push(t.0.join("chains"));
         temps.push(t);
     }
-    Ok((out, temps))
+    Ok((out, temps, incomplete))
 }
 
 /// A directory removed when dropped.

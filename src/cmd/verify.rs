@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
     /// Segment files or directories (searched recursively), or a JetStream
-    /// store: nats://[USER@]HOST:PORT[,HOST:PORT…][/STREAM][?ca=F&cert=F&
-    /// key=F&password_file=F] (exported to a temporary directory first).
+    /// store as a nats:// URL (its form: `logseal store export --help`),
+    /// exported to a temporary directory first.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// One JSON document instead of text.
@@ -214,9 +214,23 @@ fn parse_memory(s: &str) -> Result<u64, String> {
 
 /// Runs `logseal verify`: exit 0 intact, 1 not (the report says why).
 pub fn run(mut a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    // A nats:// store is exported to a temporary directory and judged there.
-    let (paths, _exported) = crate::cmd::store::materialize(&a.paths)?;
+    // A nats:// store is exported to a temporary directory and judged there;
+    // what could not be exported fails the run.
+    let (paths, _exported, incomplete) = crate::cmd::store::materialize(&a.paths)?;
     a.paths = paths;
+    if incomplete {
+        let code = run_paths(a)?;
+        return Ok(if code == ExitCode::SUCCESS {
+            ExitCode::from(1)
+        } else {
+            code
+        });
+    }
+    run_paths(a)
+}
+
+/// Runs `logseal verify` on files and directories.
+fn run_paths(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let live = a.live.then(|| Live {
         now_ns: a.now_ns.unwrap_or_else(crate::util::timefmt::now_ns),
         max_age_ns: i64::try_from(

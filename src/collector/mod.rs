@@ -439,6 +439,28 @@ fn open_store(cfg: &CollectorConfig) -> Result<(Store, TlsSource), CollectorErro
 /// The witness thread, and the sender whose drop stops it.
 type WitnessThread = (std::thread::JoinHandle<()>, std_mpsc::Sender<()>);
 
+/// With `[jetstream]`, a thread that brings the chains of known hosts up to
+/// the stream every `status_interval` ([`Store::refresh`]), off the status
+/// task: a slow stream delays the status, never the watchdog or a stop.
+fn start_refresh(
+    cfg: &CollectorConfig,
+    shared: &Arc<Shared>,
+) -> Result<Option<WitnessThread>, CollectorError> {
+    if cfg.jetstream.is_none() {
+        return Ok(None);
+    }
+    let (stop, stopped) = std_mpsc::channel::<()>();
+    let (shared, every) = (shared.clone(), cfg.liveness.status_interval);
+    let thread = std::thread::Builder::new()
+        .name("logseal-refresh".into())
+        .spawn(move || {
+            while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                shared.store.refresh();
+            }
+        })?;
+    Ok(Some((thread, stop)))
+}
+
 /// Starts the witness thread if `[witness]` names peers (docs/FORMAT.md
 /// §7.4).
 fn start_witness(
@@ -544,7 +566,10 @@ pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
             .name("logseal-checkpoint".into())
             .spawn(move || checkpoints::run(checkpoint_log, &shared.store, &stop_rx))?
     };
-    let witness = start_witness(&cfg, &shared)?;
+    let background: Vec<_> = [start_witness(&cfg, &shared)?, start_refresh(&cfg, &shared)?]
+        .into_iter()
+        .flatten()
+        .collect();
 
     let silent_after = cfg.liveness.heartbeat * cfg.liveness.silent_after;
     let certificates = watched(&cfg.tls);
@@ -584,10 +609,10 @@ pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
     }
     // What the witness recorded goes into the last checkpoint, which names
     // what the sessions stored; then the chains' tips are saved.
-    if let Some((thread, stop)) = witness {
+    for (thread, stop) in background {
         drop(stop);
         if thread.join().is_err() {
-            tracing::error!("the witness thread panicked");
+            tracing::error!("a background thread (witness, stream refresh) panicked");
         }
     }
     drop(checkpoint_stop);

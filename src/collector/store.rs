@@ -361,22 +361,19 @@ impl Store {
             }),
         };
         if let Some(jet) = &store.jet {
-            // Chains are read from the stream when a host sends one.
-            let chains = jet.chains().map_err(io::Error::other)?;
-            let mut hosts = lock(&store.hosts);
-            for (host, id) in &chains {
-                hosts
-                    .entry(host.clone())
-                    .or_insert_with(HostInfo::new)
-                    .chains
-                    .push(*id);
+            // Chains of a file store would be ignored: refused, not hidden.
+            if let Some(h) = read_dir_names(&root.join("hosts"))?.first() {
+                return Err(io::Error::other(format!(
+                    "{} holds chains of a file store (host {h}, …), which a collector with \
+                     [jetstream] would not serve: keep that store, and give this collector \
+                     another store directory",
+                    root.join("hosts").display()
+                )));
             }
-            drop(hosts);
-            tracing::info!(
-                chains = chains.len(),
-                stream = jet.name(),
-                "store opened on JetStream"
-            );
+            // Chains are read from the stream when a host sends one, and by
+            // the refresh thread.
+            let n = store.know_listed(jet).map_err(io::Error::other)?;
+            tracing::info!(chains = n, stream = jet.name(), "store opened on JetStream");
             return Ok(store);
         }
         let mut n = 0;
@@ -572,12 +569,22 @@ impl Store {
                     return Err(self.refuse(host, batch, fault));
                 }
             };
-            new_records += checked.new.len();
             let Some(jet) = &self.jet else {
-                self.append_files(&mut s, batch.chain, checked)?;
+                new_records = checked.new.len();
+                if let Err(e) = append_files(&mut s, checked) {
+                    // The slot's lock is released first: eviction takes it.
+                    drop(s);
+                    self.evict(batch.chain);
+                    return Err(refused(
+                        Code::Storage,
+                        format!("appending to the store: {e}"),
+                    ));
+                }
                 break;
             };
-            match self.publish(jet, &mut s, host, batch.chain, checked) {
+            let published = self.publish(jet, &mut s, host, batch.chain, checked);
+            new_records += published.as_ref().map_or(0, |p| p.1);
+            match published.map(|p| p.0) {
                 Ok(true) => break,
                 Ok(false) if attempt < 8 => {
                     caught_up = true;
@@ -610,32 +617,6 @@ impl Store {
             new_records,
             end,
         })
-    }
-
-    /// Appends checked records to the chain's files.
-    fn append_files(
-        &self,
-        s: &mut Slot,
-        chain: ChainId,
-        checked: Checked<'_>,
-    ) -> Result<(), Refused> {
-        let Backing::Files(log) = &mut s.log else {
-            return Err(refused(Code::Storage, "not a file store"));
-        };
-        for (_, _, rec) in &checked.new {
-            if let Err(e) = log.append_raw(rec) {
-                self.evict(chain);
-                return Err(refused(
-                    Code::Storage,
-                    format!("appending to the store: {e}"),
-                ));
-            }
-        }
-        for (seq, leaf, _) in &checked.new {
-            remember(&mut s.recent, *seq, *leaf);
-        }
-        s.tip = checked.tip;
-        Ok(())
     }
 
     /// A batch refused: quarantined, or recorded as a fork, with the answer.
@@ -679,6 +660,14 @@ impl Store {
             return Ok(Some(s));
         }
         if let Some(jet) = &self.jet {
+            // A chain id is one host's, on a stream as in files.
+            let owner = lock(&self.hosts)
+                .iter()
+                .find(|(name, h)| *name != host && h.chains.contains(&chain))
+                .map(|(name, _)| name.clone());
+            if let Some(owner) = owner {
+                return Err(self.not_yours(host, chain, &owner));
+            }
             return self.stream_slot(jet, host, chain);
         }
         let owner = lock(&self.hosts)
@@ -1211,12 +1200,17 @@ impl Store {
         }
     }
 
+    /// On a stream: brings the chains of every host up to what the whole
+    /// cluster stored (see `store::stream`); nothing on a file store.
+    pub fn refresh(&self) {
+        if let Some(jet) = &self.jet {
+            self.refresh_from_stream(jet);
+        }
+    }
+
     /// Every host the store holds, sorted by name, as `status.json` and the
     /// metrics report it; `report` logs each host that just fell silent.
     pub fn survey(&self, silent_after: std::time::Duration, report: bool) -> Vec<HostStatus> {
-        if let (Some(jet), true) = (&self.jet, report) {
-            self.refresh_from_stream(jet);
-        }
         let now = now_ns();
         let limit = i64::try_from(silent_after.as_nanos()).unwrap_or(i64::MAX);
         let chains = lock(&self.chains).clone();
@@ -1421,6 +1415,22 @@ struct Checked<'b> {
     cuts: Vec<(usize, Tip)>,
 }
 
+/// Appends checked records to the chain's files (the caller evicts the
+/// chain on an error, once it released the slot's lock).
+fn append_files(s: &mut Slot, checked: Checked<'_>) -> io::Result<()> {
+    let Backing::Files(log) = &mut s.log else {
+        return Err(io::Error::other("not a file store"));
+    };
+    for (_, _, rec) in &checked.new {
+        log.append_raw(rec)?;
+    }
+    for (seq, leaf, _) in &checked.new {
+        remember(&mut s.recent, *seq, *leaf);
+    }
+    s.tip = checked.tip;
+    Ok(())
+}
+
 /// Adds a stored record's leaf to the recent ones (at most [`RECENT`]).
 fn remember(recent: &mut VecDeque<(u64, Digest)>, seq: u64, leaf: Digest) {
     if recent.len() == RECENT {
@@ -1443,7 +1453,8 @@ fn check_batch<'b>(
     let mut cuts = Vec::new();
     let mut bytes = 0usize;
     for (i, (rec, &leaf)) in batch.records.iter().zip(leaves).enumerate() {
-        let framed = rec.len() + crate::chain::frame::FRAME_HEADER;
+        // What the record takes in a message: frame header, type byte, record.
+        let framed = crate::chain::frame::FRAME_HEADER + 1 + rec.len();
         if bytes > 0 && bytes.saturating_add(framed) > chunk {
             cuts.push((new.len(), tip.clone()));
             bytes = 0;

@@ -18,9 +18,14 @@
 //!   meanwhile, JetStream refuses it whole (nothing of it is stored), and the
 //!   collector reads the other's messages back through the tip check before
 //!   it tries again. Two collectors can never interleave or fork a chain.
-//! - `Nats-Msg-Id` names the chain, the seqs and a digest of the payload: a
-//!   publish repeated after a lost ack is stored once; the same seqs with
-//!   other content are not a duplicate (and then fail the sequence check).
+//! - `Nats-Msg-Id` names the chain and the seq the message starts at, which
+//!   is the chain's next seq when it was checked: its position. A second
+//!   message for a position (a publish repeated after a lost ack, or another
+//!   collector's, whatever its content) is answered as a duplicate and not
+//!   stored, and the collector reads the chain back and checks its batch
+//!   again. This holds where nats-server lets two conditional publishes
+//!   through at once (seen with 2.9.10 in tests/jetstream.rs); a read-back
+//!   after the ack is the last guard (see [`JetStream::publish`]).
 //! - A publish is complete only when JetStream acknowledged it, which it does
 //!   after the replicas stored it: only then is an agent acknowledged.
 //! - The stream refuses message deletes and purges for good (`deny_delete`,
@@ -76,6 +81,10 @@ pub struct JetStreamConfig {
     /// File holding the user's password (one line).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// Talk to the servers without TLS (a password and every record in the
+    /// clear, acks that anyone on the path could forge): off unless set.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     /// Deadline of every request and publish.
     #[serde(
         default = "d_timeout",
@@ -107,7 +116,7 @@ pub enum JetStreamConfigError {
         problem: String,
     },
     /// A `nats://` URL that does not parse.
-    #[error("store URL {url:?}: {problem} (expected nats://[USER@]HOST:PORT[,HOST:PORT…][/STREAM][?ca=F&cert=F&key=F&password_file=F])")]
+    #[error("store URL {url:?}: {problem} (expected nats://[USER@]HOST:PORT[,HOST:PORT…][/STREAM][?ca=F&cert=F&key=F&password_file=F][&plaintext=yes])")]
     Url {
         /// The URL as given.
         url: String,
@@ -181,6 +190,12 @@ impl JetStreamConfig {
         if self.password_file.is_some() && self.user.is_none() {
             return bad("jetstream.password_file", "a password needs a user");
         }
+        if self.ca.is_none() && !self.allow_plaintext {
+            return bad(
+                "jetstream.ca",
+                "TLS is required (the servers' CA); set allow_plaintext = true only on a trusted loopback",
+            );
+        }
         if self.timeout < Duration::from_secs(1) || self.timeout > Duration::from_secs(120) {
             return bad("jetstream.timeout", "1 s to 120 s");
         }
@@ -217,6 +232,7 @@ impl JetStreamConfig {
             key: None,
             user,
             password_file: None,
+            allow_plaintext: false,
             timeout: d_timeout(),
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -229,6 +245,9 @@ impl JetStreamConfig {
                 "cert" => cfg.cert = v,
                 "key" => cfg.key = v,
                 "password_file" => cfg.password_file = v,
+                "plaintext" if v.as_deref() == Some(std::path::Path::new("yes")) => {
+                    cfg.allow_plaintext = true
+                }
                 _ => return Err(fail(&format!("unknown parameter {k:?}"))),
             }
         }
@@ -321,8 +340,21 @@ pub enum Published {
     Moved,
 }
 
+/// The chains a stream holds.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// By host and chain, sorted.
+    pub chains: Vec<(String, ChainId)>,
+    /// Subjects under the prefix that name no chain: how many.
+    pub others: u64,
+    /// The first of them.
+    pub other_subjects: Vec<String>,
+}
+
 /// A connection to the stream, usable from blocking threads.
 pub struct JetStream {
+    /// Why the stream is not write-once (`None`: it is).
+    loose: Option<String>,
     rt: tokio::runtime::Runtime,
     ctx: jetstream::Context,
     stream: stream::Stream,
@@ -343,7 +375,8 @@ pub fn parse_subject(subject: &str) -> Option<(String, ChainId)> {
     let (host, chain) = rest.rsplit_once('.')?;
     crate::chain::hostname::check(host).ok()?;
     let id = crate::chain::hex::decode(chain).and_then(|b| <[u8; 16]>::try_from(b).ok())?;
-    Some((host.to_string(), ChainId(id)))
+    // One spelling per chain: the one `subject` writes (lower-case hex).
+    (self::subject(host, ChainId(id)) == subject).then(|| (host.to_string(), ChainId(id)))
 }
 
 /// A message's payload that is not whole record frames.
@@ -394,7 +427,15 @@ impl JetStream {
                 cause: format!("starting its runtime: {e}"),
             })?;
         let (ctx, stream, chunk) = rt.block_on(open_async(cfg, create))?;
+        let loose = write_once(cfg, chunk, &stream.cached_info().config);
+        if let (true, Some(problem)) = (create, &loose) {
+            return Err(JetStreamError::NotWriteOnce {
+                stream: cfg.stream.clone(),
+                problem: problem.clone(),
+            });
+        }
         Ok(JetStream {
+            loose,
             rt,
             ctx,
             stream,
@@ -456,7 +497,18 @@ impl JetStream {
                 .next_by_subject(subject.clone())
                 .send(),
         );
-        self.read(got, &subject, "reading the chain's next message")
+        let m = self.read(got, &subject, "reading the chain's next message")?;
+        match m {
+            Some(m) if m.stream_seq <= after => Err(JetStreamError::Message {
+                stream: self.name.clone(),
+                seq: m.stream_seq,
+                subject,
+                problem: format!(
+                    "asked for a message after {after}, the server gave an earlier one"
+                ),
+            }),
+            m => Ok(m),
+        }
     }
 
     /// The chain's last message (`None`: the stream holds nothing of it).
@@ -523,15 +575,9 @@ impl JetStream {
             });
         }
         let last = first + records.len() as u64 - 1;
-        let digest = crate::chain::hash::leaf(&payload);
         let mut h = async_nats::HeaderMap::new();
-        h.insert(
-            "Nats-Msg-Id",
-            format!(
-                "{chain}:{first}-{last}:{}",
-                crate::chain::hex::encode(&digest[..16])
-            ),
-        );
+        // The position, not the content: one message per position.
+        h.insert("Nats-Msg-Id", format!("{chain}:{first}"));
         h.insert(
             "Nats-Expected-Last-Subject-Sequence",
             expected_last.to_string(),
@@ -551,7 +597,25 @@ impl JetStream {
         });
         match ack {
             Ok(a) if a.duplicate => Ok(Published::Moved),
-            Ok(a) => Ok(Published::Stored(a.sequence)),
+            Ok(a) => {
+                // Read back: the chain's first message after `expected_last`
+                // must be this one. A server that let two conditional
+                // publishes through (a leader change, an old server) would
+                // otherwise fork the chain unseen; the caller then reads the
+                // chain again and finds it damaged, and nothing is
+                // acknowledged.
+                let first_after = self.next(host, chain, expected_last)?;
+                if first_after.as_ref().map(|m| m.stream_seq) == Some(a.sequence) {
+                    return Ok(Published::Stored(a.sequence));
+                }
+                tracing::error!(
+                    subject,
+                    stored = a.sequence,
+                    after = expected_last,
+                    "the stream stored this message but not right after the chain's last one: another message came in between despite the expected sequence"
+                );
+                Ok(Published::Moved)
+            }
             Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
                 Ok(Published::Moved)
             }
@@ -559,29 +623,42 @@ impl JetStream {
         }
     }
 
-    /// Every chain the stream holds, by host and chain.
-    pub fn chains(&self) -> Result<Vec<(String, ChainId)>, JetStreamError> {
+    /// Every chain the stream holds, by host and chain, and the subjects
+    /// under [`SUBJECT_PREFIX`] that are not a chain's (at most 100 named).
+    pub fn chains(&self) -> Result<Listing, JetStreamError> {
         use futures_util::StreamExt;
         let filter = format!("{SUBJECT_PREFIX}.>");
-        let got: Result<Vec<(String, ChainId)>, JetStreamError> = self.block(async {
+        let got: Result<Listing, JetStreamError> = self.block(async {
             let mut subjects = self
                 .stream
                 .info_with_subjects(&filter)
                 .await
                 .map_err(|e| self.request_error("listing its chains", e))?;
-            let mut out = Vec::new();
+            let mut out = Listing::default();
             while let Some(s) = subjects.next().await {
                 let (s, _) = s.map_err(|e| self.request_error("listing its chains", e))?;
                 match parse_subject(&s) {
-                    Some(hc) => out.push(hc),
-                    None => tracing::warn!(subject = s, "not a chain's subject; ignored"),
+                    Some(hc) => out.chains.push(hc),
+                    None => {
+                        out.others += 1;
+                        if out.other_subjects.len() < 100 {
+                            out.other_subjects.push(s);
+                        }
+                    }
                 }
             }
             Ok(out)
         });
         let mut out = got?;
-        out.sort();
+        out.chains.sort();
+        out.chains.dedup();
         Ok(out)
+    }
+
+    /// Why the stream is not write-once, if it is not (a collector refuses
+    /// such a stream; a reader reports it).
+    pub fn not_write_once(&self) -> Option<&str> {
+        self.loose.as_deref()
     }
 }
 
@@ -675,9 +752,6 @@ async fn open_async(
             })
         }
     };
-    if create {
-        write_once(&cfg.stream, &stream.cached_info().config)?;
-    }
     Ok((ctx, stream, chunk))
 }
 
@@ -703,9 +777,12 @@ fn stream_config(cfg: &JetStreamConfig, max_payload: usize) -> stream::Config {
     }
 }
 
-/// Refuses a stream that could lose evidence.
-fn write_once(name: &str, c: &stream::Config) -> Result<(), JetStreamError> {
+/// Why a stream could lose evidence, or take in records from elsewhere, or
+/// refuse the collector's messages (`None`: it is write-once).
+fn write_once(cfg: &JetStreamConfig, chunk: usize, c: &stream::Config) -> Option<String> {
     let subjects = format!("{SUBJECT_PREFIX}.>");
+    let too_small = c.max_message_size > 0
+        && usize::try_from(c.max_message_size).unwrap_or(0) < chunk + HEADER_ROOM;
     let problem = if !c.deny_delete || !c.deny_purge {
         "it allows deleting or purging messages (deny_delete and deny_purge must be set)"
     } else if c.allow_rollup {
@@ -720,13 +797,24 @@ fn write_once(name: &str, c: &stream::Config) -> Result<(), JetStreamError> {
         "it is a mirror or sealed"
     } else if !c.subjects.contains(&subjects) {
         "its subjects do not include logseal.chain.>"
+    } else if c.storage != stream::StorageType::File {
+        "its storage is memory (a restart of its servers loses it)"
+    } else if c.sources.as_ref().is_some_and(|s| !s.is_empty()) {
+        "it takes messages from other streams (sources)"
+    } else if c.num_replicas < cfg.replicas {
+        return Some(format!(
+            "it has {} replica(s), fewer than the {} configured (jetstream.replicas)",
+            c.num_replicas, cfg.replicas
+        ));
+    } else if too_small {
+        return Some(format!(
+            "its max_msg_size ({}) is below the server's max_payload: batches would be refused",
+            c.max_message_size
+        ));
     } else {
-        return Ok(());
+        return None;
     };
-    Err(JetStreamError::NotWriteOnce {
-        stream: name.into(),
-        problem: problem.into(),
-    })
+    Some(problem.into())
 }
 
 /// What [`export`] wrote: per chain, its directory and how much.
@@ -736,6 +824,22 @@ pub struct Exported {
     pub stream: String,
     /// The chains, in order of host and chain.
     pub chains: Vec<ExportedChain>,
+    /// What makes the stream itself doubtful as evidence: it is not
+    /// write-once, or holds subjects that are not a chain's.
+    pub stream_problems: Vec<String>,
+}
+
+impl Exported {
+    /// Every problem: the stream's, then each chain's export that stopped.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = self.stream_problems.clone();
+        for c in &self.chains {
+            if let Some(p) = &c.problem {
+                out.push(format!("host {} chain {}: {p}", c.host, c.chain));
+            }
+        }
+        out
+    }
 }
 
 /// One chain written by [`export`].
@@ -799,11 +903,24 @@ pub fn export(
         Err(e) => return Err(werr(dir, &e)),
     }
     std::fs::create_dir_all(dir.join(layout)).map_err(|e| werr(dir, &e))?;
+    let listing = jet.chains()?;
     let mut out = Exported {
         stream: jet.name().to_string(),
         chains: Vec::new(),
+        stream_problems: Vec::new(),
     };
-    for (host, chain) in jet.chains()? {
+    if let Some(p) = jet.not_write_once() {
+        out.stream_problems
+            .push(format!("the stream is not write-once: {p}"));
+    }
+    if listing.others > 0 {
+        out.stream_problems.push(format!(
+            "{} subject(s) under {SUBJECT_PREFIX}. name no chain (not exported): {}",
+            listing.others,
+            listing.other_subjects.join(", ")
+        ));
+    }
+    for (host, chain) in listing.chains {
         let cdir = dir.join(layout).join(&host).join(chain.to_string());
         let opts = LogOptions {
             segment_bytes: 256 << 20,
@@ -860,8 +977,9 @@ mod tests {
         assert_eq!(c.user.as_deref(), Some("reader"));
         assert_eq!(c.password_file, Some(PathBuf::from("/pw")));
         assert_eq!(c.cert, Some(PathBuf::from("/r.crt")));
-        let d = JetStreamConfig::from_url("nats://127.0.0.1:4222").unwrap();
+        let d = JetStreamConfig::from_url("nats://127.0.0.1:4222?plaintext=yes").unwrap();
         assert_eq!((d.stream.as_str(), d.user), (DEFAULT_STREAM, None));
+        assert!(d.allow_plaintext);
         for (bad, says) in [
             ("nats://u:secret@h:1", "password"),
             ("nats://h:1?token=x", "unknown parameter"),
@@ -870,6 +988,8 @@ mod tests {
             ("nats://h:1?cert=/c", "cert and key"),
             ("nats://h:1?password_file=/p", "needs a user"),
             ("nats://h", "nats://HOST:PORT"),
+            ("nats://h:1", "TLS is required"),
+            ("nats://h:1?plaintext=1", "unknown parameter"),
             ("http://h:1", "not a nats:// URL"),
         ] {
             let e = JetStreamConfig::from_url(bad).unwrap_err().to_string();
@@ -883,7 +1003,9 @@ mod tests {
         let id = ChainId([0xab; 16]);
         let s = subject("web-01.example.org", id);
         assert_eq!(parse_subject(&s), Some(("web-01.example.org".into(), id)));
+        let upper = format!("logseal.chain.web-01.example.org.{}", "AB".repeat(16));
         for junk in [
+            upper.as_str(),
             "logseal.chain.web",
             "logseal.chain.WEB.abab",
             "other.x.y",

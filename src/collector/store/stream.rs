@@ -14,6 +14,9 @@ use crate::transport::proto::Code;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+/// Leaves remembered of a chain resumed from its last message.
+const RESUME_RECENT: usize = 256;
+
 fn unreachable_stream(e: JetStreamError) -> Refused {
     refused(
         Code::Storage,
@@ -30,8 +33,12 @@ fn resume(host: &str, chain: ChainId, m: &ChainMessage) -> Option<Slot> {
         return None;
     }
     let first = (last_seq + 1).checked_sub(m.records.len() as u64)?;
+    // The last records' leaves, to recognise a re-sent one (an agent resends
+    // from the position a collector answered, so few are needed; a message
+    // may hold thousands).
     let mut recent = VecDeque::new();
-    for (i, r) in m.records.iter().enumerate() {
+    let skip = m.records.len().saturating_sub(RESUME_RECENT);
+    for (i, r) in m.records.iter().enumerate().skip(skip) {
         remember(&mut recent, first + i as u64, hash::leaf(r));
     }
     Some(Slot {
@@ -94,6 +101,10 @@ impl Store {
     /// collector. One request per chain; a chain that cannot be read now is
     /// left as it is.
     pub(super) fn refresh_from_stream(&self, jet: &JetStream) {
+        // Chains other collectors started since are known first.
+        if let Err(e) = self.know_listed(jet) {
+            tracing::warn!(error = %e, "listing the stream's chains");
+        }
         let known: Vec<(String, Vec<ChainId>)> = lock(&self.hosts)
             .iter()
             .map(|(h, i)| (h.clone(), i.chains.clone()))
@@ -118,6 +129,32 @@ impl Store {
                 "could not read chains from the stream for the status"
             );
         }
+    }
+
+    /// Adds the chains the stream lists to the hosts this collector knows;
+    /// returns how many it lists.
+    pub(super) fn know_listed(&self, jet: &JetStream) -> Result<usize, JetStreamError> {
+        let listing = jet.chains()?;
+        if listing.others > 0 {
+            self.alert(
+                "stream-foreign-subjects",
+                "",
+                None,
+                &format!(
+                    "{} subject(s) under the chains' prefix name no chain: {}",
+                    listing.others,
+                    listing.other_subjects.join(", ")
+                ),
+            );
+        }
+        let mut hosts = lock(&self.hosts);
+        for (host, id) in &listing.chains {
+            let info = hosts.entry(host.clone()).or_insert_with(HostInfo::new);
+            if !info.chains.contains(id) {
+                info.chains.push(*id);
+            }
+        }
+        Ok(listing.chains.len())
     }
 
     /// Applies what other collectors appended to the chain since its slot's
@@ -170,8 +207,9 @@ impl Store {
         host: &str,
         chain: ChainId,
         checked: Checked<'_>,
-    ) -> Result<bool, JetStreamError> {
+    ) -> Result<(bool, usize), JetStreamError> {
         let Checked { new, tip, cuts } = checked;
+        let mut stored = 0;
         let mut start = 0;
         for (end, tip_after) in cuts.into_iter().chain([(new.len(), tip)]) {
             if end <= start {
@@ -179,7 +217,7 @@ impl Store {
                 continue;
             }
             let Backing::Stream { last } = s.log else {
-                return Ok(false);
+                return Ok((false, stored));
             };
             let records: Vec<&[u8]> = new[start..end].iter().map(|x| x.2).collect();
             match jet.publish(host, chain, new[start].0, &records, &tip_after, last)? {
@@ -189,12 +227,13 @@ impl Store {
                         remember(&mut s.recent, *q, *l);
                     }
                     s.tip = tip_after;
+                    stored += end - start;
                 }
-                Published::Moved => return Ok(false),
+                Published::Moved => return Ok((false, stored)),
             }
             start = end;
         }
-        Ok(true)
+        Ok((true, stored))
     }
 }
 
