@@ -13,19 +13,8 @@ use common::collector::*;
 use common::relay::Relay;
 use common::*;
 use serde_json::Value;
-use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Sends `msg-TAG-i` for i in `from..=to` over TCP, LF-framed.
-fn send_tcp(addr: &str, tag: &str, from: u64, to: u64) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    for i in from..=to {
-        writeln!(s, "<13>1 - h app - - - msg-{tag}-{i} checkpointed").unwrap();
-    }
-    s.flush().unwrap();
-}
 
 /// A store written by a real collector for host `web-01`, `n` messages, both
 /// sides stopped cleanly (the last checkpoint names everything).

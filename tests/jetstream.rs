@@ -14,22 +14,9 @@ use common::collector::*;
 use common::nats::*;
 use common::relay::Relay;
 use common::*;
-use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-
-/// Sends `msg-TAG-i` for i in `from..=to` over TCP, LF-framed.
-fn send_tcp(addr: &str, tag: &str, from: u64, to: u64) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut buf = String::new();
-    for i in from..=to {
-        buf.push_str(&format!("<13>1 - h app - - - msg-{tag}-{i} shipped\n"));
-    }
-    s.write_all(buf.as_bytes()).unwrap();
-    s.flush().unwrap();
-}
 
 /// A client certificate of `ca` for `name`, and a password file.
 fn client_files(d: &Path, ca: &Ca, name: &str, password: &str) -> (PathBuf, PathBuf, PathBuf) {
@@ -57,6 +44,15 @@ fn jetstream_toml(
         key.display(),
         pw.display(),
     )
+}
+
+/// A CA, a secure three-node cluster, and the `[jetstream]` table of a
+/// collector on it as the example's collectors' user.
+fn secure_cluster(d: &Path) -> (Ca, NatsCluster, String) {
+    let ca = Ca::new(&d.join("pki"));
+    let nats = NatsCluster::start_secure(&d.join("nats"), &ca.dir);
+    let js = jetstream_toml(&nats, d, &ca, "logseal-collector", COLLECTOR_PASSWORD, "");
+    (ca, nats, js)
 }
 
 /// The `nats://` URL of the stream for the example's read-only user.
@@ -111,16 +107,7 @@ fn stream_holds(url: &str, d: &Path, tag: &str, n: usize) -> bool {
 #[test]
 fn an_agent_fails_over_between_collectors_sharing_a_stream_mid_chain() {
     let d = TempDir::new("js-failover");
-    let ca = Ca::new(&d.path().join("pki"));
-    let mut nats = NatsCluster::start_secure(&d.path().join("nats"), &ca.dir);
-    let js = jetstream_toml(
-        &nats,
-        d.path(),
-        &ca,
-        "logseal-collector",
-        COLLECTOR_PASSWORD,
-        "",
-    );
+    let (ca, mut nats, js) = secure_cluster(d.path());
     let js = format!("{js}[liveness]\nstatus_interval = \"200ms\"\n");
     let (ra, rb) = (Relay::start(), Relay::start());
     let a = Collector::start(&d.path().join("a"), &ca, "127.0.0.1:0", &js);
@@ -203,19 +190,7 @@ fn an_agent_fails_over_between_collectors_sharing_a_stream_mid_chain() {
     );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["chains"][0]["host"], "web-js", "{v:#}");
-    let o = Command::new(bin())
-        .args(["inspect", "--json", &url])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let recs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let shown = recs
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["message"].as_str().is_some_and(|m| m.contains("msg-fo-")))
-        .count();
-    assert_eq!(shown, 12_000);
+    assert_eq!(inspect_messages(&url, "msg-fo-"), 12_000);
     // Exported as a store with A's checkpoint log: verified as a store.
     let with_log = d.path().join("with-log");
     let o = Command::new(bin())
@@ -254,16 +229,7 @@ fn an_agent_fails_over_between_collectors_sharing_a_stream_mid_chain() {
 fn the_stream_refuses_deletes_and_purges_and_a_loose_stream_is_refused() {
     use async_nats::jetstream;
     let d = TempDir::new("js-deny");
-    let ca = Ca::new(&d.path().join("pki"));
-    let nats = NatsCluster::start_secure(&d.path().join("nats"), &ca.dir);
-    let js = jetstream_toml(
-        &nats,
-        d.path(),
-        &ca,
-        "logseal-collector",
-        COLLECTOR_PASSWORD,
-        "",
-    );
+    let (ca, nats, js) = secure_cluster(d.path());
     let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", &js);
     let cfg = agent_config(d.path(), &ca, "web-deny", &[&c.addr], TCP_INPUT, "");
     let agent = start_agent(d.path(), &cfg);
@@ -439,16 +405,7 @@ fn the_stream_refuses_deletes_and_purges_and_a_loose_stream_is_refused() {
 fn two_histories_racing_through_two_collectors_leave_one_in_the_stream() {
     use logseal::transport::proto::{Code, Msg};
     let d = TempDir::new("js-race");
-    let ca = Ca::new(&d.path().join("pki"));
-    let nats = NatsCluster::start_secure(&d.path().join("nats"), &ca.dir);
-    let js = jetstream_toml(
-        &nats,
-        d.path(),
-        &ca,
-        "logseal-collector",
-        COLLECTOR_PASSWORD,
-        "",
-    );
+    let (ca, nats, js) = secure_cluster(d.path());
     let a = Collector::start(&d.path().join("a"), &ca, "127.0.0.1:0", &js);
     let b = Collector::start(&d.path().join("b"), &ca, "127.0.0.1:0", &js);
     let prefix: String = (0..300).map(|i| format!("common {i}\n")).collect();

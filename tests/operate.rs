@@ -7,7 +7,7 @@ mod common;
 use common::agent::Agent;
 use common::collector::*;
 use common::*;
-use logseal::transport::proto::{self, Code, Msg};
+use logseal::transport::proto::{Code, Msg};
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -198,30 +198,16 @@ fn connect(ca: &Ca, host: &str, addr: &str) -> std::io::Result<Tls> {
     Ok(rustls::StreamOwned::new(conn, sock))
 }
 
-/// Sends a Hello as `host` on `t`; the collector's answer.
-fn hello_on<S: std::io::Read + std::io::Write>(t: &mut S, host: &str) -> Result<Msg, String> {
-    Msg::Hello {
-        min_version: proto::VERSION,
-        max_version: proto::VERSION,
-        host: host.into(),
-        software: "test".into(),
-    }
-    .write(t)
-    .and_then(|_| t.flush())
-    .map_err(|e| e.to_string())?;
-    read_msg(t)
-}
-
 /// Hello as `host` with the certificate of `cert_host`: the collector's answer.
 fn hello_as(ca: &Ca, cert_host: &str, host: &str, addr: &str) -> Result<Msg, String> {
     let mut t = connect(ca, cert_host, addr).map_err(|e| e.to_string())?;
-    hello_on(&mut t, host)
+    hello(&mut t, host)
 }
 
 /// A session as `host`, welcomed.
 fn session(ca: &Ca, host: &str, addr: &str) -> Tls {
     let mut t = connect(ca, host, addr).unwrap();
-    let m = hello_on(&mut t, host);
+    let m = hello(&mut t, host);
     assert!(matches!(m, Ok(Msg::Welcome { .. })), "{m:?}");
     t
 }
@@ -898,7 +884,7 @@ fn a_certificate_revoked_during_its_handshake_gets_no_session() {
     )
     .unwrap();
     let mut t = rustls::StreamOwned::new(conn, sock);
-    match hello_on(&mut t, "slow-host") {
+    match hello(&mut t, "slow-host") {
         Ok(Msg::Error { code, .. }) => assert_eq!(Code::from_u16(code), Some(Code::Revoked)),
         other => panic!("a certificate revoked during its handshake got {other:?}"),
     }

@@ -12,19 +12,8 @@ use common::agent::*;
 use common::collector::*;
 use common::*;
 use serde_json::Value;
-use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Sends `msg-TAG-i` for i in `from..=to` over TCP, LF-framed.
-fn send_tcp(addr: &str, tag: &str, from: u64, to: u64) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    for i in from..=to {
-        writeln!(s, "<13>1 - h app - - - msg-{tag}-{i} receipted").unwrap();
-    }
-    s.flush().unwrap();
-}
 
 /// The agent's receipt files.
 fn receipt_files(state: &Path) -> Vec<PathBuf> {

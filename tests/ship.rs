@@ -18,21 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Sends `msg-TAG-i` for i in `from..=to` over TCP, LF-framed.
-fn send_tcp(addr: &str, tag: &str, from: u64, to: u64) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut buf = String::new();
-    for i in from..=to {
-        buf.push_str(&format!("<13>1 - h app - - - msg-{tag}-{i} shipped\n"));
-        if buf.len() > 64 << 10 {
-            s.write_all(buf.as_bytes()).unwrap();
-            buf.clear();
-        }
-    }
-    s.write_all(buf.as_bytes()).unwrap();
-    s.flush().unwrap();
-}
-
 fn store_numbers(store: &Path, tag: &str) -> Vec<u64> {
     numbers(&store_events(store), tag)
 }
@@ -69,21 +54,7 @@ fn numbered_messages_reach_the_collector_exactly_once() {
     let state = a.state.clone();
     let doc = stop_when_stored("all messages stored", a, &c.store, "e2e", n);
     // `logseal inspect` reads the store as well: every message, once.
-    let o = Command::new(bin())
-        .args(["inspect", "--json"])
-        .arg(&c.store)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let recs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let shown = recs
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["kind"] == "event")
-        .filter_map(|r| r["message"].as_str())
-        .filter(|m| m.contains("msg-e2e-"))
-        .count() as u64;
+    let shown = inspect_messages(&c.store, "msg-e2e-") as u64;
     assert_eq!(shown, n, "inspect shows each stored message once");
     let chains = doc["chains"].as_array().unwrap();
     assert_eq!(chains.len(), 1);
@@ -934,6 +905,18 @@ fn pki_cli_issues_revokes_and_refuses_to_overwrite() {
     assert_eq!(crls.len(), 1);
 }
 
+/// The commented example of `table` in a shipped config, uncommented: from
+/// its `# [table]` line to the next blank line, without its comments.
+fn commented_example(text: &str, table: &str) -> String {
+    text.lines()
+        .skip_while(|l| *l != format!("# {table}"))
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 #[test]
 fn shipped_collector_config_and_ship_section_parse_and_bad_keys_are_named() {
     use logseal::collector::config::CollectorConfig;
@@ -950,13 +933,7 @@ fn shipped_collector_config_and_ship_section_parse_and_bad_keys_are_named() {
     );
     assert_eq!((cfg.listen, &cfg.store), (minimal.listen, &minimal.store));
     // The commented [witness] example, uncommented, is valid (and checked).
-    let witness: String = text
-        .lines()
-        .skip_while(|l| !l.starts_with("# [witness]"))
-        .filter_map(|l| l.strip_prefix("# "))
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let witness = commented_example(&text, "[witness]");
     let with = CollectorConfig::parse(
         &format!("{witness}[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n"),
         Path::new("collector.toml"),
@@ -969,13 +946,7 @@ fn shipped_collector_config_and_ship_section_parse_and_bad_keys_are_named() {
         "the documented default is the built-in one"
     );
     // So is the commented [jetstream] example (its defaults the built-in ones).
-    let jet: String = text
-        .lines()
-        .skip_while(|l| !l.starts_with("# [jetstream]"))
-        .filter_map(|l| l.strip_prefix("# "))
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let jet = commented_example(&text, "[jetstream]");
     let with = CollectorConfig::parse(
         &format!("[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n{jet}"),
         Path::new("collector.toml"),

@@ -406,7 +406,7 @@ pub fn tls_client(ca: &Ca, cert: Option<(&Path, &Path)>, addr: &str) -> std::io:
 }
 
 /// Hello as `host`; the collector's answer.
-pub fn hello(t: &mut Tls, host: &str) -> Result<Msg, String> {
+pub fn hello<S: std::io::Read + Write>(t: &mut S, host: &str) -> Result<Msg, String> {
     Msg::Hello {
         min_version: proto::VERSION,
         max_version: proto::VERSION,
@@ -446,4 +446,37 @@ pub fn stamp(state: &Path, out: &Path, host: &str, lines: &str) {
         .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Sends `msg-TAG-i` for i in `from..=to` over TCP, LF-framed.
+pub fn send_tcp(addr: &str, tag: &str, from: u64, to: u64) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut buf = String::new();
+    for i in from..=to {
+        buf.push_str(&format!("<13>1 - h app - - - msg-{tag}-{i} shipped\n"));
+        if buf.len() > 64 << 10 {
+            s.write_all(buf.as_bytes()).unwrap();
+            buf.clear();
+        }
+    }
+    s.write_all(buf.as_bytes()).unwrap();
+    s.flush().unwrap();
+}
+
+/// How many records `logseal inspect --json PATH` (a store, files, or a
+/// `nats://` URL) shows whose message contains `needle`; it must succeed.
+pub fn inspect_messages(path: impl AsRef<std::ffi::OsStr>, needle: &str) -> usize {
+    let o = Command::new(bin())
+        .args(["inspect", "--json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    recs.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["message"].as_str())
+        .filter(|m| m.contains(needle))
+        .count()
 }
