@@ -524,3 +524,33 @@ fn two_histories_racing_through_two_collectors_leave_one_in_the_stream() {
     a.stop();
     b.stop();
 }
+
+/// A server that accepts the connection and never says a word: `verify`
+/// of its URL ends with an error naming it (timeout 10 s, so within 20 s),
+/// it does not hang.
+#[test]
+fn a_silent_server_is_an_error_not_a_hang() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("nats://{}/X?plaintext=yes", l.local_addr().unwrap());
+    let mut child = Command::new(bin())
+        .args(["verify", &url])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("verify of a silent server still runs after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("connecting to NATS"), "{err}");
+    drop(l);
+}

@@ -426,7 +426,17 @@ impl JetStream {
                 servers: cfg.servers.join(","),
                 cause: format!("starting its runtime: {e}"),
             })?;
-        let (ctx, stream, chunk) = rt.block_on(open_async(cfg, create))?;
+        // The whole opening under one deadline: a server that accepts the
+        // connection and never answers must not hang a collector or verify.
+        let deadline = cfg.timeout.saturating_mul(2);
+        let opened =
+            rt.block_on(async { tokio::time::timeout(deadline, open_async(cfg, create)).await });
+        let (ctx, stream, chunk) = opened.map_err(|_| JetStreamError::Connect {
+            servers: cfg.servers.join(","),
+            cause: format!(
+                "no answer within {deadline:?} (a server that accepts and stays silent?)"
+            ),
+        })??;
         let loose = write_once(cfg, chunk, &stream.cached_info().config);
         if let (true, Some(problem)) = (create, &loose) {
             return Err(JetStreamError::NotWriteOnce {
