@@ -745,7 +745,7 @@ def verify_store(d, anchors, live):
 
 # --- input (FORMAT.md section 4.1) -----------------------------------------------
 NOT_EVIDENCE = {"signer.state", "genesis.record", "journal-cursor", "acked", "alerts.jsonl",
-                "status.json", "tip.json", "lock"}
+                "status.json", "tip.json", "tips.json", "lock"}
 
 
 def walk(d, out, skip_top=()):

@@ -45,6 +45,11 @@ pub const DIR: &str = "checkpoints";
 /// How often chains that moved are checkpointed.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often the store saves every chain's tip (`STORE/tips.json`): after a
+/// crash a chain is read back from its saved tip on, so this bounds what a
+/// start after `kill -9` reads.
+pub const TIPS_EVERY: Duration = Duration::from_secs(10);
+
 /// The state directory of a store's checkpoint log.
 pub fn state_dir(store: &Path) -> PathBuf {
     store.join(DIR)
@@ -297,7 +302,13 @@ fn io_writer(e: std::io::Error) -> WriterError {
 /// failure raises an alert and is tried again at the next turn.
 pub fn run(mut log: CheckpointLog, store: &Store, stop: &mpsc::Receiver<()>) {
     let mut failing = false;
+    let mut tips_saved = std::time::Instant::now();
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(INTERVAL) {
+        if tips_saved.elapsed() >= TIPS_EVERY {
+            // After a crash, chains are read back from these tips on.
+            store.save_tips();
+            tips_saved = std::time::Instant::now();
+        }
         match log.checkpoint(store) {
             Ok(_) if failing => {
                 failing = false;

@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod store;
+pub mod wake;
 pub mod witnessing;
 
 use crate::chain::{hash, Digest};
@@ -35,13 +36,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use store::{Enrollment, Refused, Store};
 
-/// How long a connection with batches not yet acknowledged waits for the
-/// next frame before it looks whether their fsync has finished.
-const ACK_POLL: Duration = Duration::from_millis(1);
+/// A session with batches not yet acknowledged is woken when their fsync
+/// ends ([`wake`]); it also looks this often, should a wake-up ever be lost.
+const BUSY_WAIT: Duration = Duration::from_secs(1);
+/// A read blocks only once a frame has begun to arrive: it gives up this often
+/// to see to the acknowledgements while the rest of the frame comes.
+const PARTIAL_FRAME_WAIT: Duration = Duration::from_millis(500);
+/// After an `Error`, what the agent still sends is read (and dropped) this
+/// long at most, so that the agent reads the error before the connection
+/// closes ([`linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+/// Bytes read (and dropped) while lingering, at most.
+const LINGER_BYTES: usize = 64 << 20;
 /// File descriptors a session may hold: its socket, the clone kept to end it
-/// on revocation, and the segment file and writer of the chain it writes
-/// (most sessions write one chain).
-const FDS_PER_CONNECTION: u64 = 4;
+/// on revocation, its wake-up eventfd, and the segment file of the chain it
+/// writes (most sessions write one chain; a spare).
+const FDS_PER_CONNECTION: u64 = 5;
 
 /// Raises the soft limit on open files to the hard one, and warns when even
 /// that is too low for `max_connections` (accept(2) would then fail with
@@ -140,6 +150,12 @@ fn reload_tls(shared: &Shared, why: &str) {
 /// the stage hashes one while the connection reads the next and stores the
 /// one before.
 const HASH_AHEAD: usize = 1;
+
+/// A batch body up to this size is hashed by the session itself when no
+/// batch waits in the leaf stage: handing it over would cost more than the
+/// hashing. The leaf stage's thread starts with the first larger batch, so a
+/// host that sends a few events at a time costs one thread, not two.
+const INLINE_HASH_MAX: usize = 64 << 10;
 
 /// The TLS configuration: built at start (an unusable certificate, key, CA
 /// or CRL refuses the start), rebuilt on SIGHUP and when the CRL file changes.
@@ -285,6 +301,8 @@ struct Live {
     /// blocking reads at once.
     sock: TcpStream,
     revoked: Arc<AtomicBool>,
+    /// Wakes the session (at the stop, on revocation).
+    wake: Arc<wake::Wake>,
 }
 
 /// The connections after their handshake, by id.
@@ -328,10 +346,19 @@ impl Shared {
             if crls.revokes(&live.cert) && !live.revoked.swap(true, Ordering::SeqCst) {
                 tracing::warn!(peer = live.peer, "certificate revoked: ending its session");
                 let _ = live.sock.shutdown(std::net::Shutdown::Read);
+                live.wake.signal();
                 n += 1;
             }
         }
         n
+    }
+
+    /// Wakes every session: at the stop, each finishes what it read and
+    /// tells its agent.
+    fn wake_sessions(&self) {
+        for live in lock(&self.sessions).live.values() {
+            live.wake.signal();
+        }
     }
 }
 
@@ -599,6 +626,7 @@ pub fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
     tracing::info!("stopping: no new connections; finishing the ones open");
     let _ = metrics_stop.send(true);
     shared.stop.store(true, Ordering::SeqCst);
+    shared.wake_sessions();
     let _ = TcpStream::connect(local); // wakes the acceptor
     let _ = acceptor.join();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -845,21 +873,67 @@ fn serve(shared: &Shared, tcp: TcpStream, peer: &str, mut held: Held) {
         max_frame: shared.max_frame as u32,
         idle_secs: shared.idle.as_secs() as u32,
     };
-    // Registered for revocation: a CRL change ends the session of a
-    // certificate it revokes (rustls checks the CRL only at the handshake,
-    // which may have begun under an older CRL). Registered first, then checked
-    // against the CRL in use now: a reload either comes before the check (the
-    // check sees its CRL) or after the registration (it ends the session).
+    let Some(registered) = register(shared, &mut tls, &cert, peer, &host) else {
+        return;
+    };
+    if send(&mut tls, &welcome).is_err() {
+        return;
+    }
+    let receipts = (version >= proto::RECEIPTS).then_some(&*shared.receipts);
+    let ctx = SessionCtx {
+        host: &host,
+        peer,
+        revoked: &registered.revoked,
+        receipts,
+        wake: registered.wake.clone(),
+    };
+    match session(shared, &mut tls, &mut fr, ctx) {
+        Ok(()) => tracing::info!(peer, host, "agent disconnected"),
+        Err(e) => {
+            tracing::warn!(peer, host, "connection closed: {e}");
+            if e.told_the_agent() {
+                linger(&mut tls);
+            }
+        }
+    }
+}
+
+/// A session in [`Shared::sessions`] (removed when dropped).
+struct Registered<'a> {
+    shared: &'a Shared,
+    id: u64,
+    revoked: Arc<AtomicBool>,
+    wake: Arc<wake::Wake>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.sessions).live.remove(&self.id);
+    }
+}
+
+/// Registers a session for revocation: a CRL change ends the session of a
+/// certificate it revokes (rustls checks the CRL only at the handshake, which
+/// may have begun under an older CRL). Registered first, then checked against
+/// the CRL in use now: a reload either comes before the check (the check sees
+/// its CRL) or after the registration (it ends the session). `None`: refused.
+fn register<'a>(
+    shared: &'a Shared,
+    tls: &mut Tls,
+    cert: &rustls_pki_types::CertificateDer<'static>,
+    peer: &str,
+    host: &str,
+) -> Option<Registered<'a>> {
     let revoked = Arc::new(AtomicBool::new(false));
-    let Ok(sock) = tls.sock.try_clone() else {
+    let (Ok(sock), Ok(wake)) = (tls.sock.try_clone(), wake::Wake::new()) else {
         // Without a handle a revocation could not end it: fail closed.
         refuse(
-            &mut tls,
+            tls,
             Code::Unavailable,
             0,
             "the collector is out of resources; retry later",
         );
-        return;
+        return None;
     };
     let id = {
         let mut s = lock(&shared.sessions);
@@ -872,33 +946,49 @@ fn serve(shared: &Shared, tcp: TcpStream, peer: &str, mut held: Held) {
                 peer: format!("{peer} ({host})"),
                 sock,
                 revoked: revoked.clone(),
+                wake: wake.clone(),
             },
         );
         id
     };
-    struct Registered<'a>(&'a Shared, u64);
-    impl Drop for Registered<'_> {
-        fn drop(&mut self) {
-            lock(&self.0.sessions).live.remove(&self.1);
-        }
-    }
-    let _registered = Registered(shared, id);
-    if shared.tls.revokes(&cert) {
+    let registered = Registered {
+        shared,
+        id,
+        revoked,
+        wake,
+    };
+    if shared.tls.revokes(cert) {
         tracing::warn!(
             peer,
             host,
             "connection refused: {REVOKED} (the CRL changed during its handshake)"
         );
-        refuse(&mut tls, Code::Revoked, 0, REVOKED);
-        return;
+        refuse(tls, Code::Revoked, 0, REVOKED);
+        return None;
     }
-    if send(&mut tls, &welcome).is_err() {
-        return;
-    }
-    let receipts = (version >= proto::RECEIPTS).then_some(&*shared.receipts);
-    match session(shared, &mut tls, &mut fr, &host, peer, &revoked, receipts) {
-        Ok(()) => tracing::info!(peer, host, "agent disconnected"),
-        Err(e) => tracing::warn!(peer, host, "connection closed: {e}"),
+    Some(registered)
+}
+
+/// After an `Error` to an agent that may still be sending (its batches
+/// pipelined): stops writing and reads what comes, for [`LINGER`] at most, so
+/// that closing does not reset the connection before the agent read why.
+fn linger(tls: &mut Tls) {
+    use std::io::Read;
+    let _ = tls.sock.shutdown(std::net::Shutdown::Write);
+    let until = Instant::now() + LINGER;
+    let _ = tls.sock.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = [0u8; 16 << 10];
+    let mut left = LINGER_BYTES;
+    while Instant::now() < until && left > 0 {
+        match (&tls.sock).read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => left = left.saturating_sub(n),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
     }
 }
 
@@ -1074,19 +1164,16 @@ struct Hashed {
 /// given, in order. Leaves do not depend on the chain's tip, so this runs on a
 /// thread of its own while the connection thread reads the next batch and
 /// checks links, appends and acknowledges the one before.
-fn leaf_stage(rx: std_mpsc::Receiver<Vec<u8>>, tx: std_mpsc::SyncSender<Hashed>) {
+fn leaf_stage(
+    rx: std_mpsc::Receiver<Vec<u8>>,
+    tx: std_mpsc::SyncSender<Hashed>,
+    wake: &wake::Wake,
+) {
     for body in rx {
-        let leaves = proto::BatchLayout::decode(&body).map(|l| {
-            let leaves = l
-                .records
-                .iter()
-                .map(|r| hash::leaf(&body[r.clone()]))
-                .collect();
-            (l, leaves)
-        });
-        if tx.send(Hashed { body, leaves }).is_err() {
+        if tx.send(hash_batch(body)).is_err() {
             return;
         }
+        wake.signal();
     }
 }
 
@@ -1139,6 +1226,49 @@ pub enum SessionError {
     LeafStage(String),
 }
 
+/// The channels to and from a session's leaf stage (its thread ends when
+/// they are dropped).
+struct LeafStage {
+    to: std_mpsc::SyncSender<Vec<u8>>,
+    from: std_mpsc::Receiver<Hashed>,
+}
+
+impl LeafStage {
+    fn start(wake: Arc<wake::Wake>) -> Result<LeafStage, SessionError> {
+        // Capacity for every batch in flight: neither side ever blocks on a send.
+        let (to, rx) = std_mpsc::sync_channel(HASH_AHEAD + 1);
+        let (tx, from) = std_mpsc::sync_channel(HASH_AHEAD + 1);
+        std::thread::Builder::new()
+            .name("logseal-leaves".into())
+            .spawn(move || leaf_stage(rx, tx, &wake))
+            .map_err(|e| SessionError::LeafStage(format!("cannot start: {e}")))?;
+        Ok(LeafStage { to, from })
+    }
+}
+
+/// A batch's leaves, hashed where it was read.
+fn hash_batch(body: Vec<u8>) -> Hashed {
+    let leaves = proto::BatchLayout::decode(&body).map(|l| {
+        let leaves = l
+            .records
+            .iter()
+            .map(|r| hash::leaf(&body[r.clone()]))
+            .collect();
+        (l, leaves)
+    });
+    Hashed { body, leaves }
+}
+
+impl SessionError {
+    /// The agent was sent an `Error` saying why (it may not have read it yet).
+    fn told_the_agent(&self) -> bool {
+        matches!(
+            self,
+            SessionError::Refused { .. } | SessionError::Storage(_) | SessionError::Revoked
+        )
+    }
+}
+
 /// One connection's state after Hello/Welcome.
 struct Session<'a> {
     shared: &'a Shared,
@@ -1146,8 +1276,8 @@ struct Session<'a> {
     peer: &'a str,
     /// Batches stored, waiting for their fsync to be acknowledged.
     pending: VecDeque<PendingAck>,
-    to_leaves: std_mpsc::SyncSender<Vec<u8>>,
-    from_leaves: std_mpsc::Receiver<Hashed>,
+    /// The leaf stage, once started.
+    leaves: Option<LeafStage>,
     /// Batches handed to the leaf stage and not stored yet.
     hashing: usize,
     /// Batch buffers to reuse.
@@ -1156,6 +1286,30 @@ struct Session<'a> {
     revoked: &'a AtomicBool,
     /// Signs a receipt into every Ack (protocol version 3), else `None`.
     receipts: Option<&'a checkpoints::ReceiptSigner>,
+    /// The session's wake-up, and its waker given to the chains it writes.
+    wake: Arc<wake::Wake>,
+    waker: crate::storage::writebehind::Waker,
+    /// The chains given the waker (told at the end that it is gone).
+    watched: Vec<Arc<Mutex<store::Slot>>>,
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        for slot in &self.watched {
+            lock(slot).unwatch(&self.waker);
+        }
+    }
+}
+
+/// What a session is given besides the connection.
+struct SessionCtx<'a> {
+    host: &'a str,
+    peer: &'a str,
+    /// Set when the CRL comes to revoke the certificate.
+    revoked: &'a AtomicBool,
+    /// Signs receipts (protocol version 3).
+    receipts: Option<&'a checkpoints::ReceiptSigner>,
+    wake: Arc<wake::Wake>,
 }
 
 /// Acknowledgements.
@@ -1263,33 +1417,25 @@ fn session(
     shared: &Shared,
     tls: &mut Tls,
     fr: &mut FrameReader,
-    host: &str,
-    peer: &str,
-    revoked: &AtomicBool,
-    receipts: Option<&checkpoints::ReceiptSigner>,
+    ctx: SessionCtx<'_>,
 ) -> Result<(), SessionError> {
-    std::thread::scope(|scope| {
-        // Capacity for every batch in flight: neither side ever blocks on a send.
-        let (to_leaves, rx) = std_mpsc::sync_channel(HASH_AHEAD + 1);
-        let (tx, from_leaves) = std_mpsc::sync_channel(HASH_AHEAD + 1);
-        std::thread::Builder::new()
-            .name("logseal-leaves".into())
-            .spawn_scoped(scope, move || leaf_stage(rx, tx))
-            .map_err(|e| SessionError::LeafStage(format!("cannot start: {e}")))?;
+    {
         let mut s = Session {
             shared,
-            host,
-            peer,
+            host: ctx.host,
+            peer: ctx.peer,
             pending: VecDeque::new(),
-            to_leaves,
-            from_leaves,
+            leaves: None,
             hashing: 0,
             spare: Vec::new(),
-            revoked,
-            receipts,
+            revoked: ctx.revoked,
+            receipts: ctx.receipts,
+            waker: ctx.wake.waker(),
+            wake: ctx.wake,
+            watched: Vec::new(),
         };
         s.run(tls, fr)
-    })
+    }
 }
 
 impl Session<'_> {
@@ -1305,9 +1451,8 @@ impl Session<'_> {
     }
 
     fn run(&mut self, tls: &mut Tls, fr: &mut FrameReader) -> Result<(), SessionError> {
-        let poll = Duration::from_millis(500);
         let mut idle_since = Instant::now();
-        let _ = tls.sock.set_read_timeout(Some(poll));
+        let _ = tls.sock.set_read_timeout(Some(PARTIAL_FRAME_WAIT));
         loop {
             if self.revoked.load(Ordering::SeqCst) {
                 // Batches read but not acknowledged stay unacknowledged: the
@@ -1315,11 +1460,35 @@ impl Session<'_> {
                 refuse(tls, Code::Revoked, 0, REVOKED);
                 return Err(SessionError::Revoked);
             }
-            // With batches to store or acknowledge, wait for input only briefly
-            // (poll(2): a socket timeout is rounded up to the kernel's tick).
-            if self.busy() && !readable(tls, fr, ACK_POLL) {
-                self.settle(tls)?;
-                continue;
+            if self.shared.stop.load(Ordering::SeqCst) {
+                // What was read is stored and acknowledged, then the agent told.
+                self.store_hashed(tls, 0)?;
+                self.commit(tls)?;
+                refuse(tls, Code::Unavailable, 0, "collector shutting down");
+                return Ok(());
+            }
+            // Asleep until input, a wake-up (an fsync ended, a batch is
+            // hashed, the stop) or the idle timeout: no timer while idle.
+            if !fr.has_frame() && tls.conn.wants_read() {
+                let wait = if self.busy() {
+                    BUSY_WAIT
+                } else {
+                    self.shared.idle.saturating_sub(idle_since.elapsed())
+                };
+                match self.wake.wait(&tls.sock, Some(wait)) {
+                    wake::Woken::Input => {}
+                    wake::Woken::Signal | wake::Woken::Timeout if self.busy() => {
+                        self.settle(tls)?;
+                        continue;
+                    }
+                    wake::Woken::Signal => continue,
+                    wake::Woken::Timeout => {
+                        if idle_since.elapsed() >= self.shared.idle {
+                            return Err(SessionError::Idle(self.shared.idle));
+                        }
+                        continue;
+                    }
+                }
             }
             let frame = fr.next(tls, self.shared.max_frame);
             let (ty, body) = match frame {
@@ -1328,10 +1497,8 @@ impl Session<'_> {
                     if self.busy() {
                         // A frame arrives slowly: see to the acks meanwhile.
                         self.settle(tls)?;
-                    } else if self.shared.stop.load(Ordering::SeqCst) {
-                        refuse(tls, Code::Unavailable, 0, "collector shutting down");
-                        return Ok(());
                     } else if idle_since.elapsed() > self.shared.idle {
+                        // However it trickles, a frame must be whole in time.
                         return Err(SessionError::Idle(self.shared.idle));
                     }
                     continue;
@@ -1357,11 +1524,19 @@ impl Session<'_> {
                 let mut b = self.spare.pop().unwrap_or_default();
                 b.clear();
                 b.extend_from_slice(body);
-                self.to_leaves
-                    .send(b)
-                    .map_err(|_| SessionError::LeafStage("stopped".into()))?;
-                self.hashing += 1;
-                self.store_hashed(tls, HASH_AHEAD)?;
+                if self.hashing == 0 && b.len() <= INLINE_HASH_MAX {
+                    self.store_one(tls, hash_batch(b))?;
+                } else {
+                    if self.leaves.is_none() {
+                        self.leaves = Some(LeafStage::start(self.wake.clone())?);
+                    }
+                    if let Some(l) = &self.leaves {
+                        l.to.send(b)
+                            .map_err(|_| SessionError::LeafStage("stopped".into()))?;
+                        self.hashing += 1;
+                    }
+                    self.store_hashed(tls, HASH_AHEAD)?;
+                }
                 self.ack_synced(tls)?;
                 continue;
             }
@@ -1439,17 +1614,23 @@ impl Session<'_> {
     fn store_hashed(&mut self, tls: &mut Tls, keep: usize) -> Result<(), SessionError> {
         while self.hashing > keep {
             let h = self
-                .from_leaves
-                .recv()
-                .map_err(|_| SessionError::LeafStage("stopped".into()))?;
+                .leaves
+                .as_ref()
+                .and_then(|l| l.from.recv().ok())
+                .ok_or_else(|| SessionError::LeafStage("stopped".into()))?;
             self.hashing -= 1;
-            let r = self.store(tls, &h);
-            if self.spare.len() < HASH_AHEAD {
-                self.spare.push(h.body);
-            }
-            r?;
+            self.store_one(tls, h)?;
         }
         Ok(())
+    }
+
+    /// Stores one hashed batch and keeps its buffer for the next.
+    fn store_one(&mut self, tls: &mut Tls, h: Hashed) -> Result<(), SessionError> {
+        let r = self.store(tls, &h);
+        if self.spare.len() < HASH_AHEAD {
+            self.spare.push(h.body);
+        }
+        r
     }
 
     /// Verifies a batch against its chain's tip, appends it and asks for an
@@ -1482,6 +1663,10 @@ impl Session<'_> {
                     records: stored.new_records as u64,
                     arrived,
                 };
+                if !self.watched.iter().any(|s| Arc::ptr_eq(s, &p.slot)) {
+                    lock(&p.slot).watch(&self.waker);
+                    self.watched.push(p.slot.clone());
+                }
                 let begun = lock(&p.slot).sync_begin();
                 if let Err(e) = begun {
                     return Err(storage_failed(self.shared, tls, &p, e));
@@ -1509,22 +1694,6 @@ impl Session<'_> {
             }
         }
     }
-}
-
-/// True if a frame, or bytes towards one, can be read without waiting longer
-/// than `wait`.
-fn readable(tls: &Tls, fr: &FrameReader, wait: Duration) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    if fr.has_frame() || !tls.conn.wants_read() {
-        return true; // buffered here, or plaintext waiting in rustls
-    }
-    let timeout = Timespec {
-        tv_sec: 0,
-        tv_nsec: i64::from(wait.subsec_nanos()),
-    };
-    let mut fds = [PollFd::new(&tls.sock, PollFlags::IN)];
-    // An error (EINTR) counts as readable: the read that follows tells.
-    poll(&mut fds, Some(&timeout)).map_or(true, |n| n > 0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -3,7 +3,11 @@
 //!
 //! ```text
 //! STORE/hosts/<host>/<chain id>/<base>.seg   the chain's records (spool layout)
-//! STORE/hosts/<host>/<chain id>/tip.json     its tip at the last clean stop
+//! STORE/tips.json                             every chain's tip and the store
+//!                                             position it describes, saved every
+//!                                             10 s and at a clean stop
+//! STORE/hosts/<host>/<chain id>/tip.json     its tip at a clean stop (written by
+//!                                             earlier versions; still read)
 //! STORE/quarantine/<time>-<chain>-b<batch>.seg   refused batches, as received
 //! STORE/quarantine/<same>.json                         why each was refused
 //! STORE/checkpoints/                                    the collector's own chain of
@@ -31,13 +35,21 @@
 //! - `kill -9` or power loss: the records after the last fsync may be lost or
 //!   torn; none of them was acknowledged, so the agent sends them again. At
 //!   the next start a torn tail is cut off (and kept beside the segment), and
-//!   the chain is read back through the same tip check, record by record.
-//! - A clean stop fsyncs every chain and saves its tip in `tip.json` with the
-//!   store position it describes; the next start uses it only if the segments
-//!   still end exactly there, and otherwise reads the chain back.
-//! - A chain found damaged at start-up is not extended ([`Slot`]'s `broken`):
-//!   an alert is raised, its batches are refused with the reason, and
-//!   `logseal verify` says where.
+//!   the records after the chain's saved tip are read back through the same
+//!   tip check, record by record.
+//! - Tips are saved (`tips.json`, one atomic write) every
+//!   [`TIPS_EVERY`](crate::collector::checkpoints::TIPS_EVERY) and at a clean
+//!   stop, each only for a chain whose records are all durable, with the
+//!   store position it describes. A start reads a chain from there on: after
+//!   a clean stop nothing, after a crash at most what came in since the last
+//!   save, whatever the store's size. A chain whose files end before its
+//!   saved position, or that has no saved tip, is read from its Genesis.
+//! - What lies before a saved tip is what this collector checked, wrote and
+//!   synced; it is not read again at start. Damage found at start-up (after
+//!   the saved tip) stops the chain from being extended ([`Slot`]'s
+//!   `broken`): an alert is raised and its batches are refused with the
+//!   reason. Damage to older records at rest is found by `logseal verify`,
+//!   which reads everything, not by the collector's start.
 
 use crate::chain::checkpoint;
 use crate::chain::hash::{self, Digest};
@@ -102,6 +114,21 @@ impl Slot {
             }
         }
         Ok(())
+    }
+
+    /// Calls `waker` after every fdatasync of the chain's files (or failure):
+    /// a session waiting to acknowledge.
+    pub fn watch(&mut self, waker: &crate::storage::writebehind::Waker) {
+        if let Backing::Files(log) = &mut self.log {
+            log.add_waker(waker);
+        }
+    }
+
+    /// No longer calls `waker`.
+    pub fn unwatch(&mut self, waker: &crate::storage::writebehind::Waker) {
+        if let Backing::Files(log) = &mut self.log {
+            log.remove_waker(waker);
+        }
     }
 
     /// Position after the last record appended: bytes of the files, or the
@@ -246,6 +273,9 @@ pub struct Store {
     jet: Option<crate::storage::jetstream::JetStream>,
     /// Held while a chain evicted after a storage error is read back.
     reloading: Mutex<()>,
+    /// The tips last saved in `tips.json`, by chain: where a chain is read
+    /// back from after a crash.
+    saved: Mutex<HashMap<ChainId, SavedTip>>,
     alerts: Mutex<Alerts>,
     quarantine: Mutex<Quarantine>,
 }
@@ -354,6 +384,7 @@ impl Store {
             forks_noted: Mutex::new(std::collections::HashSet::new()),
             jet,
             reloading: Mutex::new(()),
+            saved: Mutex::new(read_tips(root)?),
             alerts: Mutex::new(Alerts {
                 file: alerts,
                 recent: HashMap::new(),
@@ -416,38 +447,48 @@ impl Store {
         self.root.join("hosts").join(host).join(id.to_string())
     }
 
-    /// Reads a chain back from disk: from the tip saved at the last clean stop
-    /// if the store has not changed since (same end position), else through
-    /// the tip check, record by record.
+    /// Reads a chain back from disk: from the newest tip saved for it (at a
+    /// clean stop, or in `tips.json` while running) on, reading only the
+    /// records after it through the tip check; without a saved tip, or if the
+    /// files no longer reach it, the whole chain from its Genesis.
     fn load(&self, host: &str, id: ChainId) -> io::Result<Slot> {
         let dir = self.chain_dir(host, id);
-        if let Some(saved) = read_saved_tip(&dir) {
-            let opened = SegmentLog::open(&dir, self.spool_options(), |_, _, _| {});
-            if let Ok((log, repair)) = opened {
-                if repair.torn_bytes == 0
-                    && log.position() == saved.position
-                    && saved.tip.chain_id == id
-                    && saved.tip.host == host
-                {
-                    tracing::info!(chain = %id, host, next_seq = saved.tip.next_seq, "chain resumed from its saved tip");
-                    return Ok(Slot {
-                        tip: saved.tip,
-                        log: Backing::Files(log),
-                        recent: VecDeque::new(),
-                        broken: None,
-                    });
+        let saved = [read_saved_tip(&dir), lock(&self.saved).get(&id).cloned()]
+            .into_iter()
+            .flatten()
+            .filter(|s| s.tip.chain_id == id && s.tip.host == host)
+            .max_by_key(|s| s.position);
+        if let Some(saved) = saved {
+            match self.replay_from(&dir, saved.tip, saved.position) {
+                // Records after it that do not follow it: the tip is not
+                // believed over the files (the chain is read whole, below).
+                Ok(slot) if slot.broken.is_some() => {
+                    tracing::warn!(chain = %id, host, "the records after the chain's saved tip do not follow it: reading the chain back from its Genesis");
+                }
+                Ok(slot) => {
+                    tracing::info!(chain = %id, host, next_seq = slot.tip.next_seq, from = saved.position, "chain resumed from its saved tip");
+                    return Ok(slot);
+                }
+                Err(e) => {
+                    tracing::warn!(chain = %id, host, error = %e, "the chain's saved tip does not fit its files: reading the chain back from its Genesis");
                 }
             }
-            tracing::info!(chain = %id, host, "store changed since the saved tip: reading the chain back");
         }
         self.replay(host, id, &dir)
     }
 
     fn replay(&self, host: &str, id: ChainId, dir: &Path) -> io::Result<Slot> {
-        let mut tip = Tip::before_genesis(id, host);
+        self.replay_from(dir, Tip::before_genesis(id, host), 0)
+    }
+
+    /// Opens the chain in `dir` whose tip at store position `from` is `tip`,
+    /// reading the records from there on through the tip check.
+    fn replay_from(&self, dir: &Path, tip: Tip, from: u64) -> io::Result<Slot> {
+        let (id, host) = (tip.chain_id, tip.host.clone());
+        let mut tip = tip;
         let mut broken: Option<String> = None;
         let mut recent = VecDeque::new();
-        let (log, repair) = SegmentLog::open(dir, self.spool_options(), |pos, ty, payload| {
+        let each = |pos, ty, payload: &[u8]| {
             if broken.is_some() {
                 return;
             }
@@ -465,8 +506,10 @@ impl Store {
                 }
                 Err(e) => broken = Some(format!("at position {pos}: {e}")),
             }
-        })
-        .map_err(|e| io::Error::other(format!("store chain {}: {e}", dir.display())))?;
+        };
+        let (log, repair) = SegmentLog::open_from(dir, self.spool_options(), from, each)
+            .map_err(|e| io::Error::other(format!("store chain {}: {e}", dir.display())))?;
+        let host = host.as_str();
         if repair.torn_bytes > 0 {
             tracing::warn!(chain = %id, host, bytes = repair.torn_bytes, "cut a torn tail in the store (a crash before fsync; those records were never acknowledged)");
         }
@@ -1170,9 +1213,8 @@ impl Store {
         out
     }
 
-    /// At a clean stop: fsyncs every chain and saves its tip beside it, so the
-    /// next start need not read the chain back (it still does if the store
-    /// changed meanwhile).
+    /// At a clean stop: fsyncs every chain and saves every tip, so the next
+    /// start reads no chain back (only what a chain's files hold after it).
     pub fn close(&self) {
         let chains = lock(&self.chains).clone();
         for (id, slot) in chains {
@@ -1182,21 +1224,42 @@ impl Store {
             }
             if let Err(e) = s.sync() {
                 tracing::warn!(chain = %id, error = %e, "fsync at stop");
-                continue;
             }
-            // A chain on a stream resumes from its last message.
+        }
+        self.save_tips();
+    }
+
+    /// Saves in `tips.json` the tip of every chain of the files whose records
+    /// are all durable now, with the store position it describes (a chain
+    /// with records not yet synced keeps the tip saved before). One atomic
+    /// write for the whole store: after a crash a chain is read back only from
+    /// there on. Nothing on a stream (a chain resumes from its last message).
+    pub fn save_tips(&self) {
+        if self.jet.is_some() {
+            return;
+        }
+        let chains: Vec<_> = lock(&self.chains).values().cloned().collect();
+        let mut tips = lock(&self.saved).clone();
+        for slot in chains {
+            let s = lock(&slot);
             let Backing::Files(log) = &s.log else {
                 continue;
             };
-            let saved = SavedTip {
-                position: log.position(),
-                tip: s.tip.clone(),
-            };
-            let path = log.dir().join(TIP_FILE);
-            let text = serde_json::to_vec(&saved).unwrap_or_default();
-            if let Err(e) = fsutil::write_atomic(&path, &text, "tip") {
-                tracing::warn!(chain = %id, error = %e, "saving the chain tip");
+            if s.broken.is_none() && s.tip.next_seq > 0 && log.all_durable() {
+                let saved = SavedTip {
+                    position: log.position(),
+                    tip: s.tip.clone(),
+                };
+                tips.insert(s.tip.chain_id, saved);
             }
+        }
+        let file = TipsFile {
+            tips: tips.values().cloned().collect(),
+        };
+        let text = serde_json::to_vec(&file).unwrap_or_default();
+        match fsutil::write_atomic(&self.root.join(TIPS_FILE), &text, "tips") {
+            Ok(()) => *lock(&self.saved) = tips,
+            Err(e) => tracing::warn!(error = %e, "saving the chains' tips"),
         }
     }
 
@@ -1353,16 +1416,47 @@ pub struct HostStatus {
 /// File beside a chain's segments holding its tip at the last clean stop.
 const TIP_FILE: &str = "tip.json";
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct SavedTip {
     /// Store position (end of the last segment) when the tip was saved.
     position: u64,
     tip: Tip,
 }
 
+/// A chain's tip saved by a collector of an earlier version at its clean stop
+/// (this one saves every tip in `tips.json`).
 fn read_saved_tip(dir: &Path) -> Option<SavedTip> {
     let b = fsutil::read_bounded(&dir.join(TIP_FILE), 64 << 10).ok()?;
     serde_json::from_slice(&b).ok()
+}
+
+/// `STORE/tips.json`: every chain's tip and the store position it describes.
+const TIPS_FILE: &str = "tips.json";
+
+/// Largest `tips.json` read (about 400 000 chains).
+const MAX_TIPS_FILE: u64 = 256 << 20;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TipsFile {
+    tips: Vec<SavedTip>,
+}
+
+/// The tips saved in `root/tips.json`; none if it is absent. One that does
+/// not parse is ignored, with a warning: the chains are then read back whole.
+fn read_tips(root: &Path) -> io::Result<HashMap<ChainId, SavedTip>> {
+    let path = root.join(TIPS_FILE);
+    let bytes = match fsutil::read_bounded(&path, MAX_TIPS_FILE) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+    };
+    match serde_json::from_slice::<TipsFile>(&bytes) {
+        Ok(f) => Ok(f.tips.into_iter().map(|t| (t.tip.chain_id, t)).collect()),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "the saved tips do not parse: every chain is read back from its Genesis");
+            Ok(HashMap::new())
+        }
+    }
 }
 
 /// Gives `found` the stored record `payload` if it is a seal of `chain`;

@@ -98,6 +98,7 @@ fn is_state_file(name: &str) -> bool {
             | "alerts.jsonl"
             | "status.json"
             | "tip.json"
+            | "tips.json"
             | "crl-floor.json"
             | "lock"
     ) || (name.starts_with('.') && name.ends_with(".tmp"))

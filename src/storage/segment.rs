@@ -127,6 +127,22 @@ impl SegmentReader<File> {
     }
 }
 
+impl<R: Read + Seek> SegmentReader<R> {
+    /// Goes on reading at file offset `offset`, which must be where a frame
+    /// begins (a position saved when the file was written): what lies before
+    /// it is not read.
+    pub fn skip_to(&mut self, offset: u64) -> io::Result<()> {
+        let offset = offset.max(HEADER_LEN);
+        self.r.seek(SeekFrom::Start(offset))?;
+        self.start = 0;
+        self.end = 0;
+        self.pos = offset;
+        self.eof = false;
+        self.prefixes = crcspan::Prefixes::default();
+        Ok(())
+    }
+}
+
 impl<R: Read> SegmentReader<R> {
     /// Reads and checks the header from `r`.
     pub fn new(mut r: R) -> io::Result<SegmentReader<R>> {
@@ -402,6 +418,20 @@ impl SegmentWriter {
     /// can rebuild its state in one pass.
     pub fn open_append(
         path: &Path,
+        each: impl FnMut(u64, u8, &[u8]),
+    ) -> Result<(SegmentWriter, Repair), OpenError> {
+        Self::open_append_from(path, 0, each)
+    }
+
+    /// [`open_append`](Self::open_append) that reads the file only from
+    /// offset `from` on (a frame boundary saved when the file was written and
+    /// synced; 0: from the header). A file shorter than `from` is refused, and
+    /// so is damage met before a whole frame was read from `from` on: `from`
+    /// may then not be a frame boundary, and cutting a "torn tail" there
+    /// could destroy good records. The caller reads the file from its header.
+    pub fn open_append_from(
+        path: &Path,
+        from: u64,
         mut each: impl FnMut(u64, u8, &[u8]),
     ) -> Result<(SegmentWriter, Repair), OpenError> {
         let io = |source| OpenError::Io {
@@ -417,6 +447,13 @@ impl SegmentWriter {
             .map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let mut repair = Repair::default();
+        if from > len.max(HEADER_LEN) {
+            return Err(OpenError::Damaged {
+                path: path.to_path_buf(),
+                offset: len,
+                reason: "the segment ends before the position saved for it",
+            });
+        }
         if len < HEADER_LEN {
             // New file, or a crash while creating it: a short header holds no frames.
             file.set_len(0).map_err(io)?;
@@ -436,7 +473,24 @@ impl SegmentWriter {
                 },
                 _ => io(e),
             })?;
-            let torn = match r.frames_until_damage(&mut each).map_err(io)? {
+            if from > HEADER_LEN {
+                r.skip_to(from).map_err(io)?;
+            }
+            let mut framed = from <= HEADER_LEN;
+            let damage = r
+                .frames_until_damage(|o, t, p| {
+                    framed = true;
+                    each(o, t, p);
+                })
+                .map_err(io)?;
+            if let (Some(d), false) = (&damage, framed) {
+                return Err(OpenError::Damaged {
+                    path: path.to_path_buf(),
+                    offset: d.offset,
+                    reason: "no whole frame begins at the position saved for it",
+                });
+            }
+            let torn = match damage {
                 None => None,
                 Some(Damage {
                     offset,
@@ -490,7 +544,7 @@ impl SegmentWriter {
         ))
     }
 
-    /// Hands writing and syncing to a thread of its own from now on (see
+    /// Hands writing and syncing to the write-behind pool from now on (see
     /// [`crate::storage::writebehind`]): appends then only copy into a buffer.
     pub fn write_behind(&mut self) -> io::Result<()> {
         if self.behind.is_none() {
@@ -510,6 +564,21 @@ impl SegmentWriter {
         self.closed = true;
         if let Some(behind) = self.behind.take() {
             behind.abandon();
+        }
+    }
+
+    /// Calls `waker` after every fdatasync (or failure) of the write-behind
+    /// from now on; nothing without write-behind (syncing waits there).
+    pub fn add_waker(&self, waker: &crate::storage::writebehind::Waker) {
+        if let Some(b) = &self.behind {
+            b.add_waker(waker.clone());
+        }
+    }
+
+    /// No longer calls `waker`.
+    pub fn remove_waker(&self, waker: &crate::storage::writebehind::Waker) {
+        if let Some(b) = &self.behind {
+            b.remove_waker(waker);
         }
     }
 
@@ -662,6 +731,18 @@ impl SegmentWriter {
         match &self.behind {
             Some(behind) => behind.synced(),
             None => Ok(self.durable),
+        }
+    }
+
+    /// [`synced`](Self::synced) without taking an error from the write-behind
+    /// (`None` then, or once closed).
+    pub fn synced_now(&self) -> Option<u64> {
+        if self.closed {
+            return None;
+        }
+        match &self.behind {
+            Some(behind) => behind.synced_now(),
+            None => Some(self.durable),
         }
     }
 

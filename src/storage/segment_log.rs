@@ -52,6 +52,9 @@ pub struct SegmentLog {
     cur: SegmentWriter,
     cur_base: u64,
     acked: u64,
+    /// Called after each fdatasync of the write-behind (of every segment,
+    /// the ones to come too).
+    wakers: Vec<crate::storage::writebehind::Waker>,
 }
 
 fn seg_path(dir: &Path, base: u64) -> PathBuf {
@@ -119,6 +122,20 @@ impl SegmentLog {
     pub fn open(
         dir: &Path,
         opts: LogOptions,
+        each: impl FnMut(u64, u8, &[u8]),
+    ) -> Result<(SegmentLog, Repair), OpenError> {
+        Self::open_from(dir, opts, 0, each)
+    }
+
+    /// [`open`](Self::open) that reads the frames only from global position
+    /// `from` on: a frame boundary saved when everything before it was
+    /// written and synced (the collector's saved tips). Segments wholly
+    /// before it are not read, only their lengths checked to follow each
+    /// other; a log that ends before `from` is refused.
+    pub fn open_from(
+        dir: &Path,
+        opts: LogOptions,
+        from: u64,
         mut each: impl FnMut(u64, u8, &[u8]),
     ) -> Result<(SegmentLog, Repair), OpenError> {
         let io = |source| OpenError::Io {
@@ -141,21 +158,29 @@ impl SegmentLog {
         let last = bases.len() - 1;
         for (i, &base) in bases[..last].iter().enumerate() {
             let path = seg_path(dir, base);
-            let mut r = SegmentReader::open(&path).map_err(|e| OpenError::BadHeader {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            let damage = r
-                .frames_until_damage(|offset, ty, payload| each(base + offset, ty, payload))
-                .map_err(io)?;
-            if let Some(Damage { offset, reason, .. }) = damage {
-                return Err(OpenError::Damaged {
-                    path,
-                    offset,
-                    reason,
-                });
-            }
-            let len = r.position();
+            let size = std::fs::symlink_metadata(&path).map_err(io)?.len();
+            let len = if base + size <= from {
+                size
+            } else {
+                let mut r = SegmentReader::open(&path).map_err(|e| OpenError::BadHeader {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                if from > base {
+                    r.skip_to(from - base).map_err(io)?;
+                }
+                let damage = r
+                    .frames_until_damage(|offset, ty, payload| each(base + offset, ty, payload))
+                    .map_err(io)?;
+                if let Some(Damage { offset, reason, .. }) = damage {
+                    return Err(OpenError::Damaged {
+                        path,
+                        offset,
+                        reason,
+                    });
+                }
+                r.position()
+            };
             if base + len != bases[i + 1] {
                 return Err(OpenError::Damaged {
                     path: seg_path(dir, bases[i + 1]),
@@ -166,8 +191,11 @@ impl SegmentLog {
             closed.push((base, len));
         }
         let base = bases[last];
-        let (mut cur, repair) =
-            SegmentWriter::open_append(&seg_path(dir, base), |off, t, p| each(base + off, t, p))?;
+        let (mut cur, repair) = SegmentWriter::open_append_from(
+            &seg_path(dir, base),
+            from.saturating_sub(base),
+            |off, t, p| each(base + off, t, p),
+        )?;
         if opts.write_behind {
             cur.write_behind().map_err(io)?;
         }
@@ -185,6 +213,7 @@ impl SegmentLog {
                 cur,
                 cur_base: base,
                 acked,
+                wakers: Vec::new(),
             },
             repair,
         ))
@@ -218,6 +247,21 @@ impl SegmentLog {
             .is_some_and(|&(base, len)| base + len <= pos.min(self.position()))
     }
 
+    /// Calls `waker` after every fdatasync (or failure) of the write-behind,
+    /// in this segment and the next ones.
+    pub fn add_waker(&mut self, waker: &crate::storage::writebehind::Waker) {
+        if !self.wakers.iter().any(|w| std::sync::Arc::ptr_eq(w, waker)) {
+            self.wakers.push(waker.clone());
+            self.cur.add_waker(waker);
+        }
+    }
+
+    /// No longer calls `waker`.
+    pub fn remove_waker(&mut self, waker: &crate::storage::writebehind::Waker) {
+        self.wakers.retain(|w| !std::sync::Arc::ptr_eq(w, waker));
+        self.cur.remove_waker(waker);
+    }
+
     /// Stops the write-behind thread after a storage error: nothing more
     /// reaches the files, and the last segment is cut back to what is known
     /// durable. The spool is not to be used after this.
@@ -235,6 +279,11 @@ impl SegmentLog {
     /// that stopped writing.
     pub fn synced(&self) -> io::Result<u64> {
         Ok(self.cur_base + self.cur.synced()?)
+    }
+
+    /// True if everything appended is known durable (no error pending).
+    pub fn all_durable(&self) -> bool {
+        self.cur.synced_now().map(|s| self.cur_base + s) == Some(self.position())
     }
 
     /// Records an acknowledgement and deletes segments that lie wholly below it.
@@ -312,6 +361,9 @@ impl SegmentLog {
             .map_err(|e| io::Error::other(e.to_string()))?;
         if self.opts.write_behind {
             next.write_behind()?;
+            for w in &self.wakers {
+                next.add_waker(w);
+            }
         }
         self.closed.push((self.cur_base, len));
         self.cur = next;
