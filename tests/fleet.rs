@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: panics are failures
 
 mod common;
+use common::agent::Agent;
 use common::collector::*;
 use common::*;
 use logseal::transport::proto::{Code, Msg};
@@ -288,4 +289,54 @@ fn after_a_clean_stop_the_start_reads_no_record() {
 #[test]
 fn after_kill_9_the_start_reads_only_what_came_after_the_saved_tips() {
     start_reads_only_after_the_saved_tips(true);
+}
+
+#[test]
+fn an_idle_agent_sleeps() {
+    // A TCP and a UDP input, shipping to a collector, connected; events sent,
+    // stored and sealed; then nothing. Until the next heartbeat seal (an hour
+    // here) or keepalive ping (30 s), an idle agent has nothing to do: it woke
+    // 14 times a second (a 100 ms tick for a watchdog it did not have, the
+    // stamper and the UDP input every second, the shipper every 500 ms).
+    let d = TempDir::new("fleet-idle-agent");
+    let ca = Ca::new(&d.path().join("pki"));
+    let c = Collector::start(&d.path().join("c"), &ca, "127.0.0.1:0", "");
+    let inputs = format!("{TCP_INPUT}[[input]]\ntype = \"udp\"\nlisten = \"127.0.0.1:0\"\n");
+    let cfg = agent_config(
+        d.path(),
+        &ca,
+        "idle-host",
+        &[&c.addr],
+        &inputs,
+        "[chain]\nheartbeat = \"1h\"\n",
+    );
+    let a = Agent::start_config(
+        &cfg,
+        &d.path().join("state"),
+        Some(&d.path().join("agent.log")),
+        2,
+    );
+    send_tcp(&a.addr("tcp"), "idle", 1, 20);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(b"<13>1 - - - - - - one datagram", a.addr("udp"))
+        .unwrap();
+    wait_until("the events are stored and sealed", || {
+        store_events(&c.store).len() >= 21
+    });
+    // Past the stamper's watch for late losses (5 s after the last input).
+    std::thread::sleep(Duration::from_secs(7));
+    let pid = a.child.id();
+    let before = threads(pid);
+    std::thread::sleep(Duration::from_secs(5));
+    let after = threads(pid);
+    let woken = after.iter().map(|t| t.1).sum::<u64>() - before.iter().map(|t| t.1).sum::<u64>();
+    // Context switches count wake-ups and each wait for a disk: `status.json`
+    // is written every 5 s (temp, fsync, rename, fsync dir), some 9 of them.
+    assert!(
+        woken <= 15,
+        "an idle agent woke {woken} times in 5 s (2 a second and the status write at most): \
+         before {before:?}, after {after:?}"
+    );
+    a.stop();
+    c.stop();
 }

@@ -305,6 +305,10 @@ fn stamper_config(
         journal_state: cfg.journald.as_ref().map(|_| cfg.state_dir.clone()),
         blocked: Arc::new(blocked),
         unwritten,
+        // Under systemd's watchdog the loop shows itself alive every second;
+        // without one it sleeps until input or its next seal is due.
+        alive_every: sd_notify::watchdog_enabled(false, &mut 0u64)
+            .then_some(std::time::Duration::from_secs(1)),
     }
 }
 
@@ -573,7 +577,8 @@ impl Running<'_> {
         let (cfg, observed, panicked) = (self.cfg, self.observed, self.panicked);
         let stats = &observed.stats;
         // Watchdog: ping systemd only while the stamper loop is turning (it
-        // turns at least once a second; stuck for 5 s means no more pings).
+        // turns at least once a second under a watchdog; stuck for 5 s means
+        // no more pings). Without a watchdog, no tick: an idle agent sleeps.
         let mut usec = 0u64;
         let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
         let period = Duration::from_micros((usec / 2).max(100_000));
@@ -613,7 +618,7 @@ impl Running<'_> {
                     tracing::error!("{}: stopping (inputs closed, the chain sealed)", panic_text(panicked));
                     break;
                 }
-                _ = tick.tick() => {
+                _ = tick.tick(), if watchdog => {
                     let alive = stats.alive_ms.load(Ordering::Relaxed);
                     if alive != last_alive {
                         last_alive = alive;

@@ -50,6 +50,9 @@ pub struct StamperConfig {
     /// Where counts of lost events go when a stop cannot write their Loss
     /// records (see [`super::unwritten`]).
     pub unwritten: Option<Arc<std::sync::Mutex<Unwritten>>>,
+    /// Turn at least this often (systemd's watchdog watches the turns);
+    /// `None`: only for input and the seals and syncs due.
+    pub alive_every: Option<Duration>,
 }
 
 /// Loss records appended and not yet known durable: the spool position after
@@ -401,6 +404,7 @@ pub fn run(
         closed: false,
         seal_failures: 0,
         stuck_since: None,
+        last_input: None,
     };
     let start = Instant::now();
     while !(s.closed && s.queue.is_empty()) {
@@ -430,6 +434,10 @@ type StagedRx = std_mpsc::Receiver<(Batch, Option<Box<Staged>>)>;
 
 /// A failed seal or write is retried after this long.
 const RETRY: Duration = Duration::from_millis(200);
+
+/// After input stops, the loop still looks every second this long for
+/// losses the inputs count late (a datagram input's kernel drops).
+const LOSS_WATCH: Duration = Duration::from_secs(5);
 
 /// The stamper's state between turns of its loop.
 struct Stamper<'a> {
@@ -461,6 +469,8 @@ struct Stamper<'a> {
     seal_failures: u64,
     /// Since when input has been held while the inputs are closed.
     stuck_since: Option<Instant>,
+    /// When input last came (losses are looked for a while after it).
+    last_input: Option<Instant>,
 }
 
 impl Stamper<'_> {
@@ -541,8 +551,17 @@ impl Stamper<'_> {
         if let Some(t) = self.first_unsynced {
             wait = wait.min(cfg.commit_interval.saturating_sub(t.elapsed()));
         }
-        // Turn at least once a second so that the watchdog sees the loop alive.
-        wait = wait.min(Duration::from_secs(1));
+        // Turn often enough that the watchdog sees the loop alive.
+        if let Some(every) = cfg.alive_every {
+            wait = wait.min(every);
+        }
+        // Inputs count losses without waking the loop (a datagram input reads
+        // the kernel's drops a second after its traffic): while there was
+        // input lately, or losses wait, look every second. Idle, it sleeps.
+        let lately = self.last_input.is_some_and(|t| t.elapsed() < LOSS_WATCH);
+        if lately || self.losses.iter().any(|l| !l.is_empty()) {
+            wait = wait.min(Duration::from_secs(1));
+        }
         // A sync in flight (asked for everything appended, not done yet): look
         // again soon, to publish what it made durable.
         if self.first_unsynced.is_none() && self.durable < self.w.log().position() {
@@ -553,6 +572,7 @@ impl Stamper<'_> {
         } else if self.queue.is_empty() && !self.closed {
             match rx.recv_timeout(wait) {
                 Ok(b) => {
+                    self.last_input = Some(Instant::now());
                     self.queue.push_back(Pending::new(b));
                     while self.queue.len() < 64 {
                         match rx.try_recv() {

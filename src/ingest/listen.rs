@@ -83,11 +83,15 @@ pub async fn udp(
 ) {
     let mut buf = vec![0u8; 65_536];
     let inode = rustix::fs::fstat(&sock).map(|s| s.st_ino).ok();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // The kernel's drops are read a second after traffic (while it lasts,
+    // every second, and once after it ends): idle, the input sleeps. Drops
+    // only happen while datagrams arrive.
+    let mut check: Option<tokio::time::Instant> = None;
     loop {
+        let at = check.unwrap_or_else(tokio::time::Instant::now);
         let first = tokio::select! {
             r = sock.recv_from(&mut buf) => r,
-            _ = tick.tick() => {
+            () = tokio::time::sleep_until(at), if check.is_some() => {
                 // Losses in the kernel are accounted for like our own.
                 if let Some(now) = inode.and_then(kernel_udp_drops) {
                     if now > drops {
@@ -95,6 +99,7 @@ pub async fn udp(
                     }
                     drops = now;
                 }
+                check = None;
                 continue;
             }
             _ = shutdown.changed() => {
@@ -108,6 +113,7 @@ pub async fn udp(
                 return;
             }
         };
+        check.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(1));
         let t = now_ns();
         let mut batches: Vec<Batch> = Vec::new();
         let mut next = Some(first);

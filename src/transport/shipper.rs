@@ -775,8 +775,13 @@ impl Session<'_> {
                 last_io = Instant::now();
             }
             if !closed {
-                self.link
-                    .wait_beyond(self.cursor.pos.max(limit), Duration::from_millis(500));
+                // Asleep until records become durable, the stop, or the next
+                // ping is due: no timer while idle.
+                let ping_in = self.cfg.keepalive.saturating_sub(last_io.elapsed());
+                self.link.wait_beyond(
+                    self.cursor.pos.max(limit),
+                    ping_in.max(Duration::from_millis(10)),
+                );
             }
         }
     }
