@@ -776,7 +776,8 @@ async fn supervise(
             _ = crl_poll.tick() => if shared.tls.crl_changed() {
                 reload_tls(shared, "the CRL file changed");
             },
-            _ = wd.tick() => if watchdog {
+            // Without systemd's watchdog, no tick: an idle collector sleeps.
+            _ = wd.tick(), if watchdog => {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
             },
             _ = status.tick() => {
