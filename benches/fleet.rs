@@ -324,18 +324,43 @@ fn batch_frame(host: &Host, id: u64, from: usize, to: usize) -> Vec<u8> {
     out
 }
 
-/// A host's session: connects, sends its setup records, waits for `go`, then
-/// sends its batches on schedule; returns each batch's ack latency.
-async fn agent(
-    host: Arc<Host>,
+/// What a simulated sender is given: its TLS configuration, where to
+/// connect, the gate that bounds the handshakes in flight, and the run's
+/// start (each sender says it is ready, then waits for the start time).
+struct Start {
     cfg: Arc<rustls::ClientConfig>,
     addr: String,
     gate: Arc<tokio::sync::Semaphore>,
     ready: tokio::sync::mpsc::Sender<()>,
-    mut go: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
-) -> Vec<Duration> {
-    let permit = gate.acquire().await.unwrap();
-    let mut tls = connect(cfg, &addr, "collector").await;
+    go: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
+}
+
+impl Start {
+    /// Connects (at most the gate's number of handshakes at once).
+    async fn connect(&self) -> (Tls, tokio::sync::SemaphorePermit<'_>) {
+        let permit = self.gate.acquire().await.unwrap();
+        (
+            connect(self.cfg.clone(), &self.addr, "collector").await,
+            permit,
+        )
+    }
+
+    /// Says it is ready, then waits for the start time.
+    async fn ready_then_go(&mut self) -> tokio::time::Instant {
+        self.ready.send(()).await.unwrap();
+        loop {
+            if let Some(t) = *self.go.borrow() {
+                return t;
+            }
+            self.go.changed().await.unwrap();
+        }
+    }
+}
+
+/// A host's session: connects, sends its setup records, waits for `go`, then
+/// sends its batches on schedule; returns each batch's ack latency.
+async fn agent(host: Arc<Host>, mut start: Start) -> Vec<Duration> {
+    let (mut tls, permit) = start.connect().await;
     send_msg(
         &mut tls,
         &Msg::Hello {
@@ -354,13 +379,7 @@ async fn agent(
         .await
         .unwrap();
     assert!(matches!(read_msg(&mut tls).await, Msg::Ack { .. }));
-    ready.send(()).await.unwrap();
-    let t0 = loop {
-        if let Some(t) = *go.borrow() {
-            break t;
-        }
-        go.changed().await.unwrap();
-    };
+    let t0 = start.ready_then_go().await;
     let (mut rd, mut wr) = tokio::io::split(tls);
     let n = host.batches.len();
     let sent = Arc::new(std::sync::Mutex::new(vec![None::<Instant>; n]));
@@ -394,25 +413,11 @@ async fn agent(
 }
 
 /// The same events as syslog lines over gtls to rsyslog.
-async fn syslog_sender(
-    host: Arc<Host>,
-    cfg: Arc<rustls::ClientConfig>,
-    addr: String,
-    gate: Arc<tokio::sync::Semaphore>,
-    ready: tokio::sync::mpsc::Sender<()>,
-    mut go: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
-) -> Vec<Duration> {
-    let permit = gate.acquire().await.unwrap();
-    let mut tls = connect(cfg, &addr, "collector").await;
+async fn syslog_sender(host: Arc<Host>, mut start: Start) -> Vec<Duration> {
+    let (mut tls, permit) = start.connect().await;
     tls.flush().await.unwrap();
     drop(permit);
-    ready.send(()).await.unwrap();
-    let t0 = loop {
-        if let Some(t) = *go.borrow() {
-            break t;
-        }
-        go.changed().await.unwrap();
-    };
+    let t0 = start.ready_then_go().await;
     for (i, &(at, _, _)) in host.batches.iter().enumerate() {
         tokio::time::sleep_until(t0 + at).await;
         tls.write_all(&host.lines[i]).await.unwrap();
@@ -541,17 +546,11 @@ fn drive<F, Fut>(
     rt: &tokio::runtime::Runtime,
     hosts: &[Arc<Host>],
     pki: &Pki,
-    pid: u32,
+    (pid, addr): (u32, &str),
     spawn: F,
 ) -> Driven
 where
-    F: Fn(
-        Arc<Host>,
-        Arc<rustls::ClientConfig>,
-        Arc<tokio::sync::Semaphore>,
-        tokio::sync::mpsc::Sender<()>,
-        tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
-    ) -> Fut,
+    F: Fn(Arc<Host>, Start) -> Fut,
     Fut: std::future::Future<Output = Vec<Duration>> + Send + 'static,
 {
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
@@ -560,13 +559,14 @@ where
     let tasks: Vec<_> = hosts
         .iter()
         .map(|h| {
-            let fut = spawn(
-                h.clone(),
-                client_config(pki, h),
-                gate.clone(),
-                ready_tx.clone(),
-                go_rx.clone(),
-            );
+            let start = Start {
+                cfg: client_config(pki, h),
+                addr: addr.to_string(),
+                gate: gate.clone(),
+                ready: ready_tx.clone(),
+                go: go_rx.clone(),
+            };
+            let fut = spawn(h.clone(), start);
             rt.spawn(fut)
         })
         .collect();
@@ -629,9 +629,7 @@ fn run_logseal(rt: &tokio::runtime::Runtime, dir: &Path, pki: &Pki, hosts: &[Arc
     std::fs::create_dir_all(dir).unwrap();
     let (mut child, addr, _) = start_collector(dir, pki, hosts.len());
     let pid = child.id();
-    let mut d = drive(rt, hosts, pki, pid, |h, cfg, g, r, go| {
-        agent(h, cfg, addr.clone(), g, r, go)
-    });
+    let mut d = drive(rt, hosts, pki, (pid, &addr), agent);
     let cpu = cpu_seconds(pid) - d.cpu_at_go;
     let rss = status_field(pid, "VmHWM:") as f64 / 1024.0;
     let events: usize = hosts
@@ -687,9 +685,7 @@ fn run_rsyslog(
     common::wait_port(port);
     let pid = child.id();
     let addr = format!("127.0.0.1:{port}");
-    let d = drive(rt, hosts, pki, pid, |h, cfg, g, r, go| {
-        syslog_sender(h, cfg, addr.clone(), g, r, go)
-    });
+    let d = drive(rt, hosts, pki, (pid, &addr), syslog_sender);
     // Done when every line is in the file.
     let expected: u64 = hosts
         .iter()
