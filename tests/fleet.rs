@@ -340,3 +340,82 @@ fn an_idle_agent_sleeps() {
     a.stop();
     c.stop();
 }
+
+#[test]
+fn acknowledged_records_missing_at_start_raise_an_alert() {
+    // A clean stop saved the chain's tip; then the files lose their last
+    // records (a restore from an older copy, a truncation): the start reads
+    // the chain whole and says that records it stored are gone.
+    let d = TempDir::new("fleet-tips-missing");
+    let ca = Ca::new(&d.path().join("pki"));
+    let dir = d.path().join("c");
+    let c = Collector::start(&dir, &ca, "127.0.0.1:0", "");
+    let store = c.store.clone();
+    let recs = records(&build_chain(d.path(), "shrunk", 30, 10));
+    let (mut t, _) = position(&ca, &c.addr, "shrunk", &recs);
+    assert!(matches!(send_batch(&mut t, 1, &recs), Ok(Msg::Ack { .. })));
+    drop(t);
+    let _ = c.stop();
+    // Cut the segment in the middle of the chain, at a frame boundary.
+    let chain_dir = std::fs::read_dir(store.join("hosts/shrunk"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let seg = std::fs::read_dir(&chain_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let mut r = logseal::storage::segment::SegmentReader::open(&seg).unwrap();
+    let mut ends = Vec::new();
+    while let Some(item) = r.next_item().unwrap() {
+        if let logseal::storage::segment::Item::Frame { .. } = item {
+            ends.push(r.position());
+        }
+    }
+    let cut = ends[ends.len() / 2];
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    let c = Collector::start(&dir, &ca, "127.0.0.1:0", "");
+    let log = c.stop();
+    let alerts = alerts(&store);
+    assert!(
+        alerts.contains("stored-chain-damaged")
+            && alerts.contains("records this collector stored are missing"),
+        "{alerts}\n{log}"
+    );
+}
+
+#[test]
+fn a_tips_file_that_is_a_fifo_is_not_waited_on_and_the_chains_are_read_whole() {
+    let d = TempDir::new("fleet-tips-fifo");
+    let ca = Ca::new(&d.path().join("pki"));
+    let dir = d.path().join("c");
+    let c = Collector::start(&dir, &ca, "127.0.0.1:0", "");
+    let store = c.store.clone();
+    let recs = records(&build_chain(d.path(), "fifo-host", 10, 10));
+    let (mut t, _) = position(&ca, &c.addr, "fifo-host", &recs);
+    assert!(matches!(send_batch(&mut t, 1, &recs), Ok(Msg::Ack { .. })));
+    drop(t);
+    let _ = c.stop();
+    std::fs::remove_file(store.join("tips.json")).unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(store.join("tips.json"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Starts (Collector::start waits for `listening` with a deadline), reads
+    // the chain whole, and knows it.
+    let c = Collector::start(&dir, &ca, "127.0.0.1:0", "");
+    let (_t, known) = position(&ca, &c.addr, "fifo-host", &recs);
+    assert_eq!(known, Some(recs.len() as u64));
+    let log = c.stop();
+    assert!(log.contains("the saved tips cannot be read"), "{log}");
+}

@@ -559,7 +559,10 @@ impl Stamper<'_> {
         // the kernel's drops a second after its traffic): while there was
         // input lately, or losses wait, look every second. Idle, it sleeps.
         let lately = self.last_input.is_some_and(|t| t.elapsed() < LOSS_WATCH);
-        if lately || self.losses.iter().any(|l| !l.is_empty()) {
+        // Records durable and not yet acknowledged: the acknowledgement is
+        // applied (spool trimmed, `acked` written) within a second of coming.
+        let unacked = self.link.is_some_and(|l| l.acked() < self.durable);
+        if lately || unacked || self.losses.iter().any(|l| !l.is_empty()) {
             wait = wait.min(Duration::from_secs(1));
         }
         // A sync in flight (asked for everything appended, not done yet): look

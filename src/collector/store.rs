@@ -42,8 +42,12 @@
 //!   stop, each only for a chain whose records are all durable, with the
 //!   store position it describes. A start reads a chain from there on: after
 //!   a clean stop nothing, after a crash at most what came in since the last
-//!   save, whatever the store's size. A chain whose files end before its
-//!   saved position, or that has no saved tip, is read from its Genesis.
+//!   save, whatever the store's size. Nothing is cut on the word of a saved
+//!   tip: damage after it (a torn tail) makes the start read the chain from
+//!   its Genesis, which repairs; so does a chain without a saved tip. Files
+//!   that end before the saved position, or records after it that do not
+//!   follow it, also raise a `stored-chain-damaged` alert: records this
+//!   collector stored (and acknowledged) are gone or changed.
 //! - What lies before a saved tip is what this collector checked, wrote and
 //!   synced; it is not read again at start. Damage found at start-up (after
 //!   the saved tip) stops the chain from being extended ([`Slot`]'s
@@ -389,7 +393,7 @@ impl Store {
             forks_noted: Mutex::new(std::collections::HashSet::new()),
             jet,
             reloading: Mutex::new(()),
-            saved: Mutex::new(read_tips(root)?),
+            saved: Mutex::new(read_tips(root)),
             alerts: Mutex::new(Alerts {
                 file: alerts,
                 recent: HashMap::new(),
@@ -463,12 +467,18 @@ impl Store {
             .flatten()
             .filter(|s| s.tip.chain_id == id && s.tip.host == host)
             .max_by_key(|s| s.position);
-        if let Some(saved) = saved {
+        let Some(saved) = saved else {
+            return self.replay(host, id, &dir);
+        };
+        let (position, next_seq) = (saved.position, saved.tip.next_seq);
+        {
             match self.replay_from(&dir, saved.tip, saved.position) {
                 // Records after it that do not follow it: the tip is not
                 // believed over the files (the chain is read whole, below).
                 Ok(slot) if slot.broken.is_some() => {
-                    tracing::warn!(chain = %id, host, "the records after the chain's saved tip do not follow it: reading the chain back from its Genesis");
+                    let m = "the records after the chain's saved tip do not follow it: reading the chain back from its Genesis";
+                    tracing::warn!(chain = %id, host, "{m}");
+                    self.alert("stored-chain-damaged", host, Some(id), m);
                 }
                 Ok(slot) => {
                     tracing::info!(chain = %id, host, next_seq = slot.tip.next_seq, from = saved.position, "chain resumed from its saved tip");
@@ -479,7 +489,18 @@ impl Store {
                 }
             }
         }
-        self.replay(host, id, &dir)
+        let slot = self.replay(host, id, &dir)?;
+        if slot.broken.is_none() && (slot.position() < position || slot.tip.next_seq < next_seq) {
+            // Records this collector synced (and acknowledged) are gone.
+            let m = format!(
+                "the chain's files end at seq {} (position {}), before its saved tip (seq {next_seq}, position {position}): records this collector stored are missing",
+                slot.tip.next_seq,
+                slot.position()
+            );
+            tracing::error!(chain = %id, host, "{m}");
+            self.alert("stored-chain-damaged", host, Some(id), &m);
+        }
+        Ok(slot)
     }
 
     fn replay(&self, host: &str, id: ChainId, dir: &Path) -> io::Result<Slot> {
@@ -1245,18 +1266,40 @@ impl Store {
         }
         let chains: Vec<_> = lock(&self.chains).values().cloned().collect();
         let mut tips = lock(&self.saved).clone();
+        let mut changed = false;
         for slot in chains {
-            let s = lock(&slot);
+            let mut s = lock(&slot);
+            if s.broken.is_some() || s.tip.next_seq == 0 {
+                continue;
+            }
             let Backing::Files(log) = &s.log else {
                 continue;
             };
-            if s.broken.is_none() && s.tip.next_seq > 0 && log.all_durable() {
+            if tips
+                .get(&s.tip.chain_id)
+                .is_some_and(|t| t.position == log.position())
+            {
+                continue; // saved already
+            }
+            // A busy chain has records not yet synced at any moment: sync
+            // them (as a checkpoint does), so its tip is saved all the same.
+            if !log.all_durable() && s.sync().is_err() {
+                continue;
+            }
+            let Backing::Files(log) = &s.log else {
+                continue;
+            };
+            if log.all_durable() {
                 let saved = SavedTip {
                     position: log.position(),
                     tip: s.tip.clone(),
                 };
                 tips.insert(s.tip.chain_id, saved);
+                changed = true;
             }
+        }
+        if !changed {
+            return;
         }
         let file = TipsFile {
             tips: tips.values().cloned().collect(),
@@ -1446,20 +1489,26 @@ struct TipsFile {
     tips: Vec<SavedTip>,
 }
 
-/// The tips saved in `root/tips.json`; none if it is absent. One that does
-/// not parse is ignored, with a warning: the chains are then read back whole.
-fn read_tips(root: &Path) -> io::Result<HashMap<ChainId, SavedTip>> {
+/// The tips saved in `root/tips.json`; none if it is absent. One that cannot
+/// be read (too large, not a regular file) or does not parse is ignored, with
+/// a warning: the chains are then read back whole.
+fn read_tips(root: &Path) -> HashMap<ChainId, SavedTip> {
     let path = root.join(TIPS_FILE);
     let bytes = match fsutil::read_bounded(&path, MAX_TIPS_FILE) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return HashMap::new(),
+        Err(e) => {
+            // Too large, not a regular file, unreadable: the chains are read
+            // whole (slower, never wrong); the next save replaces it.
+            tracing::warn!(file = %path.display(), error = %e, "the saved tips cannot be read: every chain is read back from its Genesis");
+            return HashMap::new();
+        }
     };
     match serde_json::from_slice::<TipsFile>(&bytes) {
-        Ok(f) => Ok(f.tips.into_iter().map(|t| (t.tip.chain_id, t)).collect()),
+        Ok(f) => f.tips.into_iter().map(|t| (t.tip.chain_id, t)).collect(),
         Err(e) => {
             tracing::warn!(file = %path.display(), error = %e, "the saved tips do not parse: every chain is read back from its Genesis");
-            Ok(HashMap::new())
+            HashMap::new()
         }
     }
 }
@@ -1521,7 +1570,12 @@ fn append_files(s: &mut Slot, checked: Checked<'_>) -> io::Result<()> {
         return Err(io::Error::other("not a file store"));
     };
     for (_, _, rec) in &checked.new {
-        log.append_raw(rec)?;
+        if let Err(e) = log.append_raw(rec) {
+            // Some records may be in the files and the tip not past them: not
+            // to be extended nor its tip saved until it is read back (evicted).
+            s.broken = Some(format!("a write failed ({e}); the chain is read back"));
+            return Err(e);
+        }
     }
     for (seq, leaf, _) in &checked.new {
         remember(&mut s.recent, *seq, *leaf);

@@ -426,9 +426,11 @@ impl SegmentWriter {
     /// [`open_append`](Self::open_append) that reads the file only from
     /// offset `from` on (a frame boundary saved when the file was written and
     /// synced; 0: from the header). A file shorter than `from` is refused, and
-    /// so is damage met before a whole frame was read from `from` on: `from`
-    /// may then not be a frame boundary, and cutting a "torn tail" there
-    /// could destroy good records. The caller reads the file from its header.
+    /// so is any damage after `from`, torn tail or not: nothing is cut on the
+    /// word of a saved position (were it not a frame boundary, or a frame
+    /// crafted inside a record's payload, a "torn tail" cut there would
+    /// destroy good records). The caller then reads the file from its header,
+    /// which repairs what is to be repaired.
     pub fn open_append_from(
         path: &Path,
         from: u64,
@@ -476,18 +478,13 @@ impl SegmentWriter {
             if from > HEADER_LEN {
                 r.skip_to(from).map_err(io)?;
             }
-            let mut framed = from <= HEADER_LEN;
-            let damage = r
-                .frames_until_damage(|o, t, p| {
-                    framed = true;
-                    each(o, t, p);
-                })
-                .map_err(io)?;
-            if let (Some(d), false) = (&damage, framed) {
+            let damage = r.frames_until_damage(&mut each).map_err(io)?;
+            if let (Some(d), true) = (&damage, from > HEADER_LEN) {
                 return Err(OpenError::Damaged {
                     path: path.to_path_buf(),
                     offset: d.offset,
-                    reason: "no whole frame begins at the position saved for it",
+                    reason:
+                        "damage after the position saved for it (read from the header to repair)",
                 });
             }
             let torn = match damage {

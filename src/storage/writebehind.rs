@@ -275,7 +275,6 @@ impl Drop for WriteBehind {
     fn drop(&mut self) {
         let mut g = self.shared.lock();
         g.stop = true;
-        g.wakers.clear();
         self.shared.schedule(g);
         let mut g = self.shared.lock();
         while !g.done {
@@ -284,8 +283,10 @@ impl Drop for WriteBehind {
     }
 }
 
-/// Does everything the file has to do; returns with the lock held and
-/// nothing left to do (or the file done).
+/// Does what the file has to do, up to one fdatasync: returns with the lock
+/// held, after that fdatasync (the pool puts the file back at the end of its
+/// queue if it has more: a chain that is always busy cannot keep a thread
+/// from the others) or with nothing left to do (or the file done).
 fn serve<'a>(shared: &'a Shared, mut g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
     let file = &*shared.file;
     loop {
@@ -306,6 +307,7 @@ fn serve<'a>(shared: &'a Shared, mut g: MutexGuard<'a, State>) -> MutexGuard<'a,
             g = shared.lock();
             g.done = true;
             shared.changed(&mut g);
+            g.wakers.clear();
             return g;
         }
         if g.error.is_none() {
@@ -367,12 +369,16 @@ fn serve<'a>(shared: &'a Shared, mut g: MutexGuard<'a, State>) -> MutexGuard<'a,
                     }
                 }
                 shared.changed(&mut g);
+                if !g.stop {
+                    return g;
+                }
                 continue;
             }
         }
         if g.stop && (g.error.is_some() || g.queue.is_empty()) {
             g.done = true;
             shared.changed(&mut g);
+            g.wakers.clear();
         }
         return g;
     }
