@@ -325,20 +325,47 @@ fn an_idle_agent_sleeps() {
     });
     // Past the stamper's watch for late losses (5 s after the last input).
     std::thread::sleep(Duration::from_secs(7));
+    // Three windows of 3 s: `status.json` is written every 5 s (its fsyncs
+    // count as context switches), so at least one window has no such write;
+    // there, an idle agent has nothing to do.
     let pid = a.child.id();
-    let before = threads(pid);
-    std::thread::sleep(Duration::from_secs(5));
-    let after = threads(pid);
-    let woken = after.iter().map(|t| t.1).sum::<u64>() - before.iter().map(|t| t.1).sum::<u64>();
-    // Context switches count wake-ups and each wait for a disk: `status.json`
-    // is written every 5 s (temp, fsync, rename, fsync dir), some 9 of them.
+    let total = |ts: &[(String, u64)]| ts.iter().map(|t| t.1).sum::<u64>();
+    let mut samples = vec![threads(pid)];
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(3));
+        samples.push(threads(pid));
+    }
+    let woken: Vec<u64> = samples
+        .windows(2)
+        .map(|w| total(&w[1]) - total(&w[0]))
+        .collect();
+    eprintln!("idle agent: context switches per 3 s window: {woken:?}");
+    let least = *woken.iter().min().unwrap();
     assert!(
-        woken <= 15,
-        "an idle agent woke {woken} times in 5 s (2 a second and the status write at most): \
-         before {before:?}, after {after:?}"
+        least <= 6,
+        "an idle agent woke {woken:?} times in three windows of 3 s (at most 2 a second): {samples:?}"
     );
     a.stop();
     c.stop();
+}
+
+/// A collector in `d/c` that stored `host`'s whole chain of `events`, then
+/// stopped cleanly: (its directory, its store, the CA, the chain's records).
+fn stored_then_stopped(
+    d: &TempDir,
+    host: &str,
+    events: u64,
+) -> (std::path::PathBuf, std::path::PathBuf, Ca, Vec<Vec<u8>>) {
+    let ca = Ca::new(&d.path().join("pki"));
+    let dir = d.path().join("c");
+    let c = Collector::start(&dir, &ca, "127.0.0.1:0", "");
+    let store = c.store.clone();
+    let recs = records(&build_chain(d.path(), host, events, 10));
+    let (mut t, _) = position(&ca, &c.addr, host, &recs);
+    assert!(matches!(send_batch(&mut t, 1, &recs), Ok(Msg::Ack { .. })));
+    drop(t);
+    let _ = c.stop();
+    (dir, store, ca, recs)
 }
 
 #[test]
@@ -347,15 +374,7 @@ fn acknowledged_records_missing_at_start_raise_an_alert() {
     // records (a restore from an older copy, a truncation): the start reads
     // the chain whole and says that records it stored are gone.
     let d = TempDir::new("fleet-tips-missing");
-    let ca = Ca::new(&d.path().join("pki"));
-    let dir = d.path().join("c");
-    let c = Collector::start(&dir, &ca, "127.0.0.1:0", "");
-    let store = c.store.clone();
-    let recs = records(&build_chain(d.path(), "shrunk", 30, 10));
-    let (mut t, _) = position(&ca, &c.addr, "shrunk", &recs);
-    assert!(matches!(send_batch(&mut t, 1, &recs), Ok(Msg::Ack { .. })));
-    drop(t);
-    let _ = c.stop();
+    let (dir, store, ca, _) = stored_then_stopped(&d, "shrunk", 30);
     // Cut the segment in the middle of the chain, at a frame boundary.
     let chain_dir = std::fs::read_dir(store.join("hosts/shrunk"))
         .unwrap()
@@ -396,15 +415,7 @@ fn acknowledged_records_missing_at_start_raise_an_alert() {
 #[test]
 fn a_tips_file_that_is_a_fifo_is_not_waited_on_and_the_chains_are_read_whole() {
     let d = TempDir::new("fleet-tips-fifo");
-    let ca = Ca::new(&d.path().join("pki"));
-    let dir = d.path().join("c");
-    let c = Collector::start(&dir, &ca, "127.0.0.1:0", "");
-    let store = c.store.clone();
-    let recs = records(&build_chain(d.path(), "fifo-host", 10, 10));
-    let (mut t, _) = position(&ca, &c.addr, "fifo-host", &recs);
-    assert!(matches!(send_batch(&mut t, 1, &recs), Ok(Msg::Ack { .. })));
-    drop(t);
-    let _ = c.stop();
+    let (dir, store, ca, recs) = stored_then_stopped(&d, "fifo-host", 10);
     std::fs::remove_file(store.join("tips.json")).unwrap();
     let st = std::process::Command::new("mkfifo")
         .arg(store.join("tips.json"))
