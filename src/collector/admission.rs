@@ -2,7 +2,8 @@
 //! without a certificate cannot lock agents out:
 //!
 //! - one deadline for the TLS handshake and the Hello together
-//!   (`limits.handshake_timeout`), however slowly a client trickles bytes;
+//!   (`limits.handshake_timeout`, kept by [`super::session`]), however slowly
+//!   a client trickles bytes;
 //! - their own limits (`limits.max_unauthenticated` in all and
 //!   `limits.max_unauthenticated_per_address` from one address), apart from
 //!   the authenticated sessions' `limits.max_connections`;
@@ -10,60 +11,9 @@
 //!   of those not logged.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A connection's socket while it is not yet authenticated: every read and
-/// write fails with `TimedOut` once the deadline has passed.
-pub struct Deadline<'a> {
-    /// The socket.
-    pub sock: &'a TcpStream,
-    /// When the handshake and the Hello must be done.
-    pub at: Instant,
-}
-
-impl Deadline<'_> {
-    fn left(&self) -> io::Result<Duration> {
-        let left = self.at.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the TLS handshake and hello did not finish within limits.handshake_timeout",
-            ));
-        }
-        Ok(left)
-    }
-}
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.set_read_timeout(Some(self.left()?))?;
-        match (&*self.sock).read(buf) {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                self.left()?; // the deadline passed: say so in words
-                Err(e)
-            }
-            r => r,
-        }
-    }
-}
-
-impl Write for Deadline<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.sock.set_write_timeout(Some(self.left()?))?;
-        (&*self.sock).write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        (&*self.sock).flush()
-    }
-}
 
 /// Counts of connections not yet authenticated.
 #[derive(Default)]

@@ -91,8 +91,33 @@ impl ReceiptSigner {
             .wait_timeout_while(g, KEY_WAIT, |k| k.is_none())
             .unwrap_or_else(|p| p.into_inner());
         let k = g.as_ref()?;
+        Some(Self::signed(k, &self.collector, host, chain, seq, head))
+    }
+
+    /// [`sign`](Self::sign) without waiting: `None` while the log has no key
+    /// to give (the caller then waits with `sign`, off an async worker).
+    pub fn sign_now(
+        &self,
+        host: &str,
+        chain: ChainId,
+        seq: u64,
+        head: [u8; 32],
+    ) -> Option<Vec<u8>> {
+        let g = self.key.lock().unwrap_or_else(|p| p.into_inner());
+        let k = g.as_ref()?;
+        Some(Self::signed(k, &self.collector, host, chain, seq, head))
+    }
+
+    fn signed(
+        k: &EpochKey,
+        collector: &str,
+        host: &str,
+        chain: ChainId,
+        seq: u64,
+        head: [u8; 32],
+    ) -> Vec<u8> {
         let r = Receipt {
-            collector: self.collector.clone(),
+            collector: collector.to_string(),
             log_chain: k.log_chain,
             log_epoch: k.epoch,
             log_key: k.key.public(),
@@ -102,7 +127,7 @@ impl ReceiptSigner {
             seq,
             head,
         };
-        Some(r.sign(&k.key))
+        r.sign(&k.key)
     }
 
     /// Takes the key away (erasing the copy): its seal is durable and the

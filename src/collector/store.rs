@@ -1122,6 +1122,12 @@ impl Store {
         }
     }
 
+    /// Whether its calls wait on the network (a JetStream stream), not only
+    /// on memory and the write-behind pool (the file store).
+    pub fn waits_on_network(&self) -> bool {
+        self.jet.is_some()
+    }
+
     /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.root

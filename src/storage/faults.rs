@@ -100,45 +100,6 @@ pub fn sync_data(file: &std::fs::File, durable: u64, end: u64) -> std::io::Resul
     file.sync_data()
 }
 
-/// Environment variable for a simulated failure to start a thread:
-/// `LOGSEAL_SPAWN_FAIL=N` makes the first N calls of [`spawn`] fail.
-pub const SPAWN_ENV: &str = "LOGSEAL_SPAWN_FAIL";
-
-static SPAWN_PLAN: OnceLock<u64> = OnceLock::new();
-static SPAWNS: AtomicU64 = AtomicU64::new(0);
-
-/// `builder.spawn(f)`.
-///
-/// **Simulated resource fault** (tests only; the real one, a pids cgroup
-/// limit, needs a writable cgroup, which not every machine has): when
-/// [`SPAWN_ENV`] selects this call, no thread is started, `f` is dropped
-/// unrun and the error is the kernel's when it refuses a thread (`EAGAIN`),
-/// as `spawn` does then.
-pub fn spawn<F, T>(
-    builder: std::thread::Builder,
-    f: F,
-) -> std::io::Result<std::thread::JoinHandle<T>>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    if cfg!(feature = "fault-injection") {
-        let n = *SPAWN_PLAN.get_or_init(|| {
-            std::env::var(SPAWN_ENV)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        });
-        if n > 0 && SPAWNS.fetch_add(1, Ordering::SeqCst) < n {
-            drop(f);
-            return Err(std::io::Error::from_raw_os_error(
-                rustix::io::Errno::AGAIN.raw_os_error(),
-            ));
-        }
-    }
-    builder.spawn(f)
-}
-
 /// Environment variable for a simulated bug: `LOGSEAL_PANIC_AT=NAME` makes
 /// the code panic at the point NAME ([`panic_point`]).
 pub const PANIC_ENV: &str = "LOGSEAL_PANIC_AT";

@@ -23,7 +23,7 @@ pub const HELLO_MAX: usize = 64 << 10;
 /// Default maximum frame size a collector accepts.
 pub const DEFAULT_MAX_FRAME: u32 = 16 << 20;
 /// A frame reader's buffer at first.
-const INITIAL_BUFFER: usize = 256 << 10;
+const INITIAL_BUFFER: usize = 16 << 10;
 /// A frame reader's buffer grows by at most this much beyond the bytes that
 /// have arrived (and at most doubles).
 const READ_CHUNK: usize = 64 << 10;
@@ -518,47 +518,83 @@ impl FrameReader {
     pub fn next<R: Read>(&mut self, r: &mut R, max: usize) -> Result<(u8, &[u8]), ReadError> {
         loop {
             if let Some(len) = self.complete(max)? {
-                let s = self.start;
-                self.start += 4 + len;
-                return Ok((self.buf[s + 4], &self.buf[s + 5..s + 4 + len]));
+                return Ok(self.take(len));
             }
-            // Make room: compact, then grow to hold the whole frame.
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            let need = if self.end >= 4 {
-                4 + u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
-                    as usize
-            } else {
-                4
-            };
-            if self.buf.len() <= self.end {
-                // Grow with what arrives, not with what the length prefix
-                // announces: a peer cannot make us hold a frame it does not
-                // send (at most twice what arrived, plus one chunk).
-                let grow = (self.end + READ_CHUNK).max(self.buf.len() * 2);
-                self.buf.resize(grow.min(need.max(self.end + 1)), 0);
-            }
-            match r.read(&mut self.buf[self.end..]) {
-                Ok(0) if self.end == 0 => return Err(ReadError::Closed),
-                Ok(0) => return Err(ReadError::Truncated(self.end)),
-                Ok(n) => self.end += n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(ReadError::Timeout)
-                }
+            match r.read(self.room()) {
+                Ok(n) => self.filled(n)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && self.end == 0 => {
-                    return Err(ReadError::Closed)
-                }
-                Err(e) => return Err(ReadError::Io(e)),
+                Err(e) => return Err(self.failed(e)),
             }
+        }
+    }
+
+    /// [`next`](Self::next) from an asynchronous stream. Cancel-safe: what
+    /// was read before the future is dropped stays buffered for the next call.
+    pub async fn next_async<R: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        max: usize,
+    ) -> Result<(u8, &[u8]), ReadError> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(len) = self.complete(max)? {
+                return Ok(self.take(len));
+            }
+            match r.read(self.room()).await {
+                Ok(n) => self.filled(n)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.failed(e)),
+            }
+        }
+    }
+
+    /// Takes the whole frame of `len` bytes at the start of the buffer.
+    fn take(&mut self, len: usize) -> (u8, &[u8]) {
+        let s = self.start;
+        self.start += 4 + len;
+        (self.buf[s + 4], &self.buf[s + 5..s + 4 + len])
+    }
+
+    /// Room for the next read: compacts, then grows to hold the whole frame.
+    fn room(&mut self) -> &mut [u8] {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let need = if self.end >= 4 {
+            4 + u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize
+        } else {
+            4
+        };
+        if self.buf.len() <= self.end {
+            // Grow with what arrives, not with what the length prefix
+            // announces: a peer cannot make us hold a frame it does not
+            // send (at most twice what arrived, plus one chunk).
+            let grow = (self.end + READ_CHUNK).max(self.buf.len() * 2);
+            self.buf.resize(grow.min(need.max(self.end + 1)), 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were read into [`room`](Self::room); 0: the peer closed.
+    fn filled(&mut self, n: usize) -> Result<(), ReadError> {
+        match n {
+            0 if self.end == 0 => Err(ReadError::Closed),
+            0 => Err(ReadError::Truncated(self.end)),
+            n => {
+                self.end += n;
+                Ok(())
+            }
+        }
+    }
+
+    /// What a failed read means.
+    fn failed(&self, e: io::Error) -> ReadError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ReadError::Timeout,
+            io::ErrorKind::UnexpectedEof if self.end == 0 => ReadError::Closed,
+            _ => ReadError::Io(e),
         }
     }
 }
