@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// The collector's threads by name (`/proc/PID/task/*/comm`) and the context
 /// switches of those named `name`.
-fn threads(pid: u32) -> Vec<(String, u64)> {
+fn threads(pid: u32) -> Vec<(String, u64, String)> {
     let mut out = Vec::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
@@ -30,12 +30,13 @@ fn threads(pid: u32) -> Vec<(String, u64)> {
             })
             .map(|v| v.trim().parse::<u64>().unwrap())
             .sum();
-        out.push((comm.trim().to_string(), switches));
+        let tid = t.file_name().to_string_lossy().into_owned();
+        out.push((comm.trim().to_string(), switches, tid));
     }
     out
 }
 
-fn named(ts: &[(String, u64)], name: &str) -> (usize, u64) {
+fn named(ts: &[(String, u64, String)], name: &str) -> (usize, u64) {
     let of: Vec<_> = ts.iter().filter(|t| t.0 == name).collect();
     (of.len(), of.iter().map(|t| t.1).sum())
 }
@@ -90,7 +91,15 @@ fn hosts_cost_no_thread_and_idle_sessions_never_wake() {
     // idle timeout).
     std::thread::sleep(Duration::from_secs(3));
     let after = threads(pid);
-    let woken = named(&after, "logseal-session").1 - named(&before, "logseal-session").1;
+    // Threads present in both samples (a runtime thread may end meanwhile).
+    let woken: u64 = after
+        .iter()
+        .filter(|t| t.0 == "logseal-session")
+        .filter_map(|t| {
+            let was = before.iter().find(|b| b.2 == t.2)?;
+            Some(t.1.saturating_sub(was.1))
+        })
+        .sum();
     assert!(
         woken < HOSTS as u64,
         "{HOSTS} idle sessions woke the runtime {woken} times in 3 s"
@@ -340,7 +349,7 @@ fn an_idle_agent_sleeps() {
     // count as context switches), so at least one window has no such write;
     // there, an idle agent has nothing to do.
     let pid = a.child.id();
-    let total = |ts: &[(String, u64)]| ts.iter().map(|t| t.1).sum::<u64>();
+    let total = |ts: &[(String, u64, String)]| ts.iter().map(|t| t.1).sum::<u64>();
     let mut samples = vec![threads(pid)];
     for _ in 0..3 {
         std::thread::sleep(Duration::from_secs(3));
@@ -348,7 +357,7 @@ fn an_idle_agent_sleeps() {
     }
     let woken: Vec<u64> = samples
         .windows(2)
-        .map(|w| total(&w[1]) - total(&w[0]))
+        .map(|w| total(&w[1]).saturating_sub(total(&w[0])))
         .collect();
     eprintln!("idle agent: context switches per 3 s window: {woken:?}");
     let least = *woken.iter().min().unwrap();

@@ -61,6 +61,9 @@ type Tls = tokio_rustls::server::TlsStream<TcpStream>;
 struct Out {
     buf: Vec<u8>,
     close: bool,
+    /// A write failed or timed out part-way: nothing more is sent (what
+    /// follows would not start at a frame boundary).
+    failed: bool,
 }
 
 impl Out {
@@ -82,6 +85,11 @@ impl Out {
 
     /// Writes what waits (and the close_notify) to `tls`, by `WRITE_WAIT`.
     async fn send(&mut self, tls: &mut Tls) -> std::io::Result<()> {
+        if self.failed {
+            return Err(std::io::Error::other(
+                "an earlier write to the agent failed",
+            ));
+        }
         let write = async {
             if !self.buf.is_empty() {
                 tls.write_all(&self.buf).await?;
@@ -92,12 +100,17 @@ impl Out {
             }
             tls.flush().await
         };
-        timeout(WRITE_WAIT, write).await.unwrap_or_else(|_| {
+        let r = timeout(WRITE_WAIT, write).await.unwrap_or_else(|_| {
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "the agent read nothing for 30 s",
             ))
-        })
+        });
+        if r.is_err() {
+            self.failed = true;
+            self.buf.clear();
+        }
+        r
     }
 }
 
@@ -790,8 +803,15 @@ impl Session<'_> {
         if self.hashing.is_empty() && b.len() <= INLINE_HASH_MAX {
             self.store_one(hash_batch(b)).await?;
         } else {
-            self.hashing
-                .push_back(tokio::task::spawn_blocking(move || hash_batch(b)));
+            // The session is told when the leaves are ready: the batch is
+            // then stored (and its ack sent once durable) without waiting for
+            // the next frame.
+            let wake = self.wake.clone();
+            self.hashing.push_back(tokio::task::spawn_blocking(move || {
+                let h = hash_batch(b);
+                wake.notify_one();
+                h
+            }));
             self.store_hashed(HASH_AHEAD).await?;
         }
         self.ack_synced()
